@@ -1,0 +1,310 @@
+// Package config loads the bot's YAML configuration strictly: every key has a default
+// or is required, and an unknown key is an error that names it.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Example is the annotated example configuration shipped with the binary.
+//
+//go:embed config.example.yaml
+var Example []byte
+
+// Environment variables that override secrets from the file.
+const (
+	EnvPassword    = "MATRIX_RECORDER_PASSWORD"
+	EnvAccessToken = "MATRIX_RECORDER_ACCESS_TOKEN"
+	EnvPickleKey   = "MATRIX_RECORDER_PICKLE_KEY"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Matrix     Matrix     `yaml:"matrix"`
+	DataDir    string     `yaml:"data_dir"`
+	Recordings Recordings `yaml:"recordings"`
+	WebRTC     WebRTC     `yaml:"webrtc"`
+	Calls      Calls      `yaml:"calls"`
+	Bot        Bot        `yaml:"bot"`
+	Log        Log        `yaml:"log"`
+}
+
+// Matrix holds the homeserver and the bot account.
+type Matrix struct {
+	Homeserver  string `yaml:"homeserver"`
+	UserID      string `yaml:"user_id"`
+	Password    string `yaml:"password"`
+	AccessToken string `yaml:"access_token"`
+	DeviceID    string `yaml:"device_id"`
+	DeviceName  string `yaml:"device_name"`
+	PickleKey   string `yaml:"pickle_key"`
+}
+
+// GapPolicy says what a track does when no media arrives for a while.
+type GapPolicy string
+
+// Gap policies.
+const (
+	// GapKeep keeps real time: the gap stays in the timeline (Ogg: Opus packets that
+	// ask the decoder for concealment, RFC 7845 §4.1; WebM: block timecodes).
+	GapKeep GapPolicy = "keep"
+	// GapFill fills audio gaps with Opus frames of digital silence.
+	GapFill GapPolicy = "fill"
+	// GapSplit starts a new part of the track after SplitAfter of nothing.
+	GapSplit GapPolicy = "split"
+)
+
+// Recordings configures where and how files are written.
+type Recordings struct {
+	Dir string `yaml:"dir"`
+	// FlushInterval is the recovery point: data reaches the file at least this often.
+	FlushInterval Duration `yaml:"flush_interval"`
+	// Fsync makes every flush an fsync, so a power loss (not only a crash) loses at most
+	// FlushInterval of media.
+	Fsync      bool      `yaml:"fsync"`
+	GapPolicy  GapPolicy `yaml:"gap_policy"`
+	SplitAfter Duration  `yaml:"split_after"`
+	// AudioJitter and VideoJitter bound how long a missing packet is waited for.
+	AudioJitter Duration `yaml:"audio_jitter"`
+	VideoJitter Duration `yaml:"video_jitter"`
+}
+
+// WebRTC configures the bot's peer connections.
+type WebRTC struct {
+	// IncludeLoopback also offers 127.0.0.1 candidates (single-host setups, tests).
+	IncludeLoopback bool `yaml:"include_loopback"`
+	// UDPPortMin and UDPPortMax restrict the ephemeral UDP ports used for ICE.
+	UDPPortMin uint16 `yaml:"udp_port_min"`
+	UDPPortMax uint16 `yaml:"udp_port_max"`
+	// UDPPort, when set, multiplexes all peer connections on this one UDP port.
+	UDPPort uint16 `yaml:"udp_port"`
+	// PublicIPs are announced as host candidates instead of the local addresses (1:1 NAT).
+	PublicIPs []string `yaml:"public_ips"`
+	// Interfaces limits ICE to these network interfaces (empty: all).
+	Interfaces []string `yaml:"interfaces"`
+	// ICEServers are used in addition to the homeserver's TURN servers.
+	ICEServers []ICEServer `yaml:"ice_servers"`
+	// UseHomeserverTURN asks the homeserver for TURN credentials.
+	UseHomeserverTURN bool `yaml:"use_homeserver_turn"`
+}
+
+// ICEServer is a STUN or TURN server.
+type ICEServer struct {
+	URLs       []string `yaml:"urls"`
+	Username   string   `yaml:"username"`
+	Credential string   `yaml:"credential"`
+}
+
+// Calls configures call handling.
+type Calls struct {
+	// AutoAnswer answers 1:1 calls in rooms where the bot and exactly one other person are joined.
+	AutoAnswer bool `yaml:"auto_answer"`
+	// MaxDuration ends a call after this long (0: no limit).
+	MaxDuration Duration `yaml:"max_duration"`
+	// ICETimeout hangs up a call whose connection is not restored in this time.
+	ICETimeout Duration `yaml:"ice_timeout"`
+	// MaxTracks bounds the tracks recorded per call.
+	MaxTracks int `yaml:"max_tracks"`
+}
+
+// Bot configures the chat side.
+type Bot struct {
+	CommandPrefix string `yaml:"command_prefix"`
+	// AllowedInviters, when not empty, lists user ids or ":server" suffixes whose
+	// invites the bot accepts; everyone else's invites are declined.
+	AllowedInviters []string `yaml:"allowed_inviters"`
+	// Notices makes the bot post notices when recording starts and ends.
+	Notices bool `yaml:"notices"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Duration is a time.Duration written as "1s", "250ms", "2h".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: duration must be a string like \"1s\": %w", n.Line, err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	if v < 0 {
+		return fmt.Errorf("line %d: duration %q is negative", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the configuration with every default filled in and no account.
+func Default() Config {
+	return Config{
+		Matrix:  Matrix{DeviceName: "matrix-recorder"},
+		DataDir: "./data",
+		Recordings: Recordings{
+			Dir:           "./recordings",
+			FlushInterval: Duration(time.Second),
+			GapPolicy:     GapKeep,
+			SplitAfter:    Duration(30 * time.Second),
+			AudioJitter:   Duration(100 * time.Millisecond),
+			VideoJitter:   Duration(300 * time.Millisecond),
+		},
+		WebRTC: WebRTC{UseHomeserverTURN: true},
+		Calls: Calls{
+			AutoAnswer: true,
+			ICETimeout: Duration(30 * time.Second),
+			MaxTracks:  64,
+		},
+		Bot: Bot{CommandPrefix: "!", Notices: true},
+		Log: Log{Level: "info", Format: "console"},
+	}
+}
+
+// ErrNoConfig is returned by Load when the file does not exist.
+var ErrNoConfig = errors.New("config file not found")
+
+// Load reads and validates the file at path, then applies secrets from the environment.
+func Load(path string) (Config, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Config{}, fmt.Errorf("%w: %s", ErrNoConfig, path)
+	} else if err != nil {
+		return Config{}, fmt.Errorf("open config: %w", err)
+	}
+	defer f.Close()
+	cfg, err := Parse(f)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML strictly over the defaults, applies the environment and validates.
+func Parse(r io.Reader) (Config, error) {
+	cfg := Default()
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return Config{}, fmt.Errorf("read: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, friendlyYAMLError(err)
+	}
+	cfg.applyEnv(os.Getenv)
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func friendlyYAMLError(err error) error {
+	msg := err.Error()
+	// yaml.v3 says: "line 3: field foo not found in type config.Matrix".
+	if strings.Contains(msg, "not found in type") {
+		return fmt.Errorf("unknown key: %s", strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  "))
+	}
+	return fmt.Errorf("parse yaml: %w", err)
+}
+
+func (c *Config) applyEnv(getenv func(string) string) {
+	if v := getenv(EnvPassword); v != "" {
+		c.Matrix.Password = v
+	}
+	if v := getenv(EnvAccessToken); v != "" {
+		c.Matrix.AccessToken = v
+	}
+	if v := getenv(EnvPickleKey); v != "" {
+		c.Matrix.PickleKey = v
+	}
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Matrix.Homeserver == "" {
+		errs = append(errs, errors.New("matrix.homeserver is required (e.g. https://matrix.example.org)"))
+	} else if u, err := url.Parse(c.Matrix.Homeserver); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("matrix.homeserver %q must be an http(s) URL", c.Matrix.Homeserver))
+	}
+	if c.Matrix.UserID == "" {
+		errs = append(errs, errors.New("matrix.user_id is required (e.g. @recorder:example.org)"))
+	} else if !strings.HasPrefix(c.Matrix.UserID, "@") || !strings.Contains(c.Matrix.UserID, ":") {
+		errs = append(errs, fmt.Errorf("matrix.user_id %q must look like @name:server", c.Matrix.UserID))
+	}
+	if c.Matrix.Password == "" && c.Matrix.AccessToken == "" {
+		errs = append(errs, fmt.Errorf("matrix.password or matrix.access_token is required (or the environment variable %s or %s)", EnvPassword, EnvAccessToken))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir must not be empty"))
+	}
+	if c.Recordings.Dir == "" {
+		errs = append(errs, errors.New("recordings.dir must not be empty"))
+	}
+	if fi := c.Recordings.FlushInterval.D(); fi < 50*time.Millisecond || fi > time.Minute {
+		errs = append(errs, fmt.Errorf("recordings.flush_interval %s must be between 50ms and 1m", fi))
+	}
+	switch c.Recordings.GapPolicy {
+	case GapKeep, GapFill, GapSplit:
+	default:
+		errs = append(errs, fmt.Errorf("recordings.gap_policy %q must be keep, fill or split", c.Recordings.GapPolicy))
+	}
+	if c.Recordings.GapPolicy == GapSplit && c.Recordings.SplitAfter.D() < time.Second {
+		errs = append(errs, errors.New("recordings.split_after must be at least 1s"))
+	}
+	for _, j := range []struct {
+		name string
+		d    Duration
+	}{{"recordings.audio_jitter", c.Recordings.AudioJitter}, {"recordings.video_jitter", c.Recordings.VideoJitter}} {
+		if j.d.D() < 10*time.Millisecond || j.d.D() > 5*time.Second {
+			errs = append(errs, fmt.Errorf("%s %s must be between 10ms and 5s", j.name, j.d.D()))
+		}
+	}
+	if (c.WebRTC.UDPPortMin == 0) != (c.WebRTC.UDPPortMax == 0) || c.WebRTC.UDPPortMin > c.WebRTC.UDPPortMax {
+		errs = append(errs, errors.New("webrtc.udp_port_min and webrtc.udp_port_max must both be set, min <= max"))
+	}
+	if c.WebRTC.UDPPort != 0 && c.WebRTC.UDPPortMin != 0 {
+		errs = append(errs, errors.New("set either webrtc.udp_port or webrtc.udp_port_min/max, not both"))
+	}
+	for _, ip := range c.WebRTC.PublicIPs {
+		if net.ParseIP(ip) == nil {
+			errs = append(errs, fmt.Errorf("webrtc.public_ips: %q is not an IP address", ip))
+		}
+	}
+	if c.Calls.MaxTracks < 1 || c.Calls.MaxTracks > 1024 {
+		errs = append(errs, fmt.Errorf("calls.max_tracks %d must be between 1 and 1024", c.Calls.MaxTracks))
+	}
+	if c.Bot.CommandPrefix == "" {
+		errs = append(errs, errors.New("bot.command_prefix must not be empty"))
+	}
+	switch c.Log.Format {
+	case "console", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format %q must be console or json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
