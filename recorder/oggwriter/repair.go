@@ -1,0 +1,178 @@
+package oggwriter
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// RepairReport says what Repair found and did.
+type RepairReport struct {
+	// Pages is the number of complete pages of the stream kept in the file. Complete
+	// pages of other streams (another serial number) are kept too but not counted.
+	Pages int
+	// TruncatedBytes were cut from the end: a page torn by a crash, or bytes that are
+	// no page at all.
+	TruncatedBytes int64
+	// CorruptBytes between complete pages are no valid page (a damaged page in the
+	// middle). They are left in place, since cutting them would move every later page;
+	// players skip them.
+	CorruptBytes int64
+	// Granule is the granule position of the last page on which an audio packet ends
+	// (0 if there is none).
+	Granule int64
+	// PreSkip is the pre-skip of the identification header.
+	PreSkip uint16
+	// Duration is the playable duration: Granule minus PreSkip, at 48 kHz.
+	Duration time.Duration
+	// HadEOS is true if the stream already ended with an end-of-stream page.
+	HadEOS bool
+	// AppendedTags is true if the comment header was missing and Repair appended one.
+	AppendedTags bool
+	// AppendedEOS is true if Repair appended an empty end-of-stream page.
+	AppendedEOS bool
+}
+
+// Repair makes an Ogg Opus file left by a crash whole again. It keeps every complete
+// page, cuts what follows the last one (a torn page), appends a comment header if the
+// crash came before it was written, and appends an empty end-of-stream page carrying
+// the last granule position if the stream has none. A file that already ends with an
+// end-of-stream page and nothing after it is not written to. A file without a complete
+// identification header at its start is left alone and ErrNotOpus returned.
+func Repair(path string) (RepairReport, error) {
+	var r RepairReport
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return r, fmt.Errorf("open ogg file to repair: %w", err)
+	}
+	r, err = repair(f)
+	if cerr := f.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close repaired ogg file: %w", cerr))
+	}
+	if err != nil {
+		return r, fmt.Errorf("repair %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// scanState is what repair learns from the pages of a file.
+type scanState struct {
+	serial      uint32
+	lastSeq     uint32
+	last        page // the last valid page of the stream (lacing and body not kept)
+	packets     int  // packets completed so far
+	channels    uint8
+	haveGranule bool
+}
+
+func repair(f *os.File) (RepairReport, error) {
+	var r RepairReport
+	info, err := f.Stat()
+	if err != nil {
+		return r, err
+	}
+	size := info.Size()
+
+	buf := make([]byte, maxPageSize)
+	var st scanState
+	var off, goodEnd int64
+	for off < size {
+		n, err := f.ReadAt(buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return r, fmt.Errorf("read at %d: %w", off, err)
+		}
+		b := buf[:n]
+		p, perr := parsePage(b)
+		if perr == nil && r.Pages > 0 && p.serial != st.serial {
+			// A complete page of another stream: not ours to judge, and not to lose.
+			r.CorruptBytes += off - goodEnd
+			off += int64(p.size())
+			goodEnd = off
+			continue
+		}
+		if perr == nil {
+			if r.Pages == 0 {
+				ch, preSkip, ok := parseOpusHead(p.body)
+				if off != 0 || p.flags&flagBOS == 0 || len(p.lacing) == 0 || !p.endsPacket() || !ok {
+					return r, ErrNotOpus
+				}
+				st.serial, st.channels, r.PreSkip = p.serial, ch, preSkip
+			}
+			r.CorruptBytes += off - goodEnd
+			st.take(&r, p)
+			off += int64(p.size())
+			goodEnd = off
+			continue
+		}
+		if r.Pages == 0 {
+			return r, ErrNotOpus
+		}
+		// No page here: look for the next capture pattern. A page is never longer
+		// than buf, so if none starts in buf, none starts before its last 3 bytes.
+		i := bytes.Index(b[1:], capturePattern)
+		switch {
+		case i >= 0:
+			off += 1 + int64(i)
+		case int64(n) < int64(len(buf)) || off+int64(n) >= size:
+			off = size
+		default:
+			off += int64(n) - int64(len(capturePattern)-1)
+		}
+	}
+	r.Duration = samplesToDuration(max(0, r.Granule-int64(r.PreSkip)))
+	r.HadEOS = st.last.flags&flagEOS != 0
+	r.TruncatedBytes = size - goodEnd
+
+	var tail []byte
+	seq := st.lastSeq + 1
+	if st.packets < 2 {
+		if st.last.seq != 0 {
+			// The comment header began on a page and was cut off: nothing can follow it
+			// without breaking the packet, and no complete page may be lost.
+			return r, fmt.Errorf("%w: comment header incomplete", ErrNotOpus)
+		}
+		tail = appendPage(tail, 0, 0, st.serial, seq, []byte{byte(len(minimalTags()))}, minimalTags())
+		seq++
+		r.AppendedTags = true
+	}
+	if !r.HadEOS {
+		tail = appendPage(tail, flagEOS, r.Granule, st.serial, seq, nil, nil)
+		r.AppendedEOS = true
+	}
+	if r.TruncatedBytes == 0 && len(tail) == 0 {
+		return r, nil
+	}
+	if r.TruncatedBytes > 0 {
+		if err := f.Truncate(goodEnd); err != nil {
+			return r, fmt.Errorf("truncate torn page: %w", err)
+		}
+	}
+	if len(tail) > 0 {
+		if _, err := f.WriteAt(tail, goodEnd); err != nil {
+			return r, fmt.Errorf("append end of stream: %w", err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return r, fmt.Errorf("sync repaired file: %w", err)
+	}
+	return r, nil
+}
+
+// take records a valid page of the stream.
+func (st *scanState) take(r *RepairReport, p page) {
+	r.Pages++
+	ends := p.completedPackets()
+	if st.packets+ends > 2 && p.granule != noGranule {
+		// An audio packet ends on this page (the first two packets are the headers).
+		r.Granule = p.granule
+	}
+	st.packets += ends
+	st.lastSeq = p.seq
+	st.last = page{flags: p.flags, granule: p.granule, serial: p.serial, seq: p.seq}
+}
+
+// minimalTags is a comment header with the default vendor and no comments.
+func minimalTags() []byte { return appendOpusTags(nil, DefaultVendor, nil) }

@@ -1,0 +1,74 @@
+package oggwriter
+
+import (
+	"fmt"
+	"time"
+)
+
+// CELT-only fullband TOC configurations (RFC 6716 §3.1): 2.5, 5, 10 and 20 ms frames.
+const (
+	celtFB2_5ms = 28
+	celtFB20ms  = 31
+)
+
+// silence0 and silence1 make one CELT frame whose range-coded first symbol, the silence
+// flag (RFC 6716 §4.3, Table 56), decodes as 1: the decoder outputs digital silence and
+// reads nothing else. Two bytes, because decoders treat a frame of 0 or 1 byte as lost.
+const (
+	silence0 = 0xff
+	silence1 = 0xfe
+)
+
+// SilenceFrame returns a new Opus packet of duration d that decodes to digital silence.
+// It is a CELT-only fullband mono packet, which decoders of one or two channels accept
+// alike. d must be 2.5, 5, 10 or 20 ms (one frame) or 40, 60, 80, 100 or 120 ms
+// (several 20 ms frames in one code 3 packet).
+func SilenceFrame(d time.Duration) ([]byte, error) {
+	n := durationToSamples(d)
+	if n <= 0 || samplesToDuration(n) != d {
+		return nil, fmt.Errorf("no opus silence packet of %v", d)
+	}
+	switch n {
+	case 120, 240, 480, 960:
+		return appendSilence(nil, int(n)), nil
+	case 1920, 2880, 3840, 4800, 5760:
+		m := int(n / 960)
+		p := make([]byte, 0, 2+2*m)
+		p = append(p, celtFB20ms<<3|3, byte(m)) // code 3, CBR, no padding
+		for range m {
+			p = append(p, silence0, silence1)
+		}
+		return p, nil
+	default:
+		return nil, fmt.Errorf("no opus silence packet of %v", d)
+	}
+}
+
+// appendSilence appends a one-frame silence packet of n samples, n one of 120, 240,
+// 480, 960.
+func appendSilence(dst []byte, n int) []byte {
+	config := byte(celtFB2_5ms)
+	for s := 120; s < n; s <<= 1 {
+		config++
+	}
+	return append(dst, config<<3, silence0, silence1)
+}
+
+// appendLoss appends a one-frame packet of n samples (120, 240, 480, 960) whose frame is
+// empty, which asks the decoder for packet loss concealment (RFC 6716 §3.2.1, RFC 7845
+// §4.1). It keeps the previous packet's configuration and stereo flag when that has the
+// same frame size, as RFC 7845 §4.1 suggests, else uses CELT-only fullband.
+func appendLoss(dst []byte, n int, prevTOC byte, havePrev bool) []byte {
+	if havePrev && frameSamples(prevTOC>>3) == n {
+		return append(dst, prevTOC&^3)
+	}
+	config := byte(celtFB2_5ms)
+	for s := 120; s < n; s <<= 1 {
+		config++
+	}
+	stereo := byte(0)
+	if havePrev {
+		stereo = prevTOC & 0x04
+	}
+	return append(dst, config<<3|stereo)
+}
