@@ -1,0 +1,203 @@
+package testmedia
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4/pkg/media"
+)
+
+func TestOpusFrames(t *testing.T) {
+	for _, name := range []string{Tone440, Tone660} {
+		frames, err := OpusFrames(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total time.Duration
+		for i, f := range frames {
+			if f.Duration != 20*time.Millisecond {
+				t.Fatalf("%s frame %d lasts %s, want 20ms", name, i, f.Duration)
+			}
+			if f.Data[0]&0x04 == 0 {
+				t.Fatalf("%s frame %d is not stereo", name, i)
+			}
+			total += f.Duration
+		}
+		if total < 4900*time.Millisecond || total > 5100*time.Millisecond {
+			t.Errorf("%s lasts %s, want about 5s", name, total)
+		}
+	}
+}
+
+func TestVideoFrames(t *testing.T) {
+	for _, name := range []string{VP8, VP9, H264, AV1} {
+		t.Run(name, func(t *testing.T) {
+			frames, err := VideoFrames(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(frames) != 45 {
+				t.Errorf("%d frames, want 45 (3 s at 15 fps)", len(frames))
+			}
+			for i, f := range frames {
+				if want := i%15 == 0; f.Keyframe != want {
+					t.Errorf("frame %d: keyframe %v, want %v", i, f.Keyframe, want)
+				}
+				if d := f.Duration - time.Second/15; d < -time.Millisecond || d > time.Millisecond {
+					t.Errorf("frame %d lasts %s", i, f.Duration)
+				}
+			}
+		})
+	}
+}
+
+func TestAssetsAreSmall(t *testing.T) {
+	total := 0
+	for _, a := range Assets() {
+		data, err := Bytes(a.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += len(data)
+	}
+	if total > 1<<20 {
+		t.Errorf("test media total %d bytes, keep it under 1 MB", total)
+	}
+}
+
+func TestOpusPacketDuration(t *testing.T) {
+	for _, c := range []struct {
+		p    []byte
+		want time.Duration
+	}{
+		{[]byte{0xfc}, 20 * time.Millisecond},             // CELT FB 20 ms stereo, code 0
+		{[]byte{0x08}, 20 * time.Millisecond},             // SILK NB 20 ms, code 0
+		{[]byte{0x19}, 120 * time.Millisecond},            // SILK NB 60 ms, code 1: two frames
+		{[]byte{0x61}, 20 * time.Millisecond},             // hybrid SWB 10 ms, code 1: two frames
+		{[]byte{0x7b, 0x03}, 60 * time.Millisecond},       // hybrid FB 20 ms, code 3: three frames
+		{[]byte{0xe3, 0x04}, 4 * 2500 * time.Microsecond}, // CELT NB 2.5 ms, code 3: four frames
+	} {
+		got, err := OpusPacketDuration(c.p)
+		if err != nil {
+			t.Errorf("%x: %v", c.p, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("%x: %s, want %s", c.p, got, c.want)
+		}
+	}
+	if _, err := OpusPacketDuration(nil); err == nil {
+		t.Error("empty packet accepted")
+	}
+}
+
+// fakeTimeline drives a Sender without real time and records what it wrote.
+type fakeTimeline struct {
+	now     time.Time
+	samples []media.Sample
+	onWrite func(n int)
+}
+
+func (f *fakeTimeline) WriteSample(s media.Sample) error {
+	f.samples = append(f.samples, s)
+	if f.onWrite != nil {
+		f.onWrite(len(f.samples))
+	}
+	return nil
+}
+
+func (f *fakeTimeline) sleep(ctx context.Context, d time.Duration) error {
+	if d > 0 {
+		f.now = f.now.Add(d)
+	}
+	return ctx.Err()
+}
+
+func TestSenderPauseDTX(t *testing.T) {
+	frames, err := OpusFrames(Tone440)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := &fakeTimeline{now: time.Unix(0, 0)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := NewSender(ft, frames, WithClock(func() time.Time { return ft.now }, ft.sleep))
+	ft.onWrite = func(n int) {
+		switch n {
+		case 10:
+			s.Pause(PauseDTX)
+		case 110:
+			s.Resume()
+		case 400: // loops past the end of the 250 frames
+			cancel()
+		}
+	}
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var total time.Duration
+	dtx, media := 0, 0
+	for i, smp := range ft.samples {
+		total += smp.Duration
+		switch {
+		case len(smp.Data) == 1:
+			dtx++
+			if i < 10 || i >= 110 {
+				t.Errorf("DTX packet at slot %d outside the pause", i)
+			}
+		case len(smp.Data) > 1:
+			media++
+		default:
+			if i < 10 || i >= 110 {
+				t.Errorf("empty slot %d outside the pause", i)
+			}
+		}
+	}
+	if media != 300 || dtx != 5 {
+		t.Errorf("%d media frames and %d DTX packets, want 300 and 5 (one per 400 ms of a 2 s pause)", media, dtx)
+	}
+	if total != 400*20*time.Millisecond {
+		t.Errorf("timeline advanced %s, want 8s", total)
+	}
+	if f, d := s.Sent(); f != 300 || d != 5 {
+		t.Errorf("Sent() = %d, %d", f, d)
+	}
+	if got := ft.now.Sub(time.Unix(0, 0)); got < 7900*time.Millisecond {
+		t.Errorf("sender paced only %s of 8s", got)
+	}
+}
+
+func TestSenderVideoResumesAtKeyframe(t *testing.T) {
+	frames, err := VideoFrames(VP8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := &fakeTimeline{now: time.Unix(0, 0)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := NewSender(ft, frames, WithClock(func() time.Time { return ft.now }, ft.sleep))
+	ft.onWrite = func(n int) {
+		switch n {
+		case 5:
+			s.Pause(PauseDTX) // video: same as silent
+		case 20:
+			s.Resume()
+		case 60:
+			cancel()
+		}
+	}
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := -1
+	for i := 5; i < len(ft.samples); i++ {
+		if len(ft.samples[i].Data) > 0 {
+			first = i
+			break
+		}
+	}
+	if first != 30 {
+		t.Fatalf("first frame after resume at slot %d, want 30 (the next keyframe)", first)
+	}
+}
