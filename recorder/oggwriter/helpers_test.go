@@ -72,6 +72,48 @@ func readOgg(t testing.TB, b []byte) oggStream {
 	return s
 }
 
+// endTrimmed reports whether the stream ends with the page Close writes when nothing is
+// buffered: one 2.5 ms silence packet, trimmed away by a granule position that is the
+// same as the one before.
+func (s oggStream) endTrimmed() bool {
+	n := len(s.pages)
+	if n < 3 || len(s.packets) < 3 {
+		return false
+	}
+	last := s.pages[n-1]
+	prev := int64(0)
+	for _, p := range s.pages[:n-1] {
+		if p.granule != noGranule {
+			prev = p.granule
+		}
+	}
+	if n == 3 { // no audio: the granule position is the pre-skip
+		_, preSkip, _ := parseOpusHead(s.packets[0])
+		prev = int64(preSkip)
+	}
+	return last.flags&flagEOS != 0 && len(last.lacing) == 1 && isSilence(last.body) &&
+		last.flags&flagContinued == 0 && last.granule == prev
+}
+
+// isSilence reports whether p is a packet this package makes from silence frames.
+func isSilence(p []byte) bool {
+	for _, d := range []time.Duration{2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 60 * time.Millisecond, 80 * time.Millisecond, 100 * time.Millisecond, 120 * time.Millisecond} {
+		if s, _ := SilenceFrame(d); bytes.Equal(p, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// audio returns the audio packets, without the trimmed end packet.
+func (s oggStream) audio() [][]byte {
+	a := s.packets[2:]
+	if s.endTrimmed() {
+		a = a[:len(a)-1]
+	}
+	return a
+}
+
 // fixturePackets returns the audio packets of a committed Ogg Opus fixture.
 func fixturePackets(t testing.TB, name string) [][]byte {
 	t.Helper()

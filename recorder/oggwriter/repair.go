@@ -32,14 +32,16 @@ type RepairReport struct {
 	HadEOS bool
 	// AppendedTags is true if the comment header was missing and Repair appended one.
 	AppendedTags bool
-	// AppendedEOS is true if Repair appended an empty end-of-stream page.
+	// AppendedEOS is true if Repair appended an end-of-stream page (with a silence
+	// packet that the page's granule position trims away).
 	AppendedEOS bool
 }
 
 // Repair makes an Ogg Opus file left by a crash whole again. It keeps every complete
 // page, cuts what follows the last one (a torn page), appends a comment header if the
-// crash came before it was written, and appends an empty end-of-stream page carrying
-// the last granule position if the stream has none. A file that already ends with an
+// crash came before it was written, and appends an end-of-stream page if the stream has
+// none: one silence packet (2.5 ms unless the pre-skip needs more) with the last granule
+// position, so that players trim it and the duration stays that of the complete pages. A file that already ends with an
 // end-of-stream page and nothing after it is not written to. A file without a complete
 // identification header at its start is left alone and ErrNotOpus returned.
 func Repair(path string) (RepairReport, error) {
@@ -139,7 +141,10 @@ func repair(f *os.File) (RepairReport, error) {
 		r.AppendedTags = true
 	}
 	if !r.HadEOS {
-		tail = appendPage(tail, flagEOS, r.Granule, st.serial, seq, nil, nil)
+		// Like Writer.Close: a page with a silence packet that its granule position
+		// trims away.
+		end := appendEndPacket(nil, max(0, r.Granule-int64(r.PreSkip)), r.PreSkip)
+		tail = appendPage(tail, flagEOS, endGranule(r.Granule, r.PreSkip), st.serial, seq, []byte{byte(len(end))}, end)
 		r.AppendedEOS = true
 	}
 	if r.TruncatedBytes == 0 && len(tail) == 0 {

@@ -32,16 +32,33 @@ func SilenceFrame(d time.Duration) ([]byte, error) {
 	case 120, 240, 480, 960:
 		return appendSilence(nil, int(n)), nil
 	case 1920, 2880, 3840, 4800, 5760:
-		m := int(n / 960)
-		p := make([]byte, 0, 2+2*m)
-		p = append(p, celtFB20ms<<3|3, byte(m)) // code 3, CBR, no padding
-		for range m {
-			p = append(p, silence0, silence1)
-		}
-		return p, nil
+		return appendLongSilence(nil, int(n/960)), nil
 	default:
 		return nil, fmt.Errorf("no opus silence packet of %v", d)
 	}
+}
+
+// appendLongSilence appends a code 3 packet (CBR, no padding) of m 20 ms silence frames.
+func appendLongSilence(dst []byte, m int) []byte {
+	dst = append(dst, celtFB20ms<<3|3, byte(m))
+	for range m {
+		dst = append(dst, silence0, silence1)
+	}
+	return dst
+}
+
+// appendEndPacket appends the silence packet that goes on a last page which would
+// otherwise be empty (see Writer.addEndPacket). It is 2.5 ms long, or as long as it
+// takes for the stream to hold at least preSkip samples after end samples of audio
+// (up to 120 ms): players refuse a stream shorter than its pre-skip (opusfile).
+func appendEndPacket(dst []byte, end int64, preSkip uint16) []byte {
+	need := max(120, int64(preSkip)-end)
+	for n := int64(120); n <= 960; n *= 2 {
+		if n >= need {
+			return appendSilence(dst, int(n))
+		}
+	}
+	return appendLongSilence(dst, int(min((need+959)/960, maxPacketSamples/960)))
 }
 
 // appendSilence appends a one-frame silence packet of n samples, n one of 120, 240,

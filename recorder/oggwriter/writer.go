@@ -35,7 +35,7 @@ type Writer struct {
 	end      int64 // end of the last frame in samples from the start of the file
 	prevTOC  byte
 	havePrev bool
-	scratch  [3]byte // a gap-filling packet
+	scratch  [14]byte // a gap-filling or end packet
 
 	err    error // a write failed: the stream's end is unknown, refuse everything
 	closed bool
@@ -282,8 +282,8 @@ func (w *Writer) flushStream() error {
 	return nil
 }
 
-// Close writes the last page with the end-of-stream flag (an empty one if nothing is
-// buffered) and, if the writer owns the file, syncs and closes it. It is idempotent:
+// Close writes the last page with the end-of-stream flag (if nothing is buffered, a page
+// with a 2.5 ms silence packet that its granule position trims away) and, if the writer owns the file, syncs and closes it. It is idempotent:
 // later calls return nil. WriteFrame and Flush after Close return media.ErrClosed.
 func (w *Writer) Close() error {
 	if w.closed {
@@ -294,6 +294,9 @@ func (w *Writer) Close() error {
 	if w.err != nil {
 		errs = append(errs, w.err)
 	} else {
+		if w.nlacing == 0 {
+			w.addEndPacket()
+		}
 		if err := w.emit(true); err != nil {
 			errs = append(errs, err)
 		} else if err := w.flushStream(); err != nil {
@@ -315,6 +318,20 @@ func (w *Writer) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// addEndPacket puts a packet on an empty last page: checkers refuse an end-of-stream
+// page on which no packet ends (oggz-validate), or one with a granule position but no
+// packet (opusinfo). The packet is silence, 2.5 ms long unless the stream needs more to
+// reach its pre-skip, and the page's granule position stays the last one, so players
+// trim the packet away (RFC 7845 §4.5) and the file keeps its exact duration.
+func (w *Writer) addEndPacket() {
+	// The page is empty, so the packet fits and addPacket writes nothing.
+	_ = w.addPacket(appendEndPacket(w.scratch[:0], w.end, w.cfg.preSkip), endGranule(w.granule, w.cfg.preSkip))
+}
+
+// endGranule is the granule position of an end packet after a last granule position:
+// the same, but not before the pre-skip in a stream without audio.
+func endGranule(last int64, preSkip uint16) int64 { return max(last, int64(preSkip)) }
 
 // Duration returns the end of the last frame written on the file's timeline: the
 // duration the file will have.

@@ -76,9 +76,10 @@ func TestHeadersReadByPion(t *testing.T) {
 	if len(s.pages) != 3 {
 		t.Fatalf("%d pages, want head, tags, eos", len(s.pages))
 	}
+	// No audio: the end packet's granule position is the pre-skip, a duration of 0.
 	for i, wantFlags := range []byte{flagBOS, 0, flagEOS} {
 		pg := s.pages[i]
-		if pg.flags != wantFlags || pg.granule != 0 || pg.serial != 7 || pg.seq != uint32(i) {
+		if pg.flags != wantFlags || pg.granule != []int64{0, 0, 312}[i] || pg.serial != 7 || pg.seq != uint32(i) {
 			t.Errorf("page %d: flags %#x granule %d serial %d seq %d", i, pg.flags, pg.granule, pg.serial, pg.seq)
 		}
 	}
@@ -189,7 +190,7 @@ func checkStream(t testing.TB, b []byte, wantPackets [][]byte) oggStream {
 		last = p.granule
 	}
 	if wantPackets != nil {
-		got := s.packets[2:]
+		got := s.audio()
 		if len(got) != len(wantPackets) {
 			t.Fatalf("%d audio packets, want %d", len(got), len(wantPackets))
 		}
@@ -503,7 +504,7 @@ func TestFlushLeavesPlayableStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := checkStream(t, buf.Bytes(), packets)
-	if last := s.pages[len(s.pages)-1]; len(last.lacing) != 0 || last.granule != int64(len(packets))*960 {
+	if last := s.pages[len(s.pages)-1]; !s.endTrimmed() || last.granule != int64(len(packets))*960 {
 		t.Fatalf("eos page after flush: %d segments, granule %d", len(last.lacing), last.granule)
 	}
 }
