@@ -296,11 +296,16 @@ func (w *Writer) Close() error {
 }
 
 func (w *Writer) finish() error {
+	// The last frame lasts its own Duration, else the last frame interval, else (a single
+	// frame) 1 ms: Matroska's Duration must be positive.
 	end := w.lastPTS
-	if w.lastDur > 0 {
+	switch {
+	case w.lastDur > 0:
 		end = clampAdd(end, w.lastDur)
-	} else {
+	case w.interval > 0:
 		end = clampAdd(end, w.interval)
+	default:
+		end = clampAdd(end, time.Millisecond)
 	}
 	info, err := w.marshalInfo(durationMS(end))
 	if err != nil {
