@@ -1,0 +1,258 @@
+// Package bot is the Matrix side of the recorder: login and end-to-end encryption, the sync
+// loop, invites, commands, notices, and routing call events to the call backends.
+package bot
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/cryptohelper"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
+	"github.com/matrix-recorder/matrix-recorder/call/rtc"
+	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// Bot is one logged-in recorder account.
+type Bot struct {
+	cfg     config.Config
+	log     zerolog.Logger
+	version string
+
+	client *mautrix.Client
+	crypto *cryptohelper.CryptoHelper
+	rtc    *rtc.Factory
+	rec    *recorder.Recorder
+	calls  *onetoone.Manager
+	cmds   *commands
+	turn   turnCache
+
+	// startedAt: messages older than this are history, not commands.
+	startedAt time.Time
+
+	batchMu sync.Mutex
+	inSync  bool
+	batch   []onetoone.Event
+
+	// Ready is closed after the first successful sync.
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// Options for New that are not in the config file.
+type Options struct {
+	Version string
+	// ReadyHook, if set, is called after the first sync (demo and tests).
+	Logger zerolog.Logger
+}
+
+// New logs in (or reuses the stored device), sets up encryption and the recorder.
+func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
+	log := opts.Logger
+	b := &Bot{cfg: cfg, log: log, version: opts.Version, startedAt: time.Now(), ready: make(chan struct{})}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data_dir: %w", err)
+	}
+	rec, err := recorder.New(recorder.Options{
+		Dir:           cfg.Recordings.Dir,
+		FlushInterval: cfg.Recordings.FlushInterval.D(),
+		Fsync:         cfg.Recordings.Fsync,
+		GapPolicy:     string(cfg.Recordings.GapPolicy),
+		SplitAfter:    cfg.Recordings.SplitAfter.D(),
+		AudioJitter:   cfg.Recordings.AudioJitter.D(),
+		VideoJitter:   cfg.Recordings.VideoJitter.D(),
+		MaxTracks:     cfg.Calls.MaxTracks,
+		Version:       "matrix-recorder " + opts.Version,
+	}, log.With().Str("component", "recorder").Logger())
+	if err != nil {
+		return nil, err
+	}
+	b.rec = rec
+	if reports, err := recorder.RecoverInterrupted(rec.Dir(), log); err != nil {
+		log.Warn().Err(err).Msg("Could not check for recordings left by a crash")
+	} else if len(reports) > 0 {
+		log.Warn().Int("calls", len(reports)).Msg("Repaired recordings that a crash interrupted")
+	}
+
+	if err := b.login(ctx); err != nil {
+		return nil, err
+	}
+	f, err := rtc.NewFactory(rtc.Settings{
+		IncludeLoopback: cfg.WebRTC.IncludeLoopback,
+		UDPPortMin:      cfg.WebRTC.UDPPortMin,
+		UDPPortMax:      cfg.WebRTC.UDPPortMax,
+		UDPPort:         cfg.WebRTC.UDPPort,
+		PublicIPs:       cfg.WebRTC.PublicIPs,
+		Interfaces:      cfg.WebRTC.Interfaces,
+		ICETimeout:      cfg.Calls.ICETimeout.D(),
+	}, log.With().Str("component", "webrtc").Logger())
+	if err != nil {
+		return nil, errors.Join(err, b.crypto.Close())
+	}
+	b.rtc = f
+	b.cmds = newCommands(b)
+	return b, nil
+}
+
+// login creates the client and the crypto helper. With a password the device id is kept in
+// the crypto store, so restarts reuse the same device and its keys.
+func (b *Bot) login(ctx context.Context) error {
+	mc := b.cfg.Matrix
+	client, err := mautrix.NewClient(mc.Homeserver, id.UserID(mc.UserID), "")
+	if err != nil {
+		return fmt.Errorf("create matrix client: %w", err)
+	}
+	client.Log = b.log.With().Str("component", "matrix").Logger()
+	syncer := mautrix.NewDefaultSyncer()
+	// Let every event through: call events are parsed by our own structs from the raw
+	// content, and one that mautrix cannot parse must not vanish silently.
+	syncer.ParseErrorHandler = func(evt *event.Event, err error) bool {
+		b.log.Debug().Err(err).Str("type", evt.Type.Type).Msg("Event content did not parse with mautrix types")
+		return true
+	}
+	client.Syncer = &batchSyncer{DefaultSyncer: syncer, bot: b}
+	b.client = client
+
+	pickle, err := b.pickleKey()
+	if err != nil {
+		return err
+	}
+	helper, err := cryptohelper.NewCryptoHelper(client, pickle, filepath.Join(b.cfg.DataDir, "crypto.db"))
+	if err != nil {
+		return fmt.Errorf("open crypto store: %w", err)
+	}
+	if mc.AccessToken != "" {
+		client.AccessToken = mc.AccessToken
+		who, err := client.Whoami(ctx)
+		if err != nil {
+			return errors.Join(fmt.Errorf("check access token: %w", err), helper.Close())
+		}
+		if who.UserID != client.UserID {
+			return errors.Join(fmt.Errorf("access token belongs to %s, not %s", who.UserID, client.UserID), helper.Close())
+		}
+		client.DeviceID = who.DeviceID
+	} else {
+		helper.LoginAs = &mautrix.ReqLogin{
+			Type:                     mautrix.AuthTypePassword,
+			Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: mc.UserID},
+			Password:                 mc.Password,
+			DeviceID:                 id.DeviceID(mc.DeviceID),
+			InitialDeviceDisplayName: mc.DeviceName,
+		}
+	}
+	if err := helper.Init(ctx); err != nil {
+		return errors.Join(fmt.Errorf("log in and set up encryption: %w", err), helper.Close())
+	}
+	helper.Machine().IgnorePostDecryptionParseErrors = true
+	helper.DecryptErrorCallback = func(evt *event.Event, err error) {
+		b.log.Warn().Err(err).Stringer("room_id", evt.RoomID).Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Msg("Could not decrypt event")
+	}
+	client.Crypto = helper
+	b.crypto = helper
+	b.log = b.log.With().Stringer("device_id", client.DeviceID).Logger()
+	b.log.Info().Stringer("user_id", client.UserID).Msg("Logged in")
+	return nil
+}
+
+// pickleKey returns the configured key or the one generated on first start.
+func (b *Bot) pickleKey() ([]byte, error) {
+	if k := b.cfg.Matrix.PickleKey; k != "" {
+		return []byte(k), nil
+	}
+	path := filepath.Join(b.cfg.DataDir, "pickle.key")
+	data, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(data))) >= 32 {
+		return []byte(strings.TrimSpace(string(data))), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read pickle key: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, fmt.Errorf("generate pickle key: %w", err)
+	}
+	key := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write pickle key: %w", err)
+	}
+	return []byte(key), nil
+}
+
+// UserID is the bot's Matrix id.
+func (b *Bot) UserID() id.UserID { return b.client.UserID }
+
+// DeviceID is the bot's device.
+func (b *Bot) DeviceID() id.DeviceID { return b.client.DeviceID }
+
+// Ready is closed once the first sync has been processed.
+func (b *Bot) Ready() <-chan struct{} { return b.ready }
+
+// RecordingsDir is where call folders go.
+func (b *Bot) RecordingsDir() string { return b.rec.Dir() }
+
+// Run syncs until ctx ends, then hangs up every call and finalises every recording
+// (bounded by shutdownTimeout).
+func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
+	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCalls()
+	b.calls = onetoone.New(callCtx, onetoone.Config{
+		UserID:      b.client.UserID,
+		DeviceID:    b.client.DeviceID,
+		MaxDuration: b.cfg.Calls.MaxDuration.D(),
+		ICETimeout:  b.cfg.Calls.ICETimeout.D(),
+		MaxTracks:   b.cfg.Calls.MaxTracks,
+	}, voipSignaller{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
+	b.registerHandlers()
+
+	syncErr := make(chan error, 1)
+	go func() { syncErr <- b.syncLoop(ctx) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-syncErr:
+	}
+	b.client.StopSync()
+	b.log.Info().Msg("Stopping: hanging up calls and finalising recordings")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if serr := b.calls.Shutdown(sctx); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	cancelCalls()
+	return errors.Join(err, b.rtc.Close(), b.crypto.Close())
+}
+
+// syncLoop keeps syncing, backing off on errors, until ctx ends.
+func (b *Bot) syncLoop(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		err := b.client.SyncWithContext(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var httpErr mautrix.HTTPError
+		if errors.As(err, &httpErr) && httpErr.RespError != nil && httpErr.RespError.ErrCode == mautrix.MUnknownToken.ErrCode {
+			return fmt.Errorf("the homeserver no longer accepts the bot's access token: %w", err)
+		}
+		b.log.Warn().Err(err).Dur("retry_in", backoff).Msg("Sync failed")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}

@@ -1,0 +1,223 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
+)
+
+// batchSyncer processes a sync response like mautrix's syncer and then hands the call
+// events of that response to the call manager in one batch, as matrix-js-sdk does (it
+// evaluates call events only after the whole sync is decrypted). Events decrypted later,
+// when a late room key arrives, are handled on their own.
+type batchSyncer struct {
+	*mautrix.DefaultSyncer
+	bot *Bot
+}
+
+func (s *batchSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, since string) error {
+	b := s.bot
+	b.batchMu.Lock()
+	b.inSync = true
+	b.batchMu.Unlock()
+	err := s.DefaultSyncer.ProcessResponse(ctx, res, since)
+	b.batchMu.Lock()
+	b.inSync = false
+	batch := b.batch
+	b.batch = nil
+	b.batchMu.Unlock()
+	if len(batch) > 0 {
+		b.calls.HandleBatch(ctx, batch)
+	}
+	b.readyOnce.Do(func() {
+		close(b.ready)
+		b.log.Info().Msg("First sync done; ready")
+	})
+	return err
+}
+
+func (b *Bot) registerHandlers() {
+	syncer := b.client.Syncer.(*batchSyncer)
+	syncer.OnEventType(event.StateMember, b.onMember)
+	syncer.OnEventType(event.EventMessage, b.onMessage)
+	syncer.OnEvent(b.onAnyEvent)
+}
+
+// onAnyEvent routes call events (plain or decrypted) to the 1:1 manager.
+func (b *Bot) onAnyEvent(ctx context.Context, evt *event.Event) {
+	if evt.Mautrix.EventSource&event.SourceTimeline == 0 && evt.Mautrix.EventSource&event.SourceDecrypted == 0 {
+		return
+	}
+	if !onetoone.IsCallEvent(evt.Type) || evt.RoomID == "" {
+		return
+	}
+	ev := onetoone.Event{
+		RoomID: evt.RoomID, Sender: evt.Sender, EventID: evt.ID, Type: evt.Type,
+		Content: evt.Content.VeryRaw, Age: time.Duration(evt.Unsigned.Age) * time.Millisecond,
+		ReceivedAt: receivedAt(evt),
+	}
+	b.batchMu.Lock()
+	if b.inSync {
+		b.batch = append(b.batch, ev)
+		b.batchMu.Unlock()
+		return
+	}
+	b.batchMu.Unlock()
+	b.calls.HandleBatch(ctx, []onetoone.Event{ev})
+}
+
+func receivedAt(evt *event.Event) time.Time {
+	if !evt.Mautrix.ReceivedAt.IsZero() {
+		return evt.Mautrix.ReceivedAt
+	}
+	return time.Now()
+}
+
+// onMember joins rooms the bot is invited to, ends calls of people who leave, and leaves
+// rooms where nobody else is left.
+func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
+	content := evt.Content.AsMember()
+	if content == nil {
+		return
+	}
+	target := id.UserID(evt.GetStateKey())
+	log := b.log.With().Stringer("room_id", evt.RoomID).Stringer("user_id", target).Str("membership", string(content.Membership)).Logger()
+	if target == b.client.UserID {
+		if content.Membership == event.MembershipInvite && evt.Mautrix.EventSource&event.SourceInvite != 0 {
+			b.onInvite(ctx, evt)
+		}
+		return
+	}
+	if evt.Mautrix.EventSource&event.SourceTimeline == 0 {
+		return
+	}
+	switch content.Membership {
+	case event.MembershipLeave, event.MembershipBan:
+		log.Debug().Msg("Member left")
+		b.calls.PeerLeft(evt.RoomID, target)
+		go b.leaveIfAlone(context.WithoutCancel(ctx), evt.RoomID)
+	}
+}
+
+func (b *Bot) onInvite(ctx context.Context, evt *event.Event) {
+	log := b.log.With().Stringer("room_id", evt.RoomID).Stringer("inviter", evt.Sender).Logger()
+	if !b.inviterAllowed(evt.Sender) {
+		log.Info().Msg("Declining invite from someone not in bot.allowed_inviters")
+		if _, err := b.client.LeaveRoom(ctx, evt.RoomID, &mautrix.ReqLeave{Reason: "This recorder only accepts invites from its operator's allowed users."}); err != nil {
+			log.Warn().Err(err).Msg("Failed to decline invite")
+		}
+		return
+	}
+	// Join outside the sync goroutine, retrying a little: some homeservers answer an
+	// invite's join with an error for a moment.
+	go func() {
+		ctx := context.WithoutCancel(ctx)
+		for attempt := 0; attempt < 5; attempt++ {
+			_, err := b.client.JoinRoomByID(ctx, evt.RoomID)
+			if err == nil {
+				log.Info().Msg("Joined room")
+				b.greet(ctx, evt.RoomID)
+				return
+			}
+			log.Warn().Err(err).Int("attempt", attempt+1).Msg("Failed to join room")
+			time.Sleep(time.Duration(attempt+1) * time.Second)
+		}
+	}()
+}
+
+func (b *Bot) inviterAllowed(sender id.UserID) bool {
+	if len(b.cfg.Bot.AllowedInviters) == 0 {
+		return true
+	}
+	for _, a := range b.cfg.Bot.AllowedInviters {
+		if strings.HasPrefix(a, ":") && strings.HasSuffix(string(sender), a) {
+			return true
+		}
+		if a == string(sender) {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *Bot) greet(ctx context.Context, roomID id.RoomID) {
+	if !b.cfg.Bot.Notices {
+		return
+	}
+	p := b.cfg.Bot.CommandPrefix
+	text := "Hello! I record calls, one file per person and track. Call me in this room and I answer and record the call; hang up to stop. " +
+		"Type " + p + "help for commands."
+	b.notice(ctx, roomID, text, "")
+}
+
+func (b *Bot) leaveIfAlone(ctx context.Context, roomID id.RoomID) {
+	resp, err := b.client.JoinedMembers(ctx, roomID)
+	if err != nil {
+		return
+	}
+	for uid := range resp.Joined {
+		if uid != b.client.UserID {
+			return
+		}
+	}
+	b.log.Info().Stringer("room_id", roomID).Msg("Everybody else left; leaving the room")
+	if _, err := b.client.LeaveRoom(ctx, roomID); err != nil {
+		b.log.Warn().Err(err).Stringer("room_id", roomID).Msg("Failed to leave room")
+	}
+}
+
+// admitCall applies the auto-record rule: the bot answers 1:1 calls only in rooms where it
+// and exactly one other person are joined (Element places legacy calls only there), so it
+// never steals a call between two people.
+func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID) error {
+	if !b.cfg.Calls.AutoAnswer {
+		return errors.New("answering calls is turned off on this recorder (calls.auto_answer)")
+	}
+	resp, err := b.client.JoinedMembers(ctx, roomID)
+	if err != nil {
+		return fmt.Errorf("could not read the room's members: %w", err)
+	}
+	others := 0
+	senderJoined := false
+	for uid := range resp.Joined {
+		if uid == b.client.UserID {
+			continue
+		}
+		others++
+		if uid == sender {
+			senderJoined = true
+		}
+	}
+	if !senderJoined {
+		return errors.New("the caller is not a member of this room")
+	}
+	if others != 1 {
+		return fmt.Errorf("this room has %d other members; I record 1:1 calls only when I am alone with the caller", others)
+	}
+	return nil
+}
+
+func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {
+	if evt.Sender == b.client.UserID || evt.Mautrix.EventSource&(event.SourceTimeline|event.SourceDecrypted) == 0 {
+		return
+	}
+	if time.UnixMilli(evt.Timestamp).Before(b.startedAt.Add(-5 * time.Second)) {
+		return // history from before this run
+	}
+	msg := evt.Content.AsMessage()
+	if msg == nil || (msg.MsgType != event.MsgText && msg.MsgType != event.MsgNotice) {
+		return
+	}
+	if msg.MsgType == event.MsgNotice {
+		return // bots talk to bots with notices; never answer them
+	}
+	b.cmds.dispatch(ctx, evt, msg.Body)
+}

@@ -1,0 +1,218 @@
+// Package rtc builds the bot's pion WebRTC stack from configuration and connects remote
+// tracks to the recorder. Every call backend that uses pion peer connections shares it.
+package rtc
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+)
+
+// Settings are the operator's WebRTC choices (config section webrtc).
+type Settings struct {
+	// IncludeLoopback also gathers 127.0.0.1 candidates (pion leaves loopback out by default).
+	IncludeLoopback bool
+	// UDPPortMin/UDPPortMax restrict ephemeral ICE ports.
+	UDPPortMin, UDPPortMax uint16
+	// UDPPort multiplexes every peer connection on one UDP port.
+	UDPPort uint16
+	// PublicIPs replace the host candidates' addresses (1:1 NAT).
+	PublicIPs []string
+	// Interfaces limits gathering to these interfaces.
+	Interfaces []string
+	// ICETimeout: a connection that stays disconnected this long is failed.
+	ICETimeout time.Duration
+}
+
+// Factory creates peer connections that share one configured pion API (and, with UDPPort,
+// one UDP socket).
+type Factory struct {
+	api   *webrtc.API
+	mux   ice.UDPMux
+	log   zerolog.Logger
+	close func() error
+}
+
+// NewFactory configures codecs, interceptors (NACK, RTCP reports, TWCC) and the network.
+func NewFactory(s Settings, log zerolog.Logger) (*Factory, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		return nil, fmt.Errorf("register codecs: %w", err)
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+		return nil, fmt.Errorf("register interceptors: %w", err)
+	}
+
+	se := webrtc.SettingEngine{LoggerFactory: pionLogger{log: log.With().Str("component", "pion").Logger()}}
+	se.SetIncludeLoopbackCandidate(s.IncludeLoopback)
+	// mDNS candidates would need multicast, which a server has no use for.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if s.ICETimeout > 0 {
+		se.SetICETimeouts(5*time.Second, s.ICETimeout, 2*time.Second)
+	}
+	if len(s.Interfaces) > 0 {
+		allowed := append([]string(nil), s.Interfaces...)
+		se.SetInterfaceFilter(func(name string) bool {
+			for _, a := range allowed {
+				if a == name {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if len(s.PublicIPs) > 0 {
+		for _, ip := range s.PublicIPs {
+			if net.ParseIP(ip) == nil {
+				return nil, fmt.Errorf("public ip %q is not an IP address", ip)
+			}
+		}
+		se.SetNAT1To1IPs(s.PublicIPs, webrtc.ICECandidateTypeHost)
+	}
+	f := &Factory{log: log, close: func() error { return nil }}
+	switch {
+	case s.UDPPort != 0:
+		var opts []ice.UDPMuxFromPortOption
+		if s.IncludeLoopback {
+			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
+		}
+		if len(s.Interfaces) > 0 {
+			allowed := append([]string(nil), s.Interfaces...)
+			opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(func(name string) bool {
+				for _, a := range allowed {
+					if a == name {
+						return true
+					}
+				}
+				return false
+			}))
+		}
+		mux, err := ice.NewMultiUDPMuxFromPort(int(s.UDPPort), opts...)
+		if err != nil {
+			return nil, fmt.Errorf("listen on udp port %d: %w", s.UDPPort, err)
+		}
+		se.SetICEUDPMux(mux)
+		f.mux = mux
+		f.close = mux.Close
+	case s.UDPPortMin != 0:
+		if err := se.SetEphemeralUDPPortRange(s.UDPPortMin, s.UDPPortMax); err != nil {
+			return nil, fmt.Errorf("udp port range %d-%d: %w", s.UDPPortMin, s.UDPPortMax, err)
+		}
+	}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6})
+	f.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	return f, nil
+}
+
+// registerCodecs registers exactly what the recorder can write, so that an offer in any
+// other codec is declined in the answer instead of being received and lost: Opus, VP8, VP9,
+// AV1 and H.264, with NACK and PLI feedback and RTX so lost video can be retransmitted.
+func registerCodecs(m *webrtc.MediaEngine) error {
+	videoFB := []webrtc.RTCPFeedback{
+		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"},
+	}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType:        111,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return err
+	}
+	video := []struct {
+		mime string
+		fmtp string
+		pt   webrtc.PayloadType
+	}{
+		{webrtc.MimeTypeVP8, "", 96},
+		{webrtc.MimeTypeVP9, "profile-id=0", 98},
+		{webrtc.MimeTypeVP9, "profile-id=2", 100},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 102},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f", 104},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 106},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f", 108},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", 116},
+		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f", 112},
+		{webrtc.MimeTypeAV1, "", 45},
+	}
+	for _, v := range video {
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: v.mime, ClockRate: 90000, SDPFmtpLine: v.fmtp, RTCPFeedback: videoFB},
+			PayloadType:        v.pt,
+		}, webrtc.RTPCodecTypeVideo); err != nil {
+			return err
+		}
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", v.pt)},
+			PayloadType:        v.pt + 1,
+		}, webrtc.RTPCodecTypeVideo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// API exposes the configured pion API (for backends that build their own connections).
+func (f *Factory) API() *webrtc.API { return f.api }
+
+// NewPeerConnection creates a peer connection with the given ICE servers.
+func (f *Factory) NewPeerConnection(iceServers []webrtc.ICEServer) (*webrtc.PeerConnection, error) {
+	pc, err := f.api.NewPeerConnection(webrtc.Configuration{
+		ICEServers:    iceServers,
+		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create peer connection: %w", err)
+	}
+	return pc, nil
+}
+
+// Close releases the shared UDP socket, if any.
+func (f *Factory) Close() error { return f.close() }
+
+// pionLogger routes pion's logs into zerolog at one level lower than pion's own, because
+// pion logs routine events as warnings.
+type pionLogger struct{ log zerolog.Logger }
+
+func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
+	return pionLevelLogger{log: p.log.With().Str("scope", scope).Logger()}
+}
+
+type pionLevelLogger struct{ log zerolog.Logger }
+
+func (l pionLevelLogger) Trace(msg string)          { l.log.Trace().Msg(msg) }
+func (l pionLevelLogger) Tracef(f string, a ...any) { l.log.Trace().Msg(fmt.Sprintf(f, a...)) }
+func (l pionLevelLogger) Debug(msg string)          { l.log.Trace().Msg(msg) }
+func (l pionLevelLogger) Debugf(f string, a ...any) { l.log.Trace().Msg(fmt.Sprintf(f, a...)) }
+func (l pionLevelLogger) Info(msg string)           { l.log.Debug().Msg(msg) }
+func (l pionLevelLogger) Infof(f string, a ...any)  { l.log.Debug().Msg(fmt.Sprintf(f, a...)) }
+func (l pionLevelLogger) Warn(msg string)           { l.log.Debug().Msg(msg) }
+func (l pionLevelLogger) Warnf(f string, a ...any)  { l.log.Debug().Msg(fmt.Sprintf(f, a...)) }
+func (l pionLevelLogger) Error(msg string)          { l.log.Warn().Msg(msg) }
+func (l pionLevelLogger) Errorf(f string, a ...any) { l.log.Warn().Msg(fmt.Sprintf(f, a...)) }
+
+// ParseCandidate checks that a remote candidate line is plausible before pion parses it:
+// bounded length, printable, and starting with "candidate:" (with or without "a=").
+func ParseCandidate(c string) (string, error) {
+	c = strings.TrimSpace(strings.TrimPrefix(c, "a="))
+	if len(c) > 2048 {
+		return "", errors.New("candidate too long")
+	}
+	if !strings.HasPrefix(c, "candidate:") {
+		return "", errors.New("not a candidate line")
+	}
+	for i := 0; i < len(c); i++ {
+		if c[i] < 0x20 || c[i] == 0x7f {
+			return "", errors.New("candidate has control characters")
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,186 @@
+// Command matrix-recorder is a Matrix bot that records calls multitrack: every
+// participant's every track as its own file, on one timeline, with a manifest.
+//
+//	matrix-recorder -config config.yaml   run the bot
+//	matrix-recorder demo                  try it with a throwaway local homeserver
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/bot"
+	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/internal/demo"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitError  = 1
+	exitConfig = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "demo" {
+		return runDemo(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("matrix-recorder", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "config.yaml", "path of the YAML config file")
+	genConfig := fs.Bool("generate-config", false, "write the example config to the -config path (if it does not exist) and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long a stop may take to finalise recordings")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage:\n  matrix-recorder [-config config.yaml]   run the recorder bot\n  matrix-recorder demo [-duration 10s]     try it: local homeserver, bot and a caller\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "matrix-recorder", version)
+		return exitOK
+	}
+	if *genConfig {
+		f, err := os.OpenFile(*configPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			fmt.Fprintf(stderr, "Not writing the example config: %v\n", err)
+			return exitConfig
+		}
+		_, err = f.Write(config.Example)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "Writing %s: %v\n", *configPath, err)
+			return exitError
+		}
+		fmt.Fprintf(stdout, "Wrote %s. Fill in the matrix section, then run: matrix-recorder -config %s\n", *configPath, *configPath)
+		return exitOK
+	}
+
+	cfg, err := config.Load(*configPath)
+	if errors.Is(err, config.ErrNoConfig) {
+		fmt.Fprint(stderr, noConfigHelp(*configPath))
+		return exitConfig
+	} else if err != nil {
+		fmt.Fprintf(stderr, "%v\n\nEvery key is explained in config.example.yaml (or run with -generate-config).\n", err)
+		return exitConfig
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	ctx, stop := signalContext(log)
+	defer stop()
+
+	b, err := bot.New(ctx, cfg, bot.Options{Version: version, Logger: log})
+	if err != nil {
+		log.Error().Err(err).Msg("Could not start")
+		return exitError
+	}
+	if err := b.Run(ctx, *shutdownTimeout); err != nil {
+		log.Error().Err(err).Msg("Stopped with an error")
+		return exitError
+	}
+	log.Info().Msg("Stopped; every recording is finalised")
+	return exitOK
+}
+
+func noConfigHelp(path string) string {
+	return fmt.Sprintf(`No config file at %s.
+
+To run the recorder you need a Matrix account for the bot. Then:
+
+  1. matrix-recorder -generate-config -config %s
+     (or copy config.example.yaml from the source tree)
+  2. Fill in the matrix section:
+       matrix.homeserver   https://your.homeserver
+       matrix.user_id      @recorder:your.server
+       matrix.password     the bot's password (or MATRIX_RECORDER_PASSWORD in the environment)
+     and, if you like, data_dir (keys and state) and recordings.dir (where calls are saved).
+  3. matrix-recorder -config %s
+  4. Invite the bot into a direct chat and call it.
+
+No homeserver at hand? Try everything locally first:
+
+  matrix-recorder demo
+`, path, path, path)
+}
+
+// signalContext is cancelled by the first SIGINT/SIGTERM (a clean stop that finalises every
+// recording); a second signal exits at once.
+func signalContext(log zerolog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		log.Info().Str("signal", s.String()).Msg("Stopping cleanly; send the signal again to exit at once")
+		cancel()
+		s = <-sigs
+		log.Warn().Str("signal", s.String()).Msg("Exiting at once; files stay playable up to their last flush")
+		os.Exit(exitError)
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel()
+	}
+}
+
+func newLogger(c config.Log, out io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(strings.ToLower(c.Level))
+	if err != nil || c.Level == "" {
+		return zerolog.Logger{}, fmt.Errorf("log.level %q is not one of trace, debug, info, warn, error", c.Level)
+	}
+	var w io.Writer = out
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.DateTime}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+func runDemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("matrix-recorder demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	duration := fs.Duration("duration", 10*time.Second, "length of the demo call")
+	dir := fs.String("recordings", "./recordings", "where the call folder goes")
+	plain := fs.Bool("unencrypted", false, "use an unencrypted room")
+	verbose := fs.Bool("v", false, "show the bot's log")
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	level := zerolog.WarnLevel
+	if *verbose {
+		level = zerolog.InfoLevel
+	}
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.DateTime}).Level(level).With().Timestamp().Logger()
+	ctx, stop := signalContext(log)
+	defer stop()
+	if _, err := demo.Run(ctx, demo.Options{
+		Duration: *duration, RecordingsDir: *dir, Encrypted: !*plain, Version: version, Out: stdout, Logger: log,
+	}); err != nil {
+		fmt.Fprintf(stderr, "Demo failed: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}

@@ -1,0 +1,270 @@
+// Package caller is a synthetic Matrix 1:1 caller that behaves like matrix-js-sdk's
+// MatrixCall on the wire (protocols.md §1 and §6): string version "1", the stable
+// sdp_stream_metadata key, an invite without candidates followed by early m.call.candidates
+// ending with an empty candidate, select_answer after the answer, screenshare through
+// m.call.negotiate, and Opus DTX gaps. The demo and the integration tests use it.
+package caller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/cryptohelper"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/voip"
+)
+
+// Options configure a Client.
+type Options struct {
+	Homeserver  string
+	UserID      string
+	AccessToken string
+	DeviceID    string
+	// DataDir holds the crypto store (needed for encrypted rooms).
+	DataDir string
+	Logger  zerolog.Logger
+}
+
+// Client is one caller account, syncing.
+type Client struct {
+	cli    *mautrix.Client
+	crypto *cryptohelper.CryptoHelper
+	log    zerolog.Logger
+
+	mu       sync.Mutex
+	calls    map[string]*Call
+	notices  []Notice
+	noticeCh chan struct{}
+	members  map[id.RoomID]map[id.UserID]event.Membership
+	memberCh chan struct{}
+	events   []Received
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Notice is a message the caller saw in a room.
+type Notice struct {
+	RoomID id.RoomID
+	Sender id.UserID
+	Body   string
+	At     time.Time
+}
+
+// Received is a call event the caller received (for assertions).
+type Received struct {
+	RoomID  id.RoomID
+	Sender  id.UserID
+	Type    string
+	Content json.RawMessage
+}
+
+// New logs the caller in with its access token and starts syncing.
+func New(ctx context.Context, o Options) (*Client, error) {
+	cli, err := mautrix.NewClient(o.Homeserver, id.UserID(o.UserID), o.AccessToken)
+	if err != nil {
+		return nil, fmt.Errorf("create caller client: %w", err)
+	}
+	cli.DeviceID = id.DeviceID(o.DeviceID)
+	cli.Log = o.Logger.With().Str("component", "caller-matrix").Logger()
+	syncer := mautrix.NewDefaultSyncer()
+	syncer.ParseErrorHandler = func(*event.Event, error) bool { return true }
+	cli.Syncer = syncer
+	c := &Client{
+		cli: cli, log: o.Logger.With().Str("caller", o.UserID).Logger(),
+		calls: map[string]*Call{}, noticeCh: make(chan struct{}, 1),
+		members: map[id.RoomID]map[id.UserID]event.Membership{}, memberCh: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	pickle := make([]byte, 16)
+	_, _ = rand.Read(pickle)
+	helper, err := cryptohelper.NewCryptoHelper(cli, []byte(hex.EncodeToString(pickle)), filepath.Join(o.DataDir, "caller-"+o.DeviceID+".db"))
+	if err != nil {
+		return nil, fmt.Errorf("caller crypto store: %w", err)
+	}
+	if err := helper.Init(ctx); err != nil {
+		return nil, fmt.Errorf("caller crypto init: %w", err)
+	}
+	helper.Machine().IgnorePostDecryptionParseErrors = true
+	cli.Crypto = helper
+	c.crypto = helper
+	syncer.OnEvent(c.onEvent)
+
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	go func() {
+		defer close(c.done)
+		for sctx.Err() == nil {
+			if err := cli.SyncWithContext(sctx); err != nil && sctx.Err() == nil {
+				c.log.Warn().Err(err).Msg("Caller sync failed")
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+	return c, nil
+}
+
+// Close stops syncing.
+func (c *Client) Close() error {
+	c.cancel()
+	c.cli.StopSync()
+	<-c.done
+	return c.crypto.Close()
+}
+
+// Matrix exposes the mautrix client (tests send hostile raw events through it).
+func (c *Client) Matrix() *mautrix.Client { return c.cli }
+
+// UserID is the caller's id.
+func (c *Client) UserID() id.UserID { return c.cli.UserID }
+
+// CreateDM creates a room with the caller and invitee, optionally encrypted, and waits
+// until the invitee has joined.
+func (c *Client) CreateDM(ctx context.Context, invitee id.UserID, encrypted bool) (id.RoomID, error) {
+	req := &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", Invite: []id.UserID{invitee}, IsDirect: true}
+	if encrypted {
+		req.InitialState = []*event.Event{{
+			Type:    event.StateEncryption,
+			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
+		}}
+	}
+	resp, err := c.cli.CreateRoom(ctx, req)
+	if err != nil {
+		return "", fmt.Errorf("create room: %w", err)
+	}
+	if err := c.WaitMembership(ctx, resp.RoomID, invitee, event.MembershipJoin); err != nil {
+		return "", err
+	}
+	return resp.RoomID, nil
+}
+
+// WaitMembership waits until user has membership m in room, as seen by the caller's sync.
+func (c *Client) WaitMembership(ctx context.Context, room id.RoomID, user id.UserID, m event.Membership) error {
+	for {
+		c.mu.Lock()
+		got := c.members[room][user]
+		c.mu.Unlock()
+		if got == m {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to %s %s: %w", user, m, room, ctx.Err())
+		case <-c.memberCh:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// WaitNotice waits for a notice in room whose body satisfies match, and returns it.
+func (c *Client) WaitNotice(ctx context.Context, room id.RoomID, after time.Time, match func(string) bool) (Notice, error) {
+	for {
+		c.mu.Lock()
+		for _, n := range c.notices {
+			if n.RoomID == room && !n.At.Before(after) && match(n.Body) {
+				c.mu.Unlock()
+				return n, nil
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return Notice{}, fmt.Errorf("waiting for a notice: %w", ctx.Err())
+		case <-c.noticeCh:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Notices returns what the caller saw so far in room.
+func (c *Client) Notices(room id.RoomID) []Notice {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Notice
+	for _, n := range c.notices {
+		if n.RoomID == room {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Received returns the call events the caller received so far.
+func (c *Client) Received() []Received {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Received(nil), c.events...)
+}
+
+// SendMessage sends a text message (a command to the bot).
+func (c *Client) SendMessage(ctx context.Context, room id.RoomID, text string) error {
+	_, err := c.cli.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: text})
+	return err
+}
+
+// SendRaw sends any content as a room event (encrypted if the room is).
+func (c *Client) SendRaw(ctx context.Context, room id.RoomID, evtType string, content any) error {
+	_, err := c.cli.SendMessageEvent(ctx, room, event.Type{Type: evtType, Class: event.MessageEventType}, content)
+	return err
+}
+
+// LeaveRoom leaves a room.
+func (c *Client) LeaveRoom(ctx context.Context, room id.RoomID) error {
+	_, err := c.cli.LeaveRoom(ctx, room)
+	return err
+}
+
+func (c *Client) onEvent(ctx context.Context, evt *event.Event) {
+	switch {
+	case evt.Type == event.StateMember:
+		m := evt.Content.AsMember()
+		c.mu.Lock()
+		if c.members[evt.RoomID] == nil {
+			c.members[evt.RoomID] = map[id.UserID]event.Membership{}
+		}
+		c.members[evt.RoomID][id.UserID(evt.GetStateKey())] = m.Membership
+		c.mu.Unlock()
+		select {
+		case c.memberCh <- struct{}{}:
+		default:
+		}
+	case evt.Type == event.EventMessage:
+		msg := evt.Content.AsMessage()
+		if msg == nil || evt.Sender == c.cli.UserID {
+			return
+		}
+		c.mu.Lock()
+		c.notices = append(c.notices, Notice{RoomID: evt.RoomID, Sender: evt.Sender, Body: msg.Body, At: time.Now()})
+		c.mu.Unlock()
+		select {
+		case c.noticeCh <- struct{}{}:
+		default:
+		}
+	default:
+		if len(evt.Type.Type) < 7 || evt.Type.Type[:7] != "m.call." || evt.Sender == c.cli.UserID {
+			return
+		}
+		c.mu.Lock()
+		c.events = append(c.events, Received{RoomID: evt.RoomID, Sender: evt.Sender, Type: evt.Type.Type, Content: evt.Content.VeryRaw})
+		var common voip.Common
+		_ = json.Unmarshal(evt.Content.VeryRaw, &common)
+		call := c.calls[common.CallID]
+		c.mu.Unlock()
+		if call != nil {
+			call.onEvent(evt.Type.Type, evt.Content.VeryRaw)
+		}
+	}
+}
+
+var errNoAnswer = errors.New("no answer")

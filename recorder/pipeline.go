@@ -1,0 +1,410 @@
+package recorder
+
+import (
+	"errors"
+	"time"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/depacketize"
+	"github.com/matrix-recorder/matrix-recorder/recorder/jitter"
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
+	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+)
+
+// pipeline is the per-track state owned by Track.Run's goroutine: ordered packets in,
+// frames placed on the timeline and written into parts.
+type pipeline struct {
+	t  *Track
+	kf func()
+	jb *jitter.Buffer
+	dp depacketize.Depacketizer
+
+	lastPLI time.Time
+	// needKey gates video until a keyframe starts the (next) part.
+	needKey bool
+
+	haveTS  bool
+	lastTS  uint32
+	extTS   int64
+	cur     *part
+	nextErr time.Time // writer creation back-off
+
+	endReason string
+	unknownPT uint64
+	transform []byte
+
+	kfRequests    uint64
+	undecryptable uint64
+	framesDropped uint64
+	// mark holds the counters at the end of the previous part, so each part counts its own.
+	mark    jitter.Stats
+	markUPT uint64
+	markKF  uint64
+	markUnd uint64
+	markDrp uint64
+}
+
+// part is one file of the track.
+type part struct {
+	file      string
+	num       int
+	w         media.Writer
+	baseTS    int64
+	baseWall  time.Time
+	arrival0  time.Time
+	startedAt time.Time
+	offset    time.Duration
+	srOffset  bool
+
+	lastPTS   time.Duration
+	lastEnd   time.Duration
+	frameDur  time.Duration
+	frames    uint64
+	bytes     uint64
+	gaps      []Gap
+	omitted   int
+	base      jitter.Stats
+	baseUPT   uint64
+	baseKF    uint64
+	baseUndec uint64
+	baseDrop  uint64
+	width     int
+	height    int
+}
+
+func newPipeline(t *Track, kf func()) (*pipeline, error) {
+	dp, err := depacketize.New(t.codec)
+	if err != nil {
+		return nil, err
+	}
+	p := &pipeline{t: t, kf: kf, dp: dp, needKey: t.codec.IsVideo()}
+	if p.needKey {
+		p.requestKeyframe(time.Now())
+	}
+	return p, nil
+}
+
+func (p *pipeline) requestKeyframe(now time.Time) {
+	if p.kf == nil || !p.t.codec.IsVideo() || now.Sub(p.lastPLI) < keyframeInterval {
+		return
+	}
+	p.lastPLI = now
+	p.kfRequests++
+	p.kf()
+}
+
+// packet handles one released packet.
+func (p *pipeline) packet(pkt *jitter.Packet) {
+	if pkt.Reset {
+		p.dp.Reset()
+		p.haveTS = false
+		if p.cur != nil {
+			p.closePart("stream restarted")
+		}
+	}
+	if pt := p.t.info.PayloadType; pt != 0 && pkt.PayloadType != pt {
+		p.unknownPT++
+		return
+	}
+	frames := p.dp.Push(&pkt.Packet, pkt.LostBefore)
+	if p.dp.NeedKeyframe() {
+		p.requestKeyframe(pkt.Arrival)
+	}
+	for _, f := range frames {
+		p.frame(f.Data, f.RTPTimestamp, f.Keyframe, pkt.Arrival)
+	}
+}
+
+// dropped counts frames lost between the depacketizer and the file.
+func (p *pipeline) dropped() uint64 {
+	ds := p.dp.Stats()
+	return p.framesDropped + ds.Incomplete + ds.Oversized + ds.Undecodable + ds.Malformed
+}
+
+func (p *pipeline) unwrap(ts uint32) int64 {
+	if !p.haveTS {
+		p.haveTS = true
+		p.lastTS = ts
+		p.extTS = int64(ts)
+		return p.extTS
+	}
+	p.extTS += int64(int32(ts - p.lastTS))
+	p.lastTS = ts
+	return p.extTS
+}
+
+func (p *pipeline) toDuration(ticks int64) time.Duration {
+	return time.Duration(ticks * int64(time.Second) / int64(p.t.info.ClockRate))
+}
+
+// frame places one complete frame on the timeline and writes it.
+func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Time) {
+	ext := p.unwrap(ts)
+	if tf := p.t.info.Transform; tf != nil {
+		out, ok := tf(p.transform[:0], data, keyframe)
+		if !ok {
+			p.undecryptable++
+			return
+		}
+		p.transform = out
+		data = out
+	}
+	video := p.t.codec.IsVideo()
+	if !video {
+		keyframe = true
+	}
+	var dur time.Duration
+	if !video {
+		d, err := oggwriter.PacketDuration(data)
+		if err != nil {
+			p.framesDropped++
+			return
+		}
+		dur = d
+	}
+
+	if p.cur != nil {
+		pts := p.toDuration(ext - p.cur.baseTS)
+		wall := arrival.Sub(p.cur.arrival0)
+		switch {
+		case pts-wall > maxClockSkew || wall-pts > maxClockSkew:
+			p.t.log.Info().Dur("rtp_elapsed", pts).Dur("wall_elapsed", wall).Msg("Sender timestamps jumped; continuing in a new part")
+			p.closePart("timestamp jump")
+		case pts < p.cur.lastPTS:
+			p.framesDropped++
+			return
+		default:
+			gap := pts - p.cur.lastEnd
+			if p.t.s.rec.opts.GapPolicy == GapSplit && gap >= p.t.s.rec.opts.SplitAfter {
+				p.noteGap(p.cur.lastEnd, gap, GapActionNewPart)
+				p.closePart("gap")
+			} else {
+				p.noteGap(p.cur.lastEnd, gap, p.gapAction())
+			}
+		}
+	}
+	if p.cur == nil {
+		if video && !keyframe {
+			p.needKey = true
+			p.framesDropped++
+			p.requestKeyframe(arrival)
+			return
+		}
+		if !p.openPart(ext, arrival) {
+			p.framesDropped++
+			return
+		}
+	}
+	pts := p.toDuration(ext - p.cur.baseTS)
+	err := p.cur.w.WriteFrame(media.Frame{Data: data, PTS: pts, Duration: dur, Keyframe: keyframe})
+	if errors.Is(err, media.ErrNewPart) {
+		p.closePart("codec parameters changed")
+		if !p.openPart(ext, arrival) {
+			p.framesDropped++
+			return
+		}
+		pts = 0
+		err = p.cur.w.WriteFrame(media.Frame{Data: data, PTS: 0, Duration: dur, Keyframe: keyframe})
+	}
+	if err != nil {
+		p.framesDropped++
+		p.t.log.Debug().Err(err).Msg("Frame not written")
+		if video {
+			p.requestKeyframe(arrival)
+		}
+		return
+	}
+	c := p.cur
+	c.frames++
+	c.bytes += uint64(len(data))
+	if video && pts > c.lastPTS && c.frames > 1 {
+		// A running estimate of the frame interval, for the last frame's duration.
+		c.frameDur = pts - c.lastPTS
+	}
+	c.lastPTS = pts
+	if video {
+		c.lastEnd = pts
+	} else {
+		c.lastEnd = pts + dur
+	}
+}
+
+func (p *pipeline) gapAction() string {
+	if p.t.codec.IsVideo() {
+		return GapActionTimestamp
+	}
+	if p.t.s.rec.opts.GapPolicy == GapFill {
+		return GapActionSilence
+	}
+	return GapActionKept
+}
+
+// noteGap lists a gap in the current part's manifest entry. Gaps separated by less than
+// gapMerge of media are one gap: Opus DTX sends a short frame every 400 ms of silence.
+func (p *pipeline) noteGap(at, d time.Duration, action string) {
+	c := p.cur
+	min := minAudioGap
+	if p.t.codec.IsVideo() {
+		min = minVideoGap
+	}
+	if d < min {
+		return
+	}
+	if n := len(c.gaps); n > 0 && c.gaps[n-1].Action == action {
+		last := &c.gaps[n-1]
+		if at-time.Duration(last.AtMs+last.DurationMs)*time.Millisecond <= gapMerge {
+			last.DurationMs = (at + d).Milliseconds() - last.AtMs
+			return
+		}
+	}
+	if len(c.gaps) >= maxListedGaps {
+		c.omitted++
+		return
+	}
+	c.gaps = append(c.gaps, Gap{AtMs: at.Milliseconds(), DurationMs: d.Milliseconds(), Action: action})
+}
+
+// openPart starts the next file of the track with the frame at ext.
+func (p *pipeline) openPart(ext int64, arrival time.Time) bool {
+	if arrival.Before(p.nextErr) {
+		return false
+	}
+	s := p.t.s
+	wall, fromSR := p.wallClock(ext, arrival)
+	offset := wall.Sub(s.t0)
+	file, num, _ := s.newPart(p.t, offset, arrival)
+	w, err := newWriter(p.t, s.path(file), s.rec.opts)
+	if err != nil {
+		p.t.log.Error().Err(err).Str("file", file).Msg("Cannot create the file for this track")
+		s.updateEntry(file, true, func(e *FileEntry) {
+			e.Status = StatusInterrupted
+			e.EndReason = "could not create file: " + err.Error()
+		})
+		p.nextErr = arrival.Add(time.Second)
+		return false
+	}
+	p.cur = &part{
+		file: file, num: num, w: w, baseTS: ext, baseWall: wall, arrival0: arrival, startedAt: arrival,
+		offset: offset, srOffset: fromSR,
+		base: p.mark, baseUPT: p.markUPT, baseKF: p.markKF, baseUndec: p.markUnd, baseDrop: p.markDrp,
+	}
+	p.needKey = false
+	p.t.log.Info().Str("file", file).Int64("start_offset_ms", offset.Milliseconds()).Bool("from_sender_report", fromSR).Msg("Writing part")
+	return true
+}
+
+// wallClock maps an RTP timestamp to local wall-clock time: through the sender's RTCP
+// sender report and the clock domain's offset when both are known, else the arrival time.
+func (p *pipeline) wallClock(ext int64, arrival time.Time) (time.Time, bool) {
+	sr, ok := p.t.senderReport()
+	if !ok {
+		return arrival, false
+	}
+	off, ok := p.t.s.clockOffset(p.t.info.ClockDomain)
+	if !ok {
+		return arrival, false
+	}
+	delta := int64(int32(uint32(ext) - sr.rtp))
+	w := sr.ntp.Add(p.toDuration(delta)).Add(off)
+	// A report that disagrees wildly with arrival is not trusted.
+	if d := w.Sub(arrival); d > maxClockSkew || d < -maxClockSkew {
+		return arrival, false
+	}
+	return w, true
+}
+
+// flush pushes buffered media to the file and refreshes the manifest entry.
+func (p *pipeline) flush(now time.Time) {
+	c := p.cur
+	if c == nil {
+		return
+	}
+	if err := c.w.Flush(); err != nil {
+		p.t.log.Warn().Err(err).Str("file", c.file).Msg("Flush failed")
+	}
+	if !c.srOffset && now.Sub(c.startedAt) < srRefineWindow {
+		if w, ok := p.wallClock(c.baseTS, c.arrival0); ok {
+			c.offset = w.Sub(p.t.s.t0)
+			c.srOffset = true
+		}
+	}
+	p.t.s.updateEntry(c.file, false, func(e *FileEntry) { p.fillEntry(e, c) })
+}
+
+func (p *pipeline) duration(c *part) time.Duration {
+	if p.t.codec.IsVideo() {
+		return c.lastEnd + c.frameDur
+	}
+	return c.lastEnd
+}
+
+func (p *pipeline) fillEntry(e *FileEntry, c *part) {
+	js := p.jb.Stats()
+	e.StartOffsetMs = max(c.offset.Milliseconds(), 0)
+	e.DurationMs = p.duration(c).Milliseconds()
+	e.Bytes = int64(c.bytes)
+	e.Stats = TrackStats{
+		PacketsReceived:   js.Received - c.base.Received,
+		PacketsLost:       js.Lost - c.base.Lost,
+		PacketsRecovered:  js.Reordered - c.base.Reordered,
+		PacketsDuplicated: js.Duplicates - c.base.Duplicates,
+		PacketsLate:       js.Late - c.base.Late,
+		PacketsMalformed:  js.Malformed - c.base.Malformed,
+		PacketsUnknownPT:  p.unknownPT - c.baseUPT,
+		Frames:            c.frames,
+		FramesDropped:     p.dropped() - c.baseDrop,
+		KeyframeRequests:  p.kfRequests - c.baseKF,
+		FramesUndecrypted: p.undecryptable - c.baseUndec,
+	}
+	if sz, ok := c.w.(interface{ Size() (int, int) }); ok && c.width == 0 {
+		c.width, c.height = sz.Size()
+	}
+	e.CodecParams.Width, e.CodecParams.Height = c.width, c.height
+	e.Gaps = append(e.Gaps[:0], c.gaps...)
+	e.GapsOmitted = c.omitted
+}
+
+// closePart finalises the current file and its manifest entry.
+func (p *pipeline) closePart(reason string) {
+	c := p.cur
+	if c == nil {
+		return
+	}
+	p.cur = nil
+	p.needKey = p.t.codec.IsVideo()
+	p.mark, p.markUPT, p.markKF, p.markUnd, p.markDrp = p.jb.Stats(), p.unknownPT, p.kfRequests, p.undecryptable, p.dropped()
+	if sz, ok := c.w.(interface{ Size() (int, int) }); ok {
+		c.width, c.height = sz.Size()
+	}
+	err := c.w.Close()
+	size, sum, derr := fileDigest(p.t.s.path(c.file))
+	end := c.startedAt.Add(p.duration(c))
+	p.t.s.updateEntry(c.file, true, func(e *FileEntry) {
+		p.fillEntry(e, c)
+		e.Status = StatusComplete
+		e.EndReason = reason
+		ended := end.UTC()
+		e.EndedAt = &ended
+		if derr == nil {
+			e.Bytes = size
+			e.SHA256 = sum
+		}
+		if err != nil {
+			e.Status = StatusInterrupted
+			e.EndReason = reason + "; finalising failed: " + err.Error()
+		}
+	})
+	ev := p.t.log.Info()
+	if err != nil {
+		ev = p.t.log.Error().Err(err)
+	}
+	ev.Str("file", c.file).Str("reason", reason).Dur("duration", p.duration(c)).Uint64("frames", c.frames).Msg("Part finished")
+}
+
+// finish closes the last part when the track ends.
+func (p *pipeline) finish() {
+	reason := p.endReason
+	if reason == "" {
+		reason = "recording stopped"
+	}
+	p.closePart(reason)
+}

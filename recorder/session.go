@@ -1,0 +1,353 @@
+// Package recorder turns RTP tracks into files: one folder per call with one file per
+// track part, all placed on the call's timeline, and a manifest that says who each file is.
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// GapPolicy values (see config).
+const (
+	GapKeep  = "keep"
+	GapFill  = "fill"
+	GapSplit = "split"
+)
+
+// Options configure a Recorder.
+type Options struct {
+	// Dir is the recordings root; one folder per call is created in it.
+	Dir string
+	// FlushInterval is the recovery point: media reaches the file at least this often.
+	FlushInterval time.Duration
+	// Fsync makes each flush an fsync.
+	Fsync bool
+	// GapPolicy is GapKeep, GapFill or GapSplit; SplitAfter applies to GapSplit.
+	GapPolicy  string
+	SplitAfter time.Duration
+	// AudioJitter and VideoJitter bound how long a missing packet is waited for.
+	AudioJitter time.Duration
+	VideoJitter time.Duration
+	// MaxTracks bounds the files of one call.
+	MaxTracks int
+	// Version is written into each manifest.
+	Version string
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) fill() {
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.GapPolicy == "" {
+		o.GapPolicy = GapKeep
+	}
+	if o.SplitAfter <= 0 {
+		o.SplitAfter = 30 * time.Second
+	}
+	if o.AudioJitter <= 0 {
+		o.AudioJitter = 100 * time.Millisecond
+	}
+	if o.VideoJitter <= 0 {
+		o.VideoJitter = 300 * time.Millisecond
+	}
+	if o.MaxTracks <= 0 {
+		o.MaxTracks = 64
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Recorder creates call folders under one root.
+type Recorder struct {
+	opts Options
+	log  zerolog.Logger
+}
+
+// New prepares the recordings root.
+func New(opts Options, log zerolog.Logger) (*Recorder, error) {
+	opts.fill()
+	if opts.Dir == "" {
+		return nil, errors.New("recordings dir is empty")
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create recordings dir: %w", err)
+	}
+	abs, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("resolve recordings dir: %w", err)
+	}
+	opts.Dir = abs
+	return &Recorder{opts: opts, log: log}, nil
+}
+
+// Dir is the absolute recordings root.
+func (r *Recorder) Dir() string { return r.opts.Dir }
+
+// CallInfo identifies a call.
+type CallInfo struct {
+	CallID string
+	RoomID string
+	// Kind is "1:1", "group" or "livekit".
+	Kind string
+}
+
+// Session is the recording of one call: one folder, one manifest, many tracks.
+type Session struct {
+	rec    *Recorder
+	log    zerolog.Logger
+	folder string
+	t0     time.Time
+
+	mu       sync.Mutex
+	manifest Manifest
+	logical  map[string]int // logical track id -> parts so far
+	names    map[string]string
+	active   map[*Track]struct{}
+	domains  map[string]*clockDomain
+	closing  bool
+	closed   bool
+	done     sync.WaitGroup
+	lastSave time.Time
+}
+
+// Start creates the call folder and writes the first manifest.
+func (r *Recorder) Start(ctx context.Context, info CallInfo) (*Session, error) {
+	now := r.opts.Now().UTC()
+	name := FolderName(now, info.RoomID, info.CallID)
+	folder := filepath.Join(r.opts.Dir, name)
+	// A second call with the same id in the same second gets a numbered folder.
+	for i := 2; ; i++ {
+		err := os.Mkdir(folder, 0o755)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrExist) || i > 100 {
+			return nil, fmt.Errorf("create call folder: %w", err)
+		}
+		folder = filepath.Join(r.opts.Dir, fmt.Sprintf("%s-%d", name, i))
+	}
+	s := &Session{
+		rec:     r,
+		folder:  folder,
+		t0:      now,
+		logical: map[string]int{},
+		names:   map[string]string{},
+		active:  map[*Track]struct{}{},
+		domains: map[string]*clockDomain{},
+		manifest: Manifest{
+			Version:      ManifestVersion,
+			CallID:       info.CallID,
+			RoomID:       info.RoomID,
+			Kind:         info.Kind,
+			Status:       StatusRecording,
+			StartedAt:    now,
+			Recorder:     r.opts.Version,
+			Participants: []Participant{},
+			Tracks:       []FileEntry{},
+		},
+	}
+	s.log = r.log.With().Str("call_id", info.CallID).Str("room_id", info.RoomID).Str("folder", filepath.Base(folder)).Logger()
+	if err := s.save(); err != nil {
+		return nil, errors.Join(err, os.RemoveAll(folder))
+	}
+	s.log.Info().Msg("Recording started")
+	return s, nil
+}
+
+// Folder is the absolute path of the call folder.
+func (s *Session) Folder() string { return s.folder }
+
+// StartedAt is the zero of the call's timeline.
+func (s *Session) StartedAt() time.Time { return s.t0 }
+
+// Offset converts a wall-clock time to milliseconds on the call's timeline.
+func (s *Session) Offset(t time.Time) int64 { return t.Sub(s.t0).Milliseconds() }
+
+// AddParticipant records that someone joined (or updates their display name).
+func (s *Session) AddParticipant(userID, deviceID, displayName string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.manifest.Participants {
+		p := &s.manifest.Participants[i]
+		if p.UserID == userID && p.DeviceID == deviceID && p.LeftAt == nil {
+			if displayName != "" {
+				p.DisplayName = displayName
+			}
+			return
+		}
+	}
+	s.manifest.Participants = append(s.manifest.Participants, Participant{UserID: userID, DeviceID: deviceID, DisplayName: displayName, JoinedAt: at.UTC()})
+	s.saveLocked()
+}
+
+// RemoveParticipant records that someone left.
+func (s *Session) RemoveParticipant(userID, deviceID string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.manifest.Participants {
+		p := &s.manifest.Participants[i]
+		if p.UserID == userID && p.DeviceID == deviceID && p.LeftAt == nil {
+			t := at.UTC()
+			p.LeftAt = &t
+		}
+	}
+	s.saveLocked()
+}
+
+// AddMarker stores a note on the timeline.
+func (s *Session) AddMarker(userID, text string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.manifest.Markers = append(s.manifest.Markers, Marker{AtMs: s.Offset(at), Text: text, UserID: userID})
+	s.saveLocked()
+}
+
+// SetOptOut records that a user opted out (optOut) or back in.
+func (s *Session) SetOptOut(userID string, optOut bool, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := at.UTC()
+	if optOut {
+		s.manifest.OptOuts = append(s.manifest.OptOuts, OptOut{UserID: userID, From: t})
+	} else {
+		for i := range s.manifest.OptOuts {
+			if s.manifest.OptOuts[i].UserID == userID && s.manifest.OptOuts[i].Until == nil {
+				s.manifest.OptOuts[i].Until = &t
+			}
+		}
+	}
+	s.saveLocked()
+}
+
+// Manifest returns a copy of the current manifest.
+func (s *Session) Manifest() Manifest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.copyManifestLocked()
+}
+
+func (s *Session) copyManifestLocked() Manifest {
+	m := s.manifest
+	m.Participants = append([]Participant(nil), m.Participants...)
+	m.OptOuts = append([]OptOut(nil), m.OptOuts...)
+	m.Markers = append([]Marker(nil), m.Markers...)
+	m.Tracks = make([]FileEntry, len(s.manifest.Tracks))
+	for i, t := range s.manifest.Tracks {
+		t.Gaps = append([]Gap(nil), t.Gaps...)
+		m.Tracks[i] = t
+	}
+	return m
+}
+
+// save writes the manifest; the caller must not hold mu.
+func (s *Session) save() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.saveErrLocked()
+}
+
+func (s *Session) saveLocked() {
+	if err := s.saveErrLocked(); err != nil {
+		s.log.Error().Err(err).Msg("Failed to write manifest")
+	}
+}
+
+func (s *Session) saveErrLocked() error {
+	now := s.rec.opts.Now()
+	if s.manifest.EndedAt != nil {
+		s.manifest.DurationMs = s.manifest.EndedAt.Sub(s.t0).Milliseconds()
+	} else {
+		s.manifest.DurationMs = now.Sub(s.t0).Milliseconds()
+	}
+	sort.SliceStable(s.manifest.Tracks, func(i, j int) bool {
+		a, b := s.manifest.Tracks[i], s.manifest.Tracks[j]
+		if a.Track != b.Track {
+			return a.Track < b.Track
+		}
+		return a.Part < b.Part
+	})
+	s.lastSave = now
+	return writeJSONAtomic(filepath.Join(s.folder, ManifestFile), &s.manifest)
+}
+
+// maybeSaveLocked rewrites the manifest if it has not been written for a while, so that
+// durations and statistics on disk stay close to the truth during a long call.
+func (s *Session) maybeSaveLocked() {
+	if s.rec.opts.Now().Sub(s.lastSave) >= manifestRefresh {
+		s.saveLocked()
+	}
+}
+
+const manifestRefresh = 5 * time.Second
+
+// ErrSessionClosed is returned when adding a track to a session that is ending.
+var ErrSessionClosed = errors.New("recording is ending")
+
+// Close stops every track, finalises their files and writes the final manifest. Tracks
+// that do not stop before ctx ends are left as they are (their files are playable up to
+// the last flush) and reported in the error.
+func (s *Session) Close(ctx context.Context) (Manifest, error) {
+	s.mu.Lock()
+	if s.closed {
+		m := s.copyManifestLocked()
+		s.mu.Unlock()
+		return m, nil
+	}
+	s.closing = true
+	tracks := make([]*Track, 0, len(s.active))
+	for t := range s.active {
+		tracks = append(tracks, t)
+	}
+	s.mu.Unlock()
+
+	for _, t := range tracks {
+		t.stop()
+	}
+	waited := make(chan struct{})
+	go func() {
+		s.done.Wait()
+		close(waited)
+	}()
+	var err error
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		err = fmt.Errorf("tracks did not finish in time: %w", ctx.Err())
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	end := s.rec.opts.Now().UTC()
+	s.manifest.EndedAt = &end
+	s.manifest.Status = StatusFinished
+	if err != nil {
+		s.manifest.Interruption = err.Error()
+	}
+	for i := range s.manifest.Participants {
+		if s.manifest.Participants[i].LeftAt == nil {
+			s.manifest.Participants[i].LeftAt = &end
+		}
+	}
+	for i := range s.manifest.OptOuts {
+		if s.manifest.OptOuts[i].Until == nil {
+			s.manifest.OptOuts[i].Until = &end
+		}
+	}
+	if serr := s.saveErrLocked(); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	s.log.Info().Int64("duration_ms", s.manifest.DurationMs).Int("files", len(s.manifest.Tracks)).Msg("Recording finished")
+	return s.copyManifestLocked(), err
+}

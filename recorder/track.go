@@ -1,0 +1,335 @@
+package recorder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/jitter"
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
+)
+
+// PacketSource is where a track's RTP packets come from: a pion *webrtc.TrackRemote (through
+// a small adapter) or anything else that reads one packet per call.
+type PacketSource interface {
+	// ReadPacket reads one RTP packet into b. It returns an error whose Timeout() is true
+	// when the read deadline passes, and io.EOF when the track ends.
+	ReadPacket(b []byte) (int, error)
+	SetReadDeadline(t time.Time) error
+}
+
+// Tunables of the track loop.
+const (
+	// keyframeInterval rate-limits keyframe requests (PLI).
+	keyframeInterval = time.Second
+	// maxClockSkew: when RTP time and arrival time disagree by more than this, the sender's
+	// timestamps are not trustworthy any more (a jump, a pause) and the track continues in a
+	// new part anchored at the arrival time.
+	maxClockSkew = 5 * time.Second
+	// gapMerge merges gaps separated by less media than this (Opus DTX sends a short
+	// comfort-noise frame every 400 ms of silence; that is one gap, not dozens).
+	gapMerge = 120 * time.Millisecond
+	// minAudioGap and minVideoGap are the smallest gaps listed in the manifest.
+	minAudioGap = 40 * time.Millisecond
+	minVideoGap = 2 * time.Second
+	// maxListedGaps bounds the manifest's gap list per file.
+	maxListedGaps = 2000
+	// maxReadErrors ends a track whose source keeps failing without delivering a packet.
+	maxReadErrors = 1000
+	// srRefineWindow: a part's start offset is refined by the first sender report that
+	// arrives within this time of the part's start.
+	srRefineWindow = 30 * time.Second
+)
+
+// Track records one incoming RTP stream. Parts of it are separate files of one logical track.
+type Track struct {
+	s     *Session
+	info  TrackInfo
+	codec media.Codec
+	lid   string
+	log   zerolog.Logger
+
+	stopOnce sync.Once
+	stopCh   chan struct{}
+	srcMu    sync.Mutex
+	src      PacketSource
+
+	srMu   sync.Mutex
+	sr     senderReport
+	haveSR bool
+}
+
+type senderReport struct {
+	ntp     time.Time
+	rtp     uint32
+	arrival time.Time
+}
+
+// AddTrack registers a new track of the call. The caller then runs Track.Run with the
+// track's packet source.
+func (s *Session) AddTrack(info TrackInfo) (*Track, error) {
+	codec := info.Codec()
+	if codec == media.CodecUnknown {
+		return nil, fmt.Errorf("codec %q cannot be recorded", info.MimeType)
+	}
+	if info.ClockRate == 0 {
+		return nil, errors.New("track has no clock rate")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil, ErrSessionClosed
+	}
+	if len(s.manifest.Tracks) >= s.rec.opts.MaxTracks {
+		return nil, fmt.Errorf("this call already has %d files, the most a call may have", len(s.manifest.Tracks))
+	}
+	t := &Track{
+		s: s, info: info, codec: codec, lid: info.logicalID(), stopCh: make(chan struct{}),
+	}
+	t.log = s.log.With().Str("user_id", info.UserID).Str("device_id", info.DeviceID).Str("track", t.lid).Uint32("ssrc", info.SSRC).Logger()
+	s.active[t] = struct{}{}
+	s.done.Add(1)
+	return t, nil
+}
+
+// SenderReport feeds an RTCP sender report for this track's SSRC: NTP time in the RTCP
+// 64-bit format, its RTP timestamp, and when it arrived. It is safe to call from any goroutine.
+func (t *Track) SenderReport(ntp uint64, rtpTime uint32, arrival time.Time) {
+	if ntp == 0 {
+		return
+	}
+	nt := ntpToTime(ntp)
+	t.srMu.Lock()
+	t.sr = senderReport{ntp: nt, rtp: rtpTime, arrival: arrival}
+	t.haveSR = true
+	t.srMu.Unlock()
+	t.s.observeClock(t.info.ClockDomain, arrival.Sub(nt))
+}
+
+func (t *Track) senderReport() (senderReport, bool) {
+	t.srMu.Lock()
+	defer t.srMu.Unlock()
+	return t.sr, t.haveSR
+}
+
+// ntpToTime converts the RTCP NTP format (seconds since 1900 in 32.32 fixed point).
+func ntpToTime(ntp uint64) time.Time {
+	const ntpEpochOffset = 2208988800
+	secs := int64(ntp>>32) - ntpEpochOffset
+	frac := ntp & 0xffffffff
+	return time.Unix(secs, int64(frac*1e9>>32))
+}
+
+// stop asks Run to finish: it wakes a blocked read and makes the loop drain and finalise.
+func (t *Track) stop() {
+	t.stopOnce.Do(func() { close(t.stopCh) })
+	t.srcMu.Lock()
+	if t.src != nil {
+		_ = t.src.SetReadDeadline(time.Now())
+	}
+	t.srcMu.Unlock()
+}
+
+func (t *Track) stopping() bool {
+	select {
+	case <-t.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run records packets from src until it ends, ctx ends or the session closes, then
+// finalises the current part. keyframe (may be nil) asks the sender for a keyframe.
+func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) error {
+	defer t.s.trackDone(t)
+	t.srcMu.Lock()
+	t.src = src
+	t.srcMu.Unlock()
+	if t.stopping() {
+		_ = src.SetReadDeadline(time.Now())
+	}
+	stopWatch := context.AfterFunc(ctx, t.stop)
+	defer stopWatch()
+
+	p, err := newPipeline(t, keyframe)
+	if err != nil {
+		return fmt.Errorf("set up track: %w", err)
+	}
+	defer p.finish()
+	jitterDelay := t.s.rec.opts.AudioJitter
+	if t.codec.IsVideo() {
+		jitterDelay = t.s.rec.opts.VideoJitter
+	}
+	jb := jitter.New(jitterDelay)
+	p.jb = jb
+	buf := make([]byte, 1600)
+	flushEvery := t.s.rec.opts.FlushInterval
+	nextFlush := time.Now().Add(flushEvery)
+	var deadline time.Time
+	readErrors := 0
+	for {
+		if t.stopping() {
+			for pkt, ok := jb.Drain(); ok; pkt, ok = jb.Drain() {
+				p.packet(pkt)
+			}
+			return nil
+		}
+		want := nextFlush
+		if d, ok := jb.NextDeadline(); ok && d.Before(want) {
+			want = d
+		}
+		if !want.Equal(deadline) {
+			deadline = want
+			if err := src.SetReadDeadline(deadline); err != nil {
+				return fmt.Errorf("set read deadline: %w", err)
+			}
+		}
+		n, err := src.ReadPacket(buf)
+		now := time.Now()
+		switch {
+		case err == nil:
+			readErrors = 0
+			if _, perr := jb.Push(buf[:n], now); perr != nil {
+				t.log.Trace().Err(perr).Msg("Dropping malformed packet")
+			}
+		case isTimeout(err):
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed):
+			for pkt, ok := jb.Drain(); ok; pkt, ok = jb.Drain() {
+				p.packet(pkt)
+			}
+			p.endReason = "track ended"
+			return nil
+		default:
+			// pion reports a packet with a payload type never negotiated as an error of
+			// Read; count it and go on.
+			p.unknownPT++
+			readErrors++
+			if readErrors > maxReadErrors {
+				p.endReason = "read errors"
+				return fmt.Errorf("read rtp: %w", err)
+			}
+		}
+		for pkt, ok := jb.Pop(now); ok; pkt, ok = jb.Pop(now) {
+			p.packet(pkt)
+		}
+		if !now.Before(nextFlush) {
+			p.flush(now)
+			nextFlush = now.Add(flushEvery)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}
+
+func (s *Session) trackDone(t *Track) {
+	s.mu.Lock()
+	delete(s.active, t)
+	s.mu.Unlock()
+	s.done.Done()
+}
+
+// observeClock records one sample of (local arrival - sender NTP) for a clock domain and
+// keeps the smallest: the sample with the least network delay maps sender time best.
+func (s *Session) observeClock(domain string, offset time.Duration) {
+	if domain == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.domains[domain]
+	if d == nil {
+		d = &clockDomain{}
+		s.domains[domain] = d
+	}
+	if !d.have || offset < d.offset {
+		d.offset = offset
+		d.have = true
+	}
+}
+
+func (s *Session) clockOffset(domain string) (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.domains[domain]
+	if d == nil || !d.have {
+		return 0, false
+	}
+	return d.offset, true
+}
+
+// clockDomain maps one sender's NTP clock to the local clock.
+type clockDomain struct {
+	offset time.Duration
+	have   bool
+}
+
+// newPart registers the next file of a logical track in the manifest and returns its name
+// and part number.
+func (s *Session) newPart(t *Track, startOffset time.Duration, started time.Time) (file string, part int, idx int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logical[t.lid]++
+	part = s.logical[t.lid]
+	file = t.lid + t.codec.Extension()
+	if part > 1 {
+		file = fmt.Sprintf("%s.part%d%s", t.lid, part, t.codec.Extension())
+	}
+	s.manifest.Tracks = append(s.manifest.Tracks, FileEntry{
+		File: file, Track: t.lid, Part: part,
+		UserID: t.info.UserID, DeviceID: t.info.DeviceID, DisplayName: t.info.DisplayName,
+		Kind: t.info.Kind(), Codec: t.codec.String(), Purpose: t.info.purpose(), Source: t.info.source(),
+		CodecParams:   CodecParams{MimeType: t.info.MimeType, ClockRate: t.info.ClockRate, Channels: t.info.Channels, Fmtp: t.info.Fmtp},
+		StartOffsetMs: max(startOffset.Milliseconds(), 0), StartedAt: started.UTC(), Status: StatusRecording,
+		Gaps: []Gap{},
+	})
+	s.saveLocked()
+	return file, part, len(s.manifest.Tracks) - 1
+}
+
+// updateEntry changes a file's manifest entry under the session lock.
+func (s *Session) updateEntry(file string, save bool, fn func(e *FileEntry)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.manifest.Tracks {
+		if s.manifest.Tracks[i].File == file {
+			fn(&s.manifest.Tracks[i])
+			break
+		}
+	}
+	if save {
+		s.saveLocked()
+	} else {
+		s.maybeSaveLocked()
+	}
+}
+
+// fileDigest returns the size and SHA-256 of a finished file.
+func fileDigest(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return n, "", err
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (s *Session) path(file string) string { return filepath.Join(s.folder, file) }

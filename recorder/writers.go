@@ -1,0 +1,63 @@
+package recorder
+
+import (
+	"fmt"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter"
+	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+)
+
+// newWriter opens the container writer for a track's codec: Opus in Ogg, VP8/VP9/AV1 in
+// WebM, H.264 in Matroska.
+func newWriter(t *Track, path string, o Options) (media.Writer, error) {
+	channels := t.info.Channels
+	if channels == 0 && t.codec == media.CodecOpus {
+		channels = 2
+	}
+	params := media.TrackParams{
+		Codec:     t.codec,
+		ClockRate: t.info.ClockRate,
+		Channels:  channels,
+		Title:     trackTitle(t.info),
+	}
+	switch t.codec {
+	case media.CodecOpus:
+		gp := oggwriter.GapConceal
+		if o.GapPolicy == GapFill {
+			gp = oggwriter.GapSilence
+		}
+		return oggwriter.New(path, params,
+			oggwriter.WithSyncOnFlush(o.Fsync),
+			oggwriter.WithGapPolicy(gp),
+			oggwriter.WithComments("TITLE="+params.Title, "ARTIST="+t.info.UserID),
+		)
+	case media.CodecVP8, media.CodecVP9, media.CodecAV1, media.CodecH264:
+		return mkvwriter.New(path, params, mkvwriter.WithSyncOnFlush(o.Fsync), mkvwriter.WithWritingApp(o.Version))
+	default:
+		return nil, fmt.Errorf("no writer for codec %s", t.codec)
+	}
+}
+
+func trackTitle(i TrackInfo) string {
+	who := i.UserID
+	if i.DisplayName != "" {
+		who = i.DisplayName + " (" + i.UserID + ")"
+	}
+	s := who + " " + i.source()
+	if i.DeviceID != "" {
+		s += " [" + i.DeviceID + "]"
+	}
+	// Keep titles printable and bounded: they come from the network.
+	out := make([]rune, 0, len(s))
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			r = ' '
+		}
+		out = append(out, r)
+		if len(out) >= 200 {
+			break
+		}
+	}
+	return string(out)
+}
