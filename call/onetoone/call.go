@@ -537,6 +537,9 @@ func (c *Call) end(info endInfo) {
 	c.log.Info().Str("why", info.why).Msg("Call ended")
 	if c.session != nil {
 		c.m.obs.CallEnded(ctx, c.status(), manifest, err)
+	} else if info.reason != voip.ReasonAnsweredElse && info.why != "" {
+		// The call never got as far as recording: tell the room why.
+		c.m.obs.CallRefused(ctx, c.roomID, c.peer, info.why)
 	}
 	c.loop.Stop()
 	c.m.forget(c)

@@ -1,0 +1,365 @@
+package onetoone
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/rtc"
+	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// fakeRoom captures what the manager sends; tests play the caller by hand.
+type fakeRoom struct {
+	mu      sync.Mutex
+	sent    []sentEvent
+	notify  chan struct{}
+	refused []string
+	ended   []recorder.Manifest
+	started int
+}
+
+type sentEvent struct {
+	typ     string
+	content json.RawMessage
+}
+
+func newFakeRoom() *fakeRoom { return &fakeRoom{notify: make(chan struct{}, 100)} }
+
+func (f *fakeRoom) SendCallEvent(_ context.Context, _ id.RoomID, t event.Type, content any) error {
+	b, err := json.Marshal(content)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.sent = append(f.sent, sentEvent{t.Type, b})
+	f.mu.Unlock()
+	f.notify <- struct{}{}
+	return nil
+}
+func (f *fakeRoom) ICEServers(context.Context) []webrtc.ICEServer { return nil }
+func (f *fakeRoom) CallStarted(context.Context, Status) {
+	f.mu.Lock()
+	f.started++
+	f.mu.Unlock()
+}
+func (f *fakeRoom) CallEnded(_ context.Context, _ Status, m recorder.Manifest, _ error) {
+	f.mu.Lock()
+	f.ended = append(f.ended, m)
+	f.mu.Unlock()
+	f.notify <- struct{}{}
+}
+func (f *fakeRoom) CallRefused(_ context.Context, _ id.RoomID, _ id.UserID, reason string) {
+	f.mu.Lock()
+	f.refused = append(f.refused, reason)
+	f.mu.Unlock()
+	f.notify <- struct{}{}
+}
+
+func (f *fakeRoom) wait(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		f.mu.Lock()
+		ok := cond()
+		f.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-f.notify:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("condition not reached")
+		}
+	}
+}
+
+func (f *fakeRoom) find(typ string) []json.RawMessage {
+	var out []json.RawMessage
+	for _, s := range f.sent {
+		if s.typ == typ {
+			out = append(out, s.content)
+		}
+	}
+	return out
+}
+
+const (
+	room   = id.RoomID("!r:hs")
+	bob    = id.UserID("@bob:hs")
+	botID  = id.UserID("@bot:hs")
+	botDev = id.DeviceID("BOTDEV")
+)
+
+func newManager(t *testing.T, admit Admitter) (*Manager, *fakeRoom, string) {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	f, err := rtc.NewFactory(rtc.Settings{IncludeLoopback: true}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rec, err := recorder.New(recorder.Options{Dir: dir}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := newFakeRoom()
+	ctx, cancel := context.WithCancel(context.Background())
+	m := New(ctx, Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second}, fr, fr, admit, f, rec, log)
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := m.Shutdown(sctx); err != nil {
+			t.Error(err)
+		}
+		cancel()
+		_ = f.Close()
+	})
+	return m, fr, dir
+}
+
+// peer is the test's caller: a pion connection with one Opus track.
+type peer struct {
+	pc    *webrtc.PeerConnection
+	track *webrtc.TrackLocalStaticSample
+	cands chan voip.Candidate
+}
+
+func newPeer(t *testing.T) *peer {
+	t.Helper()
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	api := webrtc.NewAPI(webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "a", "stream1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+	p := &peer{pc: pc, track: track, cands: make(chan voip.Candidate, 64)}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			p.cands <- voip.Candidate{}
+			return
+		}
+		j := c.ToJSON()
+		p.cands <- voip.Candidate{Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex}
+	})
+	return p
+}
+
+func (p *peer) offer(t *testing.T) string {
+	t.Helper()
+	o, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetLocalDescription(o); err != nil {
+		t.Fatal(err)
+	}
+	return o.SDP
+}
+
+func (p *peer) gathered(t *testing.T) []voip.Candidate {
+	t.Helper()
+	var out []voip.Candidate
+	for {
+		select {
+		case c := <-p.cands:
+			out = append(out, c)
+			if c.Candidate == "" {
+				return out
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("peer did not finish gathering")
+		}
+	}
+}
+
+func (p *peer) sendTone(ctx context.Context) {
+	// A valid 20 ms Opus packet (CELT silence) is enough for the recorder.
+	frame := []byte{0xf8, 0xff, 0xfe}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			_ = p.track.WriteSample(media.Sample{Data: frame, Duration: 20 * time.Millisecond})
+		}
+	}
+}
+
+func ev(typ event.Type, sender id.UserID, content any) Event {
+	b, _ := json.Marshal(content)
+	return Event{RoomID: room, Sender: sender, Type: typ, Content: b, ReceivedAt: time.Now()}
+}
+
+func invite(callID, sdp string) map[string]any {
+	return map[string]any{"call_id": callID, "party_id": "BOBDEV", "version": "1", "lifetime": 60000,
+		"offer": map[string]string{"type": "offer", "sdp": sdp}, "sdp_stream_metadata": map[string]any{"stream1": map[string]string{"purpose": "m.usermedia"}}}
+}
+
+// TestAnswerWithEarlyCandidates plays js-sdk's order: candidates arrive before the invite
+// is handled (same sync batch, candidates first here), then the invite.
+func TestAnswerWithEarlyCandidates(t *testing.T) {
+	m, fr, dir := newManager(t, nil)
+	p := newPeer(t)
+	sdp := p.offer(t)
+	cands := p.gathered(t)
+	m.HandleBatch(context.Background(), []Event{
+		ev(voip.TypeCandidates, bob, map[string]any{"call_id": "call1", "party_id": "BOBDEV", "version": "1", "candidates": cands}),
+		ev(voip.TypeInvite, bob, invite("call1", sdp)),
+	})
+	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
+	fr.mu.Lock()
+	raw := fr.find("m.call.answer")[0]
+	fr.mu.Unlock()
+	var answer map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &answer); err != nil {
+		t.Fatal(err)
+	}
+	if string(answer["sdp_stream_metadata"]) != "{}" || string(answer["version"]) != `"1"` || string(answer["party_id"]) != `"BOTDEV"` {
+		t.Errorf("answer fields: %s", raw)
+	}
+	a, err := voip.ParseAnswer(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.sendTone(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for p.pc.ICEConnectionState() != webrtc.ICEConnectionStateConnected {
+		if time.Now().After(deadline) {
+			t.Fatalf("ICE did not connect: %s", p.pc.ICEConnectionState())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	m.HandleEvent(context.Background(), ev(voip.TypeHangup, bob, map[string]any{"call_id": "call1", "party_id": "BOBDEV", "version": "1", "reason": "user_hangup"}))
+	fr.wait(t, func() bool { return len(fr.ended) == 1 })
+	man := fr.ended[0]
+	if len(man.Tracks) != 1 || man.Tracks[0].Source != recorder.SourceMicrophone || man.Tracks[0].DurationMs < 500 {
+		t.Fatalf("manifest tracks: %+v", man.Tracks)
+	}
+	if man.Tracks[0].UserID != string(bob) || man.Tracks[0].DeviceID != "BOBDEV" {
+		t.Errorf("track owner: %+v", man.Tracks[0])
+	}
+	if len(fr.find("m.call.hangup")) != 0 {
+		t.Error("bot echoed a hangup for a call the caller ended")
+	}
+	_ = dir
+}
+
+func TestRefusals(t *testing.T) {
+	m, fr, _ := newManager(t, func(context.Context, id.RoomID, id.UserID) error { return errors.New("not alone") })
+	p := newPeer(t)
+	sdp := p.offer(t)
+	m.HandleEvent(context.Background(), ev(voip.TypeInvite, bob, invite("call2", sdp)))
+	fr.wait(t, func() bool { return len(fr.refused) == 1 && len(fr.find("m.call.reject")) == 1 })
+	if fr.refused[0] != "not alone" {
+		t.Errorf("refused with %q", fr.refused[0])
+	}
+}
+
+func TestIgnoredInvites(t *testing.T) {
+	m, fr, _ := newManager(t, nil)
+	p := newPeer(t)
+	sdp := p.offer(t)
+	expired := ev(voip.TypeInvite, bob, invite("old", sdp))
+	expired.Age = 58 * time.Second
+	other := invite("other", sdp)
+	other["invitee"] = "@carol:hs"
+	answered := ev(voip.TypeInvite, bob, invite("answered", sdp))
+	m.HandleBatch(context.Background(), []Event{
+		expired,
+		ev(voip.TypeInvite, bob, other),
+		ev(voip.TypeInvite, botID, invite("mine", sdp)),
+		answered,
+		ev(voip.TypeHangup, bob, map[string]any{"call_id": "answered", "version": "1"}),
+	})
+	time.Sleep(300 * time.Millisecond)
+	if len(m.Active()) != 0 {
+		t.Errorf("calls started: %+v", m.Active())
+	}
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	if len(fr.sent) != 0 {
+		t.Errorf("bot sent events for ignored invites: %+v", fr.sent)
+	}
+}
+
+// TestSelectAnswerElsewhere: the caller picks another answer; the bot ends silently.
+func TestSelectAnswerElsewhere(t *testing.T) {
+	m, fr, _ := newManager(t, nil)
+	p := newPeer(t)
+	sdp := p.offer(t)
+	m.HandleEvent(context.Background(), ev(voip.TypeInvite, bob, invite("call3", sdp)))
+	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
+	// A stranger cannot end the call.
+	m.HandleEvent(context.Background(), ev(voip.TypeHangup, "@eve:hs", map[string]any{"call_id": "call3", "version": "1"}))
+	time.Sleep(200 * time.Millisecond)
+	if len(m.Active()) != 1 {
+		t.Fatal("a stranger's hangup ended the call")
+	}
+	m.HandleEvent(context.Background(), ev(voip.TypeSelectAnswer, bob, map[string]any{"call_id": "call3", "party_id": "BOBDEV", "version": "1", "selected_party_id": "OTHERDEV"}))
+	fr.wait(t, func() bool { return len(fr.ended) == 1 })
+	if len(fr.find("m.call.hangup")) != 0 {
+		t.Error("bot sent a hangup after being deselected")
+	}
+}
+
+// TestNegotiateAnswered: a renegotiation offer gets an m.call.negotiate answer.
+func TestNegotiateAnswered(t *testing.T) {
+	m, fr, _ := newManager(t, nil)
+	p := newPeer(t)
+	sdp := p.offer(t)
+	m.HandleEvent(context.Background(), ev(voip.TypeInvite, bob, invite("call4", sdp)))
+	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
+	a, _ := voip.ParseAnswer(fr.find("m.call.answer")[0])
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := p.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetLocalDescription(o); err != nil {
+		t.Fatal(err)
+	}
+	m.HandleEvent(context.Background(), ev(voip.TypeNegotiate, bob, map[string]any{"call_id": "call4", "party_id": "BOBDEV", "version": "1",
+		"description": map[string]string{"type": "offer", "sdp": o.SDP}, "sdp_stream_metadata": map[string]any{}}))
+	fr.wait(t, func() bool { return len(fr.find("m.call.negotiate")) == 1 })
+	n, err := voip.ParseNegotiate(fr.find("m.call.negotiate")[0])
+	if err != nil || n.Description.Type != "answer" || n.Metadata == nil {
+		t.Fatalf("negotiate answer: %+v %v", n, err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: n.Description.SDP}); err != nil {
+		t.Fatalf("answer does not apply: %v", err)
+	}
+}
