@@ -50,7 +50,10 @@ func Repair(path string) (RepairReport, error) {
 	if err != nil {
 		return r, fmt.Errorf("open ogg file to repair: %w", err)
 	}
-	r, err = repair(f)
+	info, err := f.Stat()
+	if err == nil {
+		r, err = repair(f, info.Size())
+	}
 	if cerr := f.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close repaired ogg file: %w", cerr))
 	}
@@ -58,6 +61,14 @@ func Repair(path string) (RepairReport, error) {
 		return r, fmt.Errorf("repair %s: %w", path, err)
 	}
 	return r, nil
+}
+
+// repairFile is what repair needs of a file: *os.File, or a file in memory in tests.
+type repairFile interface {
+	io.ReaderAt
+	io.WriterAt
+	Truncate(size int64) error
+	Sync() error
 }
 
 // scanState is what repair learns from the pages of a file.
@@ -70,14 +81,8 @@ type scanState struct {
 	haveGranule bool
 }
 
-func repair(f *os.File) (RepairReport, error) {
+func repair(f repairFile, size int64) (RepairReport, error) {
 	var r RepairReport
-	info, err := f.Stat()
-	if err != nil {
-		return r, err
-	}
-	size := info.Size()
-
 	buf := make([]byte, maxPageSize)
 	var st scanState
 	var off, goodEnd int64
@@ -123,6 +128,9 @@ func repair(f *os.File) (RepairReport, error) {
 		default:
 			off += int64(n) - int64(len(capturePattern)-1)
 		}
+	}
+	if r.Pages == 0 {
+		return r, ErrNotOpus
 	}
 	r.Duration = samplesToDuration(max(0, r.Granule-int64(r.PreSkip)))
 	r.HadEOS = st.last.flags&flagEOS != 0

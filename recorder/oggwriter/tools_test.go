@@ -255,35 +255,67 @@ func opusdecDuration(t *testing.T, path string) time.Duration {
 func TestSilenceFrameDecodesToSilence(t *testing.T) {
 	needTool(t, "ffmpeg")
 	for _, channels := range []uint16{1, 2} {
-		for _, d := range []time.Duration{2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 60 * time.Millisecond, 120 * time.Millisecond} {
-			p, err := SilenceFrame(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(t.TempDir(), "silence.ogg")
-			w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: channels})
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := int(time.Second / d) // 8 frames of 120 ms: 960 ms
-			total := time.Duration(n) * d
-			for i := range n {
-				if err := w.WriteFrame(media.Frame{Data: p, PTS: time.Duration(i) * d, Duration: d}); err != nil {
+		// Every packet size one after the other, four times over.
+		path := filepath.Join(t.TempDir(), "silence.ogg")
+		w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: channels})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pts := time.Duration(0)
+		for range 4 {
+			for _, d := range []time.Duration{2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 60 * time.Millisecond, 80 * time.Millisecond, 100 * time.Millisecond, 120 * time.Millisecond} {
+				p, err := SilenceFrame(d)
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
-			checkWithTools(t, path, int(channels), total)
-			for tool, pcm := range map[string][]int16{"ffmpeg": decodePCM(t, path), "opusdec": opusdecPCM(t, path)} {
-				if len(pcm) != int(2*durationToSamples(total)) {
-					t.Fatalf("%s: %d samples", tool, len(pcm))
+				if err := w.WriteFrame(media.Frame{Data: p, PTS: pts, Duration: d}); err != nil {
+					t.Fatal(err)
 				}
-				if !bytes.Equal(int16Bytes(pcm), make([]byte, 2*len(pcm))) {
-					t.Fatalf("%s: %d channels, %v frames: not digital silence (peak %d)", tool, channels, d, peakOf(pcm, 0, time.Second))
-				}
+				pts += d
 			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkWithTools(t, path, int(channels), pts)
+		for tool, pcm := range map[string][]int16{"ffmpeg": decodePCM(t, path), "opusdec": opusdecPCM(t, path)} {
+			if len(pcm) != int(2*durationToSamples(pts)) {
+				t.Fatalf("%s: %d samples", tool, len(pcm))
+			}
+			if !bytes.Equal(int16Bytes(pcm), make([]byte, 2*len(pcm))) {
+				t.Fatalf("%s, %d channels: not digital silence (peak %d)", tool, channels, peakOf(pcm, 0, pts))
+			}
+		}
+	}
+}
+
+func TestSilenceFrame(t *testing.T) {
+	for _, d := range []time.Duration{0, -ms20, time.Millisecond, 30 * time.Millisecond, 140 * time.Millisecond, ms20 + 1} {
+		if p, err := SilenceFrame(d); err == nil {
+			t.Errorf("SilenceFrame(%v) = %x", d, p)
+		}
+	}
+	for _, d := range []time.Duration{2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond, ms20, 40 * time.Millisecond, 60 * time.Millisecond, 80 * time.Millisecond, 100 * time.Millisecond, 120 * time.Millisecond} {
+		p, err := SilenceFrame(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := PacketDuration(p); err != nil || got != d {
+			t.Errorf("SilenceFrame(%v) = %x lasts %v, %v", d, p, got, err)
+		}
+		if p[0]&0x04 != 0 || p[0]>>3 < 28 {
+			t.Errorf("SilenceFrame(%v) = %x is not CELT-only fullband mono", d, p)
+		}
+	}
+	// The end packet covers the pre-skip of a stream with too little audio.
+	for _, tt := range []struct {
+		end     int64
+		preSkip uint16
+		want    int
+	}{{0, 0, 120}, {960, 312, 120}, {0, 312, 480}, {0, 3840, 3840}, {100, 4900, 4800}, {100, 5000, 5760}, {0, 65535, 5760}} {
+		n, err := packetSamples(appendEndPacket(nil, tt.end, tt.preSkip))
+		if err != nil || n != tt.want {
+			t.Errorf("end packet after %d samples with pre-skip %d: %d samples, %v; want %d", tt.end, tt.preSkip, n, err, tt.want)
 		}
 	}
 }
