@@ -185,11 +185,14 @@ func MKVInfo(ctx context.Context, path string) (string, error) {
 func OpusInfo(ctx context.Context, path string) (string, error) {
 	stdout, stderr, err := run(ctx, OpusInfoTool, path)
 	out := string(stdout) + stderr
-	if err != nil {
+	problems := append(matching(out, "warning"), matching(out, "error")...)
+	switch {
+	case err != nil && len(problems) > 0:
+		return out, fmt.Errorf("opusinfo %s: %w: %s", path, err, strings.Join(problems, "; "))
+	case err != nil:
 		return out, fmt.Errorf("opusinfo %s: %w: %s", path, err, lastLines(out, 10))
-	}
-	if lines := append(matching(out, "warning"), matching(out, "error")...); len(lines) > 0 {
-		return out, fmt.Errorf("opusinfo %s reports: %s", path, strings.Join(lines, "; "))
+	case len(problems) > 0:
+		return out, fmt.Errorf("opusinfo %s reports: %s", path, strings.Join(problems, "; "))
 	}
 	return out, nil
 }
