@@ -137,7 +137,11 @@ func TestH264ParameterSetsBeforeIDR(t *testing.T) {
 	out = collect(out, d.Push(pkt(3, false, testIDR...), 0))
 	out = collect(out, d.Push(pkt(3, true, testIDR2...), 0))
 	out = collect(out, d.Push(pkt(4, true, testIDR...), 0))
-	if len(out) != 4 {
+	// Parameter sets after the slice are put in front as well.
+	out = collect(out, d.Push(pkt(5, false, testIDR...), 0))
+	out = collect(out, d.Push(pkt(5, false, testSPS...), 0))
+	out = collect(out, d.Push(pkt(5, true, testPPS...), 0))
+	if len(out) != 5 {
 		t.Fatalf("%d frames (stats %+v)", len(out), d.Stats())
 	}
 	for i, want := range [][]byte{
@@ -145,6 +149,7 @@ func TestH264ParameterSetsBeforeIDR(t *testing.T) {
 		h264AU(testSlice),
 		h264AU(testAUD, testSPS, testPPS, testIDR, testIDR2),
 		h264AU(testSPS, testPPS, testIDR),
+		h264AU(testSPS, testPPS, testIDR, testSPS, testPPS),
 	} {
 		if !bytes.Equal(out[i].data, want) {
 			t.Fatalf("frame %d: %x, want %x", i, out[i].data, want)

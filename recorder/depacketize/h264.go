@@ -26,32 +26,37 @@ const startCode = "\x00\x00\x00\x01"
 // so this adapter does its own parsing. It remembers the last SPS and PPS and puts them in
 // front of an IDR access unit that lacks them.
 type h264 struct {
-	fuOpen   bool // inside an FU-A: start seen, end not yet
-	fuType   byte // NAL type of the open FU-A
-	fuStart  int  // offset of the open FU-A's NAL unit (after its start code)
-	sawSPS   bool
-	sawPPS   bool
-	sawIDR   bool
-	sawVCL   bool
-	firstMB0 bool // the first slice of the access unit starts at macroblock 0
-	insertAt int  // where parameter sets go: after a leading access unit delimiter
-	sps, pps []byte
-	nalsInAU int
+	au       h264Unit
+	sps, pps []byte // the last ones seen
+}
+
+// h264Unit is what the adapter knows about the access unit being assembled.
+type h264Unit struct {
+	fuOpen    bool // inside an FU-A: start seen, end not yet
+	fuType    byte // NAL type of the open FU-A
+	fuStart   int  // offset of the open FU-A's NAL unit (after its start code)
+	nals      int  // complete NAL units so far
+	sawSPS    bool
+	sawPPS    bool
+	sawIDR    bool
+	idrParams bool // SPS and PPS came before the first IDR slice
+	sawVCL    bool
+	firstMB0  bool // the first slice starts at macroblock 0
+	insertAt  int  // where parameter sets go: after a leading access unit delimiter
 }
 
 func newH264() adapter { return &h264{} }
 
 func (a *h264) add(dst, payload []byte, first bool) ([]byte, error) {
 	if first {
-		a.fuOpen, a.sawSPS, a.sawPPS, a.sawIDR, a.sawVCL, a.firstMB0 = false, false, false, false, false, false
-		a.insertAt, a.nalsInAU = 0, 0
+		a.au = h264Unit{}
 	}
 	header := payload[0]
 	if header&0x80 != 0 {
 		return dst, fmt.Errorf("h264 forbidden_zero_bit set: %w", errBadPayload)
 	}
 	typ := header & 0x1f
-	if a.fuOpen && typ != nalFUA {
+	if a.au.fuOpen && typ != nalFUA {
 		return dst, fmt.Errorf("h264 fu-a without its end: %w", errIncomplete)
 	}
 	switch {
@@ -100,22 +105,22 @@ func (a *h264) addFUA(dst, p []byte) ([]byte, error) {
 	}
 	switch {
 	case start:
-		if a.fuOpen {
+		if a.au.fuOpen {
 			return dst, fmt.Errorf("h264 fu-a without its end: %w", errIncomplete)
 		}
-		a.fuOpen, a.fuType = true, typ
+		a.au.fuOpen, a.au.fuType = true, typ
 		dst = append(dst, startCode...)
-		a.fuStart = len(dst)
+		a.au.fuStart = len(dst)
 		dst = append(dst, indicator&0xe0|typ)
-	case !a.fuOpen:
+	case !a.au.fuOpen:
 		return dst, fmt.Errorf("h264 fu-a without its start: %w", errIncomplete)
-	case typ != a.fuType:
+	case typ != a.au.fuType:
 		return dst, fmt.Errorf("h264 fu-a changed nal type: %w", errBadPayload)
 	}
 	dst = append(dst, p[2:]...)
 	if end {
-		a.fuOpen = false
-		a.noteNAL(dst[a.fuStart:], len(dst))
+		a.au.fuOpen = false
+		a.noteNAL(dst[a.au.fuStart:], len(dst))
 	}
 	return dst, nil
 }
@@ -130,58 +135,60 @@ func (a *h264) appendNAL(dst, nal []byte) []byte {
 
 // noteNAL records what a complete NAL unit means for the access unit; end is its end offset.
 func (a *h264) noteNAL(nal []byte, end int) {
-	a.nalsInAU++
+	a.au.nals++
 	switch typ := nal[0] & 0x1f; typ {
 	case nalSPS:
-		a.sawSPS = true
+		a.au.sawSPS = true
 		a.sps = append(a.sps[:0], nal...)
 	case nalPPS:
-		a.sawPPS = true
+		a.au.sawPPS = true
 		a.pps = append(a.pps[:0], nal...)
 	case nalAUD:
-		if a.nalsInAU == 1 {
-			a.insertAt = end
+		if a.au.nals == 1 {
+			a.au.insertAt = end
 		}
 	default:
 		if typ >= nalSlice && typ <= nalIDR {
-			if !a.sawVCL {
-				a.sawVCL = true
+			if !a.au.sawVCL {
+				a.au.sawVCL = true
 				// first_mb_in_slice is the slice header's first ue(v); 0 is coded as a single 1 bit.
-				a.firstMB0 = len(nal) > 1 && nal[1]&0x80 != 0
+				a.au.firstMB0 = len(nal) > 1 && nal[1]&0x80 != 0
 			}
-			if typ == nalIDR {
-				a.sawIDR = true
+			if typ == nalIDR && !a.au.sawIDR {
+				a.au.sawIDR = true
+				a.au.idrParams = a.au.sawSPS && a.au.sawPPS
 			}
 		}
 	}
 }
 
 func (a *h264) finish(frame []byte) ([]byte, bool, error) {
-	if a.fuOpen {
+	if a.au.fuOpen {
 		return frame, false, fmt.Errorf("h264 fu-a without its end: %w", errIncomplete)
 	}
-	if !a.sawVCL {
+	if !a.au.sawVCL {
 		return frame, false, fmt.Errorf("h264 access unit without a slice: %w", errIncomplete)
 	}
-	if !a.firstMB0 {
+	if !a.au.firstMB0 {
 		return frame, false, fmt.Errorf("h264 access unit without its first slice: %w", errIncomplete)
 	}
-	if !a.sawIDR {
+	if !a.au.sawIDR {
 		return frame, false, nil
 	}
-	if a.sawSPS && a.sawPPS {
+	if a.au.idrParams {
 		return frame, true, nil
 	}
 	if len(a.sps) == 0 || len(a.pps) == 0 {
 		// An IDR picture that cannot be decoded without parameter sets never seen.
 		return frame, false, nil
 	}
-	// Both, in order, even if the access unit had one of them: a repeated one is harmless.
+	// Both, in order, even if the access unit had one of them (or both, after the IDR
+	// slice): a repeated one is harmless.
 	n := 2*len(startCode) + len(a.sps) + len(a.pps)
 	frame = slices.Grow(frame, n)
 	frame = frame[:len(frame)+n]
-	copy(frame[a.insertAt+n:], frame[a.insertAt:len(frame)-n])
-	i := a.insertAt
+	copy(frame[a.au.insertAt+n:], frame[a.au.insertAt:len(frame)-n])
+	i := a.au.insertAt
 	i += copy(frame[i:], startCode)
 	i += copy(frame[i:], a.sps)
 	i += copy(frame[i:], startCode)
@@ -192,6 +199,6 @@ func (a *h264) finish(frame []byte) ([]byte, bool, error) {
 func (a *h264) pictureID() (uint16, int) { return 0, 0 }
 
 func (a *h264) reset() {
-	sps, pps := a.sps[:0], a.pps[:0]
-	*a = h264{sps: sps, pps: pps}
+	a.au = h264Unit{}
+	a.sps, a.pps = a.sps[:0], a.pps[:0]
 }
