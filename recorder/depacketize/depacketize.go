@@ -59,7 +59,8 @@ type Stats struct {
 	Padding uint64
 	// Lost sums the lostBefore counts passed to Push.
 	Lost uint64
-	// Malformed counts payloads the codec's packetization rules reject; their frames are dropped.
+	// Malformed counts frames dropped because a payload broke the codec's packetization
+	// rules (the rest of such a frame is not parsed, so one bad frame counts once).
 	Malformed uint64
 	// Frames counts frames returned, Keyframes those among them that are keyframes.
 	Frames    uint64
