@@ -87,8 +87,8 @@ func WithComments(comments ...string) Option {
 }
 
 // WithMaxPageBody sets the page body size in bytes after which the writer starts a new
-// page (default DefaultMaxPageBody). A single larger packet still goes on one page if
-// its segment table fits.
+// page (default DefaultMaxPageBody, at most 65025, the most a page can hold). A single
+// larger packet still goes on one page if its segment table fits.
 func WithMaxPageBody(bytes int) Option {
 	return func(c *config) { c.maxPageBody = bytes }
 }
@@ -151,8 +151,8 @@ func newConfig(p media.TrackParams, opts []Option) (config, error) {
 	default:
 		return c, fmt.Errorf("opus with %d channels: only 1 or 2 are supported", p.Channels)
 	}
-	if c.maxPageBody < 1 {
-		return c, fmt.Errorf("max page body of %d bytes: must be positive", c.maxPageBody)
+	if c.maxPageBody < 1 || c.maxPageBody > maxSegments*255 {
+		return c, fmt.Errorf("max page body of %d bytes: must be 1 to %d", c.maxPageBody, maxSegments*255)
 	}
 	if c.maxPagePackets < 1 || c.maxPagePackets > maxSegments {
 		return c, fmt.Errorf("max page packets %d: must be 1 to %d", c.maxPagePackets, maxSegments)

@@ -73,12 +73,10 @@ type repairFile interface {
 
 // scanState is what repair learns from the pages of a file.
 type scanState struct {
-	serial      uint32
-	lastSeq     uint32
-	last        page // the last valid page of the stream (lacing and body not kept)
-	packets     int  // packets completed so far
-	channels    uint8
-	haveGranule bool
+	serial  uint32
+	lastSeq uint32
+	last    page // the last valid page of the stream (lacing and body not kept)
+	packets int  // packets completed so far
 }
 
 func repair(f repairFile, size int64) (RepairReport, error) {
@@ -102,11 +100,12 @@ func repair(f repairFile, size int64) (RepairReport, error) {
 		}
 		if perr == nil {
 			if r.Pages == 0 {
-				ch, preSkip, ok := parseOpusHead(p.body)
-				if off != 0 || p.flags&flagBOS == 0 || len(p.lacing) == 0 || !p.endsPacket() || !ok {
+				// The identification header, alone on the first page (RFC 7845 §3).
+				_, preSkip, ok := parseOpusHead(p.body)
+				if off != 0 || p.flags&flagBOS == 0 || p.completedPackets() != 1 || !p.endsPacket() || !ok {
 					return r, ErrNotOpus
 				}
-				st.serial, st.channels, r.PreSkip = p.serial, ch, preSkip
+				st.serial, r.PreSkip = p.serial, preSkip
 			}
 			r.CorruptBytes += off - goodEnd
 			st.take(&r, p)

@@ -125,6 +125,7 @@ func TestConfigErrors(t *testing.T) {
 		{"comment not utf-8", good, []Option{WithComments("A=\xff")}},
 		{"vendor not utf-8", good, []Option{WithVendor("\xff")}},
 		{"page body", good, []Option{WithMaxPageBody(0)}},
+		{"page body too large", good, []Option{WithMaxPageBody(65026)}},
 		{"page packets", good, []Option{WithMaxPagePackets(256)}},
 		{"no page packets", good, []Option{WithMaxPagePackets(0)}},
 		{"negative gap", good, []Option{WithMaxGap(-time.Second)}},
@@ -451,7 +452,7 @@ func TestPageLimits(t *testing.T) {
 		}
 	})
 	t.Run("255 packets", func(t *testing.T) {
-		w, buf := newBuffered(t, WithMaxPageBody(1<<20))
+		w, buf := newBuffered(t, WithMaxPageBody(65025))
 		for i := range 600 {
 			if err := w.WriteFrame(media.Frame{Data: silence20, PTS: time.Duration(i) * ms20}); err != nil {
 				t.Fatal(err)
