@@ -44,26 +44,12 @@ func Repair(path string) (RepairReport, error) {
 	}
 	size := st.Size()
 
-	file, err := mkvscan.Scan(src, size, mkvscan.Visitor{})
-	if err != nil {
-		if errors.Is(err, mkvscan.ErrNotMatroska) {
-			err = errors.Join(ErrNotRecoverable, err)
+	file, report, err := inspect(src, size)
+	if err != nil || report.AlreadyFinal {
+		if err != nil {
+			err = fmt.Errorf("repairing %s: %w", path, err)
 		}
-		return RepairReport{}, fmt.Errorf("repairing %s: scanning: %w", path, err)
-	}
-	if file.Info.ID == 0 || file.Tracks.ID == 0 || len(file.TrackList) == 0 {
-		return RepairReport{}, fmt.Errorf("repairing %s: no info or tracks: %w", path, ErrNotRecoverable)
-	}
-	report := RepairReport{Dropped: file.Torn || file.Skipped > 0, DroppedBytes: file.Skipped}
-	if file.Torn {
-		report.DroppedBytes += size - file.End
-	}
-	if !report.Dropped && file.Cues.ID != 0 && file.Duration > 0 &&
-		file.Segment.Size != mkvscan.UnknownSize && file.Segment.End() == size {
-		report.AlreadyFinal = true
-		report.Clusters, report.Blocks = file.Clusters, file.Blocks
-		report.Duration = time.Duration(file.Duration * float64(file.TimestampScale))
-		return report, nil
+		return report, err
 	}
 
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".repair-*")
@@ -99,6 +85,31 @@ func Repair(path string) (RepairReport, error) {
 	return report, nil
 }
 
+// inspect scans a file and says whether it needs a rewrite: not when Close finished it.
+func inspect(src io.ReaderAt, size int64) (*mkvscan.File, RepairReport, error) {
+	file, err := mkvscan.Scan(src, size, mkvscan.Visitor{})
+	if err != nil {
+		if errors.Is(err, mkvscan.ErrNotMatroska) {
+			err = errors.Join(ErrNotRecoverable, err)
+		}
+		return nil, RepairReport{}, fmt.Errorf("scanning: %w", err)
+	}
+	if file.Info.ID == 0 || file.Tracks.ID == 0 || len(file.TrackList) == 0 {
+		return nil, RepairReport{}, fmt.Errorf("no info or tracks: %w", ErrNotRecoverable)
+	}
+	report := RepairReport{Dropped: file.Torn || file.Skipped > 0, DroppedBytes: file.Skipped}
+	if file.Torn {
+		report.DroppedBytes += size - file.End
+	}
+	if !report.Dropped && file.Cues.ID != 0 && file.Duration > 0 &&
+		file.Segment.Size != mkvscan.UnknownSize && file.Segment.End() == size {
+		report.AlreadyFinal = true
+		report.Clusters, report.Blocks = file.Clusters, file.Blocks
+		report.Duration = time.Duration(file.Duration * float64(file.TimestampScale))
+	}
+	return file, report, nil
+}
+
 // rewrite copies the header and every complete block of src into dst through a muxer and
 // finalises dst.
 func rewrite(src io.ReaderAt, size int64, file *mkvscan.File, dst io.WriteSeeker, report *RepairReport) error {
@@ -110,14 +121,14 @@ func rewrite(src io.ReaderAt, size int64, file *mkvscan.File, dst io.WriteSeeker
 	if err != nil {
 		return fmt.Errorf("reading info: %w", err)
 	}
+	// Keep the Info children that parse (a damaged tail of Info costs its own fields, not the
+	// blocks) except Duration, which is written anew, and Void and CRC-32, which would be wrong.
 	infoChildren := make([]byte, 0, len(infoPayload))
-	if err := mkvscan.Children(infoPayload, func(id uint32, data []byte) {
+	_ = mkvscan.Children(infoPayload, func(id uint32, data []byte) {
 		if id != mkvscan.IDDuration && id != mkvscan.IDVoid && id != mkvscan.IDCRC32 {
 			infoChildren = appendElement(infoChildren, id, data)
 		}
-	}); err != nil {
-		return fmt.Errorf("reading info: %w", err)
-	}
+	})
 	tracks, err := readRange(src, file.Tracks.Offset, file.Tracks.End())
 	if err != nil {
 		return fmt.Errorf("reading tracks: %w", err)
