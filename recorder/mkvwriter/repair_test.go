@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -323,3 +324,39 @@ func TestRepairKeepsPermissions(t *testing.T) {
 }
 
 var _ io.WriteSeeker = (*seekFailer)(nil)
+
+// TestRepairForeignFile repairs a truncated file written by ffmpeg (known-size Segment and
+// Clusters, Cues at the end): everything before the cut is kept.
+func TestRepairForeignFile(t *testing.T) {
+	requireTool(t, "ffmpeg")
+	dir := t.TempDir()
+	ref := filepath.Join(dir, "ffmpeg.webm")
+	out, err := exec.Command("ffmpeg", "-nostdin", "-v", "error", "-i", filepath.Join("testdata", "vp8_320x240.ivf"),
+		"-c", "copy", "-cluster_time_limit", "500", ref).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := readIVF(t, "vp8_320x240.ivf", media.CodecVP8)
+	path := writeFile(t, "cut.webm", b[:len(b)*2/3])
+	report, err := Repair(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !report.Dropped || report.Blocks < len(frames)/2 || report.Blocks >= len(frames) {
+		t.Errorf("report %+v", report)
+	}
+	_, blocks := scanFile(t, path)
+	for i, blk := range blocks {
+		if !bytes.Equal(blk.data, frames[i].Data) || blk.keyframe != frames[i].Keyframe {
+			t.Fatalf("block %d differs from the input frame", i)
+		}
+	}
+	ffmpegDecode(t, path)
+	if info := mkvinfo(t, path); !strings.Contains(info, "Cues") {
+		t.Errorf("no cues:\n%s", info)
+	}
+}

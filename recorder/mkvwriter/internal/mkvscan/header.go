@@ -50,8 +50,8 @@ const (
 // UnknownSize is the Size of an element whose size field says "unknown".
 const UnknownSize int64 = -1
 
-// maxSize bounds element sizes; anything larger is treated as garbage.
-const maxSize = 1 << 56
+// maxSize bounds element sizes (256 TiB); anything larger is taken for garbage.
+const maxSize = 1 << 48
 
 // ErrTruncated means that the data ends inside an element header.
 var ErrTruncated = errors.New("data ends inside an element")
