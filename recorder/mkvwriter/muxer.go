@@ -133,7 +133,7 @@ func (m *muxer) startCluster(tc int64) error {
 // noteBlock records a cue for the first key frame of the cue track in the current cluster;
 // call it just before writing the block.
 func (m *muxer) noteBlock(track uint64, tc int64, key bool) {
-	if key && track == m.cueTrack && !m.clusterCue {
+	if key && track == m.cueTrack && !m.clusterCue && tc >= 0 && len(m.clusters) > 0 {
 		m.cues = append(m.cues, cuePoint{
 			time:     uint64(tc),
 			cluster:  m.clusters[len(m.clusters)-1] - m.segData,
@@ -146,7 +146,7 @@ func (m *muxer) noteBlock(track uint64, tc int64, key bool) {
 // writeSimpleBlock writes a SimpleBlock at absolute timestamp tc, which must lie within the
 // int16 range of the current cluster's timestamp.
 func (m *muxer) writeSimpleBlock(track uint64, tc int64, key bool, payload []byte) error {
-	if len(payload) > maxBlockPayload || track == 0 || track > 126 {
+	if len(payload) > maxBlockPayload || track == 0 || track > 126 || !m.inCluster {
 		return fmt.Errorf("writing block of %d bytes for track %d: %w", len(payload), track, ErrBadFrame)
 	}
 	m.noteBlock(track, tc, key)

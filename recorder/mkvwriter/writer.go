@@ -37,6 +37,9 @@ type Writer struct {
 }
 
 // New creates the file at path (it must not exist yet) and returns a writer that owns it.
+// The header is written with the first frame, which for video must be a key frame: its
+// bitstream gives the size and codec configuration, so TrackParams.Width and Height are not
+// needed (the bitstream wins where they differ).
 func New(path string, p media.TrackParams, opts ...Option) (*Writer, error) {
 	if _, _, err := newCodecAdapter(p); err != nil {
 		return nil, fmt.Errorf("creating writer for %s: %w", path, err)
@@ -88,12 +91,14 @@ func NewWith(ws io.WriteSeeker, p media.TrackParams, opts ...Option) (*Writer, e
 	}, nil
 }
 
+var _ media.Writer = (*Writer)(nil)
+
 // trackNumber is the number of the only track of the file.
 const trackNumber = 1
 
-// WriteFrame appends a frame. It writes nothing when it returns an error. Errors for bad
-// input (ErrNotKeyframe, ErrBadFrame, ErrBadTimestamp, media.ErrNewPart) leave the writer
-// usable; after an I/O error every call returns that error.
+// WriteFrame appends a frame. A frame refused for what it is (ErrNotKeyframe, ErrBadFrame,
+// ErrBadTimestamp, media.ErrNewPart) writes nothing and leaves the writer usable. After an
+// I/O error every call returns that error; Repair can save what reached the file.
 func (w *Writer) WriteFrame(f media.Frame) error {
 	if w.closed {
 		return media.ErrClosed
@@ -125,6 +130,9 @@ func (w *Writer) WriteFrame(f media.Frame) error {
 	if err != nil {
 		return fmt.Errorf("writing %s frame at %v: %w", w.params.Codec, f.PTS, err)
 	}
+	if len(block) > maxBlockPayload {
+		return fmt.Errorf("writing %s frame at %v: %d bytes: %w", w.params.Codec, f.PTS, len(block), ErrBadFrame)
+	}
 	if width*height > w.width*w.height {
 		w.width, w.height = width, height
 	}
@@ -144,9 +152,6 @@ func (w *Writer) WriteFrame(f media.Frame) error {
 		}
 	}
 	if err := w.mux.writeSimpleBlock(trackNumber, tc, key, block); err != nil {
-		if errors.Is(err, ErrBadFrame) {
-			return fmt.Errorf("writing %s frame at %v: %w", w.params.Codec, f.PTS, err)
-		}
 		w.err = fmt.Errorf("writing %s block: %w", w.params.Codec, err)
 		return w.err
 	}
