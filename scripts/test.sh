@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The project's test command, for people and CI alike (.ci/run execs it).
+#
+#   scripts/test.sh              everything: tools, lint, unit, integration
+#   scripts/test.sh lint|unit|integration   one stage (after the setup)
+#
+# Setup: installs the media checkers when one is missing (Debian, as root),
+# builds the pinned servers once (cached, see internal/devtools), and
+# downloads and compiles everything so that the integration stage needs no
+# network.
+#
+# Integration tests are named TestIntegration*, skip themselves unless
+# MATRIX_RECORDER_INTEGRATION=1, and run here inside a private network
+# namespace (unshare -n, only lo, which is brought up): the servers they start
+# (Dendrite, MinIO, livekit-server) are unreachable from outside and no DNS
+# query leaves the machine.
+#
+# Go build tag: goolm (mautrix's pure-Go Olm); every go command passes it.
+# Keep ~/.cache/go-build, ~/go/pkg/mod and the tool cache
+# ($MATRIX_RECORDER_TOOLS or ~/.cache/matrix-recorder/tools) between CI runs:
+# a cold run builds for 15-20 minutes before the first test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TAGS=goolm
+STAGE=${1:-all}
+case "$STAGE" in
+all | lint | unit | integration) ;;
+*)
+	echo "usage: $0 [all|lint|unit|integration]" >&2
+	exit 2
+	;;
+esac
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo "$@"
+	else
+		echo "need root to run: $*" >&2
+		return 1
+	fi
+}
+
+# --- Debian packages: the media checkers, ip for the namespace, a C compiler
+# for cgo (Dendrite, go-sqlite3).
+missing=()
+for tool in ffprobe ffmpeg mkvinfo opusinfo oggz-validate ip gcc; do
+	command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	step "installing Debian packages (missing: ${missing[*]})"
+	pkgs=(ffmpeg mkvtoolnix opus-tools oggz-tools iproute2)
+	command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
+	as_root apt-get -o DPkg::Lock::Timeout=900 update
+	as_root env DEBIAN_FRONTEND=noninteractive \
+		apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "${pkgs[@]}"
+fi
+
+# --- Go modules and the pinned servers (built once per version, cached).
+step "downloading Go modules"
+go mod download
+step "building or finding the pinned servers (the first time takes 15-20 minutes)"
+go run -tags "$TAGS" ./internal/devtools/cmd/ensure-tools dendrite minio livekit-server
+
+if [ "$STAGE" = all ] || [ "$STAGE" = lint ]; then
+	step "gofmt"
+	unformatted=$(gofmt -l .)
+	if [ -n "$unformatted" ]; then
+		echo "gofmt needed on:" >&2
+		echo "$unformatted" >&2
+		exit 1
+	fi
+	step "go vet"
+	go vet -tags "$TAGS" ./...
+fi
+
+if [ "$STAGE" = all ] || [ "$STAGE" = unit ]; then
+	step "unit tests (race detector; integration tests skip themselves)"
+	# MATRIX_RECORDER_CI=1: a missing checker fails a test instead of
+	# skipping it; this script has installed them all.
+	MATRIX_RECORDER_CI=1 go test -tags "$TAGS" -race -count=1 ./...
+fi
+
+if [ "$STAGE" = all ] || [ "$STAGE" = integration ]; then
+	step "compiling tests for the network namespace (it has no network for the module proxy)"
+	go test -tags "$TAGS" -count=1 -run '^$' ./... >/dev/null
+	step "integration tests in a private network namespace"
+	# Root gets a plain network namespace; anyone else a user namespace too.
+	unshare_flags=(-n)
+	[ "$(id -u)" -eq 0 ] || unshare_flags=(-r -n)
+	unshare "${unshare_flags[@]}" env TAGS="$TAGS" bash -c '
+		set -euo pipefail
+		ip link set lo up
+		export MATRIX_RECORDER_INTEGRATION=1 MATRIX_RECORDER_CI=1
+		# Fail at once, clearly, if anything still wants the module proxy.
+		export GOPROXY=off GOFLAGS="$(go env GOFLAGS) -mod=readonly"
+		go test -tags "$TAGS" -count=1 -timeout 30m -run "^TestIntegration" ./...
+	'
+fi
+
+step "ok ($STAGE)"
