@@ -76,7 +76,7 @@ func StartProcess(ctx context.Context, spec ProcessSpec) (*Process, error) {
 		_ = logFile.Close()
 		close(p.done)
 	}()
-	p.stop = context.AfterFunc(ctx, func() { _ = p.Stop() })
+	p.stop = context.AfterFunc(ctx, p.terminate)
 	return p, nil
 }
 
@@ -105,6 +105,11 @@ func (p *Process) Exited() (bool, error) {
 // idempotent and returns nil when the process ended because it was stopped.
 func (p *Process) Stop() error {
 	p.stop()
+	p.terminate()
+	return nil
+}
+
+func (p *Process) terminate() {
 	p.mu.Lock()
 	already := p.stopped
 	p.stopped = true
@@ -121,7 +126,6 @@ func (p *Process) Stop() error {
 	<-p.done
 	// Whatever the main process left behind in its group goes too.
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	return nil
 }
 
 // LogTail returns at most n bytes from the end of the process's log.
