@@ -131,7 +131,7 @@ type Gap struct {
 
 // Gap actions.
 const (
-	GapActionKept      = "kept"      // time kept; Opus: concealment packets (RFC 7845 §4.1)
+	GapActionKept      = "kept"      // time kept: Opus silence, or decoder concealment up to 120 ms (RFC 7845 §4.1)
 	GapActionSilence   = "silence"   // filled with digital silence
 	GapActionNewPart   = "new_part"  // the track continues in the next part
 	GapActionTimestamp = "timestamp" // video: timestamps carry the gap

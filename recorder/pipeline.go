@@ -31,6 +31,7 @@ type pipeline struct {
 	endReason string
 	unknownPT uint64
 	transform []byte
+	silence   []byte
 
 	kfRequests    uint64
 	undecryptable uint64
@@ -49,8 +50,10 @@ type part struct {
 	num       int
 	w         media.Writer
 	baseTS    int64
-	baseWall  time.Time
-	arrival0  time.Time
+	// anchor estimates the local time of PTS 0 from arrivals: the smallest
+	// arrival - PTS seen, i.e. the packet that waited least (a burst of queued packets
+	// all arrive "late" and must not move the track later on the timeline).
+	anchor time.Time
 	startedAt time.Time
 	offset    time.Duration
 	srOffset  bool
@@ -164,10 +167,10 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 
 	if p.cur != nil {
 		pts := p.toDuration(ext - p.cur.baseTS)
-		wall := arrival.Sub(p.cur.arrival0)
+		lag := arrival.Sub(p.cur.anchor.Add(pts))
 		switch {
-		case pts-wall > maxClockSkew || wall-pts > maxClockSkew:
-			p.t.log.Info().Dur("rtp_elapsed", pts).Dur("wall_elapsed", wall).Msg("Sender timestamps jumped; continuing in a new part")
+		case lag > maxClockSkew || lag < -maxClockSkew:
+			p.t.log.Info().Dur("pts", pts).Dur("lag", lag).Msg("Sender timestamps jumped; continuing in a new part")
 			p.closePart("timestamp jump")
 		case pts < p.cur.lastPTS:
 			p.framesDropped++
@@ -179,6 +182,9 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 				p.closePart("gap")
 			} else {
 				p.noteGap(p.cur.lastEnd, gap, p.gapAction())
+			}
+			if lag < 0 {
+				p.cur.anchor = arrival.Add(-pts)
 			}
 		}
 	}
@@ -195,6 +201,9 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 		}
 	}
 	pts := p.toDuration(ext - p.cur.baseTS)
+	if !video {
+		p.silenceUntil(pts)
+	}
 	err := p.cur.w.WriteFrame(media.Frame{Data: data, PTS: pts, Duration: dur, Keyframe: keyframe})
 	if errors.Is(err, media.ErrNewPart) {
 		p.closePart("codec parameters changed")
@@ -225,6 +234,30 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 		c.lastEnd = pts
 	} else {
 		c.lastEnd = pts + dur
+	}
+}
+
+// concealMax is the longest audio gap left to the decoder's loss concealment (packet loss);
+// longer gaps (DTX silence, a muted microphone) are written as digital silence, so that
+// every player and editor keeps the file as long as the call (see oggwriter's findings).
+const concealMax = 120 * time.Millisecond
+
+// silenceUntil writes 20 ms silence frames from the end of the last frame up to pts when
+// the gap is longer than concealMax; the writer conceals whatever is left (< 20 ms).
+func (p *pipeline) silenceUntil(pts time.Duration) {
+	c := p.cur
+	if p.t.s.rec.opts.GapPolicy == GapFill || c.frames == 0 || pts-c.lastEnd <= concealMax {
+		return
+	}
+	if p.silence == nil {
+		p.silence, _ = oggwriter.SilenceFrame(20 * time.Millisecond)
+	}
+	for t := c.lastEnd; pts-t >= 20*time.Millisecond; t += 20 * time.Millisecond {
+		if err := c.w.WriteFrame(media.Frame{Data: p.silence, PTS: t, Duration: 20 * time.Millisecond, Keyframe: true}); err != nil {
+			p.t.log.Debug().Err(err).Msg("Silence not written")
+			return
+		}
+		c.lastEnd = t + 20*time.Millisecond
 	}
 }
 
@@ -283,7 +316,7 @@ func (p *pipeline) openPart(ext int64, arrival time.Time) bool {
 		return false
 	}
 	p.cur = &part{
-		file: file, num: num, w: w, baseTS: ext, baseWall: wall, arrival0: arrival, startedAt: arrival,
+		file: file, num: num, w: w, baseTS: ext, anchor: arrival, startedAt: arrival,
 		offset: offset, srOffset: fromSR,
 		base: p.mark, baseUPT: p.markUPT, baseKF: p.markKF, baseUndec: p.markUnd, baseDrop: p.markDrp,
 	}
@@ -322,9 +355,11 @@ func (p *pipeline) flush(now time.Time) {
 		p.t.log.Warn().Err(err).Str("file", c.file).Msg("Flush failed")
 	}
 	if !c.srOffset && now.Sub(c.startedAt) < srRefineWindow {
-		if w, ok := p.wallClock(c.baseTS, c.arrival0); ok {
+		if w, ok := p.wallClock(c.baseTS, c.anchor); ok {
 			c.offset = w.Sub(p.t.s.t0)
 			c.srOffset = true
+		} else {
+			c.offset = c.anchor.Sub(p.t.s.t0)
 		}
 	}
 	p.t.s.updateEntry(c.file, false, func(e *FileEntry) { p.fillEntry(e, c) })
@@ -340,6 +375,7 @@ func (p *pipeline) duration(c *part) time.Duration {
 func (p *pipeline) fillEntry(e *FileEntry, c *part) {
 	js := p.jb.Stats()
 	e.StartOffsetMs = max(c.offset.Milliseconds(), 0)
+	e.StartedAt = p.t.s.t0.Add(c.offset).UTC()
 	e.DurationMs = p.duration(c).Milliseconds()
 	e.Bytes = int64(c.bytes)
 	e.Stats = TrackStats{
@@ -377,7 +413,7 @@ func (p *pipeline) closePart(reason string) {
 	}
 	err := c.w.Close()
 	size, sum, derr := fileDigest(p.t.s.path(c.file))
-	end := c.startedAt.Add(p.duration(c))
+	end := p.t.s.t0.Add(c.offset).Add(p.duration(c))
 	p.t.s.updateEntry(c.file, true, func(e *FileEntry) {
 		p.fillEntry(e, c)
 		e.Status = StatusComplete

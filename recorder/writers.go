@@ -29,6 +29,9 @@ func newWriter(t *Track, path string, o Options) (media.Writer, error) {
 		}
 		return oggwriter.New(path, params,
 			oggwriter.WithSyncOnFlush(o.Fsync),
+			// The usual encoder delay: players expect it (opusinfo warns below it). PTS
+			// still maps exactly onto the file's timeline; the first 6.5 ms are dropped.
+			oggwriter.WithPreSkip(opusPreSkip),
 			oggwriter.WithGapPolicy(gp),
 			oggwriter.WithComments("TITLE="+params.Title, "ARTIST="+t.info.UserID),
 		)
@@ -38,6 +41,9 @@ func newWriter(t *Track, path string, o Options) (media.Writer, error) {
 		return nil, fmt.Errorf("no writer for codec %s", t.codec)
 	}
 }
+
+// opusPreSkip is libopus's encoder delay at 48 kHz.
+const opusPreSkip = 312
 
 func trackTitle(i TrackInfo) string {
 	who := i.UserID

@@ -83,7 +83,6 @@ type Call struct {
 	peerV1          bool
 	pc              *webrtc.PeerConnection
 	session         *recorder.Session
-	metadata        voip.StreamMetadataMap
 	earlyCandidates []voip.Candidate
 	remoteDescSet   bool
 	localCands      []voip.Candidate
@@ -94,8 +93,16 @@ type Call struct {
 	iceTimer        *time.Timer
 	maxTimer        *time.Timer
 	startedAt       time.Time
-	tracks          int
 	ended           bool
+
+	// Shared with pion's OnTrack callback, which starts recording at once instead of
+	// queueing behind signalling on the loop (packets would pile up meanwhile and
+	// arrive in a burst, blurring the track's place on the timeline).
+	mediaMu     sync.Mutex
+	metadata    voip.StreamMetadataMap
+	recSession  *recorder.Session
+	tracks      int
+	mediaClosed bool
 
 	// read by status() from other goroutines
 	mu       sync.Mutex
@@ -129,7 +136,9 @@ func (c *Call) setState(s State) {
 	c.state = s
 	c.mu.Lock()
 	c.snapshot.State = s
+	c.mediaMu.Lock()
 	c.snapshot.Tracks = c.tracks
+	c.mediaMu.Unlock()
 	c.snapshot.StartedAt = c.startedAt
 	c.snapshot.PeerParty = c.peerParty
 	if c.session != nil {
@@ -167,7 +176,7 @@ func (c *Call) answer() {
 	c.pc = pc
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) { c.post(func() { c.onLocalCandidate(pc, cand) }) })
 	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) { c.post(func() { c.onICEState(pc, s) }) })
-	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { c.post(func() { c.onTrack(pc, t, r) }) })
+	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { c.onTrack(pc, t, r) })
 
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.invite.Offer.SDP}); err != nil {
 		c.fail(voip.ReasonSetRemoteDesc, fmt.Errorf("apply the caller's offer: %w", err))
@@ -199,6 +208,9 @@ func (c *Call) answer() {
 		return
 	}
 	c.session = sess
+	c.mediaMu.Lock()
+	c.recSession = sess
+	c.mediaMu.Unlock()
 	c.startedAt = sess.StartedAt()
 	sess.AddParticipant(string(c.peer), c.peerParty, "", c.startedAt)
 
@@ -379,13 +391,18 @@ func (c *Call) stopICETimer() {
 	}
 }
 
-// onTrack starts recording a new remote track.
+// onTrack starts recording a new remote track. It runs on pion's callback goroutine.
 func (c *Call) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
-	if c.ended || pc != c.pc || c.session == nil {
+	log := c.log.With().Str("track", t.ID()).Str("stream", t.StreamID()).Uint32("ssrc", uint32(t.SSRC())).Str("codec", t.Codec().MimeType).Logger()
+	c.mediaMu.Lock()
+	sess := c.recSession
+	if c.mediaClosed || sess == nil {
+		c.mediaMu.Unlock()
+		log.Debug().Msg("Track arrived outside a recording; ignoring it")
 		return
 	}
-	log := c.log.With().Str("track", t.ID()).Str("stream", t.StreamID()).Uint32("ssrc", uint32(t.SSRC())).Str("codec", t.Codec().MimeType).Logger()
 	if c.tracks >= c.m.cfg.MaxTracks {
+		c.mediaMu.Unlock()
 		log.Warn().Msg("Too many tracks in this call; not recording this one")
 		return
 	}
@@ -398,16 +415,18 @@ func (c *Call) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, r *webr
 		// js-sdk would ignore a stream it has no metadata for; a recorder keeps it.
 		log.Debug().Msg("Track's stream has no metadata; recording as user media")
 	}
+	c.tracks++
+	c.wg.Add(1)
+	c.mediaMu.Unlock()
+	c.post(func() { c.setState(c.state) })
+
 	codec := t.Codec()
 	info := recorder.TrackInfo{
 		UserID: string(c.peer), DeviceID: c.peerParty, Purpose: purpose,
 		MimeType: codec.MimeType, ClockRate: codec.ClockRate, Channels: codec.Channels, Fmtp: codec.SDPFmtpLine,
 		PayloadType: uint8(t.PayloadType()), SSRC: uint32(t.SSRC()), ClockDomain: c.callID,
 	}
-	c.tracks++
-	c.setState(c.state)
 	log.Info().Str("purpose", purpose).Msg("Recording track")
-	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		ssrc := uint32(t.SSRC())
@@ -416,7 +435,7 @@ func (c *Call) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, r *webr
 				log.Debug().Err(err).Msg("Failed to send PLI")
 			}
 		}
-		if err := rtc.Record(context.WithoutCancel(c.m.ctx), c.session, info, t, r, keyframe, log); err != nil {
+		if err := rtc.Record(context.WithoutCancel(c.m.ctx), sess, info, t, r, keyframe, log); err != nil {
 			log.Warn().Err(err).Msg("Track recording ended with an error")
 		}
 	}()
@@ -426,7 +445,9 @@ func (c *Call) updateMetadata(md voip.StreamMetadataMap) {
 	if md == nil {
 		return
 	}
+	c.mediaMu.Lock()
 	c.metadata = md
+	c.mediaMu.Unlock()
 }
 
 func (c *Call) onSelectAnswer(sa *voip.SelectAnswer) {
@@ -522,6 +543,9 @@ func (c *Call) end(info endInfo) {
 		}
 	}
 	c.snapshotWhy(info.why)
+	c.mediaMu.Lock()
+	c.mediaClosed = true
+	c.mediaMu.Unlock()
 	var (
 		manifest recorder.Manifest
 		err      error

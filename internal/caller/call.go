@@ -120,12 +120,16 @@ func (c *Client) Call(ctx context.Context, room id.RoomID, o CallOptions) (*Call
 	var localCands []voip.Candidate
 	var candMu sync.Mutex
 	gathered := make(chan struct{})
+	var gatherOnce sync.Once
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 		candMu.Lock()
 		defer candMu.Unlock()
 		if cand == nil {
-			localCands = append(localCands, voip.Candidate{Candidate: ""})
-			close(gathered)
+			// Renegotiations gather again; their candidates travel in the SDP.
+			gatherOnce.Do(func() {
+				localCands = append(localCands, voip.Candidate{Candidate: ""})
+				close(gathered)
+			})
 			return
 		}
 		j := cand.ToJSON()

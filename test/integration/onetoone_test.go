@@ -200,26 +200,35 @@ func TestIntegrationDTXSilence(t *testing.T) {
 	}
 	snd := call.Sender("usermedia-audio")
 	time.Sleep(3 * time.Second)
+	pauseAt := time.Now()
 	snd.Pause(testmedia.PauseDTX)
 	time.Sleep(3 * time.Second)
+	resumeAt := time.Now()
 	snd.Resume()
 	time.Sleep(3 * time.Second)
-	if err := call.Hangup(ctx); err != nil {
+	hangupAt := time.Now()
+	if err := call.Hangup(ctx); err != nil { // media stops when this returns
 		t.Fatal(err)
 	}
+	stoppedAt := time.Now()
 	waitSummary(t, alice, room, start)
 	folder, m := finishedFolder(t, rb)
 	audio := mustOne(t, m, recorder.SourceMicrophone)
 	d := time.Duration(audio.DurationMs) * time.Millisecond
-	if d < 8700*time.Millisecond || d > 9500*time.Millisecond {
-		t.Errorf("file lasts %v, want 9 s: DTX silence must not shorten it", d)
+	// The file must last as long as media flowed, from its first packet to the hangup,
+	// 3 s of DTX silence included.
+	lo, hi := hangupAt.Sub(audio.StartedAt)-300*time.Millisecond, stoppedAt.Sub(audio.StartedAt)+300*time.Millisecond
+	if d < lo || d > hi || d < 8700*time.Millisecond {
+		t.Errorf("file lasts %v, media flowed for %v to %v: DTX silence must not shorten it", d, lo, hi)
 	}
 	path := filepath.Join(folder, audio.File)
 	checkFile(t, path, "opus", d)
 	if len(audio.Gaps) != 1 || audio.Gaps[0].DurationMs < 2500 || audio.Gaps[0].DurationMs > 3500 {
 		t.Errorf("want one ~3 s gap in the manifest, got %+v", audio.Gaps)
 	}
-	assertSilenceAt(t, path, 3*time.Second+500*time.Millisecond, 5500*time.Millisecond)
+	from := pauseAt.Sub(audio.StartedAt) + 500*time.Millisecond
+	to := resumeAt.Sub(audio.StartedAt) - 300*time.Millisecond
+	assertSilenceAt(t, path, from, to)
 }
 
 // TestIntegrationHostileInput: bad events never crash the bot or write outside the
