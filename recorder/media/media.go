@@ -57,7 +57,9 @@ func CodecFromMimeType(mime string) Codec {
 }
 
 // IsVideo reports whether the codec carries video.
-func (c Codec) IsVideo() bool { return c == CodecVP8 || c == CodecVP9 || c == CodecAV1 || c == CodecH264 }
+func (c Codec) IsVideo() bool {
+	return c == CodecVP8 || c == CodecVP9 || c == CodecAV1 || c == CodecH264
+}
 
 // Extension is the file extension (with the dot) of the container this codec is written to:
 // Opus in Ogg, VP8/VP9/AV1 in WebM, H.264 in Matroska.
