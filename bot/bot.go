@@ -37,6 +37,7 @@ type Bot struct {
 	rtc    *rtc.Factory
 	rec    *recorder.Recorder
 	calls  *onetoone.Manager
+	groups *groups
 	cmds   *commands
 	turn   turnCache
 
@@ -103,6 +104,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		return nil, errors.Join(err, b.crypto.Close())
 	}
 	b.rtc = f
+	backends, err := b.newBackends()
+	if err != nil {
+		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
+	}
+	b.groups = newGroups(b, backends)
 	b.cmds = newCommands(b)
 	return b, nil
 }
@@ -228,6 +234,9 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	b.log.Info().Msg("Stopping: hanging up calls and finalising recordings")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
+	if serr := b.groups.shutdown(sctx); serr != nil {
+		err = errors.Join(err, serr)
+	}
 	if serr := b.calls.Shutdown(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}

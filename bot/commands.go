@@ -48,7 +48,11 @@ func newCommands(b *Bot) *commands {
 	for _, cmd := range []*command{
 		{name: "help", description: "show this list", handler: c.help},
 		{name: "status", description: "what is being recorded in this room", handler: c.status},
-		{name: "hangup", description: "end the call in this room (the recording is kept)", handler: c.hangup},
+		{name: "start", description: "record the group call in this room", handler: b.groups.start},
+		{name: "stop", description: "stop recording in this room (files are kept)", handler: b.groups.stop},
+		{name: "skipme", description: "do not record me in this room", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, true) }},
+		{name: "recordme", description: "record me again", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, false) }},
+		{name: "hangup", description: "end the 1:1 call in this room (the recording is kept)", handler: c.hangup},
 	} {
 		c.byName[cmd.name] = cmd
 	}
@@ -103,7 +107,8 @@ func (c *commands) help(ctx context.Context, cc *cmdContext) error {
 	sort.Strings(names)
 	var b strings.Builder
 	b.WriteString("I record calls: one file per person and track, all on one timeline.\n")
-	b.WriteString("In a room with just you and me, call me and I answer and record; hang up to stop.\n\nCommands:\n")
+	b.WriteString("In a room with just you and me, call me and I answer and record; hang up to stop.\n")
+	fmt.Fprintf(&b, "In a room with a group call, %sstart records everyone in it and %sstop ends the recording.\n\nCommands:\n", c.prefix, c.prefix)
 	for _, n := range names {
 		cmd := c.byName[n]
 		fmt.Fprintf(&b, "%s%s", c.prefix, cmd.name)
@@ -129,6 +134,7 @@ func (c *commands) status(ctx context.Context, cc *cmdContext) error {
 		lines = append(lines, fmt.Sprintf("Call with %s: %s, %s recorded, %d track(s), folder %s",
 			st.Peer, st.State, elapsed, st.Tracks, folderBase(st.Folder)))
 	}
+	lines = append(lines, c.b.groups.statusLines(cc.roomID)...)
 	if len(lines) == 0 {
 		c.b.notice(ctx, cc.roomID, "Nothing is being recorded in this room.", "")
 		return nil

@@ -25,9 +25,14 @@ type batchSyncer struct {
 
 func (s *batchSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, since string) error {
 	b := s.bot
+	decrypted := b.decryptToDevice(ctx, res, since)
 	b.batchMu.Lock()
 	b.inSync = true
 	b.batchMu.Unlock()
+	// Decrypted to-device events first, as the crypto machine would handle them.
+	for _, evt := range decrypted {
+		s.Dispatch(ctx, evt)
+	}
 	err := s.DefaultSyncer.ProcessResponse(ctx, res, since)
 	b.batchMu.Lock()
 	b.inSync = false
@@ -44,11 +49,54 @@ func (s *batchSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync
 	return err
 }
 
+// decryptToDevice decrypts the sync's Olm-encrypted to-device events itself and returns
+// those the crypto machine does not handle (call signalling of group calls, MatrixRTC media
+// keys), which mautrix would otherwise log and drop. Room keys and the like are still
+// handled by the machine inside HandleEncryptedEvent. The events are removed from the
+// response, because an Olm message cannot be decrypted twice; device lists are handled
+// first, as the machine does.
+func (b *Bot) decryptToDevice(ctx context.Context, res *mautrix.RespSync, since string) []*event.Event {
+	mach := b.crypto.Machine()
+	mach.HandleDeviceLists(ctx, &res.DeviceLists, since)
+	res.DeviceLists = mautrix.DeviceLists{}
+	kept := res.ToDevice.Events[:0]
+	var out []*event.Event
+	for _, evt := range res.ToDevice.Events {
+		if evt.Type.Type != event.ToDeviceEncrypted.Type {
+			kept = append(kept, evt)
+			continue
+		}
+		evt.Type.Class = event.ToDeviceEventType
+		if err := evt.Content.ParseRaw(evt.Type); err != nil {
+			b.log.Warn().Err(err).Stringer("sender", evt.Sender).Msg("Unparseable encrypted to-device event")
+			continue
+		}
+		d := mach.HandleEncryptedEvent(ctx, evt)
+		if d == nil {
+			continue // handled by the machine (room key, dummy, ...) or undecryptable
+		}
+		typ := d.Type
+		typ.Class = event.ToDeviceEventType
+		dec := &event.Event{Sender: d.Sender, Type: typ, Content: d.Content}
+		if len(dec.Content.VeryRaw) > 0 {
+			_ = dec.Content.ParseRaw(typ) // unknown types stay raw
+		}
+		dec.Mautrix.EventSource = event.SourceToDevice | event.SourceDecrypted
+		dec.Mautrix.WasEncrypted = true
+		dec.Mautrix.TrustSource = d.SenderDevice
+		dec.Mautrix.ReceivedAt = time.Now()
+		out = append(out, dec)
+	}
+	res.ToDevice.Events = kept
+	return out
+}
+
 func (b *Bot) registerHandlers() {
 	syncer := b.client.Syncer.(*batchSyncer)
 	syncer.OnEventType(event.StateMember, b.onMember)
 	syncer.OnEventType(event.EventMessage, b.onMessage)
 	syncer.OnEvent(b.onAnyEvent)
+	syncer.OnEvent(b.groups.handleEvent)
 }
 
 // onAnyEvent routes call events (plain or decrypted) to the 1:1 manager.

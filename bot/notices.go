@@ -16,11 +16,17 @@ import (
 
 // notice posts an m.notice (encrypted in encrypted rooms), as a reply when replyTo is set.
 func (b *Bot) notice(ctx context.Context, roomID id.RoomID, text string, replyTo id.EventID) id.EventID {
+	return b.noticeMentions(ctx, roomID, text, replyTo, nil)
+}
+
+// noticeMentions posts a notice that pings the given users (intentional mentions).
+func (b *Bot) noticeMentions(ctx context.Context, roomID id.RoomID, text string, replyTo id.EventID, mentions []id.UserID) id.EventID {
 	content := &event.MessageEventContent{
 		MsgType:       event.MsgNotice,
 		Body:          text,
 		Format:        event.FormatHTML,
-		FormattedBody: strings.ReplaceAll(html.EscapeString(text), "\n", "<br>"),
+		FormattedBody: withMentions(strings.ReplaceAll(html.EscapeString(text), "\n", "<br>"), mentions),
+		Mentions:      &event.Mentions{UserIDs: mentions},
 	}
 	if replyTo != "" {
 		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: replyTo}}

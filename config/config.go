@@ -126,6 +126,11 @@ type Bot struct {
 	AllowedInviters []string `yaml:"allowed_inviters"`
 	// Notices makes the bot post notices when recording starts and ends.
 	Notices bool `yaml:"notices"`
+	// RecordPowerLevel is the power level needed to start and stop group recordings;
+	// -1 means the room's level for sending state events (what starting a call needs).
+	RecordPowerLevel int `yaml:"record_power_level"`
+	// RecordUsers may always start and stop recordings, whatever their power level.
+	RecordUsers []string `yaml:"record_users"`
 }
 
 // Log configures logging.
@@ -179,7 +184,7 @@ func Default() Config {
 			ICETimeout: Duration(30 * time.Second),
 			MaxTracks:  64,
 		},
-		Bot: Bot{CommandPrefix: "!", Notices: true},
+		Bot: Bot{CommandPrefix: "!", Notices: true, RecordPowerLevel: -1},
 		Log: Log{Level: "info", Format: "console"},
 	}
 }
@@ -297,6 +302,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Calls.MaxTracks < 1 || c.Calls.MaxTracks > 1024 {
 		errs = append(errs, fmt.Errorf("calls.max_tracks %d must be between 1 and 1024", c.Calls.MaxTracks))
+	}
+	if c.Bot.RecordPowerLevel < -1 {
+		errs = append(errs, errors.New("bot.record_power_level must be -1 (the room's state level) or a power level"))
+	}
+	for _, u := range c.Bot.RecordUsers {
+		if !strings.HasPrefix(u, "@") || !strings.Contains(u, ":") {
+			errs = append(errs, fmt.Errorf("bot.record_users: %q is not a user id", u))
+		}
 	}
 	if c.Bot.CommandPrefix == "" {
 		errs = append(errs, errors.New("bot.command_prefix must not be empty"))

@@ -1,0 +1,302 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// groups runs group recordings: at most one per room, each independent of the others.
+type groups struct {
+	b        *Bot
+	backends []call.Backend
+
+	mu      sync.Mutex
+	active  map[id.RoomID]*groupRec
+	optOuts map[id.RoomID]map[id.UserID]time.Time
+	wg      sync.WaitGroup
+}
+
+type groupRec struct {
+	backend string
+	folder  string
+	rec     call.Recording
+	by      id.UserID
+	stopped chan struct{} // closed when !stop (or shutdown) took over
+}
+
+func newGroups(b *Bot, backends []call.Backend) *groups {
+	return &groups{b: b, backends: backends, active: map[id.RoomID]*groupRec{}, optOuts: map[id.RoomID]map[id.UserID]time.Time{}}
+}
+
+// handleEvent passes every event to every backend.
+func (g *groups) handleEvent(ctx context.Context, evt *event.Event) {
+	for _, be := range g.backends {
+		be.HandleEvent(ctx, evt)
+	}
+}
+
+// mayRecord checks whether user may start and stop recordings in a room: listed in
+// bot.record_users, or with a power level of at least bot.record_power_level (default: the
+// level needed to send state events, as for starting a call).
+func (g *groups) mayRecord(ctx context.Context, roomID id.RoomID, user id.UserID) error {
+	cfg := g.b.cfg.Bot
+	for _, u := range cfg.RecordUsers {
+		if id.UserID(u) == user {
+			return nil
+		}
+	}
+	pl, err := g.b.powerLevels(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	need := cfg.RecordPowerLevel
+	if need < 0 {
+		need = pl.StateDefault()
+	}
+	if have := pl.GetUserLevel(user); have < need {
+		return userError{fmt.Sprintf("Sorry %s, only members with power level %d or more may start or stop recordings here (you have %d).", user, need, have)}
+	}
+	return nil
+}
+
+func (g *groups) start(ctx context.Context, cc *cmdContext) error {
+	if err := g.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	if cur := g.active[cc.roomID]; cur != nil {
+		g.mu.Unlock()
+		return userError{fmt.Sprintf("Already recording here since %s (started by %s). Type %sstop to end it.", cur.rec.Status().StartedAt.UTC().Format("15:04 UTC"), cur.by, g.b.cfg.Bot.CommandPrefix)}
+	}
+	g.mu.Unlock()
+
+	var (
+		best    call.Backend
+		bestP   call.Probe
+		reasons []string
+	)
+	for _, be := range g.backends {
+		p := be.Probe(ctx, cc.roomID, cc.args)
+		if p.OK && (best == nil || p.Priority > bestP.Priority) {
+			best, bestP = be, p
+		} else if !p.OK && p.Reason != "" {
+			reasons = append(reasons, p.Reason)
+		}
+	}
+	if best == nil {
+		msg := "There is no call in this room that I can record."
+		if len(reasons) > 0 {
+			msg += " " + strings.Join(reasons, " ")
+		}
+		return userError{msg}
+	}
+	g.mu.Lock()
+	opt := map[id.UserID]time.Time{}
+	for u, t := range g.optOuts[cc.roomID] {
+		opt[u] = t
+	}
+	g.mu.Unlock()
+	rec, err := best.Start(ctx, call.StartRequest{RoomID: cc.roomID, By: cc.sender, Args: cc.args, OptedOut: opt})
+	if err != nil {
+		var ue userError
+		if errors.As(err, &ue) {
+			return ue
+		}
+		return fmt.Errorf("start recording: %w", err)
+	}
+	gr := &groupRec{backend: best.Name(), rec: rec, by: cc.sender, stopped: make(chan struct{}), folder: rec.Status().Folder}
+	g.mu.Lock()
+	if g.active[cc.roomID] != nil {
+		g.mu.Unlock()
+		_, _ = rec.Stop(ctx, "started twice")
+		return userError{"Already recording here."}
+	}
+	g.active[cc.roomID] = gr
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go g.watch(context.WithoutCancel(ctx), cc.roomID, gr)
+	st := rec.Status()
+	names := make([]string, 0, len(st.Participants))
+	var mentions []id.UserID
+	for _, p := range st.Participants {
+		if !p.OptedOut {
+			names = append(names, string(p.UserID))
+			mentions = append(mentions, p.UserID)
+		}
+	}
+	who := "everyone who joins the call"
+	if len(names) > 0 {
+		who = strings.Join(names, ", ") + " and everyone who joins later"
+	}
+	g.b.noticeMentions(ctx, cc.roomID, fmt.Sprintf("🔴 Recording started at %s by %s. Recording %s, each person's tracks as separate files. Type %sskipme not to be recorded, %sstop to end.",
+		st.StartedAt.UTC().Format("15:04:05 UTC"), cc.sender, who, g.b.cfg.Bot.CommandPrefix, g.b.cfg.Bot.CommandPrefix), "", mentions)
+	return nil
+}
+
+// watch waits for a recording to end on its own and posts the summary; a recording that
+// !stop ended is reported by stop instead.
+func (g *groups) watch(ctx context.Context, roomID id.RoomID, gr *groupRec) {
+	defer g.wg.Done()
+	select {
+	case <-gr.rec.Done():
+	case <-gr.stopped:
+		return
+	}
+	g.mu.Lock()
+	if g.active[roomID] == gr {
+		delete(g.active, roomID)
+	}
+	g.mu.Unlock()
+	m, why, err := gr.rec.Result()
+	g.report(ctx, roomID, gr.folder, m, why, err)
+}
+
+func (g *groups) report(ctx context.Context, roomID id.RoomID, folder string, m recorder.Manifest, why string, err error) {
+	if err != nil {
+		g.b.log.Error().Err(err).Stringer("room_id", roomID).Msg("Group recording ended with an error")
+	}
+	text := summary(m, folder)
+	if why != "" {
+		text = "Recording stopped: " + why + ".\n" + text
+	}
+	if err != nil {
+		text += "\nSome files could not be finalised cleanly; they stay playable up to their last second."
+	}
+	g.b.notice(ctx, roomID, text, "")
+}
+
+func (g *groups) stop(ctx context.Context, cc *cmdContext) error {
+	g.mu.Lock()
+	gr := g.active[cc.roomID]
+	g.mu.Unlock()
+	if gr == nil {
+		// A 1:1 call in this room is ended with !stop too.
+		if n := g.b.calls.HangupRoom(cc.roomID, fmt.Sprintf("%s asked me to stop", cc.sender)); n > 0 {
+			return nil
+		}
+		return userError{"Nothing is being recorded in this room."}
+	}
+	if err := g.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	if g.active[cc.roomID] != gr {
+		g.mu.Unlock()
+		return nil
+	}
+	delete(g.active, cc.roomID)
+	close(gr.stopped)
+	g.mu.Unlock()
+	m, err := gr.rec.Stop(ctx, fmt.Sprintf("stopped by %s", cc.sender))
+	g.report(ctx, cc.roomID, gr.folder, m, fmt.Sprintf("%s typed %sstop", cc.sender, g.b.cfg.Bot.CommandPrefix), err)
+	return nil
+}
+
+func (g *groups) setOptOut(ctx context.Context, cc *cmdContext, out bool) error {
+	g.mu.Lock()
+	if g.optOuts[cc.roomID] == nil {
+		g.optOuts[cc.roomID] = map[id.UserID]time.Time{}
+	}
+	if out {
+		g.optOuts[cc.roomID][cc.sender] = time.Now()
+	} else {
+		delete(g.optOuts[cc.roomID], cc.sender)
+	}
+	gr := g.active[cc.roomID]
+	g.mu.Unlock()
+	if gr != nil {
+		gr.rec.SetOptOut(ctx, cc.sender, out)
+	}
+	p := g.b.cfg.Bot.CommandPrefix
+	if out {
+		g.b.noticeMentions(ctx, cc.roomID, fmt.Sprintf("OK %s, you are not recorded in this room from now on. Type %srecordme to undo.", cc.sender, p), cc.event, []id.UserID{cc.sender})
+	} else {
+		g.b.noticeMentions(ctx, cc.roomID, fmt.Sprintf("OK %s, you are recorded again from now on.", cc.sender), cc.event, []id.UserID{cc.sender})
+	}
+	return nil
+}
+
+// statusLines describes the group recording in a room, if any.
+func (g *groups) statusLines(roomID id.RoomID) []string {
+	g.mu.Lock()
+	gr := g.active[roomID]
+	g.mu.Unlock()
+	if gr == nil {
+		return nil
+	}
+	st := gr.rec.Status()
+	lines := []string{fmt.Sprintf("Recording (%s) since %s, %s so far, %d track(s), %s, folder %s",
+		st.Backend, st.StartedAt.UTC().Format("15:04:05 UTC"), formatDuration(time.Since(st.StartedAt)), st.Tracks, formatBytes(st.Bytes), folderBase(st.Folder))}
+	ps := append([]call.ParticipantStatus(nil), st.Participants...)
+	sort.Slice(ps, func(i, j int) bool { return ps[i].UserID < ps[j].UserID })
+	for _, p := range ps {
+		state := fmt.Sprintf("%d track(s)", p.Tracks)
+		if p.OptedOut {
+			state = "not recorded (opted out)"
+		}
+		lines = append(lines, fmt.Sprintf("• %s (%s): %s", p.UserID, p.DeviceID, state))
+	}
+	return lines
+}
+
+// shutdown stops every group recording (bounded by ctx).
+func (g *groups) shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	all := g.active
+	g.active = map[id.RoomID]*groupRec{}
+	for _, gr := range all {
+		close(gr.stopped)
+	}
+	g.mu.Unlock()
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for roomID, gr := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := gr.rec.Stop(ctx, "the recorder is shutting down")
+			g.report(ctx, roomID, gr.folder, m, "the recorder is shutting down", err)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	g.wg.Wait()
+	for _, be := range g.backends {
+		if err := be.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// powerLevels reads the room's power levels (with its create event, which makes the
+// creators all-powerful in newer room versions).
+func (b *Bot) powerLevels(ctx context.Context, roomID id.RoomID) (*event.PowerLevelsEventContent, error) {
+	evt, err := b.client.FullStateEvent(ctx, roomID, event.StatePowerLevels, "")
+	if err != nil {
+		return nil, fmt.Errorf("could not read the room's power levels: %w", err)
+	}
+	_ = evt.Content.ParseRaw(event.StatePowerLevels)
+	pl := evt.Content.AsPowerLevels()
+	if create, err := b.client.FullStateEvent(ctx, roomID, event.StateCreate, ""); err == nil {
+		_ = create.Content.ParseRaw(event.StateCreate)
+		pl.CreateEvent = create
+	}
+	return pl, nil
+}

@@ -1,0 +1,123 @@
+package call
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// Matrix is what a call backend may do on Matrix. The bot implements it: messages are
+// encrypted in encrypted rooms, to-device messages with Olm when asked.
+type Matrix interface {
+	UserID() id.UserID
+	DeviceID() id.DeviceID
+	// SendMessage sends a room event (encrypted if the room is).
+	SendMessage(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) (id.EventID, error)
+	// SendState sets a state event.
+	SendState(ctx context.Context, roomID id.RoomID, evtType event.Type, stateKey string, content any) error
+	// SendToDevice sends one message per device; with encrypt, each is Olm-encrypted
+	// (devices without keys are skipped and reported in the error).
+	SendToDevice(ctx context.Context, evtType event.Type, messages map[id.UserID]map[id.DeviceID]any, encrypt bool) error
+	// State returns the room's current state from the homeserver.
+	State(ctx context.Context, roomID id.RoomID) (mautrix.RoomStateMap, error)
+	// JoinedMembers returns the joined members and their display names.
+	JoinedMembers(ctx context.Context, roomID id.RoomID) (map[id.UserID]string, error)
+	// IsEncrypted reports whether the room is end-to-end encrypted.
+	IsEncrypted(ctx context.Context, roomID id.RoomID) bool
+	// ICEServers returns STUN/TURN servers for a new peer connection.
+	ICEServers(ctx context.Context) []webrtc.ICEServer
+	// OpenIDToken asks the homeserver for an OpenID token (MatrixRTC JWT services).
+	OpenIDToken(ctx context.Context) (*mautrix.RespOpenIDToken, error)
+	// Notice posts a notice; mentions are pinged.
+	Notice(ctx context.Context, roomID id.RoomID, text string, mentions ...id.UserID) id.EventID
+}
+
+// Backend records one kind of group call (full mesh, MatrixRTC over LiveKit, LiveKit
+// Egress). The bot asks every backend whether it can record a room's call and starts the
+// best one on !start.
+type Backend interface {
+	// Name is a short lower-case name for logs and !status ("mesh", "livekit", "egress").
+	Name() string
+	// Probe tells whether this backend can record a call in the room right now.
+	Probe(ctx context.Context, roomID id.RoomID, args []string) Probe
+	// Start begins recording.
+	Start(ctx context.Context, req StartRequest) (Recording, error)
+	// HandleEvent gets every event the bot sees: room state and timeline events (decrypted),
+	// and to-device events (plain, and Olm-decrypted with Mautrix.EventSource including
+	// event.SourceDecrypted). It must return quickly.
+	HandleEvent(ctx context.Context, evt *event.Event)
+	// Close stops the backend's own work (not recordings, which the bot stops first).
+	Close(ctx context.Context) error
+}
+
+// Probe is a backend's answer to "can you record this room?".
+type Probe struct {
+	// OK: there is a call this backend can record.
+	OK bool
+	// Priority orders backends that can all record (higher wins).
+	Priority int
+	// Reason explains, for the room, why not (or what was found).
+	Reason string
+}
+
+// StartRequest asks a backend to record a room.
+type StartRequest struct {
+	RoomID id.RoomID
+	// By is who asked.
+	By id.UserID
+	// Args are the words after the command.
+	Args []string
+	// OptedOut lists users who asked not to be recorded in this room, and since when.
+	OptedOut map[id.UserID]time.Time
+}
+
+// Recording is one running group recording.
+type Recording interface {
+	// Status is a snapshot for !status and notices.
+	Status() Status
+	// Stop ends the recording, finalises every file and returns the manifest.
+	Stop(ctx context.Context, reason string) (recorder.Manifest, error)
+	// SetOptOut stops (true) or resumes (false) recording a user.
+	SetOptOut(ctx context.Context, user id.UserID, optOut bool)
+	// Mark adds a note on the timeline.
+	Mark(user id.UserID, text string, at time.Time)
+	// Done is closed when the recording ended on its own (the call ended, everyone left).
+	Done() <-chan struct{}
+	// Result returns the final manifest and why the recording ended, once Done is closed.
+	Result() (recorder.Manifest, string, error)
+}
+
+// Status describes a running recording.
+type Status struct {
+	Backend      string
+	RoomID       id.RoomID
+	StartedAt    time.Time
+	Folder       string
+	Participants []ParticipantStatus
+	Tracks       int
+	Bytes        int64
+}
+
+// ParticipantStatus is one participant of a running recording.
+type ParticipantStatus struct {
+	UserID   id.UserID
+	DeviceID id.DeviceID
+	Tracks   int
+	OptedOut bool
+}
+
+// RawContent returns an event's content as sent, for backends that parse their own types.
+func RawContent(evt *event.Event) json.RawMessage {
+	if len(evt.Content.VeryRaw) > 0 {
+		return evt.Content.VeryRaw
+	}
+	b, _ := json.Marshal(evt.Content.Raw)
+	return b
+}
