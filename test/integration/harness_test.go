@@ -6,11 +6,13 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/bot"
@@ -181,7 +184,12 @@ func waitSummary(t *testing.T, c *caller.Client, room id.RoomID, since time.Time
 // after it is finished.
 func finishedFolder(t *testing.T, rb *runningBot) (string, *recorder.Manifest) {
 	t.Helper()
-	dir := rb.cfg.Recordings.Dir
+	return finishedFolderIn(t, rb.cfg.Recordings.Dir)
+}
+
+// finishedFolderIn is finishedFolder for a recordings dir.
+func finishedFolderIn(t *testing.T, dir string) (string, *recorder.Manifest) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		entries, _ := os.ReadDir(dir)
@@ -262,4 +270,104 @@ func describe(m *recorder.Manifest) string {
 		fmt.Fprintf(&b, "%s (%s, %d ms from %d ms, %s)\n", tr.File, tr.Source, tr.DurationMs, tr.StartOffsetMs, tr.EndReason)
 	}
 	return b.String()
+}
+
+// The real binary, built once per test run, for tests that signal or kill the process.
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "matrix-recorder-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "matrix-recorder")
+		cmd := exec.Command("go", "build", "-tags", "goolm", "-o", binPath, "github.com/matrix-recorder/matrix-recorder/cmd/matrix-recorder")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out.String())
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// writeConfig writes cfg as a YAML config file and returns its path.
+func writeConfig(t *testing.T, cfg config.Config) string {
+	t.Helper()
+	data, err := yaml.Marshal(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// process is the bot running as its own process.
+type process struct {
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startProcess runs the binary with a config file and waits until it has synced once.
+func startProcess(t *testing.T, cfg config.Config) *process {
+	t.Helper()
+	cfg.Log.Format = "json"
+	p := &process{cmd: exec.Command(buildBinary(t), "-config", writeConfig(t, cfg)), log: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("bot process log:\n%s", p.log.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(p.log.String(), "First sync done") {
+		select {
+		case err := <-p.done:
+			t.Fatalf("bot exited before its first sync: %v\n%s", err, p.log.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bot did not sync:\n%s", p.log.String())
+		}
+	}
+	return p
 }
