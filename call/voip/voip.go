@@ -326,143 +326,116 @@ func writeWithMetadata(v any, m StreamMetadataMap) ([]byte, error) {
 	return out, nil
 }
 
+// parse decodes one event content and runs its checks: the common fields, then check.
+func parse[T any, PT interface {
+	*T
+	common() *Common
+}](raw json.RawMessage, name string, check func(PT) error) (PT, error) {
+	c := PT(new(T))
+	if err := json.Unmarshal(raw, c); err != nil {
+		return nil, invalid("%s: %v", name, err)
+	}
+	if err := c.common().validate(); err != nil {
+		return nil, err
+	}
+	if check != nil {
+		if err := check(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Common) common() *Common { return c }
+
+// withMetadata reads sdp_stream_metadata into *dst.
+func withMetadata(raw json.RawMessage, dst *StreamMetadataMap) error {
+	m, err := readMetadata(raw)
+	*dst = m
+	return err
+}
+
 // ParseInvite parses and validates m.call.invite content.
 func ParseInvite(raw json.RawMessage) (*Invite, error) {
-	var c Invite
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, invalid("m.call.invite: %v", err)
-	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
-	if err := validateDescription(c.Offer, "offer"); err != nil {
-		return nil, err
-	}
-	if c.Lifetime < 0 || c.Lifetime > 24*3600*1000 {
-		return nil, invalid("lifetime %d out of range", c.Lifetime)
-	}
-	m, err := readMetadata(raw)
-	if err != nil {
-		return nil, err
-	}
-	c.Metadata = m
-	return &c, nil
+	return parse(raw, "m.call.invite", func(c *Invite) error {
+		if err := validateDescription(c.Offer, "offer"); err != nil {
+			return err
+		}
+		if c.Lifetime < 0 || c.Lifetime > 24*3600*1000 {
+			return invalid("lifetime %d out of range", c.Lifetime)
+		}
+		return withMetadata(raw, &c.Metadata)
+	})
 }
 
 // ParseAnswer parses and validates m.call.answer content.
 func ParseAnswer(raw json.RawMessage) (*Answer, error) {
-	var c Answer
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, invalid("m.call.answer: %v", err)
-	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
-	if err := validateDescription(c.Answer, "answer"); err != nil {
-		return nil, err
-	}
-	m, err := readMetadata(raw)
-	if err != nil {
-		return nil, err
-	}
-	c.Metadata = m
-	return &c, nil
+	return parse(raw, "m.call.answer", func(c *Answer) error {
+		if err := validateDescription(c.Answer, "answer"); err != nil {
+			return err
+		}
+		return withMetadata(raw, &c.Metadata)
+	})
 }
 
 // ParseCandidates parses and validates m.call.candidates content.
 func ParseCandidates(raw json.RawMessage) (*Candidates, error) {
-	var c Candidates
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, invalid("m.call.candidates: %v", err)
-	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
-	if len(c.Candidates) > MaxCandidates {
-		return nil, invalid("%d candidates", len(c.Candidates))
-	}
-	for _, cand := range c.Candidates {
-		if len(cand.Candidate) > MaxCandidateLength {
-			return nil, invalid("candidate of %d bytes", len(cand.Candidate))
+	return parse(raw, "m.call.candidates", func(c *Candidates) error {
+		if len(c.Candidates) > MaxCandidates {
+			return invalid("%d candidates", len(c.Candidates))
 		}
-	}
-	return &c, nil
+		for _, cand := range c.Candidates {
+			if len(cand.Candidate) > MaxCandidateLength {
+				return invalid("candidate of %d bytes", len(cand.Candidate))
+			}
+		}
+		return nil
+	})
 }
 
 // ParseSelectAnswer parses m.call.select_answer content.
 func ParseSelectAnswer(raw json.RawMessage) (*SelectAnswer, error) {
-	var c SelectAnswer
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, invalid("m.call.select_answer: %v", err)
-	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
-	if !lenientID(c.SelectedPartyID) {
-		return nil, invalid("selected_party_id is not a valid id")
-	}
-	return &c, nil
+	return parse(raw, "m.call.select_answer", func(c *SelectAnswer) error {
+		if !lenientID(c.SelectedPartyID) {
+			return invalid("selected_party_id is not a valid id")
+		}
+		return nil
+	})
 }
 
 // ParseReject parses m.call.reject content.
 func ParseReject(raw json.RawMessage) (*Reject, error) {
-	var c Reject
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, invalid("m.call.reject: %v", err)
-	}
-	return &c, c.validate()
+	return parse[Reject](raw, "m.call.reject", nil)
 }
 
 // ParseHangup parses m.call.hangup content.
 func ParseHangup(raw json.RawMessage) (*Hangup, error) {
-	var c Hangup
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, invalid("m.call.hangup: %v", err)
-	}
-	if len(c.Reason) > MaxIDLength {
-		c.Reason = c.Reason[:MaxIDLength]
-	}
-	return &c, c.validate()
+	return parse(raw, "m.call.hangup", func(c *Hangup) error {
+		if len(c.Reason) > MaxIDLength {
+			c.Reason = c.Reason[:MaxIDLength]
+		}
+		return nil
+	})
 }
 
 // ParseNegotiate parses and validates m.call.negotiate content.
 func ParseNegotiate(raw json.RawMessage) (*Negotiate, error) {
-	var c Negotiate
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, invalid("m.call.negotiate: %v", err)
-	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
-	if c.Description.Type != "offer" && c.Description.Type != "answer" {
-		return nil, invalid("negotiate description type %q", c.Description.Type)
-	}
-	if err := validateDescription(c.Description, ""); err != nil {
-		return nil, err
-	}
-	m, err := readMetadata(raw)
-	if err != nil {
-		return nil, err
-	}
-	c.Metadata = m
-	return &c, nil
+	return parse(raw, "m.call.negotiate", func(c *Negotiate) error {
+		if c.Description.Type != "offer" && c.Description.Type != "answer" {
+			return invalid("negotiate description type %q", c.Description.Type)
+		}
+		if err := validateDescription(c.Description, ""); err != nil {
+			return err
+		}
+		return withMetadata(raw, &c.Metadata)
+	})
 }
 
 // ParseMetadataChanged parses m.call.sdp_stream_metadata_changed content.
 func ParseMetadataChanged(raw json.RawMessage) (*MetadataChanged, error) {
-	var c MetadataChanged
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, invalid("sdp_stream_metadata_changed: %v", err)
-	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
-	m, err := readMetadata(raw)
-	if err != nil {
-		return nil, err
-	}
-	c.Metadata = m
-	return &c, nil
+	return parse(raw, "sdp_stream_metadata_changed", func(c *MetadataChanged) error {
+		return withMetadata(raw, &c.Metadata)
+	})
 }
 
 // MarshalJSON writes the invite with the stable metadata key.
