@@ -42,6 +42,8 @@ type Manifest struct {
 	Tracks       []FileEntry   `json:"tracks"`
 	// Interruption says what happened when the recording did not end cleanly.
 	Interruption string `json:"interruption,omitempty"`
+	// Resumes lists the interruptions after which the recording went on in this folder.
+	Resumes []Resume `json:"resumes,omitempty"`
 }
 
 // Participant is someone who took part in the call.
@@ -95,6 +97,9 @@ type FileEntry struct {
 	Gaps          []Gap      `json:"gaps"`
 	// GapsOmitted counts gaps beyond the listed ones (the list is bounded).
 	GapsOmitted int `json:"gaps_omitted,omitempty"`
+	// Upload says where the file was copied to (object storage), once that copy is
+	// confirmed.
+	Upload *Upload `json:"upload,omitempty"`
 }
 
 // CodecParams are the negotiated codec parameters.

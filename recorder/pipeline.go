@@ -305,6 +305,7 @@ func (p *pipeline) openPart(ext int64, arrival time.Time) bool {
 	wall, fromSR := p.wallClock(ext, arrival)
 	offset := wall.Sub(s.t0)
 	file, num, _ := s.newPart(p.t, offset, arrival)
+	s.rec.opts.Hooks.partStart(s, s.fileEntry(file))
 	w, err := newWriter(p.t, s.path(file), s.rec.opts)
 	if err != nil {
 		p.t.log.Error().Err(err).Str("file", file).Msg("Cannot create the file for this track")
@@ -312,6 +313,7 @@ func (p *pipeline) openPart(ext int64, arrival time.Time) bool {
 			e.Status = StatusInterrupted
 			e.EndReason = "could not create file: " + err.Error()
 		})
+		s.rec.opts.Hooks.partComplete(s, s.fileEntry(file))
 		p.nextErr = arrival.Add(time.Second)
 		return false
 	}
@@ -429,6 +431,7 @@ func (p *pipeline) closePart(reason string) {
 			e.EndReason = reason + "; finalising failed: " + err.Error()
 		}
 	})
+	p.t.s.rec.opts.Hooks.partComplete(p.t.s, p.t.s.fileEntry(c.file))
 	ev := p.t.log.Info()
 	if err != nil {
 		ev = p.t.log.Error().Err(err)

@@ -42,6 +42,8 @@ type Options struct {
 	Version string
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Hooks follow sessions and files as they change (nil: none). See Hooks.
+	Hooks *Hooks
 }
 
 func (o *Options) fill() {
@@ -72,6 +74,9 @@ func (o *Options) fill() {
 type Recorder struct {
 	opts Options
 	log  zerolog.Logger
+
+	openMu sync.Mutex
+	open   map[string]struct{} // folders being recorded (see claim)
 }
 
 // New prepares the recordings root.
@@ -119,10 +124,19 @@ type Session struct {
 	closed   bool
 	done     sync.WaitGroup
 	lastSave time.Time
+	// resumed: the session continues a folder left by an earlier run (Recorder.Resume).
+	resumed bool
 }
 
 // Start creates the call folder and writes the first manifest.
 func (r *Recorder) Start(ctx context.Context, info CallInfo) (*Session, error) {
+	if folder := ResumeFolder(ctx); folder != "" {
+		s, err := r.Resume(ctx, folder, info)
+		if err == nil {
+			return s, nil
+		}
+		r.log.Warn().Err(err).Str("folder", folder).Msg("Could not resume the recording; starting a new folder")
+	}
 	now := r.opts.Now().UTC()
 	name := FolderName(now, info.RoomID, info.CallID)
 	folder := filepath.Join(r.opts.Dir, name)
@@ -137,6 +151,7 @@ func (r *Recorder) Start(ctx context.Context, info CallInfo) (*Session, error) {
 		}
 		folder = filepath.Join(r.opts.Dir, fmt.Sprintf("%s-%d", name, i))
 	}
+	r.claim(folder)
 	s := &Session{
 		rec:     r,
 		folder:  folder,
@@ -159,7 +174,12 @@ func (r *Recorder) Start(ctx context.Context, info CallInfo) (*Session, error) {
 	}
 	s.log = r.log.With().Str("call_id", info.CallID).Str("room_id", info.RoomID).Str("folder", filepath.Base(folder)).Logger()
 	if err := s.save(); err != nil {
+		r.release(folder)
 		return nil, errors.Join(err, os.RemoveAll(folder))
+	}
+	if err := r.opts.Hooks.sessionStart(s); err != nil {
+		r.release(folder)
+		return nil, errors.Join(fmt.Errorf("recording refused: %w", err), os.RemoveAll(folder))
 	}
 	s.log.Info().Msg("Recording started")
 	return s, nil
@@ -245,8 +265,13 @@ func (s *Session) copyManifestLocked() Manifest {
 	m.Tracks = make([]FileEntry, len(s.manifest.Tracks))
 	for i, t := range s.manifest.Tracks {
 		t.Gaps = append([]Gap(nil), t.Gaps...)
+		if t.Upload != nil {
+			u := *t.Upload
+			t.Upload = &u
+		}
 		m.Tracks[i] = t
 	}
+	m.Resumes = append([]Resume(nil), m.Resumes...)
 	return m
 }
 
@@ -304,12 +329,16 @@ func (s *Session) Close(ctx context.Context) (Manifest, error) {
 		s.mu.Unlock()
 		return m, nil
 	}
+	firstClose := !s.closing
 	s.closing = true
 	tracks := make([]*Track, 0, len(s.active))
 	for t := range s.active {
 		tracks = append(tracks, t)
 	}
 	s.mu.Unlock()
+	if firstClose {
+		s.rec.opts.Hooks.sessionClosing(s)
+	}
 
 	for _, t := range tracks {
 		t.stop()
@@ -327,7 +356,7 @@ func (s *Session) Close(ctx context.Context) (Manifest, error) {
 	}
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	firstEnd := !s.closed
 	s.closed = true
 	end := s.rec.opts.Now().UTC()
 	s.manifest.EndedAt = &end
@@ -349,5 +378,11 @@ func (s *Session) Close(ctx context.Context) (Manifest, error) {
 		err = errors.Join(err, serr)
 	}
 	s.log.Info().Int64("duration_ms", s.manifest.DurationMs).Int("files", len(s.manifest.Tracks)).Msg("Recording finished")
-	return s.copyManifestLocked(), err
+	m := s.copyManifestLocked()
+	s.mu.Unlock()
+	s.rec.release(s.folder)
+	if firstEnd {
+		s.rec.opts.Hooks.sessionEnd(s, m)
+	}
+	return m, err
 }

@@ -1,0 +1,239 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
+)
+
+// opusSource plays Opus packets of a test asset as RTP, as fast as they are read, then EOF.
+type opusSource struct {
+	pkts [][]byte
+	i    int
+}
+
+func newOpusSource(t *testing.T, n int) *opusSource {
+	t.Helper()
+	frames, err := testmedia.OpusFrames(testmedia.Tone440)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &opusSource{}
+	ts := uint32(1000)
+	for i := 0; i < n && i < len(frames); i++ {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i + 1), Timestamp: ts, SSRC: 42}, Payload: frames[i].Data}
+		b, err := p.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.pkts = append(s.pkts, b)
+		ts += uint32(frames[i].Duration.Seconds() * 48000)
+	}
+	return s
+}
+
+func (s *opusSource) ReadPacket(b []byte) (int, error) {
+	if s.i >= len(s.pkts) {
+		return 0, io.EOF
+	}
+	n := copy(b, s.pkts[s.i])
+	s.i++
+	return n, nil
+}
+
+func (s *opusSource) SetReadDeadline(time.Time) error { return nil }
+
+var testTrack = TrackInfo{UserID: "@alice:example.org", DeviceID: "DEV", MimeType: "audio/opus", ClockRate: 48000, Channels: 2, PayloadType: 111, SSRC: 42}
+
+// hookLog records hook calls in order.
+type hookLog struct {
+	mu     sync.Mutex
+	calls  []string
+	failOn string
+}
+
+func (h *hookLog) add(s string) {
+	h.mu.Lock()
+	h.calls = append(h.calls, s)
+	h.mu.Unlock()
+}
+
+func (h *hookLog) hooks(t *testing.T) *Hooks {
+	return &Hooks{
+		OnSessionStart: func(s *Session) error {
+			h.add("start resumed=" + map[bool]string{true: "yes", false: "no"}[s.Resumed()])
+			if h.failOn == "start" {
+				return errors.New("disk full")
+			}
+			return nil
+		},
+		OnPartStart: func(s *Session, e FileEntry) {
+			// The row must be able to exist before the first byte: no file yet.
+			if _, err := os.Stat(filepath.Join(s.Folder(), e.File)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("part %s exists when OnPartStart runs (%v)", e.File, err)
+			}
+			h.add("part " + e.File + " " + e.Status)
+		},
+		OnPartComplete: func(s *Session, e FileEntry) {
+			fi, err := os.Stat(filepath.Join(s.Folder(), e.File))
+			if err != nil || fi.Size() != e.Bytes || e.SHA256 == "" {
+				t.Errorf("part %s complete: stat %v, entry bytes %d sha %q", e.File, err, e.Bytes, e.SHA256)
+			}
+			h.add("done " + e.File + " " + e.Status)
+		},
+		OnSessionClosing: func(s *Session) { h.add("closing") },
+		OnSessionEnd:     func(s *Session, m Manifest) { h.add("end " + m.Status) },
+	}
+}
+
+func newTestRecorder(t *testing.T, dir string, h *Hooks) *Recorder {
+	t.Helper()
+	r, err := New(Options{Dir: dir, Hooks: h, FlushInterval: 50 * time.Millisecond}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func recordTrack(t *testing.T, s *Session, packets int) {
+	t.Helper()
+	tr, err := s.AddTrack(testTrack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Run(context.Background(), newOpusSource(t, packets), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHooksOrder(t *testing.T) {
+	h := &hookLog{}
+	r := newTestRecorder(t, t.TempDir(), h.hooks(t))
+	s, err := r.Start(context.Background(), CallInfo{CallID: "c1", RoomID: "!room:example.org", Kind: "1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordTrack(t, s, 50)
+	if _, err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := "start resumed=no|part alice_example.org-DEV-usermedia-audio.ogg recording|done alice_example.org-DEV-usermedia-audio.ogg complete|closing|end finished"
+	if got := strings.Join(h.calls, "|"); got != want {
+		t.Errorf("hooks:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestHookRefusesStart(t *testing.T) {
+	h := &hookLog{failOn: "start"}
+	dir := t.TempDir()
+	r := newTestRecorder(t, dir, h.hooks(t))
+	if _, err := r.Start(context.Background(), CallInfo{CallID: "c1", RoomID: "!room:example.org"}); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Start = %v, want the hook's error", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("refused recording left %d entries in the dir", len(entries))
+	}
+}
+
+// TestResumeContinuesParts: a session that "crashed" (never closed) is repaired and resumed;
+// the track continues as part 2 on the same timeline and the manifest lists the resume.
+func TestResumeContinuesParts(t *testing.T) {
+	dir := t.TempDir()
+	r1 := newTestRecorder(t, dir, nil)
+	s1, err := r1.Start(context.Background(), CallInfo{CallID: "c1", RoomID: "!room:example.org", Kind: "group"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordTrack(t, s1, 50)
+	folder := s1.Folder()
+	// No Close: the process "died". A new run recovers the folder, then resumes it.
+	reports, err := RecoverInterrupted(dir, zerolog.Nop())
+	if err != nil || len(reports) != 1 {
+		t.Fatalf("recover: %v %d", err, len(reports))
+	}
+	h := &hookLog{}
+	r2 := newTestRecorder(t, dir, h.hooks(t))
+	if _, err := r2.Resume(context.Background(), filepath.Base(folder), CallInfo{RoomID: "!other:example.org"}); !errors.Is(err, ErrNotResumable) {
+		t.Errorf("resume for another room = %v, want ErrNotResumable", err)
+	}
+	ctx := WithResume(context.Background(), filepath.Base(folder))
+	s2, err := r2.Start(ctx, CallInfo{CallID: "c2", RoomID: "!room:example.org", Kind: "group"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Folder() != folder || !s2.Resumed() || !s2.StartedAt().Equal(s1.StartedAt()) {
+		t.Fatalf("resumed session: folder %s resumed %v t0 %v, want %s true %v", s2.Folder(), s2.Resumed(), s2.StartedAt(), folder, s1.StartedAt())
+	}
+	if _, err := r2.Resume(context.Background(), filepath.Base(folder), CallInfo{}); !errors.Is(err, ErrNotResumable) {
+		t.Errorf("resuming an open folder again = %v, want ErrNotResumable", err)
+	}
+	recordTrack(t, s2, 50)
+	m, err := s2.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Tracks) != 2 || m.Tracks[0].Part != 1 || m.Tracks[1].Part != 2 || !strings.Contains(m.Tracks[1].File, ".part2.ogg") {
+		t.Fatalf("tracks after resume: %+v", m.Tracks)
+	}
+	if m.Tracks[0].Status != StatusComplete || m.Tracks[1].Status != StatusComplete || m.Tracks[1].StartOffsetMs < m.Tracks[0].StartOffsetMs {
+		t.Errorf("parts: %+v", m.Tracks)
+	}
+	if len(m.Resumes) != 1 || m.Resumes[0].CallID != "c2" || m.Status != StatusFinished || m.Interruption != "" {
+		t.Errorf("manifest after resume: resumes %+v status %s interruption %q", m.Resumes, m.Status, m.Interruption)
+	}
+	if len(m.Markers) != 2 {
+		t.Errorf("markers %+v, want interrupted and resumed", m.Markers)
+	}
+	if got := strings.Join(h.calls, "|"); !strings.HasPrefix(got, "start resumed=yes|part ") {
+		t.Errorf("hooks after resume: %s", got)
+	}
+	// A finished folder is not resumable.
+	if _, err := r2.Resume(context.Background(), folder, CallInfo{}); !errors.Is(err, ErrNotResumable) {
+		t.Errorf("resume of a finished folder = %v", err)
+	}
+	// Neither is anything outside the recordings dir.
+	if _, err := r2.Resume(context.Background(), "/etc", CallInfo{}); !errors.Is(err, ErrNotResumable) {
+		t.Errorf("resume of /etc = %v", err)
+	}
+}
+
+func TestSetUploadFinishedFolder(t *testing.T) {
+	r := newTestRecorder(t, t.TempDir(), nil)
+	s, err := r.Start(context.Background(), CallInfo{CallID: "c1", RoomID: "!room:example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordTrack(t, s, 10)
+	m, err := s.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := Upload{URL: "s3://b/k", Bytes: m.Tracks[0].Bytes, SHA256: m.Tracks[0].SHA256, Confirmed: "head"}
+	if err := SetUpload(s.Folder(), m.Tracks[0].File, u); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetUpload(s.Folder(), "nope.ogg", u); !errors.Is(err, ErrNoSuchFile) {
+		t.Errorf("unknown file: %v", err)
+	}
+	got, err := ReadManifest(s.Folder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Tracks[0].Upload == nil || got.Tracks[0].Upload.URL != "s3://b/k" {
+		t.Errorf("upload not in manifest: %+v", got.Tracks[0])
+	}
+}
