@@ -1,0 +1,155 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), FileName)
+	d, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d, path
+}
+
+func TestMigrateIsIdempotentAndRefusesNewer(t *testing.T) {
+	ctx := context.Background()
+	d, path := openTest(t)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if _, err := d2.db.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	_ = d2.Close()
+	if _, err := Open(ctx, path); err == nil {
+		t.Fatal("opened a database from a newer version")
+	}
+}
+
+func TestRecordingLifecycle(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openTest(t)
+	r := &Recording{RoomID: "!r:x", CallID: "c1", Kind: "1:1", Folder: "20250101T000000Z_r_c1"}
+	if err := d.CreateRecording(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ID) != 8 || r.Status != StatusStarted {
+		t.Fatalf("new recording: %+v", r)
+	}
+	// Creating again for the same folder returns the same row (a resume).
+	again := &Recording{RoomID: "!r:x", CallID: "c2", Kind: "1:1", Folder: r.Folder}
+	if err := d.CreateRecording(ctx, again); err != nil || again.ID != r.ID {
+		t.Fatalf("second create: %v, id %s want %s", err, again.ID, r.ID)
+	}
+	p := &Part{RecordingID: r.ID, File: "a.ogg", Track: "a", Part: 1, UserID: "@a:x", Kind: "audio", Codec: "opus", Status: StatusStarted}
+	if err := d.SavePart(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	token := p.Token
+	p.Status, p.Bytes, p.SHA256 = StatusSaved, 1234, "abc"
+	p.Token = ""
+	if err := d.SavePart(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Token != token {
+		t.Errorf("token changed on update: %s -> %s", token, p.Token)
+	}
+	got, err := d.PartByToken(ctx, token)
+	if err != nil || got.Bytes != 1234 || got.Status != StatusSaved {
+		t.Fatalf("part by token: %+v %v", got, err)
+	}
+	if _, err := d.PartByToken(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown token: %v", err)
+	}
+	if _, err := d.ModifyRecording(ctx, r.ID, func(r *Recording) { r.Status = StatusActive }); err != nil {
+		t.Fatal(err)
+	}
+	// A crash: the next start marks everything live interrupted.
+	live, err := d.MarkInterrupted(ctx)
+	if err != nil || len(live) != 1 || live[0].ID != r.ID {
+		t.Fatalf("mark interrupted: %v %+v", err, live)
+	}
+	r2, _ := d.Recording(ctx, r.ID)
+	if r2.Status != StatusInterrupted || r2.Interruptions != 1 || r2.CallID != "c1" {
+		t.Errorf("after crash: %+v", r2)
+	}
+	parts, _ := d.Parts(ctx, r.ID)
+	if len(parts) != 1 || parts[0].Status != StatusSaved {
+		t.Errorf("saved part must stay saved: %+v", parts[0])
+	}
+	var callStatus string
+	_ = d.db.QueryRow(`SELECT status FROM calls`).Scan(&callStatus)
+	if callStatus != string(StatusInterrupted) {
+		t.Errorf("call status %s", callStatus)
+	}
+	// Expiry queries.
+	r2.Status = StatusNotified
+	r2.ExpiresAt = time.Now().Add(time.Hour)
+	if err := d.UpdateRecording(ctx, r2); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := d.ExpiringBefore(ctx, time.Now()); len(due) != 0 {
+		t.Errorf("not yet due: %+v", due)
+	}
+	if due, _ := d.ExpiringBefore(ctx, time.Now().Add(2*time.Hour)); len(due) != 1 {
+		t.Errorf("due: %+v", due)
+	}
+	list, err := d.RecordingsInRoom(ctx, "!r:x", 10)
+	if err != nil || len(list) != 1 {
+		t.Errorf("room list: %v %+v", err, list)
+	}
+}
+
+func TestUploadsAndChunks(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openTest(t)
+	r := &Recording{RoomID: "!r:x", CallID: "c1", Kind: "1:1", Folder: "f"}
+	if err := d.CreateRecording(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	u, err := d.EnsureUpload(ctx, r.ID, "a.ogg", "bucket", "p/f/a.ogg")
+	if err != nil || u.Status != StatusPending {
+		t.Fatalf("ensure: %+v %v", u, err)
+	}
+	u.UploadID, u.Status = "mp-1", StatusUploading
+	if err := d.UpdateUpload(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	u2, _ := d.EnsureUpload(ctx, r.ID, "a.ogg", "bucket", "p/f/a.ogg")
+	if u2.ID != u.ID || u2.UploadID != "mp-1" {
+		t.Errorf("ensure must return the existing row: %+v", u2)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := d.PutChunk(ctx, u.ID, Chunk{Number: i, Offset: int64(i-1) * 10, Size: 10, MD5: "m", ETag: "e"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.PutChunk(ctx, u.ID, Chunk{Number: 1, Offset: 0, Size: 10, MD5: "m2", ETag: "e2"}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := d.Chunks(ctx, u.ID)
+	if err != nil || len(cs) != 3 || cs[0].MD5 != "m2" || cs[2].Offset != 20 {
+		t.Fatalf("chunks: %+v %v", cs, err)
+	}
+	if byKey, err := d.UploadByKey(ctx, "bucket", "p/f/a.ogg"); err != nil || byKey.ID != u.ID {
+		t.Errorf("by key: %+v %v", byKey, err)
+	}
+	if err := d.DeleteChunks(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if cs, _ := d.Chunks(ctx, u.ID); len(cs) != 0 {
+		t.Errorf("chunks left: %+v", cs)
+	}
+}

@@ -1,0 +1,229 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Recording is one call folder. Status: started, active, stopping, saved, uploaded,
+// notified, interrupted, expired, deleted, failed_*.
+type Recording struct {
+	// ID is short and typed by users (!delete ID).
+	ID     string
+	RoomID string
+	CallID string
+	Kind   string
+	// Folder is the call folder's name in the recordings dir.
+	Folder       string
+	Status       Status
+	StartedAt    time.Time
+	EndedAt      time.Time
+	DurationMs   int64
+	Bytes        int64
+	Participants int
+	// StartEvent is the start notice (edited with progress); SummaryEvent the summary.
+	StartEvent    string
+	SummaryEvent  string
+	StopReason    string
+	Interruptions int
+	ExpiresAt     time.Time
+	// ExpiryNoticedAt is when the room was told the recording will be deleted.
+	ExpiryNoticedAt time.Time
+	DeletedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+const recordingCols = `r.id, c.call_id, r.room_id, r.folder, r.kind, r.status, r.started_at, r.ended_at, r.duration_ms, r.bytes,
+	r.participants, r.start_event, r.summary_event, r.stop_reason, r.interruptions, r.expires_at, r.expiry_noticed_at,
+	r.deleted_at, r.updated_at`
+
+func scanRecording(row interface{ Scan(...any) error }) (*Recording, error) {
+	var r Recording
+	var started, updated int64
+	var ended, expires, noticed, deleted sql.NullInt64
+	err := row.Scan(&r.ID, &r.CallID, &r.RoomID, &r.Folder, &r.Kind, &r.Status, &started, &ended, &r.DurationMs, &r.Bytes,
+		&r.Participants, &r.StartEvent, &r.SummaryEvent, &r.StopReason, &r.Interruptions, &expires, &noticed, &deleted, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.StartedAt = time.UnixMilli(started).UTC()
+	r.UpdatedAt = time.UnixMilli(updated).UTC()
+	r.EndedAt, r.ExpiresAt, r.ExpiryNoticedAt, r.DeletedAt = fromMS(ended), fromMS(expires), fromMS(noticed), fromMS(deleted)
+	return &r, nil
+}
+
+// CreateRecording inserts a recording (and its call, if new) with status started and a
+// fresh id, which it sets in r. A folder that already has a row keeps it: the row is
+// returned as it is (a resumed recording).
+func (d *DB) CreateRecording(ctx context.Context, r *Recording) error {
+	if existing, err := d.RecordingByFolder(ctx, r.Folder); err == nil {
+		*r = *existing
+		return nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("create recording: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	now := d.nowMS()
+	if r.StartedAt.IsZero() {
+		r.StartedAt = d.now()
+	}
+	var callRow int64
+	err = tx.QueryRowContext(ctx, `INSERT INTO calls (room_id, call_id, kind, status, started_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (room_id, call_id, kind) DO UPDATE SET status = excluded.status, ended_at = NULL
+		RETURNING id`, r.RoomID, r.CallID, r.Kind, StatusActive, r.StartedAt.UnixMilli()).Scan(&callRow)
+	if err != nil {
+		return fmt.Errorf("create call row: %w", err)
+	}
+	if r.Status == "" {
+		r.Status = StatusStarted
+	}
+	for attempt := 0; ; attempt++ {
+		r.ID = newID()
+		_, err = tx.ExecContext(ctx, `INSERT INTO recordings (id, call, room_id, folder, kind, status, started_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, r.ID, callRow, r.RoomID, r.Folder, r.Kind, r.Status, r.StartedAt.UnixMilli(), now)
+		if err == nil {
+			break
+		}
+		if attempt > 5 || !strings.Contains(err.Error(), "recordings.id") {
+			return fmt.Errorf("create recording row: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("create recording: %w", err)
+	}
+	r.UpdatedAt = time.UnixMilli(now).UTC()
+	return nil
+}
+
+// UpdateRecording writes every mutable column of r.
+func (d *DB) UpdateRecording(ctx context.Context, r *Recording) error {
+	now := d.nowMS()
+	res, err := d.db.ExecContext(ctx, `UPDATE recordings SET status = ?, ended_at = ?, duration_ms = ?, bytes = ?, participants = ?,
+		start_event = ?, summary_event = ?, stop_reason = ?, interruptions = ?, expires_at = ?, expiry_noticed_at = ?,
+		deleted_at = ?, updated_at = ? WHERE id = ?`,
+		r.Status, ms(r.EndedAt), r.DurationMs, r.Bytes, r.Participants, r.StartEvent, r.SummaryEvent, r.StopReason,
+		r.Interruptions, ms(r.ExpiresAt), ms(r.ExpiryNoticedAt), ms(r.DeletedAt), now, r.ID)
+	if err != nil {
+		return fmt.Errorf("update recording %s: %w", r.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("update recording %s: %w", r.ID, ErrNotFound)
+	}
+	r.UpdatedAt = time.UnixMilli(now).UTC()
+	if !r.Status.Live() {
+		_, err = d.db.ExecContext(ctx, `UPDATE calls SET status = ?, ended_at = COALESCE(ended_at, ?)
+			WHERE id = (SELECT call FROM recordings WHERE id = ?) AND NOT EXISTS
+			(SELECT 1 FROM recordings WHERE call = calls.id AND status IN ('started', 'active', 'stopping'))`,
+			callStatus(r.Status), ms(r.EndedAt), r.ID)
+		if err != nil {
+			return fmt.Errorf("update call of recording %s: %w", r.ID, err)
+		}
+	}
+	return nil
+}
+
+func callStatus(s Status) Status {
+	if s == StatusInterrupted {
+		return StatusInterrupted
+	}
+	return StatusEnded
+}
+
+// ModifyRecording reads a recording, lets fn change it and writes it back.
+func (d *DB) ModifyRecording(ctx context.Context, id string, fn func(r *Recording)) (*Recording, error) {
+	r, err := d.Recording(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	fn(r)
+	if err := d.UpdateRecording(ctx, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Recording returns the recording with this id.
+func (d *DB) Recording(ctx context.Context, id string) (*Recording, error) {
+	r, err := scanRecording(d.db.QueryRowContext(ctx, `SELECT `+recordingCols+` FROM recordings r JOIN calls c ON c.id = r.call WHERE r.id = ?`, id))
+	if err != nil {
+		return nil, fmt.Errorf("recording %q: %w", id, err)
+	}
+	return r, nil
+}
+
+// RecordingByFolder returns the recording of a call folder (its name).
+func (d *DB) RecordingByFolder(ctx context.Context, folder string) (*Recording, error) {
+	r, err := scanRecording(d.db.QueryRowContext(ctx, `SELECT `+recordingCols+` FROM recordings r JOIN calls c ON c.id = r.call WHERE r.folder = ?`, folder))
+	if err != nil {
+		return nil, fmt.Errorf("recording in %q: %w", folder, err)
+	}
+	return r, nil
+}
+
+func (d *DB) queryRecordings(ctx context.Context, where string, args ...any) ([]*Recording, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT `+recordingCols+` FROM recordings r JOIN calls c ON c.id = r.call WHERE `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list recordings: %w", err)
+	}
+	defer rows.Close()
+	var out []*Recording
+	for rows.Next() {
+		r, err := scanRecording(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list recordings: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// RecordingsInRoom lists a room's recordings, newest first, at most limit.
+func (d *DB) RecordingsInRoom(ctx context.Context, roomID string, limit int) ([]*Recording, error) {
+	return d.queryRecordings(ctx, `r.room_id = ? ORDER BY r.started_at DESC LIMIT ?`, roomID, limit)
+}
+
+// RecordingsWithStatus lists recordings in any of the statuses, oldest first.
+func (d *DB) RecordingsWithStatus(ctx context.Context, statuses ...Status) ([]*Recording, error) {
+	in, args := inList(statuses)
+	return d.queryRecordings(ctx, `r.status IN (`+in+`) ORDER BY r.started_at`, args...)
+}
+
+// ExpiringBefore lists recordings not yet deleted whose expiry is before t, oldest first.
+func (d *DB) ExpiringBefore(ctx context.Context, t time.Time) ([]*Recording, error) {
+	return d.queryRecordings(ctx, `r.expires_at IS NOT NULL AND r.expires_at <= ? AND r.status NOT IN ('expired', 'deleted')
+		ORDER BY r.expires_at`, t.UnixMilli())
+}
+
+// MarkInterrupted is run at start-up: every recording, part and call that was live when
+// the process died becomes interrupted. It returns the recordings it changed.
+func (d *DB) MarkInterrupted(ctx context.Context) ([]*Recording, error) {
+	live, err := d.RecordingsWithStatus(ctx, StatusStarted, StatusActive, StatusStopping)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range live {
+		r.Status = StatusInterrupted
+		r.Interruptions++
+		if err := d.UpdateRecording(ctx, r); err != nil {
+			return nil, err
+		}
+		if err := d.SetPartsStatus(ctx, r.ID, StatusInterrupted, StatusStarted, StatusActive); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := d.db.ExecContext(ctx, `UPDATE calls SET status = ? WHERE status = ?`, StatusInterrupted, StatusActive); err != nil {
+		return nil, fmt.Errorf("mark calls interrupted: %w", err)
+	}
+	return live, nil
+}

@@ -1,0 +1,176 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Upload is the copy of one file of a recording in object storage. Status: pending,
+// uploading, uploaded (completed, not yet checked), confirmed, failed_upload, expired,
+// deleted.
+type Upload struct {
+	ID          int64
+	RecordingID string
+	File        string
+	Bucket      string
+	Key         string
+	// UploadID is the open multipart upload ("" when none is open).
+	UploadID    string
+	Status      Status
+	Bytes       int64
+	SHA256      string
+	ETag        string
+	Attempts    int
+	LastError   string
+	ConfirmedBy string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	ConfirmedAt time.Time
+}
+
+// Chunk is one part of a multipart upload already sent.
+type Chunk struct {
+	Number int
+	Offset int64
+	Size   int64
+	// MD5 is the hex MD5 of the bytes sent.
+	MD5  string
+	ETag string
+}
+
+const uploadCols = `id, recording, file, bucket, object_key, upload_id, status, bytes, sha256, etag, attempts, last_error,
+	confirmed_by, created_at, updated_at, confirmed_at`
+
+func scanUpload(row interface{ Scan(...any) error }) (*Upload, error) {
+	var u Upload
+	var created, updated int64
+	var confirmed sql.NullInt64
+	err := row.Scan(&u.ID, &u.RecordingID, &u.File, &u.Bucket, &u.Key, &u.UploadID, &u.Status, &u.Bytes, &u.SHA256, &u.ETag,
+		&u.Attempts, &u.LastError, &u.ConfirmedBy, &created, &updated, &confirmed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	u.CreatedAt, u.UpdatedAt, u.ConfirmedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC(), fromMS(confirmed)
+	return &u, nil
+}
+
+// EnsureUpload returns the upload of a file, creating it (pending) if there is none.
+func (d *DB) EnsureUpload(ctx context.Context, recordingID, file, bucket, key string) (*Upload, error) {
+	now := d.nowMS()
+	_, err := d.db.ExecContext(ctx, `INSERT INTO uploads (recording, file, bucket, object_key, status, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recording, file) DO NOTHING`, recordingID, file, bucket, key, StatusPending, now, now)
+	if err != nil {
+		return nil, fmt.Errorf("create upload of %s: %w", file, err)
+	}
+	return d.UploadOf(ctx, recordingID, file)
+}
+
+// UploadOf returns the upload of a file.
+func (d *DB) UploadOf(ctx context.Context, recordingID, file string) (*Upload, error) {
+	u, err := scanUpload(d.db.QueryRowContext(ctx, `SELECT `+uploadCols+` FROM uploads WHERE recording = ? AND file = ?`, recordingID, file))
+	if err != nil {
+		return nil, fmt.Errorf("upload of %s/%s: %w", recordingID, file, err)
+	}
+	return u, nil
+}
+
+// UploadByKey finds the upload of an object.
+func (d *DB) UploadByKey(ctx context.Context, bucket, key string) (*Upload, error) {
+	u, err := scanUpload(d.db.QueryRowContext(ctx, `SELECT `+uploadCols+` FROM uploads WHERE bucket = ? AND object_key = ?`, bucket, key))
+	if err != nil {
+		return nil, fmt.Errorf("upload of %s/%s: %w", bucket, key, err)
+	}
+	return u, nil
+}
+
+// Uploads lists a recording's uploads.
+func (d *DB) Uploads(ctx context.Context, recordingID string) ([]*Upload, error) {
+	return d.queryUploads(ctx, `recording = ? ORDER BY file`, recordingID)
+}
+
+// UploadsWithStatus lists uploads in any of the statuses.
+func (d *DB) UploadsWithStatus(ctx context.Context, statuses ...Status) ([]*Upload, error) {
+	in, args := inList(statuses)
+	return d.queryUploads(ctx, `status IN (`+in+`) ORDER BY id`, args...)
+}
+
+func (d *DB) queryUploads(ctx context.Context, where string, args ...any) ([]*Upload, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT `+uploadCols+` FROM uploads WHERE `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list uploads: %w", err)
+	}
+	defer rows.Close()
+	var out []*Upload
+	for rows.Next() {
+		u, err := scanUpload(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list uploads: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// UpdateUpload writes every mutable column of u.
+func (d *DB) UpdateUpload(ctx context.Context, u *Upload) error {
+	now := d.nowMS()
+	_, err := d.db.ExecContext(ctx, `UPDATE uploads SET upload_id = ?, status = ?, bytes = ?, sha256 = ?, etag = ?, attempts = ?,
+		last_error = ?, confirmed_by = ?, confirmed_at = ?, updated_at = ? WHERE id = ?`,
+		u.UploadID, u.Status, u.Bytes, u.SHA256, u.ETag, u.Attempts, u.LastError, u.ConfirmedBy, ms(u.ConfirmedAt), now, u.ID)
+	if err != nil {
+		return fmt.Errorf("update upload of %s: %w", u.File, err)
+	}
+	u.UpdatedAt = time.UnixMilli(now).UTC()
+	return nil
+}
+
+// Chunks lists the parts sent in an upload's open multipart upload, by number.
+func (d *DB) Chunks(ctx context.Context, uploadID int64) ([]Chunk, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT number, offset, size, md5, etag FROM upload_chunks WHERE upload = ? ORDER BY number`, uploadID)
+	if err != nil {
+		return nil, fmt.Errorf("list chunks: %w", err)
+	}
+	defer rows.Close()
+	var out []Chunk
+	for rows.Next() {
+		var c Chunk
+		if err := rows.Scan(&c.Number, &c.Offset, &c.Size, &c.MD5, &c.ETag); err != nil {
+			return nil, fmt.Errorf("list chunks: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// PutChunk records (or replaces) a sent part.
+func (d *DB) PutChunk(ctx context.Context, uploadID int64, c Chunk) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO upload_chunks (upload, number, offset, size, md5, etag) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (upload, number) DO UPDATE SET offset = excluded.offset, size = excluded.size, md5 = excluded.md5, etag = excluded.etag`,
+		uploadID, c.Number, c.Offset, c.Size, c.MD5, c.ETag)
+	if err != nil {
+		return fmt.Errorf("record chunk %d: %w", c.Number, err)
+	}
+	return nil
+}
+
+// DeleteChunks forgets an upload's sent parts (its multipart upload was completed or lost).
+func (d *DB) DeleteChunks(ctx context.Context, uploadID int64) error {
+	if _, err := d.db.ExecContext(ctx, `DELETE FROM upload_chunks WHERE upload = ?`, uploadID); err != nil {
+		return fmt.Errorf("delete chunks: %w", err)
+	}
+	return nil
+}
+
+// SetUploadsStatus sets the status of every upload of a recording.
+func (d *DB) SetUploadsStatus(ctx context.Context, recordingID string, to Status) error {
+	if _, err := d.db.ExecContext(ctx, `UPDATE uploads SET status = ?, updated_at = ? WHERE recording = ?`, to, d.nowMS(), recordingID); err != nil {
+		return fmt.Errorf("set uploads of %s %s: %w", recordingID, to, err)
+	}
+	return nil
+}
