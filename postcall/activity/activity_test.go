@@ -168,7 +168,9 @@ func TestFromPacketsSteadyTracks(t *testing.T) {
 }
 
 func TestSmooth(t *testing.T) {
-	ms := func(a, b int) Span { return Span{time.Duration(a) * time.Millisecond, time.Duration(b) * time.Millisecond} }
+	ms := func(a, b int) Span {
+		return Span{time.Duration(a) * time.Millisecond, time.Duration(b) * time.Millisecond}
+	}
 	got := Smooth([]Span{ms(0, 100), ms(300, 600), ms(2000, 2100), ms(5000, 5300)})
 	checkSpans(t, got, []Span{ms(0, 600), ms(5000, 5300)}, 0)
 }
