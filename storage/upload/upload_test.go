@@ -1,0 +1,267 @@
+package upload
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/storage"
+)
+
+type env struct {
+	t      *testing.T
+	db     *storage.DB
+	store  *fakeStore
+	dir    string
+	rec    string
+	folder string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := storage.Open(context.Background(), filepath.Join(dir, storage.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	r := &storage.Recording{RoomID: "!r:x", CallID: "c", Kind: "1:1", Folder: "call1"}
+	if err := db.CreateRecording(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "call1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, db: db, store: newFakeStore(), dir: dir, rec: r.ID, folder: "call1"}
+}
+
+func (e *env) uploader(ctx context.Context, confirmed *atomic.Int32) *Uploader {
+	return New(ctx, e.db, e.store, Options{
+		Dir: e.dir, Poll: 10 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		OnConfirmed: func(*storage.Upload) {
+			if confirmed != nil {
+				confirmed.Add(1)
+			}
+		},
+		Log: zerolog.Nop(),
+	})
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func (e *env) path(file string) string { return filepath.Join(e.dir, e.folder, file) }
+
+func appendFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func patchFile(t *testing.T, path string, off int64, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+}
+
+func digest(t *testing.T, path string) (int64, string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return int64(len(data)), hex.EncodeToString(sum[:])
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestGrowingFileWithRewrites: whole parts go up while the file grows; when it is final,
+// only the parts finalisation rewrote are sent again, and the object equals the file.
+func TestGrowingFileWithRewrites(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var confirmed atomic.Int32
+	u := e.uploader(ctx, &confirmed)
+	defer u.Close(ctx)
+	path := e.path("a.webm")
+	u.Follow(e.rec, e.folder, "a.webm")
+	appendFile(t, path, randomBytes(3<<20))
+	appendFile(t, path, randomBytes(8<<20)) // 11 MiB: parts 1 and 2 are whole
+	waitFor(t, "two parts sent while growing", func() bool { return e.store.sent(1) == 1 && e.store.sent(2) == 1 })
+	if e.store.sent(3) != 0 {
+		t.Fatal("a part that is not whole yet was sent")
+	}
+	// Finalisation: a header byte in part 1 changes and the tail grows.
+	patchFile(t, path, 40, []byte{0x01, 2, 3, 4, 5, 6, 7, 8})
+	appendFile(t, path, randomBytes(1<<20))
+	size, sum := digest(t, path)
+	u.Finish(e.rec, e.folder, "a.webm", size, sum)
+	if err := u.Wait(ctx, e.rec); err != nil {
+		t.Fatal(err)
+	}
+	got := e.store.object("rec/call1/a.webm")
+	want, _ := os.ReadFile(path)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("object (%d bytes) differs from the file (%d bytes)", len(got), len(want))
+	}
+	if e.store.sent(1) != 2 || e.store.sent(2) != 1 || e.store.sent(3) != 1 {
+		t.Errorf("parts sent: 1=%d 2=%d 3=%d, want 2 1 1 (only the rewritten part again)", e.store.sent(1), e.store.sent(2), e.store.sent(3))
+	}
+	row, err := e.db.UploadOf(ctx, e.rec, "a.webm")
+	if err != nil || row.Status != storage.StatusConfirmed || row.SHA256 != sum || row.Bytes != size || row.ConfirmedBy != "head" {
+		t.Errorf("upload row: %+v %v", row, err)
+	}
+	if confirmed.Load() != 1 {
+		t.Errorf("OnConfirmed called %d times", confirmed.Load())
+	}
+	if cs, _ := e.db.Chunks(ctx, row.ID); len(cs) != 0 {
+		t.Errorf("chunks kept after completion: %d", len(cs))
+	}
+}
+
+// TestStoreDownAndRestart: the store fails for a while and the process restarts in the
+// middle; the parts already sent are not sent again and the copy completes.
+func TestStoreDownAndRestart(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	u := e.uploader(ctx, nil)
+	path := e.path("b.ogg")
+	appendFile(t, path, randomBytes(6<<20))
+	u.Follow(e.rec, e.folder, "b.ogg")
+	waitFor(t, "part 1", func() bool { return e.store.sent(1) == 1 })
+	e.store.set(func(s *fakeStore) { s.down = true })
+	appendFile(t, path, randomBytes(5<<20))
+	time.Sleep(100 * time.Millisecond)
+	row, _ := e.db.UploadOf(context.Background(), e.rec, "b.ogg")
+	if row.Attempts == 0 || row.LastError == "" {
+		t.Errorf("failed attempts not recorded: %+v", row)
+	}
+	// The process "dies".
+	cancel()
+	if err := u.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.store.set(func(s *fakeStore) { s.down = false })
+	var confirmed atomic.Int32
+	u2 := e.uploader(context.Background(), &confirmed)
+	defer u2.Close(context.Background())
+	size, sum := digest(t, path)
+	u2.Finish(e.rec, e.folder, "b.ogg", size, sum)
+	if err := u2.Wait(context.Background(), e.rec); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(path)
+	if !bytes.Equal(e.store.object("rec/call1/b.ogg"), want) {
+		t.Fatal("object differs from the file")
+	}
+	if e.store.sent(1) != 1 {
+		t.Errorf("part 1 sent %d times across the restart, want 1", e.store.sent(1))
+	}
+	if confirmed.Load() != 1 {
+		t.Errorf("confirmed %d", confirmed.Load())
+	}
+}
+
+// TestLostMultipartUpload: the store forgets the upload (lifecycle rule, manual abort);
+// the uploader starts over instead of failing forever.
+func TestLostMultipartUpload(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.uploader(ctx, nil)
+	defer u.Close(ctx)
+	path := e.path("c.ogg")
+	appendFile(t, path, randomBytes(6<<20))
+	u.Follow(e.rec, e.folder, "c.ogg")
+	waitFor(t, "part 1", func() bool { return e.store.sent(1) == 1 })
+	e.store.set(func(s *fakeStore) { s.uploads = map[string]map[int][]byte{} })
+	appendFile(t, path, randomBytes(100))
+	size, sum := digest(t, path)
+	u.Finish(e.rec, e.folder, "c.ogg", size, sum)
+	if err := u.Wait(ctx, e.rec); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(path)
+	if !bytes.Equal(e.store.object("rec/call1/c.ogg"), want) {
+		t.Fatal("object differs from the file")
+	}
+}
+
+func TestSmallFileAndWebhook(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.uploader(ctx, nil)
+	defer u.Close(ctx)
+	path := e.path("d.ogg")
+	appendFile(t, path, randomBytes(1000))
+	size, sum := digest(t, path)
+	u.Finish(e.rec, e.folder, "d.ogg", size, sum)
+	if err := u.Wait(ctx, e.rec); err != nil {
+		t.Fatal(err)
+	}
+	row, _ := e.db.UploadOf(ctx, e.rec, "d.ogg")
+	if row.Status != storage.StatusConfirmed || e.store.sent(1) != 0 {
+		t.Fatalf("small file: %+v, multipart parts %d", row, e.store.sent(1))
+	}
+	ok, err := u.ConfirmFromStore(ctx, "bucket", "rec/call1/d.ogg", size, row.ETag)
+	if !ok || err != nil {
+		t.Fatalf("webhook: %v %v", ok, err)
+	}
+	row, _ = e.db.UploadOf(ctx, e.rec, "d.ogg")
+	if row.ConfirmedBy != "head+webhook" {
+		t.Errorf("confirmed by %q", row.ConfirmedBy)
+	}
+	if ok, _ := u.ConfirmFromStore(ctx, "bucket", "rec/other", 1, "x"); ok {
+		t.Error("an unknown key matched")
+	}
+}
+
+func TestMissingFileIsTerminal(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.uploader(ctx, nil)
+	defer u.Close(ctx)
+	u.Finish(e.rec, e.folder, "gone.ogg", 10, "")
+	if err := u.Wait(ctx, e.rec); err != nil {
+		t.Fatal(err)
+	}
+	row, _ := e.db.UploadOf(ctx, e.rec, "gone.ogg")
+	if row.Status != storage.StatusFailedUpload {
+		t.Errorf("status %s", row.Status)
+	}
+}
