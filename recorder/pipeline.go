@@ -33,6 +33,19 @@ type pipeline struct {
 	transform []byte
 	silence   []byte
 
+	// lostCarry counts packets dropped before the depacketizer (wrong payload type) since the
+	// last packet pushed, so that it learns of the hole in the sequence.
+	lostCarry int
+	// restarted: the jitter buffer saw a new stream (SSRC or sequence jump) and the timeline
+	// has not been confirmed since; a split that follows is a restart, not a timestamp jump.
+	restarted bool
+	// splits counts parts this track opened by itself (gaps, jumps, restarts); see maxSplits.
+	splits int
+	// held are frames off the current part's timeline, waiting for jumpConfirm of them in a
+	// row before the track follows the new timeline (see timeline.go).
+	held  [jumpConfirm]heldFrame
+	nheld int
+
 	kfRequests    uint64
 	undecryptable uint64
 	framesDropped uint64
@@ -46,17 +59,20 @@ type pipeline struct {
 
 // part is one file of the track.
 type part struct {
-	file      string
-	num       int
-	w         media.Writer
-	baseTS    int64
+	file   string
+	num    int
+	w      media.Writer
+	baseTS int64
 	// anchor estimates the local time of PTS 0 from arrivals: the smallest
 	// arrival - PTS seen, i.e. the packet that waited least (a burst of queued packets
 	// all arrive "late" and must not move the track later on the timeline).
-	anchor time.Time
+	anchor    time.Time
 	startedAt time.Time
 	offset    time.Duration
-	srOffset  bool
+	// srOffset: offset comes from sender reports; fixed: offset is final (the part's
+	// timeline was rebased, see timeline.go).
+	srOffset bool
+	fixed    bool
 
 	lastPTS   time.Duration
 	lastEnd   time.Duration
@@ -81,7 +97,7 @@ func newPipeline(t *Track, kf func()) (*pipeline, error) {
 	}
 	p := &pipeline{t: t, kf: kf, dp: dp, needKey: t.codec.IsVideo()}
 	if p.needKey {
-		p.requestKeyframe(time.Now())
+		p.requestKeyframe(t.s.rec.opts.Now())
 	}
 	return p, nil
 }
@@ -98,17 +114,24 @@ func (p *pipeline) requestKeyframe(now time.Time) {
 // packet handles one released packet.
 func (p *pipeline) packet(pkt *jitter.Packet) {
 	if pkt.Reset {
+		// A new stream (new SSRC, or a sequence jump): frames in flight are gone. Its
+		// timestamps are judged like any others (timeline.go): a stream that continues the
+		// timeline stays in the part, one that does not starts the next part once confirmed,
+		// and a single stray packet cannot split the file.
 		p.dp.Reset()
-		p.haveTS = false
-		if p.cur != nil {
-			p.closePart("stream restarted")
-		}
+		p.lostCarry = 0
+		p.restarted = true
 	}
 	if pt := p.t.info.PayloadType; pt != 0 && pkt.PayloadType != pt {
+		// Not media of this track, but a place in its sequence: the depacketizer must hear of
+		// the hole (with the losses before it), or it could join the frames around it.
 		p.unknownPT++
+		p.lostCarry += pkt.LostBefore + 1
 		return
 	}
-	frames := p.dp.Push(&pkt.Packet, pkt.LostBefore)
+	lost := pkt.LostBefore + p.lostCarry
+	p.lostCarry = 0
+	frames := p.dp.Push(&pkt.Packet, lost)
 	if p.dp.NeedKeyframe() {
 		p.requestKeyframe(pkt.Arrival)
 	}
@@ -135,8 +158,16 @@ func (p *pipeline) unwrap(ts uint32) int64 {
 	return p.extTS
 }
 
+// toDuration converts RTP clock ticks to time without overflowing for any tick count.
 func (p *pipeline) toDuration(ticks int64) time.Duration {
-	return time.Duration(ticks * int64(time.Second) / int64(p.t.info.ClockRate))
+	rate := int64(p.t.info.ClockRate)
+	return time.Duration(ticks/rate*int64(time.Second) + ticks%rate*int64(time.Second)/rate)
+}
+
+// toTicks converts time to RTP clock ticks.
+func (p *pipeline) toTicks(d time.Duration) int64 {
+	rate := int64(p.t.info.ClockRate)
+	return int64(d/time.Second)*rate + int64(d%time.Second)*rate/int64(time.Second)
 }
 
 // frame places one complete frame on the timeline and writes it.
@@ -151,12 +182,9 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 		p.transform = out
 		data = out
 	}
-	video := p.t.codec.IsVideo()
-	if !video {
-		keyframe = true
-	}
 	var dur time.Duration
-	if !video {
+	if !p.t.codec.IsVideo() {
+		keyframe = true
 		d, err := oggwriter.PacketDuration(data)
 		if err != nil {
 			p.framesDropped++
@@ -164,27 +192,34 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 		}
 		dur = d
 	}
+	if p.cur != nil && !p.onTimeline(ext, arrival) {
+		p.hold(data, ext, dur, keyframe, arrival)
+		return
+	}
+	p.dropHeld()
+	p.write(data, ext, dur, keyframe, arrival)
+}
 
-	if p.cur != nil {
-		pts := p.toDuration(ext - p.cur.baseTS)
-		lag := arrival.Sub(p.cur.anchor.Add(pts))
-		switch {
-		case lag > maxClockSkew || lag < -maxClockSkew:
-			p.t.log.Info().Dur("pts", pts).Dur("lag", lag).Msg("Sender timestamps jumped; continuing in a new part")
-			p.closePart("timestamp jump")
-		case pts < p.cur.lastPTS:
+// write writes a frame that is on the current part's timeline, or opens the next part
+// with it.
+func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe bool, arrival time.Time) {
+	video := p.t.codec.IsVideo()
+	if c := p.cur; c != nil {
+		pts := p.toDuration(ext - c.baseTS)
+		if pts < c.lastPTS {
 			p.framesDropped++
 			return
-		default:
-			gap := pts - p.cur.lastEnd
-			if p.t.s.rec.opts.GapPolicy == GapSplit && gap >= p.t.s.rec.opts.SplitAfter {
-				p.noteGap(p.cur.lastEnd, gap, GapActionNewPart)
-				p.closePart("gap")
-			} else {
-				p.noteGap(p.cur.lastEnd, gap, p.gapAction())
-			}
-			if lag < 0 {
-				p.cur.anchor = arrival.Add(-pts)
+		}
+		p.restarted = false
+		gap := pts - c.lastEnd
+		if p.t.s.rec.opts.GapPolicy == GapSplit && gap >= p.t.s.rec.opts.SplitAfter && p.splits < maxSplits {
+			p.noteGap(c.lastEnd, gap, GapActionNewPart)
+			p.splits++
+			p.closePart("gap")
+		} else {
+			p.noteGap(c.lastEnd, gap, p.gapAction())
+			if lag := arrival.Sub(c.anchor.Add(pts)); lag < 0 {
+				c.anchor = arrival.Add(-pts)
 			}
 		}
 	}
@@ -206,6 +241,11 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 	}
 	err := p.cur.w.WriteFrame(media.Frame{Data: data, PTS: pts, Duration: dur, Keyframe: keyframe})
 	if errors.Is(err, media.ErrNewPart) {
+		if p.splits >= maxSplits {
+			p.framesDropped++
+			return
+		}
+		p.splits++
 		p.closePart("codec parameters changed")
 		if !p.openPart(ext, arrival) {
 			p.framesDropped++
@@ -356,15 +396,23 @@ func (p *pipeline) flush(now time.Time) {
 	if err := c.w.Flush(); err != nil {
 		p.t.log.Warn().Err(err).Str("file", c.file).Msg("Flush failed")
 	}
-	if !c.srOffset && now.Sub(c.startedAt) < srRefineWindow {
-		if w, ok := p.wallClock(c.baseTS, c.anchor); ok {
-			c.offset = w.Sub(p.t.s.t0)
-			c.srOffset = true
-		} else {
-			c.offset = c.anchor.Sub(p.t.s.t0)
-		}
-	}
+	p.refineOffset(c, now)
 	p.t.s.updateEntry(c.file, false, func(e *FileEntry) { p.fillEntry(e, c) })
+}
+
+// refineOffset places the part on the call's timeline with what is known by now: through
+// the sender's reports when there are any, else through the least-delayed arrival. Both
+// only get better as reports and packets come in; only the part's first srRefineWindow
+// counts, so that clock drift over a long part does not move its start.
+func (p *pipeline) refineOffset(c *part, now time.Time) {
+	if c.fixed || now.Sub(c.startedAt) >= srRefineWindow {
+		return
+	}
+	if w, ok := p.wallClock(c.baseTS, c.anchor); ok {
+		c.offset, c.srOffset = w.Sub(p.t.s.t0), true
+	} else if !c.srOffset {
+		c.offset = c.anchor.Sub(p.t.s.t0)
+	}
 }
 
 func (p *pipeline) duration(c *part) time.Duration {
@@ -408,6 +456,7 @@ func (p *pipeline) closePart(reason string) {
 		return
 	}
 	p.cur = nil
+	p.refineOffset(c, p.t.s.rec.opts.Now())
 	p.needKey = p.t.codec.IsVideo()
 	p.mark, p.markUPT, p.markKF, p.markUnd, p.markDrp = p.jb.Stats(), p.unknownPT, p.kfRequests, p.undecryptable, p.dropped()
 	if sz, ok := c.w.(interface{ Size() (int, int) }); ok {
@@ -445,5 +494,6 @@ func (p *pipeline) finish() {
 	if reason == "" {
 		reason = "recording stopped"
 	}
+	p.dropHeld()
 	p.closePart(reason)
 }

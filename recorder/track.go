@@ -49,6 +49,8 @@ const (
 	// srRefineWindow: a part's start offset is refined by the first sender report that
 	// arrives within this time of the part's start.
 	srRefineWindow = 30 * time.Second
+	// videoJitterCapacity is the most packets a video track's reorder buffer holds.
+	videoJitterCapacity = 2048
 )
 
 // Track records one incoming RTP stream. Parts of it are separate files of one logical track.
@@ -113,7 +115,7 @@ func (t *Track) SenderReport(ntp uint64, rtpTime uint32, arrival time.Time) {
 	t.sr = senderReport{ntp: nt, rtp: rtpTime, arrival: arrival}
 	t.haveSR = true
 	t.srMu.Unlock()
-	t.s.observeClock(t.info.ClockDomain, arrival.Sub(nt))
+	t.s.observeClock(t.info.ClockDomain, arrival.Sub(nt), arrival)
 }
 
 func (t *Track) senderReport() (senderReport, bool) {
@@ -167,15 +169,17 @@ func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) erro
 		return fmt.Errorf("set up track: %w", err)
 	}
 	defer p.finish()
-	jitterDelay := t.s.rec.opts.AudioJitter
+	clock := t.s.rec.opts.Now
+	jb := jitter.New(t.s.rec.opts.AudioJitter)
 	if t.codec.IsVideo() {
-		jitterDelay = t.s.rec.opts.VideoJitter
+		// A video keyframe can be hundreds of packets; the default capacity would release
+		// a frame before its retransmitted packets arrive.
+		jb = jitter.New(t.s.rec.opts.VideoJitter, jitter.WithCapacity(videoJitterCapacity))
 	}
-	jb := jitter.New(jitterDelay)
 	p.jb = jb
 	buf := make([]byte, 1600)
 	flushEvery := t.s.rec.opts.FlushInterval
-	nextFlush := time.Now().Add(flushEvery)
+	nextFlush := clock().Add(flushEvery)
 	var deadline time.Time
 	readErrors := 0
 	for {
@@ -196,7 +200,7 @@ func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) erro
 			}
 		}
 		n, err := src.ReadPacket(buf)
-		now := time.Now()
+		now := clock()
 		switch {
 		case err == nil:
 			readErrors = 0
@@ -242,9 +246,11 @@ func (s *Session) trackDone(t *Track) {
 	s.done.Done()
 }
 
-// observeClock records one sample of (local arrival - sender NTP) for a clock domain and
-// keeps the smallest: the sample with the least network delay maps sender time best.
-func (s *Session) observeClock(domain string, offset time.Duration) {
+// observeClock records one sample of (local arrival - sender NTP) for a clock domain. The
+// sample with the least network delay maps sender time best, so the domain keeps the
+// smallest, over a sliding window (two windows of clockWindow) so that it follows the slow
+// drift between the sender's clock and ours during a long call.
+func (s *Session) observeClock(domain string, offset time.Duration, at time.Time) {
 	if domain == "" {
 		return
 	}
@@ -255,9 +261,14 @@ func (s *Session) observeClock(domain string, offset time.Duration) {
 		d = &clockDomain{}
 		s.domains[domain] = d
 	}
-	if !d.have || offset < d.offset {
-		d.offset = offset
-		d.have = true
+	switch {
+	case !d.haveCur:
+		d.cur, d.curStart, d.haveCur = offset, at, true
+	case at.Sub(d.curStart) >= clockWindow:
+		d.prev, d.havePrev = d.cur, true
+		d.cur, d.curStart = offset, at
+	case offset < d.cur:
+		d.cur = offset
 	}
 }
 
@@ -265,17 +276,25 @@ func (s *Session) clockOffset(domain string) (time.Duration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.domains[domain]
-	if d == nil || !d.have {
+	if d == nil || !d.haveCur {
 		return 0, false
 	}
-	return d.offset, true
+	if d.havePrev && d.prev < d.cur {
+		return d.prev, true
+	}
+	return d.cur, true
 }
 
-// clockDomain maps one sender's NTP clock to the local clock.
+// clockDomain maps one sender's NTP clock to the local clock: the least (arrival - NTP)
+// of the current window of sender reports and of the one before.
 type clockDomain struct {
-	offset time.Duration
-	have   bool
+	cur, prev         time.Duration
+	haveCur, havePrev bool
+	curStart          time.Time
 }
+
+// clockWindow is the length of one window of clock samples.
+const clockWindow = 30 * time.Second
 
 // newPart registers the next file of a logical track in the manifest and returns its name
 // and part number.

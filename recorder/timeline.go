@@ -1,0 +1,102 @@
+package recorder
+
+import "time"
+
+// Timeline checks of the track pipeline. A part's timeline is its anchor (the local time
+// of PTS 0) plus the RTP time since the part's first frame. A frame is on it when it does
+// not go back in time and arrives neither much earlier nor much later than its timestamp
+// says. A frame off it is not trusted at once: a single stray packet (a hostile or broken
+// sender, a packet of another stream) must not split the file or drop what follows. It is
+// held, and only when jumpConfirm frames in a row agree on a new timeline does the track
+// follow them: the current part ends and the held frames start the next one. A frame back
+// on the current timeline drops the held ones (counted as dropped frames).
+const (
+	// maxEarly is how much earlier than its timestamp says a frame may arrive. Arrival
+	// is compared with the least-delayed packet so far, so a frame arrives early only
+	// when the first packets were held up (then the anchor moves) or when the sender's
+	// clock jumped forward.
+	maxEarly = time.Second
+	// jumpConfirm frames in a row on a new timeline confirm a jump.
+	jumpConfirm = 3
+	// maxSplits bounds the parts one Track opens by itself (gap_policy split, timestamp
+	// jumps, stream restarts, new codec parameters), so that a hostile sender cannot fill
+	// the disk with files. Beyond it a jump continues in the current file at the frames'
+	// arrival time (rebase).
+	maxSplits = 500
+)
+
+// heldFrame is a copy of a frame off the current timeline.
+type heldFrame struct {
+	data    []byte
+	ext     int64
+	dur     time.Duration
+	key     bool
+	arrival time.Time
+}
+
+// onTimeline reports whether the frame at ext (extended RTP time) arriving at arrival
+// belongs on the current part's timeline.
+func (p *pipeline) onTimeline(ext int64, arrival time.Time) bool {
+	c := p.cur
+	pts := p.toDuration(ext - c.baseTS)
+	if pts < c.lastPTS {
+		return false
+	}
+	lag := arrival.Sub(c.anchor.Add(pts))
+	return lag >= -maxEarly && lag <= maxClockSkew
+}
+
+// hold keeps a frame that is off the current timeline; jumpConfirm of them in a row on one
+// new timeline move the track onto it.
+func (p *pipeline) hold(data []byte, ext int64, dur time.Duration, key bool, arrival time.Time) {
+	if p.nheld > 0 {
+		first, last := &p.held[0], &p.held[p.nheld-1]
+		lag := arrival.Sub(first.arrival) - p.toDuration(ext-first.ext)
+		if ext < last.ext || lag < -maxEarly || lag > maxClockSkew {
+			p.dropHeld()
+		}
+	}
+	h := &p.held[p.nheld]
+	h.data = append(h.data[:0], data...)
+	h.ext, h.dur, h.key, h.arrival = ext, dur, key, arrival
+	p.nheld++
+	if p.nheld < jumpConfirm {
+		return
+	}
+	n := p.nheld
+	p.nheld = 0
+	reason := "timestamp jump"
+	if p.restarted {
+		reason = "stream restarted"
+	}
+	first := &p.held[0]
+	if p.splits < maxSplits {
+		p.t.log.Info().Str("reason", reason).Msg("The sender's timeline changed; continuing in a new part")
+		p.splits++
+		p.closePart(reason)
+	} else {
+		p.rebase(first.ext, first.arrival)
+	}
+	for i := range n {
+		h := &p.held[i]
+		p.write(h.data, h.ext, h.dur, h.key, h.arrival)
+	}
+}
+
+// dropHeld gives up the held frames: the stream went on on the current timeline.
+func (p *pipeline) dropHeld() {
+	if p.nheld > 0 {
+		p.framesDropped += uint64(p.nheld)
+		p.nheld = 0
+	}
+}
+
+// rebase continues the current part on a new timeline: the frame at ext is placed at its
+// arrival time (never before the end of what is written), so the jump becomes a gap.
+func (p *pipeline) rebase(ext int64, arrival time.Time) {
+	c := p.cur
+	pts := max(arrival.Sub(c.anchor), c.lastEnd)
+	c.baseTS = ext - p.toTicks(pts)
+	// The part's offset was for the old base; sender reports must not move it any more.
+	c.fixed = true
+}
