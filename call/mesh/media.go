@@ -1,0 +1,245 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/call/rtc"
+	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+)
+
+// silentSource is the bot's own audio: one Opus track of digital silence, shared by every
+// peer connection of a recording, described as muted user media. matrix-js-sdk hangs up an
+// incoming call whose offer has no stream with a track, so the bot's offers carry it.
+type silentSource struct {
+	track  *webrtc.TrackLocalStaticSample
+	stream string
+	frame  []byte
+	log    zerolog.Logger
+
+	once   sync.Once
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+const silenceFrame = 20 * time.Millisecond
+
+func newSilentSource(log zerolog.Logger) *silentSource {
+	s := &silentSource{stream: "recorder-" + randomID(8), log: log, done: make(chan struct{})}
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1",
+	}, "recorder-audio-"+randomID(4), s.stream)
+	if err != nil {
+		log.Error().Err(err).Msg("Could not create the silent audio track")
+	}
+	s.track = track
+	s.frame, _ = oggwriter.SilenceFrame(silenceFrame)
+	return s
+}
+
+// metadata describes the silent stream in sdp_stream_metadata.
+func (s *silentSource) metadata() voip.StreamMetadataMap {
+	return voip.StreamMetadataMap{s.stream: {Purpose: voip.PurposeUserMedia, AudioMuted: true, VideoMuted: true}}
+}
+
+// start sends a silence frame every 20 ms until stop.
+func (s *silentSource) start() {
+	if s.track == nil {
+		close(s.done)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(silenceFrame)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.track.WriteSample(media.Sample{Data: s.frame, Duration: silenceFrame}); err != nil {
+					s.log.Trace().Err(err).Msg("Silence not sent")
+				}
+			}
+		}
+	}()
+}
+
+func (s *silentSource) stop() {
+	s.once.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+			<-s.done
+		}
+	})
+}
+
+// drainRTCP reads a sender's RTCP so pion's interceptors keep working.
+func drainRTCP(s *webrtc.RTPSender) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := s.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// onTrack starts recording a remote track at once, on pion's callback goroutine, so the
+// first packets are not kept waiting behind signalling.
+func (pe *peer) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+	log := pe.log.With().Str("track", t.ID()).Str("stream", t.StreamID()).Uint32("ssrc", uint32(t.SSRC())).Str("codec", t.Codec().MimeType).Logger()
+	pe.mediaMu.Lock()
+	if pe.closed {
+		pe.mediaMu.Unlock()
+		return
+	}
+	purpose := voip.PurposeUserMedia
+	if md, ok := pe.metadata[t.StreamID()]; ok {
+		if md.Purpose == voip.PurposeScreenshare {
+			purpose = voip.PurposeScreenshare
+		}
+	} else if pe.metadata != nil {
+		// js-sdk would ignore a stream it has no metadata for; a recorder keeps it.
+		log.Debug().Msg("Stream has no metadata; recording it as user media")
+	}
+	pe.mediaMu.Unlock()
+	codec := t.Codec()
+	p := &pump{
+		r: pe.r, key: pe.key, track: t, rcv: rcv, log: log,
+		info: recorder.TrackInfo{
+			UserID: string(pe.key.User), DeviceID: string(pe.key.Device), DisplayName: pe.name, Purpose: purpose,
+			MimeType: codec.MimeType, ClockRate: codec.ClockRate, Channels: codec.Channels, Fmtp: codec.SDPFmtpLine,
+			PayloadType: uint8(t.PayloadType()), SSRC: uint32(t.SSRC()), ClockDomain: pe.callID,
+		},
+	}
+	ssrc := uint32(t.SSRC())
+	p.keyframe = func() {
+		if err := pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+			log.Debug().Err(err).Msg("Failed to send PLI")
+		}
+	}
+	if !pe.r.addPump(p) {
+		return
+	}
+	log.Info().Str("purpose", purpose).Msg("Recording track")
+	go p.run()
+}
+
+// pump records one remote track into the session, in parts: while its owner has opted
+// out, packets are read and dropped, never written.
+type pump struct {
+	r        *Recording
+	key      DeviceKey
+	track    *webrtc.TrackRemote
+	rcv      *webrtc.RTPReceiver
+	info     recorder.TrackInfo
+	keyframe func()
+	log      zerolog.Logger
+
+	mu       sync.Mutex
+	cancel   context.CancelFunc
+	consent  bool // the current part was cut by an opt-out
+	finished bool
+}
+
+func (r *Recording) addPump(p *pump) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx.Err() != nil {
+		return false
+	}
+	r.pumps[p] = struct{}{}
+	return true
+}
+
+func (r *Recording) removePump(p *pump) {
+	r.mu.Lock()
+	delete(r.pumps, p)
+	r.mu.Unlock()
+}
+
+// optOutPoll is how often a track of an opted-out user checks whether it may record again.
+const optOutPoll = 250 * time.Millisecond
+
+func (p *pump) run() {
+	defer p.r.removePump(p)
+	for p.r.ctx.Err() == nil {
+		if p.r.optedOut(p.key.User) {
+			if !p.drain() {
+				return
+			}
+			continue
+		}
+		ctx, cancel := context.WithCancel(p.r.ctx)
+		p.mu.Lock()
+		p.cancel, p.consent = cancel, false
+		p.mu.Unlock()
+		p.r.trackCount(p.key, 1)
+		err := rtc.Record(ctx, p.r.sess, p.info, p.track, p.rcv, p.keyframe, p.log)
+		p.r.trackCount(p.key, -1)
+		p.mu.Lock()
+		cut := p.consent
+		p.cancel = nil
+		p.mu.Unlock()
+		cancel()
+		if err != nil {
+			if !errors.Is(err, recorder.ErrSessionClosed) {
+				p.log.Warn().Err(err).Msg("Track recording ended with an error")
+			}
+			return
+		}
+		if !cut {
+			return // the track or the recording ended
+		}
+		// Opted out: the part is finalised; read on without writing.
+		_ = p.track.SetReadDeadline(time.Time{})
+	}
+}
+
+// consentChanged cuts the current part when the owner opts out; an opt-in is noticed by
+// drain within optOutPoll.
+func (p *pump) consentChanged(out bool) {
+	if !out {
+		return
+	}
+	p.mu.Lock()
+	if p.cancel != nil {
+		p.consent = true
+		p.cancel()
+	}
+	p.mu.Unlock()
+}
+
+// drain discards packets while the owner is opted out. It returns false when the track or
+// the recording ended.
+func (p *pump) drain() bool {
+	buf := make([]byte, 1600)
+	defer func() { _ = p.track.SetReadDeadline(time.Time{}) }()
+	for {
+		if p.r.ctx.Err() != nil {
+			return false
+		}
+		if !p.r.optedOut(p.key.User) {
+			return true
+		}
+		_ = p.track.SetReadDeadline(time.Now().Add(optOutPoll))
+		if _, _, err := p.track.Read(buf); err != nil {
+			var te interface{ Timeout() bool }
+			if errors.As(err, &te) && te.Timeout() {
+				continue
+			}
+			return false
+		}
+	}
+}

@@ -1,0 +1,893 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call"
+	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// inMsg is one call signalling message addressed to a recording.
+type inMsg struct {
+	typ       string
+	sender    id.UserID
+	raw       json.RawMessage
+	common    voip.Common
+	encrypted bool
+	at        time.Time
+}
+
+func (m inMsg) device() DeviceKey { return DeviceKey{m.sender, id.DeviceID(m.common.DeviceID)} }
+
+// participant is a device in the call.
+type participant struct {
+	dev Device
+	// listed: the device has a valid member entry. An unlisted one called us before its
+	// entry reached us (or without one); it stays while its call lasts.
+	listed   bool
+	joinedAt time.Time
+}
+
+// Bounds of per-recording bookkeeping.
+const (
+	maxEarlyCalls      = 64
+	maxEarlyCandidates = 256
+	endedCallTTL       = 5 * time.Minute
+)
+
+// Recording records one room's full-mesh call. Its state is owned by its loop; peers run
+// on loops of their own and report back through it.
+type Recording struct {
+	b          *Backend
+	cfg        Config
+	roomID     id.RoomID
+	confID     string
+	memberType string
+	session    string
+	log        zerolog.Logger
+	loop       *call.Loop
+	// ctx ends when the recording is over; tracks record under it.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	sess      *recorder.Session
+	startedAt time.Time
+	silent    *silentSource
+
+	// owned by the loop
+	rs          *roomState
+	devices     map[DeviceKey]*participant
+	peers       map[DeviceKey]*peer
+	endedCalls  map[string]time.Time
+	earlyCands  map[string][]voip.Candidate
+	reorder     *reorder[inMsg]
+	noticed     map[id.UserID]bool
+	retries     map[DeviceKey]int
+	retryTimers map[DeviceKey]*time.Timer
+	encryptMode map[DeviceKey]bool
+	timers      map[string]*time.Timer
+	ending      bool
+	lastResync  time.Time
+
+	// shared with Status, SetOptOut and the track pumps
+	mu        sync.Mutex
+	optOut    map[id.UserID]bool
+	status    map[DeviceKey]*call.ParticipantStatus
+	pumps     map[*pump]struct{}
+	endReason string
+	result    recorder.Manifest
+	resultErr error
+	done      chan struct{}
+}
+
+var _ call.Recording = (*Recording)(nil)
+
+func newRecording(ctx context.Context, b *Backend, req call.StartRequest, c Call, rs *roomState) (*Recording, error) {
+	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: c.ConfID, RoomID: string(req.RoomID), Kind: "group"})
+	if err != nil {
+		return nil, fmt.Errorf("start recording: %w", err)
+	}
+	memberType := TypeMember
+	if c.EventType == TypeCallStable {
+		memberType = TypeMemberStable
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(b.ctx))
+	r := &Recording{
+		b: b, cfg: b.cfg, roomID: req.RoomID, confID: c.ConfID, memberType: memberType,
+		session: randomID(12), ctx: rctx, cancel: cancel, sess: sess, startedAt: sess.StartedAt(),
+		rs: rs, devices: map[DeviceKey]*participant{}, peers: map[DeviceKey]*peer{},
+		endedCalls: map[string]time.Time{}, earlyCands: map[string][]voip.Candidate{},
+		reorder: newReorder[inMsg](), noticed: map[id.UserID]bool{}, retries: map[DeviceKey]int{},
+		retryTimers: map[DeviceKey]*time.Timer{}, encryptMode: map[DeviceKey]bool{}, timers: map[string]*time.Timer{},
+		optOut: map[id.UserID]bool{}, status: map[DeviceKey]*call.ParticipantStatus{}, pumps: map[*pump]struct{}{},
+		done: make(chan struct{}), lastResync: time.Now(),
+	}
+	r.log = b.log.With().Stringer("room_id", req.RoomID).Str("conf_id", c.ConfID).Str("session_id", r.session).Logger()
+	r.silent = newSilentSource(r.log)
+	for u, at := range req.OptedOut {
+		r.optOut[u] = true
+		if at.Before(r.startedAt) {
+			at = r.startedAt
+		}
+		sess.SetOptOut(string(u), true, at)
+	}
+	r.loop = call.NewLoop(context.WithoutCancel(b.ctx))
+
+	// Everyone already in the call joined, as far as this recording goes, when it started;
+	// the start notice names them.
+	for u := range r.rs.joined {
+		r.noticed[u] = true
+	}
+	r.reconcile(r.startedAt, false)
+
+	b.register(r)
+	if err := r.publishMember(ctx); err != nil {
+		r.log.Error().Err(err).Msg("Could not publish the bot's member entry")
+		r.loop.Post(func() { r.end("I could not join the call") })
+		<-r.done
+		r.discardIfEmpty()
+		return nil, fmt.Errorf("join the call (send %s state): %w", memberType, err)
+	}
+	r.silent.start()
+	r.log.Info().Int("devices", len(r.devices)).Str("folder", sess.Folder()).Msg("Recording group call")
+	r.loop.Post(func() {
+		for _, p := range r.sortedDevices() {
+			r.connect(p.dev)
+		}
+		r.schedule()
+	})
+	return r, nil
+}
+
+// discardIfEmpty removes the folder of a recording that never got a track.
+func (r *Recording) discardIfEmpty() {
+	m := r.sess.Manifest()
+	if len(m.Tracks) == 0 {
+		_ = os.RemoveAll(r.sess.Folder())
+	}
+}
+
+func (r *Recording) post(fn func()) {
+	if !r.loop.Post(fn) {
+		r.log.Trace().Msg("Recording loop stopped; dropping work")
+	}
+}
+
+// timer (re)arms a named timer that runs fn on the loop.
+func (r *Recording) timer(name string, d time.Duration, fn func()) {
+	if t := r.timers[name]; t != nil {
+		t.Stop()
+	}
+	r.timers[name] = time.AfterFunc(d, func() { r.post(fn) })
+}
+
+func (r *Recording) stopTimer(name string) {
+	if t := r.timers[name]; t != nil {
+		t.Stop()
+		delete(r.timers, name)
+	}
+}
+
+// schedule arms the periodic timers: member entry refresh, state resync, expiry, the
+// maximum duration.
+func (r *Recording) schedule() {
+	r.timer("refresh", r.cfg.MemberTTL*3/4, r.refreshMember)
+	r.timer("resync", r.cfg.Resync, r.resync)
+	if d := r.cfg.MaxDuration; d > 0 {
+		r.timer("max", d-time.Since(r.startedAt), func() {
+			r.end(fmt.Sprintf("the maximum recording length of %s was reached", d))
+		})
+	}
+	r.armExpiry()
+	r.checkEmpty()
+}
+
+func (r *Recording) refreshMember() {
+	if r.ending {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+		defer cancel()
+		if err := r.publishMember(ctx); err != nil {
+			r.log.Warn().Err(err).Msg("Could not refresh the bot's member entry; retrying in a minute")
+			r.post(func() { r.timer("refresh", time.Minute, r.refreshMember) })
+			return
+		}
+		r.post(func() { r.timer("refresh", r.cfg.MemberTTL*3/4, r.refreshMember) })
+	}()
+}
+
+// ownMember returns the bot's member event content as last seen.
+func (r *Recording) ownMember(ctx context.Context) json.RawMessage {
+	key := r.memberType + "|" + string(r.b.mx.UserID())
+	if raw, ok := r.rs.raw[key]; ok {
+		return raw
+	}
+	return nil
+}
+
+// publishMember writes the bot's member entry: this device, this session, an expiry, and
+// the one feed it sends (silence).
+func (r *Recording) publishMember(ctx context.Context) error {
+	// The room state map is loop-owned; before the loop runs it is ours, after that this
+	// runs off-loop, so read the content through the loop.
+	raw := r.currentOwnMember()
+	dev := &Device{SessionID: r.session, ExpiresAt: time.Now().Add(r.cfg.MemberTTL), Purposes: []string{voip.PurposeUserMedia}}
+	content, _, err := OwnMemberContent(raw, r.confID, r.b.mx.DeviceID(), dev, time.Now())
+	if err != nil {
+		return err
+	}
+	return r.b.mx.SendState(ctx, r.roomID, event.Type{Type: r.memberType, Class: event.StateEventType}, string(r.b.mx.UserID()), content)
+}
+
+// currentOwnMember reads the bot's member content on the loop (or directly before the
+// recording is registered).
+func (r *Recording) currentOwnMember() json.RawMessage {
+	ch := make(chan json.RawMessage, 1)
+	if !r.loop.Post(func() { ch <- r.ownMember(r.ctx) }) {
+		return nil
+	}
+	select {
+	case raw := <-ch:
+		return raw
+	case <-time.After(10 * time.Second):
+		return nil
+	}
+}
+
+// removeMember deletes the bot's device from its member event.
+func (r *Recording) removeMember(ctx context.Context, raw json.RawMessage) error {
+	content, changed, err := OwnMemberContent(raw, r.confID, r.b.mx.DeviceID(), nil, time.Now())
+	if err != nil || (!changed && raw != nil) {
+		return err
+	}
+	return r.b.mx.SendState(ctx, r.roomID, event.Type{Type: r.memberType, Class: event.StateEventType}, string(r.b.mx.UserID()), content)
+}
+
+// resync re-reads the room state from the homeserver.
+func (r *Recording) resync() {
+	if r.ending {
+		return
+	}
+	r.lastResync = time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+		defer cancel()
+		rs, err := r.b.readRoom(ctx, r.roomID)
+		r.post(func() {
+			r.timer("resync", r.cfg.Resync, r.resync)
+			if err != nil {
+				r.log.Debug().Err(err).Msg("State resync failed")
+				return
+			}
+			if r.ending {
+				return
+			}
+			r.rs = rs
+			r.afterState()
+		})
+	}()
+}
+
+// resyncSoon reads the state now unless it was read very recently.
+func (r *Recording) resyncSoon() {
+	if time.Since(r.lastResync) > 2*time.Second {
+		r.resync()
+	}
+}
+
+// postState folds a state event from sync into the room state.
+func (r *Recording) postState(typ, stateKey string, evt *event.Event) {
+	r.post(func() {
+		if r.ending || !applyEvent(r.rs, typ, stateKey, evt) {
+			return
+		}
+		if typ == event.StateMember.Type && id.UserID(stateKey) == r.b.mx.UserID() {
+			if _, joined := r.rs.joined[r.b.mx.UserID()]; !joined {
+				r.end("I was removed from the room")
+				return
+			}
+		}
+		r.afterState()
+	})
+}
+
+func (r *Recording) afterState() {
+	if c, ok := r.rs.calls[r.confID]; ok && c.Terminated {
+		r.end("the call was ended")
+		return
+	}
+	r.reconcile(time.Time{}, true)
+	r.armExpiry()
+	r.checkEmpty()
+}
+
+// reconcile brings the participant set in line with the member entries: joins, leaves,
+// new sessions. at is the join time to use (zero: the member event's time); connect says
+// whether to place calls now.
+func (r *Recording) reconcile(at time.Time, connect bool) {
+	now := time.Now()
+	valid, _ := r.rs.devices(r.confID, now, r.b.mx.UserID())
+	want := make(map[DeviceKey]Device, len(valid))
+	for _, d := range valid {
+		if len(want) >= r.cfg.MaxPeers {
+			r.log.Warn().Int("max", r.cfg.MaxPeers).Msg("More devices in the call than this recorder connects to; ignoring the rest")
+			break
+		}
+		want[d.Key()] = d
+	}
+	for key, p := range r.devices {
+		d, ok := want[key]
+		switch {
+		case !ok && p.listed:
+			r.deviceLeft(key, "left the call")
+		case !ok:
+			// unlisted: stays while its call lasts
+		case d.SessionID != p.dev.SessionID:
+			r.log.Info().Stringer("device", key).Msg("Device rejoined with a new session")
+			r.deviceLeft(key, "rejoined")
+		default:
+			p.dev, p.listed = d, true
+		}
+	}
+	for _, key := range sortedKeys(want) {
+		if r.devices[key] != nil {
+			continue
+		}
+		d := want[key]
+		joined := at
+		if joined.IsZero() {
+			joined = r.memberEventTime(d.UserID, now)
+		}
+		r.deviceJoined(d, true, joined)
+		if connect {
+			r.connect(d)
+		}
+	}
+}
+
+// memberEventTime is when a user's member event was sent, when that is plausible, else now.
+func (r *Recording) memberEventTime(user id.UserID, now time.Time) time.Time {
+	var ts int64
+	for _, t := range []string{TypeMember, TypeMemberStable} {
+		if v := r.rs.times[t+"|"+string(user)]; v > ts {
+			ts = v
+		}
+	}
+	if ts == 0 {
+		return now
+	}
+	t := time.UnixMilli(ts)
+	if t.After(now) || now.Sub(t) > 30*time.Second || t.Before(r.startedAt) {
+		return now
+	}
+	return t
+}
+
+func (r *Recording) deviceJoined(d Device, listed bool, at time.Time) {
+	key := d.Key()
+	r.devices[key] = &participant{dev: d, listed: listed, joinedAt: at}
+	name := r.rs.joined[d.UserID]
+	r.sess.AddParticipant(string(d.UserID), string(d.DeviceID), name, at)
+	r.mu.Lock()
+	r.status[key] = &call.ParticipantStatus{UserID: d.UserID, DeviceID: d.DeviceID, OptedOut: r.optOut[d.UserID]}
+	out := r.optOut[d.UserID]
+	r.mu.Unlock()
+	r.log.Info().Stringer("device", key).Bool("listed", listed).Msg("Participant joined")
+	if r.noticed[d.UserID] {
+		return
+	}
+	r.noticed[d.UserID] = true
+	p := r.cfg.CommandPrefix
+	text := fmt.Sprintf("%s joined the call, which is being recorded (every person's tracks as separate files). Type %sskipme not to be recorded.", d.UserID, p)
+	if out {
+		text = fmt.Sprintf("%s joined the call, which is being recorded; you are not recorded, as you asked. Type %srecordme to be recorded.", d.UserID, p)
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+		defer cancel()
+		r.b.mx.Notice(ctx, r.roomID, text, d.UserID)
+	}()
+}
+
+func (r *Recording) deviceLeft(key DeviceKey, why string) {
+	p := r.devices[key]
+	if p == nil {
+		return
+	}
+	delete(r.devices, key)
+	r.sess.RemoveParticipant(string(key.User), string(key.Device), time.Now())
+	if pe := r.peers[key]; pe != nil && (pe.remoteSession == p.dev.SessionID || !p.listed) {
+		reason := voip.ReasonUserHangup
+		if why == "rejoined" {
+			reason = "new_session"
+		}
+		pe.post(func() { pe.end(endInfo{reason: reason, send: true, why: "the participant " + why}) })
+	}
+	if t := r.retryTimers[key]; t != nil {
+		t.Stop()
+		delete(r.retryTimers, key)
+	}
+	delete(r.retries, key)
+	r.mu.Lock()
+	delete(r.status, key)
+	r.mu.Unlock()
+	r.log.Info().Stringer("device", key).Str("why", why).Msg("Participant left")
+}
+
+// connect places the call to d if this side calls it (who-calls-whom) and no call with its
+// current session exists.
+func (r *Recording) connect(d Device) {
+	if r.ending || !WeCall(r.b.mx.UserID(), r.b.mx.DeviceID(), d.UserID, d.DeviceID) {
+		return
+	}
+	key := d.Key()
+	if pe := r.peers[key]; pe != nil {
+		if pe.remoteSession == d.SessionID {
+			return
+		}
+		pe.post(func() { pe.end(endInfo{reason: "new_session", send: true, why: "the participant has a new session"}) })
+		delete(r.peers, key)
+	}
+	pe := newPeer(r, key, genCallID(), true, d.SessionID, r.sendEncrypted(key))
+	pe.screensharing = d.Screensharing()
+	r.peers[key] = pe
+	pe.start(nil)
+}
+
+// sendEncrypted is how to send to a device: as it last sent to us, else the default.
+func (r *Recording) sendEncrypted(key DeviceKey) bool {
+	if enc, ok := r.encryptMode[key]; ok {
+		return enc
+	}
+	return !r.cfg.PlainSignalling
+}
+
+func (r *Recording) armExpiry() {
+	next := r.rs.nextExpiry(r.confID, time.Now())
+	if next.IsZero() {
+		r.stopTimer("expiry")
+		return
+	}
+	r.timer("expiry", time.Until(next)+10*time.Millisecond, func() {
+		r.reconcile(time.Time{}, true)
+		r.armExpiry()
+		r.checkEmpty()
+	})
+}
+
+// checkEmpty ends the recording when nobody has been in the call for EmptyGrace.
+func (r *Recording) checkEmpty() {
+	if r.ending {
+		return
+	}
+	if len(r.devices) > 0 || len(r.peers) > 0 {
+		r.stopTimer("empty")
+		return
+	}
+	if r.timers["empty"] != nil {
+		return
+	}
+	r.timer("empty", r.cfg.EmptyGrace, func() {
+		delete(r.timers, "empty")
+		if len(r.devices) == 0 && len(r.peers) == 0 {
+			r.end("everyone left the call")
+		}
+	})
+}
+
+// postSignal queues a signalling message for the loop.
+func (r *Recording) postSignal(m inMsg) {
+	r.post(func() { r.onSignal(m) })
+}
+
+func (r *Recording) onSignal(m inMsg) {
+	if r.ending {
+		return
+	}
+	key := m.device()
+	if !validID(string(key.Device)) || !validID(m.common.CallID) {
+		r.log.Debug().Str("type", m.typ).Msg("Dropping call message without a valid device_id or call_id")
+		return
+	}
+	if m.common.ConfID != r.confID {
+		r.log.Debug().Str("type", m.typ).Str("their_conf_id", m.common.ConfID).Msg("Dropping call message for another group call")
+		return
+	}
+	r.encryptMode[key] = m.encrypted
+	out, dropped := r.reorder.Push(string(m.sender)+"|"+string(key.Device)+"|"+m.common.CallID, m.common.Seq, m, m.at)
+	if dropped {
+		r.log.Debug().Str("type", m.typ).Stringer("device", key).Msg("Dropping duplicate or out-of-range seq")
+	}
+	for _, msg := range out {
+		r.dispatch(msg)
+	}
+	if r.reorder.Waiting() && r.timers["seq"] == nil {
+		r.timer("seq", seqGapTimeout, r.onSeqTimer)
+	}
+}
+
+// onSeqTimer releases messages stuck behind a seq that never came.
+func (r *Recording) onSeqTimer() {
+	delete(r.timers, "seq")
+	for _, msg := range r.reorder.Expire(time.Now()) {
+		r.log.Warn().Str("type", msg.typ).Stringer("device", msg.device()).Msg("A call message never arrived; going on without it")
+		r.dispatch(msg)
+	}
+	if r.reorder.Waiting() {
+		r.timer("seq", seqGapTimeout, r.onSeqTimer)
+	}
+}
+
+// dispatch handles one message in seq order.
+func (r *Recording) dispatch(m inMsg) {
+	if r.ending {
+		return
+	}
+	key := m.device()
+	callID := m.common.CallID
+	pe := r.peers[key]
+	if pe != nil && pe.callID != callID {
+		pe = nil
+	}
+	log := r.log.With().Str("type", m.typ).Stringer("device", key).Str("call_id", callID).Logger()
+	switch m.typ {
+	case voip.TypeInvite.Type:
+		r.onInvite(m, log)
+	case voip.TypeCandidates.Type:
+		cs, err := voip.ParseCandidates(m.raw)
+		if err != nil {
+			log.Debug().Err(err).Msg("Dropping bad candidates")
+			return
+		}
+		if pe != nil {
+			pe.post(func() { pe.onCandidates(cs.Candidates, m.encrypted) })
+			return
+		}
+		if _, ended := r.endedCalls[callID]; ended {
+			return
+		}
+		if _, ok := r.earlyCands[callID]; !ok && len(r.earlyCands) >= maxEarlyCalls {
+			return
+		}
+		c := append(r.earlyCands[callID], cs.Candidates...)
+		if len(c) > maxEarlyCandidates {
+			c = c[:maxEarlyCandidates]
+		}
+		r.earlyCands[callID] = c
+	case voip.TypeHangup.Type, voip.TypeReject.Type:
+		if pe == nil {
+			r.endedCalls[callID] = time.Now()
+			return
+		}
+		h, _ := voip.ParseHangup(m.raw)
+		reason := ""
+		if h != nil {
+			reason = h.Reason
+		}
+		kind := "hung up"
+		if m.typ == voip.TypeReject.Type {
+			kind = "rejected the call"
+		}
+		pe.post(func() { pe.onRemoteEnd(kind, reason) })
+	case voip.TypeAnswer.Type, voip.TypeSelectAnswer.Type, voip.TypeNegotiate.Type,
+		voip.TypeSDPStreamMetadataChanged.Type, voip.TypeSDPStreamMetadataChangedU.Type:
+		if pe == nil {
+			log.Debug().Msg("Message for a call that is not running")
+			return
+		}
+		pe.post(func() { pe.onMessage(m) })
+	default:
+		log.Debug().Msg("Ignoring call message type")
+	}
+}
+
+func (r *Recording) onInvite(m inMsg, log zerolog.Logger) {
+	inv, err := voip.ParseInvite(m.raw)
+	if err != nil {
+		log.Warn().Err(err).Msg("Dropping bad invite")
+		return
+	}
+	key := m.device()
+	if _, ended := r.endedCalls[inv.CallID]; ended {
+		return
+	}
+	if inv.Invitee != "" && id.UserID(inv.Invitee) != r.b.mx.UserID() {
+		return
+	}
+	if _, joined := r.rs.joined[m.sender]; !joined {
+		log.Info().Msg("Ignoring an invite from someone who is not in the room")
+		return
+	}
+	old := r.peers[key]
+	if old != nil && old.callID == inv.CallID {
+		return
+	}
+	session := inv.SenderSessionID
+	p := r.devices[key]
+	if p == nil {
+		if len(r.devices) >= r.cfg.MaxPeers {
+			log.Warn().Msg("Too many devices; not answering")
+			return
+		}
+		// The member entry has not reached us (or there is none): answer anyway, as
+		// js-sdk does, and look at the room state again.
+		if session == "" {
+			session = "unknown"
+		}
+		r.deviceJoined(Device{UserID: key.User, DeviceID: key.Device, SessionID: session}, false, time.Now())
+		r.resyncSoon()
+	} else if session == "" {
+		session = p.dev.SessionID
+	}
+	if old != nil {
+		// A new call from the same device replaces the old one (js-sdk does the same).
+		old.post(func() { old.end(endInfo{reason: "replaced", send: true, why: "the participant called again"}) })
+	}
+	if t := r.retryTimers[key]; t != nil {
+		t.Stop()
+		delete(r.retryTimers, key)
+	}
+	pe := newPeer(r, key, inv.CallID, false, session, m.encrypted)
+	pe.remoteParty = inv.PartyID
+	r.peers[key] = pe
+	early := r.earlyCands[inv.CallID]
+	delete(r.earlyCands, inv.CallID)
+	pe.start(func() { pe.answer(inv, early) })
+	r.stopTimer("empty")
+}
+
+// peerEnded is posted by a peer when it is over.
+func (r *Recording) peerEnded(pe *peer, info endInfo) {
+	r.endedCalls[pe.callID] = time.Now()
+	for id, t := range r.endedCalls {
+		if time.Since(t) > endedCallTTL {
+			delete(r.endedCalls, id)
+		}
+	}
+	if r.peers[pe.key] != pe {
+		return
+	}
+	delete(r.peers, pe.key)
+	if r.ending {
+		return
+	}
+	p := r.devices[pe.key]
+	switch {
+	case p == nil:
+	case !p.listed:
+		// Nothing but the call said it was here.
+		r.deviceLeft(pe.key, "hung up")
+	case pe.outbound && p.dev.SessionID == pe.remoteSession:
+		r.retry(pe.key, info)
+	}
+	r.checkEmpty()
+}
+
+// retry places a failed outgoing call again after a pause, a few times, as js-sdk does.
+func (r *Recording) retry(key DeviceKey, info endInfo) {
+	r.retries[key]++
+	n := r.retries[key]
+	if n > r.cfg.MaxRetries {
+		r.log.Warn().Stringer("device", key).Str("why", info.why).Msg("Giving up calling this device")
+		text := fmt.Sprintf("I could not connect to %s (device %s): %s. Their tracks are not recorded until they rejoin the call.", key.User, key.Device, info.why)
+		go func() {
+			ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+			defer cancel()
+			r.b.mx.Notice(ctx, r.roomID, text)
+		}()
+		return
+	}
+	r.log.Info().Stringer("device", key).Int("attempt", n).Str("why", info.why).Msg("Calling the device again shortly")
+	if t := r.retryTimers[key]; t != nil {
+		t.Stop()
+	}
+	r.retryTimers[key] = time.AfterFunc(r.cfg.RetryDelay, func() {
+		r.post(func() {
+			delete(r.retryTimers, key)
+			if p := r.devices[key]; p != nil && p.listed && r.peers[key] == nil {
+				r.connect(p.dev)
+			}
+		})
+	})
+}
+
+// peerConnected is posted by a peer once media flows.
+func (r *Recording) peerConnected(pe *peer) {
+	if r.peers[pe.key] == pe {
+		delete(r.retries, pe.key)
+	}
+}
+
+func (r *Recording) sortedDevices() []*participant {
+	keys := make([]DeviceKey, 0, len(r.devices))
+	for k := range r.devices {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	out := make([]*participant, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, r.devices[k])
+	}
+	return out
+}
+
+func sortedKeys(m map[DeviceKey]Device) []DeviceKey {
+	keys := make([]DeviceKey, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	return keys
+}
+
+// end stops the recording (on the loop): hang up every peer, leave the call, finalise.
+func (r *Recording) end(reason string) {
+	if r.ending {
+		return
+	}
+	r.ending = true
+	r.mu.Lock()
+	r.endReason = reason
+	r.mu.Unlock()
+	for name := range r.timers {
+		r.stopTimer(name)
+	}
+	for _, t := range r.retryTimers {
+		t.Stop()
+	}
+	peers := make([]*peer, 0, len(r.peers))
+	for _, pe := range r.peers {
+		peers = append(peers, pe)
+	}
+	raw := r.ownMember(r.ctx)
+	_, inRoom := r.rs.joined[r.b.mx.UserID()]
+	r.log.Info().Str("reason", reason).Msg("Ending group recording")
+	go r.teardown(peers, raw, inRoom, reason)
+}
+
+func (r *Recording) teardown(peers []*peer, raw json.RawMessage, inRoom bool, reason string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.b.ctx), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, pe := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pe.post(func() { pe.end(endInfo{reason: voip.ReasonUserHangup, send: true, why: "the recording ended"}) })
+			select {
+			case <-pe.done:
+			case <-time.After(15 * time.Second):
+				r.log.Warn().Stringer("device", pe.key).Msg("Peer did not end in time")
+			}
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	if inRoom {
+		if err := r.removeMember(ctx, raw); err != nil {
+			r.log.Warn().Err(err).Msg("Could not remove the bot's member entry")
+		}
+	}
+	r.silent.stop()
+	m, err := r.sess.Close(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	r.cancel()
+	r.b.unregister(r)
+	r.mu.Lock()
+	r.result, r.resultErr = m, errors.Join(errs...)
+	r.mu.Unlock()
+	r.loop.Stop()
+	close(r.done)
+	r.log.Info().Str("reason", reason).Int("files", len(m.Tracks)).Msg("Group recording finished")
+}
+
+// Status implements call.Recording.
+func (r *Recording) Status() call.Status {
+	r.mu.Lock()
+	ps := make([]call.ParticipantStatus, 0, len(r.status))
+	tracks := 0
+	for _, s := range r.status {
+		st := *s
+		st.OptedOut = r.optOut[s.UserID]
+		ps = append(ps, st)
+		if !st.OptedOut {
+			tracks += st.Tracks
+		}
+	}
+	r.mu.Unlock()
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].UserID != ps[j].UserID {
+			return ps[i].UserID < ps[j].UserID
+		}
+		return ps[i].DeviceID < ps[j].DeviceID
+	})
+	var bytes int64
+	for _, t := range r.sess.Manifest().Tracks {
+		bytes += t.Bytes
+	}
+	return call.Status{
+		Backend: r.b.Name(), RoomID: r.roomID, StartedAt: r.startedAt, Folder: r.sess.Folder(),
+		Participants: ps, Tracks: tracks, Bytes: bytes,
+	}
+}
+
+// Stop implements call.Recording.
+func (r *Recording) Stop(ctx context.Context, reason string) (recorder.Manifest, error) {
+	r.post(func() { r.end(reason) })
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return r.sess.Manifest(), fmt.Errorf("stop the group recording: %w", ctx.Err())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.result, r.resultErr
+}
+
+// SetOptOut implements call.Recording: the user's tracks stop being written at once (their
+// current parts are finalised) and start again, as new parts, when they opt back in.
+func (r *Recording) SetOptOut(_ context.Context, user id.UserID, out bool) {
+	r.mu.Lock()
+	if r.optOut[user] == out {
+		r.mu.Unlock()
+		return
+	}
+	r.optOut[user] = out
+	var ps []*pump
+	for p := range r.pumps {
+		if p.key.User == user {
+			ps = append(ps, p)
+		}
+	}
+	r.mu.Unlock()
+	r.sess.SetOptOut(string(user), out, time.Now())
+	r.log.Info().Stringer("user_id", user).Bool("opt_out", out).Int("tracks", len(ps)).Msg("Consent changed")
+	for _, p := range ps {
+		p.consentChanged(out)
+	}
+}
+
+func (r *Recording) optedOut(user id.UserID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.optOut[user]
+}
+
+// Mark implements call.Recording.
+func (r *Recording) Mark(user id.UserID, text string, at time.Time) {
+	r.sess.AddMarker(string(user), bound(text, 500), at)
+}
+
+// Done implements call.Recording.
+func (r *Recording) Done() <-chan struct{} { return r.done }
+
+// Result implements call.Recording.
+func (r *Recording) Result() (recorder.Manifest, string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.result, r.endReason, r.resultErr
+}
+
+// trackCount adjusts a device's count of tracks being written.
+func (r *Recording) trackCount(key DeviceKey, delta int) {
+	r.mu.Lock()
+	if s := r.status[key]; s != nil {
+		s.Tracks = max(s.Tracks+delta, 0)
+	}
+	r.mu.Unlock()
+}
