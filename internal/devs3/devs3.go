@@ -54,6 +54,9 @@ type Server struct {
 	webhooks  map[string]string
 	proc      *devtools.Process
 	log       zerolog.Logger
+	bin       string
+	// samePort makes start reuse port (Restart).
+	samePort bool
 }
 
 var webhookID = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
@@ -92,6 +95,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := os.MkdirAll(filepath.Join(s.dir, "data"), 0o755); err != nil {
 		return nil, fmt.Errorf("creating minio dir: %w", err)
 	}
+	s.bin = bin
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		lastErr = s.start(ctx, bin)
@@ -111,8 +115,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 func (s *Server) start(ctx context.Context, bin string) error {
 	var err error
-	if s.port, err = devtools.FreePort(); err != nil {
-		return err
+	if !s.samePort {
+		if s.port, err = devtools.FreePort(); err != nil {
+			return err
+		}
 	}
 	consolePort, err := devtools.FreePort()
 	if err != nil {
@@ -247,7 +253,10 @@ func (s *Server) AddWebhook(ctx context.Context, bucket, id string, events ...no
 
 // Stop kills MinIO and, if Start created the folder, removes it.
 func (s *Server) Stop() error {
-	err := s.proc.Stop()
+	var err error
+	if s.proc != nil { // nil after Halt
+		err = s.proc.Stop()
+	}
 	if s.ownDir {
 		err = errors.Join(err, os.RemoveAll(s.dir))
 	}

@@ -1,0 +1,114 @@
+package upload
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/matrix-recorder/matrix-recorder/internal/devs3"
+	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
+	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
+)
+
+// TestIntegrationMinIOGrowingFileAndOutage runs the uploader against a real MinIO: parts go
+// up while the file grows, MinIO goes away in the middle and comes back, finalisation
+// rewrites bytes in the first part, and the object ends up byte for byte the file.
+func TestIntegrationMinIOGrowingFileAndOutage(t *testing.T) {
+	testenv.RequireIntegration(t)
+	ctx := testenv.Context(t)
+	log := testenv.Logger(t)
+	srv, err := devs3.Start(ctx, devs3.Options{Logger: &log})
+	if err != nil {
+		testenv.SkipOrFail(t, "minio: %v", err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	testenv.LogOnFailure(t, "minio", func() string { return srv.LogTail(4000) })
+	if err := srv.CreateBucket(ctx, "rec"); err != nil {
+		t.Fatal(err)
+	}
+	store, err := s3store.New(s3store.Config{Endpoint: srv.Endpoint(), Bucket: "rec", Region: devs3.Region, Prefix: "calls",
+		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey(), PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	var confirmed, failures atomic.Int32
+	u := New(ctx, e.db, store, Options{
+		Dir: e.dir, Poll: 50 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+		OnConfirmed: func(*storage.Upload) { confirmed.Add(1) },
+		OnFailure:   func(*storage.Upload, error) { failures.Add(1) },
+		Log:         log,
+	})
+	defer u.Close(context.Background())
+	path := e.path("alice.webm")
+	u.Follow(e.rec, e.folder, "alice.webm")
+	appendFile(t, path, randomBytes(6<<20))
+	row := func() *storage.Upload {
+		r, _ := e.db.UploadOf(ctx, e.rec, "alice.webm")
+		return r
+	}
+	waitFor(t, "part 1 in MinIO while the file grows", func() bool {
+		r := row()
+		if r == nil || r.UploadID == "" {
+			return false
+		}
+		cs, _ := e.db.Chunks(ctx, r.ID)
+		return len(cs) == 1
+	})
+	client, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := minio.Core{Client: client}.ListObjectParts(ctx, "rec", "calls/call1/alice.webm", row().UploadID, 0, 100)
+	if err != nil || len(parts.ObjectParts) != 1 || parts.ObjectParts[0].Size != MinPartSize {
+		t.Fatalf("MinIO's view of the open upload: %+v %v", parts.ObjectParts, err)
+	}
+
+	if err := srv.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, randomBytes(6<<20))
+	waitFor(t, "failed attempts while MinIO is down", func() bool { return failures.Load() > 0 })
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	patchFile(t, path, 4, []byte("FINAL"))
+	appendFile(t, path, randomBytes(12345))
+	size, sum := digest(t, path)
+	u.Finish(e.rec, e.folder, "alice.webm", size, sum)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := u.Wait(wctx, e.rec); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := client.GetObject(ctx, "rec", "calls/call1/alice.webm", minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(e.dir, e.folder, "alice.webm"))
+	if !bytes.Equal(got, want) {
+		t.Fatalf("object (%d bytes) differs from the file (%d bytes)", len(got), len(want))
+	}
+	if r := row(); r.Status != storage.StatusConfirmed || r.SHA256 != sum || confirmed.Load() != 1 {
+		t.Errorf("upload row %+v, confirmed %d", r, confirmed.Load())
+	}
+	// Nothing is left open in the bucket.
+	if res, err := (minio.Core{Client: client}).ListMultipartUploads(ctx, "rec", "calls/", "", "", "", 100); err != nil || len(res.Uploads) != 0 {
+		t.Errorf("open uploads left: %+v %v", res.Uploads, err)
+	}
+}
