@@ -37,6 +37,8 @@ type Config struct {
 	WebRTC     WebRTC     `yaml:"webrtc"`
 	Calls      Calls      `yaml:"calls"`
 	Bot        Bot        `yaml:"bot"`
+	Storage    Storage    `yaml:"storage"`
+	HTTP       HTTP       `yaml:"http"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -78,6 +80,18 @@ type Recordings struct {
 	// AudioJitter and VideoJitter bound how long a missing packet is waited for.
 	AudioJitter Duration `yaml:"audio_jitter"`
 	VideoJitter Duration `yaml:"video_jitter"`
+	// MaxDuration stops a recording this long (warning a minute before); 0: no limit.
+	MaxDuration Duration `yaml:"max_duration"`
+	// MaxSize stops a recording whose files reach this size; 0: no limit.
+	MaxSize Size `yaml:"max_size"`
+	// MinFreeSpace stops recordings cleanly when the disk has less free space.
+	MinFreeSpace Size `yaml:"min_free_space"`
+	// ExpireAfter deletes recordings (local and uploaded) this long after they end; 0: never.
+	ExpireAfter Duration `yaml:"expire_after"`
+	// ExpireNotice is how long before the deletion the room is told.
+	ExpireNotice Duration `yaml:"expire_notice"`
+	// ProgressInterval is how often the start notice is edited with elapsed time and size.
+	ProgressInterval Duration `yaml:"progress_interval"`
 }
 
 // WebRTC configures the bot's peer connections.
@@ -167,6 +181,12 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Default returns the configuration with every default filled in and no account.
 func Default() Config {
+	c := defaultCore()
+	defaultStorage(&c)
+	return c
+}
+
+func defaultCore() Config {
 	return Config{
 		Matrix:  Matrix{DeviceName: "matrix-recorder"},
 		DataDir: "./data",
@@ -246,6 +266,7 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	if v := getenv(EnvPickleKey); v != "" {
 		c.Matrix.PickleKey = v
 	}
+	c.applyStorageEnv(getenv)
 }
 
 // Validate reports every problem with the configuration at once.
@@ -319,5 +340,6 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q must be console or json", c.Log.Format))
 	}
+	errs = append(errs, c.validateStorage()...)
 	return errors.Join(errs...)
 }

@@ -1,0 +1,273 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Environment variables for the storage secrets.
+const (
+	EnvS3AccessKey    = "MATRIX_RECORDER_S3_ACCESS_KEY"
+	EnvS3SecretKey    = "MATRIX_RECORDER_S3_SECRET_KEY"
+	EnvWebhookToken   = "MATRIX_RECORDER_WEBHOOK_TOKEN"
+	EnvDownloadSecret = "MATRIX_RECORDER_DOWNLOAD_SECRET"
+)
+
+// Links says how recordings are handed out in the room.
+type Links string
+
+// Link kinds.
+const (
+	// LinksAuto: presigned S3 links when S3 is configured, else the bot's own download
+	// endpoint when http.public_url is set, else none.
+	LinksAuto      Links = "auto"
+	LinksPresigned Links = "presigned"
+	LinksHTTP      Links = "http"
+	LinksNone      Links = "none"
+)
+
+// Storage configures where finished files go and how people get them.
+type Storage struct {
+	Links Links `yaml:"links"`
+	S3    S3    `yaml:"s3"`
+}
+
+// S3 configures uploads to an S3-compatible store; empty endpoint: off.
+type S3 struct {
+	Endpoint string `yaml:"endpoint"`
+	Bucket   string `yaml:"bucket"`
+	Region   string `yaml:"region"`
+	Prefix   string `yaml:"prefix"`
+	// AccessKey and SecretKey, or files holding them (or the environment).
+	AccessKey     string `yaml:"access_key"`
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKey     string `yaml:"secret_key"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+	PathStyle     bool   `yaml:"path_style"`
+	TLS           bool   `yaml:"tls"`
+	// PartSize is the size of each uploaded part (5 MiB to 5 GiB).
+	PartSize Size `yaml:"part_size"`
+	// DeleteLocalAfterUpload removes a local file once its copy is confirmed.
+	DeleteLocalAfterUpload bool `yaml:"delete_local_after_upload"`
+	// PresignExpiry is how long presigned links work (at most 7 days, S3's limit).
+	PresignExpiry Duration `yaml:"presign_expiry"`
+}
+
+// Enabled reports whether uploads are configured.
+func (s S3) Enabled() bool { return s.Endpoint != "" }
+
+// Credentials returns the access and secret key, read from their files when set.
+func (s S3) Credentials() (access, secret string, err error) {
+	access, secret = s.AccessKey, s.SecretKey
+	if s.AccessKeyFile != "" {
+		if access, err = readSecretFile(s.AccessKeyFile); err != nil {
+			return "", "", fmt.Errorf("storage.s3.access_key_file: %w", err)
+		}
+	}
+	if s.SecretKeyFile != "" {
+		if secret, err = readSecretFile(s.SecretKeyFile); err != nil {
+			return "", "", fmt.Errorf("storage.s3.secret_key_file: %w", err)
+		}
+	}
+	return access, secret, nil
+}
+
+func readSecretFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	v := strings.TrimSpace(string(data))
+	if v == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return v, nil
+}
+
+// HTTP configures the bot's own web server: downloads, storage webhooks, metrics, health.
+type HTTP struct {
+	// Listen is host:port; empty: no server.
+	Listen string `yaml:"listen"`
+	// PublicURL is how people reach Listen (through a reverse proxy), for download links.
+	PublicURL string `yaml:"public_url"`
+	// WebhookToken authenticates bucket notifications at /s3/events; empty: endpoint off.
+	WebhookToken string `yaml:"webhook_token"`
+	// Metrics serves Prometheus metrics at /metrics.
+	Metrics bool `yaml:"metrics"`
+}
+
+// EffectiveLinks resolves LinksAuto.
+func (c *Config) EffectiveLinks() Links {
+	if c.Storage.Links != LinksAuto {
+		return c.Storage.Links
+	}
+	switch {
+	case c.Storage.S3.Enabled():
+		return LinksPresigned
+	case c.HTTP.Listen != "" && c.HTTP.PublicURL != "":
+		return LinksHTTP
+	default:
+		return LinksNone
+	}
+}
+
+// Size is a number of bytes written as 500MB, 2GiB, 1.5GB or a plain number.
+type Size int64
+
+var sizeUnits = map[string]float64{
+	"": 1, "b": 1,
+	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+}
+
+// ParseSize parses a size.
+func ParseSize(s string) (Size, error) {
+	t := strings.TrimSpace(strings.ToLower(s))
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	num, unit := t[:i], strings.TrimSpace(t[i:])
+	mult, ok := sizeUnits[unit]
+	if !ok || num == "" {
+		return 0, fmt.Errorf("size %q: want a number with an optional unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)", s)
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || v*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("size %q is out of range", s)
+	}
+	return Size(v * mult), nil
+}
+
+// UnmarshalYAML parses "500MB" or a plain number of bytes.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	var str string
+	if err := n.Decode(&str); err != nil {
+		return fmt.Errorf("line %d: size must be like \"500MB\": %w", n.Line, err)
+	}
+	v, err := ParseSize(str)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*s = v
+	return nil
+}
+
+// MarshalYAML writes the size in bytes.
+func (s Size) MarshalYAML() (any, error) { return strconv.FormatInt(int64(s), 10), nil }
+
+// String formats the size for people.
+func (s Size) String() string {
+	switch {
+	case s >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(s)/(1<<30))
+	case s >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(s)/(1<<20))
+	case s >= 1<<10:
+		return fmt.Sprintf("%.0f KiB", float64(s)/(1<<10))
+	default:
+		return fmt.Sprintf("%d B", int64(s))
+	}
+}
+
+func defaultStorage(c *Config) {
+	c.Recordings.MinFreeSpace = 1 << 30
+	c.Recordings.ExpireNotice = Duration(24 * time.Hour)
+	c.Recordings.ProgressInterval = Duration(time.Minute)
+	c.Storage = Storage{Links: LinksAuto, S3: S3{TLS: true, PartSize: 5 << 20, PresignExpiry: Duration(7 * 24 * time.Hour)}}
+	c.HTTP = HTTP{Metrics: true}
+}
+
+func (c *Config) applyStorageEnv(getenv func(string) string) {
+	if v := getenv(EnvS3AccessKey); v != "" {
+		c.Storage.S3.AccessKey = v
+	}
+	if v := getenv(EnvS3SecretKey); v != "" {
+		c.Storage.S3.SecretKey = v
+	}
+	if v := getenv(EnvWebhookToken); v != "" {
+		c.HTTP.WebhookToken = v
+	}
+}
+
+func (c *Config) validateStorage() []error {
+	var errs []error
+	r := c.Recordings
+	if d := r.MaxDuration.D(); d != 0 && d < 10*time.Second {
+		errs = append(errs, fmt.Errorf("recordings.max_duration %s must be 0 (no limit) or at least 10s", d))
+	}
+	if r.MaxSize != 0 && r.MaxSize < 1<<20 {
+		errs = append(errs, fmt.Errorf("recordings.max_size %s must be 0 (no limit) or at least 1MiB", r.MaxSize))
+	}
+	if r.MinFreeSpace < 0 {
+		errs = append(errs, errors.New("recordings.min_free_space must not be negative"))
+	}
+	if d := r.ExpireAfter.D(); d != 0 && d < 10*time.Second {
+		errs = append(errs, fmt.Errorf("recordings.expire_after %s must be 0 (keep forever) or at least 10s", d))
+	}
+	if d := r.ProgressInterval.D(); d != 0 && d < time.Minute {
+		errs = append(errs, fmt.Errorf("recordings.progress_interval %s must be 0 (no progress edits) or at least 1m", d))
+	}
+	switch c.Storage.Links {
+	case LinksAuto, LinksPresigned, LinksHTTP, LinksNone:
+	default:
+		errs = append(errs, fmt.Errorf("storage.links %q must be auto, presigned, http or none", c.Storage.Links))
+	}
+	s3 := c.Storage.S3
+	if s3.Enabled() {
+		if strings.Contains(s3.Endpoint, "://") {
+			errs = append(errs, fmt.Errorf("storage.s3.endpoint %q must be host[:port] without http(s):// (storage.s3.tls chooses https)", s3.Endpoint))
+		}
+		if s3.Bucket == "" {
+			errs = append(errs, errors.New("storage.s3.bucket is required with storage.s3.endpoint"))
+		}
+		if (s3.AccessKey == "" && s3.AccessKeyFile == "") || (s3.SecretKey == "" && s3.SecretKeyFile == "") {
+			errs = append(errs, fmt.Errorf("storage.s3 needs access_key and secret_key (or *_file, or %s and %s)", EnvS3AccessKey, EnvS3SecretKey))
+		}
+		if s3.AccessKey != "" && s3.AccessKeyFile != "" || s3.SecretKey != "" && s3.SecretKeyFile != "" {
+			errs = append(errs, errors.New("storage.s3: set each key either directly or as a file, not both"))
+		}
+	} else if s3.DeleteLocalAfterUpload {
+		errs = append(errs, errors.New("storage.s3.delete_local_after_upload needs storage.s3.endpoint"))
+	}
+	if s3.PartSize < 5<<20 || s3.PartSize > 5<<30 {
+		errs = append(errs, fmt.Errorf("storage.s3.part_size %s must be between 5MiB and 5GiB", s3.PartSize))
+	}
+	if d := s3.PresignExpiry.D(); d < time.Minute || d > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("storage.s3.presign_expiry %s must be between 1m and 168h (S3's limit)", d))
+	}
+	h := c.HTTP
+	if h.Listen != "" {
+		if _, _, err := net.SplitHostPort(h.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("http.listen %q must be host:port: %w", h.Listen, err))
+		}
+	}
+	if h.PublicURL != "" {
+		if u, err := url.Parse(h.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("http.public_url %q must be an http(s) URL", h.PublicURL))
+		}
+	}
+	if h.WebhookToken != "" && len(h.WebhookToken) < 16 {
+		errs = append(errs, errors.New("http.webhook_token must be at least 16 characters"))
+	}
+	switch c.Storage.Links {
+	case LinksPresigned:
+		if !s3.Enabled() {
+			errs = append(errs, errors.New("storage.links: presigned needs storage.s3"))
+		}
+	case LinksHTTP:
+		if h.Listen == "" || h.PublicURL == "" {
+			errs = append(errs, errors.New("storage.links: http needs http.listen and http.public_url"))
+		}
+	}
+	return errs
+}
