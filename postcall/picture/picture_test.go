@@ -12,7 +12,7 @@ import (
 )
 
 func sec(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
-func span(a, b float64) Span     { return Span{sec(a), sec(b)} }
+func span(a, b float64) Span      { return Span{sec(a), sec(b)} }
 
 // fixture is a one-minute call: Alice speaks 5-15 s and 20-30 s and shares her screen
 // 30-50 s; Bob is recorded from 10 s and speaks 35-45 s; Carol is recorded all along and
