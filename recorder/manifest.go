@@ -44,6 +44,25 @@ type Manifest struct {
 	Interruption string `json:"interruption,omitempty"`
 	// Resumes lists the interruptions after which the recording went on in this folder.
 	Resumes []Resume `json:"resumes,omitempty"`
+	// Exports lists what was made from the files after the call (package postcall).
+	Exports []Export `json:"exports,omitempty"`
+}
+
+// Export is one file made from the recording after the call: a mixdown, aligned tracks,
+// an archive, a label file, a transcript, the summary picture.
+type Export struct {
+	// File is relative to the call folder ("exports/mix.ogg").
+	File string `json:"file"`
+	// Kind is mix, track, zip, labels, cue, transcript or picture.
+	Kind string `json:"kind"`
+	// Format is the file's format (opus, flac, wav, zip, txt, cue, vtt, png).
+	Format string `json:"format"`
+	// Track is the logical track a per-track file was made from.
+	Track      string    `json:"track,omitempty"`
+	DurationMs int64     `json:"duration_ms,omitempty"`
+	Bytes      int64     `json:"bytes"`
+	SHA256     string    `json:"sha256,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 // Participant is someone who took part in the call.
