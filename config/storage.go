@@ -16,10 +16,9 @@ import (
 
 // Environment variables for the storage secrets.
 const (
-	EnvS3AccessKey    = "MATRIX_RECORDER_S3_ACCESS_KEY"
-	EnvS3SecretKey    = "MATRIX_RECORDER_S3_SECRET_KEY"
-	EnvWebhookToken   = "MATRIX_RECORDER_WEBHOOK_TOKEN"
-	EnvDownloadSecret = "MATRIX_RECORDER_DOWNLOAD_SECRET"
+	EnvS3AccessKey  = "MATRIX_RECORDER_S3_ACCESS_KEY"
+	EnvS3SecretKey  = "MATRIX_RECORDER_S3_SECRET_KEY"
+	EnvWebhookToken = "MATRIX_RECORDER_WEBHOOK_TOKEN"
 )
 
 // Links says how recordings are handed out in the room.
