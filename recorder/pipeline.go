@@ -146,16 +146,19 @@ func (p *pipeline) dropped() uint64 {
 	return p.framesDropped + ds.Incomplete + ds.Oversized + ds.Undecodable + ds.Malformed
 }
 
+// unwrap extends a 32-bit RTP timestamp to 64 bits, relative to the last frame written
+// (not the last one seen): a stray timestamp half the clock away must not move the
+// reference, or every later frame would be off by 2^32.
 func (p *pipeline) unwrap(ts uint32) int64 {
 	if !p.haveTS {
-		p.haveTS = true
-		p.lastTS = ts
-		p.extTS = int64(ts)
-		return p.extTS
+		return int64(ts)
 	}
-	p.extTS += int64(int32(ts - p.lastTS))
-	p.lastTS = ts
-	return p.extTS
+	return p.extTS + int64(int32(ts-p.lastTS))
+}
+
+// accept makes ext the reference of unwrap.
+func (p *pipeline) accept(ext int64) {
+	p.haveTS, p.extTS, p.lastTS = true, ext, uint32(ext)
 }
 
 // toDuration converts RTP clock ticks to time without overflowing for any tick count.
@@ -203,6 +206,7 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 // write writes a frame that is on the current part's timeline, or opens the next part
 // with it.
 func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe bool, arrival time.Time) {
+	p.accept(ext)
 	video := p.t.codec.IsVideo()
 	if c := p.cur; c != nil {
 		pts := p.toDuration(ext - c.baseTS)
@@ -212,7 +216,7 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 		}
 		p.restarted = false
 		gap := pts - c.lastEnd
-		if p.t.s.rec.opts.GapPolicy == GapSplit && gap >= p.t.s.rec.opts.SplitAfter && p.splits < maxSplits {
+		if p.t.s.rec.opts.GapPolicy == GapSplit && gap >= p.t.s.rec.opts.SplitAfter && p.splits < p.t.splitLimit {
 			p.noteGap(c.lastEnd, gap, GapActionNewPart)
 			p.splits++
 			p.closePart("gap")
@@ -241,7 +245,7 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	}
 	err := p.cur.w.WriteFrame(media.Frame{Data: data, PTS: pts, Duration: dur, Keyframe: keyframe})
 	if errors.Is(err, media.ErrNewPart) {
-		if p.splits >= maxSplits {
+		if p.splits >= p.t.splitLimit {
 			p.framesDropped++
 			return
 		}

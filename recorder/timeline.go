@@ -70,7 +70,7 @@ func (p *pipeline) hold(data []byte, ext int64, dur time.Duration, key bool, arr
 		reason = "stream restarted"
 	}
 	first := &p.held[0]
-	if p.splits < maxSplits {
+	if p.splits < p.t.splitLimit {
 		p.t.log.Info().Str("reason", reason).Msg("The sender's timeline changed; continuing in a new part")
 		p.splits++
 		p.closePart(reason)

@@ -69,6 +69,9 @@ type Track struct {
 	srMu   sync.Mutex
 	sr     senderReport
 	haveSR bool
+
+	// splitLimit is how many parts the track may open by itself (maxSplits; tests lower it).
+	splitLimit int
 }
 
 type senderReport struct {
@@ -97,6 +100,7 @@ func (s *Session) AddTrack(info TrackInfo) (*Track, error) {
 	}
 	t := &Track{
 		s: s, info: info, codec: codec, lid: info.logicalID(), stopCh: make(chan struct{}),
+		splitLimit: maxSplits,
 	}
 	t.log = s.log.With().Str("user_id", info.UserID).Str("device_id", info.DeviceID).Str("track", t.lid).Uint32("ssrc", info.SSRC).Logger()
 	s.active[t] = struct{}{}
