@@ -202,3 +202,20 @@ func PacketSamples(p []byte) int {
 	}
 	return 0
 }
+
+// ReadHead reads the OpusHead of an Ogg Opus stream: channel count and pre-skip.
+func ReadHead(r io.Reader) (channels, preSkip int, err error) {
+	var hdr [27]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil || !bytes.Equal(hdr[:4], []byte("OggS")) {
+		return 0, 0, fmt.Errorf("%w: no ogg page at the start", ErrNotOpus)
+	}
+	seg := make([]byte, hdr[26])
+	if _, err := io.ReadFull(r, seg); err != nil || len(seg) == 0 {
+		return 0, 0, fmt.Errorf("%w: short first page", ErrNotOpus)
+	}
+	p := make([]byte, seg[0])
+	if _, err := io.ReadFull(r, p); err != nil || len(p) < 19 || !bytes.Equal(p[:8], []byte("OpusHead")) {
+		return 0, 0, fmt.Errorf("%w: first packet is not OpusHead", ErrNotOpus)
+	}
+	return int(p[9]), int(binary.LittleEndian.Uint16(p[10:12])), nil
+}
