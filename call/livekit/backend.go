@@ -1,0 +1,427 @@
+// Package livekit records Element Call calls as people use them today: MatrixRTC
+// memberships in the room name LiveKit foci, the bot joins every SFU the call uses as a
+// subscriber with a token from the focus' JWT service, and records every published track.
+// In encrypted rooms the media is end-to-end encrypted per participant; the bot publishes
+// its own membership so that clients send it their keys (Olm to-device, or the older room
+// events), and decrypts every frame before writing (package framecrypt).
+package livekit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// Options tune the backend; zero values take the defaults.
+type Options struct {
+	// KeyWait bounds how long frames are held back for a media key that has not arrived
+	// (default 4 s; the recorder's timeline tolerates up to 5 s of delay).
+	KeyWait time.Duration
+	// EndGrace is how long a recording outlives the last other member, and how long an SFU
+	// nobody publishes on stays joined (default 30 s).
+	EndGrace time.Duration
+	// ConnectTimeout bounds how long Start waits for the first SFU connection (default 45 s).
+	ConnectTimeout time.Duration
+	// Tick is how often a recording re-checks memberships (default 2 s).
+	Tick time.Duration
+	// HTTPClient talks to JWT services (default: a client with a 20 s timeout).
+	HTTPClient *http.Client
+}
+
+func (o *Options) fill() {
+	if o.KeyWait <= 0 {
+		o.KeyWait = 4 * time.Second
+	}
+	if o.EndGrace <= 0 {
+		o.EndGrace = 30 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 45 * time.Second
+	}
+	if o.Tick <= 0 {
+		o.Tick = 2 * time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: tokenTimeout}
+	}
+}
+
+// Backend is the call.Backend for MatrixRTC calls over LiveKit.
+type Backend struct {
+	mx   call.Matrix
+	rec  *recorder.Recorder
+	log  zerolog.Logger
+	opts Options
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	tables   map[id.RoomID]*memberTable
+	active   map[id.RoomID]*Recording
+	starting map[id.RoomID]bool
+	pending  map[id.RoomID][]pendingKey
+}
+
+type pendingKey struct {
+	key MediaKey
+	at  time.Time
+}
+
+// Bounds of keys kept for rooms that are not being recorded (yet).
+const (
+	pendingKeyTTL   = 10 * time.Minute
+	pendingPerRoom  = 256
+	pendingRoomsMax = 64
+)
+
+var _ call.Backend = (*Backend)(nil)
+
+// New returns the backend. mx may also implement DelayedEvents.
+func New(mx call.Matrix, rec *recorder.Recorder, opts Options, log zerolog.Logger) *Backend {
+	opts.fill()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Backend{
+		mx: mx, rec: rec, opts: opts, log: log.With().Str("backend", "livekit").Logger(),
+		ctx: ctx, cancel: cancel,
+		tables: map[id.RoomID]*memberTable{}, active: map[id.RoomID]*Recording{},
+		starting: map[id.RoomID]bool{}, pending: map[id.RoomID][]pendingKey{},
+	}
+}
+
+// Name is "livekit".
+func (b *Backend) Name() string { return "livekit" }
+
+func (b *Backend) self() DeviceKey { return DeviceKey{User: b.mx.UserID(), Device: b.mx.DeviceID()} }
+
+// members returns the room's current call members other than the bot.
+func (b *Backend) members(room id.RoomID, now time.Time) []Member {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.tables[room]
+	if t == nil {
+		return nil
+	}
+	return t.members(now, b.self())
+}
+
+// HandleEvent follows memberships (state, timeline and sticky events) and media keys.
+func (b *Backend) HandleEvent(ctx context.Context, evt *event.Event) {
+	switch {
+	case IsMemberEvent(evt.Type) && evt.RoomID != "":
+		b.handleMember(evt)
+	case evt.Type.Type == TypeEncryptionKeys.Type:
+		b.handleKeys(evt)
+	}
+}
+
+func (b *Backend) handleMember(evt *event.Event) {
+	content := call.RawContent(evt)
+	slot, members, err := ParseMembers(evt, content, time.Now())
+	if slot == "" {
+		return
+	}
+	if err != nil && !errors.Is(err, errOtherCall) {
+		b.log.Debug().Err(err).Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).Msg("Ignoring a call membership")
+	}
+	self := b.self()
+	staleOwn := false
+	for _, m := range members {
+		if m.Key() == self {
+			staleOwn = true
+		}
+	}
+	b.mu.Lock()
+	t := b.tables[evt.RoomID]
+	if t == nil {
+		t = newMemberTable()
+		b.tables[evt.RoomID] = t
+	}
+	changed := t.apply(slot, members, evt.Timestamp)
+	r := b.active[evt.RoomID]
+	recording := r != nil || b.starting[evt.RoomID]
+	b.mu.Unlock()
+	if r != nil && changed {
+		r.poke()
+	}
+	if staleOwn && !recording && evt.StateKey != nil {
+		// Left by a run of the bot that did not finish (crash, kill): clients would keep
+		// listing the bot in the call and sending it keys.
+		stateKey := *evt.StateKey
+		b.log.Info().Stringer("room_id", evt.RoomID).Msg("Removing a call membership of this device left by an earlier run")
+		go func() {
+			ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+			defer cancel()
+			b.mu.Lock()
+			busy := b.active[evt.RoomID] != nil || b.starting[evt.RoomID]
+			b.mu.Unlock()
+			if busy {
+				return
+			}
+			if err := b.mx.SendState(ctx, evt.RoomID, evt.Type, stateKey, map[string]any{}); err != nil {
+				b.log.Warn().Err(err).Stringer("room_id", evt.RoomID).Msg("Could not remove the stale call membership")
+			}
+		}()
+	}
+}
+
+func (b *Backend) handleKeys(evt *event.Event) {
+	keys, err := ParseKeyEvent(evt, call.RawContent(evt))
+	if err != nil {
+		b.log.Warn().Err(err).Stringer("sender", evt.Sender).Msg("Ignoring media keys")
+	}
+	self := b.self()
+	now := time.Now()
+	for _, k := range keys {
+		if k.Device == self {
+			continue
+		}
+		b.mu.Lock()
+		r := b.active[k.RoomID]
+		if r == nil {
+			b.keepPendingLocked(k, now)
+		}
+		b.mu.Unlock()
+		if r != nil {
+			r.addKey(k)
+		} else {
+			b.log.Debug().Stringer("room_id", k.RoomID).Stringer("user_id", k.Device.User).Msg("Media key for a room not being recorded; kept for a while")
+		}
+	}
+}
+
+func (b *Backend) keepPendingLocked(k MediaKey, now time.Time) {
+	list := b.pending[k.RoomID]
+	if list == nil && len(b.pending) >= pendingRoomsMax {
+		for room, l := range b.pending {
+			if len(l) == 0 || now.Sub(l[len(l)-1].at) > pendingKeyTTL {
+				delete(b.pending, room)
+			}
+		}
+		if len(b.pending) >= pendingRoomsMax {
+			return
+		}
+	}
+	kept := list[:0]
+	for _, p := range list {
+		if now.Sub(p.at) < pendingKeyTTL {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) >= pendingPerRoom {
+		kept = kept[1:]
+	}
+	b.pending[k.RoomID] = append(kept, pendingKey{key: k, at: now})
+}
+
+// loadState reads the room's membership state events from the homeserver into the table
+// and returns the room version.
+func (b *Backend) loadState(ctx context.Context, room id.RoomID) (string, error) {
+	st, err := b.mx.State(ctx, room)
+	if err != nil {
+		return "", err
+	}
+	version := "1"
+	if c := st[event.StateCreate][""]; c != nil {
+		if v, ok := c.Content.Raw["room_version"].(string); ok && v != "" {
+			version = v
+		}
+	}
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.tables[room]
+	if t == nil {
+		t = newMemberTable()
+		b.tables[room] = t
+	}
+	for _, typ := range []event.Type{TypeCallMember, TypeCallMemberStable} {
+		for _, evt := range st[typ] {
+			if evt == nil {
+				continue
+			}
+			evt.RoomID = room
+			slot, members, _ := ParseMembers(evt, call.RawContent(evt), now)
+			if slot != "" {
+				t.apply(slot, members, evt.Timestamp)
+			}
+		}
+	}
+	return version, nil
+}
+
+// Probe finds Element Call members with a LiveKit focus in the room.
+func (b *Backend) Probe(ctx context.Context, room id.RoomID, _ []string) call.Probe {
+	if _, err := b.loadState(ctx, room); err != nil {
+		return call.Probe{Reason: "I could not read the room's call state: " + err.Error() + "."}
+	}
+	members := b.members(room, time.Now())
+	if len(members) == 0 {
+		return call.Probe{Reason: "Nobody is in an Element Call call here."}
+	}
+	ts := selectTransports(members)
+	if len(ts) == 0 {
+		return call.Probe{Reason: fmt.Sprintf("%d device(s) are in an Element Call call here, but none names a LiveKit focus.", len(members))}
+	}
+	return call.Probe{OK: true, Priority: 100, Reason: fmt.Sprintf("Element Call with %d device(s) on %d LiveKit focus(es)", len(members), len(ts))}
+}
+
+// Start records the room's call: it publishes the bot's membership, joins every focus the
+// members publish on, and records every track. It returns once at least one SFU is joined.
+func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Recording, error) {
+	b.mu.Lock()
+	if b.active[req.RoomID] != nil || b.starting[req.RoomID] {
+		b.mu.Unlock()
+		return nil, errors.New("this room's call is already being recorded")
+	}
+	b.starting[req.RoomID] = true
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.starting, req.RoomID)
+		b.mu.Unlock()
+	}()
+
+	version, err := b.loadState(ctx, req.RoomID)
+	if err != nil {
+		return nil, fmt.Errorf("read the room's call state: %w", err)
+	}
+	members := b.members(req.RoomID, time.Now())
+	transports := selectTransports(members)
+	if len(transports) == 0 {
+		return nil, errors.New("nobody in this room's Element Call call names a LiveKit focus")
+	}
+	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: "element-call", RoomID: string(req.RoomID), Kind: "livekit"})
+	if err != nil {
+		return nil, fmt.Errorf("create the call folder: %w", err)
+	}
+	rctx, cancel := context.WithCancel(b.ctx)
+	log := b.log.With().Stringer("room_id", req.RoomID).Logger()
+	r := &Recording{
+		b: b, room: req.RoomID, log: log, sess: sess, keys: newKeyStore(),
+		encrypted: b.mx.IsEncrypted(ctx, req.RoomID),
+		ctx:       rctx, cancel: cancel, wake: make(chan struct{}, 1),
+		conns: map[string]*connection{}, tracks: map[*trackRec]struct{}{}, optOut: map[id.UserID]bool{},
+		present: map[DeviceKey]Member{}, names: map[id.UserID]string{}, noKeyTold: map[DeviceKey]bool{},
+		undecrypt: map[DeviceKey]uint64{},
+		stopped:   make(chan struct{}), done: make(chan struct{}),
+	}
+	r.own = newOwnMembership(b.mx, req.RoomID, version, log)
+	for u, since := range req.OptedOut {
+		r.optOut[u] = true
+		sess.SetOptOut(string(u), true, since)
+	}
+	if names, err := b.mx.JoinedMembers(ctx, req.RoomID); err == nil {
+		for u, n := range names {
+			r.names[u] = n
+		}
+	}
+
+	// Register first: keys sent in answer to the membership must find the recording.
+	b.mu.Lock()
+	b.active[req.RoomID] = r
+	pend := b.pending[req.RoomID]
+	delete(b.pending, req.RoomID)
+	b.mu.Unlock()
+	for _, p := range pend {
+		r.addKey(p.key)
+	}
+
+	fail := func(err error) (call.Recording, error) {
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+		defer ccancel()
+		_, _ = r.Stop(cctx, "could not start: "+err.Error())
+		return nil, err
+	}
+	if err := r.own.publish(ctx, transports[:1]); err != nil {
+		if r.encrypted {
+			return fail(fmt.Errorf("%w. In an encrypted room I need a call membership to receive the participants' media keys; allow me to send %s state events", err, TypeCallMember.Type))
+		}
+		log.Warn().Err(err).Msg("Recording without a call membership; clients will not list the bot")
+	} else {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.own.keepAlive(rctx)
+		}()
+	}
+
+	r.wg.Add(1)
+	go r.supervise()
+	if err := r.waitConnected(ctx); err != nil {
+		return fail(err)
+	}
+	log.Info().Int("foci", len(transports)).Int("members", len(members)).Bool("encrypted", r.encrypted).Msg("Recording the call")
+	return r, nil
+}
+
+// waitConnected waits until one of the recording's SFU connections joined its room.
+func (r *Recording) waitConnected(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.b.opts.ConnectTimeout)
+	defer cancel()
+	for {
+		r.mu.Lock()
+		conns := r.connsLocked()
+		r.mu.Unlock()
+		for _, c := range conns {
+			select {
+			case <-c.connected:
+				return nil
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			var errs []string
+			for _, c := range conns {
+				if err := c.err(); err != nil {
+					errs = append(errs, err.Error())
+				}
+			}
+			if len(errs) == 0 {
+				errs = append(errs, "no answer in time")
+			}
+			return fmt.Errorf("I could not join the call's media server (LiveKit): %s", strings.Join(errs, "; "))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// access gets an OpenID token and exchanges it at the focus' JWT service.
+func (b *Backend) access(ctx context.Context, room id.RoomID, t Transport) (Access, error) {
+	tok, err := b.mx.OpenIDToken(ctx)
+	if err != nil {
+		return Access{}, err
+	}
+	self := b.self()
+	return fetchAccess(ctx, b.opts.HTTPClient, tokenRequest{
+		ServiceURL: t.ServiceURL, RoomID: room, UserID: self.User, DeviceID: self.Device,
+		MemberID: self.String(), OpenID: tok,
+	})
+}
+
+// finished forgets a recording that stopped.
+func (b *Backend) finished(r *Recording) {
+	b.mu.Lock()
+	if b.active[r.room] == r {
+		delete(b.active, r.room)
+	}
+	b.mu.Unlock()
+}
+
+// Close stops the backend's background work (recordings are stopped by the bot first).
+func (b *Backend) Close(ctx context.Context) error {
+	b.cancel()
+	return nil
+}

@@ -1,0 +1,196 @@
+package livekit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+)
+
+// Reconnect back-off of a connection to one SFU.
+const (
+	reconnectMin = time.Second
+	reconnectMax = 30 * time.Second
+	joinTimeout  = 30 * time.Second
+)
+
+// connection is the bot's subscriber connection to one LiveKit focus (multi-SFU calls have
+// several). It keeps itself connected until stopped: when the SDK gives up on a connection
+// (its own resume and restart failed), it fetches a new token and joins again; the tracks
+// that come back continue as new parts of the same logical tracks.
+type connection struct {
+	r         *Recording
+	transport Transport
+	log       zerolog.Logger
+	ctx       context.Context
+	cancel    context.CancelFunc
+	done      chan struct{}
+
+	mu        sync.Mutex
+	room      *lksdk.Room
+	access    Access
+	lastErr   error
+	joins     int
+	connected chan struct{} // closed at the first successful join
+	joinOnce  sync.Once
+	unused    time.Time // since when no member publishes here
+}
+
+func newConnection(r *Recording, t Transport) *connection {
+	ctx, cancel := context.WithCancel(r.ctx)
+	return &connection{
+		r: r, transport: t, ctx: ctx, cancel: cancel, done: make(chan struct{}), connected: make(chan struct{}),
+		log: r.log.With().Str("focus", t.ServiceURL).Logger(),
+	}
+}
+
+// run joins and rejoins until the connection is stopped.
+func (c *connection) run() {
+	defer close(c.done)
+	backoff := reconnectMin
+	for c.ctx.Err() == nil {
+		disconnected, err := c.join()
+		if err != nil {
+			c.mu.Lock()
+			c.lastErr = err
+			c.mu.Unlock()
+			c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("Could not join the call's LiveKit room")
+			if !sleepCtx(c.ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, reconnectMax)
+			continue
+		}
+		backoff = reconnectMin
+		select {
+		case <-c.ctx.Done():
+		case reason := <-disconnected:
+			c.log.Warn().Str("reason", reason).Msg("Disconnected from the LiveKit room; joining again")
+			c.r.markAll(fmt.Sprintf("LiveKit connection to %s lost (%s); reconnecting", c.transport.ServiceURL, reason))
+		}
+		c.mu.Lock()
+		room := c.room
+		c.room = nil
+		c.mu.Unlock()
+		if room != nil {
+			room.Disconnect()
+		}
+	}
+}
+
+// join fetches a token and joins the room as a subscriber. The channel receives the
+// reason when the SDK reports the connection lost for good.
+func (c *connection) join() (<-chan string, error) {
+	acc, err := c.r.b.access(c.ctx, c.r.room, c.transport)
+	if err != nil {
+		return nil, err
+	}
+	disconnected := make(chan string, 1)
+	cb := lksdk.NewRoomCallback()
+	cb.OnTrackSubscribed = func(track *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+		c.r.trackSubscribed(c, track, pub, rp)
+	}
+	cb.OnTrackUnsubscribed = func(_ *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+		c.r.trackGone(c, pub.SID())
+	}
+	cb.OnParticipantConnected = func(rp *lksdk.RemoteParticipant) {
+		c.log.Info().Str("identity", rp.Identity()).Msg("Participant joined the LiveKit room")
+	}
+	cb.OnParticipantDisconnected = func(rp *lksdk.RemoteParticipant) {
+		c.log.Info().Str("identity", rp.Identity()).Msg("Participant left the LiveKit room")
+	}
+	cb.OnReconnecting = func() { c.log.Info().Msg("LiveKit connection interrupted; the SDK is reconnecting") }
+	cb.OnReconnected = func() { c.log.Info().Msg("LiveKit connection restored") }
+	cb.OnDisconnectedWithReason = func(reason lksdk.DisconnectionReason) {
+		select {
+		case disconnected <- string(reason):
+		default:
+		}
+	}
+	room := lksdk.NewRoom(cb)
+	jctx, cancel := context.WithTimeout(c.ctx, joinTimeout)
+	defer cancel()
+	c.log.Info().Str("sfu", acc.URL).Str("livekit_room", acc.Room).Str("identity", acc.Identity).Str("endpoint", acc.Endpoint).Msg("Joining the call's LiveKit room")
+	if err := room.JoinWithContextAndToken(jctx, acc.URL, acc.Token,
+		lksdk.WithAutoSubscribe(true),
+		lksdk.WithLogger(lkLogger(c.log.With().Str("component", "lksdk").Logger())),
+	); err != nil {
+		room.Disconnect()
+		return nil, fmt.Errorf("join LiveKit room %s at %s: %w", acc.Room, acc.URL, err)
+	}
+	c.mu.Lock()
+	c.room, c.access, c.lastErr = room, acc, nil
+	c.joins++
+	c.mu.Unlock()
+	c.joinOnce.Do(func() { close(c.connected) })
+	c.log.Info().Str("livekit_room", room.Name()).Msg("Joined the LiveKit room")
+	return disconnected, nil
+}
+
+// sifTrailer is the SFU's server-injected-frame trailer of the current room.
+func (c *connection) sifTrailer() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.room == nil {
+		return nil
+	}
+	return c.room.SifTrailer()
+}
+
+// currentRoom returns the joined room, or nil.
+func (c *connection) currentRoom() *lksdk.Room {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.room
+}
+
+// err is the last join failure.
+func (c *connection) err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
+// stop leaves the room and waits for run to return.
+func (c *connection) stop() {
+	c.cancel()
+	<-c.done
+	c.mu.Lock()
+	room := c.room
+	c.room = nil
+	c.mu.Unlock()
+	if room != nil {
+		room.Disconnect()
+	}
+}
+
+// waitConnected waits for the first join, ctx, or the connection ending.
+func (c *connection) waitConnected(ctx context.Context) error {
+	select {
+	case <-c.connected:
+		return nil
+	case <-c.done:
+		return errors.New("connection stopped")
+	case <-ctx.Done():
+		if err := c.err(); err != nil {
+			return err
+		}
+		return ctx.Err()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,238 @@
+package livekit
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
+)
+
+// MediaKey is one key a participant's device sent for its media.
+type MediaKey struct {
+	RoomID   id.RoomID
+	Device   DeviceKey
+	MemberID string
+	Index    uint8
+	Material []byte
+	// SentTs is the sender's clock (sent_ts), used to drop keys that arrive out of order.
+	SentTs int64
+}
+
+// toDeviceKeys is io.element.call.encryption_keys as a to-device message (js-sdk
+// ToDeviceKeyTransport).
+type toDeviceKeys struct {
+	Keys *struct {
+		Index *int   `json:"index"`
+		Key   string `json:"key"`
+	} `json:"keys"`
+	Member *struct {
+		ID              string `json:"id"`
+		ClaimedDeviceID string `json:"claimed_device_id"`
+	} `json:"member"`
+	RoomID string `json:"room_id"`
+	SentTs int64  `json:"sent_ts"`
+}
+
+// roomKeys is io.element.call.encryption_keys as a room event (js-sdk RoomKeyTransport,
+// Element Call v0.5-v0.9).
+type roomKeys struct {
+	Keys []struct {
+		Index *int   `json:"index"`
+		Key   string `json:"key"`
+	} `json:"keys"`
+	DeviceID string `json:"device_id"`
+	CallID   string `json:"call_id"`
+	SentTs   int64  `json:"sent_ts"`
+}
+
+// maxKeysPerEvent bounds the keys taken from one room event.
+const maxKeysPerEvent = 16
+
+// ParseKeyEvent reads media keys from an io.element.call.encryption_keys event. To-device
+// keys count only when they arrived Olm-encrypted (the event is flagged SourceDecrypted);
+// the sending device is the one Olm authenticated when known. Room events count only in
+// the room's main call. The event's sender is the key owner.
+func ParseKeyEvent(evt *event.Event, content json.RawMessage) ([]MediaKey, error) {
+	if evt.Type.Type != TypeEncryptionKeys.Type {
+		return nil, nil
+	}
+	if len(content) > 16<<10 {
+		return nil, fmt.Errorf("key event of %d bytes", len(content))
+	}
+	src := evt.Mautrix.EventSource
+	if src&event.SourceToDevice != 0 || evt.RoomID == "" {
+		if src&event.SourceDecrypted == 0 {
+			return nil, fmt.Errorf("media key from %s sent without Olm encryption; ignored", evt.Sender)
+		}
+		var c toDeviceKeys
+		if err := json.Unmarshal(content, &c); err != nil {
+			return nil, fmt.Errorf("to-device media key: %w", err)
+		}
+		if c.Keys == nil || c.Keys.Index == nil || c.Member == nil || c.RoomID == "" {
+			return nil, fmt.Errorf("to-device media key from %s without keys, member or room_id", evt.Sender)
+		}
+		device := c.Member.ClaimedDeviceID
+		if d := evt.Mautrix.TrustSource; d != nil && d.DeviceID != "" {
+			if device != "" && device != string(d.DeviceID) {
+				return nil, fmt.Errorf("media key from %s claims device %q but came from device %s", evt.Sender, device, d.DeviceID)
+			}
+			device = string(d.DeviceID)
+		}
+		if !validID(device) {
+			return nil, fmt.Errorf("to-device media key from %s without a device", evt.Sender)
+		}
+		k, err := mediaKey(*c.Keys.Index, c.Keys.Key)
+		if err != nil {
+			return nil, fmt.Errorf("to-device media key from %s: %w", evt.Sender, err)
+		}
+		k.RoomID = id.RoomID(c.RoomID)
+		k.Device = DeviceKey{User: evt.Sender, Device: id.DeviceID(device)}
+		k.MemberID = c.Member.ID
+		if k.MemberID == "" || !validID(k.MemberID) {
+			k.MemberID = string(evt.Sender) + ":" + device
+		}
+		k.SentTs = c.SentTs
+		return []MediaKey{k}, nil
+	}
+	var c roomKeys
+	if err := json.Unmarshal(content, &c); err != nil {
+		return nil, fmt.Errorf("room media keys: %w", err)
+	}
+	if c.CallID != "" && c.CallID != "ROOM" {
+		return nil, nil
+	}
+	if !validID(c.DeviceID) {
+		return nil, fmt.Errorf("room media keys from %s without device_id", evt.Sender)
+	}
+	sent := c.SentTs
+	if sent == 0 {
+		sent = evt.Timestamp
+	}
+	var out []MediaKey
+	for i, k := range c.Keys {
+		if i == maxKeysPerEvent {
+			break
+		}
+		if k.Index == nil {
+			continue
+		}
+		mk, err := mediaKey(*k.Index, k.Key)
+		if err != nil {
+			return out, fmt.Errorf("room media key from %s: %w", evt.Sender, err)
+		}
+		mk.RoomID = evt.RoomID
+		mk.Device = DeviceKey{User: evt.Sender, Device: id.DeviceID(c.DeviceID)}
+		mk.MemberID = string(evt.Sender) + ":" + c.DeviceID
+		mk.SentTs = sent
+		out = append(out, mk)
+	}
+	return out, nil
+}
+
+func mediaKey(index int, b64 string) (MediaKey, error) {
+	if index < 0 || index > 255 {
+		return MediaKey{}, fmt.Errorf("key index %d out of 0-255", index)
+	}
+	b64 = strings.TrimSpace(b64)
+	material, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		material, err = base64.RawStdEncoding.DecodeString(b64)
+	}
+	if err != nil {
+		return MediaKey{}, fmt.Errorf("key is not base64")
+	}
+	if len(material) == 0 || len(material) > framecrypt.MaxMaterial {
+		return MediaKey{}, fmt.Errorf("key of %d bytes", len(material))
+	}
+	return MediaKey{Index: uint8(index), Material: material}, nil
+}
+
+// keyStore holds the media keys of one call, per sending device. Keys are kept per device
+// (as Element Call's encryption manager does) and mapped to LiveKit identities through the
+// memberships. Safe for concurrent use.
+type keyStore struct {
+	mu    sync.Mutex
+	rings map[DeviceKey]*framecrypt.Keyring
+	sent  map[DeviceKey]map[uint8]int64
+	// received counts keys taken, for status and logs.
+	received int
+	last     time.Time
+}
+
+func newKeyStore() *keyStore {
+	return &keyStore{rings: map[DeviceKey]*framecrypt.Keyring{}, sent: map[DeviceKey]map[uint8]int64{}}
+}
+
+// maxKeyDevices bounds the devices a call keeps keys for.
+const maxKeyDevices = 1024
+
+// add stores a key. A key for an index that is older (by the sender's clock) than the one
+// already there is dropped, as js-sdk drops out-of-order keys. It reports whether the key
+// was taken.
+func (s *keyStore) add(k MediaKey) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ring := s.rings[k.Device]
+	if ring == nil {
+		if len(s.rings) >= maxKeyDevices {
+			return false, fmt.Errorf("keys of more than %d devices", maxKeyDevices)
+		}
+		ring = framecrypt.NewKeyring()
+		s.rings[k.Device] = ring
+		s.sent[k.Device] = map[uint8]int64{}
+	}
+	if prev, ok := s.sent[k.Device][k.Index]; ok && k.SentTs != 0 && k.SentTs < prev {
+		return false, nil
+	}
+	if err := ring.SetKey(k.Index, k.Material); err != nil {
+		return false, err
+	}
+	s.sent[k.Device][k.Index] = k.SentTs
+	s.received++
+	s.last = time.Now()
+	return true, nil
+}
+
+// ring returns the keyring of a device, creating an empty one so that a track can wait
+// for keys that are still on their way.
+func (s *keyStore) ring(d DeviceKey) *framecrypt.Keyring {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ring := s.rings[d]
+	if ring == nil {
+		ring = framecrypt.NewKeyring()
+		s.rings[d] = ring
+		s.sent[d] = map[uint8]int64{}
+	}
+	return ring
+}
+
+// count returns how many keys were taken.
+func (s *keyStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.received
+}
+
+// identityDevice maps a LiveKit participant identity to a Matrix device: through the
+// memberships (which know hashed identities), else by the "@user:server:DEVICE" form.
+func identityDevice(identity string, members []Member) (DeviceKey, bool) {
+	for _, m := range members {
+		if m.Identity == identity {
+			return m.Key(), true
+		}
+	}
+	if strings.HasPrefix(identity, "@") {
+		if i := strings.LastIndexByte(identity, ':'); i > 0 && strings.IndexByte(identity[:i], ':') > 0 && i+1 < len(identity) {
+			return DeviceKey{User: id.UserID(identity[:i]), Device: id.DeviceID(identity[i+1:])}, true
+		}
+	}
+	return DeviceKey{}, false
+}

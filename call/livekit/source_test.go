@@ -1,0 +1,213 @@
+package livekit
+
+import (
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
+)
+
+// scriptReader returns scripted packets; a nil entry, and the end of the script, are read
+// timeouts; eofPacket ends the track.
+type scriptReader struct {
+	pkts [][]byte
+}
+
+var eofPacket = []byte("eof")
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string { return "timeout" }
+func (timeoutErr) Timeout() bool { return true }
+
+func (s *scriptReader) ReadRTPBytes(b []byte) (int, error) {
+	if len(s.pkts) == 0 {
+		return 0, timeoutErr{}
+	}
+	p := s.pkts[0]
+	s.pkts = s.pkts[1:]
+	switch {
+	case p == nil:
+		return 0, timeoutErr{}
+	case string(p) == "eof":
+		return 0, io.EOF
+	}
+	return copy(b, p), nil
+}
+
+func (s *scriptReader) SetReadDeadline(time.Time) error { return nil }
+
+func packet(t *testing.T, seq uint16, marker bool, payload []byte) []byte {
+	t.Helper()
+	b, err := (&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Marker: marker, SSRC: 1}, Payload: payload}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func seqOf(b []byte) uint16 { return uint16(b[2])<<8 | uint16(b[3]) }
+
+// readAll reads until EOF, returning the sequence numbers in order and how many timeouts
+// came back.
+func readAll(t *testing.T, s *keyedSource, r *scriptReader) (seqs []uint16, timeouts int) {
+	t.Helper()
+	r.pkts = append(r.pkts, eofPacket)
+	buf := make([]byte, 1600)
+	for i := 0; i < 1000; i++ {
+		n, err := s.ReadPacket(buf)
+		switch {
+		case err == nil:
+			seqs = append(seqs, seqOf(buf[:n]))
+		case isTimeoutErr(err):
+			timeouts++
+		case errors.Is(err, io.EOF):
+			return seqs, timeouts
+		default:
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("no EOF")
+	return nil, 0
+}
+
+func testLog() zerolog.Logger {
+	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).Level(zerolog.WarnLevel)
+}
+
+// Video frames under a key that is not there wait, in order, and go out (with everything
+// behind them) as soon as the key arrives; padding between frames never waits.
+func TestKeyedSourceHoldsUntilKey(t *testing.T) {
+	ring := framecrypt.NewKeyring()
+	r := &scriptReader{}
+	s := newKeyedSource(r, ring, true, nil, time.Hour, testLog())
+	now := time.Unix(1000, 0)
+	s.now = func() time.Time { return now }
+	r.pkts = [][]byte{
+		packet(t, 1, false, []byte{1, 2}),
+		packet(t, 2, true, []byte{3, 7}), // frame under key 7
+		packet(t, 3, true, []byte{4, 7}),
+		nil,
+	}
+	buf := make([]byte, 1600)
+	for i := 0; i < 4; i++ {
+		if n, err := s.ReadPacket(buf); err == nil {
+			t.Fatalf("packet %d released without its key", seqOf(buf[:n]))
+		}
+	}
+	if len(s.pending) != 3 {
+		t.Fatalf("%d packets held, want 3", len(s.pending))
+	}
+	_ = ring.SetKey(7, []byte("0123456789abcdef"))
+	r.pkts = [][]byte{packet(t, 4, false, nil), packet(t, 5, true, []byte{5, 7})}
+	seqs, _ := readAll(t, s, r)
+	want := []uint16{1, 2, 3, 4, 5}
+	if len(seqs) != len(want) {
+		t.Fatalf("released %v, want %v", seqs, want)
+	}
+	for i := range want {
+		if seqs[i] != want[i] {
+			t.Fatalf("released %v, want %v", seqs, want)
+		}
+	}
+}
+
+// A key that never comes: after the wait everything goes out (to be counted as
+// undecryptable) and the source stops holding until some key arrives.
+func TestKeyedSourceGivesUp(t *testing.T) {
+	ring := framecrypt.NewKeyring()
+	r := &scriptReader{}
+	s := newKeyedSource(r, ring, false, nil, 2*time.Second, testLog())
+	gaveUp := 0
+	s.onGiveUp = func() { gaveUp++ }
+	now := time.Unix(1000, 0)
+	s.now = func() time.Time { return now }
+	buf := make([]byte, 1600)
+	r.pkts = [][]byte{packet(t, 1, false, []byte{0xfc, 1}), nil}
+	for i := 0; i < 2; i++ {
+		if _, err := s.ReadPacket(buf); err == nil {
+			t.Fatal("released without key before the wait")
+		}
+	}
+	now = now.Add(3 * time.Second)
+	r.pkts = [][]byte{nil}
+	if n, err := s.ReadPacket(buf); err != nil || seqOf(buf[:n]) != 1 || gaveUp != 1 {
+		t.Fatalf("after the wait: %v (gave up %d)", err, gaveUp)
+	}
+	r.pkts = [][]byte{packet(t, 2, false, []byte{0xfc, 1})}
+	if n, err := s.ReadPacket(buf); err != nil || seqOf(buf[:n]) != 2 {
+		t.Fatalf("after giving up the next frame waited: %v", err)
+	}
+	// A key arrives (for another index): waiting resumes for frames still without one.
+	_ = ring.SetKey(0, []byte("0123456789abcdef"))
+	r.pkts = [][]byte{packet(t, 3, false, []byte{0xfc, 1}), nil}
+	for i := 0; i < 2; i++ {
+		if _, err := s.ReadPacket(buf); err == nil {
+			t.Fatal("frame without key released right after a key arrived")
+		}
+	}
+}
+
+// A frame that did not decrypt with the known key makes later frames of that index wait
+// for a new key (a replaced key on its way).
+func TestKeyedSourceWaitsAfterFailure(t *testing.T) {
+	ring := framecrypt.NewKeyring()
+	_ = ring.SetKey(2, []byte("0123456789abcdef"))
+	r := &scriptReader{}
+	s := newKeyedSource(r, ring, false, nil, time.Hour, testLog())
+	buf := make([]byte, 1600)
+	r.pkts = [][]byte{packet(t, 1, false, []byte{0xfc, 2})}
+	if _, err := s.ReadPacket(buf); err != nil {
+		t.Fatal("frame with a known key held")
+	}
+	s.decryptFailed([]byte{0xfc, 2}, framecrypt.ErrAuthentication)
+	r.pkts = [][]byte{packet(t, 2, false, []byte{0xfc, 2}), nil}
+	for i := 0; i < 2; i++ {
+		if _, err := s.ReadPacket(buf); err == nil {
+			t.Fatal("frame under a failed key released")
+		}
+	}
+	_ = ring.SetKey(2, []byte("fedcba9876543210"))
+	r.pkts = [][]byte{nil}
+	r.pkts = [][]byte{packet(t, 3, false, []byte{0xfc, 2})}
+	seqs, _ := readAll(t, s, r)
+	if len(seqs) != 2 || seqs[0] != 2 || seqs[1] != 3 {
+		t.Fatalf("after the new key: %v", seqs)
+	}
+}
+
+// Held packets are not lost when the track ends.
+func TestKeyedSourceFlushesAtEOF(t *testing.T) {
+	r := &scriptReader{}
+	s := newKeyedSource(r, framecrypt.NewKeyring(), false, nil, time.Hour, testLog())
+	r.pkts = [][]byte{packet(t, 1, false, []byte{0xfc, 9}), packet(t, 2, false, []byte{0xfc, 9})}
+	seqs, _ := readAll(t, s, r)
+	if len(seqs) != 2 {
+		t.Fatalf("at EOF released %v", seqs)
+	}
+}
+
+func TestRTPPayload(t *testing.T) {
+	p := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, CSRC: []uint32{1, 2}, Extension: true, ExtensionProfile: 0xBEDE}, Payload: []byte{9, 8, 7}}
+	_ = p.SetExtension(1, []byte{0xaa})
+	p.Padding, p.PaddingSize = true, 3
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, m, ok := rtpPayload(b)
+	if !ok || !m || string(pl) != string([]byte{9, 8, 7}) {
+		t.Fatalf("payload %x marker %v ok %v", pl, m, ok)
+	}
+	for _, bad := range [][]byte{nil, {0x80}, {0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 50}} {
+		if _, _, ok := rtpPayload(bad); ok {
+			t.Errorf("%x parsed", bad)
+		}
+	}
+}
