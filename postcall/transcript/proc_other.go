@@ -1,0 +1,7 @@
+//go:build !unix
+
+package transcript
+
+import "os/exec"
+
+func ownProcessGroup(*exec.Cmd) {}
