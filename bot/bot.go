@@ -91,6 +91,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	if err := b.login(ctx); err != nil {
 		return nil, err
 	}
+	// Clients that share call media keys only with verified devices need the device cross-signed.
+	b.setupCrossSigning(ctx)
 	f, err := rtc.NewFactory(rtc.Settings{
 		IncludeLoopback: cfg.WebRTC.IncludeLoopback,
 		UDPPortMin:      cfg.WebRTC.UDPPortMin,

@@ -27,6 +27,7 @@ const (
 	EnvPassword    = "MATRIX_RECORDER_PASSWORD"
 	EnvAccessToken = "MATRIX_RECORDER_ACCESS_TOKEN"
 	EnvPickleKey   = "MATRIX_RECORDER_PICKLE_KEY"
+	EnvRecoveryKey = "MATRIX_RECORDER_RECOVERY_KEY"
 )
 
 // Config is the whole configuration file.
@@ -51,6 +52,12 @@ type Matrix struct {
 	DeviceID    string `yaml:"device_id"`
 	DeviceName  string `yaml:"device_name"`
 	PickleKey   string `yaml:"pickle_key"`
+	// RecoveryKey restores the account's cross-signing keys from secret storage so the bot
+	// can sign its own device (clients that share keys only with verified devices need it).
+	RecoveryKey string `yaml:"recovery_key"`
+	// CrossSigning bootstraps cross-signing on first start when the account has none (the
+	// recovery key is printed once and written to data_dir/recovery-key.txt).
+	CrossSigning bool `yaml:"cross_signing"`
 }
 
 // GapPolicy says what a track does when no media arrives for a while.
@@ -188,7 +195,7 @@ func Default() Config {
 
 func defaultCore() Config {
 	return Config{
-		Matrix:  Matrix{DeviceName: "matrix-recorder"},
+		Matrix:  Matrix{DeviceName: "matrix-recorder", CrossSigning: true},
 		DataDir: "./data",
 		Recordings: Recordings{
 			Dir:           "./recordings",
@@ -265,6 +272,9 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	}
 	if v := getenv(EnvPickleKey); v != "" {
 		c.Matrix.PickleKey = v
+	}
+	if v := getenv(EnvRecoveryKey); v != "" {
+		c.Matrix.RecoveryKey = v
 	}
 	c.applyStorageEnv(getenv)
 }
