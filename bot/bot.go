@@ -40,6 +40,7 @@ type Bot struct {
 	groups *groups
 	cmds   *commands
 	turn   turnCache
+	st     *storeRT // state database, uploads, limits, retention (storage_*.go)
 
 	// startedAt: messages older than this are history, not commands.
 	startedAt time.Time
@@ -67,6 +68,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data_dir: %w", err)
 	}
+	st, err := newStoreRT(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	b.st = st
 	rec, err := recorder.New(recorder.Options{
 		Dir:           cfg.Recordings.Dir,
 		FlushInterval: cfg.Recordings.FlushInterval.D(),
@@ -77,16 +83,19 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		VideoJitter:   cfg.Recordings.VideoJitter.D(),
 		MaxTracks:     cfg.Calls.MaxTracks,
 		Version:       "matrix-recorder " + opts.Version,
+		Hooks:         st.hooks(),
 	}, log.With().Str("component", "recorder").Logger())
 	if err != nil {
 		return nil, err
 	}
 	b.rec = rec
-	if reports, err := recorder.RecoverInterrupted(rec.Dir(), log); err != nil {
+	reports, err := recorder.RecoverInterrupted(rec.Dir(), log)
+	if err != nil {
 		log.Warn().Err(err).Msg("Could not check for recordings left by a crash")
 	} else if len(reports) > 0 {
 		log.Warn().Int("calls", len(reports)).Msg("Repaired recordings that a crash interrupted")
 	}
+	st.recoverState(ctx, reports)
 
 	if err := b.login(ctx); err != nil {
 		return nil, err
@@ -224,6 +233,9 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		MaxTracks:   b.cfg.Calls.MaxTracks,
 	}, voipSignaller{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
 	b.registerHandlers()
+	if err := b.st.run(ctx); err != nil {
+		return errors.Join(err, b.st.shutdown(ctx), b.rtc.Close(), b.crypto.Close())
+	}
 
 	syncErr := make(chan error, 1)
 	go func() { syncErr <- b.syncLoop(ctx) }()
@@ -240,6 +252,9 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		err = errors.Join(err, serr)
 	}
 	if serr := b.calls.Shutdown(sctx); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	if serr := b.st.shutdown(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	cancelCalls()

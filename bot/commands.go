@@ -53,6 +53,8 @@ func newCommands(b *Bot) *commands {
 		{name: "skipme", description: "do not record me in this room", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, true) }},
 		{name: "recordme", description: "record me again", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, false) }},
 		{name: "hangup", description: "end the 1:1 call in this room (the recording is kept)", handler: c.hangup},
+		{name: "recordings", args: "[ID]", description: "list this room's recordings, or one recording's files with fresh links", handler: b.st.listRecordings},
+		{name: "delete", args: "ID", description: "delete a recording everywhere (who may start recordings may delete them)", handler: b.st.deleteCommand},
 	} {
 		c.byName[cmd.name] = cmd
 	}

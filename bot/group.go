@@ -139,8 +139,9 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 	if len(names) > 0 {
 		who = strings.Join(names, ", ") + " and everyone who joins later"
 	}
-	g.b.noticeMentions(ctx, cc.roomID, fmt.Sprintf("🔴 Recording started at %s by %s. Recording %s, each person's tracks as separate files. Type %sskipme not to be recorded, %sstop to end.",
-		st.StartedAt.UTC().Format("15:04:05 UTC"), cc.sender, who, g.b.cfg.Bot.CommandPrefix, g.b.cfg.Bot.CommandPrefix), "", mentions)
+	text := fmt.Sprintf("🔴 Recording started at %s by %s. Recording %s, each person's tracks as separate files. Type %sskipme not to be recorded, %sstop to end.",
+		st.StartedAt.UTC().Format("15:04:05 UTC"), cc.sender, who, g.b.cfg.Bot.CommandPrefix, g.b.cfg.Bot.CommandPrefix)
+	g.b.st.registerStartNotice(st.Folder, g.b.noticeMentions(ctx, cc.roomID, text, "", mentions), text)
 	return nil
 }
 
@@ -166,14 +167,12 @@ func (g *groups) report(ctx context.Context, roomID id.RoomID, folder string, m 
 	if err != nil {
 		g.b.log.Error().Err(err).Stringer("room_id", roomID).Msg("Group recording ended with an error")
 	}
-	text := summary(m, folder)
+	headline := ""
 	if why != "" {
-		text = "Recording stopped: " + why + ".\n" + text
+		headline = "Recording stopped: " + why + "."
 	}
-	if err != nil {
-		text += "\nSome files could not be finalised cleanly; they stay playable up to their last second."
-	}
-	g.b.notice(ctx, roomID, text, "")
+	// The summary with links (storage_delivery.go).
+	g.b.recordingEnded(ctx, roomID, folder, m, headline, err, true)
 }
 
 func (g *groups) stop(ctx context.Context, cc *cmdContext) error {

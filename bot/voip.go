@@ -75,21 +75,17 @@ func (o voipObserver) CallStarted(ctx context.Context, st onetoone.Status) {
 	if !o.b.cfg.Bot.Notices {
 		return
 	}
-	o.b.notice(ctx, st.RoomID, fmt.Sprintf("🔴 Recording this call with %s. Every track is saved as its own file. Hang up to stop.", st.Peer), "")
+	text := fmt.Sprintf("🔴 Recording this call with %s. Every track is saved as its own file. Hang up to stop.", st.Peer)
+	o.b.st.registerStartNotice(st.Folder, o.b.notice(ctx, st.RoomID, text, ""), text)
 }
 
 func (o voipObserver) CallEnded(ctx context.Context, st onetoone.Status, m recorder.Manifest, err error) {
-	if !o.b.cfg.Bot.Notices {
-		return
-	}
-	text := summary(m, st.Folder)
+	headline := ""
 	if st.Why != "" {
-		text = "Call ended: " + st.Why + ".\n" + text
+		headline = "Call ended: " + st.Why + "."
 	}
-	if err != nil {
-		text += "\nSome files could not be finalised cleanly; they stay playable up to their last second."
-	}
-	o.b.notice(ctx, st.RoomID, text, "")
+	// The summary with links (storage_delivery.go); silent without bot.notices.
+	o.b.recordingEnded(ctx, st.RoomID, st.Folder, m, headline, err, o.b.cfg.Bot.Notices)
 }
 
 func (o voipObserver) CallRefused(ctx context.Context, roomID id.RoomID, sender id.UserID, reason string) {

@@ -76,6 +76,10 @@ type StartRequest struct {
 	Args []string
 	// OptedOut lists users who asked not to be recorded in this room, and since when.
 	OptedOut map[id.UserID]time.Time
+	// Resume, when set, is the call folder of a recording a restart interrupted: the
+	// recording continues in it. The bot also puts it in ctx (recorder.WithResume), so a
+	// backend that passes its Start context to recorder.Start needs to do nothing more.
+	Resume string
 }
 
 // Recording is one running group recording.

@@ -1,0 +1,434 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/storage/web"
+)
+
+// linkWait is how long the summary waits for uploads before it is posted anyway (it is
+// edited with the links once they are ready).
+const linkWait = 2 * time.Minute
+
+// maxSummaryBytes keeps the summary well inside Matrix's 64 KiB event limit.
+const maxSummaryBytes = 40 << 10
+
+// recordingEnded posts the summary of a finished recording: duration, participants and
+// one line per file with a link. It returns at once; the work (waiting for uploads) runs
+// in the background. headline says why the recording ended.
+func (b *Bot) recordingEnded(ctx context.Context, roomID id.RoomID, folder string, m recorder.Manifest, headline string, finErr error, announce bool) {
+	st := b.st
+	if st == nil {
+		if announce {
+			b.notice(ctx, roomID, strings.TrimSpace(headline+"\n"+summary(m, folder)), "")
+		}
+		return
+	}
+	st.wg.Add(1)
+	st.posting.Add(1)
+	go func() {
+		defer st.wg.Done()
+		st.deliver(st.ctx, roomID, filepath.Base(folder), &m, headline, finErr, st.posting.Done, announce)
+	}()
+}
+
+// deliver posts (and, once the uploads are done, edits) the summary of one recording and
+// moves it to uploaded and notified. m may be nil (read from the folder). posted, when
+// set, is called once the first message is out (or given up): shutdown waits for that.
+func (st *storeRT) deliver(ctx context.Context, roomID id.RoomID, folder string, m *recorder.Manifest, headline string, finErr error, posted func(), announce bool) {
+	var once sync.Once
+	firstDone := func() {
+		if posted != nil {
+			once.Do(posted)
+		}
+	}
+	defer firstDone()
+	log := st.log.With().Str("folder", folder).Stringer("room_id", roomID).Logger()
+	rec, err := st.db.RecordingByFolder(ctx, folder)
+	if err != nil {
+		log.Error().Err(err).Msg("No state for the finished recording; posting a plain summary")
+		if m == nil {
+			return
+		}
+		st.b.notice(ctx, roomID, strings.TrimSpace(headline+"\n"+summary(*m, folder)), "")
+		return
+	}
+	st.mu.Lock()
+	if st.delivered[rec.ID] {
+		st.mu.Unlock()
+		return
+	}
+	st.delivered[rec.ID] = true
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		delete(st.delivered, rec.ID)
+		st.mu.Unlock()
+	}()
+	if finErr != nil {
+		headline = strings.TrimSpace(headline + "\nSome files could not be finalised cleanly; they stay playable up to their last second.")
+	}
+	if st.up != nil {
+		// Wait for the links, but not past the start of a shutdown: then the summary goes
+		// out with what is ready, and the next run adds the rest.
+		wctx, cancel := context.WithTimeout(ctx, linkWait)
+		stop := context.AfterFunc(st.drainCtx, cancel)
+		_ = st.up.Wait(wctx, rec.ID)
+		stop()
+		cancel()
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	complete := st.uploadsComplete(ctx, rec.ID)
+	if complete && st.s3 != nil {
+		complete = st.uploadManifest(ctx, rec) == nil
+	}
+	if !announce {
+		return // bot.notices is off: the uploads go on, nothing is posted
+	}
+	text, htmlText := st.summaryText(ctx, rec, headline, complete)
+	evt := st.sendSummary(ctx, roomID, text, htmlText, id.EventID(rec.SummaryEvent))
+	rec, err = st.db.ModifyRecording(context.WithoutCancel(ctx), rec.ID, func(r *storage.Recording) {
+		if evt != "" {
+			r.SummaryEvent = string(evt)
+		}
+		switch {
+		case r.Status.Gone() || r.Status.Live():
+		case evt == "":
+			r.Status = storage.StatusFailedNotify
+		case complete:
+			r.Status = storage.StatusNotified
+		case st.s3 == nil:
+			r.Status = storage.StatusNotified
+		}
+	})
+	firstDone()
+	if err != nil || complete || st.up == nil || evt == "" {
+		return
+	}
+	// Uploads are still going (the store is slow or down): edit the summary once they
+	// are done, however long that takes.
+	log.Info().Msg("Summary posted before every upload finished; it will be edited with the links")
+	for ctx.Err() == nil {
+		if err := st.up.Wait(ctx, rec.ID); err != nil {
+			return
+		}
+		if st.uploadsComplete(ctx, rec.ID) && st.uploadManifest(ctx, rec) == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(30 * time.Second):
+		}
+	}
+	text, htmlText = st.summaryText(ctx, rec, headline, true)
+	st.sendSummary(ctx, roomID, text, htmlText, evt)
+	if _, err := st.db.ModifyRecording(context.WithoutCancel(ctx), rec.ID, func(r *storage.Recording) {
+		if !r.Status.Gone() && !r.Status.Live() {
+			r.Status = storage.StatusNotified
+		}
+	}); err != nil {
+		log.Warn().Err(err).Msg("Could not mark the recording notified")
+	}
+}
+
+// uploadsComplete reports whether every file of a recording that exists is confirmed in
+// object storage (true without object storage).
+func (st *storeRT) uploadsComplete(ctx context.Context, recID string) bool {
+	if st.s3 == nil {
+		return true
+	}
+	parts, err := st.db.Parts(ctx, recID)
+	if err != nil {
+		return false
+	}
+	ups, err := st.db.Uploads(ctx, recID)
+	if err != nil {
+		return false
+	}
+	byFile := map[string]*storage.Upload{}
+	for _, u := range ups {
+		byFile[u.File] = u
+	}
+	for _, p := range parts {
+		if p.Status == storage.StatusFailedWrite {
+			continue
+		}
+		u := byFile[p.File]
+		if u == nil || (u.Status != storage.StatusConfirmed && u.Status != storage.StatusFailedUpload) {
+			return false
+		}
+	}
+	return true
+}
+
+// uploadManifest copies the manifest (which by now says where every file went) next to
+// the files, and marks the recording uploaded.
+func (st *storeRT) uploadManifest(ctx context.Context, rec *storage.Recording) error {
+	st.manifests.Lock()
+	data, err := os.ReadFile(filepath.Join(st.cfg.Recordings.Dir, rec.Folder, recorder.ManifestFile))
+	st.manifests.Unlock()
+	if err != nil {
+		return fmt.Errorf("read manifest: %w", err)
+	}
+	if _, err := st.s3.Put(ctx, st.s3.Key(rec.Folder, recorder.ManifestFile), data); err != nil {
+		st.log.Warn().Err(err).Str("folder", rec.Folder).Msg("Could not upload the manifest; will retry")
+		st.m.UploadFailures.Inc()
+		return err
+	}
+	_, err = st.db.ModifyRecording(ctx, rec.ID, func(r *storage.Recording) {
+		if r.Status == storage.StatusSaved || r.Status == storage.StatusInterrupted || r.Status == storage.StatusFailedNotify {
+			r.Status = storage.StatusUploaded
+		}
+	})
+	return err
+}
+
+// fileLink is how a file is handed out.
+type fileLink struct {
+	url     string
+	pending bool // waiting for its upload
+}
+
+// links returns a link per file of a recording, as storage.links says.
+func (st *storeRT) links(ctx context.Context, rec *storage.Recording, parts []*storage.Part) map[string]fileLink {
+	out := map[string]fileLink{}
+	mode := st.cfg.EffectiveLinks()
+	var ups map[string]*storage.Upload
+	if st.s3 != nil {
+		ups = map[string]*storage.Upload{}
+		if list, err := st.db.Uploads(ctx, rec.ID); err == nil {
+			for _, u := range list {
+				ups[u.File] = u
+			}
+		}
+	}
+	httpOK := st.cfg.HTTP.Listen != "" && st.cfg.HTTP.PublicURL != ""
+	for _, p := range parts {
+		if p.Status == storage.StatusFailedWrite {
+			continue
+		}
+		httpLink := ""
+		if httpOK && (!p.LocalDeleted || ups[p.File] != nil) {
+			httpLink = web.DownloadURL(st.cfg.HTTP.PublicURL, p.Token, p.File)
+		}
+		switch mode {
+		case config.LinksPresigned:
+			if u := ups[p.File]; u != nil && u.Status == storage.StatusConfirmed {
+				link, err := st.s3.Presign(ctx, u.Key, p.File, st.cfg.Storage.S3.PresignExpiry.D())
+				if err == nil {
+					out[p.File] = fileLink{url: link}
+					continue
+				}
+				st.log.Warn().Err(err).Msg("Could not presign a link")
+			}
+			out[p.File] = fileLink{url: httpLink, pending: true}
+		case config.LinksHTTP:
+			out[p.File] = fileLink{url: httpLink}
+		}
+	}
+	return out
+}
+
+// summaryText builds the summary in plain text and HTML.
+func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, headline string, complete bool) (string, string) {
+	m, err := recorder.ReadManifest(filepath.Join(st.cfg.Recordings.Dir, rec.Folder))
+	if err != nil {
+		m = &recorder.Manifest{}
+	}
+	parts, _ := st.db.Parts(ctx, rec.ID)
+	links := st.links(ctx, rec, parts)
+	var t, h strings.Builder
+	line := func(plain, rich string) {
+		if t.Len() > 0 {
+			t.WriteString("\n")
+			h.WriteString("<br>")
+		}
+		t.WriteString(plain)
+		h.WriteString(rich)
+	}
+	if headline != "" {
+		line(headline, html.EscapeString(headline))
+	}
+	dur := time.Duration(m.DurationMs) * time.Millisecond
+	head := fmt.Sprintf("Recording saved: %s, %d file(s), %s. Recording id: %s", formatDuration(dur), len(m.Tracks), formatBytes(manifestBytes(*m)), rec.ID)
+	line(head, "<b>"+html.EscapeString(head)+"</b>")
+	if len(m.Resumes) > 0 {
+		s := fmt.Sprintf("The recorder was restarted %d time(s) during the call; the files continue as further parts on the same timeline.", len(m.Resumes))
+		line(s, html.EscapeString(s))
+	}
+	if ps := participantNames(m); ps != "" {
+		line("Participants: "+ps, "Participants: "+html.EscapeString(ps))
+	}
+	if len(m.Tracks) == 0 {
+		line("No media arrived, so there is nothing to listen to.", "No media arrived, so there is nothing to listen to.")
+	}
+	pending := 0
+	for i, tr := range m.Tracks {
+		desc := fileLine(tr)
+		l := links[tr.File]
+		plain, rich := "• "+desc, "• "+html.EscapeString(desc)
+		if l.url != "" {
+			plain += " " + l.url
+			rich += fmt.Sprintf(` <a href="%s">%s</a>`, html.EscapeString(l.url), html.EscapeString(tr.File))
+		} else if l.pending {
+			rich += " (uploading…)"
+			plain += " (uploading…)"
+		}
+		if l.pending {
+			pending++
+		}
+		if t.Len()+h.Len()+len(plain)+len(rich) > maxSummaryBytes {
+			more := fmt.Sprintf("… and %d more file(s): type %srecordings %s for all links.", len(m.Tracks)-i, st.cfg.Bot.CommandPrefix, rec.ID)
+			line(more, html.EscapeString(more))
+			break
+		}
+		line(plain, rich)
+	}
+	var notes []string
+	switch {
+	case pending > 0 && !complete:
+		notes = append(notes, "Uploads are still running; this message gets the links when they are done.")
+	case st.cfg.EffectiveLinks() == config.LinksPresigned && len(links) > 0:
+		notes = append(notes, fmt.Sprintf("Links work for %s; type %srecordings %s for new ones.", formatDuration(st.cfg.Storage.S3.PresignExpiry.D()), st.cfg.Bot.CommandPrefix, rec.ID))
+	}
+	if st.cfg.EffectiveLinks() == config.LinksNone {
+		notes = append(notes, "Files are in the folder "+rec.Folder+" on the recorder.")
+	}
+	if !rec.ExpiresAt.IsZero() {
+		notes = append(notes, "The recording will be deleted on "+rec.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC")+".")
+	}
+	if len(notes) > 0 {
+		n := strings.Join(notes, " ")
+		line(n, "<i>"+html.EscapeString(n)+"</i>")
+	}
+	return t.String(), h.String()
+}
+
+func participantNames(m *recorder.Manifest) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range m.Participants {
+		if seen[p.UserID] {
+			continue
+		}
+		seen[p.UserID] = true
+		if p.DisplayName != "" {
+			out = append(out, p.DisplayName+" ("+p.UserID+")")
+		} else {
+			out = append(out, p.UserID)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// fileLine describes one file: who, source, part, codec, length, place and size.
+func fileLine(t recorder.FileEntry) string {
+	src := sourceNames[t.Source]
+	if src == "" {
+		src = t.Kind
+	}
+	codec := strings.ToUpper(t.Codec)
+	if t.CodecParams.Width > 0 {
+		codec += fmt.Sprintf(" %dx%d", t.CodecParams.Width, t.CodecParams.Height)
+	}
+	who := t.UserID
+	if t.DisplayName != "" {
+		who = t.DisplayName
+	}
+	part := ""
+	if t.Part > 1 {
+		part = fmt.Sprintf(" (part %d)", t.Part)
+	}
+	s := fmt.Sprintf("%s %s%s: %s, %s from %s, %s", who, src, part, codec,
+		formatDuration(time.Duration(t.DurationMs)*time.Millisecond), formatDuration(time.Duration(t.StartOffsetMs)*time.Millisecond), formatBytes(t.Bytes))
+	if t.Stats.PacketsLost > 0 {
+		s += fmt.Sprintf(", %d packets lost", t.Stats.PacketsLost)
+	}
+	return s
+}
+
+// sendSummary posts the summary, or edits it when replace is set. It returns the event
+// (the original's id for an edit), or "" when sending failed.
+func (st *storeRT) sendSummary(ctx context.Context, roomID id.RoomID, text, htmlText string, replace id.EventID) id.EventID {
+	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text, Format: event.FormatHTML, FormattedBody: htmlText, Mentions: &event.Mentions{}}
+	if replace != "" {
+		content.SetEdit(replace)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		resp, err := st.b.client.SendMessageEvent(ctx, roomID, event.EventMessage, content)
+		if err == nil {
+			if replace != "" {
+				return replace
+			}
+			return resp.EventID
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(time.Duration(attempt+1) * 2 * time.Second):
+		}
+	}
+	st.log.Error().Err(lastErr).Stringer("room_id", roomID).Msg("Could not post the recording summary")
+	return ""
+}
+
+// progress edits start notices with the time and size recorded so far.
+func (st *storeRT) progress(ctx context.Context) {
+	every := st.cfg.Recordings.ProgressInterval.D()
+	now := st.now()
+	st.mu.Lock()
+	var due []*liveRec
+	for _, lr := range st.live {
+		if lr.startEvent != "" && !lr.stopping && now.Sub(lr.lastEdit) >= every {
+			lr.lastEdit = now
+			due = append(due, lr)
+		}
+	}
+	st.mu.Unlock()
+	for _, lr := range due {
+		elapsed := now.Sub(lr.sess.StartedAt())
+		size := folderBytes(lr.sess.Folder())
+		tracks := 0
+		for _, t := range lr.sess.Manifest().Tracks {
+			if t.Status == recorder.StatusRecording {
+				tracks++
+			}
+		}
+		st.editStart(ctx, lr, fmt.Sprintf("⏺ %s recorded so far, %s, %d track(s) live.", formatDuration(elapsed), formatBytes(size), tracks))
+	}
+}
+
+// folderBytes is the size of the files in a folder.
+func folderBytes(folder string) int64 {
+	entries, err := os.ReadDir(folder)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
+}
