@@ -40,6 +40,7 @@ type Config struct {
 	Bot        Bot        `yaml:"bot"`
 	Storage    Storage    `yaml:"storage"`
 	HTTP       HTTP       `yaml:"http"`
+	PostCall   PostCall   `yaml:"postcall"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -190,6 +191,7 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 func Default() Config {
 	c := defaultCore()
 	defaultStorage(&c)
+	c.PostCall = defaultPostCall()
 	return c
 }
 
@@ -351,5 +353,6 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format %q must be console or json", c.Log.Format))
 	}
 	errs = append(errs, c.validateStorage()...)
+	errs = append(errs, c.PostCall.validate()...)
 	return errors.Join(errs...)
 }
