@@ -23,6 +23,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/postcall"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
@@ -39,6 +40,7 @@ type Bot struct {
 	calls  *onetoone.Manager
 	groups *groups
 	cmds   *commands
+	post   *postcall.Manager
 	turn   turnCache
 	st     *storeRT // state database, uploads, limits, retention (storage_*.go)
 
@@ -120,6 +122,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
 	}
 	b.groups = newGroups(b, backends)
+	if b.post, err = b.newPostcall(); err != nil {
+		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
+	}
 	b.cmds = newCommands(b)
 	return b, nil
 }
@@ -252,6 +257,9 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		err = errors.Join(err, serr)
 	}
 	if serr := b.calls.Shutdown(sctx); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	if serr := b.post.Close(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	if serr := b.st.shutdown(sctx); serr != nil {

@@ -53,6 +53,9 @@ func newCommands(b *Bot) *commands {
 		{name: "skipme", description: "do not record me in this room", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, true) }},
 		{name: "recordme", description: "record me again", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, false) }},
 		{name: "hangup", description: "end the 1:1 call in this room (the recording is kept)", handler: c.hangup},
+		{name: "mark", args: "[-30s] [text]", description: "put a marker on the recording's timeline (in the summary picture and exports)", handler: b.markCommand},
+		{name: "export", args: "<id|latest> [mix|zip|flac|wav]", description: "make a mixdown, aligned tracks or an aligned zip of a recording (needs ffmpeg)", handler: b.exportCommand},
+		{name: "transcript", args: "[id|latest]", description: "run the transcription hook and merge the transcripts of a recording", handler: b.transcriptCommand},
 		{name: "recordings", args: "[ID]", description: "list this room's recordings, or one recording's files with fresh links", handler: b.st.listRecordings},
 		{name: "delete", args: "ID", description: "delete a recording everywhere (who may start recordings may delete them)", handler: b.st.deleteCommand},
 	} {

@@ -164,6 +164,7 @@ func (g *groups) watch(ctx context.Context, roomID id.RoomID, gr *groupRec) {
 }
 
 func (g *groups) report(ctx context.Context, roomID id.RoomID, folder string, m recorder.Manifest, why string, err error) {
+	g.b.postCallEnded(roomID, folder, m) // picture, exports, transcripts (postcall.go)
 	if err != nil {
 		g.b.log.Error().Err(err).Stringer("room_id", roomID).Msg("Group recording ended with an error")
 	}

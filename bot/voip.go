@@ -80,6 +80,7 @@ func (o voipObserver) CallStarted(ctx context.Context, st onetoone.Status) {
 }
 
 func (o voipObserver) CallEnded(ctx context.Context, st onetoone.Status, m recorder.Manifest, err error) {
+	o.b.postCallEnded(st.RoomID, st.Folder, m) // picture, exports, transcripts (postcall.go)
 	headline := ""
 	if st.Why != "" {
 		headline = "Call ended: " + st.Why + "."
