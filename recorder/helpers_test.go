@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -74,6 +75,9 @@ type fakeSource struct {
 	events   []event
 	deadline time.Time
 	reads    int
+
+	lastTimeout time.Time
+	spins       int
 }
 
 func newFakeSource(clock *fakeClock, events []event) *fakeSource {
@@ -98,10 +102,20 @@ func (s *fakeSource) ReadPacket(b []byte) (int, error) {
 	ev := s.events[0]
 	if !s.deadline.IsZero() && ev.at.After(s.deadline) {
 		d := s.deadline
+		// A read loop that keeps asking for deadlines that have passed would spin for ever
+		// in simulated time (and burn a core in real time).
+		if d.After(s.lastTimeout) {
+			s.spins = 0
+		} else if s.spins++; s.spins > 10000 {
+			s.mu.Unlock()
+			panic(fmt.Sprintf("busy loop: %d reads with a deadline (%v) that has passed", s.spins, d))
+		}
+		s.lastTimeout = d
 		s.mu.Unlock()
 		s.clock.set(d)
 		return 0, timeoutError{}
 	}
+	s.spins = 0
 	s.events = s.events[1:]
 	s.mu.Unlock()
 	s.clock.set(ev.at)
@@ -421,8 +435,9 @@ func oggCRC(b []byte) uint32 {
 	return crc
 }
 
-// decoded is how long the file plays when its packets are decoded one after the other
-// (what ffmpeg, opusdec and editors do), pre-skip removed.
+// decoded is the media time the packets cover when decoded one after the other (what
+// ffmpeg, opusdec and editors do): a gap that is only a jump in granule positions is
+// missing from it. Players drop the pre-skip from its start, as from the timeline's.
 func (f oggFile) decoded() time.Duration {
 	var d time.Duration
 	for _, p := range f.packets {
@@ -431,7 +446,7 @@ func (f oggFile) decoded() time.Duration {
 			d += pd
 		}
 	}
-	return d - time.Duration(f.preSkip)*time.Second/48000
+	return d
 }
 
 // timeline is the duration the granule positions give.
