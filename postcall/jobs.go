@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -464,11 +463,4 @@ func speaker(t transcript.Track) string {
 		return t.DisplayName
 	}
 	return t.UserID
-}
-
-// sortedKinds orders kinds as they run (tests and messages).
-func sortedKinds(kinds []export.Kind) []export.Kind {
-	out := append([]export.Kind(nil), kinds...)
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }
