@@ -126,9 +126,6 @@ func newRecording(ctx context.Context, b *Backend, req call.StartRequest, c Call
 
 	// Everyone already in the call joined, as far as this recording goes, when it started;
 	// the start notice names them.
-	for u := range r.rs.joined {
-		r.noticed[u] = true
-	}
 	r.reconcile(r.startedAt, false)
 
 	b.register(r)
@@ -316,7 +313,8 @@ func (r *Recording) afterState() {
 
 // reconcile brings the participant set in line with the member entries: joins, leaves,
 // new sessions. at is the join time to use (zero: the member event's time); connect says
-// whether to place calls now.
+// whether to place calls now and, as it is false only at the start, to tell the room about
+// people who join (the start notice names those there at the start).
 func (r *Recording) reconcile(at time.Time, connect bool) {
 	now := time.Now()
 	valid, _ := r.rs.devices(r.confID, now, r.b.mx.UserID())
@@ -351,7 +349,7 @@ func (r *Recording) reconcile(at time.Time, connect bool) {
 		if joined.IsZero() {
 			joined = r.memberEventTime(d.UserID, now)
 		}
-		r.deviceJoined(d, true, joined)
+		r.deviceJoined(d, true, joined, connect)
 		if connect {
 			r.connect(d)
 		}
@@ -376,7 +374,7 @@ func (r *Recording) memberEventTime(user id.UserID, now time.Time) time.Time {
 	return t
 }
 
-func (r *Recording) deviceJoined(d Device, listed bool, at time.Time) {
+func (r *Recording) deviceJoined(d Device, listed bool, at time.Time, announce bool) {
 	key := d.Key()
 	r.devices[key] = &participant{dev: d, listed: listed, joinedAt: at}
 	name := r.rs.joined[d.UserID]
@@ -390,6 +388,9 @@ func (r *Recording) deviceJoined(d Device, listed bool, at time.Time) {
 		return
 	}
 	r.noticed[d.UserID] = true
+	if !announce {
+		return
+	}
 	p := r.cfg.CommandPrefix
 	text := fmt.Sprintf("%s joined the call, which is being recorded (every person's tracks as separate files). Type %sskipme not to be recorded.", d.UserID, p)
 	if out {
@@ -627,7 +628,7 @@ func (r *Recording) onInvite(m inMsg, log zerolog.Logger) {
 		if session == "" {
 			session = "unknown"
 		}
-		r.deviceJoined(Device{UserID: key.User, DeviceID: key.Device, SessionID: session}, false, time.Now())
+		r.deviceJoined(Device{UserID: key.User, DeviceID: key.Device, SessionID: session}, false, time.Now(), true)
 		r.resyncSoon()
 	} else if session == "" {
 		session = p.dev.SessionID

@@ -1,0 +1,207 @@
+package meshpeer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
+	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+)
+
+// Media says what a participant sends.
+type Media struct {
+	// Audio and Video name testmedia assets; empty means none.
+	Audio string
+	Video string
+	// Click sends digital silence with a short loud burst at each time given to
+	// Group.Click, on the wall clock's 20 ms grid, instead of Audio.
+	Click bool
+}
+
+// localTrack is one local track and what feeds it.
+type localTrack struct {
+	track   *webrtc.TrackLocalStaticSample
+	stream  string
+	purpose string // usermedia or screenshare
+	kind    string // audio or video
+	run     func(context.Context) error
+
+	mu        sync.Mutex
+	cancel    context.CancelFunc
+	done      chan struct{}
+	startedAt time.Time
+}
+
+func newLocalTrack(asset, stream, purpose string) (*localTrack, error) {
+	a, err := testmedia.Lookup(asset)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := testmedia.Frames(asset)
+	if err != nil {
+		return nil, err
+	}
+	kind := "audio"
+	if a.Video {
+		kind = "video"
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(a.Capability(), purpose+"-"+kind+"-"+randomID(4), stream)
+	if err != nil {
+		return nil, err
+	}
+	s := testmedia.NewSender(track, frames)
+	return &localTrack{track: track, stream: stream, purpose: purpose, kind: kind, run: s.Run}, nil
+}
+
+func (lt *localTrack) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	lt.mu.Lock()
+	lt.cancel, lt.done, lt.startedAt = cancel, make(chan struct{}), time.Now()
+	done := lt.done
+	lt.mu.Unlock()
+	go func() {
+		defer close(done)
+		_ = lt.run(ctx)
+	}()
+}
+
+func (lt *localTrack) stop() {
+	lt.mu.Lock()
+	cancel, done := lt.cancel, lt.done
+	lt.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// localMedia is the user media of one session (camera and microphone).
+type localMedia struct {
+	audio, video *localTrack
+	clicker      *clicker
+	startedAt    time.Time
+}
+
+func newLocalMedia(m Media) (*localMedia, error) {
+	stream := "usermedia-" + randomID(6)
+	lm := &localMedia{}
+	switch {
+	case m.Click:
+		track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "usermedia-audio-"+randomID(4), stream)
+		if err != nil {
+			return nil, err
+		}
+		ck, err := newClicker(track)
+		if err != nil {
+			return nil, err
+		}
+		lm.clicker = ck
+		lm.audio = &localTrack{track: track, stream: stream, purpose: "usermedia", kind: "audio", run: ck.run}
+	case m.Audio != "":
+		lt, err := newLocalTrack(m.Audio, stream, "usermedia")
+		if err != nil {
+			return nil, err
+		}
+		lm.audio = lt
+	}
+	if m.Video != "" {
+		lt, err := newLocalTrack(m.Video, stream, "usermedia")
+		if err != nil {
+			return nil, err
+		}
+		lm.video = lt
+	}
+	if lm.audio == nil && lm.video == nil {
+		return nil, errors.New("no media")
+	}
+	return lm, nil
+}
+
+func (lm *localMedia) tracks() []*localTrack {
+	var out []*localTrack
+	for _, lt := range []*localTrack{lm.audio, lm.video} {
+		if lt != nil {
+			out = append(out, lt)
+		}
+	}
+	return out
+}
+
+func (lm *localMedia) start() {
+	lm.startedAt = time.Now()
+	for _, lt := range lm.tracks() {
+		lt.start()
+	}
+}
+
+func (lm *localMedia) stop() {
+	for _, lt := range lm.tracks() {
+		lt.stop()
+	}
+}
+
+// clicker sends 20 ms Opus frames of digital silence on the wall clock's 20 ms grid, and
+// a loud frame (a piece of a 440 Hz tone) in the slot of each click. Participants on one
+// machine share the grid, so clicks scheduled for the same moment leave together.
+type clicker struct {
+	w       *webrtc.TrackLocalStaticSample
+	silence []byte
+	loud    []byte
+
+	mu     sync.Mutex
+	clicks []time.Time
+}
+
+const clickSlot = 20 * time.Millisecond
+
+func newClicker(w *webrtc.TrackLocalStaticSample) (*clicker, error) {
+	silence, err := oggwriter.SilenceFrame(clickSlot)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := testmedia.OpusFrames(testmedia.Tone440)
+	if err != nil {
+		return nil, err
+	}
+	if len(frames) < 40 || frames[30].Duration != clickSlot {
+		return nil, errors.New("tone asset has no 20 ms frames to click with")
+	}
+	return &clicker{w: w, silence: silence, loud: frames[30].Data}, nil
+}
+
+func (c *clicker) click(at time.Time) {
+	c.mu.Lock()
+	c.clicks = append(c.clicks, at.Truncate(clickSlot))
+	c.mu.Unlock()
+}
+
+func (c *clicker) run(ctx context.Context) error {
+	slot := time.Now().Truncate(clickSlot).Add(clickSlot)
+	t := time.NewTimer(time.Until(slot))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		data := c.silence
+		c.mu.Lock()
+		for _, at := range c.clicks {
+			if at.Equal(slot) {
+				data = c.loud
+			}
+		}
+		c.mu.Unlock()
+		if err := c.w.WriteSample(media.Sample{Data: data, Duration: clickSlot}); err != nil {
+			return err
+		}
+		slot = slot.Add(clickSlot)
+		t.Reset(time.Until(slot))
+	}
+}

@@ -1,0 +1,414 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/mesh"
+	"github.com/matrix-recorder/matrix-recorder/internal/devhs"
+	"github.com/matrix-recorder/matrix-recorder/internal/meshpeer"
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// newMeshPeer registers a user whose id starts with prefix and starts a js-sdk-like group
+// call participant for it. User ids sort by prefix: "alice" and "bob" call the bot
+// ("recorder…"), the bot calls "zoe".
+func newMeshPeer(t *testing.T, s *devhs.Server, prefix string, plain bool) *meshpeer.Client {
+	t.Helper()
+	ctx := context.Background()
+	local := uniq(prefix)
+	acc, err := s.Register(ctx, local, "pw-"+local)
+	if err != nil {
+		t.Fatalf("register %s: %v", local, err)
+	}
+	c, err := meshpeer.New(ctx, meshpeer.Options{
+		Homeserver: s.URL(), UserID: acc.UserID, AccessToken: acc.AccessToken, DeviceID: acc.DeviceID,
+		DataDir: t.TempDir(), Logger: testLogger(t).With().Str("side", local).Logger(), Plain: plain,
+	})
+	if err != nil {
+		t.Fatalf("start participant: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// meshRoom creates a room by host with the others and the bot joined.
+func meshRoom(t *testing.T, ctx context.Context, host *meshpeer.Client, bot id.UserID, others ...*meshpeer.Client) id.RoomID {
+	t.Helper()
+	invite := []id.UserID{bot}
+	for _, o := range others {
+		invite = append(invite, o.UserID())
+	}
+	room, err := host.CreateRoom(ctx, invite, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range others {
+		if err := o.JoinRoom(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, u := range invite {
+		if err := host.WaitJoined(ctx, room, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return room
+}
+
+func waitNoticeOf(t *testing.T, c *meshpeer.Client, room id.RoomID, since time.Time, what string, match func(string) bool) meshpeer.Notice {
+	t.Helper()
+	n, err := c.WaitNotice(timeout(t, 60*time.Second), room, since, match)
+	if err != nil {
+		var seen []string
+		for _, n := range c.Notices(room) {
+			seen = append(seen, n.Body)
+		}
+		t.Fatalf("no notice %s: %v (seen: %q)", what, err, seen)
+	}
+	return n
+}
+
+// TestIntegrationMeshSmoke: two participants, one calling the bot and one called by it.
+func TestIntegrationMeshSmoke(t *testing.T) {
+	s := homeserver(t)
+	rb := startBot(t, botConfig(t, s))
+	ctx := timeout(t, 3*time.Minute)
+	alice := newMeshPeer(t, s, "alice", false)
+	zoe := newMeshPeer(t, s, "zoe", true)
+	room := meshRoom(t, ctx, alice, rb.bot.UserID(), zoe)
+	conf, err := alice.CreateCall(ctx, room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ga, err := alice.Enter(ctx, room, conf, meshpeer.Media{Audio: "tone440.ogg", Video: "vp8.ivf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, err := zoe.Enter(ctx, room, conf, meshpeer.Media{Audio: "tone660.ogg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now()
+	if err := alice.SendMessage(ctx, room, "!start"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeOf(t, alice, room, since, "recording started", func(b string) bool { return strings.Contains(b, "Recording started") })
+	for _, g := range []*meshpeer.Group{ga, gz} {
+		if _, err := g.WaitConnected(ctx, rb.bot.UserID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3 * time.Second)
+	since = time.Now()
+	if err := alice.SendMessage(ctx, room, "!stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeOf(t, alice, room, since, "summary", func(b string) bool { return strings.Contains(b, "Recording saved") })
+	_, m := finishedFolder(t, rb)
+	t.Logf("files:\n%s", describe(m))
+	for _, c := range []*meshpeer.Client{alice, zoe} {
+		if v := c.Violations(); len(v) > 0 {
+			t.Errorf("%s saw protocol violations: %q", c.UserID(), v)
+		}
+	}
+}
+
+// near checks that got is within tol of want.
+func near(t *testing.T, what string, got, want time.Time, tol time.Duration) {
+	t.Helper()
+	if d := got.Sub(want); d > tol || d < -tol {
+		t.Errorf("%s: %s, want %s ±%v (off by %v)", what, got.Format("15:04:05.000"), want.Format("15:04:05.000"), tol, d)
+	}
+}
+
+// filesOf returns the files of user's device (and purpose, kind), in part order.
+func filesOf(m *recorder.Manifest, user id.UserID, purpose, kind string) []recorder.FileEntry {
+	var out []recorder.FileEntry
+	for _, tr := range m.Tracks {
+		if tr.UserID == string(user) && tr.Purpose == purpose && tr.Kind == kind {
+			out = append(out, tr)
+		}
+	}
+	slices.SortFunc(out, func(a, b recorder.FileEntry) int { return a.Part - b.Part })
+	return out
+}
+
+func participantsOf(m *recorder.Manifest, user id.UserID) []recorder.Participant {
+	var out []recorder.Participant
+	for _, p := range m.Participants {
+		if p.UserID == string(user) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// botMember reads the bot's member entry for conf as a participant sees it.
+func botMemberDevices(c *meshpeer.Client, room id.RoomID, bot id.UserID, conf string) []mesh.Device {
+	calls, _ := mesh.ParseMember(bot, c.MemberContent(room, bot))
+	return mesh.ValidDevices(calls, conf, time.Now())
+}
+
+func checkAllFiles(t *testing.T, folder string, m *recorder.Manifest) {
+	t.Helper()
+	for _, tr := range m.Tracks {
+		if tr.Status != recorder.StatusComplete {
+			t.Errorf("%s: status %s (%s)", tr.File, tr.Status, tr.EndReason)
+		}
+		checkFile(t, filepath.Join(folder, tr.File), tr.Codec, time.Duration(tr.DurationMs)*time.Millisecond)
+	}
+}
+
+// TestIntegrationMeshGroupCall records a full-mesh call through the real homeserver with
+// three js-sdk-like participants: alice (Olm-encrypted signalling, calls the bot) is there
+// from the start, shares her screen for a while and restarts ICE; zoe (plain signalling,
+// called by the bot) reloads her page and comes back with a new session; bob joins late and
+// leaves early. bob may not record, so his !start is refused. Every file is checked with
+// ffprobe, ffmpeg, opusinfo and mkvinfo, and every offset against when it really happened.
+func TestIntegrationMeshGroupCall(t *testing.T) {
+	s := homeserver(t)
+	rb := startBot(t, botConfig(t, s))
+	botID := rb.bot.UserID()
+	ctx := timeout(t, 5*time.Minute)
+	alice := newMeshPeer(t, s, "alice", false)
+	bob := newMeshPeer(t, s, "bob", false)
+	zoe := newMeshPeer(t, s, "zoe", true)
+	room := meshRoom(t, ctx, alice, botID, bob, zoe)
+	conf, err := alice.CreateCall(ctx, room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ga, err := alice.Enter(ctx, room, conf, meshpeer.Media{Audio: testmedia.Tone440, Video: testmedia.VP8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, err := zoe.Enter(ctx, room, conf, meshpeer.Media{Audio: testmedia.Tone660, Video: testmedia.VP8})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// bob has power level 0; starting a recording needs the state level (50).
+	since := time.Now()
+	if err := bob.SendMessage(ctx, room, "!start"); err != nil {
+		t.Fatal(err)
+	}
+	refusal := waitNoticeOf(t, bob, room, since, "refusing bob", func(b string) bool { return strings.Contains(b, string(bob.UserID())) })
+	if !strings.Contains(refusal.Body, "Sorry") || !strings.Contains(refusal.Body, "power level") {
+		t.Errorf("refusal is not a polite explanation: %q", refusal.Body)
+	}
+
+	since = time.Now()
+	if err := alice.SendMessage(ctx, room, "!start"); err != nil {
+		t.Fatal(err)
+	}
+	started := waitNoticeOf(t, alice, room, since, "recording started", func(b string) bool { return strings.Contains(b, "Recording started") })
+	if !strings.Contains(started.Body, string(alice.UserID())) || !strings.Contains(started.Body, string(zoe.UserID())) || strings.Contains(started.Body, string(bob.UserID())) {
+		t.Errorf("start notice should name alice and zoe (in the call) and not bob: %q", started.Body)
+	}
+	aliceUp, err := ga.WaitConnected(ctx, botID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zoeUp, err := gz.WaitConnected(ctx, botID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if devs := botMemberDevices(alice, room, botID, conf); len(devs) != 1 || devs[0].DeviceID != rb.bot.DeviceID() ||
+		time.Until(devs[0].ExpiresAt) < 30*time.Minute || len(devs[0].Purposes) == 0 {
+		t.Errorf("bot's member entry while recording: %+v", devs)
+	}
+	if c := gz.Call(botID); c == nil || c.Outbound() {
+		t.Error("the bot should have called zoe (her user id sorts after the bot's)")
+	}
+	if c := ga.Call(botID); c == nil || !c.Outbound() {
+		t.Error("alice should have called the bot (her user id sorts before the bot's)")
+	}
+
+	// bob joins late: recorded from then on, and told so with a mention.
+	time.Sleep(2 * time.Second)
+	since = time.Now()
+	gb, err := bob.Enter(ctx, room, conf, meshpeer.Media{Audio: testmedia.Tone440, Video: testmedia.VP8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobEntered := gb.EnteredAt()
+	late := waitNoticeOf(t, alice, room, since, "about the late joiner", func(b string) bool {
+		return strings.Contains(b, string(bob.UserID())) && strings.Contains(b, "joined")
+	})
+	if !slices.Contains(late.Mentions, bob.UserID()) {
+		t.Errorf("late-joiner notice does not mention bob: %+v", late)
+	}
+	bobUp, err := gb.WaitConnected(ctx, botID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// alice shares her screen for 3 s, then restarts ICE.
+	time.Sleep(time.Second)
+	screenOn := time.Now()
+	if err := ga.StartScreenshare(ctx, testmedia.VP9); err != nil {
+		t.Fatalf("start screenshare: %v", err)
+	}
+	time.Sleep(3 * time.Second)
+	screenOff := time.Now()
+	if err := ga.StopScreenshare(ctx); err != nil {
+		t.Fatalf("stop screenshare: %v", err)
+	}
+	if err := ga.Call(botID).RestartICE(ctx); err != nil {
+		t.Fatalf("ICE restart: %v", err)
+	}
+
+	// zoe reloads: the old connection dies without a hangup, she comes back with a new session.
+	time.Sleep(time.Second)
+	oldSession := gz.Session()
+	if err := gz.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	zoeBack := gz.EnteredAt()
+	if gz.Session() == oldSession {
+		t.Fatal("reload kept the session id")
+	}
+	zoeUp2, err := gz.WaitConnected(ctx, botID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// bob leaves early.
+	time.Sleep(time.Second)
+	bobLeft := time.Now()
+	if err := gb.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+
+	since = time.Now()
+	if err := alice.SendMessage(ctx, room, "!status"); err != nil {
+		t.Fatal(err)
+	}
+	status := waitNoticeOf(t, alice, room, since, "status", func(b string) bool { return strings.Contains(b, "Recording (mesh)") })
+	if !strings.Contains(status.Body, string(alice.UserID())) || !strings.Contains(status.Body, string(zoe.UserID())) || strings.Contains(status.Body, string(bob.UserID())) {
+		t.Errorf("status should list alice and zoe, not bob who left: %q", status.Body)
+	}
+
+	time.Sleep(2 * time.Second)
+	since = time.Now()
+	stopAt := time.Now()
+	if err := alice.SendMessage(ctx, room, "!stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeOf(t, alice, room, since, "summary", func(b string) bool { return strings.Contains(b, "Recording saved") })
+	folder, m := finishedFolder(t, rb)
+	t.Logf("files:\n%s", describe(m))
+	t0 := m.StartedAt
+	at := func(ms int64) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+	// Participants and when they came and went.
+	pa := participantsOf(m, alice.UserID())
+	if len(pa) != 1 || !pa[0].JoinedAt.Equal(t0) {
+		t.Errorf("alice, in the call before the start, should have joined at the start: %+v", pa)
+	}
+	pb := participantsOf(m, bob.UserID())
+	if len(pb) != 1 || pb[0].LeftAt == nil {
+		t.Fatalf("bob: %+v", pb)
+	}
+	near(t, "bob joined_at", pb[0].JoinedAt, bobEntered, 200*time.Millisecond)
+	near(t, "bob left_at", *pb[0].LeftAt, bobLeft, 500*time.Millisecond)
+	pz := participantsOf(m, zoe.UserID())
+	if len(pz) != 2 {
+		t.Fatalf("zoe should appear twice (before and after her reload): %+v", pz)
+	}
+	near(t, "zoe's second joined_at", pz[1].JoinedAt, zoeBack, 200*time.Millisecond)
+
+	// Tracks: every file where it belongs on the timeline.
+	aAudio := filesOf(m, alice.UserID(), recorder.PurposeUserMedia, "audio")
+	if len(aAudio) != 1 {
+		t.Errorf("alice's microphone should be one file through screenshare and ICE restart: %+v", aAudio)
+	} else {
+		near(t, "alice's audio start", at(aAudio[0].StartOffsetMs), aliceUp, 200*time.Millisecond)
+		if end := at(aAudio[0].StartOffsetMs + aAudio[0].DurationMs); end.Before(stopAt.Add(-time.Second)) {
+			t.Errorf("alice's audio ends at %s, before the stop at %s", end.Format("15:04:05.000"), stopAt.Format("15:04:05.000"))
+		}
+	}
+	if v := filesOf(m, alice.UserID(), recorder.PurposeUserMedia, "video"); len(v) == 0 {
+		t.Error("alice's camera was not recorded")
+	}
+	screen := filesOf(m, alice.UserID(), recorder.PurposeScreenshare, "video")
+	if len(screen) != 1 || screen[0].Codec != "vp9" {
+		t.Errorf("alice's screenshare: %+v", screen)
+	} else {
+		start := at(screen[0].StartOffsetMs)
+		if start.Before(screenOn.Add(-200*time.Millisecond)) || start.After(screenOn.Add(1500*time.Millisecond)) {
+			t.Errorf("screenshare starts at %s; it was started at %s", start.Format("15:04:05.000"), screenOn.Format("15:04:05.000"))
+		}
+		near(t, "screenshare end", at(screen[0].StartOffsetMs+screen[0].DurationMs), screenOff, 1500*time.Millisecond)
+	}
+	zAudio := filesOf(m, zoe.UserID(), recorder.PurposeUserMedia, "audio")
+	if len(zAudio) != 2 || zAudio[0].Track != zAudio[1].Track || zAudio[1].Part != 2 {
+		t.Errorf("zoe's microphone should continue as part 2 of the same track after her reload: %+v", zAudio)
+	} else {
+		near(t, "zoe's audio start", at(zAudio[0].StartOffsetMs), zoeUp, 200*time.Millisecond)
+		near(t, "zoe's audio after the reload", at(zAudio[1].StartOffsetMs), zoeUp2, 200*time.Millisecond)
+	}
+	if zVideo := filesOf(m, zoe.UserID(), recorder.PurposeUserMedia, "video"); len(zVideo) != 2 {
+		t.Errorf("zoe's camera should be two parts: %+v", zVideo)
+	}
+	bAudio := filesOf(m, bob.UserID(), recorder.PurposeUserMedia, "audio")
+	if len(bAudio) != 1 {
+		t.Errorf("bob's microphone: %+v", bAudio)
+	} else {
+		near(t, "bob's audio start", at(bAudio[0].StartOffsetMs), bobUp, 200*time.Millisecond)
+		near(t, "bob's audio end", at(bAudio[0].StartOffsetMs+bAudio[0].DurationMs), bobLeft, 500*time.Millisecond)
+	}
+	checkAllFiles(t, folder, m)
+
+	// The bot left the call: its member entry is gone.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(botMemberDevices(alice, room, botID, conf)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if devs := botMemberDevices(alice, room, botID, conf); len(devs) > 0 {
+		t.Errorf("the bot's member entry is still there after !stop: %+v", devs)
+	}
+
+	// Signalling as js-sdk expects it: no violations, nothing stuck behind a seq gap,
+	// encrypted to alice and bob, plain to zoe once she showed she signals in plain.
+	for _, p := range []struct {
+		c *meshpeer.Client
+		g *meshpeer.Group
+	}{{alice, ga}, {bob, gb}, {zoe, gz}} {
+		if v := p.c.Violations(); len(v) > 0 {
+			t.Errorf("%s saw protocol violations: %q", p.c.UserID(), v)
+		}
+		if n := p.g.Blocked(); n > 0 {
+			t.Errorf("%s: %d messages stuck behind a seq gap", p.c.UserID(), n)
+		}
+	}
+	count := func(c *meshpeer.Client, encrypted bool) int {
+		n := 0
+		for _, r := range c.Received() {
+			if r.Sender == botID && r.Encrypted == encrypted {
+				n++
+			}
+		}
+		return n
+	}
+	if count(alice, false) > 0 || count(alice, true) == 0 {
+		t.Errorf("alice got %d plain and %d encrypted messages from the bot; want only encrypted", count(alice, false), count(alice, true))
+	}
+	if count(zoe, false) == 0 {
+		t.Errorf("zoe signals in plain but got no plain messages from the bot")
+	}
+}
+
+var _ = json.Marshal
+var _ = fmt.Sprint
