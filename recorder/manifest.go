@@ -163,7 +163,12 @@ const (
 
 // writeJSONAtomic writes v to path so that readers see either the old or the new file:
 // temp file in the same folder, fsync, rename, fsync of the folder.
-func writeJSONAtomic(path string, v any) error {
+func writeJSONAtomic(path string, v any) error { return writeJSON(path, v, true) }
+
+// writeJSON is writeJSONAtomic; without durable it skips the fsyncs, which keeps the file
+// whole through a crash of the process (the rename is atomic) but not through a power
+// loss, where the previous durable version may come back.
+func writeJSON(path string, v any, durable bool) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
@@ -188,8 +193,10 @@ func writeJSONAtomic(path string, v any) error {
 	if err := tmp.Chmod(0o644); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmpName, err)
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmpName, err)
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", tmpName, err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmpName, err)
@@ -198,6 +205,9 @@ func writeJSONAtomic(path string, v any) error {
 		return fmt.Errorf("rename to %s: %w", path, err)
 	}
 	ok = true
+	if !durable {
+		return nil
+	}
 	return syncDir(dir)
 }
 

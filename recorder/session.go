@@ -288,7 +288,10 @@ func (s *Session) saveLocked() {
 	}
 }
 
-func (s *Session) saveErrLocked() error {
+func (s *Session) saveErrLocked() error { return s.writeLocked(true) }
+
+// writeLocked writes the manifest; durable adds the fsyncs (see writeJSON).
+func (s *Session) writeLocked(durable bool) error {
 	now := s.rec.opts.Now()
 	if s.manifest.EndedAt != nil {
 		s.manifest.DurationMs = s.manifest.EndedAt.Sub(s.t0).Milliseconds()
@@ -303,14 +306,19 @@ func (s *Session) saveErrLocked() error {
 		return a.Part < b.Part
 	})
 	s.lastSave = now
-	return writeJSONAtomic(filepath.Join(s.folder, ManifestFile), &s.manifest)
+	return writeJSON(filepath.Join(s.folder, ManifestFile), &s.manifest, durable)
 }
 
 // maybeSaveLocked rewrites the manifest if it has not been written for a while, so that
-// durations and statistics on disk stay close to the truth during a long call.
+// durations and statistics on disk stay close to the truth during a long call. These
+// refreshes skip the fsyncs: every change of the call's structure (a file started or
+// finished, a participant) is written durably, and start-up recovery recomputes what a
+// refresh carries (durations, sizes) from the files themselves.
 func (s *Session) maybeSaveLocked() {
 	if s.rec.opts.Now().Sub(s.lastSave) >= manifestRefresh {
-		s.saveLocked()
+		if err := s.writeLocked(false); err != nil {
+			s.log.Error().Err(err).Msg("Failed to write manifest")
+		}
 	}
 }
 

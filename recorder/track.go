@@ -174,12 +174,7 @@ func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) erro
 	}
 	defer p.finish()
 	clock := t.s.rec.opts.Now
-	jb := jitter.New(t.s.rec.opts.AudioJitter)
-	if t.codec.IsVideo() {
-		// A video keyframe can be hundreds of packets; the default capacity would release
-		// a frame before its retransmitted packets arrive.
-		jb = jitter.New(t.s.rec.opts.VideoJitter, jitter.WithCapacity(videoJitterCapacity))
-	}
+	jb := newJitter(t)
 	p.jb = jb
 	buf := make([]byte, 1600)
 	flushEvery := t.s.rec.opts.FlushInterval
@@ -236,6 +231,16 @@ func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) erro
 			nextFlush = now.Add(flushEvery)
 		}
 	}
+}
+
+// newJitter returns the reorder buffer of a track.
+func newJitter(t *Track) *jitter.Buffer {
+	if t.codec.IsVideo() {
+		// A video keyframe can be hundreds of packets; the default capacity would release
+		// a frame before its retransmitted packets arrive.
+		return jitter.New(t.s.rec.opts.VideoJitter, jitter.WithCapacity(videoJitterCapacity))
+	}
+	return jitter.New(t.s.rec.opts.AudioJitter)
 }
 
 func isTimeout(err error) bool {
