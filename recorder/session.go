@@ -1,5 +1,3 @@
-// Package recorder turns RTP tracks into files: one folder per call with one file per
-// track part, all placed on the call's timeline, and a manifest that says who each file is.
 package recorder
 
 import (
@@ -40,7 +38,8 @@ type Options struct {
 	MaxTracks int
 	// Version is written into each manifest.
 	Version string
-	// Now is the clock (tests); nil means time.Now.
+	// Now is the clock: the call's timeline and the arrival time of every packet come
+	// from it. nil means time.Now; tests pass a fake clock that their PacketSource moves.
 	Now func() time.Time
 	// Hooks follow sessions and files as they change (nil: none). See Hooks.
 	Hooks *Hooks
