@@ -3,11 +3,15 @@ package meshpeer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
@@ -18,9 +22,59 @@ type Media struct {
 	// Audio and Video name testmedia assets; empty means none.
 	Audio string
 	Video string
-	// Click sends digital silence with a short loud burst at each time given to
-	// Group.Click, on the wall clock's 20 ms grid, instead of Audio.
-	Click bool
+	// Click sends digital silence, and this clip at each time given to Group.Click, on
+	// the wall clock's 20 ms grid, instead of Audio.
+	Click *Click
+}
+
+// Click is a short Opus clip with a loud burst in it, made by a real encoder from
+// silence, so a decoder that has just decoded silence plays the burst at full level.
+type Click struct {
+	// Frames are 20 ms Opus packets.
+	Frames [][]byte
+	// Offset is where the burst starts in the clip.
+	Offset time.Duration
+}
+
+// ReadClick reads an Ogg Opus file of 20 ms packets, one per page (ffmpeg -page_duration
+// 20000), as a Click whose burst starts at offset.
+func ReadClick(path string, offset time.Duration) (*Click, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, _, err := oggreader.NewWith(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	c := &Click{Offset: offset}
+	var granule uint64
+	for {
+		payload, page, err := r.ParseNextPage()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		if _, ok := page.HeaderType(payload); ok || len(payload) == 0 {
+			continue
+		}
+		d, err := testmedia.OpusPacketDuration(payload)
+		if err != nil {
+			return nil, err
+		}
+		if d != clickSlot || (len(c.Frames) > 0 && page.GranulePosition-granule > 960) {
+			return nil, fmt.Errorf("%s: want one 20 ms packet per page", path)
+		}
+		granule = page.GranulePosition
+		c.Frames = append(c.Frames, append([]byte(nil), payload...))
+	}
+	if time.Duration(len(c.Frames))*clickSlot <= offset {
+		return nil, fmt.Errorf("%s: clip shorter than its offset", path)
+	}
+	return c, nil
 }
 
 // localTrack is one local track and what feeds it.
@@ -91,12 +145,12 @@ func newLocalMedia(m Media) (*localMedia, error) {
 	stream := "usermedia-" + randomID(6)
 	lm := &localMedia{}
 	switch {
-	case m.Click:
+	case m.Click != nil:
 		track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "usermedia-audio-"+randomID(4), stream)
 		if err != nil {
 			return nil, err
 		}
-		ck, err := newClicker(track)
+		ck, err := newClicker(track, m.Click)
 		if err != nil {
 			return nil, err
 		}
@@ -146,37 +200,33 @@ func (lm *localMedia) stop() {
 }
 
 // clicker sends 20 ms Opus frames of digital silence on the wall clock's 20 ms grid, and
-// a loud frame (a piece of a 440 Hz tone) in the slot of each click. Participants on one
-// machine share the grid, so clicks scheduled for the same moment leave together.
+// plays the click clip so that its burst starts in the slot of each click time.
+// Participants on one machine share the grid, so clicks for the same moment leave together.
 type clicker struct {
 	w       *webrtc.TrackLocalStaticSample
 	silence []byte
-	loud    []byte
+	clip    *Click
 
 	mu     sync.Mutex
-	clicks []time.Time
+	starts []time.Time // slots where the clip starts
 }
 
 const clickSlot = 20 * time.Millisecond
 
-func newClicker(w *webrtc.TrackLocalStaticSample) (*clicker, error) {
+func newClicker(w *webrtc.TrackLocalStaticSample, clip *Click) (*clicker, error) {
 	silence, err := oggwriter.SilenceFrame(clickSlot)
 	if err != nil {
 		return nil, err
 	}
-	frames, err := testmedia.OpusFrames(testmedia.Tone440)
-	if err != nil {
-		return nil, err
+	if len(clip.Frames) == 0 {
+		return nil, errors.New("empty click clip")
 	}
-	if len(frames) < 40 || frames[30].Duration != clickSlot {
-		return nil, errors.New("tone asset has no 20 ms frames to click with")
-	}
-	return &clicker{w: w, silence: silence, loud: frames[30].Data}, nil
+	return &clicker{w: w, silence: silence, clip: clip}, nil
 }
 
 func (c *clicker) click(at time.Time) {
 	c.mu.Lock()
-	c.clicks = append(c.clicks, at.Truncate(clickSlot))
+	c.starts = append(c.starts, at.Add(-c.clip.Offset).Truncate(clickSlot))
 	c.mu.Unlock()
 }
 
@@ -192,9 +242,9 @@ func (c *clicker) run(ctx context.Context) error {
 		}
 		data := c.silence
 		c.mu.Lock()
-		for _, at := range c.clicks {
-			if at.Equal(slot) {
-				data = c.loud
+		for _, start := range c.starts {
+			if i := int(slot.Sub(start) / clickSlot); !slot.Before(start) && i < len(c.clip.Frames) {
+				data = c.clip.Frames[i]
 			}
 		}
 		c.mu.Unlock()

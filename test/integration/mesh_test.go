@@ -2,8 +2,7 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call/mesh"
 	"github.com/matrix-recorder/matrix-recorder/internal/devhs"
+	"github.com/matrix-recorder/matrix-recorder/internal/mediacheck"
 	"github.com/matrix-recorder/matrix-recorder/internal/meshpeer"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
@@ -410,5 +410,128 @@ func TestIntegrationMeshGroupCall(t *testing.T) {
 	}
 }
 
-var _ = json.Marshal
-var _ = fmt.Sprint
+// clickOnsets returns where each loud burst starts in a mono PCM signal at pcmRate: the
+// first sample above a quarter of full scale after at least 200 ms below it.
+func clickOnsets(pcm []int16) []time.Duration {
+	var out []time.Duration
+	quietSince := 0
+	for i, s := range pcm {
+		if s > 8000 || s < -8000 {
+			if i-quietSince >= pcmRate/5 {
+				out = append(out, time.Duration(i)*time.Second/pcmRate)
+			}
+			quietSince = i + 1
+		}
+	}
+	return out
+}
+
+// clickClip encodes 600 ms of silence with a 10 ms 1 kHz burst at 200 ms, with libopus in
+// 20 ms CELT packets, one per Ogg page.
+func clickClip(t *testing.T) *meshpeer.Click {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "click.ogg")
+	out, err := exec.Command(mediacheck.FFmpeg, "-nostdin", "-v", "error", "-f", "lavfi",
+		"-i", "aevalsrc=exprs='if(between(t,0.2,0.21),0.8*sin(2*PI*1000*t),0)':s=48000:d=0.6",
+		"-c:a", "libopus", "-application", "lowdelay", "-frame_duration", "20", "-b:a", "96k",
+		"-page_duration", "20000", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("encode the click: %v: %s", err, out)
+	}
+	clip, err := meshpeer.ReadClick(path, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clip
+}
+
+// TestIntegrationMeshClickAlignment is issue 3's alignment check across peer connections:
+// two participants, one calling the bot and one called by it, send a click at the same
+// wall-clock moments; on the call's timeline (file time + start_offset_ms) the clicks of
+// the two files land within ±20 ms of each other, and near when they really happened.
+func TestIntegrationMeshClickAlignment(t *testing.T) {
+	s := homeserver(t)
+	rb := startBot(t, botConfig(t, s))
+	botID := rb.bot.UserID()
+	ctx := timeout(t, 3*time.Minute)
+	alice := newMeshPeer(t, s, "alice", false)
+	zoe := newMeshPeer(t, s, "zoe", true)
+	room := meshRoom(t, ctx, alice, botID, zoe)
+	conf, err := alice.CreateCall(ctx, room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clip := clickClip(t)
+	var groups []*meshpeer.Group
+	for _, c := range []*meshpeer.Client{alice, zoe} {
+		g, err := c.Enter(ctx, room, conf, meshpeer.Media{Click: clip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups = append(groups, g)
+	}
+	since := time.Now()
+	if err := alice.SendMessage(ctx, room, "!start"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeOf(t, alice, room, since, "recording started", func(b string) bool { return strings.Contains(b, "Recording started") })
+	for _, g := range groups {
+		if _, err := g.WaitConnected(ctx, botID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let a few RTCP sender reports arrive, then click three times, a second apart.
+	first := time.Now().Add(3 * time.Second).Truncate(20 * time.Millisecond)
+	var clicks []time.Time
+	for i := 0; i < 3; i++ {
+		at := first.Add(time.Duration(i) * time.Second)
+		clicks = append(clicks, at)
+		for _, g := range groups {
+			g.Click(at)
+		}
+	}
+	time.Sleep(time.Until(clicks[2].Add(1500 * time.Millisecond)))
+	since = time.Now()
+	if err := alice.SendMessage(ctx, room, "!stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeOf(t, alice, room, since, "summary", func(b string) bool { return strings.Contains(b, "Recording saved") })
+	folder, m := finishedFolder(t, rb)
+	t.Logf("files:\n%s", describe(m))
+	var timelines [][]time.Duration
+	for _, c := range []*meshpeer.Client{alice, zoe} {
+		files := filesOf(m, c.UserID(), recorder.PurposeUserMedia, "audio")
+		if len(files) != 1 {
+			t.Fatalf("%s: want one audio file, got %+v", c.UserID(), files)
+		}
+		f := files[0]
+		checkFile(t, filepath.Join(folder, f.File), "opus", time.Duration(f.DurationMs)*time.Millisecond)
+		pcm, err := mediacheck.DecodePCM(ctx, filepath.Join(folder, f.File), pcmRate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onsets := clickOnsets(pcm)
+		if len(onsets) != len(clicks) {
+			t.Fatalf("%s: found clicks at %v, want %d", f.File, onsets, len(clicks))
+		}
+		var tl []time.Duration
+		for _, o := range onsets {
+			tl = append(tl, time.Duration(f.StartOffsetMs)*time.Millisecond+o)
+		}
+		t.Logf("%s: start_offset_ms %d, clicks in file at %v, on the timeline at %v", f.File, f.StartOffsetMs, onsets, tl)
+		timelines = append(timelines, tl)
+	}
+	for i, at := range clicks {
+		want := at.Sub(m.StartedAt)
+		t.Logf("click %d happened at %v on the timeline", i+1, want)
+		a, b := timelines[0][i], timelines[1][i]
+		if d := a - b; d > 20*time.Millisecond || d < -20*time.Millisecond {
+			t.Errorf("click %d: %v in alice's file, %v in zoe's: %v apart, want ±20 ms", i+1, a, b, d)
+		}
+		for _, got := range []time.Duration{a, b} {
+			if d := got - want; d > 100*time.Millisecond || d < -100*time.Millisecond {
+				t.Errorf("click %d at %v on the timeline, it happened at %v", i+1, got, want)
+			}
+		}
+	}
+}
