@@ -12,8 +12,9 @@ RUN CGO_ENABLED=1 go build -tags goolm -trimpath -ldflags "-s -w -X main.version
     -o /out/matrix-recorder ./cmd/matrix-recorder
 
 FROM debian:bookworm-slim
+# ffmpeg: exports and the summary picture's voice activity (postcall).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates tzdata \
+ && apt-get install -y --no-install-recommends ca-certificates tzdata ffmpeg \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 1000 --home /data recorder \
  && mkdir -p /data && chown recorder /data
