@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/mesh"
@@ -532,6 +534,184 @@ func TestIntegrationMeshClickAlignment(t *testing.T) {
 			if d := got - want; d > 100*time.Millisecond || d < -100*time.Millisecond {
 				t.Errorf("click %d at %v on the timeline, it happened at %v", i+1, got, want)
 			}
+		}
+	}
+}
+
+// roomFolder waits for the finished call folder of room in the bot's recordings dir.
+func roomFolder(t *testing.T, rb *runningBot, room id.RoomID, within time.Duration) (string, *recorder.Manifest) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		entries, _ := os.ReadDir(rb.cfg.Recordings.Dir)
+		for _, e := range entries {
+			if !e.IsDir() {
+				continue
+			}
+			folder := filepath.Join(rb.cfg.Recordings.Dir, e.Name())
+			if m, err := recorder.ReadManifest(folder); err == nil && m.RoomID == string(room) && m.Status == recorder.StatusFinished {
+				return folder, m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no finished call folder for %s", room)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestIntegrationMeshEndsAndConsent runs three recordings at once, in three rooms, each
+// ending its own way: the call is terminated (room A), the last participant leaves (room
+// B), the bot is kicked (room C). In room A, zoe opts out for a while: her packets are not
+// written meanwhile, her parts say so, and the manifest lists her opt-out.
+func TestIntegrationMeshEndsAndConsent(t *testing.T) {
+	s := homeserver(t)
+	rb := startBot(t, botConfig(t, s))
+	botID := rb.bot.UserID()
+	ctx := timeout(t, 4*time.Minute)
+	alice := newMeshPeer(t, s, "alice", false)
+	zoe := newMeshPeer(t, s, "zoe", false)
+	bob := newMeshPeer(t, s, "bob", true)
+	carol := newMeshPeer(t, s, "carol", false)
+
+	roomA := meshRoom(t, ctx, alice, botID, zoe)
+	roomB := meshRoom(t, ctx, bob, botID)
+	roomC := meshRoom(t, ctx, carol, botID)
+	audio := meshpeer.Media{Audio: testmedia.Tone440}
+	enter := func(c *meshpeer.Client, room id.RoomID, conf string) *meshpeer.Group {
+		g, err := c.Enter(ctx, room, conf, audio)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	confA, err := alice.CreateCall(ctx, roomA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ga, gz := enter(alice, roomA, confA), enter(zoe, roomA, confA)
+	confB, err := bob.CreateCall(ctx, roomB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb := enter(bob, roomB, confB)
+	confC, err := carol.CreateCall(ctx, roomC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := enter(carol, roomC, confC)
+	for _, r := range []struct {
+		c    *meshpeer.Client
+		room id.RoomID
+	}{{alice, roomA}, {bob, roomB}, {carol, roomC}} {
+		since := time.Now()
+		if err := r.c.SendMessage(ctx, r.room, "!start"); err != nil {
+			t.Fatal(err)
+		}
+		waitNoticeOf(t, r.c, r.room, since, "recording started", func(b string) bool { return strings.Contains(b, "Recording started") })
+	}
+	for _, g := range []*meshpeer.Group{ga, gz, gb, gc} {
+		if _, err := g.WaitConnected(ctx, botID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second)
+
+	// Each room's status shows its own call only.
+	since := time.Now()
+	if err := bob.SendMessage(ctx, roomB, "!status"); err != nil {
+		t.Fatal(err)
+	}
+	st := waitNoticeOf(t, bob, roomB, since, "status", func(b string) bool { return strings.Contains(b, "Recording (mesh)") })
+	if !strings.Contains(st.Body, string(bob.UserID())) || strings.Contains(st.Body, string(alice.UserID())) {
+		t.Errorf("room B's status: %q", st.Body)
+	}
+
+	// zoe opts out for two seconds.
+	since = time.Now()
+	skipAt := time.Now()
+	if err := zoe.SendMessage(ctx, roomA, "!skipme"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeOf(t, zoe, roomA, since, "opt-out confirmation", func(b string) bool { return strings.Contains(b, "not recorded") })
+	time.Sleep(2 * time.Second)
+	since = time.Now()
+	recordAt := time.Now()
+	if err := zoe.SendMessage(ctx, roomA, "!recordme"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeOf(t, zoe, roomA, since, "opt-in confirmation", func(b string) bool { return strings.Contains(b, "recorded again") })
+	time.Sleep(2 * time.Second)
+
+	// Room C: the bot is kicked. Room A: the call is terminated. Room B: bob leaves.
+	if _, err := carol.Matrix().KickUser(ctx, roomC, &mautrix.ReqKickUser{UserID: botID, Reason: "no recording here"}); err != nil {
+		t.Fatal(err)
+	}
+	since = time.Now()
+	if err := alice.EndCall(ctx, roomA, confA); err != nil {
+		t.Fatal(err)
+	}
+	endedA := waitNoticeOf(t, alice, roomA, since, "summary in room A", func(b string) bool { return strings.Contains(b, "Recording saved") })
+	if !strings.Contains(endedA.Body, "the call was ended") {
+		t.Errorf("room A's summary does not say why it stopped: %q", endedA.Body)
+	}
+	leftB := time.Now()
+	if err := gb.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	endedB := waitNoticeOf(t, bob, roomB, leftB, "summary in room B", func(b string) bool { return strings.Contains(b, "Recording saved") })
+	if !strings.Contains(endedB.Body, "everyone left") {
+		t.Errorf("room B's summary does not say why it stopped: %q", endedB.Body)
+	}
+
+	folderA, mA := roomFolder(t, rb, roomA, 10*time.Second)
+	folderB, mB := roomFolder(t, rb, roomB, 10*time.Second)
+	folderC, mC := roomFolder(t, rb, roomC, 10*time.Second)
+	for _, f := range []struct {
+		folder string
+		m      *recorder.Manifest
+	}{{folderA, mA}, {folderB, mB}, {folderC, mC}} {
+		t.Logf("%s:\n%s", filepath.Base(f.folder), describe(f.m))
+		checkAllFiles(t, f.folder, f.m)
+	}
+	if len(mB.Tracks) != 1 || len(mC.Tracks) != 1 {
+		t.Errorf("rooms B and C should have one file each: %d and %d", len(mB.Tracks), len(mC.Tracks))
+	}
+	if end := mB.EndedAt.Sub(leftB); end < 10*time.Second || end > 30*time.Second {
+		t.Errorf("room B ended %v after bob left; want after the grace for rejoins", end)
+	}
+
+	// Consent: zoe's audio stops at !skipme and starts again at !recordme.
+	zAudio := filesOf(mA, zoe.UserID(), recorder.PurposeUserMedia, "audio")
+	if len(zAudio) != 2 {
+		t.Fatalf("zoe's audio should be two parts around her opt-out: %+v", zAudio)
+	}
+	t0 := mA.StartedAt
+	near(t, "zoe's part 1 end", t0.Add(time.Duration(zAudio[0].StartOffsetMs+zAudio[0].DurationMs)*time.Millisecond), skipAt, 400*time.Millisecond)
+	p2 := t0.Add(time.Duration(zAudio[1].StartOffsetMs) * time.Millisecond)
+	if p2.Before(recordAt) || p2.After(recordAt.Add(time.Second)) {
+		t.Errorf("zoe's part 2 starts at %s, she opted in at %s", p2.Format("15:04:05.000"), recordAt.Format("15:04:05.000"))
+	}
+	if len(mA.OptOuts) != 1 || mA.OptOuts[0].UserID != string(zoe.UserID()) || mA.OptOuts[0].Until == nil {
+		t.Fatalf("manifest opt-outs: %+v", mA.OptOuts)
+	}
+	near(t, "opt-out from", mA.OptOuts[0].From, skipAt, 500*time.Millisecond)
+	near(t, "opt-out until", *mA.OptOuts[0].Until, recordAt, 500*time.Millisecond)
+	if a := filesOf(mA, alice.UserID(), recorder.PurposeUserMedia, "audio"); len(a) != 1 {
+		t.Errorf("alice's audio should be unaffected by zoe's opt-out: %+v", a)
+	}
+
+	// The bot left each call it could: no member entry in A and B.
+	time.Sleep(time.Second)
+	if devs := botMemberDevices(alice, roomA, botID, confA); len(devs) > 0 {
+		t.Errorf("bot still in call A: %+v", devs)
+	}
+	if devs := botMemberDevices(bob, roomB, botID, confB); len(devs) > 0 {
+		t.Errorf("bot still in call B: %+v", devs)
+	}
+	for _, c := range []*meshpeer.Client{alice, zoe, bob, carol} {
+		if v := c.Violations(); len(v) > 0 {
+			t.Errorf("%s saw protocol violations: %q", c.UserID(), v)
 		}
 	}
 }
