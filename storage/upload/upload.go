@@ -105,6 +105,9 @@ type Uploader struct {
 
 	mu        sync.Mutex
 	followers map[fileKey]*follower
+	// events holds store notifications that came before the upload was recorded as
+	// complete (the store tells as soon as the object exists), by bucket/key.
+	events map[string]storeEvent
 	recCancel map[string][]context.CancelFunc
 	closed    bool
 	wg        sync.WaitGroup
@@ -125,6 +128,14 @@ type final struct {
 	sha  string
 }
 
+type storeEvent struct {
+	size int64
+	etag string
+}
+
+// maxEarlyEvents bounds the store notifications kept for uploads not yet complete.
+const maxEarlyEvents = 10000
+
 // New creates an uploader; its work ends with ctx or Close.
 func New(ctx context.Context, db *storage.DB, store Store, opts Options) *Uploader {
 	opts.fill()
@@ -132,7 +143,7 @@ func New(ctx context.Context, db *storage.DB, store Store, opts Options) *Upload
 	u := &Uploader{
 		db: db, store: store, opts: opts, log: opts.Log.With().Str("component", "upload").Logger(),
 		ctx: ctx, cancel: cancel, sem: make(chan struct{}, opts.Concurrency),
-		followers: map[fileKey]*follower{}, recCancel: map[string][]context.CancelFunc{},
+		followers: map[fileKey]*follower{}, recCancel: map[string][]context.CancelFunc{}, events: map[string]storeEvent{},
 	}
 	u.bufs.New = func() any { b := make([]byte, opts.PartSize); return &b }
 	return u
@@ -601,6 +612,9 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 		}
 		row.Status = storage.StatusConfirmed
 		row.ConfirmedBy = "head"
+		if u.earlyEvent(row.Bucket, key, row.Bytes, row.ETag) {
+			row.ConfirmedBy = "head+webhook"
+		}
 		row.ConfirmedAt = time.Now()
 		row.LastError = ""
 		if err := u.db.UpdateUpload(ctx, row); err != nil {
@@ -625,6 +639,15 @@ func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, siz
 		return false, err
 	}
 	switch row.Status {
+	case storage.StatusPending, storage.StatusUploading:
+		// The store was faster than our bookkeeping: keep the event for the check.
+		u.mu.Lock()
+		if len(u.events) >= maxEarlyEvents {
+			clear(u.events)
+		}
+		u.events[bucket+"/"+key] = storeEvent{size: size, etag: etag}
+		u.mu.Unlock()
+		return true, nil
 	case storage.StatusConfirmed:
 		if row.ConfirmedBy == "head" && row.Bytes == size && row.ETag == etag {
 			row.ConfirmedBy = "head+webhook"
@@ -641,4 +664,14 @@ func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, siz
 		return true, u.db.UpdateUpload(ctx, row)
 	}
 	return true, nil
+}
+
+// earlyEvent reports (and forgets) whether the store announced this object, as it is,
+// before the upload was recorded as complete.
+func (u *Uploader) earlyEvent(bucket, key string, size int64, etag string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ev, ok := u.events[bucket+"/"+key]
+	delete(u.events, bucket+"/"+key)
+	return ok && ev.size == size && ev.etag == etag
 }

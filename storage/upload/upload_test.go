@@ -3,6 +3,7 @@ package upload
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -263,5 +264,33 @@ func TestMissingFileIsTerminal(t *testing.T) {
 	row, _ := e.db.UploadOf(ctx, e.rec, "gone.ogg")
 	if row.Status != storage.StatusFailedUpload {
 		t.Errorf("status %s", row.Status)
+	}
+}
+
+// TestEarlyStoreEvent: the store's notification can come before the uploader has recorded
+// the upload as complete; it still counts.
+func TestEarlyStoreEvent(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.uploader(ctx, nil)
+	defer u.Close(ctx)
+	path := e.path("e.ogg")
+	data := randomBytes(2000)
+	appendFile(t, path, data)
+	if _, err := e.db.EnsureUpload(ctx, e.rec, "e.ogg", "bucket", "rec/call1/e.ogg"); err != nil {
+		t.Fatal(err)
+	}
+	sum := md5.Sum(data)
+	if ok, err := u.ConfirmFromStore(ctx, "bucket", "rec/call1/e.ogg", 2000, hex.EncodeToString(sum[:])); !ok || err != nil {
+		t.Fatalf("early event: %v %v", ok, err)
+	}
+	size, sha := digest(t, path)
+	u.Finish(e.rec, e.folder, "e.ogg", size, sha)
+	if err := u.Wait(ctx, e.rec); err != nil {
+		t.Fatal(err)
+	}
+	row, _ := e.db.UploadOf(ctx, e.rec, "e.ogg")
+	if row.Status != storage.StatusConfirmed || row.ConfirmedBy != "head+webhook" {
+		t.Errorf("row %+v", row)
 	}
 }
