@@ -107,7 +107,7 @@ type Uploader struct {
 	followers map[fileKey]*follower
 	// events holds store notifications that came before the upload was recorded as
 	// complete (the store tells as soon as the object exists), by bucket/key.
-	events map[string]storeEvent
+	events    map[string]storeEvent
 	recCancel map[string][]context.CancelFunc
 	closed    bool
 	wg        sync.WaitGroup
