@@ -41,6 +41,7 @@ type Bot struct {
 	groups *groups
 	cmds   *commands
 	post   *postcall.Manager
+	marks  markCounts
 	turn   turnCache
 	st     *storeRT // state database, uploads, limits, retention (storage_*.go)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -164,6 +165,30 @@ const (
 	maxMarkers     = 500
 )
 
+// markCounts counts the markers set per recording (call folder), to bound them.
+type markCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// take counts one marker for each folder, unless one of them is full.
+func (m *markCounts) take(folders []string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == nil || len(m.n) > 10000 {
+		m.n = map[string]int{} // forget old recordings now and then
+	}
+	for _, f := range folders {
+		if m.n[f] >= maxMarkers {
+			return false
+		}
+	}
+	for _, f := range folders {
+		m.n[f]++
+	}
+	return true
+}
+
 // markerText makes a marker's text safe to store and show: one line, printable, bounded.
 func markerText(s string) string {
 	var b strings.Builder
@@ -204,11 +229,31 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 	back, args := markBack(cc.args)
 	text := markerText(strings.Join(args, " "))
 	at := time.Now().Add(-back)
-	n := 0
 	b.groups.mu.Lock()
 	gr := b.groups.active[cc.roomID]
 	b.groups.mu.Unlock()
+	var folders []string
 	if gr != nil {
+		folders = append(folders, gr.folder)
+	}
+	if b.calls != nil {
+		for _, st := range b.calls.Active() {
+			if st.RoomID == cc.roomID && st.Folder != "" {
+				folders = append(folders, st.Folder)
+			}
+		}
+	}
+	if len(folders) == 0 {
+		return userError{"Nothing is being recorded in this room, so there is nothing to mark."}
+	}
+	if !b.marks.take(folders) {
+		return userError{fmt.Sprintf("This recording already has %d markers; that is the limit.", maxMarkers)}
+	}
+	n := 0
+	if gr != nil {
+		if st := gr.rec.Status(); at.Before(st.StartedAt) {
+			at = st.StartedAt
+		}
 		gr.rec.Mark(cc.sender, text, at)
 		n++
 	}

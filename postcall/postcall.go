@@ -156,7 +156,7 @@ func (m *Manager) CallEnded(roomID, folder string, man recorder.Manifest) {
 	}
 	log := m.log.With().Str("room_id", roomID).Str("folder", folderName(folder)).Logger()
 	call := Call{Folder: folder, Manifest: &man}
-	if m.cfg.Picture {
+	if m.cfg.Picture && len(man.Tracks) > 0 {
 		if err := m.pictures.submit(func() { m.postPicture(m.ctx, roomID, call) }); err != nil {
 			log.Warn().Err(err).Msg("Summary picture not queued")
 		}

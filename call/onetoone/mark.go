@@ -34,6 +34,9 @@ func (c *Call) mark(user id.UserID, text string, at time.Time) bool {
 	if c.mediaClosed || c.recSession == nil {
 		return false
 	}
+	if t0 := c.recSession.StartedAt(); at.Before(t0) {
+		at = t0 // "!mark -30s" in the first seconds: the start of the recording
+	}
 	c.recSession.AddMarker(string(user), text, at)
 	return true
 }

@@ -269,6 +269,13 @@ printf 'WEBVTT\n\n00:00:00.500 --> 00:00:01.500\nhello from %s\n' "$2" > "$4"
 	if len(after.Tracks) != len(m.Tracks) || after.Status != recorder.StatusFinished {
 		t.Errorf("manifest changed beyond exports: %d tracks, status %s", len(after.Tracks), after.Status)
 	}
+	// The mixdown is small, so it was also posted in the room (encrypted, as audio).
+	audioEvt := waitEvent(t, alice, room, "posted mixdown", 30*time.Second, func(evt *event.Event) bool {
+		return evt.Type == event.EventMessage && evt.Sender == rb.bot.UserID() && evt.Content.AsMessage().MsgType == event.MsgAudio
+	})
+	if msg := audioEvt.Content.AsMessage(); msg.File == nil || msg.Body != "mix.ogg" {
+		t.Errorf("posted mixdown: %+v", msg)
+	}
 	labels, _ := os.ReadFile(filepath.Join(folder, "exports", "labels.txt"))
 	if !strings.Contains(string(labels), "\tintro done\n") {
 		t.Errorf("labels.txt: %q", labels)
