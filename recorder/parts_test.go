@@ -174,3 +174,40 @@ func describeFiles(files []FileEntry) string {
 	}
 	return b.String()
 }
+
+// TestRestartBehindAndLateBurst: a sender that restarts with sequence numbers a little
+// behind and a new timestamp base (what pion's ReplaceTrack does) continues in part 2
+// after at most a few hundred milliseconds; a block of 25 packets that arrives late (its
+// successors overtook it) is dropped and splits nothing.
+func TestRestartBehindAndLateBurst(t *testing.T) {
+	h := newHarness(t, Options{})
+	frames := loadFrames(t, testmedia.Tone440)
+	a := opusStream()
+	evs := a.media(t, frames, base, 0, 4*time.Second, nil)
+	// Packets 100-124 (2.0-2.5 s) are held up until 2.8 s.
+	for i := 100; i < 125; i++ {
+		evs[i].at = base.Add(2800 * time.Millisecond)
+	}
+	b := opusStream()
+	b.seq, b.ts0 = a.seq-500, 0x12345678
+	evs = append(evs, b.media(t, frames, base, 4*time.Second, 8*time.Second, nil)...)
+	h.run(opusInfo(), evs)
+	m := h.close()
+	files := filesOf(m, "")
+	if len(files) != 2 || files[0].EndReason != "stream restarted" {
+		t.Fatalf("want the restart as part 2: %s", describeFiles(files))
+	}
+	p1, p2 := files[0], files[1]
+	// The late block is longer than the reorder buffer's restart run, so it was taken
+	// for a restart too: harmless, its frames are stale on the part's timeline.
+	if !near(ms(p1.DurationMs), 4*time.Second, 20*time.Millisecond) || len(p1.Gaps) != 1 || !near(ms(p1.Gaps[0].DurationMs), 500*time.Millisecond, 20*time.Millisecond) ||
+		p1.Stats.Frames != 175 {
+		t.Errorf("part 1: %d ms, stats %+v, gaps %+v; want 4 s with the late block as a gap", p1.DurationMs, p1.Stats, p1.Gaps)
+	}
+	if lost := 4*time.Second - ms(p2.DurationMs); p2.StartOffsetMs < 4000 || lost > 400*time.Millisecond || lost < 0 {
+		t.Errorf("part 2 at %d ms for %d ms: %v of the restarted stream lost", p2.StartOffsetMs, p2.DurationMs, lost)
+	}
+	if ms(p2.StartOffsetMs)+ms(p2.DurationMs) != 8*time.Second {
+		t.Errorf("part 2 ends at %d ms, want 8000", p2.StartOffsetMs+p2.DurationMs)
+	}
+}

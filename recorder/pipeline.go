@@ -196,6 +196,10 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 		dur = d
 	}
 	if p.cur != nil && !p.onTimeline(ext, arrival) {
+		if p.stale(ext, arrival) {
+			p.framesDropped++
+			return
+		}
 		p.hold(data, ext, dur, keyframe, arrival)
 		return
 	}

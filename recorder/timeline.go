@@ -46,6 +46,17 @@ func (p *pipeline) onTimeline(ext int64, arrival time.Time) bool {
 	return lag >= -maxEarly && lag <= maxClockSkew
 }
 
+// stale reports whether a frame off the timeline is an old frame of the current one: it
+// arrives as late as its timestamp says, but what follows it was written already (a
+// block of packets that queues held back and the reorder buffer gave up on, or a
+// duplicate under a new sequence number). It is dropped, never taken for a new timeline.
+func (p *pipeline) stale(ext int64, arrival time.Time) bool {
+	c := p.cur
+	pts := p.toDuration(ext - c.baseTS)
+	lag := arrival.Sub(c.anchor.Add(pts))
+	return pts < c.lastPTS && lag >= -maxEarly && lag <= maxClockSkew
+}
+
 // hold keeps a frame that is off the current timeline; jumpConfirm of them in a row on one
 // new timeline move the track onto it.
 func (p *pipeline) hold(data []byte, ext int64, dur time.Duration, key bool, arrival time.Time) {

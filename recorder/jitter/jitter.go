@@ -104,6 +104,11 @@ type Buffer struct {
 	oldest   time.Time // earliest arrival among the packets in the ring, valid if oldestOK
 	oldestOK bool
 
+	// lateRun counts late packets in a row with consecutive sequence numbers, the next
+	// of which would be lateNext (see restartRun).
+	lateRun  int
+	lateNext int64
+
 	stats Stats
 }
 
@@ -182,26 +187,30 @@ func (b *Buffer) Push(raw []byte, arrival time.Time) (PushResult, error) {
 			b.stats.Late++
 			return PushLate, nil
 		}
-		b.hasPrev, b.prevSSRC, b.prevHighest = true, b.ssrc, b.highest
-		b.ssrc = s.pkt.SSRC
-		b.stats.Resets++
-		if b.count == 0 {
-			b.startEpoch(s, b.rebase(seq))
-		} else {
-			b.pending = s
-		}
-		return PushReset, nil
+		return b.restart(s, seq), nil
 	}
 
 	switch {
 	case ext < b.next:
-		b.free = append(b.free, s)
 		if ext >= b.epochStart && ext >= b.next-int64(len(b.ring)) && b.wasReleased(ext) {
+			b.free = append(b.free, s)
 			b.stats.Duplicates++
 			return PushDuplicate, nil
 		}
-		b.stats.Late++
-		return PushLate, nil
+		if b.lateRun > 0 && ext == b.lateNext {
+			b.lateRun++
+		} else {
+			b.lateRun = 1
+		}
+		b.lateNext = ext + 1
+		if b.lateRun < restartRun {
+			b.free = append(b.free, s)
+			b.stats.Late++
+			return PushLate, nil
+		}
+		// A run of late packets in sequence is not late: the sender restarted its
+		// sequence numbers a little behind the ones it used before.
+		return b.restart(s, seq), nil
 	case b.ring[ext&b.mask] != nil:
 		b.free = append(b.free, s)
 		b.stats.Duplicates++
@@ -280,6 +289,20 @@ func (b *Buffer) pop(now time.Time, force bool) (*Packet, bool) {
 	}
 	b.release(s)
 	return &s.pkt, true
+}
+
+// restart makes s, with sequence number seq, the first packet of a new stream.
+func (b *Buffer) restart(s *slot, seq uint16) PushResult {
+	b.hasPrev, b.prevSSRC, b.prevHighest = true, b.ssrc, b.highest
+	b.ssrc = s.pkt.SSRC
+	b.stats.Resets++
+	b.lateRun = 0
+	if b.count == 0 {
+		b.startEpoch(s, b.rebase(seq))
+	} else {
+		b.pending = s
+	}
+	return PushReset
 }
 
 // startEpoch makes s, with extended sequence number ext, the first packet of a stream.

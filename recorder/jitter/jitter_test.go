@@ -498,3 +498,34 @@ func TestOptionsClamp(t *testing.T) {
 		t.Fatalf("capacity %d ring %d", b.capacity, len(b.ring))
 	}
 }
+
+// TestRestartBehindResets: a sender that restarts its sequence numbers a little behind
+// (within the jump limit, so each packet looks late) is followed after restartRun packets
+// in sequence, not dropped as late for thousands of packets. Scattered late packets are
+// still late.
+func TestRestartBehindResets(t *testing.T) {
+	h := newHarness(t, 80*time.Millisecond)
+	for i := range 100 {
+		h.push(uint16(1000+i), i*20, PushBuffered)
+		h.pop(i * 20)
+	}
+	// Isolated late packets (not in sequence with each other) stay late.
+	h.push(950, 2000, PushLate)
+	h.push(960, 2001, PushLate)
+	// The restart: 900, 901, ... behind the 1099 released.
+	ms := 2020
+	for i := range restartRun - 1 {
+		h.push(uint16(900+i), ms, PushLate)
+		ms += 20
+	}
+	h.push(uint16(900+restartRun-1), ms, PushReset)
+	wantSeqs(t, h.pop(ms), uint16(900+restartRun-1))
+	if p := h.last(); !p.Reset {
+		t.Fatalf("first packet of the restarted stream has no Reset")
+	}
+	h.push(uint16(900+restartRun), ms+20, PushBuffered)
+	wantSeqs(t, h.pop(ms+20), uint16(900+restartRun))
+	if st := h.b.Stats(); st.Resets != 1 || st.Late != uint64(restartRun-1+2) {
+		t.Fatalf("stats %+v", st)
+	}
+}

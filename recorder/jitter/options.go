@@ -10,6 +10,14 @@ const (
 	// rather than a gap or a late arrival.
 	DefaultMaxJump = 3000
 
+	// restartRun late packets in a row, each following the one before, mean the stream
+	// restarted with sequence numbers a little behind (within the jump limit) the ones
+	// it used before: the run's last packet starts a new stream (Reset). A genuinely
+	// late run this long (a block of packets held up longer than the buffer's delay
+	// while later ones overtook it) is rare, and restarting on it only costs the
+	// frame in progress.
+	restartRun = 16
+
 	// maxMaxJump keeps the jump below half the 16-bit sequence space, where unwrapping stops
 	// being unambiguous.
 	maxMaxJump = 1<<15 - 1
