@@ -134,6 +134,14 @@ func OpusFrames(name string) ([]Frame, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseOgg(name, data)
+}
+
+// ParseOgg returns the Opus packets of an Ogg Opus file (name is for
+// errors) that holds one packet per page, as OpusFrames does for an asset.
+// Tests use it for media they make themselves (ffmpeg with
+// -page_duration 20000, see assets/generate.sh).
+func ParseOgg(name string, data []byte) ([]Frame, error) {
 	r, head, err := oggreader.NewWith(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("reading Ogg header of %s: %w", name, err)
