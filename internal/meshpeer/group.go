@@ -669,3 +669,16 @@ func seqOf(m Received) int64 {
 	_ = json.Unmarshal(m.Content, &c)
 	return c.Seq
 }
+
+// SwitchMicrophone feeds the audio track from another source, as a browser does when the
+// user picks another input device (js-sdk replaceTrack): the RTP stream goes on with the
+// same SSRC and sequence numbers, its timestamps jump by the time the switch took.
+func (g *Group) SwitchMicrophone(asset string) error {
+	g.mu.Lock()
+	media := g.media
+	g.mu.Unlock()
+	if media == nil || media.audio == nil {
+		return errors.New("no microphone")
+	}
+	return media.audio.switchSource(asset)
+}

@@ -124,6 +124,29 @@ func (lt *localTrack) start() {
 	}()
 }
 
+// switchSource stops the current source and feeds the track from asset, keeping the RTP
+// clock running through the switch in whole 20 ms frames, as a browser's audio encoder
+// ticks on while the input device changes.
+func (lt *localTrack) switchSource(asset string) error {
+	frames, err := testmedia.Frames(asset)
+	if err != nil {
+		return err
+	}
+	lt.stop()
+	stopped := time.Now()
+	s := testmedia.NewSender(lt.track, frames)
+	lt.run = func(ctx context.Context) error {
+		// A sample without data advances the timestamp without sending anything.
+		gap := (time.Since(stopped) + clickSlot - 1).Truncate(clickSlot)
+		if err := lt.track.WriteSample(media.Sample{Duration: gap}); err != nil {
+			return err
+		}
+		return s.Run(ctx)
+	}
+	lt.start()
+	return nil
+}
+
 func (lt *localTrack) stop() {
 	lt.mu.Lock()
 	cancel, done := lt.cancel, lt.done

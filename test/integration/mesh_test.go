@@ -80,51 +80,6 @@ func waitNoticeOf(t *testing.T, c *meshpeer.Client, room id.RoomID, since time.T
 	return n
 }
 
-// TestIntegrationMeshSmoke: two participants, one calling the bot and one called by it.
-func TestIntegrationMeshSmoke(t *testing.T) {
-	s := homeserver(t)
-	rb := startBot(t, botConfig(t, s))
-	ctx := timeout(t, 3*time.Minute)
-	alice := newMeshPeer(t, s, "alice", false)
-	zoe := newMeshPeer(t, s, "zoe", true)
-	room := meshRoom(t, ctx, alice, rb.bot.UserID(), zoe)
-	conf, err := alice.CreateCall(ctx, room)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ga, err := alice.Enter(ctx, room, conf, meshpeer.Media{Audio: "tone440.ogg", Video: "vp8.ivf"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gz, err := zoe.Enter(ctx, room, conf, meshpeer.Media{Audio: "tone660.ogg"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	since := time.Now()
-	if err := alice.SendMessage(ctx, room, "!start"); err != nil {
-		t.Fatal(err)
-	}
-	waitNoticeOf(t, alice, room, since, "recording started", func(b string) bool { return strings.Contains(b, "Recording started") })
-	for _, g := range []*meshpeer.Group{ga, gz} {
-		if _, err := g.WaitConnected(ctx, rb.bot.UserID()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(3 * time.Second)
-	since = time.Now()
-	if err := alice.SendMessage(ctx, room, "!stop"); err != nil {
-		t.Fatal(err)
-	}
-	waitNoticeOf(t, alice, room, since, "summary", func(b string) bool { return strings.Contains(b, "Recording saved") })
-	_, m := finishedFolder(t, rb)
-	t.Logf("files:\n%s", describe(m))
-	for _, c := range []*meshpeer.Client{alice, zoe} {
-		if v := c.Violations(); len(v) > 0 {
-			t.Errorf("%s saw protocol violations: %q", c.UserID(), v)
-		}
-	}
-}
-
 // near checks that got is within tol of want.
 func near(t *testing.T, what string, got, want time.Time, tol time.Duration) {
 	t.Helper()
@@ -173,7 +128,7 @@ func checkAllFiles(t *testing.T, folder string, m *recorder.Manifest) {
 
 // TestIntegrationMeshGroupCall records a full-mesh call through the real homeserver with
 // three js-sdk-like participants: alice (Olm-encrypted signalling, calls the bot) is there
-// from the start, shares her screen for a while and restarts ICE; zoe (plain signalling,
+// from the start, shares her screen for a while, restarts ICE and switches microphones; zoe (plain signalling,
 // called by the bot) reloads her page and comes back with a new session; bob joins late and
 // leaves early. bob may not record, so his !start is refused. Every file is checked with
 // ffprobe, ffmpeg, opusinfo and mkvinfo, and every offset against when it really happened.
@@ -285,13 +240,17 @@ func TestIntegrationMeshGroupCall(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// bob leaves early.
+	// bob leaves early; alice picks another microphone.
 	time.Sleep(time.Second)
 	bobLeft := time.Now()
 	if err := gb.Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
+	micSwitch := time.Now()
+	if err := ga.SwitchMicrophone(testmedia.Tone660); err != nil {
+		t.Fatal(err)
+	}
 
 	since = time.Now()
 	if err := alice.SendMessage(ctx, room, "!status"); err != nil {
@@ -332,13 +291,30 @@ func TestIntegrationMeshGroupCall(t *testing.T) {
 	near(t, "zoe's second joined_at", pz[1].JoinedAt, zoeBack, 200*time.Millisecond)
 
 	// Tracks: every file where it belongs on the timeline.
+	// One file through screenshare, ICE restart and the microphone switch (440 Hz before
+	// it, 660 Hz after).
 	aAudio := filesOf(m, alice.UserID(), recorder.PurposeUserMedia, "audio")
 	if len(aAudio) != 1 {
-		t.Errorf("alice's microphone should be one file through screenshare and ICE restart: %+v", aAudio)
+		t.Errorf("alice's microphone should be one file through screenshare, ICE restart and microphone switch: %+v", aAudio)
 	} else {
 		near(t, "alice's audio start", at(aAudio[0].StartOffsetMs), aliceUp, 200*time.Millisecond)
 		if end := at(aAudio[0].StartOffsetMs + aAudio[0].DurationMs); end.Before(stopAt.Add(-time.Second)) {
 			t.Errorf("alice's audio ends at %s, before the stop at %s", end.Format("15:04:05.000"), stopAt.Format("15:04:05.000"))
+		}
+		pcm, err := mediacheck.DecodePCM(ctx, filepath.Join(folder, aAudio[0].File), pcmRate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switchAt := micSwitch.Sub(at(aAudio[0].StartOffsetMs))
+		window := func(from time.Duration) []int16 {
+			a := max(0, int(from.Seconds()*pcmRate))
+			return pcm[min(a, len(pcm)):min(a+pcmRate/2, len(pcm))]
+		}
+		before, after := window(switchAt-time.Second), window(switchAt+500*time.Millisecond)
+		b440, b660 := mediacheck.ToneLevel(before, pcmRate, 440), mediacheck.ToneLevel(before, pcmRate, 660)
+		a440, a660 := mediacheck.ToneLevel(after, pcmRate, 440), mediacheck.ToneLevel(after, pcmRate, 660)
+		if b440 < 0.02 || b440 < 20*b660 || a660 < 0.02 || a660 < 20*a440 {
+			t.Errorf("alice's audio: 440/660 Hz levels %.3f/%.3f before the switch, %.3f/%.3f after it", b440, b660, a440, a660)
 		}
 	}
 	if v := filesOf(m, alice.UserID(), recorder.PurposeUserMedia, "video"); len(v) == 0 {
