@@ -208,17 +208,25 @@ func exportStartText(call Call, kinds []export.Kind, waiting int) string {
 
 // status is one message kept up to date by editing it.
 type status struct {
-	m       *Manager
-	roomID  string
+	m      *Manager
+	roomID string
+	// posted is closed once the first message went out (or failed).
+	posted chan struct{}
+
+	send    sync.Mutex // one message at a time, in order
 	eventID string
+
 	mu      sync.Mutex
 	last    time.Time
 	lastPct int
 }
 
+// set posts the message, or edits it once it exists.
 func (s *status) set(ctx context.Context, text string) {
 	rctx, cancel := roomCtx(ctx)
 	defer cancel()
+	s.send.Lock()
+	defer s.send.Unlock()
 	if s.eventID == "" {
 		s.eventID = s.m.room.Notice(rctx, s.roomID, text)
 		return
@@ -241,9 +249,11 @@ func (s *status) progress(ctx context.Context, prefix string, done float64) {
 	s.set(ctx, fmt.Sprintf("%s%d%%", prefix, pct))
 }
 
-func (m *Manager) runExport(ctx context.Context, roomID string, call Call, kinds []export.Kind, msg string) {
+func (m *Manager) runExport(ctx context.Context, roomID string, call Call, kinds []export.Kind, st *status) {
 	log := m.log.With().Str("room_id", roomID).Str("folder", folderName(call.Folder)).Str("kinds", kindList(kinds)).Logger()
-	st := &status{m: m, roomID: roomID, eventID: msg, last: time.Now()}
+	st.mu.Lock()
+	st.last = time.Now()
+	st.mu.Unlock()
 	name := folderName(call.Folder)
 	bin, err := ffmpeg.Find(m.cfg.FFmpeg)
 	if err != nil {

@@ -161,29 +161,50 @@ func (m *Manager) CallEnded(roomID, folder string, man recorder.Manifest) {
 			log.Warn().Err(err).Msg("Summary picture not queued")
 		}
 	}
+	// Notices about work that could not be queued go out in the background: this runs
+	// on a call's loop and must not wait for the homeserver.
+	notice := func(text string) {
+		go func() {
+			ctx, cancel := roomCtx(m.ctx)
+			defer cancel()
+			m.room.Notice(ctx, roomID, text)
+		}()
+	}
 	if m.cfg.Transcript.Enabled() && hasAudio(&man) {
 		if err := m.transcripts.submit(func() { m.transcribe(m.heavy, roomID, call, true) }); err != nil {
 			log.Warn().Err(err).Msg("Transcription not queued")
-			m.room.Notice(m.ctx, roomID, "⚠️ The transcription hook was not run: "+err.Error()+". The recording is not affected.")
+			notice("⚠️ The transcription hook was not run: " + err.Error() + ". The recording is not affected.")
 		}
 	}
 	if len(m.cfg.AutoExport) > 0 && hasAudio(&man) {
 		if err := m.Export(roomID, call, m.cfg.AutoExport); err != nil {
 			log.Warn().Err(err).Msg("Automatic export not queued")
-			m.room.Notice(m.ctx, roomID, "⚠️ The automatic export was not started: "+err.Error()+". The recording is not affected.")
+			notice("⚠️ The automatic export was not started: " + err.Error() + ". The recording is not affected.")
 		}
 	}
 }
 
-// Export queues an export of a finished call and reports progress in the room.
+// Export queues an export of a finished call; its message in the room (posted in the
+// background) shows the queue, then the progress, then the result. It returns at once.
 func (m *Manager) Export(roomID string, call Call, kinds []export.Kind) error {
+	st := &status{m: m, roomID: roomID, posted: make(chan struct{})}
 	waiting := m.exports.waiting()
-	msg := m.room.Notice(m.ctx, roomID, exportStartText(call, kinds, waiting))
-	err := m.exports.submit(func() { m.runExport(m.heavy, roomID, call, kinds, msg) })
-	if err != nil && msg != "" {
-		m.room.Edit(m.ctx, roomID, msg, fmt.Sprintf("❌ Export of %s not started: %v. Try again later.", folderName(call.Folder), err))
+	err := m.exports.submit(func() {
+		select {
+		case <-st.posted:
+		case <-time.After(roomTimeout):
+		}
+		m.runExport(m.heavy, roomID, call, kinds, st)
+	})
+	if err != nil {
+		close(st.posted)
+		return err
 	}
-	return err
+	go func() {
+		defer close(st.posted)
+		st.set(m.ctx, exportStartText(call, kinds, waiting))
+	}()
+	return nil
 }
 
 // Transcribe queues the transcription of a finished call: the hook runs for tracks that
