@@ -202,7 +202,7 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 		// The SFU's sender reports put every track it forwards on one clock.
 		ClockDomain: "livekit:" + c.transport.ServiceURL,
 	}
-	var src recorder.PacketSource = plainSource{trackReader{track}}
+	var src recorder.PacketSource = plainSource{r: trackReader{track}, codec: mc, sif: c.sifTrailer()}
 	encrypted := pub.TrackInfo().GetEncryption() != livekit.Encryption_NONE
 	if encrypted {
 		ring := r.keys.ring(dev)
@@ -211,7 +211,7 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 			log.Error().Err(err).Msg("Encrypted track in a codec without an encryption format; skipping it")
 			return
 		}
-		ks := newKeyedSource(trackReader{track}, ring, mc.IsVideo(), c.sifTrailer(), r.b.opts.KeyWait, log)
+		ks := newKeyedSource(trackReader{track}, ring, mc, c.sifTrailer(), r.b.opts.KeyWait, log)
 		ks.onGiveUp = func() { r.noKey(dev) }
 		src = ks
 		var logged int

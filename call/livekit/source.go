@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // rtpReader is where a source reads RTP packets: a pion TrackRemote through trackReader.
@@ -29,11 +30,79 @@ func (r trackReader) ReadRTPBytes(b []byte) (int, error) {
 
 func (r trackReader) SetReadDeadline(t time.Time) error { return r.t.SetReadDeadline(t) }
 
-// plainSource feeds a track's packets to the recorder unchanged.
-type plainSource struct{ r rtpReader }
+// plainSource feeds a track's packets to the recorder unchanged, except that frames the
+// SFU injected are turned into padding (see serverFrame).
+type plainSource struct {
+	r     rtpReader
+	codec media.Codec
+	sif   []byte
+}
 
-func (s plainSource) ReadPacket(b []byte) (int, error)  { return s.r.ReadRTPBytes(b) }
+func (s plainSource) ReadPacket(b []byte) (int, error) {
+	n, err := s.r.ReadRTPBytes(b)
+	if err != nil {
+		return n, err
+	}
+	return stripServerFrame(b[:n], s.codec, s.sif), nil
+}
+
 func (s plainSource) SetReadDeadline(t time.Time) error { return s.r.SetReadDeadline(t) }
+
+// LiveKit's SFU sends blank frames of its own to a subscriber when a publisher mutes or
+// unpublishes (livekit-server pkg/sfu/downtrack.go: an 8x8 VP8 key frame, a 2x2 H.264 IDR
+// with its parameter sets in one STAP-A, Opus silence), with the room's SIF trailer
+// appended when the track is end-to-end encrypted. They are not the participant's media:
+// an 8x8 picture in the middle of a 320x240 file breaks players.
+var (
+	blankVP8 = []byte{
+		0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x08, 0x00, 0x08, 0x00, 0x00, 0x47, 0x08, 0x85, 0x85, 0x88,
+		0x85, 0x84, 0x88, 0x02, 0x02, 0x00, 0x0c, 0x0d, 0x60, 0x00, 0xfe, 0xff, 0xab, 0x50, 0x80,
+	}
+	blankH264 = []byte{
+		0x18, // STAP-A: SPS, PPS, IDR of a 2x2 picture
+		0x00, 0x18, 0x67, 0x42, 0xc0, 0x1f, 0x0f, 0xd9, 0x1f, 0x88, 0x88, 0x84, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00,
+		0x00, 0x03, 0x00, 0xc8, 0x3c, 0x60, 0xc9, 0x20,
+		0x00, 0x06, 0x68, 0x87, 0xcb, 0x83, 0xcb, 0x20,
+		0x00, 0x0a, 0x65, 0x88, 0x84, 0x0a, 0xf2, 0x62, 0x80, 0x00, 0xa7, 0xbe,
+	}
+)
+
+// vp8MaxDescriptor is the longest VP8 payload descriptor (RFC 7741 §4.2).
+const vp8MaxDescriptor = 6
+
+// serverFrame reports whether an RTP payload is a frame the SFU injected: it ends with the
+// SIF trailer, or it is one of LiveKit's blank video frames.
+func serverFrame(payload []byte, codec media.Codec, sif []byte) bool {
+	if len(payload) == 0 {
+		return false
+	}
+	if framecrypt.IsServerInjected(payload, sif) {
+		return true
+	}
+	switch codec {
+	case media.CodecVP8:
+		return bytes.HasSuffix(payload, blankVP8) && len(payload)-len(blankVP8) <= vp8MaxDescriptor
+	case media.CodecH264:
+		return bytes.Equal(payload, blankH264)
+	}
+	return false
+}
+
+// stripServerFrame turns a packet carrying a server-injected frame into a padding packet:
+// same sequence number and timestamp, no payload. The recorder then sees no gap in the
+// sequence (nothing counts as lost) and writes no frame.
+func stripServerFrame(p []byte, codec media.Codec, sif []byte) int {
+	payload, _, ok := rtpPayload(p)
+	if !ok || !serverFrame(payload, codec, sif) {
+		return len(p)
+	}
+	hdr := len(p) - len(payload)
+	if p[0]&0x20 != 0 {
+		hdr -= int(p[len(p)-1])
+		p[0] &^= 0x20
+	}
+	return hdr
+}
 
 // keyedSource feeds an encrypted track's packets to the recorder, holding back the frames
 // whose key has not arrived yet (keys come over Matrix, media over the SFU: the first
@@ -45,6 +114,7 @@ func (s plainSource) SetReadDeadline(t time.Time) error { return s.r.SetReadDead
 type keyedSource struct {
 	r       rtpReader
 	ring    *framecrypt.Keyring
+	codec   media.Codec
 	video   bool
 	sif     []byte
 	wait    time.Duration
@@ -72,13 +142,14 @@ type keyedSource struct {
 	heldFrames, waits, giveUps uint64
 }
 
-func newKeyedSource(r rtpReader, ring *framecrypt.Keyring, video bool, sif []byte, wait time.Duration, log zerolog.Logger) *keyedSource {
+func newKeyedSource(r rtpReader, ring *framecrypt.Keyring, codec media.Codec, sif []byte, wait time.Duration, log zerolog.Logger) *keyedSource {
+	video := codec.IsVideo()
 	maxHeld := 400 // audio: 8 s of 20 ms packets
 	if video {
 		maxHeld = 4000
 	}
 	return &keyedSource{
-		r: r, ring: ring, video: video, sif: bytes.Clone(sif), wait: wait, maxHeld: maxHeld, log: log,
+		r: r, ring: ring, codec: codec, video: video, sif: bytes.Clone(sif), wait: wait, maxHeld: maxHeld, log: log,
 		now: time.Now, buf: make([]byte, 1600), bad: map[uint8]uint64{},
 	}
 }
@@ -132,6 +203,7 @@ func (s *keyedSource) copyPacket(p []byte) []byte {
 }
 
 func (s *keyedSource) push(p []byte, now time.Time) {
+	p = p[:stripServerFrame(p, s.codec, s.sif)]
 	payload, marker, ok := rtpPayload(p)
 	pkt := s.copyPacket(p)
 	if !ok || (len(payload) == 0 && len(s.pending) == 0) {
@@ -149,7 +221,7 @@ func (s *keyedSource) push(p []byte, now time.Time) {
 		return
 	}
 	index := payload[len(payload)-1]
-	if framecrypt.IsServerInjected(payload, s.sif) || s.keyUsable(index) || s.waitingGivenUp() {
+	if s.keyUsable(index) || s.waitingGivenUp() {
 		if !s.holdSince.IsZero() {
 			s.log.Info().Uint8("key_index", s.holdIndex).Dur("held", now.Sub(s.holdSince)).Int("packets", len(s.pending)).Msg("Key arrived; releasing held frames")
 		}

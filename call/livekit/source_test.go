@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // scriptReader returns scripted packets; a nil entry, and the end of the script, are read
@@ -86,7 +87,7 @@ func testLog() zerolog.Logger {
 func TestKeyedSourceHoldsUntilKey(t *testing.T) {
 	ring := framecrypt.NewKeyring()
 	r := &scriptReader{}
-	s := newKeyedSource(r, ring, true, nil, time.Hour, testLog())
+	s := newKeyedSource(r, ring, media.CodecVP8, nil, time.Hour, testLog())
 	now := time.Unix(1000, 0)
 	s.now = func() time.Time { return now }
 	r.pkts = [][]byte{
@@ -123,7 +124,7 @@ func TestKeyedSourceHoldsUntilKey(t *testing.T) {
 func TestKeyedSourceGivesUp(t *testing.T) {
 	ring := framecrypt.NewKeyring()
 	r := &scriptReader{}
-	s := newKeyedSource(r, ring, false, nil, 2*time.Second, testLog())
+	s := newKeyedSource(r, ring, media.CodecOpus, nil, 2*time.Second, testLog())
 	gaveUp := 0
 	s.onGiveUp = func() { gaveUp++ }
 	now := time.Unix(1000, 0)
@@ -160,7 +161,7 @@ func TestKeyedSourceWaitsAfterFailure(t *testing.T) {
 	ring := framecrypt.NewKeyring()
 	_ = ring.SetKey(2, []byte("0123456789abcdef"))
 	r := &scriptReader{}
-	s := newKeyedSource(r, ring, false, nil, time.Hour, testLog())
+	s := newKeyedSource(r, ring, media.CodecOpus, nil, time.Hour, testLog())
 	buf := make([]byte, 1600)
 	r.pkts = [][]byte{packet(t, 1, false, []byte{0xfc, 2})}
 	if _, err := s.ReadPacket(buf); err != nil {
@@ -185,7 +186,7 @@ func TestKeyedSourceWaitsAfterFailure(t *testing.T) {
 // Held packets are not lost when the track ends.
 func TestKeyedSourceFlushesAtEOF(t *testing.T) {
 	r := &scriptReader{}
-	s := newKeyedSource(r, framecrypt.NewKeyring(), false, nil, time.Hour, testLog())
+	s := newKeyedSource(r, framecrypt.NewKeyring(), media.CodecOpus, nil, time.Hour, testLog())
 	r.pkts = [][]byte{packet(t, 1, false, []byte{0xfc, 9}), packet(t, 2, false, []byte{0xfc, 9})}
 	seqs, _ := readAll(t, s, r)
 	if len(seqs) != 2 {
@@ -208,6 +209,37 @@ func TestRTPPayload(t *testing.T) {
 	for _, bad := range [][]byte{nil, {0x80}, {0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 50}} {
 		if _, _, ok := rtpPayload(bad); ok {
 			t.Errorf("%x parsed", bad)
+		}
+	}
+}
+
+// The SFU's own frames (blank video on mute/unpublish, anything with the SIF trailer)
+// become padding: same sequence number, no frame for the recorder.
+func TestStripServerFrame(t *testing.T) {
+	sif := []byte("LKROCKS")
+	vp8Blank := append([]byte{0x90, 0x80, 0x12}, blankVP8...) // descriptor with a picture id
+	for _, tc := range []struct {
+		name    string
+		codec   media.Codec
+		payload []byte
+		strip   bool
+	}{
+		{"vp8 blank", media.CodecVP8, vp8Blank, true},
+		{"vp8 blank with trailer", media.CodecVP8, append(append([]byte(nil), vp8Blank...), sif...), true},
+		{"h264 blank", media.CodecH264, blankH264, true},
+		{"opus silence with trailer", media.CodecOpus, append([]byte{0xf8, 0xff, 0xfe}, sif...), true},
+		{"opus frame", media.CodecOpus, []byte{0xfc, 1, 2, 3}, false},
+		{"vp8 frame", media.CodecVP8, append(append([]byte{0x10}, blankVP8[:len(blankVP8)-1]...), 0x81), false},
+		{"vp8 blank behind a long prefix", media.CodecVP8, append(make([]byte, 20), blankVP8...), false},
+	} {
+		p := packet(t, 9, true, tc.payload)
+		n := stripServerFrame(p, tc.codec, sif)
+		payload, _, ok := rtpPayload(p[:n])
+		if !ok || (len(payload) == 0) != tc.strip || (!tc.strip && n != len(p)) {
+			t.Errorf("%s: %d of %d bytes kept, payload %d bytes", tc.name, n, len(p), len(payload))
+		}
+		if tc.strip && seqOf(p[:n]) != 9 {
+			t.Errorf("%s: sequence number changed", tc.name)
 		}
 	}
 }

@@ -1,0 +1,440 @@
+// Package lkpeer is a synthetic Element Call participant for the integration tests and the
+// demo. It does on the wire what Element Call (matrix-js-sdk's MatrixRTC session and
+// LiveKit's client SDK) does: it publishes its MatrixRTC membership (session state, the
+// older per-user list, or a sticky rtc.member event), gets a LiveKit token from the focus'
+// JWT service with its Matrix OpenID token, publishes Opus, VP8 and H.264 tracks with
+// server-sdk-go, encrypts every frame as the client SDK does (per-participant key, key
+// index, IV and trailer; package framecrypt), and hands its media key to every other member
+// device over Olm to-device messages (or, for the older format, room events), re-sharing it
+// with devices that join and rotating it on request.
+package lkpeer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	protologger "github.com/livekit/protocol/logger"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/cryptohelper"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+)
+
+// Membership formats (protocols.md §3.1).
+const (
+	FormatSession = "session" // per-device state event, Element Call's default
+	FormatLegacy  = "legacy"  // per-user state event with a memberships list
+	FormatSticky  = "sticky"  // org.matrix.msc4143.rtc.member event
+)
+
+// Key transports.
+const (
+	KeysToDevice = "to_device" // Olm-encrypted to-device messages (current)
+	KeysRoom     = "room"      // room events (Element Call v0.5-v0.9)
+)
+
+// Options configure a Peer.
+type Options struct {
+	Homeserver  string
+	UserID      string
+	AccessToken string
+	DeviceID    string
+	// DataDir holds the crypto store.
+	DataDir string
+	// ServiceURL is the JWT service the peer names as its focus.
+	ServiceURL string
+	// Format is the membership format (default FormatSession).
+	Format string
+	// FocusSelection for session memberships (default multi_sfu).
+	FocusSelection string
+	// Encrypt turns on per-participant media encryption.
+	Encrypt bool
+	// KeyTransport is KeysToDevice (default) or KeysRoom.
+	KeyTransport string
+	// OnlyCrossSigned sends keys only to devices their owner cross-signed, as clients that
+	// exclude insecure devices do.
+	OnlyCrossSigned bool
+	// KeyDelay holds back the key for a device that joins the call (a slow client).
+	KeyDelay time.Duration
+	Logger   zerolog.Logger
+}
+
+// Peer is one Element Call participant device.
+type Peer struct {
+	opts   Options
+	cli    *mautrix.Client
+	crypto *cryptohelper.CryptoHelper
+	log    zerolog.Logger
+
+	syncCancel context.CancelFunc
+	syncDone   chan struct{}
+
+	mu       sync.Mutex
+	room     id.RoomID
+	memberID string
+	joined   time.Time
+	slots    map[string][]lk.Member
+	keyIndex uint8
+	key      []byte
+	// sendIndex/sendKey are what frames are encrypted with (switched after useKeyDelay).
+	sendIndex uint8
+	sendKey   []byte
+	keyed     map[lk.DeviceKey]uint8 // index last sent to each device
+	lkRoom    *lksdk.Room
+	tracks    []*Track
+	keyWG     sync.WaitGroup
+	messages  []Message
+	msgCh     chan struct{}
+}
+
+// Message is a text message or notice someone else sent in a room.
+type Message struct {
+	RoomID id.RoomID
+	Sender id.UserID
+	Body   string
+	At     time.Time
+}
+
+func (p *Peer) noteMessage(evt *event.Event) {
+	msg := evt.Content.AsMessage()
+	if msg == nil || evt.Sender == p.cli.UserID {
+		return
+	}
+	p.mu.Lock()
+	p.messages = append(p.messages, Message{RoomID: evt.RoomID, Sender: evt.Sender, Body: msg.Body, At: time.Now()})
+	p.mu.Unlock()
+	select {
+	case p.msgCh <- struct{}{}:
+	default:
+	}
+}
+
+// WaitMessage waits for a message in room, received after since, whose body matches.
+func (p *Peer) WaitMessage(ctx context.Context, room id.RoomID, since time.Time, match func(string) bool) (Message, error) {
+	for {
+		p.mu.Lock()
+		for _, m := range p.messages {
+			if m.RoomID == room && !m.At.Before(since) && match(m.Body) {
+				p.mu.Unlock()
+				return m, nil
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return Message{}, fmt.Errorf("waiting for a message: %w", ctx.Err())
+		case <-p.msgCh:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Messages returns the messages seen in room.
+func (p *Peer) Messages(room id.RoomID) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, m := range p.messages {
+		if m.RoomID == room {
+			out = append(out, m.Body)
+		}
+	}
+	return out
+}
+
+// useKeyDelay is how long a new key is distributed before frames use it (js-sdk default).
+const useKeyDelay = time.Second
+
+// New logs in with the access token, sets up encryption and starts syncing.
+func New(ctx context.Context, o Options) (*Peer, error) {
+	if o.Format == "" {
+		o.Format = FormatSession
+	}
+	if o.FocusSelection == "" {
+		o.FocusSelection = lk.SelectMultiSFU
+	}
+	if o.KeyTransport == "" {
+		o.KeyTransport = KeysToDevice
+	}
+	cli, err := mautrix.NewClient(o.Homeserver, id.UserID(o.UserID), o.AccessToken)
+	if err != nil {
+		return nil, fmt.Errorf("lkpeer client: %w", err)
+	}
+	cli.DeviceID = id.DeviceID(o.DeviceID)
+	cli.Log = o.Logger.With().Str("component", "lkpeer-matrix").Logger().Level(zerolog.WarnLevel)
+	syncer := mautrix.NewDefaultSyncer()
+	syncer.ParseErrorHandler = func(*event.Event, error) bool { return true }
+	cli.Syncer = syncer
+	pickle := make([]byte, 16)
+	_, _ = rand.Read(pickle)
+	helper, err := cryptohelper.NewCryptoHelper(cli, []byte(hex.EncodeToString(pickle)), filepath.Join(o.DataDir, "lkpeer-"+o.DeviceID+".db"))
+	if err != nil {
+		return nil, fmt.Errorf("lkpeer crypto store: %w", err)
+	}
+	if err := helper.Init(ctx); err != nil {
+		return nil, fmt.Errorf("lkpeer crypto init: %w", err)
+	}
+	helper.Machine().IgnorePostDecryptionParseErrors = true
+	cli.Crypto = helper
+	p := &Peer{
+		opts: o, cli: cli, crypto: helper, log: o.Logger.With().Str("peer", o.UserID).Logger(),
+		slots: map[string][]lk.Member{}, keyed: map[lk.DeviceKey]uint8{}, syncDone: make(chan struct{}),
+		msgCh: make(chan struct{}, 1),
+	}
+	syncer.OnEvent(p.onEvent)
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.syncCancel = cancel
+	go func() {
+		defer close(p.syncDone)
+		for sctx.Err() == nil {
+			if err := cli.SyncWithContext(sctx); err != nil && sctx.Err() == nil {
+				p.log.Warn().Err(err).Msg("lkpeer sync failed")
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+	return p, nil
+}
+
+// Matrix exposes the Matrix client (tests create rooms and send commands with it).
+func (p *Peer) Matrix() *mautrix.Client { return p.cli }
+
+// UserID is the peer's user.
+func (p *Peer) UserID() id.UserID { return p.cli.UserID }
+
+// DeviceID is the peer's device.
+func (p *Peer) DeviceID() id.DeviceID { return p.cli.DeviceID }
+
+// Identity is the LiveKit identity the peer's membership implies (valid after Join).
+func (p *Peer) Identity() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.opts.Format == FormatSticky {
+		return lk.HashedIdentity(string(p.cli.UserID), string(p.cli.DeviceID), p.memberID)
+	}
+	return string(p.cli.UserID) + ":" + string(p.cli.DeviceID)
+}
+
+// KeyIndex is the index of the key frames are encrypted with now.
+func (p *Peer) KeyIndex() uint8 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sendIndex
+}
+
+func newKey() []byte {
+	k := make([]byte, 16)
+	_, _ = rand.Read(k)
+	return k
+}
+
+// Join enters the room's call: the membership first (so members send it keys), then the
+// SFU, then its key goes to every member device.
+func (p *Peer) Join(ctx context.Context, room id.RoomID) error {
+	p.mu.Lock()
+	p.room = room
+	p.joined = time.Now()
+	p.memberID = string(p.cli.UserID) + ":" + string(p.cli.DeviceID)
+	if p.opts.Format == FormatSticky {
+		p.memberID = randomID()
+	}
+	if p.opts.Encrypt {
+		p.keyIndex, p.key = 0, newKey()
+		p.sendIndex, p.sendKey = 0, p.key
+	}
+	p.mu.Unlock()
+	if err := p.loadMembers(ctx, room); err != nil {
+		return err
+	}
+	if err := p.publishMembership(ctx, false); err != nil {
+		return err
+	}
+	tok, err := p.cli.RequestOpenIDToken(ctx)
+	if err != nil {
+		return fmt.Errorf("openid token: %w", err)
+	}
+	acc, err := p.token(ctx, tok)
+	if err != nil {
+		return err
+	}
+	lkRoom, err := lksdk.ConnectToRoomWithToken(acc.url, acc.jwt, lksdk.NewRoomCallback(),
+		lksdk.WithAutoSubscribe(false), lksdk.WithLogger(protologger.GetDiscardLogger()))
+	if err != nil {
+		return fmt.Errorf("connect to LiveKit: %w", err)
+	}
+	p.mu.Lock()
+	p.lkRoom = lkRoom
+	p.mu.Unlock()
+	p.log.Info().Str("identity", lkRoom.LocalParticipant.Identity()).Str("livekit_room", lkRoom.Name()).Msg("Joined the call")
+	p.distributeKey(ctx, false)
+	return nil
+}
+
+// publishMembership sends the peer's membership in its format; leave sends the empty one.
+func (p *Peer) publishMembership(ctx context.Context, leave bool) error {
+	p.mu.Lock()
+	room, memberID, joined := p.room, p.memberID, p.joined
+	p.mu.Unlock()
+	user, dev := p.cli.UserID, p.cli.DeviceID
+	focus := map[string]string{"type": "livekit", "livekit_service_url": p.opts.ServiceURL, "livekit_alias": string(room)}
+	switch p.opts.Format {
+	case FormatSticky:
+		content := map[string]any{"msc4354_sticky_key": memberID}
+		if !leave {
+			content = map[string]any{
+				"slot_id":            "m.call#ROOM",
+				"application":        map[string]any{"type": "m.call", "m.call.intent": "video"},
+				"member":             map[string]string{"user_id": string(user), "device_id": string(dev), "id": memberID},
+				"rtc_transports":     []map[string]string{{"type": "livekit", "livekit_service_url": p.opts.ServiceURL}},
+				"versions":           []string{},
+				"msc4354_sticky_key": memberID,
+			}
+		}
+		_, err := p.cli.SendMessageEvent(ctx, room, lk.TypeRTCMember, content, mautrix.ReqSendEvent{UnstableStickyDuration: time.Hour})
+		if err != nil {
+			return fmt.Errorf("send sticky membership: %w", err)
+		}
+		return nil
+	case FormatLegacy:
+		content := map[string]any{"memberships": []any{}}
+		if !leave {
+			content["memberships"] = []any{map[string]any{
+				"application": "m.call", "call_id": "", "scope": "m.room", "device_id": dev,
+				"membershipID": randomID(), "expires": 3600000, "created_ts": joined.UnixMilli(),
+				"foci_active": []any{focus},
+			}}
+		}
+		if _, err := p.cli.SendStateEvent(ctx, room, lk.TypeCallMember, string(user), content); err != nil {
+			return fmt.Errorf("send legacy membership: %w", err)
+		}
+		return nil
+	default:
+		key := lk.SessionStateKey(user, dev, "10")
+		content := map[string]any{}
+		if !leave {
+			content = map[string]any{
+				"application": "m.call", "call_id": "", "scope": "m.room", "device_id": dev,
+				"membershipID": memberID, "expires": 14400000, "m.call.intent": "video",
+				"focus_active":   map[string]string{"type": "livekit", "focus_selection": p.opts.FocusSelection},
+				"foci_preferred": []any{focus},
+			}
+		}
+		if _, err := p.cli.SendStateEvent(ctx, room, lk.TypeCallMember, key, content); err != nil {
+			return fmt.Errorf("send session membership: %w", err)
+		}
+		return nil
+	}
+}
+
+type sfuAccess struct{ url, jwt string }
+
+// token asks the JWT service as Element Call does for its own connection: /sfu/get for
+// state-event memberships ("@user:server:DEVICE" identity), /get_token for sticky ones
+// (hashed identity).
+func (p *Peer) token(ctx context.Context, tok *mautrix.RespOpenIDToken) (sfuAccess, error) {
+	p.mu.Lock()
+	room, memberID := p.room, p.memberID
+	p.mu.Unlock()
+	oid := map[string]any{"access_token": tok.AccessToken, "token_type": tok.TokenType, "matrix_server_name": tok.MatrixServerName, "expires_in": tok.ExpiresIn}
+	var path string
+	var body map[string]any
+	if p.opts.Format == FormatSticky {
+		path = "/get_token"
+		body = map[string]any{"room_id": room, "slot_id": "m.call#ROOM", "openid_token": oid,
+			"member": map[string]string{"id": memberID, "claimed_user_id": string(p.cli.UserID), "claimed_device_id": string(p.cli.DeviceID)}}
+	} else {
+		path = "/sfu/get"
+		body = map[string]any{"room": room, "openid_token": oid, "device_id": p.cli.DeviceID}
+	}
+	var out struct {
+		URL string `json:"url"`
+		JWT string `json:"jwt"`
+	}
+	if err := postJSON(ctx, p.opts.ServiceURL+path, body, &out); err != nil {
+		return sfuAccess{}, fmt.Errorf("JWT service %s: %w", path, err)
+	}
+	return sfuAccess{url: out.URL, jwt: out.JWT}, nil
+}
+
+// Leave stops publishing, leaves the SFU and takes the membership back.
+func (p *Peer) Leave(ctx context.Context) error {
+	p.mu.Lock()
+	tracks := p.tracks
+	p.tracks = nil
+	room := p.lkRoom
+	p.lkRoom = nil
+	p.mu.Unlock()
+	var errs []error
+	for _, t := range tracks {
+		errs = append(errs, t.Stop())
+	}
+	if room != nil {
+		room.Disconnect()
+	}
+	errs = append(errs, p.publishMembership(ctx, true))
+	return errors.Join(errs...)
+}
+
+// Close stops syncing (after Leave).
+func (p *Peer) Close() error {
+	p.mu.Lock()
+	tracks := p.tracks
+	p.tracks = nil
+	room := p.lkRoom
+	p.lkRoom = nil
+	p.mu.Unlock()
+	for _, t := range tracks {
+		_ = t.Stop()
+	}
+	if room != nil {
+		room.Disconnect()
+	}
+	p.keyWG.Wait()
+	p.syncCancel()
+	p.cli.StopSync()
+	<-p.syncDone
+	return p.crypto.Close()
+}
+
+// RotateKey makes a new key at the next index, sends it to every member device, and
+// encrypts with it after useKeyDelay, as js-sdk's encryption manager does when a member
+// leaves.
+func (p *Peer) RotateKey(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.opts.Encrypt {
+		p.mu.Unlock()
+		return errors.New("not encrypting")
+	}
+	p.keyIndex++
+	p.key = newKey()
+	idx, key := p.keyIndex, p.key
+	p.mu.Unlock()
+	p.distributeKey(ctx, true)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(useKeyDelay):
+	}
+	p.mu.Lock()
+	p.sendIndex, p.sendKey = idx, key
+	p.mu.Unlock()
+	p.log.Info().Uint8("key_index", idx).Msg("Encrypting with the rotated key")
+	return nil
+}
+
+func randomID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,215 @@
+package lkpeer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
+	rmedia "github.com/matrix-recorder/matrix-recorder/recorder/media"
+)
+
+// Track is one published track, sending a test asset in a loop in real time.
+type Track struct {
+	p      *Peer
+	pub    *lksdk.LocalTrackPublication
+	sender *testmedia.Sender
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// Sender controls pauses (mute, DTX) of the track's media.
+func (t *Track) Sender() *testmedia.Sender { return t.sender }
+
+// SID is the LiveKit track id.
+func (t *Track) SID() string { return t.pub.SID() }
+
+// Stop ends sending and unpublishes the track.
+func (t *Track) Stop() error {
+	t.once.Do(func() {
+		t.cancel()
+		t.err = <-t.done
+		t.p.mu.Lock()
+		room := t.p.lkRoom
+		t.p.mu.Unlock()
+		if room != nil {
+			if err := room.LocalParticipant.UnpublishTrack(t.pub.SID()); err != nil {
+				t.err = errors.Join(t.err, err)
+			}
+		}
+	})
+	return t.err
+}
+
+// Publish sends asset (a testmedia name) as a track of the given source, encrypted when
+// the peer encrypts.
+func (p *Peer) Publish(ctx context.Context, asset string, source livekit.TrackSource) (*Track, error) {
+	a, err := testmedia.Lookup(asset)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := testmedia.Frames(asset)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	room := p.lkRoom
+	p.mu.Unlock()
+	if room == nil {
+		return nil, errors.New("not joined")
+	}
+	local, err := webrtc.NewTrackLocalStaticSample(a.Capability(), source.String(), "lkpeer-"+source.String())
+	if err != nil {
+		return nil, err
+	}
+	opts := &lksdk.TrackPublicationOptions{Name: source.String(), Source: source}
+	if a.Video {
+		opts.VideoWidth, opts.VideoHeight = a.Width, a.Height
+	}
+	var w testmedia.SampleWriter = local
+	if p.opts.Encrypt {
+		opts.Encryption = livekit.Encryption_GCM
+		codec := rmedia.CodecFromMimeType(a.MimeType)
+		enc, err := framecrypt.NewEncryptor(codec, rand.Uint32())
+		if err != nil {
+			return nil, err
+		}
+		w = &encWriter{p: p, out: local, enc: enc, codec: codec, clock: a.ClockRate, ts: rand.Uint32(), index: -1}
+	}
+	pub, err := room.LocalParticipant.PublishTrack(local, opts)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", source, err)
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	t := &Track{p: p, pub: pub, sender: testmedia.NewSender(w, frames), cancel: cancel, done: make(chan error, 1)}
+	go func() { t.done <- t.sender.Run(sctx) }()
+	p.mu.Lock()
+	p.tracks = append(p.tracks, t)
+	p.mu.Unlock()
+	p.log.Info().Str("source", source.String()).Str("asset", asset).Bool("encrypted", p.opts.Encrypt).Msg("Publishing")
+	return t, nil
+}
+
+// encWriter encrypts each frame as LiveKit's client SDK does before the packetizer.
+type encWriter struct {
+	p     *Peer
+	out   *webrtc.TrackLocalStaticSample
+	enc   *framecrypt.Encryptor
+	codec rmedia.Codec
+	clock uint32
+	ts    uint32
+	index int
+	buf   []byte
+}
+
+func (w *encWriter) WriteSample(s media.Sample) error {
+	ts := w.ts
+	w.ts += uint32(s.Duration.Seconds() * float64(w.clock))
+	if len(s.Data) == 0 {
+		return w.out.WriteSample(s)
+	}
+	w.p.mu.Lock()
+	idx, key := w.p.sendIndex, w.p.sendKey
+	w.p.mu.Unlock()
+	if int(idx) != w.index {
+		if err := w.enc.SetKey(idx, key); err != nil {
+			return err
+		}
+		w.index = int(idx)
+	}
+	data := s.Data
+	keyframe := false
+	if w.codec == rmedia.CodecH264 {
+		// Browsers hand the encryptor Annex B with 4-byte start codes and no access unit
+		// delimiters; receivers rebuild exactly that, and the clear header is authenticated.
+		data, keyframe = normalizeH264(data)
+	}
+	out, err := w.enc.Encrypt(w.buf[:0], data, keyframe, ts)
+	if err != nil {
+		return err
+	}
+	w.buf = out
+	return w.out.WriteSample(media.Sample{Data: bytes.Clone(out), Duration: s.Duration})
+}
+
+// normalizeH264 rewrites an Annex B access unit with 4-byte start codes and without access
+// unit delimiters or filler data (which pion's packetizer drops), and reports an IDR.
+func normalizeH264(au []byte) ([]byte, bool) {
+	var out []byte
+	idr := false
+	for _, nal := range splitAnnexB(au) {
+		if len(nal) == 0 {
+			continue
+		}
+		switch nal[0] & 0x1f {
+		case 9, 12:
+			continue
+		case 5:
+			idr = true
+		}
+		out = append(out, 0, 0, 0, 1)
+		out = append(out, nal...)
+	}
+	return out, idr
+}
+
+func splitAnnexB(b []byte) [][]byte {
+	var nals [][]byte
+	start := -1
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 {
+			if start >= 0 {
+				end := i
+				for end > start && b[end-1] == 0 {
+					end--
+				}
+				nals = append(nals, b[start:end])
+			}
+			start = i + 3
+			i += 2
+		}
+	}
+	if start >= 0 && start <= len(b) {
+		nals = append(nals, b[start:])
+	}
+	return nals
+}
+
+func postJSON(ctx context.Context, url string, in, out any) error {
+	data, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
+	}
+	return json.Unmarshal(body, out)
+}

@@ -1,0 +1,472 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/internal/devhs"
+	"github.com/matrix-recorder/matrix-recorder/internal/devjwt"
+	"github.com/matrix-recorder/matrix-recorder/internal/devlivekit"
+	"github.com/matrix-recorder/matrix-recorder/internal/lkpeer"
+	"github.com/matrix-recorder/matrix-recorder/internal/mediacheck"
+	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// lkEnv is what Element Call needs around the bot: a homeserver whose federation API
+// answers OpenID userinfo, LiveKit SFUs, and JWT services in front of them.
+type lkEnv struct {
+	hs *devhs.Server
+	// sfu1 sits behind jwt (lk-jwt-service ≥ 0.4: /get_token, hashed room names); sfu2
+	// behind oldJWT (before 0.4: no /get_token, the room is the Matrix room id).
+	sfu1, sfu2  *devlivekit.Server
+	jwt, oldJWT *devjwt.Service
+}
+
+func startLKEnv(t *testing.T) *lkEnv {
+	t.Helper()
+	testenv.RequireIntegration(t)
+	mediacheck.Require(t, mediacheck.FFmpeg, mediacheck.FFprobe)
+	ctx := context.Background()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	env := &lkEnv{}
+	var err error
+	env.hs, err = devhs.Start(ctx, devhs.Options{Federation: true, Logger: &log})
+	if err != nil {
+		t.Fatalf("start dendrite: %v", err)
+	}
+	t.Cleanup(func() { _ = env.hs.Stop() })
+	for _, s := range []**devlivekit.Server{&env.sfu1, &env.sfu2} {
+		*s, err = devlivekit.Start(ctx, devlivekit.Options{Logger: &log})
+		if err != nil {
+			t.Fatalf("start livekit-server: %v", err)
+		}
+		srv := *s
+		t.Cleanup(func() { _ = srv.Stop() })
+		testenv.LogOnFailure(t, "livekit-server", func() string { return srv.LogTail(6000) })
+	}
+	hsMap := map[string]string{env.hs.ServerName(): env.hs.URL()}
+	env.jwt, err = devjwt.Start(devjwt.Options{
+		LiveKitURL: env.sfu1.URL(), LiveKitHTTPURL: env.sfu1.HTTPURL(), APIKey: env.sfu1.APIKey(), APISecret: env.sfu1.APISecret(),
+		Homeservers: hsMap, Logger: testLogger(t).With().Str("side", "jwt").Logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.jwt.Close() })
+	env.oldJWT, err = devjwt.Start(devjwt.Options{
+		LiveKitURL: env.sfu2.URL(), LiveKitHTTPURL: env.sfu2.HTTPURL(), APIKey: env.sfu2.APIKey(), APISecret: env.sfu2.APISecret(),
+		Homeservers: hsMap, NoGetToken: true, LegacyRoomNames: true, Logger: testLogger(t).With().Str("side", "old-jwt").Logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.oldJWT.Close() })
+	return env
+}
+
+func (env *lkEnv) peer(t *testing.T, prefix string, o lkpeer.Options) *lkpeer.Peer {
+	t.Helper()
+	ctx := context.Background()
+	local := uniq(prefix)
+	acc, err := env.hs.Register(ctx, local, "pw-"+local)
+	if err != nil {
+		t.Fatalf("register %s: %v", local, err)
+	}
+	o.Homeserver, o.UserID, o.AccessToken, o.DeviceID = env.hs.URL(), acc.UserID, acc.AccessToken, acc.DeviceID
+	o.DataDir = t.TempDir()
+	o.Logger = testLogger(t).With().Str("side", local).Logger()
+	if o.ServiceURL == "" {
+		o.ServiceURL = env.jwt.URL()
+	}
+	p, err := lkpeer.New(ctx, o)
+	if err != nil {
+		t.Fatalf("start peer %s: %v", local, err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// callRoom creates a room as Element does for calls (members may send call membership
+// state), with everyone invited and joined.
+func callRoom(t *testing.T, owner *lkpeer.Peer, encrypted bool, bot id.UserID, others ...*lkpeer.Peer) id.RoomID {
+	t.Helper()
+	ctx := timeout(t, time.Minute)
+	invite := []id.UserID{bot}
+	for _, o := range others {
+		invite = append(invite, o.UserID())
+	}
+	req := &mautrix.ReqCreateRoom{
+		Preset: "private_chat", Invite: invite,
+		PowerLevelOverride: &event.PowerLevelsEventContent{Events: map[string]int{lk.TypeCallMember.Type: 0, lk.TypeRTCMember.Type: 0, lk.TypeEncryptionKeys.Type: 0}},
+	}
+	if encrypted {
+		req.InitialState = []*event.Event{{Type: event.StateEncryption, Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}
+	}
+	resp, err := owner.Matrix().CreateRoom(ctx, req)
+	if err != nil {
+		t.Fatalf("create room: %v", err)
+	}
+	for _, o := range others {
+		if _, err := o.Matrix().JoinRoomByID(ctx, resp.RoomID); err != nil {
+			t.Fatalf("join room: %v", err)
+		}
+	}
+	for {
+		members, err := owner.Matrix().JoinedMembers(ctx, resp.RoomID)
+		if err == nil && members.Joined[bot].DisplayName != "" || err == nil && hasMember(members, bot) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the bot did not join the room")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return resp.RoomID
+}
+
+func hasMember(m *mautrix.RespJoinedMembers, u id.UserID) bool {
+	_, ok := m.Joined[u]
+	return ok
+}
+
+func send(t *testing.T, p *lkpeer.Peer, room id.RoomID, text string) time.Time {
+	t.Helper()
+	at := time.Now()
+	if _, err := p.Matrix().SendMessageEvent(timeout(t, 30*time.Second), room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: text}); err != nil {
+		t.Fatalf("send %q: %v", text, err)
+	}
+	return at
+}
+
+func waitMessage(t *testing.T, p *lkpeer.Peer, room id.RoomID, since time.Time, d time.Duration, substr string) string {
+	t.Helper()
+	m, err := p.WaitMessage(timeout(t, d), room, since, func(b string) bool { return strings.Contains(b, substr) })
+	if err != nil {
+		t.Fatalf("no message containing %q: %v (messages: %q)", substr, err, p.Messages(room))
+	}
+	return m.Body
+}
+
+// record starts the bot's recording, runs during while the recording goes, stops it and
+// returns the finished folder.
+func record(t *testing.T, rb *runningBot, owner *lkpeer.Peer, room id.RoomID, during func()) (string, *recorder.Manifest) {
+	t.Helper()
+	since := send(t, owner, room, "!start")
+	waitMessage(t, owner, room, since, 90*time.Second, "Recording started")
+	during()
+	since = send(t, owner, room, "!stop")
+	summary := waitMessage(t, owner, room, since, 90*time.Second, "Recording saved")
+	t.Logf("summary:\n%s", summary)
+	folder, m := finishedFolder(t, rb)
+	keepOnFailure(t, folder)
+	if m.Kind != "livekit" {
+		t.Fatalf("recorded by the %q backend, want livekit", m.Kind)
+	}
+	t.Logf("files:\n%s", describe(m))
+	return folder, m
+}
+
+// fileOf returns the one file of a user's source.
+func fileOf(t *testing.T, m *recorder.Manifest, user id.UserID, source string) recorder.FileEntry {
+	t.Helper()
+	var found []recorder.FileEntry
+	for _, f := range m.Tracks {
+		if f.UserID == string(user) && f.Source == source {
+			found = append(found, f)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want one %s file of %s, manifest has %d:\n%s", source, user, len(found), describe(m))
+	}
+	return found[0]
+}
+
+// checkAudio checks an Opus file end to end: tools accept it, it decodes, and every half
+// second of it carries the sender's tone and not the other one.
+func checkAudio(t *testing.T, folder string, f recorder.FileEntry, hz, other float64) {
+	t.Helper()
+	path := filepath.Join(folder, f.File)
+	checkFile(t, path, "opus", time.Duration(f.DurationMs)*time.Millisecond)
+	pcm, err := mediacheck.DecodePCM(timeout(t, time.Minute), path, pcmRate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wins := mediacheck.Windows(pcm, pcmRate, 500*time.Millisecond)
+	if len(wins) < 2 {
+		t.Fatalf("%s: only %d half seconds of audio", f.File, len(wins))
+	}
+	for i, w := range wins[:len(wins)-1] { // the last window may be partial
+		a, b := mediacheck.ToneLevel(w, pcmRate, hz), mediacheck.ToneLevel(w, pcmRate, other)
+		if a < 0.02 || a < 5*b {
+			t.Errorf("%s: at %v the %v Hz tone is at %.4f (%v Hz at %.4f); want the tone throughout", f.File, time.Duration(i)*500*time.Millisecond, hz, a, other, b)
+		}
+	}
+	if f.Stats.FramesUndecrypted != 0 {
+		t.Errorf("%s: %d undecryptable frames", f.File, f.Stats.FramesUndecrypted)
+	}
+}
+
+// checkVideo checks a video file: tools accept it and its frames decode to the test pattern
+// of the asset that was sent (bit-exact decodes of the same bitstream).
+func checkVideo(t *testing.T, folder string, f recorder.FileEntry, codec, asset string) {
+	t.Helper()
+	path := filepath.Join(folder, f.File)
+	checkFile(t, path, codec, time.Duration(f.DurationMs)*time.Millisecond)
+	matchTestPattern(t, path, asset, 30)
+	if f.Stats.FramesUndecrypted != 0 {
+		t.Errorf("%s: %d undecryptable frames", f.File, f.Stats.FramesUndecrypted)
+	}
+	if f.CodecParams.Width != 320 || f.CodecParams.Height != 240 {
+		t.Errorf("%s: %dx%d, want 320x240", f.File, f.CodecParams.Width, f.CodecParams.Height)
+	}
+}
+
+// botMembership reads the bot's call membership state in the room.
+func botMembership(t *testing.T, p *lkpeer.Peer, room id.RoomID, rb *runningBot) map[string]any {
+	t.Helper()
+	key := lk.SessionStateKey(rb.bot.UserID(), rb.bot.DeviceID(), "10")
+	var content map[string]any
+	if err := p.Matrix().StateEvent(timeout(t, 30*time.Second), room, lk.TypeCallMember, key, &content); err != nil {
+		t.Fatalf("read the bot's membership: %v", err)
+	}
+	return content
+}
+
+// Element Call as people use it: the bot finds the call from the members' memberships,
+// joins every SFU they publish on, and records every track as plain media.
+func TestIntegrationLiveKit(t *testing.T) {
+	env := startLKEnv(t)
+
+	// Unencrypted, multi-SFU: alice (session membership) and bob (sticky rtc.member) publish
+	// on the current JWT service's SFU, carol on an old JWT service's (no /get_token; the
+	// room is named by the Matrix room id). The bot joins both SFUs.
+	t.Run("Unencrypted", func(t *testing.T) {
+		cfg := botConfig(t, env.hs)
+		rb := startBot(t, cfg)
+		alice := env.peer(t, "alice", lkpeer.Options{})
+		bob := env.peer(t, "bob", lkpeer.Options{Format: lkpeer.FormatSticky})
+		carol := env.peer(t, "carol", lkpeer.Options{ServiceURL: env.oldJWT.URL()})
+		room := callRoom(t, alice, false, rb.bot.UserID(), bob, carol)
+		ctx := timeout(t, 2*time.Minute)
+		for _, p := range []*lkpeer.Peer{alice, bob, carol} {
+			if err := p.Join(ctx, room); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
+		mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+		mustPublish(t, carol, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+		folder, m := record(t, rb, alice, room, func() {
+			if c := botMembership(t, alice, room, rb); c["device_id"] != string(rb.bot.DeviceID()) {
+				t.Errorf("while recording, the bot's membership is %v", c)
+			}
+			time.Sleep(6 * time.Second)
+		})
+		checkAudio(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceMicrophone), 440, 660)
+		checkVideo(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceCamera), "vp8", testmedia.VP8)
+		checkAudio(t, folder, fileOf(t, m, bob.UserID(), recorder.SourceMicrophone), 660, 440)
+		checkAudio(t, folder, fileOf(t, m, carol.UserID(), recorder.SourceMicrophone), 660, 440)
+		if f := fileOf(t, m, bob.UserID(), recorder.SourceMicrophone); f.DeviceID != string(bob.DeviceID()) {
+			t.Errorf("bob's hashed LiveKit identity was not mapped to his device: %+v", f)
+		}
+		if c := botMembership(t, alice, room, rb); len(c) != 0 {
+			t.Errorf("after the recording the bot's membership is still %v", c)
+		}
+		assertBotAccess(t, env.jwt, rb, "/get_token")
+		assertBotAccess(t, env.oldJWT, rb, "/sfu/get")
+	})
+
+	// Encrypted: per-participant E2EE, keys over Olm to-device, sent only to cross-signed
+	// devices (so the bot's cross-signing bootstrap is exercised); bob publishes H.264.
+	t.Run("Encrypted", func(t *testing.T) {
+		cfg := botConfig(t, env.hs)
+		rb := startBot(t, cfg)
+		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true, OnlyCrossSigned: true})
+		bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true, OnlyCrossSigned: true, Format: lkpeer.FormatSticky})
+		room := callRoom(t, alice, true, rb.bot.UserID(), bob)
+		ctx := timeout(t, 2*time.Minute)
+		for _, p := range []*lkpeer.Peer{alice, bob} {
+			if err := p.Join(ctx, room); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
+		mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+		mustPublish(t, bob, testmedia.H264, livekit.TrackSource_CAMERA)
+		folder, m := record(t, rb, alice, room, func() { time.Sleep(7 * time.Second) })
+		checkAudio(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceMicrophone), 440, 660)
+		checkVideo(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceCamera), "vp8", testmedia.VP8)
+		checkAudio(t, folder, fileOf(t, m, bob.UserID(), recorder.SourceMicrophone), 660, 440)
+		checkVideo(t, folder, fileOf(t, m, bob.UserID(), recorder.SourceCamera), "h264", testmedia.H264)
+	})
+
+	// Key rotation mid-call: new keys at new indexes, used a second after they are sent.
+	t.Run("KeyRotation", func(t *testing.T) {
+		rb := startBot(t, botConfig(t, env.hs))
+		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+		room := callRoom(t, alice, true, rb.bot.UserID())
+		ctx := timeout(t, 2*time.Minute)
+		if err := alice.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
+		folder, m := record(t, rb, alice, room, func() {
+			time.Sleep(3 * time.Second)
+			for i := 0; i < 2; i++ {
+				if err := alice.RotateKey(ctx); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(3 * time.Second)
+			}
+			if alice.KeyIndex() != 2 {
+				t.Fatalf("alice encrypts with key %d, want 2", alice.KeyIndex())
+			}
+		})
+		checkAudio(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceMicrophone), 440, 660)
+		checkVideo(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceCamera), "vp8", testmedia.VP8)
+	})
+
+	// A participant who joins late (and whose key comes late, so frames wait for it) and
+	// leaves early: their files sit where they were on the call's timeline, nothing of them
+	// is lost, and the manifest says when they came and went.
+	t.Run("LateJoinerLeavesEarly", func(t *testing.T) {
+		rb := startBot(t, botConfig(t, env.hs))
+		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+		bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true, KeyDelay: 1500 * time.Millisecond})
+		room := callRoom(t, alice, true, rb.bot.UserID(), bob)
+		ctx := timeout(t, 2*time.Minute)
+		if err := alice.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		var bobJoined, bobLeft time.Time
+		folder, m := record(t, rb, alice, room, func() {
+			time.Sleep(3 * time.Second)
+			bobJoined = time.Now()
+			if err := bob.Join(ctx, room); err != nil {
+				t.Fatal(err)
+			}
+			mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+			time.Sleep(5 * time.Second)
+			if err := bob.Leave(ctx); err != nil {
+				t.Fatal(err)
+			}
+			bobLeft = time.Now()
+			time.Sleep(3 * time.Second)
+		})
+		a := fileOf(t, m, alice.UserID(), recorder.SourceMicrophone)
+		b := fileOf(t, m, bob.UserID(), recorder.SourceMicrophone)
+		checkAudio(t, folder, a, 440, 660)
+		checkAudio(t, folder, b, 660, 440)
+		joinedAt := bobJoined.Sub(m.StartedAt)
+		if got := time.Duration(b.StartOffsetMs) * time.Millisecond; got < joinedAt-500*time.Millisecond || got > joinedAt+2*time.Second {
+			t.Errorf("bob's file starts at %v on the timeline; he joined at %v", got, joinedAt)
+		}
+		stayed := bobLeft.Sub(bobJoined)
+		if got := time.Duration(b.DurationMs) * time.Millisecond; got < stayed-2*time.Second || got > stayed+time.Second {
+			t.Errorf("bob's file lasts %v; he was in the call for %v", got, stayed)
+		}
+		var left bool
+		for _, p := range m.Participants {
+			if p.UserID == string(bob.UserID()) && p.LeftAt != nil && p.LeftAt.Before(*m.EndedAt) {
+				left = true
+			}
+		}
+		if !left {
+			t.Errorf("the manifest does not say bob left before the end: %+v", m.Participants)
+		}
+	})
+
+	// Screen share (alice uses the older per-user membership list): a separate file with
+	// source screen_share, from when it started to when it stopped.
+	t.Run("Screenshare", func(t *testing.T) {
+		rb := startBot(t, botConfig(t, env.hs))
+		alice := env.peer(t, "alice", lkpeer.Options{Format: lkpeer.FormatLegacy})
+		room := callRoom(t, alice, false, rb.bot.UserID())
+		ctx := timeout(t, 2*time.Minute)
+		if err := alice.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
+		folder, m := record(t, rb, alice, room, func() {
+			time.Sleep(2 * time.Second)
+			screen := mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_SCREEN_SHARE)
+			time.Sleep(4 * time.Second)
+			if err := screen.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Second)
+		})
+		s := fileOf(t, m, alice.UserID(), recorder.SourceScreenShare)
+		if s.Purpose != recorder.PurposeScreenshare {
+			t.Errorf("screen share purpose %q", s.Purpose)
+		}
+		checkVideo(t, folder, s, "vp8", testmedia.VP8)
+		checkVideo(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceCamera), "vp8", testmedia.VP8)
+		if d := time.Duration(s.DurationMs) * time.Millisecond; d < 2500*time.Millisecond || d > 5*time.Second {
+			t.Errorf("screen share file lasts %v, want about 4 s", d)
+		}
+	})
+}
+
+// keepOnFailure copies a call folder to $MATRIX_RECORDER_KEEP_FAILED/<test> when the test
+// fails, for looking at the files.
+func keepOnFailure(t *testing.T, folder string) {
+	dir := os.Getenv("MATRIX_RECORDER_KEEP_FAILED")
+	if dir == "" {
+		return
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		dst := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+		if err := os.CopyFS(dst, os.DirFS(folder)); err != nil {
+			t.Logf("keeping %s: %v", folder, err)
+			return
+		}
+		t.Logf("call folder kept in %s", dst)
+	})
+}
+
+func mustPublish(t *testing.T, p *lkpeer.Peer, asset string, source livekit.TrackSource) *lkpeer.Track {
+	t.Helper()
+	tr, err := p.Publish(timeout(t, time.Minute), asset, source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// assertBotAccess checks that the bot got its token from svc through endpoint, for the
+// identity clients expect of its session membership.
+func assertBotAccess(t *testing.T, svc *devjwt.Service, rb *runningBot, endpoint string) {
+	t.Helper()
+	want := string(rb.bot.UserID()) + ":" + string(rb.bot.DeviceID())
+	if endpoint == "/get_token" {
+		want = lk.HashedIdentity(string(rb.bot.UserID()), string(rb.bot.DeviceID()), want)
+	}
+	for _, g := range svc.Issued() {
+		if g.UserID == string(rb.bot.UserID()) && g.Endpoint == endpoint && g.Identity == want {
+			return
+		}
+	}
+	t.Errorf("the bot got no token through %s (requests %v, grants %+v)", endpoint, svc.Requests(), svc.Issued())
+}
