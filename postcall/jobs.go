@@ -288,7 +288,7 @@ func (m *Manager) runExport(ctx context.Context, roomID string, call Call, kinds
 		case errors.Is(err, context.DeadlineExceeded):
 			why = fmt.Sprintf("it took longer than %s (postcall.export.timeout)", m.cfg.ExportTimeout)
 		case errors.Is(err, export.ErrNoAudio):
-			why = "the recording has no audio track"
+			why = err.Error()
 		}
 		st.set(ctx, fmt.Sprintf("❌ Export of %s failed: %s. The recorded files are untouched.", name, why))
 		return

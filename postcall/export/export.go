@@ -84,7 +84,7 @@ type Result struct {
 
 // Errors callers tell users about.
 var (
-	ErrNoAudio = errors.New("the recording has no audio track to export")
+	ErrNoAudio = errors.New("the recording has no audio file to export")
 )
 
 // audioTrack is one logical audio track: its parts in order.
@@ -254,6 +254,9 @@ func newPlan(req Request) (*plan, error) {
 		p.duration = end
 	}
 	if len(p.audio) == 0 {
+		if len(p.skipped) > 0 {
+			return nil, fmt.Errorf("%w: %s", ErrNoAudio, strings.Join(p.skipped, "; "))
+		}
 		return nil, ErrNoAudio
 	}
 	if p.duration <= 0 {
