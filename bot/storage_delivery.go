@@ -254,6 +254,7 @@ func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, head
 	}
 	parts, _ := st.db.Parts(ctx, rec.ID)
 	links := st.links(ctx, rec, parts)
+	names := st.memberNames(ctx, id.RoomID(rec.RoomID))
 	var t, h strings.Builder
 	line := func(plain, rich string) {
 		if t.Len() > 0 {
@@ -273,7 +274,7 @@ func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, head
 		s := fmt.Sprintf("The recorder was restarted %d time(s) during the call; the files continue as further parts on the same timeline.", len(m.Resumes))
 		line(s, html.EscapeString(s))
 	}
-	if ps := participantNames(m); ps != "" {
+	if ps := participantNames(m, names); ps != "" {
 		line("Participants: "+ps, "Participants: "+html.EscapeString(ps))
 	}
 	if len(m.Tracks) == 0 {
@@ -281,6 +282,9 @@ func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, head
 	}
 	pending := 0
 	for i, tr := range m.Tracks {
+		if tr.DisplayName == "" {
+			tr.DisplayName = names[tr.UserID]
+		}
 		desc := fileLine(tr)
 		l := links[tr.File]
 		plain, rich := "• "+desc, "• "+html.EscapeString(desc)
@@ -321,7 +325,25 @@ func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, head
 	return t.String(), h.String()
 }
 
-func participantNames(m *recorder.Manifest) string {
+// memberNames returns the display names of the room's members (best effort: the summary
+// names people as the room does when the call did not say).
+func (st *storeRT) memberNames(ctx context.Context, roomID id.RoomID) map[string]string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out := map[string]string{}
+	resp, err := st.b.client.JoinedMembers(ctx, roomID)
+	if err != nil {
+		return out
+	}
+	for u, m := range resp.Joined {
+		if m.DisplayName != "" {
+			out[string(u)] = m.DisplayName
+		}
+	}
+	return out
+}
+
+func participantNames(m *recorder.Manifest, names map[string]string) string {
 	seen := map[string]bool{}
 	var out []string
 	for _, p := range m.Participants {
@@ -329,6 +351,9 @@ func participantNames(m *recorder.Manifest) string {
 			continue
 		}
 		seen[p.UserID] = true
+		if p.DisplayName == "" {
+			p.DisplayName = names[p.UserID]
+		}
 		if p.DisplayName != "" {
 			out = append(out, p.DisplayName+" ("+p.UserID+")")
 		} else {

@@ -121,6 +121,8 @@ type follower struct {
 	done   chan struct{}
 	chunks map[int]storage.Chunk
 	log    zerolog.Logger
+	// mkv follows a WebM/Matroska file's clusters to send them as they will be final.
+	mkv *mkvTracker
 }
 
 type final struct {
@@ -183,6 +185,9 @@ func (u *Uploader) follower(recordingID, folder, file string) *follower {
 	f := &follower{
 		key: k, folder: filepath.Base(folder), ctx: ctx, final: make(chan final, 1), done: make(chan struct{}),
 		log: u.log.With().Str("recording", recordingID).Str("file", file).Logger(),
+	}
+	if isMatroska(file) {
+		f.mkv = &mkvTracker{}
 	}
 	u.followers[k] = f
 	u.wg.Add(1)
@@ -413,12 +418,24 @@ func (u *Uploader) sendGrowing(ctx context.Context, f *follower, row *storage.Up
 		return fmt.Errorf("look at %s: %w", path, err)
 	}
 	size := fi.Size()
+	limit := size
+	var patch func([]byte, int64)
+	if f.mkv != nil {
+		file, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", path, err)
+		}
+		f.mkv.advance(file, size)
+		_ = file.Close()
+		limit = f.mkv.safeEnd(size)
+		patch = f.mkv.patch
+	}
 	P := u.opts.PartSize
-	for n := 1; int64(n)*P <= size && n < MaxParts; n++ {
+	for n := 1; int64(n)*P <= limit && n < MaxParts; n++ {
 		if c, ok := f.chunks[n]; ok && c.Offset == int64(n-1)*P && c.Size == P {
 			continue
 		}
-		if err := u.sendRange(ctx, f, row, path, key, n, int64(n-1)*P, P, nil, nil); err != nil {
+		if err := u.sendRange(ctx, f, row, path, key, n, int64(n-1)*P, P, nil, nil, patch); err != nil {
 			return err
 		}
 	}
@@ -427,8 +444,9 @@ func (u *Uploader) sendGrowing(ctx context.Context, f *follower, row *storage.Up
 
 // sendRange reads [off, off+size) of the file and sends it as part n, unless the part on
 // record has the same MD5. h, when set, is fed the bytes (the whole-file SHA-256); sums
-// collects the part's MD5.
-func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Upload, path, key string, n int, off, size int64, h io.Writer, sums *[][]byte) error {
+// collects the part's MD5; patch, when set, changes the bytes into what they will be
+// once the file is final.
+func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Upload, path, key string, n int, off, size int64, h io.Writer, sums *[][]byte, patch func([]byte, int64)) error {
 	select {
 	case u.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -446,6 +464,9 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 	_ = file.Close()
 	if err != nil {
 		return fmt.Errorf("read %s at %d: %w", path, off, err)
+	}
+	if patch != nil {
+		patch(buf, off)
 	}
 	sum := md5.Sum(buf)
 	if h != nil {
@@ -553,7 +574,7 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 		for i := 1; i <= n; i++ {
 			off := int64(i-1) * P
 			sz := min(P, size-off)
-			if err := u.sendRange(ctx, f, row, path, key, i, off, sz, sha, &sums); err != nil {
+			if err := u.sendRange(ctx, f, row, path, key, i, off, sz, sha, &sums, nil); err != nil {
 				return false, err
 			}
 			parts = append(parts, s3store.Part{Number: i, ETag: f.chunks[i].ETag})
