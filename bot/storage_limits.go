@@ -105,12 +105,12 @@ func (st *storeRT) checkLimits(ctx context.Context) {
 	st.mu.Unlock()
 	for _, a := range acts {
 		if a.warn != "" && (a.lr.kind != "1:1" || st.cfg.Bot.Notices) {
-			st.b.notice(ctx, a.lr.roomID, a.warn, "")
+			st.say(ctx, a.lr.roomID, a.warn)
 		}
 		if a.stop != "" {
 			st.log.Warn().Str("folder", filepath.Base(a.lr.sess.Folder())).Str("why", a.stop).Msg("Stopping a recording at a limit")
 			st.m.RecordingsStopped.WithLabelValues(a.reason).Inc()
-			st.b.stopRecording(ctx, a.lr.roomID, a.lr.kind, a.stop)
+			st.stop(ctx, a.lr.roomID, a.lr.kind, a.stop)
 		}
 	}
 }

@@ -33,8 +33,11 @@ type storeRT struct {
 	up  *upload.Uploader // nil without storage.s3
 	m   *metrics.Metrics
 	now func() time.Time
-	// statfs reports the free bytes of the recordings disk (tests replace it).
+	// statfs reports the free bytes of the recordings disk; say posts a notice; stop ends
+	// a room's recording. Tests replace them.
 	statfs func(dir string) (int64, error)
+	say    func(ctx context.Context, roomID id.RoomID, text string)
+	stop   func(ctx context.Context, roomID id.RoomID, kind, why string)
 
 	ctx    context.Context // ends at shutdown; background work watches it
 	cancel context.CancelFunc
@@ -73,6 +76,8 @@ func newStoreRT(ctx context.Context, b *Bot) (*storeRT, error) {
 	st := &storeRT{
 		b: b, cfg: cfg, log: b.log.With().Str("component", "storage").Logger(), now: time.Now, statfs: freeBytes,
 		live: map[string]*liveRec{}, delivered: map[string]bool{},
+		say:  func(ctx context.Context, roomID id.RoomID, text string) { b.notice(ctx, roomID, text, "") },
+		stop: b.stopRecording,
 	}
 	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	st.drainCtx, st.drain = context.WithCancel(st.ctx)

@@ -1,0 +1,202 @@
+package bot
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/storage/metrics"
+)
+
+// limitsEnv is a storeRT with a real state database and recorder, a fake clock and disk,
+// and the room's notices and stops recorded.
+type limitsEnv struct {
+	st    *storeRT
+	rec   *recorder.Recorder
+	mu    sync.Mutex
+	now   time.Time
+	free  int64
+	said  []string
+	stops []string
+}
+
+func newLimitsEnv(t *testing.T, mutate func(*config.Config)) *limitsEnv {
+	t.Helper()
+	cfg := config.Default()
+	dir := t.TempDir()
+	cfg.Recordings.Dir = filepath.Join(dir, "recordings")
+	cfg.DataDir = dir
+	mutate(&cfg)
+	e := &limitsEnv{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), free: 100 << 30}
+	db, err := storage.Open(context.Background(), filepath.Join(dir, storage.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	clock := func() time.Time {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.now
+	}
+	st := &storeRT{
+		cfg: cfg, log: zerolog.Nop(), db: db, now: clock, ctx: context.Background(),
+		live: map[string]*liveRec{}, delivered: map[string]bool{},
+		statfs: func(string) (int64, error) { e.mu.Lock(); defer e.mu.Unlock(); return e.free, nil },
+		say: func(_ context.Context, _ id.RoomID, text string) {
+			e.mu.Lock()
+			e.said = append(e.said, text)
+			e.mu.Unlock()
+		},
+		stop: func(_ context.Context, _ id.RoomID, kind, why string) {
+			e.mu.Lock()
+			e.stops = append(e.stops, kind+": "+why)
+			e.mu.Unlock()
+		},
+	}
+	st.m = metrics.New(st.liveStats, nil)
+	e.st = st
+	e.rec, err = recorder.New(recorder.Options{Dir: cfg.Recordings.Dir, Hooks: st.hooks(), Now: clock}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *limitsEnv) advance(d time.Duration) {
+	e.mu.Lock()
+	e.now = e.now.Add(d)
+	e.mu.Unlock()
+}
+
+func (e *limitsEnv) start(t *testing.T, kind string) *recorder.Session {
+	t.Helper()
+	s, err := e.rec.Start(context.Background(), recorder.CallInfo{CallID: "c", RoomID: "!r:x", Kind: kind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (e *limitsEnv) log() (said, stops string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return strings.Join(e.said, "|"), strings.Join(e.stops, "|")
+}
+
+func TestMaxDurationWarnsThenStops(t *testing.T) {
+	e := newLimitsEnv(t, func(c *config.Config) { c.Recordings.MaxDuration = config.Duration(20 * time.Minute) })
+	e.start(t, "group")
+	ctx := context.Background()
+	e.advance(18 * time.Minute)
+	e.st.checkLimits(ctx)
+	if said, stops := e.log(); said != "" || stops != "" {
+		t.Fatalf("too early: %q %q", said, stops)
+	}
+	e.advance(time.Minute + time.Second)
+	e.st.checkLimits(ctx)
+	e.st.checkLimits(ctx)
+	if said, _ := e.log(); !strings.Contains(said, "maximum length (20:00) in 0:59") || strings.Count(said, "|") != 0 {
+		t.Fatalf("warning: %q", said)
+	}
+	e.advance(time.Minute)
+	e.st.checkLimits(ctx)
+	e.st.checkLimits(ctx)
+	if _, stops := e.log(); stops != "group: the maximum recording length of 20:00 was reached" {
+		t.Fatalf("stops: %q", stops)
+	}
+}
+
+func TestCallsMaxDurationAppliesToOneToOne(t *testing.T) {
+	e := newLimitsEnv(t, func(c *config.Config) {
+		c.Recordings.MaxDuration = config.Duration(time.Hour)
+		c.Calls.MaxDuration = config.Duration(30 * time.Second)
+	})
+	if d := e.st.maxDuration("1:1"); d != 30*time.Second {
+		t.Errorf("1:1 limit %v", d)
+	}
+	if d := e.st.maxDuration("group"); d != time.Hour {
+		t.Errorf("group limit %v", d)
+	}
+	if l := warnLead(30 * time.Second); l != 15*time.Second {
+		t.Errorf("lead for a short limit: %v", l)
+	}
+}
+
+func TestMaxSizeWarnsThenStops(t *testing.T) {
+	e := newLimitsEnv(t, func(c *config.Config) { c.Recordings.MaxSize = 10 << 20 })
+	s := e.start(t, "1:1")
+	ctx := context.Background()
+	write := func(n int) {
+		if err := os.WriteFile(filepath.Join(s.Folder(), "x.ogg"), make([]byte, n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(5 << 20)
+	e.st.checkLimits(ctx)
+	write(9<<20 + 512<<10)
+	e.st.checkLimits(ctx)
+	if said, stops := e.log(); !strings.Contains(said, "of its 10.0 MiB limit") || stops != "" {
+		t.Fatalf("at 95%%: %q %q", said, stops)
+	}
+	write(10 << 20)
+	e.st.checkLimits(ctx)
+	if _, stops := e.log(); !strings.Contains(stops, "1:1: the maximum recording size of 10.0 MiB") {
+		t.Fatalf("stops: %q", stops)
+	}
+}
+
+// TestDiskGuard: a full disk stops every recording with a notice-worthy reason, and a new
+// recording is refused before its folder exists.
+func TestDiskGuard(t *testing.T) {
+	e := newLimitsEnv(t, func(c *config.Config) { c.Recordings.MinFreeSpace = 1 << 30 })
+	e.start(t, "group")
+	e.start(t, "1:1")
+	e.mu.Lock()
+	e.free = 300 << 20
+	e.mu.Unlock()
+	e.st.checkLimits(context.Background())
+	_, stops := e.log()
+	if strings.Count(stops, "disk is almost full") != 2 {
+		t.Fatalf("stops: %q", stops)
+	}
+	_, err := e.rec.Start(context.Background(), recorder.CallInfo{CallID: "c2", RoomID: "!r:x", Kind: "group"})
+	if err == nil || !strings.Contains(err.Error(), "300.0 MB free") {
+		t.Fatalf("start on a full disk: %v", err)
+	}
+	entries, _ := os.ReadDir(e.st.cfg.Recordings.Dir)
+	if len(entries) != 2 {
+		t.Errorf("a refused recording left a folder: %d folders", len(entries))
+	}
+}
+
+// TestHooksKeepTheDatabaseInStep: rows exist before the first byte and follow the
+// recording to its end.
+func TestHooksKeepTheDatabaseInStep(t *testing.T) {
+	e := newLimitsEnv(t, func(c *config.Config) { c.Recordings.ExpireAfter = config.Duration(48 * time.Hour) })
+	s := e.start(t, "1:1")
+	ctx := context.Background()
+	r, err := e.st.db.RecordingByFolder(ctx, filepath.Base(s.Folder()))
+	if err != nil || r.Status != storage.StatusStarted {
+		t.Fatalf("row at start: %+v %v", r, err)
+	}
+	if _, err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = e.st.db.Recording(ctx, r.ID)
+	if r.Status != storage.StatusSaved || r.EndedAt.IsZero() || !r.ExpiresAt.Equal(r.EndedAt.Add(48*time.Hour)) {
+		t.Errorf("row at the end: %+v", r)
+	}
+	if len(e.st.live) != 0 {
+		t.Error("session still live after its end")
+	}
+}
