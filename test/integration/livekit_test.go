@@ -179,6 +179,17 @@ func record(t *testing.T, rb *runningBot, owner *lkpeer.Peer, room id.RoomID, du
 	return folder, m
 }
 
+// lkFiles returns the files of a user's source, in part order.
+func lkFiles(m *recorder.Manifest, user id.UserID, source string) []recorder.FileEntry {
+	var out []recorder.FileEntry
+	for _, f := range m.Tracks {
+		if f.UserID == string(user) && f.Source == source {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // fileOf returns the one file of a user's source.
 func fileOf(t *testing.T, m *recorder.Manifest, user id.UserID, source string) recorder.FileEntry {
 	t.Helper()
@@ -406,23 +417,74 @@ func TestIntegrationLiveKit(t *testing.T) {
 		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
 		folder, m := record(t, rb, alice, room, func() {
-			time.Sleep(2 * time.Second)
-			screen := mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_SCREEN_SHARE)
-			time.Sleep(4 * time.Second)
-			if err := screen.Stop(); err != nil {
+			// Share, stop, share again: the second share continues the same logical track.
+			for i := 0; i < 2; i++ {
+				time.Sleep(2 * time.Second)
+				screen := mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_SCREEN_SHARE)
+				time.Sleep(3 * time.Second)
+				if err := screen.Stop(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(time.Second)
+		})
+		shares := lkFiles(m, alice.UserID(), recorder.SourceScreenShare)
+		if len(shares) != 2 || shares[0].Part != 1 || shares[1].Part != 2 || shares[0].Track != shares[1].Track {
+			t.Fatalf("want the two screen shares as parts 1 and 2 of one track:\n%s", describe(m))
+		}
+		for _, s := range shares {
+			if s.Purpose != recorder.PurposeScreenshare {
+				t.Errorf("screen share purpose %q", s.Purpose)
+			}
+			checkVideo(t, folder, s, "vp8", testmedia.VP8)
+			if d := time.Duration(s.DurationMs) * time.Millisecond; d < 2*time.Second || d > 4*time.Second {
+				t.Errorf("%s lasts %v, want about 3 s", s.File, d)
+			}
+		}
+		if gap := shares[1].StartOffsetMs - (shares[0].StartOffsetMs + shares[0].DurationMs); gap < 1000 || gap > 3500 {
+			t.Errorf("the second share starts %d ms after the first ended, want about 2 s", gap)
+		}
+		checkVideo(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceCamera), "vp8", testmedia.VP8)
+	})
+
+	// !skipme: the bot stops receiving the user's tracks; !recordme: they come back as the
+	// next parts of the same tracks, and the manifest records the opt-out.
+	t.Run("OptOut", func(t *testing.T) {
+		rb := startBot(t, botConfig(t, env.hs))
+		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+		bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true})
+		room := callRoom(t, alice, true, rb.bot.UserID(), bob)
+		ctx := timeout(t, 2*time.Minute)
+		for _, p := range []*lkpeer.Peer{alice, bob} {
+			if err := p.Join(ctx, room); err != nil {
 				t.Fatal(err)
 			}
+		}
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+		folder, m := record(t, rb, alice, room, func() {
 			time.Sleep(2 * time.Second)
+			since := send(t, bob, room, "!skipme")
+			waitMessage(t, bob, room, since, 30*time.Second, "you are not recorded")
+			time.Sleep(3 * time.Second)
+			since = send(t, bob, room, "!recordme")
+			waitMessage(t, bob, room, since, 30*time.Second, "recorded again")
+			time.Sleep(3 * time.Second)
 		})
-		s := fileOf(t, m, alice.UserID(), recorder.SourceScreenShare)
-		if s.Purpose != recorder.PurposeScreenshare {
-			t.Errorf("screen share purpose %q", s.Purpose)
+		parts := lkFiles(m, bob.UserID(), recorder.SourceMicrophone)
+		if len(parts) != 2 || parts[1].Part != 2 {
+			t.Fatalf("want bob's microphone in two parts around the opt-out:\n%s", describe(m))
 		}
-		checkVideo(t, folder, s, "vp8", testmedia.VP8)
-		checkVideo(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceCamera), "vp8", testmedia.VP8)
-		if d := time.Duration(s.DurationMs) * time.Millisecond; d < 2500*time.Millisecond || d > 5*time.Second {
-			t.Errorf("screen share file lasts %v, want about 4 s", d)
+		for _, p := range parts {
+			checkAudio(t, folder, p, 660, 440)
 		}
+		if gap := parts[1].StartOffsetMs - (parts[0].StartOffsetMs + parts[0].DurationMs); gap < 2000 {
+			t.Errorf("bob was recorded while opted out: only %d ms between his parts", gap)
+		}
+		if len(m.OptOuts) != 1 || m.OptOuts[0].UserID != string(bob.UserID()) || m.OptOuts[0].Until == nil {
+			t.Errorf("manifest opt-outs %+v", m.OptOuts)
+		}
+		checkAudio(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceMicrophone), 440, 660)
 	})
 }
 
