@@ -285,7 +285,15 @@ func TestIntegrationLiveKit(t *testing.T) {
 			if c := botMembership(t, alice, room, rb); c["device_id"] != string(rb.bot.DeviceID()) {
 				t.Errorf("while recording, the bot's membership is %v", c)
 			}
-			time.Sleep(6 * time.Second)
+			time.Sleep(3 * time.Second)
+			since := send(t, alice, room, "!status")
+			st := waitMessage(t, alice, room, since, 30*time.Second, "Recording (livekit)")
+			for _, p := range []*lkpeer.Peer{alice, bob, carol} {
+				if !strings.Contains(st, string(p.UserID())+" ("+string(p.DeviceID())+")") {
+					t.Errorf("!status does not list %s:\n%s", p.UserID(), st)
+				}
+			}
+			time.Sleep(3 * time.Second)
 		})
 		checkAudio(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceMicrophone), 440, 660)
 		checkVideo(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceCamera), "vp8", testmedia.VP8)
@@ -531,4 +539,64 @@ func assertBotAccess(t *testing.T, svc *devjwt.Service, rb *runningBot, endpoint
 		}
 	}
 	t.Errorf("the bot got no token through %s (requests %v, grants %+v)", endpoint, svc.Requests(), svc.Issued())
+}
+
+// The recovery key a first start prints signs the device of a later install (a new device
+// of the same account) from secret storage, so clients keep trusting the recorder.
+func TestIntegrationCrossSigningRecoveryKey(t *testing.T) {
+	s := homeserver(t)
+	cfg := botConfig(t, s)
+	first := startBot(t, cfg)
+	keyFile := filepath.Join(cfg.DataDir, "recovery-key.txt")
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatalf("first start wrote no recovery key: %v", err)
+	}
+	firstDevice := first.bot.DeviceID()
+	first.stop(t)
+	if !deviceCrossSigned(t, s, cfg.Matrix.UserID, cfg.Matrix.Password, firstDevice) {
+		t.Fatal("the first device is not cross-signed")
+	}
+
+	// A new install: fresh data dir (so a new device), the recovery key in the config.
+	cfg2 := cfg
+	cfg2.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg2.Matrix.RecoveryKey = strings.TrimSpace(string(key))
+	second := startBot(t, cfg2)
+	if second.bot.DeviceID() == firstDevice {
+		t.Fatal("the second install reused the device")
+	}
+	if !deviceCrossSigned(t, s, cfg.Matrix.UserID, cfg.Matrix.Password, second.bot.DeviceID()) {
+		t.Fatal("the recovery key did not get the new device cross-signed")
+	}
+	if _, err := os.Stat(filepath.Join(cfg2.DataDir, "recovery-key.txt")); err == nil {
+		t.Error("the second install created new cross-signing keys instead of using the recovery key")
+	}
+}
+
+// deviceCrossSigned asks the homeserver whether a device carries a signature of its
+// owner's self-signing key.
+func deviceCrossSigned(t *testing.T, s *devhs.Server, user, password string, device id.DeviceID) bool {
+	t.Helper()
+	ctx := timeout(t, 30*time.Second)
+	local := strings.TrimPrefix(strings.SplitN(user, ":", 2)[0], "@")
+	acc, err := s.Login(ctx, local, password, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp mautrix.RespQueryKeys
+	if err := s.Do(ctx, acc, "POST", "/_matrix/client/v3/keys/query", map[string]any{"device_keys": map[string][]string{user: {}}}, &resp); err != nil {
+		t.Fatal(err)
+	}
+	ssk, ok := resp.SelfSigningKeys[id.UserID(user)]
+	if !ok {
+		return false
+	}
+	dk := resp.DeviceKeys[id.UserID(user)][device]
+	for _, pub := range ssk.Keys {
+		if _, ok := dk.Signatures[id.UserID(user)][id.NewKeyID(id.KeyAlgorithmEd25519, pub.String())]; ok {
+			return true
+		}
+	}
+	return false
 }
