@@ -76,6 +76,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		return nil, err
 	}
 	b.st = st
+	started := false
+	defer func() {
+		if !started {
+			_ = st.shutdown(context.WithoutCancel(ctx))
+		}
+	}()
 	rec, err := recorder.New(recorder.Options{
 		Dir:           cfg.Recordings.Dir,
 		FlushInterval: cfg.Recordings.FlushInterval.D(),
@@ -127,6 +133,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
 	}
 	b.cmds = newCommands(b)
+	started = true
 	return b, nil
 }
 

@@ -439,7 +439,7 @@ func (st *storeRT) progress(ctx context.Context) {
 				tracks++
 			}
 		}
-		st.editStart(ctx, lr, fmt.Sprintf("⏺ %s recorded so far, %s, %d track(s) live.", formatDuration(elapsed), formatBytes(size), tracks))
+		st.edit(ctx, lr, fmt.Sprintf("⏺ %s recorded so far, %s, %d track(s) live.", formatDuration(elapsed), formatBytes(size), tracks))
 	}
 }
 

@@ -200,3 +200,35 @@ func TestHooksKeepTheDatabaseInStep(t *testing.T) {
 		t.Error("session still live after its end")
 	}
 }
+
+// TestProgressEditsAtMostOncePerInterval: the start notice is edited with the time and size
+// so far, never more often than recordings.progress_interval.
+func TestProgressEditsAtMostOncePerInterval(t *testing.T) {
+	e := newLimitsEnv(t, func(c *config.Config) {})
+	var edits []string
+	e.st.edit = func(_ context.Context, lr *liveRec, status string) {
+		edits = append(edits, lr.startText+" / "+status)
+	}
+	s := e.start(t, "group")
+	if err := os.WriteFile(filepath.Join(s.Folder(), "x.ogg"), make([]byte, 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.st.registerStartNotice(s.Folder(), "$start", "🔴 Recording started")
+	ctx := context.Background()
+	e.advance(30 * time.Second)
+	e.st.progress(ctx)
+	if len(edits) != 0 {
+		t.Fatalf("edited after 30 s: %q", edits)
+	}
+	e.advance(31 * time.Second)
+	e.st.progress(ctx)
+	e.st.progress(ctx)
+	if len(edits) != 1 || !strings.Contains(edits[0], "🔴 Recording started / ⏺ 1:01 recorded so far, 3.0 MB") {
+		t.Fatalf("edits: %q", edits)
+	}
+	e.advance(time.Minute)
+	e.st.progress(ctx)
+	if len(edits) != 2 {
+		t.Fatalf("edits after two minutes: %q", edits)
+	}
+}

@@ -18,7 +18,7 @@ import (
 // configured times are short.
 func (st *storeRT) retentionInterval() time.Duration {
 	every := time.Minute
-	for _, d := range []time.Duration{st.cfg.Recordings.ExpireAfter.D(), st.cfg.Recordings.ExpireNotice.D()} {
+	for _, d := range []time.Duration{st.cfg.Recordings.ExpireAfter.D(), st.cfg.Recordings.ExpireNotice.D(), st.cfg.Storage.S3.DeleteLocalDelay.D()} {
 		if d > 0 && d/10 < every {
 			every = max(d/10, time.Second)
 		}
@@ -28,6 +28,7 @@ func (st *storeRT) retentionInterval() time.Duration {
 
 // retention tells rooms about recordings that expire soon and deletes expired ones.
 func (st *storeRT) retention(ctx context.Context) {
+	st.sweepLocal(ctx)
 	if st.cfg.Recordings.ExpireAfter.D() <= 0 {
 		return
 	}

@@ -38,6 +38,7 @@ type storeRT struct {
 	statfs func(dir string) (int64, error)
 	say    func(ctx context.Context, roomID id.RoomID, text string)
 	stop   func(ctx context.Context, roomID id.RoomID, kind, why string)
+	edit   func(ctx context.Context, lr *liveRec, status string)
 
 	ctx    context.Context // ends at shutdown; background work watches it
 	cancel context.CancelFunc
@@ -79,6 +80,7 @@ func newStoreRT(ctx context.Context, b *Bot) (*storeRT, error) {
 		say:  func(ctx context.Context, roomID id.RoomID, text string) { b.notice(ctx, roomID, text, "") },
 		stop: b.stopRecording,
 	}
+	st.edit = st.editStart
 	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	st.drainCtx, st.drain = context.WithCancel(st.ctx)
 	db, err := storage.Open(ctx, filepath.Join(cfg.DataDir, storage.FileName))
@@ -278,7 +280,7 @@ func (st *storeRT) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 			defer st.wg.Done()
 			ctx, cancel := st.dbCtx()
 			defer cancel()
-			st.editStart(ctx, lr, status)
+			st.edit(ctx, lr, status)
 		}()
 	}
 }
@@ -339,8 +341,8 @@ func (st *storeRT) liveStats() metrics.Live {
 	return out
 }
 
-// uploadConfirmed writes where a file went into the manifest and removes the local copy
-// when configured.
+// uploadConfirmed writes where a file went into the manifest and, with
+// storage.s3.delete_local_after_upload and no delay, removes the local copy.
 func (st *storeRT) uploadConfirmed(u *storage.Upload) {
 	st.m.UploadsConfirmed.Inc()
 	ctx, cancel := st.dbCtx()
@@ -354,18 +356,26 @@ func (st *storeRT) uploadConfirmed(u *storage.Upload) {
 		URL: "s3://" + u.Bucket + "/" + u.Key, Bucket: u.Bucket, Key: u.Key, Bytes: u.Bytes, SHA256: u.SHA256,
 		ETag: u.ETag, Confirmed: u.ConfirmedBy, UploadedAt: u.ConfirmedAt.UTC(),
 	}
-	deleteLocal := st.cfg.Storage.S3.DeleteLocalAfterUpload
-	info.LocalDeleted = deleteLocal
 	if err := st.setUpload(rec.Folder, u.File, info); err != nil {
 		st.log.Warn().Err(err).Str("file", u.File).Msg("Could not write the upload into the manifest")
 		return
 	}
-	if !deleteLocal {
+	if s3c := st.cfg.Storage.S3; s3c.DeleteLocalAfterUpload && s3c.DeleteLocalDelay.D() == 0 {
+		st.deleteLocalCopy(ctx, rec, u.File, info)
+	}
+}
+
+// deleteLocalCopy removes a file whose uploaded copy is confirmed, saying so in the
+// manifest first (so the manifest never points at a file that is neither here nor noted).
+func (st *storeRT) deleteLocalCopy(ctx context.Context, rec *storage.Recording, file string, info recorder.Upload) {
+	info.LocalDeleted = true
+	if err := st.setUpload(rec.Folder, file, info); err != nil {
+		st.log.Warn().Err(err).Str("file", file).Msg("Could not note the local deletion in the manifest; keeping the file")
 		return
 	}
-	path := filepath.Join(st.cfg.Recordings.Dir, rec.Folder, u.File)
+	path := filepath.Join(st.cfg.Recordings.Dir, rec.Folder, file)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		st.log.Warn().Err(err).Str("file", u.File).Msg("Could not remove the local copy after the upload")
+		st.log.Warn().Err(err).Str("file", file).Msg("Could not remove the local copy after the upload")
 		return
 	}
 	parts, err := st.db.Parts(ctx, rec.ID)
@@ -373,14 +383,44 @@ func (st *storeRT) uploadConfirmed(u *storage.Upload) {
 		return
 	}
 	for _, p := range parts {
-		if p.File == u.File {
+		if p.File == file {
 			p.LocalDeleted = true
 			if err := st.db.SavePart(ctx, p); err != nil {
 				st.log.Warn().Err(err).Msg("Could not record the local deletion")
 			}
 		}
 	}
-	st.log.Info().Str("file", u.File).Msg("Removed the local copy; the uploaded one is confirmed")
+	st.log.Info().Str("file", file).Msg("Removed the local copy; the uploaded one is confirmed")
+}
+
+// sweepLocal removes the local copies of uploaded files delete_local_delay after their
+// recording ended, once the summary is out (the after-call work reads the files first).
+func (st *storeRT) sweepLocal(ctx context.Context) {
+	s3c := st.cfg.Storage.S3
+	if st.s3 == nil || !s3c.DeleteLocalAfterUpload || s3c.DeleteLocalDelay.D() == 0 {
+		return
+	}
+	recs, err := st.db.RecordingsWithStatus(ctx, storage.StatusUploaded, storage.StatusNotified)
+	if err != nil {
+		return
+	}
+	now := st.now()
+	for _, r := range recs {
+		if r.EndedAt.IsZero() || now.Sub(r.EndedAt) < s3c.DeleteLocalDelay.D() {
+			continue
+		}
+		m, err := recorder.ReadManifest(filepath.Join(st.cfg.Recordings.Dir, r.Folder))
+		if err != nil {
+			continue
+		}
+		for _, tr := range m.Tracks {
+			if tr.Upload != nil && !tr.Upload.LocalDeleted {
+				if u, err := st.db.UploadOf(ctx, r.ID, tr.File); err == nil && u.Status == storage.StatusConfirmed {
+					st.deleteLocalCopy(ctx, r, tr.File, *tr.Upload)
+				}
+			}
+		}
+	}
 }
 
 // setUpload writes upload info into a manifest: through the session while it is live,

@@ -55,8 +55,10 @@ type S3 struct {
 	TLS           bool   `yaml:"tls"`
 	// PartSize is the size of each uploaded part (5 MiB to 5 GiB).
 	PartSize Size `yaml:"part_size"`
-	// DeleteLocalAfterUpload removes a local file once its copy is confirmed.
-	DeleteLocalAfterUpload bool `yaml:"delete_local_after_upload"`
+	// DeleteLocalAfterUpload removes a local file once its copy is confirmed, and
+	// DeleteLocalDelay after the recording ended (so the after-call work can read it).
+	DeleteLocalAfterUpload bool     `yaml:"delete_local_after_upload"`
+	DeleteLocalDelay       Duration `yaml:"delete_local_delay"`
 	// PresignExpiry is how long presigned links work (at most 7 days, S3's limit).
 	PresignExpiry Duration `yaml:"presign_expiry"`
 }
@@ -182,7 +184,7 @@ func defaultStorage(c *Config) {
 	c.Recordings.MinFreeSpace = 1 << 30
 	c.Recordings.ExpireNotice = Duration(24 * time.Hour)
 	c.Recordings.ProgressInterval = Duration(time.Minute)
-	c.Storage = Storage{Links: LinksAuto, S3: S3{TLS: true, PartSize: 5 << 20, PresignExpiry: Duration(7 * 24 * time.Hour)}}
+	c.Storage = Storage{Links: LinksAuto, S3: S3{TLS: true, PartSize: 5 << 20, PresignExpiry: Duration(7 * 24 * time.Hour), DeleteLocalDelay: Duration(10 * time.Minute)}}
 	c.HTTP = HTTP{Metrics: true}
 }
 

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +106,8 @@ type Uploader struct {
 
 	mu        sync.Mutex
 	followers map[fileKey]*follower
+	// confirmMu serialises the two ways an upload is confirmed (HEAD, store events).
+	confirmMu sync.Mutex
 	// events holds store notifications that came before the upload was recorded as
 	// complete (the store tells as soon as the object exists), by bucket/key.
 	events    map[string]storeEvent
@@ -631,14 +634,24 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 			}
 			return false, fmt.Errorf("the stored copy of %s does not match the file (size %d, ETag %s; want %d, %s)", key, obj.Size, obj.ETag, row.Bytes, row.ETag)
 		}
+		// The store's notification may be handled meanwhile: merge under the lock.
+		u.confirmMu.Lock()
+		cur, err := u.db.UploadOf(ctx, row.RecordingID, row.File)
+		if err != nil {
+			u.confirmMu.Unlock()
+			return false, err
+		}
+		webhook := u.earlyEvent(row.Bucket, key, row.Bytes, row.ETag) || (cur.Status == storage.StatusConfirmed && strings.Contains(cur.ConfirmedBy, "webhook"))
 		row.Status = storage.StatusConfirmed
 		row.ConfirmedBy = "head"
-		if u.earlyEvent(row.Bucket, key, row.Bytes, row.ETag) {
+		if webhook {
 			row.ConfirmedBy = "head+webhook"
 		}
 		row.ConfirmedAt = time.Now()
 		row.LastError = ""
-		if err := u.db.UpdateUpload(ctx, row); err != nil {
+		err = u.db.UpdateUpload(ctx, row)
+		u.confirmMu.Unlock()
+		if err != nil {
 			return false, err
 		}
 	}
@@ -653,6 +666,8 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 // (a bucket webhook): an upload waiting for its check is confirmed when size and ETag
 // match. It reports whether the event matched an upload.
 func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, size int64, etag string) (bool, error) {
+	u.confirmMu.Lock()
+	defer u.confirmMu.Unlock()
 	row, err := u.db.UploadByKey(ctx, bucket, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil

@@ -166,12 +166,16 @@ func TestIntegrationS3LinksInRoom(t *testing.T) {
 }
 
 // TestIntegrationS3OutageMidCall: MinIO stops in the middle of a call and comes back after
-// it ended: nothing is lost, the uploads complete and the links work.
+// it ended: nothing is lost (the local files stay until their copies are confirmed), the
+// uploads complete and the links work. With delete_local_after_upload the local files go
+// then, and the bot's own links redirect to the store.
 func TestIntegrationS3OutageMidCall(t *testing.T) {
 	s := homeserver(t)
 	e := startS3(t, false)
 	cfg := botConfig(t, s)
 	e.apply(&cfg)
+	cfg.Storage.S3.DeleteLocalAfterUpload = true
+	cfg.Storage.S3.DeleteLocalDelay = 0
 	rb := startBot(t, cfg)
 	alice := newCaller(t, s, "alice")
 	ctx := timeout(t, 4*time.Minute)
@@ -223,6 +227,20 @@ func TestIntegrationS3OutageMidCall(t *testing.T) {
 	t.Logf("summary:\n%s", summary)
 	checkLinks(t, summary, folder, m)
 	waitRecording(t, db, r.ID, 20*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.StatusNotified })
+	m2, err := recorder.ReadManifest(folder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, _ := db.Parts(ctx, r.ID)
+	for _, p := range parts {
+		tr := entry(m2, p.File)
+		if _, err := os.Stat(filepath.Join(folder, p.File)); !os.IsNotExist(err) || !p.LocalDeleted || tr.Upload == nil || !tr.Upload.LocalDeleted {
+			t.Errorf("%s: local copy after a confirmed upload: stat %v, row %v, manifest %+v", p.File, err, p.LocalDeleted, tr.Upload)
+		}
+		if code, sum := fetch(t, web.DownloadURL(cfg.HTTP.PublicURL, p.Token, p.File)); code != 200 || sum != tr.SHA256 {
+			t.Errorf("%s via the bot after the local copy went: %d %s", p.File, code, sum)
+		}
+	}
 }
 
 // TestIntegrationKilledMidCall: the real binary, SIGKILLed in the middle of a 1:1 call and
