@@ -203,32 +203,50 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 		ClockDomain: "livekit:" + c.transport.ServiceURL,
 	}
 	var src recorder.PacketSource = plainSource{r: trackReader{track}, codec: mc, sif: c.sifTrailer()}
-	encrypted := pub.TrackInfo().GetEncryption() != livekit.Encryption_NONE
-	if encrypted {
+	// Element Call encrypts every track in an encrypted room and says so in the publication.
+	// A track of an encrypted room that says it is not encrypted is decrypted when its frames
+	// authenticate under a participant's key, and written as it is otherwise.
+	flagged := pub.TrackInfo().GetEncryption() != livekit.Encryption_NONE
+	maybe := !flagged && r.encrypted
+	encrypted := flagged
+	if flagged || maybe {
 		ring := r.keys.ring(dev)
 		dec, err := framecrypt.NewDecryptor(mc, ring, c.sifTrailer())
 		if err != nil {
-			log.Error().Err(err).Msg("Encrypted track in a codec without an encryption format; skipping it")
-			return
+			if flagged {
+				log.Error().Err(err).Msg("Encrypted track in a codec without an encryption format; skipping it")
+				return
+			}
+			dec = nil
 		}
-		ks := newKeyedSource(trackReader{track}, ring, mc, c.sifTrailer(), r.b.opts.KeyWait, log)
-		ks.onGiveUp = func() { r.noKey(dev) }
-		src = ks
-		var logged int
-		info.Transform = func(dst, in []byte, keyframe bool) ([]byte, bool) {
-			out, err := dec.Decrypt(dst, in, keyframe)
-			if err == nil {
-				return out, true
+		if dec != nil {
+			ks := newKeyedSource(trackReader{track}, ring, mc, c.sifTrailer(), r.b.opts.KeyWait, log)
+			ks.lenient = maybe
+			ks.onGiveUp = func() { r.noKey(dev) }
+			src = ks
+			var logged, decrypted uint64
+			info.Transform = func(dst, in []byte, keyframe bool) ([]byte, bool) {
+				out, err := dec.Decrypt(dst, in, keyframe)
+				if err == nil {
+					decrypted++
+					if maybe && decrypted == 1 {
+						log.Warn().Msg("Track published as unencrypted carries encrypted frames; decrypting them")
+					}
+					return out, true
+				}
+				if maybe && !errors.Is(err, framecrypt.ErrServerInjected) {
+					return append(dst[:0], in...), true
+				}
+				ks.decryptFailed(in, err)
+				if !errors.Is(err, framecrypt.ErrServerInjected) {
+					r.countUndecryptable(dev)
+				}
+				if logged < 5 {
+					logged++
+					log.Debug().Err(err).Msg("Frame not decrypted")
+				}
+				return nil, false
 			}
-			ks.decryptFailed(in, err)
-			if !errors.Is(err, framecrypt.ErrServerInjected) {
-				r.countUndecryptable(dev)
-			}
-			if logged < 5 {
-				logged++
-				log.Debug().Err(err).Msg("Frame not decrypted")
-			}
-			return nil, false
 		}
 	}
 	ctx, cancel := context.WithCancel(r.ctx)

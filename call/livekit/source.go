@@ -123,6 +123,9 @@ type keyedSource struct {
 	now     func() time.Time
 	// onGiveUp is called (on the reading goroutine) when a key did not arrive in time.
 	onGiveUp func()
+	// lenient: the track may be unencrypted; only frames whose trailer looks like the
+	// encryption trailer wait for a key.
+	lenient bool
 
 	buf     []byte
 	pending [][]byte // the frame in progress and the frames held behind a missing key
@@ -221,7 +224,8 @@ func (s *keyedSource) push(p []byte, now time.Time) {
 		return
 	}
 	index := payload[len(payload)-1]
-	if s.keyUsable(index) || s.waitingGivenUp() {
+	plainLooking := s.lenient && (len(payload) < 2 || payload[len(payload)-2] != framecrypt.IVLength)
+	if plainLooking || s.keyUsable(index) || s.waitingGivenUp() {
 		if !s.holdSince.IsZero() {
 			s.log.Info().Uint8("key_index", s.holdIndex).Dur("held", now.Sub(s.holdSince)).Int("packets", len(s.pending)).Msg("Key arrived; releasing held frames")
 		}

@@ -108,7 +108,7 @@ func (p *Peer) Publish(ctx context.Context, asset string, source livekit.TrackSo
 // encWriter encrypts each frame as LiveKit's client SDK does before the packetizer.
 type encWriter struct {
 	p     *Peer
-	out   *webrtc.TrackLocalStaticSample
+	out   testmedia.SampleWriter
 	enc   *framecrypt.Encryptor
 	codec rmedia.Codec
 	clock uint32
@@ -145,6 +145,98 @@ func (w *encWriter) WriteSample(s media.Sample) error {
 	}
 	w.buf = out
 	return w.out.WriteSample(media.Sample{Data: bytes.Clone(out), Duration: s.Duration})
+}
+
+// Simulcast is a video track published in two simulcast layers (low "q" and high "f"),
+// each sending the asset, so a test can stop a layer and make the SFU switch.
+type Simulcast struct {
+	p      *Peer
+	pub    *lksdk.LocalTrackPublication
+	low    *testmedia.Sender
+	high   *testmedia.Sender
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// High and Low are the senders of the two layers (Pause one to make the SFU switch).
+func (s *Simulcast) High() *testmedia.Sender { return s.high }
+func (s *Simulcast) Low() *testmedia.Sender  { return s.low }
+
+// Stop ends sending and unpublishes the track.
+func (s *Simulcast) Stop() error {
+	s.cancel()
+	err := errors.Join(<-s.done, <-s.done)
+	s.p.mu.Lock()
+	room := s.p.lkRoom
+	s.p.mu.Unlock()
+	if room != nil {
+		err = errors.Join(err, room.LocalParticipant.UnpublishTrack(s.pub.SID()))
+	}
+	return err
+}
+
+// lkOut adapts server-sdk-go's LocalTrack to the testmedia sender.
+type lkOut struct{ t *lksdk.LocalTrack }
+
+func (o lkOut) WriteSample(s media.Sample) error { return o.t.WriteSample(s, nil) }
+
+// PublishSimulcast publishes a video asset in two simulcast layers, as browsers publish
+// cameras (Element Call turns simulcast on), encrypted per layer when the peer encrypts.
+func (p *Peer) PublishSimulcast(ctx context.Context, asset string, source livekit.TrackSource) (*Simulcast, error) {
+	a, err := testmedia.Lookup(asset)
+	if err != nil {
+		return nil, err
+	}
+	if !a.Video {
+		return nil, errors.New("simulcast needs a video asset")
+	}
+	frames, err := testmedia.Frames(asset)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	room := p.lkRoom
+	p.mu.Unlock()
+	if room == nil {
+		return nil, errors.New("not joined")
+	}
+	id := "lkpeer-sim-" + randomID()
+	var tracks []*lksdk.LocalTrack
+	var writers []testmedia.SampleWriter
+	for _, layer := range []*livekit.VideoLayer{
+		{Quality: livekit.VideoQuality_LOW, Width: uint32(a.Width / 2), Height: uint32(a.Height / 2)},
+		{Quality: livekit.VideoQuality_HIGH, Width: uint32(a.Width), Height: uint32(a.Height)},
+	} {
+		lt, err := lksdk.NewLocalTrack(a.Capability(), lksdk.WithSimulcast(id, layer))
+		if err != nil {
+			return nil, err
+		}
+		tracks = append(tracks, lt)
+		var w testmedia.SampleWriter = lkOut{lt}
+		if p.opts.Encrypt {
+			codec := rmedia.CodecFromMimeType(a.MimeType)
+			enc, err := framecrypt.NewEncryptor(codec, rand.Uint32())
+			if err != nil {
+				return nil, err
+			}
+			w = &encWriter{p: p, out: w, enc: enc, codec: codec, clock: a.ClockRate, ts: rand.Uint32(), index: -1}
+		}
+		writers = append(writers, w)
+	}
+	opts := &lksdk.TrackPublicationOptions{Name: source.String(), Source: source, VideoWidth: a.Width, VideoHeight: a.Height}
+	if p.opts.Encrypt {
+		opts.Encryption = livekit.Encryption_GCM
+	}
+	pub, err := room.LocalParticipant.PublishSimulcastTrack(tracks, opts)
+	if err != nil {
+		return nil, fmt.Errorf("publish simulcast %s: %w", source, err)
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Simulcast{p: p, pub: pub, low: testmedia.NewSender(writers[0], frames), high: testmedia.NewSender(writers[1], frames), cancel: cancel, done: make(chan error, 2)}
+	go func() { s.done <- s.low.Run(sctx) }()
+	go func() { s.done <- s.high.Run(sctx) }()
+	p.log.Info().Str("source", source.String()).Str("asset", asset).Bool("encrypted", p.opts.Encrypt).Msg("Publishing in simulcast")
+	return s, nil
 }
 
 // normalizeH264 rewrites an Annex B access unit with 4-byte start codes and without access

@@ -455,6 +455,60 @@ func TestIntegrationLiveKit(t *testing.T) {
 		checkVideo(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceCamera), "vp8", testmedia.VP8)
 	})
 
+	// Simulcast (as Element Call publishes cameras): the bot records the highest layer; when
+	// the publisher stops sending it the SFU switches the bot to the low layer and back, and
+	// the camera keeps being recorded throughout. (server-sdk-go does not mark simulcast
+	// publications as encrypted, so this also covers encrypted frames on a track published as
+	// unencrypted.)
+	t.Run("Simulcast", func(t *testing.T) {
+		rb := startBot(t, botConfig(t, env.hs))
+		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+		room := callRoom(t, alice, true, rb.bot.UserID())
+		ctx := timeout(t, 2*time.Minute)
+		if err := alice.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		sim, err := alice.PublishSimulcast(ctx, testmedia.VP8, livekit.TrackSource_CAMERA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sim.Stop() })
+		folder, m := record(t, rb, alice, room, func() {
+			time.Sleep(3 * time.Second)
+			sim.High().Pause(testmedia.PauseSilent)
+			time.Sleep(6 * time.Second)
+			sim.High().Resume()
+			time.Sleep(4 * time.Second)
+		})
+		checkAudio(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceMicrophone), 440, 660)
+		cams := lkFiles(m, alice.UserID(), recorder.SourceCamera)
+		if len(cams) == 0 {
+			t.Fatalf("no camera file:\n%s", describe(m))
+		}
+		total := time.Duration(m.DurationMs) * time.Millisecond
+		var covered time.Duration
+		for _, c := range cams {
+			path := filepath.Join(folder, c.File)
+			checkFile(t, path, "vp8", time.Duration(c.DurationMs)*time.Millisecond)
+			if n := allTestPattern(t, path, testmedia.VP8); n < 15 {
+				t.Errorf("%s: only %d frames", c.File, n)
+			}
+			if c.Stats.FramesUndecrypted != 0 {
+				t.Errorf("%s: %d undecryptable frames", c.File, c.Stats.FramesUndecrypted)
+			}
+			covered += time.Duration(c.DurationMs) * time.Millisecond
+			for _, g := range c.Gaps {
+				if g.DurationMs > 3000 {
+					t.Errorf("%s: %d ms without video at %d ms: the bot was not switched to the low layer", c.File, g.DurationMs, g.AtMs)
+				}
+			}
+		}
+		if covered < total-4*time.Second {
+			t.Errorf("camera recorded for %v of a %v recording:\n%s", covered, total, describe(m))
+		}
+	})
+
 	// !skipme: the bot stops receiving the user's tracks; !recordme: they come back as the
 	// next parts of the same tracks, and the manifest records the opt-out.
 	t.Run("OptOut", func(t *testing.T) {

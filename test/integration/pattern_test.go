@@ -111,3 +111,25 @@ func matchTestPattern(t *testing.T, path, asset string, n int) {
 		}
 	}
 }
+
+// allTestPattern decodes every frame of a recorded file and checks that each one is a frame
+// of the asset (in any order: a simulcast layer switch jumps in the looped asset).
+func allTestPattern(t *testing.T, path, asset string) int {
+	t.Helper()
+	ref := assetGray(t, asset)
+	got, err := grayFrames(timeout(t, time.Minute), path, 0)
+	if err != nil {
+		t.Fatalf("decode %s: %v", path, err)
+	}
+	for i, g := range got {
+		best := 1e18
+		for _, r := range ref {
+			best = min(best, mse(g, r))
+		}
+		if best > 6.5 {
+			t.Errorf("%s: frame %d is not a test pattern frame (MSE %.1f)", path, i, best)
+			return len(got)
+		}
+	}
+	return len(got)
+}
