@@ -35,6 +35,11 @@ type CallOptions struct {
 	UnstableMetadataKey bool
 	// CandidateDelay is when the early m.call.candidates go out after the invite.
 	CandidateDelay time.Duration
+	// AudioMedia and VideoMedia, when set, are sent instead of the Audio and Video assets
+	// (media a test made itself).
+	AudioMedia, VideoMedia *Media
+	// Network, when set, impairs the outgoing RTP (loss, duplicates, reordering).
+	Network *Impairment
 }
 
 // Call is one outgoing call.
@@ -58,6 +63,10 @@ type Call struct {
 	metadata   voip.StreamMetadataMap
 	senders    map[string]*testmedia.Sender
 	rtpSenders map[string]*webrtc.RTPSender
+	locals     map[string]*webrtc.TrackLocalStaticSample
+	streams    map[string]string
+	stops      map[string]func()
+	network    *impairFactory
 	wg         sync.WaitGroup
 }
 
@@ -67,12 +76,16 @@ func randomID(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func newAPI() (*webrtc.API, error) {
+func newAPI(network *impairFactory) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return nil, err
 	}
 	reg := &interceptor.Registry{}
+	if network != nil {
+		// First, so that it sits next to the wire, below the NACK responder.
+		reg.Add(network)
+	}
 	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
 		return nil, err
 	}
@@ -91,7 +104,11 @@ func (c *Client) Call(ctx context.Context, room id.RoomID, o CallOptions) (*Call
 	if o.CandidateDelay == 0 {
 		o.CandidateDelay = 150 * time.Millisecond
 	}
-	api, err := newAPI()
+	var network *impairFactory
+	if o.Network != nil {
+		network = newImpairFactory(*o.Network)
+	}
+	api, err := newAPI(network)
 	if err != nil {
 		return nil, err
 	}
@@ -105,13 +122,24 @@ func (c *Client) Call(ctx context.Context, room id.RoomID, o CallOptions) (*Call
 		party: string(c.cli.DeviceID), opts: o, pc: pc, ctx: cctx, cancel: cancel,
 		answered: make(chan struct{}), negAnswer: make(chan string, 4), hangup: make(chan string, 1),
 		metadata: voip.StreamMetadataMap{}, senders: map[string]*testmedia.Sender{}, rtpSenders: map[string]*webrtc.RTPSender{},
+		locals: map[string]*webrtc.TrackLocalStaticSample{}, streams: map[string]string{}, stops: map[string]func(){},
+		network: network,
 	}
 	stream := "usermedia-" + randomID(6)
-	for _, name := range []string{o.Audio, o.Video} {
-		if name == "" {
+	for _, m := range []struct {
+		asset string
+		media *Media
+	}{{o.Audio, o.AudioMedia}, {o.Video, o.VideoMedia}} {
+		media := m.media
+		if media == nil && m.asset != "" {
+			if media, err = AssetMedia(m.asset); err != nil {
+				return nil, errors.Join(err, pc.Close())
+			}
+		}
+		if media == nil {
 			continue
 		}
-		if err := call.addTrack(name, stream, "usermedia"); err != nil {
+		if err := call.addTrack(media, stream, "usermedia"); err != nil {
 			return nil, errors.Join(err, pc.Close())
 		}
 	}
@@ -237,20 +265,12 @@ func (call *Call) ID() string { return call.callID }
 // PeerConnection exposes the caller's connection (tests check its state).
 func (call *Call) PeerConnection() *webrtc.PeerConnection { return call.pc }
 
-func (call *Call) addTrack(asset, stream, label string) error {
-	a, err := testmedia.Lookup(asset)
-	if err != nil {
-		return err
-	}
-	frames, err := testmedia.Frames(asset)
-	if err != nil {
-		return err
-	}
+func (call *Call) addTrack(m *Media, stream, label string) error {
 	kind := "audio"
-	if a.Video {
+	if m.Video {
 		kind = "video"
 	}
-	track, err := webrtc.NewTrackLocalStaticSample(a.Capability(), label+"-"+kind+"-"+randomID(4), stream)
+	track, err := webrtc.NewTrackLocalStaticSample(m.Capability, label+"-"+kind+"-"+randomID(4), stream)
 	if err != nil {
 		return err
 	}
@@ -266,27 +286,54 @@ func (call *Call) addTrack(asset, stream, label string) error {
 			}
 		}
 	}()
+	name := label + "-" + kind
 	call.mu.Lock()
-	call.senders[label+"-"+kind] = testmedia.NewSender(track, frames)
-	call.rtpSenders[label+"-"+kind] = sender
+	call.senders[name] = testmedia.NewSender(track, m.Frames)
+	call.rtpSenders[name] = sender
+	call.locals[name] = track
+	call.streams[name] = stream
 	call.mu.Unlock()
 	return nil
 }
 
 func (call *Call) startSenders() {
 	call.mu.Lock()
+	names := make([]string, 0, len(call.senders))
+	for name := range call.senders {
+		names = append(names, name)
+	}
+	call.mu.Unlock()
+	for _, name := range names {
+		call.runSender(name)
+	}
+}
+
+// runSender starts the media sender of a track; stopSender stops it and waits.
+func (call *Call) runSender(name string) {
+	call.mu.Lock()
 	defer call.mu.Unlock()
-	for name, s := range call.senders {
-		if s == nil {
-			continue
-		}
-		s := s
-		call.wg.Add(1)
-		go func(name string) {
-			defer call.wg.Done()
-			_ = s.Run(call.ctx)
-		}(name)
-		call.senders[name] = s
+	s := call.senders[name]
+	if s == nil || call.stops[name] != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(call.ctx)
+	done := make(chan struct{})
+	call.stops[name] = func() { cancel(); <-done }
+	call.wg.Add(1)
+	go func() {
+		defer call.wg.Done()
+		defer close(done)
+		_ = s.Run(ctx)
+	}()
+}
+
+func (call *Call) stopSender(name string) {
+	call.mu.Lock()
+	stop := call.stops[name]
+	delete(call.stops, name)
+	call.mu.Unlock()
+	if stop != nil {
+		stop()
 	}
 }
 
@@ -405,7 +452,11 @@ func (call *Call) renegotiate(ctx context.Context, opts *webrtc.OfferOptions) er
 // setScreensharingEnabled with metadata support) and renegotiates.
 func (call *Call) StartScreenshare(ctx context.Context, asset string) error {
 	stream := "screenshare-" + randomID(6)
-	if err := call.addTrack(asset, stream, "screenshare"); err != nil {
+	m, err := AssetMedia(asset)
+	if err != nil {
+		return err
+	}
+	if err := call.addTrack(m, stream, "screenshare"); err != nil {
 		return err
 	}
 	call.mu.Lock()
@@ -414,14 +465,7 @@ func (call *Call) StartScreenshare(ctx context.Context, asset string) error {
 	if err := call.renegotiate(ctx, nil); err != nil {
 		return err
 	}
-	call.mu.Lock()
-	s := call.senders["screenshare-video"]
-	call.mu.Unlock()
-	call.wg.Add(1)
-	go func() {
-		defer call.wg.Done()
-		_ = s.Run(call.ctx)
-	}()
+	call.runSender("screenshare-video")
 	return nil
 }
 
@@ -438,6 +482,7 @@ func (call *Call) StopScreenshare(ctx context.Context) error {
 	if sender == nil {
 		return errors.New("no screenshare")
 	}
+	call.stopSender("screenshare-video")
 	if err := call.pc.RemoveTrack(sender); err != nil {
 		return err
 	}
