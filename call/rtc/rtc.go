@@ -11,6 +11,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
@@ -32,6 +33,10 @@ type Settings struct {
 	ICETimeout time.Duration
 }
 
+// maxNacksPerPacket is how often a lost packet is asked for (100 ms apart): the first
+// retransmission usually arrives, two more cover one that is lost too.
+const maxNacksPerPacket = 3
+
 // Factory creates peer connections that share one configured pion API (and, with UDPPort,
 // one UDP socket).
 type Factory struct {
@@ -48,7 +53,11 @@ func NewFactory(s Settings, log zerolog.Logger) (*Factory, error) {
 		return nil, fmt.Errorf("register codecs: %w", err)
 	}
 	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+	// pion's NACK generator does not see packets repaired through RTX, so without a limit
+	// it asks for each lost packet again every 100 ms until it leaves its window: about
+	// 13 retransmissions per lost packet on loopback (TestIntegrationRecorderNACK).
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, reg,
+		webrtc.WithNackGeneratorOptions(nack.GeneratorMaxNacksPerPacket(maxNacksPerPacket))); err != nil {
 		return nil, fmt.Errorf("register interceptors: %w", err)
 	}
 
