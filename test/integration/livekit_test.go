@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -509,6 +510,66 @@ func TestIntegrationLiveKit(t *testing.T) {
 		}
 	})
 
+	// The SFU drops the bot (here: the room service removes it, as an SFU restart or a lost
+	// connection would end it): the bot fetches a new token, joins again, and the tracks
+	// continue as the next parts of the same logical tracks, decrypted with the keys it has.
+	t.Run("Reconnect", func(t *testing.T) {
+		rb := startBot(t, botConfig(t, env.hs))
+		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+		room := callRoom(t, alice, true, rb.bot.UserID())
+		ctx := timeout(t, 2*time.Minute)
+		if err := alice.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
+		folder, m := record(t, rb, alice, room, func() {
+			time.Sleep(3 * time.Second)
+			var grant *devjwt.Grant
+			for _, g := range env.jwt.Issued() {
+				if g.UserID == string(rb.bot.UserID()) {
+					grant = &g
+				}
+			}
+			if grant == nil {
+				t.Fatal("the bot got no token")
+			}
+			rc := lksdk.NewRoomServiceClient(env.sfu1.HTTPURL(), env.sfu1.APIKey(), env.sfu1.APISecret())
+			if _, err := rc.RemoveParticipant(ctx, &livekit.RoomParticipantIdentity{Room: grant.Room, Identity: grant.Identity}); err != nil {
+				t.Fatalf("remove the bot from the LiveKit room: %v", err)
+			}
+			time.Sleep(6 * time.Second)
+		})
+		for _, source := range []string{recorder.SourceMicrophone, recorder.SourceCamera} {
+			parts := lkFiles(m, alice.UserID(), source)
+			if len(parts) != 2 || parts[1].Part != 2 {
+				t.Fatalf("want alice's %s in two parts around the reconnect:\n%s", source, describe(m))
+			}
+			if gap := parts[1].StartOffsetMs - (parts[0].StartOffsetMs + parts[0].DurationMs); gap > 5000 {
+				t.Errorf("%s: %d ms lost to the reconnect", source, gap)
+			}
+			for _, p := range parts {
+				if source == recorder.SourceMicrophone {
+					checkAudio(t, folder, p, 440, 660)
+				} else {
+					checkVideo(t, folder, p, "vp8", testmedia.VP8)
+				}
+			}
+		}
+		marked := false
+		for _, mk := range m.Markers {
+			if strings.Contains(mk.Text, "reconnecting") {
+				marked = true
+			}
+		}
+		if !marked {
+			t.Errorf("no marker for the reconnect: %+v", m.Markers)
+		}
+		if n := len(lkGrants(env.jwt, rb)); n < 2 {
+			t.Errorf("the bot fetched %d token(s), want a new one for the new connection", n)
+		}
+	})
+
 	// !skipme: the bot stops receiving the user's tracks; !recordme: they come back as the
 	// next parts of the same tracks, and the manifest records the opt-out.
 	t.Run("OptOut", func(t *testing.T) {
@@ -577,6 +638,94 @@ func mustPublish(t *testing.T, p *lkpeer.Peer, asset string, source livekit.Trac
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// lkGrants returns the tokens svc issued to the bot.
+func lkGrants(svc *devjwt.Service, rb *runningBot) []devjwt.Grant {
+	var out []devjwt.Grant
+	for _, g := range svc.Issued() {
+		if g.UserID == string(rb.bot.UserID()) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// A membership of the bot's device left by a run that did not finish (killed before it
+// could take it back) is removed when the bot starts again, so clients stop listing it.
+func TestIntegrationLiveKitStaleMembership(t *testing.T) {
+	s := homeserver(t)
+	cfg := botConfig(t, s)
+	rb := startBot(t, cfg)
+	bot, device := rb.bot.UserID(), rb.bot.DeviceID()
+	owner := lkTestClient(t, s, "owner")
+	ctx := timeout(t, time.Minute)
+	resp, err := owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Preset: "private_chat", Invite: []id.UserID{bot},
+		PowerLevelOverride: &event.PowerLevelsEventContent{Events: map[string]int{lk.TypeCallMember.Type: 0}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := resp.RoomID
+	for {
+		m, err := owner.JoinedMembers(ctx, room)
+		if err == nil && hasMember(m, bot) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the bot did not join")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rb.stop(t)
+
+	// What a killed recording leaves: the bot's session membership (written here by another
+	// login of the bot's account, for the bot's device).
+	local := strings.TrimPrefix(strings.SplitN(string(bot), ":", 2)[0], "@")
+	acc, err := s.Login(ctx, local, cfg.Matrix.Password, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := lk.SessionStateKey(bot, device, "10")
+	stale := map[string]any{
+		"application": "m.call", "call_id": "", "scope": "m.room", "device_id": device, "expires": 14400000,
+		"focus_active": map[string]string{"type": "livekit", "focus_selection": "multi_sfu"}, "foci_preferred": []any{},
+	}
+	path := "/_matrix/client/v3/rooms/" + string(room) + "/state/" + lk.TypeCallMember.Type + "/" + key
+	if err := s.Do(ctx, devhs.Account{AccessToken: acc.AccessToken}, "PUT", path, stale, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	restarted := startBot(t, cfg) // same data dir: the same device
+	if restarted.bot.DeviceID() != device {
+		t.Fatalf("restart changed the device: %s -> %s", device, restarted.bot.DeviceID())
+	}
+	for {
+		var content map[string]any
+		if err := owner.StateEvent(ctx, room, lk.TypeCallMember, key, &content); err == nil && len(content) == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the stale membership was not removed")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// lkTestClient registers a plain Matrix client (no encryption) on s.
+func lkTestClient(t *testing.T, s *devhs.Server, prefix string) *mautrix.Client {
+	t.Helper()
+	local := uniq(prefix)
+	acc, err := s.Register(context.Background(), local, "pw-"+local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := mautrix.NewClient(s.URL(), id.UserID(acc.UserID), acc.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // assertBotAccess checks that the bot got its token from svc through endpoint, for the
