@@ -244,6 +244,7 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		MaxDuration: b.cfg.Calls.MaxDuration.D(),
 		ICETimeout:  b.cfg.Calls.ICETimeout.D(),
 		MaxTracks:   b.cfg.Calls.MaxTracks,
+		MaxCalls:    b.cfg.Calls.MaxCalls,
 	}, voipSignaller{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
 	b.registerHandlers()
 	if err := b.st.run(ctx); err != nil {

@@ -138,6 +138,8 @@ type Calls struct {
 	ICETimeout Duration `yaml:"ice_timeout"`
 	// MaxTracks bounds the tracks recorded per call.
 	MaxTracks int `yaml:"max_tracks"`
+	// MaxCalls bounds the 1:1 calls answered at the same time.
+	MaxCalls int `yaml:"max_calls"`
 }
 
 // Bot configures the chat side.
@@ -212,6 +214,7 @@ func defaultCore() Config {
 			AutoAnswer: true,
 			ICETimeout: Duration(30 * time.Second),
 			MaxTracks:  64,
+			MaxCalls:   32,
 		},
 		Bot: Bot{CommandPrefix: "!", Notices: true, RecordPowerLevel: -1},
 		Log: Log{Level: "info", Format: "console"},
@@ -335,6 +338,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Calls.MaxTracks < 1 || c.Calls.MaxTracks > 1024 {
 		errs = append(errs, fmt.Errorf("calls.max_tracks %d must be between 1 and 1024", c.Calls.MaxTracks))
+	}
+	if c.Calls.MaxCalls < 1 || c.Calls.MaxCalls > 10000 {
+		errs = append(errs, fmt.Errorf("calls.max_calls %d must be between 1 and 10000", c.Calls.MaxCalls))
 	}
 	if c.Bot.RecordPowerLevel < -1 {
 		errs = append(errs, errors.New("bot.record_power_level must be -1 (the room's state level) or a power level"))
