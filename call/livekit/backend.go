@@ -157,24 +157,34 @@ func (b *Backend) handleMember(evt *event.Event) {
 	}
 	if staleOwn && !recording && evt.StateKey != nil {
 		// Left by a run of the bot that did not finish (crash, kill): clients would keep
-		// listing the bot in the call and sending it keys.
-		stateKey := *evt.StateKey
-		b.log.Info().Stringer("room_id", evt.RoomID).Msg("Removing a call membership of this device left by an earlier run")
+		// listing the bot in the call and sending it keys. Checked again after the rest of
+		// the sync is handled, so an old join followed by its leave (a timeline replay)
+		// does not count.
+		stateKey, typ, room := *evt.StateKey, evt.Type, evt.RoomID
 		go func() {
-			ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-			defer cancel()
-			b.mu.Lock()
-			busy := b.active[evt.RoomID] != nil || b.starting[evt.RoomID]
-			b.mu.Unlock()
-			if busy {
+			if !sleepCtx(b.ctx, staleCheckDelay) {
 				return
 			}
-			if err := b.mx.SendState(ctx, evt.RoomID, evt.Type, stateKey, map[string]any{}); err != nil {
-				b.log.Warn().Err(err).Stringer("room_id", evt.RoomID).Msg("Could not remove the stale call membership")
+			b.mu.Lock()
+			busy := b.active[room] != nil || b.starting[room]
+			listed := b.tables[room] != nil && b.tables[room].lists(self, time.Now())
+			b.mu.Unlock()
+			if busy || !listed {
+				return
+			}
+			b.log.Info().Stringer("room_id", room).Msg("Removing a call membership of this device left by an earlier run")
+			ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+			defer cancel()
+			if err := b.mx.SendState(ctx, room, typ, stateKey, map[string]any{}); err != nil {
+				b.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not remove the stale call membership")
 			}
 		}()
 	}
 }
+
+// staleCheckDelay is how long after seeing its own membership the bot checks whether it
+// is still there (and not from a recording of this run).
+const staleCheckDelay = 3 * time.Second
 
 func (b *Backend) handleKeys(evt *event.Event) {
 	keys, err := ParseKeyEvent(evt, call.RawContent(evt))

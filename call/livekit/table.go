@@ -92,3 +92,15 @@ func (t *memberTable) nextExpiry(now time.Time) (time.Time, bool) {
 	}
 	return next, !next.IsZero()
 }
+
+// lists reports whether the device has an unexpired membership.
+func (t *memberTable) lists(dev DeviceKey, now time.Time) bool {
+	for _, e := range t.slots {
+		for _, m := range e.members {
+			if m.Key() == dev && m.ExpiresAt.After(now) {
+				return true
+			}
+		}
+	}
+	return false
+}
