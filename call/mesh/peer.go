@@ -561,7 +561,8 @@ func (pe *peer) end(info endInfo) {
 			t.Stop()
 		}
 	}
-	if info.send && pe.signalled {
+	// An incoming call is known to the caller from its invite on; ours from our invite on.
+	if info.send && (pe.signalled || !pe.outbound) {
 		if err := pe.send(voip.TypeHangup, voip.Hangup{Common: pe.common(), Reason: info.reason}); err != nil {
 			pe.log.Debug().Err(err).Msg("Failed to send hangup")
 		}
