@@ -147,10 +147,9 @@ type pump struct {
 	keyframe func()
 	log      zerolog.Logger
 
-	mu       sync.Mutex
-	cancel   context.CancelFunc
-	consent  bool // the current part was cut by an opt-out
-	finished bool
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	consent bool // the current part was cut by an opt-out
 }
 
 func (r *Recording) addPump(p *pump) bool {

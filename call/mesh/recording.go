@@ -207,7 +207,7 @@ func (r *Recording) refreshMember() {
 }
 
 // ownMember returns the bot's member event content as last seen.
-func (r *Recording) ownMember(ctx context.Context) json.RawMessage {
+func (r *Recording) ownMember() json.RawMessage {
 	key := r.memberType + "|" + string(r.b.mx.UserID())
 	if raw, ok := r.rs.raw[key]; ok {
 		return raw
@@ -218,8 +218,7 @@ func (r *Recording) ownMember(ctx context.Context) json.RawMessage {
 // publishMember writes the bot's member entry: this device, this session, an expiry, and
 // the one feed it sends (silence).
 func (r *Recording) publishMember(ctx context.Context) error {
-	// The room state map is loop-owned; before the loop runs it is ours, after that this
-	// runs off-loop, so read the content through the loop.
+	// The room state is owned by the loop and this runs off it: read through the loop.
 	raw := r.currentOwnMember()
 	dev := &Device{SessionID: r.session, ExpiresAt: time.Now().Add(r.cfg.MemberTTL), Purposes: []string{voip.PurposeUserMedia}}
 	content, _, err := OwnMemberContent(raw, r.confID, r.b.mx.DeviceID(), dev, time.Now())
@@ -229,11 +228,10 @@ func (r *Recording) publishMember(ctx context.Context) error {
 	return r.b.mx.SendState(ctx, r.roomID, event.Type{Type: r.memberType, Class: event.StateEventType}, string(r.b.mx.UserID()), content)
 }
 
-// currentOwnMember reads the bot's member content on the loop (or directly before the
-// recording is registered).
+// currentOwnMember reads the bot's member content on the loop.
 func (r *Recording) currentOwnMember() json.RawMessage {
 	ch := make(chan json.RawMessage, 1)
-	if !r.loop.Post(func() { ch <- r.ownMember(r.ctx) }) {
+	if !r.loop.Post(func() { ch <- r.ownMember() }) {
 		return nil
 	}
 	select {
@@ -753,7 +751,7 @@ func (r *Recording) end(reason string) {
 	for _, pe := range r.peers {
 		peers = append(peers, pe)
 	}
-	raw := r.ownMember(r.ctx)
+	raw := r.ownMember()
 	_, inRoom := r.rs.joined[r.b.mx.UserID()]
 	r.log.Info().Str("reason", reason).Msg("Ending group recording")
 	go r.teardown(peers, raw, inRoom, reason)

@@ -125,9 +125,6 @@ func (r *reorder[T]) Waiting() bool {
 	return false
 }
 
-// Forget drops a call's state (it ended).
-func (r *reorder[T]) Forget(key string) { delete(r.calls, key) }
-
 func (r *reorder[T]) evict() {
 	if len(r.calls) < maxSeqCalls {
 		return
