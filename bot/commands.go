@@ -52,6 +52,7 @@ func newCommands(b *Bot) *commands {
 		{name: "stop", description: "stop recording in this room (files are kept)", handler: b.groups.stop},
 		{name: "skipme", description: "do not record me in this room", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, true) }},
 		{name: "recordme", description: "record me again", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, false) }},
+		{name: "autorecord", args: "[on|off]", description: "record every Element Call call that begins in this room", handler: b.autorecordCommand},
 		{name: "hangup", description: "end the 1:1 call in this room (the recording is kept)", handler: c.hangup},
 		{name: "mark", args: "[-30s] [text]", description: "put a marker on the recording's timeline (in the summary picture and exports)", handler: b.markCommand},
 		{name: "export", args: "<id|latest> [mix|zip|flac|wav]", description: "make a mixdown, aligned tracks or an aligned zip of a recording (needs ffmpeg)", handler: b.exportCommand},

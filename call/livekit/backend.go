@@ -37,6 +37,11 @@ type Options struct {
 	Tick time.Duration
 	// HTTPClient talks to JWT services (default: a client with a 20 s timeout).
 	HTTPClient *http.Client
+	// OnCallBegan, when set, is called (on its own goroutine) when a room's call begins:
+	// the first device with a LiveKit focus joins a call nobody was in (also when the bot
+	// first sees a call that is already running). It is checked again after a short delay,
+	// so a replay of old events does not count.
+	OnCallBegan func(ctx context.Context, room id.RoomID)
 }
 
 func (o *Options) fill() {
@@ -148,12 +153,30 @@ func (b *Backend) handleMember(evt *event.Event) {
 		t = newMemberTable()
 		b.tables[evt.RoomID] = t
 	}
+	now := time.Now()
+	before := len(t.members(now, self))
 	changed := t.apply(slot, members, evt.Timestamp)
+	began := before == 0 && len(selectTransports(t.members(now, self))) > 0
 	r := b.active[evt.RoomID]
 	recording := r != nil || b.starting[evt.RoomID]
 	b.mu.Unlock()
 	if r != nil && changed {
 		r.poke()
+	}
+	if began && b.opts.OnCallBegan != nil && r == nil {
+		room := evt.RoomID
+		go func() {
+			if !sleepCtx(b.ctx, staleCheckDelay) {
+				return
+			}
+			b.mu.Lock()
+			busy := b.active[room] != nil || b.starting[room]
+			running := b.tables[room] != nil && len(selectTransports(b.tables[room].members(time.Now(), self))) > 0
+			b.mu.Unlock()
+			if !busy && running {
+				b.opts.OnCallBegan(b.ctx, room)
+			}
+		}()
 	}
 	if staleOwn && !recording && evt.StateKey != nil {
 		// Left by a run of the bot that did not finish (crash, kill): clients would keep

@@ -570,6 +570,40 @@ func TestIntegrationLiveKit(t *testing.T) {
 		}
 	})
 
+	// !autorecord on: a call that begins in the room is recorded without !start; after
+	// !stop it is not started again until a new call begins.
+	t.Run("Autorecord", func(t *testing.T) {
+		rb := startBot(t, botConfig(t, env.hs))
+		alice := env.peer(t, "alice", lkpeer.Options{})
+		room := callRoom(t, alice, false, rb.bot.UserID())
+		since := send(t, alice, room, "!autorecord on")
+		waitMessage(t, alice, room, since, 30*time.Second, "Autorecord is on")
+		ctx := timeout(t, 2*time.Minute)
+		began := time.Now()
+		if err := alice.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		waitMessage(t, alice, room, began, 60*time.Second, "Recording started")
+		time.Sleep(4 * time.Second)
+		since = send(t, alice, room, "!stop")
+		waitMessage(t, alice, room, since, 60*time.Second, "Recording saved")
+		_, m := finishedFolder(t, rb)
+		if f := fileOf(t, m, alice.UserID(), recorder.SourceMicrophone); f.DurationMs < 2000 {
+			t.Errorf("autorecorded only %d ms", f.DurationMs)
+		}
+		time.Sleep(6 * time.Second)
+		starts := 0
+		for _, msg := range alice.Messages(room) {
+			if strings.Contains(msg, "Recording started") && !strings.HasPrefix(msg, "* ") { // "* …" is an edit
+				starts++
+			}
+		}
+		if starts != 1 {
+			t.Fatalf("recording started %d times in one call (again after !stop?): %q", starts, alice.Messages(room))
+		}
+	})
+
 	// !skipme: the bot stops receiving the user's tracks; !recordme: they come back as the
 	// next parts of the same tracks, and the manifest records the opt-out.
 	t.Run("OptOut", func(t *testing.T) {

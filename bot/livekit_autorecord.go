@@ -1,0 +1,97 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+)
+
+// autorecordType is the bot's room account data holding the room's autorecord setting, so
+// it survives restarts without a database.
+const autorecordType = "org.matrix-recorder.autorecord"
+
+// autorecordSetting is a room's autorecord choice.
+type autorecordSetting struct {
+	Enabled bool      `json:"enabled"`
+	By      id.UserID `json:"by,omitempty"`
+	At      time.Time `json:"at,omitzero"`
+}
+
+func (b *Bot) autorecordSetting(ctx context.Context, room id.RoomID) (autorecordSetting, error) {
+	var s autorecordSetting
+	err := b.client.GetRoomAccountData(ctx, room, autorecordType, &s)
+	if errors.Is(err, mautrix.MNotFound) {
+		return autorecordSetting{}, nil
+	}
+	return s, err
+}
+
+// autorecordCommand: "!autorecord on|off" sets whether an Element Call call that begins in
+// the room is recorded without !start; without an argument it says what is set.
+func (b *Bot) autorecordCommand(ctx context.Context, cc *cmdContext) error {
+	p := b.cfg.Bot.CommandPrefix
+	if len(cc.args) == 0 {
+		s, err := b.autorecordSetting(ctx, cc.roomID)
+		if err != nil {
+			return fmt.Errorf("read the autorecord setting: %w", err)
+		}
+		if s.Enabled {
+			b.notice(ctx, cc.roomID, fmt.Sprintf("Autorecord is on (set by %s): calls that begin here are recorded. Type %sautorecord off to stop that.", s.By, p), cc.event)
+		} else {
+			b.notice(ctx, cc.roomID, fmt.Sprintf("Autorecord is off. Type %sautorecord on to record every call that begins here.", p), cc.event)
+		}
+		return nil
+	}
+	var on bool
+	switch strings.ToLower(cc.args[0]) {
+	case "on":
+		on = true
+	case "off":
+	default:
+		return userError{fmt.Sprintf("Usage: %sautorecord on|off", p)}
+	}
+	if err := b.groups.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
+		return err
+	}
+	s := autorecordSetting{Enabled: on, By: cc.sender, At: time.Now().UTC()}
+	if err := b.client.SetRoomAccountData(ctx, cc.roomID, autorecordType, s); err != nil {
+		return fmt.Errorf("save the autorecord setting: %w", err)
+	}
+	if on {
+		b.notice(ctx, cc.roomID, fmt.Sprintf("Autorecord is on: I record every Element Call call that begins in this room (everyone in it is told; %sskipme opts out). Type %sstop to end a recording, %sautorecord off to stop recording calls automatically.", p, p, p), cc.event)
+	} else {
+		b.notice(ctx, cc.roomID, "Autorecord is off.", cc.event)
+	}
+	return nil
+}
+
+// onCallBegan starts recording a call that began in a room with autorecord on, as if the
+// user who turned autorecord on had typed !start (their permission is checked again).
+func (b *Bot) onCallBegan(ctx context.Context, room id.RoomID) {
+	log := b.log.With().Stringer("room_id", room).Logger()
+	s, err := b.autorecordSetting(ctx, room)
+	if err != nil {
+		log.Warn().Err(err).Msg("Could not read the autorecord setting")
+		return
+	}
+	if !s.Enabled {
+		return
+	}
+	log.Info().Stringer("enabled_by", s.By).Msg("A call began in a room with autorecord on; recording it")
+	err = b.groups.start(ctx, &cmdContext{roomID: room, sender: s.By})
+	var ue userError
+	switch {
+	case errors.As(err, &ue):
+		if !strings.HasPrefix(ue.msg, "Already recording") {
+			b.notice(ctx, room, "Autorecord: "+ue.msg, "")
+		}
+	case err != nil:
+		log.Error().Err(err).Msg("Autorecord could not start the recording")
+		b.notice(ctx, room, "Autorecord could not start recording this call: "+err.Error(), "")
+	}
+}
