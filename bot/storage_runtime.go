@@ -426,12 +426,15 @@ func (st *storeRT) sweepLocal(ctx context.Context) {
 // setUpload writes upload info into a manifest: through the session while it is live,
 // else into the folder's manifest file.
 func (st *storeRT) setUpload(folder, file string, info recorder.Upload) error {
+	// Holding mu keeps the session live (onSessionEnd waits) until its write is done: once
+	// it ended, others (the after-call work) rewrite the file, and a late write from the
+	// session's own copy would undo theirs.
 	st.mu.Lock()
-	lr := st.live[folder]
-	st.mu.Unlock()
-	if lr != nil {
+	if lr := st.live[folder]; lr != nil {
+		defer st.mu.Unlock()
 		return lr.sess.SetUpload(file, info)
 	}
+	st.mu.Unlock()
 	st.manifests.Lock()
 	defer st.manifests.Unlock()
 	return recorder.SetUpload(filepath.Join(st.cfg.Recordings.Dir, folder), file, info)
