@@ -310,7 +310,7 @@ func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, head
 	case pending > 0 && !complete:
 		notes = append(notes, "Uploads are still running; this message gets the links when they are done.")
 	case st.cfg.EffectiveLinks() == config.LinksPresigned && len(links) > 0:
-		notes = append(notes, fmt.Sprintf("Links work for %s; type %srecordings %s for new ones.", formatDuration(st.cfg.Storage.S3.PresignExpiry.D()), st.cfg.Bot.CommandPrefix, rec.ID))
+		notes = append(notes, fmt.Sprintf("Links work for %s; type %srecordings %s for new ones.", humanDuration(st.cfg.Storage.S3.PresignExpiry.D()), st.cfg.Bot.CommandPrefix, rec.ID))
 	}
 	if st.cfg.EffectiveLinks() == config.LinksNone {
 		notes = append(notes, "Files are in the folder "+rec.Folder+" on the recorder.")

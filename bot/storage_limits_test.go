@@ -232,3 +232,14 @@ func TestProgressEditsAtMostOncePerInterval(t *testing.T) {
 		t.Fatalf("edits after two minutes: %q", edits)
 	}
 }
+
+func TestHumanDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		168 * time.Hour: "7 days", 720 * time.Hour: "30 days", 24 * time.Hour: "24 hours", 90 * time.Minute: "90 minutes",
+		time.Hour: "60 minutes", 11 * time.Second: "11 seconds", time.Second: "1 second", 47*time.Hour + 59*time.Minute: "48 hours",
+	} {
+		if got := humanDuration(d); got != want {
+			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

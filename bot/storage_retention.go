@@ -51,7 +51,7 @@ func (st *storeRT) retention(ctx context.Context) {
 		}
 		text := fmt.Sprintf("🗑 The recording %s (%s, %s) will be deleted on %s, in %s. Download what you want to keep.",
 			r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"), formatDuration(time.Duration(r.DurationMs)*time.Millisecond),
-			r.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"), formatDuration(r.ExpiresAt.Sub(now)))
+			r.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"), humanDuration(r.ExpiresAt.Sub(now)))
 		if evt := st.b.notice(ctx, id.RoomID(r.RoomID), text, id.EventID(r.SummaryEvent)); evt == "" {
 			continue // try again next round
 		}
@@ -68,7 +68,7 @@ func (st *storeRT) expire(ctx context.Context, r *storage.Recording) {
 	}
 	st.log.Info().Str("recording", r.ID).Str("folder", r.Folder).Msg("Deleted an expired recording")
 	st.b.notice(ctx, id.RoomID(r.RoomID), fmt.Sprintf("🗑 Deleted the recording %s of %s: it was kept for %s (the recorder's retention setting).",
-		r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"), formatDuration(st.cfg.Recordings.ExpireAfter.D())), "")
+		r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"), humanDuration(st.cfg.Recordings.ExpireAfter.D())), "")
 }
 
 // deleteRecording removes a recording's files everywhere: uploads in flight are stopped,
@@ -207,4 +207,24 @@ func (st *storeRT) deleteCommand(ctx context.Context, cc *cmdContext) error {
 	st.log.Info().Str("recording", r.ID).Stringer("by", cc.sender).Msg("Recording deleted on request")
 	st.b.notice(ctx, cc.roomID, fmt.Sprintf("🗑 Deleted the recording %s (%s): its files are gone from the recorder and from storage.", r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC")), cc.event)
 	return nil
+}
+
+// humanDuration says a long duration the way people do: "7 days", "5 hours", "10 minutes".
+func humanDuration(d time.Duration) string {
+	plural := func(n int64, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	}
+	switch {
+	case d >= 48*time.Hour:
+		return plural(int64((d+12*time.Hour)/(24*time.Hour)), "day")
+	case d >= 2*time.Hour:
+		return plural(int64((d+30*time.Minute)/time.Hour), "hour")
+	case d >= 2*time.Minute:
+		return plural(int64((d+30*time.Second)/time.Minute), "minute")
+	default:
+		return plural(int64((d+500*time.Millisecond)/time.Second), "second")
+	}
 }
