@@ -148,9 +148,13 @@ func clock(s string) time.Duration {
 
 // DecodeErrors decodes every stream of path with ffmpeg and returns what it
 // complained about; "" means the file decoded cleanly. The error is for
-// ffmpeg failing to run or to open the file at all.
+// ffmpeg failing to run or to open the file at all. The null output keeps the file's own
+// time base (-enc_time_base -1): with the default one, derived from a guessed frame rate,
+// ffmpeg calls two legitimately close frames of a variable-rate video (an SFU switching
+// simulcast layers) "non monotonically increasing"; equal or backward timestamps are still
+// reported.
 func DecodeErrors(ctx context.Context, path string) (string, error) {
-	_, stderr, err := run(ctx, FFmpeg, "-nostdin", "-hide_banner", "-v", "error", "-i", path, "-f", "null", "-")
+	_, stderr, err := run(ctx, FFmpeg, "-nostdin", "-hide_banner", "-v", "error", "-i", path, "-enc_time_base", "-1", "-f", "null", "-")
 	if err != nil {
 		return strings.TrimSpace(stderr), fmt.Errorf("ffmpeg decoding %s: %w: %s", path, err, stderr)
 	}
