@@ -535,6 +535,13 @@ func (r *Recording) stop(ctx context.Context, reason string) {
 		}()
 	}
 	wg.Wait()
+	// Frames that never decrypted are counted in their file's stats; a participant whose
+	// key never came has no file at all, so the manifest gets a note.
+	r.mu.Lock()
+	for d, n := range r.undecrypt {
+		r.sess.AddMarker(string(d.User), fmt.Sprintf("%d frame(s) of %s (%s) could not be decrypted", n, d.User, d.Device), time.Now())
+	}
+	r.mu.Unlock()
 	m, err := r.sess.Close(ctx)
 	waited := make(chan struct{})
 	go func() {

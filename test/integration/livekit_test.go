@@ -604,6 +604,38 @@ func TestIntegrationLiveKit(t *testing.T) {
 		}
 	})
 
+	// A bot whose device is not cross-signed gets no keys from clients that share them only
+	// with verified devices: it says so in the room, writes no ciphertext as media, and the
+	// manifest notes the frames it could not decrypt.
+	t.Run("NotCrossSigned", func(t *testing.T) {
+		cfg := botConfig(t, env.hs)
+		cfg.Matrix.CrossSigning = false
+		rb := startBot(t, cfg)
+		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true, OnlyCrossSigned: true})
+		room := callRoom(t, alice, true, rb.bot.UserID())
+		ctx := timeout(t, 2*time.Minute)
+		if err := alice.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		_, m := record(t, rb, alice, room, func() {
+			waitMessage(t, alice, room, time.Now().Add(-time.Minute), 30*time.Second, "cross-signed")
+			time.Sleep(2 * time.Second)
+		})
+		if len(m.Tracks) != 0 {
+			t.Errorf("files written without keys:\n%s", describe(m))
+		}
+		noted := false
+		for _, mk := range m.Markers {
+			if strings.Contains(mk.Text, "could not be decrypted") && mk.UserID == string(alice.UserID()) {
+				noted = true
+			}
+		}
+		if !noted {
+			t.Errorf("the manifest does not note the undecryptable frames: %+v", m.Markers)
+		}
+	})
+
 	// !skipme: the bot stops receiving the user's tracks; !recordme: they come back as the
 	// next parts of the same tracks, and the manifest records the opt-out.
 	t.Run("OptOut", func(t *testing.T) {
