@@ -41,6 +41,7 @@ type Config struct {
 	Storage    Storage    `yaml:"storage"`
 	HTTP       HTTP       `yaml:"http"`
 	PostCall   PostCall   `yaml:"postcall"`
+	LiveKit    LiveKit    `yaml:"livekit"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -194,6 +195,7 @@ func Default() Config {
 	c := defaultCore()
 	defaultStorage(&c)
 	c.PostCall = defaultPostCall()
+	c.LiveKit = defaultLiveKit()
 	return c
 }
 
@@ -360,5 +362,6 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateStorage()...)
 	errs = append(errs, c.PostCall.validate()...)
+	errs = append(errs, c.validateLiveKit()...)
 	return errors.Join(errs...)
 }

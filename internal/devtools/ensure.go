@@ -169,6 +169,7 @@ func moduleSum(tool Tool) (string, error) {
 		fmt.Fprintf(h, "%s %d\n", f[1], len(data))
 		h.Write(data)
 	}
+	tool.Source.hash(h)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
@@ -197,6 +198,11 @@ func (o *options) build(ctx context.Context, log zerolog.Logger, tool Tool, dir,
 	}
 	if _, err := exec.LookPath(goBin); err != nil {
 		return fmt.Errorf("building %s needs the go command: %w", tool.Name, err)
+	}
+	if tool.Check != nil {
+		if err := tool.Check(); err != nil {
+			return fmt.Errorf("building %s: %w", tool.Name, err)
+		}
 	}
 	if tool.CGO {
 		cc := os.Getenv("CC")
@@ -229,20 +235,28 @@ func (o *options) build(ctx context.Context, log zerolog.Logger, tool Tool, dir,
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
 
-	args := append([]string{"install"}, tool.Packages...)
-	cmd := exec.CommandContext(ctx, goBin, args...)
-	cmd.Dir = work
-	cmd.Env = append(os.Environ(),
+	env := append(os.Environ(),
 		"GOBIN="+dir,
 		"GOFLAGS=-mod=mod",
 		"GOWORK=off",
 	)
 	if tool.CGO {
-		cmd.Env = append(cmd.Env, "CGO_ENABLED=1")
+		env = append(env, "CGO_ENABLED=1")
 	}
 	if len(tool.NoSumDB) > 0 {
-		cmd.Env = append(cmd.Env, "GONOSUMDB="+strings.Join(tool.NoSumDB, ","))
+		env = append(env, "GONOSUMDB="+strings.Join(tool.NoSumDB, ","))
 	}
+	if tool.Source != nil {
+		log.Info().Str("module", tool.Source.Module).Int("edits", len(tool.Source.Edits)).Msg("building from a changed copy of the module's source")
+		if err := tool.Source.prepare(ctx, goBin, work, env); err != nil {
+			return err
+		}
+	}
+
+	args := append([]string{"install"}, tool.Packages...)
+	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd.Dir = work
+	cmd.Env = env
 	// go starts compilers and linkers; kill them all on cancel.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

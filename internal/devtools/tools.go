@@ -1,5 +1,6 @@
 // Package devtools builds the pinned Go programs the test harness and the demo
-// run (Dendrite, MinIO, livekit-server) once per version and caches the binaries.
+// run (Dendrite, MinIO, livekit-server, LiveKit Egress) once per version and caches
+// the binaries.
 package devtools
 
 import (
@@ -13,6 +14,7 @@ const (
 	Dendrite      = "dendrite"
 	MinIO         = "minio"
 	LiveKitServer = "livekit-server"
+	Egress        = "egress"
 )
 
 // Tool describes one program built from a throw-away module embedded under
@@ -33,6 +35,10 @@ type Tool struct {
 	NoSumDB []string
 	// BuildTime is a rough cold build time on two cores, for the log.
 	BuildTime time.Duration
+	// Source, when set, builds one module from a changed copy of its source.
+	Source *SourceCopy
+	// Check, when set, runs before a build and explains what the machine lacks.
+	Check func() error
 }
 
 // Lookup returns the tool with the given name.
@@ -70,6 +76,8 @@ func Lookup(name string) (Tool, error) {
 			Binaries:  []string{"server"},
 			BuildTime: 6 * time.Minute,
 		}, nil
+	case Egress:
+		return egressTool(), nil
 	default:
 		return Tool{}, fmt.Errorf("unknown tool %q (known: %v)", name, Names())
 	}
@@ -77,7 +85,7 @@ func Lookup(name string) (Tool, error) {
 
 // Names lists the known tools, sorted.
 func Names() []string {
-	names := []string{Dendrite, MinIO, LiveKitServer}
+	names := []string{Dendrite, MinIO, LiveKitServer, Egress}
 	sort.Strings(names)
 	return names
 }

@@ -1,0 +1,126 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const lkBase = "matrix:\n  homeserver: https://hs.example\n  user_id: '@a:b'\n  access_token: t\n"
+
+func TestLiveKitDeploymentDefaults(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(lkBase + `livekit:
+  deployments:
+    - name: meet
+      url: wss://lk.example.org
+      api_key: key
+      api_secret: 0123456789abcdef0123456789abcdef
+      meet_url_prefixes: [https://meet.example.org/]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.LiveKit.Deployments) != 1 {
+		t.Fatalf("deployments: %+v", cfg.LiveKit.Deployments)
+	}
+	d := cfg.LiveKit.Deployments[0]
+	def := DefaultLiveKitDeployment()
+	if d.DefaultMode != def.DefaultMode || d.Layout != def.Layout || d.Output != def.Output || d.WebhookPath != def.WebhookPath ||
+		d.PollInterval != def.PollInterval || d.StartTimeout != def.StartTimeout {
+		t.Fatalf("defaults not applied: %+v", d)
+	}
+	if d.HTTPURL() != "https://lk.example.org" {
+		t.Fatalf("HTTPURL = %s", d.HTTPURL())
+	}
+	if s, err := d.Secret(); err != nil || s != "0123456789abcdef0123456789abcdef" {
+		t.Fatalf("Secret = %q, %v", s, err)
+	}
+}
+
+func TestLiveKitDeploymentUnknownKeyIsNamed(t *testing.T) {
+	_, err := Parse(strings.NewReader(lkBase + "livekit:\n  deployments:\n    - name: meet\n      url: wss://x\n      api_key: k\n      api_secret: 0123456789abcdef0123456789abcdef\n      layuot: grid\n"))
+	if err == nil || !strings.Contains(err.Error(), "layuot") {
+		t.Fatalf("want an error naming the unknown key, got %v", err)
+	}
+}
+
+func TestLiveKitSecretSources(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "secret")
+	if err := os.WriteFile(file, []byte("from-file-0123456789abcdef0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LK_SECRET_TEST", "from-env-0123456789abcdef0123456789")
+	for _, tc := range []struct{ yaml, want string }{
+		{"api_secret_file: " + file, "from-file-0123456789abcdef0123456789"},
+		{"api_secret_env: LK_SECRET_TEST", "from-env-0123456789abcdef0123456789"},
+	} {
+		cfg, err := Parse(strings.NewReader(lkBase + "livekit:\n  deployments:\n    - name: x\n      url: ws://127.0.0.1:7880\n      api_key: k\n      " + tc.yaml + "\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := cfg.LiveKit.Deployments[0].Secret()
+		if err != nil || got != tc.want {
+			t.Errorf("%s: Secret() = %q, %v", tc.yaml, got, err)
+		}
+	}
+	d := DefaultLiveKitDeployment()
+	d.Name, d.APISecretEnv = "x", "LK_SECRET_UNSET_FOR_TEST"
+	if _, err := d.Secret(); err == nil || !strings.Contains(err.Error(), "LK_SECRET_UNSET_FOR_TEST") {
+		t.Errorf("an empty environment variable gave %v", err)
+	}
+}
+
+func TestLiveKitValidation(t *testing.T) {
+	dep := func(extra string) string {
+		return lkBase + "livekit:\n  deployments:\n    - name: meet\n      url: wss://lk.example.org\n      api_key: k\n      api_secret: 0123456789abcdef0123456789abcdef\n" + extra
+	}
+	cases := map[string]string{
+		dep("      default_mode: mixed\n"):               "default_mode",
+		dep("      output: ftp\n"):                       "output",
+		dep("      output: s3\n"):                        "needs storage.s3",
+		dep("      webhook_path: /s3/events\n"):          "webhook_path",
+		dep("      webhook_path: nope\n"):                "webhook_path",
+		dep("      poll_interval: 1ms\n"):                "poll_interval",
+		dep("      meet_url_prefixes: [meet.example]\n"): "meet_url_prefixes",
+		dep("      api_secret_env: X\n"):                 "exactly one",
+		dep("      local_dir: relative/dir\n"):           "local_dir",
+		dep("    - name: meet\n      url: wss://y\n      api_key: k2\n      api_secret: 0123456789abcdef0123456789abcdef\n"):                                  "used twice",
+		lkBase + "livekit:\n  deployments:\n    - name: Bad_Name\n      url: wss://x\n      api_key: k\n      api_secret: 0123456789abcdef0123456789abcdef\n": "name",
+		lkBase + "livekit:\n  deployments:\n    - name: a\n      url: ftp://x\n      api_key: k\n      api_secret: 0123456789abcdef0123456789abcdef\n":        "url",
+		lkBase + "livekit:\n  deployments:\n    - name: a\n      url: wss://x\n      api_key: k\n      api_secret: short\n":                                   "32 characters",
+		lkBase + "livekit:\n  record_element_call_with_egress: true\n":                                                                                        "at least one",
+	}
+	for in, want := range cases {
+		_, err := Parse(strings.NewReader(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want an error mentioning %q, got %v\nfor:\n%s", want, err, in)
+		}
+	}
+	// Two deployments on one webhook path with different keys are fine.
+	_, err := Parse(strings.NewReader(dep("    - name: other\n      url: wss://y\n      api_key: k2\n      api_secret: 0123456789abcdef0123456789abcdef\n      poll_interval: 5s\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExampleHasLiveKitDefaults(t *testing.T) {
+	t.Setenv(EnvPassword, "secret")
+	cfg, err := Parse(strings.NewReader(string(Example)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.LiveKit.Deployments) != 0 || cfg.LiveKit.RecordElementCallWithEgress {
+		t.Fatalf("the example enables Egress: %+v", cfg.LiveKit)
+	}
+	// Every default in the commented example entry matches the code's.
+	d := DefaultLiveKitDeployment()
+	for _, want := range []string{"default_mode: " + d.DefaultMode, "layout: " + d.Layout, "output: " + d.Output,
+		"webhook_path: " + d.WebhookPath, "poll_interval: " + d.PollInterval.D().String(), "start_timeout: " + (time.Duration(d.StartTimeout)).String()} {
+		if !strings.Contains(string(Example), want) {
+			t.Errorf("the example does not show %q", want)
+		}
+	}
+}
