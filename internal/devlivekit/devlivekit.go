@@ -32,6 +32,8 @@ type Options struct {
 	Dir string
 	// WebhookURLs receive livekit's webhooks, signed with the API key.
 	WebhookURLs []string
+	// Redis, host:port, connects the server to LiveKit Egress workers (internal/devegress).
+	Redis string
 	// Logger receives progress messages (default: the context's logger).
 	Logger *zerolog.Logger
 	// Tools passes options to devtools.Ensure (e.g. a cache root).
@@ -162,6 +164,9 @@ func (s *Server) config(opts Options) map[string]any {
 	}
 	if len(opts.WebhookURLs) > 0 {
 		cfg["webhook"] = map[string]any{"api_key": s.key, "urls": opts.WebhookURLs}
+	}
+	if opts.Redis != "" {
+		cfg["redis"] = map[string]any{"address": opts.Redis}
 	}
 	return cfg
 }
