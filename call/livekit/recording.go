@@ -203,6 +203,11 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 		ClockDomain: "livekit:" + c.transport.ServiceURL,
 	}
 	var src recorder.PacketSource = plainSource{r: trackReader{track}, codec: mc, sif: c.sifTrailer()}
+	if mc.IsVideo() {
+		// Video goes through the frame-aware source even in the clear: it drops frames the
+		// SFU cut off when switching simulcast layers.
+		src = newKeyedSource(trackReader{track}, nil, mc, c.sifTrailer(), r.b.opts.KeyWait, log)
+	}
 	// Element Call encrypts every track in an encrypted room and says so in the publication.
 	// A track of an encrypted room that says it is not encrypted is decrypted when its frames
 	// authenticate under a participant's key, and written as it is otherwise.
@@ -234,7 +239,8 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 					}
 					return out, true
 				}
-				if maybe && !errors.Is(err, framecrypt.ErrServerInjected) {
+				if maybe && decrypted == 0 && !errors.Is(err, framecrypt.ErrServerInjected) {
+					// No frame of this track decrypted so far: it may really be in the clear.
 					return append(dst[:0], in...), true
 				}
 				ks.decryptFailed(in, err)

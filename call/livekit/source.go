@@ -141,8 +141,13 @@ type keyedSource struct {
 	// frames wait for a new key at that index like frames with no key at all.
 	bad map[uint8]uint64
 
+	// The video frame in progress: its RTP timestamp and where its packets start in pending.
+	frameOpen  bool
+	frameTS    uint32
+	frameStart int
+
 	// Counters for the log.
-	heldFrames, waits, giveUps uint64
+	heldFrames, waits, giveUps, truncated uint64
 }
 
 func newKeyedSource(r rtpReader, ring *framecrypt.Keyring, codec media.Codec, sif []byte, wait time.Duration, log zerolog.Logger) *keyedSource {
@@ -208,6 +213,18 @@ func (s *keyedSource) copyPacket(p []byte) []byte {
 func (s *keyedSource) push(p []byte, now time.Time) {
 	p = p[:stripServerFrame(p, s.codec, s.sif)]
 	payload, marker, ok := rtpPayload(p)
+	if ok && s.video && len(payload) > 0 {
+		ts := binary.BigEndian.Uint32(p[4:8])
+		if s.frameOpen && ts != s.frameTS {
+			// The frame in progress ended without its marker packet: the SFU switched
+			// simulcast layers (or streams) in the middle of it. Its packets become padding,
+			// so no partial frame reaches the file and no packet counts as lost.
+			s.truncate()
+		}
+		if !s.frameOpen {
+			s.frameOpen, s.frameTS, s.frameStart = true, ts, len(s.pending)
+		}
+	}
 	pkt := s.copyPacket(p)
 	if !ok || (len(payload) == 0 && len(s.pending) == 0) {
 		// Not RTP (the recorder counts it) or padding between frames: nothing to wait for.
@@ -221,6 +238,11 @@ func (s *keyedSource) push(p []byte, now time.Time) {
 			s.release("frame without an end")
 		}
 		s.checkExpiry(now)
+		return
+	}
+	s.frameOpen = false
+	if s.ring == nil {
+		s.release("")
 		return
 	}
 	index := payload[len(payload)-1]
@@ -245,8 +267,31 @@ func (s *keyedSource) push(p []byte, now time.Time) {
 	s.checkExpiry(now)
 }
 
+// truncate turns the packets of the open (unfinished) frame into padding packets.
+func (s *keyedSource) truncate() {
+	for i := s.frameStart; i < len(s.pending); i++ {
+		pkt := s.pending[i]
+		if payload, _, ok := rtpPayload(pkt); ok && len(payload) > 0 {
+			hdr := len(pkt) - len(payload)
+			if pkt[0]&0x20 != 0 {
+				hdr -= int(pkt[len(pkt)-1])
+				pkt[0] &^= 0x20
+			}
+			s.pending[i] = pkt[:hdr]
+		}
+	}
+	s.frameOpen = false
+	s.truncated++
+	if s.truncated <= 3 {
+		s.log.Debug().Msg("Frame cut off by the SFU (no marker packet); dropped")
+	}
+}
+
 // keyUsable reports whether frames under index can be decrypted now.
 func (s *keyedSource) keyUsable(index uint8) bool {
+	if s.ring == nil {
+		return true
+	}
 	if !s.ring.Has(index) {
 		return false
 	}
@@ -256,7 +301,7 @@ func (s *keyedSource) keyUsable(index uint8) bool {
 
 // waitingGivenUp reports whether the source stopped waiting and no key arrived since.
 func (s *keyedSource) waitingGivenUp() bool {
-	if !s.gaveUp {
+	if !s.gaveUp || s.ring == nil {
 		return false
 	}
 	if s.ring.Version() != s.gaveUpAt {
@@ -277,7 +322,10 @@ func (s *keyedSource) giveUp(why string) {
 	s.giveUps++
 	s.log.Warn().Uint8("key_index", s.holdIndex).Int("packets", len(s.pending)).Str("reason", why).
 		Msg("Media key did not arrive in time; passing frames on (they count as undecryptable)")
-	s.gaveUp, s.gaveUpAt = true, s.ring.Version()
+	s.gaveUp = true
+	if s.ring != nil {
+		s.gaveUpAt = s.ring.Version()
+	}
 	s.release("")
 	if s.onGiveUp != nil {
 		s.onGiveUp()
@@ -288,6 +336,8 @@ func (s *keyedSource) release(string) {
 	s.ready = append(s.ready, s.pending...)
 	clear(s.pending)
 	s.pending = s.pending[:0]
+	// A frame still open continues in pending from its next packet.
+	s.frameStart = 0
 	s.holdSince = time.Time{}
 }
 
@@ -299,6 +349,7 @@ func (s *keyedSource) decryptFailed(frame []byte, err error) {
 		return
 	}
 	switch {
+	case s.ring == nil:
 	case errors.Is(err, framecrypt.ErrAuthentication):
 		s.bad[index] = s.ring.Generation(index)
 	case errors.Is(err, framecrypt.ErrMissingKey):

@@ -2,8 +2,10 @@ package livekit
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -241,5 +243,37 @@ func TestStripServerFrame(t *testing.T) {
 		if tc.strip && seqOf(p[:n]) != 9 {
 			t.Errorf("%s: sequence number changed", tc.name)
 		}
+	}
+}
+
+// A video frame that the SFU cut off (its marker packet never comes; the next frame has a
+// new timestamp) becomes padding instead of reaching the recorder as a partial frame.
+func TestSourceDropsCutOffFrame(t *testing.T) {
+	r := &scriptReader{}
+	s := newKeyedSource(r, nil, media.CodecVP8, nil, time.Second, testLog())
+	at := func(seq uint16, ts uint32, marker bool, payload []byte) []byte {
+		b, err := (&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: marker, SSRC: 1}, Payload: payload}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	r.pkts = [][]byte{
+		at(1, 100, false, []byte{0x10, 1, 2}), at(2, 100, false, []byte{0x00, 3, 4}), // cut off
+		at(3, 200, false, []byte{0x10, 5}), at(4, 200, true, []byte{0x00, 6}), // complete
+		eofPacket,
+	}
+	buf := make([]byte, 1600)
+	var got []string
+	for {
+		n, err := s.ReadPacket(buf)
+		if err != nil {
+			break
+		}
+		payload, _, _ := rtpPayload(buf[:n])
+		got = append(got, fmt.Sprintf("%d:%d", seqOf(buf[:n]), len(payload)))
+	}
+	if want := "1:0 2:0 3:2 4:2"; strings.Join(got, " ") != want {
+		t.Fatalf("released %v, want %s (seq:payload bytes)", got, want)
 	}
 }
