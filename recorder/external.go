@@ -1,0 +1,185 @@
+package recorder
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// External describes a file of the call that another program writes, such as LiveKit
+// Egress: the session names it like its own files (logical track, part number), lists it
+// in the manifest on the call's timeline and tells the hooks, but writes no media itself.
+type External struct {
+	// Info says whose track it is and its codec (MimeType, ClockRate, Channels).
+	Info TrackInfo
+	// Track names the logical track instead of Info (a recording of the whole room).
+	Track string
+	// Ext is the file extension with its dot (".ogg"); empty: the codec's own.
+	Ext string
+	// Kind overrides "audio"/"video" from the codec.
+	Kind string
+	// Remote: the program uploads the file to object storage itself and no copy appears in
+	// the call folder. Its entry reaches the hooks only when it is finished (with its
+	// Upload), so nothing waits for a local file.
+	Remote bool
+}
+
+// ExternalResult is what the other program reports about a finished file.
+type ExternalResult struct {
+	// StartedAt is when the file's first media was captured (zero: when it was registered).
+	StartedAt time.Time
+	Duration  time.Duration
+	// Bytes is the file's size (a local file's own size wins).
+	Bytes         int64
+	Width, Height int
+	// Upload says where a remote file is; nil for a file in the call folder.
+	Upload *Upload
+	// Failed, when set, says why the file did not come out (no file, or an unusable one).
+	Failed string
+	// Reason says why the file ended.
+	Reason string
+}
+
+// ErrNotExternal is returned when finishing a file the session did not register as external.
+var ErrNotExternal = errors.New("not an external file of this call")
+
+// AddExternal registers the next part of a logical track that another program writes
+// from started on, and returns its file name (the program must write exactly there, or
+// upload under that name).
+func (s *Session) AddExternal(x External, started time.Time) (string, error) {
+	codec := x.Info.Codec()
+	ext := x.Ext
+	if ext == "" {
+		ext = codec.Extension()
+	}
+	if len(ext) < 2 || ext[0] != '.' || Sanitize(ext[1:]) != ext[1:] {
+		return "", fmt.Errorf("bad file extension %q", ext)
+	}
+	lid := x.Track
+	if lid == "" {
+		lid = x.Info.logicalID()
+	} else {
+		lid = Sanitize(lid)
+	}
+	kind := x.Kind
+	if kind == "" {
+		kind = x.Info.Kind()
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return "", ErrSessionClosed
+	}
+	if len(s.manifest.Tracks) >= s.rec.opts.MaxTracks {
+		s.mu.Unlock()
+		return "", fmt.Errorf("this call already has %d files, the most a call may have", len(s.manifest.Tracks))
+	}
+	s.logical[lid]++
+	part := s.logical[lid]
+	file := lid + ext
+	if part > 1 {
+		file = fmt.Sprintf("%s.part%d%s", lid, part, ext)
+	}
+	codecName := codec.String()
+	if codec.Extension() == "" {
+		codecName = ""
+	}
+	s.manifest.Tracks = append(s.manifest.Tracks, FileEntry{
+		File: file, Track: lid, Part: part,
+		UserID: x.Info.UserID, DeviceID: x.Info.DeviceID, DisplayName: x.Info.DisplayName,
+		Kind: kind, Codec: codecName, Purpose: x.Info.purpose(), Source: x.Info.source(),
+		CodecParams:   CodecParams{MimeType: x.Info.MimeType, ClockRate: x.Info.ClockRate, Channels: x.Info.Channels, Fmtp: x.Info.Fmtp},
+		StartOffsetMs: max(started.Sub(s.t0).Milliseconds(), 0), StartedAt: started.UTC(), Status: StatusRecording,
+		Gaps: []Gap{},
+	})
+	if s.external == nil {
+		s.external = map[string]bool{}
+	}
+	s.external[file] = x.Remote
+	s.saveLocked()
+	s.mu.Unlock()
+	if !x.Remote {
+		s.rec.opts.Hooks.partStart(s, s.fileEntry(file))
+	}
+	s.log.Info().Str("file", file).Bool("remote", x.Remote).Msg("Registered a file another program writes")
+	return file, nil
+}
+
+// FinishExternal records how an external file came out and hands it to the hooks. A local
+// file's size and SHA-256 are read from the folder; a local file that is missing, or a
+// result with Failed set, leaves the entry interrupted.
+func (s *Session) FinishExternal(file string, r ExternalResult) error {
+	s.mu.Lock()
+	_, ok := s.external[file]
+	if ok {
+		delete(s.external, file)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%s: %w", file, ErrNotExternal)
+	}
+	var size int64
+	var sum string
+	failed := r.Failed
+	if r.Upload == nil {
+		n, h, err := fileDigest(s.path(file))
+		switch {
+		case err == nil:
+			size, sum = n, h
+		case errors.Is(err, os.ErrNotExist) && failed == "":
+			failed = "the file did not appear in the call folder"
+		case failed == "":
+			failed = "the file could not be read: " + err.Error()
+		}
+	}
+	s.updateEntry(file, true, func(e *FileEntry) {
+		if !r.StartedAt.IsZero() {
+			e.StartedAt = r.StartedAt.UTC()
+			e.StartOffsetMs = max(r.StartedAt.Sub(s.t0).Milliseconds(), 0)
+		}
+		e.DurationMs = r.Duration.Milliseconds()
+		ended := e.StartedAt.Add(r.Duration).UTC()
+		e.EndedAt = &ended
+		e.Bytes = r.Bytes
+		if r.Upload != nil {
+			e.Bytes = r.Upload.Bytes
+			e.SHA256 = r.Upload.SHA256
+			u := *r.Upload
+			e.Upload = &u
+		} else {
+			e.Bytes, e.SHA256 = size, sum
+		}
+		e.CodecParams.Width, e.CodecParams.Height = r.Width, r.Height
+		e.Status = StatusComplete
+		e.EndReason = r.Reason
+		if failed != "" {
+			e.Status = StatusInterrupted
+			e.EndReason = failed
+			if r.Reason != "" {
+				e.EndReason = r.Reason + "; " + failed
+			}
+		}
+	})
+	// A remote file reaches the hooks only now, complete, with where it went (OnPartStart
+	// would have them wait for a local file).
+	entry := s.fileEntry(file)
+	s.rec.opts.Hooks.partComplete(s, entry)
+	ev := s.log.Info()
+	if failed != "" {
+		ev = s.log.Warn().Str("failure", failed)
+	}
+	ev.Str("file", file).Dur("duration", r.Duration).Int64("bytes", entry.Bytes).Msg("File written by another program finished")
+	return nil
+}
+
+// ExternalFiles lists the external files not finished yet.
+func (s *Session) ExternalFiles() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.external))
+	for f := range s.external {
+		out = append(out, f)
+	}
+	return out
+}

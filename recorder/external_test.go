@@ -1,0 +1,137 @@
+package recorder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// extHooks records what the hooks saw of external files.
+type extHooks struct {
+	mu    sync.Mutex
+	calls []string
+	seen  map[string]FileEntry
+}
+
+func (h *extHooks) hooks() *Hooks {
+	h.seen = map[string]FileEntry{}
+	note := func(what string, e FileEntry) {
+		h.mu.Lock()
+		h.calls = append(h.calls, what+" "+e.File+" "+e.Status)
+		h.seen[e.File] = e
+		h.mu.Unlock()
+	}
+	return &Hooks{
+		OnPartStart:    func(_ *Session, e FileEntry) { note("start", e) },
+		OnPartComplete: func(_ *Session, e FileEntry) { note("done", e) },
+	}
+}
+
+func TestExternalFilesOnTheCallTimeline(t *testing.T) {
+	h := &extHooks{}
+	clock := newFakeClock()
+	r, err := New(Options{Dir: t.TempDir(), Hooks: h.hooks(), Now: clock.Now}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.Start(context.Background(), CallInfo{CallID: "egress", RoomID: "!r:example.org", Kind: "egress"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := s.StartedAt()
+	alice := TrackInfo{UserID: "@alice:example.org", DeviceID: "DEV", DisplayName: "Alice", MimeType: "audio/opus", ClockRate: 48000, Channels: 2, Source: SourceMicrophone}
+
+	// A local file: the hooks hear of it before it exists, and its digest is read at the end.
+	f1, err := s.AddExternal(External{Info: alice}, t0.Add(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f1 != "alice_example.org-DEV-usermedia-audio.ogg" {
+		t.Fatalf("file name %q does not follow the native naming", f1)
+	}
+	data := []byte("OggS not really, but bytes")
+	if err := os.WriteFile(filepath.Join(s.Folder(), f1), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.ExternalFiles(); len(got) != 1 || got[0] != f1 {
+		t.Fatalf("ExternalFiles = %v", got)
+	}
+	started := t0.Add(2500 * time.Millisecond)
+	if err := s.FinishExternal(f1, ExternalResult{StartedAt: started, Duration: 10 * time.Second, Bytes: 1, Reason: "track unpublished"}); err != nil {
+		t.Fatal(err)
+	}
+	e := h.seen[f1]
+	sum := sha256.Sum256(data)
+	if e.Status != StatusComplete || e.Bytes != int64(len(data)) || e.SHA256 != hex.EncodeToString(sum[:]) || e.StartOffsetMs != 2500 || e.DurationMs != 10000 || e.EndReason != "track unpublished" {
+		t.Fatalf("finished entry: %+v", e)
+	}
+
+	// The same logical track again continues as part 2.
+	f2, err := s.AddExternal(External{Info: alice}, t0.Add(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f2 != "alice_example.org-DEV-usermedia-audio.part2.ogg" {
+		t.Fatalf("second part named %q", f2)
+	}
+	// It never appears: interrupted, with the reason.
+	if err := s.FinishExternal(f2, ExternalResult{Reason: "egress ended"}); err != nil {
+		t.Fatal(err)
+	}
+	if e := h.seen[f2]; e.Status != StatusInterrupted || e.EndReason == "egress ended" {
+		t.Fatalf("missing file: %+v", e)
+	}
+
+	// A remote file reaches the hooks once, complete, with its upload.
+	room := TrackInfo{DisplayName: "The whole room", MimeType: "video/H264", ClockRate: 90000, Source: "composite"}
+	f3, err := s.AddExternal(External{Info: room, Track: "room", Ext: ".mp4", Remote: true}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f3 != "room.mp4" {
+		t.Fatalf("composite named %q", f3)
+	}
+	if _, ok := h.seen[f3]; ok {
+		t.Fatal("the hooks heard of a remote file before it was finished")
+	}
+	up := &Upload{URL: "s3://b/calls/x/room.mp4", Bucket: "b", Key: "calls/x/room.mp4", Bytes: 1234, Confirmed: "head"}
+	if err := s.FinishExternal(f3, ExternalResult{StartedAt: t0.Add(time.Second), Duration: time.Minute, Upload: up}); err != nil {
+		t.Fatal(err)
+	}
+	if e := h.seen[f3]; e.Status != StatusComplete || e.Upload == nil || e.Upload.Key != up.Key || e.Bytes != 1234 || e.Source != "composite" {
+		t.Fatalf("remote entry: %+v", e)
+	}
+	if err := s.FinishExternal(f3, ExternalResult{}); !errors.Is(err, ErrNotExternal) {
+		t.Fatalf("finishing twice: %v", err)
+	}
+	want := []string{"start " + f1 + " recording", "done " + f1 + " complete", "start " + f2 + " recording", "done " + f2 + " interrupted", "done " + f3 + " complete"}
+	if len(h.calls) != len(want) {
+		t.Fatalf("hook calls %v, want %v", h.calls, want)
+	}
+	for i := range want {
+		if h.calls[i] != want[i] {
+			t.Fatalf("hook calls %v, want %v", h.calls, want)
+		}
+	}
+	m, err := s.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Tracks) != 3 {
+		t.Fatalf("manifest has %d files", len(m.Tracks))
+	}
+	if _, err := s.AddExternal(External{Info: alice}, t0); !errors.Is(err, ErrSessionClosed) {
+		t.Fatalf("AddExternal after Close: %v", err)
+	}
+	if _, err := s.AddExternal(External{Info: alice, Ext: "../x"}, t0); err == nil {
+		t.Fatal("a bad extension was accepted")
+	}
+}
