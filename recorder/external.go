@@ -10,6 +10,11 @@ import (
 // External describes a file of the call that another program writes, such as LiveKit
 // Egress: the session names it like its own files (logical track, part number), lists it
 // in the manifest on the call's timeline and tells the hooks, but writes no media itself.
+//
+// The life of one: AddExternal names it (the program is asked to write there);
+// ActivateExternal says the program writes (the hooks hear of a local file now, so it can
+// be uploaded as it grows); DropExternal forgets one the program never started;
+// FinishExternal records how it came out.
 type External struct {
 	// Info says whose track it is and its codec (MimeType, ClockRate, Channels).
 	Info TrackInfo
@@ -23,6 +28,13 @@ type External struct {
 	// the call folder. Its entry reaches the hooks only when it is finished (with its
 	// Upload), so nothing waits for a local file.
 	Remote bool
+}
+
+// externalState is what the session knows of a file another program writes.
+type externalState struct {
+	remote bool
+	// told: the hooks heard of the file (OnPartStart).
+	told bool
 }
 
 // ExternalResult is what the other program reports about a finished file.
@@ -46,7 +58,7 @@ var ErrNotExternal = errors.New("not an external file of this call")
 
 // AddExternal registers the next part of a logical track that another program writes
 // from started on, and returns its file name (the program must write exactly there, or
-// upload under that name).
+// upload under that name). The hooks do not hear of it yet (see ActivateExternal).
 func (s *Session) AddExternal(x External, started time.Time) (string, error) {
 	codec := x.Info.Codec()
 	ext := x.Ext
@@ -94,16 +106,60 @@ func (s *Session) AddExternal(x External, started time.Time) (string, error) {
 		Gaps: []Gap{},
 	})
 	if s.external == nil {
-		s.external = map[string]bool{}
+		s.external = map[string]*externalState{}
 	}
-	s.external[file] = x.Remote
+	s.external[file] = &externalState{remote: x.Remote}
 	s.saveLocked()
 	s.mu.Unlock()
-	if !x.Remote {
-		s.rec.opts.Hooks.partStart(s, s.fileEntry(file))
-	}
 	s.log.Info().Str("file", file).Bool("remote", x.Remote).Msg("Registered a file another program writes")
 	return file, nil
+}
+
+// ActivateExternal says the program writes the file now: the hooks hear of a local file
+// (OnPartStart), so storage can follow it as it grows. It may be called more than once.
+func (s *Session) ActivateExternal(file string) error {
+	s.mu.Lock()
+	st, ok := s.external[file]
+	tell := ok && !st.remote && !st.told
+	if tell {
+		st.told = true
+	}
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%s: %w", file, ErrNotExternal)
+	}
+	if tell {
+		s.rec.opts.Hooks.partStart(s, s.fileEntry(file))
+	}
+	return nil
+}
+
+// DropExternal forgets a file the program never started (no media ever came), as if it
+// had not been registered: its entry leaves the manifest and, if it was the newest part of
+// its track, the part number is given back. A file the hooks heard of is not dropped.
+func (s *Session) DropExternal(file string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.external[file]
+	if !ok {
+		return fmt.Errorf("%s: %w", file, ErrNotExternal)
+	}
+	if st.told {
+		return fmt.Errorf("%s: the file was already announced", file)
+	}
+	delete(s.external, file)
+	for i, e := range s.manifest.Tracks {
+		if e.File != file {
+			continue
+		}
+		s.manifest.Tracks = append(s.manifest.Tracks[:i], s.manifest.Tracks[i+1:]...)
+		if s.logical[e.Track] == e.Part {
+			s.logical[e.Track]--
+		}
+		break
+	}
+	s.saveLocked()
+	return nil
 }
 
 // FinishExternal records how an external file came out and hands it to the hooks. A local
@@ -111,7 +167,7 @@ func (s *Session) AddExternal(x External, started time.Time) (string, error) {
 // result with Failed set, leaves the entry interrupted.
 func (s *Session) FinishExternal(file string, r ExternalResult) error {
 	s.mu.Lock()
-	_, ok := s.external[file]
+	st, ok := s.external[file]
 	if ok {
 		delete(s.external, file)
 	}
@@ -162,8 +218,12 @@ func (s *Session) FinishExternal(file string, r ExternalResult) error {
 		}
 	})
 	// A remote file reaches the hooks only now, complete, with where it went (OnPartStart
-	// would have them wait for a local file).
+	// would have them wait for a local file); a local one that was never activated is
+	// announced first, as every part is.
 	entry := s.fileEntry(file)
+	if !st.remote && !st.told {
+		s.rec.opts.Hooks.partStart(s, entry)
+	}
 	s.rec.opts.Hooks.partComplete(s, entry)
 	ev := s.log.Info()
 	if failed != "" {

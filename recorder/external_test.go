@@ -49,13 +49,23 @@ func TestExternalFilesOnTheCallTimeline(t *testing.T) {
 	t0 := s.StartedAt()
 	alice := TrackInfo{UserID: "@alice:example.org", DeviceID: "DEV", DisplayName: "Alice", MimeType: "audio/opus", ClockRate: 48000, Channels: 2, Source: SourceMicrophone}
 
-	// A local file: the hooks hear of it before it exists, and its digest is read at the end.
+	// A local file: the hooks hear of it once the program writes, before the file exists,
+	// and its digest is read at the end.
 	f1, err := s.AddExternal(External{Info: alice}, t0.Add(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f1 != "alice_example.org-DEV-usermedia-audio.ogg" {
 		t.Fatalf("file name %q does not follow the native naming", f1)
+	}
+	if len(h.calls) != 0 {
+		t.Fatalf("hooks called before the program writes: %v", h.calls)
+	}
+	if err := s.ActivateExternal(f1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ActivateExternal(f1); err != nil {
+		t.Fatal(err)
 	}
 	data := []byte("OggS not really, but bytes")
 	if err := os.WriteFile(filepath.Join(s.Folder(), f1), data, 0o644); err != nil {
@@ -74,13 +84,24 @@ func TestExternalFilesOnTheCallTimeline(t *testing.T) {
 		t.Fatalf("finished entry: %+v", e)
 	}
 
-	// The same logical track again continues as part 2.
+	// The same logical track again continues as part 2; a part the program never started
+	// is dropped and its number given back.
+	dropped, err := s.AddExternal(External{Info: alice}, t0.Add(15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropExternal(dropped); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropExternal(f1); !errors.Is(err, ErrNotExternal) {
+		t.Fatalf("dropping a finished file: %v", err)
+	}
 	f2, err := s.AddExternal(External{Info: alice}, t0.Add(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f2 != "alice_example.org-DEV-usermedia-audio.part2.ogg" {
-		t.Fatalf("second part named %q", f2)
+	if f2 != "alice_example.org-DEV-usermedia-audio.part2.ogg" || dropped != f2 {
+		t.Fatalf("second part named %q (dropped %q)", f2, dropped)
 	}
 	// It never appears: interrupted, with the reason.
 	if err := s.FinishExternal(f2, ExternalResult{Reason: "egress ended"}); err != nil {
@@ -112,7 +133,7 @@ func TestExternalFilesOnTheCallTimeline(t *testing.T) {
 	if err := s.FinishExternal(f3, ExternalResult{}); !errors.Is(err, ErrNotExternal) {
 		t.Fatalf("finishing twice: %v", err)
 	}
-	want := []string{"start " + f1 + " recording", "done " + f1 + " complete", "start " + f2 + " recording", "done " + f2 + " interrupted", "done " + f3 + " complete"}
+	want := []string{"start " + f1 + " recording", "done " + f1 + " complete", "start " + f2 + " interrupted", "done " + f2 + " interrupted", "done " + f3 + " complete"}
 	if len(h.calls) != len(want) {
 		t.Fatalf("hook calls %v, want %v", h.calls, want)
 	}
@@ -121,11 +142,25 @@ func TestExternalFilesOnTheCallTimeline(t *testing.T) {
 			t.Fatalf("hook calls %v, want %v", h.calls, want)
 		}
 	}
+	// An activated file cannot be dropped.
+	f4, err := s.AddExternal(External{Info: TrackInfo{UserID: "bob", MimeType: "video/VP8", ClockRate: 90000}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ActivateExternal(f4); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropExternal(f4); err == nil {
+		t.Fatal("an announced file was dropped")
+	}
+	if err := s.FinishExternal(f4, ExternalResult{Failed: "egress failed"}); err != nil {
+		t.Fatal(err)
+	}
 	m, err := s.Close(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Tracks) != 3 {
+	if len(m.Tracks) != 4 {
 		t.Fatalf("manifest has %d files", len(m.Tracks))
 	}
 	if _, err := s.AddExternal(External{Info: alice}, t0); !errors.Is(err, ErrSessionClosed) {

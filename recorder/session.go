@@ -125,9 +125,8 @@ type Session struct {
 	lastSave time.Time
 	// resumed: the session continues a folder left by an earlier run (Recorder.Resume).
 	resumed bool
-	// external lists the files other programs are writing (external.go), true when
-	// they go straight to object storage.
-	external map[string]bool
+	// external lists the files other programs are writing (external.go).
+	external map[string]*externalState
 }
 
 // Start creates the call folder and writes the first manifest.
