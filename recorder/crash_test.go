@@ -182,3 +182,20 @@ func mustCopy(t testing.TB, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// TestStartRecreatesRoot: a recordings root removed while the bot runs does not stop new
+// recordings.
+func TestStartRecreatesRoot(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.close()
+	if err := os.RemoveAll(h.rec.Dir()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := h.rec.Start(t.Context(), CallInfo{CallID: "again", RoomID: "!r:x", Kind: "1:1"})
+	if err != nil {
+		t.Fatalf("start after the root was removed: %v", err)
+	}
+	if _, err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -141,6 +141,11 @@ func (r *Recorder) Start(ctx context.Context, info CallInfo) (*Session, error) {
 	now := r.opts.Now().UTC()
 	name := FolderName(now, info.RoomID, info.CallID)
 	folder := filepath.Join(r.opts.Dir, name)
+	// The root may have been removed while the bot ran (an operator cleaning up, a
+	// remounted disk): recreate it rather than refuse every recording.
+	if err := os.MkdirAll(r.opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create recordings dir: %w", err)
+	}
 	// A second call with the same id in the same second gets a numbered folder.
 	for i := 2; ; i++ {
 		err := os.Mkdir(folder, 0o755)

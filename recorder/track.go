@@ -49,8 +49,12 @@ const (
 	// srRefineWindow: a part's start offset is refined by the first sender report that
 	// arrives within this time of the part's start.
 	srRefineWindow = 30 * time.Second
-	// videoJitterCapacity is the most packets a video track's reorder buffer holds.
+	// videoJitterCapacity and audioJitterCapacity are the most packets a track's reorder
+	// buffer holds behind a missing one. Audio packets are small and regular (20 ms):
+	// 128 is 2.5 s, far beyond audio_jitter, and keeps an audio track's buffer at 30 KB
+	// (each slot is about 220 bytes before its packet).
 	videoJitterCapacity = 2048
+	audioJitterCapacity = 128
 )
 
 // Track records one incoming RTP stream. Parts of it are separate files of one logical track.
@@ -240,7 +244,7 @@ func newJitter(t *Track) *jitter.Buffer {
 		// a frame before its retransmitted packets arrive.
 		return jitter.New(t.s.rec.opts.VideoJitter, jitter.WithCapacity(videoJitterCapacity))
 	}
-	return jitter.New(t.s.rec.opts.AudioJitter)
+	return jitter.New(t.s.rec.opts.AudioJitter, jitter.WithCapacity(audioJitterCapacity))
 }
 
 func isTimeout(err error) bool {
