@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat: 100 on every
+// Linux architecture Go runs on.
+const clockTicks = 100
+
+// procSample is a process's CPU time and memory at one moment.
+type procSample struct {
+	at  time.Time
+	cpu time.Duration // user + system, all threads
+	rss int64         // bytes
+	hwm int64         // peak resident set, bytes
+}
+
+// sampleProc reads /proc for pid (0: this process).
+func sampleProc(pid int) (procSample, error) {
+	dir := "/proc/self"
+	if pid > 0 {
+		dir = "/proc/" + strconv.Itoa(pid)
+	}
+	s := procSample{at: time.Now()}
+	stat, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return s, fmt.Errorf("read cpu time: %w", err)
+	}
+	// The command name (field 2) may hold spaces; the fields after it are plain.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return s, fmt.Errorf("unexpected %s/stat", dir)
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return s, fmt.Errorf("unexpected %s/stat", dir)
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+	s.cpu = time.Duration(utime+stime) * time.Second / clockTicks
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return s, fmt.Errorf("read memory: %w", err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			s.rss = kb << 10
+		case "VmHWM":
+			s.hwm = kb << 10
+		}
+	}
+	return s, nil
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func kib(b float64) string { return fmt.Sprintf("%.0f KiB", b/1024) }
