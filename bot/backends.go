@@ -11,6 +11,14 @@ import (
 func (b *Bot) newBackends() ([]call.Backend, error) {
 	var out []call.Backend
 	out = append(out, mesh.New(mesh.Config{CommandPrefix: b.cfg.Bot.CommandPrefix, MaxDuration: b.cfg.Calls.MaxDuration.D(), ICETimeout: b.cfg.Calls.ICETimeout.D()}, botMatrix{b}, b.rtc, b.rec, b.log))
-	out = append(out, livekit.New(botMatrix{b}, b.rec, livekit.Options{OnCallBegan: b.onCallBegan}, b.log))
+	lkb := livekit.New(botMatrix{b}, b.rec, livekit.Options{OnCallBegan: b.onCallBegan}, b.log)
+	out = append(out, lkb)
+	eg, err := b.newEgressBackend(lkb) // egress_backend.go
+	if err != nil {
+		return nil, err
+	}
+	if eg != nil {
+		out = append(out, eg)
+	}
 	return out, nil
 }

@@ -43,7 +43,8 @@ type Bot struct {
 	post   *postcall.Manager
 	marks  markCounts
 	turn   turnCache
-	st     *storeRT // state database, uploads, limits, retention (storage_*.go)
+	st     *storeRT     // state database, uploads, limits, retention (storage_*.go)
+	egress *egressHooks // LiveKit Egress webhooks and uploads (egress_*.go); nil without deployments
 
 	// startedAt: messages older than this are history, not commands.
 	startedAt time.Time

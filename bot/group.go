@@ -113,6 +113,10 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 		if errors.As(err, &ue) {
 			return ue
 		}
+		var ce call.UserError
+		if errors.As(err, &ce) {
+			return userError{ce.Msg}
+		}
 		return fmt.Errorf("start recording: %w", err)
 	}
 	gr := &groupRec{backend: best.Name(), rec: rec, by: cc.sender, stopped: make(chan struct{}), folder: rec.Status().Folder}
@@ -247,7 +251,7 @@ func (g *groups) statusLines(roomID id.RoomID) []string {
 		}
 		lines = append(lines, fmt.Sprintf("• %s (%s): %s", p.UserID, p.DeviceID, state))
 	}
-	return lines
+	return append(lines, st.Details...)
 }
 
 // shutdown stops every group recording (bounded by ctx).

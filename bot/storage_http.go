@@ -28,12 +28,12 @@ func (st *storeRT) startHTTP() error {
 		o.Presigner = st.s3
 	}
 	if st.up != nil {
-		o.Confirm = st.up.ConfirmFromStore
+		o.Confirm = st.confirmStoreEvent // uploader, or LiveKit Egress's own uploads (egress_backend.go)
 	}
 	if h.Metrics {
 		o.Gatherer = prometheus.Gatherers{st.m.Registry}
 	}
-	addr, done, err := web.Serve(st.ctx, h.Listen, web.Handler(o), st.log)
+	addr, done, err := web.Serve(st.ctx, h.Listen, st.b.egressRoutes(web.Handler(o)), st.log)
 	if err != nil {
 		return err
 	}

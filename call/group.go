@@ -107,6 +107,8 @@ type Status struct {
 	Participants []ParticipantStatus
 	Tracks       int
 	Bytes        int64
+	// Details are extra lines for !status (the egresses of an Egress recording).
+	Details []string
 }
 
 // ParticipantStatus is one participant of a running recording.

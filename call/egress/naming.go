@@ -1,0 +1,108 @@
+package egress
+
+import (
+	"strings"
+
+	"github.com/livekit/protocol/livekit"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// trackCodec is how a track egress writes a codec: Egress v1.8.6 keeps the media as it
+// came (no transcoding) in Ogg (Opus), WebM (VP8, VP9) or MP4 (H.264).
+type trackCodec struct {
+	mime      string
+	clockRate uint32
+	ext       string
+}
+
+// codecOf maps a published track's MIME type to what its file will hold; ok is false for
+// codecs Egress cannot write as a track (AV1, H.265).
+func codecOf(mime string, kind livekit.TrackType) (trackCodec, bool) {
+	m := strings.ToLower(mime)
+	switch {
+	case m == "audio/opus" || m == "audio/red" || (m == "" && kind == livekit.TrackType_AUDIO):
+		// RED carries Opus; the server sends a subscriber that did not ask for RED (as
+		// Egress's) the plain Opus stream.
+		return trackCodec{mime: "audio/opus", clockRate: 48000, ext: ".ogg"}, true
+	case m == "video/vp8":
+		return trackCodec{mime: "video/VP8", clockRate: 90000, ext: ".webm"}, true
+	case m == "video/vp9":
+		return trackCodec{mime: "video/VP9", clockRate: 90000, ext: ".webm"}, true
+	case m == "video/h264":
+		return trackCodec{mime: "video/H264", clockRate: 90000, ext: ".mp4"}, true
+	}
+	return trackCodec{}, false
+}
+
+// sourceOf maps LiveKit's track source to the recorder's names.
+func sourceOf(s livekit.TrackSource, kind livekit.TrackType) string {
+	switch s {
+	case livekit.TrackSource_MICROPHONE:
+		return recorder.SourceMicrophone
+	case livekit.TrackSource_CAMERA:
+		return recorder.SourceCamera
+	case livekit.TrackSource_SCREEN_SHARE:
+		return recorder.SourceScreenShare
+	case livekit.TrackSource_SCREEN_SHARE_AUDIO:
+		return recorder.SourceScreenShareAudio
+	}
+	if kind == livekit.TrackType_VIDEO {
+		return recorder.SourceCamera
+	}
+	return recorder.SourceMicrophone
+}
+
+// sourceWords names a source for people.
+var sourceWords = map[string]string{
+	recorder.SourceMicrophone:       "microphone",
+	recorder.SourceCamera:           "camera",
+	recorder.SourceScreenShare:      "screen share",
+	recorder.SourceScreenShareAudio: "screen share audio",
+}
+
+// who maps a participant to the user and device its files are named after: an Element
+// Call participant's Matrix user and device (from the call's memberships, or the
+// "@user:server:DEVICE" identity), anyone else's LiveKit identity.
+func who(p *livekit.ParticipantInfo, members map[string]device) device {
+	if d, ok := members[p.Identity]; ok {
+		return d
+	}
+	id := p.Identity
+	if strings.HasPrefix(id, "@") {
+		if i := strings.LastIndexByte(id, ':'); i > 0 && strings.Count(id[:i], ":") >= 1 && i < len(id)-1 {
+			return device{user: id[:i], device: id[i+1:]}
+		}
+	}
+	return device{user: id}
+}
+
+// trackInfo describes a published track for the recorder.
+func trackInfo(p *livekit.ParticipantInfo, t *livekit.TrackInfo, c trackCodec, members map[string]device) recorder.TrackInfo {
+	d := who(p, members)
+	return recorder.TrackInfo{
+		UserID: d.user, DeviceID: d.device, DisplayName: clean(p.Name),
+		Source: sourceOf(t.Source, t.Type), MimeType: c.mime, ClockRate: c.clockRate,
+		Channels: map[bool]uint16{true: 2, false: 0}[t.Type == livekit.TrackType_AUDIO],
+	}
+}
+
+// clean keeps a name from the network printable and bounded.
+func clean(s string) string {
+	out := make([]rune, 0, len(s))
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			r = ' '
+		}
+		out = append(out, r)
+		if len(out) >= 128 {
+			break
+		}
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// isEgress tells the participants Egress itself adds to a room (they publish nothing).
+func isEgress(p *livekit.ParticipantInfo) bool {
+	return p.Kind == livekit.ParticipantInfo_EGRESS
+}
