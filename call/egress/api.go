@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
@@ -107,6 +108,9 @@ func (a *serverAPI) List(ctx context.Context, room string) ([]*livekit.EgressInf
 // apiError turns a server API error into words for the room: Twirp's message without
 // the transport noise.
 func apiError(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "context deadline exceeded") {
+		return fmt.Sprintf("no LiveKit Egress worker accepted it within %s (none is running, or none has enough free CPU: Egress reserves room_composite_cpu_cost, 4 CPUs by default, for a room composite)", apiTimeout)
+	}
 	var te twirp.Error
 	if errors.As(err, &te) {
 		switch {
