@@ -135,6 +135,10 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 	var mentions []id.UserID
 	for _, p := range st.Participants {
 		if !p.OptedOut {
+			if p.DisplayName != "" {
+				names = append(names, p.DisplayName)
+				continue
+			}
 			names = append(names, string(p.UserID))
 			mentions = append(mentions, p.UserID)
 		}
@@ -249,7 +253,11 @@ func (g *groups) statusLines(roomID id.RoomID) []string {
 		if p.OptedOut {
 			state = "not recorded (opted out)"
 		}
-		lines = append(lines, fmt.Sprintf("• %s (%s): %s", p.UserID, p.DeviceID, state))
+		who := string(p.UserID)
+		if p.DisplayName != "" {
+			who = p.DisplayName + " — " + who
+		}
+		lines = append(lines, fmt.Sprintf("• %s (%s): %s", who, p.DeviceID, state))
 	}
 	return append(lines, st.Details...)
 }

@@ -117,6 +117,9 @@ type ParticipantStatus struct {
 	DeviceID id.DeviceID
 	Tracks   int
 	OptedOut bool
+	// DisplayName, when set, names someone who is not a Matrix user (a La Suite Meet
+	// participant recorded with Egress: UserID is then their LiveKit identity).
+	DisplayName string
 }
 
 // RawContent returns an event's content as sent, for backends that parse their own types.

@@ -774,10 +774,15 @@ func (r *Recording) publish() {
 		if !p.in {
 			continue
 		}
-		s.Participants = append(s.Participants, call.ParticipantStatus{
+		ps := call.ParticipantStatus{
 			UserID: id.UserID(p.dev.user), DeviceID: id.DeviceID(nonEmpty(p.dev.device, "LiveKit")),
 			Tracks: perIdentity[ident], OptedOut: r.optOut[id.UserID(p.dev.user)],
-		})
+		}
+		if p.dev.device == "" {
+			// Not a Matrix user: named, never mentioned.
+			ps.DisplayName = nonEmpty(p.name, p.identity)
+		}
+		s.Participants = append(s.Participants, ps)
 	}
 	s.Details = r.egressLines()
 	r.mu.Lock()

@@ -26,6 +26,8 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/devegress"
+	"github.com/matrix-recorder/matrix-recorder/internal/devhs"
+	"github.com/matrix-recorder/matrix-recorder/internal/devjwt"
 	"github.com/matrix-recorder/matrix-recorder/internal/devlivekit"
 	"github.com/matrix-recorder/matrix-recorder/internal/devtools"
 	"github.com/matrix-recorder/matrix-recorder/internal/lkpeer"
@@ -517,4 +519,83 @@ func lastFolder(t *testing.T, dir string) (string, *recorder.Manifest) {
 func webhookChecksum(body []byte) string {
 	sum := sha256.Sum256(body)
 	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// Element Call through Egress, as an operator may ask (livekit.record_element_call_with_egress):
+// an unencrypted call on a deployment's SFU is recorded with Egress, its files named after
+// the members' Matrix users and devices; an encrypted call is still recorded by the
+// subscriber, which can decrypt.
+func TestIntegrationEgressElementCall(t *testing.T) {
+	testenv.RequireIntegration(t)
+	mediacheck.Require(t, mediacheck.FFprobe, mediacheck.FFmpeg)
+	ctx := timeout(t, 10*time.Minute)
+	log := testLogger(t).With().Str("side", "infra").Logger().Level(zerolog.WarnLevel)
+	hsF, err := devhs.Start(ctx, devhs.Options{Federation: true, Logger: &log})
+	if err != nil {
+		t.Fatalf("start dendrite: %v", err)
+	}
+	t.Cleanup(func() { _ = hsF.Stop() })
+	port, err := devtools.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := startEgressEnv(t, port)
+	jwt, err := devjwt.Start(devjwt.Options{
+		LiveKitURL: env.lk.URL(), LiveKitHTTPURL: env.lk.HTTPURL(), APIKey: env.lk.APIKey(), APISecret: env.lk.APISecret(),
+		Homeservers: map[string]string{hsF.ServerName(): hsF.URL()}, Logger: testLogger(t).With().Str("side", "jwt").Logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = jwt.Close() })
+	lke := &lkEnv{hs: hsF, sfu1: env.lk, jwt: jwt}
+
+	cfg := botConfig(t, hsF)
+	cfg.HTTP = config.HTTP{Listen: "127.0.0.1:" + strconv.Itoa(port)}
+	d := env.deployment(config.OutputLocal)
+	d.Name, d.MeetURLPrefixes = "sfu", nil
+	cfg.LiveKit.Deployments = []config.LiveKitDeployment{d}
+	cfg.LiveKit.RecordElementCallWithEgress = true
+	rb := startBot(t, cfg)
+
+	alice := lke.peer(t, "alice", lkpeer.Options{})
+	room := callRoom(t, alice, false, rb.bot.UserID())
+	if err := alice.Join(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	since := send(t, alice, room, "!start")
+	waitMessage(t, alice, room, since, 90*time.Second, "Recording started")
+	since = send(t, alice, room, "!status")
+	st := waitMessage(t, alice, room, since, 30*time.Second, "Recording (")
+	if !strings.Contains(st, "Recording (egress)") || !strings.Contains(st, "Element Call call") {
+		t.Errorf("an unencrypted Element Call call on a deployment is not recorded with Egress:\n%s", st)
+	}
+	time.Sleep(6 * time.Second)
+	since = send(t, alice, room, "!stop")
+	waitMessage(t, alice, room, since, 2*time.Minute, "Recording saved")
+	folder, m := lastFolder(t, cfg.Recordings.Dir)
+	keepOnFailure(t, folder)
+	f := egressFile(t, m, string(alice.UserID()), recorder.SourceMicrophone)
+	if f.DeviceID != string(alice.DeviceID()) || f.File != recorder.UserName(string(alice.UserID()))+"-"+string(alice.DeviceID())+"-usermedia-audio.ogg" {
+		t.Errorf("the file is not named after the member's Matrix device: %+v", f)
+	}
+	checkEgressAudio(t, filepath.Join(folder, f.File), f, 440, 660)
+
+	// Encrypted: Egress would write ciphertext, so the subscriber records it.
+	bob := lke.peer(t, "bob", lkpeer.Options{Encrypt: true})
+	eroom := callRoom(t, bob, true, rb.bot.UserID())
+	if err := bob.Join(ctx, eroom); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+	since = send(t, bob, eroom, "!start")
+	waitMessage(t, bob, eroom, since, 90*time.Second, "Recording started")
+	since = send(t, bob, eroom, "!status")
+	st = waitMessage(t, bob, eroom, since, 30*time.Second, "Recording (")
+	if !strings.Contains(st, "Recording (livekit)") {
+		t.Errorf("an encrypted call is not recorded by the subscriber:\n%s", st)
+	}
+	since = send(t, bob, eroom, "!stop")
+	waitMessage(t, bob, eroom, since, 2*time.Minute, "Recording saved")
 }
