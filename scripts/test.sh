@@ -12,8 +12,8 @@
 # Integration tests are named TestIntegration*, skip themselves unless
 # MATRIX_RECORDER_INTEGRATION=1, and run here inside a private network
 # namespace (unshare -n, only lo, which is brought up): the servers they start
-# (Dendrite, MinIO, livekit-server) are unreachable from outside and no DNS
-# query leaves the machine.
+# (Dendrite, MinIO, livekit-server, Redis, LiveKit Egress) are unreachable from
+# outside and no DNS query leaves the machine.
 #
 # Go build tag: goolm (mautrix's pure-Go Olm); every go command passes it.
 # Keep ~/.cache/go-build, ~/go/pkg/mod and the tool cache
@@ -59,11 +59,27 @@ if [ ${#missing[@]} -gt 0 ]; then
 		apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "${pkgs[@]}"
 fi
 
+# --- LiveKit Egress (built below) needs GStreamer's headers and the plugins track
+# egress writes with (Ogg, WebM, MP4; Opus, VP8/VP9, H.264), and Redis between it and
+# livekit-server.
+egress_pkgs=(pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav redis-server)
+missing_pkgs=()
+for pkg in "${egress_pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing_pkgs+=("$pkg")
+done
+if [ ${#missing_pkgs[@]} -gt 0 ]; then
+	step "installing Debian packages for LiveKit Egress (missing: ${missing_pkgs[*]})"
+	as_root apt-get -o DPkg::Lock::Timeout=900 update
+	as_root env DEBIAN_FRONTEND=noninteractive \
+		apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "${missing_pkgs[@]}"
+fi
+
 # --- Go modules and the pinned servers (built once per version, cached).
 step "downloading Go modules"
 go mod download
 step "building or finding the pinned servers (the first time takes 15-20 minutes)"
-go run -tags "$TAGS" ./internal/devtools/cmd/ensure-tools dendrite minio livekit-server
+go run -tags "$TAGS" ./internal/devtools/cmd/ensure-tools dendrite minio livekit-server egress
 
 if [ "$STAGE" = all ] || [ "$STAGE" = lint ]; then
 	step "gofmt"
