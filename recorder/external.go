@@ -28,6 +28,9 @@ type External struct {
 	// the call folder. Its entry reaches the hooks only when it is finished (with its
 	// Upload), so nothing waits for a local file.
 	Remote bool
+	// Writer names the program in the manifest ("livekit-egress"); crash recovery leaves
+	// its files alone.
+	Writer string
 }
 
 // externalState is what the session knows of a file another program writes.
@@ -103,7 +106,7 @@ func (s *Session) AddExternal(x External, started time.Time) (string, error) {
 		Kind: kind, Codec: codecName, Purpose: x.Info.purpose(), Source: x.Info.source(),
 		CodecParams:   CodecParams{MimeType: x.Info.MimeType, ClockRate: x.Info.ClockRate, Channels: x.Info.Channels, Fmtp: x.Info.Fmtp},
 		StartOffsetMs: max(started.Sub(s.t0).Milliseconds(), 0), StartedAt: started.UTC(), Status: StatusRecording,
-		Gaps: []Gap{},
+		Gaps: []Gap{}, Writer: x.Writer,
 	})
 	if s.external == nil {
 		s.external = map[string]*externalState{}
@@ -113,6 +116,40 @@ func (s *Session) AddExternal(x External, started time.Time) (string, error) {
 	s.mu.Unlock()
 	s.log.Info().Str("file", file).Bool("remote", x.Remote).Msg("Registered a file another program writes")
 	return file, nil
+}
+
+// AdoptExternal takes back a file another program went on writing while the recorder was
+// down (a resumed session): its entry, left interrupted by the crash, is recording again
+// and it can be activated and finished like a new one. Only entries with a Writer can be
+// adopted.
+func (s *Session) AdoptExternal(file string, remote bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrSessionClosed
+	}
+	if _, ok := s.external[file]; ok {
+		return nil
+	}
+	for i := range s.manifest.Tracks {
+		e := &s.manifest.Tracks[i]
+		if e.File != file {
+			continue
+		}
+		if e.Writer == "" {
+			return fmt.Errorf("%s: %w", file, ErrNotExternal)
+		}
+		e.Status = StatusRecording
+		e.EndReason = ""
+		e.EndedAt = nil
+		if s.external == nil {
+			s.external = map[string]*externalState{}
+		}
+		s.external[file] = &externalState{remote: remote}
+		s.saveLocked()
+		return nil
+	}
+	return fmt.Errorf("%s: %w", file, ErrNoSuchFile)
 }
 
 // ActivateExternal says the program writes the file now: the hooks hear of a local file

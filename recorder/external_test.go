@@ -170,3 +170,79 @@ func TestExternalFilesOnTheCallTimeline(t *testing.T) {
 		t.Fatal("a bad extension was accepted")
 	}
 }
+
+// After a crash the recovery leaves files another program writes alone (no repair), and a
+// resumed session adopts them back.
+func TestExternalFilesSurviveACrash(t *testing.T) {
+	dir := t.TempDir()
+	r, err := New(Options{Dir: dir}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.Start(context.Background(), CallInfo{CallID: "egress", RoomID: "!r:example.org", Kind: "egress"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := TrackInfo{UserID: "ann", MimeType: "audio/opus", ClockRate: 48000, Channels: 2}
+	local, err := s.AddExternal(External{Info: info, Writer: "livekit-egress"}, s.StartedAt())
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote, err := s.AddExternal(External{Info: TrackInfo{UserID: "bob", MimeType: "audio/opus", ClockRate: 48000}, Remote: true, Writer: "livekit-egress"}, s.StartedAt())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not an Ogg file: a repair would fail or change it.
+	data := []byte("still being written by Egress")
+	if err := os.WriteFile(filepath.Join(s.Folder(), local), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	folder := s.Folder()
+	// The process dies here. The next start recovers the folder.
+	reports, err := RecoverInterrupted(dir, zerolog.Nop())
+	if err != nil || len(reports) != 1 {
+		t.Fatalf("recovery: %v %+v", err, reports)
+	}
+	if len(reports[0].Failed) != 0 || len(reports[0].Repaired) != 0 {
+		t.Errorf("recovery touched files another program writes: %+v", reports[0])
+	}
+	if got, _ := os.ReadFile(filepath.Join(folder, local)); string(got) != string(data) {
+		t.Errorf("the file changed: %q", got)
+	}
+	for _, e := range reports[0].Manifest.Tracks {
+		if e.Status != StatusInterrupted || e.Writer != "livekit-egress" || e.EndReason != "the recorder stopped while livekit-egress wrote this file" {
+			t.Errorf("recovered entry: %+v", e)
+		}
+	}
+	r2, err := New(Options{Dir: dir}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := r2.Resume(context.Background(), folder, CallInfo{RoomID: "!r:example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{local, remote} {
+		if err := s2.AdoptExternal(f, f == remote); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s2.FinishExternal(local, ExternalResult{Duration: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.FinishExternal(remote, ExternalResult{Duration: time.Minute, Upload: &Upload{Key: "k", Bytes: 9}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s2.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range m.Tracks {
+		if e.Status != StatusComplete || e.DurationMs != 60000 || e.Part != 1 {
+			t.Errorf("adopted file: %+v", e)
+		}
+	}
+	if err := s2.AdoptExternal("nope.ogg", false); !errors.Is(err, ErrSessionClosed) {
+		t.Errorf("adopting after Close: %v", err)
+	}
+}

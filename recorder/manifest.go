@@ -119,6 +119,9 @@ type FileEntry struct {
 	// Upload says where the file was copied to (object storage), once that copy is
 	// confirmed.
 	Upload *Upload `json:"upload,omitempty"`
+	// Writer names the program that writes the file when it is not the recorder itself
+	// ("livekit-egress"); the recorder never repairs such a file.
+	Writer string `json:"writer,omitempty"`
 }
 
 // CodecParams are the negotiated codec parameters.

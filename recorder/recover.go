@@ -62,6 +62,9 @@ func RecoverFolder(folder string, m *Manifest, log zerolog.Logger) RecoveryRepor
 			if t.Status == StatusRecording {
 				t.Status = StatusInterrupted
 				t.EndReason = "interrupted before the file was written"
+				if t.Writer != "" {
+					t.EndReason = "the recorder stopped while " + t.Writer + " wrote this file"
+				}
 			}
 			continue
 		}
@@ -69,6 +72,12 @@ func RecoverFolder(folder string, m *Manifest, log zerolog.Logger) RecoveryRepor
 			last = fi.ModTime()
 		}
 		if t.Status != StatusRecording {
+			continue
+		}
+		if t.Writer != "" {
+			// Another program writes it and may still be writing: leave the bytes alone.
+			t.Status = StatusInterrupted
+			t.EndReason = "the recorder stopped while " + t.Writer + " wrote this file"
 			continue
 		}
 		dur, err := repairFile(path)
