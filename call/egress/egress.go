@@ -121,6 +121,8 @@ type Backend struct {
 	starting map[id.RoomID]bool
 	byEgress map[string]*Recording
 	byRoom   map[string]*Recording // deployment name + "/" + LiveKit room
+	// pending are recordings the last run left interrupted, by Matrix room (state.go).
+	pending map[id.RoomID]*pending
 }
 
 var _ call.Backend = (*Backend)(nil)
@@ -132,7 +134,7 @@ func New(mx call.Matrix, rec *recorder.Recorder, opts Options, log zerolog.Logge
 	b := &Backend{
 		mx: mx, rec: rec, opts: opts, log: log.With().Str("backend", "egress").Logger(), ctx: ctx, cancel: cancel,
 		active: map[id.RoomID]*Recording{}, starting: map[id.RoomID]bool{},
-		byEgress: map[string]*Recording{}, byRoom: map[string]*Recording{},
+		byEgress: map[string]*Recording{}, byRoom: map[string]*Recording{}, pending: map[id.RoomID]*pending{},
 	}
 	for _, d := range opts.Deployments {
 		secret, err := d.Secret()
@@ -159,6 +161,10 @@ func New(mx call.Matrix, rec *recorder.Recorder, opts Options, log zerolog.Logge
 	if len(b.deps) == 0 {
 		cancel()
 		return nil, errors.New("no livekit deployments are configured")
+	}
+	b.pending = b.findInterrupted()
+	for room, p := range b.pending {
+		b.log.Info().Stringer("room_id", room).Str("folder", p.folder).Str("livekit_room", p.st.Room).Msg("An Egress recording was interrupted; it is taken over when the room's recording resumes")
 	}
 	return b, nil
 }
@@ -192,6 +198,9 @@ func (b *Backend) Probe(ctx context.Context, room id.RoomID, args []string) call
 	if err != nil || req.ref != "" {
 		return call.Probe{OK: true, Priority: 300, Reason: "a LiveKit room named in the command"}
 	}
+	if p := b.takePending(room, false); p != nil {
+		return call.Probe{OK: true, Priority: 300, Reason: "the interrupted recording of " + p.st.What}
+	}
 	if !b.opts.RecordElementCall || b.opts.ElementCall == nil {
 		return call.Probe{}
 	}
@@ -223,6 +232,11 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 		delete(b.starting, req.RoomID)
 		b.mu.Unlock()
 	}()
+	if r.ref == "" {
+		if p := b.takePending(req.RoomID, true); p != nil && (req.Resume == "" || req.Resume == p.folder) {
+			return b.resume(ctx, req, p)
+		}
+	}
 	var t *target
 	if r.ref != "" {
 		t, err = b.resolve(ctx, r.ref)
@@ -256,7 +270,7 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 	b.active[req.RoomID] = rec
 	b.byRoom[key] = rec
 	b.mu.Unlock()
-	if err := rec.begin(ctx); err != nil {
+	if err := rec.begin(ctx, false); err != nil {
 		rec.abandon(err)
 		var ue call.UserError
 		if errors.As(err, &ue) {
@@ -265,6 +279,42 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 		return nil, call.UserError{Msg: fmt.Sprintf("LiveKit Egress could not start recording %s: %s.", t.what, err)}
 	}
 	rec.log.Info().Str("mode", t.mode).Bool("remote", t.dep.remote).Msg("Recording a LiveKit room with Egress")
+	return rec, nil
+}
+
+// resume takes over a recording the last run left: the same folder (the manifest lists
+// the interruption), the egresses Egress kept running, and new ones for tracks published
+// meanwhile.
+func (b *Backend) resume(ctx context.Context, req call.StartRequest, p *pending) (call.Recording, error) {
+	d := b.deployment(p.st.Deployment)
+	t := &target{dep: d, room: p.st.Room, mode: p.st.Mode, what: p.st.What, members: p.st.Members}
+	key := d.Name + "/" + t.room
+	b.mu.Lock()
+	other := b.byRoom[key]
+	b.mu.Unlock()
+	if other != nil {
+		return nil, call.UserError{Msg: fmt.Sprintf("%s is already being recorded (from another Matrix room).", capitalize(t.what))}
+	}
+	sess, err := b.rec.Start(recorder.WithResume(ctx, p.folder), recorder.CallInfo{CallID: "egress-" + d.Name + "-" + t.room, RoomID: string(req.RoomID), Kind: "egress"})
+	if err != nil {
+		return nil, fmt.Errorf("resume the call folder: %w", err)
+	}
+	rec := newRecording(b, t, req.RoomID, sess)
+	for u := range req.OptedOut {
+		rec.optOut[u] = true // the resumed manifest lists the opt-outs already
+	}
+	b.mu.Lock()
+	b.active[req.RoomID] = rec
+	b.byRoom[key] = rec
+	b.mu.Unlock()
+	if sess.Resumed() {
+		rec.adopt(ctx, p.st)
+	}
+	if err := rec.begin(ctx, true); err != nil {
+		rec.abandon(err)
+		return nil, call.UserError{Msg: fmt.Sprintf("LiveKit Egress could not go on recording %s: %s.", t.what, err)}
+	}
+	rec.log.Info().Bool("same_folder", sess.Resumed()).Msg("Took an interrupted Egress recording over")
 	return rec, nil
 }
 

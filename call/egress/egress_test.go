@@ -16,6 +16,7 @@ import (
 
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
+	"github.com/rs/zerolog"
 	"github.com/twitchtv/twirp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"maunium.net/go/mautrix/id"
@@ -411,4 +412,70 @@ func TestStartRefusals(t *testing.T) {
 		t.Errorf("a failed start stays registered: %v %v", h.be.active, h.be.byRoom)
 	}
 	_ = id.RoomID("")
+}
+
+// The bot dies while Egress records; the next start takes the recording over in the same
+// folder: the egress Egress kept running is followed again and its file finished, a
+// track published meanwhile gets its own egress.
+func TestTakeOverAfterACrash(t *testing.T) {
+	h := newHarness(t, nil)
+	h.api.setRoom("room1", participant("ann", "Ann", mic("TR_a1")))
+	r := startTracks(t, h, "room1")
+	eg := h.api.egressOf(t, "TR_a1")
+	r.sync(func() { r.onInfo(h.api.set(eg, livekit.EgressStatus_EGRESS_ACTIVE, nil, "")) })
+	folder := r.sess.Folder()
+	req := h.api.trackReq(eg)
+	// The process dies: nothing is finalised. (The old recording's loop is stopped so it
+	// does not race the new one over the same fake server.)
+	r.sync(func() { r.loop.Stop() })
+
+	reports, err := recorder.RecoverInterrupted(h.rec.Dir(), zerolog.Nop())
+	if err != nil || len(reports) != 1 {
+		t.Fatalf("recovery: %v %d", err, len(reports))
+	}
+	rec2, err := recorder.New(recorder.Options{Dir: h.rec.Dir()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := config.DefaultLiveKitDeployment()
+	d.Name, d.URL, d.APIKey, d.APISecret, d.Output = "meet", "wss://lk.example.org", "APIkey", testSecret, config.OutputLocal
+	d.PollInterval = config.Duration(time.Hour)
+	be2, err := New(h.mx, rec2, Options{Deployments: []config.LiveKitDeployment{d}, EndGrace: time.Hour,
+		NewAPI: func(config.LiveKitDeployment, string) API { return h.api }}, zerolog.New(zerolog.NewTestWriter(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be2.Close(context.Background())
+	if p := be2.Probe(context.Background(), "!r:example.org", nil); !p.OK || p.Priority < 300 {
+		t.Fatalf("probe of the interrupted room: %+v", p)
+	}
+	h.api.setRoom("room1", participant("ann", "Ann", mic("TR_a1")), participant("bob", "Bob", mic("TR_b1")))
+	got, err := be2.Start(context.Background(), call.StartRequest{RoomID: "!r:example.org", Resume: filepath.Base(folder)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := got.(*Recording)
+	if r2.sess.Folder() != folder {
+		t.Fatalf("resumed in %s, want %s", r2.sess.Folder(), folder)
+	}
+	if n := len(h.api.tracks); n != 2 {
+		t.Fatalf("%d track egresses after the take-over, want Ann's old one and Bob's new one", n)
+	}
+	fi := writeFile(t, req, "ann's audio, all of it")
+	r2.sync(func() { r2.onInfo(h.api.set(eg, livekit.EgressStatus_EGRESS_COMPLETE, fi, "")) })
+	bobEg := h.api.egressOf(t, "TR_b1")
+	r2.sync(func() { r2.onInfo(h.api.set(bobEg, livekit.EgressStatus_EGRESS_ABORTED, nil, "Stop called before pipeline could start")) })
+	m, err := r2.Stop(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Resumes) != 1 || len(m.Tracks) != 1 {
+		t.Fatalf("manifest after the take-over: %d resumes, files %+v", len(m.Resumes), m.Tracks)
+	}
+	if e := m.Tracks[0]; e.Status != recorder.StatusComplete || e.Part != 1 || e.Bytes != int64(len("ann's audio, all of it")) || e.Writer != "livekit-egress" {
+		t.Fatalf("Ann's file after the take-over: %+v", e)
+	}
+	if p := be2.Probe(context.Background(), "!r:example.org", nil); p.OK {
+		t.Error("the interrupted recording can be taken over twice")
+	}
 }

@@ -121,14 +121,20 @@ func newRecording(b *Backend, t *target, room id.RoomID, sess *recorder.Session)
 	return r
 }
 
-// begin starts the first egresses: the composite, or one per track published now. It runs
-// before the loop is shared with anyone, on Start's goroutine, then hands over to the loop.
-func (r *Recording) begin(ctx context.Context) error {
+// begin starts the first egresses: the composite, or one per track published now (those
+// that have one already, taken over after a restart, keep it). Then the loop polls.
+// resumed: a room that is gone is no error (the recording ends after the grace time).
+func (r *Recording) begin(ctx context.Context, resumed bool) error {
 	errc := make(chan error, 1)
 	r.loop.Post(func() {
 		if r.t.mode == config.EgressTracks {
 			parts, err := r.t.dep.api.Participants(ctx, r.t.room)
 			if err != nil {
+				if errors.Is(err, ErrNoRoom) && resumed {
+					r.publish()
+					errc <- nil
+					return
+				}
 				if errors.Is(err, ErrNoRoom) {
 					errc <- call.UserError{Msg: fmt.Sprintf("%s is empty: Egress can only record while someone is in it.", capitalize(r.t.what))}
 					return
@@ -154,10 +160,12 @@ func (r *Recording) begin(ctx context.Context) error {
 					}
 				}
 			}
-			if started == 0 && failed > 0 {
+			if started == 0 && failed > 0 && !r.hasOpen() {
 				errc <- errors.New(lastErr)
 				return
 			}
+		} else if r.hasOpen() {
+			// The composite the last run started goes on.
 		} else if err := r.startComposite(ctx); err != nil {
 			errc <- errors.New(apiError(err))
 			return
@@ -335,7 +343,7 @@ func (r *Recording) ensureTrack(ctx context.Context, p *livekit.ParticipantInfo,
 		r.tellOnce("codec/"+tr.Sid, fmt.Sprintf("⚠️ I cannot record %s: LiveKit Egress cannot write %s tracks to a file.", what, tr.MimeType))
 		return false, nil
 	}
-	file, err := r.sess.AddExternal(recorder.External{Info: info, Ext: c.ext, Remote: r.t.dep.remote}, time.Now())
+	file, err := r.sess.AddExternal(recorder.External{Info: info, Ext: c.ext, Remote: r.t.dep.remote, Writer: writerName}, time.Now())
 	if err != nil {
 		r.tellOnce("add/"+tr.Sid, fmt.Sprintf("⚠️ I cannot record %s: %s.", what, err))
 		return false, err
@@ -373,7 +381,7 @@ func (r *Recording) startComposite(ctx context.Context) error {
 		info.MimeType, info.ClockRate, info.Channels = "audio/opus", 48000, 2
 		ext, ft, kind = ".ogg", livekit.EncodedFileType_OGG, "audio"
 	}
-	file, err := r.sess.AddExternal(recorder.External{Info: info, Track: "room", Ext: ext, Kind: kind, Remote: r.t.dep.remote}, time.Now())
+	file, err := r.sess.AddExternal(recorder.External{Info: info, Track: "room", Ext: ext, Kind: kind, Remote: r.t.dep.remote, Writer: writerName}, time.Now())
 	if err != nil {
 		return err
 	}
@@ -422,6 +430,7 @@ func (r *Recording) add(f *egressFile) {
 		r.byTrack[f.trackSID] = f
 	}
 	r.b.track(f.id, r)
+	r.saveState()
 }
 
 func (r *Recording) hasOpen() bool {
@@ -479,6 +488,7 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 		if err := r.sess.DropExternal(f.file); err != nil {
 			_ = r.sess.FinishExternal(f.file, recorder.ExternalResult{Failed: "Egress aborted: " + info.Error})
 		}
+		r.saveState()
 		log.Info().Msg("Egress ended before any media")
 		if !r.stopping && !f.optedOut && f.activeAt.IsZero() && info.Error != "" && !isNoMedia(info.Error) {
 			r.tellOnce("abort/"+f.id, fmt.Sprintf("⚠️ LiveKit Egress gave up on %s: %s.", f.what, info.Error))
@@ -526,6 +536,7 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 	if err := r.sess.FinishExternal(f.file, res); err != nil {
 		log.Warn().Err(err).Msg("Could not record the finished file")
 	}
+	r.saveState()
 	log.Info().Dur("duration", res.Duration).Int64("bytes", res.Bytes).Msg("Egress finished its file")
 }
 
@@ -626,6 +637,7 @@ func (r *Recording) finish(ctx context.Context, why string) {
 	}
 	r.ended = true
 	r.giveUp("the recording ended before LiveKit Egress reported this file")
+	r.saveState()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 	m, err := r.sess.Close(cctx)
 	cancel()
