@@ -464,7 +464,9 @@ func TestTakeOverAfterACrash(t *testing.T) {
 	fi := writeFile(t, req, "ann's audio, all of it")
 	r2.sync(func() { r2.onInfo(h.api.set(eg, livekit.EgressStatus_EGRESS_COMPLETE, fi, "")) })
 	bobEg := h.api.egressOf(t, "TR_b1")
-	r2.sync(func() { r2.onInfo(h.api.set(bobEg, livekit.EgressStatus_EGRESS_ABORTED, nil, "Stop called before pipeline could start")) })
+	r2.sync(func() {
+		r2.onInfo(h.api.set(bobEg, livekit.EgressStatus_EGRESS_ABORTED, nil, "Stop called before pipeline could start"))
+	})
 	m, err := r2.Stop(context.Background(), "test")
 	if err != nil {
 		t.Fatal(err)
