@@ -54,7 +54,17 @@ func (s *egressStore) Upload(folder, file string) (*livekit.S3Upload, string, er
 		scheme = "http://"
 	}
 	key := s.st.s3.Key(folder, file)
+	s.Expect(key)
+	return &livekit.S3Upload{
+		AccessKey: access, Secret: secret, Region: c.Region, Endpoint: scheme + c.Endpoint,
+		Bucket: c.Bucket, ForcePathStyle: c.PathStyle,
+	}, key, nil
+}
+
+// Expect keeps the bucket's notifications for an object Egress will upload.
+func (s *egressStore) Expect(key string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	now := time.Now()
 	if len(s.expected) >= egressMaxExpect {
 		for k, at := range s.expected {
@@ -65,11 +75,6 @@ func (s *egressStore) Upload(folder, file string) (*livekit.S3Upload, string, er
 		}
 	}
 	s.expected[key] = now
-	s.mu.Unlock()
-	return &livekit.S3Upload{
-		AccessKey: access, Secret: secret, Region: c.Region, Endpoint: scheme + c.Endpoint,
-		Bucket: c.Bucket, ForcePathStyle: c.PathStyle,
-	}, key, nil
 }
 
 // storeEvent takes a bucket notification; it reports whether the object is one Egress

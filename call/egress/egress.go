@@ -47,6 +47,9 @@ type Store interface {
 	// Confirm checks the object Egress uploaded (it must exist with size bytes) and records
 	// it as the file's confirmed copy, and returns where it is.
 	Confirm(ctx context.Context, folder, file, key string, size int64) (recorder.Upload, error)
+	// Expect says Egress will upload an object (one a recording taken over after a restart
+	// goes on writing), so the store's notification is kept as evidence.
+	Expect(key string)
 }
 
 // ElementCall finds an Element Call call's SFU and room the way the subscriber backend

@@ -221,6 +221,9 @@ func (r *Recording) adopt(ctx context.Context, st *state) {
 			}
 			f := &egressFile{id: se.ID, trackSID: se.TrackSID, identity: se.Identity, user: id.UserID(se.User), what: se.What,
 				kind: se.Kind, file: se.File, key: se.Key, requested: time.Now(), status: livekit.EgressStatus_EGRESS_STARTING}
+			if f.key != "" && r.b.opts.Store != nil {
+				r.b.opts.Store.Expect(f.key)
+			}
 			r.add(f)
 			info := byID[se.ID]
 			if info == nil {

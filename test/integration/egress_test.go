@@ -599,3 +599,59 @@ func TestIntegrationEgressElementCall(t *testing.T) {
 	since = send(t, bob, eroom, "!stop")
 	waitMessage(t, bob, eroom, since, 2*time.Minute, "Recording saved")
 }
+
+// The real binary, SIGKILLed while Egress records a Meet room into S3, and started again:
+// Egress never stopped, the bot takes its egress over in the same folder, and after !stop
+// the room gets the link to one file that covers the whole time, the downtime included.
+func TestIntegrationEgressTakeOverAfterKill(t *testing.T) {
+	s := homeserver(t)
+	s3 := startS3(t, true)
+	env := startEgressEnv(t, s3.httpPort)
+	cfg := botConfig(t, s)
+	s3.apply(&cfg)
+	cfg.LiveKit.Deployments = []config.LiveKitDeployment{env.deployment(config.OutputAuto)}
+	p := startProcess(t, cfg)
+	alice := newCaller(t, s, "alice")
+	room := egressRoom(t, alice, id.UserID(cfg.Matrix.UserID))
+
+	ann := env.participant(t, env.meetRoom, "ann-identity", "Ann")
+	publish(t, ann, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	time.Sleep(time.Second)
+	since := say(t, alice, room, "!start "+env.meet+"abc-defg-hij")
+	waitNotice(t, alice, room, since, 90*time.Second, "Recording started")
+	started := time.Now()
+	time.Sleep(4 * time.Second)
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	time.Sleep(3 * time.Second) // Egress records on while the bot is down
+
+	restarted := time.Now()
+	startProcess(t, cfg)
+	n := waitNotice(t, alice, room, restarted, 90*time.Second, "recording again, in the same folder")
+	t.Logf("notice: %s", n)
+	time.Sleep(3 * time.Second)
+	since = say(t, alice, room, "!stop")
+	stopped := since
+	summary := waitNotice(t, alice, room, since, 2*time.Minute, "Recording saved")
+	t.Logf("summary:\n%s", summary)
+	folder, m := finishedFolderIn(t, cfg.Recordings.Dir)
+	keepOnFailure(t, folder)
+	t.Logf("files:\n%s", describe(m))
+	if len(m.Resumes) != 1 {
+		t.Errorf("manifest resumes: %+v", m.Resumes)
+	}
+	f := egressFile(t, m, "ann-identity", recorder.SourceMicrophone)
+	if f.Part != 1 || f.Status != recorder.StatusComplete || f.Upload == nil || f.Writer != "livekit-egress" || !strings.Contains(f.Upload.Confirmed, "webhook") {
+		t.Fatalf("Ann's file: %+v", f)
+	}
+	// One file from the start to the stop: Egress did not stop while the bot was down.
+	if got, want := time.Duration(f.DurationMs)*time.Millisecond, stopped.Sub(started); got < want-3*time.Second {
+		t.Errorf("Ann's file holds %v; the recording ran %v", got, want)
+	}
+	if !strings.Contains(summary, f.File) {
+		t.Errorf("the summary does not link %s", f.File)
+	}
+	checkEgressAudio(t, download(t, s3, f.Upload.Key, t.TempDir()), f, 440, 660)
+}
