@@ -209,6 +209,7 @@ func (b *Backend) Probe(ctx context.Context, room id.RoomID, args []string) call
 	}
 	t, err := b.resolveElementCall(ctx, room)
 	if err != nil {
+		b.log.Debug().Err(err).Stringer("room_id", room).Msg("Element Call not recorded with Egress")
 		if errors.Is(err, errUseSubscriber) {
 			return call.Probe{}
 		}

@@ -22,6 +22,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
+	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -174,6 +175,7 @@ func TestResolveMeet(t *testing.T) {
 	h := newHarness(t, func(o *Options, d *config.LiveKitDeployment) { d.MeetURLPrefixes = []string{meet.URL + "/"} })
 	h.api.setRoom(uuid, participant("a", "A"))
 	h.api.setRoom("open-room", participant("a", "A"))
+	h.api.setRoom("a/b+c==", participant("a", "A")) // lk-jwt-service's hashed names are base64
 	ctx := context.Background()
 	for _, c := range []struct{ ref, room, err string }{
 		{meet.URL + "/weekly-call", uuid, ""},
@@ -185,7 +187,8 @@ func TestResolveMeet(t *testing.T) {
 		{"https://elsewhere.example.org/weekly-call", "", "not a Meet room I can record"},
 		{"meet/" + uuid, uuid, ""},
 		{uuid, uuid, ""},
-		{"nope/" + uuid, "", "no LiveKit deployment called"},
+		{"nope/" + uuid, "", "no LiveKit room called"},
+		{"a/b+c==", "a/b+c==", ""},
 		{"missing", "", "no LiveKit room called"},
 	} {
 		tg, err := h.be.resolve(ctx, c.ref)
@@ -479,5 +482,53 @@ func TestTakeOverAfterACrash(t *testing.T) {
 	}
 	if p := be2.Probe(context.Background(), "!r:example.org", nil); p.OK {
 		t.Error("the interrupted recording can be taken over twice")
+	}
+}
+
+// fakeEC is the subscriber backend's view of an Element Call call.
+type fakeEC struct {
+	foci    []lk.Transport
+	members []lk.Member
+	access  lk.Access
+}
+
+func (f *fakeEC) CallFoci(context.Context, id.RoomID) ([]lk.Transport, []lk.Member, error) {
+	return f.foci, f.members, nil
+}
+
+func (f *fakeEC) FocusAccess(context.Context, id.RoomID, lk.Transport) (lk.Access, error) {
+	return f.access, nil
+}
+
+// Element Call through Egress only when asked, unencrypted, on one SFU that is a
+// deployment; identities map to Matrix devices.
+func TestElementCallThroughEgress(t *testing.T) {
+	ec := &fakeEC{
+		foci:    []lk.Transport{{Type: "livekit", ServiceURL: "https://jwt.example.org"}},
+		members: []lk.Member{{UserID: "@ann:example.org", DeviceID: "ANNDEV", Identity: "h4sh+ed/id"}},
+		access:  lk.Access{URL: "wss://lk.example.org:443", Room: "base64/room+name="},
+	}
+	h := newHarness(t, func(o *Options, d *config.LiveKitDeployment) { o.RecordElementCall, o.ElementCall = true, ec })
+	ctx := context.Background()
+	if p := h.be.Probe(ctx, "!r:example.org", nil); !p.OK || p.Priority <= 100 || p.Priority >= 300 {
+		t.Fatalf("probe of an unencrypted call on a deployment: %+v", p)
+	}
+	tg, err := h.be.resolveElementCall(ctx, "!r:example.org")
+	if err != nil || tg.room != "base64/room+name=" || tg.members["h4sh+ed/id"] != (device{"@ann:example.org", "ANNDEV"}) {
+		t.Fatalf("target: %+v %v", tg, err)
+	}
+	h.mx.encrypted = true
+	if p := h.be.Probe(ctx, "!r:example.org", nil); p.OK {
+		t.Errorf("an encrypted call went to Egress: %+v", p)
+	}
+	h.mx.encrypted = false
+	ec.access.URL = "wss://other.example.org"
+	if p := h.be.Probe(ctx, "!r:example.org", nil); p.OK {
+		t.Errorf("a call on another SFU went to Egress: %+v", p)
+	}
+	ec.access.URL = "wss://lk.example.org"
+	ec.foci = append(ec.foci, lk.Transport{Type: "livekit", ServiceURL: "https://jwt2.example.org"})
+	if p := h.be.Probe(ctx, "!r:example.org", nil); p.OK {
+		t.Errorf("a call over two SFUs went to Egress: %+v", p)
 	}
 }

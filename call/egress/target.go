@@ -44,8 +44,9 @@ const (
 
 var (
 	meetSlug = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
-	// roomName accepts what LiveKit room names are in practice: printable, no spaces.
-	roomName = regexp.MustCompile(`^[^\s\x00-\x1f\x7f/]{1,256}$`)
+	// roomName accepts what LiveKit room names are in practice: printable, no spaces (the
+	// hashed names of lk-jwt-service are base64 and may hold "/" and "+").
+	roomName = regexp.MustCompile(`^[^\s\x00-\x1f\x7f]{1,256}$`)
 )
 
 // parseArgs reads "[<room>] [tracks|composite|audio]" in any order.
@@ -74,11 +75,9 @@ func (b *Backend) resolve(ctx context.Context, ref string) (*target, error) {
 		return b.resolveMeet(ctx, ref)
 	}
 	if dep, room, ok := strings.Cut(ref, "/"); ok {
-		d := b.deployment(dep)
-		if d == nil {
-			return nil, fmt.Errorf("I know no LiveKit deployment called %q (I know: %s)", dep, b.deploymentNames())
+		if d := b.deployment(dep); d != nil {
+			return b.checkRoom(ctx, d, room)
 		}
-		return b.checkRoom(ctx, d, room)
 	}
 	if !roomName.MatchString(ref) {
 		return nil, fmt.Errorf("%q is not a LiveKit room name", ref)
