@@ -55,14 +55,16 @@ type botBench struct {
 	audio *caller.Media
 	video *caller.Media
 	log   func(format string, args ...any)
+	// keep leaves each step's recordings on disk.
+	keep bool
 	// idleRSS is the bot's resident set after start-up, before any call: the base of
 	// memory per track (Go keeps freed memory for a while, so a later step's start is
 	// no base).
 	idleRSS int64
 }
 
-func startBotBench(ctx context.Context, work string, maxN int, logf func(string, ...any)) (*botBench, error) {
-	b := &botBench{work: work, log: logf}
+func startBotBench(ctx context.Context, work string, maxN int, keep bool, logf func(string, ...any)) (*botBench, error) {
+	b := &botBench{work: work, log: logf, keep: keep}
 	bin := filepath.Join(work, "matrix-recorder")
 	logf("building the bot")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-tags", "goolm", "-o", bin, "github.com/matrix-recorder/matrix-recorder/cmd/matrix-recorder").CombinedOutput(); err != nil {
@@ -108,6 +110,10 @@ func startBotBench(ctx context.Context, work string, maxN int, logf func(string,
 	cfg.WebRTC.IncludeLoopback = true
 	cfg.WebRTC.UseHomeserverTURN = false
 	cfg.Calls.MaxCalls = maxN + 8
+	// After-call work (the call's picture decodes every track with ffmpeg) would run
+	// during the next step's window: not what is measured here.
+	cfg.PostCall.Picture.Enabled = false
+	cfg.PostCall.Export.Auto = nil
 	cfg.Log.Level, cfg.Log.Format = "info", "json"
 	b.cfg = cfg
 	yml, err := yaml.Marshal(&cfg)
@@ -189,12 +195,10 @@ func (b *botBench) close() error {
 // step records n participants for window w after warm-up.
 func (b *botBench) step(ctx context.Context, n int, w time.Duration) (botRow, error) {
 	row := botRow{Participants: n, Seconds: w.Seconds()}
-	// The previous step's recordings: free the disk (1 Mbit/s per participant adds up).
+	before := map[string]bool{}
 	old, _ := filepath.Glob(filepath.Join(b.cfg.Recordings.Dir, "*"))
 	for _, f := range old {
-		if err := os.RemoveAll(f); err != nil {
-			return row, err
-		}
+		before[f] = true
 	}
 	row.RSSBase = b.idleRSS
 
@@ -224,7 +228,7 @@ func (b *botBench) step(ctx context.Context, n int, w time.Duration) (botRow, er
 	if firstErr != nil {
 		return row, firstErr
 	}
-	if err := b.waitFolders(ctx, n, recorder.StatusRecording, 2); err != nil {
+	if err := b.waitFolders(ctx, n, recorder.StatusRecording, 2, before); err != nil {
 		return row, err
 	}
 	time.Sleep(3 * time.Second) // every track past its keyframe and first flush
@@ -253,11 +257,23 @@ func (b *botBench) step(ctx context.Context, n int, w time.Duration) (botRow, er
 		_ = calls[i].Hangup(hctx)
 	})
 	row.Sent = sent()
-	if err := b.waitFolders(ctx, n, recorder.StatusFinished, 0); err != nil {
+	if err := b.waitFolders(ctx, n, recorder.StatusFinished, 0, before); err != nil {
 		return row, err
 	}
 	folders, _ := filepath.Glob(filepath.Join(b.cfg.Recordings.Dir, "*"))
+	defer func() {
+		// Free the disk for the next step (1 Mbit/s per participant adds up).
+		for _, f := range folders {
+			if b.keep {
+				break
+			}
+			_ = os.RemoveAll(f)
+		}
+	}()
 	for _, f := range folders {
+		if before[f] {
+			continue
+		}
 		m, err := recorder.ReadManifest(f)
 		if err != nil {
 			return row, err
@@ -272,13 +288,17 @@ func (b *botBench) step(ctx context.Context, n int, w time.Duration) (botRow, er
 	return row, nil
 }
 
-// waitFolders waits until n call folders have the status, each with at least tracks files.
-func (b *botBench) waitFolders(ctx context.Context, n int, status string, tracks int) error {
+// waitFolders waits until n call folders (not in skip) have the status, each with at
+// least tracks files.
+func (b *botBench) waitFolders(ctx context.Context, n int, status string, tracks int, skip map[string]bool) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		folders, _ := filepath.Glob(filepath.Join(b.cfg.Recordings.Dir, "*"))
 		ok := 0
 		for _, f := range folders {
+			if skip[f] {
+				continue
+			}
 			if m, err := recorder.ReadManifest(f); err == nil && m.Status == status && len(m.Tracks) >= tracks {
 				ok++
 			}

@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		for _, n := range o.botN {
 			maxN = max(maxN, n)
 		}
-		b, err := startBotBench(ctx, filepath.Join(work, "bot"), maxN, logf)
+		b, err := startBotBench(ctx, filepath.Join(work, "bot"), maxN, o.keep, logf)
 		if err != nil {
 			return err
 		}

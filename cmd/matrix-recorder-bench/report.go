@@ -118,7 +118,10 @@ func (r report) markdown() string {
 		w("\nThe senders run on the same cores as the bot (their CPU is in the last column), so the largest N is a\n")
 		w("lower bound for a bot with the machine to itself. Memory per track is the growth of the bot's resident\n")
 		w("set from the idle bot (after start-up, before the first call) to the end of the step, divided by the 2N\n")
-		w("tracks; \"Packets sent\" counts the whole calls, µs/packet only the window.\n")
+		w("tracks; \"Packets sent\" counts the whole calls, µs/packet only the window. \"Frames not written\" are\n")
+		w("at the start of calls set up under load: the first keyframe did not reach the recorder whole (its\n")
+		w("first packets came before the connection was ready), the recorder asked for a keyframe (PLI), which\n")
+		w("these synthetic senders ignore, and started the file at the next one, a second later.\n")
 	}
 	return b.String()
 }
