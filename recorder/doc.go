@@ -35,7 +35,9 @@
 // difference). A sender much further away (say 150 ms more one-way) lands that much later,
 // exactly as it was heard live. Within a long part, time is the sender's RTP clock: a
 // sender whose sound card runs 20 ppm fast drifts 72 ms over an hour against the
-// timeline; a new part starts at its true offset again.
+// timeline. The recorder measures that drift for every part over two minutes and writes
+// it in the manifest (clock_drift_ppm, drift.go) rather than resampling media; a new part
+// starts at its true offset again.
 //
 // A frame whose timestamp does not fit the part's timeline (it goes back, or arrives more
 // than a second early or 5 s late for its timestamp) is held until three in a row agree

@@ -116,6 +116,11 @@ type FileEntry struct {
 	Gaps          []Gap      `json:"gaps"`
 	// GapsOmitted counts gaps beyond the listed ones (the list is bounded).
 	GapsOmitted int `json:"gaps_omitted,omitempty"`
+	// ClockDriftPPM is how much faster the sender's media clock ran than the recorder's
+	// over this file, in parts per million: positive means the file holds that much more
+	// media time than the wall-clock time it spans; scaling its length by (1 - ppm/10^6)
+	// lines it up with the call to its end. Absent for files under two minutes (drift.go).
+	ClockDriftPPM *float64 `json:"clock_drift_ppm,omitempty"`
 	// Upload says where the file was copied to (object storage), once that copy is
 	// confirmed.
 	Upload *Upload `json:"upload,omitempty"`

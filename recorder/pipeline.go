@@ -73,6 +73,7 @@ type part struct {
 	// timeline was rebased, see timeline.go).
 	srOffset bool
 	fixed    bool
+	drift    driftMeter
 
 	lastPTS   time.Duration
 	lastEnd   time.Duration
@@ -283,6 +284,7 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	} else {
 		c.lastEnd = pts + dur
 	}
+	c.drift.add(pts, arrival)
 }
 
 // concealMax is the longest audio gap left to the decoder's loss concealment (packet loss);
@@ -455,6 +457,9 @@ func (p *pipeline) fillEntry(e *FileEntry, c *part) {
 	e.CodecParams.Width, e.CodecParams.Height = c.width, c.height
 	e.Gaps = append(e.Gaps[:0], c.gaps...)
 	e.GapsOmitted = c.omitted
+	if ppm, ok := c.drift.ppm(); ok && !c.fixed {
+		e.ClockDriftPPM = &ppm
+	}
 }
 
 // closePart finalises the current file and its manifest entry.

@@ -135,3 +135,46 @@ func TestTimelineTwoSenders(t *testing.T) {
 		t.Errorf("Alice's click at %v, want 5.03 s (sent at 5 s, 30 ms on the way)", clickA)
 	}
 }
+
+// TestClockDrift: a sender whose sound card runs 200 ppm fast (its RTP clock outruns
+// ours), with network jitter, is measured and reported in the manifest; an exact one
+// reports about zero; a short file reports nothing.
+func TestClockDrift(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ppm  float64
+		d    time.Duration
+		want bool
+	}{
+		{"fast", 200, 5 * time.Minute, true},
+		{"slow", -50, 5 * time.Minute, true},
+		{"exact", 0, 5 * time.Minute, true},
+		{"short", 200, time.Minute, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, Options{})
+			evs := opusStream().media(t, loadFrames(t, testmedia.Tone440), base, 0, c.d, nil)
+			r := rand.New(rand.NewPCG(3, 4))
+			for i := range evs {
+				mt := evs[i].at.Sub(base)
+				// Sent in real time by the sender's clock, which counts ppm too many samples.
+				sent := mt - time.Duration(float64(mt)*c.ppm/1e6)
+				evs[i].at = base.Add(sent + time.Duration(r.Int64N(int64(40*time.Millisecond))))
+			}
+			h.run(opusInfo(), evs)
+			m := h.close()
+			e := filesOf(m, "")[0]
+			if !c.want {
+				if e.ClockDriftPPM != nil {
+					t.Errorf("drift %v reported for a %v file", *e.ClockDriftPPM, c.d)
+				}
+				return
+			}
+			if e.ClockDriftPPM == nil || *e.ClockDriftPPM < c.ppm-5 || *e.ClockDriftPPM > c.ppm+5 {
+				t.Errorf("drift %v, want %v ppm", e.ClockDriftPPM, c.ppm)
+			} else {
+				t.Logf("measured %v ppm", *e.ClockDriftPPM)
+			}
+		})
+	}
+}
