@@ -532,3 +532,22 @@ func TestElementCallThroughEgress(t *testing.T) {
 		t.Errorf("a call over two SFUs went to Egress: %+v", p)
 	}
 }
+
+// An egress that does not start is told once after start_timeout, unless its track is
+// muted (no media, nothing to start on).
+func TestLateEgressIsTold(t *testing.T) {
+	h := newHarness(t, func(o *Options, d *config.LiveKitDeployment) { d.StartTimeout = config.Duration(10 * time.Millisecond) })
+	muted := mic("TR_m")
+	muted.Muted = true
+	h.api.setRoom("room1", participant("ann", "Ann", mic("TR_a")), participant("bob", "Bob", muted))
+	r := startTracks(t, h, "room1")
+	time.Sleep(20 * time.Millisecond)
+	r.sync(r.poll)
+	h.mx.waitNotice(t, "has not started recording Ann's microphone")
+	r.sync(r.poll)
+	h.mx.mu.Lock()
+	defer h.mx.mu.Unlock()
+	if len(h.mx.notices) != 1 {
+		t.Errorf("notices: %q (one for Ann, none for Bob's muted track)", h.mx.notices)
+	}
+}

@@ -48,6 +48,7 @@ type egressFile struct {
 	requested time.Time
 	activeAt  time.Time
 	lateTold  bool
+	muted     bool // the track is muted: no media, so no start is expected
 	done      bool
 	optedOut  bool
 	endNote   string // why it ended, for !status
@@ -281,6 +282,11 @@ func (r *Recording) poll() {
 			continue
 		}
 		humans++
+		for _, tr := range p.Tracks {
+			if f := r.byTrack[tr.Sid]; f != nil {
+				f.muted = tr.Muted
+			}
+		}
 		if r.t.mode == config.EgressTracks && !r.stopping {
 			for _, tr := range p.Tracks {
 				_, _ = r.ensureTrack(ctx, p, tr, true)
@@ -354,7 +360,7 @@ func (r *Recording) ensureTrack(ctx context.Context, p *livekit.ParticipantInfo,
 		ei, err = r.t.dep.api.StartTrack(ctx, &livekit.TrackEgressRequest{RoomName: r.t.room, TrackId: tr.Sid, Output: &livekit.TrackEgressRequest_File{File: out}})
 		if err == nil {
 			f := &egressFile{id: ei.EgressId, trackSID: tr.Sid, identity: p.Identity, user: id.UserID(who(p, r.t.members).user),
-				what: what, kind: "track", file: file, key: key, requested: time.Now()}
+				what: what, kind: "track", file: file, key: key, requested: time.Now(), muted: tr.Muted}
 			r.add(f)
 			r.onInfo(ei)
 			r.log.Info().Str("egress_id", f.id).Str("track", tr.Sid).Str("file", file).Msg("Track egress started")
@@ -558,7 +564,7 @@ func (r *Recording) endReason(f *egressFile, info *livekit.EgressInfo) string {
 func (r *Recording) checkLate() {
 	limit := r.t.dep.StartTimeout.D()
 	for _, f := range r.order {
-		if f.done || !f.activeAt.IsZero() || f.lateTold || time.Since(f.requested) < limit {
+		if f.done || !f.activeAt.IsZero() || f.lateTold || f.muted || time.Since(f.requested) < limit {
 			continue
 		}
 		f.lateTold = true
