@@ -462,7 +462,8 @@ func (r *Recording) onInfo(info *livekit.EgressInfo) {
 	f.status = info.Status
 	switch info.Status {
 	case livekit.EgressStatus_EGRESS_ACTIVE, livekit.EgressStatus_EGRESS_ENDING:
-		if f.activeAt.IsZero() {
+		// An egress stopped before it started goes to ENDING without a start time.
+		if f.activeAt.IsZero() && (info.Status == livekit.EgressStatus_EGRESS_ACTIVE || info.StartedAt > 0) {
 			f.activeAt = time.Now()
 			if info.StartedAt > 0 {
 				f.activeAt = time.Unix(0, info.StartedAt)
