@@ -619,3 +619,42 @@ func ExampleNew() {
 	// 10 3000 true
 	// need keyframe: false
 }
+
+// TestCutFrameDropped: in a stream that marks frame ends, a frame whose marker packet never
+// came (an SFU switching simulcast layers cuts frames short) is dropped, not written
+// truncated, and the stream waits for a keyframe.
+func TestCutFrameDropped(t *testing.T) {
+	for _, codec := range allCodecs {
+		if !codec.IsVideo() {
+			continue
+		}
+		t.Run(codec.String(), func(t *testing.T) {
+			f := loadFixture(t, codec)
+			d := newDepacketizer(t, codec)
+			frames := f.packetize(t, testMTU, 1)
+			cut := -1
+			var out []got
+			for i, pkts := range frames {
+				if cut < 0 && i > 0 && len(pkts) > 1 && !f.keys[i] {
+					// Send all but the last packet: the next frame's first packet ends it.
+					cut = i
+					pkts = pkts[:len(pkts)-1]
+				}
+				for _, p := range pkts {
+					out = collect(out, d.Push(p, 0))
+				}
+			}
+			if cut < 0 {
+				t.Skip("no multi-packet delta frame in the fixture")
+			}
+			for _, g := range out {
+				if g.ts == f.ts(cut) {
+					t.Fatalf("the cut frame %d was emitted", cut)
+				}
+			}
+			if d.Stats().Incomplete == 0 {
+				t.Error("the cut frame was not counted as incomplete")
+			}
+		})
+	}
+}

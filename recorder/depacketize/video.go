@@ -2,6 +2,7 @@ package depacketize
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/pion/rtp"
 )
@@ -41,16 +42,20 @@ type video struct {
 	needKey  bool   // drop frames until a keyframe
 	gap      bool   // packets were lost since the last complete frame
 
+	sawMarker bool // the stream marks frame ends; a frame that ends without one was cut
+
 	prevPic    uint16 // picture ID of the last complete frame
 	prevPicMod int    // its modulus; 0 if unknown
 
 	stats Stats
 }
 
-// errLost marks a frame in progress that lost packets; errTooBig one over the size limit.
+// errLost marks a frame in progress that lost packets; errTooBig one over the size limit;
+// errCut one that ended without its marker packet.
 var (
 	errLost   = errors.New("packet lost")
 	errTooBig = errors.New("frame too large")
+	errCut    = fmt.Errorf("%w: frame ended without its marker packet", errIncomplete)
 )
 
 func newVideo(a adapter, cfg config) *video {
@@ -72,6 +77,12 @@ func (v *video) Push(pkt *rtp.Packet, lostBefore int) []Frame {
 		return v.out[:0]
 	}
 	if v.active && pkt.Timestamp != v.ts {
+		// The frame in progress ended without its marker packet. In a stream that marks
+		// frame ends (every WebRTC sender does) that means it was cut short, e.g. by an
+		// SFU switching simulcast layers: drop it rather than write a truncated frame.
+		if v.sawMarker && v.dropping == nil {
+			v.dropping = errCut
+		}
 		n = v.finish(n)
 	}
 	first := !v.active
@@ -95,6 +106,7 @@ func (v *video) Push(pkt *rtp.Packet, lostBefore int) []Frame {
 		}
 	}
 	if pkt.Marker {
+		v.sawMarker = true
 		n = v.finish(n)
 	}
 	return v.out[:n]
@@ -170,6 +182,7 @@ func (v *video) Reset() {
 	v.needKey = true
 	v.gap = false
 	v.prevPicMod = 0
+	v.sawMarker = false
 	v.a.reset()
 }
 
