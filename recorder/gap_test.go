@@ -191,3 +191,42 @@ func TestGapVideo(t *testing.T) {
 		t.Errorf("finished file: Duration %v, cues %v", d, w.Segment.Cues != nil)
 	}
 }
+
+// TestOpusClockJitterSnapped: timestamps that miss the previous frame's end by less than the
+// shortest Opus frame (seen from an SFU: 88 samples) neither leave granule jumps that players
+// decode short nor lose frames as overlaps.
+func TestOpusClockJitterSnapped(t *testing.T) {
+	h := newHarness(t, Options{GapPolicy: GapKeep})
+	frames := loadFrames(t, testmedia.Tone440)
+	s := opusStream()
+	start := base.Add(100 * time.Millisecond)
+	var evs []event
+	mt := time.Duration(0)
+	for i := 0; i < 150; i++ {
+		f := frames[i%len(frames)]
+		at := mt
+		switch i % 10 {
+		case 3:
+			at += 88 * time.Second / 48000 // late by 88 samples
+		case 7:
+			at -= 40 * time.Second / 48000 // early by 40 samples
+		}
+		for _, raw := range s.packets(t, at, f.Data) {
+			evs = append(evs, event{at: start.Add(mt), data: raw})
+		}
+		mt += f.Duration
+	}
+	h.run(opusInfo(), evs)
+	m := h.close()
+	e := filesOf(m, "")[0]
+	f := readOggFile(t, h.path(e.File))
+	if e.Stats.FramesDropped != 0 {
+		t.Errorf("%d frames dropped", e.Stats.FramesDropped)
+	}
+	if got := len(f.packets); got < 150 {
+		t.Errorf("%d packets written, want 150", got)
+	}
+	if f.decoded()-f.timeline() > 3*time.Millisecond || f.timeline()-f.decoded() > 3*time.Millisecond {
+		t.Errorf("decoded %v but granules say %v: jitter left jumps", f.decoded(), f.timeline())
+	}
+}

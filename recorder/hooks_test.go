@@ -237,3 +237,20 @@ func TestSetUploadFinishedFolder(t *testing.T) {
 		t.Errorf("upload not in manifest: %+v", got.Tracks[0])
 	}
 }
+
+// TestClosedSessionIgnoresLateChanges: a marker or participant change that arrives after the
+// recording finished does not rewrite the final manifest.
+func TestClosedSessionIgnoresLateChanges(t *testing.T) {
+	h := newHarness(t, Options{})
+	m := h.close()
+	h.sess.AddMarker("@a:b", "late", base.Add(time.Minute))
+	h.sess.AddParticipant("@a:b", "D", "", base.Add(time.Minute))
+	h.sess.SetOptOut("@a:b", true, base.Add(time.Minute))
+	got, err := ReadManifest(h.sess.Folder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Markers) != len(m.Markers) || len(got.Participants) != len(m.Participants) || len(got.OptOuts) != len(m.OptOuts) {
+		t.Errorf("a closed session's manifest changed: %+v", got)
+	}
+}

@@ -246,6 +246,13 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	}
 	pts := p.toDuration(ext - p.cur.baseTS)
 	if !video {
+		// A sender's timestamp that misses the previous frame's end by less than the
+		// shortest Opus frame is jitter in its clock, not a gap or an overlap: written as
+		// is it would be a granule jump no packet can fill (players then count fewer
+		// samples than the granules say) or a frame the writer refuses as backwards.
+		if c := p.cur; c.frames > 0 && pts != c.lastEnd && pts > c.lastEnd-opusMinFrame && pts < c.lastEnd+opusMinFrame {
+			pts = c.lastEnd
+		}
 		p.silenceUntil(pts)
 	}
 	err := p.cur.w.WriteFrame(media.Frame{Data: data, PTS: pts, Duration: dur, Keyframe: keyframe})
@@ -286,6 +293,9 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	}
 	c.drift.add(pts, arrival)
 }
+
+// opusMinFrame is the shortest Opus frame (RFC 6716).
+const opusMinFrame = 2500 * time.Microsecond
 
 // concealMax is the longest audio gap left to the decoder's loss concealment (packet loss);
 // longer gaps (DTX silence, a muted microphone) are written as digital silence, so that

@@ -204,6 +204,9 @@ func (s *Session) Offset(t time.Time) int64 { return t.Sub(s.t0).Milliseconds() 
 func (s *Session) AddParticipant(userID, deviceID, displayName string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return // the manifest is final
+	}
 	for i := range s.manifest.Participants {
 		p := &s.manifest.Participants[i]
 		if p.UserID == userID && p.DeviceID == deviceID && p.LeftAt == nil {
@@ -221,6 +224,9 @@ func (s *Session) AddParticipant(userID, deviceID, displayName string, at time.T
 func (s *Session) RemoveParticipant(userID, deviceID string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return // the manifest is final
+	}
 	for i := range s.manifest.Participants {
 		p := &s.manifest.Participants[i]
 		if p.UserID == userID && p.DeviceID == deviceID && p.LeftAt == nil {
@@ -235,6 +241,9 @@ func (s *Session) RemoveParticipant(userID, deviceID string, at time.Time) {
 func (s *Session) AddMarker(userID, text string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return // the manifest is final
+	}
 	s.manifest.Markers = append(s.manifest.Markers, Marker{AtMs: s.Offset(at), Text: text, UserID: userID})
 	s.saveLocked()
 }
@@ -243,6 +252,9 @@ func (s *Session) AddMarker(userID, text string, at time.Time) {
 func (s *Session) SetOptOut(userID string, optOut bool, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return // the manifest is final
+	}
 	t := at.UTC()
 	if optOut {
 		s.manifest.OptOuts = append(s.manifest.OptOuts, OptOut{UserID: userID, From: t})
