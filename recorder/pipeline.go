@@ -92,7 +92,12 @@ type part struct {
 }
 
 func newPipeline(t *Track, kf func()) (*pipeline, error) {
-	dp, err := depacketize.New(t.codec)
+	var dopts []depacketize.Option
+	if t.info.Transform != nil {
+		// Frames are transformed (decrypted) after depacketizing: their bytes are opaque here.
+		dopts = append(dopts, depacketize.WithOpaquePayload())
+	}
+	dp, err := depacketize.New(t.codec, dopts...)
 	if err != nil {
 		return nil, err
 	}

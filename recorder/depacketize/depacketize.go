@@ -79,6 +79,15 @@ type Option func(*config)
 
 type config struct {
 	maxFrame int
+	opaque   bool
+}
+
+// WithOpaquePayload says the frames are end-to-end encrypted (MatrixRTC media keys): a
+// frame's bytes cannot be parsed before decryption, so keyframes are judged by the RTP
+// payload descriptor alone where a codec would otherwise also read the frame header (VP9).
+// VP8, H.264 and Opus keep what keyframe detection reads in the clear.
+func WithOpaquePayload() Option {
+	return func(c *config) { c.opaque = true }
 }
 
 // WithMaxFrameSize sets the largest frame, in bytes, that is returned; larger ones are dropped
@@ -107,7 +116,11 @@ func New(codec media.Codec, opts ...Option) (Depacketizer, error) {
 	if cfg.maxFrame <= 0 {
 		cfg.maxFrame = DefaultMaxVideoFrame
 	}
-	return newVideo(newAdapter(), cfg), nil
+	a := newAdapter()
+	if o, ok := a.(interface{ setOpaque(bool) }); ok {
+		o.setOpaque(cfg.opaque)
+	}
+	return newVideo(a, cfg), nil
 }
 
 // videoAdapterFor returns the constructor of the adapter for a video codec, or nil.

@@ -658,3 +658,42 @@ func TestCutFrameDropped(t *testing.T) {
 		})
 	}
 }
+
+// TestOpaqueVP9Keyframes: with encrypted frames (header bytes unreadable) VP9 keyframes are
+// still found from the payload descriptor; without the option they never are.
+func TestOpaqueVP9Keyframes(t *testing.T) {
+	f := loadFixture(t, media.CodecVP9)
+	scramble := func(p *rtp.Packet) *rtp.Packet {
+		q := *p
+		q.Payload = bytes.Clone(p.Payload)
+		// Keep the payload descriptor (its length varies; the fixture's is at most 3 bytes
+		// here), garble the frame bytes as encryption would.
+		for i := 3; i < len(q.Payload); i++ {
+			q.Payload[i] ^= 0x5a
+		}
+		return &q
+	}
+	for _, opaque := range []bool{false, true} {
+		var opts []Option
+		if opaque {
+			opts = append(opts, WithOpaquePayload())
+		}
+		d := newDepacketizer(t, media.CodecVP9, opts...)
+		keys := 0
+		for _, pkts := range f.packetize(t, testMTU, 1) {
+			for _, p := range pkts {
+				for _, fr := range d.Push(scramble(p), 0) {
+					if fr.Keyframe {
+						keys++
+					}
+				}
+			}
+		}
+		if opaque && keys == 0 {
+			t.Error("no keyframe found in an encrypted VP9 stream with WithOpaquePayload")
+		}
+		if !opaque && keys != 0 {
+			t.Error("the test no longer garbles the VP9 frame header")
+		}
+	}
+}

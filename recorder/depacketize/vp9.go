@@ -16,6 +16,7 @@ const vp9MaxLayers = 8
 type vp9 struct {
 	desc    codecs.VP9Packet
 	key     bool // the descriptor says the first layer frame is not inter-predicted
+	opaque  bool // frames are encrypted: judge keyframes by the descriptor alone
 	pic     uint16
 	picMod  int
 	inLayer bool // inside a layer frame: B seen, E not yet
@@ -79,7 +80,7 @@ func (a *vp9) finish(frame []byte) ([]byte, bool, error) {
 			return frame, false, fmt.Errorf("empty vp9 layer frame: %w", errBadPayload)
 		}
 	}
-	key := a.key && vp9IsKeyFrame(frame[:a.sizes[0]])
+	key := a.key && (a.opaque || vp9IsKeyFrame(frame[:a.sizes[0]]))
 	if a.layers > 1 {
 		frame = appendVP9SuperframeIndex(frame, a.sizes[:a.layers])
 	}
@@ -87,6 +88,8 @@ func (a *vp9) finish(frame []byte) ([]byte, bool, error) {
 }
 
 func (a *vp9) pictureID() (uint16, int) { return a.pic, a.picMod }
+
+func (a *vp9) setOpaque(o bool) { a.opaque = o }
 
 func (a *vp9) reset() {
 	a.key, a.inLayer, a.layers, a.picMod = false, false, 0, 0
