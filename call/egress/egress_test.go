@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -549,5 +550,81 @@ func TestLateEgressIsTold(t *testing.T) {
 	defer h.mx.mu.Unlock()
 	if len(h.mx.notices) != 1 {
 		t.Errorf("notices: %q (one for Ann, none for Bob's muted track)", h.mx.notices)
+	}
+}
+
+// fakeStore is storage.s3 as Egress uploads to it; Confirm fails for keys in bad.
+type fakeStore struct {
+	mu       sync.Mutex
+	expected []string
+	bad      map[string]bool
+}
+
+func (s *fakeStore) Upload(folder, file string) (*livekit.S3Upload, string, error) {
+	key := "calls/" + folder + "/" + file
+	s.Expect(key)
+	return &livekit.S3Upload{Bucket: "b", Endpoint: "http://s3"}, key, nil
+}
+
+func (s *fakeStore) Confirm(_ context.Context, _, _, key string, size int64) (recorder.Upload, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bad[key] {
+		return recorder.Upload{}, errors.New("the object is not in the bucket")
+	}
+	return recorder.Upload{Key: key, Bytes: size, Confirmed: "head"}, nil
+}
+
+func (s *fakeStore) Expect(key string) {
+	s.mu.Lock()
+	s.expected = append(s.expected, key)
+	s.mu.Unlock()
+}
+
+// Egress's own time limit ends a file and the track goes on in a new part; an upload that
+// cannot be confirmed is told and the file is not counted as saved.
+func TestLimitReachedAndUploadFailure(t *testing.T) {
+	store := &fakeStore{bad: map[string]bool{}}
+	h := newHarness(t, func(o *Options, d *config.LiveKitDeployment) { o.Store, d.Output = store, config.OutputS3 })
+	h.api.setRoom("room1", participant("ann", "Ann", mic("TR_a")), participant("bob", "Bob", mic("TR_b")))
+	r := startTracks(t, h, "room1")
+	annEg, bobEg := h.api.egressOf(t, "TR_a"), h.api.egressOf(t, "TR_b")
+	annReq := h.api.trackReq(annEg)
+	if annReq.GetFile().GetS3() == nil || !strings.HasPrefix(annReq.GetFile().Filepath, "calls/") {
+		t.Fatalf("remote output: %+v", annReq.GetFile())
+	}
+	store.bad[h.api.trackReq(bobEg).GetFile().Filepath] = true
+	fi := &livekit.FileInfo{Size: 1000, Duration: int64(time.Minute), StartedAt: time.Now().UnixNano()}
+	r.sync(func() {
+		r.onInfo(h.api.set(annEg, livekit.EgressStatus_EGRESS_ACTIVE, nil, ""))
+		r.onInfo(h.api.set(annEg, livekit.EgressStatus_EGRESS_LIMIT_REACHED, fi, ""))
+		r.onInfo(h.api.set(bobEg, livekit.EgressStatus_EGRESS_ACTIVE, nil, ""))
+		r.onInfo(h.api.set(bobEg, livekit.EgressStatus_EGRESS_COMPLETE, fi, ""))
+	})
+	h.mx.waitNotice(t, "reached its own time limit")
+	n := h.mx.waitNotice(t, "Bob's microphone, but its upload")
+	if !strings.Contains(n, "not in the bucket") {
+		t.Errorf("upload failure notice: %s", n)
+	}
+	r.sync(r.poll)
+	next := h.api.egressOf(t, "TR_a")
+	if next == "" || next == annEg || !strings.HasSuffix(h.api.trackReq(next).GetFile().Filepath, "ann-nodevice-usermedia-audio.part2.ogg") {
+		t.Fatalf("Ann's track does not go on in part 2 after the limit: %q", next)
+	}
+	m := r.sess.Manifest()
+	for _, e := range m.Tracks {
+		switch e.File {
+		case "ann-nodevice-usermedia-audio.ogg":
+			if e.Status != recorder.StatusComplete || e.Upload == nil || e.EndReason != "LiveKit Egress's time limit" {
+				t.Errorf("Ann's first part: %+v", e)
+			}
+		case "bob-nodevice-usermedia-audio.ogg":
+			if e.Status != recorder.StatusInterrupted || e.Upload != nil {
+				t.Errorf("Bob's unconfirmed upload: %+v", e)
+			}
+		}
+	}
+	if len(store.expected) < 3 {
+		t.Errorf("expected keys: %v", store.expected)
 	}
 }
