@@ -48,7 +48,7 @@ func newCommands(b *Bot) *commands {
 	for _, cmd := range []*command{
 		{name: "help", description: "show this list", handler: c.help},
 		{name: "status", description: "what is being recorded in this room", handler: c.status},
-		{name: "start", description: "record the group call in this room", handler: b.groups.start},
+		{name: "start", args: b.egressStartArgs(), description: "record the group call in this room", handler: b.groups.start},
 		{name: "stop", description: "stop recording in this room (files are kept)", handler: b.groups.stop},
 		{name: "skipme", description: "do not record me in this room", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, true) }},
 		{name: "recordme", description: "record me again", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, false) }},

@@ -43,6 +43,14 @@ func (b *Bot) newEgressBackend(ec egress.ElementCall) (call.Backend, error) {
 	return be, nil
 }
 
+// egressStartArgs is what !help shows after !start when LiveKit rooms can be recorded.
+func (b *Bot) egressStartArgs() string {
+	if len(b.cfg.LiveKit.Deployments) == 0 {
+		return ""
+	}
+	return "[Meet room URL | LiveKit room] [tracks|composite|audio]"
+}
+
 // egressRoutes puts the LiveKit webhook paths in front of the HTTP server's own routes.
 func (b *Bot) egressRoutes(h http.Handler) http.Handler {
 	if b.egress == nil {
