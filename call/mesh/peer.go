@@ -431,20 +431,7 @@ func (pe *peer) addRemoteCandidates(cands []voip.Candidate) {
 		}
 		return
 	}
-	for _, c := range cands {
-		if c.Candidate == "" {
-			continue // end of candidates
-		}
-		line, err := rtc.ParseCandidate(c.Candidate)
-		if err != nil {
-			pe.log.Debug().Err(err).Msg("Ignoring bad remote candidate")
-			continue
-		}
-		init := webrtc.ICECandidateInit{Candidate: line, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
-		if err := pe.pc.AddICECandidate(init); err != nil {
-			pe.log.Debug().Err(err).Msg("Ignoring remote candidate pion rejects")
-		}
-	}
+	rtc.AddCandidates(pe.pc, cands, pe.log)
 }
 
 func (pe *peer) onLocalCandidate(pc *webrtc.PeerConnection, c *webrtc.ICECandidate) {

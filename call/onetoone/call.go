@@ -281,20 +281,7 @@ func (c *Call) addRemoteCandidates(cands []voip.Candidate) {
 		}
 		return
 	}
-	for _, cand := range cands {
-		if cand.Candidate == "" {
-			continue // end of candidates
-		}
-		line, err := rtc.ParseCandidate(cand.Candidate)
-		if err != nil {
-			c.log.Debug().Err(err).Msg("Ignoring bad remote candidate")
-			continue
-		}
-		init := webrtc.ICECandidateInit{Candidate: line, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex, UsernameFragment: cand.UsernameFragment}
-		if err := c.pc.AddICECandidate(init); err != nil {
-			c.log.Debug().Err(err).Str("candidate", line).Msg("Ignoring remote candidate pion rejects")
-		}
-	}
+	rtc.AddCandidates(c.pc, cands, c.log)
 }
 
 func (c *Call) onLocalCandidate(pc *webrtc.PeerConnection, cand *webrtc.ICECandidate) {

@@ -15,6 +15,8 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/call/voip"
 )
 
 // Settings are the operator's WebRTC choices (config section webrtc).
@@ -224,4 +226,24 @@ func ParseCandidate(c string) (string, error) {
 		}
 	}
 	return c, nil
+}
+
+// AddCandidates adds MSC2746 remote candidates to pc: the empty end-of-candidates marker is
+// skipped, and a candidate that is malformed or that pion rejects is logged and skipped, so
+// one bad line never costs the others.
+func AddCandidates(pc *webrtc.PeerConnection, cands []voip.Candidate, log zerolog.Logger) {
+	for _, c := range cands {
+		if c.Candidate == "" {
+			continue // end of candidates
+		}
+		line, err := ParseCandidate(c.Candidate)
+		if err != nil {
+			log.Debug().Err(err).Msg("Ignoring bad remote candidate")
+			continue
+		}
+		init := webrtc.ICECandidateInit{Candidate: line, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+		if err := pc.AddICECandidate(init); err != nil {
+			log.Debug().Err(err).Str("candidate", line).Msg("Ignoring remote candidate pion rejects")
+		}
+	}
 }
