@@ -86,28 +86,7 @@ func summary(m recorder.Manifest, folder string) string {
 		b.WriteString("\nNo media arrived, so there is nothing to listen to.")
 	}
 	for _, t := range m.Tracks {
-		src := sourceNames[t.Source]
-		if src == "" {
-			src = t.Kind
-		}
-		codec := strings.ToUpper(t.Codec)
-		if t.CodecParams.Width > 0 {
-			codec += fmt.Sprintf(" %dx%d", t.CodecParams.Width, t.CodecParams.Height)
-		}
-		who := t.UserID
-		if t.DisplayName != "" {
-			who = t.DisplayName
-		}
-		part := ""
-		if t.Part > 1 {
-			part = fmt.Sprintf(" (part %d)", t.Part)
-		}
-		fmt.Fprintf(&b, "\n• %s %s%s: %s, %s from %s, %s",
-			who, src, part, codec, formatDuration(time.Duration(t.DurationMs)*time.Millisecond),
-			formatDuration(time.Duration(t.StartOffsetMs)*time.Millisecond), formatBytes(t.Bytes))
-		if t.Stats.PacketsLost > 0 {
-			fmt.Fprintf(&b, ", %d packets lost", t.Stats.PacketsLost)
-		}
+		b.WriteString("\n• " + fileLine(t))
 	}
 	return b.String()
 }
