@@ -72,6 +72,9 @@ func Run(ctx context.Context, o Options) (string, error) {
 	cfg.Recordings.Dir = o.RecordingsDir
 	cfg.WebRTC.IncludeLoopback = true
 	cfg.WebRTC.UseHomeserverTURN = false
+	// The demo's 1:1 call needs no cross-signing (that is for Element Call's media keys),
+	// and its recovery key would only be noise here.
+	cfg.Matrix.CrossSigning = false
 	if err := cfg.Validate(); err != nil {
 		return "", err
 	}
