@@ -63,7 +63,17 @@ func (b *Bot) decryptToDevice(ctx context.Context, res *mautrix.RespSync, since 
 	var out []*event.Event
 	for _, evt := range res.ToDevice.Events {
 		if evt.Type.Type != event.ToDeviceEncrypted.Type {
-			kept = append(kept, evt)
+			if !isCallToDevice(evt.Type.Type) {
+				kept = append(kept, evt) // the crypto machine's business
+				continue
+			}
+			// Plain call signalling: the machine would only fail to parse it into
+			// mautrix's VoIP structs and log a warning; dispatch it directly.
+			evt.Type.Class = event.ToDeviceEventType
+			_ = evt.Content.ParseRaw(evt.Type)
+			evt.Mautrix.EventSource = event.SourceToDevice
+			evt.Mautrix.ReceivedAt = time.Now()
+			out = append(out, evt)
 			continue
 		}
 		evt.Type.Class = event.ToDeviceEventType
@@ -89,6 +99,13 @@ func (b *Bot) decryptToDevice(ctx context.Context, res *mautrix.RespSync, since 
 	}
 	res.ToDevice.Events = kept
 	return out
+}
+
+// isCallToDevice reports whether a to-device event type is call signalling or MatrixRTC
+// (group calls, media keys) rather than something for the crypto machine.
+func isCallToDevice(t string) bool {
+	return strings.HasPrefix(t, "m.call.") || strings.HasPrefix(t, "org.matrix.call.") ||
+		strings.HasPrefix(t, "io.element.call.") || strings.HasPrefix(t, "org.matrix.msc4143.")
 }
 
 func (b *Bot) registerHandlers() {
