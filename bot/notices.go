@@ -82,8 +82,11 @@ func summary(m recorder.Manifest, folder string) string {
 	var b strings.Builder
 	dur := time.Duration(m.DurationMs) * time.Millisecond
 	fmt.Fprintf(&b, "Recording saved: %s, %d file(s) in %s", formatDuration(dur), len(m.Tracks), folderBase(folder))
-	if len(m.Tracks) == 0 {
+	if len(m.Tracks) == 0 && len(m.Warnings) == 0 {
 		b.WriteString("\nNo media arrived, so there is nothing to listen to.")
+	}
+	for _, w := range m.Warnings {
+		b.WriteString("\n⚠ " + w)
 	}
 	for _, t := range m.Tracks {
 		b.WriteString("\n• " + fileLine(t))

@@ -277,8 +277,11 @@ func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, head
 	if ps := participantNames(m, names); ps != "" {
 		line("Participants: "+ps, "Participants: "+html.EscapeString(ps))
 	}
-	if len(m.Tracks) == 0 {
+	if len(m.Tracks) == 0 && len(m.Warnings) == 0 {
 		line("No media arrived, so there is nothing to listen to.", "No media arrived, so there is nothing to listen to.")
+	}
+	for _, w := range m.Warnings {
+		line("⚠ "+w, "⚠ "+html.EscapeString(w))
 	}
 	pending := 0
 	for i, tr := range m.Tracks {

@@ -39,7 +39,10 @@ type Manifest struct {
 	Participants []Participant `json:"participants"`
 	OptOuts      []OptOut      `json:"opt_outs,omitempty"`
 	Markers      []Marker      `json:"markers,omitempty"`
-	Tracks       []FileEntry   `json:"tracks"`
+	// Warnings say what went wrong that the files alone do not show (e.g. a participant
+	// whose media could never be decrypted, so has no file).
+	Warnings []string    `json:"warnings,omitempty"`
+	Tracks   []FileEntry `json:"tracks"`
 	// Interruption says what happened when the recording did not end cleanly.
 	Interruption string `json:"interruption,omitempty"`
 	// Resumes lists the interruptions after which the recording went on in this folder.

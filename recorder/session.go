@@ -237,6 +237,22 @@ func (s *Session) RemoveParticipant(userID, deviceID string, at time.Time) {
 	s.saveLocked()
 }
 
+// AddWarning records a problem in the manifest, once per distinct text.
+func (s *Session) AddWarning(text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	for _, w := range s.manifest.Warnings {
+		if w == text {
+			return
+		}
+	}
+	s.manifest.Warnings = append(s.manifest.Warnings, text)
+	s.saveLocked()
+}
+
 // AddMarker stores a note on the timeline.
 func (s *Session) AddMarker(userID, text string, at time.Time) {
 	s.mu.Lock()
@@ -280,6 +296,7 @@ func (s *Session) copyManifestLocked() Manifest {
 	m.Participants = append([]Participant(nil), m.Participants...)
 	m.OptOuts = append([]OptOut(nil), m.OptOuts...)
 	m.Markers = append([]Marker(nil), m.Markers...)
+	m.Warnings = append([]string(nil), m.Warnings...)
 	m.Tracks = make([]FileEntry, len(s.manifest.Tracks))
 	for i, t := range s.manifest.Tracks {
 		t.Gaps = append([]Gap(nil), t.Gaps...)

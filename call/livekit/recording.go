@@ -545,7 +545,7 @@ func (r *Recording) stop(ctx context.Context, reason string) {
 	// key never came has no file at all, so the manifest gets a note.
 	r.mu.Lock()
 	for d, n := range r.undecrypt {
-		r.sess.AddMarker(string(d.User), fmt.Sprintf("%d frame(s) of %s (%s) could not be decrypted", n, d.User, d.Device), time.Now())
+		r.sess.AddWarning(fmt.Sprintf("%d frame(s) of %s (%s) could not be decrypted: their media key never arrived or did not fit", n, d.User, d.Device))
 	}
 	r.mu.Unlock()
 	m, err := r.sess.Close(ctx)
