@@ -371,3 +371,52 @@ func startProcess(t *testing.T, cfg config.Config) *process {
 	}
 	return p
 }
+
+// dmCall is a running bot, a caller in a DM with it, and a connected call.
+type dmCall struct {
+	rb    *runningBot
+	c     *caller.Client
+	room  id.RoomID
+	call  *caller.Call
+	start time.Time
+	ctx   context.Context
+}
+
+// startDMCall starts a bot, creates a DM (encrypted or not) with a new caller, places a call
+// with opts and waits until its media is connected.
+func startDMCall(t *testing.T, encrypted bool, opts caller.CallOptions) *dmCall {
+	t.Helper()
+	s := homeserver(t)
+	d := &dmCall{rb: startBot(t, botConfig(t, s)), c: newCaller(t, s, "alice"), ctx: timeout(t, 3*time.Minute)}
+	var err error
+	if d.room, err = d.c.CreateDM(d.ctx, d.rb.bot.UserID(), encrypted); err != nil {
+		t.Fatal(err)
+	}
+	d.start = time.Now()
+	if d.call, err = d.c.Call(d.ctx, d.room, opts); err != nil {
+		t.Fatalf("call not answered: %v", err)
+	}
+	if err := d.call.WaitConnected(d.ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// hangup ends the call, waits for the bot's summary and returns it with the finished folder.
+func (d *dmCall) hangup(t *testing.T) (folder string, m *recorder.Manifest, summary string) {
+	t.Helper()
+	if err := d.call.Hangup(d.ctx); err != nil {
+		t.Fatal(err)
+	}
+	summary = waitSummary(t, d.c, d.room, d.start)
+	folder, m = finishedFolder(t, d.rb)
+	return folder, m, summary
+}
+
+// checkAll runs checkFile on every file of a manifest.
+func checkAll(t *testing.T, folder string, m *recorder.Manifest) {
+	t.Helper()
+	for _, tr := range m.Tracks {
+		checkFile(t, filepath.Join(folder, tr.File), tr.Codec, time.Duration(tr.DurationMs)*time.Millisecond)
+	}
+}

@@ -17,32 +17,12 @@ import (
 // and returns the finished folder and manifest.
 func recordCall(t *testing.T, encrypted bool, d time.Duration, opts caller.CallOptions) (string, *recorder.Manifest, string) {
 	t.Helper()
-	s := homeserver(t)
-	rb := startBot(t, botConfig(t, s))
-	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 2*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), encrypted)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	call, err := alice.Call(ctx, room, opts)
-	if err != nil {
-		t.Fatalf("call not answered: %v", err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.WaitNotice(ctx, room, start, func(b string) bool { return strings.Contains(b, "Recording this call") }); err != nil {
+	dc := startDMCall(t, encrypted, opts)
+	if _, err := dc.c.WaitNotice(dc.ctx, dc.room, dc.start, func(b string) bool { return strings.Contains(b, "Recording this call") }); err != nil {
 		t.Fatalf("no recording notice: %v", err)
 	}
 	time.Sleep(d)
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	summary := waitSummary(t, alice, room, start)
-	folder, m := finishedFolder(t, rb)
-	return folder, m, summary
+	return dc.hangup(t)
 }
 
 func checkAudioVideoCall(t *testing.T, encrypted bool) {
@@ -95,22 +75,8 @@ func TestIntegrationLegacyShapes(t *testing.T) {
 // TestIntegrationScreenshare: a screenshare added by m.call.negotiate is recorded as its own
 // file, and stopping it does not disturb the other tracks.
 func TestIntegrationScreenshare(t *testing.T) {
-	s := homeserver(t)
-	rb := startBot(t, botConfig(t, s))
-	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 2*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	dc := startDMCall(t, true, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
+	ctx, call := dc.ctx, dc.call
 	time.Sleep(2 * time.Second)
 	if err := call.StartScreenshare(ctx, testmedia.VP9); err != nil {
 		t.Fatalf("start screenshare: %v", err)
@@ -120,11 +86,7 @@ func TestIntegrationScreenshare(t *testing.T) {
 		t.Fatalf("stop screenshare: %v", err)
 	}
 	time.Sleep(2 * time.Second)
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitSummary(t, alice, room, start)
-	folder, m := finishedFolder(t, rb)
+	folder, m, _ := dc.hangup(t)
 	t.Logf("files:\n%s", describe(m))
 	screen := mustOne(t, m, recorder.SourceScreenShare)
 	if screen.Purpose != "m.screenshare" || screen.Codec != "vp9" {
@@ -182,22 +144,8 @@ func TestIntegrationCallerLeavesRoom(t *testing.T) {
 // TestIntegrationDTXSilence: 3 s of DTX silence inside 9 s of audio gives a 9 s file with the
 // silence in place (the tone stops and resumes at the right times).
 func TestIntegrationDTXSilence(t *testing.T) {
-	s := homeserver(t)
-	rb := startBot(t, botConfig(t, s))
-	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 2*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	dc := startDMCall(t, false, caller.CallOptions{Audio: testmedia.Tone440})
+	call := dc.call
 	snd := call.Sender("usermedia-audio")
 	time.Sleep(3 * time.Second)
 	pauseAt := time.Now()
@@ -207,12 +155,12 @@ func TestIntegrationDTXSilence(t *testing.T) {
 	snd.Resume()
 	time.Sleep(3 * time.Second)
 	hangupAt := time.Now()
-	if err := call.Hangup(ctx); err != nil { // media stops when this returns
+	if err := call.Hangup(dc.ctx); err != nil { // media stops when this returns
 		t.Fatal(err)
 	}
 	stoppedAt := time.Now()
-	waitSummary(t, alice, room, start)
-	folder, m := finishedFolder(t, rb)
+	waitSummary(t, dc.c, dc.room, dc.start)
+	folder, m := finishedFolder(t, dc.rb)
 	audio := mustOne(t, m, recorder.SourceMicrophone)
 	d := time.Duration(audio.DurationMs) * time.Millisecond
 	// The file must last as long as media flowed, from its first packet to the hangup,

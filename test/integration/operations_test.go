@@ -153,34 +153,15 @@ func TestIntegrationNotAlone(t *testing.T) {
 
 // TestIntegrationICERestart: an ICE restart through m.call.negotiate keeps the recording going.
 func TestIntegrationICERestart(t *testing.T) {
-	s := homeserver(t)
-	rb := startBot(t, botConfig(t, s))
-	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 2*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	dc := startDMCall(t, false, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
 	time.Sleep(2 * time.Second)
-	if err := call.RestartICE(ctx); err != nil {
+	if err := dc.call.RestartICE(dc.ctx); err != nil {
 		t.Fatalf("ICE restart: %v", err)
 	}
 	time.Sleep(3 * time.Second)
-	if err := call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitSummary(t, alice, room, start)
-	folder, m := finishedFolder(t, rb)
+	folder, m, _ := dc.hangup(t)
+	checkAll(t, folder, m)
 	for _, tr := range m.Tracks {
-		checkFile(t, filepath.Join(folder, tr.File), tr.Codec, time.Duration(tr.DurationMs)*time.Millisecond)
 		if d := time.Duration(tr.DurationMs) * time.Millisecond; tr.Part == 1 && d < 4500*time.Millisecond {
 			t.Errorf("%s lasts %v across the ICE restart, want about 5 s", tr.File, d)
 		}

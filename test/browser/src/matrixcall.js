@@ -1,0 +1,147 @@
+// The page side of TestIntegrationBrowserOneToOne: a real matrix-js-sdk client placing a
+// legacy 1:1 call (MatrixCall) the way Element Web does. The Go test drives it through
+// driver.mjs, which calls the functions on window.harness and relays the console.
+import * as sdk from "matrix-js-sdk";
+
+const log = (...args) => console.log("[harness]", ...args);
+
+let client = null;
+let call = null;
+const seen = { states: [], errors: [], hangups: [], feeds: [] };
+
+function requireCall() {
+    if (!call) throw new Error("no call placed yet");
+    return call;
+}
+
+window.harness = {
+    // login logs in with a password (a fresh device), sets up the rust crypto when asked
+    // (IndexedDB store, as Element Web does) and waits for the first sync.
+    async login({ homeserver, user, password, encryption }) {
+        const anon = sdk.createClient({ baseUrl: homeserver });
+        const resp = await anon.loginRequest({
+            type: "m.login.password",
+            identifier: { type: "m.id.user", user },
+            password,
+            initial_device_display_name: "headless Chromium (matrix-js-sdk)",
+        });
+        client = sdk.createClient({
+            baseUrl: homeserver,
+            userId: resp.user_id,
+            accessToken: resp.access_token,
+            deviceId: resp.device_id,
+        });
+        if (encryption) {
+            await client.initRustCrypto({ useIndexedDB: true });
+        }
+        const prepared = new Promise((resolve, reject) => {
+            client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
+                if (state === "PREPARED" || state === "SYNCING") resolve();
+                if (state === "ERROR") log("sync error", data?.error?.message);
+            });
+            setTimeout(() => reject(new Error("first sync did not finish in 30 s")), 30000);
+        });
+        await client.startClient({ initialSyncLimit: 20 });
+        await prepared;
+        log("logged in", resp.user_id, resp.device_id, "crypto:", !!client.getCrypto());
+        return { userId: resp.user_id, deviceId: resp.device_id, voip: client.supportsVoip() };
+    },
+
+    // membership is what the client's own sync says about user in room ("" when unknown).
+    membership(roomId, userId) {
+        const room = client.getRoom(roomId);
+        return room?.getMember(userId)?.membership ?? "";
+    },
+
+    // encrypted says whether the client treats room as encrypted.
+    async encrypted(roomId) {
+        return (await client.getCrypto()?.isEncryptionEnabledInRoom(roomId)) ?? false;
+    },
+
+    // notices lists the m.notice bodies in room's live timeline (decrypted ones included)
+    // and how many events could not be decrypted.
+    notices(roomId) {
+        const room = client.getRoom(roomId);
+        if (!room) return { bodies: [], undecryptable: 0 };
+        const bodies = [];
+        let undecryptable = 0;
+        for (const ev of room.getLiveTimeline().getEvents()) {
+            if (ev.isDecryptionFailure()) undecryptable++;
+            if (ev.getType() === "m.room.message" && ev.getContent().msgtype === "m.notice") {
+                bodies.push(ev.getContent().body ?? "");
+            }
+        }
+        return { bodies, undecryptable };
+    },
+
+    // placeVideoCall places a camera+microphone call in room, as Element's call button does.
+    async placeVideoCall(roomId) {
+        call = sdk.createNewMatrixCall(client, roomId);
+        if (!call) throw new Error("createNewMatrixCall returned null: this browser has no WebRTC for the SDK");
+        call.on(sdk.CallEvent.State, (state, old) => {
+            seen.states.push(state);
+            log("call state", old, "->", state);
+        });
+        call.on(sdk.CallEvent.Error, (err) => {
+            seen.errors.push(`${err.code}: ${err.message}`);
+            log("call error", err.code, err.message);
+        });
+        call.on(sdk.CallEvent.Hangup, (c) => {
+            seen.hangups.push(c.hangupReason ?? "");
+            log("call hung up", c.hangupParty, c.hangupReason);
+        });
+        call.on(sdk.CallEvent.FeedsChanged, (feeds) => {
+            seen.feeds.push(feeds.map((f) => `${f.isLocal() ? "local" : "remote"}:${f.purpose}`).join(","));
+        });
+        await call.placeVideoCall();
+        log("invite sent for call", call.callId);
+        return call.callId;
+    },
+
+    // callStatus is what the SDK says about the call so far.
+    callStatus() {
+        const c = requireCall();
+        return {
+            callId: c.callId,
+            state: c.state,
+            states: seen.states,
+            errors: seen.errors,
+            hangups: seen.hangups,
+            hangupParty: c.hangupParty ?? "",
+            hangupReason: c.hangupReason ?? "",
+            screensharing: c.isScreensharing(),
+            opponentSupportsMetadata: c.opponentSupportsSDPStreamMetadata(),
+        };
+    },
+
+    // screenshare starts or stops a screenshare through the SDK (getDisplayMedia and an
+    // m.call.negotiate). It answers whether the SDK now shares the screen, and why not.
+    async screenshare(enabled) {
+        const c = requireCall();
+        if (enabled) {
+            // Ask the browser first, so the test can tell "headless cannot capture" from an
+            // SDK or signalling failure.
+            try {
+                const probe = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+                const settings = probe.getVideoTracks()[0]?.getSettings() ?? {};
+                probe.getTracks().forEach((t) => t.stop());
+                log("getDisplayMedia works:", JSON.stringify(settings));
+            } catch (err) {
+                return { sharing: false, reason: `getDisplayMedia failed: ${err.name}: ${err.message}` };
+            }
+        }
+        const sharing = await c.setScreensharingEnabled(enabled);
+        return { sharing, reason: sharing === enabled ? "" : "the SDK did not change the screenshare" };
+    },
+
+    // hangup ends the call as the user's hang-up button does.
+    hangup() {
+        requireCall().hangup("user_hangup", false);
+    },
+
+    async stop() {
+        client?.stopClient();
+    },
+};
+
+log("ready");
