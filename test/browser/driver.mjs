@@ -42,6 +42,11 @@ const context = await chromium.launchPersistentContext(opts.profile, {
         "--use-fake-ui-for-media-stream",
         "--auto-select-desktop-capture-source=Entire screen",
         "--autoplay-policy=no-user-gesture-required",
+        // The tests run in a network namespace with only lo: WebRTC must gather on loopback
+        // (Chromium leaves loopback out of ICE unless told) and show plain addresses, not
+        // mDNS names nothing here can resolve.
+        "--allow-loopback-in-peer-connection",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
         ...opts["extra-arg"],
     ],
     permissions: ["camera", "microphone"],

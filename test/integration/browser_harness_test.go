@@ -11,7 +11,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -267,5 +266,3 @@ func tail(s string, lines int) string {
 	}
 	return strings.Join(parts, "\n")
 }
-
-var errNoScreenshare = errors.New("no screenshare")

@@ -59,14 +59,16 @@ window.harness = {
     },
 
     // notices lists the m.notice bodies in room's live timeline (decrypted ones included)
-    // and how many events could not be decrypted.
+    // and the events that could not be decrypted.
     notices(roomId) {
         const room = client.getRoom(roomId);
-        if (!room) return { bodies: [], undecryptable: 0 };
+        if (!room) return { bodies: [], undecryptable: [] };
         const bodies = [];
-        let undecryptable = 0;
+        const undecryptable = [];
         for (const ev of room.getLiveTimeline().getEvents()) {
-            if (ev.isDecryptionFailure()) undecryptable++;
+            if (ev.isDecryptionFailure()) {
+                undecryptable.push(`${ev.getId()} from ${ev.getSender()} at ${new Date(ev.getTs()).toISOString()}: ${ev.decryptionFailureReason}`);
+            }
             if (ev.getType() === "m.room.message" && ev.getContent().msgtype === "m.notice") {
                 bodies.push(ev.getContent().body ?? "");
             }
