@@ -12,8 +12,8 @@
 # Integration tests are named TestIntegration*, skip themselves unless
 # MATRIX_RECORDER_INTEGRATION=1, and run here inside a private network
 # namespace (unshare -n, only lo, which is brought up): the servers they start
-# (Dendrite, MinIO, livekit-server, Redis, LiveKit Egress) are unreachable from
-# outside and no DNS query leaves the machine.
+# (Dendrite, MinIO, livekit-server, Redis, LiveKit Egress, headless Chromium) are
+# unreachable from outside and no DNS query leaves the machine.
 #
 # Go build tag: goolm (mautrix's pure-Go Olm); every go command passes it.
 # Keep ~/.cache/go-build, ~/go/pkg/mod and the tool cache
@@ -74,6 +74,38 @@ if [ ${#missing_pkgs[@]} -gt 0 ]; then
 	as_root env DEBIAN_FRONTEND=noninteractive \
 		apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "${missing_pkgs[@]}"
 fi
+
+# --- The browser tests (test/browser, TestIntegrationBrowser*): Debian's Chromium, and
+# the npm packages pinned by test/browser/package-lock.json (matrix-js-sdk, livekit-client,
+# playwright-core, esbuild), installed once per lock file into the cache and linked as
+# test/browser/node_modules; the pages are bundled here because the namespace stage has no
+# network. playwright-core only drives /usr/bin/chromium: no tool downloads a browser.
+if ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then
+	step "installing Debian packages for the browser tests (chromium, node)"
+	browser_pkgs=(chromium)
+	command -v npm >/dev/null || browser_pkgs+=(nodejs npm)
+	as_root apt-get -o DPkg::Lock::Timeout=900 update
+	as_root env DEBIAN_FRONTEND=noninteractive \
+		apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "${browser_pkgs[@]}"
+fi
+npm_cache="${MATRIX_RECORDER_NPM:-${XDG_CACHE_HOME:-$HOME/.cache}/matrix-recorder/npm}"
+npm_dir="$npm_cache/$(sha256sum test/browser/package-lock.json | cut -c1-16)"
+if [ ! -d "$npm_dir/node_modules" ]; then
+	step "installing the browser tests' npm packages into $npm_dir"
+	mkdir -p "$npm_cache"
+	npm_tmp=$(mktemp -d "$npm_dir.tmp.XXXXXX")
+	cp test/browser/package.json test/browser/package-lock.json "$npm_tmp/"
+	# --ignore-scripts: nothing needs an install script (esbuild's binary comes as its
+	# own package).
+	(cd "$npm_tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+	mv -T "$npm_tmp" "$npm_dir"
+fi
+if [ -e test/browser/node_modules ] && [ ! -L test/browser/node_modules ]; then
+	rm -rf test/browser/node_modules # a hand-made install; the cached one replaces it
+fi
+ln -sfn "$npm_dir/node_modules" test/browser/node_modules
+step "bundling the browser test pages"
+node test/browser/build.mjs
 
 # --- Go modules and the pinned servers (built once per version, cached).
 step "downloading Go modules"
