@@ -45,6 +45,10 @@ type pipeline struct {
 	// row before the track follows the new timeline (see timeline.go).
 	held  [jumpConfirm]heldFrame
 	nheld int
+	// pending is the last video frame on the timeline, written when the next one shows it
+	// was not replaced by a key frame of the same instant (see keepVideo).
+	pending    heldFrame
+	hasPending bool
 
 	kfRequests    uint64
 	undecryptable uint64
@@ -181,6 +185,9 @@ func (p *pipeline) toTicks(d time.Duration) int64 {
 
 // frame places one complete frame on the timeline and writes it.
 func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Time) {
+	if p.hasPending && !(keyframe && uint32(p.pending.ext) == ts) {
+		p.writePending()
+	}
 	ext := p.unwrap(ts)
 	if tf := p.t.info.Transform; tf != nil {
 		out, ok := tf(p.transform[:0], data, keyframe)
@@ -210,7 +217,37 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 		return
 	}
 	p.dropHeld()
+	if p.t.codec.IsVideo() {
+		p.keepVideo(data, ext, keyframe, arrival)
+		return
+	}
 	p.write(data, ext, dur, keyframe, arrival)
+}
+
+// keepVideo holds a video frame back until the next one arrives (frame writes it then,
+// unless the next is a key frame of the same instant, which replaces it): an SFU that moves
+// the bot to another simulcast layer (LiveKit, as its bandwidth estimate grows) forwards the
+// new layer's key frame with the RTP timestamp of the old layer's last frame. Two pictures
+// of one instant would be two blocks at one time in the file (ffmpeg and players take that
+// as non-monotonic timestamps); the key frame is kept, since what follows depends on it.
+func (p *pipeline) keepVideo(data []byte, ext int64, keyframe bool, arrival time.Time) {
+	if p.hasPending {
+		p.t.log.Debug().Msg("A key frame replaces the frame of its instant (simulcast layer switch)")
+	}
+	f := &p.pending
+	f.data = append(f.data[:0], data...)
+	f.ext, f.dur, f.key, f.arrival = ext, 0, keyframe, arrival
+	p.hasPending = true
+}
+
+// writePending writes the video frame keepVideo kept back, if any.
+func (p *pipeline) writePending() {
+	if !p.hasPending {
+		return
+	}
+	p.hasPending = false
+	f := &p.pending
+	p.write(f.data, f.ext, f.dur, f.key, f.arrival)
 }
 
 // write writes a frame that is on the current part's timeline, or opens the next part
@@ -414,6 +451,7 @@ func (p *pipeline) wallClock(ext int64, arrival time.Time) (time.Time, bool) {
 
 // flush pushes buffered media to the file and refreshes the manifest entry.
 func (p *pipeline) flush(now time.Time) {
+	p.writePending()
 	c := p.cur
 	if c == nil {
 		return
@@ -523,5 +561,6 @@ func (p *pipeline) finish() {
 		reason = "recording stopped"
 	}
 	p.dropHeld()
+	p.writePending()
 	p.closePart(reason)
 }

@@ -80,6 +80,7 @@ func (p *pipeline) hold(data []byte, ext int64, dur time.Duration, key bool, arr
 	if p.restarted {
 		reason = "stream restarted"
 	}
+	p.writePending() // the last frame of the old timeline
 	first := &p.held[0]
 	if p.splits < p.t.splitLimit {
 		p.t.log.Info().Str("reason", reason).Msg("The sender's timeline changed; continuing in a new part")
