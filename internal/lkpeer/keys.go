@@ -80,7 +80,7 @@ func (p *Peer) otherDevicesLocked(now time.Time) []lk.DeviceKey {
 // them after a rotation).
 func (p *Peer) distributeKey(ctx context.Context, rotated bool) {
 	p.mu.Lock()
-	if !p.opts.Encrypt || p.key == nil || p.lkRoom == nil && !rotated {
+	if !p.opts.Encrypt || p.key == nil || p.lkRoom == nil && p.external == nil && !rotated {
 		p.mu.Unlock()
 		return
 	}

@@ -67,7 +67,10 @@ type Options struct {
 	OnlyCrossSigned bool
 	// KeyDelay holds back the key for a device that joins the call (a slow client).
 	KeyDelay time.Duration
-	Logger   zerolog.Logger
+	// ExternalMedia: Join does the Matrix side only (membership, token, keys) and another
+	// client carries the media with ExternalAccess and MediaKey (a browser in the tests).
+	ExternalMedia bool
+	Logger        zerolog.Logger
 }
 
 // Peer is one Element Call participant device.
@@ -92,6 +95,7 @@ type Peer struct {
 	sendKey   []byte
 	keyed     map[lk.DeviceKey]uint8 // index last sent to each device
 	lkRoom    *lksdk.Room
+	external  *sfuAccess // set by Join with ExternalMedia
 	tracks    []*Track
 	keyWG     sync.WaitGroup
 	messages  []Message
@@ -267,6 +271,13 @@ func (p *Peer) Join(ctx context.Context, room id.RoomID) error {
 	acc, err := p.token(ctx, tok)
 	if err != nil {
 		return err
+	}
+	if p.opts.ExternalMedia {
+		p.mu.Lock()
+		p.external = &acc
+		p.mu.Unlock()
+		p.distributeKey(ctx, false)
+		return nil
 	}
 	lkRoom, err := lksdk.ConnectToRoomWithToken(acc.url, acc.jwt, lksdk.NewRoomCallback(),
 		lksdk.WithAutoSubscribe(false), lksdk.WithLogger(protologger.GetDiscardLogger()))
