@@ -10,9 +10,9 @@ const dist = join(here, "dist");
 await rm(dist, { recursive: true, force: true });
 await mkdir(join(dist, "pkg"), { recursive: true });
 
-const pages = ["matrixcall"];
+const pages = ["matrixcall", "livekit"];
 await esbuild.build({
-    entryPoints: pages.map((p) => join(here, "src", `${p}.js`)),
+    entryPoints: [...pages, "e2ee-worker"].map((p) => join(here, "src", `${p}.js`)),
     outdir: dist,
     bundle: true,
     format: "esm",

@@ -69,6 +69,20 @@ func requireBrowser(t *testing.T) (chromium, node, dir string) {
 	return chromium, node, dir
 }
 
+// toneWAV writes a mono 48 kHz WAV of a sine tone for Chromium's fake microphone
+// (--use-file-for-fake-audio-capture, which loops it): a signal the recording can be checked
+// against, unlike the default fake microphone.
+func toneWAV(t *testing.T, hz int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("tone%d.wav", hz))
+	out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=48000:duration=10", hz),
+		"-ac", "1", "-c:a", "pcm_s16le", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make the fake microphone's tone: %v %s", err, out)
+	}
+	return path
+}
+
 // serveDist serves test/browser/dist on 127.0.0.1 and returns its base URL.
 func serveDist(t *testing.T, dir string) string {
 	t.Helper()
@@ -106,14 +120,19 @@ type browserReply struct {
 }
 
 // startBrowser opens page (a file in dist, e.g. "matrixcall.html") in a fresh headless
-// Chromium profile and waits until its harness is loaded. The browser's console goes to the
-// test log when the test fails (or always with MATRIX_RECORDER_TEST_DEBUG=1).
-func startBrowser(t *testing.T, page string) *browserPage {
+// Chromium profile (with chromiumArgs besides driver.mjs's own) and waits until its harness
+// is loaded. The browser's console goes to the test log when the test fails (or always with
+// MATRIX_RECORDER_TEST_DEBUG=1).
+func startBrowser(t *testing.T, page string, chromiumArgs ...string) *browserPage {
 	t.Helper()
 	chromium, node, dir := requireBrowser(t)
 	base := serveDist(t, dir)
 	profile := t.TempDir()
-	cmd := exec.Command(node, filepath.Join(dir, "driver.mjs"), "--chromium", chromium, "--profile", profile, "--url", base+"/"+page)
+	args := []string{filepath.Join(dir, "driver.mjs"), "--chromium", chromium, "--profile", profile, "--url", base + "/" + page}
+	for _, a := range chromiumArgs {
+		args = append(args, "--extra-arg="+a)
+	}
+	cmd := exec.Command(node, args...)
 	cmd.Dir = dir
 	// HOME and the temp dir under the test's: Chromium writes caches there.
 	cmd.Env = append(os.Environ(), "HOME="+profile, "TMPDIR="+t.TempDir())

@@ -55,7 +55,7 @@ func (n jsNotices) find(sub string) string {
 }
 
 func browserOneToOne(t *testing.T, encrypted bool) {
-	page := startBrowser(t, "matrixcall.html")
+	page := startBrowser(t, "matrixcall.html", "--use-file-for-fake-audio-capture="+toneWAV(t, 440))
 	s := homeserver(t)
 	rb := startBot(t, botConfig(t, s))
 	ctx := timeout(t, 3*time.Minute)
@@ -90,7 +90,7 @@ func browserOneToOne(t *testing.T, encrypted bool) {
 
 	start := time.Now()
 	var callID string
-	page.must(ctx, &callID, "placeVideoCall", room)
+	page.must(ctx, &callID, "placeVideoCall", room, true)
 	st, err := waitFor(timeout(t, 45*time.Second), page, "the call to connect", func(s jsCallStatus) bool {
 		return s.State == "connected" || s.State == "ended"
 	}, "callStatus")
@@ -176,6 +176,9 @@ func browserOneToOne(t *testing.T, encrypted bool) {
 			t.Errorf("%s lasts %v; the browser was connected for %v", tr.File, got, held)
 		}
 		info := checkFile(t, filepath.Join(folder, tr.File), tr.Codec, got)
+		if tr.Kind == "audio" {
+			checkFakeMicrophone(t, filepath.Join(folder, tr.File))
+		}
 		if tr.Kind == "video" && (info.Streams[0].Width == 0 || info.Streams[0].Height == 0) {
 			t.Errorf("%s: no picture size: %+v", tr.File, info.Streams[0])
 		}

@@ -77,7 +77,12 @@ window.harness = {
     },
 
     // placeVideoCall places a camera+microphone call in room, as Element's call button does.
-    async placeVideoCall(roomId) {
+    // rawAudio turns the browser's voice processing off (Element's settings can), so a test
+    // tone arrives as sent.
+    async placeVideoCall(roomId, rawAudio) {
+        if (rawAudio) {
+            await client.getMediaHandler().setAudioSettings({ autoGainControl: false, echoCancellation: false, noiseSuppression: false });
+        }
         call = sdk.createNewMatrixCall(client, roomId);
         if (!call) throw new Error("createNewMatrixCall returned null: this browser has no WebRTC for the SDK");
         call.on(sdk.CallEvent.State, (state, old) => {
