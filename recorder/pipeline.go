@@ -185,7 +185,7 @@ func (p *pipeline) toTicks(d time.Duration) int64 {
 
 // frame places one complete frame on the timeline and writes it.
 func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Time) {
-	if p.hasPending && !(keyframe && uint32(p.pending.ext) == ts) {
+	if p.hasPending && !(keyframe && p.sameInstant(ts)) {
 		p.writePending()
 	}
 	ext := p.unwrap(ts)
@@ -227,9 +227,10 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 // keepVideo holds a video frame back until the next one arrives (frame writes it then,
 // unless the next is a key frame of the same instant, which replaces it): an SFU that moves
 // the bot to another simulcast layer (LiveKit, as its bandwidth estimate grows) forwards the
-// new layer's key frame with the RTP timestamp of the old layer's last frame. Two pictures
-// of one instant would be two blocks at one time in the file (ffmpeg and players take that
-// as non-monotonic timestamps); the key frame is kept, since what follows depends on it.
+// new layer's key frame at (or a tick after) the RTP timestamp of the old layer's last
+// frame. Two pictures of one instant would be two blocks at one time in the file (ffmpeg and
+// players take that as non-monotonic timestamps); the key frame is kept, since what follows
+// depends on it.
 func (p *pipeline) keepVideo(data []byte, ext int64, keyframe bool, arrival time.Time) {
 	if p.hasPending {
 		p.t.log.Debug().Msg("A key frame replaces the frame of its instant (simulcast layer switch)")
@@ -239,6 +240,24 @@ func (p *pipeline) keepVideo(data []byte, ext int64, keyframe bool, arrival time
 	f.ext, f.dur, f.key, f.arrival = ext, 0, keyframe, arrival
 	p.hasPending = true
 }
+
+// sameInstant reports whether a frame at RTP time ts shows the instant of the pending one.
+// LiveKit gives the new layer's key frame the old layer's timestamp as mapped through the
+// sender reports, or one tick after the last one when that mapping falls just behind it; a
+// real next frame comes at least a frame interval (16.7 ms at 60 fps) later.
+func (p *pipeline) sameInstant(ts uint32) bool {
+	d := int64(int32(ts - uint32(p.pending.ext)))
+	win := int64(p.t.info.ClockRate) * int64(sameInstantWindow) / int64(time.Second)
+	return d >= -win && d <= win
+}
+
+// sameInstantWindow: frames closer than this are of one instant (see sameInstant).
+const sameInstantWindow = 4 * time.Millisecond
+
+// pendingMaxWait: a flush writes the pending video frame once it waited this long for the
+// next one (the stream paused), so it is not kept from the file for long; a fresh one waits
+// for the next frame, which may replace it.
+const pendingMaxWait = 250 * time.Millisecond
 
 // writePending writes the video frame keepVideo kept back, if any.
 func (p *pipeline) writePending() {
@@ -451,7 +470,9 @@ func (p *pipeline) wallClock(ext int64, arrival time.Time) (time.Time, bool) {
 
 // flush pushes buffered media to the file and refreshes the manifest entry.
 func (p *pipeline) flush(now time.Time) {
-	p.writePending()
+	if p.hasPending && now.Sub(p.pending.arrival) >= pendingMaxWait {
+		p.writePending()
+	}
 	c := p.cur
 	if c == nil {
 		return
