@@ -38,7 +38,7 @@ func browserDir(t *testing.T) string {
 
 // requireBrowser returns the paths the browser tests need, or skips (fails under CI, where
 // scripts/test.sh has installed everything) when one is missing.
-func requireBrowser(t *testing.T) (chromium, node, dir string) {
+func requireBrowser(t *testing.T, page string) (chromium, node, dir string) {
 	t.Helper()
 	testenv.RequireIntegration(t)
 	dir = browserDir(t)
@@ -54,7 +54,7 @@ func requireBrowser(t *testing.T) (chromium, node, dir string) {
 	if err != nil {
 		missing = append(missing, "node")
 	}
-	for _, f := range []string{"dist/matrixcall.html", "node_modules/playwright-core/package.json"} {
+	for _, f := range []string{"dist/" + page, "node_modules/playwright-core/package.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			missing = append(missing, "test/browser/"+f+" (scripts/test.sh installs and bundles it)")
 		}
@@ -125,7 +125,7 @@ type browserReply struct {
 // MATRIX_RECORDER_TEST_DEBUG=1).
 func startBrowser(t *testing.T, page string, chromiumArgs ...string) *browserPage {
 	t.Helper()
-	chromium, node, dir := requireBrowser(t)
+	chromium, node, dir := requireBrowser(t, page)
 	base := serveDist(t, dir)
 	profile := t.TempDir()
 	args := []string{filepath.Join(dir, "driver.mjs"), "--chromium", chromium, "--profile", profile, "--url", base + "/" + page}
@@ -154,16 +154,16 @@ func startBrowser(t *testing.T, page string, chromiumArgs ...string) *browserPag
 	t.Cleanup(func() {
 		b.close()
 		if t.Failed() || os.Getenv("MATRIX_RECORDER_TEST_DEBUG") == "1" {
-			t.Logf("browser log (%s):\n%s", page, tail(b.log.String(), 400))
+			t.Logf("browser log (%s):\n%s", page, browserLogTail(b.log.String(), 400))
 		}
 	})
 	select {
 	case v := <-ready:
 		t.Logf("browser ready: Chromium %s", v)
 	case <-b.done:
-		t.Fatalf("the browser driver exited before the page was ready: %v\n%s", b.exited, tail(b.log.String(), 100))
+		t.Fatalf("the browser driver exited before the page was ready: %v\n%s", b.exited, browserLogTail(b.log.String(), 100))
 	case <-time.After(90 * time.Second):
-		t.Fatalf("the page did not load in time:\n%s", tail(b.log.String(), 100))
+		t.Fatalf("the page did not load in time:\n%s", browserLogTail(b.log.String(), 100))
 	}
 	return b
 }
@@ -247,8 +247,8 @@ func (b *browserPage) must(ctx context.Context, out any, fn string, args ...any)
 	}
 }
 
-// waitFor polls fn (with args) until ok says its result is what the test waits for.
-func waitFor[T any](ctx context.Context, b *browserPage, what string, ok func(T) bool, fn string, args ...any) (T, error) {
+// waitPage polls fn (with args) until ok says its result is what the test waits for.
+func waitPage[T any](ctx context.Context, b *browserPage, what string, ok func(T) bool, fn string, args ...any) (T, error) {
 	var last T
 	for {
 		var v T
@@ -278,7 +278,7 @@ func (b *browserPage) close() {
 	}
 }
 
-func tail(s string, lines int) string {
+func browserLogTail(s string, lines int) string {
 	parts := strings.Split(s, "\n")
 	if len(parts) > lines {
 		parts = append([]string{fmt.Sprintf("... (%d lines before)", len(parts)-lines)}, parts[len(parts)-lines:]...)

@@ -59,7 +59,7 @@ func TestIntegrationBrowserLiveKitE2EE(t *testing.T) {
 	if st.Identity != want || !st.E2EE {
 		t.Fatalf("browser connected as %q (e2ee %v), want %q with E2EE", st.Identity, st.E2EE, want)
 	}
-	st, err = waitFor(timeout(t, 30*time.Second), page, "camera and microphone published", func(s status) bool {
+	st, err = waitPage(timeout(t, 30*time.Second), page, "camera and microphone published", func(s status) bool {
 		return len(s.Publications) == 2
 	}, "status")
 	if err != nil {

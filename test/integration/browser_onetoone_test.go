@@ -77,13 +77,13 @@ func browserOneToOne(t *testing.T, encrypted bool) {
 	if !me.VoIP {
 		t.Fatal("matrix-js-sdk says this browser does not support VoIP")
 	}
-	room := createDM(ctx, t, s, acc, rb.bot.UserID().String(), encrypted)
+	room := createDMOverAPI(ctx, t, s, acc, rb.bot.UserID().String(), encrypted)
 	join := func(v string) bool { return v == "join" }
-	if _, err := waitFor(timeout(t, time.Minute), page, "the bot to join (as the SDK sees it)", join, "membership", room, rb.bot.UserID().String()); err != nil {
+	if _, err := waitPage(timeout(t, time.Minute), page, "the bot to join (as the SDK sees it)", join, "membership", room, rb.bot.UserID().String()); err != nil {
 		t.Fatal(err)
 	}
 	if encrypted {
-		if _, err := waitFor(ctx, page, "the SDK to treat the room as encrypted", func(v bool) bool { return v }, "encrypted", room); err != nil {
+		if _, err := waitPage(ctx, page, "the SDK to treat the room as encrypted", func(v bool) bool { return v }, "encrypted", room); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -91,7 +91,7 @@ func browserOneToOne(t *testing.T, encrypted bool) {
 	start := time.Now()
 	var callID string
 	page.must(ctx, &callID, "placeVideoCall", room, true)
-	st, err := waitFor(timeout(t, 45*time.Second), page, "the call to connect", func(s jsCallStatus) bool {
+	st, err := waitPage(timeout(t, 45*time.Second), page, "the call to connect", func(s jsCallStatus) bool {
 		return s.State == "connected" || s.State == "ended"
 	}, "callStatus")
 	if err != nil {
@@ -105,7 +105,7 @@ func browserOneToOne(t *testing.T, encrypted bool) {
 	if !st.Metadata {
 		t.Error("the SDK does not see sdp_stream_metadata in the bot's answer: a screenshare would replace the camera")
 	}
-	notices, err := waitFor(timeout(t, 30*time.Second), page, "the 'recording' notice", func(n jsNotices) bool { return n.has("Recording this call") }, "notices", room)
+	notices, err := waitPage(timeout(t, 30*time.Second), page, "the 'recording' notice", func(n jsNotices) bool { return n.has("Recording this call") }, "notices", room)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func browserOneToOne(t *testing.T, encrypted bool) {
 	hungUp := time.Now()
 	held := hungUp.Sub(connected)
 
-	notices, err = waitFor(timeout(t, time.Minute), page, "the bot's summary", func(n jsNotices) bool { return n.has("Recording saved") }, "notices", room)
+	notices, err = waitPage(timeout(t, time.Minute), page, "the bot's summary", func(n jsNotices) bool { return n.has("Recording saved") }, "notices", room)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +203,8 @@ func browserOneToOne(t *testing.T, encrypted bool) {
 	}
 }
 
-// createDM creates a direct room of acc with invitee over the client-server API.
-func createDM(ctx context.Context, t *testing.T, s *devhs.Server, acc devhs.Account, invitee string, encrypted bool) string {
+// createDMOverAPI creates a direct room of acc with invitee over the client-server API.
+func createDMOverAPI(ctx context.Context, t *testing.T, s *devhs.Server, acc devhs.Account, invitee string, encrypted bool) string {
 	t.Helper()
 	req := map[string]any{"preset": "trusted_private_chat", "invite": []string{invitee}, "is_direct": true}
 	if encrypted {
