@@ -127,7 +127,19 @@ func startBrowser(t *testing.T, page string, chromiumArgs ...string) *browserPag
 	t.Helper()
 	chromium, node, dir := requireBrowser(t, page)
 	base := serveDist(t, dir)
-	profile := t.TempDir()
+	// Short paths: Chromium puts a unix socket under TMPDIR, and a socket path over 107
+	// bytes (t.TempDir() under a long subtest name) is a fatal error.
+	short, err := os.MkdirTemp("", "chr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(short) })
+	profile, tmp := filepath.Join(short, "profile"), filepath.Join(short, "tmp")
+	for _, d := range []string{profile, tmp} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
 	args := []string{filepath.Join(dir, "driver.mjs"), "--chromium", chromium, "--profile", profile, "--url", base + "/" + page}
 	for _, a := range chromiumArgs {
 		args = append(args, "--extra-arg="+a)
@@ -135,7 +147,7 @@ func startBrowser(t *testing.T, page string, chromiumArgs ...string) *browserPag
 	cmd := exec.Command(node, args...)
 	cmd.Dir = dir
 	// HOME and the temp dir under the test's: Chromium writes caches there.
-	cmd.Env = append(os.Environ(), "HOME="+profile, "TMPDIR="+t.TempDir())
+	cmd.Env = append(os.Environ(), "HOME="+profile, "TMPDIR="+tmp)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -16,13 +16,38 @@ import (
 
 // TestIntegrationBrowserLiveKitE2EE: Element Call's media path is LiveKit's client SDK,
 // whose E2EE worker encrypts every frame. Here livekit-client in headless Chromium
-// publishes the fake camera and microphone with E2EE (ExternalE2EEKeyProvider, its own
-// worker) on the harness's livekit-server, with a token from the JWT service; the Matrix
-// side (membership, key to every member device over Olm) is lkpeer's, with the same key.
-// The bot's files must be plain media: our frame decryption against the real encryptor.
+// publishes the fake camera and microphone with E2EE (its own worker) on the harness's
+// livekit-server, with a token from the JWT service; the Matrix side (membership, key to
+// every member device over Olm) is lkpeer's, with the same key. The bot's files must be
+// plain media: our frame decryption against the real encryptor. ExternalKeyProvider uses
+// the SDK's ExternalE2EEKeyProvider (one key at index 0); ParticipantKeyRotation a
+// per-participant provider with Element Call's options, and rotates the key mid-call (the
+// new index in every frame's trailer from then on).
 func TestIntegrationBrowserLiveKitE2EE(t *testing.T) {
-	page := startBrowser(t, "livekit.html", "--use-file-for-fake-audio-capture="+toneWAV(t, 440))
+	requireBrowser(t, "livekit.html")
 	env := startLKEnv(t)
+	t.Run("ExternalKeyProvider", func(t *testing.T) { browserLiveKit(t, env, "external", false) })
+	t.Run("ParticipantKeyRotation", func(t *testing.T) { browserLiveKit(t, env, "participant", true) })
+}
+
+type lkPublication struct {
+	Kind       string `json:"kind"`
+	Source     string `json:"source"`
+	MimeType   string `json:"mimeType"`
+	Encryption int    `json:"encryption"`
+}
+
+type lkPageStatus struct {
+	State            string          `json:"state"`
+	Identity         string          `json:"identity"`
+	Room             string          `json:"room"`
+	E2EE             bool            `json:"e2ee"`
+	Publications     []lkPublication `json:"publications"`
+	EncryptionErrors []string        `json:"encryptionErrors"`
+}
+
+func browserLiveKit(t *testing.T, env *lkEnv, provider string, rotate bool) {
+	page := startBrowser(t, "livekit.html", "--use-file-for-fake-audio-capture="+toneWAV(t, 440))
 	rb := startBot(t, botConfig(t, env.hs))
 	alice := env.peer(t, "browser", lkpeer.Options{Encrypt: true, ExternalMedia: true})
 	room := callRoom(t, alice, true, rb.bot.UserID())
@@ -36,30 +61,17 @@ func TestIntegrationBrowserLiveKitE2EE(t *testing.T) {
 	}
 	idx, key := alice.MediaKey()
 	if idx != 0 || len(key) == 0 {
-		t.Fatalf("media key %d %x: ExternalE2EEKeyProvider sets index 0", idx, key)
+		t.Fatalf("media key %d %x: want a first key at index 0", idx, key)
 	}
 
-	type publication struct {
-		Kind       string `json:"kind"`
-		Source     string `json:"source"`
-		MimeType   string `json:"mimeType"`
-		Encryption int    `json:"encryption"`
-	}
-	type status struct {
-		State            string        `json:"state"`
-		Identity         string        `json:"identity"`
-		Room             string        `json:"room"`
-		E2EE             bool          `json:"e2ee"`
-		Publications     []publication `json:"publications"`
-		EncryptionErrors []string      `json:"encryptionErrors"`
-	}
-	var st status
-	page.must(ctx, &st, "connect", map[string]any{"url": url, "token": jwt, "key": base64.StdEncoding.EncodeToString(key), "rawAudio": true})
+	var st lkPageStatus
+	page.must(ctx, &st, "connect", map[string]any{"url": url, "token": jwt, "key": base64.StdEncoding.EncodeToString(key),
+		"keyIndex": idx, "provider": provider, "rawAudio": true})
 	want := string(alice.UserID()) + ":" + string(alice.DeviceID())
 	if st.Identity != want || !st.E2EE {
 		t.Fatalf("browser connected as %q (e2ee %v), want %q with E2EE", st.Identity, st.E2EE, want)
 	}
-	st, err = waitPage(timeout(t, 30*time.Second), page, "camera and microphone published", func(s status) bool {
+	st, err = waitPage(timeout(t, 30*time.Second), page, "camera and microphone published", func(s lkPageStatus) bool {
 		return len(s.Publications) == 2
 	}, "status")
 	if err != nil {
@@ -72,7 +84,24 @@ func TestIntegrationBrowserLiveKitE2EE(t *testing.T) {
 	}
 	t.Logf("browser publishes in LiveKit room %s: %+v", st.Room, st.Publications)
 
-	folder, m := record(t, rb, alice, room, func() { time.Sleep(8 * time.Second) })
+	folder, m := record(t, rb, alice, room, func() {
+		if !rotate {
+			time.Sleep(8 * time.Second)
+			return
+		}
+		time.Sleep(3 * time.Second)
+		// As Element Call does: the new key goes to every member, then, a second later, the
+		// sender encrypts with it.
+		if err := alice.RotateKey(ctx); err != nil {
+			t.Fatal(err)
+		}
+		idx, key := alice.MediaKey()
+		if idx != 1 {
+			t.Fatalf("after the rotation the key index is %d, want 1", idx)
+		}
+		page.must(ctx, nil, "setKey", map[string]any{"key": base64.StdEncoding.EncodeToString(key), "keyIndex": idx})
+		time.Sleep(4 * time.Second)
+	})
 	if err := page.call(ctx, &st, "status"); err != nil {
 		t.Fatal(err)
 	}
