@@ -187,6 +187,7 @@ func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) erro
 	readErrors := 0
 	for {
 		if t.stopping() {
+			t.takeHeld(src, jb, buf)
 			for pkt, ok := jb.Drain(); ok; pkt, ok = jb.Drain() {
 				p.packet(pkt)
 			}
@@ -245,6 +246,33 @@ func newJitter(t *Track) *jitter.Buffer {
 		return jitter.New(t.s.rec.opts.VideoJitter, jitter.WithCapacity(videoJitterCapacity))
 	}
 	return jitter.New(t.s.rec.opts.AudioJitter, jitter.WithCapacity(audioJitterCapacity))
+}
+
+// HoldingSource is a PacketSource that may hold packets back (an end-to-end encrypted
+// track waiting for its media key). When the track stops, ReleaseHeld lets go of them so
+// they are recorded, or counted as undecryptable, instead of vanishing unseen.
+type HoldingSource interface {
+	PacketSource
+	ReleaseHeld()
+}
+
+// takeHeld reads what a holding source still has when the track stops.
+func (t *Track) takeHeld(src PacketSource, jb *jitter.Buffer, buf []byte) {
+	hs, ok := src.(HoldingSource)
+	if !ok {
+		return
+	}
+	hs.ReleaseHeld()
+	_ = src.SetReadDeadline(time.Now())
+	for range 1 << 16 { // bounded: a source only has so much held
+		n, err := src.ReadPacket(buf)
+		if err != nil {
+			return
+		}
+		if _, err := jb.Push(buf[:n], t.s.rec.opts.Now()); err != nil {
+			t.log.Trace().Err(err).Msg("Dropping malformed packet")
+		}
+	}
 }
 
 func isTimeout(err error) bool {

@@ -332,6 +332,15 @@ func (s *keyedSource) giveUp(why string) {
 	}
 }
 
+// ReleaseHeld passes on what is held when the track stops (recorder.HoldingSource): those
+// frames are then written if a key fits after all, or counted as undecryptable.
+func (s *keyedSource) ReleaseHeld() {
+	if len(s.pending) > 0 {
+		s.log.Info().Int("packets", len(s.pending)).Msg("Track stopping with frames still waiting for their key")
+	}
+	s.release("stopping")
+}
+
 func (s *keyedSource) release(string) {
 	s.ready = append(s.ready, s.pending...)
 	clear(s.pending)
