@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -58,8 +57,7 @@ type peer struct {
 	pc            *webrtc.PeerConnection
 	remoteDescSet bool
 	earlyCands    []voip.Candidate
-	localCands    []voip.Candidate
-	inSDP         map[string]bool
+	localCands    rtc.LocalCandidates
 	signalled     bool
 	answered      bool
 	connected     bool
@@ -181,7 +179,7 @@ func (pe *peer) call() {
 			}
 		})
 	})
-	if len(pe.localCands) > 0 {
+	if pe.localCands.Len() > 0 {
 		pe.scheduleCandidates()
 	}
 }
@@ -207,7 +205,7 @@ func (pe *peer) answer(inv *voip.Invite, early []voip.Candidate) {
 		pe.fail(voip.ReasonCreateAnswer, fmt.Errorf("create answer: %w", err))
 		return
 	}
-	if !hasUsableMedia(answer.SDP) {
+	if !rtc.HasUsableMedia(answer.SDP) {
 		pe.fail(voip.ReasonUnknownError, errors.New("the call offers no audio or video in a codec the recorder can write"))
 		return
 	}
@@ -232,7 +230,7 @@ func (pe *peer) answer(inv *voip.Invite, early []voip.Candidate) {
 	pe.signalled = true
 	pe.answered = true
 	pe.armICETimer()
-	if len(pe.localCands) > 0 {
+	if pe.localCands.Len() > 0 {
 		pe.scheduleCandidates()
 	}
 }
@@ -248,31 +246,8 @@ func waitGather(gathered <-chan struct{}) {
 // are not sent again.
 func (pe *peer) takeLocalSDP() string {
 	sdp := pe.pc.LocalDescription().SDP
-	pe.inSDP = map[string]bool{}
-	for _, line := range strings.Split(sdp, "\n") {
-		if l := strings.TrimSpace(line); strings.HasPrefix(l, "a=candidate:") {
-			pe.inSDP[strings.TrimPrefix(l, "a=")] = true
-		}
-	}
-	kept := pe.localCands[:0]
-	for _, c := range pe.localCands {
-		if c.Candidate == "" || !pe.inSDP[c.Candidate] {
-			kept = append(kept, c)
-		}
-	}
-	pe.localCands = kept
+	pe.localCands.Signalled(sdp)
 	return sdp
-}
-
-// hasUsableMedia reports whether an answer accepts at least one audio or video m-line.
-func hasUsableMedia(sdp string) bool {
-	for _, line := range strings.Split(sdp, "\n") {
-		f := strings.Fields(strings.TrimSpace(line))
-		if len(f) > 3 && (f[0] == "m=audio" || f[0] == "m=video") && f[1] != "0" {
-			return true
-		}
-	}
-	return false
 }
 
 // onMessage handles answer, select_answer, negotiate and metadata changes.
@@ -438,17 +413,7 @@ func (pe *peer) onLocalCandidate(pc *webrtc.PeerConnection, c *webrtc.ICECandida
 	if pe.ended || pc != pe.pc {
 		return
 	}
-	if c == nil {
-		// Gathering finished: js-sdk expects an empty candidate as end-of-candidates.
-		pe.localCands = append(pe.localCands, voip.Candidate{Candidate: ""})
-	} else {
-		init := c.ToJSON()
-		if pe.inSDP[init.Candidate] {
-			return
-		}
-		pe.localCands = append(pe.localCands, voip.Candidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex})
-	}
-	if pe.signalled {
+	if pe.localCands.Add(c) && pe.signalled {
 		pe.scheduleCandidates()
 	}
 }
@@ -463,15 +428,14 @@ func (pe *peer) scheduleCandidates() {
 // sendCandidates sends queued local candidates, retrying with backoff as js-sdk does.
 func (pe *peer) sendCandidates() {
 	pe.candTimer = nil
-	if pe.ended || len(pe.localCands) == 0 {
+	if pe.ended || pe.localCands.Len() == 0 {
 		return
 	}
-	batch := pe.localCands
-	pe.localCands = nil
+	batch := pe.localCands.Take()
 	err := pe.send(voip.TypeCandidates, voip.Candidates{Common: pe.common(), Candidates: batch})
 	if err == nil {
 		pe.candTries = 0
-		if len(pe.localCands) > 0 {
+		if pe.localCands.Len() > 0 {
 			pe.scheduleCandidates()
 		}
 		return

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -85,8 +84,7 @@ type Call struct {
 	session         *recorder.Session
 	earlyCandidates []voip.Candidate
 	remoteDescSet   bool
-	localCands      []voip.Candidate
-	inSDP           map[string]bool
+	localCands      rtc.LocalCandidates
 	candTimer       *time.Timer
 	candTries       int
 	answerSent      bool
@@ -191,7 +189,7 @@ func (c *Call) answer() {
 		c.fail(voip.ReasonCreateAnswer, fmt.Errorf("create answer: %w", err))
 		return
 	}
-	if !hasUsableMedia(answer.SDP) {
+	if !rtc.HasUsableMedia(answer.SDP) {
 		c.fail(voip.ReasonUnknownError, errors.New("the call offers no audio or video in a codec the recorder can write (Opus, VP8, VP9, AV1, H.264)"))
 		return
 	}
@@ -221,12 +219,7 @@ func (c *Call) answer() {
 	}
 	local := pc.LocalDescription()
 	// Candidates gathered so far travel in the SDP; do not send them again.
-	c.inSDP = map[string]bool{}
-	for _, line := range strings.Split(local.SDP, "\n") {
-		if l := strings.TrimSpace(line); strings.HasPrefix(l, "a=candidate:") {
-			c.inSDP[strings.TrimPrefix(l, "a=")] = true
-		}
-	}
+	c.localCands.Signalled(local.SDP)
 	content := voip.Answer{
 		Common:       c.common(),
 		Answer:       voip.SessionDescription{Type: "answer", SDP: local.SDP},
@@ -251,23 +244,9 @@ func (c *Call) answer() {
 		})
 	}
 	c.m.obs.CallStarted(ctx, c.status())
-	if len(c.localCands) > 0 {
+	if c.localCands.Len() > 0 {
 		c.scheduleCandidates()
 	}
-}
-
-// hasUsableMedia reports whether an answer accepts at least one audio or video m-line.
-func hasUsableMedia(sdp string) bool {
-	for _, line := range strings.Split(sdp, "\n") {
-		line = strings.TrimSpace(line)
-		if (strings.HasPrefix(line, "m=audio ") || strings.HasPrefix(line, "m=video ")) && !strings.HasPrefix(line[8:], "0 ") {
-			fields := strings.Fields(line)
-			if len(fields) > 3 && fields[1] != "0" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (c *Call) addRemoteCandidates(cands []voip.Candidate) {
@@ -288,17 +267,7 @@ func (c *Call) onLocalCandidate(pc *webrtc.PeerConnection, cand *webrtc.ICECandi
 	if c.ended || pc != c.pc {
 		return
 	}
-	if cand == nil {
-		// Gathering finished: js-sdk expects an empty candidate as end-of-candidates.
-		c.localCands = append(c.localCands, voip.Candidate{Candidate: ""})
-	} else {
-		init := cand.ToJSON()
-		if c.inSDP[init.Candidate] {
-			return
-		}
-		c.localCands = append(c.localCands, voip.Candidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex})
-	}
-	if c.answerSent {
+	if c.localCands.Add(cand) && c.answerSent {
 		c.scheduleCandidates()
 	}
 }
@@ -313,17 +282,16 @@ func (c *Call) scheduleCandidates() {
 // sendCandidates sends the queued local candidates, retrying with backoff like js-sdk.
 func (c *Call) sendCandidates() {
 	c.candTimer = nil
-	if c.ended || len(c.localCands) == 0 {
+	if c.ended || c.localCands.Len() == 0 {
 		return
 	}
-	batch := c.localCands
-	c.localCands = nil
+	batch := c.localCands.Take()
 	ctx, cancel := c.sendCtx()
 	defer cancel()
 	err := c.m.sig.SendCallEvent(ctx, c.roomID, voip.TypeCandidates, voip.Candidates{Common: c.common(), Candidates: batch})
 	if err == nil {
 		c.candTries = 0
-		if len(c.localCands) > 0 {
+		if c.localCands.Len() > 0 {
 			c.scheduleCandidates()
 		}
 		return
@@ -334,7 +302,7 @@ func (c *Call) sendCandidates() {
 		c.end(endInfo{reason: "signalling_timeout", send: true, why: "the bot could not send its connection details"})
 		return
 	}
-	c.localCands = append(batch, c.localCands...)
+	c.localCands.Requeue(batch)
 	delay := 500 * time.Millisecond << c.candTries
 	c.candTimer = time.AfterFunc(delay, func() { c.post(c.sendCandidates) })
 }
