@@ -577,7 +577,7 @@ func TestIntegrationEgressElementCall(t *testing.T) {
 	folder, m := lastFolder(t, cfg.Recordings.Dir)
 	keepOnFailure(t, folder)
 	f := egressFile(t, m, string(alice.UserID()), recorder.SourceMicrophone)
-	if f.DeviceID != string(alice.DeviceID()) || f.File != recorder.UserName(string(alice.UserID()))+"-"+string(alice.DeviceID())+"-usermedia-audio.ogg" {
+	if f.DeviceID != string(alice.DeviceID()) || f.File != recorder.UserName(string(alice.UserID()))+"-"+recorder.Sanitize(string(alice.DeviceID()))+"-usermedia-audio.ogg" {
 		t.Errorf("the file is not named after the member's Matrix device: %+v", f)
 	}
 	checkEgressAudio(t, filepath.Join(folder, f.File), f, 440, 660)
