@@ -224,18 +224,11 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 	if err != nil {
 		return nil, call.UserError{Msg: err.Error() + "."}
 	}
-	b.mu.Lock()
-	if b.active[req.RoomID] != nil || b.starting[req.RoomID] {
-		b.mu.Unlock()
+	end, ok := call.BeginStart(&b.mu, b.starting, req.RoomID, func() bool { return b.active[req.RoomID] != nil })
+	if !ok {
 		return nil, call.UserError{Msg: "A LiveKit room is already being recorded from here."}
 	}
-	b.starting[req.RoomID] = true
-	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		delete(b.starting, req.RoomID)
-		b.mu.Unlock()
-	}()
+	defer end()
 	if r.ref == "" {
 		if p := b.takePending(req.RoomID, true); p != nil && (req.Resume == "" || req.Resume == p.folder) {
 			return b.resume(ctx, req, p)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 
+	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
@@ -33,24 +34,6 @@ func codecOf(mime string, kind livekit.TrackType) (trackCodec, bool) {
 		return trackCodec{mime: "video/H264", clockRate: 90000, ext: ".mp4"}, true
 	}
 	return trackCodec{}, false
-}
-
-// sourceOf maps LiveKit's track source to the recorder's names.
-func sourceOf(s livekit.TrackSource, kind livekit.TrackType) string {
-	switch s {
-	case livekit.TrackSource_MICROPHONE:
-		return recorder.SourceMicrophone
-	case livekit.TrackSource_CAMERA:
-		return recorder.SourceCamera
-	case livekit.TrackSource_SCREEN_SHARE:
-		return recorder.SourceScreenShare
-	case livekit.TrackSource_SCREEN_SHARE_AUDIO:
-		return recorder.SourceScreenShareAudio
-	}
-	if kind == livekit.TrackType_VIDEO {
-		return recorder.SourceCamera
-	}
-	return recorder.SourceMicrophone
 }
 
 // sourceWords names a source for people.
@@ -82,7 +65,7 @@ func trackInfo(p *livekit.ParticipantInfo, t *livekit.TrackInfo, c trackCodec, m
 	d := who(p, members)
 	return recorder.TrackInfo{
 		UserID: d.user, DeviceID: d.device, DisplayName: clean(p.Name),
-		Source: sourceOf(t.Source, t.Type), MimeType: c.mime, ClockRate: c.clockRate,
+		Source: lk.SourceName(t.Source, t.Type == livekit.TrackType_VIDEO), MimeType: c.mime, ClockRate: c.clockRate,
 		Channels: map[bool]uint16{true: 2, false: 0}[t.Type == livekit.TrackType_AUDIO],
 	}
 }

@@ -313,18 +313,11 @@ func (b *Backend) Probe(ctx context.Context, room id.RoomID, _ []string) call.Pr
 // Start records the room's call: it publishes the bot's membership, joins every focus the
 // members publish on, and records every track. It returns once at least one SFU is joined.
 func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Recording, error) {
-	b.mu.Lock()
-	if b.active[req.RoomID] != nil || b.starting[req.RoomID] {
-		b.mu.Unlock()
+	end, ok := call.BeginStart(&b.mu, b.starting, req.RoomID, func() bool { return b.active[req.RoomID] != nil })
+	if !ok {
 		return nil, errors.New("this room's call is already being recorded")
 	}
-	b.starting[req.RoomID] = true
-	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		delete(b.starting, req.RoomID)
-		b.mu.Unlock()
-	}()
+	defer end()
 
 	version, err := b.loadState(ctx, req.RoomID)
 	if err != nil {

@@ -196,7 +196,7 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 	}
 	info := recorder.TrackInfo{
 		UserID: string(dev.User), DeviceID: string(dev.Device), DisplayName: name,
-		Source:   trackSource(pub.Source(), track.Kind()),
+		Source:   SourceName(pub.Source(), track.Kind() == webrtc.RTPCodecTypeVideo),
 		MimeType: codec.MimeType, ClockRate: codec.ClockRate, Channels: codec.Channels, Fmtp: codec.SDPFmtpLine,
 		PayloadType: uint8(codec.PayloadType), SSRC: uint32(track.SSRC()),
 		// The SFU's sender reports put every track it forwards on one clock.
@@ -345,8 +345,9 @@ func (r *Recording) noKey(dev DeviceKey) {
 	go r.b.mx.Notice(context.WithoutCancel(r.ctx), r.room, msg)
 }
 
-// trackSource names a LiveKit track source as the recorder does.
-func trackSource(s livekit.TrackSource, kind webrtc.RTPCodecType) string {
+// SourceName names a LiveKit track source as the recorder does; a source LiveKit leaves
+// unknown is the camera for video and the microphone for audio.
+func SourceName(s livekit.TrackSource, video bool) string {
 	switch s {
 	case livekit.TrackSource_CAMERA:
 		return recorder.SourceCamera
@@ -357,7 +358,7 @@ func trackSource(s livekit.TrackSource, kind webrtc.RTPCodecType) string {
 	case livekit.TrackSource_SCREEN_SHARE_AUDIO:
 		return recorder.SourceScreenShareAudio
 	}
-	if kind == webrtc.RTPCodecTypeVideo {
+	if video {
 		return recorder.SourceCamera
 	}
 	return recorder.SourceMicrophone

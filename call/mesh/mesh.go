@@ -181,18 +181,11 @@ func (b *Backend) Probe(ctx context.Context, roomID id.RoomID, _ []string) call.
 
 // Start implements call.Backend.
 func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Recording, error) {
-	b.mu.Lock()
-	if b.byRoom[req.RoomID] != nil || b.starting[req.RoomID] {
-		b.mu.Unlock()
+	end, ok := call.BeginStart(&b.mu, b.starting, req.RoomID, func() bool { return b.byRoom[req.RoomID] != nil })
+	if !ok {
 		return nil, errors.New("this room is already being recorded")
 	}
-	b.starting[req.RoomID] = true
-	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		delete(b.starting, req.RoomID)
-		b.mu.Unlock()
-	}()
+	defer end()
 
 	rs, err := b.readRoom(ctx, req.RoomID)
 	if err != nil {
