@@ -7,12 +7,9 @@ package caller
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -23,6 +20,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
 )
 
 // Options configure a Client.
@@ -42,25 +40,17 @@ type Client struct {
 	crypto *cryptohelper.CryptoHelper
 	log    zerolog.Logger
 
+	mc       *testclient.Client
+	inbox    testclient.Inbox
 	mu       sync.Mutex
 	calls    map[string]*Call
-	notices  []Notice
-	noticeCh chan struct{}
 	members  map[id.RoomID]map[id.UserID]event.Membership
 	memberCh chan struct{}
 	events   []Received
-
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // Notice is a message the caller saw in a room.
-type Notice struct {
-	RoomID id.RoomID
-	Sender id.UserID
-	Body   string
-	At     time.Time
-}
+type Notice = testclient.Message
 
 // Received is a call event the caller received (for assertions).
 type Received struct {
@@ -72,55 +62,26 @@ type Received struct {
 
 // New logs the caller in with its access token and starts syncing.
 func New(ctx context.Context, o Options) (*Client, error) {
-	cli, err := mautrix.NewClient(o.Homeserver, id.UserID(o.UserID), o.AccessToken)
+	syncer := testclient.NewSyncer()
+	mc, err := testclient.New(ctx, testclient.Options{
+		Homeserver: o.Homeserver, UserID: o.UserID, AccessToken: o.AccessToken, DeviceID: o.DeviceID,
+		DataDir: o.DataDir, Kind: "caller", Logger: o.Logger,
+	}, syncer)
 	if err != nil {
-		return nil, fmt.Errorf("create caller client: %w", err)
+		return nil, err
 	}
-	cli.DeviceID = id.DeviceID(o.DeviceID)
-	cli.Log = o.Logger.With().Str("component", "caller-matrix").Logger()
-	syncer := mautrix.NewDefaultSyncer()
-	syncer.ParseErrorHandler = func(*event.Event, error) bool { return true }
-	cli.Syncer = syncer
 	c := &Client{
-		cli: cli, log: o.Logger.With().Str("caller", o.UserID).Logger(),
-		calls: map[string]*Call{}, noticeCh: make(chan struct{}, 1),
-		members: map[id.RoomID]map[id.UserID]event.Membership{}, memberCh: make(chan struct{}, 1),
-		done: make(chan struct{}),
+		cli: mc.Matrix, crypto: mc.Crypto, mc: mc, log: o.Logger.With().Str("caller", o.UserID).Logger(),
+		calls: map[string]*Call{}, members: map[id.RoomID]map[id.UserID]event.Membership{}, memberCh: make(chan struct{}, 1),
 	}
-	pickle := make([]byte, 16)
-	_, _ = rand.Read(pickle)
-	helper, err := cryptohelper.NewCryptoHelper(cli, []byte(hex.EncodeToString(pickle)), filepath.Join(o.DataDir, "caller-"+o.DeviceID+".db"))
-	if err != nil {
-		return nil, fmt.Errorf("caller crypto store: %w", err)
-	}
-	if err := helper.Init(ctx); err != nil {
-		return nil, fmt.Errorf("caller crypto init: %w", err)
-	}
-	helper.Machine().IgnorePostDecryptionParseErrors = true
-	cli.Crypto = helper
-	c.crypto = helper
 	syncer.OnEvent(c.onEvent)
-
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c.cancel = cancel
-	go func() {
-		defer close(c.done)
-		for sctx.Err() == nil {
-			if err := cli.SyncWithContext(sctx); err != nil && sctx.Err() == nil {
-				c.log.Warn().Err(err).Msg("Caller sync failed")
-				time.Sleep(time.Second)
-			}
-		}
-	}()
+	mc.Start(ctx)
 	return c, nil
 }
 
 // Close stops syncing.
 func (c *Client) Close() error {
-	c.cancel()
-	c.cli.StopSync()
-	<-c.done
-	return c.crypto.Close()
+	return c.mc.Close()
 }
 
 // Matrix exposes the mautrix client (tests send hostile raw events through it).
@@ -169,35 +130,12 @@ func (c *Client) WaitMembership(ctx context.Context, room id.RoomID, user id.Use
 
 // WaitNotice waits for a notice in room whose body satisfies match, and returns it.
 func (c *Client) WaitNotice(ctx context.Context, room id.RoomID, after time.Time, match func(string) bool) (Notice, error) {
-	for {
-		c.mu.Lock()
-		for _, n := range c.notices {
-			if n.RoomID == room && !n.At.Before(after) && match(n.Body) {
-				c.mu.Unlock()
-				return n, nil
-			}
-		}
-		c.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return Notice{}, fmt.Errorf("waiting for a notice: %w", ctx.Err())
-		case <-c.noticeCh:
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return c.inbox.Wait(ctx, room, after, match)
 }
 
 // Notices returns what the caller saw so far in room.
 func (c *Client) Notices(room id.RoomID) []Notice {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []Notice
-	for _, n := range c.notices {
-		if n.RoomID == room {
-			out = append(out, n)
-		}
-	}
-	return out
+	return c.inbox.In(room)
 }
 
 // Received returns the call events the caller received so far.
@@ -240,17 +178,7 @@ func (c *Client) onEvent(ctx context.Context, evt *event.Event) {
 		default:
 		}
 	case evt.Type == event.EventMessage:
-		msg := evt.Content.AsMessage()
-		if msg == nil || evt.Sender == c.cli.UserID {
-			return
-		}
-		c.mu.Lock()
-		c.notices = append(c.notices, Notice{RoomID: evt.RoomID, Sender: evt.Sender, Body: msg.Body, At: time.Now()})
-		c.mu.Unlock()
-		select {
-		case c.noticeCh <- struct{}{}:
-		default:
-		}
+		c.inbox.Note(evt, c.cli.UserID)
 	default:
 		if len(evt.Type.Type) < 7 || evt.Type.Type[:7] != "m.call." || evt.Sender == c.cli.UserID {
 			return

@@ -18,7 +18,7 @@ import (
 // current key.
 func (p *Peer) onEvent(ctx context.Context, evt *event.Event) {
 	if evt.Type == event.EventMessage {
-		p.noteMessage(evt)
+		p.inbox.Note(evt, p.cli.UserID)
 		return
 	}
 	if !lk.IsMemberEvent(evt.Type) {

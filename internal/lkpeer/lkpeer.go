@@ -13,10 +13,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -25,10 +23,10 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto/cryptohelper"
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
 )
 
 // Membership formats (protocols.md §3.1).
@@ -78,10 +76,9 @@ type Peer struct {
 	opts   Options
 	cli    *mautrix.Client
 	crypto *cryptohelper.CryptoHelper
+	mc     *testclient.Client
+	inbox  testclient.Inbox
 	log    zerolog.Logger
-
-	syncCancel context.CancelFunc
-	syncDone   chan struct{}
 
 	mu       sync.Mutex
 	room     id.RoomID
@@ -98,61 +95,21 @@ type Peer struct {
 	external  *sfuAccess // set by Join with ExternalMedia
 	tracks    []*Track
 	keyWG     sync.WaitGroup
-	messages  []Message
-	msgCh     chan struct{}
 }
 
 // Message is a text message or notice someone else sent in a room.
-type Message struct {
-	RoomID id.RoomID
-	Sender id.UserID
-	Body   string
-	At     time.Time
-}
-
-func (p *Peer) noteMessage(evt *event.Event) {
-	msg := evt.Content.AsMessage()
-	if msg == nil || evt.Sender == p.cli.UserID {
-		return
-	}
-	p.mu.Lock()
-	p.messages = append(p.messages, Message{RoomID: evt.RoomID, Sender: evt.Sender, Body: msg.Body, At: time.Now()})
-	p.mu.Unlock()
-	select {
-	case p.msgCh <- struct{}{}:
-	default:
-	}
-}
+type Message = testclient.Message
 
 // WaitMessage waits for a message in room, received after since, whose body matches.
 func (p *Peer) WaitMessage(ctx context.Context, room id.RoomID, since time.Time, match func(string) bool) (Message, error) {
-	for {
-		p.mu.Lock()
-		for _, m := range p.messages {
-			if m.RoomID == room && !m.At.Before(since) && match(m.Body) {
-				p.mu.Unlock()
-				return m, nil
-			}
-		}
-		p.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return Message{}, fmt.Errorf("waiting for a message: %w", ctx.Err())
-		case <-p.msgCh:
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return p.inbox.Wait(ctx, room, since, match)
 }
 
-// Messages returns the messages seen in room.
+// Messages returns the bodies of the messages seen in room.
 func (p *Peer) Messages(room id.RoomID) []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	var out []string
-	for _, m := range p.messages {
-		if m.RoomID == room {
-			out = append(out, m.Body)
-		}
+	for _, m := range p.inbox.In(room) {
+		out = append(out, m.Body)
 	}
 	return out
 }
@@ -171,43 +128,20 @@ func New(ctx context.Context, o Options) (*Peer, error) {
 	if o.KeyTransport == "" {
 		o.KeyTransport = KeysToDevice
 	}
-	cli, err := mautrix.NewClient(o.Homeserver, id.UserID(o.UserID), o.AccessToken)
+	syncer := testclient.NewSyncer()
+	mc, err := testclient.New(ctx, testclient.Options{
+		Homeserver: o.Homeserver, UserID: o.UserID, AccessToken: o.AccessToken, DeviceID: o.DeviceID,
+		DataDir: o.DataDir, Kind: "lkpeer", Logger: o.Logger,
+	}, syncer)
 	if err != nil {
-		return nil, fmt.Errorf("lkpeer client: %w", err)
+		return nil, err
 	}
-	cli.DeviceID = id.DeviceID(o.DeviceID)
-	cli.Log = o.Logger.With().Str("component", "lkpeer-matrix").Logger().Level(zerolog.WarnLevel)
-	syncer := mautrix.NewDefaultSyncer()
-	syncer.ParseErrorHandler = func(*event.Event, error) bool { return true }
-	cli.Syncer = syncer
-	pickle := make([]byte, 16)
-	_, _ = rand.Read(pickle)
-	helper, err := cryptohelper.NewCryptoHelper(cli, []byte(hex.EncodeToString(pickle)), filepath.Join(o.DataDir, "lkpeer-"+o.DeviceID+".db"))
-	if err != nil {
-		return nil, fmt.Errorf("lkpeer crypto store: %w", err)
-	}
-	if err := helper.Init(ctx); err != nil {
-		return nil, fmt.Errorf("lkpeer crypto init: %w", err)
-	}
-	helper.Machine().IgnorePostDecryptionParseErrors = true
-	cli.Crypto = helper
 	p := &Peer{
-		opts: o, cli: cli, crypto: helper, log: o.Logger.With().Str("peer", o.UserID).Logger(),
-		slots: map[string][]lk.Member{}, keyed: map[lk.DeviceKey]uint8{}, syncDone: make(chan struct{}),
-		msgCh: make(chan struct{}, 1),
+		opts: o, cli: mc.Matrix, crypto: mc.Crypto, mc: mc, log: o.Logger.With().Str("peer", o.UserID).Logger(),
+		slots: map[string][]lk.Member{}, keyed: map[lk.DeviceKey]uint8{},
 	}
 	syncer.OnEvent(p.onEvent)
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p.syncCancel = cancel
-	go func() {
-		defer close(p.syncDone)
-		for sctx.Err() == nil {
-			if err := cli.SyncWithContext(sctx); err != nil && sctx.Err() == nil {
-				p.log.Warn().Err(err).Msg("lkpeer sync failed")
-				time.Sleep(time.Second)
-			}
-		}
-	}()
+	mc.Start(ctx)
 	return p, nil
 }
 
@@ -412,10 +346,7 @@ func (p *Peer) Close() error {
 		room.Disconnect()
 	}
 	p.keyWG.Wait()
-	p.syncCancel()
-	p.cli.StopSync()
-	<-p.syncDone
-	return p.crypto.Close()
+	return p.mc.Close()
 }
 
 // RotateKey makes a new key at the next index, sends it to every member device, and

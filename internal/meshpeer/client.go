@@ -15,7 +15,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +24,8 @@ import (
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
 )
 
 // State event types (the unstable names js-sdk sends).
@@ -51,14 +52,13 @@ type Options struct {
 type Client struct {
 	cli    *mautrix.Client
 	crypto *cryptohelper.CryptoHelper
+	mc     *testclient.Client
+	inbox  testclient.Inbox
 	log    zerolog.Logger
 	plain  bool
-	cancel context.CancelFunc
-	done   chan struct{}
 
 	mu         sync.Mutex
 	rooms      map[id.RoomID]*roomView
-	notices    []Notice
 	changed    chan struct{}
 	group      *Group
 	received   []Received
@@ -72,13 +72,7 @@ type roomView struct {
 }
 
 // Notice is a message seen in a room.
-type Notice struct {
-	RoomID   id.RoomID
-	Sender   id.UserID
-	Body     string
-	Mentions []id.UserID
-	At       time.Time
-}
+type Notice = testclient.Message
 
 // Received is a call signalling message the client received.
 type Received struct {
@@ -91,44 +85,21 @@ type Received struct {
 
 // New logs the participant in with its access token, sets up Olm and starts syncing.
 func New(ctx context.Context, o Options) (*Client, error) {
-	cli, err := mautrix.NewClient(o.Homeserver, id.UserID(o.UserID), o.AccessToken)
-	if err != nil {
-		return nil, fmt.Errorf("create participant client: %w", err)
-	}
-	cli.DeviceID = id.DeviceID(o.DeviceID)
-	cli.Log = o.Logger.With().Str("component", "meshpeer-matrix").Logger().Level(zerolog.WarnLevel)
+	base := testclient.NewSyncer()
 	c := &Client{
-		cli: cli, log: o.Logger.With().Str("participant", o.UserID).Logger(), plain: o.Plain,
-		rooms: map[id.RoomID]*roomView{}, changed: make(chan struct{}), done: make(chan struct{}),
+		log: o.Logger.With().Str("participant", o.UserID).Logger(), plain: o.Plain,
+		rooms: map[id.RoomID]*roomView{}, changed: make(chan struct{}),
 	}
-	base := mautrix.NewDefaultSyncer()
-	base.ParseErrorHandler = func(*event.Event, error) bool { return true }
-	cli.Syncer = &syncer{DefaultSyncer: base, c: c}
-	pickle := make([]byte, 16)
-	_, _ = rand.Read(pickle)
-	helper, err := cryptohelper.NewCryptoHelper(cli, []byte(hex.EncodeToString(pickle)), filepath.Join(o.DataDir, "meshpeer-"+o.DeviceID+".db"))
+	mc, err := testclient.New(ctx, testclient.Options{
+		Homeserver: o.Homeserver, UserID: o.UserID, AccessToken: o.AccessToken, DeviceID: o.DeviceID,
+		DataDir: o.DataDir, Kind: "meshpeer", Logger: o.Logger,
+	}, &syncer{DefaultSyncer: base, c: c})
 	if err != nil {
-		return nil, fmt.Errorf("participant crypto store: %w", err)
+		return nil, err
 	}
-	if err := helper.Init(ctx); err != nil {
-		return nil, fmt.Errorf("participant crypto init: %w", err)
-	}
-	helper.Machine().IgnorePostDecryptionParseErrors = true
-	cli.Crypto = helper
-	c.crypto = helper
+	c.cli, c.crypto, c.mc = mc.Matrix, mc.Crypto, mc
 	base.OnEvent(c.onEvent)
-
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c.cancel = cancel
-	go func() {
-		defer close(c.done)
-		for sctx.Err() == nil {
-			if err := cli.SyncWithContext(sctx); err != nil && sctx.Err() == nil {
-				c.log.Warn().Err(err).Msg("Participant sync failed")
-				time.Sleep(time.Second)
-			}
-		}
-	}()
+	mc.Start(ctx)
 	return c, nil
 }
 
@@ -140,10 +111,7 @@ func (c *Client) Close() error {
 	if g != nil {
 		g.stop(context.Background(), false)
 	}
-	c.cancel()
-	c.cli.StopSync()
-	<-c.done
-	return c.crypto.Close()
+	return c.mc.Close()
 }
 
 // Matrix exposes the mautrix client.
@@ -232,16 +200,8 @@ func (c *Client) onEvent(_ context.Context, evt *event.Event) {
 		rv.joined[id.UserID(*evt.StateKey)] = m.Membership == event.MembershipJoin
 	case evt.Type.Type == TypeMember && evt.StateKey != nil:
 		rv.members[id.UserID(*evt.StateKey)] = append(json.RawMessage(nil), evt.Content.VeryRaw...)
-	case evt.Type.Type == event.EventMessage.Type && evt.Sender != c.cli.UserID:
-		var m struct {
-			Body     string `json:"body"`
-			Mentions struct {
-				UserIDs []id.UserID `json:"user_ids"`
-			} `json:"m.mentions"`
-		}
-		if json.Unmarshal(evt.Content.VeryRaw, &m) == nil {
-			c.notices = append(c.notices, Notice{RoomID: evt.RoomID, Sender: evt.Sender, Body: m.Body, Mentions: m.Mentions.UserIDs, At: time.Now()})
-		}
+	case evt.Type == event.EventMessage:
+		c.inbox.Note(evt, c.cli.UserID)
 	}
 }
 
@@ -329,30 +289,12 @@ func (c *Client) SendMessage(ctx context.Context, room id.RoomID, text string) e
 
 // WaitNotice waits for a message in room, sent after after, whose body satisfies match.
 func (c *Client) WaitNotice(ctx context.Context, room id.RoomID, after time.Time, match func(string) bool) (Notice, error) {
-	var found Notice
-	err := c.wait(ctx, "a notice", func() bool {
-		for _, n := range c.notices {
-			if n.RoomID == room && !n.At.Before(after) && match(n.Body) {
-				found = n
-				return true
-			}
-		}
-		return false
-	})
-	return found, err
+	return c.inbox.Wait(ctx, room, after, match)
 }
 
 // Notices returns the messages seen in room.
 func (c *Client) Notices(room id.RoomID) []Notice {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []Notice
-	for _, n := range c.notices {
-		if n.RoomID == room {
-			out = append(out, n)
-		}
-	}
-	return out
+	return c.inbox.In(room)
 }
 
 // Received returns the call signalling received so far.

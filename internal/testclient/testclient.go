@@ -1,0 +1,177 @@
+// Package testclient is the Matrix side of the test harness's simulated participants
+// (internal/caller, internal/meshpeer, internal/lkpeer): a client logged in with an
+// access token, its crypto store, its sync loop, and an inbox of the messages others send.
+package testclient
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/cryptohelper"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// Options say who the participant is and where its crypto store lives.
+type Options struct {
+	Homeserver  string
+	UserID      string
+	AccessToken string
+	DeviceID    string
+	// DataDir holds the crypto store, named Kind-DeviceID.db.
+	DataDir string
+	// Kind names the participant in logs, errors and the store file ("caller").
+	Kind   string
+	Logger zerolog.Logger
+}
+
+// Client is a participant's Matrix client with end-to-end encryption set up.
+type Client struct {
+	Matrix *mautrix.Client
+	Crypto *cryptohelper.CryptoHelper
+
+	log    zerolog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New creates the client with syncer (a mautrix.DefaultSyncer or one embedding it) and sets
+// up its crypto store; Start begins syncing.
+func New(ctx context.Context, o Options, syncer mautrix.Syncer) (*Client, error) {
+	cli, err := mautrix.NewClient(o.Homeserver, id.UserID(o.UserID), o.AccessToken)
+	if err != nil {
+		return nil, fmt.Errorf("%s client: %w", o.Kind, err)
+	}
+	cli.DeviceID = id.DeviceID(o.DeviceID)
+	cli.Log = o.Logger.With().Str("component", o.Kind+"-matrix").Logger().Level(zerolog.WarnLevel)
+	cli.Syncer = syncer
+	pickle := make([]byte, 16)
+	_, _ = rand.Read(pickle)
+	helper, err := cryptohelper.NewCryptoHelper(cli, []byte(hex.EncodeToString(pickle)), filepath.Join(o.DataDir, o.Kind+"-"+o.DeviceID+".db"))
+	if err != nil {
+		return nil, fmt.Errorf("%s crypto store: %w", o.Kind, err)
+	}
+	if err := helper.Init(ctx); err != nil {
+		return nil, fmt.Errorf("%s crypto init: %w", o.Kind, err)
+	}
+	helper.Machine().IgnorePostDecryptionParseErrors = true
+	cli.Crypto = helper
+	return &Client{Matrix: cli, Crypto: helper, log: o.Logger.With().Str(o.Kind, o.UserID).Logger(), done: make(chan struct{})}, nil
+}
+
+// NewSyncer is a DefaultSyncer that skips events it cannot parse (tests send hostile ones).
+func NewSyncer() *mautrix.DefaultSyncer {
+	s := mautrix.NewDefaultSyncer()
+	s.ParseErrorHandler = func(*event.Event, error) bool { return true }
+	return s
+}
+
+// Start syncs until Close, retrying after errors; it outlives ctx's cancellation.
+func (c *Client) Start(ctx context.Context) {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	go func() {
+		defer close(c.done)
+		for sctx.Err() == nil {
+			if err := c.Matrix.SyncWithContext(sctx); err != nil && sctx.Err() == nil {
+				c.log.Warn().Err(err).Msg("Sync failed")
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+}
+
+// Close stops syncing and closes the crypto store.
+func (c *Client) Close() error {
+	if c.cancel != nil {
+		c.cancel()
+		c.Matrix.StopSync()
+		<-c.done
+	}
+	return c.Crypto.Close()
+}
+
+// Message is a text message or notice someone else sent in a room.
+type Message struct {
+	RoomID   id.RoomID
+	Sender   id.UserID
+	Body     string
+	Mentions []id.UserID
+	At       time.Time
+}
+
+// Inbox keeps the messages others send and lets a test wait for one. The zero value is
+// ready to use.
+type Inbox struct {
+	mu   sync.Mutex
+	msgs []Message
+	ch   chan struct{}
+}
+
+func (in *Inbox) wake() chan struct{} {
+	if in.ch == nil {
+		in.ch = make(chan struct{}, 1)
+	}
+	return in.ch
+}
+
+// Note records evt if it is a message that self did not send.
+func (in *Inbox) Note(evt *event.Event, self id.UserID) {
+	msg := evt.Content.AsMessage()
+	if evt.Type != event.EventMessage || msg == nil || evt.Sender == self {
+		return
+	}
+	m := Message{RoomID: evt.RoomID, Sender: evt.Sender, Body: msg.Body, At: time.Now()}
+	if msg.Mentions != nil {
+		m.Mentions = msg.Mentions.UserIDs
+	}
+	in.mu.Lock()
+	in.msgs = append(in.msgs, m)
+	ch := in.wake()
+	in.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Wait waits for a message in room, received at or after since, whose body matches.
+func (in *Inbox) Wait(ctx context.Context, room id.RoomID, since time.Time, match func(string) bool) (Message, error) {
+	for {
+		in.mu.Lock()
+		ch := in.wake()
+		for _, m := range in.msgs {
+			if m.RoomID == room && !m.At.Before(since) && match(m.Body) {
+				in.mu.Unlock()
+				return m, nil
+			}
+		}
+		in.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return Message{}, fmt.Errorf("waiting for a message: %w", ctx.Err())
+		case <-ch:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// In returns the messages seen in room, oldest first.
+func (in *Inbox) In(room id.RoomID) []Message {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var out []Message
+	for _, m := range in.msgs {
+		if m.RoomID == room {
+			out = append(out, m)
+		}
+	}
+	return out
+}
