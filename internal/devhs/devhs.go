@@ -100,16 +100,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	// The port is part of the server name, which is baked into the keys'
 	// use and the databases: a retry on a taken port starts from scratch.
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		lastErr = s.start(ctx, opts)
-		if lastErr == nil {
-			return s, nil
-		}
-		if s.proc == nil || !devtools.IsAddrInUse(s.proc.LogTail(8000)) {
-			break
-		}
-		log.Warn().Int("port", s.port).Msg("port taken, retrying with another")
+	lastErr := devtools.StartOnFreePorts(log, func() error { return s.start(ctx, opts) }, func() *devtools.Process { return s.proc })
+	if lastErr == nil {
+		return s, nil
 	}
 	if s.ownDir {
 		lastErr = errors.Join(lastErr, os.RemoveAll(s.dir))

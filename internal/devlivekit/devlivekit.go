@@ -77,16 +77,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating livekit dir: %w", err)
 	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		lastErr = s.start(ctx, bin, opts)
-		if lastErr == nil {
-			return s, nil
-		}
-		if s.proc == nil || !devtools.IsAddrInUse(s.proc.LogTail(8000)) {
-			break
-		}
-		log.Warn().Msg("port taken, retrying with others")
+	lastErr := devtools.StartOnFreePorts(log, func() error { return s.start(ctx, bin, opts) }, func() *devtools.Process { return s.proc })
+	if lastErr == nil {
+		return s, nil
 	}
 	if s.ownDir {
 		lastErr = errors.Join(lastErr, os.RemoveAll(s.dir))

@@ -96,16 +96,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("creating minio dir: %w", err)
 	}
 	s.bin = bin
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		lastErr = s.start(ctx, bin)
-		if lastErr == nil {
-			return s, nil
-		}
-		if s.proc == nil || !devtools.IsAddrInUse(s.proc.LogTail(8000)) {
-			break
-		}
-		log.Warn().Msg("port taken, retrying with others")
+	lastErr := devtools.StartOnFreePorts(log, func() error { return s.start(ctx, bin) }, func() *devtools.Process { return s.proc })
+	if lastErr == nil {
+		return s, nil
 	}
 	if s.ownDir {
 		lastErr = errors.Join(lastErr, os.RemoveAll(s.dir))

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // ProcessSpec describes a server process to start.
@@ -216,4 +218,23 @@ func FreeUDPPort() (int, error) {
 // can retry with another port.
 func IsAddrInUse(log string) bool {
 	return strings.Contains(log, "address already in use")
+}
+
+// StartOnFreePorts runs start, which picks free ports and starts a server, up to three
+// times while it fails because a port was taken between picking and binding (tests run
+// in parallel). proc returns the process start launched, whose log tells; the first
+// other failure ends the attempts.
+func StartOnFreePorts(log zerolog.Logger, start func() error, proc func() *Process) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = start(); err == nil {
+			return nil
+		}
+		p := proc()
+		if p == nil || !IsAddrInUse(p.LogTail(8000)) {
+			return err
+		}
+		log.Warn().Err(err).Msg("A port was taken meanwhile; retrying with others")
+	}
+	return err
 }
