@@ -100,6 +100,19 @@ func (env *lkEnv) peer(t *testing.T, prefix string, o lkpeer.Options) *lkpeer.Pe
 	return p
 }
 
+// joinCall joins peers to the Element Call call in room and returns a context for the
+// rest of the call (two minutes).
+func joinCall(t *testing.T, room id.RoomID, peers ...*lkpeer.Peer) context.Context {
+	t.Helper()
+	ctx := timeout(t, 2*time.Minute)
+	for _, p := range peers {
+		if err := p.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ctx
+}
+
 // callRoom creates a room as Element does for calls (members may send call membership
 // state), with everyone invited and joined.
 func callRoom(t *testing.T, owner *lkpeer.Peer, encrypted bool, bot id.UserID, others ...*lkpeer.Peer) id.RoomID {
@@ -272,12 +285,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 		bob := env.peer(t, "bob", lkpeer.Options{Format: lkpeer.FormatSticky})
 		carol := env.peer(t, "carol", lkpeer.Options{ServiceURL: env.oldJWT.URL()})
 		room := callRoom(t, alice, false, rb.bot.UserID(), bob, carol)
-		ctx := timeout(t, 2*time.Minute)
-		for _, p := range []*lkpeer.Peer{alice, bob, carol} {
-			if err := p.Join(ctx, room); err != nil {
-				t.Fatal(err)
-			}
-		}
+		joinCall(t, room, alice, bob, carol)
 		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
 		mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
@@ -318,12 +326,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true, OnlyCrossSigned: true})
 		bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true, OnlyCrossSigned: true, Format: lkpeer.FormatSticky})
 		room := callRoom(t, alice, true, rb.bot.UserID(), bob)
-		ctx := timeout(t, 2*time.Minute)
-		for _, p := range []*lkpeer.Peer{alice, bob} {
-			if err := p.Join(ctx, room); err != nil {
-				t.Fatal(err)
-			}
-		}
+		joinCall(t, room, alice, bob)
 		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
 		mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
@@ -340,10 +343,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 		rb := startBot(t, botConfig(t, env.hs))
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		room := callRoom(t, alice, true, rb.bot.UserID())
-		ctx := timeout(t, 2*time.Minute)
-		if err := alice.Join(ctx, room); err != nil {
-			t.Fatal(err)
-		}
+		ctx := joinCall(t, room, alice)
 		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
 		folder, m := record(t, rb, alice, room, func() {
@@ -370,10 +370,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true, KeyDelay: 1500 * time.Millisecond})
 		room := callRoom(t, alice, true, rb.bot.UserID(), bob)
-		ctx := timeout(t, 2*time.Minute)
-		if err := alice.Join(ctx, room); err != nil {
-			t.Fatal(err)
-		}
+		ctx := joinCall(t, room, alice)
 		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 		var bobJoined, bobLeft time.Time
 		folder, m := record(t, rb, alice, room, func() {
@@ -419,10 +416,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 		rb := startBot(t, botConfig(t, env.hs))
 		alice := env.peer(t, "alice", lkpeer.Options{Format: lkpeer.FormatLegacy})
 		room := callRoom(t, alice, false, rb.bot.UserID())
-		ctx := timeout(t, 2*time.Minute)
-		if err := alice.Join(ctx, room); err != nil {
-			t.Fatal(err)
-		}
+		joinCall(t, room, alice)
 		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
 		folder, m := record(t, rb, alice, room, func() {
@@ -465,10 +459,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 		rb := startBot(t, botConfig(t, env.hs))
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		room := callRoom(t, alice, true, rb.bot.UserID())
-		ctx := timeout(t, 2*time.Minute)
-		if err := alice.Join(ctx, room); err != nil {
-			t.Fatal(err)
-		}
+		ctx := joinCall(t, room, alice)
 		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 		sim, err := alice.PublishSimulcast(ctx, testmedia.VP8, livekit.TrackSource_CAMERA)
 		if err != nil {
@@ -517,10 +508,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 		rb := startBot(t, botConfig(t, env.hs))
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		room := callRoom(t, alice, true, rb.bot.UserID())
-		ctx := timeout(t, 2*time.Minute)
-		if err := alice.Join(ctx, room); err != nil {
-			t.Fatal(err)
-		}
+		ctx := joinCall(t, room, alice)
 		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
 		folder, m := record(t, rb, alice, room, func() {
@@ -613,10 +601,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 		rb := startBot(t, cfg)
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true, OnlyCrossSigned: true})
 		room := callRoom(t, alice, true, rb.bot.UserID())
-		ctx := timeout(t, 2*time.Minute)
-		if err := alice.Join(ctx, room); err != nil {
-			t.Fatal(err)
-		}
+		joinCall(t, room, alice)
 		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 		_, m := record(t, rb, alice, room, func() {
 			waitMessage(t, alice, room, time.Now().Add(-time.Minute), 30*time.Second, "cross-signed")
@@ -646,12 +631,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true})
 		room := callRoom(t, alice, true, rb.bot.UserID(), bob)
-		ctx := timeout(t, 2*time.Minute)
-		for _, p := range []*lkpeer.Peer{alice, bob} {
-			if err := p.Join(ctx, room); err != nil {
-				t.Fatal(err)
-			}
-		}
+		joinCall(t, room, alice, bob)
 		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 		mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
 		folder, m := record(t, rb, alice, room, func() {
