@@ -387,19 +387,36 @@ type dmCall struct {
 func startDMCall(t *testing.T, encrypted bool, opts caller.CallOptions) *dmCall {
 	t.Helper()
 	s := homeserver(t)
-	d := &dmCall{rb: startBot(t, botConfig(t, s)), c: newCaller(t, s, "alice"), ctx: timeout(t, 3*time.Minute)}
-	var err error
-	if d.room, err = d.c.CreateDM(d.ctx, d.rb.bot.UserID(), encrypted); err != nil {
+	d := &dmCall{rb: startBot(t, botConfig(t, s)), c: newCaller(t, s, "alice")}
+	d.room, d.ctx = directRoom(t, d.rb, d.c, encrypted, 3*time.Minute)
+	d.start = time.Now()
+	d.call = dial(t, d.ctx, d.c, d.room, opts)
+	return d
+}
+
+// directRoom creates a direct room between c and the bot, waits until the bot joined and
+// returns it with a context for the rest of the test (d long).
+func directRoom(t *testing.T, rb *runningBot, c *caller.Client, encrypted bool, d time.Duration) (id.RoomID, context.Context) {
+	t.Helper()
+	ctx := timeout(t, d)
+	room, err := c.CreateDM(ctx, rb.bot.UserID(), encrypted)
+	if err != nil {
 		t.Fatal(err)
 	}
-	d.start = time.Now()
-	if d.call, err = d.c.Call(d.ctx, d.room, opts); err != nil {
+	return room, ctx
+}
+
+// dial calls the bot in room and waits until media flows.
+func dial(t *testing.T, ctx context.Context, c *caller.Client, room id.RoomID, opts caller.CallOptions) *caller.Call {
+	t.Helper()
+	call, err := c.Call(ctx, room, opts)
+	if err != nil {
 		t.Fatalf("call not answered: %v", err)
 	}
-	if err := d.call.WaitConnected(d.ctx); err != nil {
+	if err := call.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return d
+	return call
 }
 
 // hangup ends the call, waits for the bot's summary and returns it with the finished folder.

@@ -111,18 +111,8 @@ func TestIntegrationCallerLeavesRoom(t *testing.T) {
 	s := homeserver(t)
 	rb := startBot(t, botConfig(t, s))
 	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 2*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, alice, false, 2*time.Minute)
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
 	time.Sleep(3 * time.Second)
 	if err := alice.LeaveRoom(ctx, room); err != nil {
 		t.Fatal(err)
@@ -185,11 +175,7 @@ func TestIntegrationHostileInput(t *testing.T) {
 	s := homeserver(t)
 	rb := startBot(t, botConfig(t, s))
 	mallory := newCaller(t, s, "mallory")
-	ctx := timeout(t, 3*time.Minute)
-	room, err := mallory.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, mallory, false, 3*time.Minute)
 	huge := strings.Repeat("a=x-junk:"+strings.Repeat("z", 100)+"\r\n", 3000)
 	bad := []struct {
 		typ     string
@@ -219,13 +205,7 @@ func TestIntegrationHostileInput(t *testing.T) {
 	}
 	// A real call still gets answered and recorded.
 	start := time.Now()
-	call, err := mallory.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440})
-	if err != nil {
-		t.Fatalf("good call after hostile input not answered: %v", err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call := dial(t, ctx, mallory, room, caller.CallOptions{Audio: testmedia.Tone440})
 	time.Sleep(2 * time.Second)
 	if err := call.Hangup(ctx); err != nil {
 		t.Fatal(err)

@@ -30,13 +30,7 @@ func TestIntegrationSIGTERMFinalises(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
 	time.Sleep(4 * time.Second)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -83,11 +77,7 @@ func TestIntegrationRestartKeepsKeys(t *testing.T) {
 	rb := startBot(t, cfg)
 	dev := rb.bot.DeviceID()
 	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 3*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, alice, true, 3*time.Minute)
 	placeShortCall(t, alice, room)
 	rb.stop(t)
 
@@ -106,13 +96,7 @@ func placeShortCall(t *testing.T, c *caller.Client, room id.RoomID) {
 	t.Helper()
 	ctx := timeout(t, time.Minute)
 	start := time.Now()
-	call, err := c.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440})
-	if err != nil {
-		t.Fatalf("call not answered: %v", err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call := dial(t, ctx, c, room, caller.CallOptions{Audio: testmedia.Tone440})
 	time.Sleep(2 * time.Second)
 	if err := call.Hangup(ctx); err != nil {
 		t.Fatal(err)
@@ -127,11 +111,7 @@ func TestIntegrationNotAlone(t *testing.T) {
 	rb := startBot(t, botConfig(t, s))
 	alice := newCaller(t, s, "alice")
 	bob := newCaller(t, s, "bob")
-	ctx := timeout(t, 2*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, alice, false, 2*time.Minute)
 	if _, err := alice.Matrix().InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: bob.UserID()}); err != nil {
 		t.Fatal(err)
 	}

@@ -149,19 +149,9 @@ printf 'WEBVTT\n\n00:00:00.500 --> 00:00:01.500\nhello from %s\n' "$2" > "$4"
 	cfg.PostCall.Transcript.Command = []string{hook, "{file}", "{user}", "{offset_ms}", "{vtt}"}
 	rb := startBot(t, cfg)
 	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 4*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, alice, true, 4*time.Minute)
 	start := time.Now()
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
 	if _, err := alice.WaitNotice(ctx, room, start, func(b string) bool { return strings.Contains(b, "Recording this call") }); err != nil {
 		t.Fatal(err)
 	}
@@ -300,19 +290,9 @@ func TestIntegrationAfterTheCallFailures(t *testing.T) {
 	// From here on there is no ffmpeg in PATH (the hook script needs none).
 	path := os.Getenv("PATH")
 	t.Setenv("PATH", t.TempDir())
-	ctx := timeout(t, 3*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, alice, false, 3*time.Minute)
 	start := time.Now()
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
 	time.Sleep(4 * time.Second)
 	if err := call.Hangup(ctx); err != nil {
 		t.Fatal(err)

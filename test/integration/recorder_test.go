@@ -46,19 +46,9 @@ func startCall(t *testing.T, cfg func(*config.Config), opts caller.CallOptions) 
 	}
 	rb := startBot(t, c)
 	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 2*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, alice, false, 2*time.Minute)
 	start := time.Now()
-	call, err := alice.Call(ctx, room, opts)
-	if err != nil {
-		t.Fatalf("call not answered: %v", err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call := dial(t, ctx, alice, room, opts)
 	if _, err := alice.WaitNotice(ctx, room, start, func(b string) bool { return strings.Contains(b, "Recording this call") }); err != nil {
 		t.Fatalf("no recording notice: %v", err)
 	}

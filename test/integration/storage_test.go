@@ -32,13 +32,7 @@ func recordDM(t *testing.T, alice *caller.Client, bot id.UserID, encrypted bool,
 		t.Fatal(err)
 	}
 	start := time.Now()
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
-	if err != nil {
-		t.Fatalf("call not answered: %v", err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
 	waitNotice(t, alice, room, start, 30*time.Second, "Recording this call")
 	time.Sleep(d)
 	if err := call.Hangup(ctx); err != nil {
@@ -178,19 +172,9 @@ func TestIntegrationS3OutageMidCall(t *testing.T) {
 	cfg.Storage.S3.DeleteLocalDelay = 0
 	rb := startBot(t, cfg)
 	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 4*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, alice, false, 4*time.Minute)
 	start := time.Now()
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
 	time.Sleep(3 * time.Second)
 	if err := e.srv.Halt(); err != nil {
 		t.Fatal(err)
@@ -260,13 +244,7 @@ func TestIntegrationKilledMidCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
 	waitNotice(t, alice, room, start, 30*time.Second, "Recording this call")
 	time.Sleep(5 * time.Second)
 	if err := p.cmd.Process.Kill(); err != nil {
@@ -351,11 +329,7 @@ func TestIntegrationExpiry(t *testing.T) {
 	cfg.Recordings.ExpireNotice = config.Duration(12 * time.Second)
 	rb := startBot(t, cfg)
 	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 3*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, alice, false, 3*time.Minute)
 	start := time.Now()
 	placeShortCall(t, alice, room)
 	summary := waitNotice(t, alice, room, start, time.Minute, "Recording saved", "will be deleted on")
@@ -398,19 +372,9 @@ func TestIntegrationMaxDuration(t *testing.T) {
 	cfg.Recordings.MaxDuration = config.Duration(12 * time.Second)
 	rb := startBot(t, cfg)
 	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 2*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, alice, false, 2*time.Minute)
 	start := time.Now()
-	call, err := alice.Call(ctx, room, caller.CallOptions{Audio: testmedia.Tone440})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := call.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
 	warning := waitNotice(t, alice, room, start, 20*time.Second, "reaches its maximum length")
 	if since := time.Since(start); since > 11*time.Second {
 		t.Errorf("warning came %v after the start, the limit is 12 s", since)
@@ -439,11 +403,7 @@ func TestIntegrationDeleteNeedsPower(t *testing.T) {
 	cfg := botConfig(t, s)
 	rb := startBot(t, cfg)
 	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 3*time.Minute)
-	room, err := alice.CreateDM(ctx, rb.bot.UserID(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, ctx := directRoom(t, rb, alice, false, 3*time.Minute)
 	start := time.Now()
 	placeShortCall(t, alice, room)
 	summary := waitNotice(t, alice, room, start, time.Minute, "Recording saved", "Recording id:")
