@@ -157,41 +157,34 @@ func ParseMembers(evt *event.Event, content json.RawMessage, now time.Time) (slo
 		return slot, nil, fmt.Errorf("%s content is not an object", evt.Type.Type)
 	}
 	ts := time.UnixMilli(evt.Timestamp)
+	var m Member
 	switch evt.Type.Type {
 	case TypeRTCMember.Type, TypeRTCMemberStable.Type:
 		if _, has := raw["member"]; !has {
 			return slot, nil, nil // a leave: only the sticky key
 		}
-		m, err := parseRTC(evt, content, ts)
-		if err != nil {
-			return slot, nil, err
-		}
-		m.slot = slot
-		if m.ExpiresAt.After(now) {
-			members = append(members, m)
-		}
-		return slot, members, nil
+		m, err = parseRTC(evt, content, ts)
 	default:
 		if list, has := raw["memberships"]; has {
-			ms, err := parseLegacy(evt, list, ts, now)
+			ms, lerr := parseLegacy(evt, list, ts, now)
 			for i := range ms {
 				ms[i].slot = slot
 			}
-			return slot, ms, err
+			return slot, ms, lerr
 		}
 		if len(raw) == 0 {
 			return slot, nil, nil // a leave
 		}
-		m, err := parseSession(evt, content, ts)
-		if err != nil {
-			return slot, nil, err
-		}
-		m.slot = slot
-		if m.ExpiresAt.After(now) {
-			members = append(members, m)
-		}
-		return slot, members, nil
+		m, err = parseSession(evt, content, ts)
 	}
+	if err != nil {
+		return slot, nil, err
+	}
+	m.slot = slot
+	if m.ExpiresAt.After(now) {
+		members = append(members, m)
+	}
+	return slot, members, nil
 }
 
 type focusActive struct {
