@@ -14,6 +14,7 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
@@ -73,7 +74,13 @@ func (p *Peer) Publish(ctx context.Context, asset string, source livekit.TrackSo
 	if room == nil {
 		return nil, errors.New("not joined")
 	}
-	local, err := webrtc.NewTrackLocalStaticSample(a.Capability(), source.String(), "lkpeer-"+source.String())
+	var trackOpts []func(*webrtc.TrackLocalStaticRTP)
+	var vp9p *vp9Payloader
+	if p.opts.Encrypt && a.MimeType == webrtc.MimeTypeVP9 {
+		vp9p = newVP9Payloader()
+		trackOpts = append(trackOpts, webrtc.WithPayloader(func(webrtc.RTPCodecCapability) (rtp.Payloader, error) { return vp9p, nil }))
+	}
+	local, err := webrtc.NewTrackLocalStaticSample(a.Capability(), source.String(), "lkpeer-"+source.String(), trackOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +96,7 @@ func (p *Peer) Publish(ctx context.Context, asset string, source livekit.TrackSo
 		if err != nil {
 			return nil, err
 		}
-		w = &encWriter{p: p, out: local, enc: enc, codec: codec, clock: a.ClockRate, ts: rand.Uint32(), index: -1}
+		w = &encWriter{p: p, out: local, enc: enc, codec: codec, clock: a.ClockRate, ts: rand.Uint32(), index: -1, vp9: vp9p}
 	}
 	pub, err := room.LocalParticipant.PublishTrack(local, opts)
 	if err != nil {
@@ -115,6 +122,8 @@ type encWriter struct {
 	ts    uint32
 	index int
 	buf   []byte
+	// vp9 describes each plaintext VP9 frame to the packetizer (nil for other codecs).
+	vp9 *vp9Payloader
 }
 
 func (w *encWriter) WriteSample(s media.Sample) error {
@@ -138,6 +147,11 @@ func (w *encWriter) WriteSample(s media.Sample) error {
 		// Browsers hand the encryptor Annex B with 4-byte start codes and no access unit
 		// delimiters; receivers rebuild exactly that, and the clear header is authenticated.
 		data, keyframe = normalizeH264(data)
+	}
+	if w.vp9 != nil {
+		if err := w.vp9.describe(data); err != nil {
+			return err
+		}
 	}
 	out, err := w.enc.Encrypt(w.buf[:0], data, keyframe, ts)
 	if err != nil {

@@ -338,6 +338,20 @@ func TestIntegrationLiveKit(t *testing.T) {
 		checkVideo(t, folder, fileOf(t, m, bob.UserID(), recorder.SourceCamera), "h264", testmedia.H264)
 	})
 
+	// Encrypted VP9 (Element Call's choice when VP8 is not preferred): no byte of a VP9
+	// frame is left in the clear, so keyframes are only known once decrypted.
+	t.Run("EncryptedVP9", func(t *testing.T) {
+		rb := startBot(t, botConfig(t, env.hs))
+		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+		room := callRoom(t, alice, true, rb.bot.UserID())
+		joinCall(t, room, alice)
+		mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+		mustPublish(t, alice, testmedia.VP9, livekit.TrackSource_CAMERA)
+		folder, m := record(t, rb, alice, room, func() { time.Sleep(5 * time.Second) })
+		checkAudio(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceMicrophone), 440, 660)
+		checkVideo(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceCamera), "vp9", testmedia.VP9)
+	})
+
 	// Key rotation mid-call: new keys at new indexes, used a second after they are sent.
 	t.Run("KeyRotation", func(t *testing.T) {
 		rb := startBot(t, botConfig(t, env.hs))
