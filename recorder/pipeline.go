@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/depacketize"
@@ -49,6 +50,9 @@ type pipeline struct {
 	// was not replaced by a key frame of the same instant (see keepVideo).
 	pending    heldFrame
 	hasPending bool
+
+	// opened: the track has had a file (a part was started, even if creating it failed).
+	opened bool
 
 	kfRequests    uint64
 	undecryptable uint64
@@ -426,6 +430,7 @@ func (p *pipeline) openPart(ext int64, arrival time.Time) bool {
 	wall, fromSR := p.wallClock(ext, arrival)
 	offset := wall.Sub(s.t0)
 	file, num, _ := s.newPart(p.t, offset, arrival)
+	p.opened = true
 	s.rec.opts.Hooks.partStart(s, s.fileEntry(file))
 	w, err := newWriter(p.t, s.path(file), s.rec.opts)
 	if err != nil {
@@ -584,4 +589,29 @@ func (p *pipeline) finish() {
 	p.dropHeld()
 	p.writePending()
 	p.closePart(reason)
+	p.warnIfNothingWritten()
+}
+
+// warnIfNothingWritten says in the manifest when a track received media but never had a
+// file: without it, a camera whose key frame never came (or whose frames could not be
+// decrypted) would leave no trace at all.
+func (p *pipeline) warnIfNothingWritten() {
+	received := p.jb.Stats().Received
+	if p.opened || received == 0 {
+		return
+	}
+	why := "no frame could be written"
+	switch {
+	case p.undecryptable > 0:
+		why = fmt.Sprintf("%d frame(s) could not be decrypted", p.undecryptable)
+	case p.t.codec.IsVideo():
+		why = "no key frame arrived to start the video"
+	}
+	i := p.t.info
+	who := i.UserID
+	if i.DeviceID != "" {
+		who += " (" + i.DeviceID + ")"
+	}
+	p.t.s.AddWarning(fmt.Sprintf("%s: %s %s track received %d packet(s) but has no file: %s", who, i.source(), p.t.codec, received, why))
+	p.t.log.Warn().Uint64("packets", received).Str("why", why).Msg("Track received media but nothing was written")
 }

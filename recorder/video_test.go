@@ -116,3 +116,20 @@ func TestH264NewParametersNewPart(t *testing.T) {
 		t.Errorf("parts %+v", files)
 	}
 }
+
+// TestVideoWithoutKeyframeIsReported: a camera whose key frame never comes has no file,
+// and the manifest says so instead of leaving no trace of it.
+func TestVideoWithoutKeyframeIsReported(t *testing.T) {
+	h := newHarness(t, Options{})
+	frames := loadFrames(t, testmedia.VP8)
+	// Frames 5 to 14 only: delta frames, the next key frame (frame 15, at 1 s) never sent.
+	evs := vp8Stream().media(t, frames, base, 5*time.Second/15-time.Millisecond, time.Second-time.Millisecond, nil)
+	h.run(vp8Info(), evs)
+	m := h.close()
+	if files := filesOf(m, ""); len(files) != 0 {
+		t.Fatalf("a file was written without a key frame: %+v", files)
+	}
+	if len(m.Warnings) != 1 || !strings.Contains(m.Warnings[0], "camera vp8 track received") || !strings.Contains(m.Warnings[0], "no key frame arrived") {
+		t.Errorf("warnings = %q, want one saying the camera had no key frame", m.Warnings)
+	}
+}
