@@ -58,7 +58,7 @@ func (st *storeRT) checkLimits(ctx context.Context) {
 	diskLow := ""
 	if min := int64(st.cfg.Recordings.MinFreeSpace); min > 0 {
 		if free, err := st.statfs(st.cfg.Recordings.Dir); err == nil && free < min {
-			diskLow = fmt.Sprintf("the recorder's disk is almost full (%s free, recordings.min_free_space is %s); I stopped before any file could be damaged", formatBytes(free), config.Size(min))
+			diskLow = fmt.Sprintf("the recorder's disk is almost full (%s free, recordings.min_free_space is %s); I stopped before any file could be damaged", config.Size(free), config.Size(min))
 		}
 	}
 	maxSize := int64(st.cfg.Recordings.MaxSize)

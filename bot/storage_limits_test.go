@@ -170,7 +170,7 @@ func TestDiskGuard(t *testing.T) {
 		t.Fatalf("stops: %q", stops)
 	}
 	_, err := e.rec.Start(context.Background(), recorder.CallInfo{CallID: "c2", RoomID: "!r:x", Kind: "group"})
-	if err == nil || !strings.Contains(err.Error(), "300.0 MB free") {
+	if err == nil || !strings.Contains(err.Error(), "300.0 MiB free") {
 		t.Fatalf("start on a full disk: %v", err)
 	}
 	entries, _ := os.ReadDir(e.st.cfg.Recordings.Dir)

@@ -146,7 +146,7 @@ func freeBytes(dir string) (int64, error) {
 func (st *storeRT) onSessionStart(s *recorder.Session) error {
 	if min := int64(st.cfg.Recordings.MinFreeSpace); min > 0 {
 		if free, err := st.statfs(filepath.Dir(s.Folder())); err == nil && free < min {
-			return fmt.Errorf("the recordings disk has only %s free (recordings.min_free_space is %s)", formatBytes(free), config.Size(min))
+			return fmt.Errorf("the recordings disk has only %s free (recordings.min_free_space is %s)", config.Size(free), config.Size(min))
 		}
 	}
 	ctx, cancel := st.dbCtx()

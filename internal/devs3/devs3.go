@@ -238,10 +238,23 @@ func (s *Server) AddWebhook(ctx context.Context, bucket, id string, events ...no
 	if !cfg.AddQueue(q) {
 		return fmt.Errorf("bucket %s already notifies %s", bucket, arn)
 	}
-	if err := c.SetBucketNotification(ctx, bucket, cfg); err != nil {
-		return fmt.Errorf("setting notification of bucket %s to %s: %w", bucket, arn, err)
+	// MinIO sets its notification targets up after it answers requests; until the target
+	// is there it refuses the ARN ("A specified destination ARN does not exist").
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := c.SetBucketNotification(ctx, bucket, cfg)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("setting notification of bucket %s to %s: %w", bucket, arn, err)
+		}
+		s.log.Debug().Err(err).Msg("Webhook target not ready yet; retrying")
+		select {
+		case <-ctx.Done():
+		case <-time.After(300 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // Stop kills MinIO and, if Start created the folder, removes it.
@@ -258,9 +271,7 @@ func (s *Server) Stop() error {
 
 func randomHex(n int) string {
 	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // never happens on Linux
-	}
+	_, _ = rand.Read(b) // never fails (it crashes the program instead)
 	return hex.EncodeToString(b)
 }
 

@@ -290,6 +290,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 		mustPublish(t, alice, testmedia.VP8, livekit.TrackSource_CAMERA)
 		mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
 		mustPublish(t, carol, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+		var markAt time.Time
 		folder, m := record(t, rb, alice, room, func() {
 			if c := botMembership(t, alice, room, rb); c["device_id"] != string(rb.bot.DeviceID()) {
 				t.Errorf("while recording, the bot's membership is %v", c)
@@ -302,8 +303,15 @@ func TestIntegrationLiveKit(t *testing.T) {
 					t.Errorf("!status does not list %s:\n%s", p.UserID(), st)
 				}
 			}
+			markAt = send(t, bob, room, "!mark -2s chorus")
 			time.Sleep(3 * time.Second)
 		})
+		// A marker set by another participant, on the group call's timeline, moved back 2 s.
+		if len(m.Markers) != 1 || m.Markers[0].Text != "chorus" || m.Markers[0].UserID != string(bob.UserID()) {
+			t.Errorf("markers %+v, want bob's \"chorus\"", m.Markers)
+		} else if want := markAt.Add(-2 * time.Second).Sub(m.StartedAt).Milliseconds(); m.Markers[0].AtMs < want-1000 || m.Markers[0].AtMs > want+2000 {
+			t.Errorf("marker at %d ms, sent for about %d ms", m.Markers[0].AtMs, want)
+		}
 		checkAudio(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceMicrophone), 440, 660)
 		checkVideo(t, folder, fileOf(t, m, alice.UserID(), recorder.SourceCamera), "vp8", testmedia.VP8)
 		checkAudio(t, folder, fileOf(t, m, bob.UserID(), recorder.SourceMicrophone), 660, 440)

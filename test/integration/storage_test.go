@@ -2,10 +2,12 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -478,4 +480,61 @@ func get(t *testing.T, u string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestIntegrationDiskAlmostFull: when the recordings disk runs low in the middle of a call
+// (here a 40 MiB tmpfs that the test fills), the bot stops the recording before anything
+// can be damaged, hangs up and says why; the file it wrote is whole.
+func TestIntegrationDiskAlmostFull(t *testing.T) {
+	dir := smallDisk(t, 40<<20)
+	s := homeserver(t)
+	cfg := botConfig(t, s)
+	cfg.Recordings.Dir = dir
+	cfg.Recordings.MinFreeSpace = config.Size(30 << 20)
+	rb := startBot(t, cfg)
+	alice := newCaller(t, s, "alice")
+	room, ctx := directRoom(t, rb, alice, false, 2*time.Minute)
+	start := time.Now()
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
+	waitNotice(t, alice, room, start, 20*time.Second, "Recording this call")
+	time.Sleep(3 * time.Second)
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 16<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	summary := waitNotice(t, alice, room, start, 40*time.Second, "Recording saved", "disk is almost full")
+	t.Logf("summary:\n%s", summary)
+	select {
+	case <-call.Hangups():
+	case <-time.After(10 * time.Second):
+		t.Error("the caller was not hung up on")
+	}
+	call.Close()
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	folder, m := finishedFolder(t, rb)
+	audio := mustOne(t, m, recorder.SourceMicrophone)
+	if audio.Status != recorder.StatusComplete || audio.DurationMs < 2500 {
+		t.Errorf("the file was not finished whole: %+v", audio)
+	}
+	checkFile(t, filepath.Join(folder, audio.File), "opus", time.Duration(audio.DurationMs)*time.Millisecond)
+}
+
+// smallDisk mounts a tmpfs of size bytes for the test (root only).
+func smallDisk(t *testing.T, size int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
 }
