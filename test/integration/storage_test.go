@@ -382,14 +382,7 @@ func TestIntegrationMaxDuration(t *testing.T) {
 		t.Errorf("warning came %v after the start, the limit is 12 s", since)
 	}
 	t.Logf("warning: %s", warning)
-	summary := waitNotice(t, alice, room, start, 40*time.Second, "Recording saved", "maximum recording length")
-	t.Logf("summary:\n%s", summary)
-	select {
-	case <-call.Hangups():
-	case <-time.After(10 * time.Second):
-		t.Error("the caller was not hung up on")
-	}
-	call.Close()
+	stoppedByBot(t, alice, room, start, call, "maximum recording length")
 	folder, m := finishedFolder(t, rb)
 	audio := mustOne(t, m, recorder.SourceMicrophone)
 	if d := time.Duration(m.DurationMs) * time.Millisecond; d < 11*time.Second || d > 14*time.Second {
@@ -502,14 +495,7 @@ func TestIntegrationDiskAlmostFull(t *testing.T) {
 	if err := os.WriteFile(filler, make([]byte, 16<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	summary := waitNotice(t, alice, room, start, 40*time.Second, "Recording saved", "disk is almost full")
-	t.Logf("summary:\n%s", summary)
-	select {
-	case <-call.Hangups():
-	case <-time.After(10 * time.Second):
-		t.Error("the caller was not hung up on")
-	}
-	call.Close()
+	stoppedByBot(t, alice, room, start, call, "disk is almost full")
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
@@ -519,6 +505,20 @@ func TestIntegrationDiskAlmostFull(t *testing.T) {
 		t.Errorf("the file was not finished whole: %+v", audio)
 	}
 	checkFile(t, filepath.Join(folder, audio.File), "opus", time.Duration(audio.DurationMs)*time.Millisecond)
+}
+
+// stoppedByBot waits for the summary of a 1:1 recording the bot stopped by itself (saying
+// why) and checks that it hung up on the caller.
+func stoppedByBot(t *testing.T, c *caller.Client, room id.RoomID, since time.Time, call *caller.Call, why string) {
+	t.Helper()
+	summary := waitNotice(t, c, room, since, 40*time.Second, "Recording saved", why)
+	t.Logf("summary:\n%s", summary)
+	select {
+	case <-call.Hangups():
+	case <-time.After(10 * time.Second):
+		t.Error("the caller was not hung up on")
+	}
+	call.Close()
 }
 
 // smallDisk mounts a tmpfs of size bytes for the test (root only).
