@@ -31,8 +31,11 @@ type connection struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 
-	mu        sync.Mutex
-	room      *lksdk.Room
+	mu   sync.Mutex
+	room *lksdk.Room
+	// joining is the room being joined: its tracks can be subscribed before the join
+	// returns, and they need its SIF trailer.
+	joining   *lksdk.Room
 	access    Access
 	lastErr   error
 	joins     int
@@ -113,6 +116,14 @@ func (c *connection) join() (<-chan string, error) {
 		}
 	}
 	room := lksdk.NewRoom(cb)
+	c.mu.Lock()
+	c.joining = room
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.joining = nil
+		c.mu.Unlock()
+	}()
 	jctx, cancel := context.WithTimeout(c.ctx, joinTimeout)
 	defer cancel()
 	c.log.Info().Str("sfu", acc.URL).Str("livekit_room", acc.Room).Str("identity", acc.Identity).Str("endpoint", acc.Endpoint).Msg("Joining the call's LiveKit room")
@@ -135,11 +146,15 @@ func (c *connection) join() (<-chan string, error) {
 // sifTrailer is the SFU's server-injected-frame trailer of the current room.
 func (c *connection) sifTrailer() []byte {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.room == nil {
+	room := c.room
+	if room == nil {
+		room = c.joining
+	}
+	c.mu.Unlock()
+	if room == nil {
 		return nil
 	}
-	return c.room.SifTrailer()
+	return room.SifTrailer()
 }
 
 // currentRoom returns the joined room, or nil.
