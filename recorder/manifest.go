@@ -176,6 +176,10 @@ const (
 // temp file in the same folder, fsync, rename, fsync of the folder.
 func writeJSONAtomic(path string, v any) error { return writeJSON(path, v, true) }
 
+// WriteJSONAtomic is writeJSONAtomic for files other packages keep beside the manifest
+// (the Egress backend's state file).
+func WriteJSONAtomic(path string, v any) error { return writeJSONAtomic(path, v) }
+
 // writeJSON is writeJSONAtomic; without durable it skips the fsyncs, which keeps the file
 // whole through a crash of the process (the rename is atomic) but not through a power
 // loss, where the previous durable version may come back.

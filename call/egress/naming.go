@@ -51,13 +51,10 @@ func who(p *livekit.ParticipantInfo, members map[string]device) device {
 	if d, ok := members[p.Identity]; ok {
 		return d
 	}
-	id := p.Identity
-	if strings.HasPrefix(id, "@") {
-		if i := strings.LastIndexByte(id, ':'); i > 0 && strings.Count(id[:i], ":") >= 1 && i < len(id)-1 {
-			return device{user: id[:i], device: id[i+1:]}
-		}
+	if k, ok := lk.DeviceOfIdentity(p.Identity); ok {
+		return device{user: string(k.User), device: string(k.Device)}
 	}
-	return device{user: id}
+	return device{user: p.Identity}
 }
 
 // trackInfo describes a published track for the recorder.

@@ -47,7 +47,6 @@ type egressFile struct {
 	updatedAt int64
 	requested time.Time
 	activeAt  time.Time
-	lateTold  bool
 	muted     bool // the track is muted: no media, so no start is expected
 	done      bool
 	optedOut  bool
@@ -565,10 +564,9 @@ func (r *Recording) endReason(f *egressFile, info *livekit.EgressInfo) string {
 func (r *Recording) checkLate() {
 	limit := r.t.dep.StartTimeout.D()
 	for _, f := range r.order {
-		if f.done || !f.activeAt.IsZero() || f.lateTold || f.muted || time.Since(f.requested) < limit {
+		if f.done || !f.activeAt.IsZero() || r.told["late/"+f.id] || f.muted || time.Since(f.requested) < limit {
 			continue
 		}
-		f.lateTold = true
 		r.log.Warn().Str("egress_id", f.id).Stringer("status", f.status).Msg("Egress has not started")
 		r.tellOnce("late/"+f.id, fmt.Sprintf("⚠️ LiveKit Egress has not started recording %s after %s (is the worker overloaded, or is no media coming?). I keep waiting.", f.what, limit.Round(time.Second)))
 	}

@@ -67,35 +67,9 @@ func (r *Recording) saveState() {
 		st.Egresses = append(st.Egresses, stateEgress{ID: f.id, TrackSID: f.trackSID, Identity: f.identity, User: string(f.user),
 			What: f.what, Kind: f.kind, File: f.file, Key: f.key, Done: f.done})
 	}
-	if err := writeAtomic(filepath.Join(r.sess.Folder(), StateFile), st); err != nil {
+	if err := recorder.WriteJSONAtomic(filepath.Join(r.sess.Folder(), StateFile), st); err != nil {
 		r.log.Warn().Err(err).Msg("Could not write the egress state file; a restart could not take the recording over")
 	}
-}
-
-func writeAtomic(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	_, err = tmp.Write(append(data, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(name, path)
-	}
-	if err != nil {
-		_ = os.Remove(name)
-	}
-	return err
 }
 
 // maxStateBytes bounds a state file read back (thousands of egresses fit).

@@ -229,6 +229,12 @@ func identityDevice(identity string, members []Member) (DeviceKey, bool) {
 			return m.Key(), true
 		}
 	}
+	return DeviceOfIdentity(identity)
+}
+
+// DeviceOfIdentity reads a LiveKit identity of the "@user:server:DEVICE" form (what
+// lk-jwt-service issues unless it hashes identities).
+func DeviceOfIdentity(identity string) (DeviceKey, bool) {
 	if strings.HasPrefix(identity, "@") {
 		if i := strings.LastIndexByte(identity, ':'); i > 0 && strings.IndexByte(identity[:i], ':') > 0 && i+1 < len(identity) {
 			return DeviceKey{User: id.UserID(identity[:i]), Device: id.DeviceID(identity[i+1:])}, true
