@@ -542,13 +542,8 @@ func (r *Recording) stop(ctx context.Context, reason string) {
 		}()
 	}
 	wg.Wait()
-	// Frames that never decrypted are counted in their file's stats; a participant whose
-	// key never came has no file at all, so the manifest gets a note.
-	r.mu.Lock()
-	for d, n := range r.undecrypt {
-		r.sess.AddWarning(fmt.Sprintf("%d frame(s) of %s (%s) could not be decrypted: their media key never arrived or did not fit", n, d.User, d.Device))
-	}
-	r.mu.Unlock()
+	// Frames that never decrypted are counted in their file's stats; a track whose key never
+	// came has no file at all, and the recorder notes that in the manifest's warnings.
 	m, err := r.sess.Close(ctx)
 	waited := make(chan struct{})
 	go func() {
