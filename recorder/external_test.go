@@ -107,7 +107,7 @@ func TestExternalFilesOnTheCallTimeline(t *testing.T) {
 	if err := s.FinishExternal(f2, ExternalResult{Reason: "egress ended"}); err != nil {
 		t.Fatal(err)
 	}
-	if e := h.seen[f2]; e.Status != StatusInterrupted || e.EndReason == "egress ended" {
+	if e := h.seen[f2]; e.Status != StatusInterrupted || e.EndReason != "egress ended; the file did not appear in the call folder" {
 		t.Fatalf("missing file: %+v", e)
 	}
 

@@ -63,7 +63,7 @@ func RecoverFolder(folder string, m *Manifest, log zerolog.Logger) RecoveryRepor
 				t.Status = StatusInterrupted
 				t.EndReason = "interrupted before the file was written"
 				if t.Writer != "" {
-					t.EndReason = "the recorder stopped while " + t.Writer + " wrote this file"
+					t.EndReason = writerStopped(t)
 				}
 			}
 			continue
@@ -77,7 +77,7 @@ func RecoverFolder(folder string, m *Manifest, log zerolog.Logger) RecoveryRepor
 		if t.Writer != "" {
 			// Another program writes it and may still be writing: leave the bytes alone.
 			t.Status = StatusInterrupted
-			t.EndReason = "the recorder stopped while " + t.Writer + " wrote this file"
+			t.EndReason = writerStopped(t)
 			continue
 		}
 		dur, err := repairFile(path)
@@ -135,4 +135,10 @@ func repairFile(path string) (time.Duration, error) {
 	default:
 		return 0, fmt.Errorf("unknown file type %s", filepath.Ext(path))
 	}
+}
+
+// writerStopped is the end reason of a file another program was writing when the recorder
+// stopped (it may have gone on writing).
+func writerStopped(t *FileEntry) string {
+	return "the recorder stopped while " + t.Writer + " wrote this file"
 }

@@ -612,17 +612,23 @@ func TestLimitReachedAndUploadFailure(t *testing.T) {
 		t.Fatalf("Ann's track does not go on in part 2 after the limit: %q", next)
 	}
 	m := r.sess.Manifest()
+	seen := 0
 	for _, e := range m.Tracks {
 		switch e.File {
 		case "ann-nodevice-usermedia-audio.ogg":
+			seen++
 			if e.Status != recorder.StatusComplete || e.Upload == nil || e.EndReason != "LiveKit Egress's time limit" {
 				t.Errorf("Ann's first part: %+v", e)
 			}
 		case "bob-nodevice-usermedia-audio.ogg":
+			seen++
 			if e.Status != recorder.StatusInterrupted || e.Upload != nil {
 				t.Errorf("Bob's unconfirmed upload: %+v", e)
 			}
 		}
+	}
+	if seen != 2 {
+		t.Errorf("the manifest lacks Ann's first part or Bob's file: %+v", m.Tracks)
 	}
 	if len(store.expected) < 3 {
 		t.Errorf("expected keys: %v", store.expected)
