@@ -246,7 +246,8 @@ func (s *Server) AddWebhook(ctx context.Context, bucket, id string, events ...no
 		if err == nil {
 			return nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		notYet := strings.Contains(minio.ToErrorResponse(err).Message, "destination ARN does not exist")
+		if !notYet || time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("setting notification of bucket %s to %s: %w", bucket, arn, err)
 		}
 		s.log.Debug().Err(err).Msg("Webhook target not ready yet; retrying")

@@ -217,7 +217,8 @@ func FreeUDPPort() (int, error) {
 // IsAddrInUse reports whether a log text says a port was taken, so callers
 // can retry with another port.
 func IsAddrInUse(log string) bool {
-	return strings.Contains(log, "address already in use")
+	// Go says "address already in use", redis-server "Address already in use".
+	return strings.Contains(strings.ToLower(log), "address already in use")
 }
 
 // StartOnFreePorts runs start, which picks free ports and starts a server, up to three
