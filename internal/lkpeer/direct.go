@@ -30,7 +30,10 @@ func Direct(ctx context.Context, url, token string, log zerolog.Logger) (*Peer, 
 
 // Disconnect stops every track and leaves the LiveKit room, without touching Matrix (for
 // peers made by Direct).
-func (p *Peer) Disconnect() error {
+func (p *Peer) Disconnect() error { return p.leaveSFU() }
+
+// leaveSFU stops every track and leaves the LiveKit room.
+func (p *Peer) leaveSFU() error {
 	p.mu.Lock()
 	tracks := p.tracks
 	p.tracks = nil

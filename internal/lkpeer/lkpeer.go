@@ -314,37 +314,12 @@ func (p *Peer) token(ctx context.Context, tok *mautrix.RespOpenIDToken) (sfuAcce
 
 // Leave stops publishing, leaves the SFU and takes the membership back.
 func (p *Peer) Leave(ctx context.Context) error {
-	p.mu.Lock()
-	tracks := p.tracks
-	p.tracks = nil
-	room := p.lkRoom
-	p.lkRoom = nil
-	p.mu.Unlock()
-	var errs []error
-	for _, t := range tracks {
-		errs = append(errs, t.Stop())
-	}
-	if room != nil {
-		room.Disconnect()
-	}
-	errs = append(errs, p.publishMembership(ctx, true))
-	return errors.Join(errs...)
+	return errors.Join(p.leaveSFU(), p.publishMembership(ctx, true))
 }
 
 // Close stops syncing (after Leave).
 func (p *Peer) Close() error {
-	p.mu.Lock()
-	tracks := p.tracks
-	p.tracks = nil
-	room := p.lkRoom
-	p.lkRoom = nil
-	p.mu.Unlock()
-	for _, t := range tracks {
-		_ = t.Stop()
-	}
-	if room != nil {
-		room.Disconnect()
-	}
+	_ = p.leaveSFU() // after Leave, nothing is left; errors were Leave's to report
 	p.keyWG.Wait()
 	return p.mc.Close()
 }

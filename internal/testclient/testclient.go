@@ -125,7 +125,7 @@ func (in *Inbox) wake() chan struct{} {
 // Note records evt if it is a message that self did not send.
 func (in *Inbox) Note(evt *event.Event, self id.UserID) {
 	msg := evt.Content.AsMessage()
-	if evt.Type != event.EventMessage || msg == nil || evt.Sender == self {
+	if evt.Type != event.EventMessage || evt.Sender == self {
 		return
 	}
 	m := Message{RoomID: evt.RoomID, Sender: evt.Sender, Body: msg.Body, At: time.Now()}

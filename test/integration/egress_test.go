@@ -49,6 +49,19 @@ type egressEnv struct {
 	meetRoom string // the LiveKit room the Meet room "abc-defg-hij" meets in
 }
 
+// egressS3Setup starts a homeserver, MinIO (with the bucket webhook) and the Egress
+// environment, and returns a bot config that uploads to MinIO and knows the deployment.
+func egressS3Setup(t *testing.T) (*devhs.Server, *s3Env, *egressEnv, config.Config) {
+	t.Helper()
+	s := homeserver(t)
+	s3 := startS3(t, true)
+	env := startEgressEnv(t, s3.httpPort)
+	cfg := botConfig(t, s)
+	s3.apply(&cfg)
+	cfg.LiveKit.Deployments = []config.LiveKitDeployment{env.deployment(config.OutputAuto)}
+	return s, s3, env, cfg
+}
+
 func startEgressEnv(t *testing.T, httpPort int) *egressEnv {
 	t.Helper()
 	testenv.RequireIntegration(t)
@@ -124,15 +137,6 @@ func (env *egressEnv) participant(t *testing.T, room, identity, name string) *lk
 	}
 	t.Cleanup(func() { _ = p.Disconnect() })
 	return p
-}
-
-func publish(t *testing.T, p *lkpeer.Peer, asset string, src livekit.TrackSource) *lkpeer.Track {
-	t.Helper()
-	tr, err := p.Publish(timeout(t, time.Minute), asset, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tr
 }
 
 // egressRoom is a room with a caller and the bot.
@@ -244,20 +248,15 @@ func download(t *testing.T, e *s3Env, key, dir string) string {
 // linked in the Matrix room; the end of a track comes through LiveKit's signed webhook,
 // and forged webhooks are refused.
 func TestIntegrationEgressMeetTracks(t *testing.T) {
-	s := homeserver(t)
-	s3 := startS3(t, true)
-	env := startEgressEnv(t, s3.httpPort)
-	cfg := botConfig(t, s)
-	s3.apply(&cfg)
-	cfg.LiveKit.Deployments = []config.LiveKitDeployment{env.deployment(config.OutputAuto)}
+	s, s3, env, cfg := egressS3Setup(t)
 	rb := startBot(t, cfg)
 	alice := newCaller(t, s, "alice")
 	room := egressRoom(t, alice, rb.bot.UserID())
 
 	// Two people in the Meet room: Ann with microphone and camera; Bob joins later.
 	ann := env.participant(t, env.meetRoom, "ann-identity", "Ann")
-	publish(t, ann, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
-	publish(t, ann, testmedia.VP8, livekit.TrackSource_CAMERA)
+	mustPublish(t, ann, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	mustPublish(t, ann, testmedia.VP8, livekit.TrackSource_CAMERA)
 	time.Sleep(time.Second)
 
 	since := say(t, alice, room, "!start "+env.meet+"abc-defg-hij tracks")
@@ -266,7 +265,7 @@ func TestIntegrationEgressMeetTracks(t *testing.T) {
 	time.Sleep(3 * time.Second)
 
 	bob := env.participant(t, env.meetRoom, "bob-identity", "Bob")
-	bobMic := publish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+	bobMic := mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
 	bobStarted := time.Now()
 
 	// Bob's track is found through the track_published webhook (the bot polls once a
@@ -448,7 +447,7 @@ func TestIntegrationEgressLocalAndFailures(t *testing.T) {
 	}
 
 	ann := env.participant(t, "local-room", "ann", "Ann")
-	publish(t, ann, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	mustPublish(t, ann, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 	time.Sleep(time.Second)
 
 	since = say(t, alice, room, "!start local-room composite")
@@ -604,18 +603,13 @@ func TestIntegrationEgressElementCall(t *testing.T) {
 // Egress never stopped, the bot takes its egress over in the same folder, and after !stop
 // the room gets the link to one file that covers the whole time, the downtime included.
 func TestIntegrationEgressTakeOverAfterKill(t *testing.T) {
-	s := homeserver(t)
-	s3 := startS3(t, true)
-	env := startEgressEnv(t, s3.httpPort)
-	cfg := botConfig(t, s)
-	s3.apply(&cfg)
-	cfg.LiveKit.Deployments = []config.LiveKitDeployment{env.deployment(config.OutputAuto)}
+	s, s3, env, cfg := egressS3Setup(t)
 	p := startProcess(t, cfg)
 	alice := newCaller(t, s, "alice")
 	room := egressRoom(t, alice, id.UserID(cfg.Matrix.UserID))
 
 	ann := env.participant(t, env.meetRoom, "ann-identity", "Ann")
-	publish(t, ann, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	mustPublish(t, ann, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
 	time.Sleep(time.Second)
 	since := say(t, alice, room, "!start "+env.meet+"abc-defg-hij")
 	waitNotice(t, alice, room, since, 90*time.Second, "Recording started")

@@ -429,11 +429,3 @@ func (d *dmCall) hangup(t *testing.T) (folder string, m *recorder.Manifest, summ
 	folder, m = finishedFolder(t, d.rb)
 	return folder, m, summary
 }
-
-// checkAll runs checkFile on every file of a manifest.
-func checkAll(t *testing.T, folder string, m *recorder.Manifest) {
-	t.Helper()
-	for _, tr := range m.Tracks {
-		checkFile(t, filepath.Join(folder, tr.File), tr.Codec, time.Duration(tr.DurationMs)*time.Millisecond)
-	}
-}
