@@ -47,12 +47,12 @@ func Lookup(name string) (Tool, error) {
 	case Dendrite:
 		return Tool{
 			Name:    Dendrite,
-			Version: "v0.15.2",
+			Version: "v0.13.8",
 			Packages: []string{
-				"github.com/element-hq/dendrite/cmd/dendrite",
-				"github.com/element-hq/dendrite/cmd/generate-keys",
-				"github.com/element-hq/dendrite/cmd/generate-config",
-				"github.com/element-hq/dendrite/cmd/create-account",
+				"github.com/matrix-org/dendrite/cmd/dendrite",
+				"github.com/matrix-org/dendrite/cmd/generate-keys",
+				"github.com/matrix-org/dendrite/cmd/generate-config",
+				"github.com/matrix-org/dendrite/cmd/create-account",
 			},
 			Binaries:  []string{"dendrite", "generate-keys", "generate-config", "create-account"},
 			CGO:       true,
