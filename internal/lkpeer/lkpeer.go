@@ -105,6 +105,9 @@ func (p *Peer) WaitMessage(ctx context.Context, room id.RoomID, since time.Time,
 	return p.inbox.Wait(ctx, room, since, match)
 }
 
+// MessagesIn returns the messages seen in room, edits included (Message.Edit).
+func (p *Peer) MessagesIn(room id.RoomID) []Message { return p.inbox.In(room) }
+
 // Messages returns the bodies of the messages seen in room.
 func (p *Peer) Messages(room id.RoomID) []string {
 	var out []string

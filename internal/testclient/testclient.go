@@ -104,7 +104,9 @@ type Message struct {
 	Sender   id.UserID
 	Body     string
 	Mentions []id.UserID
-	At       time.Time
+	// Edit says the message replaces an earlier one (Body is the new content).
+	Edit bool
+	At   time.Time
 }
 
 // Inbox keeps the messages others send and lets a test wait for one. The zero value is
@@ -129,6 +131,12 @@ func (in *Inbox) Note(evt *event.Event, self id.UserID) {
 		return
 	}
 	m := Message{RoomID: evt.RoomID, Sender: evt.Sender, Body: msg.Body, At: time.Now()}
+	// An edit's top-level body is only a fallback (mautrix cuts it to a few dozen
+	// bytes); clients show m.new_content, and so do we.
+	if msg.NewContent != nil && msg.RelatesTo != nil && msg.RelatesTo.Type == event.RelReplace {
+		m.Body = msg.NewContent.Body
+		m.Edit = true
+	}
 	if msg.Mentions != nil {
 		m.Mentions = msg.Mentions.UserIDs
 	}

@@ -604,8 +604,8 @@ func TestIntegrationLiveKit(t *testing.T) {
 		}
 		time.Sleep(6 * time.Second)
 		starts := 0
-		for _, msg := range alice.Messages(room) {
-			if strings.Contains(msg, "Recording started") && !strings.HasPrefix(msg, "* ") { // "* …" is an edit
+		for _, msg := range alice.MessagesIn(room) {
+			if strings.Contains(msg.Body, "Recording started") && !msg.Edit {
 				starts++
 			}
 		}
