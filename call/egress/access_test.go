@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	"google.golang.org/protobuf/encoding/protojson"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
@@ -365,5 +367,124 @@ func TestAccessRevokedBeforeTakeOver(t *testing.T) {
 	}
 	if h.api.stops() != 1 {
 		t.Errorf("%d egresses stopped, want the one left running", h.api.stops())
+	}
+}
+
+// postWebhook signs and posts an event to the backend.
+func postWebhook(t *testing.T, h *harness, ev *livekit.WebhookEvent) int {
+	t.Helper()
+	body, err := protojson.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/livekit/webhook", bytes.NewReader(body))
+	req.Header.Set("Authorization", sign(t, "APIkey", testSecret, body))
+	w := httptest.NewRecorder()
+	h.be.Handler().ServeHTTP(w, req)
+	return w.Code
+}
+
+// A webhook replayed (same event id), or older than the replay window, is answered but
+// not acted on.
+func TestWebhookReplayIgnored(t *testing.T) {
+	h := newHarness(t, nil)
+	h.api.setRoom("room1", participant("ann", "Ann", mic("TR_a1")))
+	r := startTracks(t, h, "room1")
+	polls := func() int {
+		r.sync(func() {})
+		_, p := h.api.counts()
+		return p
+	}
+	ev := func(id string, created time.Time) *livekit.WebhookEvent {
+		return &livekit.WebhookEvent{Event: "track_published", Id: id, CreatedAt: created.Unix(), Room: &livekit.Room{Name: "room1"}}
+	}
+	before := polls()
+	if code := postWebhook(t, h, ev("EV_1", time.Now())); code != http.StatusOK {
+		t.Fatalf("webhook: %d", code)
+	}
+	after := polls()
+	if after != before+1 {
+		t.Fatalf("a webhook about the room did not make the recording look (%d → %d polls)", before, after)
+	}
+	if code := postWebhook(t, h, ev("EV_1", time.Now())); code != http.StatusOK {
+		t.Fatalf("replayed webhook: %d", code)
+	}
+	if got := polls(); got != after {
+		t.Errorf("a replayed webhook was acted on (%d → %d polls)", after, got)
+	}
+	if code := postWebhook(t, h, ev("EV_old", time.Now().Add(-time.Hour))); code != http.StatusOK {
+		t.Fatalf("old webhook: %d", code)
+	}
+	if got := polls(); got != after {
+		t.Errorf("a webhook from an hour ago was acted on (%d → %d polls)", after, got)
+	}
+	if code := postWebhook(t, h, ev("EV_2", time.Now())); code != http.StatusOK || polls() != after+1 {
+		t.Errorf("a new webhook after a replay was not acted on")
+	}
+}
+
+func TestReplayGuardBounded(t *testing.T) {
+	g := newReplayGuard(time.Minute, 3)
+	now := time.Now()
+	for _, id := range []string{"a", "b", "c"} {
+		if !g.first(id, now) {
+			t.Fatalf("%s: not first", id)
+		}
+	}
+	if g.first("a", now) {
+		t.Error("a replay within the window was taken")
+	}
+	g.first("d", now) // evicts the oldest
+	if len(g.seen) != 3 || len(g.order) != 3 {
+		t.Errorf("the guard holds %d ids, max 3", len(g.seen))
+	}
+	if !g.first("b", now.Add(2*time.Minute)) {
+		t.Error("an id is remembered past the window")
+	}
+}
+
+// readWatch is a body that records whether it was read.
+type readWatch struct {
+	read bool
+	r    *bytes.Reader
+}
+
+func (b *readWatch) Read(p []byte) (int, error) { b.read = true; return b.r.Read(p) }
+
+// A request without the signature header or without a length is refused before its body
+// is read; an announced body over the cap too.
+func TestWebhookRejectedBeforeReading(t *testing.T) {
+	h := newHarness(t, nil)
+	body, _ := protojson.Marshal(&livekit.WebhookEvent{Event: "room_started", Room: &livekit.Room{Name: "x"}})
+	for name, c := range map[string]struct {
+		authz  string
+		length int64
+		want   int
+	}{
+		"no signature":    {"", int64(len(body)), http.StatusUnauthorized},
+		"no length":       {sign(t, "APIkey", testSecret, body), -1, http.StatusLengthRequired},
+		"announced large": {sign(t, "APIkey", testSecret, body), maxWebhookBody + 1, http.StatusRequestEntityTooLarge},
+	} {
+		rb := &readWatch{r: bytes.NewReader(body)}
+		req := httptest.NewRequest(http.MethodPost, "/livekit/webhook", rb)
+		req.ContentLength = c.length
+		if c.authz != "" {
+			req.Header.Set("Authorization", c.authz)
+		}
+		w := httptest.NewRecorder()
+		h.be.Handler().ServeHTTP(w, req)
+		if w.Code != c.want || rb.read {
+			t.Errorf("%s: HTTP %d (want %d), body read: %v", name, w.Code, c.want, rb.read)
+		}
+	}
+	// A body longer than it said is still cut at the cap.
+	big := bytes.Repeat([]byte(" "), maxWebhookBody+10)
+	req := httptest.NewRequest(http.MethodPost, "/livekit/webhook", bytes.NewReader(big))
+	req.ContentLength = 10
+	req.Header.Set("Authorization", sign(t, "APIkey", testSecret, big))
+	w := httptest.NewRecorder()
+	h.be.Handler().ServeHTTP(w, req)
+	if w.Code == http.StatusOK {
+		t.Errorf("a body over the cap was taken")
 	}
 }

@@ -132,6 +132,8 @@ type Backend struct {
 
 	// aliases resolves the aliases of allowed_rooms (access.go).
 	aliases aliases
+	// seen are the webhooks already taken, against replays (webhook.go).
+	seen *replayGuard
 }
 
 var _ call.Backend = (*Backend)(nil)
@@ -144,7 +146,7 @@ func New(mx call.Matrix, rec *recorder.Recorder, opts Options, log zerolog.Logge
 		mx: mx, rec: rec, opts: opts, log: log.With().Str("backend", "egress").Logger(), ctx: ctx, cancel: cancel,
 		active: map[id.RoomID]*Recording{}, starting: map[id.RoomID]bool{},
 		byEgress: map[string]*Recording{}, byRoom: map[string]*Recording{}, pending: map[id.RoomID]*pending{},
-		aliases: aliases{resolve: opts.ResolveAlias},
+		aliases: aliases{resolve: opts.ResolveAlias}, seen: newReplayGuard(webhookReplayWindow, maxSeenWebhooks),
 	}
 	for _, d := range opts.Deployments {
 		secret, err := d.Secret()
