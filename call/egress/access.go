@@ -35,16 +35,17 @@ type refusal struct {
 }
 
 func (r *refusal) Error() string {
-	keys := make([]string, 0, len(r.deps))
-	for _, d := range r.deps {
-		keys = append(keys, config.DeploymentKey(d, "allowed_rooms"))
-	}
-	users := make([]string, 0, len(r.deps))
-	for _, d := range r.deps {
-		users = append(users, config.DeploymentKey(d, "allowed_users"))
-	}
 	return fmt.Sprintf("this room may not record %s. The bot's operator can allow it in %s (this room is %s), or list you in %s",
-		r.what, strings.Join(keys, " or "), r.room, strings.Join(users, " or "))
+		r.what, deploymentKeys(r.deps, "allowed_rooms"), r.room, deploymentKeys(r.deps, "allowed_users"))
+}
+
+// deploymentKeys names a key of several deployments: "livekit.deployments[a].k or …[b].k".
+func deploymentKeys(deps []string, key string) string {
+	keys := make([]string, 0, len(deps))
+	for _, d := range deps {
+		keys = append(keys, config.DeploymentKey(d, key))
+	}
+	return strings.Join(keys, " or ")
 }
 
 // aliasTTL is how long a resolved alias is trusted; failures are kept for aliasRetry so a

@@ -320,7 +320,8 @@ func (b *Backend) resume(ctx context.Context, req call.StartRequest, p *pending)
 		b.log.Warn().Stringer("room_id", req.RoomID).Str("folder", p.folder).Str("target", t.what).
 			Msg("An interrupted Egress recording is no longer allowed by the config; stopping its egresses instead of taking it over")
 		b.stopLeftovers(ctx, d, p.st)
-		return nil, call.UserError{Msg: "I did not go on recording: " + (&refusal{what: t.what, deps: []string{d.Name}, room: req.RoomID}).Error() + "."}
+		return nil, call.UserError{Msg: fmt.Sprintf("the bot's config no longer allows this room to record %s, so I stopped it (the operator can allow it again in %s; this room is %s)",
+			t.what, deploymentKeys([]string{d.Name}, "allowed_rooms"), req.RoomID)}
 	}
 	key := d.Name + "/" + t.room
 	b.mu.Lock()
