@@ -1,11 +1,14 @@
 package config
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 const lkBase = "matrix:\n  homeserver: https://hs.example\n  user_id: '@a:b'\n  access_token: t\n"
@@ -173,5 +176,34 @@ func TestLiveKitAccess(t *testing.T) {
 	}
 	if got := DeploymentKey("meet", "allowed_rooms"); got != "livekit.deployments[meet].allowed_rooms" {
 		t.Errorf("DeploymentKey = %s", got)
+	}
+}
+
+// A config written back out (as tools and the test harness do) keeps the access keys.
+func TestLiveKitAccessRoundTrip(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(lkBase + `livekit:
+  deployments:
+    - name: meet
+      url: wss://lk.example.org
+      api_key: k
+      api_secret: 0123456789abcdef0123456789abcdef
+      allowed_rooms: [{matrix_room: "#team:example.org", livekit_rooms: ["team-*"]}]
+      allowed_users: ["@admin:example.org"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	a := again.LiveKit.Deployments[0].LiveKitAccess
+	if len(a.AllowedRooms) != 1 || a.AllowedRooms[0].MatrixRoom != "#team:example.org" || a.AllowedRooms[0].LiveKitRooms[0] != "team-*" ||
+		len(a.AllowedUsers) != 1 || a.AllowAll {
+		t.Fatalf("after a round trip: %+v\n%s", a, data)
 	}
 }
