@@ -205,14 +205,6 @@ func (b *Backend) deployment(name string) *deployment {
 	return nil
 }
 
-func (b *Backend) deploymentNames() string {
-	names := make([]string, len(b.deps))
-	for i, d := range b.deps {
-		names[i] = d.Name
-	}
-	return strings.Join(names, ", ")
-}
-
 // Probe claims every !start that names a room (a Meet room URL or a LiveKit room name):
 // what the user named wins over a call the room may also have. Without a name, it offers
 // to record the room's unencrypted Element Call call when the operator asked for that and
