@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 
+	"maunium.net/go/mautrix/id"
+
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/egress"
 )
@@ -26,6 +28,15 @@ func (b *Bot) newEgressBackend(ec egress.ElementCall) (call.Backend, error) {
 		RecordElementCall: b.cfg.LiveKit.RecordElementCallWithEgress,
 		ElementCall:       ec,
 		CommandPrefix:     b.cfg.Bot.CommandPrefix,
+		// Aliases in allowed_rooms are resolved through the homeserver, never taken from
+		// what a room says about itself.
+		ResolveAlias: func(ctx context.Context, alias id.RoomAlias) (id.RoomID, error) {
+			resp, err := b.client.ResolveAlias(ctx, alias)
+			if err != nil {
+				return "", err
+			}
+			return resp.RoomID, nil
+		},
 	}
 	var store *egressStore
 	if b.st != nil && b.st.s3 != nil {

@@ -82,6 +82,10 @@ type LiveKitDeployment struct {
 	PollInterval Duration `yaml:"poll_interval"`
 	// StartTimeout bounds how long an egress may take to start before the room is told.
 	StartTimeout Duration `yaml:"start_timeout"`
+
+	// Who may record what on this deployment (LiveKitAccess below): nothing until the
+	// operator says so.
+	LiveKitAccess `yaml:",inline"`
 }
 
 // DefaultLiveKitDeployment is a deployment with every default filled in.
@@ -102,15 +106,8 @@ func (d *LiveKitDeployment) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
 		return fmt.Errorf("line %d: a livekit deployment must be a mapping", n.Line)
 	}
-	known := map[string]bool{}
-	t := reflect.TypeOf(LiveKitDeployment{})
-	for i := 0; i < t.NumField(); i++ {
-		known[strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]] = true
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i].Value; !known[k] {
-			return fmt.Errorf("line %d: field %s not found in type config.LiveKitDeployment", n.Content[i].Line, k)
-		}
+	if err := knownKeys(n, reflect.TypeOf(LiveKitDeployment{})); err != nil {
+		return err
 	}
 	type plain LiveKitDeployment
 	v := plain(DefaultLiveKitDeployment())
@@ -118,6 +115,30 @@ func (d *LiveKitDeployment) UnmarshalYAML(n *yaml.Node) error {
 		return err
 	}
 	*d = LiveKitDeployment(v)
+	return nil
+}
+
+// knownKeys fails on a key of mapping n that no field of struct t (or of a struct t
+// inlines) is tagged with.
+func knownKeys(n *yaml.Node, t reflect.Type) error {
+	known := map[string]bool{}
+	var collect func(t reflect.Type)
+	collect = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")
+			if len(tag) > 1 && tag[1] == "inline" && t.Field(i).Type.Kind() == reflect.Struct {
+				collect(t.Field(i).Type)
+				continue
+			}
+			known[tag[0]] = true
+		}
+	}
+	collect(t)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; !known[k] {
+			return fmt.Errorf("line %d: field %s not found in type %s", n.Content[i].Line, k, t)
+		}
+	}
 	return nil
 }
 
@@ -272,9 +293,98 @@ func (c *Config) validateLiveKit() []error {
 		if s := d.StartTimeout.D(); s < 5*time.Second || s > 10*time.Minute {
 			errs = append(errs, fmt.Errorf("%s: start_timeout %s must be between 5s and 10m", where, s))
 		}
+		errs = append(errs, d.LiveKitAccess.validate(i, d.Name)...)
 	}
 	if c.LiveKit.RecordElementCallWithEgress && len(c.LiveKit.Deployments) == 0 {
 		errs = append(errs, errors.New("livekit.record_element_call_with_egress needs at least one livekit deployment"))
+	}
+	return errs
+}
+
+// LiveKitAccess says who may record what on a deployment. The bot records a LiveKit room
+// only when one of these allows it for the Matrix room that asks (or the user who asks);
+// with none set, nothing can be recorded there. The unencrypted Element Call path
+// (record_element_call_with_egress) needs none of them: a room may always record its own
+// call.
+type LiveKitAccess struct {
+	// AllowedRooms lets Matrix rooms record LiveKit rooms of this deployment.
+	AllowedRooms []LiveKitRoomGrant `yaml:"allowed_rooms"`
+	// AllowedUsers may record any room of this deployment, from any Matrix room the bot is
+	// in (operators, admins).
+	AllowedUsers []string `yaml:"allowed_users"`
+	// AllowAll lets every Matrix room the bot is in record every room of this deployment.
+	// Only for a private deployment on a homeserver that does not federate with strangers:
+	// on an open federation anyone who invites the bot could record any call on the server.
+	AllowAll bool `yaml:"allow_all"`
+}
+
+// LiveKitRoomGrant lets one Matrix room record some LiveKit rooms.
+type LiveKitRoomGrant struct {
+	// MatrixRoom is a room id ("!abc:example.org") or an alias ("#team:example.org"); an
+	// alias is resolved through the bot's homeserver at each !start, so it is only as
+	// trustworthy as whoever may change it.
+	MatrixRoom string `yaml:"matrix_room"`
+	// LiveKitRooms are LiveKit room names or patterns: * matches any run of characters
+	// ("/" included), ? one character, everything else itself ("*" alone: every room). A
+	// La Suite Meet URL is allowed when a pattern matches its slug or the LiveKit room
+	// Meet's API names for it.
+	LiveKitRooms []string `yaml:"livekit_rooms"`
+}
+
+// UnmarshalYAML decodes a grant strictly.
+func (g *LiveKitRoomGrant) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: an allowed_rooms entry must be a mapping (matrix_room, livekit_rooms)", n.Line)
+	}
+	if err := knownKeys(n, reflect.TypeOf(LiveKitRoomGrant{})); err != nil {
+		return err
+	}
+	type plain LiveKitRoomGrant
+	var v plain
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	*g = LiveKitRoomGrant(v)
+	return nil
+}
+
+// DeploymentKey names a key of a deployment as the config does, for messages:
+// DeploymentKey("meet", "allowed_rooms") is "livekit.deployments[meet].allowed_rooms".
+func DeploymentKey(deployment, key string) string {
+	return "livekit.deployments[" + deployment + "]." + key
+}
+
+var (
+	matrixRoomRef  = regexp.MustCompile(`^[!#][^\s:]+:[^\s]+$`)
+	matrixUserID   = regexp.MustCompile(`^@[^\s:]+:[^\s]+$`)
+	livekitPattern = regexp.MustCompile(`^[^\s\x00-\x1f\x7f]{1,256}$`)
+)
+
+// validate checks the access keys of deployment i (named name).
+func (a LiveKitAccess) validate(i int, name string) []error {
+	dep := name
+	if !deploymentName.MatchString(name) {
+		dep = fmt.Sprint(i)
+	}
+	var errs []error
+	for j, g := range a.AllowedRooms {
+		key := DeploymentKey(dep, fmt.Sprintf("allowed_rooms[%d]", j))
+		if len(g.MatrixRoom) > 255 || !matrixRoomRef.MatchString(g.MatrixRoom) {
+			errs = append(errs, fmt.Errorf("%s.matrix_room %q must be a Matrix room id (!abc:example.org) or alias (#room:example.org)", key, g.MatrixRoom))
+		}
+		if len(g.LiveKitRooms) == 0 {
+			errs = append(errs, fmt.Errorf("%s.livekit_rooms must list at least one LiveKit room name or pattern (\"*\" for every room)", key))
+		}
+		for _, p := range g.LiveKitRooms {
+			if !livekitPattern.MatchString(p) {
+				errs = append(errs, fmt.Errorf("%s.livekit_rooms: %q is not a LiveKit room name or pattern (1-256 characters, no spaces)", key, p))
+			}
+		}
+	}
+	for _, u := range a.AllowedUsers {
+		if len(u) > 255 || !matrixUserID.MatchString(u) {
+			errs = append(errs, fmt.Errorf("%s: %q is not a Matrix user id (@user:example.org)", DeploymentKey(dep, "allowed_users"), u))
+		}
 	}
 	return errs
 }

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 const lkBase = "matrix:\n  homeserver: https://hs.example\n  user_id: '@a:b'\n  access_token: t\n"
@@ -118,9 +121,89 @@ func TestExampleHasLiveKitDefaults(t *testing.T) {
 	// Every default in the commented example entry matches the code's.
 	d := DefaultLiveKitDeployment()
 	for _, want := range []string{"default_mode: " + d.DefaultMode, "layout: " + d.Layout, "output: " + d.Output,
-		"webhook_path: " + d.WebhookPath, "poll_interval: " + d.PollInterval.D().String(), "start_timeout: " + (time.Duration(d.StartTimeout)).String()} {
+		"webhook_path: " + d.WebhookPath, "poll_interval: " + d.PollInterval.D().String(), "start_timeout: " + (time.Duration(d.StartTimeout)).String(),
+		"allowed_rooms: []", "allowed_users: []", "allow_all: false", "matrix_room:", "livekit_rooms:"} {
 		if !strings.Contains(string(Example), want) {
 			t.Errorf("the example does not show %q", want)
 		}
+	}
+}
+
+// Who may record what: nothing by default; grants by room id or alias with names and
+// patterns, users, allow_all; strict keys; errors that name the dotted key.
+func TestLiveKitAccess(t *testing.T) {
+	dep := func(extra string) string {
+		return lkBase + "livekit:\n  deployments:\n    - name: meet\n      url: wss://lk.example.org\n      api_key: k\n      api_secret: 0123456789abcdef0123456789abcdef\n" + extra
+	}
+	cfg, err := Parse(strings.NewReader(dep("")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.LiveKit.Deployments[0].LiveKitAccess; a.AllowAll || len(a.AllowedRooms) != 0 || len(a.AllowedUsers) != 0 {
+		t.Fatalf("a deployment allows something by default: %+v", a)
+	}
+	cfg, err = Parse(strings.NewReader(dep(`      allowed_rooms:
+        - matrix_room: "!AbC:example.org"
+          livekit_rooms: [weekly-call, "team-*"]
+        - matrix_room: "#ops:example.org"
+          livekit_rooms: ["*"]
+      allowed_users: ["@admin:example.org"]
+      allow_all: true
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.LiveKit.Deployments[0].LiveKitAccess
+	if len(a.AllowedRooms) != 2 || a.AllowedRooms[0].MatrixRoom != "!AbC:example.org" || len(a.AllowedRooms[0].LiveKitRooms) != 2 ||
+		a.AllowedRooms[1].LiveKitRooms[0] != "*" || len(a.AllowedUsers) != 1 || !a.AllowAll {
+		t.Fatalf("access: %+v", a)
+	}
+	cases := map[string]string{
+		dep("      allowed_rooms:\n        - matrix_room: '!a:b'\n          livekit_room: [x]\n"):      "livekit_room",
+		dep("      allowed_rooms:\n        - matrix_room: 'team'\n          livekit_rooms: [x]\n"):     "livekit.deployments[meet].allowed_rooms[0].matrix_room",
+		dep("      allowed_rooms:\n        - matrix_room: '@u:b'\n          livekit_rooms: [x]\n"):     "livekit.deployments[meet].allowed_rooms[0].matrix_room",
+		dep("      allowed_rooms:\n        - matrix_room: '!a:b'\n"):                                   "livekit.deployments[meet].allowed_rooms[0].livekit_rooms must list",
+		dep("      allowed_rooms:\n        - matrix_room: '!a:b'\n          livekit_rooms: ['a b']\n"): "livekit.deployments[meet].allowed_rooms[0].livekit_rooms",
+		dep("      allowed_rooms: ['!a:b']\n"):                                                         "must be a mapping",
+		dep("      allowed_users: [admin]\n"):                                                          "livekit.deployments[meet].allowed_users",
+		dep("      allow_al: true\n"):                                                                  "allow_al",
+	}
+	for in, want := range cases {
+		_, err := Parse(strings.NewReader(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want an error mentioning %q, got %v\nfor:\n%s", want, err, in)
+		}
+	}
+	if got := DeploymentKey("meet", "allowed_rooms"); got != "livekit.deployments[meet].allowed_rooms" {
+		t.Errorf("DeploymentKey = %s", got)
+	}
+}
+
+// A config written back out (as tools and the test harness do) keeps the access keys.
+func TestLiveKitAccessRoundTrip(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(lkBase + `livekit:
+  deployments:
+    - name: meet
+      url: wss://lk.example.org
+      api_key: k
+      api_secret: 0123456789abcdef0123456789abcdef
+      allowed_rooms: [{matrix_room: "#team:example.org", livekit_rooms: ["team-*"]}]
+      allowed_users: ["@admin:example.org"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	a := again.LiveKit.Deployments[0].LiveKitAccess
+	if len(a.AllowedRooms) != 1 || a.AllowedRooms[0].MatrixRoom != "#team:example.org" || a.AllowedRooms[0].LiveKitRooms[0] != "team-*" ||
+		len(a.AllowedUsers) != 1 || a.AllowAll {
+		t.Fatalf("after a round trip: %+v\n%s", a, data)
 	}
 }

@@ -77,6 +77,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// NewAPI makes a deployment's server API client (tests pass fakes).
 	NewAPI func(d config.LiveKitDeployment, secret string) API
+	// ResolveAlias asks the homeserver which room an alias names (aliases in
+	// allowed_rooms); nil: alias grants allow nothing.
+	ResolveAlias func(ctx context.Context, alias id.RoomAlias) (id.RoomID, error)
 }
 
 func (o *Options) fill() {
@@ -126,6 +129,11 @@ type Backend struct {
 	byRoom   map[string]*Recording // deployment name + "/" + LiveKit room
 	// pending are recordings the last run left interrupted, by Matrix room (state.go).
 	pending map[id.RoomID]*pending
+
+	// aliases resolves the aliases of allowed_rooms (access.go).
+	aliases aliases
+	// seen are the webhooks already taken, against replays (webhook.go).
+	seen *replayGuard
 }
 
 var _ call.Backend = (*Backend)(nil)
@@ -138,6 +146,7 @@ func New(mx call.Matrix, rec *recorder.Recorder, opts Options, log zerolog.Logge
 		mx: mx, rec: rec, opts: opts, log: log.With().Str("backend", "egress").Logger(), ctx: ctx, cancel: cancel,
 		active: map[id.RoomID]*Recording{}, starting: map[id.RoomID]bool{},
 		byEgress: map[string]*Recording{}, byRoom: map[string]*Recording{}, pending: map[id.RoomID]*pending{},
+		aliases: aliases{resolve: opts.ResolveAlias}, seen: newReplayGuard(webhookReplayWindow, maxSeenWebhooks),
 	}
 	for _, d := range opts.Deployments {
 		secret, err := d.Secret()
@@ -160,6 +169,18 @@ func New(mx call.Matrix, rec *recorder.Recorder, opts Options, log zerolog.Logge
 			dep.localDir = rec.Dir()
 		}
 		b.deps = append(b.deps, dep)
+		switch {
+		case d.AllowAll:
+			b.log.Warn().Str("deployment", d.Name).Msg("allow_all: every Matrix room the bot is in may record every room of this LiveKit deployment")
+		case len(d.AllowedRooms) == 0 && len(d.AllowedUsers) == 0:
+			b.log.Info().Str("deployment", d.Name).Msgf("No Matrix room may record rooms of this LiveKit deployment yet (set %s or %s)",
+				config.DeploymentKey(d.Name, "allowed_rooms"), config.DeploymentKey(d.Name, "allowed_users"))
+		}
+		for _, g := range d.AllowedRooms {
+			if strings.HasPrefix(g.MatrixRoom, "#") && opts.ResolveAlias == nil {
+				b.log.Warn().Str("deployment", d.Name).Str("alias", g.MatrixRoom).Msg("Aliases in allowed_rooms cannot be resolved here; this entry allows nothing")
+			}
+		}
 	}
 	if len(b.deps) == 0 {
 		cancel()
@@ -184,14 +205,6 @@ func (b *Backend) deployment(name string) *deployment {
 	return nil
 }
 
-func (b *Backend) deploymentNames() string {
-	names := make([]string, len(b.deps))
-	for i, d := range b.deps {
-		names[i] = d.Name
-	}
-	return strings.Join(names, ", ")
-}
-
 // Probe claims every !start that names a room (a Meet room URL or a LiveKit room name):
 // what the user named wins over a call the room may also have. Without a name, it offers
 // to record the room's unencrypted Element Call call when the operator asked for that and
@@ -207,7 +220,7 @@ func (b *Backend) Probe(ctx context.Context, room id.RoomID, args []string) call
 	if !b.opts.RecordElementCall || b.opts.ElementCall == nil {
 		return call.Probe{}
 	}
-	t, err := b.resolveElementCall(ctx, room)
+	t, err := b.resolveElementCall(ctx, asker{room: room})
 	if err != nil {
 		b.log.Debug().Err(err).Stringer("room_id", room).Msg("Element Call not recorded with Egress")
 		if errors.Is(err, errUseSubscriber) {
@@ -235,14 +248,21 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 		}
 	}
 	var t *target
+	who := asker{room: req.RoomID, by: req.By}
 	if r.ref != "" {
-		t, err = b.resolve(ctx, r.ref)
+		t, err = b.resolve(ctx, who, r.ref)
 	} else {
-		t, err = b.resolveElementCall(ctx, req.RoomID)
+		t, err = b.resolveElementCall(ctx, who)
 	}
 	if err != nil {
+		var no *refusal
+		if errors.As(err, &no) {
+			b.log.Warn().Stringer("room_id", req.RoomID).Stringer("sender", req.By).Str("ref", clip(r.ref, 200)).Str("target", no.what).
+				Strs("deployments", no.deps).Msg("Refused an Egress recording the config does not allow")
+		}
 		return nil, call.UserError{Msg: "I cannot record that: " + err.Error() + "."}
 	}
+	t.by = req.By
 	t.mode = r.mode
 	if t.mode == "" {
 		t.mode = t.dep.Mode()
@@ -284,7 +304,17 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 // meanwhile.
 func (b *Backend) resume(ctx context.Context, req call.StartRequest, p *pending) (call.Recording, error) {
 	d := b.deployment(p.st.Deployment)
-	t := &target{dep: d, room: p.st.Room, mode: p.st.Mode, what: p.st.What, members: p.st.Members}
+	t := &target{dep: d, room: p.st.Room, mode: p.st.Mode, what: p.st.What, members: p.st.Members, slug: p.st.Slug, by: id.UserID(p.st.StartedBy)}
+	// The config may have changed since: the recording goes on only if it is still allowed
+	// for the room and the user who started it. If not, Egress is told to stop, so taking
+	// a permission away really ends the recording.
+	if !ownCall(req.RoomID, t.room) && !b.mayRecord(ctx, d, asker{room: req.RoomID, by: t.by}, t.room, t.slug) {
+		b.log.Warn().Stringer("room_id", req.RoomID).Str("folder", p.folder).Str("target", t.what).
+			Msg("An interrupted Egress recording is no longer allowed by the config; stopping its egresses instead of taking it over")
+		b.stopLeftovers(ctx, d, p.st)
+		return nil, call.UserError{Msg: fmt.Sprintf("the bot's config no longer allows this room to record %s, so I stopped it (the operator can allow it again in %s; this room is %s)",
+			t.what, deploymentKeys([]string{d.Name}, "allowed_rooms"), req.RoomID)}
+	}
 	key := d.Name + "/" + t.room
 	b.mu.Lock()
 	other := b.byRoom[key]

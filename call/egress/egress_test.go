@@ -192,7 +192,7 @@ func TestResolveMeet(t *testing.T) {
 		{"a/b+c==", "a/b+c==", ""},
 		{"missing", "", "no LiveKit room called"},
 	} {
-		tg, err := h.be.resolve(ctx, c.ref)
+		tg, err := h.be.resolve(ctx, asker{room: "!r:example.org", by: "@u:example.org"}, c.ref)
 		switch {
 		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
 			t.Errorf("%s: err %v, want %q", c.ref, err, c.err)
@@ -444,6 +444,7 @@ func TestTakeOverAfterACrash(t *testing.T) {
 	d := config.DefaultLiveKitDeployment()
 	d.Name, d.URL, d.APIKey, d.APISecret, d.Output = "meet", "wss://lk.example.org", "APIkey", testSecret, config.OutputLocal
 	d.PollInterval = config.Duration(time.Hour)
+	d.AllowedRooms = []config.LiveKitRoomGrant{{MatrixRoom: "!r:example.org", LiveKitRooms: []string{"room1"}}}
 	be2, err := New(h.mx, rec2, Options{Deployments: []config.LiveKitDeployment{d}, EndGrace: time.Hour,
 		NewAPI: func(config.LiveKitDeployment, string) API { return h.api }}, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
@@ -502,20 +503,24 @@ func (f *fakeEC) FocusAccess(context.Context, id.RoomID, lk.Transport) (lk.Acces
 }
 
 // Element Call through Egress only when asked, unencrypted, on one SFU that is a
-// deployment; identities map to Matrix devices.
+// deployment; identities map to Matrix devices. No grant is needed for a room's own call.
 func TestElementCallThroughEgress(t *testing.T) {
+	own := lk.RoomAlias("!r:example.org", "m.call#ROOM")
 	ec := &fakeEC{
 		foci:    []lk.Transport{{Type: "livekit", ServiceURL: "https://jwt.example.org"}},
 		members: []lk.Member{{UserID: "@ann:example.org", DeviceID: "ANNDEV", Identity: "h4sh+ed/id"}},
-		access:  lk.Access{URL: "wss://lk.example.org:443", Room: "base64/room+name="},
+		access:  lk.Access{URL: "wss://lk.example.org:443", Room: own},
 	}
-	h := newHarness(t, func(o *Options, d *config.LiveKitDeployment) { o.RecordElementCall, o.ElementCall = true, ec })
+	h := newHarness(t, func(o *Options, d *config.LiveKitDeployment) {
+		o.RecordElementCall, o.ElementCall = true, ec
+		d.AllowedRooms = nil
+	})
 	ctx := context.Background()
 	if p := h.be.Probe(ctx, "!r:example.org", nil); !p.OK || p.Priority <= 100 || p.Priority >= 300 {
 		t.Fatalf("probe of an unencrypted call on a deployment: %+v", p)
 	}
-	tg, err := h.be.resolveElementCall(ctx, "!r:example.org")
-	if err != nil || tg.room != "base64/room+name=" || tg.members["h4sh+ed/id"] != (device{"@ann:example.org", "ANNDEV"}) {
+	tg, err := h.be.resolveElementCall(ctx, asker{room: "!r:example.org"})
+	if err != nil || tg.room != own || tg.members["h4sh+ed/id"] != (device{"@ann:example.org", "ANNDEV"}) {
 		t.Fatalf("target: %+v %v", tg, err)
 	}
 	h.mx.encrypted = true

@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"strings"
 
-	"maunium.net/go/mautrix/id"
+	"github.com/matrix-recorder/matrix-recorder/config"
 )
 
 // errUseSubscriber says the call is one the subscriber backend records (encrypted, or
@@ -17,7 +17,14 @@ var errUseSubscriber = errors.New("recorded by the subscriber backend")
 // resolveElementCall finds the room's Element Call call on one of the deployments: the
 // members' focus, the bot's access to it (its JWT service names the SFU and the LiveKit
 // room), and who is who among the LiveKit identities.
-func (b *Backend) resolveElementCall(ctx context.Context, room id.RoomID) (*target, error) {
+//
+// The focus is chosen by a call member, and its JWT service may answer with any SFU and
+// any room: it could name a deployment's SFU and another room's call, and Egress (which
+// records with the operator's API key, not with the token the service handed out) would
+// record it. So the LiveKit room must be this room's own call (ownCall: the name the JWT
+// service derives from this room's id), unless the config allows the room anyway.
+func (b *Backend) resolveElementCall(ctx context.Context, who asker) (*target, error) {
+	room := who.room
 	if !b.opts.RecordElementCall || b.opts.ElementCall == nil {
 		return nil, fmt.Errorf("name the room to record: %sstart <Meet room URL or LiveKit room name> [tracks|composite|audio]", b.opts.CommandPrefix)
 	}
@@ -53,6 +60,12 @@ func (b *Backend) resolveElementCall(ctx context.Context, room id.RoomID) (*targ
 	}
 	if !roomName.MatchString(acc.Room) {
 		return nil, fmt.Errorf("the JWT service named an unusable LiveKit room %q", acc.Room)
+	}
+	if !ownCall(room, acc.Room) && !b.mayRecord(ctx, dep, who, acc.Room) {
+		b.log.Warn().Stringer("room_id", room).Stringer("sender", who.by).Str("jwt_service", foci[0].ServiceURL).Str("deployment", dep.Name).
+			Str("livekit_room", acc.Room).Msg("A call's JWT service named a LiveKit room that is not this room's call; not recording it with Egress")
+		return nil, fmt.Errorf("the call's JWT service named the LiveKit room %q on %s, which is not this room's call; I record only a room's own call this way (to record another LiveKit room from here, the operator lists it in %s)",
+			acc.Room, dep.Name, config.DeploymentKey(dep.Name, "allowed_rooms"))
 	}
 	t := &target{dep: dep, room: acc.Room, members: map[string]device{},
 		what: fmt.Sprintf("this room's Element Call call (LiveKit room %s on %s)", acc.Room, dep.Name)}

@@ -33,6 +33,8 @@ type fakeAPI struct {
 	stopped   []string
 	startErr  map[string]error // by track sid
 	n         int
+	// asked counts RoomExists calls, polls Participants calls.
+	asked, polls int
 }
 
 func newFakeAPI() *fakeAPI {
@@ -49,6 +51,7 @@ func (f *fakeAPI) setRoom(room string, ps ...*livekit.ParticipantInfo) {
 func (f *fakeAPI) RoomExists(_ context.Context, room string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.asked++
 	_, ok := f.rooms[room]
 	return ok, nil
 }
@@ -56,6 +59,7 @@ func (f *fakeAPI) RoomExists(_ context.Context, room string) (bool, error) {
 func (f *fakeAPI) Participants(_ context.Context, room string) ([]*livekit.ParticipantInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.polls++
 	ps, ok := f.rooms[room]
 	if !ok {
 		return nil, ErrNoRoom
@@ -237,6 +241,8 @@ func newHarness(t *testing.T, mod func(o *Options, d *config.LiveKitDeployment))
 	d := config.DefaultLiveKitDeployment()
 	d.Name, d.URL, d.APIKey, d.APISecret, d.Output = "meet", "wss://lk.example.org", "APIkey", testSecret, config.OutputLocal
 	d.PollInterval = config.Duration(time.Hour) // the tests poll by hand
+	// The rooms the tests record from may record every room (access_test.go tests who may).
+	d.AllowedRooms = []config.LiveKitRoomGrant{{MatrixRoom: "!r:example.org", LiveKitRooms: []string{"*"}}, {MatrixRoom: "!r2:example.org", LiveKitRooms: []string{"*"}}}
 	o := Options{EndGrace: 50 * time.Millisecond, StopTimeout: 5 * time.Second}
 	if mod != nil {
 		mod(&o, &d)
@@ -284,4 +290,10 @@ func writeFile(t *testing.T, req *livekit.TrackEgressRequest, data string) *live
 	}
 	return &livekit.FileInfo{Filename: filepath.Base(path), Location: path, Size: int64(len(data)),
 		StartedAt: time.Now().Add(-2 * time.Second).UnixNano(), Duration: int64(2 * time.Second)}
+}
+
+func (f *fakeAPI) counts() (asked, polls int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked, f.polls
 }

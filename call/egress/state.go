@@ -28,11 +28,15 @@ const writerName = "livekit-egress"
 const pendingTTL = 30 * time.Minute
 
 type state struct {
-	Version    int               `json:"version"`
-	Deployment string            `json:"deployment"`
-	Room       string            `json:"livekit_room"`
-	Mode       string            `json:"mode"`
-	What       string            `json:"what"`
+	Version    int    `json:"version"`
+	Deployment string `json:"deployment"`
+	Room       string `json:"livekit_room"`
+	Mode       string `json:"mode"`
+	What       string `json:"what"`
+	// Slug is the Meet room's slug and StartedBy who typed !start: with them a take-over
+	// checks the config's permission again as the start did.
+	Slug       string            `json:"meet_slug,omitempty"`
+	StartedBy  string            `json:"started_by,omitempty"`
 	Members    map[string]device `json:"-"`
 	MemberList []stateMember     `json:"members,omitempty"`
 	Egresses   []stateEgress     `json:"egresses"`
@@ -58,7 +62,7 @@ type stateEgress struct {
 
 // saveState writes the state file atomically (on the loop).
 func (r *Recording) saveState() {
-	st := state{Version: 1, Deployment: r.t.dep.Name, Room: r.t.room, Mode: r.t.mode, What: r.t.what}
+	st := state{Version: 1, Deployment: r.t.dep.Name, Room: r.t.room, Mode: r.t.mode, What: r.t.what, Slug: r.t.slug, StartedBy: string(r.t.by)}
 	for ident, d := range r.t.members {
 		st.MemberList = append(st.MemberList, stateMember{Identity: ident, User: d.user, Device: d.device})
 	}
@@ -216,5 +220,18 @@ func (r *Recording) adopt(ctx context.Context, st *state) {
 	select {
 	case <-done:
 	case <-ctx.Done():
+	}
+}
+
+// stopLeftovers asks Egress to stop the egresses an interrupted recording left running
+// (one the config no longer allows). Best effort: failures are logged.
+func (b *Backend) stopLeftovers(ctx context.Context, d *deployment, st *state) {
+	for _, e := range st.Egresses {
+		if e.Done || e.ID == "" {
+			continue
+		}
+		if _, err := d.api.Stop(ctx, e.ID); err != nil {
+			b.log.Warn().Err(err).Str("deployment", d.Name).Str("egress_id", e.ID).Msg("Could not stop an egress of a recording that is no longer allowed")
+		}
 	}
 }

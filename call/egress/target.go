@@ -10,6 +10,9 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"unicode/utf8"
+
+	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
 )
@@ -23,6 +26,10 @@ type target struct {
 	what string
 	// members maps LiveKit identities to Matrix devices (Element Call rooms).
 	members map[string]device
+	// slug is the Meet room's slug when a Meet URL named the room.
+	slug string
+	// by is who started the recording.
+	by id.UserID
 }
 
 // device is a Matrix user's device as an Element Call participant identity names it.
@@ -69,24 +76,47 @@ func parseArgs(args []string) (request, error) {
 	return r, nil
 }
 
-// resolve turns a room reference into a deployment and a LiveKit room name.
-func (b *Backend) resolve(ctx context.Context, ref string) (*target, error) {
+// resolve turns a room reference into a deployment and a LiveKit room name the asker may
+// record. What the config does not allow is refused (a *refusal) before LiveKit or Meet
+// is asked anything, so a refused !start cannot even learn whether a room exists.
+func (b *Backend) resolve(ctx context.Context, who asker, ref string) (*target, error) {
 	if strings.HasPrefix(strings.ToLower(ref), "http://") || strings.HasPrefix(strings.ToLower(ref), "https://") {
-		return b.resolveMeet(ctx, ref)
+		return b.resolveMeet(ctx, who, ref)
 	}
 	if dep, room, ok := strings.Cut(ref, "/"); ok {
 		if d := b.deployment(dep); d != nil {
+			if !roomName.MatchString(room) {
+				return nil, fmt.Errorf("%q is not a LiveKit room name", room)
+			}
+			if !b.mayRecord(ctx, d, who, room) {
+				return nil, &refusal{what: fmt.Sprintf("the LiveKit room %s on %s", room, d.Name), deps: []string{d.Name}, room: who.room}
+			}
 			return b.checkRoom(ctx, d, room)
 		}
 	}
 	if !roomName.MatchString(ref) {
 		return nil, fmt.Errorf("%q is not a LiveKit room name", ref)
 	}
-	if len(b.deps) == 1 {
-		return b.checkRoom(ctx, b.deps[0], ref)
+	var allowed []*deployment
+	for _, d := range b.deps {
+		if b.mayRecord(ctx, d, who, ref) {
+			allowed = append(allowed, d)
+		}
+	}
+	switch {
+	case len(allowed) == 0 && len(b.deps) == 1:
+		return nil, &refusal{what: fmt.Sprintf("the LiveKit room %s on %s", ref, b.deps[0].Name), deps: []string{b.deps[0].Name}, room: who.room}
+	case len(allowed) == 0:
+		names := make([]string, len(b.deps))
+		for i, d := range b.deps {
+			names[i] = d.Name
+		}
+		return nil, &refusal{what: fmt.Sprintf("a LiveKit room called %s", ref), deps: names, room: who.room}
+	case len(b.deps) == 1:
+		return b.checkRoom(ctx, allowed[0], ref)
 	}
 	var errs []string
-	for _, d := range b.deps {
+	for _, d := range allowed {
 		ok, err := d.api.RoomExists(ctx, ref)
 		if err != nil {
 			errs = append(errs, d.Name+": "+apiError(err))
@@ -96,7 +126,11 @@ func (b *Backend) resolve(ctx context.Context, ref string) (*target, error) {
 			return &target{dep: d, room: ref, what: fmt.Sprintf("the LiveKit room %s on %s", ref, d.Name)}, nil
 		}
 	}
-	msg := fmt.Sprintf("none of my LiveKit deployments (%s) has a room called %q right now", b.deploymentNames(), ref)
+	names := make([]string, len(allowed))
+	for i, d := range allowed {
+		names[i] = d.Name
+	}
+	msg := fmt.Sprintf("none of my LiveKit deployments (%s) has a room called %q right now", strings.Join(names, ", "), ref)
 	if len(errs) > 0 {
 		msg += " (" + strings.Join(errs, "; ") + ")"
 	}
@@ -121,7 +155,11 @@ func (b *Backend) checkRoom(ctx context.Context, d *deployment, room string) (*t
 
 // resolveMeet finds a La Suite Meet room: the first path segment after a configured prefix
 // is the room's slug (or its id); Meet's API says which LiveKit room it meets in.
-func (b *Backend) resolveMeet(ctx context.Context, raw string) (*target, error) {
+//
+// The Meet room is allowed when a pattern of the asker's grants matches its slug or the
+// LiveKit room Meet names for it. A room with no grant at all on the deployment is
+// refused before Meet is asked.
+func (b *Backend) resolveMeet(ctx context.Context, who asker, raw string) (*target, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("%q is not a web address", raw)
@@ -142,9 +180,18 @@ func (b *Backend) resolveMeet(ctx context.Context, raw string) (*target, error) 
 			if !meetSlug.MatchString(slug) {
 				return nil, fmt.Errorf("%q does not name a Meet room (expected %s<room>)", raw, p)
 			}
+			what := "the Meet room " + u.Scheme + "://" + u.Host + strings.TrimRight(pu.Path, "/") + "/" + slug
+			refused := &refusal{what: what, deps: []string{d.Name}, room: who.room}
+			if !b.mayRecordSome(ctx, d, who) {
+				return nil, refused
+			}
+			bySlug := b.mayRecord(ctx, d, who, slug)
 			room, err := b.meetRoom(ctx, d, pu, slug)
 			if err != nil {
 				return nil, err
+			}
+			if !bySlug && !b.mayRecord(ctx, d, who, room) {
+				return nil, refused
 			}
 			t, err := b.checkRoom(ctx, d, room)
 			if err != nil {
@@ -153,7 +200,7 @@ func (b *Backend) resolveMeet(ctx context.Context, raw string) (*target, error) 
 				}
 				return nil, err
 			}
-			t.what = "the Meet room " + u.Scheme + "://" + u.Host + strings.TrimRight(pu.Path, "/") + "/" + slug
+			t.what, t.slug = what, slug
 			return t, nil
 		}
 	}
@@ -223,3 +270,14 @@ func (b *Backend) meetRoom(ctx context.Context, d *deployment, prefix *url.URL, 
 var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 func isUUID(s string) bool { return uuidPattern.MatchString(s) }
+
+// clip shortens user input for logs.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,30 +1,32 @@
 package egress
 
 import (
+	"bytes"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
+	"github.com/livekit/protocol/webhook"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // maxWebhookBody bounds a webhook's body (an EgressInfo with its request is a few KiB).
 const maxWebhookBody = 1 << 20
 
-// Webhook errors; every one is answered 401.
-var (
-	errNoSignature  = errors.New("no Authorization header")
-	errUnknownKey   = errors.New("signed with an API key no deployment on this path has")
-	errBadSignature = errors.New("the signature does not verify with the API secret")
-	errBodyChanged  = errors.New("the body does not match the signed checksum")
+// Replays: livekit-server signs each webhook with a token valid for 5 minutes, and the bot
+// takes each event id once within webhookReplayWindow (longer than that validity, with
+// room for clock skew), so a captured webhook cannot be played again. Events created
+// before the window are old news and ignored too.
+const (
+	webhookReplayWindow = 15 * time.Minute
+	maxSeenWebhooks     = 1 << 16
 )
 
 // WebhookPaths lists the paths LiveKit's webhooks are taken on.
@@ -43,8 +45,11 @@ func (b *Backend) WebhookPaths() []string {
 
 // Handler serves LiveKit's webhooks on every deployment's webhook_path (POST only). A
 // webhook is taken only when its Authorization header is a token signed with the API
-// secret of a deployment on that path whose sha256 claim is the body's checksum;
-// anything else is answered 401 and ignored.
+// secret of a deployment on that path whose sha256 claim is the body's checksum
+// (livekit/protocol's webhook.Receive checks it); anything else is answered 401 and
+// ignored. A request without the header or without a Content-Length is refused before
+// its body is read, and a body is read up to maxWebhookBody only. An event already taken
+// (same id) is answered 200 and ignored.
 func (b *Backend) Handler() http.Handler {
 	mux := http.NewServeMux()
 	byPath := map[string][]*deployment{}
@@ -58,7 +63,33 @@ func (b *Backend) Handler() http.Handler {
 }
 
 func (b *Backend) webhook(deps []*deployment) http.HandlerFunc {
+	secrets := map[string]string{}
+	byKey := map[string]*deployment{}
+	for _, d := range deps {
+		secrets[d.APIKey] = d.secret
+		byKey[d.APIKey] = d
+	}
+	keys := auth.NewFileBasedKeyProviderFromMap(secrets)
 	return func(w http.ResponseWriter, r *http.Request) {
+		log := b.log.With().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Logger()
+		tok := strings.TrimSpace(r.Header.Get("Authorization"))
+		if len(tok) > 7 && strings.EqualFold(tok[:7], "bearer ") {
+			tok = strings.TrimSpace(tok[7:])
+		}
+		switch {
+		case tok == "":
+			log.Warn().Msg("Rejected a LiveKit webhook: no Authorization header")
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		case r.ContentLength < 0:
+			log.Warn().Msg("Rejected a LiveKit webhook: no Content-Length")
+			http.Error(w, "length required", http.StatusLengthRequired)
+			return
+		case r.ContentLength > maxWebhookBody:
+			log.Warn().Int64("bytes", r.ContentLength).Msg("Rejected a LiveKit webhook: too large")
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			return
+		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxWebhookBody+1))
 		if err != nil {
 			http.Error(w, "bad request", http.StatusBadRequest)
@@ -68,58 +99,78 @@ func (b *Backend) webhook(deps []*deployment) http.HandlerFunc {
 			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		d, err := verify(r.Header.Get("Authorization"), body, deps)
-		if err != nil {
-			b.log.Warn().Err(err).Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("Rejected a LiveKit webhook")
+		r.Header.Set("Authorization", tok)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if _, err := webhook.Receive(r, keys); err != nil {
+			log.Warn().Err(err).Msg("Rejected a LiveKit webhook: the signature does not verify")
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		// Verified: the token names the key of the deployment that signed it.
+		var d *deployment
+		if v, err := auth.ParseAPIToken(tok); err == nil {
+			d = byKey[v.APIKey()]
+		}
+		if d == nil {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		ev := &livekit.WebhookEvent{}
 		if err := (protojson.UnmarshalOptions{DiscardUnknown: true, AllowPartial: true}).Unmarshal(body, ev); err != nil {
-			b.log.Warn().Err(err).Str("deployment", d.Name).Msg("A signed LiveKit webhook does not parse")
+			log.Warn().Err(err).Str("deployment", d.Name).Msg("A signed LiveKit webhook does not parse")
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
-		b.onWebhook(d, ev)
+		id := ev.Id
+		if id == "" {
+			sum := sha256.Sum256(body)
+			id = "sha256:" + base64.StdEncoding.EncodeToString(sum[:])
+		}
+		now := time.Now()
+		switch {
+		case ev.CreatedAt != 0 && now.Sub(time.Unix(ev.CreatedAt, 0)) > webhookReplayWindow:
+			log.Warn().Str("deployment", d.Name).Str("event_id", ev.Id).Int64("created_at", ev.CreatedAt).Msg("Ignored a LiveKit webhook older than the replay window")
+		case !b.seen.first(d.Name+"/"+id, now):
+			log.Info().Str("deployment", d.Name).Str("event_id", ev.Id).Str("event", ev.Event).Msg("Ignored a LiveKit webhook already received")
+		default:
+			b.onWebhook(d, ev)
+		}
 		w.WriteHeader(http.StatusOK)
 	}
 }
 
-// verify checks a webhook's signature as LiveKit makes it: a JWT signed with the API
-// secret, naming the API key as issuer, whose sha256 claim is the base64 SHA-256 of the
-// body. It returns the deployment that signed it.
-func verify(header string, body []byte, deps []*deployment) (*deployment, error) {
-	tok := strings.TrimSpace(header)
-	if len(tok) > 7 && strings.EqualFold(tok[:7], "bearer ") {
-		tok = strings.TrimSpace(tok[7:])
+// replayGuard remembers the webhook ids taken within a window, at most max of them (the
+// oldest are forgotten first; only signed webhooks are ever added).
+type replayGuard struct {
+	window time.Duration
+	max    int
+	mu     sync.Mutex
+	seen   map[string]time.Time
+	order  []string // ids in the order they were taken
+}
+
+func newReplayGuard(window time.Duration, max int) *replayGuard {
+	return &replayGuard{window: window, max: max, seen: map[string]time.Time{}}
+}
+
+// first reports whether id was not taken within the window, and takes it.
+func (g *replayGuard) first(id string, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for len(g.order) > 0 && now.Sub(g.seen[g.order[0]]) > g.window {
+		delete(g.seen, g.order[0])
+		g.order = g.order[1:]
 	}
-	if tok == "" {
-		return nil, errNoSignature
+	if _, ok := g.seen[id]; ok {
+		return false
 	}
-	v, err := auth.ParseAPIToken(tok)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadSignature, err)
+	for len(g.order) >= g.max {
+		delete(g.seen, g.order[0])
+		g.order = g.order[1:]
 	}
-	var d *deployment
-	for _, c := range deps {
-		if c.APIKey == v.APIKey() {
-			d = c
-			break
-		}
-	}
-	if d == nil {
-		return nil, errUnknownKey
-	}
-	_, claims, err := v.Verify(d.secret)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadSignature, err)
-	}
-	sum := sha256.Sum256(body)
-	want := base64.StdEncoding.EncodeToString(sum[:])
-	if claims == nil || subtle.ConstantTimeCompare([]byte(claims.Sha256), []byte(want)) != 1 {
-		return nil, errBodyChanged
-	}
-	return d, nil
+	g.seen[id] = now
+	g.order = append(g.order, id)
+	return true
 }
 
 // onWebhook routes a verified event: egress news to the recording that owns the egress,

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
 
@@ -107,6 +109,8 @@ type Server struct {
 	ownDir bool
 	proc   *devtools.Process
 	log    zerolog.Logger
+	// api asks the server about egresses (List).
+	api *lksdk.EgressClient
 }
 
 // Start runs Egress and returns once it has registered with the server ("service ready").
@@ -122,7 +126,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("getting the egress binary: %w", err)
 	}
-	s := &Server{dir: opts.Dir, log: log}
+	s := &Server{dir: opts.Dir, log: log, api: lksdk.NewEgressClient(httpURL(opts.LiveKitURL), opts.APIKey, opts.APISecret)}
 	if s.dir == "" {
 		if s.dir, err = os.MkdirTemp("", "devegress-"); err != nil {
 			return nil, err
@@ -189,6 +193,29 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	log.Info().Str("log", s.proc.LogPath()).Int("health_port", health).Msg("LiveKit Egress ready")
 	return s, nil
+}
+
+// List returns the egresses the server knows for a LiveKit room (ended ones too, while the
+// server keeps them): what a test asks to be sure nothing was, or something was, recorded.
+func (s *Server) List(ctx context.Context, room string) ([]*livekit.EgressInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	resp, err := s.api.ListEgress(ctx, &livekit.ListEgressRequest{RoomName: room})
+	if err != nil {
+		return nil, fmt.Errorf("list egress of %s: %w", room, err)
+	}
+	return resp.Items, nil
+}
+
+// httpURL is the server API's address for its ws:// or wss:// URL.
+func httpURL(u string) string {
+	switch {
+	case strings.HasPrefix(u, "wss://"):
+		return "https://" + strings.TrimPrefix(u, "wss://")
+	case strings.HasPrefix(u, "ws://"):
+		return "http://" + strings.TrimPrefix(u, "ws://")
+	}
+	return u
 }
 
 // Dir is the service's folder.

@@ -79,6 +79,13 @@ func TestIntegrationTrackEgress(t *testing.T) {
 		ids = append(ids, info.EgressId)
 	}
 	waitStatus(t, ec, ids, livekit.EgressStatus_EGRESS_ACTIVE)
+	// List tells a room's egresses from another's.
+	if l, err := eg.List(ctx, "room1"); err != nil || len(l) != 2 {
+		t.Errorf("List(room1) = %d egresses, %v; want 2", len(l), err)
+	}
+	if l, err := eg.List(ctx, "room2"); err != nil || len(l) != 0 {
+		t.Errorf("List(room2) = %d egresses, %v; want none", len(l), err)
+	}
 	time.Sleep(3 * time.Second)
 	for _, id := range ids {
 		if _, err := ec.StopEgress(ctx, &livekit.StopEgressRequest{EgressId: id}); err != nil {

@@ -21,6 +21,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/encoding/protojson"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
@@ -149,6 +151,21 @@ func egressRoom(t *testing.T, c *caller.Client, bot id.UserID) id.RoomID {
 	return room
 }
 
+// egressAliasRoom is a room with a caller and the bot, published under an alias (the
+// alias's local part) in the homeserver's directory.
+func egressAliasRoom(t *testing.T, c *caller.Client, bot id.UserID, alias string) id.RoomID {
+	t.Helper()
+	ctx := timeout(t, time.Minute)
+	resp, err := c.Matrix().CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", RoomAliasName: alias, Invite: []id.UserID{bot}})
+	if err != nil {
+		t.Fatalf("create a room with alias %s: %v", alias, err)
+	}
+	if err := c.WaitMembership(ctx, resp.RoomID, bot, event.MembershipJoin); err != nil {
+		t.Fatal(err)
+	}
+	return resp.RoomID
+}
+
 func say(t *testing.T, c *caller.Client, room id.RoomID, text string) time.Time {
 	t.Helper()
 	at := time.Now()
@@ -249,8 +266,10 @@ func download(t *testing.T, e *s3Env, key, dir string) string {
 // and forged webhooks are refused.
 func TestIntegrationEgressMeetTracks(t *testing.T) {
 	s, s3, env, cfg := egressS3Setup(t)
-	rb := startBot(t, cfg)
 	alice := newCaller(t, s, "alice")
+	// Alice may record any room of the deployment, from any Matrix room.
+	cfg.LiveKit.Deployments[0].AllowedUsers = []string{string(alice.UserID())}
+	rb := startBot(t, cfg)
 	room := egressRoom(t, alice, rb.bot.UserID())
 
 	// Two people in the Meet room: Ann with microphone and camera; Bob joins later.
@@ -435,10 +454,12 @@ func TestIntegrationEgressLocalAndFailures(t *testing.T) {
 	cfg.Recordings.MaxDuration = config.Duration(12 * time.Second)
 	d := env.deployment(config.OutputLocal)
 	d.PollInterval = config.Duration(2 * time.Second)
+	alias := uniq("egress-local")
+	d.AllowedRooms = []config.LiveKitRoomGrant{{MatrixRoom: "#" + alias + ":" + s.ServerName(), LiveKitRooms: []string{"local-room", "no-such-*"}}}
 	cfg.LiveKit.Deployments = []config.LiveKitDeployment{d}
 	rb := startBot(t, cfg)
 	alice := newCaller(t, s, "alice")
-	room := egressRoom(t, alice, rb.bot.UserID())
+	room := egressAliasRoom(t, alice, rb.bot.UserID(), alias)
 
 	since := say(t, alice, room, "!start meet/no-such-room")
 	n := waitNotice(t, alice, room, since, 60*time.Second, "no-such-room")
@@ -604,9 +625,11 @@ func TestIntegrationEgressElementCall(t *testing.T) {
 // the room gets the link to one file that covers the whole time, the downtime included.
 func TestIntegrationEgressTakeOverAfterKill(t *testing.T) {
 	s, s3, env, cfg := egressS3Setup(t)
+	alias := uniq("egress-takeover")
+	cfg.LiveKit.Deployments[0].AllowedRooms = []config.LiveKitRoomGrant{{MatrixRoom: "#" + alias + ":" + s.ServerName(), LiveKitRooms: []string{"abc-defg-hij"}}}
 	p := startProcess(t, cfg)
 	alice := newCaller(t, s, "alice")
-	room := egressRoom(t, alice, id.UserID(cfg.Matrix.UserID))
+	room := egressAliasRoom(t, alice, id.UserID(cfg.Matrix.UserID), alias)
 
 	ann := env.participant(t, env.meetRoom, "ann-identity", "Ann")
 	mustPublish(t, ann, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
@@ -648,4 +671,145 @@ func TestIntegrationEgressTakeOverAfterKill(t *testing.T) {
 		t.Errorf("the summary does not link %s", f.File)
 	}
 	checkEgressAudio(t, download(t, s3, f.Upload.Key, t.TempDir()), f, 440, 660)
+}
+
+// Who may record what, through the real binary: with the deployment's default of nothing,
+// a !start from a Matrix room that allowed_rooms does not list is refused in every form (a
+// LiveKit room name, deployment/room, a Meet URL) with a notice naming the key, and no
+// egress is started (the LiveKit server lists none); the room the config lists through
+// its alias records the rooms its pattern matches and nothing else, and !stop and !status
+// elsewhere do not touch its recording. Forged and replayed webhooks change nothing.
+func TestIntegrationEgressAllowList(t *testing.T) {
+	port, err := devtools.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := homeserver(t)
+	env := startEgressEnv(t, port)
+	cfg := botConfig(t, s)
+	cfg.HTTP = config.HTTP{Listen: "127.0.0.1:" + strconv.Itoa(port)}
+	d := env.deployment(config.OutputLocal)
+	d.PollInterval = config.Duration(2 * time.Second)
+	alias := uniq("egress-team")
+	d.AllowedRooms = []config.LiveKitRoomGrant{{MatrixRoom: "#" + alias + ":" + s.ServerName(), LiveKitRooms: []string{"team-*"}}}
+	cfg.LiveKit.Deployments = []config.LiveKitDeployment{d}
+	p := startProcess(t, cfg)
+	bot := id.UserID(cfg.Matrix.UserID)
+
+	alice := newCaller(t, s, "alice")
+	listed := egressAliasRoom(t, alice, bot, alias)
+	mallory := newCaller(t, s, "mallory")
+	unlisted := egressRoom(t, mallory, bot)
+
+	ann := env.participant(t, "team-call", "ann", "Ann")
+	mustPublish(t, ann, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	meetAnn := env.participant(t, env.meetRoom, "meet-ann", "Ann")
+	mustPublish(t, meetAnn, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+	time.Sleep(time.Second)
+
+	key := "livekit.deployments[meet].allowed_rooms"
+	for _, ref := range []string{"team-call", "meet/team-call", env.meet + "abc-defg-hij"} {
+		since := say(t, mallory, unlisted, "!start "+ref)
+		n := waitNotice(t, mallory, unlisted, since, 60*time.Second, "may not record")
+		if !strings.Contains(n, key) || !strings.Contains(n, string(unlisted)) {
+			t.Errorf("!start %s from an unlisted room: the refusal does not name %s and the room id: %s", ref, key, n)
+		}
+	}
+	// The bot would have started the egresses before answering; give a late one time to
+	// show up anyway.
+	time.Sleep(3 * time.Second)
+	for _, room := range []string{"team-call", env.meetRoom} {
+		if l, err := env.eg.List(timeout(t, 30*time.Second), room); err != nil || len(l) != 0 {
+			t.Fatalf("egresses for %s after refused !starts: %d (%v)", room, len(l), err)
+		}
+	}
+	if strings.Contains(p.log.String(), "Recording a LiveKit room with Egress") {
+		t.Fatal("the bot logged a recording for a refused !start")
+	}
+	if !strings.Contains(p.log.String(), "Refused an Egress recording the config does not allow") {
+		t.Error("the refusal is not logged")
+	}
+
+	// The listed room: a room outside its pattern is refused, one inside it recorded.
+	since := say(t, alice, listed, "!start meet/"+env.meetRoom)
+	waitNotice(t, alice, listed, since, 60*time.Second, "may not record", key)
+	since = say(t, alice, listed, "!start meet/team-call")
+	waitNotice(t, alice, listed, since, 90*time.Second, "Recording started")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, err := env.eg.List(timeout(t, 30*time.Second), "team-call")
+		if err == nil && len(l) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("egresses for team-call after an allowed !start: %d (%v)", len(l), err)
+		}
+		time.Sleep(time.Second)
+	}
+
+	// Elsewhere, !status and !stop do not see the recording, and a signed webhook about it
+	// played again is ignored.
+	since = say(t, mallory, unlisted, "!status")
+	waitNotice(t, mallory, unlisted, since, 30*time.Second, "Nothing is being recorded in this room")
+	since = say(t, mallory, unlisted, "!stop")
+	waitNotice(t, mallory, unlisted, since, 30*time.Second, "Nothing is being recorded in this room")
+	replayWebhook(t, port, env.lk.APIKey(), env.lk.APISecret(), "team-call")
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.log.String(), "Ignored a LiveKit webhook already received") {
+		if time.Now().After(deadline) {
+			t.Fatal("a replayed webhook was not ignored")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	since = say(t, alice, listed, "!status")
+	if st := waitNotice(t, alice, listed, since, 30*time.Second, "LiveKit Egress on meet"); !strings.Contains(st, "team-call") {
+		t.Errorf("status of the listed room: %s", st)
+	}
+
+	time.Sleep(4 * time.Second)
+	since = say(t, alice, listed, "!stop")
+	waitNotice(t, alice, listed, since, 2*time.Minute, "Recording saved")
+	folder, m := lastFolder(t, cfg.Recordings.Dir)
+	keepOnFailure(t, folder)
+	if m.RoomID != string(listed) {
+		t.Errorf("the recording belongs to %s, want the listed room %s", m.RoomID, listed)
+	}
+	f := egressFile(t, m, "ann", recorder.SourceMicrophone)
+	if f.Status != recorder.StatusComplete {
+		t.Fatalf("Ann's file: %+v", f)
+	}
+	checkEgressAudio(t, filepath.Join(folder, f.File), f, 440, 660)
+	if l, _ := env.eg.List(timeout(t, 30*time.Second), env.meetRoom); len(l) != 0 {
+		t.Errorf("the Meet room, never allowed, has %d egresses", len(l))
+	}
+}
+
+// replayWebhook posts one signed webhook twice: the first is taken, the second answered
+// and ignored (the bot logs it). Both get 200 (LiveKit would retry otherwise).
+func replayWebhook(t *testing.T, port int, key, secret, room string) {
+	t.Helper()
+	ev := &livekit.WebhookEvent{Event: "room_started", Id: "EV_replayed_" + uniq("x"), CreatedAt: time.Now().Unix(), Room: &livekit.Room{Name: room}}
+	body, err := protojson.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := auth.NewAccessToken(key, secret).SetValidFor(5 * time.Minute)
+	at.SetSha256(webhookChecksum(body))
+	tok, err := at.ToJWT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/livekit/webhook", port), bytes.NewReader(body))
+		req.Header.Set("Authorization", tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("webhook %d: HTTP %d", i+1, resp.StatusCode)
+		}
+	}
 }
