@@ -132,7 +132,9 @@ func (s *egressStore) Confirm(ctx context.Context, folder, file, key string, siz
 	}
 	confirmed := "head"
 	if ev, ok := s.waitEvent(ctx, key); ok {
-		if ev.size == obj.size && (ev.etag == "" || ev.etag == obj.etag) {
+		// A negative size is one the event did not give (versitygw's multipart
+		// completions): the ETag decides then.
+		if (ev.size == obj.size || ev.size < 0 && ev.etag != "") && (ev.etag == "" || ev.etag == obj.etag) {
 			confirmed = "head+webhook"
 		} else {
 			s.st.log.Warn().Str("key", key).Int64("event_bytes", ev.size).Int64("head_bytes", obj.size).Msg("The store's notification disagrees with the object")

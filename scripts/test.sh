@@ -12,7 +12,7 @@
 # Integration tests are named TestIntegration*, skip themselves unless
 # MATRIX_RECORDER_INTEGRATION=1, and run here inside a private network
 # namespace (unshare -n, only lo, which is brought up): the servers they start
-# (Dendrite, MinIO, livekit-server, Redis, LiveKit Egress, headless Chromium) are
+# (Dendrite, versitygw, livekit-server, Redis, LiveKit Egress, headless Chromium) are
 # unreachable from outside and no DNS query leaves the machine.
 #
 # Go build tag: goolm (mautrix's pure-Go Olm); every go command passes it.
@@ -33,6 +33,12 @@ all | lint | unit | integration) ;;
 esac
 
 step() { printf '\n==> %s\n' "$*" >&2; }
+
+# --- Licences first: the project is Apache-2.0 and builds no AGPL code in any role, not
+# even a server only the tests or the demo run. Fail before anything is installed or
+# built if a dev tool's pin names one (the list: internal/devtools/licence.go).
+step "checking that no dev tool pin names an AGPL module"
+go run -tags "$TAGS" ./internal/devtools/cmd/ensure-tools -licences
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then
 		"$@"
@@ -114,7 +120,7 @@ node test/browser/build.mjs
 step "downloading Go modules"
 go mod download
 step "building or finding the pinned servers (the first time takes 15-20 minutes)"
-go run -tags "$TAGS" ./internal/devtools/cmd/ensure-tools dendrite minio livekit-server egress
+go run -tags "$TAGS" ./internal/devtools/cmd/ensure-tools dendrite versitygw livekit-server egress
 
 if [ "$STAGE" = all ] || [ "$STAGE" = lint ]; then
 	step "gofmt"

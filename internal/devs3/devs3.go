@@ -1,5 +1,5 @@
-// Package devs3 runs a throwaway MinIO S3 server on 127.0.0.1 for the
-// integration tests and the demo mode.
+// Package devs3 runs a throwaway S3 server on 127.0.0.1 for the integration tests:
+// versitygw (Apache-2.0) with its posix backend, built by internal/devtools.
 package devs3
 
 import (
@@ -8,50 +8,53 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
-	"github.com/minio/minio-go/v7/pkg/notification"
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/devtools"
 )
 
-// Region is the region MinIO reports and buckets are created in.
+// Region is the region the server reports and buckets are created in.
 const Region = "us-east-1"
+
+// healthPath is the server's health check; the underscore keeps it apart from bucket
+// names (path-style requests put the bucket first).
+const healthPath = "/_health"
+
+// eventFilter limits the webhook to object creation: the product only reads those.
+const eventFilter = `{"s3:ObjectCreated:*": true}`
 
 // Options configure Start.
 type Options struct {
 	// Dir holds the data and the log. Empty means a new temporary folder,
 	// removed by Stop.
 	Dir string
-	// WebhookEndpoints are bucket notification targets, by ID (letters,
-	// digits and underscores), e.g. {"REC": "http://127.0.0.1:9999/events"}.
-	// MinIO only knows targets configured at start, and checks that they
-	// answer then: start the receivers first. AddWebhook attaches one to a
-	// bucket.
-	WebhookEndpoints map[string]string
+	// Webhook, when set, receives S3 event notifications (JSON, {"Records": [...]}) for
+	// objects created in any bucket, e.g. "http://127.0.0.1:9999/s3/events?token=...".
+	// versitygw posts a test event there when it starts and does not start when the
+	// connection is refused: the receiver must be up before Start and Restart.
+	Webhook string
 	// Logger receives progress messages (default: the context's logger).
 	Logger *zerolog.Logger
 	// Tools passes options to devtools.Ensure (e.g. a cache root).
 	Tools []devtools.Option
 }
 
-// Server is a running MinIO.
+// Server is a running versitygw.
 type Server struct {
 	dir       string
 	ownDir    bool
 	port      int
 	accessKey string
 	secretKey string
-	webhooks  map[string]string
+	webhook   string
 	proc      *devtools.Process
 	log       zerolog.Logger
 	bin       string
@@ -59,44 +62,39 @@ type Server struct {
 	samePort bool
 }
 
-var webhookID = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
-
-// Start starts MinIO on free loopback ports with a generated root user,
-// returning once /minio/health/ready answers. It is stopped by Stop or when
-// ctx ends.
+// Start starts versitygw on a free loopback port with a generated root user, returning
+// once its health check answers. It is stopped by Stop or when ctx ends.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	log := zerolog.Ctx(ctx).With().Str("component", "devs3").Logger()
 	if opts.Logger != nil {
 		log = opts.Logger.With().Str("component", "devs3").Logger()
 	}
-	for id, u := range opts.WebhookEndpoints {
-		if !webhookID.MatchString(id) {
-			return nil, fmt.Errorf("webhook id %q: use letters, digits and underscores", id)
-		}
-		if !validWebhookURL(u) {
-			return nil, fmt.Errorf("webhook %s: endpoint %q is not an http(s) URL", id, u)
-		}
+	if opts.Webhook != "" && !validWebhookURL(opts.Webhook) {
+		return nil, fmt.Errorf("webhook %q is not an http(s) URL", opts.Webhook)
 	}
-	bin, err := devtools.Binary(ctx, devtools.MinIO, "minio",
+	bin, err := devtools.Binary(ctx, devtools.VersityGW, "versitygw",
 		append([]devtools.Option{devtools.WithLogger(log)}, opts.Tools...)...)
 	if err != nil {
-		return nil, fmt.Errorf("getting minio binary: %w", err)
+		return nil, fmt.Errorf("getting the versitygw binary: %w", err)
 	}
 	s := &Server{
-		dir: opts.Dir, log: log, webhooks: opts.WebhookEndpoints,
+		dir: opts.Dir, log: log, webhook: opts.Webhook,
 		accessKey: "devs3-" + randomHex(6), secretKey: randomHex(20),
 	}
 	if s.dir == "" {
 		if s.dir, err = os.MkdirTemp("", "devs3-"); err != nil {
-			return nil, fmt.Errorf("creating minio dir: %w", err)
+			return nil, fmt.Errorf("creating the S3 server's folder: %w", err)
 		}
 		s.ownDir = true
 	}
 	if err := os.MkdirAll(filepath.Join(s.dir, "data"), 0o755); err != nil {
-		return nil, fmt.Errorf("creating minio dir: %w", err)
+		return nil, fmt.Errorf("creating the S3 server's folder: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "event-filter.json"), []byte(eventFilter), 0o644); err != nil {
+		return nil, fmt.Errorf("writing the S3 server's event filter: %w", err)
 	}
 	s.bin = bin
-	lastErr := devtools.StartOnFreePorts(log, func() error { return s.start(ctx, bin) }, func() *devtools.Process { return s.proc })
+	lastErr := devtools.StartOnFreePorts(log, func() error { return s.start(ctx) }, func() *devtools.Process { return s.proc })
 	if lastErr == nil {
 		return s, nil
 	}
@@ -106,61 +104,49 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	return nil, lastErr
 }
 
-func (s *Server) start(ctx context.Context, bin string) error {
+func (s *Server) start(ctx context.Context) error {
 	var err error
 	if !s.samePort {
 		if s.port, err = devtools.FreePort(); err != nil {
 			return err
 		}
 	}
-	consolePort, err := devtools.FreePort()
-	if err != nil {
-		return err
-	}
+	// Keys and the webhook URL (it carries a token) go in the environment, not on the
+	// command line that ps shows.
 	env := []string{
-		"MINIO_ROOT_USER=" + s.accessKey,
-		"MINIO_ROOT_PASSWORD=" + s.secretKey,
-		"MINIO_BROWSER=off",
-		"MINIO_UPDATE=off",
-		"MINIO_REGION=" + Region,
-		// No call home, no anonymous telemetry.
-		"MINIO_CALLHOME_ENABLE=off",
-		// Keep MinIO's own config out of the user's home.
+		"ROOT_ACCESS_KEY_ID=" + s.accessKey,
+		"ROOT_SECRET_ACCESS_KEY=" + s.secretKey,
+		// Keep anything the server writes out of the user's home.
 		"HOME=" + s.dir,
 	}
-	ids := make([]string, 0, len(s.webhooks))
-	for id := range s.webhooks {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
+	if s.webhook != "" {
 		env = append(env,
-			"MINIO_NOTIFY_WEBHOOK_ENABLE_"+id+"=on",
-			"MINIO_NOTIFY_WEBHOOK_ENDPOINT_"+id+"="+s.webhooks[id],
+			"VGW_EVENT_WEBHOOK_URL="+s.webhook,
+			"VGW_EVENT_FILTER="+filepath.Join(s.dir, "event-filter.json"),
 		)
 	}
 	s.proc, err = devtools.StartProcess(ctx, devtools.ProcessSpec{
-		Name: "minio",
-		Path: bin,
+		Name: "versitygw",
+		Path: s.bin,
 		Args: []string{
-			"server", filepath.Join(s.dir, "data"),
-			"--address", "127.0.0.1:" + strconv.Itoa(s.port),
-			"--console-address", "127.0.0.1:" + strconv.Itoa(consolePort),
-			"--certs-dir", filepath.Join(s.dir, "certs"),
-			"--quiet", "--anonymous",
+			"--port", s.Endpoint(),
+			"--region", Region,
+			"--health", healthPath,
+			"--quiet",
+			"posix", filepath.Join(s.dir, "data"),
 		},
 		Env:     env,
 		Dir:     s.dir,
-		LogPath: filepath.Join(s.dir, "minio.log"),
+		LogPath: filepath.Join(s.dir, "versitygw.log"),
 	})
 	if err != nil {
 		return err
 	}
-	if err := s.proc.WaitHTTP(ctx, s.URL()+"/minio/health/ready", 60*time.Second); err != nil {
+	if err := s.proc.WaitHTTP(ctx, s.URL()+healthPath, 60*time.Second); err != nil {
 		return errors.Join(err, s.proc.Stop())
 	}
-	s.log.Info().Str("endpoint", s.Endpoint()).Strs("webhooks", ids).Str("log", s.proc.LogPath()).
-		Msg("minio ready")
+	s.log.Info().Str("endpoint", s.Endpoint()).Bool("webhook", s.webhook != "").Str("log", s.proc.LogPath()).
+		Msg("S3 server (versitygw) ready")
 	return nil
 }
 
@@ -179,11 +165,11 @@ func (s *Server) SecretKey() string { return s.secretKey }
 // Dir returns the server's folder.
 func (s *Server) Dir() string { return s.dir }
 
-// LogPath returns the file holding MinIO's log.
-func (s *Server) LogPath() string { return s.proc.LogPath() }
+// LogPath returns the file holding the server's log.
+func (s *Server) LogPath() string { return filepath.Join(s.dir, "versitygw.log") }
 
 // LogTail returns at most n bytes from the end of the log.
-func (s *Server) LogTail(n int) string { return s.proc.LogTail(n) }
+func (s *Server) LogTail(n int) string { return devtools.FileTail(s.LogPath(), n) }
 
 // Client returns a minio-go client for the root user (path style, no TLS).
 func (s *Server) Client() (*minio.Client, error) {
@@ -199,7 +185,8 @@ func (s *Server) Client() (*minio.Client, error) {
 	return c, nil
 }
 
-// CreateBucket creates a bucket.
+// CreateBucket creates a bucket. With Options.Webhook set, its new objects are announced
+// there (versitygw notifies one endpoint of every bucket's events).
 func (s *Server) CreateBucket(ctx context.Context, name string) error {
 	c, err := s.Client()
 	if err != nil {
@@ -211,54 +198,7 @@ func (s *Server) CreateBucket(ctx context.Context, name string) error {
 	return nil
 }
 
-// AddWebhook makes the bucket notify the webhook endpoint with the given ID
-// (one of Options.WebhookEndpoints) of events, by default s3:ObjectCreated:*.
-// Events arrive as MinIO's JSON event records ({"Records": [...]}), usually
-// within a second; the object key in them is URL-encoded ("a%2Fb.ogg").
-func (s *Server) AddWebhook(ctx context.Context, bucket, id string, events ...notification.EventType) error {
-	if _, ok := s.webhooks[id]; !ok {
-		return fmt.Errorf("webhook %q was not configured at start (Options.WebhookEndpoints)", id)
-	}
-	if len(events) == 0 {
-		events = []notification.EventType{notification.ObjectCreatedAll}
-	}
-	c, err := s.Client()
-	if err != nil {
-		return err
-	}
-	cfg, err := c.GetBucketNotification(ctx, bucket)
-	if err != nil {
-		return fmt.Errorf("reading notification config of bucket %s: %w", bucket, err)
-	}
-	arn := notification.NewArn("minio", "sqs", "", id, "webhook")
-	q := notification.NewConfig(arn)
-	for _, e := range events {
-		q.AddEvents(e)
-	}
-	if !cfg.AddQueue(q) {
-		return fmt.Errorf("bucket %s already notifies %s", bucket, arn)
-	}
-	// MinIO sets its notification targets up after it answers requests; until the target
-	// is there it refuses the ARN ("A specified destination ARN does not exist").
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := c.SetBucketNotification(ctx, bucket, cfg)
-		if err == nil {
-			return nil
-		}
-		notYet := strings.Contains(minio.ToErrorResponse(err).Message, "destination ARN does not exist")
-		if !notYet || time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("setting notification of bucket %s to %s: %w", bucket, arn, err)
-		}
-		s.log.Debug().Err(err).Msg("Webhook target not ready yet; retrying")
-		select {
-		case <-ctx.Done():
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
-}
-
-// Stop kills MinIO and, if Start created the folder, removes it.
+// Stop kills the server and, if Start created the folder, removes it.
 func (s *Server) Stop() error {
 	var err error
 	if s.proc != nil { // nil after Halt
@@ -276,8 +216,9 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// validWebhookURL reports whether u looks like an http(s) URL, for errors
-// that are clearer than MinIO's.
+// validWebhookURL reports whether u is an absolute http(s) URL, for an error that is
+// clearer than the server's.
 func validWebhookURL(u string) bool {
-	return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")
+	p, err := url.Parse(u)
+	return err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != ""
 }

@@ -83,7 +83,12 @@ type marker struct {
 // Ensure returns the folder holding tool's binaries, building them first
 // unless a complete build of the same pinned module is cached. Concurrent
 // callers (other processes included) wait for one build instead of racing.
+// A tool whose pin names an AGPL module (AGPLModules) is refused before
+// anything else, cached build or not.
 func Ensure(ctx context.Context, tool Tool, opts ...Option) (string, error) {
+	if err := CheckLicence(tool); err != nil {
+		return "", err
+	}
 	var o options
 	for _, opt := range opts {
 		opt(&o)

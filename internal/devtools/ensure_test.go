@@ -47,7 +47,7 @@ func TestLookupKnowsEveryEmbeddedModule(t *testing.T) {
 }
 
 func TestEnsureUsesCompleteCache(t *testing.T) {
-	tool, err := Lookup(MinIO)
+	tool, err := Lookup(VersityGW)
 	if err != nil {
 		t.Fatal(err)
 	}

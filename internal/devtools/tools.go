@@ -1,6 +1,7 @@
 // Package devtools builds the pinned Go programs the test harness and the demo
-// run (Dendrite, MinIO, livekit-server, LiveKit Egress) once per version and caches
-// the binaries.
+// run (Dendrite, versitygw, livekit-server, LiveKit Egress) once per version and
+// caches the binaries. Every one of them is Apache-2.0; licence.go refuses pins of
+// AGPL modules before anything is built.
 package devtools
 
 import (
@@ -12,7 +13,7 @@ import (
 // Tool names accepted by Lookup and the ensure-tools command.
 const (
 	Dendrite      = "dendrite"
-	MinIO         = "minio"
+	VersityGW     = "versitygw"
 	LiveKitServer = "livekit-server"
 	Egress        = "egress"
 )
@@ -58,13 +59,15 @@ func Lookup(name string) (Tool, error) {
 			CGO:       true,
 			BuildTime: 3 * time.Minute,
 		}, nil
-	case MinIO:
+	case VersityGW:
+		// The S3 server of the tests (Apache-2.0; MinIO, which the tests used
+		// before, is AGPL). v1.8.0 is the version the module proxy lists here.
 		return Tool{
-			Name:      MinIO,
-			Version:   "v0.0.0-20260212201848-7aac2a2c5b7c",
-			Packages:  []string{"github.com/minio/minio"},
-			Binaries:  []string{"minio"},
-			BuildTime: 8 * time.Minute,
+			Name:      VersityGW,
+			Version:   "v1.8.0",
+			Packages:  []string{"github.com/versity/versitygw/cmd/versitygw"},
+			Binaries:  []string{"versitygw"},
+			BuildTime: 3 * time.Minute,
 		}, nil
 	case LiveKitServer:
 		return Tool{
@@ -85,7 +88,7 @@ func Lookup(name string) (Tool, error) {
 
 // Names lists the known tools, sorted.
 func Names() []string {
-	names := []string{Dendrite, MinIO, LiveKitServer, Egress}
+	names := []string{Dendrite, VersityGW, LiveKitServer, Egress}
 	sort.Strings(names)
 	return names
 }

@@ -664,7 +664,9 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 
 // ConfirmFromStore handles the store's own notification that an object was created
 // (a bucket webhook): an upload waiting for its check is confirmed when size and ETag
-// match. It reports whether the event matched an upload.
+// match. A negative size means the event did not give one (versitygw's multipart
+// completions): the ETag alone must match then. It reports whether the event matched an
+// upload.
 func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, size int64, etag string) (bool, error) {
 	u.confirmMu.Lock()
 	defer u.confirmMu.Unlock()
@@ -685,13 +687,13 @@ func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, siz
 		u.mu.Unlock()
 		return true, nil
 	case storage.StatusConfirmed:
-		if row.ConfirmedBy == "head" && row.Bytes == size && row.ETag == etag {
+		if row.ConfirmedBy == "head" && sameObject(row.Bytes, row.ETag, size, etag) {
 			row.ConfirmedBy = "head+webhook"
 			return true, u.db.UpdateUpload(ctx, row)
 		}
 		return true, nil
 	case storage.StatusUploaded:
-		if row.Bytes != size || row.ETag != etag {
+		if !sameObject(row.Bytes, row.ETag, size, etag) {
 			return true, fmt.Errorf("store event for %s: size %d ETag %s, expected %d %s", key, size, etag, row.Bytes, row.ETag)
 		}
 		row.Status = storage.StatusConfirmed
@@ -709,5 +711,11 @@ func (u *Uploader) earlyEvent(bucket, key string, size int64, etag string) bool 
 	defer u.mu.Unlock()
 	ev, ok := u.events[bucket+"/"+key]
 	delete(u.events, bucket+"/"+key)
-	return ok && ev.size == size && ev.etag == etag
+	return ok && sameObject(size, etag, ev.size, ev.etag)
+}
+
+// sameObject reports whether a store event (size, etag) describes the object uploaded
+// (bytes, rowETag). A negative size is one the event did not give; the ETag decides then.
+func sameObject(bytes int64, rowETag string, size int64, etag string) bool {
+	return etag == rowETag && (size == bytes || size < 0 && etag != "")
 }

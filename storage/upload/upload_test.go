@@ -267,6 +267,59 @@ func TestMissingFileIsTerminal(t *testing.T) {
 	}
 }
 
+// TestStoreEventWithoutSize: an event that does not give the size (negative: versitygw's
+// multipart completions say 0) confirms an upload by its ETag alone, and only by the right
+// one.
+func TestStoreEventWithoutSize(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.uploader(ctx, nil)
+	defer u.Close(ctx)
+	for _, tc := range []struct {
+		file    string
+		etag    func(sum [16]byte) string
+		webhook bool
+	}{
+		{"right.ogg", func(sum [16]byte) string { return hex.EncodeToString(sum[:]) }, true},
+		{"wrong.ogg", func([16]byte) string { return "0123456789abcdef0123456789abcdef" }, false},
+		{"empty.ogg", func([16]byte) string { return "" }, false},
+	} {
+		path := e.path(tc.file)
+		data := randomBytes(3000)
+		appendFile(t, path, data)
+		key := "rec/call1/" + tc.file
+		if _, err := e.db.EnsureUpload(ctx, e.rec, tc.file, "bucket", key); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := u.ConfirmFromStore(ctx, "bucket", key, -1, tc.etag(md5.Sum(data))); !ok || err != nil {
+			t.Fatalf("%s: early event: %v %v", tc.file, ok, err)
+		}
+		size, sha := digest(t, path)
+		u.Finish(e.rec, e.folder, tc.file, size, sha)
+	}
+	if err := u.Wait(ctx, e.rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		file string
+		by   string
+	}{{"right.ogg", "head+webhook"}, {"wrong.ogg", "head"}, {"empty.ogg", "head"}} {
+		row, _ := e.db.UploadOf(ctx, e.rec, tc.file)
+		if row.Status != storage.StatusConfirmed || row.ConfirmedBy != tc.by {
+			t.Errorf("%s: %s confirmed by %q, want %q", tc.file, row.Status, row.ConfirmedBy, tc.by)
+		}
+	}
+	// After the HEAD check, a late event without a size adds the webhook when the ETag is
+	// the object's.
+	row, _ := e.db.UploadOf(ctx, e.rec, "wrong.ogg")
+	if ok, err := u.ConfirmFromStore(ctx, "bucket", row.Key, -1, row.ETag); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if row, _ = e.db.UploadOf(ctx, e.rec, "wrong.ogg"); row.ConfirmedBy != "head+webhook" {
+		t.Errorf("late event: confirmed by %q", row.ConfirmedBy)
+	}
+}
+
 // TestEarlyStoreEvent: the store's notification can come before the uploader has recorded
 // the upload as complete; it still counts.
 func TestEarlyStoreEvent(t *testing.T) {

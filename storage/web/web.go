@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minio/minio-go/v7/pkg/notification"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
@@ -41,7 +42,8 @@ type Options struct {
 	// Presigner, when set, serves files whose local copy is gone from object storage.
 	Presigner Presigner
 	// Confirm, when set with WebhookToken, handles bucket notifications (upload.Uploader's
-	// ConfirmFromStore).
+	// ConfirmFromStore). The key is decoded; size is SizeUnknown when the event does not
+	// say (match on the ETag then); etag has no quotes.
 	Confirm      func(ctx context.Context, bucket, key string, size int64, etag string) (bool, error)
 	WebhookToken string
 	// Gatherer, when set, is served at /metrics.
@@ -70,7 +72,8 @@ func Handler(o Options) http.Handler {
 	mux.HandleFunc("GET /healthz", s.health)
 	if o.Confirm != nil && o.WebhookToken != "" {
 		mux.HandleFunc("POST "+WebhookPath, s.webhook)
-		// MinIO checks that a webhook target answers before it uses it.
+		// MinIO checks that a webhook target answers before it uses it (versitygw posts a
+		// test event, which the POST route takes).
 		mux.HandleFunc("HEAD "+WebhookPath, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	}
 	if o.Gatherer != nil {
@@ -159,21 +162,40 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
 }
 
-// event is the part of a MinIO (S3-style) bucket notification the recorder reads.
-type event struct {
-	Records []struct {
-		EventName string `json:"eventName"`
-		S3        struct {
-			Bucket struct {
-				Name string `json:"name"`
-			} `json:"bucket"`
-			Object struct {
-				Key  string `json:"key"`
-				Size int64  `json:"size"`
-				ETag string `json:"eTag"`
-			} `json:"object"`
-		} `json:"s3"`
-	} `json:"Records"`
+// events is a bucket notification: S3's event notification JSON ({"Records": [...]}),
+// as AWS S3, MinIO (which wraps it with EventName and Key) and versitygw send it.
+type events struct {
+	Records []notification.Event `json:"Records"`
+}
+
+// SizeUnknown is the size Confirm gets when the event does not give the object's size:
+// versitygw (v1.8) reports 0 for an object made by a multipart upload. The ETag of such
+// an object (the MD5 of its parts' MD5s and their count) still identifies it.
+const SizeUnknown int64 = -1
+
+var multipartETag = regexp.MustCompile(`^[0-9a-fA-F]{32}-[0-9]+$`)
+
+// eventSize is the record's object size, or SizeUnknown.
+func eventSize(size int64, etag string) int64 {
+	if size == 0 && multipartETag.MatchString(etag) {
+		return SizeUnknown
+	}
+	return size
+}
+
+// eventKeys are the object keys a record may mean, most likely first. S3 (AWS, MinIO)
+// URL-encodes the key in events ("calls%2Fa+b.ogg" for "calls/a b.ogg"); versitygw sends
+// it as it is. A key that does not decode can only be the raw one.
+func eventKeys(raw string) []string {
+	key, err := url.QueryUnescape(raw)
+	switch {
+	case err != nil:
+		return []string{raw}
+	case key != raw:
+		return []string{key, raw}
+	default:
+		return []string{key}
+	}
 }
 
 const maxEventBody = 1 << 20
@@ -197,27 +219,31 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
-	var ev event
+	var ev events
 	if err := json.Unmarshal(body, &ev); err != nil {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
+	// A body without records is a store's test event (versitygw posts one when it starts).
 	for _, rec := range ev.Records {
-		if !strings.HasPrefix(rec.EventName, "s3:ObjectCreated:") {
+		// MinIO and versitygw name events "s3:ObjectCreated:Put", AWS "ObjectCreated:Put".
+		if !strings.HasPrefix(strings.TrimPrefix(rec.EventName, "s3:"), "ObjectCreated:") {
 			continue
 		}
-		key, err := url.QueryUnescape(rec.S3.Object.Key)
-		if err != nil {
-			continue
-		}
+		bucket := rec.S3.Bucket.Name
 		etag := strings.Trim(rec.S3.Object.ETag, `"`)
-		matched, err := s.o.Confirm(r.Context(), rec.S3.Bucket.Name, key, rec.S3.Object.Size, etag)
-		log := s.o.Log.With().Str("bucket", rec.S3.Bucket.Name).Str("key", key).Logger()
-		switch {
-		case err != nil:
-			log.Warn().Err(err).Msg("Storage event does not confirm the upload")
-		case matched:
-			log.Debug().Msg("Storage event for an upload")
+		size := eventSize(rec.S3.Object.Size, etag)
+		for _, key := range eventKeys(rec.S3.Object.Key) {
+			matched, err := s.o.Confirm(r.Context(), bucket, key, size, etag)
+			log := s.o.Log.With().Str("bucket", bucket).Str("key", key).Logger()
+			if err != nil {
+				log.Warn().Err(err).Msg("Storage event does not confirm the upload")
+			} else if matched {
+				log.Debug().Str("event", rec.EventName).Msg("Storage event for an upload")
+			}
+			if matched || err != nil {
+				break
+			}
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -51,8 +51,8 @@ type egressEnv struct {
 	meetRoom string // the LiveKit room the Meet room "abc-defg-hij" meets in
 }
 
-// egressS3Setup starts a homeserver, MinIO (with the bucket webhook) and the Egress
-// environment, and returns a bot config that uploads to MinIO and knows the deployment.
+// egressS3Setup starts a homeserver, the S3 server (with the event webhook) and the Egress
+// environment, and returns a bot config that uploads there and knows the deployment.
 func egressS3Setup(t *testing.T) (*devhs.Server, *s3Env, *egressEnv, config.Config) {
 	t.Helper()
 	s := homeserver(t)
@@ -367,7 +367,7 @@ func TestIntegrationEgressMeetTracks(t *testing.T) {
 		}
 	}
 	if webhooked == 0 {
-		t.Errorf("no upload was confirmed by MinIO's notification")
+		t.Errorf("no upload was confirmed by the S3 server's notification")
 	}
 	checkEgressAudio(t, download(t, s3, annMic.Upload.Key, dir), annMic, 440, 660)
 	checkEgressVideo(t, download(t, s3, annCam.Upload.Key, dir), annCam)

@@ -26,8 +26,8 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
-// s3Env is a MinIO with a bucket for one test, and the port the bot's HTTP server will
-// use (MinIO's bucket notifications go there).
+// s3Env is an S3 server (versitygw, internal/devs3) with a bucket for one test, and the
+// port the bot's HTTP server will use (the server's event notifications go there).
 type s3Env struct {
 	srv      *devs3.Server
 	bucket   string
@@ -35,9 +35,10 @@ type s3Env struct {
 	token    string
 }
 
-// startS3 starts MinIO with a bucket. With webhook, the bucket notifies the bot's future
-// HTTP port: MinIO checks a target when it starts, so a placeholder answers there until
-// the bot takes the port over.
+// startS3 starts the S3 server with a bucket. With webhook, it notifies the bot's future
+// HTTP port of new objects: the server posts a test event there when it starts and does
+// not start if nothing answers, so a placeholder answers until the bot takes the port
+// over. (A Restart needs the bot's server up then.)
 func startS3(t *testing.T, webhook bool) *s3Env {
 	t.Helper()
 	testenv.RequireIntegration(t)
@@ -47,7 +48,7 @@ func startS3(t *testing.T, webhook bool) *s3Env {
 		t.Fatal(err)
 	}
 	e := &s3Env{bucket: "recordings", httpPort: port, token: "webhook-" + uniq("tok") + "-0123456789"}
-	log := testLogger(t).With().Str("side", "minio").Logger()
+	log := testLogger(t).With().Str("side", "s3").Logger()
 	opts := devs3.Options{Logger: &log}
 	var placeholder *http.Server
 	if webhook {
@@ -58,25 +59,19 @@ func startS3(t *testing.T, webhook bool) *s3Env {
 		placeholder = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
 		go func() { _ = placeholder.Serve(ln) }()
 		t.Cleanup(func() { _ = placeholder.Close() })
-		opts.WebhookEndpoints = map[string]string{"REC": fmt.Sprintf("http://127.0.0.1:%d/s3/events?token=%s", port, e.token)}
+		opts.Webhook = fmt.Sprintf("http://127.0.0.1:%d/s3/events?token=%s", port, e.token)
 	}
-	// The placeholder answers MinIO's webhook checks until the notification is set up;
-	// then the port is free for the bot's server.
 	e.srv, err = devs3.Start(ctx, opts)
+	if placeholder != nil {
+		_ = placeholder.Close() // the port is free for the bot's server now
+	}
 	if err != nil {
-		testenv.SkipOrFail(t, "minio: %v", err)
+		testenv.SkipOrFail(t, "S3 server: %v", err)
 	}
 	t.Cleanup(func() { _ = e.srv.Stop() })
-	testenv.LogOnFailure(t, "minio", func() string { return e.srv.LogTail(4000) })
+	testenv.LogOnFailure(t, "versitygw", func() string { return e.srv.LogTail(4000) })
 	if err := e.srv.CreateBucket(ctx, e.bucket); err != nil {
 		t.Fatal(err)
-	}
-	if webhook {
-		err := e.srv.AddWebhook(ctx, e.bucket, "REC")
-		_ = placeholder.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
 	}
 	return e
 }

@@ -69,9 +69,9 @@ func checkLinks(t *testing.T, summary, folder string, m *recorder.Manifest) {
 	}
 }
 
-// TestIntegrationS3LinksInRoom: files go to MinIO, the summary in the (encrypted) room
-// links every file, the downloads match the manifest's checksums, the manifest says where
-// each file went, MinIO's bucket notifications confirm the uploads, and the state database,
+// TestIntegrationS3LinksInRoom: files go to the S3 server, the summary in the (encrypted)
+// room links every file, the downloads match the manifest's checksums, the manifest says
+// where each file went, the server's event notifications confirm the uploads, and the state database,
 // the bot's own download links, /metrics and /healthz agree.
 func TestIntegrationS3LinksInRoom(t *testing.T) {
 	s := homeserver(t)
@@ -132,7 +132,7 @@ func TestIntegrationS3LinksInRoom(t *testing.T) {
 			t.Errorf("%s via the bot: %d %s", p.File, code, sum)
 		}
 	}
-	// MinIO's notifications confirm the uploads too.
+	// The S3 server's event notifications confirm the uploads too.
 	deadline = time.Now().Add(20 * time.Second)
 	for {
 		ups, _ := db.Uploads(context.Background(), recID)
@@ -161,7 +161,7 @@ func TestIntegrationS3LinksInRoom(t *testing.T) {
 	}
 }
 
-// TestIntegrationS3OutageMidCall: MinIO stops in the middle of a call and comes back after
+// TestIntegrationS3OutageMidCall: the S3 server stops in the middle of a call and comes back after
 // it ended: nothing is lost (the local files stay until their copies are confirmed), the
 // uploads complete and the links work. With delete_local_after_upload the local files go
 // then, and the bot's own links redirect to the store.

@@ -1,7 +1,7 @@
 // Command ensure-tools builds (or finds in the cache) the pinned programs the
 // integration tests run, and prints the folder of each:
 //
-//	go run ./internal/devtools/cmd/ensure-tools dendrite minio livekit-server
+//	go run ./internal/devtools/cmd/ensure-tools dendrite versitygw livekit-server egress
 package main
 
 import (
@@ -18,12 +18,19 @@ import (
 
 func main() {
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: ensure-tools [tool...]\n\nBuilds the named tools once per pinned version (default: all of %s)\nand prints NAME=DIR for each. Cache root: $%s or <user cache dir>/matrix-recorder/tools.\n",
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: ensure-tools [-licences] [tool...]\n\nBuilds the named tools once per pinned version (default: all of %s)\nand prints NAME=DIR for each. Cache root: $%s or <user cache dir>/matrix-recorder/tools.\nFirst it refuses any embedded tool pin that names an AGPL module.\n\n",
 			strings.Join(devtools.Names(), ", "), devtools.EnvCacheRoot)
 		flag.PrintDefaults()
 	}
+	licencesOnly := flag.Bool("licences", false, "only check that no tool pin names an AGPL module, build nothing")
 	flag.Parse()
-	if err := run(flag.Args()); err != nil {
+	var err error
+	if *licencesOnly {
+		err = devtools.CheckEmbeddedLicences()
+	} else {
+		err = run(flag.Args())
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ensure-tools:", err)
 		os.Exit(1)
 	}
@@ -33,6 +40,11 @@ func run(names []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := devtools.ConsoleLogger()
+	// Every embedded pin, not only the named tools: an AGPL module fails the test
+	// command here, before the first build.
+	if err := devtools.CheckEmbeddedLicences(); err != nil {
+		return err
+	}
 	if len(names) == 0 {
 		names = devtools.Names()
 	}

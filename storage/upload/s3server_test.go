@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,21 +18,44 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
+	"github.com/matrix-recorder/matrix-recorder/storage/web"
 )
 
-// TestIntegrationMinIOGrowingFileAndOutage runs the uploader against a real MinIO: parts go
-// up while the file grows, MinIO goes away in the middle and comes back, finalisation
-// rewrites bytes in the first part, and the object ends up byte for byte the file.
-func TestIntegrationMinIOGrowingFileAndOutage(t *testing.T) {
+// TestIntegrationS3GrowingFileAndOutage runs the uploader against a real S3 server
+// (versitygw, internal/devs3): parts go up while the file grows, the server goes away in
+// the middle and comes back on the same port and folder, finalisation rewrites bytes in
+// the first part, the object ends up byte for byte the file, and the server's event
+// notification of the multipart completion, taken by the recorder's own /s3/events
+// handler, confirms the upload too.
+func TestIntegrationS3GrowingFileAndOutage(t *testing.T) {
 	testenv.RequireIntegration(t)
 	ctx := testenv.Context(t)
 	log := testenv.Logger(t)
-	srv, err := devs3.Start(ctx, devs3.Options{Logger: &log})
+	e := newEnv(t)
+
+	// The recorder's webhook endpoint, up before the S3 server starts (it posts a test
+	// event then), handing events to the uploader once there is one.
+	const token = "webhook-token-0123456789"
+	var up atomic.Pointer[Uploader]
+	var events atomic.Int32
+	hook := httptest.NewServer(web.Handler(web.Options{
+		DB: e.db, Dir: e.dir, WebhookToken: token, Log: log,
+		Confirm: func(ctx context.Context, bucket, key string, size int64, etag string) (bool, error) {
+			events.Add(1)
+			if u := up.Load(); u != nil {
+				return u.ConfirmFromStore(ctx, bucket, key, size, etag)
+			}
+			return false, nil
+		},
+	}))
+	defer hook.Close()
+
+	srv, err := devs3.Start(ctx, devs3.Options{Logger: &log, Webhook: hook.URL + web.WebhookPath + "?token=" + token})
 	if err != nil {
-		testenv.SkipOrFail(t, "minio: %v", err)
+		testenv.SkipOrFail(t, "S3 server: %v", err)
 	}
 	t.Cleanup(func() { _ = srv.Stop() })
-	testenv.LogOnFailure(t, "minio", func() string { return srv.LogTail(4000) })
+	testenv.LogOnFailure(t, "versitygw", func() string { return srv.LogTail(4000) })
 	if err := srv.CreateBucket(ctx, "rec"); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +67,6 @@ func TestIntegrationMinIOGrowingFileAndOutage(t *testing.T) {
 	if err := store.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t)
 	var confirmed, failures atomic.Int32
 	u := New(ctx, e.db, store, Options{
 		Dir: e.dir, Poll: 50 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
@@ -50,6 +74,7 @@ func TestIntegrationMinIOGrowingFileAndOutage(t *testing.T) {
 		OnFailure:   func(*storage.Upload, error) { failures.Add(1) },
 		Log:         log,
 	})
+	up.Store(u)
 	defer u.Close(context.Background())
 	path := e.path("alice.webm")
 	u.Follow(e.rec, e.folder, "alice.webm")
@@ -58,7 +83,7 @@ func TestIntegrationMinIOGrowingFileAndOutage(t *testing.T) {
 		r, _ := e.db.UploadOf(ctx, e.rec, "alice.webm")
 		return r
 	}
-	waitFor(t, "part 1 in MinIO while the file grows", func() bool {
+	waitFor(t, "part 1 in the store while the file grows", func() bool {
 		r := row()
 		if r == nil || r.UploadID == "" {
 			return false
@@ -72,14 +97,14 @@ func TestIntegrationMinIOGrowingFileAndOutage(t *testing.T) {
 	}
 	parts, err := minio.Core{Client: client}.ListObjectParts(ctx, "rec", "calls/call1/alice.webm", row().UploadID, 0, 100)
 	if err != nil || len(parts.ObjectParts) != 1 || parts.ObjectParts[0].Size != MinPartSize {
-		t.Fatalf("MinIO's view of the open upload: %+v %v", parts.ObjectParts, err)
+		t.Fatalf("the store's view of the open upload: %+v %v", parts.ObjectParts, err)
 	}
 
 	if err := srv.Halt(); err != nil {
 		t.Fatal(err)
 	}
 	appendFile(t, path, randomBytes(6<<20))
-	waitFor(t, "failed attempts while MinIO is down", func() bool { return failures.Load() > 0 })
+	waitFor(t, "failed attempts while the store is down", func() bool { return failures.Load() > 0 })
 	if err := srv.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +132,12 @@ func TestIntegrationMinIOGrowingFileAndOutage(t *testing.T) {
 	if r := row(); r.Status != storage.StatusConfirmed || r.SHA256 != sum || confirmed.Load() != 1 {
 		t.Errorf("upload row %+v, confirmed %d", r, confirmed.Load())
 	}
+	// The store's notification of the completed multipart upload (versitygw gives no size
+	// there, only the ETag) confirms it as well, whichever came first.
+	waitFor(t, "the store's event to confirm the upload", func() bool {
+		return strings.Contains(row().ConfirmedBy, "webhook")
+	})
+	t.Logf("confirmed by %s after %d store events", row().ConfirmedBy, events.Load())
 	// Nothing is left open in the bucket.
 	if res, err := (minio.Core{Client: client}).ListMultipartUploads(ctx, "rec", "calls/", "", "", "", 100); err != nil || len(res.Uploads) != 0 {
 		t.Errorf("open uploads left: %+v %v", res.Uploads, err)
