@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -49,22 +50,30 @@ type focusRetire struct {
 	told  bool
 }
 
-// vetNow decides on each focus at once (for Start), in order, at most maxFociChecked.
+// vetNow decides on the foci at once (for Start), at most maxFociChecked of them, checked
+// in parallel; trusted keeps their order.
 func (b *Backend) vetNow(ctx context.Context, ts []Transport) (trusted []Transport, verdicts map[string]*focusVerdict) {
+	if len(ts) > maxFociChecked {
+		ts = ts[:maxFociChecked]
+	}
+	errs := make([]error, len(ts))
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, focusCheckTimeout)
+			defer cancel()
+			errs[i] = b.trust.check(cctx, t.ServiceURL, t.owner)
+		}()
+	}
+	wg.Wait()
 	verdicts = map[string]*focusVerdict{}
 	now := time.Now()
-	for _, t := range ts {
-		if len(verdicts) >= maxFociChecked {
-			break
-		}
-		cctx, cancel := context.WithTimeout(ctx, focusCheckTimeout)
-		err := b.trust.check(cctx, t.ServiceURL, t.owner)
-		cancel()
-		verdicts[t.ServiceURL] = &focusVerdict{owner: t.owner, done: true, err: err, at: now}
-		if err == nil {
+	for i, t := range ts {
+		verdicts[t.ServiceURL] = &focusVerdict{owner: t.owner, done: true, err: errs[i], at: now}
+		if errs[i] == nil {
 			trusted = append(trusted, t)
-		} else {
-			b.log.Warn().Err(err).Str("focus", t.ServiceURL).Stringer("named_by", t.owner).Msg("Not using a LiveKit focus a call member names")
 		}
 	}
 	return trusted, verdicts

@@ -166,11 +166,11 @@ func (f *focusTrust) check(ctx context.Context, serviceURL string, owner id.User
 	if ctx.Err() != nil {
 		return &FocusRefusal{URL: norm, Owner: owner, Reason: "I could not check in time whether a homeserver advertises it"}
 	}
-	who := own + "'s"
+	where := fmt.Sprintf("%s's .well-known/matrix/client (org.matrix.msc4143.rtc_foci) does not advertise it", own)
 	if theirs != "" && theirs != own {
-		who = fmt.Sprintf("neither %s's nor %s's", theirs, own)
+		where = fmt.Sprintf("neither %s's nor %s's .well-known/matrix/client (org.matrix.msc4143.rtc_foci) advertises it", theirs, own)
 	}
-	return &FocusRefusal{URL: norm, Owner: owner, Reason: fmt.Sprintf("%s .well-known/matrix/client (org.matrix.msc4143.rtc_foci) advertises it, and %s does not list it", who, TrustedServicesKey)}
+	return &FocusRefusal{URL: norm, Owner: owner, Reason: where + ", and " + TrustedServicesKey + " does not list it"}
 }
 
 // advertisedBy returns the foci a source advertises, from the cache or looked up once
