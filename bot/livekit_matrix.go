@@ -60,3 +60,42 @@ func (m botMatrix) UpdateDelayedEvent(ctx context.Context, delayID, action strin
 	}
 	return fmt.Errorf("%s delayed event: %w", action, err)
 }
+
+// liveKitTrust says which JWT services the LiveKit backend may send the bot's OpenID token
+// to: the operator's livekit.trusted_jwt_services, and those the homeservers advertise,
+// looked up with the bot's own HTTP client.
+func (b *Bot) liveKitTrust() livekit.TrustOptions {
+	return livekit.TrustOptions{
+		TrustedServices: b.cfg.LiveKit.TrustedJWTServices,
+		HTTPClient:      b.client.Client,
+		Transports:      botMatrix{b}.rtcTransports,
+	}
+}
+
+// rtcTransports lists the LiveKit services the bot's homeserver offers (MSC4143
+// rtc/transports), or none when it does not advertise MatrixRTC.
+func (m botMatrix) rtcTransports(ctx context.Context) ([]string, error) {
+	cli := m.b.client
+	if cli.SpecVersions == nil {
+		if _, err := cli.Versions(ctx); err != nil {
+			return nil, fmt.Errorf("read the homeserver's versions: %w", err)
+		}
+	}
+	if !cli.SpecVersions.Supports(mautrix.FeatureUnstableMatrixRTC) && !cli.SpecVersions.Supports(mautrix.FeatureStableMatrixRTC) {
+		return nil, nil
+	}
+	resp, err := cli.RTCTransports(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the homeserver's RTC transports: %w", err)
+	}
+	var out []string
+	if resp == nil {
+		return nil, nil
+	}
+	for _, t := range resp.RTCTransports {
+		if t != nil && t.Type == "livekit" && t.LivekitServiceURL != "" {
+			out = append(out, t.LivekitServiceURL)
+		}
+	}
+	return out, nil
+}

@@ -18,6 +18,14 @@ import (
 // La Suite Meet rooms, any room on those servers, and (when asked) unencrypted Element
 // Call calls whose SFU is one of them.
 type LiveKit struct {
+	// TrustedJWTServices are MatrixRTC JWT services (lk-jwt-service, the
+	// livekit_service_url call members name) the bot sends its OpenID token to whatever
+	// their address: plain http and loopback or private addresses too. Other services are
+	// used only over https on public addresses, when the member's homeserver or the bot's
+	// own advertises them (.well-known/matrix/client org.matrix.msc4143.rtc_foci, or MSC4143
+	// rtc/transports).
+	TrustedJWTServices []string `yaml:"trusted_jwt_services"`
+
 	Deployments []LiveKitDeployment `yaml:"deployments"`
 	// RecordElementCallWithEgress records an unencrypted Element Call call with Egress
 	// when its SFU is one of the deployments, instead of joining it as a subscriber.
@@ -183,7 +191,9 @@ func (d LiveKitDeployment) Mode() string {
 	return d.DefaultMode
 }
 
-func defaultLiveKit() LiveKit { return LiveKit{Deployments: []LiveKitDeployment{}} }
+func defaultLiveKit() LiveKit {
+	return LiveKit{TrustedJWTServices: []string{}, Deployments: []LiveKitDeployment{}}
+}
 
 var (
 	deploymentName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
@@ -196,6 +206,12 @@ var reservedPaths = []string{"/download/", "/s3/", "/healthz", "/metrics"}
 
 func (c *Config) validateLiveKit() []error {
 	var errs []error
+	for i, s := range c.LiveKit.TrustedJWTServices {
+		if u, err := url.Parse(s); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Hostname() == "" ||
+			u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
+			errs = append(errs, fmt.Errorf("livekit.trusted_jwt_services[%d]: %q must be an https:// or http:// URL without credentials, query or fragment (the livekit_service_url of a JWT service)", i, s))
+		}
+	}
 	names := map[string]bool{}
 	prefixes := map[string]string{}
 	keysByPath := map[string]map[string]string{}

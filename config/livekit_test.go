@@ -207,3 +207,25 @@ func TestLiveKitAccessRoundTrip(t *testing.T) {
 		t.Fatalf("after a round trip: %+v\n%s", a, data)
 	}
 }
+
+func TestTrustedJWTServices(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(lkBase + "livekit:\n  trusted_jwt_services: [\"https://jwt.example.org\", \"http://127.0.0.1:8080/\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.LiveKit.TrustedJWTServices) != 2 {
+		t.Fatalf("trusted services %v", cfg.LiveKit.TrustedJWTServices)
+	}
+	for _, bad := range []string{"jwt.example.org", "ftp://jwt.example.org", "https://user:pw@jwt.example.org", "https://jwt.example.org/?x=1", "https://jwt.example.org/#f", "https://"} {
+		_, err := Parse(strings.NewReader(lkBase + "livekit:\n  trusted_jwt_services: [\"" + bad + "\"]\n"))
+		if err == nil || !strings.Contains(err.Error(), "livekit.trusted_jwt_services[0]") {
+			t.Errorf("%q: want an error naming livekit.trusted_jwt_services[0], got %v", bad, err)
+		}
+	}
+	// The example lists none: nothing is trusted beyond what homeservers advertise.
+	t.Setenv(EnvPassword, "secret")
+	ex, err := Parse(strings.NewReader(string(Example)))
+	if err != nil || len(ex.LiveKit.TrustedJWTServices) != 0 || Default().LiveKit.TrustedJWTServices == nil {
+		t.Fatalf("example trusts %v (err %v)", ex.LiveKit.TrustedJWTServices, err)
+	}
+}

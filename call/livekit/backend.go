@@ -8,6 +8,7 @@ package livekit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -42,6 +43,8 @@ type Options struct {
 	// first sees a call that is already running). It is checked again after a short delay,
 	// so a replay of old events does not count.
 	OnCallBegan func(ctx context.Context, room id.RoomID)
+	// Trust says which JWT services the bot sends its OpenID token to.
+	Trust TrustOptions
 }
 
 func (o *Options) fill() {
@@ -72,23 +75,35 @@ type Backend struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// trust decides which foci the bot uses; tokens go to listed services through
+	// tokenOpen, to the others through tokenGuarded (public addresses only).
+	trust        *focusTrust
+	tokenOpen    *http.Client
+	tokenGuarded *http.Client
+
 	mu       sync.Mutex
 	tables   map[id.RoomID]*memberTable
 	active   map[id.RoomID]*Recording
 	starting map[id.RoomID]bool
-	pending  map[id.RoomID][]pendingKey
+	// pending holds members' keys for rooms not being recorded (yet); held, keys whose
+	// sender is not (yet) a member of the room's call.
+	pending *keyQueue
+	held    *keyQueue
 }
 
-type pendingKey struct {
-	key MediaKey
-	at  time.Time
-}
-
-// Bounds of keys kept for rooms that are not being recorded (yet).
+// Bounds of keys kept for rooms that are not being recorded (yet), and of keys whose
+// sender's membership has not arrived (to-device messages are handled before the room
+// events of the same sync; a key from a non-member that stays one is dropped).
 const (
 	pendingKeyTTL   = 10 * time.Minute
 	pendingPerRoom  = 256
 	pendingRoomsMax = 64
+	heldKeyTTL      = 30 * time.Second
+	heldPerRoom     = 32
+	heldRoomsMax    = 32
+	// sweepTables: with more rooms than this in the table map, rooms whose memberships
+	// all expired are forgotten when a new one comes.
+	sweepTables = 64
 )
 
 var _ call.Backend = (*Backend)(nil)
@@ -100,8 +115,12 @@ func New(mx call.Matrix, rec *recorder.Recorder, opts Options, log zerolog.Logge
 	return &Backend{
 		mx: mx, rec: rec, opts: opts, log: log.With().Str("backend", "livekit").Logger(),
 		ctx: ctx, cancel: cancel,
+		trust:     newFocusTrust(opts.Trust, func() string { return mx.UserID().Homeserver() }),
+		tokenOpen: tokenClient(opts.HTTPClient, opts.HTTPClient.Transport), tokenGuarded: tokenClient(opts.HTTPClient, guardedTransport(opts.HTTPClient.Transport)),
 		tables: map[id.RoomID]*memberTable{}, active: map[id.RoomID]*Recording{},
-		starting: map[id.RoomID]bool{}, pending: map[id.RoomID][]pendingKey{},
+		starting: map[id.RoomID]bool{},
+		pending:  newKeyQueue(pendingPerRoom, pendingRoomsMax, pendingKeyTTL),
+		held:     newKeyQueue(heldPerRoom, heldRoomsMax, heldKeyTTL),
 	}
 }
 
@@ -121,47 +140,132 @@ func (b *Backend) members(room id.RoomID, now time.Time) []Member {
 	return t.members(now, b.self())
 }
 
-// HandleEvent follows memberships (state, timeline and sticky events) and media keys.
+// HandleEvent follows memberships (state, timeline and sticky events) and media keys, and
+// forgets a room's call state when the bot leaves the room.
 func (b *Backend) HandleEvent(ctx context.Context, evt *event.Event) {
 	switch {
 	case IsMemberEvent(evt.Type) && evt.RoomID != "":
 		b.handleMember(evt)
 	case evt.Type.Type == TypeEncryptionKeys.Type:
 		b.handleKeys(evt)
+	case evt.Type.Type == event.StateMember.Type && evt.RoomID != "" && evt.StateKey != nil && id.UserID(*evt.StateKey) == b.mx.UserID():
+		var m struct {
+			Membership event.Membership `json:"membership"`
+		}
+		if json.Unmarshal(call.RawContent(evt), &m) == nil && (m.Membership == event.MembershipLeave || m.Membership == event.MembershipBan) {
+			b.forgetRoom(evt.RoomID)
+		}
 	}
 }
 
-func (b *Backend) handleMember(evt *event.Event) {
-	content := call.RawContent(evt)
-	slot, members, err := ParseMembers(evt, content, time.Now())
-	if slot == "" {
+// forgetRoom drops what the backend keeps about a room the bot left (a recording there
+// ends on its own once its members are gone).
+func (b *Backend) forgetRoom(room id.RoomID) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.active[room] != nil || b.starting[room] {
 		return
 	}
-	if err != nil && !errors.Is(err, errOtherCall) {
-		b.log.Debug().Err(err).Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).Msg("Ignoring a call membership")
+	delete(b.tables, room)
+	b.pending.drop(room)
+	b.held.drop(room)
+}
+
+// tableLocked returns the room's membership table, creating it (and, with many rooms,
+// forgetting rooms whose memberships all expired) when create is set.
+func (b *Backend) tableLocked(room id.RoomID, create bool) *memberTable {
+	t := b.tables[room]
+	if t != nil || !create {
+		return t
 	}
+	if len(b.tables) >= sweepTables {
+		now := time.Now()
+		for r, other := range b.tables {
+			if b.active[r] != nil || b.starting[r] {
+				continue
+			}
+			other.evictExpired(now)
+			if other.empty() {
+				delete(b.tables, r)
+			}
+		}
+	}
+	t = newMemberTable()
+	b.tables[room] = t
+	return t
+}
+
+// applyLocked folds one membership event into the room's table and logs what it refused.
+func (b *Backend) applyLocked(evt *event.Event, room id.RoomID, now time.Time) applyResult {
+	slot, members, err := ParseMembers(evt, call.RawContent(evt), now)
+	switch {
+	case errors.Is(err, ErrNotOwner):
+		b.log.Warn().Err(err).Stringer("room_id", room).Stringer("sender", evt.Sender).Stringer("event_id", evt.ID).
+			Msg("Ignoring a call membership keyed by another user")
+	case err != nil && !errors.Is(err, errOtherCall):
+		b.log.Debug().Err(err).Stringer("room_id", room).Stringer("sender", evt.Sender).Msg("Ignoring a call membership")
+	}
+	if slot == "" {
+		return applyUnchanged
+	}
+	t := b.tableLocked(room, len(members) > 0)
+	if t == nil {
+		return applyUnchanged
+	}
+	res := t.apply(slot, evt.Sender, members, evt.Timestamp)
+	if t.firstWarning(res, evt.Sender) {
+		b.log.Warn().Stringer("room_id", room).Stringer("sender", evt.Sender).Stringer("cap", res).
+			Int("max_per_user", maxDevicesPerUser).Int("max_per_room", maxRoomMemberships).
+			Msg("Too many call memberships; ignoring the rest")
+	}
+	if t.empty() && b.active[room] == nil && !b.starting[room] {
+		delete(b.tables, room)
+	}
+	return res
+}
+
+func (b *Backend) handleMember(evt *event.Event) {
 	self := b.self()
+	now := time.Now()
 	staleOwn := false
-	for _, m := range members {
-		if m.Key() == self {
-			staleOwn = true
+	if evt.Sender == self.User {
+		if _, members, _ := ParseMembers(evt, call.RawContent(evt), now); len(members) > 0 {
+			for _, m := range members {
+				if m.Key() == self {
+					staleOwn = true
+				}
+			}
 		}
 	}
 	b.mu.Lock()
-	t := b.tables[evt.RoomID]
-	if t == nil {
-		t = newMemberTable()
-		b.tables[evt.RoomID] = t
+	before := 0
+	if t := b.tables[evt.RoomID]; t != nil {
+		before = len(t.members(now, self))
 	}
-	now := time.Now()
-	before := len(t.members(now, self))
-	changed := t.apply(slot, members, evt.Timestamp)
-	began := before == 0 && len(selectTransports(t.members(now, self))) > 0
+	res := b.applyLocked(evt, evt.RoomID, now)
+	changed := res != applyUnchanged
+	began := false
+	var promoted []MediaKey
+	if t := b.tables[evt.RoomID]; t != nil {
+		began = before == 0 && len(selectTransports(t.members(now, self))) > 0
+		// Keys that came before their sender's membership.
+		promoted = b.held.take(evt.RoomID, now, func(k MediaKey) bool { return t.lists(k.Device, now) })
+	}
 	r := b.active[evt.RoomID]
 	recording := r != nil || b.starting[evt.RoomID]
+	if r == nil {
+		for _, k := range promoted {
+			b.pending.add(k, now)
+		}
+	}
 	b.mu.Unlock()
-	if r != nil && changed {
-		r.poke()
+	if r != nil {
+		for _, k := range promoted {
+			r.addKey(k)
+		}
+		if changed {
+			r.poke()
+		}
 	}
 	if began && b.opts.OnCallBegan != nil && r == nil {
 		room := evt.RoomID
@@ -209,6 +313,10 @@ func (b *Backend) handleMember(evt *event.Event) {
 // is still there (and not from a recording of this run).
 const staleCheckDelay = 3 * time.Second
 
+// handleKeys takes media keys from members of the room's call: for its recording, or kept
+// for a while when the room is not being recorded. A key whose sender has no membership is
+// held briefly (its membership may be in the same sync, handled after to-device
+// messages) and dropped when none comes.
 func (b *Backend) handleKeys(evt *event.Event) {
 	keys, err := ParseKeyEvent(evt, call.RawContent(evt))
 	if err != nil {
@@ -221,41 +329,29 @@ func (b *Backend) handleKeys(evt *event.Event) {
 			continue
 		}
 		b.mu.Lock()
+		t := b.tables[k.RoomID]
+		member := t != nil && t.lists(k.Device, now)
 		r := b.active[k.RoomID]
-		if r == nil {
-			b.keepPendingLocked(k, now)
+		kept := false
+		switch {
+		case !member:
+			kept = b.held.add(k, now)
+		case r == nil:
+			kept = b.pending.add(k, now)
 		}
 		b.mu.Unlock()
-		if r != nil {
+		log := b.log.Debug().Stringer("room_id", k.RoomID).Stringer("user_id", k.Device.User).Stringer("device_id", k.Device.Device)
+		switch {
+		case !member && kept:
+			log.Msg("Media key from a device that is not a member of the room's call; held until its membership arrives")
+		case !member:
+			log.Msg("Media key from a device that is not a member of the room's call; dropped")
+		case r != nil:
 			r.addKey(k)
-		} else {
-			b.log.Debug().Stringer("room_id", k.RoomID).Stringer("user_id", k.Device.User).Msg("Media key for a room not being recorded; kept for a while")
+		case kept:
+			log.Msg("Media key for a room not being recorded; kept for a while")
 		}
 	}
-}
-
-func (b *Backend) keepPendingLocked(k MediaKey, now time.Time) {
-	list := b.pending[k.RoomID]
-	if list == nil && len(b.pending) >= pendingRoomsMax {
-		for room, l := range b.pending {
-			if len(l) == 0 || now.Sub(l[len(l)-1].at) > pendingKeyTTL {
-				delete(b.pending, room)
-			}
-		}
-		if len(b.pending) >= pendingRoomsMax {
-			return
-		}
-	}
-	kept := list[:0]
-	for _, p := range list {
-		if now.Sub(p.at) < pendingKeyTTL {
-			kept = append(kept, p)
-		}
-	}
-	if len(kept) >= pendingPerRoom {
-		kept = kept[1:]
-	}
-	b.pending[k.RoomID] = append(kept, pendingKey{key: k, at: now})
 }
 
 // loadState reads the room's membership state events from the homeserver into the table
@@ -274,21 +370,13 @@ func (b *Backend) loadState(ctx context.Context, room id.RoomID) (string, error)
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	t := b.tables[room]
-	if t == nil {
-		t = newMemberTable()
-		b.tables[room] = t
-	}
 	for _, typ := range []event.Type{TypeCallMember, TypeCallMemberStable} {
 		for _, evt := range st[typ] {
 			if evt == nil {
 				continue
 			}
 			evt.RoomID = room
-			slot, members, _ := ParseMembers(evt, call.RawContent(evt), now)
-			if slot != "" {
-				t.apply(slot, members, evt.Timestamp)
-			}
+			b.applyLocked(evt, room, now)
 		}
 	}
 	return version, nil
@@ -328,6 +416,12 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 	if len(transports) == 0 {
 		return nil, errors.New("nobody in this room's Element Call call names a LiveKit focus")
 	}
+	trusted, verdicts := b.vetNow(ctx, transports)
+	if len(trusted) == 0 {
+		b.log.Warn().Stringer("room_id", req.RoomID).Str("refused", refusalText(transports, verdicts)).Msg("No LiveKit focus of the call is trusted; not recording")
+		return nil, call.UserError{Msg: fmt.Sprintf("I cannot record this call: I do not use the LiveKit service it runs on (%s). An operator who trusts a service can list it in %s.",
+			refusalText(transports, verdicts), TrustedServicesKey)}
+	}
 	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: "element-call", RoomID: string(req.RoomID), Kind: "livekit"})
 	if err != nil {
 		return nil, fmt.Errorf("create the call folder: %w", err)
@@ -341,7 +435,8 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 		conns: map[string]*connection{}, tracks: map[*trackRec]struct{}{}, optOut: map[id.UserID]bool{},
 		present: map[DeviceKey]Member{}, names: map[id.UserID]string{}, noKeyTold: map[DeviceKey]bool{},
 		undecrypt: map[DeviceKey]uint64{},
-		stopped:   make(chan struct{}), done: make(chan struct{}),
+		foci:      verdicts, retired: map[string]focusRetire{},
+		stopped: make(chan struct{}), done: make(chan struct{}),
 	}
 	r.own = newOwnMembership(b.mx, req.RoomID, version, log)
 	for u, since := range req.OptedOut {
@@ -357,11 +452,15 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 	// Register first: keys sent in answer to the membership must find the recording.
 	b.mu.Lock()
 	b.active[req.RoomID] = r
-	pend := b.pending[req.RoomID]
-	delete(b.pending, req.RoomID)
+	pend := b.pending.take(req.RoomID, time.Now(), nil)
 	b.mu.Unlock()
-	for _, p := range pend {
-		r.addKey(p.key)
+	for _, k := range pend {
+		r.addKey(k)
+	}
+	for url, v := range verdicts {
+		if v.err != nil {
+			r.refused(url, v)
+		}
 	}
 
 	fail := func(err error) (call.Recording, error) {
@@ -370,7 +469,7 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 		_, _ = r.Stop(cctx, "could not start: "+err.Error())
 		return nil, err
 	}
-	if err := r.own.publish(ctx, transports[:1]); err != nil {
+	if err := r.own.publish(ctx, trusted[:1]); err != nil {
 		if r.encrypted {
 			return fail(fmt.Errorf("%w. In an encrypted room I need a call membership to receive the participants' media keys; allow me to send %s state events", err, TypeCallMember.Type))
 		}
@@ -388,7 +487,7 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 	if err := r.waitConnected(ctx); err != nil {
 		return fail(err)
 	}
-	log.Info().Int("foci", len(transports)).Int("members", len(members)).Bool("encrypted", r.encrypted).Msg("Recording the call")
+	log.Info().Int("foci", len(trusted)).Int("members", len(members)).Bool("encrypted", r.encrypted).Msg("Recording the call")
 	return r, nil
 }
 
@@ -424,26 +523,49 @@ func (r *Recording) waitConnected(ctx context.Context) error {
 	}
 }
 
-// access gets an OpenID token and exchanges it at the focus' JWT service.
+// access gets an OpenID token and exchanges it at the focus' JWT service, if the bot
+// trusts it (see TrustOptions). A service the operator does not list is reached on public
+// addresses only, and the SFU it names must be one too.
 func (b *Backend) access(ctx context.Context, room id.RoomID, t Transport) (Access, error) {
+	if err := b.trust.check(ctx, t.ServiceURL, t.owner); err != nil {
+		return Access{}, err
+	}
+	hc := b.tokenGuarded
+	if b.trust.isListed(t.ServiceURL) {
+		hc = b.tokenOpen
+	}
 	tok, err := b.mx.OpenIDToken(ctx)
 	if err != nil {
 		return Access{}, err
 	}
 	self := b.self()
-	return fetchAccess(ctx, b.opts.HTTPClient, tokenRequest{
+	acc, err := fetchAccess(ctx, hc, tokenRequest{
 		ServiceURL: t.ServiceURL, RoomID: room, UserID: self.User, DeviceID: self.Device,
 		MemberID: self.String(), OpenID: tok,
 	})
+	if err != nil {
+		return Access{}, err
+	}
+	if err := b.trust.checkSFU(ctx, t.ServiceURL, acc.URL); err != nil {
+		return Access{}, fmt.Errorf("%w: %w", ErrUntrustedFocus, err)
+	}
+	return acc, nil
 }
 
-// finished forgets a recording that stopped.
+// finished forgets a recording that stopped, and the room's memberships that expired (a
+// call that is over leaves nothing behind).
 func (b *Backend) finished(r *Recording) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.active[r.room] == r {
 		delete(b.active, r.room)
 	}
-	b.mu.Unlock()
+	if t := b.tables[r.room]; t != nil && b.active[r.room] == nil && !b.starting[r.room] {
+		t.evictExpired(time.Now())
+		if t.empty() {
+			delete(b.tables, r.room)
+		}
+	}
 }
 
 // Close stops the backend's background work (recordings are stopped by the bot first).

@@ -17,6 +17,9 @@ const (
 	reconnectMin = time.Second
 	reconnectMax = 30 * time.Second
 	joinTimeout  = 30 * time.Second
+	// stableAfter: a connection that lasted this long before it dropped was a good one;
+	// the failure count starts again.
+	stableAfter = time.Minute
 )
 
 // connection is the bot's subscriber connection to one LiveKit focus (multi-SFU calls have
@@ -52,24 +55,44 @@ func newConnection(r *Recording, t Transport) *connection {
 	}
 }
 
-// run joins and rejoins until the connection is stopped.
+// run joins and rejoins until the connection is stopped, or gives up after
+// maxJoinFailures failed joins in a row (a connection that drops within stableAfter of
+// joining counts as one): the recording then cools the focus down before trying again.
+// A focus the bot does not trust is given up at once.
 func (c *connection) run() {
 	defer close(c.done)
 	backoff := reconnectMin
+	failures := 0
+	// fail counts a failure and waits before the next attempt (not before the first rejoin
+	// after a drop, which the SDK's own resume already waited for); false: give up.
+	fail := func(err error, wait bool) bool {
+		failures++
+		c.mu.Lock()
+		c.lastErr = err
+		c.mu.Unlock()
+		if failures >= maxJoinFailures || errors.Is(err, ErrUntrustedFocus) || errors.Is(err, ErrServiceURL) {
+			c.log.Warn().Err(err).Int("attempts", failures).Msg("Giving up joining the call's LiveKit room")
+			return false
+		}
+		if !wait {
+			return true
+		}
+		c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("Could not join the call's LiveKit room")
+		if !sleepCtx(c.ctx, backoff) {
+			return false
+		}
+		backoff = min(backoff*2, reconnectMax)
+		return true
+	}
 	for c.ctx.Err() == nil {
 		disconnected, err := c.join()
 		if err != nil {
-			c.mu.Lock()
-			c.lastErr = err
-			c.mu.Unlock()
-			c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("Could not join the call's LiveKit room")
-			if !sleepCtx(c.ctx, backoff) {
+			if !fail(err, true) {
 				return
 			}
-			backoff = min(backoff*2, reconnectMax)
 			continue
 		}
-		backoff = reconnectMin
+		joined := time.Now()
 		select {
 		case <-c.ctx.Done():
 		case reason := <-disconnected:
@@ -83,6 +106,26 @@ func (c *connection) run() {
 		if room != nil {
 			room.Disconnect()
 		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		if time.Since(joined) >= stableAfter {
+			failures, backoff = 0, reconnectMin
+			continue
+		}
+		if !fail(errors.New("the SFU dropped the connection soon after joining"), failures > 0) {
+			return
+		}
+	}
+}
+
+// finished reports whether run has returned.
+func (c *connection) finished() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -170,8 +170,9 @@ func newKeyStore() *keyStore {
 	return &keyStore{rings: map[DeviceKey]*framecrypt.Keyring{}, sent: map[DeviceKey]map[uint8]int64{}}
 }
 
-// maxKeyDevices bounds the devices a call keeps keys for.
-const maxKeyDevices = 1024
+// maxKeyDevices bounds the devices a call keeps keys for: every member device of a room
+// at most (the backend takes keys only from members).
+const maxKeyDevices = maxRoomMemberships
 
 // add stores a key. A key for an index that is older (by the sender's clock) than the one
 // already there is dropped, as js-sdk drops out-of-order keys. It reports whether the key
@@ -201,18 +202,115 @@ func (s *keyStore) add(k MediaKey) (bool, error) {
 }
 
 // ring returns the keyring of a device, creating an empty one so that a track can wait
-// for keys that are still on their way.
+// for keys that are still on their way. Beyond maxKeyDevices the ring is not kept (no key
+// will reach it).
 func (s *keyStore) ring(d DeviceKey) *framecrypt.Keyring {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ring := s.rings[d]
 	if ring == nil {
 		ring = framecrypt.NewKeyring()
+		if len(s.rings) >= maxKeyDevices {
+			return ring
+		}
 		s.rings[d] = ring
 		s.sent[d] = map[uint8]int64{}
 	}
 	return ring
 }
+
+// devices returns how many devices have a keyring.
+func (s *keyStore) devices() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rings)
+}
+
+// keyQueue keeps media keys per room for a while: keys of members for a room that is not
+// being recorded yet, and keys that arrived before their sender's membership (to-device
+// messages are handled before the room events of the same sync). Bounded per room, in
+// rooms, and in age. Not safe for concurrent use.
+type keyQueue struct {
+	rooms    map[id.RoomID][]queuedKey
+	perRoom  int
+	maxRooms int
+	ttl      time.Duration
+}
+
+type queuedKey struct {
+	key MediaKey
+	at  time.Time
+}
+
+func newKeyQueue(perRoom, maxRooms int, ttl time.Duration) *keyQueue {
+	return &keyQueue{rooms: map[id.RoomID][]queuedKey{}, perRoom: perRoom, maxRooms: maxRooms, ttl: ttl}
+}
+
+// add keeps k; when the room is full its oldest key goes. It reports false when no room
+// could be made.
+func (q *keyQueue) add(k MediaKey, now time.Time) bool {
+	list := q.fresh(k.RoomID, now)
+	if list == nil && len(q.rooms) >= q.maxRooms {
+		q.expire(now)
+		if len(q.rooms) >= q.maxRooms {
+			return false
+		}
+	}
+	if len(list) >= q.perRoom {
+		list = list[1:]
+	}
+	q.rooms[k.RoomID] = append(list, queuedKey{key: k, at: now})
+	return true
+}
+
+// take removes and returns the room's unexpired keys that keep accepts (all when keep is nil).
+func (q *keyQueue) take(room id.RoomID, now time.Time, keep func(MediaKey) bool) []MediaKey {
+	var out []MediaKey
+	var rest []queuedKey
+	for _, e := range q.fresh(room, now) {
+		if keep == nil || keep(e.key) {
+			out = append(out, e.key)
+		} else {
+			rest = append(rest, e)
+		}
+	}
+	if len(rest) == 0 {
+		delete(q.rooms, room)
+	} else {
+		q.rooms[room] = rest
+	}
+	return out
+}
+
+// drop forgets a room's keys.
+func (q *keyQueue) drop(room id.RoomID) { delete(q.rooms, room) }
+
+// fresh returns the room's unexpired keys (and forgets the others).
+func (q *keyQueue) fresh(room id.RoomID, now time.Time) []queuedKey {
+	list := q.rooms[room]
+	kept := list[:0]
+	for _, e := range list {
+		if now.Sub(e.at) < q.ttl {
+			kept = append(kept, e)
+		}
+	}
+	if len(kept) == 0 {
+		delete(q.rooms, room)
+		return nil
+	}
+	q.rooms[room] = kept
+	return kept
+}
+
+// expire forgets every expired key.
+func (q *keyQueue) expire(now time.Time) {
+	for room := range q.rooms {
+		q.fresh(room, now)
+	}
+}
+
+// count returns the keys kept for a room.
+func (q *keyQueue) count(room id.RoomID) int { return len(q.rooms[room]) }
 
 // count returns how many keys were taken.
 func (s *keyStore) count() int {

@@ -1,8 +1,11 @@
 package livekit
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -101,5 +104,86 @@ func TestIdentityDevice(t *testing.T) {
 		if got, ok := identityDevice(bad, members); ok {
 			t.Errorf("%s mapped to %v", bad, got)
 		}
+	}
+}
+
+// Media keys count only from members of the room's call. A key that comes before its
+// sender's membership (to-device messages are handled before the room events of the same
+// sync) is held briefly and taken when the membership arrives; one from a device that never
+// becomes a member is not kept.
+func TestKeysOnlyFromMembers(t *testing.T) {
+	now := time.Now()
+	b := New(&fakeMatrix{}, nil, Options{}, testLogger(t))
+	defer b.Close(context.Background())
+	key := func(sender, device string) *event.Event {
+		evt, _ := toDeviceKeyEvent(sender, device, true, `{"keys":{"index":0,"key":"AAECAwQFBgcICQoLDA0ODw=="},"room_id":"!r:hs","member":{"claimed_device_id":"`+device+`"},"sent_ts":1}`)
+		evt.Content.VeryRaw = json.RawMessage(`{"keys":{"index":0,"key":"AAECAwQFBgcICQoLDA0ODw=="},"room_id":"!r:hs","member":{"claimed_device_id":"` + device + `"},"sent_ts":1}`)
+		return evt
+	}
+	counts := func() (pending, held int) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.pending.count("!r:hs"), b.held.count("!r:hs")
+	}
+	b.HandleEvent(context.Background(), key("@mallory:hs", "MDEV"))
+	b.HandleEvent(context.Background(), key("@alice:hs", "ALICEDEV"))
+	if p, h := counts(); p != 0 || h != 2 {
+		t.Fatalf("keys of non-members: %d pending, %d held; want 0 and 2", p, h)
+	}
+	evt, c := stateEvent(TypeCallMember, "@alice:hs", "_@alice:hs_ALICEDEV_m.call", now, sessionJSON)
+	evt.Content.VeryRaw = c
+	b.HandleEvent(context.Background(), evt)
+	if p, h := counts(); p != 1 || h != 1 {
+		t.Fatalf("after alice's membership: %d pending, %d held; want alice's key pending and mallory's held", p, h)
+	}
+	b.mu.Lock()
+	left := b.held.take("!r:hs", now.Add(heldKeyTTL+time.Second), nil)
+	b.mu.Unlock()
+	if len(left) != 0 {
+		t.Fatalf("a non-member's key outlived its hold: %+v", left)
+	}
+	// Once a member, keys go straight to the pending list.
+	b.HandleEvent(context.Background(), key("@alice:hs", "ALICEDEV"))
+	if p, _ := counts(); p != 2 {
+		t.Fatalf("member key not kept: %d pending", p)
+	}
+}
+
+func TestKeyQueueBounds(t *testing.T) {
+	now := time.Now()
+	q := newKeyQueue(3, 2, time.Minute)
+	for i := 0; i < 5; i++ {
+		q.add(MediaKey{RoomID: "!a:hs", Index: uint8(i)}, now)
+	}
+	if got := q.take("!a:hs", now, nil); len(got) != 3 || got[0].Index != 2 {
+		t.Fatalf("per-room bound: %+v, want the newest 3", got)
+	}
+	q.add(MediaKey{RoomID: "!a:hs"}, now)
+	q.add(MediaKey{RoomID: "!b:hs"}, now)
+	if q.add(MediaKey{RoomID: "!c:hs"}, now) {
+		t.Fatal("a third room was kept beyond the room bound")
+	}
+	if !q.add(MediaKey{RoomID: "!c:hs"}, now.Add(2*time.Minute)) {
+		t.Fatal("expired rooms did not make room")
+	}
+	if got := q.take("!a:hs", now.Add(2*time.Minute), nil); len(got) != 0 {
+		t.Fatalf("expired keys returned: %+v", got)
+	}
+}
+
+func TestKeyStoreBound(t *testing.T) {
+	s := newKeyStore()
+	mat := make([]byte, 16)
+	for i := 0; i < maxKeyDevices; i++ {
+		if ok, err := s.add(MediaKey{Device: DeviceKey{"@u:hs", id.DeviceID(fmt.Sprint(i))}, Material: mat}); !ok || err != nil {
+			t.Fatalf("device %d: %v %v", i, ok, err)
+		}
+	}
+	if ok, err := s.add(MediaKey{Device: DeviceKey{"@u:hs", "one-too-many"}, Material: mat}); ok || err == nil {
+		t.Fatal("keys of more devices than a room has members were kept")
+	}
+	_ = s.ring(DeviceKey{"@u:hs", "track-only"})
+	if s.devices() != maxKeyDevices {
+		t.Fatalf("%d keyrings kept", s.devices())
 	}
 }

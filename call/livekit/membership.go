@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call"
 )
 
 // MatrixRTC event types (protocols.md §3.1). The stable names are accepted too, for when
@@ -54,7 +57,8 @@ const (
 
 // Bounds on remote input.
 const (
-	maxMembershipsPerEvent = 32
+	// maxMembershipsPerEvent bounds a legacy list; the table also caps a user's devices.
+	maxMembershipsPerEvent = maxDevicesPerUser
 	maxTransports          = 8
 	maxIDLength            = 255
 	maxURLLength           = 2048
@@ -66,6 +70,9 @@ type Transport struct {
 	ServiceURL string `json:"livekit_service_url,omitempty"`
 	// Alias is the legacy livekit_alias (the Matrix room id); not sent to the service.
 	Alias string `json:"livekit_alias,omitempty"`
+	// owner is the member whose membership names this focus (its homeserver may vouch
+	// for it); set by selectTransports.
+	owner id.UserID
 }
 
 // isLiveKit reports whether the transport is a usable LiveKit focus.
@@ -113,15 +120,24 @@ func IsMemberEvent(t event.Type) bool {
 	return false
 }
 
+// ErrNotOwner marks a membership whose state key (or sticky key) names another user than
+// its sender: MatrixRTC gives a key that names a user to that user only, so nobody can
+// blank or overwrite someone else's membership.
+var ErrNotOwner = errors.New("call membership keyed by another user")
+
 // slotFor names where an event's memberships live: a state key, or a sender's sticky key.
-// ok is false for events that carry no membership slot.
-func slotFor(evt *event.Event, content json.RawMessage) (string, bool) {
+// ok is false for events that carry no membership slot; err is set (and ok false) when the
+// key belongs to another user than the sender.
+func slotFor(evt *event.Event, content json.RawMessage) (string, bool, error) {
 	switch evt.Type.Type {
 	case TypeCallMember.Type, TypeCallMemberStable.Type:
 		if evt.StateKey == nil {
-			return "", false
+			return "", false, nil
 		}
-		return "state\x00" + evt.Type.Type + "\x00" + *evt.StateKey, true
+		if !call.StateKeyOwnedBy(*evt.StateKey, evt.Sender) {
+			return "", false, fmt.Errorf("%w: state key %.80q sent by %s", ErrNotOwner, *evt.StateKey, evt.Sender)
+		}
+		return "state\x00" + evt.Type.Type + "\x00" + *evt.StateKey, true, nil
 	case TypeRTCMember.Type, TypeRTCMemberStable.Type:
 		var k struct {
 			Sticky    *string `json:"msc4354_sticky_key"`
@@ -133,19 +149,28 @@ func slotFor(evt *event.Event, content json.RawMessage) (string, bool) {
 			key = k.StickyKey
 		}
 		if key == nil {
-			return "", false
+			return "", false, nil
 		}
-		return "sticky\x00" + string(evt.Sender) + "\x00" + *key, true
+		// Sticky slots are the sender's own already; a sticky key that names another user
+		// is refused as a state key would be.
+		if owner, names := call.StateKeyUser(*key); names && owner != evt.Sender {
+			return "", false, fmt.Errorf("%w: sticky key %.80q sent by %s", ErrNotOwner, *key, evt.Sender)
+		}
+		return "sticky\x00" + string(evt.Sender) + "\x00" + *key, true, nil
 	}
-	return "", false
+	return "", false, nil
 }
 
 // ParseMembers reads the memberships of the room's main call from one event. It returns
 // the slot the event fills (a later event for the same slot replaces these memberships; an
 // empty list means the device left) and the valid memberships, or an error describing
-// content that is not a membership. now decides expiry.
+// content that is not a membership. An event whose key belongs to another user than its
+// sender fills no slot (the error wraps ErrNotOwner). now decides expiry.
 func ParseMembers(evt *event.Event, content json.RawMessage, now time.Time) (slot string, members []Member, err error) {
-	slot, ok := slotFor(evt, content)
+	slot, ok, err := slotFor(evt, content)
+	if err != nil {
+		return "", nil, err
+	}
 	if !ok {
 		return "", nil, fmt.Errorf("%s event without a state or sticky key", evt.Type.Type)
 	}
@@ -392,9 +417,16 @@ func parseTransports(raw json.RawMessage) ([]Transport, error) {
 		if err := json.Unmarshal(it, &t); err != nil || t.Type == "" {
 			continue // unknown transport shapes are skipped, as js-sdk does
 		}
-		t.ServiceURL = strings.TrimRight(t.ServiceURL, "/")
 		if len(t.ServiceURL) > maxURLLength || len(t.Alias) > maxIDLength || !utf8.ValidString(t.ServiceURL) {
 			continue
+		}
+		if t.ServiceURL != "" {
+			// One spelling per service, so that variants of one URL are one focus.
+			norm, err := normalizeServiceURL(t.ServiceURL)
+			if err != nil {
+				continue
+			}
+			t.ServiceURL = norm
 		}
 		out = append(out, t)
 	}
@@ -501,24 +533,25 @@ func selectTransports(members []Member) []Transport {
 	seen := map[string]bool{}
 	var out []Transport
 	for _, m := range sorted {
-		t, ok := m.transport(oldest)
+		t, owner, ok := m.transport(oldest)
 		if !ok || !t.isLiveKit() || seen[t.ServiceURL] {
 			continue
 		}
 		seen[t.ServiceURL] = true
+		t.owner = owner
 		out = append(out, t)
 	}
 	return out
 }
 
 // transport is the focus m publishes on, given the oldest membership of the call (js-sdk
-// CallMembership.getTransport).
-func (m Member) transport(oldest Member) (Transport, bool) {
-	first := func(ts []Transport) (Transport, bool) {
+// CallMembership.getTransport), and the user whose membership names it.
+func (m Member) transport(oldest Member) (Transport, id.UserID, bool) {
+	first := func(ts []Transport) (Transport, id.UserID, bool) {
 		if len(ts) == 0 {
-			return Transport{}, false
+			return Transport{}, "", false
 		}
-		return ts[0], true
+		return ts[0], m.UserID, true
 	}
 	switch {
 	case m.Kind == KindRTC, m.FocusSelection == SelectMultiSFU:
@@ -529,7 +562,7 @@ func (m Member) transport(oldest Member) (Transport, bool) {
 		}
 		return oldest.transport(oldest)
 	default:
-		return Transport{}, false
+		return Transport{}, "", false
 	}
 }
 

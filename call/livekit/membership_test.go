@@ -1,12 +1,15 @@
 package livekit
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -141,8 +144,8 @@ func TestSelectTransports(t *testing.T) {
 		{Kind: KindSession, UserID: "@x:hs", DeviceID: "X", FocusSelection: SelectOldest, CreatedTs: 200, Transports: []Transport{b}, slot: "x"},
 		{Kind: KindSession, UserID: "@y:hs", DeviceID: "Y", FocusSelection: SelectOldest, CreatedTs: 100, Transports: []Transport{a}, slot: "y"},
 	}
-	if got := selectTransports(oldestMode); len(got) != 1 || got[0] != a {
-		t.Fatalf("oldest_membership: %v, want only the oldest's focus", got)
+	if got := selectTransports(oldestMode); len(got) != 1 || got[0].ServiceURL != a.ServiceURL || got[0].owner != "@y:hs" {
+		t.Fatalf("oldest_membership: %v, want only the oldest's focus, named by the oldest member", got)
 	}
 	multi := append(oldestMode[:0:0], oldestMode...)
 	multi = append(multi,
@@ -153,12 +156,12 @@ func TestSelectTransports(t *testing.T) {
 	got := selectTransports(multi)
 	// The oldest is now the sticky member on b: oldest_membership members publish on b, the
 	// multi_sfu one on c, the sticky one on b; "other" transports are skipped.
-	urls := map[string]bool{}
+	urls := map[string]id.UserID{}
 	for _, t := range got {
-		urls[t.ServiceURL] = true
+		urls[t.ServiceURL] = t.owner
 	}
-	if len(got) != 2 || !urls["https://b"] || !urls["https://c"] {
-		t.Fatalf("mixed call: %v, want b and c", got)
+	if len(got) != 2 || urls["https://b"] != "@w:hs" || urls["https://c"] != "@z:hs" {
+		t.Fatalf("mixed call: %v, want b (named by w) and c (named by z)", got)
 	}
 }
 
@@ -166,10 +169,10 @@ func TestMemberTable(t *testing.T) {
 	now := time.Now()
 	tab := newMemberTable()
 	m := Member{UserID: "@a:hs", DeviceID: "A", ExpiresAt: now.Add(time.Hour), CreatedTs: 1}
-	if !tab.apply("s1", []Member{m}, 10) {
+	if tab.apply("s1", "@a:hs", []Member{m}, 10) != applyChanged {
 		t.Fatal("first membership not applied")
 	}
-	if tab.apply("s1", nil, 5) {
+	if tab.apply("s1", "@a:hs", nil, 5) != applyUnchanged {
 		t.Fatal("older leave applied over a newer join")
 	}
 	if got := tab.members(now, DeviceKey{}); len(got) != 1 {
@@ -181,7 +184,158 @@ func TestMemberTable(t *testing.T) {
 	if got := tab.members(now.Add(2*time.Hour), DeviceKey{}); len(got) != 0 {
 		t.Fatalf("expired membership listed: %v", got)
 	}
-	if !tab.apply("s1", nil, 11) || len(tab.members(now, DeviceKey{})) != 0 {
+	if tab.apply("s1", "@a:hs", nil, 11) != applyChanged || len(tab.members(now, DeviceKey{})) != 0 || !tab.empty() {
 		t.Fatal("leave not applied")
+	}
+}
+
+// MatrixRTC's rule: a key that names a user is that user's. Someone else's event with it
+// (a blank "leave", or a membership of their own) fills no slot, in every format.
+func TestMembershipOwnership(t *testing.T) {
+	now := time.Now()
+	aliceKey := "_@alice:hs_ALICEDEV_m.call"
+	for _, tc := range []struct {
+		name, sender, key, content string
+	}{
+		{"blanked by another user", "@bob:hs", aliceKey, `{}`},
+		{"overwritten by another user", "@bob:hs", aliceKey, sessionJSON},
+		{"MSC3757 form", "@bob:hs", "@alice:hs_ALICEDEV_m.call", `{}`},
+		{"legacy user key", "@bob:hs", "@alice:hs", `{"memberships":[]}`},
+		{"key naming nobody", "@bob:hs", "shared-slot", sessionJSON},
+		{"owner is a prefix", "@alice:h", aliceKey, `{}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evt, c := stateEvent(TypeCallMember, tc.sender, tc.key, now, tc.content)
+			slot, ms, err := ParseMembers(evt, c, now)
+			if slot != "" || len(ms) != 0 || !errors.Is(err, ErrNotOwner) {
+				t.Fatalf("slot %q members %v err %v; want no slot and ErrNotOwner", slot, ms, err)
+			}
+		})
+	}
+	// The owner's own events still count, including the MSC3757 form.
+	for _, key := range []string{aliceKey, "@alice:hs_ALICEDEV_m.call"} {
+		evt, c := stateEvent(TypeCallMember, "@alice:hs", key, now, sessionJSON)
+		if slot, ms, err := ParseMembers(evt, c, now); slot == "" || len(ms) != 1 || err != nil {
+			t.Fatalf("alice's own membership under %q: %q %v %v", key, slot, ms, err)
+		}
+	}
+	// Sticky memberships: the slot is the sender's; a sticky key naming another user is refused.
+	sticky := &event.Event{Type: TypeRTCMember, Sender: "@bob:hs", Timestamp: now.UnixMilli(), RoomID: "!r:hs"}
+	if slot, _, err := ParseMembers(sticky, json.RawMessage(`{"msc4354_sticky_key":"@alice:hs_ALICEDEV"}`), now); slot != "" || !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("sticky key of alice from bob: slot %q err %v", slot, err)
+	}
+	aliceSticky := &event.Event{Type: TypeRTCMember, Sender: "@alice:hs", Timestamp: now.UnixMilli(), RoomID: "!r:hs"}
+	s1, _, _ := ParseMembers(aliceSticky, json.RawMessage(`{"msc4354_sticky_key":"c0ffee"}`), now)
+	s2, _, _ := ParseMembers(sticky, json.RawMessage(`{"msc4354_sticky_key":"c0ffee"}`), now)
+	if s1 == "" || s2 == "" || s1 == s2 {
+		t.Fatalf("bob's sticky slot %q is alice's %q", s2, s1)
+	}
+}
+
+// Through the backend: bob's blank event under alice's key leaves alice in the call.
+func TestBackendIgnoresForeignMembership(t *testing.T) {
+	now := time.Now()
+	b := New(&fakeMatrix{}, nil, Options{}, zerolog.Nop())
+	defer b.Close(context.Background())
+	evt, c := stateEvent(TypeCallMember, "@alice:hs", "_@alice:hs_ALICEDEV_m.call", now.Add(-time.Second), sessionJSON)
+	evt.Content.VeryRaw = c
+	b.HandleEvent(context.Background(), evt)
+	if got := b.members("!r:hs", now); len(got) != 1 {
+		t.Fatalf("alice not a member: %v", got)
+	}
+	forged, fc := stateEvent(TypeCallMember, "@bob:hs", "_@alice:hs_ALICEDEV_m.call", now, `{}`)
+	forged.Content.VeryRaw = fc
+	b.HandleEvent(context.Background(), forged)
+	if got := b.members("!r:hs", now); len(got) != 1 || got[0].UserID != "@alice:hs" {
+		t.Fatalf("after bob's forged leave the members are %v", got)
+	}
+}
+
+// One sender cannot fill a room's table: at most maxDevicesPerUser memberships per sender
+// and maxRoomMemberships per room; each cap is reported once.
+func TestMemberTableCaps(t *testing.T) {
+	now := time.Now()
+	tab := newMemberTable()
+	mk := func(user id.UserID, dev string) []Member {
+		return []Member{{UserID: user, DeviceID: id.DeviceID(dev), ExpiresAt: now.Add(time.Hour)}}
+	}
+	for i := 0; i < maxDevicesPerUser; i++ {
+		if res := tab.apply(fmt.Sprintf("m%d", i), "@mallory:hs", mk("@mallory:hs", fmt.Sprint(i)), 1); res != applyChanged {
+			t.Fatalf("membership %d: %s", i, res)
+		}
+	}
+	res := tab.apply("m-extra", "@mallory:hs", mk("@mallory:hs", "extra"), 1)
+	if res != applyUserCap || len(tab.members(now, DeviceKey{})) != maxDevicesPerUser {
+		t.Fatalf("17th device of one user: %s, %d members", res, len(tab.members(now, DeviceKey{})))
+	}
+	if !tab.firstWarning(res, "@mallory:hs") || tab.firstWarning(res, "@mallory:hs") {
+		t.Error("the per-user cap should be reported exactly once")
+	}
+	// Replacing one of her slots still works.
+	if res := tab.apply("m0", "@mallory:hs", mk("@mallory:hs", "0"), 2); res != applyChanged {
+		t.Fatalf("refresh at the cap: %s", res)
+	}
+	// A legacy list of many devices is cut to the cap.
+	big := make([]Member, 0, 40)
+	for i := 0; i < 40; i++ {
+		big = append(big, mk("@bob:hs", fmt.Sprint(i))...)
+	}
+	if res := tab.apply("@bob:hs", "@bob:hs", big, 1); res != applyUserCap || tab.perUser["@bob:hs"] != maxDevicesPerUser {
+		t.Fatalf("legacy list of 40: %s, %d kept", res, tab.perUser["@bob:hs"])
+	}
+	// The room cap.
+	for u := 0; tab.total < maxRoomMemberships; u++ {
+		user := id.UserID(fmt.Sprintf("@u%d:hs", u))
+		tab.apply(string(user), user, mk(user, "D"), 1)
+	}
+	res = tab.apply("late", "@late:hs", mk("@late:hs", "D"), 1)
+	if res != applyRoomCap || tab.total != maxRoomMemberships || tab.lists(DeviceKey{"@late:hs", "D"}, now) {
+		t.Fatalf("beyond the room cap: %s, total %d", res, tab.total)
+	}
+	// Expired memberships make room.
+	tab2 := newMemberTable()
+	for u := 0; u < maxRoomMemberships; u++ {
+		user := id.UserID(fmt.Sprintf("@u%d:hs", u))
+		tab2.apply(string(user), user, []Member{{UserID: user, DeviceID: "D", ExpiresAt: now.Add(-time.Second)}}, 1)
+	}
+	if res := tab2.apply("late", "@late:hs", mk("@late:hs", "D"), 1); res != applyChanged {
+		t.Fatalf("expired memberships did not make room: %s", res)
+	}
+}
+
+// The backend forgets a room's call state when nothing is left of it, and when the bot
+// leaves the room.
+func TestTablesPruned(t *testing.T) {
+	now := time.Now()
+	b := New(&fakeMatrix{}, nil, Options{}, zerolog.Nop())
+	defer b.Close(context.Background())
+	send := func(sender, key, content string, room id.RoomID) {
+		evt, c := stateEvent(TypeCallMember, sender, key, now, content)
+		evt.Content.VeryRaw, evt.RoomID = c, room
+		b.HandleEvent(context.Background(), evt)
+	}
+	tables := func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.tables)
+	}
+	send("@alice:hs", "_@alice:hs_ALICEDEV_m.call", sessionJSON, "!r:hs")
+	send("@alice:hs", "_@alice:hs_ALICEDEV_m.call", `{}`, "!r:hs")
+	if n := tables(); n != 0 {
+		t.Fatalf("%d tables after the only member left", n)
+	}
+	// Leaves and foreign events of rooms without a call create nothing.
+	send("@bob:hs", "_@bob:hs_B_m.call", `{}`, "!other:hs")
+	send("@bob:hs", "_@alice:hs_A_m.call", sessionJSON, "!other:hs")
+	if n := tables(); n != 0 {
+		t.Fatalf("%d tables after leaves and refused events", n)
+	}
+	send("@alice:hs", "_@alice:hs_ALICEDEV_m.call", sessionJSON, "!r:hs")
+	sk := "@bot:hs"
+	leave := &event.Event{Type: event.StateMember, StateKey: &sk, Sender: "@alice:hs", RoomID: "!r:hs"}
+	leave.Content.VeryRaw = json.RawMessage(`{"membership":"leave"}`)
+	b.HandleEvent(context.Background(), leave)
+	if n := tables(); n != 0 {
+		t.Fatalf("%d tables after the bot left the room", n)
 	}
 }

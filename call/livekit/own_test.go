@@ -20,6 +20,8 @@ type fakeMatrix struct {
 	states  []sentState
 	delayed bool
 	updates []string
+	openIDs int
+	notices []string
 }
 
 type sentState struct {
@@ -52,9 +54,31 @@ func (f *fakeMatrix) JoinedMembers(context.Context, id.RoomID) (map[id.UserID]st
 func (f *fakeMatrix) IsEncrypted(context.Context, id.RoomID) bool   { return true }
 func (f *fakeMatrix) ICEServers(context.Context) []webrtc.ICEServer { return nil }
 func (f *fakeMatrix) OpenIDToken(context.Context) (*mautrix.RespOpenIDToken, error) {
-	return &mautrix.RespOpenIDToken{AccessToken: "t"}, nil
+	f.mu.Lock()
+	f.openIDs++
+	f.mu.Unlock()
+	return openIDForTest(), nil
 }
-func (f *fakeMatrix) Notice(context.Context, id.RoomID, string, ...id.UserID) id.EventID { return "" }
+func (f *fakeMatrix) Notice(_ context.Context, _ id.RoomID, text string, _ ...id.UserID) id.EventID {
+	f.mu.Lock()
+	f.notices = append(f.notices, text)
+	f.mu.Unlock()
+	return ""
+}
+
+func (f *fakeMatrix) openIDRequests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.openIDs
+}
+
+func openIDForTest() *mautrix.RespOpenIDToken {
+	return &mautrix.RespOpenIDToken{AccessToken: "t", TokenType: "Bearer", MatrixServerName: "hs", ExpiresIn: 3600}
+}
+
+func testLogger(t *testing.T) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+}
 
 // fakeDelayed adds MSC4140 support.
 type fakeDelayed struct{ *fakeMatrix }

@@ -47,6 +47,12 @@ type Recording struct {
 	noKeyTold  map[DeviceKey]bool
 	emptySince time.Time
 	undecrypt  map[DeviceKey]uint64
+	// foci: what is known about each focus the members name; retired: foci whose
+	// connections gave up. Bounded by maxFociChecked.
+	foci           map[string]*focusVerdict
+	retired        map[string]focusRetire
+	fociCapWarned  bool
+	refusalNotices int
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -419,8 +425,14 @@ func (r *Recording) reconcile() {
 		r.mu.Unlock()
 		return
 	}
+	for url, c := range r.conns {
+		if c.finished() {
+			delete(r.conns, url)
+			r.connectionEndedLocked(c, now)
+		}
+	}
 	want := map[string]Transport{}
-	for _, t := range transports {
+	for _, t := range r.trustedLocked(transports, now) {
 		want[t.ServiceURL] = t
 	}
 	var stop []*connection

@@ -127,7 +127,7 @@ func (b *Backend) readRoom(ctx context.Context, roomID id.RoomID) (*roomState, e
 	if err != nil {
 		return nil, err
 	}
-	rs := newRoomState()
+	rs := newRoomState(b.mx.UserID())
 	for t, evs := range st {
 		for key, evt := range evs {
 			if evt == nil {
@@ -154,7 +154,7 @@ func applyEvent(rs *roomState, typ, stateKey string, evt *event.Event) bool {
 	} else if !IsCallType(typ) && !IsMemberType(typ) {
 		return false
 	}
-	return rs.apply(typ, stateKey, call.RawContent(evt), evt.Timestamp, membership, name)
+	return rs.apply(typ, stateKey, evt.Sender, call.RawContent(evt), evt.Timestamp, membership, name)
 }
 
 // Probe implements call.Backend: an active MSC3401 call with at least one full-mesh
@@ -247,7 +247,7 @@ func (b *Backend) HandleEvent(_ context.Context, evt *event.Event) {
 		r.postState(typ, *evt.StateKey, evt)
 		return
 	}
-	if IsMemberType(typ) && id.UserID(*evt.StateKey) == b.mx.UserID() &&
+	if IsMemberType(typ) && id.UserID(*evt.StateKey) == b.mx.UserID() && evt.Sender == b.mx.UserID() &&
 		HasDevice(call.RawContent(evt), b.mx.UserID(), "", b.mx.DeviceID()) {
 		b.cleanStale(evt.RoomID)
 	}

@@ -79,6 +79,8 @@ type Recording struct {
 	timers      map[string]*time.Timer
 	ending      bool
 	lastResync  time.Time
+	// warnedForeign and warnedCapped: ignored member events were logged once.
+	warnedForeign, warnedCapped bool
 
 	// shared with Status, SetOptOut and the track pumps
 	mu        sync.Mutex
@@ -126,6 +128,7 @@ func newRecording(ctx context.Context, b *Backend, req call.StartRequest, c Call
 
 	// Everyone already in the call joined, as far as this recording goes, when it started;
 	// the start notice names them.
+	r.noteIgnored()
 	r.reconcile(r.startedAt, false)
 
 	b.register(r)
@@ -286,7 +289,11 @@ func (r *Recording) resyncSoon() {
 // postState folds a state event from sync into the room state.
 func (r *Recording) postState(typ, stateKey string, evt *event.Event) {
 	r.post(func() {
-		if r.ending || !applyEvent(r.rs, typ, stateKey, evt) {
+		if r.ending {
+			return
+		}
+		if !applyEvent(r.rs, typ, stateKey, evt) {
+			r.noteIgnored()
 			return
 		}
 		if typ == event.StateMember.Type && id.UserID(stateKey) == r.b.mx.UserID() {
@@ -300,6 +307,7 @@ func (r *Recording) postState(typ, stateKey string, evt *event.Event) {
 }
 
 func (r *Recording) afterState() {
+	r.noteIgnored()
 	if c, ok := r.rs.calls[r.confID]; ok && c.Terminated {
 		r.end("the call was ended")
 		return
@@ -307,6 +315,19 @@ func (r *Recording) afterState() {
 	r.reconcile(time.Time{}, true)
 	r.armExpiry()
 	r.checkEmpty()
+}
+
+// noteIgnored logs, once per recording, member events the room state refused: keyed by
+// another user than their sender, or beyond the room's cap.
+func (r *Recording) noteIgnored() {
+	if r.rs.foreign > 0 && !r.warnedForeign {
+		r.warnedForeign = true
+		r.log.Warn().Int("events", r.rs.foreign).Msg("Ignoring call member events whose state key names another user than their sender")
+	}
+	if r.rs.capped > 0 && !r.warnedCapped {
+		r.warnedCapped = true
+		r.log.Warn().Int("events", r.rs.capped).Int("max", maxMemberEvents).Msg("Too many call member events in the room; ignoring the rest")
+	}
 }
 
 // reconcile brings the participant set in line with the member entries: joins, leaves,
@@ -420,11 +441,18 @@ func (r *Recording) deviceLeft(key DeviceKey, why string) {
 		delete(r.retryTimers, key)
 	}
 	delete(r.retries, key)
+	delete(r.encryptMode, key)
+	if r.peers[key] == nil {
+		r.reorder.Forget(seqKey(key))
+	}
 	r.mu.Lock()
 	delete(r.status, key)
 	r.mu.Unlock()
 	r.log.Info().Stringer("device", key).Str("why", why).Msg("Participant left")
 }
+
+// seqKey is the prefix of a device's calls in the seq reorder buffer.
+func seqKey(key DeviceKey) string { return string(key.User) + "|" + string(key.Device) + "|" }
 
 // connect places the call to d if this side calls it (who-calls-whom) and no call with its
 // current session exists.
@@ -505,8 +533,18 @@ func (r *Recording) onSignal(m inMsg) {
 		r.log.Debug().Str("type", m.typ).Str("their_conf_id", m.common.ConfID).Msg("Dropping call message for another group call")
 		return
 	}
+	// Only call members get state here: a device in the call (listed, or one that called
+	// us), or a joined room member's invite (answered as js-sdk does; see onInvite).
+	if _, joined := r.rs.joined[m.sender]; !joined {
+		r.log.Debug().Str("type", m.typ).Stringer("device", key).Msg("Dropping call message from someone who is not in the room")
+		return
+	}
+	if r.devices[key] == nil && r.peers[key] == nil && m.typ != voip.TypeInvite.Type {
+		r.log.Debug().Str("type", m.typ).Stringer("device", key).Msg("Dropping call message from a device that is not in the call")
+		return
+	}
 	r.encryptMode[key] = m.encrypted
-	out, dropped := r.reorder.Push(string(m.sender)+"|"+string(key.Device)+"|"+m.common.CallID, m.common.Seq, m, m.at)
+	out, dropped := r.reorder.Push(string(m.sender), seqKey(key)+m.common.CallID, m.common.Seq, m, m.at)
 	if dropped {
 		r.log.Debug().Str("type", m.typ).Stringer("device", key).Msg("Dropping duplicate or out-of-range seq")
 	}

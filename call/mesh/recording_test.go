@@ -78,7 +78,12 @@ func (f *fakeMatrix) setStateLocked(typ, key string, content json.RawMessage) {
 		f.state[t] = map[string]*event.Event{}
 	}
 	k := key
-	evt := &event.Event{Type: t, StateKey: &k, Timestamp: time.Now().UnixMilli()}
+	// State keyed by a user is sent by that user (the homeserver enforces it for "@" keys).
+	sender := botUser
+	if strings.HasPrefix(key, "@") {
+		sender = id.UserID(key)
+	}
+	evt := &event.Event{Type: t, StateKey: &k, Sender: sender, Timestamp: time.Now().UnixMilli()}
 	_ = json.Unmarshal(content, &evt.Content)
 	evt.Content.VeryRaw = content
 	f.state[t][key] = evt

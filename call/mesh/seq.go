@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -9,8 +10,12 @@ import (
 const (
 	// maxPendingPerCall bounds messages held back behind a missing seq of one call.
 	maxPendingPerCall = 64
-	// maxSeqCalls bounds the calls whose seq is tracked; the least recently used is forgotten.
+	// maxSeqCalls bounds the calls whose seq is tracked; the least recently used idle one
+	// is forgotten for a new one.
 	maxSeqCalls = 256
+	// maxSeqCallsPerOwner bounds the calls tracked for one sender (user), so one sender
+	// cannot push the others' out.
+	maxSeqCallsPerOwner = 16
 	// seqGapTimeout: messages held back this long behind a missing seq are released anyway.
 	// matrix-js-sdk waits forever; a recorder prefers a late message to a stalled call.
 	seqGapTimeout = 5 * time.Second
@@ -22,12 +27,14 @@ const (
 // CallEventHandler does: the first expected seq is 0, a message with the next seq is
 // delivered with every held-back message that follows it, a later one waits, an earlier one
 // is a duplicate. Messages without seq are delivered at once. It is not safe for concurrent
-// use; the recording's loop owns it.
+// use; the recording's loop owns it, and gives it messages of call members only.
 type reorder[T any] struct {
-	calls map[string]*seqCall[T]
+	calls  map[string]*seqCall[T]
+	owners map[string]int // calls tracked per owner
 }
 
 type seqCall[T any] struct {
+	owner    string
 	next     int64
 	pending  []seqMsg[T] // sorted by seq
 	lastUsed time.Time
@@ -40,11 +47,14 @@ type seqMsg[T any] struct {
 	msg T
 }
 
-func newReorder[T any]() *reorder[T] { return &reorder[T]{calls: map[string]*seqCall[T]{}} }
+func newReorder[T any]() *reorder[T] {
+	return &reorder[T]{calls: map[string]*seqCall[T]{}, owners: map[string]int{}}
+}
 
-// Push adds a message of call key and returns the messages now deliverable, in order. The
-// second result reports a dropped message (duplicate, absurd seq, or too many held back).
-func (r *reorder[T]) Push(key string, seq *int64, msg T, now time.Time) ([]T, bool) {
+// Push adds a message of call key, sent by owner, and returns the messages now
+// deliverable, in order. The second result reports a dropped message (duplicate, absurd
+// seq, too many held back, or too many calls tracked for owner or in all).
+func (r *reorder[T]) Push(owner, key string, seq *int64, msg T, now time.Time) ([]T, bool) {
 	if seq == nil {
 		return []T{msg}, false
 	}
@@ -54,9 +64,12 @@ func (r *reorder[T]) Push(key string, seq *int64, msg T, now time.Time) ([]T, bo
 	}
 	c := r.calls[key]
 	if c == nil {
-		r.evict()
-		c = &seqCall[T]{}
+		if r.owners[owner] >= maxSeqCallsPerOwner || !r.evict() {
+			return nil, true
+		}
+		c = &seqCall[T]{owner: owner}
 		r.calls[key] = c
+		r.owners[owner]++
 	}
 	c.lastUsed = now
 	switch {
@@ -109,10 +122,34 @@ func (r *reorder[T]) Expire(now time.Time) []T {
 			out = c.release(out, now)
 		}
 		if len(c.pending) == 0 && now.Sub(c.lastUsed) > 10*time.Minute {
-			delete(r.calls, key)
+			r.remove(key)
 		}
 	}
 	return out
+}
+
+// Forget drops the calls whose key starts with prefix (a device that left), with the
+// messages they held back.
+func (r *reorder[T]) Forget(prefix string) {
+	for key := range r.calls {
+		if strings.HasPrefix(key, prefix) {
+			r.remove(key)
+		}
+	}
+}
+
+// Len returns how many calls are tracked.
+func (r *reorder[T]) Len() int { return len(r.calls) }
+
+func (r *reorder[T]) remove(key string) {
+	c := r.calls[key]
+	if c == nil {
+		return
+	}
+	delete(r.calls, key)
+	if r.owners[c.owner]--; r.owners[c.owner] <= 0 {
+		delete(r.owners, c.owner)
+	}
 }
 
 // Waiting reports whether any message is held back (the owner then schedules Expire).
@@ -125,16 +162,22 @@ func (r *reorder[T]) Waiting() bool {
 	return false
 }
 
-func (r *reorder[T]) evict() {
+// evict makes room for a new call: it forgets the least recently used call that holds
+// nothing back. It reports false when every tracked call is waiting for a message.
+func (r *reorder[T]) evict() bool {
 	if len(r.calls) < maxSeqCalls {
-		return
+		return true
 	}
 	var oldest string
 	var t time.Time
 	for k, c := range r.calls {
-		if oldest == "" || c.lastUsed.Before(t) {
+		if len(c.pending) == 0 && (oldest == "" || c.lastUsed.Before(t)) {
 			oldest, t = k, c.lastUsed
 		}
 	}
-	delete(r.calls, oldest)
+	if oldest == "" {
+		return false
+	}
+	r.remove(oldest)
+	return true
 }

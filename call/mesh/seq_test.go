@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ func TestReorderDeliversInSeqOrder(t *testing.T) {
 	now := time.Now()
 	var got []string
 	push := func(seq int64, msg string) {
-		out, dropped := r.Push("c", seqp(seq), msg, now)
+		out, dropped := r.Push("o", "c", seqp(seq), msg, now)
 		if dropped {
 			t.Fatalf("seq %d dropped", seq)
 		}
@@ -38,13 +39,13 @@ func TestReorderDeliversInSeqOrder(t *testing.T) {
 func TestReorderCallsAreIndependent(t *testing.T) {
 	r := newReorder[string]()
 	now := time.Now()
-	if out, _ := r.Push("a", seqp(1), "a1", now); len(out) != 0 {
+	if out, _ := r.Push("o", "a", seqp(1), "a1", now); len(out) != 0 {
 		t.Fatalf("a1 delivered early: %v", out)
 	}
-	if out, _ := r.Push("b", seqp(0), "b0", now); !reflect.DeepEqual(out, []string{"b0"}) {
+	if out, _ := r.Push("o", "b", seqp(0), "b0", now); !reflect.DeepEqual(out, []string{"b0"}) {
 		t.Fatalf("b0: %v", out)
 	}
-	if out, _ := r.Push("a", seqp(0), "a0", now); !reflect.DeepEqual(out, []string{"a0", "a1"}) {
+	if out, _ := r.Push("o", "a", seqp(0), "a0", now); !reflect.DeepEqual(out, []string{"a0", "a1"}) {
 		t.Fatalf("a: %v", out)
 	}
 }
@@ -52,21 +53,21 @@ func TestReorderCallsAreIndependent(t *testing.T) {
 func TestReorderDropsDuplicatesAndNonsense(t *testing.T) {
 	r := newReorder[string]()
 	now := time.Now()
-	r.Push("c", seqp(0), "x", now)
-	if out, dropped := r.Push("c", seqp(0), "again", now); !dropped || len(out) != 0 {
+	r.Push("o", "c", seqp(0), "x", now)
+	if out, dropped := r.Push("o", "c", seqp(0), "again", now); !dropped || len(out) != 0 {
 		t.Errorf("duplicate seq 0: out %v dropped %v", out, dropped)
 	}
-	r.Push("c", seqp(5), "five", now)
-	if _, dropped := r.Push("c", seqp(5), "five again", now); !dropped {
+	r.Push("o", "c", seqp(5), "five", now)
+	if _, dropped := r.Push("o", "c", seqp(5), "five again", now); !dropped {
 		t.Error("duplicate held-back seq not dropped")
 	}
 	for _, s := range []int64{-1, maxSeq + 1} {
-		if _, dropped := r.Push("c", seqp(s), "bad", now); !dropped {
+		if _, dropped := r.Push("o", "c", seqp(s), "bad", now); !dropped {
 			t.Errorf("seq %d not dropped", s)
 		}
 	}
 	// No seq: delivered at once (js-sdk does the same).
-	if out, _ := r.Push("c", nil, "noseq", now); !reflect.DeepEqual(out, []string{"noseq"}) {
+	if out, _ := r.Push("o", "c", nil, "noseq", now); !reflect.DeepEqual(out, []string{"noseq"}) {
 		t.Errorf("message without seq: %v", out)
 	}
 }
@@ -76,7 +77,7 @@ func TestReorderBoundsHeldBackMessages(t *testing.T) {
 	now := time.Now()
 	dropped := 0
 	for i := int64(1); i <= maxPendingPerCall+10; i++ {
-		if _, d := r.Push("c", seqp(i), int(i), now); d {
+		if _, d := r.Push("o", "c", seqp(i), int(i), now); d {
 			dropped++
 		}
 	}
@@ -84,7 +85,7 @@ func TestReorderBoundsHeldBackMessages(t *testing.T) {
 		t.Errorf("dropped %d, want 10 beyond the bound", dropped)
 	}
 	for i := 0; i < maxSeqCalls*2; i++ {
-		r.Push(string(rune('A'+i%60))+time.Duration(i).String(), seqp(3), i, now)
+		r.Push("o", string(rune('A'+i%60))+time.Duration(i).String(), seqp(3), i, now)
 	}
 	if len(r.calls) > maxSeqCalls {
 		t.Errorf("tracking %d calls, bound is %d", len(r.calls), maxSeqCalls)
@@ -95,9 +96,9 @@ func TestReorderBoundsHeldBackMessages(t *testing.T) {
 func TestReorderExpireSkipsAGap(t *testing.T) {
 	r := newReorder[string]()
 	t0 := time.Now()
-	r.Push("c", seqp(0), "invite", t0)
-	r.Push("c", seqp(2), "two", t0)
-	r.Push("c", seqp(3), "three", t0)
+	r.Push("o", "c", seqp(0), "invite", t0)
+	r.Push("o", "c", seqp(2), "two", t0)
+	r.Push("o", "c", seqp(3), "three", t0)
 	if out := r.Expire(t0.Add(seqGapTimeout - time.Millisecond)); len(out) != 0 {
 		t.Fatalf("released before the timeout: %v", out)
 	}
@@ -106,10 +107,43 @@ func TestReorderExpireSkipsAGap(t *testing.T) {
 		t.Fatalf("released %v", out)
 	}
 	// The late seq 1 is now a duplicate; seq 4 flows.
-	if _, dropped := r.Push("c", seqp(1), "one", t0); !dropped {
+	if _, dropped := r.Push("o", "c", seqp(1), "one", t0); !dropped {
 		t.Error("late seq 1 delivered after the gap was skipped")
 	}
-	if got, _ := r.Push("c", seqp(4), "four", t0); !reflect.DeepEqual(got, []string{"four"}) {
+	if got, _ := r.Push("o", "c", seqp(4), "four", t0); !reflect.DeepEqual(got, []string{"four"}) {
 		t.Errorf("seq 4: %v", got)
+	}
+}
+
+// One sender cannot fill the reorder buffer: calls are bounded per owner, a full buffer
+// forgets idle calls only, and a device that leaves is forgotten.
+func TestReorderBoundsPerOwner(t *testing.T) {
+	r := newReorder[int]()
+	now := time.Now()
+	for i := 0; i < maxSeqCallsPerOwner; i++ {
+		if _, dropped := r.Push("@mallory:hs", fmt.Sprintf("@mallory:hs|D|c%d", i), seqp(1), i, now); dropped {
+			t.Fatalf("call %d dropped", i)
+		}
+	}
+	if _, dropped := r.Push("@mallory:hs", "@mallory:hs|D|one-more", seqp(1), 0, now); !dropped {
+		t.Fatal("an owner's 17th call was tracked")
+	}
+	if out, dropped := r.Push("@alice:hs", "@alice:hs|A|c", seqp(0), 7, now); dropped || len(out) != 1 {
+		t.Fatal("another sender's call was refused")
+	}
+	r.Forget("@mallory:hs|D|")
+	if r.Len() != 1 {
+		t.Fatalf("%d calls after forgetting mallory's device, want alice's", r.Len())
+	}
+	if _, dropped := r.Push("@mallory:hs", "@mallory:hs|D|again", seqp(1), 0, now); dropped {
+		t.Fatal("a forgotten owner's count was not released")
+	}
+	// Full of calls that all wait: a new one is refused rather than evicting them.
+	full := newReorder[int]()
+	for i := 0; i < maxSeqCalls; i++ {
+		full.Push(fmt.Sprintf("u%d", i), fmt.Sprintf("k%d", i), seqp(2), i, now)
+	}
+	if _, dropped := full.Push("late", "late", seqp(0), 0, now); !dropped || full.Len() != maxSeqCalls {
+		t.Fatal("a busy call was evicted for a new one")
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call"
 )
 
 // State event types of MSC3401 group calls: the unstable names matrix-js-sdk sends, and the
@@ -29,7 +31,9 @@ const (
 const (
 	maxStateContent   = 64 << 10
 	maxCallsPerMember = 16
-	maxDevicesPerCall = 32
+	// maxDevicesPerUser bounds the devices taken from one member event (one user), over
+	// all its calls.
+	maxDevicesPerUser = 16
 	maxFeeds          = 16
 	maxIDLen          = 255
 	maxDisplayName    = 64
@@ -158,6 +162,7 @@ func ParseMember(user id.UserID, raw json.RawMessage) ([]MemberCall, error) {
 		return nil, nil // no m.calls array: left, or another format
 	}
 	var out []MemberCall
+	devices := 0
 	for i, rc := range calls {
 		if i >= maxCallsPerMember {
 			break
@@ -180,7 +185,7 @@ func ParseMember(user id.UserID, raw json.RawMessage) ([]MemberCall, error) {
 			devs = nil
 		}
 		for j, rd := range devs {
-			if j >= maxDevicesPerCall {
+			if j >= maxDevicesPerUser || devices >= maxDevicesPerUser {
 				break
 			}
 			d, ok := parseDevice(user, rd)
@@ -189,6 +194,7 @@ func ParseMember(user id.UserID, raw json.RawMessage) ([]MemberCall, error) {
 			}
 			d.Foci = mc.Foci
 			mc.Devices = append(mc.Devices, d)
+			devices++
 		}
 		out = append(out, mc)
 	}
@@ -362,17 +368,24 @@ type roomState struct {
 	raw     map[string]json.RawMessage // type + "|" + user -> raw content (own entry)
 	times   map[string]int64           // type + "|" + user -> origin_server_ts
 	left    map[id.UserID]bool         // users seen leaving
+	// self is the bot: its member event is kept even without calls (it is rewritten).
+	self id.UserID
+	// foreign counts member events whose state key names another user than the sender;
+	// capped, those beyond maxMemberEvents. The recording logs each once.
+	foreign, capped int
 }
 
-func newRoomState() *roomState {
+func newRoomState(self id.UserID) *roomState {
 	return &roomState{
 		calls: map[string]Call{}, members: map[string][]MemberCall{}, joined: map[id.UserID]string{},
-		raw: map[string]json.RawMessage{}, times: map[string]int64{}, left: map[id.UserID]bool{},
+		raw: map[string]json.RawMessage{}, times: map[string]int64{}, left: map[id.UserID]bool{}, self: self,
 	}
 }
 
-// apply folds one state event into the room state. It returns false for events it ignores.
-func (s *roomState) apply(evtType, stateKey string, raw json.RawMessage, ts int64, membership event.Membership, displayName string) bool {
+// apply folds one state event from sender into the room state. It returns false for events
+// it ignores. A member event counts only when its state key is its sender (MSC3401 keys
+// member events by user; MatrixRTC gives a key that names a user to that user only).
+func (s *roomState) apply(evtType, stateKey string, sender id.UserID, raw json.RawMessage, ts int64, membership event.Membership, displayName string) bool {
 	switch {
 	case IsCallType(evtType):
 		c, err := ParseCall(evtType, stateKey, raw, ts)
@@ -385,13 +398,31 @@ func (s *roomState) apply(evtType, stateKey string, raw json.RawMessage, ts int6
 		s.calls[c.ConfID] = c
 		return true
 	case IsMemberType(evtType):
-		user := id.UserID(stateKey)
+		if !call.StateKeyOwnedBy(stateKey, sender) {
+			if _, names := call.StateKeyUser(stateKey); names {
+				s.foreign++ // keys that name no user are other formats, not forgeries
+			}
+			return false
+		}
+		if stateKey != string(sender) {
+			return false // the sender's MatrixRTC session membership ("_@user_DEVICE…"), not MSC3401
+		}
+		user := sender
 		calls, err := ParseMember(user, raw)
 		if err != nil {
 			return false
 		}
 		key := evtType + "|" + stateKey
+		if len(calls) == 0 && user != s.self {
+			// Left (or another format): nothing to remember.
+			_, had := s.members[key]
+			delete(s.members, key)
+			delete(s.raw, key)
+			delete(s.times, key)
+			return had
+		}
 		if len(s.members) >= maxMemberEvents && s.members[key] == nil {
+			s.capped++
 			return false
 		}
 		s.members[key] = calls
@@ -412,9 +443,10 @@ func (s *roomState) apply(evtType, stateKey string, raw json.RawMessage, ts int6
 	return false
 }
 
-// maxMemberEvents and maxCallEvents bound how many state events of one room are tracked.
+// maxMemberEvents and maxCallEvents bound how many state events of one room are tracked
+// (member events: one per user with devices in a call).
 const (
-	maxMemberEvents = 4096
+	maxMemberEvents = 256
 	maxCallEvents   = 256
 )
 

@@ -114,15 +114,28 @@ func TestParseMemberRejectsMalformedDevices(t *testing.T) {
 func TestParseMemberBoundsAndOtherFormats(t *testing.T) {
 	future := time.Now().Add(time.Hour).UnixMilli()
 	var devs []string
-	for i := 0; i < maxDevicesPerCall+20; i++ {
+	for i := 0; i < 52; i++ {
 		devs = append(devs, dev(fmt.Sprintf("D%d", i), "s", future, `[]`))
 	}
 	calls, err := ParseMember("@a:hs", member(devs...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(ValidDevices(calls, "conf1", time.Now())); n != maxDevicesPerCall {
-		t.Errorf("%d devices kept, bound %d", n, maxDevicesPerCall)
+	if n := len(ValidDevices(calls, "conf1", time.Now())); n != maxDevicesPerUser {
+		t.Errorf("%d devices kept, bound %d", n, maxDevicesPerUser)
+	}
+	// The bound is per user, over all the calls of the event.
+	var many []string
+	for c := 0; c < maxCallsPerMember; c++ {
+		many = append(many, fmt.Sprintf(`{"m.call_id":"conf%d","m.devices":[%s,%s]}`, c, dev(fmt.Sprintf("A%d", c), "s", future, `[]`), dev(fmt.Sprintf("B%d", c), "s", future, `[]`)))
+	}
+	calls, _ = ParseMember("@a:hs", json.RawMessage(`{"m.calls":[`+strings.Join(many, ",")+`]}`))
+	total := 0
+	for _, c := range calls {
+		total += len(c.Devices)
+	}
+	if total != maxDevicesPerUser {
+		t.Errorf("%d devices over %d calls kept, bound %d per user", total, len(calls), maxDevicesPerUser)
 	}
 	if _, err := ParseMember("@a:hs", json.RawMessage(`{"x":"`+strings.Repeat("a", maxStateContent)+`"}`)); err == nil {
 		t.Error("oversized content accepted")
@@ -143,16 +156,16 @@ func TestParseMemberBoundsAndOtherFormats(t *testing.T) {
 
 func TestRoomStateDevicesNeedJoinAndNoFoci(t *testing.T) {
 	future := time.Now().Add(time.Hour).UnixMilli()
-	rs := newRoomState()
-	rs.apply(TypeCall, "conf1", json.RawMessage(`{"m.intent":"m.room","m.type":"m.video"}`), 1, "", "")
-	rs.apply(TypeMember, "@alice:hs", member(dev("A", "sa", future, `[]`)), 2, "", "")
-	rs.apply(TypeMember, "@bob:hs", member(dev("B", "sb", future, `[]`)), 2, "", "")
-	rs.apply(TypeMember, "@carol:hs", json.RawMessage(`{"m.calls":[{"m.call_id":"conf1","m.foci":["@sfu:hs"],"m.devices":[`+dev("C", "sc", future, `[]`)+`]}]}`), 2, "", "")
-	rs.apply(TypeMember, "@bot:hs", member(dev("BOT", "x", future, `[]`)), 2, "", "")
+	rs := newRoomState("@bot:hs")
+	rs.apply(TypeCall, "conf1", "@alice:hs", json.RawMessage(`{"m.intent":"m.room","m.type":"m.video"}`), 1, "", "")
+	rs.apply(TypeMember, "@alice:hs", "@alice:hs", member(dev("A", "sa", future, `[]`)), 2, "", "")
+	rs.apply(TypeMember, "@bob:hs", "@bob:hs", member(dev("B", "sb", future, `[]`)), 2, "", "")
+	rs.apply(TypeMember, "@carol:hs", "@carol:hs", json.RawMessage(`{"m.calls":[{"m.call_id":"conf1","m.foci":["@sfu:hs"],"m.devices":[`+dev("C", "sc", future, `[]`)+`]}]}`), 2, "", "")
+	rs.apply(TypeMember, "@bot:hs", "@bot:hs", member(dev("BOT", "x", future, `[]`)), 2, "", "")
 	for _, u := range []string{"@alice:hs", "@carol:hs", "@bot:hs"} {
-		rs.apply(event.StateMember.Type, u, nil, 0, event.MembershipJoin, "Name")
+		rs.apply(event.StateMember.Type, u, id.UserID(u), nil, 0, event.MembershipJoin, "Name")
 	}
-	rs.apply(event.StateMember.Type, "@bob:hs", nil, 0, event.MembershipLeave, "")
+	rs.apply(event.StateMember.Type, "@bob:hs", "@bob:hs", nil, 0, event.MembershipLeave, "")
 	c, why := rs.activeCall()
 	if why != "" || c.ConfID != "conf1" {
 		t.Fatalf("active call %+v %q", c, why)
@@ -161,7 +174,7 @@ func TestRoomStateDevicesNeedJoinAndNoFoci(t *testing.T) {
 	if len(devs) != 1 || devs[0].UserID != "@alice:hs" || sfu != 1 {
 		t.Errorf("devices %+v, sfu %d: want only alice (bob left, carol uses an SFU, the bot is excluded)", devs, sfu)
 	}
-	rs.apply(TypeCall, "conf1", json.RawMessage(`{"m.intent":"m.room","m.terminated":"call_ended"}`), 3, "", "")
+	rs.apply(TypeCall, "conf1", "@alice:hs", json.RawMessage(`{"m.intent":"m.room","m.terminated":"call_ended"}`), 3, "", "")
 	if _, why := rs.activeCall(); why == "" {
 		t.Error("terminated call still active")
 	}
@@ -235,8 +248,10 @@ func FuzzParseMember(f *testing.F) {
 	f.Add([]byte(`{"m.calls":null}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		calls, _ := ParseMember("@a:hs", raw)
+		total := 0
 		for _, c := range calls {
-			if len(c.Devices) > maxDevicesPerCall || !validID(c.ConfID) {
+			total += len(c.Devices)
+			if total > maxDevicesPerUser || !validID(c.ConfID) {
 				t.Fatalf("unbounded call %+v", c)
 			}
 			for _, d := range c.Devices {
@@ -247,4 +262,53 @@ func FuzzParseMember(f *testing.F) {
 		}
 		_, _, _ = OwnMemberContent(raw, "c", "BOT", &Device{SessionID: "s", ExpiresAt: time.Now()}, time.Now())
 	})
+}
+
+// A member event counts only when its state key is its sender: one user cannot blank or
+// overwrite another's entry. Too many member events in a room are not all kept.
+func TestRoomStateOwnershipAndCaps(t *testing.T) {
+	future := time.Now().Add(time.Hour).UnixMilli()
+	rs := newRoomState("@bot:hs")
+	rs.apply(TypeCall, "conf1", "@alice:hs", json.RawMessage(`{"m.intent":"m.room","m.type":"m.video"}`), 1, "", "")
+	rs.apply(event.StateMember.Type, "@alice:hs", "@alice:hs", nil, 0, event.MembershipJoin, "Alice")
+	if !rs.apply(TypeMember, "@alice:hs", "@alice:hs", member(dev("A", "sa", future, `[]`)), 2, "", "") {
+		t.Fatal("alice's own entry refused")
+	}
+	for _, forged := range []struct {
+		key    string
+		sender id.UserID
+		raw    string
+	}{
+		{"@alice:hs", "@mallory:hs", `{}`},
+		{"@alice:hs", "@mallory:hs", string(member(dev("M", "sm", future, `[]`)))},
+		{"@alice:hs", "", `{}`},
+		{"_@alice:hs_A", "@mallory:hs", `{}`},
+	} {
+		if rs.apply(TypeMember, forged.key, forged.sender, json.RawMessage(forged.raw), 3, "", "") {
+			t.Errorf("%q from %q applied", forged.key, forged.sender)
+		}
+	}
+	if devs, _ := rs.devices("conf1", time.Now(), "@bot:hs"); len(devs) != 1 || devs[0].UserID != "@alice:hs" || devs[0].SessionID != "sa" {
+		t.Fatalf("after forged events the call has %+v; want alice as she wrote it", devs)
+	}
+	if rs.foreign != 4 {
+		t.Errorf("%d forged events counted, want 4", rs.foreign)
+	}
+	// A session membership of the sender's own ("_@user_DEVICE…") is another format, not
+	// a forgery.
+	if rs.apply(TypeMember, "_@alice:hs_A_m.call", "@alice:hs", json.RawMessage(`{"application":"m.call"}`), 3, "", "") || rs.foreign != 4 {
+		t.Errorf("alice's session membership counted as a forgery (%d)", rs.foreign)
+	}
+	// Leaving forgets the entry; the room cap holds.
+	rs.apply(TypeMember, "@alice:hs", "@alice:hs", json.RawMessage(`{}`), 4, "", "")
+	if len(rs.members) != 0 {
+		t.Fatalf("left entry kept: %v", rs.members)
+	}
+	for i := 0; i < maxMemberEvents+10; i++ {
+		u := fmt.Sprintf("@u%d:hs", i)
+		rs.apply(TypeMember, u, id.UserID(u), member(dev("D", "s", future, `[]`)), 5, "", "")
+	}
+	if len(rs.members) != maxMemberEvents || rs.capped != 10 {
+		t.Errorf("%d member events kept, %d refused; want %d and 10", len(rs.members), rs.capped, maxMemberEvents)
+	}
 }

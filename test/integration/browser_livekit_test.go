@@ -48,7 +48,7 @@ type lkPageStatus struct {
 
 func browserLiveKit(t *testing.T, env *lkEnv, provider string, rotate bool) {
 	page := startBrowser(t, "livekit.html", "--use-file-for-fake-audio-capture="+toneWAV(t, 440))
-	rb := startBot(t, botConfig(t, env.hs))
+	rb := startBot(t, env.botConfig(t))
 	alice := env.peer(t, "browser", lkpeer.Options{Encrypt: true, ExternalMedia: true})
 	room := callRoom(t, alice, true, rb.bot.UserID())
 	ctx := timeout(t, 3*time.Minute)

@@ -570,7 +570,7 @@ func TestIntegrationEgressElementCall(t *testing.T) {
 	t.Cleanup(func() { _ = jwt.Close() })
 	lke := &lkEnv{hs: hsF, sfu1: env.lk, jwt: jwt}
 
-	cfg := botConfig(t, hsF)
+	cfg := lke.botConfig(t)
 	cfg.HTTP = config.HTTP{Listen: "127.0.0.1:" + strconv.Itoa(port)}
 	d := env.deployment(config.OutputLocal)
 	d.Name, d.MeetURLPrefixes = "sfu", nil

@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/devhs"
 	"github.com/matrix-recorder/matrix-recorder/internal/devjwt"
 	"github.com/matrix-recorder/matrix-recorder/internal/devlivekit"
@@ -76,6 +77,20 @@ func startLKEnv(t *testing.T) *lkEnv {
 	}
 	t.Cleanup(func() { _ = env.oldJWT.Close() })
 	return env
+}
+
+// botConfig is the harness's bot config for Element Call tests: the test JWT services
+// run on plain http on 127.0.0.1 and Dendrite has no .well-known/matrix/client, so the bot
+// trusts them only because they are listed in livekit.trusted_jwt_services.
+func (env *lkEnv) botConfig(t *testing.T) config.Config {
+	t.Helper()
+	cfg := botConfig(t, env.hs)
+	for _, svc := range []*devjwt.Service{env.jwt, env.oldJWT} {
+		if svc != nil {
+			cfg.LiveKit.TrustedJWTServices = append(cfg.LiveKit.TrustedJWTServices, svc.URL())
+		}
+	}
+	return cfg
 }
 
 func (env *lkEnv) peer(t *testing.T, prefix string, o lkpeer.Options) *lkpeer.Peer {
@@ -279,7 +294,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 	// on the current JWT service's SFU, carol on an old JWT service's (no /get_token; the
 	// room is named by the Matrix room id). The bot joins both SFUs.
 	t.Run("Unencrypted", func(t *testing.T) {
-		cfg := botConfig(t, env.hs)
+		cfg := env.botConfig(t)
 		rb := startBot(t, cfg)
 		alice := env.peer(t, "alice", lkpeer.Options{})
 		bob := env.peer(t, "bob", lkpeer.Options{Format: lkpeer.FormatSticky})
@@ -329,7 +344,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 	// Encrypted: per-participant E2EE, keys over Olm to-device, sent only to cross-signed
 	// devices (so the bot's cross-signing bootstrap is exercised); bob publishes H.264.
 	t.Run("Encrypted", func(t *testing.T) {
-		cfg := botConfig(t, env.hs)
+		cfg := env.botConfig(t)
 		rb := startBot(t, cfg)
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true, OnlyCrossSigned: true})
 		bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true, OnlyCrossSigned: true, Format: lkpeer.FormatSticky})
@@ -349,7 +364,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 	// Encrypted VP9 (Element Call's choice when VP8 is not preferred): no byte of a VP9
 	// frame is left in the clear, so keyframes are only known once decrypted.
 	t.Run("EncryptedVP9", func(t *testing.T) {
-		rb := startBot(t, botConfig(t, env.hs))
+		rb := startBot(t, env.botConfig(t))
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		room := callRoom(t, alice, true, rb.bot.UserID())
 		joinCall(t, room, alice)
@@ -362,7 +377,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 
 	// Key rotation mid-call: new keys at new indexes, used a second after they are sent.
 	t.Run("KeyRotation", func(t *testing.T) {
-		rb := startBot(t, botConfig(t, env.hs))
+		rb := startBot(t, env.botConfig(t))
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		room := callRoom(t, alice, true, rb.bot.UserID())
 		ctx := joinCall(t, room, alice)
@@ -388,7 +403,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 	// leaves early: their files sit where they were on the call's timeline, nothing of them
 	// is lost, and the manifest says when they came and went.
 	t.Run("LateJoinerLeavesEarly", func(t *testing.T) {
-		rb := startBot(t, botConfig(t, env.hs))
+		rb := startBot(t, env.botConfig(t))
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true, KeyDelay: 1500 * time.Millisecond})
 		room := callRoom(t, alice, true, rb.bot.UserID(), bob)
@@ -435,7 +450,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 	// Screen share (alice uses the older per-user membership list): a separate file with
 	// source screen_share, from when it started to when it stopped.
 	t.Run("Screenshare", func(t *testing.T) {
-		rb := startBot(t, botConfig(t, env.hs))
+		rb := startBot(t, env.botConfig(t))
 		alice := env.peer(t, "alice", lkpeer.Options{Format: lkpeer.FormatLegacy})
 		room := callRoom(t, alice, false, rb.bot.UserID())
 		joinCall(t, room, alice)
@@ -478,7 +493,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 	// publications as encrypted, so this also covers encrypted frames on a track published as
 	// unencrypted.)
 	t.Run("Simulcast", func(t *testing.T) {
-		rb := startBot(t, botConfig(t, env.hs))
+		rb := startBot(t, env.botConfig(t))
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		room := callRoom(t, alice, true, rb.bot.UserID())
 		ctx := joinCall(t, room, alice)
@@ -527,7 +542,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 	// connection would end it): the bot fetches a new token, joins again, and the tracks
 	// continue as the next parts of the same logical tracks, decrypted with the keys it has.
 	t.Run("Reconnect", func(t *testing.T) {
-		rb := startBot(t, botConfig(t, env.hs))
+		rb := startBot(t, env.botConfig(t))
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		room := callRoom(t, alice, true, rb.bot.UserID())
 		ctx := joinCall(t, room, alice)
@@ -583,7 +598,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 	// !autorecord on: a call that begins in the room is recorded without !start; after
 	// !stop it is not started again until a new call begins.
 	t.Run("Autorecord", func(t *testing.T) {
-		rb := startBot(t, botConfig(t, env.hs))
+		rb := startBot(t, env.botConfig(t))
 		alice := env.peer(t, "alice", lkpeer.Options{})
 		room := callRoom(t, alice, false, rb.bot.UserID())
 		since := send(t, alice, room, "!autorecord on")
@@ -618,7 +633,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 	// with verified devices: it says so in the room, writes no ciphertext as media, and the
 	// manifest notes the frames it could not decrypt.
 	t.Run("NotCrossSigned", func(t *testing.T) {
-		cfg := botConfig(t, env.hs)
+		cfg := env.botConfig(t)
 		cfg.Matrix.CrossSigning = false
 		rb := startBot(t, cfg)
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true, OnlyCrossSigned: true})
@@ -649,7 +664,7 @@ func TestIntegrationLiveKit(t *testing.T) {
 	// !skipme: the bot stops receiving the user's tracks; !recordme: they come back as the
 	// next parts of the same tracks, and the manifest records the opt-out.
 	t.Run("OptOut", func(t *testing.T) {
-		rb := startBot(t, botConfig(t, env.hs))
+		rb := startBot(t, env.botConfig(t))
 		alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
 		bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true})
 		room := callRoom(t, alice, true, rb.bot.UserID(), bob)
