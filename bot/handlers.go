@@ -175,7 +175,7 @@ func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 func (b *Bot) onInvite(ctx context.Context, evt *event.Event) {
 	log := b.log.With().Stringer("room_id", evt.RoomID).Stringer("inviter", evt.Sender).Logger()
 	if !b.inviterAllowed(evt.Sender) {
-		log.Info().Msg("Declining invite from someone not in bot.allowed_inviters")
+		log.Info().Msg("Declining invite from someone not in bot.allowed_inviters (empty: the bot's own homeserver only)")
 		if _, err := b.client.LeaveRoom(ctx, evt.RoomID, &mautrix.ReqLeave{Reason: "This recorder only accepts invites from its operator's allowed users."}); err != nil {
 			log.Warn().Err(err).Msg("Failed to decline invite")
 		}
@@ -198,19 +198,9 @@ func (b *Bot) onInvite(ctx context.Context, evt *event.Event) {
 	}()
 }
 
+// inviterAllowed applies bot.allowed_inviters (empty: the bot's own homeserver only).
 func (b *Bot) inviterAllowed(sender id.UserID) bool {
-	if len(b.cfg.Bot.AllowedInviters) == 0 {
-		return true
-	}
-	for _, a := range b.cfg.Bot.AllowedInviters {
-		if strings.HasPrefix(a, ":") && strings.HasSuffix(string(sender), a) {
-			return true
-		}
-		if a == string(sender) {
-			return true
-		}
-	}
-	return false
+	return b.cfg.Bot.InviterAllowed(string(sender), b.client.UserID.Homeserver())
 }
 
 func (b *Bot) greet(ctx context.Context, roomID id.RoomID) {

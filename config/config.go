@@ -93,8 +93,22 @@ type Recordings struct {
 	MaxDuration Duration `yaml:"max_duration"`
 	// MaxSize stops a recording whose files reach this size; 0: no limit.
 	MaxSize Size `yaml:"max_size"`
-	// MinFreeSpace stops recordings cleanly when the disk has less free space.
+	// MinFreeSpace stops every recording cleanly when the disk has less free space (the
+	// hard floor).
 	MinFreeSpace Size `yaml:"min_free_space"`
+	// LowFreeSpace: below this much free space, recordings of rooms that use more than
+	// their share of the disk are stopped first, so one room cannot end every other
+	// room's recording by filling the disk; 0: twice MinFreeSpace.
+	LowFreeSpace Size `yaml:"low_free_space"`
+	// MaxPerRoom bounds the recordings running at once in one room (0: no limit).
+	MaxPerRoom int `yaml:"max_per_room"`
+	// MaxPerInviter bounds the recordings running at once in the rooms one user invited
+	// the bot into (0: no limit).
+	MaxPerInviter int `yaml:"max_per_inviter"`
+	// DirMode and FileMode are the permissions of what the recorder creates: call folders,
+	// media files, manifests, data_dir and its databases and keys.
+	DirMode  FileMode `yaml:"dir_mode"`
+	FileMode FileMode `yaml:"file_mode"`
 	// ExpireAfter deletes recordings (local and uploaded) this long after they end; 0: never.
 	ExpireAfter Duration `yaml:"expire_after"`
 	// ExpireNotice is how long before the deletion the room is told.
@@ -141,13 +155,17 @@ type Calls struct {
 	MaxTracks int `yaml:"max_tracks"`
 	// MaxCalls bounds the 1:1 calls answered at the same time.
 	MaxCalls int `yaml:"max_calls"`
+	// MaxGroupRecordings bounds the group recordings (Element Call, full mesh, Egress)
+	// running at the same time.
+	MaxGroupRecordings int `yaml:"max_group_recordings"`
 }
 
 // Bot configures the chat side.
 type Bot struct {
 	CommandPrefix string `yaml:"command_prefix"`
-	// AllowedInviters, when not empty, lists user ids or ":server" suffixes whose
-	// invites the bot accepts; everyone else's invites are declined.
+	// AllowedInviters lists user ids ("@a:example.org"), servers (":example.org") or "*"
+	// (everyone) whose invites the bot accepts; everyone else's invites are declined.
+	// Empty: users of the bot's own homeserver only.
 	AllowedInviters []string `yaml:"allowed_inviters"`
 	// Notices makes the bot post notices when recording starts and ends.
 	Notices bool `yaml:"notices"`
@@ -156,6 +174,38 @@ type Bot struct {
 	RecordPowerLevel int `yaml:"record_power_level"`
 	// RecordUsers may always start and stop recordings, whatever their power level.
 	RecordUsers []string `yaml:"record_users"`
+}
+
+// AllowAllInviters in bot.allowed_inviters accepts invites from everyone.
+const AllowAllInviters = "*"
+
+func checkInviterEntry(a string) error {
+	switch {
+	case a == AllowAllInviters:
+	case strings.HasPrefix(a, "@") && strings.Contains(a, ":"):
+	case strings.HasPrefix(a, ":") && len(a) > 1 && !strings.ContainsAny(a, "@ /"):
+	default:
+		return fmt.Errorf("%q is not a user id (@name:server), a server (:server) or \"*\"", a)
+	}
+	return nil
+}
+
+// InviterAllowed reports whether bot.allowed_inviters accepts an invite from sender; an
+// empty list accepts the users of the bot's own homeserver (ownServer) only.
+func (b Bot) InviterAllowed(sender, ownServer string) bool {
+	list := b.AllowedInviters
+	if len(list) == 0 {
+		list = []string{":" + ownServer}
+	}
+	for _, a := range list {
+		switch {
+		case a == AllowAllInviters, a == sender:
+			return true
+		case strings.HasPrefix(a, ":") && strings.HasSuffix(sender, a) && strings.HasPrefix(sender, "@"):
+			return true
+		}
+	}
+	return false
 }
 
 // Log configures logging.
@@ -217,6 +267,8 @@ func defaultCore() Config {
 			ICETimeout: Duration(30 * time.Second),
 			MaxTracks:  64,
 			MaxCalls:   32,
+			// Group recordings take more of everything than a 1:1 call (many tracks).
+			MaxGroupRecordings: 8,
 		},
 		Bot: Bot{CommandPrefix: "!", Notices: true, RecordPowerLevel: -1},
 		Log: Log{Level: "info", Format: "console"},
@@ -343,6 +395,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Calls.MaxCalls < 1 || c.Calls.MaxCalls > 10000 {
 		errs = append(errs, fmt.Errorf("calls.max_calls %d must be between 1 and 10000", c.Calls.MaxCalls))
+	}
+	if c.Calls.MaxGroupRecordings < 1 || c.Calls.MaxGroupRecordings > 10000 {
+		errs = append(errs, fmt.Errorf("calls.max_group_recordings %d must be between 1 and 10000", c.Calls.MaxGroupRecordings))
+	}
+	for _, a := range c.Bot.AllowedInviters {
+		if err := checkInviterEntry(a); err != nil {
+			errs = append(errs, fmt.Errorf("bot.allowed_inviters: %w", err))
+		}
 	}
 	if c.Bot.RecordPowerLevel < -1 {
 		errs = append(errs, errors.New("bot.record_power_level must be -1 (the room's state level) or a power level"))

@@ -69,3 +69,61 @@ func TestValidation(t *testing.T) {
 		t.Fatalf("flush_interval = %s", cfg.Recordings.FlushInterval.D())
 	}
 }
+
+// The defaults hold on an open federation: invites only from the bot's own server, a
+// recording cannot run for ever, files are private.
+func TestSafeDefaults(t *testing.T) {
+	d := Default()
+	if d.Recordings.MaxDuration.D() != 6*time.Hour || d.Recordings.MaxPerRoom < 1 || d.Recordings.MaxPerInviter < 1 || d.Calls.MaxGroupRecordings < 1 {
+		t.Errorf("limits: %+v %+v", d.Recordings, d.Calls)
+	}
+	if d.Recordings.DirMode != 0o700 || d.Recordings.FileMode != 0o600 {
+		t.Errorf("modes %s %s", d.Recordings.DirMode, d.Recordings.FileMode)
+	}
+	for sender, want := range map[string]bool{
+		"@alice:example.org": true, "@eve:evil.example": false, "@eve:notexample.org": false, "@x:example.org.evil": false,
+	} {
+		if got := d.Bot.InviterAllowed(sender, "example.org"); got != want {
+			t.Errorf("default: InviterAllowed(%s) = %v", sender, got)
+		}
+	}
+	open := Bot{AllowedInviters: []string{"*"}}
+	if !open.InviterAllowed("@eve:evil.example", "example.org") {
+		t.Error(`"*" does not open invites`)
+	}
+	// A list set before the default changed keeps its meaning.
+	old := Bot{AllowedInviters: []string{"@boss:other.example", ":partner.example"}}
+	for sender, want := range map[string]bool{"@boss:other.example": true, "@a:partner.example": true, "@a:example.org": false} {
+		if got := old.InviterAllowed(sender, "example.org"); got != want {
+			t.Errorf("list: InviterAllowed(%s) = %v", sender, got)
+		}
+	}
+}
+
+func TestModesAndLimitsValidation(t *testing.T) {
+	base := "matrix:\n  homeserver: https://hs.example\n  user_id: '@a:b'\n  access_token: t\n"
+	cfg, err := Parse(strings.NewReader(base + "recordings:\n  dir_mode: \"0750\"\n  file_mode: 640\nbot:\n  allowed_inviters: ['*', ':example.org', '@a:b']\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Recordings.DirMode != 0o750 || cfg.Recordings.FileMode != 0o640 {
+		t.Errorf("modes: %s %s", cfg.Recordings.DirMode, cfg.Recordings.FileMode)
+	}
+	for extra, want := range map[string]string{
+		"recordings:\n  dir_mode: \"0600\"\n":       "dir_mode",
+		"recordings:\n  file_mode: \"0700\"\n":      "file_mode",
+		"recordings:\n  file_mode: \"0400\"\n":      "file_mode",
+		"recordings:\n  file_mode: rw\n":            "octal",
+		"recordings:\n  dir_mode: \"1777\"\n":       "octal",
+		"recordings:\n  max_per_room: -1\n":         "max_per_room",
+		"recordings:\n  low_free_space: 1MB\n":      "low_free_space",
+		"calls:\n  max_group_recordings: 0\n":       "max_group_recordings",
+		"bot:\n  allowed_inviters: [example.org]\n": "allowed_inviters",
+		"bot:\n  allowed_inviters: ['@nobody']\n":   "allowed_inviters",
+	} {
+		_, err := Parse(strings.NewReader(base + extra))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want one mentioning %q", extra, err, want)
+		}
+	}
+}

@@ -37,7 +37,10 @@ const (
 // Storage configures where finished files go and how people get them.
 type Storage struct {
 	Links Links `yaml:"links"`
-	S3    S3    `yaml:"s3"`
+	// LinksByDM sends links (the summary's and those of !recordings ID) to the person who
+	// asks, in a direct message, instead of posting them in the room.
+	LinksByDM bool `yaml:"links_by_dm"`
+	S3        S3   `yaml:"s3"`
 }
 
 // S3 configures uploads to an S3-compatible store; empty endpoint: off.
@@ -59,7 +62,8 @@ type S3 struct {
 	// DeleteLocalDelay after the recording ended (so the after-call work can read it).
 	DeleteLocalAfterUpload bool     `yaml:"delete_local_after_upload"`
 	DeleteLocalDelay       Duration `yaml:"delete_local_delay"`
-	// PresignExpiry is how long presigned links work (at most 7 days, S3's limit).
+	// PresignExpiry is how long links work: presigned ones and the bot's own http links
+	// (at most 7 days, S3's limit).
 	PresignExpiry Duration `yaml:"presign_expiry"`
 }
 
@@ -180,7 +184,49 @@ func (s Size) String() string {
 	}
 }
 
+// FileMode is a permission mode written in octal, like "0700".
+type FileMode uint32
+
+// UnmarshalYAML parses "0700", "700" or "0o700".
+func (m *FileMode) UnmarshalYAML(n *yaml.Node) error {
+	var str string
+	if err := n.Decode(&str); err != nil {
+		return fmt.Errorf("line %d: a mode must be octal like \"0700\": %w", n.Line, err)
+	}
+	s := strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(str), "0o"), "0O")
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o777 {
+		return fmt.Errorf("line %d: mode %q must be octal permission bits like \"0700\"", n.Line, str)
+	}
+	*m = FileMode(v)
+	return nil
+}
+
+// MarshalYAML writes the mode in octal.
+func (m FileMode) MarshalYAML() (any, error) { return fmt.Sprintf("%04o", uint32(m)), nil }
+
+// Perm is the mode as os.FileMode bits.
+func (m FileMode) Perm() os.FileMode { return os.FileMode(m) & os.ModePerm }
+
+// String is the octal mode.
+func (m FileMode) String() string { return fmt.Sprintf("%04o", uint32(m)) }
+
+// EffectiveLowFreeSpace is recordings.low_free_space, or twice min_free_space when unset.
+func (r Recordings) EffectiveLowFreeSpace() Size {
+	if r.LowFreeSpace > 0 {
+		return r.LowFreeSpace
+	}
+	return 2 * r.MinFreeSpace
+}
+
 func defaultStorage(c *Config) {
+	// Defaults that hold on an open federation: a recording cannot run for ever, one room
+	// or one inviter cannot take every slot.
+	c.Recordings.MaxDuration = Duration(6 * time.Hour)
+	c.Recordings.MaxPerRoom = 2
+	c.Recordings.MaxPerInviter = 4
+	c.Recordings.DirMode = 0o700
+	c.Recordings.FileMode = 0o600
 	c.Recordings.MinFreeSpace = 1 << 30
 	c.Recordings.ExpireNotice = Duration(24 * time.Hour)
 	c.Recordings.ProgressInterval = Duration(time.Minute)
@@ -211,6 +257,18 @@ func (c *Config) validateStorage() []error {
 	}
 	if r.MinFreeSpace < 0 {
 		errs = append(errs, errors.New("recordings.min_free_space must not be negative"))
+	}
+	if r.LowFreeSpace != 0 && r.LowFreeSpace < r.MinFreeSpace {
+		errs = append(errs, fmt.Errorf("recordings.low_free_space %s must be 0 (twice min_free_space) or at least min_free_space %s", r.LowFreeSpace, r.MinFreeSpace))
+	}
+	if r.MaxPerRoom < 0 || r.MaxPerInviter < 0 {
+		errs = append(errs, errors.New("recordings.max_per_room and recordings.max_per_inviter must be 0 (no limit) or more"))
+	}
+	if r.DirMode&0o700 != 0o700 || r.DirMode > 0o777 {
+		errs = append(errs, fmt.Errorf("recordings.dir_mode %s must give the owner rwx (0700 and up, e.g. 0750)", r.DirMode))
+	}
+	if r.FileMode&0o600 != 0o600 || r.FileMode&0o111 != 0 || r.FileMode > 0o777 {
+		errs = append(errs, fmt.Errorf("recordings.file_mode %s must give the owner rw and nobody x (0600 and up, e.g. 0640)", r.FileMode))
 	}
 	if d := r.ExpireAfter.D(); d != 0 && d < 10*time.Second {
 		errs = append(errs, fmt.Errorf("recordings.expire_after %s must be 0 (keep forever) or at least 10s", d))
