@@ -25,6 +25,16 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/postcall"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
+)
+
+// HTTP retries of every homeserver request (mautrix): network errors, 502-504 and 429.
+const (
+	httpRetries    = 4
+	httpBackoff    = 2 * time.Second
+	maxHTTPBackoff = time.Minute
+	// pickleKeyFile in data_dir holds the generated pickle key.
+	pickleKeyFile = "pickle.key"
 )
 
 // Bot is one logged-in recorder account.
@@ -43,8 +53,9 @@ type Bot struct {
 	post   *postcall.Manager
 	marks  markCounts
 	turn   turnCache
-	st     *storeRT     // state database, uploads, limits, retention (storage_*.go)
-	egress *egressHooks // LiveKit Egress webhooks and uploads (egress_*.go); nil without deployments
+	st     *storeRT       // state database, uploads, limits, retention (storage_*.go)
+	lock   *lockfile.Lock // data_dir's lock, held until Run returns
+	egress *egressHooks   // LiveKit Egress webhooks and uploads (egress_*.go); nil without deployments
 
 	// startedAt: messages older than this are history, not commands.
 	startedAt time.Time
@@ -65,19 +76,28 @@ type Options struct {
 	Logger zerolog.Logger
 }
 
-// New logs in (or reuses the stored device), sets up encryption and the recorder.
+// New logs in (or reuses the stored device), sets up encryption and the recorder. A
+// data_dir another recorder runs on is refused with a *lockfile.HeldError.
 func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	log := opts.Logger
 	b := &Bot{cfg: cfg, log: log, version: opts.Version, startedAt: time.Now(), ready: make(chan struct{})}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data_dir: %w", err)
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
 	}
+	b.lock = lock
+	started := false
+	defer func() {
+		if !started {
+			_ = lock.Release()
+		}
+	}()
+	checkModes(log, cfg)
 	st, err := newStoreRT(ctx, b)
 	if err != nil {
 		return nil, err
 	}
 	b.st = st
-	started := false
 	defer func() {
 		if !started {
 			_ = st.shutdown(context.WithoutCancel(ctx))
@@ -94,6 +114,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		MaxTracks:     cfg.Calls.MaxTracks,
 		Version:       "matrix-recorder " + opts.Version,
 		Hooks:         st.hooks(),
+		DirMode:       cfg.Recordings.DirMode.Perm(),
+		FileMode:      cfg.Recordings.FileMode.Perm(),
 	}, log.With().Str("component", "recorder").Logger())
 	if err != nil {
 		return nil, err
@@ -147,6 +169,11 @@ func (b *Bot) login(ctx context.Context) error {
 		return fmt.Errorf("create matrix client: %w", err)
 	}
 	client.Log = b.log.With().Str("component", "matrix").Logger()
+	// Every request is retried on network errors, 502-504 and 429 (honouring Retry-After),
+	// with exponential backoff, so a homeserver that restarts or rate-limits loses nothing.
+	client.DefaultHTTPRetries = httpRetries
+	client.DefaultHTTPBackoff = httpBackoff
+	client.MaxHTTPBackoff = maxHTTPBackoff
 	syncer := mautrix.NewDefaultSyncer()
 	// Let every event through: call events are parsed by our own structs from the raw
 	// content, and one that mautrix cannot parse must not vanish silently.
@@ -161,7 +188,11 @@ func (b *Bot) login(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	helper, err := cryptohelper.NewCryptoHelper(client, pickle, filepath.Join(b.cfg.DataDir, "crypto.db"))
+	cryptoDB := filepath.Join(b.cfg.DataDir, cryptoDBName)
+	if err := createPrivateFile(cryptoDB); err != nil {
+		return fmt.Errorf("create crypto store: %w", err)
+	}
+	helper, err := cryptohelper.NewCryptoHelper(client, pickle, cryptoDB)
 	if err != nil {
 		return fmt.Errorf("open crypto store: %w", err)
 	}
@@ -203,7 +234,7 @@ func (b *Bot) pickleKey() ([]byte, error) {
 	if k := b.cfg.Matrix.PickleKey; k != "" {
 		return []byte(k), nil
 	}
-	path := filepath.Join(b.cfg.DataDir, "pickle.key")
+	path := filepath.Join(b.cfg.DataDir, pickleKeyFile)
 	data, err := os.ReadFile(path)
 	if err == nil && len(strings.TrimSpace(string(data))) >= 32 {
 		return []byte(strings.TrimSpace(string(data))), nil
@@ -216,7 +247,7 @@ func (b *Bot) pickleKey() ([]byte, error) {
 		return nil, fmt.Errorf("generate pickle key: %w", err)
 	}
 	key := hex.EncodeToString(raw)
-	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+	if err := writeSecretFile(path, []byte(key+"\n")); err != nil {
 		return nil, fmt.Errorf("write pickle key: %w", err)
 	}
 	return []byte(key), nil
@@ -249,7 +280,7 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	}, voipSignaller{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
 	b.registerHandlers()
 	if err := b.st.run(ctx); err != nil {
-		return errors.Join(err, b.st.shutdown(ctx), b.rtc.Close(), b.crypto.Close())
+		return errors.Join(err, b.st.shutdown(ctx), b.rtc.Close(), b.crypto.Close(), b.lock.Release())
 	}
 
 	syncErr := make(chan error, 1)
@@ -276,7 +307,7 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		err = errors.Join(err, serr)
 	}
 	cancelCalls()
-	return errors.Join(err, b.rtc.Close(), b.crypto.Close())
+	return errors.Join(err, b.rtc.Close(), b.crypto.Close(), b.lock.Release())
 }
 
 // syncLoop keeps syncing, backing off on errors, until ctx ends.

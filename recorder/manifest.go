@@ -183,7 +183,17 @@ func WriteJSONAtomic(path string, v any) error { return writeJSONAtomic(path, v)
 // writeJSON is writeJSONAtomic; without durable it skips the fsyncs, which keeps the file
 // whole through a crash of the process (the rename is atomic) but not through a power
 // loss, where the previous durable version may come back.
-func writeJSON(path string, v any, durable bool) error {
+func writeJSON(path string, v any, durable bool) error { return writeJSONMode(path, v, durable, 0) }
+
+// writeJSONMode is writeJSON with the file's mode; 0 keeps the mode of the file it
+// replaces (0600 for a new one).
+func writeJSONMode(path string, v any, durable bool, mode os.FileMode) error {
+	if mode == 0 {
+		mode = 0o600
+		if fi, err := os.Stat(path); err == nil {
+			mode = fi.Mode().Perm()
+		}
+	}
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
@@ -205,7 +215,7 @@ func writeJSON(path string, v any, durable bool) error {
 	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", tmpName, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmpName, err)
 	}
 	if durable {

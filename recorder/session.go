@@ -43,6 +43,10 @@ type Options struct {
 	Now func() time.Time
 	// Hooks follow sessions and files as they change (nil: none). See Hooks.
 	Hooks *Hooks
+	// DirMode and FileMode are the permissions of call folders and of the files written
+	// in them (media, manifests); zero means 0700 and 0600.
+	DirMode  os.FileMode
+	FileMode os.FileMode
 }
 
 func (o *Options) fill() {
@@ -67,6 +71,12 @@ func (o *Options) fill() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.DirMode == 0 {
+		o.DirMode = 0o700
+	}
+	if o.FileMode == 0 {
+		o.FileMode = 0o600
+	}
 }
 
 // Recorder creates call folders under one root.
@@ -84,7 +94,7 @@ func New(opts Options, log zerolog.Logger) (*Recorder, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("recordings dir is empty")
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(opts.Dir, opts.DirMode); err != nil {
 		return nil, fmt.Errorf("create recordings dir: %w", err)
 	}
 	abs, err := filepath.Abs(opts.Dir)
@@ -143,12 +153,12 @@ func (r *Recorder) Start(ctx context.Context, info CallInfo) (*Session, error) {
 	folder := filepath.Join(r.opts.Dir, name)
 	// The root may have been removed while the bot ran (an operator cleaning up, a
 	// remounted disk): recreate it rather than refuse every recording.
-	if err := os.MkdirAll(r.opts.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(r.opts.Dir, r.opts.DirMode); err != nil {
 		return nil, fmt.Errorf("create recordings dir: %w", err)
 	}
 	// A second call with the same id in the same second gets a numbered folder.
 	for i := 2; ; i++ {
-		err := os.Mkdir(folder, 0o755)
+		err := os.Mkdir(folder, r.opts.DirMode)
 		if err == nil {
 			break
 		}
@@ -341,7 +351,7 @@ func (s *Session) writeLocked(durable bool) error {
 		return a.Part < b.Part
 	})
 	s.lastSave = now
-	return writeJSON(filepath.Join(s.folder, ManifestFile), &s.manifest, durable)
+	return writeJSONMode(filepath.Join(s.folder, ManifestFile), &s.manifest, durable, s.rec.opts.FileMode)
 }
 
 // maybeSaveLocked rewrites the manifest if it has not been written for a while, so that

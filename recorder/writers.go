@@ -1,7 +1,10 @@
 package recorder
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter"
@@ -9,8 +12,18 @@ import (
 )
 
 // newWriter opens the container writer for a track's codec: Opus in Ogg, VP8/VP9/AV1 in
-// WebM, H.264 in Matroska.
+// WebM, H.264 in Matroska, with the file mode of Options.
 func newWriter(t *Track, path string, o Options) (media.Writer, error) {
+	w, err := openWriter(t, path, o)
+	if err == nil && o.FileMode != 0 {
+		if cerr := os.Chmod(path, o.FileMode); cerr != nil {
+			return nil, errors.Join(fmt.Errorf("chmod %s: %w", filepath.Base(path), cerr), w.Close())
+		}
+	}
+	return w, err
+}
+
+func openWriter(t *Track, path string, o Options) (media.Writer, error) {
 	channels := t.info.Channels
 	if channels == 0 && t.codec == media.CodecOpus {
 		channels = 2

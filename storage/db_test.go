@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -151,5 +152,27 @@ func TestUploadsAndChunks(t *testing.T) {
 	}
 	if cs, _ := d.Chunks(ctx, u.ID); len(cs) != 0 {
 		t.Errorf("chunks left: %+v", cs)
+	}
+}
+
+// The state database and its WAL are private to the recorder's user.
+func TestDatabaseIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.CreateRecording(context.Background(), &Recording{RoomID: "!r:x", CallID: "c", Kind: "1:1", Folder: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", filepath.Base(p), fi.Mode().Perm())
+		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/bot"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/demo"
+	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -29,8 +30,10 @@ var version = "dev"
 
 // Exit codes.
 const (
-	exitOK     = 0
-	exitError  = 1
+	exitOK    = 0
+	exitError = 1
+	// exitConfig: the config or the command line is wrong, or another recorder runs on
+	// the same data_dir.
 	exitConfig = 2
 )
 
@@ -94,6 +97,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	b, err := bot.New(ctx, cfg, bot.Options{Version: version, Logger: log})
+	var held *lockfile.HeldError
+	if errors.As(err, &held) {
+		// A usage error: two recorders on one data_dir would repair each other's live
+		// recordings and fight over one device.
+		log.Error().Err(err).Str("lock_file", held.Path).Int("pid", held.PID).Msg("Not starting")
+		fmt.Fprintf(stderr, "%v.\nStop that one first, or give this one its own data_dir.\n", err)
+		return exitConfig
+	}
 	if err != nil {
 		log.Error().Err(err).Msg("Could not start")
 		return exitError

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
 
 func TestNoConfigExplains(t *testing.T) {
@@ -56,5 +58,35 @@ func TestVersion(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"-version"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "matrix-recorder") {
 		t.Fatalf("exit %d, output %q", code, out.String())
+	}
+}
+
+// A second recorder on a data_dir another one holds exits with the usage error code and
+// names the holder's pid and the lock file, before it logs in anywhere.
+func TestSecondInstanceRefused(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	held, err := lockfile.Acquire(filepath.Join(data, "lock"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	path := filepath.Join(dir, "config.yaml")
+	// The homeserver does not exist: the refusal must come before any login.
+	cfg := "matrix:\n  homeserver: http://127.0.0.1:9\n  user_id: '@a:b'\n  password: x\ndata_dir: " + data + "\nrecordings:\n  dir: " + filepath.Join(dir, "rec") + "\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"-config", path}, &out, &errb); code != exitConfig {
+		t.Fatalf("exit %d, want %d: %s", code, exitConfig, errb.String())
+	}
+	for _, want := range []string{strconv.Itoa(os.Getpid()), filepath.Join(data, "lock")} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("the refusal does not name %q:\n%s", want, errb.String())
+		}
 	}
 }

@@ -189,9 +189,15 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
 	name := tmp.Name()
+	// A rewrite keeps the file's mode (the recorder's recordings.file_mode); a new file
+	// gets the temp file's 0600.
+	mode := os.FileMode(0o600)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
 	_, werr := tmp.Write(data)
 	if werr == nil {
-		werr = tmp.Chmod(0o644)
+		werr = tmp.Chmod(mode)
 	}
 	if werr == nil {
 		werr = tmp.Sync()
