@@ -17,7 +17,6 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
-	"github.com/matrix-recorder/matrix-recorder/storage/web"
 )
 
 // linkWait is how long the summary waits for uploads before it is posted anyway (it is
@@ -225,8 +224,8 @@ func (st *storeRT) links(ctx context.Context, rec *storage.Recording, parts []*s
 			continue
 		}
 		httpLink := ""
-		if httpOK && (!p.LocalDeleted || ups[p.File] != nil) {
-			httpLink = web.DownloadURL(st.cfg.HTTP.PublicURL, p.Token, p.File)
+		if httpOK && st.signer != nil && (!p.LocalDeleted || ups[p.File] != nil) {
+			httpLink = st.signer.URL(st.cfg.HTTP.PublicURL, p.Token, p.File, st.now().Add(st.linkExpiry()))
 		}
 		switch mode {
 		case config.LinksPresigned:
@@ -312,7 +311,7 @@ func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, head
 	switch {
 	case pending > 0 && !complete:
 		notes = append(notes, "Uploads are still running; this message gets the links when they are done.")
-	case st.cfg.EffectiveLinks() == config.LinksPresigned && len(links) > 0:
+	case st.cfg.EffectiveLinks() != config.LinksNone && len(links) > 0:
 		notes = append(notes, fmt.Sprintf("Links work for %s; type %srecordings %s for new ones.", humanDuration(st.cfg.Storage.S3.PresignExpiry.D()), st.cfg.Bot.CommandPrefix, rec.ID))
 	}
 	if st.cfg.EffectiveLinks() == config.LinksNone {

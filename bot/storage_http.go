@@ -2,8 +2,14 @@ package bot
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,7 +28,8 @@ func (st *storeRT) startHTTP() error {
 	}
 	o := web.Options{
 		DB: st.db, Dir: dir, WebhookToken: h.WebhookToken, Health: st.health,
-		Log: st.log.With().Str("component", "http").Logger(),
+		Log:   st.log.With().Str("component", "http").Logger(),
+		Links: st.signer, LinkExpiry: st.linkExpiry(), Now: st.now, CommandPrefix: st.cfg.Bot.CommandPrefix,
 	}
 	if st.s3 != nil {
 		o.Presigner = st.s3
@@ -61,3 +68,32 @@ func (st *storeRT) health(ctx context.Context) error {
 	}
 	return checkDataDir(st.cfg.DataDir)
 }
+
+// linkKeyFile in data_dir holds the key that signs the bot's own download links.
+const linkKeyFile = "link.key"
+
+// loadLinkSigner reads the link-signing key from data_dir, generating it on first use.
+func loadLinkSigner(dataDir string) (*web.LinkSigner, error) {
+	path := filepath.Join(dataDir, linkKeyFile)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		if key, derr := hex.DecodeString(strings.TrimSpace(string(data))); derr == nil && len(key) >= 32 {
+			return web.NewLinkSigner(key), nil
+		}
+		return nil, fmt.Errorf("%s is not a link key (64 hex digits); delete it to make a new one (links posted so far stop working)", path)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read the link key: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("generate the link key: %w", err)
+	}
+	if err := writeSecretFile(path, []byte(hex.EncodeToString(key)+"\n")); err != nil {
+		return nil, fmt.Errorf("write the link key: %w", err)
+	}
+	return web.NewLinkSigner(key), nil
+}
+
+// linkExpiry is how long a link works: presigned ones and the bot's own alike.
+func (st *storeRT) linkExpiry() time.Duration { return st.cfg.Storage.S3.PresignExpiry.D() }

@@ -20,6 +20,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/storage/metrics"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
 	"github.com/matrix-recorder/matrix-recorder/storage/upload"
+	"github.com/matrix-recorder/matrix-recorder/storage/web"
 )
 
 // storeRT connects recordings to the state database, uploads, limits, retention, links
@@ -29,10 +30,12 @@ type storeRT struct {
 	cfg config.Config
 	log zerolog.Logger
 	db  *storage.DB
-	s3  *s3store.Store   // nil without storage.s3
-	up  *upload.Uploader // nil without storage.s3
-	m   *metrics.Metrics
-	now func() time.Time
+	s3  *s3store.Store // nil without storage.s3
+	// signer signs the bot's own download links; nil without http.listen.
+	signer *web.LinkSigner
+	up     *upload.Uploader // nil without storage.s3
+	m      *metrics.Metrics
+	now    func() time.Time
 	// statfs reports the free bytes of the recordings disk; say posts a notice; stop ends
 	// a room's recording. Tests replace them.
 	statfs func(dir string) (int64, error)
@@ -88,6 +91,11 @@ func newStoreRT(ctx context.Context, b *Bot) (*storeRT, error) {
 		return nil, err
 	}
 	st.db = db
+	if cfg.HTTP.Listen != "" {
+		if st.signer, err = loadLinkSigner(cfg.DataDir); err != nil {
+			return nil, errors.Join(err, db.Close())
+		}
+	}
 	st.m = metrics.New(st.liveStats, func() (int64, bool) {
 		free, err := st.statfs(cfg.Recordings.Dir)
 		return free, err == nil

@@ -7,10 +7,8 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -51,6 +49,14 @@ type Options struct {
 	// Health reports whether the recorder works; nil error means healthy.
 	Health func(ctx context.Context) error
 	Log    zerolog.Logger
+	// Links verifies signed download links (LinkSigner.URL). LinkExpiry is how long the
+	// unsigned links handed out before links were signed keep working after their
+	// recording ended (0: they do not). Now is the clock (nil: time.Now).
+	Links      *LinkSigner
+	LinkExpiry time.Duration
+	Now        func() time.Time
+	// CommandPrefix is the bot's, for the hint on an expired link.
+	CommandPrefix string
 }
 
 // Routes.
@@ -110,6 +116,9 @@ func (s *server) download(w http.ResponseWriter, r *http.Request) {
 	}
 	if rec.Status.Gone() || part.Status.Gone() {
 		http.Error(w, "This recording was deleted.", http.StatusGone)
+		return
+	}
+	if !s.linkUsable(w, r, token, rec) {
 		return
 	}
 	log := s.o.Log.With().Str("recording", rec.ID).Str("file", part.File).Logger()
@@ -209,6 +218,9 @@ func (s *server) authorized(r *http.Request) bool {
 }
 
 func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
+	if !s.eventPrecheck(w, r) {
+		return
+	}
 	if !s.authorized(r) {
 		s.o.Log.Warn().Str("remote", r.RemoteAddr).Msg("Storage event with a wrong token")
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
@@ -247,29 +259,4 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// Serve runs the server on listen until ctx ends, then shuts it down (bounded).
-func Serve(ctx context.Context, listen string, h http.Handler, log zerolog.Logger) (addr string, done <-chan error, err error) {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return "", nil, fmt.Errorf("http.listen %s: %w", listen, err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
-	out := make(chan error, 1)
-	go func() {
-		err := srv.Serve(ln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		out <- err
-	}()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	log.Info().Str("listen", ln.Addr().String()).Msg("HTTP server listening")
-	return ln.Addr().String(), out, nil
 }

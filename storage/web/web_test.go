@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -26,12 +27,12 @@ type fixture struct {
 	rec   *storage.Recording
 	dir   string
 	token string
-
 	mu sync.Mutex
 	// known, when set, are the bucket/key pairs Confirm matches (else it matches all).
 	known   map[string]bool
 	seen    []string // every Confirm call: bucket|key|size|etag
 	matched []string // the calls that matched
+	links   *LinkSigner
 }
 
 func newFixture(t *testing.T, healthErr error) *fixture {
@@ -57,7 +58,7 @@ func newFixture(t *testing.T, healthErr error) *fixture {
 	if err := os.WriteFile(filepath.Join(dir, "call1", "alice mic.ogg"), []byte("0123456789"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{db: db, part: part, rec: rec, dir: dir}
+	f := &fixture{db: db, part: part, rec: rec, dir: dir, links: NewLinkSigner([]byte("0123456789abcdef0123456789abcdef"))}
 	h := Handler(Options{
 		DB: db, Dir: dir, WebhookToken: "0123456789abcdef0123",
 		Confirm: func(ctx context.Context, bucket, key string, size int64, etag string) (bool, error) {
@@ -74,6 +75,7 @@ func newFixture(t *testing.T, healthErr error) *fixture {
 		Gatherer: prometheus.NewRegistry(),
 		Health:   func(context.Context) error { return healthErr },
 		Log:      zerolog.Nop(),
+		Links:    f.links, LinkExpiry: time.Hour, CommandPrefix: "!",
 	})
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
@@ -97,7 +99,7 @@ func get(t *testing.T, url string, hdr ...string) (*http.Response, string) {
 
 func TestDownload(t *testing.T) {
 	f := newFixture(t, nil)
-	link := DownloadURL(f.srv.URL, f.part.Token, f.part.File)
+	link := f.links.URL(f.srv.URL, f.part.Token, f.part.File, time.Now().Add(time.Hour))
 	resp, body := get(t, link)
 	if resp.StatusCode != 200 || body != "0123456789" {
 		t.Fatalf("download: %d %q", resp.StatusCode, body)
