@@ -50,7 +50,7 @@ func newLimitsEnv(t *testing.T, mutate func(*config.Config)) *limitsEnv {
 	}
 	st := &storeRT{
 		cfg: cfg, log: zerolog.Nop(), db: db, now: clock, ctx: context.Background(),
-		live: map[string]*liveRec{}, delivered: map[string]bool{},
+		live: map[string]*liveRec{}, delivering: map[string]context.CancelFunc{}, notifyRetry: map[string]*retryState{},
 		statfs: func(string) (int64, error) { e.mu.Lock(); defer e.mu.Unlock(); return e.free, nil },
 		say: func(_ context.Context, _ id.RoomID, text string) {
 			e.mu.Lock()
@@ -241,5 +241,114 @@ func TestHumanDuration(t *testing.T) {
 		if got := humanDuration(d); got != want {
 			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func (e *limitsEnv) startIn(room id.RoomID, call, kind string) (*recorder.Session, error) {
+	return e.rec.Start(context.Background(), recorder.CallInfo{CallID: call, RoomID: string(room), Kind: kind})
+}
+
+// One room, one inviter's rooms and group recordings in all are bounded, and the refusal
+// says which limit; a slot frees when a recording ends.
+func TestRecordingsAtOnceAreBounded(t *testing.T) {
+	e := newLimitsEnv(t, func(c *config.Config) {
+		c.Recordings.MaxPerRoom = 2
+		c.Recordings.MaxPerInviter = 3
+		c.Calls.MaxGroupRecordings = 3
+	})
+	ctx := context.Background()
+	for _, r := range []string{"!a:x", "!b:x", "!c:x"} {
+		if err := e.st.db.SetInviter(ctx, r, "@eve:evil.example"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustStart := func(room id.RoomID, call, kind string) *recorder.Session {
+		t.Helper()
+		s, err := e.startIn(room, call, kind)
+		if err != nil {
+			t.Fatalf("%s in %s: %v", call, room, err)
+		}
+		return s
+	}
+	refused := func(room id.RoomID, call, kind, want string) {
+		t.Helper()
+		if err := e.st.admit(ctx, room, kind); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("admit %s in %s: %v, want %q", call, room, err, want)
+		}
+		if _, err := e.startIn(room, call, kind); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("start %s in %s: %v, want %q", call, room, err, want)
+		}
+	}
+	a1 := mustStart("!a:x", "a1", "1:1")
+	mustStart("!a:x", "a2", "group")
+	refused("!a:x", "a3", "1:1", "recordings.max_per_room")
+	mustStart("!b:x", "b1", "group")
+	refused("!c:x", "c1", "group", "recordings.max_per_inviter")
+	// Someone else's rooms are not Eve's to fill.
+	mustStart("!d:x", "d1", "group")
+	refused("!e:x", "e1", "group", "calls.max_group_recordings")
+	mustStart("!e:x", "e2", "1:1") // 1:1 calls have calls.max_calls
+	// A slot frees when a recording ends.
+	if _, err := a1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustStart("!c:x", "c2", "1:1")
+}
+
+// With the disk running low, the room that uses more than its share is stopped first and
+// the others go on; below min_free_space everything stops.
+func TestDiskShare(t *testing.T) {
+	e := newLimitsEnv(t, func(c *config.Config) {
+		c.Recordings.MinFreeSpace = 1 << 30
+		c.Recordings.LowFreeSpace = 4 << 30
+	})
+	hog, err := e.startIn("!hog:x", "h", "group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.startIn("!quiet:x", "q", "1:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hog.Folder(), "big.webm"), make([]byte, 8<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	e.mu.Lock()
+	e.free = 5 << 30 // above low_free_space: nothing happens
+	e.mu.Unlock()
+	e.st.checkLimits(ctx)
+	if _, stops := e.log(); stops != "" {
+		t.Fatalf("stopped with plenty of space: %q", stops)
+	}
+	e.mu.Lock()
+	e.free = 2 << 30
+	e.mu.Unlock()
+	e.st.checkLimits(ctx)
+	e.st.checkLimits(ctx)
+	if _, stops := e.log(); strings.Count(stops, "|") != 0 || !strings.HasPrefix(stops, "group: ") || !strings.Contains(stops, "than its share") {
+		t.Fatalf("low disk: stops %q, want only the hog's", stops)
+	}
+	e.mu.Lock()
+	e.free = 512 << 20
+	e.mu.Unlock()
+	e.st.checkLimits(ctx)
+	if _, stops := e.log(); !strings.Contains(stops, "1:1: the recorder's disk is almost full") {
+		t.Fatalf("below the floor: stops %q", stops)
+	}
+}
+
+// A single room recording alone is never above its share: only the floor stops it.
+func TestDiskShareAlone(t *testing.T) {
+	e := newLimitsEnv(t, func(c *config.Config) { c.Recordings.MinFreeSpace = 1 << 30 })
+	s := e.start(t, "group")
+	if err := os.WriteFile(filepath.Join(s.Folder(), "big.webm"), make([]byte, 8<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	e.free = 3 << 29 // 1.5 GiB: under twice the floor
+	e.mu.Unlock()
+	e.st.checkLimits(context.Background())
+	if _, stops := e.log(); stops != "" {
+		t.Fatalf("stopped alone above the floor: %q", stops)
 	}
 }

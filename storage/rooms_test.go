@@ -1,0 +1,50 @@
+package storage
+
+import (
+	"context"
+	"testing"
+)
+
+func TestInviterAndKeptBytes(t *testing.T) {
+	d, _ := openTest(t)
+	ctx := context.Background()
+	if who, err := d.Inviter(ctx, "!r:x"); err != nil || who != "" {
+		t.Fatalf("unknown room: %q %v", who, err)
+	}
+	if err := d.SetInviter(ctx, "!r:x", "@a:x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetInviter(ctx, "!r:x", "@b:x"); err != nil {
+		t.Fatal(err)
+	}
+	if who, _ := d.Inviter(ctx, "!r:x"); who != "@b:x" {
+		t.Errorf("inviter %q, want the latest", who)
+	}
+	add := func(room, folder string, status Status, parts ...*Part) {
+		r := &Recording{RoomID: room, CallID: folder, Kind: "1:1", Folder: folder}
+		if err := d.CreateRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		r.Status = status
+		if err := d.UpdateRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range parts {
+			p.RecordingID, p.Track, p.Part, p.UserID, p.Kind, p.Codec = r.ID, "t", i+1, "@a:x", "audio", "opus"
+			if err := d.SavePart(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add("!r:x", "f1", StatusNotified, &Part{File: "a", Bytes: 100, Status: StatusSaved}, &Part{File: "b", Bytes: 50, Status: StatusSaved, LocalDeleted: true})
+	add("!r:x", "f2", StatusActive, &Part{File: "a", Bytes: 1000, Status: StatusActive}) // live: counted from its folder
+	add("!r:x", "f3", StatusDeleted, &Part{File: "a", Bytes: 1000, Status: StatusDeleted})
+	add("!s:x", "f4", StatusSaved, &Part{File: "a", Bytes: 7, Status: StatusSaved})
+	got, err := d.KeptBytesByRoom(ctx, []string{"!r:x", "!s:x", "!t:x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["!r:x"] != 100 || got["!s:x"] != 7 || got["!t:x"] != 0 {
+		t.Errorf("kept bytes %v", got)
+	}
+}
