@@ -47,11 +47,12 @@ type Bot struct {
 	crypto *cryptohelper.CryptoHelper
 	rtc    *rtc.Factory
 	rec    *recorder.Recorder
-	calls  *onetoone.Manager
+	calls  oneToOneCalls
 	groups *groups
 	cmds   *commands
 	post   *postcall.Manager
 	marks  markCounts
+	dms    directRooms
 	turn   turnCache
 	st     *storeRT       // state database, uploads, limits, retention (storage_*.go)
 	lock   *lockfile.Lock // data_dir's lock, held until Run returns
@@ -67,6 +68,16 @@ type Bot struct {
 	// Ready is closed after the first successful sync.
 	ready     chan struct{}
 	readyOnce sync.Once
+}
+
+// oneToOneCalls is what the bot uses of the 1:1 call manager (onetoone.Manager).
+type oneToOneCalls interface {
+	HandleBatch(ctx context.Context, evs []onetoone.Event)
+	PeerLeft(roomID id.RoomID, user id.UserID)
+	HangupRoom(roomID id.RoomID, why string) int
+	Active() []onetoone.Status
+	Mark(roomID id.RoomID, user id.UserID, text string, at time.Time) int
+	Shutdown(ctx context.Context) error
 }
 
 // Options for New that are not in the config file.

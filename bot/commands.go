@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ type commands struct {
 	b      *Bot
 	prefix string
 	byName map[string]*command
+	limit  *cmdLimiter
 }
 
 // userError is a problem the user should read in the room.
@@ -44,7 +46,7 @@ type userError struct{ msg string }
 func (e userError) Error() string { return e.msg }
 
 func newCommands(b *Bot) *commands {
-	c := &commands{b: b, prefix: b.cfg.Bot.CommandPrefix, byName: map[string]*command{}}
+	c := &commands{b: b, prefix: b.cfg.Bot.CommandPrefix, byName: map[string]*command{}, limit: newCmdLimiter(time.Now)}
 	for _, cmd := range []*command{
 		{name: "help", description: "show this list", handler: c.help},
 		{name: "status", description: "what is being recorded in this room", handler: c.status},
@@ -65,9 +67,12 @@ func newCommands(b *Bot) *commands {
 	return c
 }
 
-// dispatch runs a command from a message body. Garbage is ignored; an unknown command gets
-// a short hint; a failing or panicking handler is logged and reported, never fatal.
-func (c *commands) dispatch(ctx context.Context, evt *event.Event, body string) {
+// dispatch runs a command from a message body. Garbage is ignored; an unknown command is
+// answered only when it is meant for this bot (see unknownReply); every command counts
+// against its sender's and its room's rate limit; a failing or panicking handler is logged
+// and reported, never fatal.
+func (c *commands) dispatch(ctx context.Context, evt *event.Event, msg *event.MessageEventContent) {
+	body := msg.Body
 	if !strings.HasPrefix(body, c.prefix) || len(body) > maxCommandLength || !utf8.ValidString(body) {
 		return
 	}
@@ -76,12 +81,30 @@ func (c *commands) dispatch(ctx context.Context, evt *event.Event, body string) 
 		return
 	}
 	name := strings.ToLower(fields[0])
-	log := c.b.log.With().Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).Stringer("event_id", evt.ID).Str("command", name).Logger()
 	cmd, ok := c.byName[name]
+	reply := ""
 	if !ok {
-		if len(name) <= 32 {
-			c.b.notice(ctx, evt.RoomID, fmt.Sprintf("I don't know %s%s. Type %shelp for what I can do.", c.prefix, name, c.prefix), evt.ID)
+		// Other bots in the room have commands too ("!ban", "!!! great"): answer only
+		// what is meant for this one.
+		if reply = c.unknownReply(name, c.b.mentioned(evt, msg)); reply == "" {
+			return
 		}
+	}
+	log := c.b.log.With().Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).Stringer("event_id", evt.ID).Str("command", name).Logger()
+	switch v, byRoom := c.limit.allow(evt.Sender, evt.RoomID); v {
+	case refusedSilently:
+		return
+	case refusedNotice:
+		log.Warn().Bool("room_limit", byRoom).Msg("Command rate limit reached; ignoring commands for a while")
+		if byRoom {
+			c.b.notice(ctx, evt.RoomID, "That is a lot of commands in this room; I ignore commands here for a little while.", evt.ID)
+		} else {
+			c.b.noticeMentions(ctx, evt.RoomID, fmt.Sprintf("%s, that is a lot of commands; I ignore yours for a little while.", evt.Sender), evt.ID, []id.UserID{evt.Sender})
+		}
+		return
+	}
+	if !ok {
+		c.b.notice(ctx, evt.RoomID, reply, evt.ID)
 		return
 	}
 	cc := &cmdContext{roomID: evt.RoomID, sender: evt.Sender, event: evt.ID, args: fields[1:]}
@@ -150,8 +173,116 @@ func (c *commands) status(ctx context.Context, cc *cmdContext) error {
 }
 
 func (c *commands) hangup(ctx context.Context, cc *cmdContext) error {
+	if err := c.b.mayEndCall(cc); err != nil {
+		return err
+	}
 	if n := c.b.calls.HangupRoom(cc.roomID, fmt.Sprintf("%s asked me to hang up", cc.sender)); n == 0 {
 		return userError{"There is no call in this room."}
 	}
 	return nil
+}
+
+// callPeers returns who the bot is in a 1:1 call with in a room.
+func (b *Bot) callPeers(roomID id.RoomID) []id.UserID {
+	if b.calls == nil {
+		return nil
+	}
+	var out []id.UserID
+	for _, st := range b.calls.Active() {
+		if st.RoomID == roomID {
+			out = append(out, st.Peer)
+		}
+	}
+	return out
+}
+
+// mayEndCall checks that the sender is in the room's 1:1 call: a 1:1 call is ended (or
+// marked) by the person in it, not by whoever else is in the room.
+func (b *Bot) mayEndCall(cc *cmdContext) error {
+	peers := b.callPeers(cc.roomID)
+	if len(peers) == 0 || slices.Contains(peers, cc.sender) {
+		return nil
+	}
+	names := make([]string, len(peers))
+	for i, p := range peers {
+		names[i] = string(p)
+	}
+	return userError{fmt.Sprintf("Sorry %s, only the person in the call (%s) may do that.", cc.sender, strings.Join(names, ", "))}
+}
+
+// mentioned reports whether a message mentions the bot: an intentional mention, a pill or
+// its user id in the text.
+func (b *Bot) mentioned(evt *event.Event, msg *event.MessageEventContent) bool {
+	me := b.client.UserID
+	if msg.Mentions != nil && slices.Contains(msg.Mentions.UserIDs, me) {
+		return true
+	}
+	return strings.Contains(msg.Body, string(me)) || strings.Contains(msg.FormattedBody, "matrix.to/#/"+string(me))
+}
+
+// unknownReply is the answer to an unknown command, or "" when it is not meant for this
+// bot: only a word (letters first) that is a typo of one of its commands, or any word when
+// the bot is mentioned, gets one.
+func (c *commands) unknownReply(name string, mentioned bool) string {
+	if !commandWord(name) {
+		return ""
+	}
+	best, dist := "", 99
+	for n := range c.byName {
+		if d := editDistance(name, n); d < dist || (d == dist && n < best) {
+			best, dist = n, d
+		}
+	}
+	limit := 1
+	if len(name) > 4 {
+		limit = 2
+	}
+	switch {
+	case dist <= limit:
+		return fmt.Sprintf("I don't know %s%s. Did you mean %s%s? Type %shelp for what I can do.", c.prefix, name, c.prefix, best, c.prefix)
+	case mentioned:
+		return fmt.Sprintf("I don't know %s%s. Type %shelp for what I can do.", c.prefix, name, c.prefix)
+	}
+	return ""
+}
+
+// commandWord reports whether a word looks like a command: a letter, then letters,
+// digits, - or _, at most 32 in all.
+func commandWord(w string) bool {
+	if w == "" || len(w) > 32 {
+		return false
+	}
+	for i, r := range w {
+		letter := r >= 'a' && r <= 'z'
+		if !letter && (i == 0 || !(r >= '0' && r <= '9' || r == '-' || r == '_')) {
+			return false
+		}
+	}
+	return true
+}
+
+// editDistance is the optimal string alignment distance (Levenshtein with adjacent
+// transpositions) of two short ASCII words.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }

@@ -79,7 +79,14 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 		g.mu.Unlock()
 		return userError{fmt.Sprintf("Already recording here since %s (started by %s). Type %sstop to end it.", cur.rec.Status().StartedAt.UTC().Format("15:04 UTC"), cur.by, g.b.cfg.Bot.CommandPrefix)}
 	}
+	running := len(g.active)
 	g.mu.Unlock()
+	if max := g.b.cfg.Calls.MaxGroupRecordings; running >= max {
+		return userError{fmt.Sprintf("Sorry, I am already recording %d group calls, the most I record at once (calls.max_group_recordings). Try again when one has ended.", running)}
+	}
+	if err := g.b.st.admit(ctx, cc.roomID, "group"); err != nil {
+		return userError{"Sorry, I cannot record here now: " + err.Error() + ". Try again when one has ended."}
+	}
 
 	var (
 		best    call.Backend
@@ -116,6 +123,10 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 		var ce call.UserError
 		if errors.As(err, &ce) {
 			return userError{ce.Msg}
+		}
+		var le limitError
+		if errors.As(err, &le) {
+			return userError{"Sorry, I cannot record here now: " + le.msg + "."}
 		}
 		return fmt.Errorf("start recording: %w", err)
 	}
@@ -189,7 +200,10 @@ func (g *groups) stop(ctx context.Context, cc *cmdContext) error {
 	gr := g.active[cc.roomID]
 	g.mu.Unlock()
 	if gr == nil {
-		// A 1:1 call in this room is ended with !stop too.
+		// A 1:1 call in this room is ended with !stop too, by the person in it.
+		if err := g.b.mayEndCall(cc); err != nil {
+			return err
+		}
 		if n := g.b.calls.HangupRoom(cc.roomID, fmt.Sprintf("%s asked me to stop", cc.sender)); n > 0 {
 			return nil
 		}

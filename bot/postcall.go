@@ -236,7 +236,9 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 	if gr != nil {
 		folders = append(folders, gr.folder)
 	}
-	if b.calls != nil {
+	// A 1:1 call is marked by the person in it only.
+	markCall := b.calls != nil && b.mayEndCall(cc) == nil
+	if markCall {
 		for _, st := range b.calls.Active() {
 			if st.RoomID == cc.roomID && st.Folder != "" {
 				folders = append(folders, st.Folder)
@@ -244,6 +246,9 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 		}
 	}
 	if len(folders) == 0 {
+		if !markCall {
+			return b.mayEndCall(cc)
+		}
 		return userError{"Nothing is being recorded in this room, so there is nothing to mark."}
 	}
 	if !b.marks.take(folders) {
@@ -257,7 +262,7 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 		gr.rec.Mark(cc.sender, text, at)
 		n++
 	}
-	if b.calls != nil {
+	if markCall {
 		n += b.calls.Mark(cc.roomID, cc.sender, text, at)
 	}
 	if n == 0 {

@@ -66,18 +66,27 @@ func (st *storeRT) deliver(ctx context.Context, roomID id.RoomID, folder string,
 		st.b.notice(ctx, roomID, strings.TrimSpace(headline+"\n"+summary(*m, folder)), "")
 		return
 	}
+	// One delivery per recording at a time; deleting the recording ends it.
 	st.mu.Lock()
-	if st.delivered[rec.ID] {
+	if _, busy := st.delivering[rec.ID]; busy {
 		st.mu.Unlock()
 		return
 	}
-	st.delivered[rec.ID] = true
+	ctx, cancel := context.WithCancel(ctx)
+	st.delivering[rec.ID] = cancel
 	st.mu.Unlock()
 	defer func() {
 		st.mu.Lock()
-		delete(st.delivered, rec.ID)
+		delete(st.delivering, rec.ID)
 		st.mu.Unlock()
+		cancel()
 	}()
+	if rec.Status.Gone() {
+		return
+	}
+	if headline == "" {
+		headline = rec.StopReason // kept from an attempt that could not be posted
+	}
 	if finErr != nil {
 		headline = strings.TrimSpace(headline + "\nSome files could not be finalised cleanly; they stay playable up to their last second.")
 	}
@@ -100,11 +109,17 @@ func (st *storeRT) deliver(ctx context.Context, roomID id.RoomID, folder string,
 	if !announce {
 		return // bot.notices is off: the uploads go on, nothing is posted
 	}
-	text, htmlText := st.summaryText(ctx, rec, headline, complete)
+	withLinks := !st.cfg.Storage.LinksByDM
+	text, htmlText := st.summaryText(ctx, rec, headline, complete, withLinks)
 	evt := st.sendSummary(ctx, roomID, text, htmlText, id.EventID(rec.SummaryEvent))
+	if evt == "" && ctx.Err() == nil {
+		st.log.Warn().Str("recording", rec.ID).Msg("Could not post the recording summary; retrying while the bot runs")
+	}
 	rec, err = st.db.ModifyRecording(context.WithoutCancel(ctx), rec.ID, func(r *storage.Recording) {
 		if evt != "" {
 			r.SummaryEvent = string(evt)
+		} else {
+			r.StopReason = headline
 		}
 		switch {
 		case r.Status.Gone() || r.Status.Live():
@@ -117,15 +132,25 @@ func (st *storeRT) deliver(ctx context.Context, roomID id.RoomID, folder string,
 		}
 	})
 	firstDone()
+	if evt != "" {
+		st.mu.Lock()
+		delete(st.notifyRetry, rec.ID)
+		st.mu.Unlock()
+	}
 	if err != nil || complete || st.up == nil || evt == "" {
 		return
 	}
 	// Uploads are still going (the store is slow or down): edit the summary once they
-	// are done, however long that takes.
-	log.Info().Msg("Summary posted before every upload finished; it will be edited with the links")
+	// are done, however long that takes (or until the recording is deleted).
+	if withLinks {
+		log.Info().Msg("Summary posted before every upload finished; it will be edited with the links")
+	}
 	for ctx.Err() == nil {
 		if err := st.up.Wait(ctx, rec.ID); err != nil {
 			return
+		}
+		if cur, err := st.db.Recording(ctx, rec.ID); err != nil || cur.Status.Gone() {
+			return // deleted meanwhile: nothing is left to link to
 		}
 		if st.uploadsComplete(ctx, rec.ID) && st.uploadManifest(ctx, rec) == nil {
 			break
@@ -133,11 +158,18 @@ func (st *storeRT) deliver(ctx context.Context, roomID id.RoomID, folder string,
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(30 * time.Second):
+		case <-time.After(st.uploadPoll):
 		}
 	}
-	text, htmlText = st.summaryText(ctx, rec, headline, true)
-	st.sendSummary(ctx, roomID, text, htmlText, evt)
+	if ctx.Err() != nil {
+		return // shutdown or deletion: the next start finishes (or nothing is left)
+	}
+	if withLinks {
+		text, htmlText = st.summaryText(ctx, rec, headline, true, true)
+		if st.sendSummary(ctx, roomID, text, htmlText, evt) == "" {
+			return // stays uploaded: retried at the next start
+		}
+	}
 	if _, err := st.db.ModifyRecording(context.WithoutCancel(ctx), rec.ID, func(r *storage.Recording) {
 		if !r.Status.Gone() && !r.Status.Live() {
 			r.Status = storage.StatusNotified
@@ -245,14 +277,18 @@ func (st *storeRT) links(ctx context.Context, rec *storage.Recording, parts []*s
 	return out
 }
 
-// summaryText builds the summary in plain text and HTML.
-func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, headline string, complete bool) (string, string) {
+// summaryText builds the summary in plain text and HTML, with the links when withLinks
+// (without them it says how to get them by direct message, storage.links_by_dm).
+func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, headline string, complete, withLinks bool) (string, string) {
 	m, err := recorder.ReadManifest(filepath.Join(st.cfg.Recordings.Dir, rec.Folder))
 	if err != nil {
 		m = &recorder.Manifest{}
 	}
 	parts, _ := st.db.Parts(ctx, rec.ID)
-	links := st.links(ctx, rec, parts)
+	links := map[string]fileLink{}
+	if withLinks {
+		links = st.links(ctx, rec, parts)
+	}
 	names := st.memberNames(ctx, id.RoomID(rec.RoomID))
 	var t, h strings.Builder
 	line := func(plain, rich string) {
@@ -308,7 +344,10 @@ func (st *storeRT) summaryText(ctx context.Context, rec *storage.Recording, head
 		line(plain, rich)
 	}
 	var notes []string
+	p := st.cfg.Bot.CommandPrefix
 	switch {
+	case !withLinks && st.cfg.EffectiveLinks() != config.LinksNone:
+		notes = append(notes, fmt.Sprintf("For the links, type %srecordings %s: I send them to you in a direct message (to the people recorded and to whoever may start recordings here).", p, rec.ID))
 	case pending > 0 && !complete:
 		notes = append(notes, "Uploads are still running; this message gets the links when they are done.")
 	case st.cfg.EffectiveLinks() != config.LinksNone && len(links) > 0:
@@ -400,7 +439,8 @@ func (st *storeRT) sendSummary(ctx context.Context, roomID id.RoomID, text, html
 		content.SetEdit(replace)
 	}
 	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
+	// mautrix retries each request on 429 and 5xx already; these are attempts on top.
+	for attempt := 0; attempt < 3; attempt++ {
 		resp, err := st.b.client.SendMessageEvent(ctx, roomID, event.EventMessage, content)
 		if err == nil {
 			if replace != "" {
@@ -412,7 +452,7 @@ func (st *storeRT) sendSummary(ctx context.Context, roomID id.RoomID, text, html
 		select {
 		case <-ctx.Done():
 			return ""
-		case <-time.After(time.Duration(attempt+1) * 2 * time.Second):
+		case <-time.After(time.Duration(attempt+1) * st.sendBackoff):
 		}
 	}
 	st.log.Error().Err(lastErr).Stringer("room_id", roomID).Msg("Could not post the recording summary")
@@ -458,4 +498,56 @@ func folderBytes(folder string) int64 {
 		}
 	}
 	return n
+}
+
+// endDelivery ends the delivery of a recording that is being deleted.
+func (st *storeRT) endDelivery(recID string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if cancel := st.delivering[recID]; cancel != nil {
+		cancel()
+	}
+	delete(st.notifyRetry, recID)
+}
+
+// Summaries that could not be posted (the homeserver was down) are tried again while the
+// bot runs, with a pause that doubles up to renotifyMax.
+const (
+	renotifyEvery = 15 * time.Second
+	renotifyFirst = 30 * time.Second
+	renotifyMax   = 10 * time.Minute
+)
+
+// retryState paces the retries of one summary.
+type retryState struct {
+	pause time.Duration
+	next  time.Time
+}
+
+// renotify posts the summaries that could not be posted, each when its pause is over.
+func (st *storeRT) renotify(ctx context.Context) {
+	recs, err := st.db.RecordingsWithStatus(ctx, storage.StatusFailedNotify)
+	if err != nil {
+		return
+	}
+	now := st.now()
+	for _, r := range recs {
+		st.mu.Lock()
+		_, busy := st.delivering[r.ID]
+		rs := st.notifyRetry[r.ID]
+		if rs == nil {
+			rs = &retryState{pause: renotifyFirst, next: now.Add(renotifyFirst)}
+			st.notifyRetry[r.ID] = rs
+		}
+		due := !busy && !now.Before(rs.next)
+		if due {
+			rs.next = now.Add(rs.pause)
+			rs.pause = min(2*rs.pause, renotifyMax)
+		}
+		st.mu.Unlock()
+		if due {
+			st.log.Info().Str("recording", r.ID).Msg("Trying again to post a recording summary")
+			st.goDeliver(id.RoomID(r.RoomID), r.Folder, nil, "")
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
@@ -75,6 +78,9 @@ func (st *storeRT) expire(ctx context.Context, r *storage.Recording) {
 // the copies in object storage and the local folder are deleted, and the rows are marked
 // with status (expired or deleted). The rows stay, so !recordings still shows what was.
 func (st *storeRT) deleteRecording(ctx context.Context, r *storage.Recording, status storage.Status) error {
+	// A delivery still waiting for uploads of this recording ends now (even if the
+	// deletion fails below and is tried again: nobody wants links to it any more).
+	st.endDelivery(r.ID)
 	if st.up != nil {
 		st.up.Cancel(r.ID)
 		ups, err := st.db.Uploads(ctx, r.ID)
@@ -114,8 +120,9 @@ func (st *storeRT) deleteRecording(ctx context.Context, r *storage.Recording, st
 	return err
 }
 
-// listRecordings is !recordings [id]: the room's recordings, or one recording's files with
-// fresh links.
+// listRecordings is !recordings [id]: the room's recordings (for anyone in the room), or
+// one recording's files with fresh links (for the people recorded in it and whoever may
+// start recordings in the room; by direct message with storage.links_by_dm).
 func (st *storeRT) listRecordings(ctx context.Context, cc *cmdContext) error {
 	if len(cc.args) > 0 {
 		r, err := st.db.Recording(ctx, strings.ToLower(cc.args[0]))
@@ -128,8 +135,23 @@ func (st *storeRT) listRecordings(ctx context.Context, cc *cmdContext) error {
 		if r.Status.Live() {
 			return userError{fmt.Sprintf("The recording %s is still running; the links come when it ends.", r.ID)}
 		}
-		text, htmlText := st.summaryText(ctx, r, "", st.uploadsComplete(ctx, r.ID))
-		st.sendSummary(ctx, cc.roomID, text, htmlText, "")
+		if err := st.mayGetLinks(ctx, cc, r); err != nil {
+			return err
+		}
+		text, htmlText := st.summaryText(ctx, r, "", st.uploadsComplete(ctx, r.ID), true)
+		if !st.cfg.Storage.LinksByDM || st.cfg.EffectiveLinks() == config.LinksNone {
+			st.sendSummary(ctx, cc.roomID, text, htmlText, "")
+			return nil
+		}
+		dm, err := st.b.directRoom(ctx, cc.sender)
+		if err != nil {
+			return err
+		}
+		intro := fmt.Sprintf("The recording %s of %s:", r.ID, r.RoomID)
+		if st.sendSummary(ctx, dm, intro+"\n"+text, html.EscapeString(intro)+"<br>"+htmlText, "") == "" {
+			return errors.New("could not send you the direct message")
+		}
+		st.b.noticeMentions(ctx, cc.roomID, fmt.Sprintf("%s, I sent you the links of %s in a direct message.", cc.sender, r.ID), cc.event, []id.UserID{cc.sender})
 		return nil
 	}
 	list, err := st.db.RecordingsInRoom(ctx, string(cc.roomID), 20)
@@ -227,4 +249,31 @@ func humanDuration(d time.Duration) string {
 	default:
 		return plural(int64((d+500*time.Millisecond)/time.Second), "second")
 	}
+}
+
+// mayGetLinks lets the people recorded in a recording and whoever may start recordings in
+// the room have its links; anyone else in the room may only see that it exists.
+func (st *storeRT) mayGetLinks(ctx context.Context, cc *cmdContext, r *storage.Recording) error {
+	if m, err := recorder.ReadManifest(filepath.Join(st.cfg.Recordings.Dir, filepath.Base(r.Folder))); err == nil {
+		for _, p := range m.Participants {
+			if id.UserID(p.UserID) == cc.sender {
+				return nil
+			}
+		}
+	}
+	if parts, err := st.db.Parts(ctx, r.ID); err == nil {
+		for _, p := range parts {
+			if id.UserID(p.UserID) == cc.sender {
+				return nil
+			}
+		}
+	}
+	if err := st.b.groups.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
+		var ue userError
+		if errors.As(err, &ue) {
+			return userError{fmt.Sprintf("Sorry %s, the links of %s are for the people recorded in it and for members who may start recordings here.", cc.sender, r.ID)}
+		}
+		return err
+	}
+	return nil
 }

@@ -54,9 +54,17 @@ type storeRT struct {
 	mu        sync.Mutex
 	live      map[string]*liveRec // by folder name
 	manifests sync.Mutex          // serialises manifest rewrites of finished folders
-	delivered map[string]bool     // recordings whose delivery runs in this process
-	startup   []startupItem       // what the last run left, handled after the first sync
-	httpAddr  string
+	// delivering holds the recordings whose delivery runs in this process, with what
+	// ends it (the recording's deletion does).
+	delivering map[string]context.CancelFunc
+	// notifyRetry paces the retries of summaries that could not be posted.
+	notifyRetry map[string]*retryState
+	// sendBackoff is the pause between attempts to post a message, uploadPoll how often a
+	// posted summary looks at uploads that are still going (tests shorten them).
+	sendBackoff time.Duration
+	uploadPoll  time.Duration
+	startup     []startupItem // what the last run left, handled after the first sync
+	httpAddr    string
 }
 
 // liveRec is a recording in progress.
@@ -65,6 +73,8 @@ type liveRec struct {
 	sess   *recorder.Session
 	roomID id.RoomID
 	kind   string
+	// inviter invited the bot into the room ("" unknown): recordings.max_per_inviter.
+	inviter id.UserID
 	// The start notice, edited with progress.
 	startEvent id.EventID
 	startText  string
@@ -79,7 +89,8 @@ func newStoreRT(ctx context.Context, b *Bot) (*storeRT, error) {
 	cfg := b.cfg
 	st := &storeRT{
 		b: b, cfg: cfg, log: b.log.With().Str("component", "storage").Logger(), now: time.Now, statfs: freeBytes,
-		live: map[string]*liveRec{}, delivered: map[string]bool{},
+		live: map[string]*liveRec{}, delivering: map[string]context.CancelFunc{}, notifyRetry: map[string]*retryState{},
+		sendBackoff: 2 * time.Second, uploadPoll: 30 * time.Second,
 		say:  func(ctx context.Context, roomID id.RoomID, text string) { b.notice(ctx, roomID, text, "") },
 		stop: b.stopRecording,
 	}
@@ -150,7 +161,8 @@ func freeBytes(dir string) (int64, error) {
 	return int64(fs.Bavail) * int64(fs.Bsize), nil
 }
 
-// onSessionStart refuses a recording when the disk is (nearly) full, and records it.
+// onSessionStart refuses a recording when the disk is (nearly) full or a limit on
+// recordings at once is reached (a resumed one was admitted before), and records it.
 func (st *storeRT) onSessionStart(s *recorder.Session) error {
 	if min := int64(st.cfg.Recordings.MinFreeSpace); min > 0 {
 		if free, err := st.statfs(filepath.Dir(s.Folder())); err == nil && free < min {
@@ -160,6 +172,18 @@ func (st *storeRT) onSessionStart(s *recorder.Session) error {
 	ctx, cancel := st.dbCtx()
 	defer cancel()
 	folder := filepath.Base(s.Folder())
+	roomID := id.RoomID(s.RoomID())
+	lr := &liveRec{sess: s, roomID: roomID, kind: s.Kind(), inviter: st.inviterOf(ctx, roomID)}
+	// Checked and taken under one lock, so two starts cannot both take the last slot.
+	st.mu.Lock()
+	if !s.Resumed() {
+		if err := st.admitLocked(roomID, lr.inviter, lr.kind); err != nil {
+			st.mu.Unlock()
+			return err
+		}
+	}
+	st.live[folder] = lr
+	st.mu.Unlock()
 	r := &storage.Recording{RoomID: s.RoomID(), CallID: s.CallID(), Kind: s.Kind(), Folder: folder, StartedAt: s.StartedAt()}
 	if err := st.db.CreateRecording(ctx, r); err != nil {
 		// Recording matters more than bookkeeping: go on, loudly.
@@ -174,7 +198,7 @@ func (st *storeRT) onSessionStart(s *recorder.Session) error {
 		}
 	}
 	st.mu.Lock()
-	st.live[folder] = &liveRec{id: r.ID, sess: s, roomID: id.RoomID(s.RoomID()), kind: s.Kind()}
+	lr.id = r.ID
 	st.mu.Unlock()
 	st.m.RecordingsStarted.Inc()
 	return nil
@@ -506,6 +530,7 @@ func (st *storeRT) run(ctx context.Context) error {
 		st.goLoop("progress", st.cfg.Recordings.ProgressInterval.D()/4, st.progress)
 	}
 	st.goLoop("retention", st.retentionInterval(), st.retention)
+	st.goLoop("renotify", renotifyEvery, st.renotify)
 	st.wg.Add(1)
 	go func() {
 		defer st.wg.Done()

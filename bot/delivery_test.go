@@ -1,0 +1,139 @@
+package bot
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
+	"github.com/matrix-recorder/matrix-recorder/storage/upload"
+)
+
+// A summary that could not be posted (the homeserver was down) is posted while the bot
+// runs, with its headline, once the homeserver is back: not only at the next start.
+func TestSummaryRetriedWhileRunning(t *testing.T) {
+	e := newCmdEnv(t, nil)
+	var mu sync.Mutex
+	now := time.Now()
+	e.b.st.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	recID := finishedRecording(t, e, alice)
+	ctx := context.Background()
+	if _, err := e.b.st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.StatusSaved }); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.b.st.db.Recording(ctx, recID)
+	e.hs.mu.Lock()
+	e.hs.failSend = 1000
+	e.hs.mu.Unlock()
+	e.b.st.deliver(ctx, room, r.Folder, nil, "Call ended: alice hung up.", nil, nil, true)
+	if r, _ := e.b.st.db.Recording(ctx, recID); r.Status != storage.StatusFailedNotify {
+		t.Fatalf("status after failing to post: %s", r.Status)
+	}
+	e.hs.mu.Lock()
+	e.hs.failSend = 0
+	e.hs.mu.Unlock()
+	e.b.st.renotify(ctx) // notes the failure; not due yet
+	e.b.st.wg.Wait()
+	if got := e.hs.notices(room); len(got) != 0 {
+		t.Fatalf("retried at once: %q", got)
+	}
+	advance(renotifyFirst)
+	e.b.st.renotify(ctx)
+	e.b.st.wg.Wait()
+	got := joined(e.hs.notices(room))
+	if !strings.Contains(got, "Recording saved") || !strings.Contains(got, "alice hung up") {
+		t.Fatalf("summary after the homeserver came back: %q", got)
+	}
+	if r, _ := e.b.st.db.Recording(ctx, recID); r.Status != storage.StatusNotified {
+		t.Errorf("status: %s", r.Status)
+	}
+	// Posted once: later rounds do nothing.
+	advance(time.Hour)
+	e.b.st.renotify(ctx)
+	e.b.st.wg.Wait()
+	if n := len(e.hs.notices(room)); n != 1 {
+		t.Errorf("%d summaries", n)
+	}
+}
+
+// The backoff between retries doubles up to renotifyMax.
+func TestSummaryRetryBacksOff(t *testing.T) {
+	e := newCmdEnv(t, nil)
+	now := time.Now()
+	e.b.st.now = func() time.Time { return now }
+	recID := finishedRecording(t, e, alice)
+	ctx := context.Background()
+	if _, err := e.b.st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.StatusFailedNotify }); err != nil {
+		t.Fatal(err)
+	}
+	e.hs.mu.Lock()
+	e.hs.failSend = 1 << 30
+	e.hs.mu.Unlock()
+	var attempts []time.Duration
+	start := now
+	for i := 0; i < 2000 && len(attempts) < 7; i++ {
+		before := e.hs.sendCalls()
+		e.b.st.renotify(ctx)
+		e.b.st.wg.Wait()
+		if e.hs.sendCalls() > before {
+			attempts = append(attempts, now.Sub(start))
+		}
+		now = now.Add(15 * time.Second)
+	}
+	var gaps []time.Duration
+	for i := 1; i < len(attempts); i++ {
+		gaps = append(gaps, attempts[i]-attempts[i-1])
+	}
+	if len(gaps) < 5 || gaps[0] > gaps[1] || gaps[1] >= gaps[3] || gaps[len(gaps)-1] > renotifyMax+15*time.Second {
+		t.Errorf("gaps between retries: %v", gaps)
+	}
+}
+
+// A delivery that waits for uploads ends when its recording is deleted, instead of
+// polling a store for files that are gone, for ever.
+func TestDeliveryEndsWhenDeleted(t *testing.T) {
+	e := newCmdEnv(t, nil)
+	st := e.b.st
+	var err error
+	// A store that cannot be reached: the upload never completes.
+	if st.s3, err = s3store.New(s3store.Config{Endpoint: "127.0.0.1:9", Bucket: "b", AccessKey: "a", SecretKey: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	st.up = upload.New(st.ctx, st.db, st.s3, upload.Options{Dir: e.b.cfg.Recordings.Dir, Log: zerolog.Nop()})
+	st.uploadPoll = 10 * time.Millisecond
+	recID := finishedRecording(t, e, alice)
+	ctx := context.Background()
+	r, _ := st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.StatusSaved })
+	drain, cancel := context.WithCancel(context.Background())
+	cancel()
+	st.drainCtx = drain // do not wait linkWait for the uploads before posting
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st.deliver(st.ctx, room, r.Folder, nil, "", nil, nil, true)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.hs.notices(room)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatal("the delivery ended before the uploads did")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.StatusDeleted }); err != nil {
+		t.Fatal(err)
+	}
+	st.endDelivery(recID) // what deleteRecording does first
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the delivery goes on after its recording was deleted")
+	}
+}

@@ -1,0 +1,277 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
+	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/storage/metrics"
+)
+
+// fakeHS is the part of a homeserver the bot's commands talk to, in process: it records
+// what the bot sends and answers power levels, members and room creation.
+type fakeHS struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	sent     []sentEvent
+	levels   map[id.RoomID]map[id.UserID]int // users' power levels (others: 0, state events: 50)
+	members  map[id.RoomID][]id.UserID
+	created  []id.RoomID
+	invites  map[id.RoomID][]id.UserID
+	direct   map[id.UserID][]id.RoomID
+	failSend int // the next failSend sends fail with 500, as a homeserver that is down
+	sends    int
+}
+
+type sentEvent struct {
+	Room id.RoomID
+	Type string
+	Body string
+	Edit bool
+}
+
+func newFakeHS(t *testing.T) *fakeHS {
+	f := &fakeHS{t: t, levels: map[id.RoomID]map[id.UserID]int{}, members: map[id.RoomID][]id.UserID{},
+		invites: map[id.RoomID][]id.UserID{}, direct: map[id.UserID][]id.RoomID{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /_matrix/client/v3/rooms/{room}/send/{type}/{txn}", f.send)
+	mux.HandleFunc("GET /_matrix/client/v3/rooms/{room}/state/{type}/{key...}", f.state)
+	mux.HandleFunc("GET /_matrix/client/v3/rooms/{room}/joined_members", f.joined)
+	mux.HandleFunc("POST /_matrix/client/v3/createRoom", f.createRoom)
+	mux.HandleFunc("GET /_matrix/client/v3/user/{user}/account_data/m.direct", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		writeJSON(w, f.direct)
+	})
+	mux.HandleFunc("PUT /_matrix/client/v3/user/{user}/account_data/m.direct", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		_ = json.NewDecoder(r.Body).Decode(&f.direct)
+		writeJSON(w, map[string]any{})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		t.Logf("fake homeserver: unexpected %s %s", r.Method, r.URL.Path)
+		w.WriteHeader(http.StatusNotFound)
+		writeJSON(w, map[string]string{"errcode": "M_UNRECOGNIZED", "error": "not faked"})
+	})
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (f *fakeHS) send(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sends++
+	if f.failSend > 0 {
+		f.failSend--
+		w.WriteHeader(http.StatusInternalServerError)
+		writeJSON(w, map[string]string{"errcode": "M_UNKNOWN", "error": "down"})
+		return
+	}
+	var c event.MessageEventContent
+	data, _ := io.ReadAll(r.Body)
+	_ = json.Unmarshal(data, &c)
+	body := c.Body
+	if c.NewContent != nil {
+		body = c.NewContent.Body
+	}
+	f.sent = append(f.sent, sentEvent{Room: id.RoomID(r.PathValue("room")), Type: r.PathValue("type"), Body: body, Edit: c.NewContent != nil})
+	writeJSON(w, map[string]string{"event_id": fmt.Sprintf("$e%d", len(f.sent))})
+}
+
+func (f *fakeHS) state(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	room := id.RoomID(r.PathValue("room"))
+	if r.PathValue("type") != event.StatePowerLevels.Type {
+		w.WriteHeader(http.StatusNotFound)
+		writeJSON(w, map[string]string{"errcode": "M_NOT_FOUND", "error": "no such state"})
+		return
+	}
+	users := map[id.UserID]int{}
+	for u, l := range f.levels[room] {
+		users[u] = l
+	}
+	writeJSON(w, map[string]any{"type": "m.room.power_levels", "state_key": "", "room_id": room,
+		"content": map[string]any{"users": users, "state_default": 50, "events_default": 0, "users_default": 0}})
+}
+
+func (f *fakeHS) joined(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[id.UserID]map[string]string{}
+	for _, u := range f.members[id.RoomID(r.PathValue("room"))] {
+		out[u] = map[string]string{}
+	}
+	writeJSON(w, map[string]any{"joined": out})
+}
+
+func (f *fakeHS) createRoom(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var req mautrix.ReqCreateRoom
+	_ = json.NewDecoder(r.Body).Decode(&req)
+	room := id.RoomID(fmt.Sprintf("!dm%d:example.org", len(f.created)+1))
+	f.created = append(f.created, room)
+	f.invites[room] = req.Invite
+	writeJSON(w, map[string]string{"room_id": string(room)})
+}
+
+// notices returns the bodies the bot sent to a room, in order.
+func (f *fakeHS) notices(room id.RoomID) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, e := range f.sent {
+		if e.Room == room && e.Type == "m.room.message" {
+			out = append(out, e.Body)
+		}
+	}
+	return out
+}
+
+// fakeCalls is the 1:1 call manager with calls the test sets.
+type fakeCalls struct {
+	mu      sync.Mutex
+	active  []onetoone.Status
+	hangups []string
+	marks   int
+}
+
+func (c *fakeCalls) HandleBatch(context.Context, []onetoone.Event) {}
+func (c *fakeCalls) PeerLeft(id.RoomID, id.UserID)                 {}
+func (c *fakeCalls) Shutdown(context.Context) error                { return nil }
+func (c *fakeCalls) Active() []onetoone.Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]onetoone.Status(nil), c.active...)
+}
+func (c *fakeCalls) HangupRoom(room id.RoomID, why string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, s := range c.active {
+		if s.RoomID == room {
+			n++
+			c.hangups = append(c.hangups, why)
+		}
+	}
+	return n
+}
+func (c *fakeCalls) Mark(room id.RoomID, _ id.UserID, _ string, _ time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.active {
+		if s.RoomID == room {
+			c.marks++
+			return 1
+		}
+	}
+	return 0
+}
+
+// cmdEnv is a bot with the fake homeserver, a fake call manager, a real state database
+// and recorder, and commands.
+type cmdEnv struct {
+	b     *Bot
+	hs    *fakeHS
+	calls *fakeCalls
+	n     int
+}
+
+const testBot = id.UserID("@rec:example.org")
+
+func newCmdEnv(t *testing.T, mutate func(*config.Config)) *cmdEnv {
+	t.Helper()
+	hs := newFakeHS(t)
+	cfg := config.Default()
+	dir := t.TempDir()
+	cfg.DataDir = dir
+	cfg.Recordings.Dir = filepath.Join(dir, "recordings")
+	cfg.Matrix.Homeserver = hs.srv.URL
+	cfg.Matrix.UserID = string(testBot)
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	client, err := mautrix.NewClient(hs.srv.URL, testBot, "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Log = zerolog.Nop()
+	b := &Bot{cfg: cfg, log: zerolog.Nop(), client: client, startedAt: time.Now(), ready: make(chan struct{})}
+	calls := &fakeCalls{}
+	b.calls = calls
+	db, err := storage.Open(context.Background(), filepath.Join(dir, storage.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st := &storeRT{
+		b: b, cfg: cfg, log: zerolog.Nop(), db: db, now: time.Now, statfs: freeBytes,
+		live: map[string]*liveRec{}, delivering: map[string]context.CancelFunc{}, notifyRetry: map[string]*retryState{}, sendBackoff: time.Millisecond, uploadPoll: time.Hour,
+		say:  func(ctx context.Context, roomID id.RoomID, text string) { b.notice(ctx, roomID, text, "") },
+		stop: b.stopRecording,
+	}
+	st.edit = st.editStart
+	st.ctx, st.cancel = context.WithCancel(context.Background())
+	st.drainCtx, st.drain = context.WithCancel(st.ctx)
+	t.Cleanup(st.cancel)
+	st.m = metrics.New(st.liveStats, nil)
+	b.st = st
+	if b.rec, err = recorder.New(recorder.Options{Dir: cfg.Recordings.Dir, Hooks: st.hooks()}, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	b.groups = newGroups(b, nil)
+	b.cmds = newCommands(b)
+	return &cmdEnv{b: b, hs: hs, calls: calls}
+}
+
+// say sends a text message from sender into room, as the sync would hand it over, and
+// returns the notices the bot sent to the room in answer.
+func (e *cmdEnv) say(room id.RoomID, sender id.UserID, body string, mentions ...id.UserID) []string {
+	before := len(e.hs.notices(room))
+	e.n++
+	msg := &event.MessageEventContent{MsgType: event.MsgText, Body: body}
+	if len(mentions) > 0 {
+		msg.Mentions = &event.Mentions{UserIDs: mentions}
+	}
+	evt := &event.Event{RoomID: room, Sender: sender, ID: id.EventID(fmt.Sprintf("$in%d", e.n)), Type: event.EventMessage,
+		Timestamp: time.Now().UnixMilli(), Content: event.Content{Parsed: msg}}
+	evt.Mautrix.EventSource = event.SourceTimeline
+	e.b.onMessage(context.Background(), evt)
+	return e.hs.notices(room)[before:]
+}
+
+func joined(answers []string) string { return strings.Join(answers, " | ") }
+
+// sendCalls counts the send requests, failed ones included.
+func (f *fakeHS) sendCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sends
+}
