@@ -180,6 +180,7 @@ func (b *Bot) login(ctx context.Context) error {
 		return fmt.Errorf("create matrix client: %w", err)
 	}
 	client.Log = b.log.With().Str("component", "matrix").Logger()
+	quietRequestLog(client, client.Log)
 	// Every request is retried on network errors, 502-504 and 429 (honouring Retry-After),
 	// with exponential backoff, so a homeserver that restarts or rate-limits loses nothing.
 	client.DefaultHTTPRetries = httpRetries
