@@ -27,7 +27,7 @@ type fixture struct {
 	rec   *storage.Recording
 	dir   string
 	token string
-	mu sync.Mutex
+	mu    sync.Mutex
 	// known, when set, are the bucket/key pairs Confirm matches (else it matches all).
 	known   map[string]bool
 	seen    []string // every Confirm call: bucket|key|size|etag
