@@ -81,7 +81,7 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 	}
 	running := len(g.active)
 	g.mu.Unlock()
-	if max := g.b.cfg.Calls.MaxGroupRecordings; running >= max {
+	if running >= g.b.cfg.Calls.MaxGroupRecordings {
 		return userError{fmt.Sprintf("Sorry, I am already recording %d group calls, the most I record at once (calls.max_group_recordings). Try again when one has ended.", running)}
 	}
 	if err := g.b.st.admit(ctx, cc.roomID, "group"); err != nil {

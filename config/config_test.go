@@ -87,6 +87,18 @@ func TestSafeDefaults(t *testing.T) {
 			t.Errorf("default: InviterAllowed(%s) = %v", sender, got)
 		}
 	}
+	// The example config says the same.
+	t.Setenv(EnvPassword, "secret")
+	ex, err := Parse(strings.NewReader(string(Example)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Recordings.MaxDuration != d.Recordings.MaxDuration || ex.Recordings.MaxPerRoom != d.Recordings.MaxPerRoom ||
+		ex.Recordings.MaxPerInviter != d.Recordings.MaxPerInviter || ex.Recordings.DirMode != d.Recordings.DirMode ||
+		ex.Recordings.FileMode != d.Recordings.FileMode || ex.Recordings.LowFreeSpace != d.Recordings.LowFreeSpace ||
+		ex.Calls.MaxGroupRecordings != d.Calls.MaxGroupRecordings || len(ex.Bot.AllowedInviters) != 0 || ex.Storage.LinksByDM {
+		t.Errorf("the example disagrees with the defaults: %+v %+v", ex.Recordings, ex.Calls)
+	}
 	open := Bot{AllowedInviters: []string{"*"}}
 	if !open.InviterAllowed("@eve:evil.example", "example.org") {
 		t.Error(`"*" does not open invites`)
