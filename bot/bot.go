@@ -45,18 +45,20 @@ type Bot struct {
 
 	client *mautrix.Client
 	crypto *cryptohelper.CryptoHelper
-	rtc    *rtc.Factory
-	rec    *recorder.Recorder
-	calls  oneToOneCalls
-	groups *groups
-	cmds   *commands
-	post   *postcall.Manager
-	marks  markCounts
-	dms    directRooms
-	turn   turnCache
-	st     *storeRT       // state database, uploads, limits, retention (storage_*.go)
-	lock   *lockfile.Lock // data_dir's lock, held until Run returns
-	egress *egressHooks   // LiveKit Egress webhooks and uploads (egress_*.go); nil without deployments
+	// roomCrypto is client.Crypto: crypto with each room's members loaded before its first message.
+	roomCrypto *membersFirstCrypto
+	rtc        *rtc.Factory
+	rec        *recorder.Recorder
+	calls      oneToOneCalls
+	groups     *groups
+	cmds       *commands
+	post       *postcall.Manager
+	marks      markCounts
+	dms        directRooms
+	turn       turnCache
+	st         *storeRT       // state database, uploads, limits, retention (storage_*.go)
+	lock       *lockfile.Lock // data_dir's lock, held until Run returns
+	egress     *egressHooks   // LiveKit Egress webhooks and uploads (egress_*.go); nil without deployments
 
 	// startedAt: messages older than this are history, not commands.
 	startedAt time.Time
@@ -234,7 +236,8 @@ func (b *Bot) login(ctx context.Context) error {
 	helper.DecryptErrorCallback = func(evt *event.Event, err error) {
 		b.log.Warn().Err(err).Stringer("room_id", evt.RoomID).Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Msg("Could not decrypt event")
 	}
-	client.Crypto = helper
+	b.roomCrypto = newMembersFirstCrypto(helper, client, b.log)
+	client.Crypto = b.roomCrypto
 	b.crypto = helper
 	b.log = b.log.With().Stringer("device_id", client.DeviceID).Logger()
 	b.log.Info().Stringer("user_id", client.UserID).Msg("Logged in")

@@ -276,7 +276,7 @@ func (n jsNotices) undecryptableFrom(sender string) []string {
 // own on the test homeserver, and returns its config.
 func startRTCBot(t *testing.T, env *lkEnv) config.Config {
 	t.Helper()
-	cfg := botConfig(t, env.hs)
+	cfg := env.botConfig(t)
 	startProcess(t, cfg)
 	return cfg
 }
@@ -445,7 +445,6 @@ func browserRTCGroup(t *testing.T, env *lkEnv, leave bool) {
 	// Everyone in the call is told that it is recorded, and what was saved: every caller's
 	// client must read every notice of the bot's, from its greeting to the summary.
 	t.Run("EveryCallerReadsTheNotices", func(t *testing.T) {
-		t.Skip(skipNoticesNotSharedWithMembers)
 		for _, c := range callers {
 			n, err := waitPage(timeout(t, 30*time.Second), c.page, c.user+"'s client to read all the bot's notices", func(n jsNotices) bool {
 				return n.has("Recording started") && n.has("Recording saved") && len(n.undecryptableFrom(bot)) == 0
@@ -468,13 +467,6 @@ func browserRTCGroup(t *testing.T, env *lkEnv, leave bool) {
 
 // Bugs of the bot these tests found, as skip messages that name their cause (issue 14).
 const (
-	skipNoticesNotSharedWithMembers = "bot bug (issue 14): right after joining a room on an invite the bot sends its greeting, " +
-		"before its first sync has brought it the room's members; mautrix's cryptohelper shares that new Megolm session only " +
-		"with the members its state store knows then (at most the inviter, from the invite), and the members it learns of next " +
-		"(joined long before, or invite->join) are no membership change mautrix re-shares for: the greeting stays undecryptable " +
-		"for the callers (MEGOLM_UNKNOWN_INBOUND_SESSION_ID, \"The sender's device has not sent us the keys for this message\"), " +
-		"and so does every later notice, \"Recording started\" and the summary included, unless a device-list update happens " +
-		"to make mautrix start a new session (it did not in 1 of 6 runs)"
 	skipBotIdentityMismatch = "bot bug (issue 14): the bot publishes a state-event call membership (rtcBackendIdentity " +
 		"\"@bot:server:DEVICE\") but joins LiveKit with the hashed identity /get_token hands out, so Element Call finds no " +
 		"LiveKit participant for the bot's membership"
