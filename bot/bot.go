@@ -45,20 +45,22 @@ type Bot struct {
 
 	client *mautrix.Client
 	crypto *cryptohelper.CryptoHelper
-	// roomCrypto is client.Crypto: crypto with each room's members loaded before its first message.
+	rtc    *rtc.Factory
+	rec    *recorder.Recorder
+	calls  oneToOneCalls
+	groups *groups
+	cmds   *commands
+	post   *postcall.Manager
+	marks  markCounts
+	dms    directRooms
+	turn   turnCache
+	st     *storeRT       // state database, uploads, limits, retention (storage_*.go)
+	lock   *lockfile.Lock // data_dir's lock, held until Run returns
+	egress *egressHooks   // LiveKit Egress webhooks and uploads (egress_*.go); nil without deployments
+
+	// roomCrypto is client.Crypto: crypto with each room's members loaded before its
+	// first message there.
 	roomCrypto *membersFirstCrypto
-	rtc        *rtc.Factory
-	rec        *recorder.Recorder
-	calls      oneToOneCalls
-	groups     *groups
-	cmds       *commands
-	post       *postcall.Manager
-	marks      markCounts
-	dms        directRooms
-	turn       turnCache
-	st         *storeRT       // state database, uploads, limits, retention (storage_*.go)
-	lock       *lockfile.Lock // data_dir's lock, held until Run returns
-	egress     *egressHooks   // LiveKit Egress webhooks and uploads (egress_*.go); nil without deployments
 
 	// startedAt: messages older than this are history, not commands.
 	startedAt time.Time
