@@ -90,8 +90,8 @@ func pairs(n *yaml.Node) [][2]*yaml.Node {
 	return append(merged, own...)
 }
 
-// section decodes mapping n into struct v.
-func (d *decoder) section(n *yaml.Node, v reflect.Value, path string) {
+// section decodes mapping n into struct v; secret: the whole section may hold secrets.
+func (d *decoder) section(n *yaml.Node, v reflect.Value, path string, secret bool) {
 	n = resolveAlias(n)
 	if isNull(n) {
 		return
@@ -121,7 +121,7 @@ func (d *decoder) section(n *yaml.Node, v reflect.Value, path string) {
 			d.problem(child, "unknown key"+d.hint(path, name, names), kn)
 			continue
 		}
-		d.value(vn, v.FieldByIndex(f.index), child, f.field.Tag.Get("secret") == "true")
+		d.value(vn, v.FieldByIndex(f.index), child, secret || f.field.Tag.Get("secret") == "true")
 	}
 }
 
@@ -169,7 +169,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, secret bool)
 	d.origins[path] = d.where(orig)
 	switch {
 	case isSection(v.Type()):
-		d.section(n, v, path)
+		d.section(n, v, path, secret)
 	case v.Kind() == reflect.Slice && isSection(v.Type().Elem()):
 		d.list(n, v, path, secret)
 	default:
@@ -201,7 +201,7 @@ func (d *decoder) list(n *yaml.Node, v reflect.Value, path string, secret bool) 
 		if df, ok := elem.Interface().(defaulter); ok {
 			df.setDefaults()
 		}
-		d.section(e, elem.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		d.section(e, elem.Elem(), fmt.Sprintf("%s[%d]", path, i), secret)
 		out = reflect.Append(out, elem.Elem())
 	}
 	v.Set(out)

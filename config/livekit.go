@@ -63,7 +63,7 @@ type LiveKitDeployment struct {
 	// APIKey and the secret: one of APISecret, APISecretFile or APISecretEnv (the name of
 	// an environment variable holding it).
 	APIKey        string `yaml:"api_key"`
-	APISecret     string `yaml:"api_secret"`
+	APISecret     string `yaml:"api_secret" secret:"true"`
 	APISecretFile string `yaml:"api_secret_file"`
 	APISecretEnv  string `yaml:"api_secret_env"`
 	// MeetURLPrefixes are La Suite Meet addresses whose rooms live on this deployment,

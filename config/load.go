@@ -153,7 +153,7 @@ func decodeAll(data []byte, o Options) (*decodeState, error) {
 		st.problems = append(st.problems, applyOverrides(root, append(envOvs, setOvs...), from)...)
 	}
 	d := newDecoder(reflect.TypeOf(Config{}), from)
-	d.section(root, reflect.ValueOf(&st.cfg).Elem(), "")
+	d.section(root, reflect.ValueOf(&st.cfg).Elem(), "", false)
 	st.problems = append(st.problems, d.problems...)
 	st.origins, st.failed = d.origins, d.failed
 	return st, nil
