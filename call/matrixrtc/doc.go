@@ -9,8 +9,9 @@
 // that names a user belongs to that user only (StateKeyOwnedBy), so nobody can blank or
 // overwrite someone else's membership.
 //
-// Own publishes the bot's membership in the format a call uses, keeps it alive (delayed
-// leave, refresh) and removes it; Stale removes one an earlier run left behind. The
-// backends (call/mesh, call/livekit, call/egress) build on this package; it knows nothing
-// of their media.
+// Presence turns a call's successive member lists into joins and leaves. Own publishes the
+// bot's membership in the format a call uses, keeps it alive (delayed leave, refresh) and
+// removes it; Stale removes one an earlier run left behind. Identity says which LiveKit
+// identity goes with a membership's format. The backends (call/mesh, call/livekit,
+// call/egress) build on this package; it knows nothing of their media.
 package matrixrtc

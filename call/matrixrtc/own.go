@@ -51,7 +51,8 @@ const (
 // OwnSpec says which membership the bot publishes in a room's call.
 type OwnSpec struct {
 	// Format is the call's own: FormatSession for MatrixRTC calls, FormatMSC3401 for
-	// full-mesh ones.
+	// full-mesh ones. (Publish refuses the others: a sticky membership needs content()
+	// and send() to learn it, and a sender for sticky events.)
 	Format Format
 	// RoomVersion picks the form of a session membership's state key.
 	RoomVersion string
@@ -171,11 +172,16 @@ func (o *Own) publishLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := o.mx.SendState(ctx, o.room, o.spec.Type, o.stateKey, content); err != nil {
+	if err := o.send(ctx, content); err != nil {
 		return fmt.Errorf("publish the bot's call membership: %w", err)
 	}
 	o.published = true
 	return nil
+}
+
+// send writes content where the format keeps the bot's membership: its member state event.
+func (o *Own) send(ctx context.Context, content any) error {
+	return o.mx.SendState(ctx, o.room, o.spec.Type, o.stateKey, content)
 }
 
 // KeepAlive pushes the delayed leave back and rewrites the membership before it expires
@@ -248,7 +254,7 @@ func (o *Own) Remove(ctx context.Context) error {
 		}
 		leave = content
 	}
-	if err := o.mx.SendState(ctx, o.room, o.spec.Type, o.stateKey, leave); err != nil {
+	if err := o.send(ctx, leave); err != nil {
 		return fmt.Errorf("remove the bot's call membership: %w", err)
 	}
 	o.published = false
