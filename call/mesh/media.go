@@ -11,6 +11,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/rs/zerolog"
 
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
@@ -140,7 +141,7 @@ func (pe *peer) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, rcv *w
 // out, packets are read and dropped, never written.
 type pump struct {
 	r        *Recording
-	key      DeviceKey
+	key      matrixrtc.DeviceKey
 	track    *webrtc.TrackRemote
 	rcv      *webrtc.RTPReceiver
 	info     recorder.TrackInfo

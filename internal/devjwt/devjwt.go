@@ -25,7 +25,7 @@ import (
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/rs/zerolog"
 
-	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
 
 // Options configure a Service.
@@ -163,11 +163,11 @@ func (s *Service) getToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &matrixError{http.StatusUnauthorized, "M_UNAUTHORIZED", "claimed user does not match the token"})
 		return
 	}
-	room := lk.RoomAlias(req.RoomID, req.SlotID)
+	room := matrixrtc.RoomAlias(req.RoomID, req.SlotID)
 	if s.opts.LegacyRoomNames {
 		room = req.RoomID
 	}
-	s.answer(w, r, "/get_token", user, room, lk.HashedIdentity(user, req.Member.ClaimedDeviceID, req.Member.ID))
+	s.answer(w, r, "/get_token", user, room, matrixrtc.HashedIdentity(user, req.Member.ClaimedDeviceID, req.Member.ID))
 }
 
 func (s *Service) sfuGet(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +190,7 @@ func (s *Service) sfuGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	room := lk.RoomAlias(req.Room, "m.call#ROOM")
+	room := matrixrtc.RoomAlias(req.Room, matrixrtc.MainSlot)
 	if s.opts.LegacyRoomNames {
 		room = req.Room
 	}
