@@ -311,13 +311,7 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	}
 	pts := p.toDuration(ext - p.cur.baseTS)
 	if !video {
-		// A sender's timestamp that misses the previous frame's end by less than the
-		// shortest Opus frame is jitter in its clock, not a gap or an overlap: written as
-		// is it would be a granule jump no packet can fill (players then count fewer
-		// samples than the granules say) or a frame the writer refuses as backwards.
-		if c := p.cur; c.frames > 0 && pts != c.lastEnd && pts > c.lastEnd-opusMinFrame && pts < c.lastEnd+opusMinFrame {
-			pts = c.lastEnd
-		}
+		pts = p.opusGrid(pts)
 		p.silenceUntil(pts)
 	}
 	err := p.cur.w.WriteFrame(media.Frame{Data: data, PTS: pts, Duration: dur, Keyframe: keyframe})
@@ -361,6 +355,31 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 
 // opusMinFrame is the shortest Opus frame (RFC 6716).
 const opusMinFrame = 2500 * time.Microsecond
+
+// opusGrid places an audio frame at pts on the grid of the shortest Opus frame, counted
+// from the end of the previous one. Every Opus packet lasts a multiple of 2.5 ms, so only
+// a gap of such a multiple can be filled with packets; any other gap would stay a jump in
+// the granule positions that no packet fills (players then decode fewer samples than
+// the granules say, and the file drifts out of sync by the rest). A sender's timestamp
+// that misses the previous frame's end by less than 2.5 ms is jitter in its clock, not a
+// gap or an overlap: the frame goes right after the previous one (written as is, it could
+// be a frame the writer refuses as backwards). A later one moves to the nearest multiple
+// of 2.5 ms after it, at most 1.25 ms from its timestamp; the error never adds up, since
+// each frame is placed from its own timestamp.
+func (p *pipeline) opusGrid(pts time.Duration) time.Duration {
+	c := p.cur
+	if c.frames == 0 || pts == c.lastEnd {
+		return pts
+	}
+	switch d := pts - c.lastEnd; {
+	case d > -opusMinFrame && d < opusMinFrame:
+		return c.lastEnd
+	case d > 0:
+		return c.lastEnd + (d+opusMinFrame/2)/opusMinFrame*opusMinFrame
+	default:
+		return pts // backwards: the writer refuses it
+	}
+}
 
 // concealMax is the longest audio gap left to the decoder's loss concealment (packet loss);
 // longer gaps (DTX silence, a muted microphone) are written as digital silence, so that
