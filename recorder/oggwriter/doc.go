@@ -76,5 +76,6 @@
 // (ErrGapTooLarge: a broken clock rather than a pause). The frame is dropped and the
 // writer carries on; the caller counts the error. A write error of the underlying file,
 // on the other hand, is final: the stream's end is unknown, and every later call
-// returns it.
+// returns it, wrapping media.ErrWrite (so does a failed fsync, after which the kernel may
+// have dropped what it could not write). Repair saves what reached the file.
 package oggwriter

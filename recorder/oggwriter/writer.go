@@ -251,7 +251,7 @@ func (w *Writer) emit(eos bool) error {
 	w.seq++
 	w.nlacing, w.body, w.pagePackets, w.pageEnds, w.pageSamples, w.continued = 0, w.body[:0], 0, 0, 0, false
 	if _, err := w.w.Write(w.out); err != nil {
-		w.err = fmt.Errorf("write ogg page %d: %w", seq, err)
+		w.err = fmt.Errorf("write ogg page %d: %w: %w", seq, media.ErrWrite, err)
 		return w.err
 	}
 	return nil
@@ -274,12 +274,16 @@ func (w *Writer) Flush() error {
 		}
 	}
 	if err := w.flushStream(); err != nil {
-		return fmt.Errorf("flush ogg writer: %w", err)
+		w.err = fmt.Errorf("flush ogg writer: %w: %w", media.ErrWrite, err)
+		return w.err
 	}
 	if w.cfg.syncOnFlush {
 		if s, ok := w.w.(interface{ Sync() error }); ok {
 			if err := s.Sync(); err != nil {
-				return fmt.Errorf("sync ogg file: %w", err)
+				// After a failed fsync the kernel may have dropped the pages it could not
+				// write: what the file holds is unknown.
+				w.err = fmt.Errorf("sync ogg file: %w: %w", media.ErrWrite, err)
+				return w.err
 			}
 		}
 	}
@@ -312,13 +316,13 @@ func (w *Writer) Close() error {
 		if err := w.emit(true); err != nil {
 			errs = append(errs, err)
 		} else if err := w.flushStream(); err != nil {
-			errs = append(errs, fmt.Errorf("flush ogg writer: %w", err))
+			errs = append(errs, fmt.Errorf("flush ogg writer: %w: %w", media.ErrWrite, err))
 		}
 	}
 	if w.f != nil {
 		if w.err == nil {
 			if err := w.f.Sync(); err != nil {
-				errs = append(errs, fmt.Errorf("sync ogg file: %w", err))
+				errs = append(errs, fmt.Errorf("sync ogg file: %w: %w", media.ErrWrite, err))
 			}
 		}
 		if err := w.f.Close(); err != nil {
