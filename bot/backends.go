@@ -11,7 +11,9 @@ import (
 func (b *Bot) newBackends() ([]call.Backend, error) {
 	var out []call.Backend
 	out = append(out, mesh.New(mesh.Config{CommandPrefix: b.cfg.Bot.CommandPrefix, MaxDuration: b.cfg.Calls.MaxDuration.D(), ICETimeout: b.cfg.Calls.ICETimeout.D()}, botMatrix{b}, b.rtc, b.rec, b.log))
-	lkb := livekit.New(botMatrix{b}, b.rec, livekit.Options{OnCallBegan: b.onCallBegan, Trust: b.liveKitTrust()}, b.log)
+	lkb := livekit.New(botMatrix{b}, b.rec, livekit.Options{
+		OnCallBegan: b.onCallBegan, OnRing: b.onRing, Trust: b.liveKitTrust(), CommandPrefix: b.cfg.Bot.CommandPrefix,
+	}, b.log)
 	out = append(out, lkb)
 	eg, err := b.newEgressBackend(lkb) // egress_backend.go
 	if err != nil {

@@ -32,6 +32,8 @@ type groupRec struct {
 	folder  string
 	rec     call.Recording
 	by      id.UserID
+	// caller is set for a direct call the bot answered (livekit_dm.go): they may !stop it.
+	caller  id.UserID
 	stopped chan struct{} // closed when !stop (or shutdown) took over
 }
 
@@ -108,40 +110,11 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 		}
 		return userError{msg}
 	}
-	g.mu.Lock()
-	opt := map[id.UserID]time.Time{}
-	for u, t := range g.optOuts[cc.roomID] {
-		opt[u] = t
-	}
-	g.mu.Unlock()
-	rec, err := best.Start(ctx, call.StartRequest{RoomID: cc.roomID, By: cc.sender, Args: cc.args, OptedOut: opt})
+	gr, err := g.launch(ctx, best, call.StartRequest{RoomID: cc.roomID, By: cc.sender, Args: cc.args})
 	if err != nil {
-		var ue userError
-		if errors.As(err, &ue) {
-			return ue
-		}
-		var ce call.UserError
-		if errors.As(err, &ce) {
-			return userError{ce.Msg}
-		}
-		var le limitError
-		if errors.As(err, &le) {
-			return userError{"Sorry, I cannot record here now: " + le.msg + "."}
-		}
-		return fmt.Errorf("start recording: %w", err)
+		return err
 	}
-	gr := &groupRec{backend: best.Name(), rec: rec, by: cc.sender, stopped: make(chan struct{}), folder: rec.Status().Folder}
-	g.mu.Lock()
-	if g.active[cc.roomID] != nil {
-		g.mu.Unlock()
-		_, _ = rec.Stop(ctx, "started twice")
-		return userError{"Already recording here."}
-	}
-	g.active[cc.roomID] = gr
-	g.wg.Add(1)
-	g.mu.Unlock()
-	go g.watch(context.WithoutCancel(ctx), cc.roomID, gr)
-	st := rec.Status()
+	st := gr.rec.Status()
 	names := make([]string, 0, len(st.Participants))
 	var mentions []id.UserID
 	for _, p := range st.Participants {
@@ -162,6 +135,49 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 		st.StartedAt.UTC().Format("15:04:05 UTC"), cc.sender, who, g.b.cfg.Bot.CommandPrefix, g.b.cfg.Bot.CommandPrefix)
 	g.b.st.registerStartNotice(st.Folder, g.b.noticeMentions(ctx, cc.roomID, text, "", mentions), text)
 	return nil
+}
+
+// launch starts a recording of the room with a backend (the room's opt-outs go with it)
+// and watches it; errors are in words for the room where they can be.
+func (g *groups) launch(ctx context.Context, be call.Backend, req call.StartRequest) (*groupRec, error) {
+	g.mu.Lock()
+	opt := map[id.UserID]time.Time{}
+	for u, t := range g.optOuts[req.RoomID] {
+		opt[u] = t
+	}
+	g.mu.Unlock()
+	req.OptedOut = opt
+	rec, err := be.Start(ctx, req)
+	if err != nil {
+		var ue userError
+		if errors.As(err, &ue) {
+			return nil, ue
+		}
+		var ce call.UserError
+		if errors.As(err, &ce) {
+			return nil, userError{ce.Msg}
+		}
+		var le limitError
+		if errors.As(err, &le) {
+			return nil, userError{"Sorry, I cannot record here now: " + le.msg + "."}
+		}
+		return nil, fmt.Errorf("start recording: %w", err)
+	}
+	gr := &groupRec{backend: be.Name(), rec: rec, by: req.By, stopped: make(chan struct{}), folder: rec.Status().Folder}
+	if req.Answer != nil {
+		gr.caller = req.Answer.Caller
+	}
+	g.mu.Lock()
+	if g.active[req.RoomID] != nil {
+		g.mu.Unlock()
+		_, _ = rec.Stop(ctx, "started twice")
+		return nil, userError{"Already recording here."}
+	}
+	g.active[req.RoomID] = gr
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go g.watch(context.WithoutCancel(ctx), req.RoomID, gr)
+	return gr, nil
 }
 
 // watch waits for a recording to end on its own and posts the summary; a recording that
@@ -209,8 +225,10 @@ func (g *groups) stop(ctx context.Context, cc *cmdContext) error {
 		}
 		return userError{"Nothing is being recorded in this room."}
 	}
-	if err := g.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
-		return err
+	if gr.caller == "" || gr.caller != cc.sender {
+		if err := g.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
+			return err
+		}
 	}
 	g.mu.Lock()
 	if g.active[cc.roomID] != gr {

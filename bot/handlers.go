@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
 )
 
@@ -109,6 +110,8 @@ func isCallToDevice(t string) bool {
 }
 
 func (b *Bot) registerHandlers() {
+	// Decrypted sticky memberships, rings and declines are parsed as known types.
+	matrixrtc.RegisterEventTypes()
 	syncer := b.client.Syncer.(*batchSyncer)
 	syncer.OnEventType(event.StateMember, b.onMember)
 	syncer.OnEventType(event.EventMessage, b.onMessage)
@@ -239,32 +242,46 @@ func (b *Bot) leaveIfAlone(ctx context.Context, roomID id.RoomID) {
 // admitCall applies the auto-record rule: the bot answers 1:1 calls only in rooms where it
 // and exactly one other person are joined (Element places legacy calls only there), so it
 // never steals a call between two people.
+// The same rule (and the same limits) applies to every call that rings the bot: a legacy
+// call, and a MatrixRTC call in a direct room (livekit_dm.go).
 func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID) error {
 	if !b.cfg.Calls.AutoAnswer {
 		return errors.New("answering calls is turned off on this recorder (calls.auto_answer)")
 	}
+	peer, err := b.directPeer(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	if peer != sender {
+		return errors.New("the caller is not a member of this room")
+	}
+	return b.st.admit(ctx, roomID, "1:1")
+}
+
+// errNotDirect: a room where the bot is not alone with one other person.
+var errNotDirect = errors.New("not a direct room")
+
+// directPeer returns the one other person joined in a room where the bot and exactly one
+// other person are joined (the rooms where the bot records calls by itself); otherwise
+// the error (wrapping errNotDirect) says why not.
+func (b *Bot) directPeer(ctx context.Context, roomID id.RoomID) (id.UserID, error) {
 	resp, err := b.client.JoinedMembers(ctx, roomID)
 	if err != nil {
-		return fmt.Errorf("could not read the room's members: %w", err)
+		return "", fmt.Errorf("could not read the room's members: %w", err)
 	}
+	var peer id.UserID
 	others := 0
-	senderJoined := false
 	for uid := range resp.Joined {
 		if uid == b.client.UserID {
 			continue
 		}
 		others++
-		if uid == sender {
-			senderJoined = true
-		}
-	}
-	if !senderJoined {
-		return errors.New("the caller is not a member of this room")
+		peer = uid
 	}
 	if others != 1 {
-		return fmt.Errorf("this room has %d other members; I record 1:1 calls only when I am alone with the caller", others)
+		return "", fmt.Errorf("%w: this room has %d other members; I record 1:1 calls only when I am alone with the caller", errNotDirect, others)
 	}
-	return b.st.admit(ctx, roomID, "1:1")
+	return peer, nil
 }
 
 func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {

@@ -71,8 +71,12 @@ func (b *Bot) autorecordCommand(ctx context.Context, cc *cmdContext) error {
 }
 
 // onCallBegan starts recording a call that began in a room with autorecord on, as if the
-// user who turned autorecord on had typed !start (their permission is checked again).
+// user who turned autorecord on had typed !start (their permission is checked again). In a
+// direct room the bot answers the call instead (livekit_dm.go).
 func (b *Bot) onCallBegan(ctx context.Context, room id.RoomID) {
+	if b.directCallBegan(ctx, room) {
+		return
+	}
 	log := b.log.With().Stringer("room_id", room).Logger()
 	s, err := b.autorecordSetting(ctx, room)
 	if err != nil {

@@ -61,6 +61,41 @@ func (m botMatrix) UpdateDelayedEvent(ctx context.Context, delayID, action strin
 	return fmt.Errorf("%s delayed event: %w", action, err)
 }
 
+// The bot's sticky call membership (and its declines) go out as sticky events where the
+// homeserver has them (MSC4354).
+var _ matrixrtc.StickyEvents = botMatrix{}
+
+// SupportsStickyEvents asks the homeserver's /versions for MSC4354.
+func (m botMatrix) SupportsStickyEvents(ctx context.Context) bool {
+	v, err := m.b.client.Versions(ctx)
+	if err != nil {
+		m.b.log.Debug().Err(err).Msg("Could not read the homeserver's versions")
+		return false
+	}
+	return v.UnstableFeatures["org.matrix.msc4354"]
+}
+
+// SendSticky sends a sticky room event (encrypted where the room is), scheduled when delay
+// is set. A homeserver that refuses the sticky parameter gets ErrNoStickyEvents.
+func (m botMatrix) SendSticky(ctx context.Context, roomID id.RoomID, t event.Type, content any, duration, delay time.Duration) (id.EventID, string, error) {
+	resp, err := m.b.client.SendMessageEvent(ctx, roomID, t, content, mautrix.ReqSendEvent{UnstableStickyDuration: duration, UnstableDelay: delay})
+	if err != nil {
+		var httpErr mautrix.HTTPError
+		if errors.As(err, &httpErr) && httpErr.RespError != nil &&
+			(httpErr.RespError.ErrCode == mautrix.MUnrecognized.ErrCode || httpErr.RespError.ErrCode == "M_INVALID_PARAM") {
+			return "", "", fmt.Errorf("%w: %w", matrixrtc.ErrNoStickyEvents, err)
+		}
+		return "", "", fmt.Errorf("send sticky %s: %w", t.Type, err)
+	}
+	if delay > 0 {
+		if resp.UnstableDelayID == "" {
+			return "", "", errors.New("the homeserver did not schedule the delayed event")
+		}
+		return "", string(resp.UnstableDelayID), nil
+	}
+	return resp.EventID, "", nil
+}
+
 // liveKitTrust says which JWT services the LiveKit backend may send the bot's OpenID token
 // to: the operator's livekit.trusted_jwt_services, and those the homeservers advertise,
 // looked up with the bot's own HTTP client.

@@ -80,6 +80,22 @@ type StartRequest struct {
 	// recording continues in it. The bot also puts it in ctx (recorder.WithResume), so a
 	// backend that passes its Start context to recorder.Start needs to do nothing more.
 	Resume string
+	// Answer, when set, makes this the recording of a direct call the bot answers (a DM
+	// call that rang it, or that the other person started): it ends as soon as the caller
+	// leaves the call, not after a grace time. Only backends that can answer calls look
+	// at it (livekit).
+	Answer *Answer
+}
+
+// Answer describes a direct call the bot answers.
+type Answer struct {
+	// Caller is the other person in the direct room, who started the call.
+	Caller id.UserID
+	// Ring is the call notification that rang the bot, if any: when it was declined or
+	// expired before the bot joined, the call is not recorded.
+	Ring id.EventID
+	// Intent is the caller's m.call.intent when known ("audio": no video is recorded).
+	Intent string
 }
 
 // Recording is one running group recording.

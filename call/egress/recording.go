@@ -82,13 +82,17 @@ type Recording struct {
 	fast       chan struct{} // wakes the poller when a stop begins
 
 	// Owned by the loop.
-	files        map[string]*egressFile // by egress id
-	order        []*egressFile
-	byTrack      map[string]*egressFile // the open egress of each track
-	failures     map[string]int         // per track
-	people       map[string]*person
-	optOut       map[id.UserID]bool
-	told         map[string]bool
+	files    map[string]*egressFile // by egress id
+	order    []*egressFile
+	byTrack  map[string]*egressFile // the open egress of each track
+	failures map[string]int         // per track
+	people   map[string]*person
+	optOut   map[id.UserID]bool
+	told     map[string]bool
+	// joiners tells the room about people who join while it records; peopleKnown: the
+	// people there at the start were seen (the start notice names them).
+	joiners      *call.Joiners
+	peopleKnown  bool
 	emptySince   time.Time
 	stopping     bool
 	stopReason   string
@@ -118,6 +122,7 @@ func newRecording(b *Backend, t *target, room id.RoomID, sess *recorder.Session)
 		finished: make(chan struct{}), done: make(chan struct{}), fast: make(chan struct{}, 1),
 	}
 	r.loop = call.NewLoop(ctx)
+	r.joiners = call.NewJoiners(ctx, b.mx, room, b.opts.CommandPrefix, t.mode != config.EgressTracks)
 	r.publish()
 	return r
 }
@@ -171,6 +176,14 @@ func (r *Recording) begin(ctx context.Context, resumed bool) error {
 			errc <- errors.New(apiError(err))
 			return
 		}
+		if r.t.mode != config.EgressTracks {
+			// Who is there at the start (the start notice names them), so that who comes
+			// later is told.
+			if parts, err := r.t.dep.api.Participants(ctx, r.t.room); err == nil {
+				r.updatePeople(parts)
+			}
+		}
+		r.peopleKnown = true
 		r.publish()
 		errc <- nil
 	})
@@ -319,6 +332,18 @@ func (r *Recording) updatePeople(parts []*livekit.ParticipantInfo) {
 				joined = time.Unix(p.JoinedAt, 0)
 			}
 			r.sess.AddParticipant(string(pr.dev.User), string(pr.dev.Device), name, joined)
+		}
+		if !pr.in {
+			// Everyone in the recording is told: who comes after the start in a notice.
+			who := ""
+			if pr.dev.Device == "" {
+				who = nonEmpty(name, p.Identity) // not a Matrix user: named, never mentioned
+			}
+			if r.peopleKnown {
+				r.joiners.Joined(pr.dev.User, who, r.optOut[pr.dev.User])
+			} else {
+				r.joiners.Seen(pr.dev.User)
+			}
 		}
 		pr.in, pr.name = true, name
 	}

@@ -46,6 +46,12 @@ type Options struct {
 	OnCallBegan func(ctx context.Context, room id.RoomID)
 	// Trust says which JWT services the bot sends its OpenID token to.
 	Trust TrustOptions
+	// OnRing, when set, is called (on its own goroutine) when a call rings the bot: a
+	// ring notification meant for it (or the room), within its lifetime and not declined.
+	// The bot answers with Start and a call.Answer naming the ring.
+	OnRing func(ctx context.Context, room id.RoomID, ring matrixrtc.Ring)
+	// CommandPrefix is how commands start ("!"), for notices.
+	CommandPrefix string
 }
 
 func (o *Options) fill() {
@@ -63,6 +69,9 @@ func (o *Options) fill() {
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: tokenTimeout}
+	}
+	if o.CommandPrefix == "" {
+		o.CommandPrefix = "!"
 	}
 }
 
@@ -93,6 +102,8 @@ type Backend struct {
 	// sender is not (yet) a member of the room's call.
 	pending *keyQueue
 	held    *keyQueue
+	// rings are the call notifications (and declines) seen per room, by event id.
+	rings map[id.RoomID]map[id.EventID]*ringRec
 }
 
 // Bounds of keys kept for rooms that are not being recorded (yet), and of keys whose
@@ -125,6 +136,7 @@ func New(mx call.Matrix, rec *recorder.Recorder, opts Options, log zerolog.Logge
 		starting: map[id.RoomID]bool{},
 		pending:  newKeyQueue(pendingPerRoom, pendingRoomsMax, pendingKeyTTL),
 		held:     newKeyQueue(heldPerRoom, heldRoomsMax, heldKeyTTL),
+		rings:    map[id.RoomID]map[id.EventID]*ringRec{},
 	}
 	b.stale = matrixrtc.NewStale(ctx, mx, b.busy, b.log, matrixrtc.MatrixRTC...)
 	return b
@@ -163,6 +175,8 @@ func (b *Backend) HandleEvent(ctx context.Context, evt *event.Event) {
 		b.handleMember(evt)
 	case evt.Type.Type == TypeEncryptionKeys.Type:
 		b.handleKeys(evt)
+	case matrixrtc.IsRingEvent(evt.Type) && evt.RoomID != "" && evt.StateKey == nil:
+		b.handleRing(evt)
 	case evt.Type.Type == event.StateMember.Type && evt.RoomID != "" && evt.StateKey != nil && id.UserID(*evt.StateKey) == b.mx.UserID():
 		var m struct {
 			Membership event.Membership `json:"membership"`
@@ -182,6 +196,7 @@ func (b *Backend) forgetRoom(room id.RoomID) {
 		return
 	}
 	delete(b.tables, room)
+	delete(b.rings, room)
 	b.pending.drop(room)
 	b.held.drop(room)
 }
@@ -394,6 +409,18 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 	if err != nil {
 		return nil, fmt.Errorf("read the room's call state: %w", err)
 	}
+	if ans := req.Answer; ans != nil {
+		// A direct call: its ring must still stand, and the caller be in the call.
+		if err := b.answerable(req.RoomID, ans, time.Now()); err != nil {
+			return nil, err
+		}
+		if err := b.waitCaller(ctx, req.RoomID, ans.Caller); err != nil {
+			return nil, err
+		}
+		if err := b.answerable(req.RoomID, ans, time.Now()); err != nil {
+			return nil, err
+		}
+	}
 	members := b.members(req.RoomID, time.Now())
 	transports := matrixrtc.PublishTransports(members)
 	if len(transports) == 0 {
@@ -420,8 +447,16 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 		undecrypt: map[matrixrtc.DeviceKey]uint64{},
 		foci:      verdicts, retired: map[string]focusRetire{},
 		stopped: make(chan struct{}), done: make(chan struct{}),
+		joiners: call.NewJoiners(rctx, b.mx, req.RoomID, b.opts.CommandPrefix, false),
 	}
-	r.own = matrixrtc.NewOwn(b.mx, req.RoomID, matrixrtc.OwnSpec{Format: matrixrtc.FormatSession, RoomVersion: version}, log)
+	if ans := req.Answer; ans != nil {
+		r.caller, r.answerIntent = ans.Caller, ans.Intent
+		log.Info().Stringer("caller", ans.Caller).Stringer("ring", ans.Ring).Str("intent", ans.Intent).Msg("Answering a direct call")
+	}
+	// The bot's membership in the call's own format, so that clients which read only that
+	// format list it and send it their keys: sticky when the members' are (a state event
+	// where the homeserver lacks sticky events).
+	r.own = matrixrtc.NewOwn(b.mx, req.RoomID, matrixrtc.OwnSpec{Format: ownFormat(members), RoomVersion: version}, log)
 	for u, since := range req.OptedOut {
 		r.optOut[u] = true
 		sess.SetOptOut(string(u), true, since)
@@ -506,10 +541,31 @@ func (r *Recording) waitConnected(ctx context.Context) error {
 	}
 }
 
+// ownFormat is the format of the bot's membership in a call: sticky when any member's is,
+// else a session state event.
+func ownFormat(members []matrixrtc.Member) matrixrtc.Format {
+	for _, m := range members {
+		if m.Format == matrixrtc.FormatSticky {
+			return matrixrtc.FormatSticky
+		}
+	}
+	return matrixrtc.FormatSession
+}
+
+// ownIdentity is the bot's membership as far as its LiveKit token goes.
+type ownIdentity interface {
+	Format() matrixrtc.Format
+	MemberID() string
+	Identity() string
+}
+
 // access gets an OpenID token and exchanges it at the focus' JWT service, if the bot
 // trusts it (see TrustOptions). A service the operator does not list is reached on public
-// addresses only, and the SFU it names must be one too.
-func (b *Backend) access(ctx context.Context, room id.RoomID, t matrixrtc.Transport) (Access, error) {
+// addresses only, and the SFU it names must be one too. The token is asked for the way
+// that gives the LiveKit identity own's membership implies (clients pair members with
+// participants by it): /sfu/get for a state-event membership ("@bot:server:DEVICE"),
+// /get_token with the member id for a sticky one (the hashed identity).
+func (b *Backend) access(ctx context.Context, room id.RoomID, t matrixrtc.Transport, own ownIdentity) (Access, error) {
 	if err := b.trust.check(ctx, t.ServiceURL, t.Owner); err != nil {
 		return Access{}, err
 	}
@@ -524,10 +580,14 @@ func (b *Backend) access(ctx context.Context, room id.RoomID, t matrixrtc.Transp
 	self := b.self()
 	acc, err := fetchAccess(ctx, hc, tokenRequest{
 		ServiceURL: t.ServiceURL, RoomID: room, UserID: self.User, DeviceID: self.Device,
-		MemberID: matrixrtc.SessionIdentity(self.User, self.Device), OpenID: tok,
+		MemberID: own.MemberID(), OpenID: tok, Legacy: own.Format() != matrixrtc.FormatSticky,
 	})
 	if err != nil {
 		return Access{}, err
+	}
+	if want := own.Identity(); acc.Identity != "" && acc.Identity != want {
+		b.log.Warn().Stringer("room_id", room).Str("focus", t.ServiceURL).Str("identity", acc.Identity).Str("membership_identity", want).
+			Str("endpoint", acc.Endpoint).Msg("The JWT service gave the bot another LiveKit identity than its membership implies; clients may not pair them")
 	}
 	if err := b.trust.checkSFU(ctx, t.ServiceURL, acc.URL); err != nil {
 		return Access{}, fmt.Errorf("%w: %w", ErrUntrustedFocus, err)

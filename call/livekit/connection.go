@@ -134,7 +134,7 @@ func (c *connection) finished() bool {
 // join fetches a token and joins the room as a subscriber. The channel receives the
 // reason when the SDK reports the connection lost for good.
 func (c *connection) join() (<-chan string, error) {
-	acc, err := c.r.b.access(c.ctx, c.r.room, c.transport)
+	acc, err := c.r.b.access(c.ctx, c.r.room, c.transport, c.r.own)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +145,9 @@ func (c *connection) join() (<-chan string, error) {
 	}
 	cb.OnTrackUnsubscribed = func(_ *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
 		c.r.trackGone(c, pub.SID())
+	}
+	cb.OnTrackPublished = func(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+		c.r.trackPublished(pub)
 	}
 	cb.OnParticipantConnected = func(rp *lksdk.RemoteParticipant) {
 		c.log.Info().Str("identity", rp.Identity()).Msg("Participant joined the LiveKit room")

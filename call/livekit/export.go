@@ -28,5 +28,12 @@ func (b *Backend) CallFoci(ctx context.Context, room id.RoomID) ([]matrixrtc.Tra
 // FocusAccess asks a focus' JWT service for the bot's access to the room's call: the SFU's
 // address and the LiveKit room name. Only a focus the bot trusts is asked.
 func (b *Backend) FocusAccess(ctx context.Context, room id.RoomID, t matrixrtc.Transport) (Access, error) {
-	return b.access(ctx, room, t)
+	return b.access(ctx, room, t, sessionOwn{b.self()})
 }
+
+// sessionOwn is the bot as a state-event member, for access that publishes no membership.
+type sessionOwn struct{ self matrixrtc.DeviceKey }
+
+func (o sessionOwn) Format() matrixrtc.Format { return matrixrtc.FormatSession }
+func (o sessionOwn) MemberID() string         { return o.self.String() }
+func (o sessionOwn) Identity() string         { return o.self.String() }

@@ -43,6 +43,9 @@ type tokenRequest struct {
 	DeviceID   id.DeviceID
 	MemberID   string
 	OpenID     *mautrix.RespOpenIDToken
+	// Legacy asks /sfu/get first (the identity "@user:server:DEVICE" of a state-event
+	// membership), /get_token only if that fails; otherwise the other way round.
+	Legacy bool
 }
 
 // openIDBody is the OpenID token as the services expect it.
@@ -68,9 +71,10 @@ func checkServiceURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// fetchAccess asks the focus' JWT service for a token: first the current POST /get_token,
-// then the legacy POST /sfu/get (services before lk-jwt-service 0.4 only have that one), as
-// Element Call does for SFUs it does not publish on.
+// fetchAccess asks the focus' JWT service for a token: POST /get_token (the hashed
+// identity of a sticky membership; lk-jwt-service 0.4 and later) and POST /sfu/get (the
+// "@user:server:DEVICE" identity of a state-event membership; every version), the one
+// req.Legacy prefers first, as Element Call asks for the SFU it publishes on in each mode.
 func fetchAccess(ctx context.Context, hc *http.Client, req tokenRequest) (Access, error) {
 	if _, err := checkServiceURL(req.ServiceURL); err != nil {
 		return Access{}, err
@@ -93,21 +97,28 @@ func fetchAccess(ctx context.Context, hc *http.Client, req tokenRequest) (Access
 			"claimed_device_id": string(req.DeviceID),
 		},
 	}
-	acc, err1 := postForAccess(ctx, hc, base+"/get_token", current)
-	if err1 == nil {
-		acc.Endpoint = "get_token"
-		return acc, nil
-	}
-	if ctx.Err() != nil {
-		return Access{}, err1
-	}
 	legacy := map[string]any{"room": req.RoomID, "openid_token": oid, "device_id": req.DeviceID}
-	acc, err2 := postForAccess(ctx, hc, base+"/sfu/get", legacy)
-	if err2 == nil {
-		acc.Endpoint = "sfu/get"
-		return acc, nil
+	type attempt struct {
+		endpoint string
+		body     any
 	}
-	return Access{}, fmt.Errorf("JWT service %s refused both requests: /get_token: %v; /sfu/get: %v", base, err1, err2)
+	order := []attempt{{"get_token", current}, {"sfu/get", legacy}}
+	if req.Legacy {
+		order[0], order[1] = order[1], order[0]
+	}
+	var errs [2]error
+	for i, a := range order {
+		acc, err := postForAccess(ctx, hc, base+"/"+a.endpoint, a.body)
+		if err == nil {
+			acc.Endpoint = a.endpoint
+			return acc, nil
+		}
+		errs[i] = err
+		if ctx.Err() != nil {
+			return Access{}, err
+		}
+	}
+	return Access{}, fmt.Errorf("JWT service %s refused both requests: /%s: %v; /%s: %v", base, order[0].endpoint, errs[0], order[1].endpoint, errs[1])
 }
 
 // serviceError is a non-2xx answer from a JWT service.

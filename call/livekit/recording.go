@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -54,6 +56,18 @@ type Recording struct {
 	retired        map[string]focusRetire
 	fociCapWarned  bool
 	refusalNotices int
+
+	// joiners tells the room about people who join while it records; reconciled: the
+	// first reconcile is done (those in the call then are named by the start notice).
+	joiners    *call.Joiners
+	reconciled bool
+	// caller, for a direct call the bot answered: the recording ends when they leave the
+	// call. answerIntent is the call's intent as its ring said.
+	caller       id.UserID
+	answerIntent string
+	callerSeen   bool
+	// audioOnly: the call's intent is audio; video is not subscribed.
+	audioOnly bool
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -189,6 +203,12 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 		go func() { _ = pub.SetSubscribed(false) }()
 		return
 	}
+	if r.audioOnly && track.Kind() == webrtc.RTPCodecTypeVideo {
+		r.mu.Unlock()
+		log.Info().Msg("Not recording video in an audio call")
+		go func() { _ = pub.SetSubscribed(false) }()
+		return
+	}
 	name := r.names[dev.User]
 	r.mu.Unlock()
 
@@ -299,6 +319,54 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 		}
 		log.Info().Msg("Track recording ended")
 	}()
+}
+
+// trackPublished turns down video published in an audio call before the SFU sends it.
+func (r *Recording) trackPublished(pub *lksdk.RemoteTrackPublication) {
+	r.mu.Lock()
+	skip := r.audioOnly && pub.Kind() == lksdk.TrackKindVideo
+	r.mu.Unlock()
+	if skip {
+		if err := pub.SetSubscribed(false); err != nil {
+			r.log.Debug().Err(err).Str("track_sid", pub.SID()).Msg("Could not turn down a video track")
+		}
+	}
+}
+
+// setAudioOnly follows the call's intent: video is not recorded while it is audio; when it
+// turns to video (someone's intent says so), the video published meanwhile is subscribed.
+func (r *Recording) setAudioOnly(audio bool) {
+	r.mu.Lock()
+	if r.audioOnly == audio {
+		r.mu.Unlock()
+		return
+	}
+	r.audioOnly = audio
+	conns := r.connsLocked()
+	optOut := maps.Clone(r.optOut)
+	r.mu.Unlock()
+	r.log.Info().Bool("audio_only", audio).Msg("The call's intent changed")
+	if audio {
+		return // tracks being recorded go on; new video is turned down
+	}
+	for _, c := range conns {
+		room := c.currentRoom()
+		if room == nil {
+			continue
+		}
+		for _, rp := range room.GetRemoteParticipants() {
+			if dev, ok := r.deviceOf(rp.Identity()); ok && optOut[dev.User] {
+				continue
+			}
+			for _, p := range rp.TrackPublications() {
+				if pub, ok := p.(*lksdk.RemoteTrackPublication); ok && pub.Kind() == lksdk.TrackKindVideo && !pub.IsSubscribed() {
+					if err := pub.SetSubscribed(true); err != nil {
+						r.log.Warn().Err(err).Str("track_sid", pub.SID()).Msg("Could not subscribe to a video track")
+					}
+				}
+			}
+		}
+	}
 }
 
 // drain reads and discards a track that cannot be recorded, so the SDK's buffers do not
@@ -417,6 +485,11 @@ func (r *Recording) reconcile() {
 	members := r.b.members(r.room, now)
 	transports := matrixrtc.PublishTransports(members)
 	r.updateParticipants(members, now)
+	intent := matrixrtc.ConsensusIntent(members)
+	if intent == "" {
+		intent = r.answerIntent
+	}
+	r.setAudioOnly(intent == matrixrtc.IntentAudio)
 
 	r.mu.Lock()
 	if r.ctx.Err() != nil {
@@ -454,14 +527,24 @@ func (r *Recording) reconcile() {
 			go c.run()
 		}
 	}
-	ended := false
-	if len(members) == 0 {
+	ended, why := false, "everyone left the call"
+	switch {
+	case r.caller != "":
+		// A direct call ends with its caller (or with the session): no grace time.
+		in := slices.ContainsFunc(members, func(m matrixrtc.Member) bool { return m.UserID == r.caller })
+		switch {
+		case in:
+			r.callerSeen = true
+		case r.callerSeen || len(members) == 0:
+			ended, why = true, fmt.Sprintf("%s left the call", r.caller)
+		}
+	case len(members) == 0:
 		if r.emptySince.IsZero() {
 			r.emptySince = now
 		} else if now.Sub(r.emptySince) >= r.b.opts.EndGrace {
 			ended = true
 		}
-	} else {
+	default:
 		r.emptySince = time.Time{}
 	}
 	r.mu.Unlock()
@@ -473,7 +556,7 @@ func (r *Recording) reconcile() {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), stopTimeout)
 			defer cancel()
-			_, _ = r.Stop(ctx, "everyone left the call")
+			_, _ = r.Stop(ctx, why)
 		}()
 	}
 }
@@ -498,12 +581,23 @@ func (r *Recording) updateParticipants(members []matrixrtc.Member, now time.Time
 			r.mu.Unlock()
 		}
 	}
+	r.mu.Lock()
+	announce := r.reconciled
+	r.reconciled = true
+	r.mu.Unlock()
 	for _, m := range joined {
 		r.mu.Lock()
-		name := r.names[m.UserID]
+		name, out := r.names[m.UserID], r.optOut[m.UserID]
 		r.mu.Unlock()
 		r.sess.AddParticipant(string(m.UserID), string(m.DeviceID), name, now)
 		r.log.Info().Stringer("user_id", m.UserID).Stringer("device_id", m.DeviceID).Msg("Joined the call")
+		// Everyone in a recorded call is told: those there at the start by the start
+		// notice, who comes later by a notice of their own.
+		if announce {
+			r.joiners.Joined(m.UserID, "", out)
+		} else {
+			r.joiners.Seen(m.UserID)
+		}
 	}
 	for _, m := range left {
 		r.sess.RemoveParticipant(string(m.UserID), string(m.DeviceID), now)

@@ -301,7 +301,7 @@ func TestAccessRefusesUntrusted(t *testing.T) {
 	mx := &fakeMatrix{}
 	b := New(mx, nil, Options{}, testLogger(t))
 	defer b.Close(context.Background())
-	_, err := b.access(context.Background(), "!r:hs", matrixrtc.Transport{Type: "livekit", ServiceURL: svc.URL})
+	_, err := b.access(context.Background(), "!r:hs", matrixrtc.Transport{Type: "livekit", ServiceURL: svc.URL}, sessionOwn{b.self()})
 	if err == nil || svc.conns.Load() != 0 || mx.openIDRequests() != 0 {
 		t.Fatalf("untrusted service: err %v, %d connections, %d OpenID tokens", err, svc.conns.Load(), mx.openIDRequests())
 	}

@@ -1,6 +1,12 @@
 package matrixrtc
 
-import "maunium.net/go/mautrix/event"
+import (
+	"encoding/json"
+	"reflect"
+	"sync"
+
+	"maunium.net/go/mautrix/event"
+)
 
 // Membership event types (protocols.md §2.1, §3.1). The stable names are accepted too, for
 // when clients switch.
@@ -26,4 +32,26 @@ func IsMemberEvent(t event.Type) bool {
 // session memberships).
 func IsMemberState(t string) bool {
 	return t == TypeCallMember.Type || t == TypeCallMemberStable.Type
+}
+
+// rawContent is what mautrix parses the MatrixRTC room events into: their raw fields
+// (the backends read the content themselves).
+type rawContent map[string]json.RawMessage
+
+// registerOnce guards the one write to mautrix's global event.TypeMap (several bots may
+// run in one process, as the tests do).
+var registerOnce sync.Once
+
+// RegisterEventTypes adds the MatrixRTC room event types (sticky memberships, call
+// notifications, declines) to mautrix's event.TypeMap, so that a decrypted one is parsed
+// like any known event instead of being logged as "Unsupported event type in encrypted
+// event". Call it before the first sync; types mautrix already knows are left alone.
+func RegisterEventTypes() {
+	registerOnce.Do(func() {
+		for _, t := range []event.Type{TypeRTCMember, TypeRTCMemberStable, TypeRTCNotification, TypeRTCDecline, TypeCallNotify} {
+			if _, ok := event.TypeMap[t]; !ok {
+				event.TypeMap[t] = reflect.TypeOf(rawContent{})
+			}
+		}
+	})
 }

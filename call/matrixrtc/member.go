@@ -30,6 +30,9 @@ type Member struct {
 	// Transports are the device's foci in preference order (the MatrixRTC formats).
 	Transports     []Transport
 	FocusSelection string
+	// Intent is the device's m.call.intent ("audio", "video"; empty when it gives none);
+	// not in FormatMSC3401.
+	Intent string
 
 	// SessionID changes when the device rejoins (FormatMSC3401).
 	SessionID string
@@ -67,4 +70,27 @@ func (k DeviceKey) String() string { return SessionIdentity(k.User, k.Device) }
 // Compare orders devices by user, then device.
 func (k DeviceKey) Compare(o DeviceKey) int {
 	return cmp.Or(cmp.Compare(k.User, o.User), cmp.Compare(k.Device, o.Device))
+}
+
+// Intents for m.call.intent.
+const (
+	IntentAudio = "audio"
+	IntentVideo = "video"
+)
+
+// ConsensusIntent is the call's intent as js-sdk computes it (getConsensusCallIntent): the
+// intent every member that gives one agrees on; empty when nobody gives one or they
+// disagree.
+func ConsensusIntent(members []Member) string {
+	out := ""
+	for _, m := range members {
+		switch {
+		case m.Intent == "":
+		case out == "":
+			out = m.Intent
+		case out != m.Intent:
+			return ""
+		}
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package matrixrtc
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,12 +35,30 @@ type DelayedEvents interface {
 	UpdateDelayedEvent(ctx context.Context, delayID string, action string) error
 }
 
+// StickyEvents is what the bot's Matrix side offers for sticky events (MSC4354). Own
+// finds it on its Matrix by a type assertion; a sticky membership needs it, and falls back
+// to a session state event without it.
+type StickyEvents interface {
+	// SupportsStickyEvents reports whether the homeserver advertises MSC4354.
+	SupportsStickyEvents(ctx context.Context) bool
+	// SendSticky sends a room event (encrypted where the room is) that stays sticky for
+	// duration. With delay > 0 it is scheduled instead (MSC4140) and the delay id returned.
+	SendSticky(ctx context.Context, roomID id.RoomID, evtType event.Type, content any, duration, delay time.Duration) (id.EventID, string, error)
+}
+
+// ErrNoStickyEvents is what a StickyEvents returns when the homeserver refuses a sticky
+// event as such (it does not know the parameter); Own then falls back to a state event.
+var ErrNoStickyEvents = errors.New("the homeserver does not support sticky events (MSC4354)")
+
 // Own-membership timing.
 const (
 	// sessionOwnExpiry is the lifetime written into a session membership (js-sdk's default).
 	sessionOwnExpiry = 4 * time.Hour
 	// msc3401OwnExpiry is the lifetime of an MSC3401 entry (js-sdk's DEVICE_TIMEOUT).
 	msc3401OwnExpiry = time.Hour
+	// stickyOwnDuration is how long the bot's sticky membership stays sticky (js-sdk's
+	// MEMBERSHIP_STICKY_DURATION_MS, MSC4354's maximum); it is sent again before.
+	stickyOwnDuration = time.Hour
 	// leaveDelay is how long after the bot stops restarting it the delayed leave fires.
 	leaveDelay = 30 * time.Second
 	// leaveRestart is how often the delayed leave is pushed back.
@@ -50,15 +69,18 @@ const (
 
 // OwnSpec says which membership the bot publishes in a room's call.
 type OwnSpec struct {
-	// Format is the call's own: FormatSession for MatrixRTC calls, FormatMSC3401 for
-	// full-mesh ones. (Publish refuses the others: a sticky membership needs content()
-	// and send() to learn it, and a sender for sticky events.)
+	// Format is the call's own: FormatSticky when its members publish sticky
+	// memberships (it falls back to FormatSession where the homeserver lacks sticky
+	// events), FormatSession for other MatrixRTC calls, FormatMSC3401 for full-mesh ones.
 	Format Format
 	// RoomVersion picks the form of a session membership's state key.
 	RoomVersion string
 	// Type is the member event type (the call's stable or unstable one; default
-	// TypeCallMember).
+	// TypeCallMember, TypeRTCMember for FormatSticky).
 	Type event.Type
+	// MemberID is the bot's member id in a sticky membership (default: a new random one,
+	// as Element Call makes one per call).
+	MemberID string
 	// SlotID, SessionID and Feeds make the MSC3401 entry: the group call id, the bot's
 	// session in it and the feeds it sends.
 	SlotID    string
@@ -85,7 +107,12 @@ type Own struct {
 	log      zerolog.Logger
 	removed  chan struct{}
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// format and typ are where the membership goes: the spec's, or the session state
+	// event a sticky membership falls back to.
+	format    Format
+	typ       event.Type
+	sticky    StickyEvents
 	created   time.Time
 	foci      []Transport
 	delayed   DelayedEvents
@@ -98,14 +125,24 @@ type Own struct {
 func NewOwn(mx Matrix, room id.RoomID, spec OwnSpec, log zerolog.Logger) *Own {
 	if spec.Type.Type == "" {
 		spec.Type = TypeCallMember
-	}
-	if spec.Expiry <= 0 {
-		spec.Expiry = sessionOwnExpiry
-		if spec.Format == FormatMSC3401 {
-			spec.Expiry = msc3401OwnExpiry
+		if spec.Format == FormatSticky {
+			spec.Type = TypeRTCMember
 		}
 	}
-	o := &Own{mx: mx, room: room, spec: spec, log: log, removed: make(chan struct{})}
+	if spec.Expiry <= 0 {
+		switch spec.Format {
+		case FormatMSC3401:
+			spec.Expiry = msc3401OwnExpiry
+		case FormatSticky:
+			spec.Expiry = stickyOwnDuration
+		default:
+			spec.Expiry = sessionOwnExpiry
+		}
+	}
+	if spec.Format == FormatSticky && spec.MemberID == "" {
+		spec.MemberID = newMemberID()
+	}
+	o := &Own{mx: mx, room: room, spec: spec, log: log, removed: make(chan struct{}), format: spec.Format, typ: spec.Type}
 	switch spec.Format {
 	case FormatMSC3401:
 		o.stateKey = string(mx.UserID())
@@ -115,24 +152,70 @@ func NewOwn(mx Matrix, room id.RoomID, spec OwnSpec, log zerolog.Logger) *Own {
 	return o
 }
 
+// newMemberID makes a member id as Element Call does (a random UUID, version 4).
+func newMemberID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// Format is the format the membership is (or will be) published in: the spec's, or
+// FormatSession where a sticky membership fell back to a state event.
+func (o *Own) Format() Format {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.format
+}
+
+// MemberID is the bot's member id in the published membership ("@user:server:DEVICE" for a
+// state-event one).
+func (o *Own) MemberID() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.memberIDLocked()
+}
+
+func (o *Own) memberIDLocked() string {
+	if o.format == FormatSticky {
+		return o.spec.MemberID
+	}
+	return SessionIdentity(o.mx.UserID(), o.mx.DeviceID())
+}
+
+// Identity is the LiveKit identity that goes with the published membership: what the bot
+// must join the SFU as, so that clients pair its membership with its participant.
+func (o *Own) Identity() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return Identity(o.format, o.mx.UserID(), o.mx.DeviceID(), o.memberIDLocked())
+}
+
 // self is the bot's device.
 func (o *Own) self() DeviceKey { return DeviceKey{User: o.mx.UserID(), Device: o.mx.DeviceID()} }
 
 // holdsOnlySelf reports whether the format's event holds this device alone, so that an
 // empty event (a delayed leave) removes exactly the bot.
-func (o *Own) holdsOnlySelf() bool { return o.spec.Format == FormatSession }
+func (o *Own) holdsOnlySelf() bool { return o.format == FormatSession || o.format == FormatSticky }
 
 // content builds the membership at now (refresh: not the first time).
 func (o *Own) content(now time.Time, refresh bool) (any, error) {
-	switch o.spec.Format {
+	switch o.format {
+	case FormatSticky:
+		return stickyContent(o.self(), o.spec.MemberID, o.foci), nil
 	case FormatSession:
-		return sessionContent(o.self(), o.foci, o.created, now, o.spec.Expiry, refresh), nil
+		expiry := o.spec.Expiry
+		if o.spec.Format != FormatSession {
+			expiry = sessionOwnExpiry // a sticky membership that fell back
+		}
+		return sessionContent(o.self(), o.foci, o.created, now, expiry, refresh), nil
 	case FormatMSC3401:
 		dev := &msc3401Device{SessionID: o.spec.SessionID, ExpiresAt: now.Add(o.spec.Expiry), Feeds: o.spec.Feeds}
 		c, _ := msc3401Content(o.current(), o.spec.SlotID, o.mx.DeviceID(), dev, now)
 		return c, nil
 	}
-	return nil, fmt.Errorf("the bot cannot publish a %s membership", o.spec.Format)
+	return nil, fmt.Errorf("the bot cannot publish a %s membership", o.format)
 }
 
 func (o *Own) current() json.RawMessage {
@@ -159,29 +242,96 @@ func (o *Own) publishLocked(ctx context.Context) error {
 	refresh := o.published
 	if !o.published {
 		o.created = now
-		if d, ok := o.mx.(DelayedEvents); ok && o.holdsOnlySelf() && o.delayed == nil && d.SupportsDelayedEvents(ctx) {
-			delayID, err := d.SendDelayedState(ctx, o.room, o.spec.Type, o.stateKey, map[string]any{}, leaveDelay)
-			if err != nil {
-				o.log.Warn().Err(err).Msg("Could not schedule a delayed leave; the membership is removed when recording stops")
-			} else {
-				o.delayed, o.delayID = d, delayID
-			}
+		if o.format == FormatSticky {
+			o.pickSticky(ctx)
 		}
+		o.scheduleLeave(ctx)
 	}
 	content, err := o.content(now, refresh)
 	if err != nil {
 		return err
 	}
-	if err := o.send(ctx, content); err != nil {
+	err = o.send(ctx, content)
+	if errors.Is(err, ErrNoStickyEvents) && !refresh {
+		o.log.Info().Err(err).Msg("The homeserver refused the sticky membership; publishing it as a state event")
+		o.cancelLeave(ctx)
+		o.fallBack()
+		o.scheduleLeave(ctx)
+		if content, err = o.content(now, false); err == nil {
+			err = o.send(ctx, content)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("publish the bot's call membership: %w", err)
 	}
 	o.published = true
 	return nil
 }
 
-// send writes content where the format keeps the bot's membership: its member state event.
+// pickSticky keeps a sticky membership sticky where the homeserver has sticky events and
+// makes it a session state event elsewhere (Dendrite), as js-sdk's clients fall back.
+func (o *Own) pickSticky(ctx context.Context) {
+	if s, ok := o.mx.(StickyEvents); ok && s.SupportsStickyEvents(ctx) {
+		o.sticky = s
+		return
+	}
+	o.log.Info().Msg("The homeserver has no sticky events (MSC4354); publishing the call membership as a state event")
+	o.fallBack()
+}
+
+// fallBack turns a sticky membership into a session state event.
+func (o *Own) fallBack() {
+	o.format, o.typ, o.sticky = FormatSession, TypeCallMember, nil
+}
+
+// scheduleLeave schedules the delayed leave (MSC4140) when the homeserver can do it and
+// the event holds the bot's device alone.
+func (o *Own) scheduleLeave(ctx context.Context) {
+	d, ok := o.mx.(DelayedEvents)
+	if !ok || !o.holdsOnlySelf() || o.delayed != nil || !d.SupportsDelayedEvents(ctx) {
+		return
+	}
+	var delayID string
+	var err error
+	if o.format == FormatSticky {
+		_, delayID, err = o.sticky.SendSticky(ctx, o.room, o.typ, o.leaveContent(), stickyOwnDuration, leaveDelay)
+	} else {
+		delayID, err = d.SendDelayedState(ctx, o.room, o.typ, o.stateKey, map[string]any{}, leaveDelay)
+	}
+	if err != nil {
+		o.log.Warn().Err(err).Msg("Could not schedule a delayed leave; the membership is removed when recording stops")
+		return
+	}
+	o.delayed, o.delayID = d, delayID
+}
+
+// cancelLeave cancels a scheduled delayed leave.
+func (o *Own) cancelLeave(ctx context.Context) {
+	if o.delayed == nil {
+		return
+	}
+	if err := o.delayed.UpdateDelayedEvent(ctx, o.delayID, "cancel"); err != nil {
+		o.log.Debug().Err(err).Msg("Could not cancel the delayed leave")
+	}
+	o.delayed, o.delayID = nil, ""
+}
+
+// leaveContent is what removes a session or sticky membership.
+func (o *Own) leaveContent() any {
+	if o.format == FormatSticky {
+		return stickyLeave(o.spec.MemberID)
+	}
+	return map[string]any{}
+}
+
+// send writes content where the format keeps the bot's membership: its member state
+// event, or a sticky event under its member id.
 func (o *Own) send(ctx context.Context, content any) error {
-	return o.mx.SendState(ctx, o.room, o.spec.Type, o.stateKey, content)
+	if o.format == FormatSticky {
+		_, _, err := o.sticky.SendSticky(ctx, o.room, o.typ, content, stickyOwnDuration, 0)
+		return err
+	}
+	return o.mx.SendState(ctx, o.room, o.typ, o.stateKey, content)
 }
 
 // KeepAlive pushes the delayed leave back and rewrites the membership before it expires
@@ -190,7 +340,10 @@ func (o *Own) send(ctx context.Context, content any) error {
 func (o *Own) KeepAlive(ctx context.Context) {
 	every := o.spec.Expiry * 3 / 4
 	var restart <-chan time.Time // pushes the delayed leave back, if the format has one
-	if o.holdsOnlySelf() {
+	o.mu.Lock()
+	onlySelf := o.holdsOnlySelf()
+	o.mu.Unlock()
+	if onlySelf {
 		t := time.NewTicker(leaveRestart)
 		defer t.Stop()
 		restart = t.C
@@ -238,14 +391,9 @@ func (o *Own) Remove(ctx context.Context) error {
 	if !o.published {
 		return nil
 	}
-	if o.delayed != nil {
-		if err := o.delayed.UpdateDelayedEvent(ctx, o.delayID, "cancel"); err != nil {
-			o.log.Debug().Err(err).Msg("Could not cancel the delayed leave")
-		}
-		o.delayed = nil
-	}
-	var leave any = map[string]any{}
-	if o.spec.Format == FormatMSC3401 {
+	o.cancelLeave(ctx)
+	leave := o.leaveContent()
+	if o.format == FormatMSC3401 {
 		raw := o.current()
 		content, changed := msc3401Content(raw, o.spec.SlotID, o.mx.DeviceID(), nil, time.Now())
 		if !changed && raw != nil {

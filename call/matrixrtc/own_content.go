@@ -33,6 +33,38 @@ func sessionContent(self DeviceKey, foci []Transport, created, now time.Time, ex
 	return c
 }
 
+// stickyContent is a sticky (m.rtc.member) membership as js-sdk 43 writes it
+// (StickyEventMembershipManager.makeMyMembership, checked by checkRtcMembershipData): the
+// bot publishes on the call's first focus, without the legacy livekit_alias, and can
+// subscribe over LiveKit. msc4354_sticky_key is the member id.
+func stickyContent(self DeviceKey, memberID string, foci []Transport) map[string]any {
+	published := []map[string]string{}
+	if len(foci) > 0 && foci[0].Type != "" {
+		t := map[string]string{"type": foci[0].Type}
+		if foci[0].ServiceURL != "" {
+			t["livekit_service_url"] = foci[0].ServiceURL
+		}
+		published = append(published, t)
+	}
+	return map[string]any{
+		"slot_id":     MainSlot,
+		"application": map[string]any{"type": "m.call"},
+		"member":      map[string]string{"user_id": string(self.User), "device_id": string(self.Device), "id": memberID},
+		"transports": map[string]any{
+			"published":     published,
+			"can_subscribe": []string{"livekit"},
+		},
+		"versions":           []string{},
+		"msc4354_sticky_key": memberID,
+	}
+}
+
+// stickyLeave ends a sticky membership: the slot and the sticky key only (js-sdk
+// isLeftMembershipContent).
+func stickyLeave(memberID string) map[string]any {
+	return map[string]any{"slot_id": MainSlot, "msc4354_sticky_key": memberID}
+}
+
 // msc3401Device is the bot's entry in an MSC3401 call.
 type msc3401Device struct {
 	SessionID string

@@ -42,6 +42,7 @@ type sessionData struct {
 	FocusActive   *focusActive    `json:"focus_active"`
 	FociPreferred json.RawMessage `json:"foci_preferred"`
 	FociActive    json.RawMessage `json:"foci_active"`
+	Intent        any             `json:"m.call.intent"`
 }
 
 func parseSession(evt *event.Event, content json.RawMessage, ts time.Time) (Member, error) {
@@ -99,8 +100,21 @@ func commonSession(evt *event.Event, d sessionData, ts time.Time) (Member, error
 	}
 	m.Identity = SessionIdentity(m.UserID, m.DeviceID)
 	m.MemberID = m.Identity
+	m.Intent = intent(d.Intent)
 	if d.MembershipID != nil && ValidID(*d.MembershipID) {
 		m.MemberID = *d.MembershipID
 	}
 	return m, nil
+}
+
+// maxIntent bounds a call intent's length; clients send "audio" or "video".
+const maxIntent = 32
+
+// intent reads an m.call.intent: a short string, else none.
+func intent(v any) string {
+	s, ok := v.(string)
+	if !ok || len(s) > maxIntent || !ValidASCIIID(s) {
+		return ""
+	}
+	return s
 }

@@ -77,7 +77,7 @@ type Recording struct {
 	endedCalls  map[string]time.Time
 	earlyCands  map[string][]voip.Candidate
 	reorder     *reorder[inMsg]
-	noticed     map[id.UserID]bool
+	joiners     *call.Joiners
 	retries     map[matrixrtc.DeviceKey]int
 	retryTimers map[matrixrtc.DeviceKey]*time.Timer
 	encryptMode map[matrixrtc.DeviceKey]bool
@@ -115,11 +115,12 @@ func newRecording(ctx context.Context, b *Backend, req call.StartRequest, c Call
 		session: randomID(12), ctx: rctx, cancel: cancel, sess: sess, startedAt: sess.StartedAt(),
 		rs: rs, devices: map[matrixrtc.DeviceKey]*participant{}, peers: map[matrixrtc.DeviceKey]*peer{},
 		endedCalls: map[string]time.Time{}, earlyCands: map[string][]voip.Candidate{},
-		reorder: newReorder[inMsg](), noticed: map[id.UserID]bool{}, retries: map[matrixrtc.DeviceKey]int{},
+		reorder: newReorder[inMsg](), retries: map[matrixrtc.DeviceKey]int{},
 		retryTimers: map[matrixrtc.DeviceKey]*time.Timer{}, encryptMode: map[matrixrtc.DeviceKey]bool{}, timers: map[string]*time.Timer{},
 		optOut: map[id.UserID]bool{}, status: map[matrixrtc.DeviceKey]*call.ParticipantStatus{}, pumps: map[*pump]struct{}{},
 		done: make(chan struct{}), lastResync: time.Now(),
 	}
+	r.joiners = call.NewJoiners(rctx, b.mx, req.RoomID, b.cfg.CommandPrefix, false)
 	r.log = b.log.With().Stringer("room_id", req.RoomID).Str("conf_id", c.ConfID).Str("session_id", r.session).Logger()
 	r.silent = newSilentSource(r.log)
 	r.own = matrixrtc.NewOwn(b.mx, req.RoomID, matrixrtc.OwnSpec{
@@ -364,23 +365,11 @@ func (r *Recording) deviceJoined(d matrixrtc.Member, listed bool, at time.Time, 
 	out := r.optOut[d.UserID]
 	r.mu.Unlock()
 	r.log.Info().Stringer("device", key).Bool("listed", listed).Msg("Participant joined")
-	if r.noticed[d.UserID] {
-		return
-	}
-	r.noticed[d.UserID] = true
 	if !announce {
+		r.joiners.Seen(d.UserID)
 		return
 	}
-	p := r.cfg.CommandPrefix
-	text := fmt.Sprintf("%s joined the call, which is being recorded (every person's tracks as separate files). Type %sskipme not to be recorded.", d.UserID, p)
-	if out {
-		text = fmt.Sprintf("%s joined the call, which is being recorded; you are not recorded, as you asked. Type %srecordme to be recorded.", d.UserID, p)
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
-		defer cancel()
-		r.b.mx.Notice(ctx, r.roomID, text, d.UserID)
-	}()
+	r.joiners.Joined(d.UserID, "", out)
 }
 
 func (r *Recording) deviceLeft(key matrixrtc.DeviceKey, why string) {
