@@ -43,6 +43,9 @@ type ringRec struct {
 	ring     matrixrtc.Ring
 	known    bool // the ring itself was seen (a decline can come first)
 	declined bool
+	// decliners are who declined it before the ring was seen (a caller's own decline of
+	// their ring does not count).
+	decliners []id.UserID
 	at       time.Time // when the bot saw it
 	origin   time.Time // its origin_server_ts
 }
@@ -65,7 +68,13 @@ func (b *Backend) handleRing(evt *event.Event) {
 		b.mu.Lock()
 		rec := b.ringLocked(room, ringID, now, true)
 		declined := false
-		if rec != nil && (!rec.known || rec.ring.Sender != evt.Sender) {
+		switch {
+		case rec == nil:
+		case !rec.known:
+			if len(rec.decliners) < ringsPerRoom {
+				rec.decliners = append(rec.decliners, evt.Sender)
+			}
+		case rec.ring.Sender != evt.Sender:
 			// A caller does not decline their own ring; anyone else in the room (the
 			// bot's own account on another device) does.
 			rec.declined, declined = true, true
@@ -93,9 +102,12 @@ func (b *Backend) handleRing(evt *event.Event) {
 	seen := rec == nil || rec.known
 	if rec != nil && !rec.known {
 		rec.ring, rec.known, rec.origin = ring, true, time.UnixMilli(evt.Timestamp)
-		if rec.declined && rec.ring.Sender == evt.Sender {
-			rec.declined = false // a decline of the caller's own, seen first, does not count
+		for _, u := range rec.decliners {
+			if u != ring.Sender {
+				rec.declined = true
+			}
 		}
+		rec.decliners = nil
 	}
 	declined := rec != nil && rec.declined
 	b.mu.Unlock()
