@@ -122,7 +122,7 @@ func (b *Backend) handleRing(evt *event.Event) {
 	case !ring.For(self.User):
 		log.Debug().Msg("A call rings other people")
 	case ring.Expired(now):
-		log.Info().Time("expired", ring.Expires).Msg("A call rang before its lifetime ended; not answering it")
+		log.Info().Time("expired", ring.Expires).Msg("A call rang, but its ring expired before the bot saw it; not answering it")
 	case declined:
 		log.Info().Msg("A call rang but was declined already")
 	case b.opts.OnRing != nil:

@@ -253,30 +253,7 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 			ks.lenient = maybe
 			ks.onGiveUp = func() { r.noKey(dev) }
 			src = ks
-			var logged, decrypted uint64
-			info.Transform = func(dst, in []byte, keyframe bool) ([]byte, bool) {
-				out, err := dec.Decrypt(dst, in, keyframe)
-				if err == nil {
-					decrypted++
-					if maybe && decrypted == 1 {
-						log.Warn().Msg("Track published as unencrypted carries encrypted frames; decrypting them")
-					}
-					return out, true
-				}
-				if maybe && decrypted == 0 && !errors.Is(err, framecrypt.ErrServerInjected) {
-					// No frame of this track decrypted so far: it may really be in the clear.
-					return append(dst[:0], in...), true
-				}
-				ks.decryptFailed(in, err)
-				if !errors.Is(err, framecrypt.ErrServerInjected) {
-					r.countUndecryptable(dev)
-				}
-				if logged < 5 {
-					logged++
-					log.Debug().Err(err).Msg("Frame not decrypted")
-				}
-				return nil, false
-			}
+			info.Transform = decryptTransform(dec, ks, maybe, func() { r.countUndecryptable(dev) }, log)
 		}
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
@@ -321,6 +298,37 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 	}()
 }
 
+// decryptTransform is an encrypted track's frame transform: it decrypts every frame, and
+// tells ks of the frames that fail, so that their key index waits for a new key. maybe:
+// the track was published as unencrypted, so its frames pass as they are until one
+// decrypts. undecryptable counts a frame that did not decrypt.
+func decryptTransform(dec *framecrypt.Decryptor, ks *keyedSource, maybe bool, undecryptable func(), log zerolog.Logger) recorder.FrameTransform {
+	var logged, decrypted uint64
+	return func(dst, in []byte, keyframe bool) ([]byte, bool) {
+		out, err := dec.Decrypt(dst, in, keyframe)
+		if err == nil {
+			decrypted++
+			if maybe && decrypted == 1 {
+				log.Warn().Msg("Track published as unencrypted carries encrypted frames; decrypting them")
+			}
+			return out, true
+		}
+		if maybe && decrypted == 0 && !errors.Is(err, framecrypt.ErrServerInjected) {
+			// No frame of this track decrypted so far: it may really be in the clear.
+			return append(dst[:0], in...), true
+		}
+		ks.decryptFailed(in, err)
+		if !errors.Is(err, framecrypt.ErrServerInjected) {
+			undecryptable()
+		}
+		if logged < 5 {
+			logged++
+			log.Debug().Err(err).Msg("Frame not decrypted")
+		}
+		return nil, false
+	}
+}
+
 // trackPublished turns down video published in an audio call before the SFU sends it.
 func (r *Recording) trackPublished(pub *lksdk.RemoteTrackPublication) {
 	r.mu.Lock()
@@ -345,7 +353,7 @@ func (r *Recording) setAudioOnly(audio bool) {
 	conns := r.connsLocked()
 	optOut := maps.Clone(r.optOut)
 	r.mu.Unlock()
-	r.log.Info().Bool("audio_only", audio).Msg("The call's intent changed")
+	r.log.Info().Bool("audio_only", audio).Msg("Following the call's intent (audio: no video is recorded)")
 	if audio {
 		return // tracks being recorded go on; new video is turned down
 	}

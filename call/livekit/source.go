@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -146,6 +147,11 @@ type keyedSource struct {
 	frameTS    uint32
 	frameStart int
 
+	// order puts a video track's packets back in sequence order before frames are cut
+	// from them: a packet the SFU retransmits after a NACK arrives after packets of the
+	// next frame, and taken in arrival order it would cut both frames off.
+	order seqOrder
+
 	// Counters for the log.
 	heldFrames, waits, giveUps, truncated uint64
 }
@@ -184,6 +190,7 @@ func (s *keyedSource) ReadPacket(b []byte) (int, error) {
 		if err != nil {
 			if errors.Is(err, io.EOF) || !isTimeoutErr(err) {
 				// The track ended: what is held goes to the recorder before the end.
+				s.order.flush(func(p []byte) { s.frame(p, now) })
 				s.release("track ended")
 				if len(s.ready) > 0 {
 					s.eof = err
@@ -191,6 +198,7 @@ func (s *keyedSource) ReadPacket(b []byte) (int, error) {
 				}
 				return 0, err
 			}
+			s.order.expire(now, func(p []byte) { s.frame(p, now) })
 			s.checkExpiry(now)
 			if len(s.ready) > 0 {
 				continue
@@ -212,9 +220,19 @@ func (s *keyedSource) copyPacket(p []byte) []byte {
 
 func (s *keyedSource) push(p []byte, now time.Time) {
 	p = p[:stripServerFrame(p, s.codec, s.sif)]
-	payload, marker, ok := rtpPayload(p)
+	pkt := s.copyPacket(p)
+	if !s.video {
+		s.frame(pkt, now)
+		return
+	}
+	s.order.add(pkt, now, func(p []byte) { s.frame(p, now) })
+}
+
+// frame cuts frames from the packets, in order, and holds those whose key is missing.
+func (s *keyedSource) frame(pkt []byte, now time.Time) {
+	payload, marker, ok := rtpPayload(pkt)
 	if ok && s.video && len(payload) > 0 {
-		ts := binary.BigEndian.Uint32(p[4:8])
+		ts := binary.BigEndian.Uint32(pkt[4:8])
 		if s.frameOpen && ts != s.frameTS {
 			// The frame in progress ended without its marker packet: the SFU switched
 			// simulcast layers (or streams) in the middle of it. Its packets become padding,
@@ -225,7 +243,6 @@ func (s *keyedSource) push(p []byte, now time.Time) {
 			s.frameOpen, s.frameTS, s.frameStart = true, ts, len(s.pending)
 		}
 	}
-	pkt := s.copyPacket(p)
 	if !ok || (len(payload) == 0 && len(s.pending) == 0) {
 		// Not RTP (the recorder counts it) or padding between frames: nothing to wait for.
 		s.ready = append(s.ready, pkt)
@@ -335,6 +352,7 @@ func (s *keyedSource) giveUp(why string) {
 // ReleaseHeld passes on what is held when the track stops (recorder.HoldingSource): those
 // frames are then written if a key fits after all, or counted as undecryptable.
 func (s *keyedSource) ReleaseHeld() {
+	s.order.flush(func(p []byte) { s.frame(p, s.now()) })
 	if len(s.pending) > 0 {
 		s.log.Info().Int("packets", len(s.pending)).Msg("Track stopping with frames still waiting for their key")
 	}
@@ -363,6 +381,116 @@ func (s *keyedSource) decryptFailed(frame []byte, err error) {
 		s.bad[index] = s.ring.Generation(index)
 	case errors.Is(err, framecrypt.ErrMissingKey):
 		s.bad[index] = 0
+	}
+}
+
+// Reordering of a video track's packets before frames are cut from them.
+const (
+	// reorderWait is how long packets after a gap wait for the missing one (a NACK and
+	// its retransmission take a round trip) before the gap counts as loss.
+	reorderWait = 150 * time.Millisecond
+	// reorderMax bounds the packets waiting behind a gap.
+	reorderMax = 256
+	// reorderRestart: a sequence number this far from the expected one starts over (a
+	// new stream), rather than waiting.
+	reorderRestart = 1000
+)
+
+// seqOrder hands packets on in RTP sequence order: a packet that comes early waits for
+// the ones before it, up to reorderWait (then they count as lost) or reorderMax packets; a
+// packet older than what was handed on already is dropped (a duplicate, or one given up
+// for lost, which the recorder would take as late anyway). The zero value is ready.
+type seqOrder struct {
+	started bool
+	next    uint16
+	early   []orderedPkt // sorted by sequence number
+	since   time.Time    // when the gap before early[0] began
+}
+
+type orderedPkt struct {
+	seq uint16
+	pkt []byte
+}
+
+// add takes one packet (owned from then on) and passes on what is in order.
+func (o *seqOrder) add(pkt []byte, now time.Time, out func([]byte)) {
+	if len(pkt) < 12 || pkt[0]>>6 != 2 {
+		out(pkt) // not RTP: the recorder counts it
+		return
+	}
+	seq := binary.BigEndian.Uint16(pkt[2:4])
+	if !o.started {
+		o.started, o.next = true, seq
+	}
+	o.expire(now, out)
+	d := int16(seq - o.next)
+	switch {
+	case d > reorderRestart || d < -reorderRestart:
+		o.flush(out)
+		o.next = seq
+		fallthrough
+	case d == 0:
+		out(pkt)
+		o.next = seq + 1
+		o.drain(out)
+	case d < 0:
+		// Handed on (or given up) already.
+	default:
+		i, found := slices.BinarySearchFunc(o.early, seq, func(e orderedPkt, s uint16) int { return int(int16(e.seq - s)) })
+		if found {
+			return
+		}
+		if len(o.early) == 0 || o.since.IsZero() {
+			o.since = now
+		}
+		o.early = slices.Insert(o.early, i, orderedPkt{seq: seq, pkt: pkt})
+		if len(o.early) > reorderMax {
+			o.skip(out)
+		}
+	}
+}
+
+// drain passes on the early packets that are next in order.
+func (o *seqOrder) drain(out func([]byte)) {
+	for len(o.early) > 0 && o.early[0].seq == o.next {
+		out(o.early[0].pkt)
+		o.early[0] = orderedPkt{}
+		o.early = o.early[1:]
+		o.next++
+	}
+	if len(o.early) == 0 {
+		o.early = nil
+	}
+}
+
+// skip gives up the gap before the first early packet.
+func (o *seqOrder) skip(out func([]byte)) {
+	if len(o.early) == 0 {
+		return
+	}
+	o.next = o.early[0].seq
+	o.drain(out)
+	o.since = time.Time{}
+}
+
+// expire gives up gaps that waited reorderWait.
+func (o *seqOrder) expire(now time.Time, out func([]byte)) {
+	switch {
+	case len(o.early) == 0:
+	case o.since.IsZero():
+		o.since = now // the gap left after a skip waits from now
+	case now.Sub(o.since) >= reorderWait:
+		o.skip(out)
+		if len(o.early) > 0 {
+			o.since = now
+		}
+	}
+}
+
+// flush passes on everything, in order.
+func (o *seqOrder) flush(out func([]byte)) {
+	for len(o.early) > 0 {
+		o.skip(out)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -275,5 +276,55 @@ func TestSourceDropsCutOffFrame(t *testing.T) {
 	}
 	if want := "1:0 2:0 3:2 4:2"; strings.Join(got, " ") != want {
 		t.Fatalf("released %v, want %s (seq:payload bytes)", got, want)
+	}
+}
+
+// A video track's packets reach the frame logic in sequence order: a packet that comes
+// early waits for the missing one, which is given up for lost after reorderWait (or when
+// too many wait); duplicates and packets given up already are dropped; a jump far away
+// starts over.
+func TestSeqOrder(t *testing.T) {
+	var o seqOrder
+	var got []uint16
+	out := func(p []byte) { got = append(got, seqOf(p)) }
+	now := time.Unix(1000, 0)
+	add := func(seqs ...uint16) {
+		for _, s := range seqs {
+			o.add(packet(t, s, false, []byte{1}), now, out)
+		}
+	}
+	add(10, 11, 13, 14, 12, 12, 11, 15)
+	if want := []uint16{10, 11, 12, 13, 14, 15}; !slices.Equal(got, want) {
+		t.Fatalf("in order: %v, want %v", got, want)
+	}
+	got = nil
+	add(17, 18) // 16 lost
+	now = now.Add(reorderWait / 2)
+	o.expire(now, out)
+	if len(got) != 0 {
+		t.Fatalf("gave up the gap too soon: %v", got)
+	}
+	now = now.Add(reorderWait)
+	o.expire(now, out)
+	add(16, 19)
+	if want := []uint16{17, 18, 19}; !slices.Equal(got, want) {
+		t.Fatalf("after the gap: %v, want %v", got, want)
+	}
+	got = nil
+	add(40000, 40001)
+	if want := []uint16{40000, 40001}; !slices.Equal(got, want) {
+		t.Fatalf("a new stream: %v, want %v", got, want)
+	}
+	got = nil
+	for s := uint16(40003); s < 40003+reorderMax+1; s++ {
+		add(s)
+	}
+	if len(got) != reorderMax+1 || got[0] != 40003 {
+		t.Fatalf("a full window gives the gap up: %d packets, first %v", len(got), got[:1])
+	}
+	got = nil
+	add(40002)
+	if len(got) != 0 {
+		t.Fatalf("a packet given up for lost was passed on late: %v", got)
 	}
 }
