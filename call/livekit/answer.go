@@ -46,8 +46,8 @@ type ringRec struct {
 	// decliners are who declined it before the ring was seen (a caller's own decline of
 	// their ring does not count).
 	decliners []id.UserID
-	at       time.Time // when the bot saw it
-	origin   time.Time // its origin_server_ts
+	at        time.Time // when the bot saw it
+	origin    time.Time // its origin_server_ts
 }
 
 // handleRing follows call notifications and declines.

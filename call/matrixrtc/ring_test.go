@@ -97,7 +97,10 @@ func TestParseRingRules(t *testing.T) {
 		{"a notification, not a ring", TypeRTCNotification, now, `{"slot_id":"m.call#ROOM","m.mentions":{"room":true},"notification_type":"notification","sender_ts":` + ts + `,"lifetime":1000}`,
 			func(r Ring, err error) bool { return err == nil && !r.Ring }},
 		{"lifetime capped at two minutes", TypeRTCNotification, now, `{"slot_id":"m.call#ROOM","m.mentions":{"room":true},"sender_ts":` + ts + `,"lifetime":99999999}`,
-			func(r Ring, err error) bool { d := r.Expires.Sub(now); return err == nil && d > 2*time.Minute-time.Millisecond && d <= 2*time.Minute }},
+			func(r Ring, err error) bool {
+				d := r.Expires.Sub(now)
+				return err == nil && d > 2*time.Minute-time.Millisecond && d <= 2*time.Minute
+			}},
 		{"sender clock far ahead: the server's time counts", TypeRTCNotification, now.Add(-time.Minute),
 			`{"slot_id":"m.call#ROOM","m.mentions":{"room":true},"sender_ts":` + ts + `,"lifetime":30000}`,
 			func(r Ring, err error) bool { return err == nil && r.Expired(now) }},
