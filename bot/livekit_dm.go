@@ -53,11 +53,12 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 	if b.groups.recording(room) {
 		return // answered already (the ring, then the session it rang for)
 	}
+	// Group rooms: rings change nothing there, not even a refusal.
+	if peer, err := b.directPeer(ctx, room); err != nil || peer != ans.Caller {
+		log.Debug().Err(err).Msg("A call rang in a room that is not a direct one with its caller; not answering")
+		return
+	}
 	if err := b.admitCall(ctx, room, ans.Caller); err != nil {
-		if errors.Is(err, errNotDirect) {
-			log.Debug().Err(err).Msg("A call rang in a room that is not a direct one; not answering")
-			return
-		}
 		log.Info().Err(err).Msg("Not answering the call")
 		b.declineRing(ctx, room, ans.Ring)
 		voipObserver{b}.CallRefused(ctx, room, ans.Caller, err.Error())

@@ -68,7 +68,10 @@ type Options struct {
 	// ExternalMedia: Join does the Matrix side only (membership, token, keys) and another
 	// client carries the media with ExternalAccess and MediaKey (a browser in the tests).
 	ExternalMedia bool
-	Logger        zerolog.Logger
+	// Intent is the m.call.intent of the membership (default "video"; "audio" for a
+	// voice call as Element X places it).
+	Intent string
+	Logger zerolog.Logger
 }
 
 // Peer is one Element Call participant device.
@@ -83,10 +86,12 @@ type Peer struct {
 	mu       sync.Mutex
 	room     id.RoomID
 	memberID string
-	joined   time.Time
-	slots    map[string][]matrixrtc.Member
-	keyIndex uint8
-	key      []byte
+	// memberEvent is the event id of the peer's membership (a ring references it).
+	memberEvent id.EventID
+	joined      time.Time
+	slots       map[string][]matrixrtc.Member
+	keyIndex    uint8
+	key         []byte
 	// sendIndex/sendKey are what frames are encrypted with (switched after useKeyDelay).
 	sendIndex uint8
 	sendKey   []byte
@@ -130,6 +135,9 @@ func New(ctx context.Context, o Options) (*Peer, error) {
 	}
 	if o.KeyTransport == "" {
 		o.KeyTransport = KeysToDevice
+	}
+	if o.Intent == "" {
+		o.Intent = "video"
 	}
 	syncer := testclient.NewSyncer()
 	mc, err := testclient.New(ctx, testclient.Options{
@@ -236,23 +244,36 @@ func (p *Peer) publishMembership(ctx context.Context, leave bool) error {
 	p.mu.Unlock()
 	user, dev := p.cli.UserID, p.cli.DeviceID
 	focus := map[string]string{"type": "livekit", "livekit_service_url": p.opts.ServiceURL, "livekit_alias": string(room)}
+	var evtID id.EventID
+	defer func() {
+		if !leave && evtID != "" {
+			p.mu.Lock()
+			p.memberEvent = evtID
+			p.mu.Unlock()
+		}
+	}()
 	switch p.opts.Format {
 	case FormatSticky:
-		content := map[string]any{"msc4354_sticky_key": memberID}
+		// As matrix-js-sdk 43's StickyEventMembershipManager writes it.
+		content := map[string]any{"slot_id": "m.call#ROOM", "msc4354_sticky_key": memberID}
 		if !leave {
 			content = map[string]any{
-				"slot_id":            "m.call#ROOM",
-				"application":        map[string]any{"type": "m.call", "m.call.intent": "video"},
-				"member":             map[string]string{"user_id": string(user), "device_id": string(dev), "id": memberID},
-				"rtc_transports":     []map[string]string{{"type": "livekit", "livekit_service_url": p.opts.ServiceURL}},
+				"slot_id":     "m.call#ROOM",
+				"application": map[string]any{"type": "m.call", "m.call.intent": p.opts.Intent},
+				"member":      map[string]string{"user_id": string(user), "device_id": string(dev), "id": memberID},
+				"transports": map[string]any{
+					"published":     []map[string]string{{"type": "livekit", "livekit_service_url": p.opts.ServiceURL}},
+					"can_subscribe": []string{"livekit"},
+				},
 				"versions":           []string{},
 				"msc4354_sticky_key": memberID,
 			}
 		}
-		_, err := p.cli.SendMessageEvent(ctx, room, matrixrtc.TypeRTCMember, content, mautrix.ReqSendEvent{UnstableStickyDuration: time.Hour})
+		resp, err := p.cli.SendMessageEvent(ctx, room, matrixrtc.TypeRTCMember, content, mautrix.ReqSendEvent{UnstableStickyDuration: time.Hour})
 		if err != nil {
 			return fmt.Errorf("send sticky membership: %w", err)
 		}
+		evtID = resp.EventID
 		return nil
 	case FormatLegacy:
 		content := map[string]any{"memberships": []any{}}
@@ -263,9 +284,11 @@ func (p *Peer) publishMembership(ctx context.Context, leave bool) error {
 				"foci_active": []any{focus},
 			}}
 		}
-		if _, err := p.cli.SendStateEvent(ctx, room, matrixrtc.TypeCallMember, string(user), content); err != nil {
+		resp, err := p.cli.SendStateEvent(ctx, room, matrixrtc.TypeCallMember, string(user), content)
+		if err != nil {
 			return fmt.Errorf("send legacy membership: %w", err)
 		}
+		evtID = resp.EventID
 		return nil
 	default:
 		key := matrixrtc.SessionStateKey(user, dev, "10")
@@ -273,16 +296,46 @@ func (p *Peer) publishMembership(ctx context.Context, leave bool) error {
 		if !leave {
 			content = map[string]any{
 				"application": "m.call", "call_id": "", "scope": "m.room", "device_id": dev,
-				"membershipID": memberID, "expires": 14400000, "m.call.intent": "video",
+				"membershipID": memberID, "expires": 14400000, "m.call.intent": p.opts.Intent,
 				"focus_active":   map[string]string{"type": "livekit", "focus_selection": p.opts.FocusSelection},
 				"foci_preferred": []any{focus},
 			}
 		}
-		if _, err := p.cli.SendStateEvent(ctx, room, matrixrtc.TypeCallMember, key, content); err != nil {
+		resp, err := p.cli.SendStateEvent(ctx, room, matrixrtc.TypeCallMember, key, content)
+		if err != nil {
 			return fmt.Errorf("send session membership: %w", err)
 		}
+		evtID = resp.EventID
 		return nil
 	}
+}
+
+// Ring rings the room as matrix-js-sdk 43 does for the first member of a DM call
+// (MatrixRTCSession.sendCallNotify): org.matrix.msc4075.rtc.notification, "ring",
+// referencing the peer's membership, valid for lifetime from sentAt (a past sentAt makes
+// a ring that expired on its way). It returns the notification's event id.
+func (p *Peer) Ring(ctx context.Context, sentAt time.Time, lifetime time.Duration) (id.EventID, error) {
+	p.mu.Lock()
+	room, member := p.room, p.memberEvent
+	p.mu.Unlock()
+	if member == "" {
+		return "", errors.New("ring before joining the call")
+	}
+	content := map[string]any{
+		"slot_id":            "m.call#ROOM",
+		"m.mentions":         map[string]any{"user_ids": []string{}, "room": true},
+		"notification_type":  "ring",
+		"m.relates_to":       map[string]string{"event_id": string(member), "rel_type": "m.reference"},
+		"sender_ts":          sentAt.UnixMilli(),
+		"lifetime":           lifetime.Milliseconds(),
+		"msc4354_sticky_key": "m.call#ROOM",
+		"m.call.intent":      p.opts.Intent,
+	}
+	resp, err := p.cli.SendMessageEvent(ctx, room, matrixrtc.TypeRTCNotification, content)
+	if err != nil {
+		return "", fmt.Errorf("ring: %w", err)
+	}
+	return resp.EventID, nil
 }
 
 type sfuAccess struct{ url, jwt string }

@@ -36,12 +36,15 @@ import (
 //   - EncryptedDMRing: an Element X style call in an encrypted DM: the session rings the
 //     room (org.matrix.msc4075.rtc.notification, "ring"); the bot should join and record
 //     with nobody typing a command.
+//   - EncryptedDMAudioCall: the same as a voice call (m.call.intent "audio", microphone
+//     only): audio files only.
 func TestIntegrationBrowserMatrixRTC(t *testing.T) {
 	requireBrowser(t, "rtcsession.html")
 	env := startLKEnv(t)
 	t.Run("EncryptedGroupCall", func(t *testing.T) { browserRTCGroup(t, env, false) })
 	t.Run("KeyRotationOnLeave", func(t *testing.T) { browserRTCGroup(t, env, true) })
-	t.Run("EncryptedDMRing", func(t *testing.T) { browserRTCRing(t, env) })
+	t.Run("EncryptedDMRing", func(t *testing.T) { browserRTCRing(t, env, "video") })
+	t.Run("EncryptedDMAudioCall", func(t *testing.T) { browserRTCRing(t, env, "audio") })
 }
 
 // rtcStatus is what the page's session and LiveKit room say (rtcsession.js status()).
@@ -458,35 +461,27 @@ func browserRTCGroup(t *testing.T, env *lkEnv, leave bool) {
 	// membership's rtcBackendIdentity ("@user:server:DEVICE" for a state-event membership):
 	// the bot's own must be there, or clients show it as a member that never connects.
 	t.Run("BotLiveKitIdentityMatchesItsMembership", func(t *testing.T) {
-		t.Skip(skipBotIdentityMismatch)
 		if _, ok := during.participant(botMember.Identity); !ok {
 			t.Errorf("the SDK expects the bot in LiveKit as %q (its membership), but the participants are %+v", botMember.Identity, during.Participants)
 		}
 	})
 }
 
-// Bugs of the bot these tests found, as skip messages that name their cause (issue 14).
-const (
-	skipBotIdentityMismatch = "bot bug (issue 14): the bot publishes a state-event call membership (rtcBackendIdentity " +
-		"\"@bot:server:DEVICE\") but joins LiveKit with the hashed identity /get_token hands out, so Element Call finds no " +
-		"LiveKit participant for the bot's membership"
-)
-
 // browserRTCRing: an Element X style DM call to the bot. Alice's session joins the call of
 // an encrypted DM with the bot and rings the room as the call's first member
 // (org.matrix.msc4075.rtc.notification, notification_type "ring", referencing her
 // membership). The bot should answer by joining the session and record her tracks as plain
 // media with nobody typing a command, tell the room, and end the recording when she hangs
-// up (a DM call ends with its caller, not after the group grace period).
-func browserRTCRing(t *testing.T, env *lkEnv) {
-	t.Skip("issue 14: the bot does not answer MatrixRTC ring notifications yet")
+// up (a DM call ends with its caller, not after the group grace period). intent is the
+// call's ("audio": the page publishes its microphone only, and the files are audio only).
+func browserRTCRing(t *testing.T, env *lkEnv, intent string) {
 	cfg := startRTCBot(t, env)
 	bot := cfg.Matrix.UserID
 	alice := newRTCCaller(t, env, "alice", 440)
 	room := createDMOverAPI(timeout(t, time.Minute), t, env.hs, alice.acc, bot, true)
 	alice.waitRoom(room, true, alice.user, bot)
 
-	st := alice.join(room, env.jwt.URL(), map[string]any{"notificationType": "ring", "callIntent": "video"})
+	st := alice.join(room, env.jwt.URL(), map[string]any{"notificationType": "ring", "callIntent": intent})
 	st = alice.waitStatus("the session to ring the room", time.Minute, func(s rtcStatus) bool { return len(s.Notifications) > 0 })
 	own, ok := st.member(alice.user)
 	if !ok {
@@ -494,7 +489,7 @@ func browserRTCRing(t *testing.T, env *lkEnv) {
 	}
 	n := st.Notifications[0]
 	rel, _ := n["m.relates_to"].(map[string]any)
-	if n["notification_type"] != "ring" || rel["rel_type"] != "m.reference" || rel["event_id"] != own.EventID || n["m.call.intent"] != "video" {
+	if n["notification_type"] != "ring" || rel["rel_type"] != "m.reference" || rel["event_id"] != own.EventID || n["m.call.intent"] != intent {
 		t.Fatalf("the session's ring notification is not what the test expects of matrix-js-sdk 43: %v (membership %s)", n, own.EventID)
 	}
 	t.Logf("the session rang the room: %v", n)
@@ -524,13 +519,23 @@ func browserRTCRing(t *testing.T, env *lkEnv) {
 		t.Errorf("the recording ended %v after the caller hung up; a DM call ends with its caller", d.Round(time.Second))
 	}
 	mic := fileOf(t, m, id.UserID(alice.user), recorder.SourceMicrophone)
-	cam := fileOf(t, m, id.UserID(alice.user), recorder.SourceCamera)
-	for _, f := range []recorder.FileEntry{mic, cam} {
+	files := []recorder.FileEntry{mic}
+	if intent == "audio" {
+		if len(m.Tracks) != 1 {
+			t.Errorf("an audio call's recording has %d files, want the microphone only", len(m.Tracks))
+		}
+	} else {
+		files = append(files, fileOf(t, m, id.UserID(alice.user), recorder.SourceCamera))
+	}
+	for _, f := range files {
 		if f.DeviceID != alice.device || f.Stats.FramesUndecrypted != 0 {
 			t.Errorf("%s: device %q (browser %s), %d undecryptable frames", f.File, f.DeviceID, alice.device, f.Stats.FramesUndecrypted)
 		}
 	}
 	checkAudio(t, folder, mic, 440, 660)
-	checkFile(t, filepath.Join(folder, cam.File), "vp8", time.Duration(cam.DurationMs)*time.Millisecond)
-	checkFakeCamera(t, filepath.Join(folder, cam.File))
+	if intent != "audio" {
+		cam := files[1]
+		checkFile(t, filepath.Join(folder, cam.File), "vp8", time.Duration(cam.DurationMs)*time.Millisecond)
+		checkFakeCamera(t, filepath.Join(folder, cam.File))
+	}
 }

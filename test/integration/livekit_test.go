@@ -418,7 +418,13 @@ func TestIntegrationLiveKit(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
-			time.Sleep(5 * time.Second)
+			// Everyone in a recorded call is told: bob, who came after the start notice, by
+			// a notice that mentions him.
+			told := waitMessage(t, alice, room, bobJoined, 30*time.Second, "joined the call, which is being recorded")
+			if !strings.Contains(told, string(bob.UserID())) || !strings.Contains(told, "skipme") {
+				t.Errorf("the late joiner's notice does not name him or the opt-out: %q", told)
+			}
+			time.Sleep(3 * time.Second)
 			if err := bob.Leave(ctx); err != nil {
 				t.Fatal(err)
 			}
