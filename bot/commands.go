@@ -177,6 +177,9 @@ func (c *commands) hangup(ctx context.Context, cc *cmdContext) error {
 		return err
 	}
 	if n := c.b.calls.HangupRoom(cc.roomID, fmt.Sprintf("%s asked me to hang up", cc.sender)); n == 0 {
+		if c.b.groups.answered(cc.roomID, cc.sender) {
+			return c.b.groups.stop(ctx, cc) // a DM call the bot answered (livekit_dm.go)
+		}
 		return userError{"There is no call in this room."}
 	}
 	return nil

@@ -135,3 +135,12 @@ func (g *groups) recording(room id.RoomID) bool {
 	defer g.mu.Unlock()
 	return g.active[room] != nil
 }
+
+// answered reports whether the room's recording is a direct call the bot answered for
+// caller (who may end it with !hangup or !stop).
+func (g *groups) answered(room id.RoomID, caller id.UserID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gr := g.active[room]
+	return gr != nil && gr.caller != "" && gr.caller == caller
+}
