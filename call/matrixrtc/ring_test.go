@@ -147,3 +147,20 @@ func TestRegisterEventTypes(t *testing.T) {
 		}
 	}
 }
+
+// Hostile notifications: no panic, and no ring lasts beyond two minutes from now.
+func FuzzParseRing(f *testing.F) {
+	f.Add(`{"slot_id":"m.call#ROOM","m.mentions":{"room":true},"notification_type":"ring","sender_ts":1,"lifetime":90000}`, int64(1))
+	f.Add(`{"application":"m.call","notify_type":"ring","m.mentions":{"user_ids":["@a:b"]}}`, int64(0))
+	f.Add(`{"m.relates_to":{"event_id":"$x","rel_type":"m.reference"}}`, int64(-5))
+	f.Fuzz(func(t *testing.T, content string, ts int64) {
+		now := time.Now()
+		for _, typ := range []event.Type{TypeRTCNotification, TypeCallNotify, TypeRTCDecline} {
+			evt := &event.Event{Type: typ, Sender: "@a:hs", Timestamp: ts, ID: "$e", RoomID: "!r:hs"}
+			if r, err := ParseRing(evt, json.RawMessage(content), now); err == nil && r.Expires.After(now.Add(2*time.Minute)) {
+				t.Fatalf("ring valid until %v", r.Expires)
+			}
+			_, _ = ParseDecline(evt, json.RawMessage(content))
+		}
+	})
+}
