@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,5 +200,38 @@ func TestOwnStickyDelayedLeave(t *testing.T) {
 	}
 	if len(mx.updates) != 1 || mx.updates[0] != "stickydelay:cancel" || len(mx.sticky) != 3 {
 		t.Fatalf("remove: updates %v, sticky %+v", mx.updates, mx.sticky)
+	}
+}
+
+// A sticky membership of this device a previous run left is ended under its own key once
+// no recording owns the room.
+func TestStaleEndsStickyMembership(t *testing.T) {
+	mx := &fakeSticky{fakeMatrix: &fakeMatrix{}, supported: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var busy bool
+	var mu sync.Mutex
+	s := NewStale(ctx, mx, func(id.RoomID) bool { mu.Lock(); defer mu.Unlock(); return busy }, zerolog.Nop(), MatrixRTC...)
+	s.delay = time.Millisecond
+	content := string(func() []byte {
+		b, _ := json.Marshal(stickyContent(DeviceKey{User: "@bot:hs", Device: "BOTDEV"}, "old-member", nil))
+		return b
+	}())
+	evt := &event.Event{Type: TypeRTCMember, Sender: "@bot:hs", Timestamp: time.Now().UnixMilli(), ID: "$old", RoomID: "!r:hs"}
+	mu.Lock()
+	busy = true
+	mu.Unlock()
+	s.Seen(evt, json.RawMessage(content))
+	s.Wait()
+	if len(mx.sticky) != 0 {
+		t.Fatalf("ended while a recording owns the room: %+v", mx.sticky)
+	}
+	mu.Lock()
+	busy = false
+	mu.Unlock()
+	s.Seen(evt, json.RawMessage(content))
+	s.Wait()
+	if len(mx.sticky) != 1 || string(mx.sticky[0].content) != `{"msc4354_sticky_key":"old-member","slot_id":"m.call#ROOM"}` || mx.sticky[0].typ != TypeRTCMember.Type {
+		t.Fatalf("sent %+v", mx.sticky)
 	}
 }

@@ -39,13 +39,18 @@ type Stale struct {
 
 	mu       sync.Mutex
 	checking map[id.RoomID]bool
-	wg       sync.WaitGroup
+	// sticky are the sticky keys of the device's sticky memberships seen per room,
+	// waiting for the check (sticky events are not room state: they are ended where they
+	// were seen).
+	sticky map[id.RoomID]map[string]event.Type
+	wg     sync.WaitGroup
 }
 
 // NewStale returns a Stale that works until ctx ends. busy reports whether a recording (or
 // its start) in the room owns the bot's membership there now; it is called without locks.
 func NewStale(ctx context.Context, mx StateMatrix, busy func(id.RoomID) bool, log zerolog.Logger, formats ...Format) *Stale {
-	return &Stale{ctx: ctx, mx: mx, formats: formats, busy: busy, log: log, delay: staleDelay, checking: map[id.RoomID]bool{}}
+	return &Stale{ctx: ctx, mx: mx, formats: formats, busy: busy, log: log, delay: staleDelay, checking: map[id.RoomID]bool{},
+		sticky: map[id.RoomID]map[string]event.Type{}}
 }
 
 // Seen looks at a membership event in a room: when the bot sent it, it lists the bot's
@@ -56,10 +61,19 @@ func (s *Stale) Seen(evt *event.Event, content json.RawMessage) {
 	if room == "" || evt.Sender != s.mx.UserID() {
 		return
 	}
-	if _, listed := s.format(evt, content); !listed || s.busy(room) {
+	f, listed := s.format(evt, content)
+	if !listed || s.busy(room) {
 		return
 	}
 	s.mu.Lock()
+	if f == FormatSticky {
+		if key, ok := stickyKey(content); ok && len(s.sticky[room]) < MaxDevicesPerUser {
+			if s.sticky[room] == nil {
+				s.sticky[room] = map[string]event.Type{}
+			}
+			s.sticky[room][key] = evt.Type
+		}
+	}
 	if s.checking[room] {
 		s.mu.Unlock()
 		return
@@ -79,10 +93,46 @@ func (s *Stale) Seen(evt *event.Event, content json.RawMessage) {
 			return
 		case <-time.After(s.delay):
 		}
+		s.mu.Lock()
+		keys := s.sticky[room]
+		delete(s.sticky, room)
+		s.mu.Unlock()
 		if !s.busy(room) {
 			s.sweep(room)
+			s.endSticky(room, keys)
 		}
 	}()
+}
+
+// stickyKey reads a sticky membership's key.
+func stickyKey(content json.RawMessage) (string, bool) {
+	var k struct {
+		Key *string `json:"msc4354_sticky_key"`
+	}
+	if json.Unmarshal(content, &k) != nil || k.Key == nil || !ValidID(*k.Key) {
+		return "", false
+	}
+	return *k.Key, true
+}
+
+// endSticky sends the leave of each sticky membership of the device a previous run left
+// (under its own key: a recording that runs later has a member id of its own, and a
+// second leave of a key changes nothing).
+func (s *Stale) endSticky(room id.RoomID, keys map[string]event.Type) {
+	st, ok := s.mx.(StickyEvents)
+	if !ok || len(keys) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	log := s.log.With().Stringer("room_id", room).Logger()
+	for key, typ := range keys {
+		if _, _, err := st.SendSticky(ctx, room, typ, stickyLeave(key), stickyOwnDuration, 0); err != nil {
+			log.Warn().Err(err).Msg("Could not end the sticky call membership of this device a previous run left")
+			continue
+		}
+		log.Info().Msg("Ended the sticky call membership of this device a previous run left")
+	}
 }
 
 // Wait returns when no check runs any more.
