@@ -27,8 +27,12 @@ func (b *Bot) onRing(ctx context.Context, room id.RoomID, ring matrixrtc.Ring) {
 }
 
 // directCallBegan answers a call that began in a direct room without ringing the bot (or
-// whose ring the bot saw before it started); it reports whether the room is a direct one.
+// whose ring the bot saw before it started); it reports whether it took the call on (a
+// direct room, with calls.auto_answer on: otherwise !autorecord decides, silently).
 func (b *Bot) directCallBegan(ctx context.Context, room id.RoomID) bool {
+	if !b.cfg.Calls.AutoAnswer {
+		return false
+	}
 	peer, err := b.directPeer(ctx, room)
 	if err != nil {
 		return false

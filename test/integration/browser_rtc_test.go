@@ -276,10 +276,13 @@ func (n jsNotices) undecryptableFrom(sender string) []string {
 }
 
 // startRTCBot runs the bot's binary (matrix-recorder -config FILE) with an account of its
-// own on the test homeserver, and returns its config.
+// own on the test homeserver, and returns its config. Calls are answered by themselves
+// (calls.auto_answer, the default): the group calls here have two callers, so only the DM
+// calls are answered.
 func startRTCBot(t *testing.T, env *lkEnv) config.Config {
 	t.Helper()
 	cfg := env.botConfig(t)
+	cfg.Calls.AutoAnswer = true
 	startProcess(t, cfg)
 	return cfg
 }

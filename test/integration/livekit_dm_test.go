@@ -21,7 +21,9 @@ import (
 // audio call's recording leaves out), and ends when the caller hangs up.
 func TestIntegrationLiveKitDM(t *testing.T) {
 	env := startLKEnv(t)
-	rb := startBot(t, env.botConfig(t))
+	cfg := env.botConfig(t)
+	cfg.Calls.AutoAnswer = true
+	rb := startBot(t, cfg)
 	alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true, Intent: "audio"})
 	room := callRoom(t, alice, true, rb.bot.UserID())
 	ctx := timeout(t, 4*time.Minute)

@@ -109,7 +109,7 @@ func TestIntegrationLiveKitUntrustedFocus(t *testing.T) {
 	if n := plain.conns.Load() + tls.conns.Load(); n != 0 {
 		t.Errorf("the untrusted services got %d connection(s) from the bot over the whole call", n)
 	}
-	assertBotAccess(t, env.jwt, rb, "/get_token")
+	assertBotAccess(t, env.jwt, rb, "/sfu/get")
 	notices := 0
 	for _, msg := range alice.Messages(room) {
 		if strings.Contains(msg, lk.TrustedServicesKey) {
