@@ -217,7 +217,7 @@ func finishedRecording(t *testing.T, e *cmdEnv, user id.UserID) string {
 	if err := e.b.st.db.CreateRecording(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	e.b.st.fillFromManifest(r, m, storage.StatusNotified)
+	e.b.st.fillFromManifest(r, m, storage.RecordingNotified)
 	if err := e.b.st.db.UpdateRecording(ctx, r); err != nil {
 		t.Fatal(err)
 	}

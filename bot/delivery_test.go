@@ -24,7 +24,7 @@ func TestSummaryRetriedWhileRunning(t *testing.T) {
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	recID := finishedRecording(t, e, alice)
 	ctx := context.Background()
-	if _, err := e.b.st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.StatusSaved }); err != nil {
+	if _, err := e.b.st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved }); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := e.b.st.db.Recording(ctx, recID)
@@ -32,7 +32,7 @@ func TestSummaryRetriedWhileRunning(t *testing.T) {
 	e.hs.failSend = 1000
 	e.hs.mu.Unlock()
 	e.b.st.deliver(ctx, room, r.Folder, nil, "Call ended: alice hung up.", nil, nil, true)
-	if r, _ := e.b.st.db.Recording(ctx, recID); r.Status != storage.StatusFailedNotify {
+	if r, _ := e.b.st.db.Recording(ctx, recID); r.Status != storage.RecordingFailedNotify {
 		t.Fatalf("status after failing to post: %s", r.Status)
 	}
 	e.hs.mu.Lock()
@@ -50,7 +50,7 @@ func TestSummaryRetriedWhileRunning(t *testing.T) {
 	if !strings.Contains(got, "Recording saved") || !strings.Contains(got, "alice hung up") {
 		t.Fatalf("summary after the homeserver came back: %q", got)
 	}
-	if r, _ := e.b.st.db.Recording(ctx, recID); r.Status != storage.StatusNotified {
+	if r, _ := e.b.st.db.Recording(ctx, recID); r.Status != storage.RecordingNotified {
 		t.Errorf("status: %s", r.Status)
 	}
 	// Posted once: later rounds do nothing.
@@ -69,7 +69,7 @@ func TestSummaryRetryBacksOff(t *testing.T) {
 	e.b.st.now = func() time.Time { return now }
 	recID := finishedRecording(t, e, alice)
 	ctx := context.Background()
-	if _, err := e.b.st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.StatusFailedNotify }); err != nil {
+	if _, err := e.b.st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingFailedNotify }); err != nil {
 		t.Fatal(err)
 	}
 	e.hs.mu.Lock()
@@ -109,7 +109,7 @@ func TestDeliveryEndsWhenDeleted(t *testing.T) {
 	st.uploadPoll = 10 * time.Millisecond
 	recID := finishedRecording(t, e, alice)
 	ctx := context.Background()
-	r, _ := st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.StatusSaved })
+	r, _ := st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved })
 	drain, cancel := context.WithCancel(context.Background())
 	cancel()
 	st.drainCtx = drain // do not wait linkWait for the uploads before posting
@@ -127,7 +127,7 @@ func TestDeliveryEndsWhenDeleted(t *testing.T) {
 		t.Fatal("the delivery ended before the uploads did")
 	case <-time.After(100 * time.Millisecond):
 	}
-	if _, err := st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.StatusDeleted }); err != nil {
+	if _, err := st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingDeleted }); err != nil {
 		t.Fatal(err)
 	}
 	st.endDelivery(recID) // what deleteRecording does first

@@ -151,7 +151,7 @@ func (s *egressStore) Confirm(ctx context.Context, folder, file, key string, siz
 		return recorder.Upload{}, err
 	}
 	now := time.Now()
-	u.Status = storage.StatusConfirmed
+	u.Status = storage.UploadConfirmed
 	u.Bytes, u.ETag, u.ConfirmedBy, u.ConfirmedAt, u.LastError = obj.size, obj.etag, confirmed, now, ""
 	if err := s.st.db.UpdateUpload(ctx, u); err != nil {
 		return recorder.Upload{}, err

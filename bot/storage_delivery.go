@@ -124,11 +124,11 @@ func (st *storeRT) deliver(ctx context.Context, roomID id.RoomID, folder string,
 		switch {
 		case r.Status.Gone() || r.Status.Live():
 		case evt == "":
-			r.Status = storage.StatusFailedNotify
+			r.Status = storage.RecordingFailedNotify
 		case complete:
-			r.Status = storage.StatusNotified
+			r.Status = storage.RecordingNotified
 		case st.s3 == nil:
-			r.Status = storage.StatusNotified
+			r.Status = storage.RecordingNotified
 		}
 	})
 	firstDone()
@@ -172,7 +172,7 @@ func (st *storeRT) deliver(ctx context.Context, roomID id.RoomID, folder string,
 	}
 	if _, err := st.db.ModifyRecording(context.WithoutCancel(ctx), rec.ID, func(r *storage.Recording) {
 		if !r.Status.Gone() && !r.Status.Live() {
-			r.Status = storage.StatusNotified
+			r.Status = storage.RecordingNotified
 		}
 	}); err != nil {
 		log.Warn().Err(err).Msg("Could not mark the recording notified")
@@ -198,11 +198,11 @@ func (st *storeRT) uploadsComplete(ctx context.Context, recID string) bool {
 		byFile[u.File] = u
 	}
 	for _, p := range parts {
-		if p.Status == storage.StatusFailedWrite {
+		if p.Status == storage.PartFailedWrite {
 			continue
 		}
 		u := byFile[p.File]
-		if u == nil || (u.Status != storage.StatusConfirmed && u.Status != storage.StatusFailedUpload) {
+		if u == nil || (u.Status != storage.UploadConfirmed && u.Status != storage.UploadFailed) {
 			return false
 		}
 	}
@@ -224,8 +224,8 @@ func (st *storeRT) uploadManifest(ctx context.Context, rec *storage.Recording) e
 		return err
 	}
 	_, err = st.db.ModifyRecording(ctx, rec.ID, func(r *storage.Recording) {
-		if r.Status == storage.StatusSaved || r.Status == storage.StatusInterrupted || r.Status == storage.StatusFailedNotify {
-			r.Status = storage.StatusUploaded
+		if r.Status == storage.RecordingSaved || r.Status == storage.RecordingInterrupted || r.Status == storage.RecordingFailedNotify {
+			r.Status = storage.RecordingUploaded
 		}
 	})
 	return err
@@ -252,7 +252,7 @@ func (st *storeRT) links(ctx context.Context, rec *storage.Recording, parts []*s
 	}
 	httpOK := st.cfg.HTTP.Listen != "" && st.cfg.HTTP.PublicURL != ""
 	for _, p := range parts {
-		if p.Status == storage.StatusFailedWrite {
+		if p.Status == storage.PartFailedWrite {
 			continue
 		}
 		httpLink := ""
@@ -261,7 +261,7 @@ func (st *storeRT) links(ctx context.Context, rec *storage.Recording, parts []*s
 		}
 		switch mode {
 		case config.LinksPresigned:
-			if u := ups[p.File]; u != nil && u.Status == storage.StatusConfirmed {
+			if u := ups[p.File]; u != nil && u.Status == storage.UploadConfirmed {
 				link, err := st.s3.Presign(ctx, u.Key, p.File, st.cfg.Storage.S3.PresignExpiry.D())
 				if err == nil {
 					out[p.File] = fileLink{url: link}
@@ -526,7 +526,7 @@ type retryState struct {
 
 // renotify posts the summaries that could not be posted, each when its pause is over.
 func (st *storeRT) renotify(ctx context.Context) {
-	recs, err := st.db.RecordingsWithStatus(ctx, storage.StatusFailedNotify)
+	recs, err := st.db.RecordingsWithStatus(ctx, storage.RecordingFailedNotify)
 	if err != nil {
 		return
 	}

@@ -186,14 +186,14 @@ func TestHooksKeepTheDatabaseInStep(t *testing.T) {
 	s := e.start(t, "1:1")
 	ctx := context.Background()
 	r, err := e.st.db.RecordingByFolder(ctx, filepath.Base(s.Folder()))
-	if err != nil || r.Status != storage.StatusStarted {
+	if err != nil || r.Status != storage.RecordingStarted {
 		t.Fatalf("row at start: %+v %v", r, err)
 	}
 	if _, err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r, _ = e.st.db.Recording(ctx, r.ID)
-	if r.Status != storage.StatusSaved || r.EndedAt.IsZero() || !r.ExpiresAt.Equal(r.EndedAt.Add(48*time.Hour)) {
+	if r.Status != storage.RecordingSaved || r.EndedAt.IsZero() || !r.ExpiresAt.Equal(r.EndedAt.Add(48*time.Hour)) {
 		t.Errorf("row at the end: %+v", r)
 	}
 	if len(e.st.live) != 0 {

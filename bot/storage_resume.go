@@ -50,9 +50,9 @@ func (st *storeRT) recoverState(ctx context.Context, reports []recorder.Recovery
 			}
 		}
 		interrupted := m.Status != recorder.StatusFinished
-		status := storage.StatusInterrupted
+		status := storage.RecordingInterrupted
 		if !interrupted {
-			status = storage.StatusSaved // finished on disk, only the bookkeeping was cut short
+			status = storage.RecordingSaved // finished on disk, only the bookkeeping was cut short
 		}
 		st.syncFromManifest(ctx, r, m, status)
 		st.startup = append(st.startup, startupItem{rec: r, m: m, interrupted: interrupted})
@@ -62,17 +62,17 @@ func (st *storeRT) recoverState(ctx context.Context, reports []recorder.Recovery
 		if seen[folder] {
 			continue
 		}
-		r := &storage.Recording{RoomID: m.RoomID, CallID: m.CallID, Kind: m.Kind, Folder: folder, StartedAt: m.StartedAt, Status: storage.StatusInterrupted}
+		r := &storage.Recording{RoomID: m.RoomID, CallID: m.CallID, Kind: m.Kind, Folder: folder, StartedAt: m.StartedAt, Status: storage.RecordingInterrupted}
 		if err := st.db.CreateRecording(ctx, r); err != nil {
 			st.log.Error().Err(err).Str("folder", folder).Msg("Could not record a repaired recording")
 			continue
 		}
 		r.Interruptions++
-		st.syncFromManifest(ctx, r, m, storage.StatusInterrupted)
+		st.syncFromManifest(ctx, r, m, storage.RecordingInterrupted)
 		st.startup = append(st.startup, startupItem{rec: r, m: m, interrupted: true})
 	}
 	// Recordings whose summary never went out.
-	pending, err := st.db.RecordingsWithStatus(ctx, storage.StatusSaved, storage.StatusUploaded, storage.StatusFailedNotify)
+	pending, err := st.db.RecordingsWithStatus(ctx, storage.RecordingSaved, storage.RecordingUploaded, storage.RecordingFailedNotify)
 	if err != nil {
 		st.log.Warn().Err(err).Msg("Could not list recordings to announce")
 	}
@@ -86,7 +86,7 @@ func (st *storeRT) recoverState(ctx context.Context, reports []recorder.Recovery
 }
 
 // syncFromManifest makes a recording's rows say what its (repaired) manifest says.
-func (st *storeRT) syncFromManifest(ctx context.Context, r *storage.Recording, m *recorder.Manifest, status storage.Status) {
+func (st *storeRT) syncFromManifest(ctx context.Context, r *storage.Recording, m *recorder.Manifest, status storage.RecordingStatus) {
 	st.fillFromManifest(r, *m, status)
 	if err := st.db.UpdateRecording(ctx, r); err != nil {
 		st.log.Error().Err(err).Str("recording", r.ID).Msg("Could not update the recording")
@@ -94,10 +94,10 @@ func (st *storeRT) syncFromManifest(ctx context.Context, r *storage.Recording, m
 	for _, e := range m.Tracks {
 		p := st.partRow(r.ID, e)
 		if e.Status == recorder.StatusComplete {
-			p.Status = storage.StatusSaved
+			p.Status = storage.PartSaved
 		}
 		if !fileExists(filepath.Join(st.cfg.Recordings.Dir, r.Folder, e.File)) && e.Upload == nil {
-			p.Status = storage.StatusFailedWrite
+			p.Status = storage.PartFailedWrite
 		}
 		if e.Upload != nil && e.Upload.LocalDeleted {
 			p.LocalDeleted = true
@@ -114,7 +114,7 @@ func (st *storeRT) resumeUploads(ctx context.Context) {
 	if st.up == nil {
 		return
 	}
-	recs, err := st.db.RecordingsWithStatus(ctx, storage.StatusSaved, storage.StatusInterrupted, storage.StatusUploaded, storage.StatusNotified, storage.StatusFailedNotify)
+	recs, err := st.db.RecordingsWithStatus(ctx, storage.RecordingSaved, storage.RecordingInterrupted, storage.RecordingUploaded, storage.RecordingNotified, storage.RecordingFailedNotify)
 	if err != nil {
 		st.log.Warn().Err(err).Msg("Could not list recordings to upload")
 		return
@@ -125,10 +125,10 @@ func (st *storeRT) resumeUploads(ctx context.Context) {
 			continue
 		}
 		for _, p := range parts {
-			if p.LocalDeleted || (p.Status != storage.StatusSaved && p.Status != storage.StatusInterrupted) {
+			if p.LocalDeleted || (p.Status != storage.PartSaved && p.Status != storage.PartInterrupted) {
 				continue
 			}
-			if u, err := st.db.UploadOf(ctx, r.ID, p.File); err == nil && (u.Status == storage.StatusConfirmed || u.Status == storage.StatusFailedUpload || u.Status.Gone()) {
+			if u, err := st.db.UploadOf(ctx, r.ID, p.File); err == nil && (u.Status == storage.UploadConfirmed || u.Status == storage.UploadFailed || u.Status.Gone()) {
 				continue
 			}
 			if !fileExists(filepath.Join(st.cfg.Recordings.Dir, r.Folder, p.File)) {
@@ -141,7 +141,7 @@ func (st *storeRT) resumeUploads(ctx context.Context) {
 
 // refreshExpiry applies the current recordings.expire_after to every recording kept.
 func (st *storeRT) refreshExpiry(ctx context.Context) {
-	recs, err := st.db.RecordingsWithStatus(ctx, storage.StatusSaved, storage.StatusInterrupted, storage.StatusUploaded, storage.StatusNotified, storage.StatusFailedNotify)
+	recs, err := st.db.RecordingsWithStatus(ctx, storage.RecordingSaved, storage.RecordingInterrupted, storage.RecordingUploaded, storage.RecordingNotified, storage.RecordingFailedNotify)
 	if err != nil {
 		return
 	}

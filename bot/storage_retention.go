@@ -65,7 +65,7 @@ func (st *storeRT) retention(ctx context.Context) {
 }
 
 func (st *storeRT) expire(ctx context.Context, r *storage.Recording) {
-	if err := st.deleteRecording(ctx, r, storage.StatusExpired); err != nil {
+	if err := st.deleteRecording(ctx, r, storage.RemovedByExpiry); err != nil {
 		st.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not delete an expired recording; will retry")
 		return
 	}
@@ -76,8 +76,8 @@ func (st *storeRT) expire(ctx context.Context, r *storage.Recording) {
 
 // deleteRecording removes a recording's files everywhere: uploads in flight are stopped,
 // the copies in object storage and the local folder are deleted, and the rows are marked
-// with status (expired or deleted). The rows stay, so !recordings still shows what was.
-func (st *storeRT) deleteRecording(ctx context.Context, r *storage.Recording, status storage.Status) error {
+// removed (expired or deleted). The rows stay, so !recordings still shows what was.
+func (st *storeRT) deleteRecording(ctx context.Context, r *storage.Recording, why storage.Removal) error {
 	// A delivery still waiting for uploads of this recording ends now (even if the
 	// deletion fails below and is tried again: nobody wants links to it any more).
 	st.endDelivery(r.ID)
@@ -104,16 +104,7 @@ func (st *storeRT) deleteRecording(ctx context.Context, r *storage.Recording, st
 	if err := os.RemoveAll(folder); err != nil {
 		return fmt.Errorf("delete the local files: %w", err)
 	}
-	if err := st.db.SetPartsStatus(ctx, r.ID, status); err != nil {
-		return err
-	}
-	if err := st.db.SetUploadsStatus(ctx, r.ID, status); err != nil {
-		return err
-	}
-	_, err := st.db.ModifyRecording(ctx, r.ID, func(r *storage.Recording) {
-		r.Status = status
-		r.DeletedAt = st.now()
-	})
+	_, err := st.db.MarkRemoved(ctx, r.ID, why, st.now())
 	if st.up != nil {
 		st.up.Forget(r.ID)
 	}
@@ -177,22 +168,22 @@ func (st *storeRT) listRecordings(ctx context.Context, cc *cmdContext) error {
 
 func describeStatus(r *storage.Recording) string {
 	switch r.Status {
-	case storage.StatusStarted, storage.StatusActive:
+	case storage.RecordingStarted, storage.RecordingActive:
 		return "recording now"
-	case storage.StatusStopping:
+	case storage.RecordingStopping:
 		return "finishing"
-	case storage.StatusSaved:
+	case storage.RecordingSaved:
 		return "saved"
-	case storage.StatusUploaded, storage.StatusNotified:
+	case storage.RecordingUploaded, storage.RecordingNotified:
 		if r.Interruptions > 0 {
 			return fmt.Sprintf("saved (interrupted %d time(s))", r.Interruptions)
 		}
 		return "saved"
-	case storage.StatusInterrupted:
+	case storage.RecordingInterrupted:
 		return "interrupted (files repaired)"
-	case storage.StatusExpired:
+	case storage.RecordingExpired:
 		return "expired and deleted"
-	case storage.StatusDeleted:
+	case storage.RecordingDeleted:
 		return "deleted"
 	default:
 		return string(r.Status)
@@ -223,7 +214,7 @@ func (st *storeRT) deleteCommand(ctx context.Context, cc *cmdContext) error {
 	if r.Status.Live() {
 		return userError{fmt.Sprintf("The recording %s is still running; type %sstop first.", r.ID, st.cfg.Bot.CommandPrefix)}
 	}
-	if err := st.deleteRecording(ctx, r, storage.StatusDeleted); err != nil {
+	if err := st.deleteRecording(ctx, r, storage.RemovedByRequest); err != nil {
 		return fmt.Errorf("delete recording %s: %w", r.ID, err)
 	}
 	st.log.Info().Str("recording", r.ID).Stringer("by", cc.sender).Msg("Recording deleted on request")

@@ -189,7 +189,7 @@ func (st *storeRT) onSessionStart(s *recorder.Session) error {
 		// Recording matters more than bookkeeping: go on, loudly.
 		st.log.Error().Err(err).Str("folder", folder).Msg("Could not record the new recording in the state database")
 	} else if s.Resumed() {
-		r.Status = storage.StatusStarted
+		r.Status = storage.RecordingStarted
 		r.EndedAt = time.Time{}
 		r.ExpiresAt = time.Time{}
 		r.ExpiryNoticedAt = time.Time{}
@@ -221,11 +221,11 @@ func (st *storeRT) partRow(recID string, e recorder.FileEntry) *storage.Part {
 	}
 	switch e.Status {
 	case recorder.StatusRecording:
-		p.Status = storage.StatusActive
+		p.Status = storage.PartActive
 	case recorder.StatusComplete:
-		p.Status = storage.StatusSaved
+		p.Status = storage.PartSaved
 	default:
-		p.Status = storage.StatusInterrupted
+		p.Status = storage.PartInterrupted
 	}
 	return p
 }
@@ -239,13 +239,13 @@ func (st *storeRT) onPartStart(s *recorder.Session, e recorder.FileEntry) {
 	ctx, cancel := st.dbCtx()
 	defer cancel()
 	p := st.partRow(lr.id, e)
-	p.Status = storage.StatusStarted
+	p.Status = storage.PartStarted
 	if err := st.db.SavePart(ctx, p); err != nil {
 		st.log.Error().Err(err).Str("file", e.File).Msg("Could not record the new file")
 	}
 	if _, err := st.db.ModifyRecording(ctx, lr.id, func(r *storage.Recording) {
-		if r.Status == storage.StatusStarted {
-			r.Status = storage.StatusActive
+		if r.Status == storage.RecordingStarted {
+			r.Status = storage.RecordingActive
 		}
 	}); err != nil {
 		st.log.Error().Err(err).Msg("Could not mark the recording active")
@@ -266,7 +266,7 @@ func (st *storeRT) onPartComplete(s *recorder.Session, e recorder.FileEntry) {
 	p := st.partRow(lr.id, e)
 	exists := fileExists(filepath.Join(s.Folder(), e.File))
 	if e.Status != recorder.StatusComplete && !exists {
-		p.Status = storage.StatusFailedWrite
+		p.Status = storage.PartFailedWrite
 	}
 	if err := st.db.SavePart(ctx, p); err != nil {
 		st.log.Error().Err(err).Str("file", e.File).Msg("Could not record the finished file")
@@ -284,7 +284,7 @@ func (st *storeRT) onSessionClosing(s *recorder.Session) {
 	}
 	ctx, cancel := st.dbCtx()
 	defer cancel()
-	if _, err := st.db.ModifyRecording(ctx, lr.id, func(r *storage.Recording) { r.Status = storage.StatusStopping }); err != nil {
+	if _, err := st.db.ModifyRecording(ctx, lr.id, func(r *storage.Recording) { r.Status = storage.RecordingStopping }); err != nil {
 		st.log.Error().Err(err).Msg("Could not mark the recording stopping")
 	}
 }
@@ -301,7 +301,7 @@ func (st *storeRT) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	}
 	ctx, cancel := st.dbCtx()
 	defer cancel()
-	if _, err := st.db.ModifyRecording(ctx, lr.id, func(r *storage.Recording) { st.fillFromManifest(r, m, storage.StatusSaved) }); err != nil {
+	if _, err := st.db.ModifyRecording(ctx, lr.id, func(r *storage.Recording) { st.fillFromManifest(r, m, storage.RecordingSaved) }); err != nil {
 		st.log.Error().Err(err).Msg("Could not record the finished recording")
 	}
 	if lr.startEvent != "" {
@@ -318,7 +318,7 @@ func (st *storeRT) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 }
 
 // fillFromManifest copies a finished manifest's totals into a recording row.
-func (st *storeRT) fillFromManifest(r *storage.Recording, m recorder.Manifest, status storage.Status) {
+func (st *storeRT) fillFromManifest(r *storage.Recording, m recorder.Manifest, status storage.RecordingStatus) {
 	r.Status = status
 	if m.EndedAt != nil {
 		r.EndedAt = *m.EndedAt
@@ -432,7 +432,7 @@ func (st *storeRT) sweepLocal(ctx context.Context) {
 	if st.s3 == nil || !s3c.DeleteLocalAfterUpload || s3c.DeleteLocalDelay.D() == 0 {
 		return
 	}
-	recs, err := st.db.RecordingsWithStatus(ctx, storage.StatusUploaded, storage.StatusNotified)
+	recs, err := st.db.RecordingsWithStatus(ctx, storage.RecordingUploaded, storage.RecordingNotified)
 	if err != nil {
 		return
 	}
@@ -447,7 +447,7 @@ func (st *storeRT) sweepLocal(ctx context.Context) {
 		}
 		for _, tr := range m.Tracks {
 			if tr.Upload != nil && !tr.Upload.LocalDeleted {
-				if u, err := st.db.UploadOf(ctx, r.ID, tr.File); err == nil && u.Status == storage.StatusConfirmed {
+				if u, err := st.db.UploadOf(ctx, r.ID, tr.File); err == nil && u.Status == storage.UploadConfirmed {
 					st.deleteLocalCopy(ctx, r, tr.File, *tr.Upload)
 				}
 			}

@@ -129,7 +129,7 @@ func TestIntegrationS3GrowingFileAndOutage(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("object (%d bytes) differs from the file (%d bytes)", len(got), len(want))
 	}
-	if r := row(); r.Status != storage.StatusConfirmed || r.SHA256 != sum || confirmed.Load() != 1 {
+	if r := row(); r.Status != storage.UploadConfirmed || r.SHA256 != sum || confirmed.Load() != 1 {
 		t.Errorf("upload row %+v, confirmed %d", r, confirmed.Load())
 	}
 	// The store's notification of the completed multipart upload (versitygw gives no size

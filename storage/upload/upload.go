@@ -338,7 +338,7 @@ func (u *Uploader) run(f *follower) {
 		var err error
 		if row == nil {
 			row, err = u.db.EnsureUpload(ctx, f.key.rec, f.key.file, u.store.Bucket(), key)
-			if err == nil && (row.Status == storage.StatusConfirmed || row.Status.Gone()) {
+			if err == nil && (row.Status == storage.UploadConfirmed || row.Status.Gone()) {
 				return
 			}
 		}
@@ -488,7 +488,7 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 			return err
 		}
 		row.UploadID = id
-		row.Status = storage.StatusUploading
+		row.Status = storage.UploadUploading
 		if err := u.db.UpdateUpload(ctx, row); err != nil {
 			return err
 		}
@@ -515,7 +515,7 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 func (u *Uploader) reset(ctx context.Context, f *follower, row *storage.Upload) {
 	f.log.Warn().Str("upload_id", row.UploadID).Msg("The store lost the multipart upload; starting it again")
 	row.UploadID = ""
-	row.Status = storage.StatusPending
+	row.Status = storage.UploadPending
 	f.chunks = map[int]storage.Chunk{}
 	ctx = context.WithoutCancel(ctx)
 	if err := u.db.DeleteChunks(ctx, row.ID); err != nil {
@@ -531,13 +531,13 @@ var multipartETag = regexp.MustCompile(`^[0-9a-f]{32}(-[0-9]+)?$`)
 // finalize sends what is left of a final file, completes the upload and confirms it.
 // terminal reports an error that retrying cannot fix.
 func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Upload, path, key string, fin final) (terminal bool, err error) {
-	if row.Status == storage.StatusUploaded {
+	if row.Status == storage.UploadUploaded {
 		// Completed by an earlier attempt; only the check is left.
 		return u.confirm(ctx, f, row, key)
 	}
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
-		row.Status = storage.StatusFailedUpload
+		row.Status = storage.UploadFailed
 		row.LastError = "the local file is gone"
 		f.log.Error().Msg("Cannot upload: the local file is gone")
 		return true, errors.Join(errors.New(row.LastError), u.db.UpdateUpload(context.WithoutCancel(ctx), row))
@@ -548,7 +548,7 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 	P := u.opts.PartSize
 	n := int((size + P - 1) / P)
 	if n > MaxParts {
-		row.Status = storage.StatusFailedUpload
+		row.Status = storage.UploadFailed
 		row.LastError = fmt.Sprintf("the file (%d bytes) needs more than %d parts of %d bytes: raise storage.s3.part_size", size, MaxParts, P)
 		f.log.Error().Msg(row.LastError)
 		return true, errors.Join(errors.New(row.LastError), u.db.UpdateUpload(context.WithoutCancel(ctx), row))
@@ -603,7 +603,7 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 	if multipartETag.MatchString(etag) && etag != row.ETag {
 		f.log.Warn().Str("store_etag", etag).Str("expected", row.ETag).Msg("The store reports another ETag than the parts sent")
 	}
-	row.Status = storage.StatusUploaded
+	row.Status = storage.UploadUploaded
 	row.UploadID = ""
 	row.Bytes = size
 	row.SHA256 = got
@@ -620,7 +620,7 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 // confirm reads the object back (HEAD): its size must be the file's and its ETag the one
 // the parts' MD5s give (when the store uses MD5 ETags). A mismatch starts the upload over.
 func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload, key string) (bool, error) {
-	if cur, err := u.db.UploadOf(ctx, row.RecordingID, row.File); err == nil && cur.Status == storage.StatusConfirmed {
+	if cur, err := u.db.UploadOf(ctx, row.RecordingID, row.File); err == nil && cur.Status == storage.UploadConfirmed {
 		*row = *cur // the webhook was faster
 	} else {
 		obj, err := u.store.Head(ctx, key)
@@ -628,7 +628,7 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 			return false, err
 		}
 		if obj.Size != row.Bytes || (multipartETag.MatchString(obj.ETag) && obj.ETag != row.ETag) {
-			row.Status = storage.StatusPending
+			row.Status = storage.UploadPending
 			if err := u.db.UpdateUpload(ctx, row); err != nil {
 				return false, err
 			}
@@ -641,8 +641,8 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 			u.confirmMu.Unlock()
 			return false, err
 		}
-		webhook := u.earlyEvent(row.Bucket, key, row.Bytes, row.ETag) || (cur.Status == storage.StatusConfirmed && strings.Contains(cur.ConfirmedBy, "webhook"))
-		row.Status = storage.StatusConfirmed
+		webhook := u.earlyEvent(row.Bucket, key, row.Bytes, row.ETag) || (cur.Status == storage.UploadConfirmed && strings.Contains(cur.ConfirmedBy, "webhook"))
+		row.Status = storage.UploadConfirmed
 		row.ConfirmedBy = "head"
 		if webhook {
 			row.ConfirmedBy = "head+webhook"
@@ -677,7 +677,7 @@ func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, siz
 		return false, err
 	}
 	switch row.Status {
-	case storage.StatusPending, storage.StatusUploading:
+	case storage.UploadPending, storage.UploadUploading:
 		// The store was faster than our bookkeeping: keep the event for the check.
 		u.mu.Lock()
 		if len(u.events) >= maxEarlyEvents {
@@ -686,17 +686,17 @@ func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, siz
 		u.events[bucket+"/"+key] = storeEvent{size: size, etag: etag}
 		u.mu.Unlock()
 		return true, nil
-	case storage.StatusConfirmed:
+	case storage.UploadConfirmed:
 		if row.ConfirmedBy == "head" && sameObject(row.Bytes, row.ETag, size, etag) {
 			row.ConfirmedBy = "head+webhook"
 			return true, u.db.UpdateUpload(ctx, row)
 		}
 		return true, nil
-	case storage.StatusUploaded:
+	case storage.UploadUploaded:
 		if !sameObject(row.Bytes, row.ETag, size, etag) {
 			return true, fmt.Errorf("store event for %s: size %d ETag %s, expected %d %s", key, size, etag, row.Bytes, row.ETag)
 		}
-		row.Status = storage.StatusConfirmed
+		row.Status = storage.UploadConfirmed
 		row.ConfirmedBy = "webhook"
 		row.ConfirmedAt = time.Now()
 		return true, u.db.UpdateUpload(ctx, row)

@@ -145,7 +145,7 @@ func TestGrowingFileWithRewrites(t *testing.T) {
 		t.Errorf("parts sent: 1=%d 2=%d 3=%d, want 2 1 1 (only the rewritten part again)", e.store.sent(1), e.store.sent(2), e.store.sent(3))
 	}
 	row, err := e.db.UploadOf(ctx, e.rec, "a.webm")
-	if err != nil || row.Status != storage.StatusConfirmed || row.SHA256 != sum || row.Bytes != size || row.ConfirmedBy != "head" {
+	if err != nil || row.Status != storage.UploadConfirmed || row.SHA256 != sum || row.Bytes != size || row.ConfirmedBy != "head" {
 		t.Errorf("upload row: %+v %v", row, err)
 	}
 	if confirmed.Load() != 1 {
@@ -236,7 +236,7 @@ func TestSmallFileAndWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	row, _ := e.db.UploadOf(ctx, e.rec, "d.ogg")
-	if row.Status != storage.StatusConfirmed || e.store.sent(1) != 0 {
+	if row.Status != storage.UploadConfirmed || e.store.sent(1) != 0 {
 		t.Fatalf("small file: %+v, multipart parts %d", row, e.store.sent(1))
 	}
 	ok, err := u.ConfirmFromStore(ctx, "bucket", "rec/call1/d.ogg", size, row.ETag)
@@ -262,7 +262,7 @@ func TestMissingFileIsTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	row, _ := e.db.UploadOf(ctx, e.rec, "gone.ogg")
-	if row.Status != storage.StatusFailedUpload {
+	if row.Status != storage.UploadFailed {
 		t.Errorf("status %s", row.Status)
 	}
 }
@@ -305,7 +305,7 @@ func TestStoreEventWithoutSize(t *testing.T) {
 		by   string
 	}{{"right.ogg", "head+webhook"}, {"wrong.ogg", "head"}, {"empty.ogg", "head"}} {
 		row, _ := e.db.UploadOf(ctx, e.rec, tc.file)
-		if row.Status != storage.StatusConfirmed || row.ConfirmedBy != tc.by {
+		if row.Status != storage.UploadConfirmed || row.ConfirmedBy != tc.by {
 			t.Errorf("%s: %s confirmed by %q, want %q", tc.file, row.Status, row.ConfirmedBy, tc.by)
 		}
 	}
@@ -343,7 +343,7 @@ func TestEarlyStoreEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	row, _ := e.db.UploadOf(ctx, e.rec, "e.ogg")
-	if row.Status != storage.StatusConfirmed || row.ConfirmedBy != "head+webhook" {
+	if row.Status != storage.UploadConfirmed || row.ConfirmedBy != "head+webhook" {
 		t.Errorf("row %+v", row)
 	}
 }

@@ -141,7 +141,7 @@ func (s *server) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.o.Presigner != nil {
-		if u, err := s.o.DB.UploadOf(ctx, rec.ID, part.File); err == nil && u.Status == storage.StatusConfirmed {
+		if u, err := s.o.DB.UploadOf(ctx, rec.ID, part.File); err == nil && u.Status == storage.UploadConfirmed {
 			link, err := s.o.Presigner.Presign(ctx, u.Key, part.File, time.Hour)
 			if err != nil {
 				log.Warn().Err(err).Msg("Download: could not presign")

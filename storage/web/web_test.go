@@ -48,7 +48,7 @@ func newFixture(t *testing.T, healthErr error) *fixture {
 	if err := db.CreateRecording(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	part := &storage.Part{RecordingID: rec.ID, File: "alice mic.ogg", Track: "a", Part: 1, UserID: "@a:x", Kind: "audio", Codec: "opus", Status: storage.StatusSaved}
+	part := &storage.Part{RecordingID: rec.ID, File: "alice mic.ogg", Track: "a", Part: 1, UserID: "@a:x", Kind: "audio", Codec: "opus", Status: storage.PartSaved}
 	if err := db.SavePart(ctx, part); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestDownload(t *testing.T) {
 			t.Errorf("%s: %d, want 404", bad, resp.StatusCode)
 		}
 	}
-	f.rec.Status = storage.StatusExpired
+	f.rec.Status = storage.RecordingExpired
 	if err := f.db.UpdateRecording(context.Background(), f.rec); err != nil {
 		t.Fatal(err)
 	}
