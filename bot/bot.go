@@ -25,6 +25,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/postcall"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
 
@@ -92,7 +93,7 @@ type Options struct {
 func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	log := opts.Logger
 	b := &Bot{cfg: cfg, log: log, version: opts.Version, startedAt: time.Now(), ready: make(chan struct{})}
-	lock, err := lockDataDir(cfg.DataDir)
+	lock, err := datadir.Lock(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +202,7 @@ func (b *Bot) login(ctx context.Context) error {
 		return err
 	}
 	cryptoDB := filepath.Join(b.cfg.DataDir, cryptoDBName)
-	if err := createPrivateFile(cryptoDB); err != nil {
+	if err := datadir.CreatePrivate(cryptoDB); err != nil {
 		return fmt.Errorf("create crypto store: %w", err)
 	}
 	helper, err := cryptohelper.NewCryptoHelper(client, pickle, cryptoDB)
@@ -259,7 +260,7 @@ func (b *Bot) pickleKey() ([]byte, error) {
 		return nil, fmt.Errorf("generate pickle key: %w", err)
 	}
 	key := hex.EncodeToString(raw)
-	if err := writeSecretFile(path, []byte(key+"\n")); err != nil {
+	if err := datadir.WriteSecret(path, []byte(key+"\n")); err != nil {
 		return nil, fmt.Errorf("write pickle key: %w", err)
 	}
 	return []byte(key), nil

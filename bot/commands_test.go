@@ -12,6 +12,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle/download"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
@@ -127,7 +128,7 @@ func TestRecordingLinksNeedParticipantOrPower(t *testing.T) {
 		c.HTTP.Listen, c.HTTP.PublicURL = "127.0.0.1:0", "https://rec.example.org"
 	})
 	e.hs.levels[room] = map[id.UserID]int{admin: 100}
-	signer, err := loadLinkSigner(e.b.cfg.DataDir)
+	signer, err := download.LoadSigner(e.b.cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestLinksByDirectMessage(t *testing.T) {
 		c.HTTP.Listen, c.HTTP.PublicURL = "127.0.0.1:0", "https://rec.example.org"
 		c.Storage.LinksByDM = true
 	})
-	signer, err := loadLinkSigner(e.b.cfg.DataDir)
+	signer, err := download.LoadSigner(e.b.cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/matrix-recorder/matrix-recorder/lifecycle/upload"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
-	"github.com/matrix-recorder/matrix-recorder/storage/upload"
 )
 
 // A summary that could not be posted (the homeserver was down) is posted while the bot

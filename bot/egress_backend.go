@@ -2,12 +2,12 @@ package bot
 
 import (
 	"context"
-	"net/http"
 
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/egress"
+	"github.com/matrix-recorder/matrix-recorder/httpserver"
 )
 
 // egressHooks is what the bot wires around the LiveKit Egress backend: its webhook routes
@@ -62,18 +62,15 @@ func (b *Bot) egressStartArgs() string {
 	return "[Meet room URL | LiveKit room] [tracks|composite|audio]"
 }
 
-// egressRoutes puts the LiveKit webhook paths in front of the HTTP server's own routes.
-func (b *Bot) egressRoutes(h http.Handler) http.Handler {
+// egressRoutes registers the LiveKit webhook paths on the HTTP server.
+func (b *Bot) egressRoutes(srv *httpserver.Server) {
 	if b.egress == nil {
-		return h
+		return
 	}
-	mux := http.NewServeMux()
 	lk := b.egress.be.Handler()
 	for _, p := range b.egress.be.WebhookPaths() {
-		mux.Handle(p, lk)
+		srv.Handle(p, lk)
 	}
-	mux.Handle("/", h)
-	return mux
 }
 
 // confirmStoreEvent takes a bucket notification: an object LiveKit Egress uploaded goes to

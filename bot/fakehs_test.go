@@ -20,9 +20,9 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/metrics"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
-	"github.com/matrix-recorder/matrix-recorder/storage/metrics"
 )
 
 // fakeHS is the part of a homeserver the bot's commands talk to, in process: it records

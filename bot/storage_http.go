@@ -2,18 +2,14 @@ package bot
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/matrix-recorder/matrix-recorder/storage/web"
+	"github.com/matrix-recorder/matrix-recorder/httpserver"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle/download"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle/upload"
+	"github.com/matrix-recorder/matrix-recorder/metrics"
 )
 
 // startHTTP serves downloads, bucket events, metrics and health on http.listen.
@@ -26,21 +22,25 @@ func (st *storeRT) startHTTP() error {
 	if err != nil {
 		return err
 	}
-	o := web.Options{
-		DB: st.db, Dir: dir, WebhookToken: h.WebhookToken, Health: st.health,
-		Log:   st.log.With().Str("component", "http").Logger(),
+	srv := httpserver.New(st.log.With().Str("component", "http").Logger())
+	o := download.Options{
+		DB: st.db, Dir: dir, Log: st.log.With().Str("component", "http").Logger(),
 		Links: st.signer, LinkExpiry: st.linkExpiry(), Now: st.now, CommandPrefix: st.cfg.Bot.CommandPrefix,
 	}
 	if st.s3 != nil {
 		o.Presigner = st.s3
 	}
-	if st.up != nil {
-		o.Confirm = st.confirmStoreEvent // uploader, or LiveKit Egress's own uploads (egress_backend.go)
+	srv.Handle(download.Pattern, download.Handler(o))
+	if st.up != nil && h.WebhookToken != "" {
+		// The uploader's, or LiveKit Egress's own uploads (egress_backend.go).
+		srv.Handle(upload.EventsPath, upload.Events(upload.EventOptions{Token: h.WebhookToken, Confirm: st.confirmStoreEvent, Log: st.log}))
 	}
 	if h.Metrics {
-		o.Gatherer = prometheus.Gatherers{st.m.Registry}
+		srv.Handle("GET "+metrics.Path, st.m.Handler())
 	}
-	addr, done, err := web.Serve(st.ctx, h.Listen, st.b.egressRoutes(web.Handler(o)), st.log)
+	srv.Handle("GET "+httpserver.HealthPath, httpserver.Health(st.health))
+	st.b.egressRoutes(srv)
+	addr, done, err := srv.Start(st.ctx, h.Listen)
 	if err != nil {
 		return err
 	}
@@ -67,32 +67,6 @@ func (st *storeRT) health(ctx context.Context) error {
 		return err
 	}
 	return checkDataDir(st.cfg.DataDir)
-}
-
-// linkKeyFile in data_dir holds the key that signs the bot's own download links.
-const linkKeyFile = "link.key"
-
-// loadLinkSigner reads the link-signing key from data_dir, generating it on first use.
-func loadLinkSigner(dataDir string) (*web.LinkSigner, error) {
-	path := filepath.Join(dataDir, linkKeyFile)
-	data, err := os.ReadFile(path)
-	if err == nil {
-		if key, derr := hex.DecodeString(strings.TrimSpace(string(data))); derr == nil && len(key) >= 32 {
-			return web.NewLinkSigner(key), nil
-		}
-		return nil, fmt.Errorf("%s is not a link key (64 hex digits); delete it to make a new one (links posted so far stop working)", path)
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read the link key: %w", err)
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("generate the link key: %w", err)
-	}
-	if err := writeSecretFile(path, []byte(hex.EncodeToString(key)+"\n")); err != nil {
-		return nil, fmt.Errorf("write the link key: %w", err)
-	}
-	return web.NewLinkSigner(key), nil
 }
 
 // linkExpiry is how long a link works: presigned ones and the bot's own alike.

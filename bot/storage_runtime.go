@@ -15,12 +15,12 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle/download"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle/upload"
+	"github.com/matrix-recorder/matrix-recorder/metrics"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
-	"github.com/matrix-recorder/matrix-recorder/storage/metrics"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
-	"github.com/matrix-recorder/matrix-recorder/storage/upload"
-	"github.com/matrix-recorder/matrix-recorder/storage/web"
 )
 
 // storeRT connects recordings to the state database, uploads, limits, retention, links
@@ -32,7 +32,7 @@ type storeRT struct {
 	db  *storage.DB
 	s3  *s3store.Store // nil without storage.s3
 	// signer signs the bot's own download links; nil without http.listen.
-	signer *web.LinkSigner
+	signer *download.Signer
 	up     *upload.Uploader // nil without storage.s3
 	m      *metrics.Metrics
 	now    func() time.Time
@@ -103,7 +103,7 @@ func newStoreRT(ctx context.Context, b *Bot) (*storeRT, error) {
 	}
 	st.db = db
 	if cfg.HTTP.Listen != "" {
-		if st.signer, err = loadLinkSigner(cfg.DataDir); err != nil {
+		if st.signer, err = download.LoadSigner(cfg.DataDir); err != nil {
 			return nil, errors.Join(err, db.Close())
 		}
 	}

@@ -19,9 +19,9 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
+	dlink "github.com/matrix-recorder/matrix-recorder/lifecycle/download"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
-	"github.com/matrix-recorder/matrix-recorder/storage/web"
 )
 
 // recordDM places a call with audio and video in a new DM, keeps it up for d, hangs up and
@@ -128,7 +128,7 @@ func TestIntegrationS3LinksInRoom(t *testing.T) {
 			t.Errorf("part row %+v disagrees with the manifest %+v", p, tr)
 		}
 		// The bot's own download link serves the same bytes.
-		if code, sum := fetch(t, web.DownloadURL(cfg.HTTP.PublicURL, p.Token, p.File)); code != 200 || sum != tr.SHA256 {
+		if code, sum := fetch(t, dlink.URL(cfg.HTTP.PublicURL, p.Token, p.File)); code != 200 || sum != tr.SHA256 {
 			t.Errorf("%s via the bot: %d %s", p.File, code, sum)
 		}
 	}
@@ -223,7 +223,7 @@ func TestIntegrationS3OutageMidCall(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(folder, p.File)); !os.IsNotExist(err) || !p.LocalDeleted || tr.Upload == nil || !tr.Upload.LocalDeleted {
 			t.Errorf("%s: local copy after a confirmed upload: stat %v, row %v, manifest %+v", p.File, err, p.LocalDeleted, tr.Upload)
 		}
-		if code, sum := fetch(t, web.DownloadURL(cfg.HTTP.PublicURL, p.Token, p.File)); code != 200 || sum != tr.SHA256 {
+		if code, sum := fetch(t, dlink.URL(cfg.HTTP.PublicURL, p.Token, p.File)); code != 200 || sum != tr.SHA256 {
 			t.Errorf("%s via the bot after the local copy went: %d %s", p.File, code, sum)
 		}
 	}

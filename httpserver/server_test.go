@@ -1,13 +1,13 @@
-package web
+package httpserver
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,17 +15,34 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// serveFixture runs the fixture's handler behind ServeWith with short limits.
-func serveFixture(t *testing.T, l Limits) (*fixture, string) {
+// bigFile is what the test server serves at /big: larger than a socket buffer, so a slow
+// reader makes the server wait.
+var bigFile = strings.Repeat("x", 8<<20)
+
+// start runs a server with routes like the recorder's (a body reader, a large download,
+// the health check) and limits l.
+func start(t *testing.T, l Limits, health error) string {
 	t.Helper()
-	f := newFixture(t, nil)
+	s := New(zerolog.Nop())
+	s.SetLimits(l)
+	s.Handle("POST /body", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	s.Handle("GET /big", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "big", time.Time{}, strings.NewReader(bigFile))
+	}))
+	s.Handle("GET "+HealthPath, Health(func(context.Context) error { return health }))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	addr, _, err := ServeWith(ctx, "127.0.0.1:0", f.srv.Config.Handler, zerolog.Nop(), l)
+	addr, _, err := s.Start(ctx, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f, addr
+	return addr
 }
 
 func shortLimits() Limits {
@@ -59,7 +76,7 @@ func dialServer(t *testing.T, addr string) net.Conn {
 // Slow or stalled clients do not hold connections: headers that never end, a body that
 // never comes, a kept-alive connection that idles.
 func TestServerDropsSlowClients(t *testing.T) {
-	_, addr := serveFixture(t, shortLimits())
+	addr := start(t, shortLimits(), nil)
 	t.Run("headers", func(t *testing.T) {
 		c := dialServer(t, addr)
 		_, _ = io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -69,7 +86,7 @@ func TestServerDropsSlowClients(t *testing.T) {
 	})
 	t.Run("body", func(t *testing.T) {
 		c := dialServer(t, addr)
-		_, _ = io.WriteString(c, "POST /s3/events?token=0123456789abcdef0123 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"Rec")
+		_, _ = io.WriteString(c, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"Rec")
 		if _, closed := closedSoon(t, c); !closed {
 			t.Error("a body that never completes kept its connection")
 		}
@@ -91,32 +108,18 @@ func TestServerDropsSlowClients(t *testing.T) {
 	})
 }
 
-// /s3/events answers before reading a body it would refuse: no token, no length, too long.
-func TestEventPrecheckReadsNoBody(t *testing.T) {
-	f, addr := serveFixture(t, DefaultLimits()) // long limits: only the pre-check can answer in time
-	for name, req := range map[string]string{
-		"chunked":  "POST /s3/events?token=0123456789abcdef0123 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"no token": "POST /s3/events HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\n",
-		"too long": "POST /s3/events?token=0123456789abcdef0123 HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n",
-	} {
-		t.Run(name, func(t *testing.T) {
-			c := dialServer(t, addr)
-			_, _ = io.WriteString(c, req) // and no body: a server that reads it waits
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatalf("no answer without the body: %v", err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode < 400 || resp.StatusCode >= 500 {
-				t.Errorf("status %d, want a refusal", resp.StatusCode)
-			}
-		})
+// A body larger than the limit is refused in every handler.
+func TestServerBoundsBodies(t *testing.T) {
+	l := DefaultLimits()
+	l.MaxBodyBytes = 1000
+	addr := start(t, l, nil)
+	resp, err := http.Post("http://"+addr+"/body", "text/plain", bytes.NewReader(make([]byte, 5000)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.seen) != 0 {
-		t.Errorf("refused events were processed: %v", f.seen)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("an oversized body: %d, want 400", resp.StatusCode)
 	}
 }
 
@@ -124,14 +127,9 @@ func TestEventPrecheckReadsNoBody(t *testing.T) {
 func TestServerWriteTimeoutIsIdle(t *testing.T) {
 	l := shortLimits()
 	l.Write = time.Second
-	f, addr := serveFixture(t, l)
-	big := strings.Repeat("x", 8<<20)
-	if err := writeFile(f, big); err != nil {
-		t.Fatal(err)
-	}
+	addr := start(t, l, nil)
 	c := dialServer(t, addr)
-	link := f.links.URL("", f.part.Token, f.part.File, time.Now().Add(time.Hour))
-	_, _ = io.WriteString(c, "GET "+link+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, _ = io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
 	_ = c.SetReadDeadline(time.Now().Add(time.Minute))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -150,13 +148,28 @@ func TestServerWriteTimeoutIsIdle(t *testing.T) {
 		}
 		time.Sleep(30 * time.Millisecond) // far below the write limit
 	}
-	if n != len(big) {
-		t.Errorf("got %d of %d bytes in %v: a slow but steady download was cut", n, len(big), time.Since(start))
+	if n != len(bigFile) {
+		t.Errorf("got %d of %d bytes in %v: a slow but steady download was cut", n, len(bigFile), time.Since(start))
 	} else if d := time.Since(start); d < 2*l.Write {
 		t.Fatalf("the download took %v, not longer than the write limit: the test proves nothing", d)
 	}
 }
 
-func writeFile(f *fixture, data string) error {
-	return os.WriteFile(filepath.Join(f.dir, "call1", f.part.File), []byte(data), 0o600)
+func TestHealth(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+		body string
+	}{{nil, 200, `"ok"`}, {errors.New("sync failing"), 503, "sync failing"}} {
+		addr := start(t, DefaultLimits(), tc.err)
+		resp, err := http.Get("http://" + addr + HealthPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !strings.Contains(string(b), tc.body) {
+			t.Errorf("healthz with %v: %d %s", tc.err, resp.StatusCode, b)
+		}
+	}
 }

@@ -1,8 +1,10 @@
-package web
+package download
 
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +13,7 @@ import (
 // Download links expire: signed ones at their time, the unsigned ones posted before links
 // were signed a link lifetime after their recording ended; a forged signature is unknown.
 func TestLinkExpiry(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t)
 	now := time.Now()
 	signed := f.links.URL(f.srv.URL, f.part.Token, f.part.File, now.Add(time.Minute))
 	if resp, body := get(t, signed); resp.StatusCode != http.StatusOK || body != "0123456789" {
@@ -26,7 +28,7 @@ func TestLinkExpiry(t *testing.T) {
 	if resp, _ := get(t, tampered); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("tampered expiry: %d, want 404", resp.StatusCode)
 	}
-	other := NewLinkSigner([]byte("another key, another key, another")).URL(f.srv.URL, f.part.Token, f.part.File, now.Add(time.Hour))
+	other := NewSigner([]byte("another key, another key, another")).URL(f.srv.URL, f.part.Token, f.part.File, now.Add(time.Hour))
 	if resp, _ := get(t, other); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("other key: %d, want 404", resp.StatusCode)
 	}
@@ -35,7 +37,7 @@ func TestLinkExpiry(t *testing.T) {
 		t.Errorf("signature moved to another token: %d, want 404", resp.StatusCode)
 	}
 
-	legacy := DownloadURL(f.srv.URL, f.part.Token, f.part.File)
+	legacy := URL(f.srv.URL, f.part.Token, f.part.File)
 	if resp, _ := get(t, legacy); resp.StatusCode != http.StatusGone {
 		t.Errorf("unsigned link of a recording that has not ended: %d, want 410", resp.StatusCode)
 	}
@@ -55,5 +57,28 @@ func TestLinkExpiry(t *testing.T) {
 	}
 	if resp, _ := get(t, signed); resp.StatusCode != http.StatusOK {
 		t.Errorf("a valid signed link of the same file: %d", resp.StatusCode)
+	}
+}
+
+// The link key is made once and kept: links stay valid across restarts.
+func TestLoadSignerKeepsTheKey(t *testing.T) {
+	dir := t.TempDir()
+	a, err := LoadSigner(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadSigner(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	if a.URL("https://x", "tok", "f.ogg", exp) != b.URL("https://x", "tok", "f.ogg", exp) {
+		t.Error("a second start signs with another key")
+	}
+	if err := os.WriteFile(filepath.Join(dir, KeyFile), []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSigner(dir); err == nil {
+		t.Error("a broken key file was accepted")
 	}
 }

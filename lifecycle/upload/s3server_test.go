@@ -18,7 +18,6 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
-	"github.com/matrix-recorder/matrix-recorder/storage/web"
 )
 
 // TestIntegrationS3GrowingFileAndOutage runs the uploader against a real S3 server
@@ -38,8 +37,8 @@ func TestIntegrationS3GrowingFileAndOutage(t *testing.T) {
 	const token = "webhook-token-0123456789"
 	var up atomic.Pointer[Uploader]
 	var events atomic.Int32
-	hook := httptest.NewServer(web.Handler(web.Options{
-		DB: e.db, Dir: e.dir, WebhookToken: token, Log: log,
+	hook := httptest.NewServer(Events(EventOptions{
+		Token: token, Log: log,
 		Confirm: func(ctx context.Context, bucket, key string, size int64, etag string) (bool, error) {
 			events.Add(1)
 			if u := up.Load(); u != nil {
@@ -50,7 +49,7 @@ func TestIntegrationS3GrowingFileAndOutage(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	srv, err := devs3.Start(ctx, devs3.Options{Logger: &log, Webhook: hook.URL + web.WebhookPath + "?token=" + token})
+	srv, err := devs3.Start(ctx, devs3.Options{Logger: &log, Webhook: hook.URL + EventsPath + "?token=" + token})
 	if err != nil {
 		testenv.SkipOrFail(t, "S3 server: %v", err)
 	}

@@ -526,7 +526,9 @@ func (u *Uploader) reset(ctx context.Context, f *follower, row *storage.Upload) 
 	}
 }
 
-var multipartETag = regexp.MustCompile(`^[0-9a-f]{32}(-[0-9]+)?$`)
+// md5ETag is an ETag made of MD5s (a plain object's, or a multipart one's with its part count):
+// stores that use them let the parts' MD5s check the object.
+var md5ETag = regexp.MustCompile(`^[0-9a-f]{32}(-[0-9]+)?$`)
 
 // finalize sends what is left of a final file, completes the upload and confirms it.
 // terminal reports an error that retrying cannot fix.
@@ -600,7 +602,7 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 	if fin.sha != "" && got != fin.sha {
 		f.log.Warn().Str("manifest_sha256", fin.sha).Str("file_sha256", got).Msg("The file changed after it was finished; uploading it as it is now")
 	}
-	if multipartETag.MatchString(etag) && etag != row.ETag {
+	if md5ETag.MatchString(etag) && etag != row.ETag {
 		f.log.Warn().Str("store_etag", etag).Str("expected", row.ETag).Msg("The store reports another ETag than the parts sent")
 	}
 	row.Status = storage.UploadUploaded
@@ -627,7 +629,7 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 		if err != nil {
 			return false, err
 		}
-		if obj.Size != row.Bytes || (multipartETag.MatchString(obj.ETag) && obj.ETag != row.ETag) {
+		if obj.Size != row.Bytes || (md5ETag.MatchString(obj.ETag) && obj.ETag != row.ETag) {
 			row.Status = storage.UploadPending
 			if err := u.db.UpdateUpload(ctx, row); err != nil {
 				return false, err

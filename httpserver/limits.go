@@ -1,14 +1,8 @@
-package web
+package httpserver
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // Limits bound what one client can hold of the server: a connection that sends its
@@ -36,37 +30,6 @@ func DefaultLimits() Limits {
 		ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: time.Minute, Idle: time.Minute,
 		Body: 20 * time.Second, MaxHeaderBytes: 64 << 10, MaxBodyBytes: 4 << 20,
 	}
-}
-
-// Serve runs the server on listen with DefaultLimits until ctx ends, then shuts it down
-// (bounded).
-func Serve(ctx context.Context, listen string, h http.Handler, log zerolog.Logger) (addr string, done <-chan error, err error) {
-	return ServeWith(ctx, listen, h, log, DefaultLimits())
-}
-
-// ServeWith is Serve with limits.
-func ServeWith(ctx context.Context, listen string, h http.Handler, log zerolog.Logger, l Limits) (addr string, done <-chan error, err error) {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return "", nil, fmt.Errorf("http.listen %s: %w", listen, err)
-	}
-	srv := newServer(bounded(h, l), l)
-	out := make(chan error, 1)
-	go func() {
-		err := srv.Serve(ln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		out <- err
-	}()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	log.Info().Str("listen", ln.Addr().String()).Msg("HTTP server listening")
-	return ln.Addr().String(), out, nil
 }
 
 func newServer(h http.Handler, l Limits) *http.Server {
@@ -114,25 +77,3 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
-
-// eventPrecheck refuses a bucket notification before its body is read: without a token
-// (401), without a declared length (411: chunked bodies are not read) or longer than an
-// event can be (413).
-func (s *server) eventPrecheck(w http.ResponseWriter, r *http.Request) bool {
-	code := 0
-	switch {
-	case r.URL.Query().Get("token") == "" && r.Header.Get("Authorization") == "":
-		s.o.Log.Warn().Str("remote", r.RemoteAddr).Msg("Storage event without a token")
-		code = http.StatusUnauthorized
-	case r.ContentLength < 0:
-		code = http.StatusLengthRequired
-	case r.ContentLength > maxEventBody:
-		code = http.StatusRequestEntityTooLarge
-	default:
-		return true
-	}
-	// The body stays unread; do not keep the connection for what may follow it.
-	w.Header().Set("Connection", "close")
-	http.Error(w, http.StatusText(code), code)
-	return false
-}

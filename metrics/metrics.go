@@ -2,10 +2,12 @@
 package metrics
 
 import (
+	"net/http"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Live is what the recordings in progress have done so far (files still being written).
@@ -65,6 +67,14 @@ func New(live func() Live, diskFree func() (int64, bool)) *Metrics {
 	m.descs.disk = prometheus.NewDesc(ns+"disk_free_bytes", "Free space on the recordings disk.", nil, nil)
 	m.Registry.MustRegister(collector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Path is where the metrics are served.
+const Path = "/metrics"
+
+// Handler serves the registry in Prometheus's text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }
 
 // FileDone adds a finished file to the totals.
