@@ -20,9 +20,11 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call/egress"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/postcall"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
@@ -55,9 +57,9 @@ type Bot struct {
 	marks  markCounts
 	dms    directRooms
 	turn   turnCache
-	st     *storeRT       // state database, uploads, limits, retention (storage_*.go)
-	lock   *lockfile.Lock // data_dir's lock, held until Run returns
-	egress *egressHooks   // LiveKit Egress webhooks and uploads (egress_*.go); nil without deployments
+	lc     *lifecycle.Lifecycle // rows, uploads, limits, summaries, retention (chat.go is its side here)
+	lock   *lockfile.Lock       // data_dir's lock, held until Run returns
+	egress *egress.Backend      // LiveKit Egress (egress_backend.go); nil without deployments
 
 	// startedAt: messages older than this are history, not commands.
 	startedAt time.Time
@@ -105,14 +107,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		}
 	}()
 	checkModes(log, cfg)
-	st, err := newStoreRT(ctx, b)
+	lc, err := lifecycle.New(ctx, cfg, lifecycle.Options{Chat: botChat{b}, Calls: botCalls{b}, Ready: b.ready, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	b.st = st
+	b.lc = lc
 	defer func() {
 		if !started {
-			_ = st.shutdown(context.WithoutCancel(ctx))
+			_ = lc.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
 	rec, err := recorder.New(recorder.Options{
@@ -125,7 +127,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		VideoJitter:   cfg.Recordings.VideoJitter.D(),
 		MaxTracks:     cfg.Calls.MaxTracks,
 		Version:       "matrix-recorder " + opts.Version,
-		Hooks:         st.hooks(),
+		Hooks:         lc.Hooks(),
 		DirMode:       cfg.Recordings.DirMode.Perm(),
 		FileMode:      cfg.Recordings.FileMode.Perm(),
 	}, log.With().Str("component", "recorder").Logger())
@@ -139,7 +141,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	} else if len(reports) > 0 {
 		log.Warn().Int("calls", len(reports)).Msg("Repaired recordings that a crash interrupted")
 	}
-	st.recoverState(ctx, reports)
+	lc.Recover(ctx, reports)
 
 	if err := b.login(ctx); err != nil {
 		return nil, err
@@ -233,6 +235,7 @@ func (b *Bot) login(ctx context.Context) error {
 	}
 	helper.Machine().IgnorePostDecryptionParseErrors = true
 	helper.DecryptErrorCallback = func(evt *event.Event, err error) {
+		b.lc.Metrics().DecryptionFailures.Inc()
 		b.log.Warn().Err(err).Stringer("room_id", evt.RoomID).Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Msg("Could not decrypt event")
 	}
 	client.Crypto = helper
@@ -292,8 +295,12 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		MaxCalls:    b.cfg.Calls.MaxCalls,
 	}, voipSignaller{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
 	b.registerHandlers()
-	if err := b.st.run(ctx); err != nil {
-		return errors.Join(err, b.st.shutdown(ctx), b.rtc.Close(), b.crypto.Close(), b.lock.Release())
+	b.lc.Run(ctx)
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	httpDone, herr := b.startHTTP(httpCtx)
+	if herr != nil {
+		return errors.Join(herr, b.lc.Shutdown(ctx), b.rtc.Close(), b.crypto.Close(), b.lock.Release())
 	}
 
 	syncErr := make(chan error, 1)
@@ -316,7 +323,13 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	if serr := b.post.Close(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
-	if serr := b.st.shutdown(sctx); serr != nil {
+	if serr := b.lc.Shutdown(sctx); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	// The HTTP server stays up until here: Egress's webhooks and the bucket's
+	// notifications matter while recordings end and their summaries go out.
+	stopHTTP()
+	if serr := waitHTTP(sctx, httpDone); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	cancelCalls()

@@ -8,8 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
-	"github.com/matrix-recorder/matrix-recorder/lifecycle/download"
-	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 )
 
@@ -35,7 +34,7 @@ func checkModes(log zerolog.Logger, cfg config.Config) {
 	if got, bad := wide(cfg.DataDir, datadir.DirMode); bad {
 		warn(cfg.DataDir, got, datadir.DirMode, "data_dir is always 0700")
 	}
-	for _, name := range []string{storage.FileName, cryptoDBName, pickleKeyFile, recoveryKeyFile, download.KeyFile, datadir.LockFile} {
+	for _, name := range append([]string{cryptoDBName, pickleKeyFile, recoveryKeyFile, datadir.LockFile}, lifecycle.StateFiles()...) {
 		p := filepath.Join(cfg.DataDir, name)
 		if got, bad := wide(p, datadir.FileMode); bad {
 			warn(p, got, datadir.FileMode, "files in data_dir are always 0600")

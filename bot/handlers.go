@@ -182,7 +182,7 @@ func (b *Bot) onInvite(ctx context.Context, evt *event.Event) {
 		return
 	}
 	// Who invited the bot counts for recordings.max_per_inviter.
-	if err := b.st.db.SetInviter(ctx, string(evt.RoomID), string(evt.Sender)); err != nil {
+	if err := b.lc.SetInviter(ctx, evt.RoomID, evt.Sender); err != nil {
 		log.Warn().Err(err).Msg("Could not record who invited me")
 	}
 	// Join outside the sync goroutine, retrying a little: some homeservers answer an
@@ -261,7 +261,7 @@ func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID)
 	if others != 1 {
 		return fmt.Errorf("this room has %d other members; I record 1:1 calls only when I am alone with the caller", others)
 	}
-	return b.st.admit(ctx, roomID, "1:1")
+	return b.lc.Admit(ctx, roomID, "1:1")
 }
 
 func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {

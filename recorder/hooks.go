@@ -5,14 +5,16 @@ package recorder
 //
 // They are called synchronously, from the goroutine that changed the manifest, right after
 // the change reached manifest.json: OnSessionStart before Start (or Resume) returns,
-// OnPartStart after a part's entry exists and before its file is created (so a row can
-// exist before the first byte is written), OnPartComplete after the part's file is closed
-// and its size and SHA-256 are in the entry, OnSessionClosing when Close begins and
+// OnPartStart after a part's entry exists and before its file is created (so bookkeeping
+// can be queued before the first byte is written), OnPartComplete after the part's file is
+// closed and its size and SHA-256 are in the entry, OnSessionClosing when Close begins and
 // OnSessionEnd after the final manifest is written.
 //
-// A hook must return quickly and must not call back into the Session (it may read what it
-// is given and hand work to other goroutines). It is never called with the session's
-// lock held.
+// OnPartStart and OnPartComplete run on the track's own goroutine, the one that writes its
+// media: a hook must return quickly, do no I/O there (no database, no network, no disk)
+// and must not call back into the Session; it may read what it is given and hand work to
+// other goroutines in the order it came (the recording lifecycle queues it). No hook is
+// called with the session's lock held.
 type Hooks struct {
 	// OnSessionStart is called for a new or resumed session (Session.Resumed tells which).
 	// A non-nil error refuses the recording: Start returns it (wrapped), and a new folder

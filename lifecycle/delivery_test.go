@@ -1,9 +1,8 @@
-package bot
+package lifecycle
 
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,74 +16,68 @@ import (
 // A summary that could not be posted (the homeserver was down) is posted while the bot
 // runs, with its headline, once the homeserver is back: not only at the next start.
 func TestSummaryRetriedWhileRunning(t *testing.T) {
-	e := newCmdEnv(t, nil)
-	var mu sync.Mutex
-	now := time.Now()
-	e.b.st.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	recID := finishedRecording(t, e, alice)
+	e := newEnv(t, nil)
+	recID := e.finishedRecording(t, alice)
 	ctx := context.Background()
-	if _, err := e.b.st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved }); err != nil {
+	if _, err := e.lc.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved }); err != nil {
 		t.Fatal(err)
 	}
-	r, _ := e.b.st.db.Recording(ctx, recID)
-	e.hs.mu.Lock()
-	e.hs.failSend = 1000
-	e.hs.mu.Unlock()
-	e.b.st.deliver(ctx, room, r.Folder, nil, "Call ended: alice hung up.", nil, nil, true)
-	if r, _ := e.b.st.db.Recording(ctx, recID); r.Status != storage.RecordingFailedNotify {
+	r, _ := e.lc.db.Recording(ctx, recID)
+	e.chat.mu.Lock()
+	e.chat.failPost = 1000
+	e.chat.mu.Unlock()
+	e.lc.deliver(ctx, room, r.Folder, nil, "Call ended: alice hung up.", nil, nil, true)
+	if r, _ := e.lc.db.Recording(ctx, recID); r.Status != storage.RecordingFailedNotify {
 		t.Fatalf("status after failing to post: %s", r.Status)
 	}
-	e.hs.mu.Lock()
-	e.hs.failSend = 0
-	e.hs.mu.Unlock()
-	e.b.st.renotify(ctx) // notes the failure; not due yet
-	e.b.st.wg.Wait()
-	if got := e.hs.notices(room); len(got) != 0 {
+	e.chat.mu.Lock()
+	e.chat.failPost = 0
+	e.chat.mu.Unlock()
+	e.lc.renotify(ctx) // notes the failure; not due yet
+	e.lc.wg.Wait()
+	if got := e.chat.texts(room); len(got) != 0 {
 		t.Fatalf("retried at once: %q", got)
 	}
-	advance(renotifyFirst)
-	e.b.st.renotify(ctx)
-	e.b.st.wg.Wait()
-	got := joined(e.hs.notices(room))
+	e.advance(renotifyFirst)
+	e.lc.renotify(ctx)
+	e.lc.wg.Wait()
+	got := joined(e.chat.texts(room))
 	if !strings.Contains(got, "Recording saved") || !strings.Contains(got, "alice hung up") {
 		t.Fatalf("summary after the homeserver came back: %q", got)
 	}
-	if r, _ := e.b.st.db.Recording(ctx, recID); r.Status != storage.RecordingNotified {
+	if r, _ := e.lc.db.Recording(ctx, recID); r.Status != storage.RecordingNotified {
 		t.Errorf("status: %s", r.Status)
 	}
 	// Posted once: later rounds do nothing.
-	advance(time.Hour)
-	e.b.st.renotify(ctx)
-	e.b.st.wg.Wait()
-	if n := len(e.hs.notices(room)); n != 1 {
+	e.advance(time.Hour)
+	e.lc.renotify(ctx)
+	e.lc.wg.Wait()
+	if n := len(e.chat.texts(room)); n != 1 {
 		t.Errorf("%d summaries", n)
 	}
 }
 
 // The backoff between retries doubles up to renotifyMax.
 func TestSummaryRetryBacksOff(t *testing.T) {
-	e := newCmdEnv(t, nil)
-	now := time.Now()
-	e.b.st.now = func() time.Time { return now }
-	recID := finishedRecording(t, e, alice)
+	e := newEnv(t, nil)
+	recID := e.finishedRecording(t, alice)
 	ctx := context.Background()
-	if _, err := e.b.st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingFailedNotify }); err != nil {
+	if _, err := e.lc.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingFailedNotify }); err != nil {
 		t.Fatal(err)
 	}
-	e.hs.mu.Lock()
-	e.hs.failSend = 1 << 30
-	e.hs.mu.Unlock()
+	e.chat.mu.Lock()
+	e.chat.failPost = 1 << 30
+	e.chat.mu.Unlock()
 	var attempts []time.Duration
-	start := now
+	start := e.clock()
 	for i := 0; i < 2000 && len(attempts) < 7; i++ {
-		before := e.hs.sendCalls()
-		e.b.st.renotify(ctx)
-		e.b.st.wg.Wait()
-		if e.hs.sendCalls() > before {
-			attempts = append(attempts, now.Sub(start))
+		before := e.chat.postCalls()
+		e.lc.renotify(ctx)
+		e.lc.wg.Wait()
+		if e.chat.postCalls() > before {
+			attempts = append(attempts, e.clock().Sub(start))
 		}
-		now = now.Add(15 * time.Second)
+		e.advance(15 * time.Second)
 	}
 	var gaps []time.Duration
 	for i := 1; i < len(attempts); i++ {
@@ -98,16 +91,16 @@ func TestSummaryRetryBacksOff(t *testing.T) {
 // A delivery that waits for uploads ends when its recording is deleted, instead of
 // polling a store for files that are gone, for ever.
 func TestDeliveryEndsWhenDeleted(t *testing.T) {
-	e := newCmdEnv(t, nil)
-	st := e.b.st
+	e := newEnv(t, nil)
+	st := e.lc
 	var err error
 	// A store that cannot be reached: the upload never completes.
 	if st.s3, err = s3store.New(s3store.Config{Endpoint: "127.0.0.1:9", Bucket: "b", AccessKey: "a", SecretKey: "s"}); err != nil {
 		t.Fatal(err)
 	}
-	st.up = upload.New(st.ctx, st.db, st.s3, upload.Options{Dir: e.b.cfg.Recordings.Dir, Log: zerolog.Nop()})
+	st.up = upload.New(st.ctx, st.db, st.s3, upload.Options{Dir: st.cfg.Recordings.Dir, Log: zerolog.Nop()})
 	st.uploadPoll = 10 * time.Millisecond
-	recID := finishedRecording(t, e, alice)
+	recID := e.finishedRecording(t, alice)
 	ctx := context.Background()
 	r, _ := st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved })
 	drain, cancel := context.WithCancel(context.Background())
@@ -119,7 +112,7 @@ func TestDeliveryEndsWhenDeleted(t *testing.T) {
 		st.deliver(st.ctx, room, r.Folder, nil, "", nil, nil, true)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(e.hs.notices(room)) == 0 && time.Now().Before(deadline) {
+	for len(e.chat.texts(room)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	select {

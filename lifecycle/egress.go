@@ -1,4 +1,4 @@
-package bot
+package lifecycle
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
-// egressStore lets LiveKit Egress upload into storage.s3 under the keys native uploads
+// EgressStore lets LiveKit Egress upload into storage.s3 under the keys native uploads
 // use (prefix/folder/file), and records what it uploaded as confirmed copies, so links,
 // !recordings, retention and the summary treat those files like the bot's own.
-type egressStore struct {
-	st *storeRT
+type EgressStore struct {
+	lc *Lifecycle
 
 	mu       sync.Mutex
 	expected map[string]time.Time    // keys Egress was told to upload, and when
@@ -38,13 +38,13 @@ const (
 	egressHeadBackof = time.Second
 )
 
-func newEgressStore(st *storeRT) *egressStore {
-	return &egressStore{st: st, expected: map[string]time.Time{}, events: map[string]egressObject{}, wake: make(chan struct{})}
+func newEgressStore(lc *Lifecycle) *EgressStore {
+	return &EgressStore{lc: lc, expected: map[string]time.Time{}, events: map[string]egressObject{}, wake: make(chan struct{})}
 }
 
 // Upload returns the S3 target for a file of a call folder: the bot's own bucket and keys.
-func (s *egressStore) Upload(folder, file string) (*livekit.S3Upload, string, error) {
-	c := s.st.cfg.Storage.S3
+func (s *EgressStore) Upload(folder, file string) (*livekit.S3Upload, string, error) {
+	c := s.lc.cfg.Storage.S3
 	access, secret, err := c.Credentials()
 	if err != nil {
 		return nil, "", err
@@ -53,7 +53,7 @@ func (s *egressStore) Upload(folder, file string) (*livekit.S3Upload, string, er
 	if !c.TLS {
 		scheme = "http://"
 	}
-	key := s.st.s3.Key(folder, file)
+	key := s.lc.s3.Key(folder, file)
 	s.Expect(key)
 	return &livekit.S3Upload{
 		AccessKey: access, Secret: secret, Region: c.Region, Endpoint: scheme + c.Endpoint,
@@ -62,7 +62,7 @@ func (s *egressStore) Upload(folder, file string) (*livekit.S3Upload, string, er
 }
 
 // Expect keeps the bucket's notifications for an object Egress will upload.
-func (s *egressStore) Expect(key string) {
+func (s *EgressStore) Expect(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -79,8 +79,8 @@ func (s *egressStore) Expect(key string) {
 
 // storeEvent takes a bucket notification; it reports whether the object is one Egress
 // uploads.
-func (s *egressStore) storeEvent(bucket, key string, size int64, etag string) bool {
-	if bucket != s.st.s3.Bucket() {
+func (s *EgressStore) storeEvent(bucket, key string, size int64, etag string) bool {
+	if bucket != s.lc.s3.Bucket() {
 		return false
 	}
 	s.mu.Lock()
@@ -92,28 +92,28 @@ func (s *egressStore) storeEvent(bucket, key string, size int64, etag string) bo
 	}
 	s.mu.Unlock()
 	if ok {
-		s.st.log.Debug().Str("key", key).Int64("bytes", size).Msg("Store notification for a file LiveKit Egress uploaded")
+		s.lc.log.Debug().Str("key", key).Int64("bytes", size).Msg("Store notification for a file LiveKit Egress uploaded")
 	}
 	return ok
 }
 
 // webhooks tells whether the store's notifications reach the bot.
-func (s *egressStore) webhooks() bool {
-	h := s.st.cfg.HTTP
+func (s *EgressStore) webhooks() bool {
+	h := s.lc.cfg.HTTP
 	return h.Listen != "" && h.WebhookToken != ""
 }
 
 // Confirm checks an object Egress uploaded: it must be in the bucket with the size Egress
 // reported; the store's notification, when it comes, confirms it too. The copy is
 // recorded as the file's confirmed upload.
-func (s *egressStore) Confirm(ctx context.Context, folder, file, key string, size int64) (recorder.Upload, error) {
+func (s *EgressStore) Confirm(ctx context.Context, folder, file, key string, size int64) (recorder.Upload, error) {
 	var obj struct {
 		size int64
 		etag string
 	}
 	var err error
 	for try := 0; try < egressHeadTries; try++ {
-		o, herr := s.st.s3.Head(ctx, key)
+		o, herr := s.lc.s3.Head(ctx, key)
 		if err = herr; err == nil {
 			obj.size, obj.etag = o.Size, o.ETag
 			break
@@ -137,36 +137,36 @@ func (s *egressStore) Confirm(ctx context.Context, folder, file, key string, siz
 		if (ev.size == obj.size || ev.size < 0 && ev.etag != "") && (ev.etag == "" || ev.etag == obj.etag) {
 			confirmed = "head+webhook"
 		} else {
-			s.st.log.Warn().Str("key", key).Int64("event_bytes", ev.size).Int64("head_bytes", obj.size).Msg("The store's notification disagrees with the object")
+			s.lc.log.Warn().Str("key", key).Int64("event_bytes", ev.size).Int64("head_bytes", obj.size).Msg("The store's notification disagrees with the object")
 		}
 	} else if s.webhooks() {
-		s.st.log.Info().Str("key", key).Msg("No store notification for an Egress upload yet; confirmed by reading it back")
+		s.lc.log.Info().Str("key", key).Msg("No store notification for an Egress upload yet; confirmed by reading it back")
 	}
-	rec, err := s.st.db.RecordingByFolder(ctx, folder)
+	rec, err := s.lc.db.RecordingByFolder(ctx, folder)
 	if err != nil {
 		return recorder.Upload{}, fmt.Errorf("no state for the recording: %w", err)
 	}
-	u, err := s.st.db.EnsureUpload(ctx, rec.ID, file, s.st.s3.Bucket(), key)
+	u, err := s.lc.db.EnsureUpload(ctx, rec.ID, file, s.lc.s3.Bucket(), key)
 	if err != nil {
 		return recorder.Upload{}, err
 	}
 	now := time.Now()
 	u.Status = storage.UploadConfirmed
 	u.Bytes, u.ETag, u.ConfirmedBy, u.ConfirmedAt, u.LastError = obj.size, obj.etag, confirmed, now, ""
-	if err := s.st.db.UpdateUpload(ctx, u); err != nil {
+	if err := s.lc.db.UpdateUpload(ctx, u); err != nil {
 		return recorder.Upload{}, err
 	}
 	s.forget(key)
-	s.st.m.UploadsConfirmed.Inc()
-	s.st.log.Info().Str("key", key).Int64("bytes", obj.size).Str("confirmed_by", confirmed).Msg("LiveKit Egress upload confirmed")
+	s.lc.m.UploadsConfirmed.Inc()
+	s.lc.log.Info().Str("key", key).Int64("bytes", obj.size).Str("confirmed_by", confirmed).Msg("LiveKit Egress upload confirmed")
 	return recorder.Upload{
-		URL: "s3://" + s.st.s3.Bucket() + "/" + key, Bucket: s.st.s3.Bucket(), Key: key, Bytes: obj.size,
+		URL: "s3://" + s.lc.s3.Bucket() + "/" + key, Bucket: s.lc.s3.Bucket(), Key: key, Bytes: obj.size,
 		ETag: obj.etag, Confirmed: confirmed, UploadedAt: now.UTC(),
 	}, nil
 }
 
 // waitEvent waits a little for the store's notification of a key (it usually came first).
-func (s *egressStore) waitEvent(ctx context.Context, key string) (egressObject, bool) {
+func (s *EgressStore) waitEvent(ctx context.Context, key string) (egressObject, bool) {
 	if !s.webhooks() {
 		return egressObject{}, false
 	}
@@ -189,7 +189,7 @@ func (s *egressStore) waitEvent(ctx context.Context, key string) (egressObject, 
 	}
 }
 
-func (s *egressStore) forget(key string) {
+func (s *EgressStore) forget(key string) {
 	s.mu.Lock()
 	delete(s.expected, key)
 	delete(s.events, key)

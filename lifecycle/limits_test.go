@@ -1,130 +1,52 @@
-package bot
+package lifecycle
 
 import (
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
-	"github.com/matrix-recorder/matrix-recorder/metrics"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
-// limitsEnv is a storeRT with a real state database and recorder, a fake clock and disk,
-// and the room's notices and stops recorded.
-type limitsEnv struct {
-	st    *storeRT
-	rec   *recorder.Recorder
-	mu    sync.Mutex
-	now   time.Time
-	free  int64
-	said  []string
-	stops []string
-}
-
-func newLimitsEnv(t *testing.T, mutate func(*config.Config)) *limitsEnv {
-	t.Helper()
-	cfg := config.Default()
-	dir := t.TempDir()
-	cfg.Recordings.Dir = filepath.Join(dir, "recordings")
-	cfg.DataDir = dir
-	mutate(&cfg)
-	e := &limitsEnv{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), free: 100 << 30}
-	db, err := storage.Open(context.Background(), filepath.Join(dir, storage.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	clock := func() time.Time {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return e.now
-	}
-	st := &storeRT{
-		cfg: cfg, log: zerolog.Nop(), db: db, now: clock, ctx: context.Background(),
-		live: map[string]*liveRec{}, delivering: map[string]context.CancelFunc{}, notifyRetry: map[string]*retryState{},
-		statfs: func(string) (int64, error) { e.mu.Lock(); defer e.mu.Unlock(); return e.free, nil },
-		say: func(_ context.Context, _ id.RoomID, text string) {
-			e.mu.Lock()
-			e.said = append(e.said, text)
-			e.mu.Unlock()
-		},
-		stop: func(_ context.Context, _ id.RoomID, kind, why string) {
-			e.mu.Lock()
-			e.stops = append(e.stops, kind+": "+why)
-			e.mu.Unlock()
-		},
-	}
-	st.m = metrics.New(st.liveStats, nil)
-	e.st = st
-	e.rec, err = recorder.New(recorder.Options{Dir: cfg.Recordings.Dir, Hooks: st.hooks(), Now: clock}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
-}
-
-func (e *limitsEnv) advance(d time.Duration) {
-	e.mu.Lock()
-	e.now = e.now.Add(d)
-	e.mu.Unlock()
-}
-
-func (e *limitsEnv) start(t *testing.T, kind string) *recorder.Session {
-	t.Helper()
-	s, err := e.rec.Start(context.Background(), recorder.CallInfo{CallID: "c", RoomID: "!r:x", Kind: kind})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func (e *limitsEnv) log() (said, stops string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return strings.Join(e.said, "|"), strings.Join(e.stops, "|")
-}
-
 func TestMaxDurationWarnsThenStops(t *testing.T) {
-	e := newLimitsEnv(t, func(c *config.Config) { c.Recordings.MaxDuration = config.Duration(20 * time.Minute) })
+	e := newEnv(t, func(c *config.Config) { c.Recordings.MaxDuration = config.Duration(20 * time.Minute) })
 	e.start(t, "group")
 	ctx := context.Background()
 	e.advance(18 * time.Minute)
-	e.st.checkLimits(ctx)
+	e.lc.checkLimits(ctx)
 	if said, stops := e.log(); said != "" || stops != "" {
 		t.Fatalf("too early: %q %q", said, stops)
 	}
 	e.advance(time.Minute + time.Second)
-	e.st.checkLimits(ctx)
-	e.st.checkLimits(ctx)
+	e.lc.checkLimits(ctx)
+	e.lc.checkLimits(ctx)
 	if said, _ := e.log(); !strings.Contains(said, "maximum length (20:00) in 0:59") || strings.Count(said, "|") != 0 {
 		t.Fatalf("warning: %q", said)
 	}
 	e.advance(time.Minute)
-	e.st.checkLimits(ctx)
-	e.st.checkLimits(ctx)
+	e.lc.checkLimits(ctx)
+	e.lc.checkLimits(ctx)
 	if _, stops := e.log(); stops != "group: the maximum recording length of 20:00 was reached" {
 		t.Fatalf("stops: %q", stops)
 	}
 }
 
 func TestCallsMaxDurationAppliesToOneToOne(t *testing.T) {
-	e := newLimitsEnv(t, func(c *config.Config) {
+	e := newEnv(t, func(c *config.Config) {
 		c.Recordings.MaxDuration = config.Duration(time.Hour)
 		c.Calls.MaxDuration = config.Duration(30 * time.Second)
 	})
-	if d := e.st.maxDuration("1:1"); d != 30*time.Second {
+	if d := e.lc.maxDuration("1:1"); d != 30*time.Second {
 		t.Errorf("1:1 limit %v", d)
 	}
-	if d := e.st.maxDuration("group"); d != time.Hour {
+	if d := e.lc.maxDuration("group"); d != time.Hour {
 		t.Errorf("group limit %v", d)
 	}
 	if l := warnLead(30 * time.Second); l != 15*time.Second {
@@ -133,7 +55,7 @@ func TestCallsMaxDurationAppliesToOneToOne(t *testing.T) {
 }
 
 func TestMaxSizeWarnsThenStops(t *testing.T) {
-	e := newLimitsEnv(t, func(c *config.Config) { c.Recordings.MaxSize = 10 << 20 })
+	e := newEnv(t, func(c *config.Config) { c.Recordings.MaxSize = 10 << 20 })
 	s := e.start(t, "1:1")
 	ctx := context.Background()
 	write := func(n int) {
@@ -142,14 +64,14 @@ func TestMaxSizeWarnsThenStops(t *testing.T) {
 		}
 	}
 	write(5 << 20)
-	e.st.checkLimits(ctx)
+	e.lc.checkLimits(ctx)
 	write(9<<20 + 512<<10)
-	e.st.checkLimits(ctx)
+	e.lc.checkLimits(ctx)
 	if said, stops := e.log(); !strings.Contains(said, "of its 10.0 MiB limit") || stops != "" {
 		t.Fatalf("at 95%%: %q %q", said, stops)
 	}
 	write(10 << 20)
-	e.st.checkLimits(ctx)
+	e.lc.checkLimits(ctx)
 	if _, stops := e.log(); !strings.Contains(stops, "1:1: the maximum recording size of 10.0 MiB") {
 		t.Fatalf("stops: %q", stops)
 	}
@@ -158,13 +80,11 @@ func TestMaxSizeWarnsThenStops(t *testing.T) {
 // TestDiskGuard: a full disk stops every recording with a notice-worthy reason, and a new
 // recording is refused before its folder exists.
 func TestDiskGuard(t *testing.T) {
-	e := newLimitsEnv(t, func(c *config.Config) { c.Recordings.MinFreeSpace = 1 << 30 })
+	e := newEnv(t, func(c *config.Config) { c.Recordings.MinFreeSpace = 1 << 30 })
 	e.start(t, "group")
 	e.start(t, "1:1")
-	e.mu.Lock()
-	e.free = 300 << 20
-	e.mu.Unlock()
-	e.st.checkLimits(context.Background())
+	e.setFree(300 << 20)
+	e.lc.checkLimits(context.Background())
 	_, stops := e.log()
 	if strings.Count(stops, "disk is almost full") != 2 {
 		t.Fatalf("stops: %q", stops)
@@ -173,62 +93,62 @@ func TestDiskGuard(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "300.0 MiB free") {
 		t.Fatalf("start on a full disk: %v", err)
 	}
-	entries, _ := os.ReadDir(e.st.cfg.Recordings.Dir)
+	entries, _ := os.ReadDir(e.lc.cfg.Recordings.Dir)
 	if len(entries) != 2 {
 		t.Errorf("a refused recording left a folder: %d folders", len(entries))
 	}
 }
 
-// TestHooksKeepTheDatabaseInStep: rows exist before the first byte and follow the
-// recording to its end.
+// TestHooksKeepTheDatabaseInStep: the rows follow the recording to its end, once its
+// queue has written them.
 func TestHooksKeepTheDatabaseInStep(t *testing.T) {
-	e := newLimitsEnv(t, func(c *config.Config) { c.Recordings.ExpireAfter = config.Duration(48 * time.Hour) })
+	e := newEnv(t, func(c *config.Config) { c.Recordings.ExpireAfter = config.Duration(48 * time.Hour) })
 	s := e.start(t, "1:1")
 	ctx := context.Background()
-	r, err := e.st.db.RecordingByFolder(ctx, filepath.Base(s.Folder()))
+	e.lc.flushRows(ctx, filepath.Base(s.Folder()))
+	r, err := e.lc.db.RecordingByFolder(ctx, filepath.Base(s.Folder()))
 	if err != nil || r.Status != storage.RecordingStarted {
 		t.Fatalf("row at start: %+v %v", r, err)
 	}
 	if _, err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r, _ = e.st.db.Recording(ctx, r.ID)
+	e.lc.flushRows(ctx, filepath.Base(s.Folder()))
+	r, _ = e.lc.db.Recording(ctx, r.ID)
 	if r.Status != storage.RecordingSaved || r.EndedAt.IsZero() || !r.ExpiresAt.Equal(r.EndedAt.Add(48*time.Hour)) {
 		t.Errorf("row at the end: %+v", r)
 	}
-	if len(e.st.live) != 0 {
-		t.Error("session still live after its end")
+	e.lc.mu.Lock()
+	defer e.lc.mu.Unlock()
+	if len(e.lc.live) != 0 || len(e.lc.queues) != 0 {
+		t.Errorf("session still followed after its end: %d live, %d queues", len(e.lc.live), len(e.lc.queues))
 	}
 }
 
 // TestProgressEditsAtMostOncePerInterval: the start notice is edited with the time and size
 // so far, never more often than recordings.progress_interval.
 func TestProgressEditsAtMostOncePerInterval(t *testing.T) {
-	e := newLimitsEnv(t, func(c *config.Config) {})
-	var edits []string
-	e.st.edit = func(_ context.Context, lr *liveRec, status string) {
-		edits = append(edits, lr.startText+" / "+status)
-	}
+	e := newEnv(t, func(c *config.Config) {})
 	s := e.start(t, "group")
 	if err := os.WriteFile(filepath.Join(s.Folder(), "x.ogg"), make([]byte, 3<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.st.registerStartNotice(s.Folder(), "$start", "🔴 Recording started")
+	e.lc.Started(s.Folder(), "$start", "🔴 Recording started")
 	ctx := context.Background()
 	e.advance(30 * time.Second)
-	e.st.progress(ctx)
-	if len(edits) != 0 {
+	e.lc.progress(ctx)
+	if edits := e.chat.edits("!r:x"); len(edits) != 0 {
 		t.Fatalf("edited after 30 s: %q", edits)
 	}
 	e.advance(31 * time.Second)
-	e.st.progress(ctx)
-	e.st.progress(ctx)
-	if len(edits) != 1 || !strings.Contains(edits[0], "🔴 Recording started / ⏺ 1:01 recorded so far, 3.0 MB") {
+	e.lc.progress(ctx)
+	e.lc.progress(ctx)
+	if edits := e.chat.edits("!r:x"); len(edits) != 1 || !strings.Contains(edits[0], "🔴 Recording started\n⏺ 1:01 recorded so far, 3.0 MB") {
 		t.Fatalf("edits: %q", edits)
 	}
 	e.advance(time.Minute)
-	e.st.progress(ctx)
-	if len(edits) != 2 {
+	e.lc.progress(ctx)
+	if edits := e.chat.edits("!r:x"); len(edits) != 2 {
 		t.Fatalf("edits after two minutes: %q", edits)
 	}
 }
@@ -238,27 +158,23 @@ func TestHumanDuration(t *testing.T) {
 		168 * time.Hour: "7 days", 720 * time.Hour: "30 days", 24 * time.Hour: "24 hours", 90 * time.Minute: "90 minutes",
 		time.Hour: "60 minutes", 11 * time.Second: "11 seconds", time.Second: "1 second", 47*time.Hour + 59*time.Minute: "48 hours",
 	} {
-		if got := humanDuration(d); got != want {
-			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
+		if got := HumanDuration(d); got != want {
+			t.Errorf("HumanDuration(%v) = %q, want %q", d, got, want)
 		}
 	}
-}
-
-func (e *limitsEnv) startIn(room id.RoomID, call, kind string) (*recorder.Session, error) {
-	return e.rec.Start(context.Background(), recorder.CallInfo{CallID: call, RoomID: string(room), Kind: kind})
 }
 
 // One room, one inviter's rooms and group recordings in all are bounded, and the refusal
 // says which limit; a slot frees when a recording ends.
 func TestRecordingsAtOnceAreBounded(t *testing.T) {
-	e := newLimitsEnv(t, func(c *config.Config) {
+	e := newEnv(t, func(c *config.Config) {
 		c.Recordings.MaxPerRoom = 2
 		c.Recordings.MaxPerInviter = 3
 		c.Calls.MaxGroupRecordings = 3
 	})
 	ctx := context.Background()
 	for _, r := range []string{"!a:x", "!b:x", "!c:x"} {
-		if err := e.st.db.SetInviter(ctx, r, "@eve:evil.example"); err != nil {
+		if err := e.lc.SetInviter(ctx, id.RoomID(r), "@eve:evil.example"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -272,7 +188,7 @@ func TestRecordingsAtOnceAreBounded(t *testing.T) {
 	}
 	refused := func(room id.RoomID, call, kind, want string) {
 		t.Helper()
-		if err := e.st.admit(ctx, room, kind); err == nil || !strings.Contains(err.Error(), want) {
+		if err := e.lc.Admit(ctx, room, kind); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("admit %s in %s: %v, want %q", call, room, err, want)
 		}
 		if _, err := e.startIn(room, call, kind); err == nil || !strings.Contains(err.Error(), want) {
@@ -298,7 +214,7 @@ func TestRecordingsAtOnceAreBounded(t *testing.T) {
 // With the disk running low, the room that uses more than its share is stopped first and
 // the others go on; below min_free_space everything stops.
 func TestDiskShare(t *testing.T) {
-	e := newLimitsEnv(t, func(c *config.Config) {
+	e := newEnv(t, func(c *config.Config) {
 		c.Recordings.MinFreeSpace = 1 << 30
 		c.Recordings.LowFreeSpace = 4 << 30
 	})
@@ -313,25 +229,19 @@ func TestDiskShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	e.mu.Lock()
-	e.free = 5 << 30 // above low_free_space: nothing happens
-	e.mu.Unlock()
-	e.st.checkLimits(ctx)
+	e.setFree(5 << 30) // above low_free_space: nothing happens
+	e.lc.checkLimits(ctx)
 	if _, stops := e.log(); stops != "" {
 		t.Fatalf("stopped with plenty of space: %q", stops)
 	}
-	e.mu.Lock()
-	e.free = 2 << 30
-	e.mu.Unlock()
-	e.st.checkLimits(ctx)
-	e.st.checkLimits(ctx)
+	e.setFree(2 << 30)
+	e.lc.checkLimits(ctx)
+	e.lc.checkLimits(ctx)
 	if _, stops := e.log(); strings.Count(stops, "|") != 0 || !strings.HasPrefix(stops, "group: ") || !strings.Contains(stops, "than its share") {
 		t.Fatalf("low disk: stops %q, want only the hog's", stops)
 	}
-	e.mu.Lock()
-	e.free = 512 << 20
-	e.mu.Unlock()
-	e.st.checkLimits(ctx)
+	e.setFree(512 << 20)
+	e.lc.checkLimits(ctx)
 	if _, stops := e.log(); !strings.Contains(stops, "1:1: the recorder's disk is almost full") {
 		t.Fatalf("below the floor: stops %q", stops)
 	}
@@ -339,15 +249,13 @@ func TestDiskShare(t *testing.T) {
 
 // A single room recording alone is never above its share: only the floor stops it.
 func TestDiskShareAlone(t *testing.T) {
-	e := newLimitsEnv(t, func(c *config.Config) { c.Recordings.MinFreeSpace = 1 << 30 })
+	e := newEnv(t, func(c *config.Config) { c.Recordings.MinFreeSpace = 1 << 30 })
 	s := e.start(t, "group")
 	if err := os.WriteFile(filepath.Join(s.Folder(), "big.webm"), make([]byte, 8<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.mu.Lock()
-	e.free = 3 << 29 // 1.5 GiB: under twice the floor
-	e.mu.Unlock()
-	e.st.checkLimits(context.Background())
+	e.setFree(3 << 29) // 1.5 GiB: under twice the floor
+	e.lc.checkLimits(context.Background())
 	if _, stops := e.log(); stops != "" {
 		t.Fatalf("stopped alone above the floor: %q", stops)
 	}
