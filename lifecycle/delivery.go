@@ -84,6 +84,7 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 		wctx, cancel := context.WithTimeout(ctx, linkWait)
 		stop := context.AfterFunc(lc.drainCtx, cancel)
 		_ = lc.up.Wait(wctx, rec.ID)
+		lc.up.WaitEvidence(wctx, rec.ID) // notifications of LiveKit Egress's copies
 		stop()
 		cancel()
 	}

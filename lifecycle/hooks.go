@@ -67,7 +67,7 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 	}
 	folder := filepath.Base(s.Folder())
 	roomID := id.RoomID(s.RoomID())
-	lr := &liveRec{sess: s, folder: folder, roomID: roomID, kind: s.Kind()}
+	lr := &liveRec{sess: s, folder: folder, roomID: roomID, kind: s.Kind(), completed: map[string]bool{}, evidence: map[string]string{}}
 	ctx, cancel := lc.dbCtx()
 	lr.inviter = lc.inviterOf(ctx, roomID)
 	cancel()
@@ -179,7 +179,15 @@ func (lc *Lifecycle) onPartComplete(s *recorder.Session, e recorder.FileEntry) {
 	}
 	folder := s.Folder()
 	q.push(func(ctx context.Context) {
-		recID := lc.recID(lr)
+		lc.mu.Lock()
+		recID := lr.id
+		lr.completed[e.File] = true
+		by, late := lr.evidence[e.File]
+		delete(lr.evidence, e.File)
+		lc.mu.Unlock()
+		if late {
+			lc.applyEvidence(filepath.Base(folder), e.File, by)
+		}
 		if recID == "" {
 			return
 		}

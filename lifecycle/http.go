@@ -1,7 +1,6 @@
 package lifecycle
 
 import (
-	"context"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -32,18 +31,10 @@ func (lc *Lifecycle) Routes(r Router) error {
 	}
 	r.Handle(download.Pattern, download.Handler(o))
 	if lc.up != nil && lc.cfg.HTTP.WebhookToken != "" {
-		r.Handle(upload.EventsPath, upload.Events(upload.EventOptions{Token: lc.cfg.HTTP.WebhookToken, Confirm: lc.confirmStoreEvent, Log: log}))
+		// The uploader's own copies and LiveKit Egress's alike.
+		r.Handle(upload.EventsPath, upload.Events(upload.EventOptions{Token: lc.cfg.HTTP.WebhookToken, Confirm: lc.up.ConfirmFromStore, Log: log}))
 	}
 	return nil
-}
-
-// confirmStoreEvent takes a bucket notification: an object LiveKit Egress uploaded goes to
-// the Egress store (it confirms that upload), anything else to the uploader.
-func (lc *Lifecycle) confirmStoreEvent(ctx context.Context, bucket, key string, size int64, etag string) (bool, error) {
-	if lc.egress != nil && lc.egress.storeEvent(bucket, key, size, etag) {
-		return true, nil
-	}
-	return lc.up.ConfirmFromStore(ctx, bucket, key, size, etag)
 }
 
 // linkExpiry is how long a link works: presigned ones and the recorder's own alike.

@@ -31,6 +31,10 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
 )
 
+// evidenceWaitMax is how long a summary waits for the bucket's notification of a copy
+// another program uploaded, after the copy was confirmed by reading it back.
+const evidenceWaitMax = 5 * time.Second
+
 // oneToOne is the recorder's kind of a 1:1 call (recorder.CallInfo.Kind); every other
 // kind is a group recording.
 const oneToOne = "1:1"
@@ -110,6 +114,10 @@ type liveRec struct {
 	// Limits.
 	warnedDuration, warnedSize bool
 	stopping                   bool
+	// completed lists the files whose completion the queue has written, and evidence
+	// how the store's notification confirmed copies of files not completed yet.
+	completed map[string]bool
+	evidence  map[string]string
 }
 
 // New opens the state database and object storage. Nothing runs before Run.
@@ -162,13 +170,17 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) 
 		if err != nil {
 			return fail(err)
 		}
+		var evidenceWait time.Duration
+		if cfg.HTTP.Listen != "" && cfg.HTTP.WebhookToken != "" {
+			evidenceWait = evidenceWaitMax // the bucket's notifications reach the recorder
+		}
 		lc.up = upload.New(lc.ctx, db, lc.s3, upload.Options{
-			Dir: dir, PartSize: int64(s3c.PartSize), Log: lc.log,
-			OnConfirmed: lc.uploadConfirmed,
-			OnFailure:   func(*storage.Upload, error) { lc.m.UploadFailures.Inc() },
-			OnSent:      func(n int64) { lc.m.UploadedBytes.Add(float64(n)) },
+			Dir: dir, PartSize: int64(s3c.PartSize), Log: lc.log, EvidenceWait: evidenceWait,
+			OnConfirmed: lc.uploadConfirmed, OnEvidence: lc.evidence,
+			OnFailure: func(*storage.Upload, error) { lc.m.UploadFailures.Inc() },
+			OnSent:    func(n int64) { lc.m.UploadedBytes.Add(float64(n)) },
 		})
-		lc.egress = newEgressStore(lc)
+		lc.egress = &EgressStore{lc: lc}
 	}
 	return lc, nil
 }

@@ -64,7 +64,14 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the wait between failed attempts.
 	MinBackoff, MaxBackoff time.Duration
 	// OnConfirmed is called (from the file's goroutine) once a file's copy is confirmed.
+	// Confirmations are serialised: OnEvidence for the same copy comes after it.
 	OnConfirmed func(u *storage.Upload)
+	// OnEvidence is called when the store's notification confirms a copy that was
+	// confirmed by reading it back already (its ConfirmedBy says both now).
+	OnEvidence func(u *storage.Upload)
+	// EvidenceWait is how long WaitEvidence waits for the notification of a copy another
+	// program uploaded (0: it does not wait; set it when notifications reach the recorder).
+	EvidenceWait time.Duration
 	// OnFailure is called for every failed attempt.
 	OnFailure func(u *storage.Upload, err error)
 	// OnSent is called with the size of every part sent.
@@ -110,7 +117,9 @@ type Uploader struct {
 	confirmMu sync.Mutex
 	// events holds store notifications that came before the upload was recorded as
 	// complete (the store tells as soon as the object exists), by bucket/key.
-	events    map[string]storeEvent
+	events map[string]storeEvent
+	// external holds what another program uploads (external.go).
+	external  externals
 	recCancel map[string][]context.CancelFunc
 	closed    bool
 	wg        sync.WaitGroup
@@ -149,6 +158,7 @@ func New(ctx context.Context, db *storage.DB, store Store, opts Options) *Upload
 		db: db, store: store, opts: opts, log: opts.Log.With().Str("component", "upload").Logger(),
 		ctx: ctx, cancel: cancel, sem: make(chan struct{}, opts.Concurrency),
 		followers: map[fileKey]*follower{}, recCancel: map[string][]context.CancelFunc{}, events: map[string]storeEvent{},
+		external: newExternals(),
 	}
 	u.bufs.New = func() any { b := make([]byte, opts.PartSize); return &b }
 	return u
@@ -622,9 +632,8 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 // confirm reads the object back (HEAD): its size must be the file's and its ETag the one
 // the parts' MD5s give (when the store uses MD5 ETags). A mismatch starts the upload over.
 func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload, key string) (bool, error) {
-	if cur, err := u.db.UploadOf(ctx, row.RecordingID, row.File); err == nil && cur.Status == storage.UploadConfirmed {
-		*row = *cur // the webhook was faster
-	} else {
+	checked := false
+	if cur, err := u.db.UploadOf(ctx, row.RecordingID, row.File); err != nil || cur.Status != storage.UploadConfirmed {
 		obj, err := u.store.Head(ctx, key)
 		if err != nil {
 			return false, err
@@ -636,13 +645,21 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 			}
 			return false, fmt.Errorf("the stored copy of %s does not match the file (size %d, ETag %s; want %d, %s)", key, obj.Size, obj.ETag, row.Bytes, row.ETag)
 		}
-		// The store's notification may be handled meanwhile: merge under the lock.
-		u.confirmMu.Lock()
-		cur, err := u.db.UploadOf(ctx, row.RecordingID, row.File)
-		if err != nil {
-			u.confirmMu.Unlock()
-			return false, err
-		}
+		checked = true
+	}
+	// The store's notification may be handled meanwhile: merge under the lock, and tell
+	// OnConfirmed before a notification can add to it.
+	u.confirmMu.Lock()
+	defer u.confirmMu.Unlock()
+	cur, err := u.db.UploadOf(ctx, row.RecordingID, row.File)
+	switch {
+	case err != nil:
+		return false, err
+	case cur.Status == storage.UploadConfirmed && !checked:
+		*row = *cur // the webhook was faster
+	case !checked:
+		return false, fmt.Errorf("the upload of %s changed while it was checked", key)
+	default:
 		webhook := u.earlyEvent(row.Bucket, key, row.Bytes, row.ETag) || (cur.Status == storage.UploadConfirmed && strings.Contains(cur.ConfirmedBy, "webhook"))
 		row.Status = storage.UploadConfirmed
 		row.ConfirmedBy = "head"
@@ -651,9 +668,7 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 		}
 		row.ConfirmedAt = time.Now()
 		row.LastError = ""
-		err = u.db.UpdateUpload(ctx, row)
-		u.confirmMu.Unlock()
-		if err != nil {
+		if err := u.db.UpdateUpload(ctx, row); err != nil {
 			return false, err
 		}
 	}
@@ -674,24 +689,30 @@ func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, siz
 	defer u.confirmMu.Unlock()
 	row, err := u.db.UploadByKey(ctx, bucket, key)
 	if errors.Is(err, storage.ErrNotFound) {
-		return false, nil
+		if bucket != u.store.Bucket() || !u.external.expecting(key) {
+			return false, nil
+		}
+		// Another program's upload (Expect), before it was confirmed.
+		u.keepEvent(bucket, key, size, etag)
+		return true, nil
 	} else if err != nil {
 		return false, err
 	}
 	switch row.Status {
 	case storage.UploadPending, storage.UploadUploading:
 		// The store was faster than our bookkeeping: keep the event for the check.
-		u.mu.Lock()
-		if len(u.events) >= maxEarlyEvents {
-			clear(u.events)
-		}
-		u.events[bucket+"/"+key] = storeEvent{size: size, etag: etag}
-		u.mu.Unlock()
+		u.keepEvent(bucket, key, size, etag)
 		return true, nil
 	case storage.UploadConfirmed:
 		if row.ConfirmedBy == "head" && sameObject(row.Bytes, row.ETag, size, etag) {
 			row.ConfirmedBy = "head+webhook"
-			return true, u.db.UpdateUpload(ctx, row)
+			if err := u.db.UpdateUpload(ctx, row); err != nil {
+				return true, err
+			}
+			if u.opts.OnEvidence != nil {
+				u.opts.OnEvidence(row)
+			}
+			u.external.evidenceCame(key)
 		}
 		return true, nil
 	case storage.UploadUploaded:
@@ -704,6 +725,16 @@ func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, siz
 		return true, u.db.UpdateUpload(ctx, row)
 	}
 	return true, nil
+}
+
+// keepEvent keeps a store notification that came before the copy could be checked.
+func (u *Uploader) keepEvent(bucket, key string, size int64, etag string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.events) >= maxEarlyEvents {
+		clear(u.events)
+	}
+	u.events[bucket+"/"+key] = storeEvent{size: size, etag: etag}
 }
 
 // earlyEvent reports (and forgets) whether the store announced this object, as it is,
