@@ -61,11 +61,12 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	lc.delivering[rec.ID] = cancel
+	recID := rec.ID // rec is read again below, and nil when that fails
+	lc.delivering[recID] = cancel
 	lc.mu.Unlock()
 	defer func() {
 		lc.mu.Lock()
-		delete(lc.delivering, rec.ID)
+		delete(lc.delivering, recID)
 		lc.mu.Unlock()
 		cancel()
 	}()
@@ -123,7 +124,7 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 	firstDone()
 	if evt != "" {
 		lc.mu.Lock()
-		delete(lc.notifyRetry, rec.ID)
+		delete(lc.notifyRetry, recID)
 		lc.mu.Unlock()
 	}
 	if err != nil || complete || lc.up == nil || evt == "" {

@@ -130,3 +130,20 @@ func TestDeliveryEndsWhenDeleted(t *testing.T) {
 		t.Fatal("the delivery goes on after its recording was deleted")
 	}
 }
+
+// A summary still being posted when shutdown gave up and closed the database ends with a
+// logged error, not a crash.
+func TestDeliveryOutlivesTheDatabase(t *testing.T) {
+	e := newEnv(t, nil)
+	recID := e.finishedRecording(t, alice)
+	ctx := context.Background()
+	r, err := e.lc.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved })
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.chat.onPost = func() { _ = e.lc.db.Close() }
+	e.lc.deliver(ctx, room, r.Folder, nil, "", nil, nil, true)
+	if got := joined(e.chat.texts(room)); !strings.Contains(got, "Recording saved") {
+		t.Errorf("summary: %q", got)
+	}
+}

@@ -43,6 +43,7 @@ type fakeChat struct {
 	posts    int // Post calls, failed ones included
 	levels   map[id.RoomID]map[id.UserID]int
 	dms      map[id.UserID]id.RoomID
+	onPost   func() // called by every Post (tests break things there)
 }
 
 func (c *fakeChat) add(m sent) id.EventID {
@@ -63,6 +64,9 @@ func (c *fakeChat) Edit(_ context.Context, r id.RoomID, evt id.EventID, text str
 func (c *fakeChat) Post(_ context.Context, r id.RoomID, text, html string, replace id.EventID) (id.EventID, error) {
 	c.mu.Lock()
 	c.posts++
+	if c.onPost != nil {
+		defer c.onPost()
+	}
 	fail := c.failPost > 0
 	if fail {
 		c.failPost--
