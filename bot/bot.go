@@ -61,6 +61,10 @@ type Bot struct {
 	lock   *lockfile.Lock       // data_dir's lock, held until Run returns
 	egress *egress.Backend      // LiveKit Egress (egress_backend.go); nil without deployments
 
+	// roomCrypto is client.Crypto: crypto with each room's members loaded before its
+	// first message there.
+	roomCrypto *membersFirstCrypto
+
 	// startedAt: messages older than this are history, not commands.
 	startedAt time.Time
 
@@ -238,7 +242,8 @@ func (b *Bot) login(ctx context.Context) error {
 		b.lc.Metrics().DecryptionFailures.Inc()
 		b.log.Warn().Err(err).Stringer("room_id", evt.RoomID).Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Msg("Could not decrypt event")
 	}
-	client.Crypto = helper
+	b.roomCrypto = newMembersFirstCrypto(helper, client, b.log)
+	client.Crypto = b.roomCrypto
 	b.crypto = helper
 	b.log = b.log.With().Stringer("device_id", client.DeviceID).Logger()
 	b.log.Info().Stringer("user_id", client.UserID).Msg("Logged in")

@@ -159,6 +159,9 @@ func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 		if content.Membership == event.MembershipInvite && evt.Mautrix.EventSource&event.SourceInvite != 0 {
 			b.onInvite(ctx, evt)
 		}
+		if (content.Membership == event.MembershipLeave || content.Membership == event.MembershipBan) && b.roomCrypto != nil {
+			b.roomCrypto.forget(evt.RoomID)
+		}
 		return
 	}
 	if evt.Mautrix.EventSource&event.SourceTimeline == 0 {

@@ -12,12 +12,12 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
 
-// The LiveKit backend schedules a delayed leave for its call membership when the
-// homeserver supports delayed events (MSC4140), so a crashed bot does not stay listed in
-// calls.
-var _ livekit.DelayedEvents = botMatrix{}
+// The bot's call membership comes with a delayed leave when the homeserver supports
+// delayed events (MSC4140), so a crashed bot does not stay listed in calls.
+var _ matrixrtc.DelayedEvents = botMatrix{}
 
 // SupportsDelayedEvents asks the homeserver's /versions for MSC4140.
 func (m botMatrix) SupportsDelayedEvents(ctx context.Context) bool {

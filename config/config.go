@@ -1,34 +1,32 @@
-// Package config loads the bot's YAML configuration strictly: every key has a default
-// or is required, and an unknown key is an error that names it.
+// Package config loads the bot's configuration: a YAML file decoded strictly over the
+// defaults (an unknown key is an error that names it), every key also settable from the
+// environment (EnvPrefix and the dotted path) and -set, renamed keys read under their new
+// names; then validated, with every problem reported at once under its dotted key
+// (Error). Generate writes the annotated example with an operator's values, for a new
+// config or to upgrade an old one. The keys are found by reflection over the yaml tags:
+// adding a field adds its key, its environment variable and its place in messages.
 package config
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/crypto/utils"
 )
 
 // Example is the annotated example configuration shipped with the binary.
 //
 //go:embed config.example.yaml
 var Example []byte
-
-// Environment variables that override secrets from the file.
-const (
-	EnvPassword    = "MATRIX_RECORDER_PASSWORD"
-	EnvAccessToken = "MATRIX_RECORDER_ACCESS_TOKEN"
-	EnvPickleKey   = "MATRIX_RECORDER_PICKLE_KEY"
-	EnvRecoveryKey = "MATRIX_RECORDER_RECOVERY_KEY"
-)
 
 // Config is the whole configuration file.
 type Config struct {
@@ -49,14 +47,14 @@ type Config struct {
 type Matrix struct {
 	Homeserver  string `yaml:"homeserver"`
 	UserID      string `yaml:"user_id"`
-	Password    string `yaml:"password"`
-	AccessToken string `yaml:"access_token"`
+	Password    string `yaml:"password" secret:"true"`
+	AccessToken string `yaml:"access_token" secret:"true"`
 	DeviceID    string `yaml:"device_id"`
 	DeviceName  string `yaml:"device_name"`
-	PickleKey   string `yaml:"pickle_key"`
+	PickleKey   string `yaml:"pickle_key" secret:"true"`
 	// RecoveryKey restores the account's cross-signing keys from secret storage so the bot
 	// can sign its own device (clients that share keys only with verified devices need it).
-	RecoveryKey string `yaml:"recovery_key"`
+	RecoveryKey string `yaml:"recovery_key" secret:"true"`
 	// CrossSigning bootstraps cross-signing on first start when the account has none (the
 	// recovery key is printed once and written to data_dir/recovery-key.txt).
 	CrossSigning bool `yaml:"cross_signing"`
@@ -131,7 +129,7 @@ type WebRTC struct {
 	// Interfaces limits ICE to these network interfaces (empty: all).
 	Interfaces []string `yaml:"interfaces"`
 	// ICEServers are used in addition to the homeserver's TURN servers.
-	ICEServers []ICEServer `yaml:"ice_servers"`
+	ICEServers []ICEServer `yaml:"ice_servers" secret:"true"`
 	// UseHomeserverTURN asks the homeserver for TURN credentials.
 	UseHomeserverTURN bool `yaml:"use_homeserver_turn"`
 }
@@ -140,7 +138,7 @@ type WebRTC struct {
 type ICEServer struct {
 	URLs       []string `yaml:"urls"`
 	Username   string   `yaml:"username"`
-	Credential string   `yaml:"credential"`
+	Credential string   `yaml:"credential" secret:"true"`
 }
 
 // Calls configures call handling.
@@ -217,21 +215,34 @@ type Log struct {
 // Duration is a time.Duration written as "1s", "250ms", "2h".
 type Duration time.Duration
 
-// UnmarshalYAML parses a Go duration string.
+// UnmarshalYAML parses a Go duration string ("90s", "15m", "1h30m"). Its errors name no
+// line or key: the decoder adds both.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: duration must be a string like \"1s\": %w", n.Line, err)
+		return errors.New(`must be a duration like "90s", "15m" or "2h"`)
 	}
-	v, err := time.ParseDuration(s)
+	v, err := ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// ParseDuration parses a duration as the config writes it, with messages for people:
+// `missing unit in "90" (write it like 90s, 15m or 2h)`.
+func ParseDuration(s string) (Duration, error) {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		// time says `time: missing unit in duration "90"`.
+		msg := strings.Replace(strings.TrimPrefix(err.Error(), "time: "), " in duration ", " in ", 1)
+		return 0, fmt.Errorf("%s (write it like 90s, 15m or 2h)", msg)
 	}
 	if v < 0 {
-		return fmt.Errorf("line %d: duration %q is negative", n.Line, s)
+		return 0, fmt.Errorf("%q is negative", s)
 	}
-	*d = Duration(v)
-	return nil
+	return Duration(v), nil
 }
 
 // MarshalYAML writes the duration as a string.
@@ -275,84 +286,62 @@ func defaultCore() Config {
 	}
 }
 
-// ErrNoConfig is returned by Load when the file does not exist.
-var ErrNoConfig = errors.New("config file not found")
-
-// Load reads and validates the file at path, then applies secrets from the environment.
-func Load(path string) (Config, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return Config{}, fmt.Errorf("%w: %s", ErrNoConfig, path)
-	} else if err != nil {
-		return Config{}, fmt.Errorf("open config: %w", err)
-	}
-	defer f.Close()
-	cfg, err := Parse(f)
-	if err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// Parse decodes YAML strictly over the defaults, applies the environment and validates.
-func Parse(r io.Reader) (Config, error) {
-	cfg := Default()
-	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
-	if err != nil {
-		return Config{}, fmt.Errorf("read: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, friendlyYAMLError(err)
-	}
-	cfg.applyEnv(os.Getenv)
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
-}
-
-func friendlyYAMLError(err error) error {
-	msg := err.Error()
-	// yaml.v3 says: "line 3: field foo not found in type config.Matrix".
-	if strings.Contains(msg, "not found in type") {
-		return fmt.Errorf("unknown key: %s", strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  "))
-	}
-	return fmt.Errorf("parse yaml: %w", err)
-}
-
-func (c *Config) applyEnv(getenv func(string) string) {
-	if v := getenv(EnvPassword); v != "" {
-		c.Matrix.Password = v
-	}
-	if v := getenv(EnvAccessToken); v != "" {
-		c.Matrix.AccessToken = v
-	}
-	if v := getenv(EnvPickleKey); v != "" {
-		c.Matrix.PickleKey = v
-	}
-	if v := getenv(EnvRecoveryKey); v != "" {
-		c.Matrix.RecoveryKey = v
-	}
-	c.applyStorageEnv(getenv)
-}
-
 // Validate reports every problem with the configuration at once.
+// It is what Load checks after decoding, without the file's line numbers.
 func (c *Config) Validate() error {
+	if ps := c.problems(); len(ps) > 0 {
+		return &Error{Source: "the configuration", Problems: ps}
+	}
+	return nil
+}
+
+// problems checks every value, and every value against the others. Each message starts
+// with the dotted key it is about, which becomes the Problem's Key.
+func (c *Config) problems() []Problem {
+	errs := c.validateCore()
+	errs = append(errs, c.validateStorage()...)
+	errs = append(errs, c.PostCall.validate()...)
+	errs = append(errs, c.validateLiveKit()...)
+	errs = append(errs, c.placeholderErrors()...)
+	known := map[string]bool{}
+	for _, k := range Keys() {
+		known[k] = true
+	}
+	for _, s := range sectionsOf(reflect.TypeOf(Config{})) {
+		known[s] = true
+	}
+	out := make([]Problem, len(errs))
+	for i, err := range errs {
+		out[i] = Problem{Key: longestKeyPrefix(err.Error(), known), Msg: err.Error()}
+	}
+	return out
+}
+
+// Log levels, as log.level takes them.
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+func (c *Config) validateCore() []error {
 	var errs []error
 	if c.Matrix.Homeserver == "" {
-		errs = append(errs, errors.New("matrix.homeserver is required (e.g. https://matrix.example.org)"))
+		errs = append(errs, fmt.Errorf("matrix.homeserver is required: your homeserver's URL, e.g. https://matrix.your.domain (or %s)", EnvName("matrix.homeserver")))
 	} else if u, err := url.Parse(c.Matrix.Homeserver); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("matrix.homeserver %q must be an http(s) URL", c.Matrix.Homeserver))
+	} else if placeholderHost(u.Hostname()) {
+		errs = append(errs, fmt.Errorf("matrix.homeserver is still the example's %s: fill in your homeserver's URL", c.Matrix.Homeserver))
 	}
 	if c.Matrix.UserID == "" {
-		errs = append(errs, errors.New("matrix.user_id is required (e.g. @recorder:example.org)"))
+		errs = append(errs, fmt.Errorf("matrix.user_id is required: the bot's account, e.g. @recorder:your.domain (or %s)", EnvName("matrix.user_id")))
 	} else if !strings.HasPrefix(c.Matrix.UserID, "@") || !strings.Contains(c.Matrix.UserID, ":") {
 		errs = append(errs, fmt.Errorf("matrix.user_id %q must look like @name:server", c.Matrix.UserID))
+	} else if _, server, _ := strings.Cut(c.Matrix.UserID, ":"); placeholderHost(server) {
+		errs = append(errs, fmt.Errorf("matrix.user_id is still the example's %s: fill in the bot's account", c.Matrix.UserID))
 	}
 	if c.Matrix.Password == "" && c.Matrix.AccessToken == "" {
-		errs = append(errs, fmt.Errorf("matrix.password or matrix.access_token is required (or the environment variable %s or %s)", EnvPassword, EnvAccessToken))
+		errs = append(errs, fmt.Errorf("matrix.password or matrix.access_token is required (or the environment variable %s or %s, or %s)",
+			EnvName("matrix.password"), EnvName("matrix.password")+EnvFileSuffix, EnvName("matrix.access_token")))
+	}
+	if k := strings.TrimSpace(c.Matrix.RecoveryKey); k != "" && utils.DecodeBase58RecoveryKey(k) == nil {
+		errs = append(errs, errors.New("matrix.recovery_key is not a recovery key (48 characters like \"EsTc 1234 ...\", as the client showed it); check it for a typo"))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir must not be empty"))
@@ -414,14 +403,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Bot.CommandPrefix == "" {
 		errs = append(errs, errors.New("bot.command_prefix must not be empty"))
+	} else if strings.ContainsFunc(c.Bot.CommandPrefix, unicode.IsSpace) {
+		errs = append(errs, fmt.Errorf("bot.command_prefix %q must not contain spaces", c.Bot.CommandPrefix))
+	}
+	if !slices.Contains(logLevels, strings.ToLower(c.Log.Level)) {
+		errs = append(errs, fmt.Errorf("log.level %q must be one of %s", c.Log.Level, strings.Join(logLevels, ", ")))
 	}
 	switch c.Log.Format {
 	case "console", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q must be console or json", c.Log.Format))
 	}
-	errs = append(errs, c.validateStorage()...)
-	errs = append(errs, c.PostCall.validate()...)
-	errs = append(errs, c.validateLiveKit()...)
-	return errors.Join(errs...)
+	return errs
 }

@@ -6,13 +6,20 @@ import (
 	"time"
 )
 
+// filledExample is the example config with its placeholders filled in, as an operator
+// would.
+func filledExample() string {
+	return strings.NewReplacer("https://matrix.example.org", "https://matrix.recorder.test",
+		"@recorder:example.org", "@recorder:recorder.test").Replace(string(Example))
+}
+
 func TestExampleConfigLoads(t *testing.T) {
 	t.Setenv(EnvPassword, "secret")
-	cfg, err := Parse(strings.NewReader(string(Example)))
+	cfg, err := Parse(strings.NewReader(filledExample()))
 	if err != nil {
 		t.Fatalf("example config does not load: %v", err)
 	}
-	if cfg.Matrix.Homeserver != "https://matrix.example.org" || cfg.Matrix.UserID != "@recorder:example.org" {
+	if cfg.Matrix.Homeserver != "https://matrix.recorder.test" || cfg.Matrix.UserID != "@recorder:recorder.test" {
 		t.Fatalf("unexpected matrix section: %+v", cfg.Matrix)
 	}
 	if cfg.Matrix.Password != "secret" {
@@ -89,7 +96,7 @@ func TestSafeDefaults(t *testing.T) {
 	}
 	// The example config says the same.
 	t.Setenv(EnvPassword, "secret")
-	ex, err := Parse(strings.NewReader(string(Example)))
+	ex, err := Parse(strings.NewReader(filledExample()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,17 +1,15 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // LiveKit lists the LiveKit deployments the operator runs, recorded through LiveKit Egress:
@@ -26,7 +24,9 @@ type LiveKit struct {
 	// rtc/transports).
 	TrustedJWTServices []string `yaml:"trusted_jwt_services"`
 
-	Deployments []LiveKitDeployment `yaml:"deployments"`
+	// Deployments hold API secrets (secret: never written from the environment into a
+	// generated config).
+	Deployments []LiveKitDeployment `yaml:"deployments" secret:"true"`
 	// RecordElementCallWithEgress records an unencrypted Element Call call with Egress
 	// when its SFU is one of the deployments, instead of joining it as a subscriber.
 	// Encrypted calls always use the subscriber: Egress cannot decrypt.
@@ -63,7 +63,7 @@ type LiveKitDeployment struct {
 	// APIKey and the secret: one of APISecret, APISecretFile or APISecretEnv (the name of
 	// an environment variable holding it).
 	APIKey        string `yaml:"api_key"`
-	APISecret     string `yaml:"api_secret"`
+	APISecret     string `yaml:"api_secret" secret:"true"`
 	APISecretFile string `yaml:"api_secret_file"`
 	APISecretEnv  string `yaml:"api_secret_env"`
 	// MeetURLPrefixes are La Suite Meet addresses whose rooms live on this deployment,
@@ -108,47 +108,8 @@ func DefaultLiveKitDeployment() LiveKitDeployment {
 	}
 }
 
-// UnmarshalYAML decodes a deployment over its defaults, strictly: an unknown key is an
-// error that names it (yaml.v3 does not pass KnownFields into custom unmarshalers).
-func (d *LiveKitDeployment) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: a livekit deployment must be a mapping", n.Line)
-	}
-	if err := knownKeys(n, reflect.TypeOf(LiveKitDeployment{})); err != nil {
-		return err
-	}
-	type plain LiveKitDeployment
-	v := plain(DefaultLiveKitDeployment())
-	if err := n.Decode(&v); err != nil {
-		return err
-	}
-	*d = LiveKitDeployment(v)
-	return nil
-}
-
-// knownKeys fails on a key of mapping n that no field of struct t (or of a struct t
-// inlines) is tagged with.
-func knownKeys(n *yaml.Node, t reflect.Type) error {
-	known := map[string]bool{}
-	var collect func(t reflect.Type)
-	collect = func(t reflect.Type) {
-		for i := 0; i < t.NumField(); i++ {
-			tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")
-			if len(tag) > 1 && tag[1] == "inline" && t.Field(i).Type.Kind() == reflect.Struct {
-				collect(t.Field(i).Type)
-				continue
-			}
-			known[tag[0]] = true
-		}
-	}
-	collect(t)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i].Value; !known[k] {
-			return fmt.Errorf("line %d: field %s not found in type %s", n.Content[i].Line, k, t)
-		}
-	}
-	return nil
-}
+// setDefaults fills a deployment the config file is about to describe.
+func (d *LiveKitDeployment) setDefaults() { *d = DefaultLiveKitDeployment() }
 
 // Secret returns the API secret from the config, its file or its environment variable.
 func (d LiveKitDeployment) Secret() (string, error) {
@@ -169,6 +130,11 @@ func (d LiveKitDeployment) Secret() (string, error) {
 		return s, nil
 	}
 	return "", fmt.Errorf("livekit deployment %s has no API secret", d.Name)
+}
+
+// unwrapDeployment drops the "livekit deployment NAME: " Secret puts before its errors.
+func unwrapDeployment(err error, name string) error {
+	return errors.New(strings.TrimPrefix(err.Error(), "livekit deployment "+name+": "))
 }
 
 // HTTPURL is the server API's base URL (https:// for wss://).
@@ -248,6 +214,15 @@ func (c *Config) validateLiveKit() []error {
 		}
 		if d.APISecret != "" && len(d.APISecret) < 32 {
 			errs = append(errs, fmt.Errorf("%s: api_secret must be at least 32 characters (LiveKit refuses shorter ones)", where))
+		}
+		// The file and the variable are read again when the bot starts; a missing one is
+		// reported with every other problem now.
+		if set == 1 && d.APISecret == "" && (d.APISecretEnv == "" || envName.MatchString(d.APISecretEnv)) {
+			if s, err := d.Secret(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, unwrapDeployment(err, d.Name)))
+			} else if len(s) < 32 {
+				errs = append(errs, fmt.Errorf("%s: the API secret in %s must be at least 32 characters (LiveKit refuses shorter ones)", where, cmp.Or(d.APISecretFile, d.APISecretEnv)))
+			}
 		}
 		for _, p := range d.MeetURLPrefixes {
 			if u, err := url.Parse(p); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.User != nil {
@@ -345,23 +320,6 @@ type LiveKitRoomGrant struct {
 	// La Suite Meet URL is allowed when a pattern matches its slug or the LiveKit room
 	// Meet's API names for it.
 	LiveKitRooms []string `yaml:"livekit_rooms"`
-}
-
-// UnmarshalYAML decodes a grant strictly.
-func (g *LiveKitRoomGrant) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: an allowed_rooms entry must be a mapping (matrix_room, livekit_rooms)", n.Line)
-	}
-	if err := knownKeys(n, reflect.TypeOf(LiveKitRoomGrant{})); err != nil {
-		return err
-	}
-	type plain LiveKitRoomGrant
-	var v plain
-	if err := n.Decode(&v); err != nil {
-		return err
-	}
-	*g = LiveKitRoomGrant(v)
-	return nil
 }
 
 // DeploymentKey names a key of a deployment as the config does, for messages:

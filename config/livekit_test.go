@@ -111,7 +111,7 @@ func TestLiveKitValidation(t *testing.T) {
 
 func TestExampleHasLiveKitDefaults(t *testing.T) {
 	t.Setenv(EnvPassword, "secret")
-	cfg, err := Parse(strings.NewReader(string(Example)))
+	cfg, err := Parse(strings.NewReader(filledExample()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestTrustedJWTServices(t *testing.T) {
 	}
 	// The example lists none: nothing is trusted beyond what homeservers advertise.
 	t.Setenv(EnvPassword, "secret")
-	ex, err := Parse(strings.NewReader(string(Example)))
+	ex, err := Parse(strings.NewReader(filledExample()))
 	if err != nil || len(ex.LiveKit.TrustedJWTServices) != 0 || Default().LiveKit.TrustedJWTServices == nil {
 		t.Fatalf("example trusts %v (err %v)", ex.LiveKit.TrustedJWTServices, err)
 	}

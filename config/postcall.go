@@ -53,7 +53,7 @@ type PostCallTranscript struct {
 	// URL receives each audio track as a multipart POST.
 	URL string `yaml:"url"`
 	// Headers are added to every request to URL (e.g. Authorization).
-	Headers map[string]string `yaml:"headers"`
+	Headers map[string]string `yaml:"headers" secret:"true"`
 	// Concurrency bounds tracks transcribed at once; Timeout bounds each.
 	Concurrency int      `yaml:"concurrency"`
 	Timeout     Duration `yaml:"timeout"`

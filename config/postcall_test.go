@@ -8,7 +8,7 @@ import (
 
 func TestPostCallExampleIsTheDefault(t *testing.T) {
 	t.Setenv(EnvPassword, "secret")
-	cfg, err := Parse(strings.NewReader(string(Example)))
+	cfg, err := Parse(strings.NewReader(filledExample()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,18 +7,12 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
-)
-
-// Environment variables for the storage secrets.
-const (
-	EnvS3AccessKey  = "MATRIX_RECORDER_S3_ACCESS_KEY"
-	EnvS3SecretKey  = "MATRIX_RECORDER_S3_SECRET_KEY"
-	EnvWebhookToken = "MATRIX_RECORDER_WEBHOOK_TOKEN"
 )
 
 // Links says how recordings are handed out in the room.
@@ -50,9 +44,9 @@ type S3 struct {
 	Region   string `yaml:"region"`
 	Prefix   string `yaml:"prefix"`
 	// AccessKey and SecretKey, or files holding them (or the environment).
-	AccessKey     string `yaml:"access_key"`
+	AccessKey     string `yaml:"access_key" secret:"true"`
 	AccessKeyFile string `yaml:"access_key_file"`
-	SecretKey     string `yaml:"secret_key"`
+	SecretKey     string `yaml:"secret_key" secret:"true"`
 	SecretKeyFile string `yaml:"secret_key_file"`
 	PathStyle     bool   `yaml:"path_style"`
 	TLS           bool   `yaml:"tls"`
@@ -105,7 +99,7 @@ type HTTP struct {
 	// PublicURL is how people reach Listen (through a reverse proxy), for download links.
 	PublicURL string `yaml:"public_url"`
 	// WebhookToken authenticates bucket notifications at /s3/events; empty: endpoint off.
-	WebhookToken string `yaml:"webhook_token"`
+	WebhookToken string `yaml:"webhook_token" secret:"true"`
 	// Metrics serves Prometheus metrics at /metrics.
 	Metrics bool `yaml:"metrics"`
 }
@@ -124,6 +118,24 @@ func (c *Config) EffectiveLinks() Links {
 		return LinksNone
 	}
 }
+
+// checkListen checks a host:port to listen on: a numeric port, and a host that is empty
+// (every address), an IP address or a host name.
+func checkListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New(`must be host:port, e.g. "127.0.0.1:8080" or ":8080"`)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("must end in a port number from 0 to 65535, not %q", port)
+	}
+	if host != "" && net.ParseIP(host) == nil && !hostName.MatchString(host) {
+		return fmt.Errorf("must start with an IP address or a host name, not %q", host)
+	}
+	return nil
+}
+
+var hostName = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$`)
 
 // Size is a number of bytes written as 500MB, 2GiB, 1.5GB or a plain number.
 type Size int64
@@ -157,11 +169,11 @@ func ParseSize(s string) (Size, error) {
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	var str string
 	if err := n.Decode(&str); err != nil {
-		return fmt.Errorf("line %d: size must be like \"500MB\": %w", n.Line, err)
+		return errors.New(`must be a size like "500MB" or "2GiB"`)
 	}
 	v, err := ParseSize(str)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return err
 	}
 	*s = v
 	return nil
@@ -191,12 +203,12 @@ type FileMode uint32
 func (m *FileMode) UnmarshalYAML(n *yaml.Node) error {
 	var str string
 	if err := n.Decode(&str); err != nil {
-		return fmt.Errorf("line %d: a mode must be octal like \"0700\": %w", n.Line, err)
+		return errors.New(`must be octal permission bits like "0700"`)
 	}
 	s := strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(str), "0o"), "0O")
 	v, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || v > 0o777 {
-		return fmt.Errorf("line %d: mode %q must be octal permission bits like \"0700\"", n.Line, str)
+		return fmt.Errorf("mode %q must be octal permission bits like \"0700\"", str)
 	}
 	*m = FileMode(v)
 	return nil
@@ -232,18 +244,6 @@ func defaultStorage(c *Config) {
 	c.Recordings.ProgressInterval = Duration(time.Minute)
 	c.Storage = Storage{Links: LinksAuto, S3: S3{TLS: true, PartSize: 5 << 20, PresignExpiry: Duration(7 * 24 * time.Hour), DeleteLocalDelay: Duration(10 * time.Minute)}}
 	c.HTTP = HTTP{Metrics: true}
-}
-
-func (c *Config) applyStorageEnv(getenv func(string) string) {
-	if v := getenv(EnvS3AccessKey); v != "" {
-		c.Storage.S3.AccessKey = v
-	}
-	if v := getenv(EnvS3SecretKey); v != "" {
-		c.Storage.S3.SecretKey = v
-	}
-	if v := getenv(EnvWebhookToken); v != "" {
-		c.HTTP.WebhookToken = v
-	}
 }
 
 func (c *Config) validateStorage() []error {
@@ -290,10 +290,20 @@ func (c *Config) validateStorage() []error {
 			errs = append(errs, errors.New("storage.s3.bucket is required with storage.s3.endpoint"))
 		}
 		if (s3.AccessKey == "" && s3.AccessKeyFile == "") || (s3.SecretKey == "" && s3.SecretKeyFile == "") {
-			errs = append(errs, fmt.Errorf("storage.s3 needs access_key and secret_key (or *_file, or %s and %s)", EnvS3AccessKey, EnvS3SecretKey))
+			errs = append(errs, fmt.Errorf("storage.s3 needs access_key and secret_key (or access_key_file and secret_key_file, or %s and %s)",
+				EnvName("storage.s3.access_key"), EnvName("storage.s3.secret_key")))
 		}
 		if s3.AccessKey != "" && s3.AccessKeyFile != "" || s3.SecretKey != "" && s3.SecretKeyFile != "" {
 			errs = append(errs, errors.New("storage.s3: set each key either directly or as a file, not both"))
+		}
+		// The files are read again at each use (they may be rotated); a missing one is
+		// reported now rather than at the first upload.
+		for _, f := range []struct{ key, path string }{{"storage.s3.access_key_file", s3.AccessKeyFile}, {"storage.s3.secret_key_file", s3.SecretKeyFile}} {
+			if f.path != "" {
+				if _, err := readSecretFile(f.path); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", f.key, err))
+				}
+			}
 		}
 	} else if s3.DeleteLocalAfterUpload {
 		errs = append(errs, errors.New("storage.s3.delete_local_after_upload needs storage.s3.endpoint"))
@@ -306,8 +316,8 @@ func (c *Config) validateStorage() []error {
 	}
 	h := c.HTTP
 	if h.Listen != "" {
-		if _, _, err := net.SplitHostPort(h.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("http.listen %q must be host:port: %w", h.Listen, err))
+		if err := checkListen(h.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("http.listen %q %w", h.Listen, err))
 		}
 	}
 	if h.PublicURL != "" {

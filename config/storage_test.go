@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,11 @@ func TestParseSize(t *testing.T) {
 
 func TestStorageConfig(t *testing.T) {
 	base := "matrix:\n  homeserver: https://hs.example\n  user_id: '@a:b'\n  access_token: t\n"
-	cfg, err := Parse(strings.NewReader(base + "recordings:\n  max_size: 2GB\n  expire_after: 720h\nstorage:\n  s3:\n    endpoint: s3.example:9000\n    bucket: rec\n    access_key: a\n    secret_key_file: /run/secrets/s3\n"))
+	secretFile := filepath.Join(t.TempDir(), "s3")
+	if err := os.WriteFile(secretFile, []byte("s3-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(strings.NewReader(base + "recordings:\n  max_size: 2GB\n  expire_after: 720h\nstorage:\n  s3:\n    endpoint: s3.example:9000\n    bucket: rec\n    access_key: a\n    secret_key_file: " + secretFile + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,14 @@
 // on a new timeline; then the track continues in a new part (timeline.go). One stray
 // packet cannot split a file or shift what follows.
 //
+// # Limits
+//
+// A sender decides how often its timeline jumps, so parts are bounded (limits.go): a
+// track opens parts for jumps from a token bucket (3 at once, one more every 20 s) and
+// follows further jumps in the same file at arrival time (counted in timeline_jumps, one
+// warning); every file counts against its participant and the call, and a participant's
+// share is below the call's, so one sender never takes the files everybody else needs.
+//
 // # Gaps
 //
 // A gap (DTX, mute, loss) keeps its length. gap_policy keep writes gaps over 120 ms as
@@ -55,7 +63,15 @@
 //
 // Files are append-only and playable at every moment. Every track flushes its writer at
 // least every Options.FlushInterval (the recovery point), and a part is fsynced when it
-// closes. The manifest is rewritten atomically when the call's structure changes (fsynced)
-// and every few seconds with fresh durations and counters (not fsynced: recovery recomputes
-// those from the files). RecoverInterrupted repairs folders a crash left behind.
+// closes. The manifest is rewritten atomically when the call's structure changes (fsynced;
+// changes that come fast are written together, each within the flush interval) and every
+// few seconds with fresh durations and counters (not fsynced: recovery recomputes those
+// from the files). RecoverInterrupted repairs folders a crash left behind.
+//
+// # Write errors
+//
+// A file that cannot be written (a full disk, an I/O error) ends its part; the track goes
+// on reading, tries again with growing waits, repairs the broken file once the folder
+// takes writes again and continues in a new part (writefail.go). The manifest, the log
+// and Hooks.OnWriteError / OnWriteResumed say so.
 package recorder

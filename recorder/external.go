@@ -86,10 +86,12 @@ func (s *Session) AddExternal(x External, started time.Time) (string, error) {
 		s.mu.Unlock()
 		return "", ErrSessionClosed
 	}
-	if len(s.manifest.Tracks) >= s.rec.opts.MaxTracks {
+	// The file counts against the call and its participant like a track's (limits.go).
+	if err := s.claimFileLocked(x.Info.UserID); err != nil {
 		s.mu.Unlock()
-		return "", fmt.Errorf("this call already has %d files, the most a call may have", len(s.manifest.Tracks))
+		return "", err
 	}
+	s.unreserveLocked(x.Info.UserID)
 	s.logical[lid]++
 	part := s.logical[lid]
 	file := lid + ext
@@ -112,7 +114,7 @@ func (s *Session) AddExternal(x External, started time.Time) (string, error) {
 		s.external = map[string]*externalState{}
 	}
 	s.external[file] = &externalState{remote: x.Remote}
-	s.saveLocked()
+	s.changedLocked(true)
 	s.mu.Unlock()
 	s.log.Info().Str("file", file).Bool("remote", x.Remote).Msg("Registered a file another program writes")
 	return file, nil
@@ -146,7 +148,7 @@ func (s *Session) AdoptExternal(file string, remote bool) error {
 			s.external = map[string]*externalState{}
 		}
 		s.external[file] = &externalState{remote: remote}
-		s.saveLocked()
+		s.changedLocked(true)
 		return nil
 	}
 	return fmt.Errorf("%s: %w", file, ErrNoSuchFile)
@@ -195,7 +197,7 @@ func (s *Session) DropExternal(file string) error {
 		}
 		break
 	}
-	s.saveLocked()
+	s.changedLocked(true)
 	return nil
 }
 

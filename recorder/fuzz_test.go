@@ -149,7 +149,8 @@ func TestFuzzSeedsCommitted(t *testing.T) {
 
 // FuzzPipeline feeds arbitrary packets at arbitrary times to a track: it must never
 // crash or hang, always finish its files, and write only files that tools can read:
-// Ogg pages with valid checksums whose packets decode to exactly the granule timeline,
+// Ogg pages with valid checksums whose packets decode to exactly the granule timeline and
+// that players open (the last granule position at least the pre-skip after the start),
 // and Matroska files with Duration, Cues and a keyframe first.
 func FuzzPipeline(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
@@ -196,8 +197,9 @@ func FuzzPipeline(f *testing.F) {
 			path := filepath.Join(sess.Folder(), e.File)
 			if strings.HasSuffix(e.File, ".ogg") {
 				of := readOggFile(t, path)
-				if of.badPages != 0 || !of.eos || of.decoded()-of.timeline() > 3*time.Millisecond || of.timeline()-of.decoded() > 0 {
-					t.Errorf("%s: %d bad pages, eos %v, decodes to %v, granules %v", e.File, of.badPages, of.eos, of.decoded(), of.timeline())
+				if of.badPages != 0 || !of.eos || of.decoded()-of.timeline() > 3*time.Millisecond || of.timeline()-of.decoded() > 0 || !of.playable() {
+					t.Errorf("%s: %d bad pages, eos %v, decodes to %v, granules %v, starts at granule %d and ends at %d with pre-skip %d",
+						e.File, of.badPages, of.eos, of.decoded(), of.timeline(), of.pcmStart, of.granule, of.preSkip)
 				}
 				continue
 			}

@@ -230,3 +230,37 @@ func TestOpusClockJitterSnapped(t *testing.T) {
 		t.Errorf("decoded %v but granules say %v: jitter left jumps", f.decoded(), f.timeline())
 	}
 }
+
+// TestGapOffTheOpusGrid: a sender whose timestamps jitter by other than multiples of 2.5 ms
+// (the shortest Opus frame) around a gap. Only gaps of such multiples can be filled with
+// packets: the file must decode to exactly its granule timeline (found by FuzzPipeline:
+// a frame 3.1 ms late left 28 samples no packet could fill, and the next gap 92 more).
+func TestGapOffTheOpusGrid(t *testing.T) {
+	for _, policy := range []string{GapKeep, GapFill} {
+		t.Run(policy, func(t *testing.T) {
+			h := newHarness(t, Options{GapPolicy: policy})
+			frames := loadFrames(t, testmedia.Tone440)
+			evs := opusStream().media(t, frames, base, 0, 4*time.Second, func(mt time.Duration) bool {
+				return mt < time.Second || mt >= 1500*time.Millisecond
+			})
+			// The frames after the pause come 148 and 1100 samples (3.1 and 22.9 ms) late.
+			for i, ev := range evs {
+				if at := ev.at.Sub(base); at == 1500*time.Millisecond {
+					evs[i] = retime(t, ev, 148)
+				} else if at == 2500*time.Millisecond {
+					evs[i] = retime(t, ev, 1100)
+				}
+			}
+			h.run(opusInfo(), evs)
+			m := h.close()
+			files := filesOf(m, "")
+			if len(files) != 1 {
+				t.Fatalf("want one file: %s", describeFiles(files))
+			}
+			f := readOggFile(t, h.path(files[0].File))
+			if f.decoded()-f.timeline() > 3*time.Millisecond || f.timeline()-f.decoded() > 0 || !near(f.timeline(), 4*time.Second, 5*time.Millisecond) {
+				t.Errorf("decodes to %v, granules say %v; want both 4 s", f.decoded(), f.timeline())
+			}
+		})
+	}
+}

@@ -352,6 +352,12 @@ type oggFile struct {
 	eos      bool
 	pages    int
 	badPages int // pages whose checksum or structure is wrong
+	// pcmStart is where players take the stream to start (RFC 7845 §4.2, as opusfile
+	// reads it): the granule position of the first page on which audio packets end minus
+	// their duration, or 0 when that page also ends the stream and holds more audio than
+	// its granule position says (end trimming). haveStart: there is such a page.
+	pcmStart  int64
+	haveStart bool
 }
 
 func readOggFile(t testing.TB, path string) oggFile {
@@ -397,6 +403,7 @@ func parseOgg(b []byte) oggFile {
 		f.granule = int64(binary.LittleEndian.Uint64(page[6:14]))
 		f.eos = page[5]&4 != 0
 		body := page[27+nseg:]
+		var samples int64
 		for _, l := range lacing {
 			pkt = append(pkt, body[:l]...)
 			body = body[l:]
@@ -409,9 +416,18 @@ func parseOgg(b []byte) oggFile {
 				case 1:
 				default:
 					f.packets = append(f.packets, pkt)
+					if d, err := oggwriter.PacketDuration(pkt); err == nil {
+						samples += int64(d * 48000 / time.Second)
+					}
 				}
 				n++
 				pkt = nil
+			}
+		}
+		if !f.haveStart && samples > 0 {
+			f.pcmStart, f.haveStart = max(f.granule-samples, 0), true
+			if f.eos && f.granule < samples {
+				f.pcmStart = 0
 			}
 		}
 		b = b[len(page):]
@@ -447,6 +463,12 @@ func (f oggFile) decoded() time.Duration {
 		}
 	}
 	return d
+}
+
+// playable reports whether players open the stream: opusfile refuses one whose last
+// granule position lies less than the pre-skip after its start (OP_EBADTIMESTAMP).
+func (f oggFile) playable() bool {
+	return !f.haveStart || f.granule-f.pcmStart >= int64(f.preSkip)
 }
 
 // timeline is the duration the granule positions give.

@@ -155,6 +155,11 @@ type TrackStats struct {
 	FramesDropped     uint64 `json:"frames_dropped"`
 	KeyframeRequests  uint64 `json:"keyframe_requests"`
 	FramesUndecrypted uint64 `json:"frames_undecryptable,omitempty"`
+	// TimelineJumps counts the times the sender's timeline jumped (a timestamp jump, a
+	// stream restart) and the file went on at the frames' arrival time instead of ending:
+	// the track had opened as many parts for jumps as it may for now, or the participant
+	// had no file left (a broken or hostile sender).
+	TimelineJumps uint64 `json:"timeline_jumps,omitempty"`
 }
 
 // Gap is a span of a file in which no media arrived.

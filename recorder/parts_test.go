@@ -111,8 +111,9 @@ func TestStrayPacketsDoNotSplit(t *testing.T) {
 	}
 }
 
-// TestSplitLimit: a sender whose timeline keeps jumping cannot make more files than the
-// limit; beyond it the track continues in its file at arrival time.
+// TestSplitLimit: a sender whose timeline keeps jumping cannot make more files than its
+// token bucket allows; beyond it the track continues in its file at arrival time, the
+// jumps are counted, and the manifest says it once.
 func TestSplitLimit(t *testing.T) {
 	h := newHarness(t, Options{})
 	frames := loadFrames(t, testmedia.Tone440)
@@ -122,7 +123,7 @@ func TestSplitLimit(t *testing.T) {
 		evs[i] = retime(t, evs[i], int64(evs[i].at.Sub(base)/(500*time.Millisecond))*3600*48000)
 	}
 	tr := h.add(opusInfo())
-	tr.splitLimit = 3
+	tr.jumpBurst, tr.jumpEvery = 3, time.Minute
 	h.runOn(tr, evs)
 	m := h.close()
 	files := filesOf(m, "")
@@ -132,6 +133,12 @@ func TestSplitLimit(t *testing.T) {
 	last := files[3]
 	if !near(ms(last.StartOffsetMs), 1500*time.Millisecond, time.Millisecond) || !near(ms(last.DurationMs), 8500*time.Millisecond, 20*time.Millisecond) {
 		t.Errorf("the last part must run to the end of the call: %s", describeFiles(files))
+	}
+	if last.Stats.TimelineJumps != 16 {
+		t.Errorf("the last part followed %d jumps at arrival time, want 16", last.Stats.TimelineJumps)
+	}
+	if len(m.Warnings) != 1 || !strings.Contains(m.Warnings[0], "timeline_jumps") {
+		t.Errorf("warnings %q, want one about the jumps", m.Warnings)
 	}
 	f := readOggFile(t, h.path(last.File))
 	if !near(f.decoded(), 8500*time.Millisecond, 25*time.Millisecond) {

@@ -23,11 +23,10 @@ type pipeline struct {
 	// needKey gates video until a keyframe starts the (next) part.
 	needKey bool
 
-	haveTS  bool
-	lastTS  uint32
-	extTS   int64
-	cur     *part
-	nextErr time.Time // writer creation back-off
+	haveTS bool
+	lastTS uint32
+	extTS  int64
+	cur    *part
 
 	endReason string
 	unknownPT uint64
@@ -40,8 +39,16 @@ type pipeline struct {
 	// restarted: the jitter buffer saw a new stream (SSRC or sequence jump) and the timeline
 	// has not been confirmed since; a split that follows is a restart, not a timestamp jump.
 	restarted bool
-	// splits counts parts this track opened by itself (gaps, jumps, restarts); see maxSplits.
-	splits int
+	// jumps rate-limits the parts opened for timeline jumps (limits.go); jumpWarned and
+	// limitWarned: the manifest has its warning that jumps, or the file limit, keep the
+	// track in its file.
+	jumps       jumpBucket
+	jumpWarned  bool
+	limitWarned bool
+	// noFiles: the participant or the call has no file left for this track.
+	noFiles bool
+	// wf is the state of a write error (writefail.go).
+	wf writeFailure
 	// held are frames off the current part's timeline, waiting for jumpConfirm of them in a
 	// row before the track follows the new timeline (see timeline.go).
 	held  [jumpConfirm]heldFrame
@@ -97,6 +104,9 @@ type part struct {
 	baseDrop  uint64
 	width     int
 	height    int
+	// jumps counts the timeline jumps this file followed at arrival time instead of
+	// ending (see limits.go).
+	jumps uint64
 }
 
 func newPipeline(t *Track, kf func()) (*pipeline, error) {
@@ -286,9 +296,8 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 		}
 		p.restarted = false
 		gap := pts - c.lastEnd
-		if p.t.s.rec.opts.GapPolicy == GapSplit && gap >= p.t.s.rec.opts.SplitAfter && p.splits < p.t.splitLimit {
+		if p.t.s.rec.opts.GapPolicy == GapSplit && gap >= p.t.s.rec.opts.SplitAfter && p.claimPart() {
 			p.noteGap(c.lastEnd, gap, GapActionNewPart)
-			p.splits++
 			p.closePart("gap")
 		} else {
 			p.noteGap(c.lastEnd, gap, p.gapAction())
@@ -298,6 +307,10 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 		}
 	}
 	if p.cur == nil {
+		if p.noFiles || !p.writable(arrival) {
+			p.framesDropped++
+			return
+		}
 		if video && !keyframe {
 			p.needKey = true
 			p.framesDropped++
@@ -311,22 +324,15 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	}
 	pts := p.toDuration(ext - p.cur.baseTS)
 	if !video {
-		// A sender's timestamp that misses the previous frame's end by less than the
-		// shortest Opus frame is jitter in its clock, not a gap or an overlap: written as
-		// is it would be a granule jump no packet can fill (players then count fewer
-		// samples than the granules say) or a frame the writer refuses as backwards.
-		if c := p.cur; c.frames > 0 && pts != c.lastEnd && pts > c.lastEnd-opusMinFrame && pts < c.lastEnd+opusMinFrame {
-			pts = c.lastEnd
-		}
+		pts = p.opusGrid(pts)
 		p.silenceUntil(pts)
 	}
 	err := p.cur.w.WriteFrame(media.Frame{Data: data, PTS: pts, Duration: dur, Keyframe: keyframe})
 	if errors.Is(err, media.ErrNewPart) {
-		if p.splits >= p.t.splitLimit {
+		if !p.claimPart() {
 			p.framesDropped++
 			return
 		}
-		p.splits++
 		p.closePart("codec parameters changed")
 		if !p.openPart(ext, arrival) {
 			p.framesDropped++
@@ -334,6 +340,11 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 		}
 		pts = 0
 		err = p.cur.w.WriteFrame(media.Frame{Data: data, PTS: 0, Duration: dur, Keyframe: keyframe})
+	}
+	if errors.Is(err, media.ErrWrite) {
+		p.framesDropped++
+		p.writeFailed(err, arrival)
+		return
 	}
 	if err != nil {
 		p.framesDropped++
@@ -362,6 +373,31 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 // opusMinFrame is the shortest Opus frame (RFC 6716).
 const opusMinFrame = 2500 * time.Microsecond
 
+// opusGrid places an audio frame at pts on the grid of the shortest Opus frame, counted
+// from the end of the previous one. Every Opus packet lasts a multiple of 2.5 ms, so only
+// a gap of such a multiple can be filled with packets; any other gap would stay a jump in
+// the granule positions that no packet fills (players then decode fewer samples than
+// the granules say, and the file drifts out of sync by the rest). A sender's timestamp
+// that misses the previous frame's end by less than 2.5 ms is jitter in its clock, not a
+// gap or an overlap: the frame goes right after the previous one (written as is, it could
+// be a frame the writer refuses as backwards). A later one moves to the nearest multiple
+// of 2.5 ms after it, at most 1.25 ms from its timestamp; the error never adds up, since
+// each frame is placed from its own timestamp.
+func (p *pipeline) opusGrid(pts time.Duration) time.Duration {
+	c := p.cur
+	if c.frames == 0 || pts == c.lastEnd {
+		return pts
+	}
+	switch d := pts - c.lastEnd; {
+	case d > -opusMinFrame && d < opusMinFrame:
+		return c.lastEnd
+	case d > 0:
+		return c.lastEnd + (d+opusMinFrame/2)/opusMinFrame*opusMinFrame
+	default:
+		return pts // backwards: the writer refuses it
+	}
+}
+
 // concealMax is the longest audio gap left to the decoder's loss concealment (packet loss);
 // longer gaps (DTX silence, a muted microphone) are written as digital silence, so that
 // every player and editor keeps the file as long as the call (see oggwriter's findings).
@@ -379,6 +415,7 @@ func (p *pipeline) silenceUntil(pts time.Duration) {
 	}
 	for t := c.lastEnd; pts-t >= 20*time.Millisecond; t += 20 * time.Millisecond {
 		if err := c.w.WriteFrame(media.Frame{Data: p.silence, PTS: t, Duration: 20 * time.Millisecond, Keyframe: true}); err != nil {
+			// A write error shows again with the frame that follows.
 			p.t.log.Debug().Err(err).Msg("Silence not written")
 			return
 		}
@@ -423,24 +460,24 @@ func (p *pipeline) noteGap(at, d time.Duration, action string) {
 
 // openPart starts the next file of the track with the frame at ext.
 func (p *pipeline) openPart(ext int64, arrival time.Time) bool {
-	if arrival.Before(p.nextErr) {
-		return false
-	}
 	s := p.t.s
 	wall, fromSR := p.wallClock(ext, arrival)
 	offset := wall.Sub(s.t0)
-	file, num, _ := s.newPart(p.t, offset, arrival)
+	file, num, err := s.newPart(p.t, offset, arrival)
+	if err != nil {
+		p.outOfFiles(err)
+		return false
+	}
 	p.opened = true
 	s.rec.opts.Hooks.partStart(s, s.fileEntry(file))
-	w, err := newWriter(p.t, s.path(file), s.rec.opts)
+	w, err := s.rec.newWriter(p.t, s.path(file), s.rec.opts)
 	if err != nil {
-		p.t.log.Error().Err(err).Str("file", file).Msg("Cannot create the file for this track")
 		s.updateEntry(file, true, func(e *FileEntry) {
 			e.Status = StatusInterrupted
 			e.EndReason = "could not create file: " + err.Error()
 		})
 		s.rec.opts.Hooks.partComplete(s, s.fileEntry(file))
-		p.nextErr = arrival.Add(time.Second)
+		p.writeFailedIn(file, err, arrival)
 		return false
 	}
 	p.cur = &part{
@@ -450,7 +487,37 @@ func (p *pipeline) openPart(ext int64, arrival time.Time) bool {
 	}
 	p.needKey = false
 	p.t.log.Info().Str("file", file).Int64("start_offset_ms", offset.Milliseconds()).Bool("from_sender_report", fromSR).Msg("Writing part")
+	p.writeResumed()
 	return true
+}
+
+// claimPart reserves a file for a part the track opens by itself (a gap, new codec
+// parameters, a timeline jump), before it ends the current one. Without one the track
+// stays in its file (see limits.go).
+func (p *pipeline) claimPart() bool {
+	if err := p.t.claimPart(); err != nil {
+		p.limitReached(err)
+		return false
+	}
+	return true
+}
+
+// limitReached says once in the manifest that the track stays in its file because the
+// participant or the call has no file left.
+func (p *pipeline) limitReached(err error) {
+	if p.limitWarned {
+		return
+	}
+	p.limitWarned = true
+	p.t.log.Warn().Err(err).Msg("No file left for a new part; the track goes on in its file")
+	p.t.s.AddWarning(fmt.Sprintf("%s: the %s track stays in its file where it would start a new part: %v", p.t.info.who(), p.t.info.source(), err))
+}
+
+// outOfFiles ends the track's writing when no file is left for its next part at all.
+func (p *pipeline) outOfFiles(err error) {
+	p.noFiles = true
+	p.t.log.Warn().Err(err).Msg("No file left for this track; its media is dropped")
+	p.t.s.AddWarning(fmt.Sprintf("%s: the %s track could not get a file, its media after this is not recorded: %v", p.t.info.who(), p.t.info.source(), err))
 }
 
 // wallClock maps an RTP timestamp to local wall-clock time: through the sender's RTCP
@@ -480,9 +547,14 @@ func (p *pipeline) flush(now time.Time) {
 	}
 	c := p.cur
 	if c == nil {
+		p.retryWrite(now)
+		p.t.s.tick()
 		return
 	}
-	if err := c.w.Flush(); err != nil {
+	if err := c.w.Flush(); errors.Is(err, media.ErrWrite) {
+		p.writeFailed(err, now)
+		return
+	} else if err != nil {
 		p.t.log.Warn().Err(err).Str("file", c.file).Msg("Flush failed")
 	}
 	p.refineOffset(c, now)
@@ -529,6 +601,7 @@ func (p *pipeline) fillEntry(e *FileEntry, c *part) {
 		FramesDropped:     p.dropped() - c.baseDrop,
 		KeyframeRequests:  p.kfRequests - c.baseKF,
 		FramesUndecrypted: p.undecryptable - c.baseUndec,
+		TimelineJumps:     c.jumps,
 	}
 	if sz, ok := c.w.(interface{ Size() (int, int) }); ok && c.width == 0 {
 		c.width, c.height = sz.Size()
@@ -555,6 +628,9 @@ func (p *pipeline) closePart(reason string) {
 		c.width, c.height = sz.Size()
 	}
 	err := c.w.Close()
+	// handled: the close failed with the write error that ends the part (writeFailed),
+	// which is logged and reported there.
+	handled := err != nil && p.wf.err != nil && p.wf.file == c.file
 	size, sum, derr := fileDigest(p.t.s.path(c.file))
 	end := p.t.s.t0.Add(c.offset).Add(p.duration(c))
 	p.t.s.updateEntry(c.file, true, func(e *FileEntry) {
@@ -567,14 +643,23 @@ func (p *pipeline) closePart(reason string) {
 			e.Bytes = size
 			e.SHA256 = sum
 		}
-		if err != nil {
+		switch {
+		case handled:
+			// The write error that ended the part is its reason already.
+			e.Status = StatusInterrupted
+		case err != nil:
 			e.Status = StatusInterrupted
 			e.EndReason = reason + "; finalising failed: " + err.Error()
 		}
 	})
 	p.t.s.rec.opts.Hooks.partComplete(p.t.s, p.t.s.fileEntry(c.file))
+	if errors.Is(err, media.ErrWrite) && p.wf.file != c.file {
+		// The file could not be finished (a full disk at its end): repair it once the
+		// folder takes writes again.
+		p.wf.unfinished = append(p.wf.unfinished, c.file)
+	}
 	ev := p.t.log.Info()
-	if err != nil {
+	if err != nil && !handled {
 		ev = p.t.log.Error().Err(err)
 	}
 	ev.Str("file", c.file).Str("reason", reason).Dur("duration", p.duration(c)).Uint64("frames", c.frames).Msg("Part finished")
@@ -589,6 +674,7 @@ func (p *pipeline) finish() {
 	p.dropHeld()
 	p.writePending()
 	p.closePart(reason)
+	p.repairBroken()
 	p.warnIfNothingWritten()
 }
 
@@ -608,10 +694,6 @@ func (p *pipeline) warnIfNothingWritten() {
 		why = "no key frame arrived to start the video"
 	}
 	i := p.t.info
-	who := i.UserID
-	if i.DeviceID != "" {
-		who += " (" + i.DeviceID + ")"
-	}
-	p.t.s.AddWarning(fmt.Sprintf("%s: %s %s track received %d packet(s) but has no file: %s", who, i.source(), p.t.codec, received, why))
+	p.t.s.AddWarning(fmt.Sprintf("%s: %s %s track received %d packet(s) but has no file: %s", i.who(), i.source(), p.t.codec, received, why))
 	p.t.log.Warn().Uint64("packets", received).Str("why", why).Msg("Track received media but nothing was written")
 }

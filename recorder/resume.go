@@ -161,7 +161,7 @@ func (r *Recorder) Resume(ctx context.Context, folder string, info CallInfo) (*S
 	}
 	s.manifest = *m
 	s.log = r.log.With().Str("call_id", m.CallID).Str("room_id", m.RoomID).Str("folder", name).Logger()
-	if err := s.save(); err != nil {
+	if err := s.writeNow(); err != nil {
 		return nil, err
 	}
 	if err := r.opts.Hooks.sessionStart(s); err != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // GapPolicy values (see config).
@@ -34,8 +36,13 @@ type Options struct {
 	// AudioJitter and VideoJitter bound how long a missing packet is waited for.
 	AudioJitter time.Duration
 	VideoJitter time.Duration
-	// MaxTracks bounds the files of one call.
+	// MaxTracks bounds the files of one call, all participants together.
 	MaxTracks int
+	// MaxFilesPerParticipant bounds the files of one participant (one user id, all devices)
+	// in a call, so that one sender cannot take the files everybody else's tracks need.
+	// 0 means half of MaxTracks; it is never more than MaxTracks-1, so one participant
+	// never reaches the call's limit alone (unless MaxTracks is 1).
+	MaxFilesPerParticipant int
 	// Version is written into each manifest.
 	Version string
 	// Now is the clock: the call's timeline and the arrival time of every packet come
@@ -68,6 +75,10 @@ func (o *Options) fill() {
 	if o.MaxTracks <= 0 {
 		o.MaxTracks = 64
 	}
+	if o.MaxFilesPerParticipant <= 0 {
+		o.MaxFilesPerParticipant = o.MaxTracks / 2
+	}
+	o.MaxFilesPerParticipant = max(1, min(o.MaxFilesPerParticipant, o.MaxTracks-1))
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -86,6 +97,12 @@ type Recorder struct {
 
 	openMu sync.Mutex
 	open   map[string]struct{} // folders being recorded (see claim)
+
+	// newWriter opens the container writer of a part and probe checks that a call folder
+	// takes new files again after a write error (probeSpace): seams for tests, which put a
+	// file system that fails on purpose behind them.
+	newWriter func(t *Track, path string, o Options) (media.Writer, error)
+	probe     func(folder string) error
 }
 
 // New prepares the recordings root.
@@ -102,7 +119,7 @@ func New(opts Options, log zerolog.Logger) (*Recorder, error) {
 		return nil, fmt.Errorf("resolve recordings dir: %w", err)
 	}
 	opts.Dir = abs
-	return &Recorder{opts: opts, log: log}, nil
+	return &Recorder{opts: opts, log: log, newWriter: newWriter, probe: probeSpace}, nil
 }
 
 // Dir is the absolute recordings root.
@@ -132,7 +149,21 @@ type Session struct {
 	closing  bool
 	closed   bool
 	done     sync.WaitGroup
-	lastSave time.Time
+	// reserved counts files that tracks may open but have not registered yet, per user id
+	// (see claimFileLocked); nreserved is their sum.
+	reserved  map[string]int
+	nreserved int
+	// running counts the tracks whose Run loop is on: their flushes write pending
+	// manifest changes (see changedLocked).
+	running int
+	// The manifest on disk: dirty when it changed since the last write, durable when a
+	// change among those must be fsynced; lastWrite is when it was last written (or
+	// tried), writes how often (tests measure it), failing whether the last try failed.
+	dirty     bool
+	durable   bool
+	lastWrite time.Time
+	writes    int
+	failing   bool
 	// resumed: the session continues a folder left by an earlier run (Recorder.Resume).
 	resumed bool
 	// external lists the files other programs are writing (external.go).
@@ -189,7 +220,7 @@ func (r *Recorder) Start(ctx context.Context, info CallInfo) (*Session, error) {
 		},
 	}
 	s.log = r.log.With().Str("call_id", info.CallID).Str("room_id", info.RoomID).Str("folder", filepath.Base(folder)).Logger()
-	if err := s.save(); err != nil {
+	if err := s.writeNow(); err != nil {
 		r.release(folder)
 		return nil, errors.Join(err, os.RemoveAll(folder))
 	}
@@ -227,7 +258,7 @@ func (s *Session) AddParticipant(userID, deviceID, displayName string, at time.T
 		}
 	}
 	s.manifest.Participants = append(s.manifest.Participants, Participant{UserID: userID, DeviceID: deviceID, DisplayName: displayName, JoinedAt: at.UTC()})
-	s.saveLocked()
+	s.changedLocked(true)
 }
 
 // RemoveParticipant records that someone left.
@@ -244,7 +275,7 @@ func (s *Session) RemoveParticipant(userID, deviceID string, at time.Time) {
 			p.LeftAt = &t
 		}
 	}
-	s.saveLocked()
+	s.changedLocked(true)
 }
 
 // AddWarning records a problem in the manifest, once per distinct text.
@@ -260,7 +291,7 @@ func (s *Session) AddWarning(text string) {
 		}
 	}
 	s.manifest.Warnings = append(s.manifest.Warnings, text)
-	s.saveLocked()
+	s.changedLocked(true)
 }
 
 // AddMarker stores a note on the timeline.
@@ -271,7 +302,7 @@ func (s *Session) AddMarker(userID, text string, at time.Time) {
 		return // the manifest is final
 	}
 	s.manifest.Markers = append(s.manifest.Markers, Marker{AtMs: s.Offset(at), Text: text, UserID: userID})
-	s.saveLocked()
+	s.changedLocked(true)
 }
 
 // SetOptOut records that a user opted out (optOut) or back in.
@@ -291,7 +322,7 @@ func (s *Session) SetOptOut(userID string, optOut bool, at time.Time) {
 			}
 		}
 	}
-	s.saveLocked()
+	s.changedLocked(true)
 }
 
 // Manifest returns a copy of the current manifest.
@@ -320,23 +351,51 @@ func (s *Session) copyManifestLocked() Manifest {
 	return m
 }
 
-// save writes the manifest; the caller must not hold mu.
-func (s *Session) save() error {
+// Manifest writes. Every change reaches manifest.json atomically (writeJSON), but not
+// necessarily at once: a sender whose timeline keeps jumping would otherwise rewrite (and
+// fsync) the whole manifest for every part it opens and closes, a cost that grows with the
+// parts per second and with the manifest. A change is written at once when the last write
+// is at least manifestInterval (half the flush interval) ago, else it waits for the next
+// flush of a running track (every flush_interval), which writes whatever is pending: one
+// write at a time under the session lock, at most one more pending, and every file
+// started or finished on disk within the flush interval, the recovery point media has
+// too. With no running track, a change is written at once.
+//
+// Structural changes (a file, a participant, a marker, a warning) are fsynced; refreshes
+// of durations and counters every manifestRefresh are not (recovery recomputes those from
+// the files), which keeps the file whole through a crash of the process.
+
+// changedLocked notes a change of the manifest and writes it if it is due.
+func (s *Session) changedLocked(structural bool) {
+	s.dirty = true
+	s.durable = s.durable || structural
+	s.persistLocked(s.running == 0 && structural)
+}
+
+// persistLocked writes pending changes if they are due, or now if force.
+func (s *Session) persistLocked(force bool) {
+	if !s.dirty || s.closed {
+		return
+	}
+	since := s.rec.opts.Now().Sub(s.lastWrite)
+	if !force && since < manifestRefresh && (!s.durable || since < s.rec.opts.manifestInterval()) {
+		return
+	}
+	_ = s.writeLocked()
+}
+
+// writeNow writes the manifest at once; the caller must not hold mu.
+func (s *Session) writeNow() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.saveErrLocked()
+	s.dirty = true
+	return s.writeLocked()
 }
 
-func (s *Session) saveLocked() {
-	if err := s.saveErrLocked(); err != nil {
-		s.log.Error().Err(err).Msg("Failed to write manifest")
-	}
-}
-
-func (s *Session) saveErrLocked() error { return s.writeLocked(true) }
-
-// writeLocked writes the manifest; durable adds the fsyncs (see writeJSON).
-func (s *Session) writeLocked(durable bool) error {
+// writeLocked writes the manifest, fsynced if a structural change is pending. A failure
+// (a full disk) is logged once as an error, the change stays pending and is tried again
+// when the next one is due; the previous manifest.json stays whole (writeJSON).
+func (s *Session) writeLocked() error {
 	now := s.rec.opts.Now()
 	if s.manifest.EndedAt != nil {
 		s.manifest.DurationMs = s.manifest.EndedAt.Sub(s.t0).Milliseconds()
@@ -350,24 +409,39 @@ func (s *Session) writeLocked(durable bool) error {
 		}
 		return a.Part < b.Part
 	})
-	s.lastSave = now
-	return writeJSONMode(filepath.Join(s.folder, ManifestFile), &s.manifest, durable, s.rec.opts.FileMode)
-}
-
-// maybeSaveLocked rewrites the manifest if it has not been written for a while, so that
-// durations and statistics on disk stay close to the truth during a long call. These
-// refreshes skip the fsyncs: every change of the call's structure (a file started or
-// finished, a participant) is written durably, and start-up recovery recomputes what a
-// refresh carries (durations, sizes) from the files themselves.
-func (s *Session) maybeSaveLocked() {
-	if s.rec.opts.Now().Sub(s.lastSave) >= manifestRefresh {
-		if err := s.writeLocked(false); err != nil {
-			s.log.Error().Err(err).Msg("Failed to write manifest")
-		}
+	s.lastWrite = now
+	s.writes++
+	err := writeJSONMode(filepath.Join(s.folder, ManifestFile), &s.manifest, s.durable, s.rec.opts.FileMode)
+	switch {
+	case err != nil && !s.failing:
+		s.failing = true
+		s.log.Error().Err(err).Msg("Failed to write manifest; trying again with the next change")
+	case err != nil:
+		s.log.Debug().Err(err).Msg("Failed to write manifest again")
+	case s.failing:
+		s.failing = false
+		s.log.Info().Msg("Manifest written again")
 	}
+	if err == nil {
+		s.dirty, s.durable = false, false
+	}
+	return err
 }
 
+// tick writes pending manifest changes that are due: the flush of a track without a part.
+func (s *Session) tick() {
+	s.mu.Lock()
+	s.persistLocked(false)
+	s.mu.Unlock()
+}
+
+// manifestRefresh is how often a running track's durations and counters reach the
+// manifest on disk.
 const manifestRefresh = 5 * time.Second
+
+// manifestInterval is the least time between two writes of the manifest for structural
+// changes (see changedLocked).
+func (o *Options) manifestInterval() time.Duration { return o.FlushInterval / 2 }
 
 // ErrSessionClosed is returned when adding a track to a session that is ending.
 var ErrSessionClosed = errors.New("recording is ending")
@@ -427,7 +501,8 @@ func (s *Session) Close(ctx context.Context) (Manifest, error) {
 			s.manifest.OptOuts[i].Until = &end
 		}
 	}
-	if serr := s.saveErrLocked(); serr != nil {
+	s.dirty, s.durable = true, true
+	if serr := s.writeLocked(); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	s.log.Info().Int64("duration_ms", s.manifest.DurationMs).Int("files", len(s.manifest.Tracks)).Msg("Recording finished")

@@ -1,6 +1,9 @@
 package recorder
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Timeline checks of the track pipeline. A part's timeline is its anchor (the local time
 // of PTS 0) plus the RTP time since the part's first frame. A frame is on it when it does
@@ -18,11 +21,6 @@ const (
 	maxEarly = time.Second
 	// jumpConfirm frames in a row on a new timeline confirm a jump.
 	jumpConfirm = 3
-	// maxSplits bounds the parts one Track opens by itself (gap_policy split, timestamp
-	// jumps, stream restarts, new codec parameters), so that a hostile sender cannot fill
-	// the disk with files. Beyond it a jump continues in the current file at the frames'
-	// arrival time (rebase).
-	maxSplits = 500
 )
 
 // heldFrame is a copy of a frame off the current timeline.
@@ -82,17 +80,37 @@ func (p *pipeline) hold(data []byte, ext int64, dur time.Duration, key bool, arr
 	}
 	p.writePending() // the last frame of the old timeline
 	first := &p.held[0]
-	if p.splits < p.t.splitLimit {
+	if p.mayJump(first.arrival) {
 		p.t.log.Info().Str("reason", reason).Msg("The sender's timeline changed; continuing in a new part")
-		p.splits++
 		p.closePart(reason)
-	} else {
+	} else if p.cur != nil {
 		p.rebase(first.ext, first.arrival)
+		p.cur.jumps++
 	}
 	for i := range n {
 		h := &p.held[i]
 		p.write(h.data, h.ext, h.dur, h.key, h.arrival)
 	}
+}
+
+// mayJump decides whether a confirmed timeline jump opens a new part: the track must
+// have a token for it and a file (limits.go). Otherwise the track stays in its file.
+func (p *pipeline) mayJump(now time.Time) bool {
+	t := p.t
+	if !p.jumps.take(now, t.jumpBurst, t.jumpEvery) {
+		if !p.jumpWarned {
+			p.jumpWarned = true
+			t.log.Warn().Int("burst", t.jumpBurst).Dur("every", t.jumpEvery).Msg("The sender's timeline keeps jumping; further jumps continue in the same file")
+			t.s.AddWarning(fmt.Sprintf("%s: the %s track's timeline jumped more often than a track may start new parts for (%d at once, one more every %v): "+
+				"a broken or hostile sender; later jumps continue in the same file at arrival time, counted in its timeline_jumps", t.info.who(), t.info.source(), t.jumpBurst, t.jumpEvery))
+		}
+		return false
+	}
+	if !p.claimPart() {
+		p.jumps.tokens++ // not spent
+		return false
+	}
+	return true
 }
 
 // dropHeld gives up the held frames: the stream went on on the current timeline.

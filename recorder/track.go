@@ -74,8 +74,15 @@ type Track struct {
 	sr     senderReport
 	haveSR bool
 
-	// splitLimit is how many parts the track may open by itself (maxSplits; tests lower it).
-	splitLimit int
+	// claims counts the files reserved for this track's next parts (claimFileLocked),
+	// under the session lock.
+	claims int
+	// jumpBurst and jumpEvery rate-limit the parts the track opens for timeline jumps
+	// (partJumpBurst, partJumpEvery; tests change them).
+	jumpBurst int
+	jumpEvery time.Duration
+	// running: Run has begun (Session.running counts it), under the session lock.
+	running bool
 }
 
 type senderReport struct {
@@ -99,12 +106,14 @@ func (s *Session) AddTrack(info TrackInfo) (*Track, error) {
 	if s.closing {
 		return nil, ErrSessionClosed
 	}
-	if len(s.manifest.Tracks) >= s.rec.opts.MaxTracks {
-		return nil, fmt.Errorf("this call already has %d files, the most a call may have", len(s.manifest.Tracks))
+	// The track's first file is reserved now, so that a participant at its limit is told
+	// at once rather than when media comes.
+	if err := s.claimFileLocked(info.UserID); err != nil {
+		return nil, err
 	}
 	t := &Track{
 		s: s, info: info, codec: codec, lid: info.logicalID(), stopCh: make(chan struct{}),
-		splitLimit: maxSplits,
+		claims: 1, jumpBurst: partJumpBurst, jumpEvery: partJumpEvery,
 	}
 	t.log = s.log.With().Str("user_id", info.UserID).Str("device_id", info.DeviceID).Str("track", t.lid).Uint32("ssrc", info.SSRC).Logger()
 	s.active[t] = struct{}{}
@@ -163,6 +172,7 @@ func (t *Track) stopping() bool {
 // finalises the current part. keyframe (may be nil) asks the sender for a keyframe.
 func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) error {
 	defer t.s.trackDone(t)
+	t.s.trackRunning(t)
 	t.srcMu.Lock()
 	t.src = src
 	t.srcMu.Unlock()
@@ -280,9 +290,27 @@ func isTimeout(err error) bool {
 	return errors.As(err, &te) && te.Timeout()
 }
 
+func (s *Session) trackRunning(t *Track) {
+	s.mu.Lock()
+	if !t.running {
+		t.running = true
+		s.running++
+	}
+	s.mu.Unlock()
+}
+
+// trackDone forgets a track that stopped: its unused file reservations go back, and the
+// manifest changes it left pending are written now if no running track will.
 func (s *Session) trackDone(t *Track) {
 	s.mu.Lock()
-	delete(s.active, t)
+	if _, ok := s.active[t]; ok {
+		delete(s.active, t)
+		s.releaseFilesLocked(t)
+		if t.running {
+			s.running--
+		}
+		s.persistLocked(s.running == 0)
+	}
 	s.mu.Unlock()
 	s.done.Done()
 }
@@ -338,10 +366,19 @@ type clockDomain struct {
 const clockWindow = 30 * time.Second
 
 // newPart registers the next file of a logical track in the manifest and returns its name
-// and part number.
-func (s *Session) newPart(t *Track, startOffset time.Duration, started time.Time) (file string, part int, idx int) {
+// and part number. It takes a file the track reserved, or reserves one now; it fails
+// (ErrFileLimit) when the participant or the call has no file left.
+func (s *Session) newPart(t *Track, startOffset time.Duration, started time.Time) (file string, part int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if t.claims == 0 {
+		if err := s.claimFileLocked(t.info.UserID); err != nil {
+			return "", 0, err
+		}
+		t.claims++
+	}
+	t.claims--
+	s.unreserveLocked(t.info.UserID)
 	s.logical[t.lid]++
 	part = s.logical[t.lid]
 	file = t.lid + t.codec.Extension()
@@ -356,12 +393,14 @@ func (s *Session) newPart(t *Track, startOffset time.Duration, started time.Time
 		StartOffsetMs: max(startOffset.Milliseconds(), 0), StartedAt: started.UTC(), Status: StatusRecording,
 		Gaps: []Gap{},
 	})
-	s.saveLocked()
-	return file, part, len(s.manifest.Tracks) - 1
+	s.changedLocked(true)
+	return file, part, nil
 }
 
-// updateEntry changes a file's manifest entry under the session lock.
-func (s *Session) updateEntry(file string, save bool, fn func(e *FileEntry)) {
+// updateEntry changes a file's manifest entry under the session lock. structural says
+// whether the change must reach the disk durably (a file finished) or is a refresh of
+// durations and counters.
+func (s *Session) updateEntry(file string, structural bool, fn func(e *FileEntry)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.manifest.Tracks {
@@ -370,11 +409,7 @@ func (s *Session) updateEntry(file string, save bool, fn func(e *FileEntry)) {
 			break
 		}
 	}
-	if save {
-		s.saveLocked()
-	} else {
-		s.maybeSaveLocked()
-	}
+	s.changedLocked(structural)
 }
 
 // fileDigest returns the size and SHA-256 of a finished file.

@@ -92,6 +92,14 @@ func (i TrackInfo) purpose() string {
 	return PurposeUserMedia
 }
 
+// who names the track's owner in warnings: user id and device.
+func (i TrackInfo) who() string {
+	if i.DeviceID == "" {
+		return i.UserID
+	}
+	return i.UserID + " (" + i.DeviceID + ")"
+}
+
 // logicalID names the logical track: owner, device, purpose and kind. Parts of the same
 // logical track share it, so a track that comes back continues under the same name.
 func (i TrackInfo) logicalID() string {

@@ -35,7 +35,8 @@ func (s *Session) SetUpload(file string, u Upload) error {
 	for i := range s.manifest.Tracks {
 		if s.manifest.Tracks[i].File == file {
 			s.manifest.Tracks[i].Upload = &u
-			return s.saveErrLocked()
+			s.dirty, s.durable = true, true
+			return s.writeLocked()
 		}
 	}
 	return fmt.Errorf("%s: %w", file, ErrNoSuchFile)

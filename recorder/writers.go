@@ -24,35 +24,47 @@ func newWriter(t *Track, path string, o Options) (media.Writer, error) {
 }
 
 func openWriter(t *Track, path string, o Options) (media.Writer, error) {
+	switch t.codec {
+	case media.CodecOpus:
+		return oggwriter.New(path, writerParams(t), oggOptions(t, o)...)
+	case media.CodecVP8, media.CodecVP9, media.CodecAV1, media.CodecH264:
+		return mkvwriter.New(path, writerParams(t), mkvOptions(o)...)
+	default:
+		return nil, fmt.Errorf("no writer for codec %s", t.codec)
+	}
+}
+
+// writerParams describes a track to its container writer.
+func writerParams(t *Track) media.TrackParams {
 	channels := t.info.Channels
 	if channels == 0 && t.codec == media.CodecOpus {
 		channels = 2
 	}
-	params := media.TrackParams{
+	return media.TrackParams{
 		Codec:     t.codec,
 		ClockRate: t.info.ClockRate,
 		Channels:  channels,
 		Title:     trackTitle(t.info),
 	}
-	switch t.codec {
-	case media.CodecOpus:
-		gp := oggwriter.GapConceal
-		if o.GapPolicy == GapFill {
-			gp = oggwriter.GapSilence
-		}
-		return oggwriter.New(path, params,
-			oggwriter.WithSyncOnFlush(o.Fsync),
-			// The usual encoder delay: players expect it (opusinfo warns below it). PTS
-			// still maps exactly onto the file's timeline; the first 6.5 ms are dropped.
-			oggwriter.WithPreSkip(opusPreSkip),
-			oggwriter.WithGapPolicy(gp),
-			oggwriter.WithComments("TITLE="+params.Title, "ARTIST="+t.info.UserID),
-		)
-	case media.CodecVP8, media.CodecVP9, media.CodecAV1, media.CodecH264:
-		return mkvwriter.New(path, params, mkvwriter.WithSyncOnFlush(o.Fsync), mkvwriter.WithWritingApp(o.Version))
-	default:
-		return nil, fmt.Errorf("no writer for codec %s", t.codec)
+}
+
+func oggOptions(t *Track, o Options) []oggwriter.Option {
+	gp := oggwriter.GapConceal
+	if o.GapPolicy == GapFill {
+		gp = oggwriter.GapSilence
 	}
+	return []oggwriter.Option{
+		oggwriter.WithSyncOnFlush(o.Fsync),
+		// The usual encoder delay: players expect it (opusinfo warns below it). PTS
+		// still maps exactly onto the file's timeline; the first 6.5 ms are dropped.
+		oggwriter.WithPreSkip(opusPreSkip),
+		oggwriter.WithGapPolicy(gp),
+		oggwriter.WithComments("TITLE="+trackTitle(t.info), "ARTIST="+t.info.UserID),
+	}
+}
+
+func mkvOptions(o Options) []mkvwriter.Option {
+	return []mkvwriter.Option{mkvwriter.WithSyncOnFlush(o.Fsync), mkvwriter.WithWritingApp(o.Version)}
 }
 
 // opusPreSkip is libopus's encoder delay at 48 kHz.

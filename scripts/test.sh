@@ -141,6 +141,8 @@ if [ "$STAGE" = all ] || [ "$STAGE" = unit ]; then
 	# MATRIX_RECORDER_CI=1: a missing checker fails a test instead of
 	# skipping it; this script has installed them all.
 	MATRIX_RECORDER_CI=1 go test -tags "$TAGS" -race -count=1 ./...
+	step "fuzz smoke test (every fuzz target for a few seconds, about 2 minutes)"
+	TAGS="$TAGS" scripts/fuzz-smoke.sh
 fi
 
 if [ "$STAGE" = all ] || [ "$STAGE" = integration ]; then

@@ -9,7 +9,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
-	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 )
 
@@ -164,11 +164,8 @@ func (d *deployment) userAllowed(u id.UserID) bool {
 // member chooses the focus and so the JWT service, which may name any room; only these
 // names are taken without a grant.
 func ownCall(room id.RoomID, livekitRoom string) bool {
-	return livekitRoom != "" && (livekitRoom == string(room) || livekitRoom == lk.RoomAlias(string(room), callSlot))
+	return livekitRoom != "" && (livekitRoom == string(room) || livekitRoom == matrixrtc.RoomAlias(string(room), matrixrtc.MainSlot))
 }
-
-// callSlot is the MatrixRTC slot of a room's main call.
-const callSlot = "m.call#ROOM"
 
 func matchesAny(patterns, names []string) bool {
 	for _, p := range patterns {

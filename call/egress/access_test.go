@@ -19,6 +19,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 )
 
@@ -54,11 +55,11 @@ func TestOwnCall(t *testing.T) {
 		lk  string
 		own bool
 	}{
-		{lk.RoomAlias(string(room), "m.call#ROOM"), true},
+		{matrixrtc.RoomAlias(string(room), matrixrtc.MainSlot), true},
 		{string(room), true},
-		{lk.RoomAlias("!other:example.org", "m.call#ROOM"), false},
+		{matrixrtc.RoomAlias("!other:example.org", matrixrtc.MainSlot), false},
 		{"!other:example.org", false},
-		{lk.RoomAlias(string(room), "m.call#other"), false},
+		{matrixrtc.RoomAlias(string(room), "m.call#other"), false},
 		{"", false},
 	} {
 		if got := ownCall(room, c.lk); got != c.own {
@@ -310,8 +311,8 @@ func TestAccessSeveralDeployments(t *testing.T) {
 // on a deployment's SFU: only the room's own call is recorded without a grant.
 func TestAccessElementCallOnlyOwnCall(t *testing.T) {
 	ec := &fakeEC{
-		foci:    []lk.Transport{{Type: "livekit", ServiceURL: "https://jwt.evil.example"}},
-		members: []lk.Member{{UserID: "@m:evil.example", DeviceID: "D", Identity: "x"}},
+		foci:    []matrixrtc.Transport{{Type: "livekit", ServiceURL: "https://jwt.evil.example"}},
+		members: []matrixrtc.Member{{UserID: "@m:evil.example", DeviceID: "D", Identity: "x"}},
 		access:  lk.Access{URL: "wss://lk.example.org", Room: "victims-meeting"},
 	}
 	h := newHarness(t, func(o *Options, d *config.LiveKitDeployment) {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -55,8 +56,8 @@ type Store interface {
 // ElementCall finds an Element Call call's SFU and room the way the subscriber backend
 // does (call/livekit implements it).
 type ElementCall interface {
-	CallFoci(ctx context.Context, room id.RoomID) ([]lk.Transport, []lk.Member, error)
-	FocusAccess(ctx context.Context, room id.RoomID, t lk.Transport) (lk.Access, error)
+	CallFoci(ctx context.Context, room id.RoomID) ([]matrixrtc.Transport, []matrixrtc.Member, error)
+	FocusAccess(ctx context.Context, room id.RoomID, t matrixrtc.Transport) (lk.Access, error)
 }
 
 // Options configure the backend.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -49,16 +50,16 @@ func TestParseArgs(t *testing.T) {
 }
 
 func TestWho(t *testing.T) {
-	members := map[string]device{"hashedid": {user: "@bob:example.org", device: "BOBDEV"}}
+	members := map[string]matrixrtc.DeviceKey{"hashedid": {User: "@bob:example.org", Device: "BOBDEV"}}
 	for _, c := range []struct {
 		identity string
-		want     device
+		want     matrixrtc.DeviceKey
 	}{
-		{"@alice:example.org:DEV1", device{"@alice:example.org", "DEV1"}},
-		{"@alice:example.org:8448:DEV1", device{"@alice:example.org:8448", "DEV1"}},
-		{"hashedid", device{"@bob:example.org", "BOBDEV"}},
-		{"3fa85f64-5717-4562-b3fc-2c963f66afa6", device{user: "3fa85f64-5717-4562-b3fc-2c963f66afa6"}},
-		{"@alice", device{user: "@alice"}},
+		{"@alice:example.org:DEV1", matrixrtc.DeviceKey{User: "@alice:example.org", Device: "DEV1"}},
+		{"@alice:example.org:8448:DEV1", matrixrtc.DeviceKey{User: "@alice:example.org:8448", Device: "DEV1"}},
+		{"hashedid", matrixrtc.DeviceKey{User: "@bob:example.org", Device: "BOBDEV"}},
+		{"3fa85f64-5717-4562-b3fc-2c963f66afa6", matrixrtc.DeviceKey{User: "3fa85f64-5717-4562-b3fc-2c963f66afa6"}},
+		{"@alice", matrixrtc.DeviceKey{User: "@alice"}},
 	} {
 		if got := who(&livekit.ParticipantInfo{Identity: c.identity}, members); got != c.want {
 			t.Errorf("who(%q) = %+v, want %+v", c.identity, got, c.want)
@@ -489,26 +490,26 @@ func TestTakeOverAfterACrash(t *testing.T) {
 
 // fakeEC is the subscriber backend's view of an Element Call call.
 type fakeEC struct {
-	foci    []lk.Transport
-	members []lk.Member
+	foci    []matrixrtc.Transport
+	members []matrixrtc.Member
 	access  lk.Access
 }
 
-func (f *fakeEC) CallFoci(context.Context, id.RoomID) ([]lk.Transport, []lk.Member, error) {
+func (f *fakeEC) CallFoci(context.Context, id.RoomID) ([]matrixrtc.Transport, []matrixrtc.Member, error) {
 	return f.foci, f.members, nil
 }
 
-func (f *fakeEC) FocusAccess(context.Context, id.RoomID, lk.Transport) (lk.Access, error) {
+func (f *fakeEC) FocusAccess(context.Context, id.RoomID, matrixrtc.Transport) (lk.Access, error) {
 	return f.access, nil
 }
 
 // Element Call through Egress only when asked, unencrypted, on one SFU that is a
 // deployment; identities map to Matrix devices. No grant is needed for a room's own call.
 func TestElementCallThroughEgress(t *testing.T) {
-	own := lk.RoomAlias("!r:example.org", "m.call#ROOM")
+	own := matrixrtc.RoomAlias("!r:example.org", matrixrtc.MainSlot)
 	ec := &fakeEC{
-		foci:    []lk.Transport{{Type: "livekit", ServiceURL: "https://jwt.example.org"}},
-		members: []lk.Member{{UserID: "@ann:example.org", DeviceID: "ANNDEV", Identity: "h4sh+ed/id"}},
+		foci:    []matrixrtc.Transport{{Type: "livekit", ServiceURL: "https://jwt.example.org"}},
+		members: []matrixrtc.Member{{UserID: "@ann:example.org", DeviceID: "ANNDEV", Identity: "h4sh+ed/id"}},
 		access:  lk.Access{URL: "wss://lk.example.org:443", Room: own},
 	}
 	h := newHarness(t, func(o *Options, d *config.LiveKitDeployment) {
@@ -520,7 +521,7 @@ func TestElementCallThroughEgress(t *testing.T) {
 		t.Fatalf("probe of an unencrypted call on a deployment: %+v", p)
 	}
 	tg, err := h.be.resolveElementCall(ctx, asker{room: "!r:example.org"})
-	if err != nil || tg.room != own || tg.members["h4sh+ed/id"] != (device{"@ann:example.org", "ANNDEV"}) {
+	if err != nil || tg.room != own || tg.members["h4sh+ed/id"] != (matrixrtc.DeviceKey{User: "@ann:example.org", Device: "ANNDEV"}) {
 		t.Fatalf("target: %+v %v", tg, err)
 	}
 	h.mx.encrypted = true
@@ -533,7 +534,7 @@ func TestElementCallThroughEgress(t *testing.T) {
 		t.Errorf("a call on another SFU went to Egress: %+v", p)
 	}
 	ec.access.URL = "wss://lk.example.org"
-	ec.foci = append(ec.foci, lk.Transport{Type: "livekit", ServiceURL: "https://jwt2.example.org"})
+	ec.foci = append(ec.foci, matrixrtc.Transport{Type: "livekit", ServiceURL: "https://jwt2.example.org"})
 	if p := h.be.Probe(ctx, "!r:example.org", nil); p.OK {
 		t.Errorf("a call over two SFUs went to Egress: %+v", p)
 	}

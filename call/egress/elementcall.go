@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 )
 
@@ -67,11 +68,11 @@ func (b *Backend) resolveElementCall(ctx context.Context, who asker) (*target, e
 		return nil, fmt.Errorf("the call's JWT service named the LiveKit room %q on %s, which is not this room's call; I record only a room's own call this way (to record another LiveKit room from here, the operator lists it in %s)",
 			acc.Room, dep.Name, config.DeploymentKey(dep.Name, "allowed_rooms"))
 	}
-	t := &target{dep: dep, room: acc.Room, members: map[string]device{},
+	t := &target{dep: dep, room: acc.Room, members: map[string]matrixrtc.DeviceKey{},
 		what: fmt.Sprintf("this room's Element Call call (LiveKit room %s on %s)", acc.Room, dep.Name)}
 	for _, m := range members {
 		if m.Identity != "" {
-			t.members[m.Identity] = device{user: string(m.UserID), device: string(m.DeviceID)}
+			t.members[m.Identity] = m.Key()
 		}
 	}
 	return t, nil

@@ -4,8 +4,10 @@ import (
 	"strings"
 
 	"github.com/livekit/protocol/livekit"
+	"maunium.net/go/mautrix/id"
 
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
@@ -47,21 +49,21 @@ var sourceWords = map[string]string{
 // who maps a participant to the user and device its files are named after: an Element
 // Call participant's Matrix user and device (from the call's memberships, or the
 // "@user:server:DEVICE" identity), anyone else's LiveKit identity.
-func who(p *livekit.ParticipantInfo, members map[string]device) device {
+func who(p *livekit.ParticipantInfo, members map[string]matrixrtc.DeviceKey) matrixrtc.DeviceKey {
 	if d, ok := members[p.Identity]; ok {
 		return d
 	}
-	if k, ok := lk.DeviceOfIdentity(p.Identity); ok {
-		return device{user: string(k.User), device: string(k.Device)}
+	if k, ok := matrixrtc.DeviceOfIdentity(p.Identity); ok {
+		return k
 	}
-	return device{user: p.Identity}
+	return matrixrtc.DeviceKey{User: id.UserID(p.Identity)}
 }
 
 // trackInfo describes a published track for the recorder.
-func trackInfo(p *livekit.ParticipantInfo, t *livekit.TrackInfo, c trackCodec, members map[string]device) recorder.TrackInfo {
+func trackInfo(p *livekit.ParticipantInfo, t *livekit.TrackInfo, c trackCodec, members map[string]matrixrtc.DeviceKey) recorder.TrackInfo {
 	d := who(p, members)
 	return recorder.TrackInfo{
-		UserID: d.user, DeviceID: d.device, DisplayName: clean(p.Name),
+		UserID: string(d.User), DeviceID: string(d.Device), DisplayName: clean(p.Name),
 		Source: lk.SourceName(t.Source, t.Type == livekit.TrackType_VIDEO), MimeType: c.mime, ClockRate: c.clockRate,
 		Channels: map[bool]uint16{true: 2, false: 0}[t.Type == livekit.TrackType_AUDIO],
 	}

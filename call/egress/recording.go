@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -58,7 +59,7 @@ func (f *egressFile) open() bool { return !f.done }
 // person is a participant of the LiveKit room.
 type person struct {
 	identity string
-	dev      device
+	dev      matrixrtc.DeviceKey
 	name     string
 	in       bool
 }
@@ -317,14 +318,14 @@ func (r *Recording) updatePeople(parts []*livekit.ParticipantInfo) {
 			if !pr.in && p.JoinedAt > 0 && !r.sess.StartedAt().After(time.Unix(p.JoinedAt, 0)) {
 				joined = time.Unix(p.JoinedAt, 0)
 			}
-			r.sess.AddParticipant(pr.dev.user, pr.dev.device, name, joined)
+			r.sess.AddParticipant(string(pr.dev.User), string(pr.dev.Device), name, joined)
 		}
 		pr.in, pr.name = true, name
 	}
 	for ident, pr := range r.people {
 		if pr.in && !seen[ident] {
 			pr.in = false
-			r.sess.RemoveParticipant(pr.dev.user, pr.dev.device, now)
+			r.sess.RemoveParticipant(string(pr.dev.User), string(pr.dev.Device), now)
 		}
 	}
 }
@@ -358,7 +359,7 @@ func (r *Recording) ensureTrack(ctx context.Context, p *livekit.ParticipantInfo,
 		var ei *livekit.EgressInfo
 		ei, err = r.t.dep.api.StartTrack(ctx, &livekit.TrackEgressRequest{RoomName: r.t.room, TrackId: tr.Sid, Output: &livekit.TrackEgressRequest_File{File: out}})
 		if err == nil {
-			f := &egressFile{id: ei.EgressId, trackSID: tr.Sid, identity: p.Identity, user: id.UserID(who(p, r.t.members).user),
+			f := &egressFile{id: ei.EgressId, trackSID: tr.Sid, identity: p.Identity, user: who(p, r.t.members).User,
 				what: what, kind: "track", file: file, key: key, requested: time.Now(), muted: tr.Muted}
 			r.add(f)
 			r.onInfo(ei)
@@ -792,10 +793,10 @@ func (r *Recording) publish() {
 			continue
 		}
 		ps := call.ParticipantStatus{
-			UserID: id.UserID(p.dev.user), DeviceID: id.DeviceID(nonEmpty(p.dev.device, "LiveKit")),
-			Tracks: perIdentity[ident], OptedOut: r.optOut[id.UserID(p.dev.user)],
+			UserID: p.dev.User, DeviceID: id.DeviceID(nonEmpty(string(p.dev.Device), "LiveKit")),
+			Tracks: perIdentity[ident], OptedOut: r.optOut[p.dev.User],
 		}
-		if p.dev.device == "" {
+		if p.dev.Device == "" {
 			// Not a Matrix user: named, never mentioned.
 			ps.DisplayName = nonEmpty(p.name, p.identity)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
@@ -35,11 +36,11 @@ type state struct {
 	What       string `json:"what"`
 	// Slug is the Meet room's slug and StartedBy who typed !start: with them a take-over
 	// checks the config's permission again as the start did.
-	Slug       string            `json:"meet_slug,omitempty"`
-	StartedBy  string            `json:"started_by,omitempty"`
-	Members    map[string]device `json:"-"`
-	MemberList []stateMember     `json:"members,omitempty"`
-	Egresses   []stateEgress     `json:"egresses"`
+	Slug       string                         `json:"meet_slug,omitempty"`
+	StartedBy  string                         `json:"started_by,omitempty"`
+	Members    map[string]matrixrtc.DeviceKey `json:"-"`
+	MemberList []stateMember                  `json:"members,omitempty"`
+	Egresses   []stateEgress                  `json:"egresses"`
 }
 
 type stateMember struct {
@@ -64,7 +65,7 @@ type stateEgress struct {
 func (r *Recording) saveState() {
 	st := state{Version: 1, Deployment: r.t.dep.Name, Room: r.t.room, Mode: r.t.mode, What: r.t.what, Slug: r.t.slug, StartedBy: string(r.t.by)}
 	for ident, d := range r.t.members {
-		st.MemberList = append(st.MemberList, stateMember{Identity: ident, User: d.user, Device: d.device})
+		st.MemberList = append(st.MemberList, stateMember{Identity: ident, User: string(d.User), Device: string(d.Device)})
 	}
 	sort.Slice(st.MemberList, func(i, j int) bool { return st.MemberList[i].Identity < st.MemberList[j].Identity })
 	for _, f := range r.order {
@@ -93,9 +94,9 @@ func readState(folder string) (*state, error) {
 	if st.Version != 1 || st.Deployment == "" || !roomName.MatchString(st.Room) {
 		return nil, fmt.Errorf("%s: not a state this version understands", StateFile)
 	}
-	st.Members = map[string]device{}
+	st.Members = map[string]matrixrtc.DeviceKey{}
 	for _, m := range st.MemberList {
-		st.Members[m.Identity] = device{user: m.User, device: m.Device}
+		st.Members[m.Identity] = matrixrtc.DeviceKey{User: id.UserID(m.User), Device: id.DeviceID(m.Device)}
 	}
 	return &st, nil
 }

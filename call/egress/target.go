@@ -14,6 +14,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 )
 
@@ -25,16 +26,11 @@ type target struct {
 	// what names the room for messages ("the Meet room https://…", "the LiveKit room x on meet").
 	what string
 	// members maps LiveKit identities to Matrix devices (Element Call rooms).
-	members map[string]device
+	members map[string]matrixrtc.DeviceKey
 	// slug is the Meet room's slug when a Meet URL named the room.
 	slug string
 	// by is who started the recording.
 	by id.UserID
-}
-
-// device is a Matrix user's device as an Element Call participant identity names it.
-type device struct {
-	user, device string
 }
 
 // request is a !start's arguments: the room reference (if any) and the mode (if any).

@@ -21,6 +21,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
@@ -81,8 +82,11 @@ type Backend struct {
 	tokenOpen    *http.Client
 	tokenGuarded *http.Client
 
+	// stale removes memberships of this device an earlier run left.
+	stale *matrixrtc.Stale
+
 	mu       sync.Mutex
-	tables   map[id.RoomID]*memberTable
+	tables   map[id.RoomID]*matrixrtc.Table
 	active   map[id.RoomID]*Recording
 	starting map[id.RoomID]bool
 	// pending holds members' keys for rooms not being recorded (yet); held, keys whose
@@ -108,43 +112,54 @@ const (
 
 var _ call.Backend = (*Backend)(nil)
 
-// New returns the backend. mx may also implement DelayedEvents.
+// New returns the backend. mx may also implement matrixrtc.DelayedEvents.
 func New(mx call.Matrix, rec *recorder.Recorder, opts Options, log zerolog.Logger) *Backend {
 	opts.fill()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Backend{
+	b := &Backend{
 		mx: mx, rec: rec, opts: opts, log: log.With().Str("backend", "livekit").Logger(),
 		ctx: ctx, cancel: cancel,
 		trust:     newFocusTrust(opts.Trust, func() string { return mx.UserID().Homeserver() }),
 		tokenOpen: tokenClient(opts.HTTPClient, opts.HTTPClient.Transport), tokenGuarded: tokenClient(opts.HTTPClient, guardedTransport(opts.HTTPClient.Transport)),
-		tables: map[id.RoomID]*memberTable{}, active: map[id.RoomID]*Recording{},
+		tables: map[id.RoomID]*matrixrtc.Table{}, active: map[id.RoomID]*Recording{},
 		starting: map[id.RoomID]bool{},
 		pending:  newKeyQueue(pendingPerRoom, pendingRoomsMax, pendingKeyTTL),
 		held:     newKeyQueue(heldPerRoom, heldRoomsMax, heldKeyTTL),
 	}
+	b.stale = matrixrtc.NewStale(ctx, mx, b.busy, b.log, matrixrtc.MatrixRTC...)
+	return b
+}
+
+// busy reports whether a recording of the room (or its start) owns the bot's membership.
+func (b *Backend) busy(room id.RoomID) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.active[room] != nil || b.starting[room]
 }
 
 // Name is "livekit".
 func (b *Backend) Name() string { return "livekit" }
 
-func (b *Backend) self() DeviceKey { return DeviceKey{User: b.mx.UserID(), Device: b.mx.DeviceID()} }
+func (b *Backend) self() matrixrtc.DeviceKey {
+	return matrixrtc.DeviceKey{User: b.mx.UserID(), Device: b.mx.DeviceID()}
+}
 
 // members returns the room's current call members other than the bot.
-func (b *Backend) members(room id.RoomID, now time.Time) []Member {
+func (b *Backend) members(room id.RoomID, now time.Time) []matrixrtc.Member {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	t := b.tables[room]
 	if t == nil {
 		return nil
 	}
-	return t.members(now, b.self())
+	return t.Members(now, b.self())
 }
 
 // HandleEvent follows memberships (state, timeline and sticky events) and media keys, and
 // forgets a room's call state when the bot leaves the room.
 func (b *Backend) HandleEvent(ctx context.Context, evt *event.Event) {
 	switch {
-	case IsMemberEvent(evt.Type) && evt.RoomID != "":
+	case matrixrtc.IsMemberEvent(evt.Type) && evt.RoomID != "":
 		b.handleMember(evt)
 	case evt.Type.Type == TypeEncryptionKeys.Type:
 		b.handleKeys(evt)
@@ -173,7 +188,7 @@ func (b *Backend) forgetRoom(room id.RoomID) {
 
 // tableLocked returns the room's membership table, creating it (and, with many rooms,
 // forgetting rooms whose memberships all expired) when create is set.
-func (b *Backend) tableLocked(room id.RoomID, create bool) *memberTable {
+func (b *Backend) tableLocked(room id.RoomID, create bool) *matrixrtc.Table {
 	t := b.tables[room]
 	if t != nil || !create {
 		return t
@@ -184,41 +199,43 @@ func (b *Backend) tableLocked(room id.RoomID, create bool) *memberTable {
 			if b.active[r] != nil || b.starting[r] {
 				continue
 			}
-			other.evictExpired(now)
-			if other.empty() {
+			other.EvictExpired(now)
+			if other.Empty() {
 				delete(b.tables, r)
 			}
 		}
 	}
-	t = newMemberTable()
+	t = matrixrtc.NewTable()
 	b.tables[room] = t
 	return t
 }
 
-// applyLocked folds one membership event into the room's table and logs what it refused.
-func (b *Backend) applyLocked(evt *event.Event, room id.RoomID, now time.Time) applyResult {
-	slot, members, err := ParseMembers(evt, call.RawContent(evt), now)
+// applyLocked folds one membership event into the room's table (the MatrixRTC formats:
+// MSC3401 entries are the mesh backend's) and logs what it refused.
+func (b *Backend) applyLocked(evt *event.Event, room id.RoomID, now time.Time) matrixrtc.Result {
+	u, err := matrixrtc.Parse(evt, call.RawContent(evt), now)
 	switch {
-	case errors.Is(err, ErrNotOwner):
+	case errors.Is(err, matrixrtc.ErrNotOwner):
 		b.log.Warn().Err(err).Stringer("room_id", room).Stringer("sender", evt.Sender).Stringer("event_id", evt.ID).
 			Msg("Ignoring a call membership keyed by another user")
-	case err != nil && !errors.Is(err, errOtherCall):
+	case err != nil && !errors.Is(err, matrixrtc.ErrOtherCall):
 		b.log.Debug().Err(err).Stringer("room_id", room).Stringer("sender", evt.Sender).Msg("Ignoring a call membership")
 	}
-	if slot == "" {
-		return applyUnchanged
+	u = u.Only(matrixrtc.MatrixRTC...)
+	if u.Key == "" {
+		return matrixrtc.ResultUnchanged
 	}
-	t := b.tableLocked(room, len(members) > 0)
+	t := b.tableLocked(room, len(u.Members) > 0)
 	if t == nil {
-		return applyUnchanged
+		return matrixrtc.ResultUnchanged
 	}
-	res := t.apply(slot, evt.Sender, members, evt.Timestamp)
-	if t.firstWarning(res, evt.Sender) {
+	res := t.Apply(u)
+	if t.FirstWarning(res, evt.Sender) {
 		b.log.Warn().Stringer("room_id", room).Stringer("sender", evt.Sender).Stringer("cap", res).
-			Int("max_per_user", maxDevicesPerUser).Int("max_per_room", maxRoomMemberships).
+			Int("max_per_user", matrixrtc.MaxDevicesPerUser).Int("max_per_room", matrixrtc.MaxRoomMemberships).
 			Msg("Too many call memberships; ignoring the rest")
 	}
-	if t.empty() && b.active[room] == nil && !b.starting[room] {
+	if t.Empty() && b.active[room] == nil && !b.starting[room] {
 		delete(b.tables, room)
 	}
 	return res
@@ -227,32 +244,20 @@ func (b *Backend) applyLocked(evt *event.Event, room id.RoomID, now time.Time) a
 func (b *Backend) handleMember(evt *event.Event) {
 	self := b.self()
 	now := time.Now()
-	staleOwn := false
-	if evt.Sender == self.User {
-		if _, members, _ := ParseMembers(evt, call.RawContent(evt), now); len(members) > 0 {
-			for _, m := range members {
-				if m.Key() == self {
-					staleOwn = true
-				}
-			}
-		}
-	}
 	b.mu.Lock()
 	before := 0
 	if t := b.tables[evt.RoomID]; t != nil {
-		before = len(t.members(now, self))
+		before = len(t.Members(now, self))
 	}
-	res := b.applyLocked(evt, evt.RoomID, now)
-	changed := res != applyUnchanged
+	changed := b.applyLocked(evt, evt.RoomID, now) != matrixrtc.ResultUnchanged
 	began := false
 	var promoted []MediaKey
 	if t := b.tables[evt.RoomID]; t != nil {
-		began = before == 0 && len(selectTransports(t.members(now, self))) > 0
+		began = before == 0 && len(matrixrtc.PublishTransports(t.Members(now, self))) > 0
 		// Keys that came before their sender's membership.
-		promoted = b.held.take(evt.RoomID, now, func(k MediaKey) bool { return t.lists(k.Device, now) })
+		promoted = b.held.take(evt.RoomID, now, func(k MediaKey) bool { return t.Lists(k.Device, now) })
 	}
 	r := b.active[evt.RoomID]
-	recording := r != nil || b.starting[evt.RoomID]
 	if r == nil {
 		for _, k := range promoted {
 			b.pending.add(k, now)
@@ -270,48 +275,26 @@ func (b *Backend) handleMember(evt *event.Event) {
 	if began && b.opts.OnCallBegan != nil && r == nil {
 		room := evt.RoomID
 		go func() {
-			if !sleepCtx(b.ctx, staleCheckDelay) {
+			if !sleepCtx(b.ctx, callBeganDelay) {
 				return
 			}
 			b.mu.Lock()
 			busy := b.active[room] != nil || b.starting[room]
-			running := b.tables[room] != nil && len(selectTransports(b.tables[room].members(time.Now(), self))) > 0
+			running := b.tables[room] != nil && len(matrixrtc.PublishTransports(b.tables[room].Members(time.Now(), self))) > 0
 			b.mu.Unlock()
 			if !busy && running {
 				b.opts.OnCallBegan(b.ctx, room)
 			}
 		}()
 	}
-	if staleOwn && !recording && evt.StateKey != nil {
-		// Left by a run of the bot that did not finish (crash, kill): clients would keep
-		// listing the bot in the call and sending it keys. Checked again after the rest of
-		// the sync is handled, so an old join followed by its leave (a timeline replay)
-		// does not count.
-		stateKey, typ, room := *evt.StateKey, evt.Type, evt.RoomID
-		go func() {
-			if !sleepCtx(b.ctx, staleCheckDelay) {
-				return
-			}
-			b.mu.Lock()
-			busy := b.active[room] != nil || b.starting[room]
-			listed := b.tables[room] != nil && b.tables[room].lists(self, time.Now())
-			b.mu.Unlock()
-			if busy || !listed {
-				return
-			}
-			b.log.Info().Stringer("room_id", room).Msg("Removing a call membership of this device left by an earlier run")
-			ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-			defer cancel()
-			if err := b.mx.SendState(ctx, room, typ, stateKey, map[string]any{}); err != nil {
-				b.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not remove the stale call membership")
-			}
-		}()
-	}
+	// A membership of this device that no recording of this run wrote was left by a run
+	// that did not finish (crash, kill).
+	b.stale.Seen(evt, call.RawContent(evt))
 }
 
-// staleCheckDelay is how long after seeing its own membership the bot checks whether it
-// is still there (and not from a recording of this run).
-const staleCheckDelay = 3 * time.Second
+// callBeganDelay is how long after a call seems to begin the bot checks that it still runs
+// (a replay of old events in a sync is followed by their leaves).
+const callBeganDelay = 3 * time.Second
 
 // handleKeys takes media keys from members of the room's call: for its recording, or kept
 // for a while when the room is not being recorded. A key whose sender has no membership is
@@ -330,7 +313,7 @@ func (b *Backend) handleKeys(evt *event.Event) {
 		}
 		b.mu.Lock()
 		t := b.tables[k.RoomID]
-		member := t != nil && t.lists(k.Device, now)
+		member := t != nil && t.Lists(k.Device, now)
 		r := b.active[k.RoomID]
 		kept := false
 		switch {
@@ -370,7 +353,7 @@ func (b *Backend) loadState(ctx context.Context, room id.RoomID) (string, error)
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, typ := range []event.Type{TypeCallMember, TypeCallMemberStable} {
+	for _, typ := range []event.Type{matrixrtc.TypeCallMember, matrixrtc.TypeCallMemberStable} {
 		for _, evt := range st[typ] {
 			if evt == nil {
 				continue
@@ -391,7 +374,7 @@ func (b *Backend) Probe(ctx context.Context, room id.RoomID, _ []string) call.Pr
 	if len(members) == 0 {
 		return call.Probe{Reason: "Nobody is in an Element Call call here."}
 	}
-	ts := selectTransports(members)
+	ts := matrixrtc.PublishTransports(members)
 	if len(ts) == 0 {
 		return call.Probe{Reason: fmt.Sprintf("%d device(s) are in an Element Call call here, but none names a LiveKit focus.", len(members))}
 	}
@@ -412,7 +395,7 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 		return nil, fmt.Errorf("read the room's call state: %w", err)
 	}
 	members := b.members(req.RoomID, time.Now())
-	transports := selectTransports(members)
+	transports := matrixrtc.PublishTransports(members)
 	if len(transports) == 0 {
 		return nil, errors.New("nobody in this room's Element Call call names a LiveKit focus")
 	}
@@ -433,12 +416,12 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 		encrypted: b.mx.IsEncrypted(ctx, req.RoomID),
 		ctx:       rctx, cancel: cancel, wake: make(chan struct{}, 1),
 		conns: map[string]*connection{}, tracks: map[*trackRec]struct{}{}, optOut: map[id.UserID]bool{},
-		present: map[DeviceKey]Member{}, names: map[id.UserID]string{}, noKeyTold: map[DeviceKey]bool{},
-		undecrypt: map[DeviceKey]uint64{},
+		present: matrixrtc.NewPresence(), names: map[id.UserID]string{}, noKeyTold: map[matrixrtc.DeviceKey]bool{},
+		undecrypt: map[matrixrtc.DeviceKey]uint64{},
 		foci:      verdicts, retired: map[string]focusRetire{},
 		stopped: make(chan struct{}), done: make(chan struct{}),
 	}
-	r.own = newOwnMembership(b.mx, req.RoomID, version, log)
+	r.own = matrixrtc.NewOwn(b.mx, req.RoomID, matrixrtc.OwnSpec{Format: matrixrtc.FormatSession, RoomVersion: version}, log)
 	for u, since := range req.OptedOut {
 		r.optOut[u] = true
 		sess.SetOptOut(string(u), true, since)
@@ -469,16 +452,16 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 		_, _ = r.Stop(cctx, "could not start: "+err.Error())
 		return nil, err
 	}
-	if err := r.own.publish(ctx, trusted[:1]); err != nil {
+	if err := r.own.Publish(ctx, trusted[:1]); err != nil {
 		if r.encrypted {
-			return fail(fmt.Errorf("%w. In an encrypted room I need a call membership to receive the participants' media keys; allow me to send %s state events", err, TypeCallMember.Type))
+			return fail(fmt.Errorf("%w. In an encrypted room I need a call membership to receive the participants' media keys; allow me to send %s state events", err, matrixrtc.TypeCallMember.Type))
 		}
 		log.Warn().Err(err).Msg("Recording without a call membership; clients will not list the bot")
 	} else {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.own.keepAlive(rctx)
+			r.own.KeepAlive(rctx)
 		}()
 	}
 
@@ -526,8 +509,8 @@ func (r *Recording) waitConnected(ctx context.Context) error {
 // access gets an OpenID token and exchanges it at the focus' JWT service, if the bot
 // trusts it (see TrustOptions). A service the operator does not list is reached on public
 // addresses only, and the SFU it names must be one too.
-func (b *Backend) access(ctx context.Context, room id.RoomID, t Transport) (Access, error) {
-	if err := b.trust.check(ctx, t.ServiceURL, t.owner); err != nil {
+func (b *Backend) access(ctx context.Context, room id.RoomID, t matrixrtc.Transport) (Access, error) {
+	if err := b.trust.check(ctx, t.ServiceURL, t.Owner); err != nil {
 		return Access{}, err
 	}
 	hc := b.tokenGuarded
@@ -541,7 +524,7 @@ func (b *Backend) access(ctx context.Context, room id.RoomID, t Transport) (Acce
 	self := b.self()
 	acc, err := fetchAccess(ctx, hc, tokenRequest{
 		ServiceURL: t.ServiceURL, RoomID: room, UserID: self.User, DeviceID: self.Device,
-		MemberID: self.String(), OpenID: tok,
+		MemberID: matrixrtc.SessionIdentity(self.User, self.Device), OpenID: tok,
 	})
 	if err != nil {
 		return Access{}, err
@@ -561,8 +544,8 @@ func (b *Backend) finished(r *Recording) {
 		delete(b.active, r.room)
 	}
 	if t := b.tables[r.room]; t != nil && b.active[r.room] == nil && !b.starting[r.room] {
-		t.evictExpired(time.Now())
-		if t.empty() {
+		t.EvictExpired(time.Now())
+		if t.Empty() {
 			delete(b.tables, r.room)
 		}
 	}

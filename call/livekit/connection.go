@@ -10,6 +10,8 @@ import (
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
 
 // Reconnect back-off of a connection to one SFU.
@@ -28,7 +30,7 @@ const (
 // that come back continue as new parts of the same logical tracks.
 type connection struct {
 	r         *Recording
-	transport Transport
+	transport matrixrtc.Transport
 	log       zerolog.Logger
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -47,7 +49,7 @@ type connection struct {
 	unused    time.Time // since when no member publishes here
 }
 
-func newConnection(r *Recording, t Transport) *connection {
+func newConnection(r *Recording, t matrixrtc.Transport) *connection {
 	ctx, cancel := context.WithCancel(r.ctx)
 	return &connection{
 		r: r, transport: t, ctx: ctx, cancel: cancel, done: make(chan struct{}), connected: make(chan struct{}),
@@ -70,7 +72,7 @@ func (c *connection) run() {
 		c.mu.Lock()
 		c.lastErr = err
 		c.mu.Unlock()
-		if failures >= maxJoinFailures || errors.Is(err, ErrUntrustedFocus) || errors.Is(err, ErrServiceURL) {
+		if failures >= maxJoinFailures || errors.Is(err, ErrUntrustedFocus) || errors.Is(err, matrixrtc.ErrServiceURL) {
 			c.log.Warn().Err(err).Int("attempts", failures).Msg("Giving up joining the call's LiveKit room")
 			return false
 		}
@@ -224,21 +226,6 @@ func (c *connection) stop() {
 	c.mu.Unlock()
 	if room != nil {
 		room.Disconnect()
-	}
-}
-
-// waitConnected waits for the first join, ctx, or the connection ending.
-func (c *connection) waitConnected(ctx context.Context) error {
-	select {
-	case <-c.connected:
-		return nil
-	case <-c.done:
-		return errors.New("connection stopped")
-	case <-ctx.Done():
-		if err := c.err(); err != nil {
-			return err
-		}
-		return ctx.Err()
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
 
 // Per-call bounds on the foci (JWT services and their SFUs) a recording uses.
@@ -52,7 +54,7 @@ type focusRetire struct {
 
 // vetNow decides on the foci at once (for Start), at most maxFociChecked of them, checked
 // in parallel; trusted keeps their order.
-func (b *Backend) vetNow(ctx context.Context, ts []Transport) (trusted []Transport, verdicts map[string]*focusVerdict) {
+func (b *Backend) vetNow(ctx context.Context, ts []matrixrtc.Transport) (trusted []matrixrtc.Transport, verdicts map[string]*focusVerdict) {
 	if len(ts) > maxFociChecked {
 		ts = ts[:maxFociChecked]
 	}
@@ -64,14 +66,14 @@ func (b *Backend) vetNow(ctx context.Context, ts []Transport) (trusted []Transpo
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, focusCheckTimeout)
 			defer cancel()
-			errs[i] = b.trust.check(cctx, t.ServiceURL, t.owner)
+			errs[i] = b.trust.check(cctx, t.ServiceURL, t.Owner)
 		}()
 	}
 	wg.Wait()
 	verdicts = map[string]*focusVerdict{}
 	now := time.Now()
 	for i, t := range ts {
-		verdicts[t.ServiceURL] = &focusVerdict{owner: t.owner, done: true, err: errs[i], at: now}
+		verdicts[t.ServiceURL] = &focusVerdict{owner: t.Owner, done: true, err: errs[i], at: now}
 		if errs[i] == nil {
 			trusted = append(trusted, t)
 		}
@@ -80,7 +82,7 @@ func (b *Backend) vetNow(ctx context.Context, ts []Transport) (trusted []Transpo
 }
 
 // refusalText explains a refused focus to the room.
-func refusalText(ts []Transport, verdicts map[string]*focusVerdict) string {
+func refusalText(ts []matrixrtc.Transport, verdicts map[string]*focusVerdict) string {
 	var parts []string
 	for _, t := range ts {
 		if v := verdicts[t.ServiceURL]; v != nil && v.err != nil {
@@ -97,8 +99,8 @@ func refusalText(ts []Transport, verdicts map[string]*focusVerdict) string {
 // maxFociPerCall. It starts a check of each focus not seen before (the supervisor is poked
 // when one finishes) and leaves out foci whose connections gave up and are cooling down.
 // r.mu is held.
-func (r *Recording) trustedLocked(ts []Transport, now time.Time) []Transport {
-	var out []Transport
+func (r *Recording) trustedLocked(ts []matrixrtc.Transport, now time.Time) []matrixrtc.Transport {
+	var out []matrixrtc.Transport
 	for _, t := range ts {
 		v := r.foci[t.ServiceURL]
 		if v == nil {
@@ -109,7 +111,7 @@ func (r *Recording) trustedLocked(ts []Transport, now time.Time) []Transport {
 				}
 				continue
 			}
-			v = &focusVerdict{owner: t.owner}
+			v = &focusVerdict{owner: t.Owner}
 			r.foci[t.ServiceURL] = v
 		}
 		if !v.checkin && (!v.done || (v.err != nil && now.Sub(v.at) > focusRecheck)) {
@@ -136,10 +138,10 @@ func (r *Recording) trustedLocked(ts []Transport, now time.Time) []Transport {
 }
 
 // vet checks one focus and pokes the supervisor.
-func (r *Recording) vet(t Transport, v *focusVerdict) {
+func (r *Recording) vet(t matrixrtc.Transport, v *focusVerdict) {
 	defer r.wg.Done()
 	ctx, cancel := context.WithTimeout(r.ctx, focusCheckTimeout)
-	err := r.b.trust.check(ctx, t.ServiceURL, t.owner)
+	err := r.b.trust.check(ctx, t.ServiceURL, t.Owner)
 	cancel()
 	if r.ctx.Err() != nil {
 		return

@@ -15,6 +15,8 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
 
 // Access is what a JWT service hands out: where the SFU is and a token for one room.
@@ -57,14 +59,11 @@ const (
 	tokenTimeout     = 20 * time.Second
 )
 
-// ErrServiceURL is returned for a focus URL the bot does not contact.
-var ErrServiceURL = errors.New("unusable livekit_service_url")
-
 // checkServiceURL accepts absolute http(s) URLs without credentials.
 func checkServiceURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%w %q", ErrServiceURL, s)
+		return nil, fmt.Errorf("%w %q", matrixrtc.ErrServiceURL, s)
 	}
 	return u, nil
 }
@@ -86,7 +85,7 @@ func fetchAccess(ctx context.Context, hc *http.Client, req tokenRequest) (Access
 	base := strings.TrimRight(req.ServiceURL, "/")
 	current := map[string]any{
 		"room_id":      req.RoomID,
-		"slot_id":      callSlot,
+		"slot_id":      matrixrtc.MainSlot,
 		"openid_token": oid,
 		"member": map[string]string{
 			"id":                req.MemberID,

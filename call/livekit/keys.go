@@ -12,12 +12,17 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
+
+// TypeEncryptionKeys carries Element Call's per-participant media keys (to-device, or the
+// older room event).
+var TypeEncryptionKeys = event.Type{Type: "io.element.call.encryption_keys", Class: event.MessageEventType}
 
 // MediaKey is one key a participant's device sent for its media.
 type MediaKey struct {
 	RoomID   id.RoomID
-	Device   DeviceKey
+	Device   matrixrtc.DeviceKey
 	MemberID string
 	Index    uint8
 	Material []byte
@@ -85,7 +90,7 @@ func ParseKeyEvent(evt *event.Event, content json.RawMessage) ([]MediaKey, error
 			}
 			device = string(d.DeviceID)
 		}
-		if !validID(device) {
+		if !matrixrtc.ValidID(device) {
 			return nil, fmt.Errorf("to-device media key from %s without a device", evt.Sender)
 		}
 		k, err := mediaKey(*c.Keys.Index, c.Keys.Key)
@@ -93,9 +98,9 @@ func ParseKeyEvent(evt *event.Event, content json.RawMessage) ([]MediaKey, error
 			return nil, fmt.Errorf("to-device media key from %s: %w", evt.Sender, err)
 		}
 		k.RoomID = id.RoomID(c.RoomID)
-		k.Device = DeviceKey{User: evt.Sender, Device: id.DeviceID(device)}
+		k.Device = matrixrtc.DeviceKey{User: evt.Sender, Device: id.DeviceID(device)}
 		k.MemberID = c.Member.ID
-		if k.MemberID == "" || !validID(k.MemberID) {
+		if k.MemberID == "" || !matrixrtc.ValidID(k.MemberID) {
 			k.MemberID = string(evt.Sender) + ":" + device
 		}
 		k.SentTs = c.SentTs
@@ -108,7 +113,7 @@ func ParseKeyEvent(evt *event.Event, content json.RawMessage) ([]MediaKey, error
 	if c.CallID != "" && c.CallID != "ROOM" {
 		return nil, nil
 	}
-	if !validID(c.DeviceID) {
+	if !matrixrtc.ValidID(c.DeviceID) {
 		return nil, fmt.Errorf("room media keys from %s without device_id", evt.Sender)
 	}
 	sent := c.SentTs
@@ -128,7 +133,7 @@ func ParseKeyEvent(evt *event.Event, content json.RawMessage) ([]MediaKey, error
 			return out, fmt.Errorf("room media key from %s: %w", evt.Sender, err)
 		}
 		mk.RoomID = evt.RoomID
-		mk.Device = DeviceKey{User: evt.Sender, Device: id.DeviceID(c.DeviceID)}
+		mk.Device = matrixrtc.DeviceKey{User: evt.Sender, Device: id.DeviceID(c.DeviceID)}
 		mk.MemberID = string(evt.Sender) + ":" + c.DeviceID
 		mk.SentTs = sent
 		out = append(out, mk)
@@ -159,20 +164,20 @@ func mediaKey(index int, b64 string) (MediaKey, error) {
 // memberships. Safe for concurrent use.
 type keyStore struct {
 	mu    sync.Mutex
-	rings map[DeviceKey]*framecrypt.Keyring
-	sent  map[DeviceKey]map[uint8]int64
+	rings map[matrixrtc.DeviceKey]*framecrypt.Keyring
+	sent  map[matrixrtc.DeviceKey]map[uint8]int64
 	// received counts keys taken, for status and logs.
 	received int
 	last     time.Time
 }
 
 func newKeyStore() *keyStore {
-	return &keyStore{rings: map[DeviceKey]*framecrypt.Keyring{}, sent: map[DeviceKey]map[uint8]int64{}}
+	return &keyStore{rings: map[matrixrtc.DeviceKey]*framecrypt.Keyring{}, sent: map[matrixrtc.DeviceKey]map[uint8]int64{}}
 }
 
 // maxKeyDevices bounds the devices a call keeps keys for: every member device of a room
 // at most (the backend takes keys only from members).
-const maxKeyDevices = maxRoomMemberships
+const maxKeyDevices = matrixrtc.MaxRoomMemberships
 
 // add stores a key. A key for an index that is older (by the sender's clock) than the one
 // already there is dropped, as js-sdk drops out-of-order keys. It reports whether the key
@@ -204,7 +209,7 @@ func (s *keyStore) add(k MediaKey) (bool, error) {
 // ring returns the keyring of a device, creating an empty one so that a track can wait
 // for keys that are still on their way. Beyond maxKeyDevices the ring is not kept (no key
 // will reach it).
-func (s *keyStore) ring(d DeviceKey) *framecrypt.Keyring {
+func (s *keyStore) ring(d matrixrtc.DeviceKey) *framecrypt.Keyring {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ring := s.rings[d]
@@ -321,22 +326,11 @@ func (s *keyStore) count() int {
 
 // identityDevice maps a LiveKit participant identity to a Matrix device: through the
 // memberships (which know hashed identities), else by the "@user:server:DEVICE" form.
-func identityDevice(identity string, members []Member) (DeviceKey, bool) {
+func identityDevice(identity string, members []matrixrtc.Member) (matrixrtc.DeviceKey, bool) {
 	for _, m := range members {
 		if m.Identity == identity {
 			return m.Key(), true
 		}
 	}
-	return DeviceOfIdentity(identity)
-}
-
-// DeviceOfIdentity reads a LiveKit identity of the "@user:server:DEVICE" form (what
-// lk-jwt-service issues unless it hashes identities).
-func DeviceOfIdentity(identity string) (DeviceKey, bool) {
-	if strings.HasPrefix(identity, "@") {
-		if i := strings.LastIndexByte(identity, ':'); i > 0 && strings.IndexByte(identity[:i], ':') > 0 && i+1 < len(identity) {
-			return DeviceKey{User: id.UserID(identity[:i]), Device: id.DeviceID(identity[i+1:])}, true
-		}
-	}
-	return DeviceKey{}, false
+	return matrixrtc.DeviceOfIdentity(identity)
 }

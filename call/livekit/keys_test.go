@@ -9,6 +9,8 @@ import (
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
 
 func toDeviceKeyEvent(sender, olmDevice string, decrypted bool, content string) (*event.Event, json.RawMessage) {
@@ -31,7 +33,7 @@ func TestParseToDeviceKeys(t *testing.T) {
 		t.Fatalf("keys %v err %v", keys, err)
 	}
 	k := keys[0]
-	if k.RoomID != "!r:hs" || k.Device != (DeviceKey{"@a:hs", "ADEV"}) || k.Index != 3 || len(k.Material) != 16 || k.Material[15] != 15 || k.SentTs != 1700 {
+	if k.RoomID != "!r:hs" || k.Device != (matrixrtc.DeviceKey{User: "@a:hs", Device: "ADEV"}) || k.Index != 3 || len(k.Material) != 16 || k.Material[15] != 15 || k.SentTs != 1700 {
 		t.Fatalf("key %+v", k)
 	}
 	// Plain (not Olm) to-device keys are refused, as MSC4143 asks.
@@ -64,14 +66,14 @@ func TestParseRoomKeys(t *testing.T) {
 	evt.Mautrix.EventSource = event.SourceTimeline | event.SourceDecrypted
 	content := `{"keys":[{"index":0,"key":"AAECAwQFBgcICQoLDA0ODw=="},{"index":1,"key":"AAECAwQFBgcICQoLDA0ODw"}],"device_id":"BDEV","call_id":""}`
 	keys, err := ParseKeyEvent(evt, json.RawMessage(content))
-	if err != nil || len(keys) != 2 || keys[1].Index != 1 || keys[0].Device != (DeviceKey{"@b:hs", "BDEV"}) || keys[0].SentTs != 99 {
+	if err != nil || len(keys) != 2 || keys[1].Index != 1 || keys[0].Device != (matrixrtc.DeviceKey{User: "@b:hs", Device: "BDEV"}) || keys[0].SentTs != 99 {
 		t.Fatalf("room keys %+v err %v", keys, err)
 	}
 }
 
 func TestKeyStoreOrder(t *testing.T) {
 	s := newKeyStore()
-	d := DeviceKey{"@a:hs", "A"}
+	d := matrixrtc.DeviceKey{User: "@a:hs", Device: "A"}
 	mat := func(b byte) []byte { m := make([]byte, 16); m[0] = b; return m }
 	ring := s.ring(d) // a track waits on the ring before any key exists
 	if ok, err := s.add(MediaKey{Device: d, Index: 0, Material: mat(1), SentTs: 100}); !ok || err != nil {
@@ -90,11 +92,11 @@ func TestKeyStoreOrder(t *testing.T) {
 }
 
 func TestIdentityDevice(t *testing.T) {
-	members := []Member{{UserID: "@c:hs", DeviceID: "C", Identity: "hashhash"}}
-	for identity, want := range map[string]DeviceKey{
-		"hashhash":               {"@c:hs", "C"},
-		"@a:hs:ADEV":             {"@a:hs", "ADEV"},
-		"@a:localhost:8008:ADEV": {"@a:localhost:8008", "ADEV"},
+	members := []matrixrtc.Member{{UserID: "@c:hs", DeviceID: "C", Identity: "hashhash"}}
+	for identity, want := range map[string]matrixrtc.DeviceKey{
+		"hashhash":               {User: "@c:hs", Device: "C"},
+		"@a:hs:ADEV":             {User: "@a:hs", Device: "ADEV"},
+		"@a:localhost:8008:ADEV": {User: "@a:localhost:8008", Device: "ADEV"},
 	} {
 		if got, ok := identityDevice(identity, members); !ok || got != want {
 			t.Errorf("%s -> %v %v, want %v", identity, got, ok, want)
@@ -130,9 +132,7 @@ func TestKeysOnlyFromMembers(t *testing.T) {
 	if p, h := counts(); p != 0 || h != 2 {
 		t.Fatalf("keys of non-members: %d pending, %d held; want 0 and 2", p, h)
 	}
-	evt, c := stateEvent(TypeCallMember, "@alice:hs", "_@alice:hs_ALICEDEV_m.call", now, sessionJSON)
-	evt.Content.VeryRaw = c
-	b.HandleEvent(context.Background(), evt)
+	b.HandleEvent(context.Background(), memberEvent("@alice:hs", "_@alice:hs_ALICEDEV_m.call", now, aliceSession))
 	if p, h := counts(); p != 1 || h != 1 {
 		t.Fatalf("after alice's membership: %d pending, %d held; want alice's key pending and mallory's held", p, h)
 	}
@@ -175,14 +175,14 @@ func TestKeyStoreBound(t *testing.T) {
 	s := newKeyStore()
 	mat := make([]byte, 16)
 	for i := 0; i < maxKeyDevices; i++ {
-		if ok, err := s.add(MediaKey{Device: DeviceKey{"@u:hs", id.DeviceID(fmt.Sprint(i))}, Material: mat}); !ok || err != nil {
+		if ok, err := s.add(MediaKey{Device: matrixrtc.DeviceKey{User: "@u:hs", Device: id.DeviceID(fmt.Sprint(i))}, Material: mat}); !ok || err != nil {
 			t.Fatalf("device %d: %v %v", i, ok, err)
 		}
 	}
-	if ok, err := s.add(MediaKey{Device: DeviceKey{"@u:hs", "one-too-many"}, Material: mat}); ok || err == nil {
+	if ok, err := s.add(MediaKey{Device: matrixrtc.DeviceKey{User: "@u:hs", Device: "one-too-many"}, Material: mat}); ok || err == nil {
 		t.Fatal("keys of more devices than a room has members were kept")
 	}
-	_ = s.ring(DeviceKey{"@u:hs", "track-only"})
+	_ = s.ring(matrixrtc.DeviceKey{User: "@u:hs", Device: "track-only"})
 	if s.devices() != maxKeyDevices {
 		t.Fatalf("%d keyrings kept", s.devices())
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
@@ -29,7 +30,7 @@ type Recording struct {
 	log       zerolog.Logger
 	sess      *recorder.Session
 	keys      *keyStore
-	own       *ownMembership
+	own       *matrixrtc.Own
 	encrypted bool
 
 	ctx    context.Context
@@ -42,11 +43,11 @@ type Recording struct {
 	conns      map[string]*connection // by JWT service URL
 	tracks     map[*trackRec]struct{}
 	optOut     map[id.UserID]bool
-	present    map[DeviceKey]Member // members seen in the call, for the manifest
+	present    *matrixrtc.Presence // who is in the call, for the manifest
 	names      map[id.UserID]string
-	noKeyTold  map[DeviceKey]bool
+	noKeyTold  map[matrixrtc.DeviceKey]bool
 	emptySince time.Time
-	undecrypt  map[DeviceKey]uint64
+	undecrypt  map[matrixrtc.DeviceKey]uint64
 	// foci: what is known about each focus the members name; retired: foci whose
 	// connections gave up. Bounded by maxFociChecked.
 	foci           map[string]*focusVerdict
@@ -66,7 +67,7 @@ type Recording struct {
 type trackRec struct {
 	conn   *connection
 	pubSID string
-	device DeviceKey
+	device matrixrtc.DeviceKey
 	cancel context.CancelFunc
 }
 
@@ -82,18 +83,15 @@ func (r *Recording) Status() call.Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st.Tracks = len(r.tracks)
-	perDevice := map[DeviceKey]int{}
+	perDevice := map[matrixrtc.DeviceKey]int{}
 	for t := range r.tracks {
 		perDevice[t.device]++
 	}
-	for k := range r.present {
+	for _, k := range r.present.Devices() {
 		st.Participants = append(st.Participants, call.ParticipantStatus{
 			UserID: k.User, DeviceID: k.Device, Tracks: perDevice[k], OptedOut: r.optOut[k.User],
 		})
 	}
-	sort.Slice(st.Participants, func(i, j int) bool {
-		return DeviceKey{st.Participants[i].UserID, st.Participants[i].DeviceID}.String() < DeviceKey{st.Participants[j].UserID, st.Participants[j].DeviceID}.String()
-	})
 	return st
 }
 
@@ -166,7 +164,7 @@ func (r *Recording) connsLocked() []*connection {
 }
 
 // deviceOf maps a LiveKit identity to the Matrix device behind it.
-func (r *Recording) deviceOf(identity string) (DeviceKey, bool) {
+func (r *Recording) deviceOf(identity string) (matrixrtc.DeviceKey, bool) {
 	return identityDevice(identity, r.b.members(r.room, time.Now()))
 }
 
@@ -176,7 +174,7 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 	dev, known := r.deviceOf(identity)
 	if !known {
 		// Not a Matrix member we know (yet): recorded under its LiveKit identity.
-		dev = DeviceKey{User: id.UserID(identity)}
+		dev = matrixrtc.DeviceKey{User: id.UserID(identity)}
 	}
 	log := r.log.With().Str("identity", identity).Stringer("user_id", dev.User).Stringer("device_id", dev.Device).
 		Str("track_sid", pub.SID()).Str("source", pub.Source().String()).Str("mime", track.Codec().MimeType).Logger()
@@ -330,14 +328,14 @@ func (r *Recording) trackGone(c *connection, sid string) {
 	}
 }
 
-func (r *Recording) countUndecryptable(dev DeviceKey) {
+func (r *Recording) countUndecryptable(dev matrixrtc.DeviceKey) {
 	r.mu.Lock()
 	r.undecrypt[dev]++
 	r.mu.Unlock()
 }
 
 // noKey tells the room, once per device, that media arrives without its key.
-func (r *Recording) noKey(dev DeviceKey) {
+func (r *Recording) noKey(dev matrixrtc.DeviceKey) {
 	r.mu.Lock()
 	told := r.noKeyTold[dev]
 	r.noKeyTold[dev] = true
@@ -417,7 +415,7 @@ func (r *Recording) supervise() {
 func (r *Recording) reconcile() {
 	now := time.Now()
 	members := r.b.members(r.room, now)
-	transports := selectTransports(members)
+	transports := matrixrtc.PublishTransports(members)
 	r.updateParticipants(members, now)
 
 	r.mu.Lock()
@@ -431,7 +429,7 @@ func (r *Recording) reconcile() {
 			r.connectionEndedLocked(c, now)
 		}
 	}
-	want := map[string]Transport{}
+	want := map[string]matrixrtc.Transport{}
 	for _, t := range r.trustedLocked(transports, now) {
 		want[t.ServiceURL] = t
 	}
@@ -481,29 +479,13 @@ func (r *Recording) reconcile() {
 }
 
 // updateParticipants records joins and leaves of call members in the manifest.
-func (r *Recording) updateParticipants(members []Member, now time.Time) {
-	cur := map[DeviceKey]Member{}
-	for _, m := range members {
-		cur[m.Key()] = m
-	}
+func (r *Recording) updateParticipants(members []matrixrtc.Member, now time.Time) {
 	r.mu.Lock()
-	var joined, left []DeviceKey
-	for k, m := range cur {
-		if _, ok := r.present[k]; !ok {
-			joined = append(joined, k)
-		}
-		r.present[k] = m
-	}
-	for k := range r.present {
-		if _, ok := cur[k]; !ok {
-			left = append(left, k)
-			delete(r.present, k)
-		}
-	}
+	joined, left := r.present.Update(members, now)
 	var unknown []id.UserID
-	for _, k := range joined {
-		if _, ok := r.names[k.User]; !ok {
-			unknown = append(unknown, k.User)
+	for _, m := range joined {
+		if _, ok := r.names[m.UserID]; !ok {
+			unknown = append(unknown, m.UserID)
 		}
 	}
 	r.mu.Unlock()
@@ -516,16 +498,16 @@ func (r *Recording) updateParticipants(members []Member, now time.Time) {
 			r.mu.Unlock()
 		}
 	}
-	for _, k := range joined {
+	for _, m := range joined {
 		r.mu.Lock()
-		name := r.names[k.User]
+		name := r.names[m.UserID]
 		r.mu.Unlock()
-		r.sess.AddParticipant(string(k.User), string(k.Device), name, now)
-		r.log.Info().Stringer("user_id", k.User).Stringer("device_id", k.Device).Msg("Joined the call")
+		r.sess.AddParticipant(string(m.UserID), string(m.DeviceID), name, now)
+		r.log.Info().Stringer("user_id", m.UserID).Stringer("device_id", m.DeviceID).Msg("Joined the call")
 	}
-	for _, k := range left {
-		r.sess.RemoveParticipant(string(k.User), string(k.Device), now)
-		r.log.Info().Stringer("user_id", k.User).Stringer("device_id", k.Device).Msg("Left the call")
+	for _, m := range left {
+		r.sess.RemoveParticipant(string(m.UserID), string(m.DeviceID), now)
+		r.log.Info().Stringer("user_id", m.UserID).Stringer("device_id", m.DeviceID).Msg("Left the call")
 	}
 }
 
@@ -566,7 +548,7 @@ func (r *Recording) stop(ctx context.Context, reason string) {
 	case <-waited:
 	case <-ctx.Done():
 	}
-	if rerr := r.own.remove(context.WithoutCancel(ctx)); rerr != nil {
+	if rerr := r.own.Remove(context.WithoutCancel(ctx)); rerr != nil {
 		r.log.Warn().Err(rerr).Msg("Could not remove the bot's call membership")
 	}
 	r.mu.Lock()

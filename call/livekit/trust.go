@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
 
 // TrustedServicesKey is the config key that lists JWT services the bot trusts whatever
@@ -118,7 +120,7 @@ func newFocusTrust(o TrustOptions, botServer func() string) *focusTrust {
 		cache: map[string]*advertised{},
 	}
 	for _, s := range o.TrustedServices {
-		if norm, err := normalizeServiceURL(s); err == nil {
+		if norm, err := matrixrtc.NormalizeServiceURL(s); err == nil {
 			f.listed[norm] = true
 		}
 	}
@@ -127,14 +129,14 @@ func newFocusTrust(o TrustOptions, botServer func() string) *focusTrust {
 
 // isListed reports whether the operator lists the service.
 func (f *focusTrust) isListed(serviceURL string) bool {
-	norm, err := normalizeServiceURL(serviceURL)
+	norm, err := matrixrtc.NormalizeServiceURL(serviceURL)
 	return err == nil && f.listed[norm]
 }
 
 // check returns nil when the bot may send its OpenID token to serviceURL, named by owner's
 // membership, and a *FocusRefusal saying why not otherwise.
 func (f *focusTrust) check(ctx context.Context, serviceURL string, owner id.UserID) error {
-	norm, err := normalizeServiceURL(serviceURL)
+	norm, err := matrixrtc.NormalizeServiceURL(serviceURL)
 	if err != nil {
 		return &FocusRefusal{URL: serviceURL, Owner: owner, Reason: "it is not an http(s) URL without credentials, query or fragment"}
 	}
@@ -206,7 +208,7 @@ func (f *focusTrust) lookup(e *advertised, fetch func(context.Context) ([]string
 	list, err := fetch(ctx)
 	urls := map[string]bool{}
 	for _, s := range list {
-		if norm, nerr := normalizeServiceURL(s); nerr == nil {
+		if norm, nerr := matrixrtc.NormalizeServiceURL(s); nerr == nil {
 			urls[norm] = true
 		}
 	}
@@ -320,49 +322,17 @@ func fetchWellKnownFoci(ctx context.Context, hc *http.Client, server string) ([]
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("%s's .well-known is not a JSON object", server)
 	}
-	ts, err := parseTransports(doc.Foci)
+	ts, err := matrixrtc.ParseTransports(doc.Foci)
 	if err != nil {
 		return nil, fmt.Errorf("%s's .well-known rtc_foci: %w", server, err)
 	}
 	var out []string
 	for _, t := range ts {
-		if t.isLiveKit() && len(out) < maxAdvertisedFoci {
+		if t.IsLiveKit() && len(out) < maxAdvertisedFoci {
 			out = append(out, t.ServiceURL)
 		}
 	}
 	return out, nil
-}
-
-// normalizeServiceURL returns the one spelling of a JWT service URL that comparisons use:
-// lower-case scheme and host, no default port, no trailing slash. Only absolute http(s)
-// URLs without credentials, query or fragment are accepted.
-func normalizeServiceURL(s string) (string, error) {
-	if len(s) > maxURLLength {
-		return "", fmt.Errorf("%w: longer than %d bytes", ErrServiceURL, maxURLLength)
-	}
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil {
-		return "", fmt.Errorf("%w %q", ErrServiceURL, clip(s, 200))
-	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" || u.User != nil ||
-		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Hostname() == "" {
-		return "", fmt.Errorf("%w %q", ErrServiceURL, clip(s, 200))
-	}
-	host, port := strings.ToLower(u.Hostname()), u.Port()
-	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	u.Host = host
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = strings.TrimRight(u.RawPath, "/")
-	return u.String(), nil
 }
 
 // publicHost reports whether a host name or address may be public: not "localhost" (or a

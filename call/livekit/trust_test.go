@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
 
 // countingServer counts every connection and request it gets, and serves handler.
@@ -200,26 +202,6 @@ func TestCheckSFU(t *testing.T) {
 	}
 }
 
-func TestNormalizeServiceURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"https://JWT.Example.org/":          "https://jwt.example.org",
-		"https://jwt.example.org:443/lk//":  "https://jwt.example.org/lk",
-		"http://127.0.0.1:80":               "http://127.0.0.1",
-		"HTTP://127.0.0.1:8080/":            "http://127.0.0.1:8080",
-		"https://[::1]:8443/":               "https://[::1]:8443",
-		" https://jwt.example.org/livekit ": "https://jwt.example.org/livekit",
-	} {
-		if got, err := normalizeServiceURL(in); err != nil || got != want {
-			t.Errorf("normalize %q = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "jwt.example.org", "ftp://x", "https://", "https://u@x", "https://x/?a=b", "https://x/#f", "https://x?", "mailto:a@b", "https://" + strings.Repeat("a", 3000)} {
-		if got, err := normalizeServiceURL(bad); err == nil {
-			t.Errorf("normalize %q = %q, want an error", bad, got)
-		}
-	}
-}
-
 func TestPublicAddr(t *testing.T) {
 	for s, want := range map[string]bool{
 		"93.184.216.34": true, "2606:2800:220:1::1": true,
@@ -243,7 +225,7 @@ func TestUntrustedConnectionGivesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := &Recording{b: b, room: "!r:hs", log: testLogger(t), ctx: ctx, cancel: cancel}
-	c := newConnection(r, Transport{Type: "livekit", ServiceURL: svc.URL, owner: "@mallory:hs"})
+	c := newConnection(r, matrixrtc.Transport{Type: "livekit", ServiceURL: svc.URL, Owner: "@mallory:hs"})
 	go c.run()
 	select {
 	case <-c.done:
@@ -272,14 +254,14 @@ func TestRecordingFociBounds(t *testing.T) {
 	defer cancel()
 	r := &Recording{b: b, room: "!r:hs", log: testLogger(t), ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
 		foci: map[string]*focusVerdict{}, retired: map[string]focusRetire{}}
-	var ts []Transport
+	var ts []matrixrtc.Transport
 	for _, u := range listed {
-		ts = append(ts, Transport{Type: "livekit", ServiceURL: u, owner: "@alice:hs"})
+		ts = append(ts, matrixrtc.Transport{Type: "livekit", ServiceURL: u, Owner: "@alice:hs"})
 	}
 	for i := 0; i < 2*maxFociChecked; i++ {
-		ts = append(ts, Transport{Type: "livekit", ServiceURL: fmt.Sprintf("http://10.0.0.%d", i+1), owner: "@mallory:hs"})
+		ts = append(ts, matrixrtc.Transport{Type: "livekit", ServiceURL: fmt.Sprintf("http://10.0.0.%d", i+1), Owner: "@mallory:hs"})
 	}
-	var got []Transport
+	var got []matrixrtc.Transport
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r.mu.Lock()
@@ -319,7 +301,7 @@ func TestAccessRefusesUntrusted(t *testing.T) {
 	mx := &fakeMatrix{}
 	b := New(mx, nil, Options{}, testLogger(t))
 	defer b.Close(context.Background())
-	_, err := b.access(context.Background(), "!r:hs", Transport{Type: "livekit", ServiceURL: svc.URL})
+	_, err := b.access(context.Background(), "!r:hs", matrixrtc.Transport{Type: "livekit", ServiceURL: svc.URL})
 	if err == nil || svc.conns.Load() != 0 || mx.openIDRequests() != 0 {
 		t.Fatalf("untrusted service: err %v, %d connections, %d OpenID tokens", err, svc.conns.Load(), mx.openIDRequests())
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/rs/zerolog"
 
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
@@ -102,6 +103,7 @@ func (pe *peer) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, rcv *w
 	pe.mediaMu.Lock()
 	if pe.closed {
 		pe.mediaMu.Unlock()
+		go rtc.Drain(t)
 		return
 	}
 	purpose := voip.PurposeUserMedia
@@ -130,6 +132,7 @@ func (pe *peer) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, rcv *w
 		}
 	}
 	if !pe.r.addPump(p) {
+		go rtc.Drain(t)
 		return
 	}
 	log.Info().Str("purpose", purpose).Msg("Recording track")
@@ -140,7 +143,7 @@ func (pe *peer) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, rcv *w
 // out, packets are read and dropped, never written.
 type pump struct {
 	r        *Recording
-	key      DeviceKey
+	key      matrixrtc.DeviceKey
 	track    *webrtc.TrackRemote
 	rcv      *webrtc.RTPReceiver
 	info     recorder.TrackInfo
@@ -172,6 +175,9 @@ func (r *Recording) removePump(p *pump) {
 const optOutPoll = 250 * time.Millisecond
 
 func (p *pump) run() {
+	// Whatever ends the recording of the track (a refusal: the recorder's file limit, a
+	// codec it cannot write; the recording's end), it is read until it ends.
+	defer rtc.Drain(p.track)
 	defer p.r.removePump(p)
 	for p.r.ctx.Err() == nil {
 		if p.r.optedOut(p.key.User) {

@@ -21,6 +21,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
@@ -95,11 +96,13 @@ type Backend struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// stale removes the bot's entries an earlier run left.
+	stale *matrixrtc.Stale
+
 	mu        sync.Mutex
 	byRoom    map[id.RoomID]*Recording
 	bySession map[string]*Recording
 	starting  map[id.RoomID]bool
-	cleaning  map[id.RoomID]bool
 	wg        sync.WaitGroup
 }
 
@@ -109,13 +112,22 @@ var _ call.Backend = (*Backend)(nil)
 func New(cfg Config, mx call.Matrix, f *rtc.Factory, rec *recorder.Recorder, log zerolog.Logger) *Backend {
 	cfg.fill()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Backend{
+	b := &Backend{
 		cfg: cfg, mx: mx, rtc: f, rec: rec,
 		log: log.With().Str("component", "mesh").Logger(),
 		ctx: ctx, cancel: cancel,
 		byRoom: map[id.RoomID]*Recording{}, bySession: map[string]*Recording{},
-		starting: map[id.RoomID]bool{}, cleaning: map[id.RoomID]bool{},
+		starting: map[id.RoomID]bool{},
 	}
+	b.stale = matrixrtc.NewStale(ctx, mx, b.busy, b.log, matrixrtc.FormatMSC3401)
+	return b
+}
+
+// busy reports whether a recording of the room (or its start) owns the bot's entry there.
+func (b *Backend) busy(room id.RoomID) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.starting[room] || b.byRoom[room] != nil
 }
 
 // Name implements call.Backend.
@@ -151,7 +163,7 @@ func applyEvent(rs *roomState, typ, stateKey string, evt *event.Event) bool {
 			return false
 		}
 		membership, name = m.Membership, m.DisplayName
-	} else if !IsCallType(typ) && !IsMemberType(typ) {
+	} else if !IsCallType(typ) && !matrixrtc.IsMemberState(typ) {
 		return false
 	}
 	return rs.apply(typ, stateKey, evt.Sender, call.RawContent(evt), evt.Timestamp, membership, name)
@@ -237,7 +249,7 @@ func (b *Backend) HandleEvent(_ context.Context, evt *event.Event) {
 		return
 	}
 	typ := evt.Type.Type
-	if !IsCallType(typ) && !IsMemberType(typ) && typ != event.StateMember.Type {
+	if !IsCallType(typ) && !matrixrtc.IsMemberState(typ) && typ != event.StateMember.Type {
 		return
 	}
 	b.mu.Lock()
@@ -247,81 +259,9 @@ func (b *Backend) HandleEvent(_ context.Context, evt *event.Event) {
 		r.postState(typ, *evt.StateKey, evt)
 		return
 	}
-	if IsMemberType(typ) && id.UserID(*evt.StateKey) == b.mx.UserID() && evt.Sender == b.mx.UserID() &&
-		HasDevice(call.RawContent(evt), b.mx.UserID(), "", b.mx.DeviceID()) {
-		b.cleanStale(evt.RoomID)
+	if matrixrtc.IsMemberState(typ) {
+		b.stale.Seen(evt, call.RawContent(evt))
 	}
-}
-
-// cleanStale removes the bot's own member entry left in a room by a run that crashed
-// (nothing records there now), so peers stop calling a device that is not listening.
-func (b *Backend) cleanStale(roomID id.RoomID) {
-	b.mu.Lock()
-	if b.cleaning[roomID] || b.starting[roomID] || b.byRoom[roomID] != nil {
-		b.mu.Unlock()
-		return
-	}
-	b.cleaning[roomID] = true
-	b.wg.Add(1)
-	b.mu.Unlock()
-	go func() {
-		defer b.wg.Done()
-		defer func() {
-			b.mu.Lock()
-			delete(b.cleaning, roomID)
-			b.mu.Unlock()
-		}()
-		// Let a !start that is on its way register first.
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
-		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-		defer cancel()
-		b.mu.Lock()
-		busy := b.starting[roomID] || b.byRoom[roomID] != nil
-		b.mu.Unlock()
-		if busy {
-			return
-		}
-		rs, err := b.readRoom(ctx, roomID)
-		if err != nil {
-			return
-		}
-		for _, t := range []string{TypeMember, TypeMemberStable} {
-			raw, ok := rs.raw[t+"|"+string(b.mx.UserID())]
-			if !ok || !HasDevice(raw, b.mx.UserID(), "", b.mx.DeviceID()) {
-				continue
-			}
-			if err := b.removeOwnEntries(ctx, roomID, t, raw); err != nil {
-				b.log.Warn().Err(err).Stringer("room_id", roomID).Msg("Could not remove the member entry a previous run left")
-				continue
-			}
-			b.log.Info().Stringer("room_id", roomID).Msg("Removed the member entry a previous run left in the room")
-		}
-	}()
-}
-
-// removeOwnEntries removes this device from every call of the bot's member event.
-func (b *Backend) removeOwnEntries(ctx context.Context, roomID id.RoomID, typ string, raw json.RawMessage) error {
-	calls, _ := ParseMember(b.mx.UserID(), raw)
-	cur := raw
-	for _, c := range calls {
-		content, changed, err := OwnMemberContent(cur, c.ConfID, b.mx.DeviceID(), nil, time.Now())
-		if err != nil || !changed {
-			continue
-		}
-		enc, err := json.Marshal(content)
-		if err != nil {
-			return err
-		}
-		cur = enc
-	}
-	if string(cur) == string(raw) {
-		return nil
-	}
-	return b.mx.SendState(ctx, roomID, event.Type{Type: typ, Class: event.StateEventType}, string(b.mx.UserID()), json.RawMessage(cur))
 }
 
 // maxToDeviceContent bounds one signalling message (an SDP of voip.MaxSDPLength plus fields).
@@ -373,6 +313,7 @@ func (b *Backend) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		b.wg.Wait()
+		b.stale.Wait()
 		close(done)
 	}()
 	select {

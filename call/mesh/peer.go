@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 )
@@ -37,7 +38,7 @@ type endInfo struct {
 // peer is one peer connection with one participant device: one call id, its own loop.
 type peer struct {
 	r             *Recording
-	key           DeviceKey
+	key           matrixrtc.DeviceKey
 	callID        string
 	outbound      bool
 	remoteSession string
@@ -73,7 +74,7 @@ type peer struct {
 	closed   bool
 }
 
-func newPeer(r *Recording, key DeviceKey, callID string, outbound bool, session string, encrypt bool) *peer {
+func newPeer(r *Recording, key matrixrtc.DeviceKey, callID string, outbound bool, session string, encrypt bool) *peer {
 	pe := &peer{
 		r: r, key: key, callID: callID, outbound: outbound, remoteSession: session, encrypt: encrypt,
 		name: r.rs.joined[key.User], done: make(chan struct{}),

@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -29,11 +30,13 @@ type inMsg struct {
 	at        time.Time
 }
 
-func (m inMsg) device() DeviceKey { return DeviceKey{m.sender, id.DeviceID(m.common.DeviceID)} }
+func (m inMsg) device() matrixrtc.DeviceKey {
+	return matrixrtc.DeviceKey{User: m.sender, Device: id.DeviceID(m.common.DeviceID)}
+}
 
 // participant is a device in the call.
 type participant struct {
-	dev Device
+	dev matrixrtc.Member
 	// listed: the device has a valid member entry. An unlisted one called us before its
 	// entry reached us (or without one); it stays while its call lasts.
 	listed   bool
@@ -64,18 +67,20 @@ type Recording struct {
 	sess      *recorder.Session
 	startedAt time.Time
 	silent    *silentSource
+	// own is the bot's entry in the call's member event.
+	own *matrixrtc.Own
 
 	// owned by the loop
 	rs          *roomState
-	devices     map[DeviceKey]*participant
-	peers       map[DeviceKey]*peer
+	devices     map[matrixrtc.DeviceKey]*participant
+	peers       map[matrixrtc.DeviceKey]*peer
 	endedCalls  map[string]time.Time
 	earlyCands  map[string][]voip.Candidate
 	reorder     *reorder[inMsg]
 	noticed     map[id.UserID]bool
-	retries     map[DeviceKey]int
-	retryTimers map[DeviceKey]*time.Timer
-	encryptMode map[DeviceKey]bool
+	retries     map[matrixrtc.DeviceKey]int
+	retryTimers map[matrixrtc.DeviceKey]*time.Timer
+	encryptMode map[matrixrtc.DeviceKey]bool
 	timers      map[string]*time.Timer
 	ending      bool
 	lastResync  time.Time
@@ -85,7 +90,7 @@ type Recording struct {
 	// shared with Status, SetOptOut and the track pumps
 	mu        sync.Mutex
 	optOut    map[id.UserID]bool
-	status    map[DeviceKey]*call.ParticipantStatus
+	status    map[matrixrtc.DeviceKey]*call.ParticipantStatus
 	pumps     map[*pump]struct{}
 	endReason string
 	result    recorder.Manifest
@@ -100,23 +105,28 @@ func newRecording(ctx context.Context, b *Backend, req call.StartRequest, c Call
 	if err != nil {
 		return nil, fmt.Errorf("start recording: %w", err)
 	}
-	memberType := TypeMember
+	memberType := matrixrtc.TypeCallMember.Type
 	if c.EventType == TypeCallStable {
-		memberType = TypeMemberStable
+		memberType = matrixrtc.TypeCallMemberStable.Type
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(b.ctx))
 	r := &Recording{
 		b: b, cfg: b.cfg, roomID: req.RoomID, confID: c.ConfID, memberType: memberType,
 		session: randomID(12), ctx: rctx, cancel: cancel, sess: sess, startedAt: sess.StartedAt(),
-		rs: rs, devices: map[DeviceKey]*participant{}, peers: map[DeviceKey]*peer{},
+		rs: rs, devices: map[matrixrtc.DeviceKey]*participant{}, peers: map[matrixrtc.DeviceKey]*peer{},
 		endedCalls: map[string]time.Time{}, earlyCands: map[string][]voip.Candidate{},
-		reorder: newReorder[inMsg](), noticed: map[id.UserID]bool{}, retries: map[DeviceKey]int{},
-		retryTimers: map[DeviceKey]*time.Timer{}, encryptMode: map[DeviceKey]bool{}, timers: map[string]*time.Timer{},
-		optOut: map[id.UserID]bool{}, status: map[DeviceKey]*call.ParticipantStatus{}, pumps: map[*pump]struct{}{},
+		reorder: newReorder[inMsg](), noticed: map[id.UserID]bool{}, retries: map[matrixrtc.DeviceKey]int{},
+		retryTimers: map[matrixrtc.DeviceKey]*time.Timer{}, encryptMode: map[matrixrtc.DeviceKey]bool{}, timers: map[string]*time.Timer{},
+		optOut: map[id.UserID]bool{}, status: map[matrixrtc.DeviceKey]*call.ParticipantStatus{}, pumps: map[*pump]struct{}{},
 		done: make(chan struct{}), lastResync: time.Now(),
 	}
 	r.log = b.log.With().Stringer("room_id", req.RoomID).Str("conf_id", c.ConfID).Str("session_id", r.session).Logger()
 	r.silent = newSilentSource(r.log)
+	r.own = matrixrtc.NewOwn(b.mx, req.RoomID, matrixrtc.OwnSpec{
+		Format: matrixrtc.FormatMSC3401, Type: event.Type{Type: memberType, Class: event.StateEventType},
+		SlotID: c.ConfID, SessionID: r.session, Feeds: []string{voip.PurposeUserMedia},
+		Expiry: b.cfg.MemberTTL, Current: r.currentOwnMember,
+	}, r.log)
 	for u, at := range req.OptedOut {
 		r.optOut[u] = true
 		if at.Before(r.startedAt) {
@@ -132,13 +142,14 @@ func newRecording(ctx context.Context, b *Backend, req call.StartRequest, c Call
 	r.reconcile(r.startedAt, false)
 
 	b.register(r)
-	if err := r.publishMember(ctx); err != nil {
+	if err := r.own.Publish(ctx, nil); err != nil {
 		r.log.Error().Err(err).Msg("Could not publish the bot's member entry")
 		r.loop.Post(func() { r.end("I could not join the call") })
 		<-r.done
 		r.discardIfEmpty()
 		return nil, fmt.Errorf("join the call (send %s state): %w", memberType, err)
 	}
+	go r.own.KeepAlive(r.ctx)
 	r.silent.start()
 	r.log.Info().Int("devices", len(r.devices)).Str("folder", sess.Folder()).Msg("Recording group call")
 	r.loop.Post(func() {
@@ -179,10 +190,8 @@ func (r *Recording) stopTimer(name string) {
 	}
 }
 
-// schedule arms the periodic timers: member entry refresh, state resync, expiry, the
-// maximum duration.
+// schedule arms the periodic timers: state resync, expiry, the maximum duration.
 func (r *Recording) schedule() {
-	r.timer("refresh", r.cfg.MemberTTL*3/4, r.refreshMember)
 	r.timer("resync", r.cfg.Resync, r.resync)
 	if d := r.cfg.MaxDuration; d > 0 {
 		r.timer("max", d-time.Since(r.startedAt), func() {
@@ -193,43 +202,8 @@ func (r *Recording) schedule() {
 	r.checkEmpty()
 }
 
-func (r *Recording) refreshMember() {
-	if r.ending {
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
-		defer cancel()
-		if err := r.publishMember(ctx); err != nil {
-			r.log.Warn().Err(err).Msg("Could not refresh the bot's member entry; retrying in a minute")
-			r.post(func() { r.timer("refresh", time.Minute, r.refreshMember) })
-			return
-		}
-		r.post(func() { r.timer("refresh", r.cfg.MemberTTL*3/4, r.refreshMember) })
-	}()
-}
-
 // ownMember returns the bot's member event content as last seen.
-func (r *Recording) ownMember() json.RawMessage {
-	key := r.memberType + "|" + string(r.b.mx.UserID())
-	if raw, ok := r.rs.raw[key]; ok {
-		return raw
-	}
-	return nil
-}
-
-// publishMember writes the bot's member entry: this device, this session, an expiry, and
-// the one feed it sends (silence).
-func (r *Recording) publishMember(ctx context.Context) error {
-	// The room state is owned by the loop and this runs off it: read through the loop.
-	raw := r.currentOwnMember()
-	dev := &Device{SessionID: r.session, ExpiresAt: time.Now().Add(r.cfg.MemberTTL), Purposes: []string{voip.PurposeUserMedia}}
-	content, _, err := OwnMemberContent(raw, r.confID, r.b.mx.DeviceID(), dev, time.Now())
-	if err != nil {
-		return err
-	}
-	return r.b.mx.SendState(ctx, r.roomID, event.Type{Type: r.memberType, Class: event.StateEventType}, string(r.b.mx.UserID()), content)
-}
+func (r *Recording) ownMember() json.RawMessage { return r.rs.own[r.memberType] }
 
 // currentOwnMember reads the bot's member content on the loop.
 func (r *Recording) currentOwnMember() json.RawMessage {
@@ -243,15 +217,6 @@ func (r *Recording) currentOwnMember() json.RawMessage {
 	case <-time.After(10 * time.Second):
 		return nil
 	}
-}
-
-// removeMember deletes the bot's device from its member event.
-func (r *Recording) removeMember(ctx context.Context, raw json.RawMessage) error {
-	content, changed, err := OwnMemberContent(raw, r.confID, r.b.mx.DeviceID(), nil, time.Now())
-	if err != nil || (!changed && raw != nil) {
-		return err
-	}
-	return r.b.mx.SendState(ctx, r.roomID, event.Type{Type: r.memberType, Class: event.StateEventType}, string(r.b.mx.UserID()), content)
 }
 
 // resync re-reads the room state from the homeserver.
@@ -326,7 +291,8 @@ func (r *Recording) noteIgnored() {
 	}
 	if r.rs.capped > 0 && !r.warnedCapped {
 		r.warnedCapped = true
-		r.log.Warn().Int("events", r.rs.capped).Int("max", maxMemberEvents).Msg("Too many call member events in the room; ignoring the rest")
+		r.log.Warn().Int("events", r.rs.capped).Int("max_per_user", matrixrtc.MaxDevicesPerUser).Int("max_per_room", matrixrtc.MaxRoomMemberships).
+			Msg("Too many call memberships in the room; ignoring the rest")
 	}
 }
 
@@ -337,7 +303,7 @@ func (r *Recording) noteIgnored() {
 func (r *Recording) reconcile(at time.Time, connect bool) {
 	now := time.Now()
 	valid, _ := r.rs.devices(r.confID, now, r.b.mx.UserID())
-	want := make(map[DeviceKey]Device, len(valid))
+	want := make(map[matrixrtc.DeviceKey]matrixrtc.Member, len(valid))
 	for _, d := range valid {
 		if len(want) >= r.cfg.MaxPeers {
 			r.log.Warn().Int("max", r.cfg.MaxPeers).Msg("More devices in the call than this recorder connects to; ignoring the rest")
@@ -366,7 +332,7 @@ func (r *Recording) reconcile(at time.Time, connect bool) {
 		d := want[key]
 		joined := at
 		if joined.IsZero() {
-			joined = r.memberEventTime(d.UserID, now)
+			joined = r.memberEventTime(d, now)
 		}
 		r.deviceJoined(d, true, joined, connect)
 		if connect {
@@ -375,25 +341,20 @@ func (r *Recording) reconcile(at time.Time, connect bool) {
 	}
 }
 
-// memberEventTime is when a user's member event was sent, when that is plausible, else now.
-func (r *Recording) memberEventTime(user id.UserID, now time.Time) time.Time {
-	var ts int64
-	for _, t := range []string{TypeMember, TypeMemberStable} {
-		if v := r.rs.times[t+"|"+string(user)]; v > ts {
-			ts = v
-		}
-	}
-	if ts == 0 {
+// memberEventTime is when a device's member event was sent, when that is plausible, else
+// now.
+func (r *Recording) memberEventTime(d matrixrtc.Member, now time.Time) time.Time {
+	if d.CreatedTs == 0 {
 		return now
 	}
-	t := time.UnixMilli(ts)
+	t := time.UnixMilli(d.CreatedTs)
 	if t.After(now) || now.Sub(t) > 30*time.Second || t.Before(r.startedAt) {
 		return now
 	}
 	return t
 }
 
-func (r *Recording) deviceJoined(d Device, listed bool, at time.Time, announce bool) {
+func (r *Recording) deviceJoined(d matrixrtc.Member, listed bool, at time.Time, announce bool) {
 	key := d.Key()
 	r.devices[key] = &participant{dev: d, listed: listed, joinedAt: at}
 	name := r.rs.joined[d.UserID]
@@ -422,7 +383,7 @@ func (r *Recording) deviceJoined(d Device, listed bool, at time.Time, announce b
 	}()
 }
 
-func (r *Recording) deviceLeft(key DeviceKey, why string) {
+func (r *Recording) deviceLeft(key matrixrtc.DeviceKey, why string) {
 	p := r.devices[key]
 	if p == nil {
 		return
@@ -452,11 +413,11 @@ func (r *Recording) deviceLeft(key DeviceKey, why string) {
 }
 
 // seqKey is the prefix of a device's calls in the seq reorder buffer.
-func seqKey(key DeviceKey) string { return string(key.User) + "|" + string(key.Device) + "|" }
+func seqKey(key matrixrtc.DeviceKey) string { return string(key.User) + "|" + string(key.Device) + "|" }
 
 // connect places the call to d if this side calls it (who-calls-whom) and no call with its
 // current session exists.
-func (r *Recording) connect(d Device) {
+func (r *Recording) connect(d matrixrtc.Member) {
 	if r.ending || !WeCall(r.b.mx.UserID(), r.b.mx.DeviceID(), d.UserID, d.DeviceID) {
 		return
 	}
@@ -475,16 +436,17 @@ func (r *Recording) connect(d Device) {
 }
 
 // sendEncrypted is how to send to a device: as it last sent to us, else the default.
-func (r *Recording) sendEncrypted(key DeviceKey) bool {
+func (r *Recording) sendEncrypted(key matrixrtc.DeviceKey) bool {
 	if enc, ok := r.encryptMode[key]; ok {
 		return enc
 	}
 	return !r.cfg.PlainSignalling
 }
 
+// armExpiry re-evaluates the call when the next membership expires.
 func (r *Recording) armExpiry() {
-	next := r.rs.nextExpiry(r.confID, time.Now())
-	if next.IsZero() {
+	next, ok := r.rs.members.NextExpiry(time.Now())
+	if !ok {
 		r.stopTimer("expiry")
 		return
 	}
@@ -525,7 +487,7 @@ func (r *Recording) onSignal(m inMsg) {
 		return
 	}
 	key := m.device()
-	if !validID(string(key.Device)) || !validID(m.common.CallID) {
+	if !matrixrtc.ValidASCIIID(string(key.Device)) || !matrixrtc.ValidASCIIID(m.common.CallID) {
 		r.log.Debug().Str("type", m.typ).Msg("Dropping call message without a valid device_id or call_id")
 		return
 	}
@@ -664,7 +626,7 @@ func (r *Recording) onInvite(m inMsg, log zerolog.Logger) {
 		if session == "" {
 			session = "unknown"
 		}
-		r.deviceJoined(Device{UserID: key.User, DeviceID: key.Device, SessionID: session}, false, time.Now(), true)
+		r.deviceJoined(matrixrtc.Member{Format: matrixrtc.FormatMSC3401, UserID: key.User, DeviceID: key.Device, SessionID: session}, false, time.Now(), true)
 		r.resyncSoon()
 	} else if session == "" {
 		session = p.dev.SessionID
@@ -714,7 +676,7 @@ func (r *Recording) peerEnded(pe *peer, info endInfo) {
 }
 
 // retry places a failed outgoing call again after a pause, a few times, as js-sdk does.
-func (r *Recording) retry(key DeviceKey, info endInfo) {
+func (r *Recording) retry(key matrixrtc.DeviceKey, info endInfo) {
 	r.retries[key]++
 	n := r.retries[key]
 	if n > r.cfg.MaxRetries {
@@ -749,11 +711,11 @@ func (r *Recording) peerConnected(pe *peer) {
 }
 
 func (r *Recording) sortedDevices() []*participant {
-	keys := make([]DeviceKey, 0, len(r.devices))
+	keys := make([]matrixrtc.DeviceKey, 0, len(r.devices))
 	for k := range r.devices {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Compare(keys[j]) < 0 })
 	out := make([]*participant, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, r.devices[k])
@@ -761,12 +723,12 @@ func (r *Recording) sortedDevices() []*participant {
 	return out
 }
 
-func sortedKeys(m map[DeviceKey]Device) []DeviceKey {
-	keys := make([]DeviceKey, 0, len(m))
+func sortedKeys(m map[matrixrtc.DeviceKey]matrixrtc.Member) []matrixrtc.DeviceKey {
+	keys := make([]matrixrtc.DeviceKey, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Compare(keys[j]) < 0 })
 	return keys
 }
 
@@ -789,13 +751,12 @@ func (r *Recording) end(reason string) {
 	for _, pe := range r.peers {
 		peers = append(peers, pe)
 	}
-	raw := r.ownMember()
 	_, inRoom := r.rs.joined[r.b.mx.UserID()]
 	r.log.Info().Str("reason", reason).Msg("Ending group recording")
-	go r.teardown(peers, raw, inRoom, reason)
+	go r.teardown(peers, inRoom, reason)
 }
 
-func (r *Recording) teardown(peers []*peer, raw json.RawMessage, inRoom bool, reason string) {
+func (r *Recording) teardown(peers []*peer, inRoom bool, reason string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.b.ctx), 60*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -814,7 +775,7 @@ func (r *Recording) teardown(peers []*peer, raw json.RawMessage, inRoom bool, re
 	wg.Wait()
 	var errs []error
 	if inRoom {
-		if err := r.removeMember(ctx, raw); err != nil {
+		if err := r.own.Remove(ctx); err != nil {
 			r.log.Warn().Err(err).Msg("Could not remove the bot's member entry")
 		}
 	}
@@ -921,7 +882,7 @@ func (r *Recording) Result() (recorder.Manifest, string, error) {
 }
 
 // trackCount adjusts a device's count of tracks being written.
-func (r *Recording) trackCount(key DeviceKey, delta int) {
+func (r *Recording) trackCount(key matrixrtc.DeviceKey, delta int) {
 	r.mu.Lock()
 	if s := r.status[key]; s != nil {
 		s.Tracks = max(s.Tracks+delta, 0)

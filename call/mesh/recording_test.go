@@ -161,7 +161,7 @@ func newFakeRoom(members map[id.UserID]string) *fakeMatrix {
 	exp := time.Now().Add(time.Hour).UnixMilli()
 	for u, sess := range members {
 		f.setState(event.StateMember.Type, string(u), `{"membership":"join","displayname":"`+string(u[1:3])+`"}`)
-		f.setState(TypeMember, string(u), fmt.Sprintf(`{"m.calls":[{"m.call_id":"conf1","m.devices":[{"device_id":"DEV","session_id":%q,"expires_ts":%d,"feeds":[{"purpose":"m.usermedia"}]}]}]}`, sess, exp))
+		f.setState(typeMember, string(u), fmt.Sprintf(`{"m.calls":[{"m.call_id":"conf1","m.devices":[{"device_id":"DEV","session_id":%q,"expires_ts":%d,"feeds":[{"purpose":"m.usermedia"}]}]}]}`, sess, exp))
 	}
 	return f
 }
@@ -239,13 +239,12 @@ func TestStartJoinsAndCallsByRule(t *testing.T) {
 	}
 
 	states := f.sentStates()
-	if len(states) != 1 || states[0].typ != TypeMember || states[0].key != string(botUser) {
+	if len(states) != 1 || states[0].typ != typeMember || states[0].key != string(botUser) {
 		t.Fatalf("member state sent: %+v", states)
 	}
-	calls, _ := ParseMember(botUser, states[0].content)
-	devs := ValidDevices(calls, "conf1", time.Now())
+	devs := devicesOf(botUser, states[0].content, "conf1")
 	if len(devs) != 1 || devs[0].DeviceID != botDevice || devs[0].SessionID != r.session ||
-		time.Until(devs[0].ExpiresAt) < 55*time.Minute || len(devs[0].Purposes) != 1 {
+		time.Until(devs[0].ExpiresAt) < 55*time.Minute || len(devs[0].Feeds) != 1 {
 		t.Errorf("own member entry: %+v", devs)
 	}
 
@@ -295,7 +294,7 @@ func TestStartJoinsAndCallsByRule(t *testing.T) {
 	}
 	states = f.sentStates()
 	last := states[len(states)-1]
-	if HasDevice(last.content, botUser, "", botDevice) {
+	if hasDevice(last.content, botUser, botDevice) {
 		t.Errorf("member entry not removed at the end: %s", last.content)
 	}
 	msgs := messagesTo(f, "@zoe:hs")
@@ -417,7 +416,7 @@ func TestRecordingEndsByItself(t *testing.T) {
 			b.HandleEvent(context.Background(), evt)
 		}, "the call was ended"},
 		{"everyone left", func(f *fakeMatrix, b *Backend) {
-			evt := f.setState(TypeMember, "@alice:hs", `{"m.calls":[]}`)
+			evt := f.setState(typeMember, "@alice:hs", `{"m.calls":[]}`)
 			evt.RoomID = room
 			b.HandleEvent(context.Background(), evt)
 		}, "everyone left the call"},
@@ -450,7 +449,7 @@ func TestRecordingEndsByItself(t *testing.T) {
 				t.Errorf("result: %q %v %s", why, err, m.Status)
 			}
 			states := f.sentStates()
-			removed := HasDevice(states[len(states)-1].content, botUser, "", botDevice) == false
+			removed := hasDevice(states[len(states)-1].content, botUser, botDevice) == false
 			if tc.name != "bot kicked" && !removed {
 				t.Error("member entry not removed")
 			}
@@ -468,7 +467,7 @@ func TestStartFailsCleanly(t *testing.T) {
 	f.failSend = true
 	b := newTestBackend(t, f, Config{})
 	_, err := b.Start(context.Background(), call.StartRequest{RoomID: room})
-	if err == nil || !strings.Contains(err.Error(), TypeMember) {
+	if err == nil || !strings.Contains(err.Error(), typeMember) {
 		t.Fatalf("error: %v", err)
 	}
 	b.mu.Lock()
@@ -496,12 +495,12 @@ func TestStartFailsCleanly(t *testing.T) {
 func TestStaleOwnEntryIsRemoved(t *testing.T) {
 	f := newFakeRoom(map[id.UserID]string{"@alice:hs": "sessA"})
 	exp := time.Now().Add(time.Hour).UnixMilli()
-	evt := f.setState(TypeMember, string(botUser), fmt.Sprintf(`{"m.calls":[{"m.call_id":"conf1","m.devices":[{"device_id":%q,"session_id":"old","expires_ts":%d,"feeds":[]}]}]}`, botDevice, exp))
+	evt := f.setState(typeMember, string(botUser), fmt.Sprintf(`{"m.calls":[{"m.call_id":"conf1","m.devices":[{"device_id":%q,"session_id":"old","expires_ts":%d,"feeds":[]}]}]}`, botDevice, exp))
 	evt.RoomID = room
 	b := newTestBackend(t, f, Config{})
 	b.HandleEvent(context.Background(), evt)
 	waitFor(t, "the stale entry's removal", func() bool {
 		st := f.sentStates()
-		return len(st) == 1 && !HasDevice(st[0].content, botUser, "", botDevice)
+		return len(st) == 1 && !hasDevice(st[0].content, botUser, botDevice)
 	})
 }

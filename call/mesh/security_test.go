@@ -26,7 +26,7 @@ func TestForeignMemberEventIgnored(t *testing.T) {
 		t.Fatalf("%d participants at the start", n)
 	}
 	key := "@alice:hs"
-	forged := &event.Event{Type: event.Type{Type: TypeMember, Class: event.StateEventType}, StateKey: &key,
+	forged := &event.Event{Type: event.Type{Type: typeMember, Class: event.StateEventType}, StateKey: &key,
 		Sender: "@mallory:hs", RoomID: room, Timestamp: time.Now().UnixMilli()}
 	forged.Content.VeryRaw = []byte(`{"m.calls":[]}`)
 	b.HandleEvent(context.Background(), forged)

@@ -354,11 +354,13 @@ func (c *Call) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, r *webr
 	if c.mediaClosed || sess == nil {
 		c.mediaMu.Unlock()
 		log.Debug().Msg("Track arrived outside a recording; ignoring it")
+		go rtc.Drain(t)
 		return
 	}
 	if c.tracks >= c.m.cfg.MaxTracks {
 		c.mediaMu.Unlock()
 		log.Warn().Msg("Too many tracks in this call; not recording this one")
+		go rtc.Drain(t)
 		return
 	}
 	purpose := voip.PurposeUserMedia
@@ -393,6 +395,9 @@ func (c *Call) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, r *webr
 		if err := rtc.Record(context.WithoutCancel(c.m.ctx), sess, info, t, r, keyframe, log); err != nil {
 			log.Warn().Err(err).Msg("Track recording ended with an error")
 		}
+		// A refused track (the recorder's file limit, a codec it cannot write), or one
+		// whose recording ended first: read on until the track ends.
+		rtc.Drain(t)
 	}()
 }
 

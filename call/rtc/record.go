@@ -2,7 +2,10 @@ package rtc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -51,4 +54,32 @@ func readSenderReports(r *webrtc.RTPReceiver, tr *recorder.Track, ssrc uint32) {
 			}
 		}
 	}
+}
+
+// maxDrainErrors ends Drain when a track only fails (every read an error, no packet).
+const maxDrainErrors = 1000
+
+// Drain reads and discards what a remote track sends until it ends (its peer connection
+// closes or the sender stops it), and returns the packets it read. A track that is not
+// recorded (refused: over a limit, opted out, a codec the recorder cannot write; or no
+// longer: its recording ended while the call goes on) must still be read, or pion keeps
+// its packets buffered for nothing and its interceptors (receiver reports, NACK) starve.
+// Read errors that do not end the track (a payload type pion does not know) are skipped.
+func Drain(t *webrtc.TrackRemote) int {
+	_ = t.SetReadDeadline(time.Time{})
+	buf := make([]byte, 1600)
+	n := 0
+	for failures := 0; failures < maxDrainErrors; {
+		_, _, err := t.Read(buf)
+		switch {
+		case err == nil:
+			n++
+			failures = 0
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed):
+			return n
+		default:
+			failures++
+		}
+	}
+	return n
 }

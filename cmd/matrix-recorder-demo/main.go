@@ -21,9 +21,6 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/internal/demo"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -35,6 +32,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("recordings", "./recordings", "where the call folder goes")
 	plain := fs.Bool("unencrypted", false, "use an unencrypted room")
 	verbose := fs.Bool("v", false, "show the bot's log")
+	version := fs.String("recorder-version", "dev", "the version the manifest names (matrix-recorder demo passes its own)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -49,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	context.AfterFunc(ctx, stop)
 	if _, err := demo.Run(ctx, demo.Options{
-		Duration: *duration, RecordingsDir: *dir, Encrypted: !*plain, Version: version, Out: stdout, Logger: log,
+		Duration: *duration, RecordingsDir: *dir, Encrypted: !*plain, Version: *version, Out: stdout, Logger: log,
 	}); err != nil {
 		fmt.Fprintf(stderr, "Demo failed: %v\n", err)
 		return 1

@@ -55,7 +55,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Building the demo (%s in %s): %v\n", demoPackage, root, err)
 		return exitError
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, append([]string{"-recorder-version", currentVersion().Short()}, args...)...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// Its own process group: a Ctrl-C reaches it once, through this process, not a second
 	// time from the terminal (the demo exits at once on a second signal).

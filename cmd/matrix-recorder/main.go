@@ -9,7 +9,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,9 +23,6 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // Exit codes.
 const (
@@ -45,58 +41,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "demo" {
 		return runDemo(args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("matrix-recorder", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "config.yaml", "path of the YAML config file")
-	genConfig := fs.Bool("generate-config", false, "write the example config to the -config path (if it does not exist) and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long a stop may take to finalise recordings")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  matrix-recorder [-config config.yaml]   run the recorder bot\n  matrix-recorder demo [-duration 10s]     try it: local homeserver, bot and a caller (source checkout)\n\nFlags:\n")
-		fs.PrintDefaults()
+	opts, code, done := parseFlags(args, stdout, stderr)
+	if done {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return exitConfig
-	}
-	if *showVersion {
-		fmt.Fprintln(stdout, "matrix-recorder", version)
+	if opts.showVersion {
+		fmt.Fprintln(stdout, "matrix-recorder", currentVersion())
 		return exitOK
 	}
-	if *genConfig {
-		f, err := os.OpenFile(*configPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			fmt.Fprintf(stderr, "Not writing the example config: %v\n", err)
-			return exitConfig
-		}
-		_, err = f.Write(config.Example)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "Writing %s: %v\n", *configPath, err)
-			return exitError
-		}
-		fmt.Fprintf(stdout, "Wrote %s. Fill in the matrix section, then run: matrix-recorder -config %s\n", *configPath, *configPath)
-		return exitOK
+	if opts.generateConfig {
+		return generateConfig(opts, stdout, stderr)
 	}
-
-	cfg, err := config.Load(*configPath)
-	if errors.Is(err, config.ErrNoConfig) {
-		fmt.Fprint(stderr, noConfigHelp(*configPath))
-		return exitConfig
-	} else if err != nil {
-		fmt.Fprintf(stderr, "%v\n\nEvery key is explained in config.example.yaml (or run with -generate-config).\n", err)
-		return exitConfig
+	loaded, code, ok := loadConfig(opts, stderr)
+	if !ok {
+		return code
 	}
+	cfg := loaded.Config
 	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
 	}
+	ver := currentVersion()
+	logStart(log, ver, opts.configPath, loaded.Warnings)
 	ctx, stop := signalContext(log)
 	defer stop()
 
-	b, err := bot.New(ctx, cfg, bot.Options{Version: version, Logger: log})
+	b, err := bot.New(ctx, cfg, bot.Options{Version: ver.Short(), Logger: log})
 	var held *lockfile.HeldError
 	if errors.As(err, &held) {
 		// A usage error: two recorders on one data_dir would repair each other's live
@@ -109,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Msg("Could not start")
 		return exitError
 	}
-	if err := b.Run(ctx, *shutdownTimeout); err != nil {
+	if err := b.Run(ctx, opts.shutdownTimeout); err != nil {
 		log.Error().Err(err).Msg("Stopped with an error")
 		return exitError
 	}
@@ -122,14 +93,16 @@ func noConfigHelp(path string) string {
 
 To run the recorder you need a Matrix account for the bot. Then:
 
-  1. matrix-recorder -generate-config -config %s
-     (or copy config.example.yaml from the source tree)
+  1. matrix-recorder -generate-config -c %s
+     (-set matrix.homeserver=https://your.homeserver -set matrix.user_id=@recorder:your.server
+     fills those in; or copy config.example.yaml from the source tree)
   2. Fill in the matrix section:
        matrix.homeserver   https://your.homeserver
        matrix.user_id      @recorder:your.server
-       matrix.password     the bot's password (or MATRIX_RECORDER_PASSWORD in the environment)
+       matrix.password     the bot's password (or MATRIX_RECORDER_MATRIX_PASSWORD in the
+                           environment, or MATRIX_RECORDER_MATRIX_PASSWORD_FILE naming a file)
      and, if you like, data_dir (keys and state) and recordings.dir (where calls are saved).
-  3. matrix-recorder -config %s
+  3. matrix-recorder -c %s
   4. Invite the bot into a direct chat and call it.
 
 No homeserver at hand? Try everything locally first, from a source checkout:

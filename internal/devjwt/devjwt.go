@@ -4,7 +4,8 @@
 // API (/_matrix/federation/v1/openid/userinfo), create the LiveKit room, and answer
 // {url, jwt} with a LiveKit token minted by livekit/protocol's auth package. Room names
 // and identities are derived as lk-jwt-service ≥ 0.4 does (hashes), or, with
-// Options.LegacyRoomNames, as older versions did (the Matrix room id).
+// Options.LegacyRoomNames, as older versions did (the Matrix room id). Like lk-jwt-service it
+// answers pages of any origin (CORS), so that a browser client can ask it for a token.
 package devjwt
 
 import (
@@ -24,7 +25,7 @@ import (
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/rs/zerolog"
 
-	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
 
 // Options configure a Service.
@@ -79,7 +80,7 @@ func Start(opts Options) (*Service, error) {
 	mux.HandleFunc("POST /get_token", s.getToken)
 	mux.HandleFunc("POST /sfu/get", s.sfuGet)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.srv = &http.Server{Handler: cors(mux), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
 }
@@ -162,11 +163,11 @@ func (s *Service) getToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &matrixError{http.StatusUnauthorized, "M_UNAUTHORIZED", "claimed user does not match the token"})
 		return
 	}
-	room := lk.RoomAlias(req.RoomID, req.SlotID)
+	room := matrixrtc.RoomAlias(req.RoomID, req.SlotID)
 	if s.opts.LegacyRoomNames {
 		room = req.RoomID
 	}
-	s.answer(w, r, "/get_token", user, room, lk.HashedIdentity(user, req.Member.ClaimedDeviceID, req.Member.ID))
+	s.answer(w, r, "/get_token", user, room, matrixrtc.HashedIdentity(user, req.Member.ClaimedDeviceID, req.Member.ID))
 }
 
 func (s *Service) sfuGet(w http.ResponseWriter, r *http.Request) {
@@ -189,7 +190,7 @@ func (s *Service) sfuGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	room := lk.RoomAlias(req.Room, "m.call#ROOM")
+	room := matrixrtc.RoomAlias(req.Room, matrixrtc.MainSlot)
 	if s.opts.LegacyRoomNames {
 		room = req.Room
 	}
@@ -260,6 +261,24 @@ func (s *Service) verify(ctx context.Context, tok openIDToken) (string, error) {
 		return "", &matrixError{http.StatusUnauthorized, "M_UNAUTHORIZED", "userinfo without sub"}
 	}
 	return info.Sub, nil
+}
+
+// cors lets pages of other origins call the service, as lk-jwt-service does: Element Call
+// (and the browser tests' pages) run on another origin than the JWT service, and a JSON POST
+// from there is preceded by a preflight OPTIONS request.
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func decode(r *http.Request, v any) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 )
 
 // onEvent follows the memberships of the call the peer is in; a device that joins gets the
@@ -21,7 +22,7 @@ func (p *Peer) onEvent(ctx context.Context, evt *event.Event) {
 		p.inbox.Note(evt, p.cli.UserID)
 		return
 	}
-	if !lk.IsMemberEvent(evt.Type) {
+	if !matrixrtc.IsMemberEvent(evt.Type) {
 		return
 	}
 	p.mu.Lock()
@@ -30,12 +31,12 @@ func (p *Peer) onEvent(ctx context.Context, evt *event.Event) {
 	if room == "" || evt.RoomID != room {
 		return
 	}
-	slot, ms, _ := lk.ParseMembers(evt, call.RawContent(evt), time.Now())
-	if slot == "" {
+	u, _ := matrixrtc.Parse(evt, call.RawContent(evt), time.Now())
+	if u.Key == "" {
 		return
 	}
 	p.mu.Lock()
-	p.slots[slot] = ms
+	p.slots[u.Key] = u.Only(matrixrtc.MatrixRTC...).Members
 	p.mu.Unlock()
 	p.distributeKey(context.WithoutCancel(ctx), false)
 }
@@ -49,20 +50,20 @@ func (p *Peer) loadMembers(ctx context.Context, room id.RoomID) error {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, evt := range st[lk.TypeCallMember] {
+	for _, evt := range st[matrixrtc.TypeCallMember] {
 		evt.RoomID = room
-		if slot, ms, _ := lk.ParseMembers(evt, call.RawContent(evt), now); slot != "" {
-			p.slots[slot] = ms
+		if u, _ := matrixrtc.Parse(evt, call.RawContent(evt), now); u.Key != "" {
+			p.slots[u.Key] = u.Only(matrixrtc.MatrixRTC...).Members
 		}
 	}
 	return nil
 }
 
 // otherDevices lists the member devices of the call other than the peer's own.
-func (p *Peer) otherDevicesLocked(now time.Time) []lk.DeviceKey {
-	self := lk.DeviceKey{User: p.cli.UserID, Device: p.cli.DeviceID}
-	seen := map[lk.DeviceKey]bool{}
-	var out []lk.DeviceKey
+func (p *Peer) otherDevicesLocked(now time.Time) []matrixrtc.DeviceKey {
+	self := matrixrtc.DeviceKey{User: p.cli.UserID, Device: p.cli.DeviceID}
+	seen := map[matrixrtc.DeviceKey]bool{}
+	var out []matrixrtc.DeviceKey
 	for _, ms := range p.slots {
 		for _, m := range ms {
 			k := m.Key()
@@ -85,7 +86,7 @@ func (p *Peer) distributeKey(ctx context.Context, rotated bool) {
 		return
 	}
 	idx, key := p.keyIndex, p.key
-	var targets []lk.DeviceKey
+	var targets []matrixrtc.DeviceKey
 	var first []bool
 	for _, d := range p.otherDevicesLocked(time.Now()) {
 		got, had := p.keyed[d]
@@ -110,13 +111,13 @@ func (p *Peer) distributeKey(ctx context.Context, rotated bool) {
 			delay = p.opts.KeyDelay
 		}
 		d := d
-		p.sendLater(ctx, delay, func(ctx context.Context) error { return p.sendDeviceKey(ctx, d, idx, key) }, []lk.DeviceKey{d})
+		p.sendLater(ctx, delay, func(ctx context.Context) error { return p.sendDeviceKey(ctx, d, idx, key) }, []matrixrtc.DeviceKey{d})
 	}
 }
 
 // sendLater runs send after delay (in the background when there is one); on failure the
 // devices count as not having the key, so the next membership change retries.
-func (p *Peer) sendLater(ctx context.Context, delay time.Duration, send func(context.Context) error, devs []lk.DeviceKey) {
+func (p *Peer) sendLater(ctx context.Context, delay time.Duration, send func(context.Context) error, devs []matrixrtc.DeviceKey) {
 	run := func() {
 		if delay > 0 {
 			select {
@@ -147,7 +148,7 @@ func (p *Peer) sendLater(ctx context.Context, delay time.Duration, send func(con
 
 // sendDeviceKey sends io.element.call.encryption_keys to one device, Olm-encrypted, as
 // js-sdk's ToDeviceKeyTransport does.
-func (p *Peer) sendDeviceKey(ctx context.Context, d lk.DeviceKey, idx uint8, key []byte) error {
+func (p *Peer) sendDeviceKey(ctx context.Context, d matrixrtc.DeviceKey, idx uint8, key []byte) error {
 	mach := p.crypto.Machine()
 	if p.opts.OnlyCrossSigned {
 		if _, err := mach.FetchKeys(ctx, []id.UserID{d.User}, true); err != nil {

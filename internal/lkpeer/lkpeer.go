@@ -25,7 +25,7 @@ import (
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/id"
 
-	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
 )
 
@@ -84,13 +84,13 @@ type Peer struct {
 	room     id.RoomID
 	memberID string
 	joined   time.Time
-	slots    map[string][]lk.Member
+	slots    map[string][]matrixrtc.Member
 	keyIndex uint8
 	key      []byte
 	// sendIndex/sendKey are what frames are encrypted with (switched after useKeyDelay).
 	sendIndex uint8
 	sendKey   []byte
-	keyed     map[lk.DeviceKey]uint8 // index last sent to each device
+	keyed     map[matrixrtc.DeviceKey]uint8 // index last sent to each device
 	lkRoom    *lksdk.Room
 	external  *sfuAccess // set by Join with ExternalMedia
 	tracks    []*Track
@@ -126,7 +126,7 @@ func New(ctx context.Context, o Options) (*Peer, error) {
 		o.Format = FormatSession
 	}
 	if o.FocusSelection == "" {
-		o.FocusSelection = lk.SelectMultiSFU
+		o.FocusSelection = matrixrtc.SelectMultiSFU
 	}
 	if o.KeyTransport == "" {
 		o.KeyTransport = KeysToDevice
@@ -141,7 +141,7 @@ func New(ctx context.Context, o Options) (*Peer, error) {
 	}
 	p := &Peer{
 		opts: o, cli: mc.Matrix, crypto: mc.Crypto, mc: mc, log: o.Logger.With().Str("peer", o.UserID).Logger(),
-		slots: map[string][]lk.Member{}, keyed: map[lk.DeviceKey]uint8{},
+		slots: map[string][]matrixrtc.Member{}, keyed: map[matrixrtc.DeviceKey]uint8{},
 	}
 	syncer.OnEvent(p.onEvent)
 	mc.Start(ctx)
@@ -162,7 +162,7 @@ func (p *Peer) Identity() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.opts.Format == FormatSticky {
-		return lk.HashedIdentity(string(p.cli.UserID), string(p.cli.DeviceID), p.memberID)
+		return matrixrtc.HashedIdentity(string(p.cli.UserID), string(p.cli.DeviceID), p.memberID)
 	}
 	return string(p.cli.UserID) + ":" + string(p.cli.DeviceID)
 }
@@ -249,7 +249,7 @@ func (p *Peer) publishMembership(ctx context.Context, leave bool) error {
 				"msc4354_sticky_key": memberID,
 			}
 		}
-		_, err := p.cli.SendMessageEvent(ctx, room, lk.TypeRTCMember, content, mautrix.ReqSendEvent{UnstableStickyDuration: time.Hour})
+		_, err := p.cli.SendMessageEvent(ctx, room, matrixrtc.TypeRTCMember, content, mautrix.ReqSendEvent{UnstableStickyDuration: time.Hour})
 		if err != nil {
 			return fmt.Errorf("send sticky membership: %w", err)
 		}
@@ -263,12 +263,12 @@ func (p *Peer) publishMembership(ctx context.Context, leave bool) error {
 				"foci_active": []any{focus},
 			}}
 		}
-		if _, err := p.cli.SendStateEvent(ctx, room, lk.TypeCallMember, string(user), content); err != nil {
+		if _, err := p.cli.SendStateEvent(ctx, room, matrixrtc.TypeCallMember, string(user), content); err != nil {
 			return fmt.Errorf("send legacy membership: %w", err)
 		}
 		return nil
 	default:
-		key := lk.SessionStateKey(user, dev, "10")
+		key := matrixrtc.SessionStateKey(user, dev, "10")
 		content := map[string]any{}
 		if !leave {
 			content = map[string]any{
@@ -278,7 +278,7 @@ func (p *Peer) publishMembership(ctx context.Context, leave bool) error {
 				"foci_preferred": []any{focus},
 			}
 		}
-		if _, err := p.cli.SendStateEvent(ctx, room, lk.TypeCallMember, key, content); err != nil {
+		if _, err := p.cli.SendStateEvent(ctx, room, matrixrtc.TypeCallMember, key, content); err != nil {
 			return fmt.Errorf("send session membership: %w", err)
 		}
 		return nil

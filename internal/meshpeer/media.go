@@ -25,6 +25,9 @@ type Media struct {
 	// Click sends digital silence, and this clip at each time given to Group.Click, on
 	// the wall clock's 20 ms grid, instead of Audio.
 	Click *Click
+	// AudioOptions configure the sender of Audio (testmedia.WithTimestampJumps: a hostile
+	// sender).
+	AudioOptions []testmedia.SenderOption
 }
 
 // Click is a short Opus clip with a loud burst in it, made by a real encoder from
@@ -91,7 +94,7 @@ type localTrack struct {
 	startedAt time.Time
 }
 
-func newLocalTrack(asset, stream, purpose string) (*localTrack, error) {
+func newLocalTrack(asset, stream, purpose string, opts ...testmedia.SenderOption) (*localTrack, error) {
 	a, err := testmedia.Lookup(asset)
 	if err != nil {
 		return nil, err
@@ -108,7 +111,7 @@ func newLocalTrack(asset, stream, purpose string) (*localTrack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := testmedia.NewSender(track, frames)
+	s := testmedia.NewSender(track, frames, opts...)
 	return &localTrack{track: track, stream: stream, purpose: purpose, kind: kind, run: s.Run}, nil
 }
 
@@ -180,7 +183,7 @@ func newLocalMedia(m Media) (*localMedia, error) {
 		lm.clicker = ck
 		lm.audio = &localTrack{track: track, stream: stream, purpose: "usermedia", kind: "audio", run: ck.run}
 	case m.Audio != "":
-		lt, err := newLocalTrack(m.Audio, stream, "usermedia")
+		lt, err := newLocalTrack(m.Audio, stream, "usermedia", m.AudioOptions...)
 		if err != nil {
 			return nil, err
 		}

@@ -62,6 +62,10 @@ type Sender struct {
 	resumed bool      // set by Resume, cleared when the next frame goes out
 	sent    int
 	dtxSent int
+
+	// jumpEvery and jumpBy: see WithTimestampJumps.
+	jumpEvery int
+	jumpBy    time.Duration
 }
 
 // SenderOption configures a Sender.
@@ -71,6 +75,14 @@ type SenderOption func(*Sender)
 // the Sender itself use a fake clock).
 func WithClock(now func() time.Time, sleep func(context.Context, time.Duration) error) SenderOption {
 	return func(s *Sender) { s.clock, s.sleep = now, sleep }
+}
+
+// WithTimestampJumps makes the Sender's RTP timestamps jump forward by by after every
+// every frames, while the frames still go out in real time: a broken or hostile sender
+// whose timeline keeps jumping (each jump, confirmed by the frames after it, is a new
+// timeline to a recorder).
+func WithTimestampJumps(every int, by time.Duration) SenderOption {
+	return func(s *Sender) { s.jumpEvery, s.jumpBy = every, by }
 }
 
 // NewSender returns a Sender of frames (from OpusFrames, VideoFrames or
@@ -169,7 +181,13 @@ func (s *Sender) Run(ctx context.Context) error {
 		case len(sample.Data) > 0:
 			s.dtxSent++
 		}
+		jump := s.jumpEvery > 0 && mode == PauseUnknown && s.sent%s.jumpEvery == 0
 		s.mu.Unlock()
+		if jump {
+			if err := s.w.WriteSample(media.Sample{Duration: s.jumpBy}); err != nil {
+				return fmt.Errorf("jumping the track clock: %w", err)
+			}
+		}
 		next = next.Add(f.Duration)
 		i = (i + 1) % len(s.frames)
 	}

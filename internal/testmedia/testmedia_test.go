@@ -201,3 +201,33 @@ func TestSenderVideoResumesAtKeyframe(t *testing.T) {
 		t.Fatalf("first frame after resume at slot %d, want 30 (the next keyframe)", first)
 	}
 }
+
+// TestSenderTimestampJumps: after every third frame the track's clock jumps by an hour
+// (an empty sample), while the frames still go out every 20 ms.
+func TestSenderTimestampJumps(t *testing.T) {
+	frames, err := OpusFrames(Tone440)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := &fakeTimeline{now: time.Unix(0, 0)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := NewSender(ft, frames, WithClock(func() time.Time { return ft.now }, ft.sleep), WithTimestampJumps(3, time.Hour))
+	ft.onWrite = func(n int) {
+		if n == 40 {
+			cancel()
+		}
+	}
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, smp := range ft.samples {
+		jump := i%4 == 3
+		if jump != (len(smp.Data) == 0) || jump && smp.Duration != time.Hour || !jump && smp.Duration != 20*time.Millisecond {
+			t.Fatalf("sample %d: %d bytes for %v", i, len(smp.Data), smp.Duration)
+		}
+	}
+	if got := ft.now.Sub(time.Unix(0, 0)); got > time.Second {
+		t.Errorf("the jumps took %v of real time", got)
+	}
+}

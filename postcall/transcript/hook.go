@@ -158,13 +158,27 @@ func (t Track) env(vtt string) []string {
 	return out
 }
 
+// inheritedEnv is the recorder's environment as the hook gets it: without the
+// MATRIX_RECORDER_* variables, which can carry the recorder's secrets (every config key,
+// passwords and tokens included, may come from the environment). The hook's own
+// MATRIX_RECORDER_* values are added after this.
+func inheritedEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "MATRIX_RECORDER_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 func (h Hook) runCommand(ctx context.Context, t Track, vtt string) error {
 	args := make([]string, len(h.Command))
 	for i, a := range h.Command {
 		args[i] = Expand(a, t, vtt)
 	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), t.env(vtt)...)
+	cmd.Env = append(inheritedEnv(os.Environ()), t.env(vtt)...)
 	cmd.Dir = t.Folder
 	cmd.WaitDelay = 5 * time.Second
 	ownProcessGroup(cmd)

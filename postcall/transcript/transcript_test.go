@@ -213,3 +213,37 @@ func FuzzParseVTT(f *testing.F) {
 		}
 	})
 }
+
+// TestCommandGetsNoRecorderSecrets: every config key, passwords and tokens included, may
+// come from MATRIX_RECORDER_* variables; the hook is someone else's program and gets none
+// of them, only its own MATRIX_RECORDER_* values (and the rest of the environment).
+func TestCommandGetsNoRecorderSecrets(t *testing.T) {
+	t.Setenv("MATRIX_RECORDER_MATRIX_PASSWORD", "hunter2")
+	t.Setenv("MATRIX_RECORDER_TEST_OTHER", "kept-away")
+	t.Setenv("HOOK_VISIBLE", "yes")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "env.log")
+	cmd := script(t, dir, "hook.sh", `env > `+log+`
+printf 'WEBVTT\n' > "$1"
+`)
+	h := Hook{Command: []string{cmd, "{vtt}"}, Concurrency: 1, Timeout: time.Minute}
+	ts := tracks(t, dir)[:1]
+	if outs := h.Run(context.Background(), ts); outs[0].Err != nil {
+		t.Fatal(outs[0].Err)
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(data)
+	for _, leak := range []string{"hunter2", "kept-away"} {
+		if strings.Contains(env, leak) {
+			t.Errorf("the hook saw the recorder's %q:\n%s", leak, env)
+		}
+	}
+	for _, want := range []string{"HOOK_VISIBLE=yes", "MATRIX_RECORDER_USER_ID=@alice:example.org", "MATRIX_RECORDER_OFFSET_MS=1200"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("the hook's environment lacks %s:\n%s", want, env)
+		}
+	}
+}

@@ -33,4 +33,8 @@
 // largest (by area). VP8, VP9 and AV1 continue across a size change in the same file, as
 // their decoders follow in-band changes. H.264's parameter sets live in CodecPrivate, so a
 // changed SPS or PPS makes WriteFrame return media.ErrNewPart.
+//
+// An error of the file underneath (a full disk, an I/O error, a failed fsync) breaks the
+// writer for good: every later call returns it, wrapping media.ErrWrite, and Repair saves
+// what reached the file.
 package mkvwriter

@@ -309,14 +309,17 @@ func TestWriteErrorSticks(t *testing.T) {
 	if first == nil {
 		t.Fatal("no error from a full disk")
 	}
-	if err := w.WriteFrame(media.Frame{Data: vp8Frame(false, 0, 0, 10), PTS: 10 * time.Second}); err == nil {
-		t.Error("WriteFrame after an I/O error succeeded")
+	if !errors.Is(first, media.ErrWrite) {
+		t.Errorf("the I/O error %q does not wrap media.ErrWrite", first)
 	}
-	if err := w.Flush(); err == nil {
-		t.Error("Flush after an I/O error succeeded")
+	if err := w.WriteFrame(media.Frame{Data: vp8Frame(false, 0, 0, 10), PTS: 10 * time.Second}); !errors.Is(err, media.ErrWrite) {
+		t.Errorf("WriteFrame after an I/O error: %v", err)
 	}
-	if err := w.Close(); err == nil {
-		t.Error("Close after an I/O error succeeded")
+	if err := w.Flush(); !errors.Is(err, media.ErrWrite) {
+		t.Errorf("Flush after an I/O error: %v", err)
+	}
+	if err := w.Close(); !errors.Is(err, media.ErrWrite) {
+		t.Errorf("Close after an I/O error: %v", err)
 	}
 }
 

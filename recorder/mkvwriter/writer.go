@@ -138,7 +138,7 @@ func (w *Writer) WriteFrame(f media.Frame) error {
 	}
 	if !w.started {
 		if err := w.start(); err != nil {
-			w.err = fmt.Errorf("writing %s file header: %w", w.params.Codec, err)
+			w.err = fmt.Errorf("writing %s file header: %w: %w", w.params.Codec, media.ErrWrite, err)
 			return w.err
 		}
 		w.started = true
@@ -147,12 +147,12 @@ func (w *Writer) WriteFrame(f media.Frame) error {
 	tc := int64(f.PTS / time.Millisecond)
 	if w.needCluster(tc, key) {
 		if err := w.mux.startCluster(tc); err != nil {
-			w.err = fmt.Errorf("writing %s cluster: %w", w.params.Codec, err)
+			w.err = fmt.Errorf("writing %s cluster: %w: %w", w.params.Codec, media.ErrWrite, err)
 			return w.err
 		}
 	}
 	if err := w.mux.writeSimpleBlock(trackNumber, tc, key, block); err != nil {
-		w.err = fmt.Errorf("writing %s block: %w", w.params.Codec, err)
+		w.err = fmt.Errorf("writing %s block: %w: %w", w.params.Codec, media.ErrWrite, err)
 		return w.err
 	}
 
@@ -261,12 +261,15 @@ func (w *Writer) Flush() error {
 		return nil
 	}
 	if err := w.mux.flush(); err != nil {
-		w.err = fmt.Errorf("flushing %s file: %w", w.params.Codec, err)
+		w.err = fmt.Errorf("flushing %s file: %w: %w", w.params.Codec, media.ErrWrite, err)
 		return w.err
 	}
 	if w.cfg.syncOnFlush && w.file != nil {
 		if err := w.file.Sync(); err != nil {
-			return fmt.Errorf("syncing %s file: %w", w.params.Codec, err)
+			// After a failed fsync the kernel may have dropped the pages it could not
+			// write: what the file holds is unknown.
+			w.err = fmt.Errorf("syncing %s file: %w: %w", w.params.Codec, media.ErrWrite, err)
+			return w.err
 		}
 	}
 	return nil
@@ -286,7 +289,7 @@ func (w *Writer) Close() error {
 		errs = append(errs, w.err)
 	case w.started:
 		if err := w.finish(); err != nil {
-			errs = append(errs, fmt.Errorf("finalising %s file: %w", w.params.Codec, err))
+			errs = append(errs, fmt.Errorf("finalising %s file: %w: %w", w.params.Codec, media.ErrWrite, err))
 		}
 	}
 	if w.file != nil {

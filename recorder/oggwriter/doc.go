@@ -60,7 +60,11 @@
 // Close writes the last page with the end-of-stream flag. If nothing is buffered, that
 // page carries one short silence packet and the previous granule position, so players
 // trim the packet away (RFC 7845 §4.5): oggz-validate refuses an end-of-stream page with
-// no packet on it, and opusinfo warns about one with a granule position. Repair mends a
+// no packet on it, and opusinfo warns about one with a granule position. A stream with
+// less audio than its pre-skip (a single 2.5 ms packet) is padded with silence up to its
+// start plus the pre-skip, or opusfile refuses to open it (its last granule position
+// must lie at least the pre-skip after its start); it plays as nothing, since all of it
+// lies in the pre-skip that players drop. Repair mends a
 // file a crash left: it cuts a torn last page, keeps every complete page and appends
 // such an end page.
 //
@@ -72,5 +76,6 @@
 // (ErrGapTooLarge: a broken clock rather than a pause). The frame is dropped and the
 // writer carries on; the caller counts the error. A write error of the underlying file,
 // on the other hand, is final: the stream's end is unknown, and every later call
-// returns it.
+// returns it, wrapping media.ErrWrite (so does a failed fsync, after which the kernel may
+// have dropped what it could not write). Repair saves what reached the file.
 package oggwriter

@@ -41,7 +41,9 @@ type RepairReport struct {
 // page, cuts what follows the last one (a torn page), appends a comment header if the
 // crash came before it was written, and appends an end-of-stream page if the stream has
 // none: one silence packet (2.5 ms unless the pre-skip needs more) with the last granule
-// position, so that players trim it and the duration stays that of the complete pages. A file that already ends with an
+// position, so that players trim it and the duration stays that of the complete pages
+// (or, for a stream shorter than its pre-skip, the silence that Writer.Close adds to such
+// a stream). A file that already ends with an
 // end-of-stream page and nothing after it is not written to. A file without a complete
 // identification header at its start is left alone and ErrNotOpus returned.
 func Repair(path string) (RepairReport, error) {
@@ -77,6 +79,13 @@ type scanState struct {
 	lastSeq uint32
 	last    page // the last valid page of the stream (lacing and body not kept)
 	packets int  // packets completed so far
+	// head holds the first bytes of the packet under way (what its duration is read
+	// from), headN how many of them there are.
+	head  [2]byte
+	headN int
+	// pcmStart is where players take the stream to start (see Writer.pcmStart).
+	pcmStart int64
+	pcmKnown bool
 }
 
 func repair(f repairFile, size int64) (RepairReport, error) {
@@ -149,9 +158,24 @@ func repair(f repairFile, size int64) (RepairReport, error) {
 	}
 	if !r.HadEOS {
 		// Like Writer.Close: a page with a silence packet that its granule position
-		// trims away.
-		end := appendEndPacket(nil, max(0, r.Granule-int64(r.PreSkip)), r.PreSkip)
-		tail = appendPage(tail, flagEOS, endGranule(r.Granule, r.PreSkip), st.serial, seq, []byte{byte(len(end))}, end)
+		// trims away, or with the silence that takes a stream shorter than its pre-skip
+		// to its start plus the pre-skip (see Writer.padToPreSkip).
+		var lacing, body []byte
+		granule := endGranule(r.Granule, r.PreSkip)
+		if target := st.pcmStart + int64(r.PreSkip); st.pcmKnown && r.Granule < target {
+			for g := r.Granule; g < target && len(lacing) < maxSegments; {
+				n := len(body)
+				body = appendPadPacket(body, target-g)
+				lacing = append(lacing, byte(len(body)-n))
+				samples, _ := packetSamples(body[n:])
+				g += int64(samples)
+			}
+			granule = target
+		} else {
+			body = appendEndPacket(nil, max(0, r.Granule-int64(r.PreSkip)), r.PreSkip)
+			lacing = []byte{byte(len(body))}
+		}
+		tail = appendPage(tail, flagEOS, granule, st.serial, seq, lacing, body)
 		r.AppendedEOS = true
 	}
 	if r.TruncatedBytes == 0 && len(tail) == 0 {
@@ -176,6 +200,9 @@ func repair(f repairFile, size int64) (RepairReport, error) {
 // take records a valid page of the stream.
 func (st *scanState) take(r *RepairReport, p page) {
 	r.Pages++
+	if !st.pcmKnown {
+		st.findStart(p)
+	}
 	ends := p.completedPackets()
 	if st.packets+ends > 2 && p.granule != noGranule {
 		// An audio packet ends on this page (the first two packets are the headers).
@@ -184,6 +211,40 @@ func (st *scanState) take(r *RepairReport, p page) {
 	st.packets += ends
 	st.lastSeq = p.seq
 	st.last = page{flags: p.flags, granule: p.granule, serial: p.serial, seq: p.seq}
+}
+
+// findStart reads the durations of the audio packets that end on a page, and if there
+// are any, takes the stream's start from it (RFC 7845 §4.2): its granule position minus
+// those durations. It must see every page up to the first such one.
+func (st *scanState) findStart(p page) {
+	if p.flags&flagContinued == 0 {
+		st.headN = 0 // a packet under way on the previous page was never finished
+	}
+	var samples int64
+	packets := st.packets
+	body := p.body
+	for _, l := range p.lacing {
+		seg := body[:l]
+		body = body[l:]
+		for _, b := range seg {
+			if st.headN == len(st.head) {
+				break
+			}
+			st.head[st.headN] = b
+			st.headN++
+		}
+		if l == 255 {
+			continue
+		}
+		if packets >= 2 { // the first two packets are the headers
+			samples += int64(headSamples(st.head[:st.headN]))
+		}
+		packets++
+		st.headN = 0
+	}
+	if samples > 0 && p.granule != noGranule {
+		st.pcmStart, st.pcmKnown = p.granule-samples, true
+	}
 }
 
 // minimalTags is a comment header with the default vendor and no comments.

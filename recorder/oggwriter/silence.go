@@ -52,7 +52,12 @@ func appendLongSilence(dst []byte, m int) []byte {
 // takes for the stream to hold at least preSkip samples after end samples of audio
 // (up to 120 ms): players refuse a stream shorter than its pre-skip (opusfile).
 func appendEndPacket(dst []byte, end int64, preSkip uint16) []byte {
-	need := max(120, int64(preSkip)-end)
+	return appendPadPacket(dst, max(120, int64(preSkip)-end))
+}
+
+// appendPadPacket appends the shortest silence packet of at least need samples, or of
+// 120 ms (the longest packet) if need is more.
+func appendPadPacket(dst []byte, need int64) []byte {
 	for n := int64(120); n <= 960; n *= 2 {
 		if n >= need {
 			return appendSilence(dst, int(n))

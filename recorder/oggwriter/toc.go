@@ -67,6 +67,26 @@ func packetSamples(p []byte) (int, error) {
 	}
 }
 
+// headSamples is the duration of a packet read from its first two bytes only, as players
+// read it (opus_packet_get_nb_frames): 0 for a packet too short to tell.
+func headSamples(h []byte) int {
+	if len(h) == 0 {
+		return 0
+	}
+	fs := frameSamples(h[0] >> 3)
+	switch h[0] & 3 {
+	case 0:
+		return fs
+	case 1, 2:
+		return 2 * fs
+	default:
+		if len(h) < 2 {
+			return 0
+		}
+		return int(h[1]&0x3f) * fs
+	}
+}
+
 // code3Samples checks a code 3 packet (RFC 6716 §3.2.5) and returns its samples.
 func code3Samples(p []byte, fs int) (int, error) {
 	if len(p) < 2 {

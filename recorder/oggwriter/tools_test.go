@@ -453,3 +453,67 @@ func TestToolsEndPage(t *testing.T) {
 		})
 	}
 }
+
+// TestToolsShorterThanPreSkip: a stream with less audio than its pre-skip (one 2.5 ms
+// packet, found by FuzzPipeline) must still open in every player. Its last granule
+// position has to lie at least the pre-skip after the stream's start, or opusfile refuses
+// it (OP_EBADTIMESTAMP: opusdec cannot open it) and opusinfo reports a negative duration.
+// Every sample of it lies in the pre-skip, so it plays as (next to) nothing: the padding
+// that takes it there is silence, of which players may keep a few ms (opusfile keeps 1 ms
+// when the stream is a single page, where it cannot trim at the end and start from the
+// granule position at once). The same holds for the file Repair finishes after a crash.
+func TestToolsShorterThanPreSkip(t *testing.T) {
+	needTool(t, "opusdec")
+	short, err := SilenceFrame(2500 * time.Microsecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		frames int
+		flush  bool // the audio is on a page of its own, before the last one
+		crash  bool // no Close: Repair finishes the flushed file
+	}{
+		{"one packet, flushed", 1, true, false},
+		{"one packet on the last page", 1, false, false},
+		{"two packets, flushed", 2, true, false},
+		{"one packet, crash and repair", 1, true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "track.ogg")
+			w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 2}, WithPreSkip(312))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			packets := make([][]byte, tt.frames)
+			for i := range packets {
+				packets[i] = short
+			}
+			writeFrames(t, w, packets, 0, nil)
+			if tt.flush {
+				if err := w.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.crash {
+				path = copyFile(t, path, filepath.Join(t.TempDir(), "crash.ogg"), 0)
+				if r, err := Repair(path); err != nil || !r.AppendedEOS {
+					t.Fatalf("repair: %+v, %v", r, err)
+				}
+			} else if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if f := opusinfoFindings(t, path); len(f) > 0 {
+				t.Errorf("opusinfo: %q", f)
+			}
+			if out := run(t, "oggz-validate", path); len(out) > 0 {
+				t.Errorf("oggz-validate: %s", out)
+			}
+			run(t, "ffmpeg", "-v", "error", "-i", path, "-f", "null", "-")
+			if d := opusdecDuration(t, path); d > 2500*time.Microsecond {
+				t.Errorf("opusdec decoded %v, want at most 2.5 ms", d)
+			}
+		})
+	}
+}

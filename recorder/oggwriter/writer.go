@@ -28,9 +28,15 @@ type Writer struct {
 	body        []byte
 	pagePackets int
 	pageEnds    int
-	continued   bool   // the page starts with the rest of a packet from the previous page
-	granule     int64  // granule position of the last complete packet
-	out         []byte // the page as written, reused
+	pageSamples int64 // audio samples of the packets that end on the page
+	continued   bool  // the page starts with the rest of a packet from the previous page
+	granule     int64 // granule position of the last complete packet
+	// pcmStart is where players take the stream to start (RFC 7845 §4.2): the granule
+	// position of the first page on which audio packets end, minus their samples. Known
+	// once that page is written.
+	pcmStart int64
+	pcmKnown bool
+	out      []byte // the page as written, reused
 
 	end      int64 // end of the last frame in samples from the start of the file
 	prevTOC  byte
@@ -97,13 +103,13 @@ func newWriter(w io.Writer, cfg config) *Writer {
 // writeHeaders writes the identification and comment headers, each on its own page
 // (RFC 7845 §3).
 func (w *Writer) writeHeaders() error {
-	if err := w.addPacket(appendOpusHead(nil, w.cfg.channels, w.cfg.preSkip), 0); err != nil {
+	if err := w.addPacket(appendOpusHead(nil, w.cfg.channels, w.cfg.preSkip), 0, 0); err != nil {
 		return err
 	}
 	if err := w.emit(false); err != nil {
 		return err
 	}
-	if err := w.addPacket(appendOpusTags(nil, w.cfg.vendor, w.cfg.comments), 0); err != nil {
+	if err := w.addPacket(appendOpusTags(nil, w.cfg.vendor, w.cfg.comments), 0, 0); err != nil {
 		return err
 	}
 	return w.emit(false)
@@ -147,7 +153,7 @@ func (w *Writer) WriteFrame(f media.Frame) error {
 			return err
 		}
 	}
-	if err := w.addPacket(f.Data, start+int64(n)+int64(w.cfg.preSkip)); err != nil {
+	if err := w.addPacket(f.Data, int64(n), start+int64(n)+int64(w.cfg.preSkip)); err != nil {
 		return err
 	}
 	w.end = start + int64(n)
@@ -167,7 +173,7 @@ func (w *Writer) fillGap(start int64) error {
 			} else {
 				p = appendLoss(w.scratch[:0], int(size), w.prevTOC, w.havePrev)
 			}
-			if err := w.addPacket(p, w.end+size+int64(w.cfg.preSkip)); err != nil {
+			if err := w.addPacket(p, size, w.end+size+int64(w.cfg.preSkip)); err != nil {
 				return err
 			}
 			w.end += size
@@ -178,8 +184,9 @@ func (w *Writer) fillGap(start int64) error {
 
 // addPacket puts a packet on the current page, first emitting that page if the packet
 // would not fit within the limits, and splitting the packet across pages if its
-// segment table alone is longer than a page's.
-func (w *Writer) addPacket(p []byte, granule int64) error {
+// segment table alone is longer than a page's. samples is the packet's audio (0 for the
+// headers).
+func (w *Writer) addPacket(p []byte, samples, granule int64) error {
 	need := len(p)/255 + 1
 	if w.nlacing > 0 && (w.nlacing+need > maxSegments ||
 		len(w.body)+len(p) > w.cfg.maxPageBody || w.pagePackets >= w.cfg.maxPagePackets) {
@@ -199,6 +206,7 @@ func (w *Writer) addPacket(p []byte, granule int64) error {
 			w.nlacing += full + 1
 			w.body = append(w.body, p...)
 			w.pageEnds++
+			w.pageSamples += samples
 			w.granule = granule
 			return nil
 		}
@@ -235,12 +243,15 @@ func (w *Writer) emit(eos bool) error {
 	if w.pageEnds == 0 && w.nlacing > 0 {
 		granule = noGranule
 	}
+	if !w.pcmKnown && w.pageSamples > 0 {
+		w.pcmStart, w.pcmKnown = granule-w.pageSamples, true
+	}
 	w.out = appendPage(w.out[:0], flags, granule, w.cfg.serial, w.seq, w.lacing[:w.nlacing], w.body)
 	seq := w.seq
 	w.seq++
-	w.nlacing, w.body, w.pagePackets, w.pageEnds, w.continued = 0, w.body[:0], 0, 0, false
+	w.nlacing, w.body, w.pagePackets, w.pageEnds, w.pageSamples, w.continued = 0, w.body[:0], 0, 0, 0, false
 	if _, err := w.w.Write(w.out); err != nil {
-		w.err = fmt.Errorf("write ogg page %d: %w", seq, err)
+		w.err = fmt.Errorf("write ogg page %d: %w: %w", seq, media.ErrWrite, err)
 		return w.err
 	}
 	return nil
@@ -263,12 +274,16 @@ func (w *Writer) Flush() error {
 		}
 	}
 	if err := w.flushStream(); err != nil {
-		return fmt.Errorf("flush ogg writer: %w", err)
+		w.err = fmt.Errorf("flush ogg writer: %w: %w", media.ErrWrite, err)
+		return w.err
 	}
 	if w.cfg.syncOnFlush {
 		if s, ok := w.w.(interface{ Sync() error }); ok {
 			if err := s.Sync(); err != nil {
-				return fmt.Errorf("sync ogg file: %w", err)
+				// After a failed fsync the kernel may have dropped the pages it could not
+				// write: what the file holds is unknown.
+				w.err = fmt.Errorf("sync ogg file: %w: %w", media.ErrWrite, err)
+				return w.err
 			}
 		}
 	}
@@ -294,19 +309,20 @@ func (w *Writer) Close() error {
 	if w.err != nil {
 		errs = append(errs, w.err)
 	} else {
+		w.padToPreSkip()
 		if w.nlacing == 0 {
 			w.addEndPacket()
 		}
 		if err := w.emit(true); err != nil {
 			errs = append(errs, err)
 		} else if err := w.flushStream(); err != nil {
-			errs = append(errs, fmt.Errorf("flush ogg writer: %w", err))
+			errs = append(errs, fmt.Errorf("flush ogg writer: %w: %w", media.ErrWrite, err))
 		}
 	}
 	if w.f != nil {
 		if w.err == nil {
 			if err := w.f.Sync(); err != nil {
-				errs = append(errs, fmt.Errorf("sync ogg file: %w", err))
+				errs = append(errs, fmt.Errorf("sync ogg file: %w: %w", media.ErrWrite, err))
 			}
 		}
 		if err := w.f.Close(); err != nil {
@@ -326,7 +342,37 @@ func (w *Writer) Close() error {
 // trim the packet away (RFC 7845 §4.5) and the file keeps its exact duration.
 func (w *Writer) addEndPacket() {
 	// The page is empty, so the packet fits and addPacket writes nothing.
-	_ = w.addPacket(appendEndPacket(w.scratch[:0], w.end, w.cfg.preSkip), endGranule(w.granule, w.cfg.preSkip))
+	p := appendEndPacket(w.scratch[:0], w.end, w.cfg.preSkip)
+	n, _ := packetSamples(p)
+	_ = w.addPacket(p, int64(n), endGranule(w.granule, w.cfg.preSkip))
+}
+
+// padToPreSkip lengthens a stream that holds less audio than its pre-skip: players
+// refuse a stream whose last granule position is less than the pre-skip after its start
+// (opusfile fails with OP_EBADTIMESTAMP, opusdec cannot open it, opusinfo reports a
+// negative duration). Every sample of such a stream lies in the pre-skip, which players
+// drop, so nothing audible is lost: silence packets take the stream to its start plus
+// the pre-skip, and the last one's granule position trims what they hold beyond it (a
+// stream of one 2.5 ms packet and a pre-skip of 6.5 ms ends at 6.5 ms, with 0 samples to
+// play). A stream without audio is left to addEndPacket.
+func (w *Writer) padToPreSkip() {
+	start := w.pcmStart
+	if !w.pcmKnown {
+		if w.pageSamples == 0 {
+			return
+		}
+		// The first audio page is the one being closed; players compute its start the
+		// same way once it is written.
+		start = w.granule - w.pageSamples
+	}
+	target := start + int64(w.cfg.preSkip)
+	for w.granule < target {
+		p := appendPadPacket(w.scratch[:0], target-w.granule)
+		n, _ := packetSamples(p)
+		if err := w.addPacket(p, int64(n), min(w.granule+int64(n), target)); err != nil {
+			return // w.err is set; Close reports it
+		}
+	}
 }
 
 // endGranule is the granule position of an end packet after a last granule position:

@@ -628,17 +628,19 @@ func TestWriteErrors(t *testing.T) {
 	for i := 0; werr == nil && i < 100; i++ {
 		werr = w.WriteFrame(media.Frame{Data: silence20, PTS: time.Duration(i) * ms20})
 	}
-	if !errors.Is(werr, errDiskFull) {
+	// The error says both what failed underneath and that the writer is broken for good
+	// (media.ErrWrite: the caller goes on in a new file).
+	if !errors.Is(werr, errDiskFull) || !errors.Is(werr, media.ErrWrite) {
 		t.Fatalf("WriteFrame: %v", werr)
 	}
 	// The writer refuses everything after a failed write: the stream's end is torn.
-	if err := w.WriteFrame(media.Frame{Data: silence20, PTS: time.Hour}); !errors.Is(err, errDiskFull) {
+	if err := w.WriteFrame(media.Frame{Data: silence20, PTS: time.Hour}); !errors.Is(err, errDiskFull) || !errors.Is(err, media.ErrWrite) {
 		t.Fatalf("WriteFrame after failure: %v", err)
 	}
-	if err := w.Flush(); !errors.Is(err, errDiskFull) {
+	if err := w.Flush(); !errors.Is(err, errDiskFull) || !errors.Is(err, media.ErrWrite) {
 		t.Fatalf("Flush after failure: %v", err)
 	}
-	if err := w.Close(); !errors.Is(err, errDiskFull) {
+	if err := w.Close(); !errors.Is(err, errDiskFull) || !errors.Is(err, media.ErrWrite) {
 		t.Fatalf("Close after failure: %v", err)
 	}
 	if err := w.Close(); err != nil {

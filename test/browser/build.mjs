@@ -10,7 +10,7 @@ const dist = join(here, "dist");
 await rm(dist, { recursive: true, force: true });
 await mkdir(join(dist, "pkg"), { recursive: true });
 
-const pages = ["matrixcall", "livekit"];
+const pages = ["matrixcall", "livekit", "rtcsession"];
 await esbuild.build({
     entryPoints: [...pages, "e2ee-worker"].map((p) => join(here, "src", `${p}.js`)),
     outdir: dist,

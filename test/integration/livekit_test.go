@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/devhs"
 	"github.com/matrix-recorder/matrix-recorder/internal/devjwt"
@@ -139,7 +140,7 @@ func callRoom(t *testing.T, owner *lkpeer.Peer, encrypted bool, bot id.UserID, o
 	}
 	req := &mautrix.ReqCreateRoom{
 		Preset: "private_chat", Invite: invite,
-		PowerLevelOverride: &event.PowerLevelsEventContent{Events: map[string]int{lk.TypeCallMember.Type: 0, lk.TypeRTCMember.Type: 0, lk.TypeEncryptionKeys.Type: 0}},
+		PowerLevelOverride: &event.PowerLevelsEventContent{Events: map[string]int{matrixrtc.TypeCallMember.Type: 0, matrixrtc.TypeRTCMember.Type: 0, lk.TypeEncryptionKeys.Type: 0}},
 	}
 	if encrypted {
 		req.InitialState = []*event.Event{{Type: event.StateEncryption, Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}
@@ -277,9 +278,9 @@ func checkVideo(t *testing.T, folder string, f recorder.FileEntry, codec, asset 
 // botMembership reads the bot's call membership state in the room.
 func botMembership(t *testing.T, p *lkpeer.Peer, room id.RoomID, rb *runningBot) map[string]any {
 	t.Helper()
-	key := lk.SessionStateKey(rb.bot.UserID(), rb.bot.DeviceID(), "10")
+	key := matrixrtc.SessionStateKey(rb.bot.UserID(), rb.bot.DeviceID(), "10")
 	var content map[string]any
-	if err := p.Matrix().StateEvent(timeout(t, 30*time.Second), room, lk.TypeCallMember, key, &content); err != nil {
+	if err := p.Matrix().StateEvent(timeout(t, 30*time.Second), room, matrixrtc.TypeCallMember, key, &content); err != nil {
 		t.Fatalf("read the bot's membership: %v", err)
 	}
 	return content
@@ -748,7 +749,7 @@ func TestIntegrationLiveKitStaleMembership(t *testing.T) {
 	ctx := timeout(t, time.Minute)
 	resp, err := owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{
 		Preset: "private_chat", Invite: []id.UserID{bot},
-		PowerLevelOverride: &event.PowerLevelsEventContent{Events: map[string]int{lk.TypeCallMember.Type: 0}},
+		PowerLevelOverride: &event.PowerLevelsEventContent{Events: map[string]int{matrixrtc.TypeCallMember.Type: 0}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -773,12 +774,12 @@ func TestIntegrationLiveKitStaleMembership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := lk.SessionStateKey(bot, device, "10")
+	key := matrixrtc.SessionStateKey(bot, device, "10")
 	stale := map[string]any{
 		"application": "m.call", "call_id": "", "scope": "m.room", "device_id": device, "expires": 14400000,
 		"focus_active": map[string]string{"type": "livekit", "focus_selection": "multi_sfu"}, "foci_preferred": []any{},
 	}
-	path := "/_matrix/client/v3/rooms/" + string(room) + "/state/" + lk.TypeCallMember.Type + "/" + key
+	path := "/_matrix/client/v3/rooms/" + string(room) + "/state/" + matrixrtc.TypeCallMember.Type + "/" + key
 	if err := s.Do(ctx, devhs.Account{AccessToken: acc.AccessToken}, "PUT", path, stale, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -789,7 +790,7 @@ func TestIntegrationLiveKitStaleMembership(t *testing.T) {
 	}
 	for {
 		var content map[string]any
-		if err := owner.StateEvent(ctx, room, lk.TypeCallMember, key, &content); err == nil && len(content) == 0 {
+		if err := owner.StateEvent(ctx, room, matrixrtc.TypeCallMember, key, &content); err == nil && len(content) == 0 {
 			return
 		}
 		if ctx.Err() != nil {
@@ -820,7 +821,7 @@ func assertBotAccess(t *testing.T, svc *devjwt.Service, rb *runningBot, endpoint
 	t.Helper()
 	want := string(rb.bot.UserID()) + ":" + string(rb.bot.DeviceID())
 	if endpoint == "/get_token" {
-		want = lk.HashedIdentity(string(rb.bot.UserID()), string(rb.bot.DeviceID()), want)
+		want = matrixrtc.HashedIdentity(string(rb.bot.UserID()), string(rb.bot.DeviceID()), want)
 	}
 	for _, g := range svc.Issued() {
 		if g.UserID == string(rb.bot.UserID()) && g.Endpoint == endpoint && g.Identity == want {

@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/internal/lkpeer"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
@@ -63,7 +64,7 @@ func joinPlain(t *testing.T, owner *lkpeer.Peer, c *mautrix.Client, room id.Room
 func sessionMembership(device id.DeviceID, room id.RoomID, serviceURL string) map[string]any {
 	return map[string]any{
 		"application": "m.call", "call_id": "", "scope": "m.room", "device_id": device, "expires": 14400000,
-		"focus_active":   map[string]string{"type": "livekit", "focus_selection": lk.SelectMultiSFU},
+		"focus_active":   map[string]string{"type": "livekit", "focus_selection": matrixrtc.SelectMultiSFU},
 		"foci_preferred": []any{map[string]string{"type": "livekit", "livekit_service_url": serviceURL, "livekit_alias": string(room)}},
 	}
 }
@@ -81,8 +82,8 @@ func TestIntegrationLiveKitUntrustedFocus(t *testing.T) {
 	joinPlain(t, alice, mallory, room)
 	ctx := timeout(t, 30*time.Second)
 	for dev, svc := range map[id.DeviceID]string{"MDEV1": plain.srv.URL, "MDEV2": tls.srv.URL} {
-		key := lk.SessionStateKey(mallory.UserID, dev, "10")
-		if _, err := mallory.SendStateEvent(ctx, room, lk.TypeCallMember, key, sessionMembership(dev, room, svc)); err != nil {
+		key := matrixrtc.SessionStateKey(mallory.UserID, dev, "10")
+		if _, err := mallory.SendStateEvent(ctx, room, matrixrtc.TypeCallMember, key, sessionMembership(dev, room, svc)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,9 +135,9 @@ func TestIntegrationLiveKitForeignMembership(t *testing.T) {
 	var forgedAt time.Time
 	folder, m := record(t, rb, alice, room, func() {
 		time.Sleep(2 * time.Second)
-		key := lk.SessionStateKey(alice.UserID(), alice.DeviceID(), "10")
+		key := matrixrtc.SessionStateKey(alice.UserID(), alice.DeviceID(), "10")
 		forgedAt = time.Now()
-		if _, err := bob.SendStateEvent(timeout(t, 30*time.Second), room, lk.TypeCallMember, key, map[string]any{}); err != nil {
+		if _, err := bob.SendStateEvent(timeout(t, 30*time.Second), room, matrixrtc.TypeCallMember, key, map[string]any{}); err != nil {
 			t.Fatalf("bob's state event under alice's key: %v", err)
 		}
 		// The bot re-checks memberships every 2 s; give it a few rounds.
@@ -154,8 +155,8 @@ func TestIntegrationLiveKitForeignMembership(t *testing.T) {
 		}
 	}
 	var content map[string]any
-	key := lk.SessionStateKey(alice.UserID(), alice.DeviceID(), "10")
-	if err := alice.Matrix().StateEvent(timeout(t, 30*time.Second), room, lk.TypeCallMember, key, &content); err != nil || len(content) != 0 {
+	key := matrixrtc.SessionStateKey(alice.UserID(), alice.DeviceID(), "10")
+	if err := alice.Matrix().StateEvent(timeout(t, 30*time.Second), room, matrixrtc.TypeCallMember, key, &content); err != nil || len(content) != 0 {
 		t.Fatalf("the forged event is not the room's state (content %v, err %v): the test did not test anything", content, err)
 	}
 }

@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/matrix-recorder/matrix-recorder/call/mesh"
+	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/internal/devhs"
 	"github.com/matrix-recorder/matrix-recorder/internal/mediacheck"
 	"github.com/matrix-recorder/matrix-recorder/internal/meshpeer"
@@ -110,10 +111,18 @@ func participantsOf(m *recorder.Manifest, user id.UserID) []recorder.Participant
 	return out
 }
 
-// botMember reads the bot's member entry for conf as a participant sees it.
-func botMemberDevices(c *meshpeer.Client, room id.RoomID, bot id.UserID, conf string) []mesh.Device {
-	calls, _ := mesh.ParseMember(bot, c.MemberContent(room, bot))
-	return mesh.ValidDevices(calls, conf, time.Now())
+// botMemberDevices reads the bot's member entry for conf as a participant sees it.
+func botMemberDevices(c *meshpeer.Client, room id.RoomID, bot id.UserID, conf string) []matrixrtc.Member {
+	key := string(bot)
+	evt := &event.Event{Type: matrixrtc.TypeCallMember, StateKey: &key, Sender: bot, Timestamp: time.Now().UnixMilli()}
+	u, _ := matrixrtc.Parse(evt, c.MemberContent(room, bot), time.Now())
+	var out []matrixrtc.Member
+	for _, m := range u.Only(matrixrtc.FormatMSC3401).Members {
+		if m.SlotID == conf {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func checkAllFiles(t *testing.T, folder string, m *recorder.Manifest) {
@@ -181,7 +190,7 @@ func TestIntegrationMeshGroupCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	if devs := botMemberDevices(alice, room, botID, conf); len(devs) != 1 || devs[0].DeviceID != rb.bot.DeviceID() ||
-		time.Until(devs[0].ExpiresAt) < 30*time.Minute || len(devs[0].Purposes) == 0 {
+		time.Until(devs[0].ExpiresAt) < 30*time.Minute || len(devs[0].Feeds) == 0 {
 		t.Errorf("bot's member entry while recording: %+v", devs)
 	}
 	if c := gz.Call(botID); c == nil || c.Outbound() {

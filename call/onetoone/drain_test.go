@@ -1,0 +1,120 @@
+package onetoone
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/call/rtc"
+	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// TestRefusedTrackIsDrained: a track the bot does not record (here: over calls.max_tracks)
+// is still read and discarded, not left to fill pion's buffers. What the bot read shows in
+// its peer connection's inbound statistics, which count packets as the track is read.
+func TestRefusedTrackIsDrained(t *testing.T) {
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	f, err := rtc.NewFactory(rtc.Settings{IncludeLoopback: true}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := recorder.New(recorder.Options{Dir: t.TempDir()}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := newFakeRoom()
+	ctx, cancel := context.WithCancel(context.Background())
+	m := New(ctx, Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second, MaxTracks: 1}, fr, fr, nil, f, rec, log)
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := m.Shutdown(sctx); err != nil {
+			t.Error(err)
+		}
+		cancel()
+		_ = f.Close()
+	})
+
+	p := newPeer(t)
+	second, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "b", "stream2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.pc.AddTrack(second); err != nil {
+		t.Fatal(err)
+	}
+	sdp := p.offer(t)
+	m.HandleEvent(context.Background(), ev(voip.TypeInvite, bob, invite("drain", sdp)))
+	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
+	fr.mu.Lock()
+	a, err := voip.ParseAnswer(fr.find("m.call.answer")[0])
+	fr.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	sendCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go p.sendTone(sendCtx)
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sendCtx.Done():
+				return
+			case <-tick.C:
+				_ = second.WriteSample(media.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond})
+			}
+		}
+	}()
+
+	// Both tracks arrive; one is recorded, the other refused. After two seconds of media,
+	// the bot must have read (about 100 packets of) each.
+	var reads []uint32
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		reads = inboundPackets(t, m)
+		if len(reads) == 2 && reads[0] >= 50 && reads[1] >= 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("packets read per inbound track: %v, want both tracks read", reads)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	m.HandleEvent(context.Background(), ev(voip.TypeHangup, bob, map[string]any{"call_id": "drain", "party_id": "BOBDEV", "version": "1", "reason": "user_hangup"}))
+	fr.wait(t, func() bool { return len(fr.ended) == 1 })
+	if n := len(fr.ended[0].Tracks); n != 1 {
+		t.Errorf("%d files, want the one track under the limit", n)
+	}
+}
+
+// inboundPackets returns the packets the bot's peer connection of the test call read per
+// inbound stream.
+func inboundPackets(t *testing.T, m *Manager) []uint32 {
+	t.Helper()
+	m.mu.Lock()
+	var pc *webrtc.PeerConnection
+	for _, c := range m.calls {
+		pc = c.pc
+	}
+	m.mu.Unlock()
+	if pc == nil {
+		return nil
+	}
+	var out []uint32
+	for _, s := range pc.GetStats() {
+		if in, ok := s.(webrtc.InboundRTPStreamStats); ok {
+			out = append(out, in.PacketsReceived)
+		}
+	}
+	return out
+}
