@@ -21,19 +21,22 @@ import (
 // stuck delays the rows, never the media.
 //
 // What holds now, and what it costs:
-//   - A part's row is queued before its file is created (OnPartStart runs first), and is
+//   - A part's row is queued before its file is created (OnPartStart runs first) and
 //     written moments later, normally before the first flush; it is no longer guaranteed
-//     to exist before the first byte. What is guaranteed is that the part's manifest entry
-//     is on disk (the recorder writes it durably before the file is created) and that
-//     the rows never get ahead of the manifest.
+//     to exist before the first byte. The record a crash leaves is the manifest: the
+//     recorder writes a part's entry to disk within the flush interval of creating the
+//     file, the recovery point media has too.
 //   - A crash before the queue caught up is repaired at the next start from the
 //     manifests, like any crash: Recover marks the live rows interrupted, writes a row for
-//     every file the repaired manifest lists, and creates the recording's row when the
-//     database never had it.
+//     every file the repaired manifest lists, creates the recording's row when the
+//     database never had it, and marks failed_write a row whose file the manifest does not
+//     list and that was never created (the row can be ahead of the manifest on disk).
 //   - OnSessionStart still decides on its caller's goroutine (Start or Resume, never a
 //     media goroutine) whether a recording may begin: it reads the free disk space and
 //     who invited the bot into the room (cached after the first read), and takes the
 //     recording's slot under the limits.
+//   - OnWriteError and OnWriteResumed only count and hand the room's notice to a
+//     goroutine of its own.
 //   - Shutdown and the summary wait for a recording's queue to be written before they
 //     read its rows.
 
@@ -53,6 +56,8 @@ func (lc *Lifecycle) Hooks() *recorder.Hooks {
 		OnPartComplete:   lc.onPartComplete,
 		OnSessionClosing: lc.onSessionClosing,
 		OnSessionEnd:     lc.onSessionEnd,
+		OnWriteError:     lc.onWriteError,
+		OnWriteResumed:   lc.onWriteResumed,
 	}
 }
 

@@ -73,6 +73,8 @@ type Lifecycle struct {
 	ctx    context.Context // ends at shutdown; background work watches it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// telling counts the notices about live recordings being posted (tests wait for them).
+	telling sync.WaitGroup
 	// drainCtx ends when shutdown begins: summaries stop waiting for uploads then.
 	drainCtx context.Context
 	drain    context.CancelFunc
@@ -114,6 +116,10 @@ type liveRec struct {
 	// Limits.
 	warnedDuration, warnedSize bool
 	stopping                   bool
+	// failing counts the tracks that cannot write now; toldFailing says the room heard of
+	// the current outage.
+	failing     int
+	toldFailing bool
 	// completed lists the files whose completion the queue has written, and evidence
 	// how the store's notification confirmed copies of files not completed yet.
 	completed map[string]bool

@@ -86,13 +86,34 @@ func (lc *Lifecycle) syncFromManifest(ctx context.Context, r *storage.Recording,
 	if err := lc.db.UpdateRecording(ctx, r); err != nil {
 		lc.log.Error().Err(err).Str("recording", r.ID).Msg("Could not update the recording")
 	}
+	listed := map[string]bool{}
 	for _, e := range m.Tracks {
+		listed[e.File] = true
 		p := partRow(r.ID, e)
 		if !fileExists(filepath.Join(lc.cfg.Recordings.Dir, r.Folder, e.File)) && e.Upload == nil {
 			p.Status = storage.PartFailedWrite
 		}
 		if err := lc.db.SavePart(ctx, p); err != nil {
 			lc.log.Error().Err(err).Str("file", e.File).Msg("Could not update the file's row")
+		}
+	}
+	// The recorder writes a new part's entry to disk within the flush interval, and the
+	// queue may have written its row first: a crash in between leaves a row the manifest
+	// does not list. Its file, if it exists, is kept and uploaded like the others; a file
+	// that was never created has nothing to wait for.
+	parts, err := lc.db.Parts(ctx, r.ID)
+	if err != nil {
+		return
+	}
+	for _, p := range parts {
+		if listed[p.File] || p.Status == storage.PartFailedWrite || p.Status.Gone() || p.LocalDeleted {
+			continue
+		}
+		if !fileExists(filepath.Join(lc.cfg.Recordings.Dir, r.Folder, p.File)) {
+			p.Status = storage.PartFailedWrite
+			if err := lc.db.SavePart(ctx, p); err != nil {
+				lc.log.Error().Err(err).Str("file", p.File).Msg("Could not update the file's row")
+			}
 		}
 	}
 }

@@ -31,6 +31,7 @@ type Metrics struct {
 	UploadsConfirmed   prometheus.Counter
 	DecryptionFailures prometheus.Counter
 	Interrupted        prometheus.Counter
+	WriteFailures      prometheus.Counter
 
 	mu        sync.Mutex
 	done      Live // totals of finished files
@@ -58,6 +59,7 @@ func New(live func() Live, diskFree func() (int64, bool)) *Metrics {
 	m.UploadsConfirmed = f("uploads_confirmed_total", "Files whose copy in object storage was confirmed.")
 	m.DecryptionFailures = f("decryption_failures_total", "Matrix events the bot could not decrypt (missing or withheld keys).")
 	m.Interrupted = f("recordings_interrupted_total", "Recordings found interrupted at start-up (the process had died).")
+	m.WriteFailures = f("write_failures_total", "Times a track could not write its file (a full or failing disk); it goes on by itself when the disk takes writes again.")
 	ns := "matrix_recorder_"
 	m.descs.active = prometheus.NewDesc(ns+"active_recordings", "Recordings in progress.", nil, nil)
 	m.descs.tracks = prometheus.NewDesc(ns+"active_tracks", "Files being written.", nil, nil)
