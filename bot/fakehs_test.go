@@ -38,7 +38,6 @@ type fakeHS struct {
 	invites  map[id.RoomID][]id.UserID
 	direct   map[id.UserID][]id.RoomID
 	failSend int // the next failSend sends fail with 500, as a homeserver that is down
-	sends    int
 }
 
 type sentEvent struct {
@@ -85,7 +84,6 @@ func writeJSON(w http.ResponseWriter, v any) {
 func (f *fakeHS) send(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.sends++
 	if f.failSend > 0 {
 		f.failSend--
 		w.WriteHeader(http.StatusInternalServerError)
@@ -256,10 +254,3 @@ func (e *cmdEnv) say(room id.RoomID, sender id.UserID, body string, mentions ...
 }
 
 func joined(answers []string) string { return strings.Join(answers, " | ") }
-
-// sendCalls counts the send requests, failed ones included.
-func (f *fakeHS) sendCalls() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.sends
-}

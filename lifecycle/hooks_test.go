@@ -3,14 +3,12 @@ package lifecycle
 import (
 	"context"
 	"errors"
-	"io"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
@@ -83,52 +81,6 @@ func (g *gatedRows) SavePart(ctx context.Context, p *storage.Part) error {
 	return g.db.SavePart(ctx, p)
 }
 
-// opusSource plays the Opus frames of a test asset as RTP, as fast as they are read.
-type opusSource struct {
-	pkts [][]byte
-	mu   sync.Mutex
-	read int
-}
-
-func newOpusSource(t *testing.T) *opusSource {
-	t.Helper()
-	frames, err := testmedia.OpusFrames(testmedia.Tone440)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &opusSource{}
-	ts := uint32(1000)
-	for i, f := range frames {
-		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i + 1), Timestamp: ts, SSRC: 42}, Payload: f.Data}
-		b, err := p.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.pkts = append(s.pkts, b)
-		ts += uint32(f.Duration.Seconds() * 48000)
-	}
-	return s
-}
-
-func (s *opusSource) readCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.read
-}
-
-func (s *opusSource) ReadPacket(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.read >= len(s.pkts) {
-		return 0, io.EOF
-	}
-	n := copy(b, s.pkts[s.read])
-	s.read++
-	return n, nil
-}
-
-func (s *opusSource) SetReadDeadline(time.Time) error { return nil }
-
 // stallBound is how long the test lets a track take with the database shut: far more than
 // the few milliseconds five seconds of audio take to write, so that only a track that
 // waits for the database runs into it.
@@ -147,7 +99,10 @@ func TestBlockedDatabaseDoesNotStopMedia(t *testing.T) {
 
 	// The whole recording runs with the database shut: start, a track's five seconds of
 	// audio, the end.
-	src := newOpusSource(t)
+	src, err := testmedia.NewOpusRTP(testmedia.Tone440, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	type result struct {
 		s   *recorder.Session
 		m   recorder.Manifest
@@ -171,13 +126,13 @@ func TestBlockedDatabaseDoesNotStopMedia(t *testing.T) {
 	select {
 	case res = <-done:
 	case <-time.After(stallBound):
-		t.Fatalf("the recording stalled behind the blocked database (%d of %d packets read)", src.readCount(), len(src.pkts))
+		t.Fatalf("the recording stalled behind the blocked database (%d of %d packets read)", src.Read(), src.Len())
 	}
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
 	s, m := res.s, res.m
-	if len(m.Tracks) != 1 || m.Tracks[0].Status != recorder.StatusComplete || m.Tracks[0].Stats.PacketsReceived != uint64(len(src.pkts)) || m.Tracks[0].Bytes == 0 {
+	if len(m.Tracks) != 1 || m.Tracks[0].Status != recorder.StatusComplete || m.Tracks[0].Stats.PacketsReceived != uint64(src.Len()) || m.Tracks[0].Bytes == 0 {
 		t.Fatalf("media while the database was blocked: %+v", m.Tracks)
 	}
 	if w := gate.written(); len(w) != 0 {

@@ -35,14 +35,8 @@ type DB struct {
 	now func() time.Time
 }
 
-// Option configures Open.
-type Option func(*DB)
-
-// WithClock sets the clock used for updated_at and created_at (tests).
-func WithClock(now func() time.Time) Option { return func(d *DB) { d.now = now } }
-
 // Open opens (creating if needed) the database at path and brings its schema up to date.
-func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
+func Open(ctx context.Context, path string) (*DB, error) {
 	// Created private first: SQLite would create it 0644 (less the umask), and gives its
 	// -wal and -shm files the database's mode.
 	if err := datadir.CreatePrivate(path); err != nil {
@@ -62,9 +56,6 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	// locked" out of the picture inside the process.
 	sdb.SetMaxOpenConns(1)
 	d := &DB{db: sdb, now: time.Now}
-	for _, o := range opts {
-		o(d)
-	}
 	if err := d.migrate(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("state database %s: %w", path, err), sdb.Close())
 	}

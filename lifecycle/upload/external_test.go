@@ -14,18 +14,33 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
-// externalUploader is an uploader whose notifications are awaited for wait, recording the
-// copies OnEvidence reports.
-func (e *env) externalUploader(ctx context.Context, wait time.Duration, evidence *[]string, mu *sync.Mutex) *Uploader {
-	return New(ctx, e.db, e.store, Options{
+// evidence records the copies OnEvidence reports.
+type evidence struct {
+	mu    sync.Mutex
+	files []string
+}
+
+func (ev *evidence) String() string {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return strings.Join(ev.files, ",")
+}
+
+// externalUploader is an uploader whose notifications are awaited for wait (closed with
+// the test), and what it reports to OnEvidence.
+func (e *env) externalUploader(t *testing.T, wait time.Duration) (*Uploader, *evidence) {
+	ev := &evidence{}
+	u := New(context.Background(), e.db, e.store, Options{
 		Dir: e.dir, Poll: 10 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 		EvidenceWait: wait, Log: zerolog.Nop(),
 		OnEvidence: func(u *storage.Upload) {
-			mu.Lock()
-			*evidence = append(*evidence, u.File+" "+u.ConfirmedBy)
-			mu.Unlock()
+			ev.mu.Lock()
+			ev.files = append(ev.files, u.File+" "+u.ConfirmedBy)
+			ev.mu.Unlock()
 		},
 	})
+	t.Cleanup(func() { _ = u.Close(context.Background()) })
+	return u, ev
 }
 
 // putObject stores data as another program would, and returns its ETag.
@@ -44,10 +59,7 @@ func (e *env) putObject(t *testing.T, key string, data []byte) string {
 func TestExternalUploadWithEarlyNotification(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	var mu sync.Mutex
-	var evidence []string
-	u := e.externalUploader(ctx, time.Hour, &evidence, &mu)
-	defer u.Close(ctx)
+	u, _ := e.externalUploader(t, time.Hour)
 	data := randomBytes(3000)
 	key := "rec/call1/egress.ogg"
 	etag := e.putObject(t, key, data)
@@ -83,10 +95,7 @@ func TestExternalUploadWithEarlyNotification(t *testing.T) {
 func TestExternalUploadWithLateNotification(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	var mu sync.Mutex
-	var evidence []string
-	u := e.externalUploader(ctx, time.Hour, &evidence, &mu)
-	defer u.Close(ctx)
+	u, ev := e.externalUploader(t, time.Hour)
 	data := randomBytes(2000)
 	key := "rec/call1/late.ogg"
 	etag := e.putObject(t, key, data)
@@ -120,10 +129,8 @@ func TestExternalUploadWithLateNotification(t *testing.T) {
 	if r, _ := e.db.UploadOf(ctx, e.rec, "late.ogg"); r.ConfirmedBy != "head+webhook" {
 		t.Errorf("after the notification: %q", r.ConfirmedBy)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Join(evidence, ",") != "late.ogg head+webhook" {
-		t.Errorf("OnEvidence: %q", evidence)
+	if got := ev.String(); got != "late.ogg head+webhook" {
+		t.Errorf("OnEvidence: %q", got)
 	}
 }
 
@@ -131,10 +138,7 @@ func TestExternalUploadWithLateNotification(t *testing.T) {
 func TestExternalUploadRefused(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	var mu sync.Mutex
-	var evidence []string
-	u := e.externalUploader(ctx, 0, &evidence, &mu)
-	defer u.Close(ctx)
+	u, _ := e.externalUploader(t, 0)
 	if _, err := u.ConfirmExternal(ctx, e.rec, "missing.ogg", "rec/call1/missing.ogg", 10); err == nil || !strings.Contains(err.Error(), "not in the bucket") {
 		t.Errorf("missing object: %v", err)
 	}

@@ -213,24 +213,6 @@ func (u *Uploader) follower(recordingID, folder, file string) *follower {
 	return f
 }
 
-// Pending returns how many files of a recording are still being uploaded.
-func (u *Uploader) Pending(recordingID string) int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	n := 0
-	for k, f := range u.followers {
-		if k.rec != recordingID {
-			continue
-		}
-		select {
-		case <-f.done:
-		default:
-			n++
-		}
-	}
-	return n
-}
-
 // Wait waits until no file of the recording is being uploaded, or ctx ends.
 func (u *Uploader) Wait(ctx context.Context, recordingID string) error {
 	for {
