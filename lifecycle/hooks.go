@@ -10,14 +10,15 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/serial"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
 // The recorder calls its hooks on the goroutine that changed the manifest: for a part
 // starting or ending, that is the track's own goroutine, the one that writes its media.
-// So the hooks here do no I/O. Each recording has a queue (queue.go): a hook pushes what
-// the database should learn and returns, and the queue's goroutine writes the rows in
-// the order the hooks were called, one recording at a time. A database that is slow or
+// So the hooks here do no I/O. Each recording has a queue (a serial.Loop): a hook posts
+// what the database should learn and returns, and the loop's goroutine writes the rows
+// in the order the hooks were called, one recording at a time. A database that is slow or
 // stuck delays the rows, never the media.
 //
 // What holds now, and what it costs:
@@ -85,18 +86,23 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 		}
 	}
 	lc.live[folder] = lr
-	var after <-chan struct{}
+	q := serial.New(lc.ctx)
 	if old := lc.queues[folder]; old != nil {
-		after = old.done
+		// A recording resumed before its last rows were written: those go first.
+		q.Post(func() {
+			select {
+			case <-old.Done():
+			case <-lc.ctx.Done():
+			}
+		})
 	}
-	q := newQueue(after)
 	lc.queues[folder] = q
 	lc.mu.Unlock()
 	lc.m.RecordingsStarted.Inc()
 	lc.wg.Add(1)
 	go func() {
 		defer lc.wg.Done()
-		q.run(lc.ctx, lc.dbCtx)
+		<-q.Done()
 		lc.mu.Lock()
 		if lc.queues[folder] == q {
 			delete(lc.queues, folder)
@@ -105,7 +111,7 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 	}()
 	r := &storage.Recording{RoomID: s.RoomID(), CallID: s.CallID(), Kind: s.Kind(), Folder: folder, StartedAt: s.StartedAt()}
 	resumed := s.Resumed()
-	q.push(func(ctx context.Context) {
+	lc.post(q, func(ctx context.Context) {
 		if err := lc.rows.CreateRecording(ctx, r); err != nil {
 			// Recording matters more than bookkeeping: go on, loudly.
 			lc.log.Error().Err(err).Str("folder", folder).Msg("Could not record the new recording in the state database")
@@ -127,7 +133,7 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 
 // liveRec returns the live recording of a session and its queue (nil when the session is
 // not followed).
-func (lc *Lifecycle) liveRec(s *recorder.Session) (*liveRec, *queue) {
+func (lc *Lifecycle) liveRec(s *recorder.Session) (*liveRec, *serial.Loop) {
 	folder := filepath.Base(s.Folder())
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
@@ -152,7 +158,7 @@ func (lc *Lifecycle) onPartStart(s *recorder.Session, e recorder.FileEntry) {
 		return
 	}
 	folder := s.Folder()
-	q.push(func(ctx context.Context) {
+	lc.post(q, func(ctx context.Context) {
 		recID := lc.recID(lr)
 		if recID == "" {
 			return
@@ -183,7 +189,7 @@ func (lc *Lifecycle) onPartComplete(s *recorder.Session, e recorder.FileEntry) {
 		return
 	}
 	folder := s.Folder()
-	q.push(func(ctx context.Context) {
+	lc.post(q, func(ctx context.Context) {
 		lc.mu.Lock()
 		recID := lr.id
 		lr.completed[e.File] = true
@@ -215,7 +221,7 @@ func (lc *Lifecycle) onSessionClosing(s *recorder.Session) {
 	if lr == nil || q == nil {
 		return
 	}
-	q.push(func(ctx context.Context) {
+	lc.post(q, func(ctx context.Context) {
 		if recID := lc.recID(lr); recID != "" {
 			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingStopping }); err != nil {
 				lc.log.Error().Err(err).Msg("Could not mark the recording stopping")
@@ -236,14 +242,14 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	if lr == nil || q == nil {
 		return
 	}
-	q.push(func(ctx context.Context) {
+	lc.post(q, func(ctx context.Context) {
 		if recID := lc.recID(lr); recID != "" {
 			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) { lc.fillFromManifest(r, m, storage.RecordingSaved) }); err != nil {
 				lc.log.Error().Err(err).Msg("Could not record the finished recording")
 			}
 		}
 	})
-	q.close()
+	q.Close()
 	lc.mu.Lock()
 	evt, text := lr.startEvent, lr.startText
 	lc.mu.Unlock()
@@ -265,21 +271,31 @@ func (lc *Lifecycle) flushRows(ctx context.Context, folder string) {
 	lc.mu.Lock()
 	q := lc.queues[folder]
 	lc.mu.Unlock()
-	if q != nil {
-		_ = q.flush(ctx)
+	if q == nil {
+		return
+	}
+	_ = q.Flush(ctx)
+	select {
+	case <-q.Done(): // the recording's last rows are written: forget its queue now
+		lc.mu.Lock()
+		if lc.queues[folder] == q {
+			delete(lc.queues, folder)
+		}
+		lc.mu.Unlock()
+	default:
 	}
 }
 
 // waitQueues waits until every queue has written what it holds.
 func (lc *Lifecycle) waitQueues(ctx context.Context) error {
 	lc.mu.Lock()
-	qs := make([]*queue, 0, len(lc.queues))
+	qs := make([]*serial.Loop, 0, len(lc.queues))
 	for _, q := range lc.queues {
 		qs = append(qs, q)
 	}
 	lc.mu.Unlock()
 	for _, q := range qs {
-		if err := q.flush(ctx); err != nil {
+		if err := q.Flush(ctx); err != nil {
 			return fmt.Errorf("the state database did not take the last rows in time: %w", err)
 		}
 	}
@@ -302,12 +318,21 @@ func (lc *Lifecycle) Started(folder string, evt id.EventID, text string) {
 	if lr == nil || q == nil {
 		return
 	}
-	q.push(func(ctx context.Context) {
+	lc.post(q, func(ctx context.Context) {
 		if recID := lc.recID(lr); recID != "" {
 			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.StartEvent = string(evt) }); err != nil {
 				lc.log.Warn().Err(err).Msg("Could not store the start notice")
 			}
 		}
+	})
+}
+
+// post puts a row write on a recording's queue, with a bounded context.
+func (lc *Lifecycle) post(q *serial.Loop, op func(ctx context.Context)) {
+	q.Post(func() {
+		ctx, cancel := lc.dbCtx()
+		defer cancel()
+		op(ctx)
 	})
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/lifecycle/upload"
 	"github.com/matrix-recorder/matrix-recorder/metrics"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/serial"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
 )
@@ -83,7 +84,7 @@ type Lifecycle struct {
 	mu   sync.Mutex
 	live map[string]*liveRec // by folder name
 	// queues hold the row writes of each recording (by folder name) until they are done.
-	queues map[string]*queue
+	queues map[string]*serial.Loop
 	// inviters caches who invited the bot into each room (recordings.max_per_inviter).
 	inviters  map[id.RoomID]id.UserID
 	manifests sync.Mutex // serialises manifest rewrites of finished folders
@@ -131,7 +132,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) 
 	lc := &Lifecycle{
 		cfg: cfg, log: o.Log.With().Str("component", "lifecycle").Logger(), chat: o.Chat, calls: o.Calls, ready: o.Ready,
 		now: time.Now, statfs: freeBytes,
-		live: map[string]*liveRec{}, queues: map[string]*queue{}, inviters: map[id.RoomID]id.UserID{},
+		live: map[string]*liveRec{}, queues: map[string]*serial.Loop{}, inviters: map[id.RoomID]id.UserID{},
 		delivering: map[string]context.CancelFunc{}, notifyRetry: map[string]*retryState{},
 		sendBackoff: 2 * time.Second, uploadPoll: 30 * time.Second,
 	}
