@@ -20,11 +20,14 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call/egress"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/postcall"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
 
@@ -54,9 +57,9 @@ type Bot struct {
 	marks  markCounts
 	dms    directRooms
 	turn   turnCache
-	st     *storeRT       // state database, uploads, limits, retention (storage_*.go)
-	lock   *lockfile.Lock // data_dir's lock, held until Run returns
-	egress *egressHooks   // LiveKit Egress webhooks and uploads (egress_*.go); nil without deployments
+	lc     *lifecycle.Lifecycle // rows, uploads, limits, summaries, retention (chat.go is its side here)
+	lock   *lockfile.Lock       // data_dir's lock, held until Run returns
+	egress *egress.Backend      // LiveKit Egress (egress_backend.go); nil without deployments
 
 	// roomCrypto is client.Crypto: crypto with each room's members loaded before its
 	// first message there.
@@ -96,7 +99,7 @@ type Options struct {
 func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	log := opts.Logger
 	b := &Bot{cfg: cfg, log: log, version: opts.Version, startedAt: time.Now(), ready: make(chan struct{})}
-	lock, err := lockDataDir(cfg.DataDir)
+	lock, err := datadir.Lock(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -108,14 +111,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		}
 	}()
 	checkModes(log, cfg)
-	st, err := newStoreRT(ctx, b)
+	lc, err := lifecycle.New(ctx, cfg, lifecycle.Options{Chat: botChat{b}, Calls: botCalls{b}, Ready: b.ready, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	b.st = st
+	b.lc = lc
 	defer func() {
 		if !started {
-			_ = st.shutdown(context.WithoutCancel(ctx))
+			_ = lc.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
 	rec, err := recorder.New(recorder.Options{
@@ -128,7 +131,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		VideoJitter:   cfg.Recordings.VideoJitter.D(),
 		MaxTracks:     cfg.Calls.MaxTracks,
 		Version:       "matrix-recorder " + opts.Version,
-		Hooks:         st.hooks(),
+		Hooks:         lc.Hooks(),
 		DirMode:       cfg.Recordings.DirMode.Perm(),
 		FileMode:      cfg.Recordings.FileMode.Perm(),
 	}, log.With().Str("component", "recorder").Logger())
@@ -142,7 +145,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	} else if len(reports) > 0 {
 		log.Warn().Int("calls", len(reports)).Msg("Repaired recordings that a crash interrupted")
 	}
-	st.recoverState(ctx, reports)
+	lc.Recover(ctx, reports)
 
 	if err := b.login(ctx); err != nil {
 		return nil, err
@@ -205,7 +208,7 @@ func (b *Bot) login(ctx context.Context) error {
 		return err
 	}
 	cryptoDB := filepath.Join(b.cfg.DataDir, cryptoDBName)
-	if err := createPrivateFile(cryptoDB); err != nil {
+	if err := datadir.CreatePrivate(cryptoDB); err != nil {
 		return fmt.Errorf("create crypto store: %w", err)
 	}
 	helper, err := cryptohelper.NewCryptoHelper(client, pickle, cryptoDB)
@@ -236,6 +239,7 @@ func (b *Bot) login(ctx context.Context) error {
 	}
 	helper.Machine().IgnorePostDecryptionParseErrors = true
 	helper.DecryptErrorCallback = func(evt *event.Event, err error) {
+		b.lc.Metrics().DecryptionFailures.Inc()
 		b.log.Warn().Err(err).Stringer("room_id", evt.RoomID).Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Msg("Could not decrypt event")
 	}
 	b.roomCrypto = newMembersFirstCrypto(helper, client, b.log)
@@ -264,7 +268,7 @@ func (b *Bot) pickleKey() ([]byte, error) {
 		return nil, fmt.Errorf("generate pickle key: %w", err)
 	}
 	key := hex.EncodeToString(raw)
-	if err := writeSecretFile(path, []byte(key+"\n")); err != nil {
+	if err := datadir.WriteSecret(path, []byte(key+"\n")); err != nil {
 		return nil, fmt.Errorf("write pickle key: %w", err)
 	}
 	return []byte(key), nil
@@ -296,8 +300,12 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		MaxCalls:    b.cfg.Calls.MaxCalls,
 	}, voipSignaller{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
 	b.registerHandlers()
-	if err := b.st.run(ctx); err != nil {
-		return errors.Join(err, b.st.shutdown(ctx), b.rtc.Close(), b.crypto.Close(), b.lock.Release())
+	b.lc.Run(ctx)
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	httpDone, herr := b.startHTTP(httpCtx)
+	if herr != nil {
+		return errors.Join(herr, b.lc.Shutdown(ctx), b.rtc.Close(), b.crypto.Close(), b.lock.Release())
 	}
 
 	syncErr := make(chan error, 1)
@@ -320,7 +328,13 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	if serr := b.post.Close(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
-	if serr := b.st.shutdown(sctx); serr != nil {
+	if serr := b.lc.Shutdown(sctx); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	// The HTTP server stays up until here: Egress's webhooks and the bucket's
+	// notifications matter while recordings end and their summaries go out.
+	stopHTTP()
+	if serr := waitHTTP(sctx, httpDone); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	cancelCalls()

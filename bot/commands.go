@@ -12,6 +12,8 @@ import (
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 )
 
 // maxCommandLength bounds what the dispatcher looks at.
@@ -41,9 +43,7 @@ type commands struct {
 }
 
 // userError is a problem the user should read in the room.
-type userError struct{ msg string }
-
-func (e userError) Error() string { return e.msg }
+type userError = lifecycle.UserError
 
 func newCommands(b *Bot) *commands {
 	c := &commands{b: b, prefix: b.cfg.Bot.CommandPrefix, byName: map[string]*command{}, limit: newCmdLimiter(time.Now)}
@@ -59,8 +59,8 @@ func newCommands(b *Bot) *commands {
 		{name: "mark", args: "[-30s] [text]", description: "put a marker on the recording's timeline (in the summary picture and exports)", handler: b.markCommand},
 		{name: "export", args: "<id|latest> [mix|zip|flac|wav]", description: "make a mixdown, aligned tracks or an aligned zip of a recording (needs ffmpeg)", handler: b.exportCommand},
 		{name: "transcript", args: "[id|latest]", description: "run the transcription hook and merge the transcripts of a recording", handler: b.transcriptCommand},
-		{name: "recordings", args: "[ID]", description: "list this room's recordings, or one recording's files with fresh links", handler: b.st.listRecordings},
-		{name: "delete", args: "ID", description: "delete a recording everywhere (who may start recordings may delete them)", handler: b.st.deleteCommand},
+		{name: "recordings", args: "[ID]", description: "list this room's recordings, or one recording's files with fresh links", handler: b.lifecycleCommand(b.lc.Recordings)},
+		{name: "delete", args: "ID", description: "delete a recording everywhere (who may start recordings may delete them)", handler: b.lifecycleCommand(b.lc.Delete)},
 	} {
 		c.byName[cmd.name] = cmd
 	}
@@ -120,7 +120,7 @@ func (c *commands) dispatch(ctx context.Context, evt *event.Event, msg *event.Me
 	}()
 	if err != nil {
 		if ue, ok := err.(userError); ok {
-			c.b.notice(ctx, evt.RoomID, ue.msg, evt.ID)
+			c.b.notice(ctx, evt.RoomID, ue.Msg, evt.ID)
 			return
 		}
 		log.Error().Err(err).Msg("Command failed")
@@ -158,10 +158,10 @@ func (c *commands) status(ctx context.Context, cc *cmdContext) error {
 		}
 		elapsed := "not started"
 		if !st.StartedAt.IsZero() {
-			elapsed = formatDuration(time.Since(st.StartedAt))
+			elapsed = lifecycle.FormatDuration(time.Since(st.StartedAt))
 		}
 		lines = append(lines, fmt.Sprintf("Call with %s: %s, %s recorded, %d track(s), folder %s",
-			st.Peer, st.State, elapsed, st.Tracks, folderBase(st.Folder)))
+			st.Peer, st.State, elapsed, st.Tracks, lifecycle.FolderName(st.Folder)))
 	}
 	lines = append(lines, c.b.groups.statusLines(cc.roomID)...)
 	if len(lines) == 0 {
@@ -180,9 +180,16 @@ func (c *commands) hangup(ctx context.Context, cc *cmdContext) error {
 		if c.b.groups.answered(cc.roomID, cc.sender) {
 			return c.b.groups.stop(ctx, cc) // a DM call the bot answered (livekit_dm.go)
 		}
-		return userError{"There is no call in this room."}
+		return userError{Msg: "There is no call in this room."}
 	}
 	return nil
+}
+
+// lifecycleCommand runs a command the recording lifecycle answers.
+func (b *Bot) lifecycleCommand(run func(ctx context.Context, req lifecycle.Request) error) func(ctx context.Context, cc *cmdContext) error {
+	return func(ctx context.Context, cc *cmdContext) error {
+		return run(ctx, lifecycle.Request{Room: cc.roomID, Sender: cc.sender, Event: cc.event, Args: cc.args})
+	}
 }
 
 // callPeers returns who the bot is in a 1:1 call with in a room.
@@ -210,7 +217,7 @@ func (b *Bot) mayEndCall(cc *cmdContext) error {
 	for i, p := range peers {
 		names[i] = string(p)
 	}
-	return userError{fmt.Sprintf("Sorry %s, only the person in the call (%s) may do that.", cc.sender, strings.Join(names, ", "))}
+	return userError{Msg: fmt.Sprintf("Sorry %s, only the person in the call (%s) may do that.", cc.sender, strings.Join(names, ", "))}
 }
 
 // mentioned reports whether a message mentions the bot: an intentional mention, a pill or

@@ -2,18 +2,14 @@ package bot
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
-	"github.com/matrix-recorder/matrix-recorder/config"
-	"github.com/matrix-recorder/matrix-recorder/recorder"
-	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
 const (
@@ -120,110 +116,36 @@ func TestOneToOneCommandsNeedTheParticipant(t *testing.T) {
 	}
 }
 
-// !recordings ID gives links to the people recorded and to whoever may start recordings,
-// not to anyone else in the room; the list is for everyone.
-func TestRecordingLinksNeedParticipantOrPower(t *testing.T) {
-	e := newCmdEnv(t, func(c *config.Config) {
-		c.HTTP.Listen, c.HTTP.PublicURL = "127.0.0.1:0", "https://rec.example.org"
-	})
-	e.hs.levels[room] = map[id.UserID]int{admin: 100}
-	signer, err := loadLinkSigner(e.b.cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
+// !recordings and !delete reach the recording lifecycle, which answers in the room.
+func TestRecordingsCommands(t *testing.T) {
+	e := newCmdEnv(t, nil)
+	if got := joined(e.say(room, bob, "!recordings")); !strings.Contains(got, "No recordings in this room yet") {
+		t.Errorf("!recordings: %q", got)
 	}
-	e.b.st.signer = signer
-	recID := finishedRecording(t, e, alice)
-
-	if got := joined(e.say(room, bob, "!recordings")); !strings.Contains(got, recID) {
-		t.Errorf("the list for bob: %q", got)
-	}
-	got := joined(e.say(room, bob, "!recordings "+recID))
-	if !strings.Contains(got, "for the people recorded in it") || strings.Contains(got, "https://") {
-		t.Errorf("bob (not recorded, no power) got %q", got)
-	}
-	for _, who := range []id.UserID{alice, admin} {
-		got := joined(e.say(room, who, "!recordings "+recID))
-		if !strings.Contains(got, "https://rec.example.org/download/") || !strings.Contains(got, "exp=") {
-			t.Errorf("%s did not get signed links: %q", who, got)
-		}
+	if got := joined(e.say(room, bob, "!delete nosuchid")); !strings.Contains(got, `There is no recording "nosuchid" in this room`) {
+		t.Errorf("!delete: %q", got)
 	}
 }
 
-// With storage.links_by_dm the links go to the asker in a direct chat, never to the room,
-// and the room's summary says how to get them.
-func TestLinksByDirectMessage(t *testing.T) {
-	e := newCmdEnv(t, func(c *config.Config) {
-		c.HTTP.Listen, c.HTTP.PublicURL = "127.0.0.1:0", "https://rec.example.org"
-		c.Storage.LinksByDM = true
-	})
-	signer, err := loadLinkSigner(e.b.cfg.DataDir)
+// The links' direct chat is found again in the account's m.direct, not created twice.
+func TestDirectRoomIsReused(t *testing.T) {
+	e := newCmdEnv(t, nil)
+	ctx := context.Background()
+	e.b.client.StateStore = mautrix.NewMemoryStateStore() // the crypto helper's, in the bot
+	first, err := e.b.directRoom(ctx, alice)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.b.st.signer = signer
-	recID := finishedRecording(t, e, alice)
-	r, err := e.b.st.db.Recording(context.Background(), recID)
-	if err != nil {
-		t.Fatal(err)
+	e.hs.mu.Lock()
+	e.hs.members[first] = []id.UserID{testBot, alice}
+	e.hs.mu.Unlock()
+	e.b.client.StateStore.SetMembership(ctx, first, testBot, "join")
+	e.b.client.StateStore.SetMembership(ctx, first, alice, "invite")
+	second, err := e.b.directRoom(ctx, alice)
+	if err != nil || second != first {
+		t.Errorf("second direct chat %s (%v), want %s", second, err, first)
 	}
-	text, _ := e.b.st.summaryText(context.Background(), r, "", true, !e.b.cfg.Storage.LinksByDM)
-	if strings.Contains(text, "https://") || !strings.Contains(text, "!recordings "+recID) {
-		t.Errorf("room summary with links_by_dm: %q", text)
-	}
-	got := joined(e.say(room, alice, "!recordings "+recID))
-	if strings.Contains(got, "https://") || !strings.Contains(got, "direct message") {
-		t.Errorf("in the room: %q", got)
-	}
-	if len(e.hs.created) != 1 || len(e.hs.invites[e.hs.created[0]]) != 1 || e.hs.invites[e.hs.created[0]][0] != alice {
+	if len(e.hs.created) != 1 || len(e.hs.invites[first]) != 1 || e.hs.invites[first][0] != alice {
 		t.Fatalf("direct chat: created %v, invites %v", e.hs.created, e.hs.invites)
 	}
-	if dm := joined(e.hs.notices(e.hs.created[0])); !strings.Contains(dm, "https://rec.example.org/download/") {
-		t.Errorf("the direct message has no links: %q", dm)
-	}
-	// The same chat is used again.
-	e.say(room, alice, "!recordings "+recID)
-	if len(e.hs.created) != 1 {
-		t.Errorf("a second direct chat was created: %v", e.hs.created)
-	}
-}
-
-// finishedRecording makes a finished recording of user in room, with one file, as the
-// recorder and the storage hooks leave it, and returns its id.
-func finishedRecording(t *testing.T, e *cmdEnv, user id.UserID) string {
-	t.Helper()
-	ctx := context.Background()
-	folder := "20250102T030405Z_room_c"
-	dir := filepath.Join(e.b.cfg.Recordings.Dir, folder)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	file := "alice-D-usermedia-audio.ogg"
-	if err := os.WriteFile(filepath.Join(dir, file), []byte("OggS..."), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now().Add(-time.Minute).UTC()
-	end := start.Add(30 * time.Second)
-	m := recorder.Manifest{
-		Version: recorder.ManifestVersion, CallID: "c", RoomID: string(room), Kind: "1:1", Status: recorder.StatusFinished,
-		StartedAt: start, EndedAt: &end, DurationMs: 30000,
-		Participants: []recorder.Participant{{UserID: string(user), DeviceID: "D", JoinedAt: start}},
-		Tracks: []recorder.FileEntry{{File: file, Track: "t", Part: 1, UserID: string(user), DeviceID: "D", Kind: "audio", Codec: "opus",
-			Source: recorder.SourceMicrophone, Status: recorder.StatusComplete, DurationMs: 30000, Bytes: 7}},
-	}
-	if err := recorder.WriteJSONAtomic(filepath.Join(dir, recorder.ManifestFile), m); err != nil {
-		t.Fatal(err)
-	}
-	r := &storage.Recording{RoomID: string(room), CallID: "c", Kind: "1:1", Folder: folder, StartedAt: start}
-	if err := e.b.st.db.CreateRecording(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	e.b.st.fillFromManifest(r, m, storage.StatusNotified)
-	if err := e.b.st.db.UpdateRecording(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	p := e.b.st.partRow(r.ID, m.Tracks[0])
-	if err := e.b.st.db.SavePart(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	return r.ID
 }

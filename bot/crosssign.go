@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 )
 
 // recoveryKeyFile is where a recovery key created on first start is written (data_dir).
@@ -156,7 +157,7 @@ func (c crossSigning) bootstrap(ctx context.Context, existing string) {
 			c.log.Error().Err(err).Msg("Could not create a recovery key")
 			return
 		}
-		if err := writeSecretFile(c.keyFile, []byte(key.RecoveryKey()+"\n")); err != nil {
+		if err := datadir.WriteSecret(c.keyFile, []byte(key.RecoveryKey()+"\n")); err != nil {
 			c.log.Error().Err(err).Str("file", c.keyFile).Msg("Could not write the recovery key; not setting up cross-signing (nothing was published)")
 			return
 		}

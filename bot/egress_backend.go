@@ -2,20 +2,12 @@ package bot
 
 import (
 	"context"
-	"net/http"
 
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/egress"
 )
-
-// egressHooks is what the bot wires around the LiveKit Egress backend: its webhook routes
-// on the HTTP server and the bucket notifications of the objects Egress uploads.
-type egressHooks struct {
-	be    *egress.Backend
-	store *egressStore // nil without storage.s3
-}
 
 // newEgressBackend creates the Egress backend when livekit.deployments lists servers; ec
 // is the subscriber backend, which finds Element Call calls' SFUs for it.
@@ -38,16 +30,14 @@ func (b *Bot) newEgressBackend(ec egress.ElementCall) (call.Backend, error) {
 			return resp.RoomID, nil
 		},
 	}
-	var store *egressStore
-	if b.st != nil && b.st.s3 != nil {
-		store = newEgressStore(b.st)
-		opts.Store = store
+	if store := b.lc.EgressStore(); store != nil {
+		opts.Store = store // uploads into storage.s3, recorded like the bot's own
 	}
 	be, err := egress.New(botMatrix{b}, b.rec, opts, b.log)
 	if err != nil {
 		return nil, err
 	}
-	b.egress = &egressHooks{be: be, store: store}
+	b.egress = be
 	if b.cfg.HTTP.Listen == "" {
 		b.log.Warn().Msg("LiveKit deployments are configured but http.listen is not: the bot cannot receive LiveKit's webhooks and follows egresses by polling the server API")
 	}
@@ -60,27 +50,4 @@ func (b *Bot) egressStartArgs() string {
 		return ""
 	}
 	return "[Meet room URL | LiveKit room] [tracks|composite|audio]"
-}
-
-// egressRoutes puts the LiveKit webhook paths in front of the HTTP server's own routes.
-func (b *Bot) egressRoutes(h http.Handler) http.Handler {
-	if b.egress == nil {
-		return h
-	}
-	mux := http.NewServeMux()
-	lk := b.egress.be.Handler()
-	for _, p := range b.egress.be.WebhookPaths() {
-		mux.Handle(p, lk)
-	}
-	mux.Handle("/", h)
-	return mux
-}
-
-// confirmStoreEvent takes a bucket notification: an object LiveKit Egress uploaded goes to
-// the Egress store (it confirms that upload), anything else to the uploader.
-func (st *storeRT) confirmStoreEvent(ctx context.Context, bucket, key string, size int64, etag string) (bool, error) {
-	if eh := st.b.egress; eh != nil && eh.store != nil && eh.store.storeEvent(bucket, key, size, etag) {
-		return true, nil
-	}
-	return st.up.ConfirmFromStore(ctx, bucket, key, size, etag)
 }

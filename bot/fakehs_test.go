@@ -20,9 +20,8 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
-	"github.com/matrix-recorder/matrix-recorder/storage"
-	"github.com/matrix-recorder/matrix-recorder/storage/metrics"
 )
 
 // fakeHS is the part of a homeserver the bot's commands talk to, in process: it records
@@ -39,7 +38,6 @@ type fakeHS struct {
 	invites  map[id.RoomID][]id.UserID
 	direct   map[id.UserID][]id.RoomID
 	failSend int // the next failSend sends fail with 500, as a homeserver that is down
-	sends    int
 }
 
 type sentEvent struct {
@@ -86,7 +84,6 @@ func writeJSON(w http.ResponseWriter, v any) {
 func (f *fakeHS) send(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.sends++
 	if f.failSend > 0 {
 		f.failSend--
 		w.WriteHeader(http.StatusInternalServerError)
@@ -195,8 +192,8 @@ func (c *fakeCalls) Mark(room id.RoomID, _ id.UserID, _ string, _ time.Time) int
 	return 0
 }
 
-// cmdEnv is a bot with the fake homeserver, a fake call manager, a real state database
-// and recorder, and commands.
+// cmdEnv is a bot with the fake homeserver, a fake call manager, a real recording
+// lifecycle (state database) and recorder, and commands.
 type cmdEnv struct {
 	b     *Bot
 	hs    *fakeHS
@@ -226,24 +223,13 @@ func newCmdEnv(t *testing.T, mutate func(*config.Config)) *cmdEnv {
 	b := &Bot{cfg: cfg, log: zerolog.Nop(), client: client, startedAt: time.Now(), ready: make(chan struct{})}
 	calls := &fakeCalls{}
 	b.calls = calls
-	db, err := storage.Open(context.Background(), filepath.Join(dir, storage.FileName))
+	lc, err := lifecycle.New(context.Background(), cfg, lifecycle.Options{Chat: botChat{b}, Calls: botCalls{b}, Ready: b.ready, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = db.Close() })
-	st := &storeRT{
-		b: b, cfg: cfg, log: zerolog.Nop(), db: db, now: time.Now, statfs: freeBytes,
-		live: map[string]*liveRec{}, delivering: map[string]context.CancelFunc{}, notifyRetry: map[string]*retryState{}, sendBackoff: time.Millisecond, uploadPoll: time.Hour,
-		say:  func(ctx context.Context, roomID id.RoomID, text string) { b.notice(ctx, roomID, text, "") },
-		stop: b.stopRecording,
-	}
-	st.edit = st.editStart
-	st.ctx, st.cancel = context.WithCancel(context.Background())
-	st.drainCtx, st.drain = context.WithCancel(st.ctx)
-	t.Cleanup(st.cancel)
-	st.m = metrics.New(st.liveStats, nil)
-	b.st = st
-	if b.rec, err = recorder.New(recorder.Options{Dir: cfg.Recordings.Dir, Hooks: st.hooks()}, zerolog.Nop()); err != nil {
+	t.Cleanup(func() { _ = lc.Shutdown(context.Background()) })
+	b.lc = lc
+	if b.rec, err = recorder.New(recorder.Options{Dir: cfg.Recordings.Dir, Hooks: lc.Hooks()}, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	b.groups = newGroups(b, nil)
@@ -268,10 +254,3 @@ func (e *cmdEnv) say(room id.RoomID, sender id.UserID, body string, mentions ...
 }
 
 func joined(answers []string) string { return strings.Join(answers, " | ") }
-
-// sendCalls counts the send requests, failed ones included.
-func (f *fakeHS) sendCalls() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.sends
-}

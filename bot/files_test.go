@@ -2,7 +2,6 @@ package bot
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
-	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
 
 // What exists with wider permissions than the recorder gives is reported at start, and
@@ -52,33 +50,5 @@ func TestCheckModesWarns(t *testing.T) {
 	checkModes(zerolog.New(&buf), cfg)
 	if buf.Len() != 0 {
 		t.Errorf("configured modes reported: %s", buf.String())
-	}
-}
-
-// Secrets land 0600 even when an older file was wider, and data_dir is taken by one bot.
-func TestSecretFileAndLock(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "secret")
-	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeSecretFile(path, []byte("new")); err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
-		t.Errorf("mode %04o", fi.Mode().Perm())
-	}
-	data := filepath.Join(dir, "data")
-	l, err := lockDataDir(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release()
-	if fi, _ := os.Stat(data); fi.Mode().Perm() != 0o700 {
-		t.Errorf("data_dir mode %04o", fi.Mode().Perm())
-	}
-	var held *lockfile.HeldError
-	if _, err := lockDataDir(data); !errors.As(err, &held) {
-		t.Errorf("second lock: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
@@ -48,28 +49,40 @@ func (g *groups) handleEvent(ctx context.Context, evt *event.Event) {
 	}
 }
 
-// mayRecord checks whether user may start and stop recordings in a room: listed in
-// bot.record_users, or with a power level of at least bot.record_power_level (default: the
-// level needed to send state events, as for starting a call).
+// mayRecord checks whether user may start and stop recordings in a room.
 func (g *groups) mayRecord(ctx context.Context, roomID id.RoomID, user id.UserID) error {
-	cfg := g.b.cfg.Bot
-	for _, u := range cfg.RecordUsers {
-		if id.UserID(u) == user {
-			return nil
+	return g.b.mayRecord(ctx, roomID, user, "start or stop recordings")
+}
+
+// probe asks every backend whether it can record the room's call now, and returns the
+// one that can with the highest priority, or the reasons of those that cannot.
+func (g *groups) probe(ctx context.Context, roomID id.RoomID, args []string) (call.Backend, []string) {
+	var (
+		best    call.Backend
+		bestP   call.Probe
+		reasons []string
+	)
+	for _, be := range g.backends {
+		p := be.Probe(ctx, roomID, args)
+		if p.OK && (best == nil || p.Priority > bestP.Priority) {
+			best, bestP = be, p
+		} else if !p.OK && p.Reason != "" {
+			reasons = append(reasons, p.Reason)
 		}
 	}
-	pl, err := g.b.powerLevels(ctx, roomID)
-	if err != nil {
-		return err
+	return best, reasons
+}
+
+// take makes gr the room's recording, unless the room got one meanwhile.
+func (g *groups) take(roomID id.RoomID, gr *groupRec) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.active[roomID] != nil {
+		return false
 	}
-	need := cfg.RecordPowerLevel
-	if need < 0 {
-		need = pl.StateDefault()
-	}
-	if have := pl.GetUserLevel(user); have < need {
-		return userError{fmt.Sprintf("Sorry %s, only members with power level %d or more may start or stop recordings here (you have %d).", user, need, have)}
-	}
-	return nil
+	g.active[roomID] = gr
+	g.wg.Add(1)
+	return true
 }
 
 func (g *groups) start(ctx context.Context, cc *cmdContext) error {
@@ -79,36 +92,23 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 	g.mu.Lock()
 	if cur := g.active[cc.roomID]; cur != nil {
 		g.mu.Unlock()
-		return userError{fmt.Sprintf("Already recording here since %s (started by %s). Type %sstop to end it.", cur.rec.Status().StartedAt.UTC().Format("15:04 UTC"), cur.by, g.b.cfg.Bot.CommandPrefix)}
+		return userError{Msg: fmt.Sprintf("Already recording here since %s (started by %s). Type %sstop to end it.", cur.rec.Status().StartedAt.UTC().Format("15:04 UTC"), cur.by, g.b.cfg.Bot.CommandPrefix)}
 	}
 	running := len(g.active)
 	g.mu.Unlock()
 	if running >= g.b.cfg.Calls.MaxGroupRecordings {
-		return userError{fmt.Sprintf("Sorry, I am already recording %d group calls, the most I record at once (calls.max_group_recordings). Try again when one has ended.", running)}
+		return userError{Msg: fmt.Sprintf("Sorry, I am already recording %d group calls, the most I record at once (calls.max_group_recordings). Try again when one has ended.", running)}
 	}
-	if err := g.b.st.admit(ctx, cc.roomID, "group"); err != nil {
-		return userError{"Sorry, I cannot record here now: " + err.Error() + ". Try again when one has ended."}
+	if err := g.b.lc.Admit(ctx, cc.roomID, "group"); err != nil {
+		return userError{Msg: "Sorry, I cannot record here now: " + err.Error() + ". Try again when one has ended."}
 	}
-
-	var (
-		best    call.Backend
-		bestP   call.Probe
-		reasons []string
-	)
-	for _, be := range g.backends {
-		p := be.Probe(ctx, cc.roomID, cc.args)
-		if p.OK && (best == nil || p.Priority > bestP.Priority) {
-			best, bestP = be, p
-		} else if !p.OK && p.Reason != "" {
-			reasons = append(reasons, p.Reason)
-		}
-	}
+	best, reasons := g.probe(ctx, cc.roomID, cc.args)
 	if best == nil {
 		msg := "There is no call in this room that I can record."
 		if len(reasons) > 0 {
 			msg += " " + strings.Join(reasons, " ")
 		}
-		return userError{msg}
+		return userError{Msg: msg}
 	}
 	gr, err := g.launch(ctx, best, call.StartRequest{RoomID: cc.roomID, By: cc.sender, Args: cc.args})
 	if err != nil {
@@ -133,7 +133,7 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 	}
 	text := fmt.Sprintf("🔴 Recording started at %s by %s. Recording %s, each person's tracks as separate files. Type %sskipme not to be recorded, %sstop to end.",
 		st.StartedAt.UTC().Format("15:04:05 UTC"), cc.sender, who, g.b.cfg.Bot.CommandPrefix, g.b.cfg.Bot.CommandPrefix)
-	g.b.st.registerStartNotice(st.Folder, g.b.noticeMentions(ctx, cc.roomID, text, "", mentions), text)
+	g.b.lc.Started(st.Folder, g.b.noticeMentions(ctx, cc.roomID, text, "", mentions), text)
 	return nil
 }
 
@@ -155,11 +155,11 @@ func (g *groups) launch(ctx context.Context, be call.Backend, req call.StartRequ
 		}
 		var ce call.UserError
 		if errors.As(err, &ce) {
-			return nil, userError{ce.Msg}
+			return nil, userError{Msg: ce.Msg}
 		}
-		var le limitError
+		var le lifecycle.LimitError
 		if errors.As(err, &le) {
-			return nil, userError{"Sorry, I cannot record here now: " + le.msg + "."}
+			return nil, userError{Msg: "Sorry, I cannot record here now: " + le.Msg + "."}
 		}
 		return nil, fmt.Errorf("start recording: %w", err)
 	}
@@ -167,15 +167,10 @@ func (g *groups) launch(ctx context.Context, be call.Backend, req call.StartRequ
 	if req.Answer != nil {
 		gr.caller = req.Answer.Caller
 	}
-	g.mu.Lock()
-	if g.active[req.RoomID] != nil {
-		g.mu.Unlock()
+	if !g.take(req.RoomID, gr) {
 		_, _ = rec.Stop(ctx, "started twice")
-		return nil, userError{"Already recording here."}
+		return nil, userError{Msg: "Already recording here."}
 	}
-	g.active[req.RoomID] = gr
-	g.wg.Add(1)
-	g.mu.Unlock()
 	go g.watch(context.WithoutCancel(ctx), req.RoomID, gr)
 	return gr, nil
 }
@@ -207,8 +202,8 @@ func (g *groups) report(ctx context.Context, roomID id.RoomID, folder string, m 
 	if why != "" {
 		headline = "Recording stopped: " + why + "."
 	}
-	// The summary with links (storage_delivery.go).
-	g.b.recordingEnded(ctx, roomID, folder, m, headline, err, true)
+	// The summary with links.
+	g.b.lc.Ended(roomID, folder, m, headline, err, true)
 }
 
 func (g *groups) stop(ctx context.Context, cc *cmdContext) error {
@@ -223,7 +218,7 @@ func (g *groups) stop(ctx context.Context, cc *cmdContext) error {
 		if n := g.b.calls.HangupRoom(cc.roomID, fmt.Sprintf("%s asked me to stop", cc.sender)); n > 0 {
 			return nil
 		}
-		return userError{"Nothing is being recorded in this room."}
+		return userError{Msg: "Nothing is being recorded in this room."}
 	}
 	if gr.caller == "" || gr.caller != cc.sender {
 		if err := g.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
@@ -277,7 +272,7 @@ func (g *groups) statusLines(roomID id.RoomID) []string {
 	}
 	st := gr.rec.Status()
 	lines := []string{fmt.Sprintf("Recording (%s) since %s, %s so far, %d track(s), %s, folder %s",
-		st.Backend, st.StartedAt.UTC().Format("15:04:05 UTC"), formatDuration(time.Since(st.StartedAt)), st.Tracks, formatBytes(st.Bytes), folderBase(st.Folder))}
+		st.Backend, st.StartedAt.UTC().Format("15:04:05 UTC"), lifecycle.FormatDuration(time.Since(st.StartedAt)), st.Tracks, lifecycle.FormatBytes(st.Bytes), lifecycle.FolderName(st.Folder))}
 	ps := append([]call.ParticipantStatus(nil), st.Participants...)
 	sort.Slice(ps, func(i, j int) bool { return ps[i].UserID < ps[j].UserID })
 	for _, p := range ps {
@@ -327,20 +322,4 @@ func (g *groups) shutdown(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// powerLevels reads the room's power levels (with its create event, which makes the
-// creators all-powerful in newer room versions).
-func (b *Bot) powerLevels(ctx context.Context, roomID id.RoomID) (*event.PowerLevelsEventContent, error) {
-	evt, err := b.client.FullStateEvent(ctx, roomID, event.StatePowerLevels, "")
-	if err != nil {
-		return nil, fmt.Errorf("could not read the room's power levels: %w", err)
-	}
-	_ = evt.Content.ParseRaw(event.StatePowerLevels)
-	pl := evt.Content.AsPowerLevels()
-	if create, err := b.client.FullStateEvent(ctx, roomID, event.StateCreate, ""); err == nil {
-		_ = create.Content.ParseRaw(event.StateCreate)
-		pl.CreateEvent = create
-	}
-	return pl, nil
 }

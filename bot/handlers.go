@@ -188,7 +188,7 @@ func (b *Bot) onInvite(ctx context.Context, evt *event.Event) {
 		return
 	}
 	// Who invited the bot counts for recordings.max_per_inviter.
-	if err := b.st.db.SetInviter(ctx, string(evt.RoomID), string(evt.Sender)); err != nil {
+	if err := b.lc.SetInviter(ctx, evt.RoomID, evt.Sender); err != nil {
 		log.Warn().Err(err).Msg("Could not record who invited me")
 	}
 	// Join outside the sync goroutine, retrying a little: some homeservers answer an
@@ -255,7 +255,7 @@ func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID)
 	if peer != sender {
 		return errors.New("the caller is not a member of this room")
 	}
-	return b.st.admit(ctx, roomID, "1:1")
+	return b.lc.Admit(ctx, roomID, "1:1")
 }
 
 // errNotDirect: a room where the bot is not alone with one other person.

@@ -79,7 +79,7 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 		return
 	case err != nil:
 		var ue userError
-		if errors.As(err, &ue) && ue.msg == "Already recording here." {
+		if errors.As(err, &ue) && ue.Msg == "Already recording here." {
 			return
 		}
 		log.Warn().Err(err).Msg("Could not answer the call")
@@ -92,7 +92,7 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 	}
 	st := gr.rec.Status()
 	text := fmt.Sprintf("🔴 Recording this call with %s. Every track is saved as its own file. Hang up to stop.", ans.Caller)
-	b.st.registerStartNotice(st.Folder, b.noticeMentions(ctx, room, text, "", []id.UserID{ans.Caller}), text)
+	b.lc.Started(st.Folder, b.noticeMentions(ctx, room, text, "", []id.UserID{ans.Caller}), text)
 }
 
 // declineRing declines a ring the bot does not answer (MSC4310; js-sdk's sendRtcDecline:

@@ -46,22 +46,12 @@ func (b *Bot) newPostcall() (*postcall.Manager, error) {
 			Timeout: pc.Transcript.Timeout.D(), Concurrency: pc.Transcript.Concurrency,
 		},
 		CommandPrefix: b.cfg.Bot.CommandPrefix,
-		LockManifest:  b.lockFinishedManifests,
+		LockManifest:  b.lc.LockManifests, // the lifecycle records uploads in them
 	}, postcallRoom{b}, b.log)
 	if err != nil {
 		return nil, fmt.Errorf("set up the after-call work: %w", err)
 	}
 	return m, nil
-}
-
-// lockFinishedManifests serialises rewrites of finished manifests with the storage side,
-// which records uploads in them.
-func (b *Bot) lockFinishedManifests() func() {
-	if b.st == nil {
-		return func() {}
-	}
-	b.st.manifests.Lock()
-	return b.st.manifests.Unlock
 }
 
 // postCallEnded hands a finished recording to the after-call work. It never blocks.
@@ -83,11 +73,7 @@ func (r postcallRoom) Notice(ctx context.Context, roomID, text string) string {
 
 // Edit replaces a notice (m.replace), so progress shows in one message.
 func (r postcallRoom) Edit(ctx context.Context, roomID, eventID, text string) {
-	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text}
-	content.SetEdit(id.EventID(eventID))
-	if _, err := r.b.client.SendMessageEvent(ctx, id.RoomID(roomID), event.EventMessage, content); err != nil {
-		r.b.log.Warn().Err(err).Str("room_id", roomID).Msg("Failed to edit a notice")
-	}
+	botChat(r).Edit(ctx, id.RoomID(roomID), id.EventID(eventID), text)
 }
 
 // SendFile uploads a file to the media repository and posts it; in an encrypted room the
@@ -132,17 +118,7 @@ func (r postcallRoom) SendFile(ctx context.Context, roomID string, f postcall.Fi
 }
 
 func (r postcallRoom) DisplayNames(ctx context.Context, roomID string) map[string]string {
-	resp, err := r.b.client.JoinedMembers(ctx, id.RoomID(roomID))
-	out := map[string]string{}
-	if err != nil {
-		return out
-	}
-	for u, m := range resp.Joined {
-		if m.DisplayName != "" {
-			out[string(u)] = m.DisplayName
-		}
-	}
-	return out
+	return botChat(r).DisplayNames(ctx, id.RoomID(roomID))
 }
 
 func (r postcallRoom) RoomName(ctx context.Context, roomID string) string {
@@ -249,10 +225,10 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 		if !markCall {
 			return b.mayEndCall(cc)
 		}
-		return userError{"Nothing is being recorded in this room, so there is nothing to mark."}
+		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
 	}
 	if !b.marks.take(folders) {
-		return userError{fmt.Sprintf("This recording already has %d markers; that is the limit.", maxMarkers)}
+		return userError{Msg: fmt.Sprintf("This recording already has %d markers; that is the limit.", maxMarkers)}
 	}
 	n := 0
 	if gr != nil {
@@ -266,7 +242,7 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 		n += b.calls.Mark(cc.roomID, cc.sender, text, at)
 	}
 	if n == 0 {
-		return userError{"Nothing is being recorded in this room, so there is nothing to mark."}
+		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
 	}
 	react := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: cc.event, Key: "✅"}}
 	if _, err := b.client.SendMessageEvent(ctx, cc.roomID, event.EventReaction, react); err != nil {
@@ -288,7 +264,7 @@ func (b *Bot) exportCommand(ctx context.Context, cc *cmdContext) error {
 		if len(calls) > 0 {
 			msg += "\nRecent recordings here: " + strings.Join(postcall.Recent(calls, 5), ", ")
 		}
-		return userError{msg}
+		return userError{Msg: msg}
 	}
 	ref := cc.args[0]
 	var kinds []export.Kind
@@ -296,7 +272,7 @@ func (b *Bot) exportCommand(ctx context.Context, cc *cmdContext) error {
 	for _, a := range cc.args[1:] {
 		k, ok := export.ParseKind(a)
 		if !ok {
-			return userError{fmt.Sprintf("I can export mix, zip, flac or wav, not %q.", a)}
+			return userError{Msg: fmt.Sprintf("I can export mix, zip, flac or wav, not %q.", a)}
 		}
 		if !seen[k] {
 			seen[k] = true
@@ -311,7 +287,7 @@ func (b *Bot) exportCommand(ctx context.Context, cc *cmdContext) error {
 		return err
 	}
 	if err := b.post.Export(string(cc.roomID), call, kinds); err != nil {
-		return userError{fmt.Sprintf("I cannot start that export now: %v.", err)}
+		return userError{Msg: fmt.Sprintf("I cannot start that export now: %v.", err)}
 	}
 	return nil
 }
@@ -331,7 +307,7 @@ func (b *Bot) transcriptCommand(ctx context.Context, cc *cmdContext) error {
 		return err
 	}
 	if err := b.post.Transcribe(string(cc.roomID), call); err != nil {
-		return userError{fmt.Sprintf("I cannot start that now: %v.", err)}
+		return userError{Msg: fmt.Sprintf("I cannot start that now: %v.", err)}
 	}
 	return nil
 }
@@ -339,14 +315,14 @@ func (b *Bot) transcriptCommand(ctx context.Context, cc *cmdContext) error {
 // findCall resolves a recording reference of this room: latest, a call folder's name, a
 // call id, or a recording id of !recordings.
 func (b *Bot) findCall(ctx context.Context, roomID id.RoomID, ref string) (postcall.Call, error) {
-	if b.st != nil && !strings.EqualFold(ref, postcall.Latest) {
-		if r, err := b.st.db.Recording(ctx, strings.ToLower(ref)); err == nil && r.RoomID == string(roomID) {
-			ref = r.Folder
+	if !strings.EqualFold(ref, postcall.Latest) {
+		if folder := b.lc.FolderOf(ctx, roomID, ref); folder != "" {
+			ref = folder
 		}
 	}
 	call, err := postcall.FindCall(b.rec.Dir(), string(roomID), ref)
 	if ue, ok := err.(postcall.UserError); ok {
-		return call, userError{ue.Msg}
+		return call, userError{Msg: ue.Msg}
 	}
 	return call, err
 }

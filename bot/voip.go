@@ -76,7 +76,7 @@ func (o voipObserver) CallStarted(ctx context.Context, st onetoone.Status) {
 		return
 	}
 	text := fmt.Sprintf("🔴 Recording this call with %s. Every track is saved as its own file. Hang up to stop.", st.Peer)
-	o.b.st.registerStartNotice(st.Folder, o.b.notice(ctx, st.RoomID, text, ""), text)
+	o.b.lc.Started(st.Folder, o.b.notice(ctx, st.RoomID, text, ""), text)
 }
 
 func (o voipObserver) CallEnded(ctx context.Context, st onetoone.Status, m recorder.Manifest, err error) {
@@ -85,8 +85,8 @@ func (o voipObserver) CallEnded(ctx context.Context, st onetoone.Status, m recor
 	if st.Why != "" {
 		headline = "Call ended: " + st.Why + "."
 	}
-	// The summary with links (storage_delivery.go); silent without bot.notices.
-	o.b.recordingEnded(ctx, st.RoomID, st.Folder, m, headline, err, o.b.cfg.Bot.Notices)
+	// The summary with links; silent without bot.notices.
+	o.b.lc.Ended(st.RoomID, st.Folder, m, headline, err, o.b.cfg.Bot.Notices)
 }
 
 func (o voipObserver) CallRefused(ctx context.Context, roomID id.RoomID, sender id.UserID, reason string) {

@@ -9,14 +9,16 @@ import "time"
 // the change was made (it reaches manifest.json at once, or within the flush interval when
 // changes come fast; see Session's manifest writes): OnSessionStart before Start (or
 // Resume) returns, after the first manifest is on disk,
-// OnPartStart after a part's entry exists and before its file is created (so a row can
-// exist before the first byte is written), OnPartComplete after the part's file is closed
-// and its size and SHA-256 are in the entry, OnSessionClosing when Close begins and
+// OnPartStart after a part's entry exists and before its file is created (so bookkeeping
+// can be queued before the first byte is written), OnPartComplete after the part's file is
+// closed and its size and SHA-256 are in the entry, OnSessionClosing when Close begins and
 // OnSessionEnd after the final manifest is written.
 //
-// A hook must return quickly and must not call back into the Session (it may read what it
-// is given and hand work to other goroutines). It is never called with the session's
-// lock held.
+// OnPartStart, OnPartComplete, OnWriteError and OnWriteResumed run on the track's own
+// goroutine, the one that writes its media: a hook must return quickly, do no I/O there
+// (no database, no network, no disk) and must not call back into the Session; it may read
+// what it is given and hand work to other goroutines in the order it came (the recording
+// lifecycle queues it). No hook is called with the session's lock held.
 type Hooks struct {
 	// OnSessionStart is called for a new or resumed session (Session.Resumed tells which).
 	// A non-nil error refuses the recording: Start returns it (wrapped), and a new folder

@@ -3,7 +3,6 @@ package recorder
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,48 +10,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 )
 
-// opusSource plays Opus packets of a test asset as RTP, as fast as they are read, then EOF.
-type opusSource struct {
-	pkts [][]byte
-	i    int
-}
-
-func newOpusSource(t *testing.T, n int) *opusSource {
+func newOpusSource(t *testing.T, n int) *testmedia.RTPSource {
 	t.Helper()
-	frames, err := testmedia.OpusFrames(testmedia.Tone440)
+	s, err := testmedia.NewOpusRTP(testmedia.Tone440, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &opusSource{}
-	ts := uint32(1000)
-	for i := 0; i < n && i < len(frames); i++ {
-		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i + 1), Timestamp: ts, SSRC: 42}, Payload: frames[i].Data}
-		b, err := p.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.pkts = append(s.pkts, b)
-		ts += uint32(frames[i].Duration.Seconds() * 48000)
-	}
 	return s
 }
-
-func (s *opusSource) ReadPacket(b []byte) (int, error) {
-	if s.i >= len(s.pkts) {
-		return 0, io.EOF
-	}
-	n := copy(b, s.pkts[s.i])
-	s.i++
-	return n, nil
-}
-
-func (s *opusSource) SetReadDeadline(time.Time) error { return nil }
 
 var testTrack = TrackInfo{UserID: "@alice:example.org", DeviceID: "DEV", MimeType: "audio/opus", ClockRate: 48000, Channels: 2, PayloadType: 111, SSRC: 42}
 

@@ -12,11 +12,12 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 
 	// The SQLite driver (cgo), the one mautrix's crypto store uses too.
 	_ "github.com/mattn/go-sqlite3"
@@ -34,33 +35,12 @@ type DB struct {
 	now func() time.Time
 }
 
-// Option configures Open.
-type Option func(*DB)
-
-// WithClock sets the clock used for updated_at and created_at (tests).
-func WithClock(now func() time.Time) Option { return func(d *DB) { d.now = now } }
-
-// FileMode is the mode a new database file gets; SQLite gives its -wal and -shm files
-// the same.
-const FileMode = 0o600
-
-// createPrivate creates the database file with FileMode if it does not exist yet, so that
-// SQLite (which would create it with 0644 less the umask) opens a private file.
-func createPrivate(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, FileMode)
-	if errors.Is(err, os.ErrExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("create state database %s: %w", path, err)
-	}
-	return f.Close()
-}
-
 // Open opens (creating if needed) the database at path and brings its schema up to date.
-func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
-	if err := createPrivate(path); err != nil {
-		return nil, err
+func Open(ctx context.Context, path string) (*DB, error) {
+	// Created private first: SQLite would create it 0644 (less the umask), and gives its
+	// -wal and -shm files the database's mode.
+	if err := datadir.CreatePrivate(path); err != nil {
+		return nil, fmt.Errorf("state database: %w", err)
 	}
 	q := url.Values{}
 	q.Set("_foreign_keys", "on")
@@ -76,9 +56,6 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	// locked" out of the picture inside the process.
 	sdb.SetMaxOpenConns(1)
 	d := &DB{db: sdb, now: time.Now}
-	for _, o := range opts {
-		o(d)
-	}
 	if err := d.migrate(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("state database %s: %w", path, err), sdb.Close())
 	}

@@ -46,7 +46,7 @@ func TestRecordingLifecycle(t *testing.T) {
 	if err := d.CreateRecording(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.ID) != 8 || r.Status != StatusStarted {
+	if len(r.ID) != 8 || r.Status != RecordingStarted {
 		t.Fatalf("new recording: %+v", r)
 	}
 	// Creating again for the same folder returns the same row (a resume).
@@ -54,12 +54,12 @@ func TestRecordingLifecycle(t *testing.T) {
 	if err := d.CreateRecording(ctx, again); err != nil || again.ID != r.ID {
 		t.Fatalf("second create: %v, id %s want %s", err, again.ID, r.ID)
 	}
-	p := &Part{RecordingID: r.ID, File: "a.ogg", Track: "a", Part: 1, UserID: "@a:x", Kind: "audio", Codec: "opus", Status: StatusStarted}
+	p := &Part{RecordingID: r.ID, File: "a.ogg", Track: "a", Part: 1, UserID: "@a:x", Kind: "audio", Codec: "opus", Status: PartStarted}
 	if err := d.SavePart(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	token := p.Token
-	p.Status, p.Bytes, p.SHA256 = StatusSaved, 1234, "abc"
+	p.Status, p.Bytes, p.SHA256 = PartSaved, 1234, "abc"
 	p.Token = ""
 	if err := d.SavePart(ctx, p); err != nil {
 		t.Fatal(err)
@@ -68,13 +68,13 @@ func TestRecordingLifecycle(t *testing.T) {
 		t.Errorf("token changed on update: %s -> %s", token, p.Token)
 	}
 	got, err := d.PartByToken(ctx, token)
-	if err != nil || got.Bytes != 1234 || got.Status != StatusSaved {
+	if err != nil || got.Bytes != 1234 || got.Status != PartSaved {
 		t.Fatalf("part by token: %+v %v", got, err)
 	}
 	if _, err := d.PartByToken(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown token: %v", err)
 	}
-	if _, err := d.ModifyRecording(ctx, r.ID, func(r *Recording) { r.Status = StatusActive }); err != nil {
+	if _, err := d.ModifyRecording(ctx, r.ID, func(r *Recording) { r.Status = RecordingActive }); err != nil {
 		t.Fatal(err)
 	}
 	// A crash: the next start marks everything live interrupted.
@@ -83,20 +83,20 @@ func TestRecordingLifecycle(t *testing.T) {
 		t.Fatalf("mark interrupted: %v %+v", err, live)
 	}
 	r2, _ := d.Recording(ctx, r.ID)
-	if r2.Status != StatusInterrupted || r2.Interruptions != 1 || r2.CallID != "c1" {
+	if r2.Status != RecordingInterrupted || r2.Interruptions != 1 || r2.CallID != "c1" {
 		t.Errorf("after crash: %+v", r2)
 	}
 	parts, _ := d.Parts(ctx, r.ID)
-	if len(parts) != 1 || parts[0].Status != StatusSaved {
+	if len(parts) != 1 || parts[0].Status != PartSaved {
 		t.Errorf("saved part must stay saved: %+v", parts[0])
 	}
 	var callStatus string
 	_ = d.db.QueryRow(`SELECT status FROM calls`).Scan(&callStatus)
-	if callStatus != string(StatusInterrupted) {
+	if callStatus != string(CallInterrupted) {
 		t.Errorf("call status %s", callStatus)
 	}
 	// Expiry queries.
-	r2.Status = StatusNotified
+	r2.Status = RecordingNotified
 	r2.ExpiresAt = time.Now().Add(time.Hour)
 	if err := d.UpdateRecording(ctx, r2); err != nil {
 		t.Fatal(err)
@@ -121,10 +121,10 @@ func TestUploadsAndChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	u, err := d.EnsureUpload(ctx, r.ID, "a.ogg", "bucket", "p/f/a.ogg")
-	if err != nil || u.Status != StatusPending {
+	if err != nil || u.Status != UploadPending {
 		t.Fatalf("ensure: %+v %v", u, err)
 	}
-	u.UploadID, u.Status = "mp-1", StatusUploading
+	u.UploadID, u.Status = "mp-1", UploadUploading
 	if err := d.UpdateUpload(ctx, u); err != nil {
 		t.Fatal(err)
 	}

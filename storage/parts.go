@@ -8,9 +8,31 @@ import (
 	"time"
 )
 
-// Part is one file of a recording. Status: started (row before the file), active (being
-// written), saved (final), interrupted (repaired after a crash), failed_write, expired,
-// deleted.
+// PartStatus is the state of a row of the parts table: one file of a recording.
+type PartStatus string
+
+// The statuses of parts.
+const (
+	// PartStarted: the file is registered; it may not exist yet.
+	PartStarted PartStatus = "started"
+	// PartActive: being written. (Rows written before parts were started explicitly.)
+	PartActive PartStatus = "active"
+	// PartSaved: final.
+	PartSaved PartStatus = "saved"
+	// PartInterrupted: the process died while it was written (repaired), or finalising it
+	// failed; it plays up to its last flush.
+	PartInterrupted PartStatus = "interrupted"
+	// PartFailedWrite: the file could not be created: there is nothing to keep.
+	PartFailedWrite PartStatus = "failed_write"
+	// PartExpired and PartDeleted: the file is gone with its recording.
+	PartExpired PartStatus = "expired"
+	PartDeleted PartStatus = "deleted"
+)
+
+// Gone reports whether the file is deleted.
+func (s PartStatus) Gone() bool { return s == PartExpired || s == PartDeleted }
+
+// Part is one file of a recording.
 type Part struct {
 	ID          int64
 	RecordingID string
@@ -23,7 +45,7 @@ type Part struct {
 	Kind        string
 	Codec       string
 	Source      string
-	Status      Status
+	Status      PartStatus
 	StartedAt   time.Time
 	EndedAt     time.Time
 	StartMs     int64
@@ -116,7 +138,7 @@ func (d *DB) PartByToken(ctx context.Context, token string) (*Part, error) {
 
 // SetPartsStatus sets the status of every part of a recording that is in one of from
 // (all parts when from is empty).
-func (d *DB) SetPartsStatus(ctx context.Context, recordingID string, to Status, from ...Status) error {
+func (d *DB) SetPartsStatus(ctx context.Context, recordingID string, to PartStatus, from ...PartStatus) error {
 	q := `UPDATE parts SET status = ?, updated_at = ? WHERE recording = ?`
 	args := []any{to, d.nowMS(), recordingID}
 	if len(from) > 0 {

@@ -9,8 +9,48 @@ import (
 	"time"
 )
 
-// Recording is one call folder. Status: started, active, stopping, saved, uploaded,
-// notified, interrupted, expired, deleted, failed_*.
+// RecordingStatus is the state of a row of the recordings table: one call folder, from
+// its start to the summary in the room and, later, its deletion.
+type RecordingStatus string
+
+// The statuses of recordings. A recording goes started → active → stopping → saved →
+// (uploaded →) notified; interrupted when the process died while it was live; expired or
+// deleted when its files are gone.
+const (
+	// RecordingStarted: the row exists; no file yet.
+	RecordingStarted RecordingStatus = "started"
+	// RecordingActive: files are being written.
+	RecordingActive RecordingStatus = "active"
+	// RecordingStopping: the files are being finalised.
+	RecordingStopping RecordingStatus = "stopping"
+	// RecordingSaved: every file is final on the local disk.
+	RecordingSaved RecordingStatus = "saved"
+	// RecordingUploaded: every file (and the manifest) is confirmed in object storage.
+	RecordingUploaded RecordingStatus = "uploaded"
+	// RecordingNotified: the room has the summary with the links.
+	RecordingNotified RecordingStatus = "notified"
+	// RecordingInterrupted: the process died while it was live; its files were repaired.
+	RecordingInterrupted RecordingStatus = "interrupted"
+	// RecordingFailedNotify: the summary could not be posted; it is retried.
+	RecordingFailedNotify RecordingStatus = "failed_notify"
+	// RecordingExpired: deleted by retention (recordings.expire_after).
+	RecordingExpired RecordingStatus = "expired"
+	// RecordingDeleted: deleted by someone (!delete).
+	RecordingDeleted RecordingStatus = "deleted"
+)
+
+// liveRecordingStatuses are the statuses of a recording still being written.
+var liveRecordingStatuses = []RecordingStatus{RecordingStarted, RecordingActive, RecordingStopping}
+
+// Live reports whether the recording is still being written.
+func (s RecordingStatus) Live() bool {
+	return s == RecordingStarted || s == RecordingActive || s == RecordingStopping
+}
+
+// Gone reports whether the recording's files are deleted.
+func (s RecordingStatus) Gone() bool { return s == RecordingExpired || s == RecordingDeleted }
+
+// Recording is one call folder.
 type Recording struct {
 	// ID is short and typed by users (!delete ID).
 	ID     string
@@ -19,7 +59,7 @@ type Recording struct {
 	Kind   string
 	// Folder is the call folder's name in the recordings dir.
 	Folder       string
-	Status       Status
+	Status       RecordingStatus
 	StartedAt    time.Time
 	EndedAt      time.Time
 	DurationMs   int64
@@ -78,15 +118,12 @@ func (d *DB) CreateRecording(ctx context.Context, r *Recording) error {
 	if r.StartedAt.IsZero() {
 		r.StartedAt = d.now()
 	}
-	var callRow int64
-	err = tx.QueryRowContext(ctx, `INSERT INTO calls (room_id, call_id, kind, status, started_at) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (room_id, call_id, kind) DO UPDATE SET status = excluded.status, ended_at = NULL
-		RETURNING id`, r.RoomID, r.CallID, r.Kind, StatusActive, r.StartedAt.UnixMilli()).Scan(&callRow)
+	callRow, err := upsertCall(ctx, tx, r.RoomID, r.CallID, r.Kind, r.StartedAt.UnixMilli())
 	if err != nil {
-		return fmt.Errorf("create call row: %w", err)
+		return err
 	}
 	if r.Status == "" {
-		r.Status = StatusStarted
+		r.Status = RecordingStarted
 	}
 	for attempt := 0; ; attempt++ {
 		r.ID = newID()
@@ -122,22 +159,9 @@ func (d *DB) UpdateRecording(ctx context.Context, r *Recording) error {
 	}
 	r.UpdatedAt = time.UnixMilli(now).UTC()
 	if !r.Status.Live() {
-		_, err = d.db.ExecContext(ctx, `UPDATE calls SET status = ?, ended_at = COALESCE(ended_at, ?)
-			WHERE id = (SELECT call FROM recordings WHERE id = ?) AND NOT EXISTS
-			(SELECT 1 FROM recordings WHERE call = calls.id AND status IN ('started', 'active', 'stopping'))`,
-			callStatus(r.Status), ms(r.EndedAt), r.ID)
-		if err != nil {
-			return fmt.Errorf("update call of recording %s: %w", r.ID, err)
-		}
+		return d.endCall(ctx, r)
 	}
 	return nil
-}
-
-func callStatus(s Status) Status {
-	if s == StatusInterrupted {
-		return StatusInterrupted
-	}
-	return StatusEnded
 }
 
 // ModifyRecording reads a recording, lets fn change it and writes it back.
@@ -194,36 +218,67 @@ func (d *DB) RecordingsInRoom(ctx context.Context, roomID string, limit int) ([]
 }
 
 // RecordingsWithStatus lists recordings in any of the statuses, oldest first.
-func (d *DB) RecordingsWithStatus(ctx context.Context, statuses ...Status) ([]*Recording, error) {
+func (d *DB) RecordingsWithStatus(ctx context.Context, statuses ...RecordingStatus) ([]*Recording, error) {
 	in, args := inList(statuses)
 	return d.queryRecordings(ctx, `r.status IN (`+in+`) ORDER BY r.started_at`, args...)
 }
 
 // ExpiringBefore lists recordings not yet deleted whose expiry is before t, oldest first.
 func (d *DB) ExpiringBefore(ctx context.Context, t time.Time) ([]*Recording, error) {
-	return d.queryRecordings(ctx, `r.expires_at IS NOT NULL AND r.expires_at <= ? AND r.status NOT IN ('expired', 'deleted')
-		ORDER BY r.expires_at`, t.UnixMilli())
+	return d.queryRecordings(ctx, `r.expires_at IS NOT NULL AND r.expires_at <= ? AND r.status NOT IN (?, ?)
+		ORDER BY r.expires_at`, t.UnixMilli(), RecordingExpired, RecordingDeleted)
 }
 
 // MarkInterrupted is run at start-up: every recording, part and call that was live when
 // the process died becomes interrupted. It returns the recordings it changed.
 func (d *DB) MarkInterrupted(ctx context.Context) ([]*Recording, error) {
-	live, err := d.RecordingsWithStatus(ctx, StatusStarted, StatusActive, StatusStopping)
+	live, err := d.RecordingsWithStatus(ctx, liveRecordingStatuses...)
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range live {
-		r.Status = StatusInterrupted
+		r.Status = RecordingInterrupted
 		r.Interruptions++
 		if err := d.UpdateRecording(ctx, r); err != nil {
 			return nil, err
 		}
-		if err := d.SetPartsStatus(ctx, r.ID, StatusInterrupted, StatusStarted, StatusActive); err != nil {
+		if err := d.SetPartsStatus(ctx, r.ID, PartInterrupted, PartStarted, PartActive); err != nil {
 			return nil, err
 		}
 	}
-	if _, err := d.db.ExecContext(ctx, `UPDATE calls SET status = ? WHERE status = ?`, StatusInterrupted, StatusActive); err != nil {
-		return nil, fmt.Errorf("mark calls interrupted: %w", err)
+	if err := d.interruptCalls(ctx); err != nil {
+		return nil, err
 	}
 	return live, nil
+}
+
+// Removal is why a recording's files were deleted. Each table records it in a status of
+// its own.
+type Removal int
+
+// Removals.
+const (
+	// RemovedByExpiry: retention (recordings.expire_after) deleted the files.
+	RemovedByExpiry Removal = iota + 1
+	// RemovedByRequest: someone deleted the recording (!delete).
+	RemovedByRequest
+)
+
+// MarkRemoved records that a recording's files are gone, in its row and in the rows of
+// its parts and uploads (the rows stay: !recordings still shows what was), at at.
+func (d *DB) MarkRemoved(ctx context.Context, recordingID string, why Removal, at time.Time) (*Recording, error) {
+	rs, ps, us := RecordingExpired, PartExpired, UploadExpired
+	if why == RemovedByRequest {
+		rs, ps, us = RecordingDeleted, PartDeleted, UploadDeleted
+	}
+	if err := d.SetPartsStatus(ctx, recordingID, ps); err != nil {
+		return nil, err
+	}
+	if err := d.SetUploadsStatus(ctx, recordingID, us); err != nil {
+		return nil, err
+	}
+	return d.ModifyRecording(ctx, recordingID, func(r *Recording) {
+		r.Status = rs
+		r.DeletedAt = at
+	})
 }

@@ -39,9 +39,11 @@ func (d *DB) KeptBytesByRoom(ctx context.Context, roomIDs []string) (map[string]
 		return out, nil
 	}
 	in, args := inList(roomIDs)
+	args = append(args, RecordingStarted, RecordingActive, RecordingStopping, RecordingExpired, RecordingDeleted,
+		PartExpired, PartDeleted, PartFailedWrite)
 	rows, err := d.db.QueryContext(ctx, `SELECT r.room_id, COALESCE(SUM(p.bytes), 0) FROM recordings r JOIN parts p ON p.recording = r.id
-		WHERE r.room_id IN (`+in+`) AND r.status NOT IN ('started', 'active', 'stopping', 'expired', 'deleted')
-		AND p.local_deleted = 0 AND p.status NOT IN ('expired', 'deleted', 'failed_write')
+		WHERE r.room_id IN (`+in+`) AND r.status NOT IN (?, ?, ?, ?, ?)
+		AND p.local_deleted = 0 AND p.status NOT IN (?, ?, ?)
 		GROUP BY r.room_id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sum the kept bytes per room: %w", err)

@@ -20,7 +20,7 @@ func TestInviterAndKeptBytes(t *testing.T) {
 	if who, _ := d.Inviter(ctx, "!r:x"); who != "@b:x" {
 		t.Errorf("inviter %q, want the latest", who)
 	}
-	add := func(room, folder string, status Status, parts ...*Part) {
+	add := func(room, folder string, status RecordingStatus, parts ...*Part) {
 		r := &Recording{RoomID: room, CallID: folder, Kind: "1:1", Folder: folder}
 		if err := d.CreateRecording(ctx, r); err != nil {
 			t.Fatal(err)
@@ -36,10 +36,10 @@ func TestInviterAndKeptBytes(t *testing.T) {
 			}
 		}
 	}
-	add("!r:x", "f1", StatusNotified, &Part{File: "a", Bytes: 100, Status: StatusSaved}, &Part{File: "b", Bytes: 50, Status: StatusSaved, LocalDeleted: true})
-	add("!r:x", "f2", StatusActive, &Part{File: "a", Bytes: 1000, Status: StatusActive}) // live: counted from its folder
-	add("!r:x", "f3", StatusDeleted, &Part{File: "a", Bytes: 1000, Status: StatusDeleted})
-	add("!s:x", "f4", StatusSaved, &Part{File: "a", Bytes: 7, Status: StatusSaved})
+	add("!r:x", "f1", RecordingNotified, &Part{File: "a", Bytes: 100, Status: PartSaved}, &Part{File: "b", Bytes: 50, Status: PartSaved, LocalDeleted: true})
+	add("!r:x", "f2", RecordingActive, &Part{File: "a", Bytes: 1000, Status: PartActive}) // live: counted from its folder
+	add("!r:x", "f3", RecordingDeleted, &Part{File: "a", Bytes: 1000, Status: PartDeleted})
+	add("!s:x", "f4", RecordingSaved, &Part{File: "a", Bytes: 7, Status: PartSaved})
 	got, err := d.KeptBytesByRoom(ctx, []string{"!r:x", "!s:x", "!t:x"})
 	if err != nil {
 		t.Fatal(err)

@@ -8,9 +8,32 @@ import (
 	"time"
 )
 
-// Upload is the copy of one file of a recording in object storage. Status: pending,
-// uploading, uploaded (completed, not yet checked), confirmed, failed_upload, expired,
-// deleted.
+// UploadStatus is the state of a row of the uploads table: the copy of one file in object
+// storage.
+type UploadStatus string
+
+// The statuses of uploads: pending → uploading → uploaded → confirmed, or failed_upload
+// when retrying cannot help; expired or deleted with their recording.
+const (
+	// UploadPending: waiting for data (or started over).
+	UploadPending UploadStatus = "pending"
+	// UploadUploading: a multipart upload is open and parts are being sent.
+	UploadUploading UploadStatus = "uploading"
+	// UploadUploaded: completed, not checked yet.
+	UploadUploaded UploadStatus = "uploaded"
+	// UploadConfirmed: completed and checked (read back, or the store's notification).
+	UploadConfirmed UploadStatus = "confirmed"
+	// UploadFailed: cannot be done (the local file is gone, too large for the part size).
+	UploadFailed UploadStatus = "failed_upload"
+	// UploadExpired and UploadDeleted: the copy is gone with its recording.
+	UploadExpired UploadStatus = "expired"
+	UploadDeleted UploadStatus = "deleted"
+)
+
+// Gone reports whether the copy is deleted.
+func (s UploadStatus) Gone() bool { return s == UploadExpired || s == UploadDeleted }
+
+// Upload is the copy of one file of a recording in object storage.
 type Upload struct {
 	ID          int64
 	RecordingID string
@@ -19,7 +42,7 @@ type Upload struct {
 	Key         string
 	// UploadID is the open multipart upload ("" when none is open).
 	UploadID    string
-	Status      Status
+	Status      UploadStatus
 	Bytes       int64
 	SHA256      string
 	ETag        string
@@ -64,7 +87,7 @@ func scanUpload(row interface{ Scan(...any) error }) (*Upload, error) {
 func (d *DB) EnsureUpload(ctx context.Context, recordingID, file, bucket, key string) (*Upload, error) {
 	now := d.nowMS()
 	_, err := d.db.ExecContext(ctx, `INSERT INTO uploads (recording, file, bucket, object_key, status, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recording, file) DO NOTHING`, recordingID, file, bucket, key, StatusPending, now, now)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recording, file) DO NOTHING`, recordingID, file, bucket, key, UploadPending, now, now)
 	if err != nil {
 		return nil, fmt.Errorf("create upload of %s: %w", file, err)
 	}
@@ -95,7 +118,7 @@ func (d *DB) Uploads(ctx context.Context, recordingID string) ([]*Upload, error)
 }
 
 // UploadsWithStatus lists uploads in any of the statuses.
-func (d *DB) UploadsWithStatus(ctx context.Context, statuses ...Status) ([]*Upload, error) {
+func (d *DB) UploadsWithStatus(ctx context.Context, statuses ...UploadStatus) ([]*Upload, error) {
 	in, args := inList(statuses)
 	return d.queryUploads(ctx, `status IN (`+in+`) ORDER BY id`, args...)
 }
@@ -168,7 +191,7 @@ func (d *DB) DeleteChunks(ctx context.Context, uploadID int64) error {
 }
 
 // SetUploadsStatus sets the status of every upload of a recording.
-func (d *DB) SetUploadsStatus(ctx context.Context, recordingID string, to Status) error {
+func (d *DB) SetUploadsStatus(ctx context.Context, recordingID string, to UploadStatus) error {
 	if _, err := d.db.ExecContext(ctx, `UPDATE uploads SET status = ?, updated_at = ? WHERE recording = ?`, to, d.nowMS(), recordingID); err != nil {
 		return fmt.Errorf("set uploads of %s %s: %w", recordingID, to, err)
 	}

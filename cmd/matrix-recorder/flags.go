@@ -29,7 +29,7 @@ const usageText = `Usage:
   matrix-recorder -generate-config [-c config.yaml] [-set key=value]...
                                                    write the annotated example config with your
                                                    values, or upgrade an existing config in place
-  matrix-recorder demo [-duration 10s]             try it: local homeserver, bot and a caller
+  matrix-recorder demo [-duration 10s]             try it: local homeserver, bot and a caller (source checkout)
   matrix-recorder -version
 
 Flags:

@@ -2,13 +2,13 @@
 // participant's every track as its own file, on one timeline, with a manifest.
 //
 //	matrix-recorder -config config.yaml   run the bot
-//	matrix-recorder demo                  try it with a throwaway local homeserver
+//	matrix-recorder demo                  try it with a throwaway local homeserver (from a
+//	                                      source checkout: see demo.go)
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -21,7 +21,6 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/bot"
 	"github.com/matrix-recorder/matrix-recorder/config"
-	"github.com/matrix-recorder/matrix-recorder/internal/demo"
 	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
 
@@ -106,9 +105,9 @@ To run the recorder you need a Matrix account for the bot. Then:
   3. matrix-recorder -c %s
   4. Invite the bot into a direct chat and call it.
 
-No homeserver at hand? Try everything locally first:
+No homeserver at hand? Try everything locally first, from a source checkout:
 
-  matrix-recorder demo
+  go run -tags goolm ./cmd/matrix-recorder demo
 `, path, path, path)
 }
 
@@ -142,30 +141,4 @@ func newLogger(c config.Log, out io.Writer) (zerolog.Logger, error) {
 		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.DateTime}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
-}
-
-func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("matrix-recorder demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	duration := fs.Duration("duration", 10*time.Second, "length of the demo call")
-	dir := fs.String("recordings", "./recordings", "where the call folder goes")
-	plain := fs.Bool("unencrypted", false, "use an unencrypted room")
-	verbose := fs.Bool("v", false, "show the bot's log")
-	if err := fs.Parse(args); err != nil {
-		return exitConfig
-	}
-	level := zerolog.WarnLevel
-	if *verbose {
-		level = zerolog.InfoLevel
-	}
-	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.DateTime}).Level(level).With().Timestamp().Logger()
-	ctx, stop := signalContext(log)
-	defer stop()
-	if _, err := demo.Run(ctx, demo.Options{
-		Duration: *duration, RecordingsDir: *dir, Encrypted: !*plain, Version: currentVersion().Short(), Out: stdout, Logger: log,
-	}); err != nil {
-		fmt.Fprintf(stderr, "Demo failed: %v\n", err)
-		return exitError
-	}
-	return exitOK
 }

@@ -149,7 +149,7 @@ func TestIntegrationS3Server(t *testing.T) {
 		t.Fatalf("completed object: %+v %v", st, err)
 	}
 	// versitygw v1.8.0 leaves the size out of a multipart completion's event (0); the
-	// ETag is the object's. storage/web reads such a size as unknown.
+	// ETag is the object's. lifecycle/upload reads such a size as unknown.
 	ev = wantEvent(notification.ObjectCreatedCompleteMultipartUpload, mkey)
 	if strings.Trim(ev.S3.Object.ETag, `"`) != st.ETag {
 		t.Errorf("multipart event ETag %s, object %s", ev.S3.Object.ETag, st.ETag)

@@ -1,5 +1,6 @@
 -- Recording state: one table per concept. Times are Unix milliseconds (NULL: not yet).
--- Every row carries an explicit status; see storage/status.go for the values.
+-- Every row carries an explicit status; each table's values are listed with its Go type
+-- (storage/calls.go, recordings.go, parts.go, uploads.go).
 
 -- A call the bot recorded: a 1:1 call (its call_id) or a room's group call.
 CREATE TABLE calls (

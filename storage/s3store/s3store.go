@@ -252,12 +252,6 @@ func code(err error) string {
 // IsNoSuchUpload reports whether the multipart upload no longer exists.
 func IsNoSuchUpload(err error) bool { return code(err) == "NoSuchUpload" }
 
-// IsNotFound reports whether the object does not exist.
-func IsNotFound(err error) bool {
-	c := code(err)
-	return c == "NoSuchKey" || c == "NotFound" || c == "NoSuchUpload"
-}
-
 // IsSetupError reports whether err means the configuration is wrong (bucket, keys,
 // permissions) rather than a passing failure: worth telling the operator loudly.
 func IsSetupError(err error) bool {

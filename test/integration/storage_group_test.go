@@ -116,7 +116,7 @@ func TestIntegrationGroupResumesAfterKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r = waitRecording(t, db, r.ID, 20*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.StatusNotified })
+	r = waitRecording(t, db, r.ID, 20*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.RecordingNotified })
 	if r.Interruptions != 1 || r.Kind != "group" {
 		t.Errorf("recording row: %+v", r)
 	}

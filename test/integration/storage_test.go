@@ -19,9 +19,9 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
+	dlink "github.com/matrix-recorder/matrix-recorder/lifecycle/download"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
-	"github.com/matrix-recorder/matrix-recorder/storage/web"
 )
 
 // recordDM places a call with audio and video in a new DM, keeps it up for d, hangs up and
@@ -114,7 +114,7 @@ func TestIntegrationS3LinksInRoom(t *testing.T) {
 
 	db := stateDB(t, cfg)
 	recID := recordingID.FindStringSubmatch(summary)[1]
-	r := waitRecording(t, db, recID, 10*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.StatusNotified })
+	r := waitRecording(t, db, recID, 10*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.RecordingNotified })
 	if r.Folder != filepath.Base(folder) || r.Kind != "1:1" || r.EndedAt.IsZero() || r.Bytes == 0 {
 		t.Errorf("recording row: %+v", r)
 	}
@@ -124,11 +124,11 @@ func TestIntegrationS3LinksInRoom(t *testing.T) {
 	}
 	for _, p := range parts {
 		tr := entry(m, p.File)
-		if p.Status != storage.StatusSaved || p.SHA256 != tr.SHA256 || p.Bytes != tr.Bytes {
+		if p.Status != storage.PartSaved || p.SHA256 != tr.SHA256 || p.Bytes != tr.Bytes {
 			t.Errorf("part row %+v disagrees with the manifest %+v", p, tr)
 		}
 		// The bot's own download link serves the same bytes.
-		if code, sum := fetch(t, web.DownloadURL(cfg.HTTP.PublicURL, p.Token, p.File)); code != 200 || sum != tr.SHA256 {
+		if code, sum := fetch(t, dlink.URL(cfg.HTTP.PublicURL, p.Token, p.File)); code != 200 || sum != tr.SHA256 {
 			t.Errorf("%s via the bot: %d %s", p.File, code, sum)
 		}
 	}
@@ -138,7 +138,7 @@ func TestIntegrationS3LinksInRoom(t *testing.T) {
 		ups, _ := db.Uploads(context.Background(), recID)
 		webhooked := 0
 		for _, u := range ups {
-			if u.Status == storage.StatusConfirmed && strings.Contains(u.ConfirmedBy, "webhook") {
+			if u.Status == storage.UploadConfirmed && strings.Contains(u.ConfirmedBy, "webhook") {
 				webhooked++
 			}
 		}
@@ -192,12 +192,12 @@ func TestIntegrationS3OutageMidCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status == storage.StatusNotified {
+	if r.Status == storage.RecordingNotified {
 		t.Fatal("the recording counts as delivered while the store is down")
 	}
 	ups, _ := db.Uploads(ctx, r.ID)
 	for _, u := range ups {
-		if u.Status == storage.StatusConfirmed || u.Attempts == 0 {
+		if u.Status == storage.UploadConfirmed || u.Attempts == 0 {
 			t.Errorf("upload while the store is down: %+v", u)
 		}
 	}
@@ -212,7 +212,7 @@ func TestIntegrationS3OutageMidCall(t *testing.T) {
 	summary := waitNotice(t, alice, room, start, 3*time.Minute, "Recording saved", "Recording id:")
 	t.Logf("summary:\n%s", summary)
 	checkLinks(t, summary, folder, m)
-	waitRecording(t, db, r.ID, 20*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.StatusNotified })
+	waitRecording(t, db, r.ID, 20*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.RecordingNotified })
 	m2, err := recorder.ReadManifest(folder)
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +223,7 @@ func TestIntegrationS3OutageMidCall(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(folder, p.File)); !os.IsNotExist(err) || !p.LocalDeleted || tr.Upload == nil || !tr.Upload.LocalDeleted {
 			t.Errorf("%s: local copy after a confirmed upload: stat %v, row %v, manifest %+v", p.File, err, p.LocalDeleted, tr.Upload)
 		}
-		if code, sum := fetch(t, web.DownloadURL(cfg.HTTP.PublicURL, p.Token, p.File)); code != 200 || sum != tr.SHA256 {
+		if code, sum := fetch(t, dlink.URL(cfg.HTTP.PublicURL, p.Token, p.File)); code != 200 || sum != tr.SHA256 {
 			t.Errorf("%s via the bot after the local copy went: %d %s", p.File, code, sum)
 		}
 	}
@@ -290,7 +290,7 @@ func TestIntegrationKilledMidCall(t *testing.T) {
 
 	db := stateDB(t, cfg)
 	recID := recordingID.FindStringSubmatch(summary)[1]
-	r := waitRecording(t, db, recID, 20*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.StatusNotified })
+	r := waitRecording(t, db, recID, 20*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.RecordingNotified })
 	if r.Interruptions != 1 || r.Folder != filepath.Base(folder) || r.EndedAt.IsZero() {
 		t.Errorf("recording row after the crash: %+v", r)
 	}
@@ -305,14 +305,14 @@ func TestIntegrationKilledMidCall(t *testing.T) {
 	}
 	for _, p := range parts {
 		tr := entry(m, p.File)
-		if p.Status != storage.StatusInterrupted || p.SHA256 != tr.SHA256 || p.Bytes != tr.Bytes {
+		if p.Status != storage.PartInterrupted || p.SHA256 != tr.SHA256 || p.Bytes != tr.Bytes {
 			t.Errorf("part row %+v disagrees with the repaired manifest %+v", p, tr)
 		}
-		if u := upBy[p.File]; u == nil || u.Status != storage.StatusConfirmed || u.SHA256 != tr.SHA256 {
+		if u := upBy[p.File]; u == nil || u.Status != storage.UploadConfirmed || u.SHA256 != tr.SHA256 {
 			t.Errorf("upload of %s: %+v", p.File, u)
 		}
 	}
-	if live, _ := db.RecordingsWithStatus(ctx, storage.StatusStarted, storage.StatusActive, storage.StatusStopping); len(live) != 0 {
+	if live, _ := db.RecordingsWithStatus(ctx, storage.RecordingStarted, storage.RecordingActive, storage.RecordingStopping); len(live) != 0 {
 		t.Errorf("recordings still live in the database: %+v", live)
 	}
 
@@ -339,7 +339,7 @@ func TestIntegrationExpiry(t *testing.T) {
 	folder, _ := finishedFolder(t, rb)
 	prefix := "calls/" + filepath.Base(folder) + "/"
 	db := stateDB(t, cfg)
-	waitRecording(t, db, recID, 20*time.Second, "uploaded", func(r *storage.Recording) bool { return r.Status == storage.StatusNotified })
+	waitRecording(t, db, recID, 20*time.Second, "uploaded", func(r *storage.Recording) bool { return r.Status == storage.RecordingNotified })
 	if len(e.keys(t, prefix)) == 0 {
 		t.Fatal("nothing uploaded")
 	}
@@ -356,7 +356,7 @@ func TestIntegrationExpiry(t *testing.T) {
 		t.Errorf("uploaded copies still there: %v", keys)
 	}
 	r, _ := db.Recording(ctx, recID)
-	if r.Status != storage.StatusExpired || r.DeletedAt.IsZero() {
+	if r.Status != storage.RecordingExpired || r.DeletedAt.IsZero() {
 		t.Errorf("recording row: %+v", r)
 	}
 	since := time.Now()
@@ -442,7 +442,7 @@ func TestIntegrationDeleteNeedsPower(t *testing.T) {
 	if _, err := os.Stat(folder); !os.IsNotExist(err) {
 		t.Errorf("folder still there after !delete: %v", err)
 	}
-	if r, _ := db.Recording(ctx, recID); r.Status != storage.StatusDeleted {
+	if r, _ := db.Recording(ctx, recID); r.Status != storage.RecordingDeleted {
 		t.Errorf("status after !delete: %s", r.Status)
 	}
 }

@@ -1,0 +1,54 @@
+package lifecycle
+
+import (
+	"context"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// Chat is what the lifecycle asks of the chat layer: to say things in rooms and direct
+// chats, and who may do what there. The bot implements it over Matrix.
+type Chat interface {
+	// Notice posts a notice, as a reply when replyTo is set, pinging mentions. It returns
+	// the event ("" when it could not be sent; the chat layer logs why).
+	Notice(ctx context.Context, room id.RoomID, text string, replyTo id.EventID, mentions ...id.UserID) id.EventID
+	// Edit replaces the text of a notice posted before (best effort).
+	Edit(ctx context.Context, room id.RoomID, event id.EventID, text string)
+	// Post posts a message with its HTML form that pings nobody, or replaces the one
+	// posted before when replace is set. One attempt: the lifecycle retries.
+	Post(ctx context.Context, room id.RoomID, text, html string, replace id.EventID) (id.EventID, error)
+	// DirectRoom returns a direct chat with user, creating it when there is none.
+	DirectRoom(ctx context.Context, user id.UserID) (id.RoomID, error)
+	// DisplayNames returns the display names of the room's members (best effort).
+	DisplayNames(ctx context.Context, room id.RoomID) map[string]string
+	// MayRecord checks that user may act on recordings in room (start, stop, delete,
+	// get the links of others' recordings); action says what, for the refusal ("delete
+	// recordings"). A refusal is a UserError; another error means it could not be checked.
+	MayRecord(ctx context.Context, room id.RoomID, user id.UserID, action string) error
+}
+
+// Calls is what the lifecycle asks of whoever runs the calls.
+type Calls interface {
+	// Stop ends the recording of a room (a 1:1 call is hung up); why ends up in the
+	// summary. It is called at a limit.
+	Stop(ctx context.Context, room id.RoomID, kind, why string)
+	// Resume starts again a room's group recording that a restart interrupted, in the same
+	// folder, when the room's call still goes on; else it says why not.
+	Resume(ctx context.Context, room id.RoomID, folder string, m *recorder.Manifest) (ok bool, why string)
+	// HangUp ends a 1:1 call the last run was in, so that the caller's client stops
+	// waiting for a recorder that is gone.
+	HangUp(ctx context.Context, room id.RoomID, callID string)
+}
+
+// UserError is a problem the person who asked should read in the room.
+type UserError struct{ Msg string }
+
+func (e UserError) Error() string { return e.Msg }
+
+// LimitError is a recording refused by a limit on recordings at once, in words for the
+// room.
+type LimitError struct{ Msg string }
+
+func (e LimitError) Error() string { return e.Msg }

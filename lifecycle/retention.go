@@ -1,0 +1,107 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/storage"
+)
+
+// retentionInterval is how often expiry is checked: a minute, or more often when the
+// configured times are short.
+func (lc *Lifecycle) retentionInterval() time.Duration {
+	every := time.Minute
+	for _, d := range []time.Duration{lc.cfg.Recordings.ExpireAfter.D(), lc.cfg.Recordings.ExpireNotice.D(), lc.cfg.Storage.S3.DeleteLocalDelay.D()} {
+		if d > 0 && d/10 < every {
+			every = max(d/10, time.Second)
+		}
+	}
+	return every
+}
+
+// retention tells rooms about recordings that expire soon and deletes expired ones.
+func (lc *Lifecycle) retention(ctx context.Context) {
+	lc.sweepLocal(ctx)
+	if lc.cfg.Recordings.ExpireAfter.D() <= 0 {
+		return
+	}
+	now := lc.now()
+	soon, err := lc.db.ExpiringBefore(ctx, now.Add(lc.cfg.Recordings.ExpireNotice.D()))
+	if err != nil {
+		lc.log.Warn().Err(err).Msg("Could not list expiring recordings")
+		return
+	}
+	for _, r := range soon {
+		if r.Status.Live() {
+			continue
+		}
+		if !r.ExpiresAt.After(now) {
+			lc.expire(ctx, r)
+			continue
+		}
+		if !r.ExpiryNoticedAt.IsZero() {
+			continue
+		}
+		text := fmt.Sprintf("🗑 The recording %s (%s, %s) will be deleted on %s, in %s. Download what you want to keep.",
+			r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"), FormatDuration(time.Duration(r.DurationMs)*time.Millisecond),
+			r.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"), HumanDuration(r.ExpiresAt.Sub(now)))
+		if evt := lc.chat.Notice(ctx, id.RoomID(r.RoomID), text, id.EventID(r.SummaryEvent)); evt == "" {
+			continue // try again next round
+		}
+		if _, err := lc.db.ModifyRecording(ctx, r.ID, func(r *storage.Recording) { r.ExpiryNoticedAt = now }); err != nil {
+			lc.log.Warn().Err(err).Msg("Could not store the expiry notice")
+		}
+	}
+}
+
+func (lc *Lifecycle) expire(ctx context.Context, r *storage.Recording) {
+	if err := lc.deleteRecording(ctx, r, storage.RemovedByExpiry); err != nil {
+		lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not delete an expired recording; will retry")
+		return
+	}
+	lc.log.Info().Str("recording", r.ID).Str("folder", r.Folder).Msg("Deleted an expired recording")
+	lc.chat.Notice(ctx, id.RoomID(r.RoomID), fmt.Sprintf("🗑 Deleted the recording %s of %s: it was kept for %s (the recorder's retention setting).",
+		r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"), HumanDuration(lc.cfg.Recordings.ExpireAfter.D())), "")
+}
+
+// deleteRecording removes a recording's files everywhere: uploads in flight are stopped,
+// the copies in object storage and the local folder are deleted, and the rows are marked
+// removed (expired or deleted). The rows stay, so !recordings still shows what was.
+func (lc *Lifecycle) deleteRecording(ctx context.Context, r *storage.Recording, why storage.Removal) error {
+	// A delivery still waiting for uploads of this recording ends now (even if the
+	// deletion fails below and is tried again: nobody wants links to it any more).
+	lc.endDelivery(r.ID)
+	if lc.up != nil {
+		lc.up.Cancel(r.ID)
+		ups, err := lc.db.Uploads(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		for _, u := range ups {
+			if u.UploadID != "" {
+				if err := lc.s3.Abort(ctx, u.Key, u.UploadID); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if lc.s3 != nil {
+		if err := lc.s3.DeletePrefix(ctx, lc.s3.FolderPrefix(r.Folder)); err != nil {
+			return fmt.Errorf("delete the uploaded copies: %w", err)
+		}
+	}
+	folder := filepath.Join(lc.cfg.Recordings.Dir, filepath.Base(r.Folder))
+	if err := os.RemoveAll(folder); err != nil {
+		return fmt.Errorf("delete the local files: %w", err)
+	}
+	_, err := lc.db.MarkRemoved(ctx, r.ID, why, lc.now())
+	if lc.up != nil {
+		lc.up.Forget(r.ID)
+	}
+	return err
+}

@@ -1,0 +1,120 @@
+// Package metrics holds the recorder's Prometheus metrics, in a registry of its own.
+package metrics
+
+import (
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Live is what the recordings in progress have done so far (files still being written).
+type Live struct {
+	Recordings    int
+	Tracks        int
+	Bytes         uint64
+	PacketsLost   uint64
+	Undecryptable uint64
+}
+
+// Metrics are the recorder's counters and gauges.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// Counters the bot increments.
+	RecordingsStarted  prometheus.Counter
+	RecordingsStopped  *prometheus.CounterVec // by reason: ended, limit, disk, error...
+	UploadFailures     prometheus.Counter
+	UploadedBytes      prometheus.Counter
+	UploadsConfirmed   prometheus.Counter
+	DecryptionFailures prometheus.Counter
+	Interrupted        prometheus.Counter
+	WriteFailures      prometheus.Counter
+
+	mu        sync.Mutex
+	done      Live // totals of finished files
+	live      func() Live
+	diskFree  func() (int64, bool)
+	descs     struct{ active, tracks, bytes, lost, undec, disk *prometheus.Desc }
+	collector prometheus.Collector
+}
+
+// New creates the metrics. live returns the state of the recordings in progress and
+// diskFree the free bytes of the recordings disk; both are called on every scrape.
+func New(live func() Live, diskFree func() (int64, bool)) *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry(), live: live, diskFree: diskFree}
+	f := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "matrix_recorder", Name: name, Help: help})
+		m.Registry.MustRegister(c)
+		return c
+	}
+	m.RecordingsStarted = f("recordings_started_total", "Recordings started (a resumed recording counts again).")
+	m.RecordingsStopped = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "matrix_recorder", Name: "recordings_stopped_total",
+		Help: "Recordings stopped by the recorder itself, by reason (max_duration, max_size, disk_space)."}, []string{"reason"})
+	m.Registry.MustRegister(m.RecordingsStopped)
+	m.UploadFailures = f("upload_failures_total", "Failed upload attempts (each is retried).")
+	m.UploadedBytes = f("uploaded_bytes_total", "Bytes sent to object storage (parts sent again count again).")
+	m.UploadsConfirmed = f("uploads_confirmed_total", "Files whose copy in object storage was confirmed.")
+	m.DecryptionFailures = f("decryption_failures_total", "Matrix events the bot could not decrypt (missing or withheld keys).")
+	m.Interrupted = f("recordings_interrupted_total", "Recordings found interrupted at start-up (the process had died).")
+	m.WriteFailures = f("write_failures_total", "Times a track could not write its file (a full or failing disk); it goes on by itself when the disk takes writes again.")
+	ns := "matrix_recorder_"
+	m.descs.active = prometheus.NewDesc(ns+"active_recordings", "Recordings in progress.", nil, nil)
+	m.descs.tracks = prometheus.NewDesc(ns+"active_tracks", "Files being written.", nil, nil)
+	m.descs.bytes = prometheus.NewDesc(ns+"recorded_bytes_total", "Bytes of media recorded (finished files at their final size).", nil, nil)
+	m.descs.lost = prometheus.NewDesc(ns+"packets_lost_total", "RTP packets lost before they reached the recorder.", nil, nil)
+	m.descs.undec = prometheus.NewDesc(ns+"frames_undecryptable_total", "Media frames dropped because they could not be decrypted (E2EE key failures).", nil, nil)
+	m.descs.disk = prometheus.NewDesc(ns+"disk_free_bytes", "Free space on the recordings disk.", nil, nil)
+	m.Registry.MustRegister(collector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Path is where the metrics are served.
+const Path = "/metrics"
+
+// Handler serves the registry in Prometheus's text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// FileDone adds a finished file to the totals.
+func (m *Metrics) FileDone(bytes, lost, undecryptable uint64) {
+	m.mu.Lock()
+	m.done.Bytes += bytes
+	m.done.PacketsLost += lost
+	m.done.Undecryptable += undecryptable
+	m.mu.Unlock()
+}
+
+type collector struct{ m *Metrics }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	d := c.m.descs
+	for _, x := range []*prometheus.Desc{d.active, d.tracks, d.bytes, d.lost, d.undec, d.disk} {
+		ch <- x
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
+	var live Live
+	if m.live != nil {
+		live = m.live()
+	}
+	m.mu.Lock()
+	done := m.done
+	m.mu.Unlock()
+	d := m.descs
+	ch <- prometheus.MustNewConstMetric(d.active, prometheus.GaugeValue, float64(live.Recordings))
+	ch <- prometheus.MustNewConstMetric(d.tracks, prometheus.GaugeValue, float64(live.Tracks))
+	ch <- prometheus.MustNewConstMetric(d.bytes, prometheus.CounterValue, float64(done.Bytes+live.Bytes))
+	ch <- prometheus.MustNewConstMetric(d.lost, prometheus.CounterValue, float64(done.PacketsLost+live.PacketsLost))
+	ch <- prometheus.MustNewConstMetric(d.undec, prometheus.CounterValue, float64(done.Undecryptable+live.Undecryptable))
+	if m.diskFree != nil {
+		if free, ok := m.diskFree(); ok {
+			ch <- prometheus.MustNewConstMetric(d.disk, prometheus.GaugeValue, float64(free))
+		}
+	}
+}

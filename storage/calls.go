@@ -1,0 +1,58 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// CallStatus is the state of a row of the calls table: a call the bot recorded.
+type CallStatus string
+
+// The statuses of calls.
+const (
+	// CallActive: a recording of the call is running.
+	CallActive CallStatus = "active"
+	// CallEnded: every recording of the call is over.
+	CallEnded CallStatus = "ended"
+	// CallInterrupted: the process died while the call was recorded.
+	CallInterrupted CallStatus = "interrupted"
+)
+
+// upsertCall records a call (or finds it again, active once more) and returns its row id.
+func upsertCall(ctx context.Context, tx *sql.Tx, roomID, callID, kind string, startedAtMS int64) (int64, error) {
+	var row int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO calls (room_id, call_id, kind, status, started_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (room_id, call_id, kind) DO UPDATE SET status = excluded.status, ended_at = NULL
+		RETURNING id`, roomID, callID, kind, CallActive, startedAtMS).Scan(&row)
+	if err != nil {
+		return 0, fmt.Errorf("create call row: %w", err)
+	}
+	return row, nil
+}
+
+// endCall marks the call of a recording that is no longer live as over (interrupted when
+// the recording was), once no other recording of it is live.
+func (d *DB) endCall(ctx context.Context, r *Recording) error {
+	status := CallEnded
+	if r.Status == RecordingInterrupted {
+		status = CallInterrupted
+	}
+	live, args := inList(liveRecordingStatuses)
+	_, err := d.db.ExecContext(ctx, `UPDATE calls SET status = ?, ended_at = COALESCE(ended_at, ?)
+		WHERE id = (SELECT call FROM recordings WHERE id = ?) AND NOT EXISTS
+		(SELECT 1 FROM recordings WHERE call = calls.id AND status IN (`+live+`))`,
+		append([]any{status, ms(r.EndedAt), r.ID}, args...)...)
+	if err != nil {
+		return fmt.Errorf("update call of recording %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// interruptCalls marks every active call interrupted (start-up after a crash).
+func (d *DB) interruptCalls(ctx context.Context) error {
+	if _, err := d.db.ExecContext(ctx, `UPDATE calls SET status = ? WHERE status = ?`, CallInterrupted, CallActive); err != nil {
+		return fmt.Errorf("mark calls interrupted: %w", err)
+	}
+	return nil
+}
