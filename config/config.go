@@ -38,6 +38,7 @@ type Config struct {
 	Bot        Bot        `yaml:"bot"`
 	Storage    Storage    `yaml:"storage"`
 	HTTP       HTTP       `yaml:"http"`
+	Metrics    Metrics    `yaml:"metrics"`
 	PostCall   PostCall   `yaml:"postcall"`
 	LiveKit    LiveKit    `yaml:"livekit"`
 	Log        Log        `yaml:"log"`
@@ -208,9 +209,19 @@ func (b Bot) InviterAllowed(sender, ownServer string) bool {
 
 // Log configures logging.
 type Log struct {
-	Level  string `yaml:"level"`
+	Level string `yaml:"level"`
+	// Format is LogAuto, LogJSON or LogConsole.
 	Format string `yaml:"format"`
 }
+
+// Log formats (log.format).
+const (
+	// LogAuto is the console format on a terminal and JSON otherwise (a service
+	// manager's journal, a container's log).
+	LogAuto    = "auto"
+	LogJSON    = "json"
+	LogConsole = "console"
+)
 
 // Duration is a time.Duration written as "1s", "250ms", "2h".
 type Duration time.Duration
@@ -282,7 +293,7 @@ func defaultCore() Config {
 			MaxGroupRecordings: 8,
 		},
 		Bot: Bot{CommandPrefix: "!", Notices: true, RecordPowerLevel: -1},
-		Log: Log{Level: "info", Format: "console"},
+		Log: Log{Level: "info", Format: LogAuto},
 	}
 }
 
@@ -410,9 +421,9 @@ func (c *Config) validateCore() []error {
 		errs = append(errs, fmt.Errorf("log.level %q must be one of %s", c.Log.Level, strings.Join(logLevels, ", ")))
 	}
 	switch c.Log.Format {
-	case "console", "json":
+	case LogAuto, LogJSON, LogConsole:
 	default:
-		errs = append(errs, fmt.Errorf("log.format %q must be console or json", c.Log.Format))
+		errs = append(errs, fmt.Errorf("log.format %q must be auto, json or console", c.Log.Format))
 	}
 	return errs
 }

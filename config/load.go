@@ -104,7 +104,7 @@ func Read(data []byte, source string, o Options) (*Loaded, error) {
 	if len(probs) > 0 {
 		return nil, &Error{Source: source, Problems: probs}
 	}
-	return &Loaded{Config: st.cfg, Warnings: st.warnings}, nil
+	return &Loaded{Config: st.cfg, Warnings: append(st.warnings, st.cfg.warnings()...)}, nil
 }
 
 // decodeState is a decoded configuration before validation.

@@ -100,8 +100,32 @@ type HTTP struct {
 	PublicURL string `yaml:"public_url"`
 	// WebhookToken authenticates bucket notifications at /s3/events; empty: endpoint off.
 	WebhookToken string `yaml:"webhook_token" secret:"true"`
-	// Metrics serves Prometheus metrics at /metrics.
+	// Metrics serves Prometheus metrics at /metrics: on metrics.listen when that is set,
+	// else (for this release, with a warning) on Listen.
 	Metrics bool `yaml:"metrics"`
+}
+
+// Metrics configures the listener for /metrics and /healthz, apart from the public one.
+type Metrics struct {
+	// Listen is host:port (e.g. 127.0.0.1:9100); empty: /metrics stays on http.listen
+	// (deprecated: it moves here in a later release).
+	Listen string `yaml:"listen"`
+}
+
+// MetricsOnPublicListener reports whether /metrics is served on http.listen (no
+// metrics.listen): the old place, kept for a release.
+func (c *Config) MetricsOnPublicListener() bool {
+	return c.HTTP.Metrics && c.HTTP.Listen != "" && c.Metrics.Listen == ""
+}
+
+// warnings are what is allowed but should change, for the log at start.
+func (c *Config) warnings() []string {
+	var out []string
+	if c.MetricsOnPublicListener() {
+		out = append(out, "/metrics is served on http.listen, the public port; set metrics.listen (e.g. 127.0.0.1:9100) "+
+			"to serve it on a port of its own: a later release serves it only there")
+	}
+	return out
 }
 
 // EffectiveLinks resolves LinksAuto.
@@ -318,6 +342,13 @@ func (c *Config) validateStorage() []error {
 	if h.Listen != "" {
 		if err := checkListen(h.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("http.listen %q %w", h.Listen, err))
+		}
+	}
+	if m := c.Metrics.Listen; m != "" {
+		if err := checkListen(m); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.listen %q %w", m, err))
+		} else if m == h.Listen {
+			errs = append(errs, fmt.Errorf("metrics.listen %q must differ from http.listen (metrics do not belong on the public port)", m))
 		}
 	}
 	if h.PublicURL != "" {
