@@ -24,7 +24,9 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/httpserver"
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
+	"github.com/matrix-recorder/matrix-recorder/metrics"
 	"github.com/matrix-recorder/matrix-recorder/postcall"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
@@ -75,6 +77,8 @@ type Bot struct {
 	// Ready is closed after the first successful sync.
 	ready     chan struct{}
 	readyOnce sync.Once
+	// synced beats after every successful sync (/healthz).
+	synced *httpserver.Heartbeat
 }
 
 // oneToOneCalls is what the bot uses of the 1:1 call manager (onetoone.Manager).
@@ -90,6 +94,9 @@ type oneToOneCalls interface {
 // Options for New that are not in the config file.
 type Options struct {
 	Version string
+	// Build names the build for the metrics (build_info); empty fields are read from the
+	// binary.
+	Build metrics.BuildInfo
 	// ReadyHook, if set, is called after the first sync (demo and tests).
 	Logger zerolog.Logger
 }
@@ -98,7 +105,8 @@ type Options struct {
 // data_dir another recorder runs on is refused with a *lockfile.HeldError.
 func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	log := opts.Logger
-	b := &Bot{cfg: cfg, log: log, version: opts.Version, startedAt: time.Now(), ready: make(chan struct{})}
+	b := &Bot{cfg: cfg, log: log, version: opts.Version, startedAt: time.Now(), ready: make(chan struct{}),
+		synced: httpserver.NewHeartbeat("successful sync with the homeserver", syncMaxAge, nil)}
 	lock, err := datadir.Lock(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -116,6 +124,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		return nil, err
 	}
 	b.lc = lc
+	lc.Metrics().SetBuildInfo(opts.Build)
 	defer func() {
 		if !started {
 			_ = lc.Shutdown(context.WithoutCancel(ctx))

@@ -176,7 +176,7 @@ func (c *commands) hangup(ctx context.Context, cc *cmdContext) error {
 	if err := c.b.mayEndCall(cc); err != nil {
 		return err
 	}
-	if n := c.b.calls.HangupRoom(cc.roomID, fmt.Sprintf("%s asked me to hang up", cc.sender)); n == 0 {
+	if n := c.b.hangupByUser(cc.roomID, fmt.Sprintf("%s asked me to hang up", cc.sender)); n == 0 {
 		if c.b.groups.answered(cc.roomID, cc.sender) {
 			return c.b.groups.stop(ctx, cc) // a DM call the bot answered (livekit_dm.go)
 		}

@@ -215,7 +215,7 @@ func (g *groups) stop(ctx context.Context, cc *cmdContext) error {
 		if err := g.b.mayEndCall(cc); err != nil {
 			return err
 		}
-		if n := g.b.calls.HangupRoom(cc.roomID, fmt.Sprintf("%s asked me to stop", cc.sender)); n > 0 {
+		if n := g.b.hangupByUser(cc.roomID, fmt.Sprintf("%s asked me to stop", cc.sender)); n > 0 {
 			return nil
 		}
 		return userError{Msg: "Nothing is being recorded in this room."}
@@ -233,6 +233,7 @@ func (g *groups) stop(ctx context.Context, cc *cmdContext) error {
 	delete(g.active, cc.roomID)
 	close(gr.stopped)
 	g.mu.Unlock()
+	g.b.lc.Stopping(cc.roomID, true, lifecycle.StopUser)
 	m, err := gr.rec.Stop(ctx, fmt.Sprintf("stopped by %s", cc.sender))
 	g.report(ctx, cc.roomID, gr.folder, m, fmt.Sprintf("%s typed %sstop", cc.sender, g.b.cfg.Bot.CommandPrefix), err)
 	return nil

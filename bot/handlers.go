@@ -43,6 +43,9 @@ func (s *batchSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync
 	if len(batch) > 0 {
 		b.calls.HandleBatch(ctx, batch)
 	}
+	if err == nil {
+		b.synced.Beat()
+	}
 	b.readyOnce.Do(func() {
 		close(b.ready)
 		b.log.Info().Msg("First sync done; ready")

@@ -1,12 +1,12 @@
-// Package httpserver is the recorder's HTTP server: one listener (http.listen) whose routes
-// their owners register (downloads and bucket notifications: the recording lifecycle;
-// LiveKit's webhooks: the Egress backend; /metrics and /healthz: the wiring in the bot),
-// with limits that keep slow or stalled clients from holding connections.
+// Package httpserver is the recorder's HTTP servers: listeners (http.listen, the public
+// one; metrics.listen, the private one) whose routes their owners register (downloads and
+// bucket notifications: the recording lifecycle; LiveKit's webhooks: the Egress backend;
+// /metrics and /healthz: the wiring in the bot), with limits that keep slow or stalled
+// clients from holding connections, and /healthz's named readiness checks.
 package httpserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -42,7 +42,7 @@ func (s *Server) Handler() http.Handler { return bounded(s.mux, s.limits) }
 func (s *Server) Start(ctx context.Context, listen string) (addr string, done <-chan error, err error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return "", nil, fmt.Errorf("http.listen %s: %w", listen, err)
+		return "", nil, fmt.Errorf("listen on %s: %w", listen, err)
 	}
 	srv := newServer(s.Handler(), s.limits)
 	out := make(chan error, 1)
@@ -62,23 +62,3 @@ func (s *Server) Start(ctx context.Context, listen string) (addr string, done <-
 	s.log.Info().Str("listen", ln.Addr().String()).Msg("HTTP server listening")
 	return ln.Addr().String(), out, nil
 }
-
-// Health answers GET /healthz: 200 {"status":"ok"} when check passes, 503 with the error
-// otherwise.
-func Health(check func(ctx context.Context) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
-		if err := check(ctx); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]string{"status": "unhealthy", "error": err.Error()})
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
-	})
-}
-
-// HealthPath is where Health is served.
-const HealthPath = "/healthz"

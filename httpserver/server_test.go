@@ -35,7 +35,7 @@ func start(t *testing.T, l Limits, health error) string {
 	s.Handle("GET /big", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeContent(w, r, "big", time.Time{}, strings.NewReader(bigFile))
 	}))
-	s.Handle("GET "+HealthPath, Health(func(context.Context) error { return health }))
+	s.Handle("GET "+HealthPath, Health(Check{Name: "sync", Run: func(context.Context) error { return health }}))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	addr, _, err := s.Start(ctx, "127.0.0.1:0")

@@ -11,6 +11,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
@@ -126,6 +127,9 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 		lc.mu.Lock()
 		delete(lc.notifyRetry, recID)
 		lc.mu.Unlock()
+		if complete && withLinks && rec != nil {
+			lc.linksPosted(rec)
+		}
 	}
 	if err != nil || complete || lc.up == nil || evt == "" {
 		return
@@ -159,6 +163,7 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 		if lc.sendSummary(ctx, roomID, text, htmlText, evt) == "" {
 			return // stays uploaded: retried at the next start
 		}
+		lc.linksPosted(rec)
 	}
 	if _, err := lc.db.ModifyRecording(context.WithoutCancel(ctx), rec.ID, func(r *storage.Recording) {
 		if !r.Status.Gone() && !r.Status.Live() {
@@ -167,6 +172,15 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 	}); err != nil {
 		log.Warn().Err(err).Msg("Could not mark the recording notified")
 	}
+}
+
+// linksPosted counts the time from a recording's end to its summary with links in the
+// room (links_delay_seconds), when the summary has links.
+func (lc *Lifecycle) linksPosted(rec *storage.Recording) {
+	if lc.cfg.EffectiveLinks() == config.LinksNone || rec.EndedAt.IsZero() {
+		return
+	}
+	lc.m.LinksDelay.WithLabelValues(metricKind(rec.Kind)).Observe(max(lc.now().Sub(rec.EndedAt).Seconds(), 0))
 }
 
 // uploadsComplete reports whether every file of a recording that exists is confirmed in

@@ -98,7 +98,7 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 	}
 	lc.queues[folder] = q
 	lc.mu.Unlock()
-	lc.m.RecordingsStarted.Inc()
+	lc.m.RecordingsStarted.WithLabelValues(metricKind(lr.kind)).Inc()
 	lc.wg.Add(1)
 	go func() {
 		defer lc.wg.Done()
@@ -242,6 +242,9 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	if lr == nil || q == nil {
 		return
 	}
+	kind := metricKind(lr.kind)
+	lc.m.RecordingsStopped.WithLabelValues(string(lc.stopReasonOf(lr, m)), kind).Inc()
+	lc.m.RecordingDuration.WithLabelValues(kind).Observe(float64(m.DurationMs) / 1000)
 	lc.post(q, func(ctx context.Context) {
 		if recID := lc.recID(lr); recID != "" {
 			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) { lc.fillFromManifest(r, m, storage.RecordingSaved) }); err != nil {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,10 +71,16 @@ type Lifecycle struct {
 	now    func() time.Time
 	// statfs reports the free bytes of the recordings disk (tests replace it).
 	statfs func(dir string) (int64, error)
+	// probes try writing into data_dir and recordings.dir for /healthz (health.go).
+	probesOnce sync.Once
+	probes     struct{ data, recordings *writeProbe }
 
 	ctx    context.Context // ends at shutdown; background work watches it
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// shuttingDown is set when the recorder begins to stop (Run's context ends or
+	// Shutdown is called): recordings that end then ended with it.
+	shuttingDown atomic.Bool
+	wg           sync.WaitGroup
 	// telling counts the notices about live recordings being posted (tests wait for them).
 	telling sync.WaitGroup
 	// drainCtx ends when shutdown begins: summaries stop waiting for uploads then.
@@ -117,6 +124,8 @@ type liveRec struct {
 	// Limits.
 	warnedDuration, warnedSize bool
 	stopping                   bool
+	// stopReason is why the recording is ending, once a limit or a person said.
+	stopReason StopReason
 	// failing counts the tracks that cannot write now; toldFailing says the room heard of
 	// the current outage.
 	failing     int
@@ -215,6 +224,7 @@ func (lc *Lifecycle) Run(ctx context.Context) {
 	}
 	lc.goLoop("retention", lc.retentionInterval(), lc.retention)
 	lc.goLoop("renotify", renotifyEvery, lc.renotify)
+	context.AfterFunc(ctx, func() { lc.shuttingDown.Store(true) })
 	lc.wg.Add(1)
 	go func() {
 		defer lc.wg.Done()
@@ -256,6 +266,7 @@ func (lc *Lifecycle) goLoop(name string, every time.Duration, fn func(ctx contex
 // hooks queued are written, summaries being posted get until ctx ends, and uploads keep
 // their progress in the database and continue on the next start.
 func (lc *Lifecycle) Shutdown(ctx context.Context) error {
+	lc.shuttingDown.Store(true)
 	lc.drain()
 	for lc.posting.n() > 0 && ctx.Err() == nil {
 		select {
@@ -283,19 +294,6 @@ func (lc *Lifecycle) Shutdown(ctx context.Context) error {
 	}
 	errs = append(errs, lc.db.Close())
 	return errors.Join(errs...)
-}
-
-// Health reports whether the state database answers and data_dir is writable.
-func (lc *Lifecycle) Health(ctx context.Context) error {
-	if err := lc.db.Ping(ctx); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(lc.cfg.DataDir, ".health-*")
-	if err != nil {
-		return fmt.Errorf("data_dir is not writable: %w", err)
-	}
-	name := f.Name()
-	return errors.Join(f.Close(), os.Remove(name))
 }
 
 // SetInviter records who invited the bot into a room (recordings.max_per_inviter).

@@ -48,7 +48,7 @@ type limitAction struct {
 	lr     *liveRec
 	warn   string
 	stop   string
-	reason string // metrics label
+	reason StopReason
 }
 
 // checkLimits warns about and stops recordings that reach recordings.max_duration or
@@ -78,7 +78,7 @@ func (lc *Lifecycle) checkLimits(ctx context.Context) {
 			switch {
 			case elapsed >= limit:
 				a.stop = fmt.Sprintf("the maximum recording length of %s was reached", FormatDuration(limit))
-				a.reason = "max_duration"
+				a.reason = StopMaxDuration
 			case elapsed >= limit-warnLead(limit) && !lr.warnedDuration:
 				lr.warnedDuration = true
 				a.warn = fmt.Sprintf("⏱ This recording reaches its maximum length (%s) in %s and stops then.", FormatDuration(limit), FormatDuration(limit-elapsed))
@@ -89,20 +89,20 @@ func (lc *Lifecycle) checkLimits(ctx context.Context) {
 			switch {
 			case size >= maxSize:
 				a.stop = fmt.Sprintf("the maximum recording size of %s was reached", config.Size(maxSize))
-				a.reason = "max_size"
+				a.reason = StopMaxSize
 			case size >= maxSize*9/10 && !lr.warnedSize:
 				lr.warnedSize = true
 				a.warn = fmt.Sprintf("💾 This recording has reached %s of its %s limit and stops when it is full.", FormatBytes(size), config.Size(maxSize))
 			}
 		}
 		if why := overShare[lr.roomID]; why != "" && a.stop == "" {
-			a.stop, a.reason = why, "disk_share"
+			a.stop, a.reason = why, StopDiskShare
 		}
 		if diskLow != "" {
-			a.stop, a.reason = diskLow, "disk_space"
+			a.stop, a.reason = diskLow, StopDiskSpace
 		}
 		if a.stop != "" {
-			lr.stopping = true
+			lr.stopping, lr.stopReason = true, a.reason
 		}
 		if a.stop != "" || a.warn != "" {
 			acts = append(acts, a)
@@ -115,7 +115,6 @@ func (lc *Lifecycle) checkLimits(ctx context.Context) {
 		}
 		if a.stop != "" {
 			lc.log.Warn().Str("folder", filepath.Base(a.lr.sess.Folder())).Str("why", a.stop).Msg("Stopping a recording at a limit")
-			lc.m.RecordingsStopped.WithLabelValues(a.reason).Inc()
 			lc.calls.Stop(ctx, a.lr.roomID, a.lr.kind, a.stop)
 		}
 	}

@@ -1,8 +1,13 @@
 // Package metrics holds the recorder's Prometheus metrics, in a registry of its own.
+//
+// Durations are in seconds (_seconds), sizes in bytes (_bytes). Labels: kind is the kind
+// of call ("1:1", "mesh", "livekit", "egress"); reason is why a recording stopped (the
+// lifecycle's StopReason values).
 package metrics
 
 import (
 	"net/http"
+	"runtime/debug"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,8 +29,14 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	// Counters the bot increments.
-	RecordingsStarted  prometheus.Counter
-	RecordingsStopped  *prometheus.CounterVec // by reason: ended, limit, disk, error...
+	RecordingsStarted *prometheus.CounterVec // by kind
+	RecordingsStopped *prometheus.CounterVec // by reason and kind
+	// RecordingDuration is the length of each recording when it stops, by kind.
+	RecordingDuration *prometheus.HistogramVec
+	// LinksDelay is the time from a recording's end to its summary with links in the
+	// room (the uploads included), by kind.
+	LinksDelay         *prometheus.HistogramVec
+	buildInfo          *prometheus.GaugeVec
 	UploadFailures     prometheus.Counter
 	UploadedBytes      prometheus.Counter
 	UploadsConfirmed   prometheus.Counter
@@ -50,10 +61,21 @@ func New(live func() Live, diskFree func() (int64, bool)) *Metrics {
 		m.Registry.MustRegister(c)
 		return c
 	}
-	m.RecordingsStarted = f("recordings_started_total", "Recordings started (a resumed recording counts again).")
+	m.RecordingsStarted = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "matrix_recorder", Name: "recordings_started_total",
+		Help: "Recordings started, by kind of call (a resumed recording counts again)."}, []string{"kind"})
 	m.RecordingsStopped = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "matrix_recorder", Name: "recordings_stopped_total",
-		Help: "Recordings stopped by the recorder itself, by reason (max_duration, max_size, disk_space)."}, []string{"reason"})
-	m.Registry.MustRegister(m.RecordingsStopped)
+		Help: "Recordings stopped, by reason (user, call_ended, max_duration, max_size, disk_space, disk_share, shutdown, error) and kind of call."},
+		[]string{"reason", "kind"})
+	m.RecordingDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "matrix_recorder", Name: "recording_duration_seconds",
+		Help:    "Length of each recording's timeline when it stopped, by kind of call.",
+		Buckets: []float64{30, 60, 300, 600, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600}}, []string{"kind"})
+	m.LinksDelay = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "matrix_recorder", Name: "links_delay_seconds",
+		Help:    "Time from a recording's end to its summary with links in the room (uploads included), by kind of call.",
+		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 900, 3600}}, []string{"kind"})
+	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "matrix_recorder", Name: "build_info",
+		Help: "Always 1; the labels say which build runs."}, []string{"version", "revision", "goversion"})
+	m.Registry.MustRegister(m.RecordingsStarted, m.RecordingsStopped, m.RecordingDuration, m.LinksDelay, m.buildInfo)
+	m.SetBuildInfo(BuildInfo{})
 	m.UploadFailures = f("upload_failures_total", "Failed upload attempts (each is retried).")
 	m.UploadedBytes = f("uploaded_bytes_total", "Bytes sent to object storage (parts sent again count again).")
 	m.UploadsConfirmed = f("uploads_confirmed_total", "Files whose copy in object storage was confirmed.")
@@ -69,6 +91,30 @@ func New(live func() Live, diskFree func() (int64, bool)) *Metrics {
 	m.descs.disk = prometheus.NewDesc(ns+"disk_free_bytes", "Free space on the recordings disk.", nil, nil)
 	m.Registry.MustRegister(collector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// BuildInfo names the running build (build_info's labels).
+type BuildInfo struct {
+	Version, Revision, GoVersion string
+}
+
+// SetBuildInfo sets build_info; empty fields are read from the binary's build information.
+func (m *Metrics) SetBuildInfo(b BuildInfo) {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if b.Version == "" {
+			b.Version = info.Main.Version
+		}
+		if b.GoVersion == "" {
+			b.GoVersion = info.GoVersion
+		}
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && b.Revision == "" {
+				b.Revision = s.Value
+			}
+		}
+	}
+	m.buildInfo.Reset()
+	m.buildInfo.WithLabelValues(b.Version, b.Revision, b.GoVersion).Set(1)
 }
 
 // Path is where the metrics are served.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/bot"
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/metrics"
 	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
 
@@ -67,7 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signalContext(log)
 	defer stop()
 
-	b, err := bot.New(ctx, cfg, bot.Options{Version: ver.Short(), Logger: log})
+	b, err := bot.New(ctx, cfg, bot.Options{Version: ver.Short(), Logger: log,
+		Build: metrics.BuildInfo{Version: ver.Version, Revision: ver.Revision, GoVersion: ver.Go}})
 	var held *lockfile.HeldError
 	if errors.As(err, &held) {
 		// A usage error: two recorders on one data_dir would repair each other's live

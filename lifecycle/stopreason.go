@@ -1,0 +1,71 @@
+package lifecycle
+
+import (
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+)
+
+// StopReason is why a recording ended, as the metrics count it
+// (recordings_stopped_total's reason label).
+type StopReason string
+
+// The reasons a recording ends.
+const (
+	// StopCallEnded: the call ended or everyone left (the default when nobody said).
+	StopCallEnded StopReason = "call_ended"
+	// StopUser: someone in the room stopped it (!stop, !hangup).
+	StopUser StopReason = "user"
+	// The limits (limits.go).
+	StopMaxDuration StopReason = "max_duration"
+	StopMaxSize     StopReason = "max_size"
+	StopDiskSpace   StopReason = "disk_space"
+	StopDiskShare   StopReason = "disk_share"
+	// StopShutdown: the recorder stopped (SIGTERM).
+	StopShutdown StopReason = "shutdown"
+	// StopError: the files could not be finalised cleanly.
+	StopError StopReason = "error"
+)
+
+// Stopping says why a room's recordings are about to end, before the caller stops them
+// (a person's !stop or !hangup: StopUser); group picks the group recordings, else the
+// 1:1 ones. A reason a limit gave first is kept. A recording that ends without a reason
+// ended with its call, or with the recorder.
+func (lc *Lifecycle) Stopping(room id.RoomID, group bool, r StopReason) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	for _, lr := range lc.live {
+		if lr.roomID == room && (lr.kind != oneToOne) == group && lr.stopReason == "" {
+			lr.stopReason = r
+		}
+	}
+}
+
+// stopReasonOf is why a live recording whose session ended did: what a limit or the
+// caller said, else an error when the files could not all be finalised, else the
+// recorder's shutdown, else the end of the call.
+func (lc *Lifecycle) stopReasonOf(lr *liveRec, m recorder.Manifest) StopReason {
+	lc.mu.Lock()
+	r := lr.stopReason
+	lc.mu.Unlock()
+	switch {
+	case r != "":
+		return r
+	case m.Interruption != "":
+		return StopError
+	case lc.shuttingDown.Load():
+		return StopShutdown
+	}
+	return StopCallEnded
+}
+
+// metricKind is the kind label of a recorder kind of call.
+func metricKind(kind string) string {
+	switch kind {
+	case oneToOne, "livekit", "egress":
+		return kind
+	case "group":
+		return "mesh"
+	}
+	return "other"
+}
