@@ -195,8 +195,11 @@ func (b *Bot) login(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create matrix client: %w", err)
 	}
-	client.Log = b.log.With().Str("component", "matrix").Logger()
-	quietRequestLog(client, client.Log)
+	// The crypto helper (created below) names its own component ("crypto") on a logger
+	// derived from client.Log: it gets one without ours, or its lines would carry the key
+	// twice. Both drop mautrix's request lines (quietRequestLog).
+	client.Log = b.log.Hook(requestLogFilter{})
+	matrixLog := b.log.With().Str("component", "matrix").Logger()
 	// Every request is retried on network errors, 502-504 and 429 (honouring Retry-After),
 	// with exponential backoff, so a homeserver that restarts or rate-limits loses nothing.
 	client.DefaultHTTPRetries = httpRetries
@@ -224,6 +227,8 @@ func (b *Bot) login(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open crypto store: %w", err)
 	}
+	client.Log = matrixLog
+	quietRequestLog(client, client.Log)
 	if mc.AccessToken != "" {
 		client.AccessToken = mc.AccessToken
 		who, err := client.Whoami(ctx)

@@ -21,7 +21,7 @@ func (lc *Lifecycle) Routes(r Router) error {
 	if err != nil {
 		return err
 	}
-	log := lc.log.With().Str("component", "http").Logger()
+	log := lc.root.With().Str("component", "http").Logger()
 	o := download.Options{
 		DB: lc.db, Dir: dir, Log: log,
 		Links: lc.signer, LinkExpiry: lc.linkExpiry(), Now: lc.now, CommandPrefix: lc.cfg.Bot.CommandPrefix,

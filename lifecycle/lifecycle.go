@@ -53,8 +53,11 @@ type Options struct {
 
 // Lifecycle follows every recording of one recorder.
 type Lifecycle struct {
-	cfg   config.Config
-	log   zerolog.Logger
+	cfg config.Config
+	log zerolog.Logger
+	// root is the logger given, for the sub-packages' own components (log carries
+	// "lifecycle", and a key twice makes JSON lines ambiguous).
+	root  zerolog.Logger
 	chat  Chat
 	calls Calls
 	ready <-chan struct{}
@@ -139,7 +142,7 @@ type liveRec struct {
 // New opens the state database and object storage. Nothing runs before Run.
 func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) {
 	lc := &Lifecycle{
-		cfg: cfg, log: o.Log.With().Str("component", "lifecycle").Logger(), chat: o.Chat, calls: o.Calls, ready: o.Ready,
+		cfg: cfg, log: o.Log.With().Str("component", "lifecycle").Logger(), root: o.Log, chat: o.Chat, calls: o.Calls, ready: o.Ready,
 		now: time.Now, statfs: freeBytes,
 		live: map[string]*liveRec{}, queues: map[string]*serial.Loop{}, inviters: map[id.RoomID]id.UserID{},
 		delivering: map[string]context.CancelFunc{}, notifyRetry: map[string]*retryState{},
@@ -191,7 +194,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) 
 			evidenceWait = evidenceWaitMax // the bucket's notifications reach the recorder
 		}
 		lc.up = upload.New(lc.ctx, db, lc.s3, upload.Options{
-			Dir: dir, PartSize: int64(s3c.PartSize), Log: lc.log, EvidenceWait: evidenceWait,
+			Dir: dir, PartSize: int64(s3c.PartSize), Log: lc.root, EvidenceWait: evidenceWait,
 			OnConfirmed: lc.uploadConfirmed, OnEvidence: lc.evidence,
 			OnFailure: func(*storage.Upload, error) { lc.m.UploadFailures.Inc() },
 			OnSent:    func(n int64) { lc.m.UploadedBytes.Add(float64(n)) },

@@ -63,7 +63,8 @@ func NewFactory(s Settings, log zerolog.Logger) (*Factory, error) {
 		return nil, fmt.Errorf("register interceptors: %w", err)
 	}
 
-	se := webrtc.SettingEngine{LoggerFactory: pionLogger{log: log.With().Str("component", "pion").Logger()}}
+	// pion's lines keep the factory's component (webrtc) and name pion's scope ("ice").
+	se := webrtc.SettingEngine{LoggerFactory: pionLogger{log: log}}
 	se.SetIncludeLoopbackCandidate(s.IncludeLoopback)
 	// mDNS candidates would need multicast, which a server has no use for.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)

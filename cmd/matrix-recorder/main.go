@@ -2,6 +2,7 @@
 // participant's every track as its own file, on one timeline, with a manifest.
 //
 //	matrix-recorder -config config.yaml   run the bot
+//	matrix-recorder healthcheck -c FILE   ask the running bot's /healthz (exit 0: ready)
 //	matrix-recorder demo                  try it with a throwaway local homeserver (from a
 //	                                      source checkout: see demo.go)
 package main
@@ -13,14 +14,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/bot"
-	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/metrics"
 	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
@@ -39,8 +37,13 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "demo" {
-		return runDemo(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "demo":
+			return runDemo(args[1:], stdout, stderr)
+		case "healthcheck":
+			return runHealthcheck(args[1:], stdout, stderr)
+		}
 	}
 	opts, code, done := parseFlags(args, stdout, stderr)
 	if done {
@@ -58,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	cfg := loaded.Config
-	log, err := newLogger(cfg.Log, stderr)
+	log, err := newLogger(cfg.Log, stderr, isTerminal(stderr))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
@@ -131,16 +134,4 @@ func signalContext(log zerolog.Logger) (context.Context, context.CancelFunc) {
 		signal.Stop(sigs)
 		cancel()
 	}
-}
-
-func newLogger(c config.Log, out io.Writer) (zerolog.Logger, error) {
-	level, err := zerolog.ParseLevel(strings.ToLower(c.Level))
-	if err != nil || c.Level == "" {
-		return zerolog.Logger{}, fmt.Errorf("log.level %q is not one of trace, debug, info, warn, error", c.Level)
-	}
-	var w io.Writer = out
-	if c.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.DateTime}
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
