@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/at-wat/ebml-go v0.19.0
 	github.com/go-logr/logr v1.4.4
+	github.com/go-logr/zerologr v1.2.3
 	github.com/livekit/protocol v1.54.1
 	github.com/livekit/server-sdk-go/v2 v2.19.0
 	github.com/mattn/go-isatty v0.0.22
