@@ -42,6 +42,8 @@ func (lc *Lifecycle) checkDiskSpace(context.Context) error {
 	min := int64(lc.cfg.Recordings.MinFreeSpace)
 	free, err := lc.statfs(lc.cfg.Recordings.Dir)
 	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil // recordings_dir says the folder is gone
 	case err != nil:
 		return fmt.Errorf("cannot read the free space of recordings.dir: %w", err)
 	case min > 0 && free < min:

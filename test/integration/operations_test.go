@@ -50,6 +50,8 @@ func TestIntegrationSIGTERMFinalises(t *testing.T) {
 		t.Error("the bot did not hang up the call before exiting")
 	}
 	call.Close()
+	// The log of a clean stop: JSON lines with every key once, no cancelled requests.
+	checkProcessLog(t, p.log.String())
 	folder, m := finishedFolderIn(t, cfg.Recordings.Dir)
 	for _, tr := range m.Tracks {
 		if tr.Status != recorder.StatusComplete || tr.SHA256 == "" {
