@@ -145,6 +145,54 @@ if [ "$STAGE" = all ] || [ "$STAGE" = unit ]; then
 	TAGS="$TAGS" scripts/fuzz-smoke.sh
 fi
 
+# --- The container image: built and started when a container engine answers here
+# (`docker info`), else skipped with a message. It checks that the first run writes a
+# config into the volume and exits 2, that a volume the image's user cannot write gets a
+# clear message, and that the healthcheck command in the image says "not ready" (exit 1)
+# for a bot that cannot be reached, rather than crashing.
+container_test() {
+	if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
+		step "container image: skipped (no container engine here: docker info fails)"
+		return 0
+	fi
+	step "container image: build, first run, healthcheck"
+	local tag vol code out
+	tag="matrix-recorder-test:$$"
+	vol=$(mktemp -d)
+	docker build -q -t "$tag" . >/dev/null
+	chmod 0777 "$vol" # the image runs as uid 1000
+	code=0
+	out=$(docker run --rm -v "$vol:/data" "$tag" 2>&1) || code=$?
+	if [ "$code" -ne 2 ] || [ ! -s "$vol/config.yaml" ] || ! grep -q "fill in" <<<"$out"; then
+		echo "first run: exit $code, config written: $([ -s "$vol/config.yaml" ] && echo yes || echo no)" >&2
+		echo "$out" >&2
+		return 1
+	fi
+	code=0
+	out=$(docker run --rm -v "$vol:/data" \
+		-e MATRIX_RECORDER_MATRIX_HOMESERVER=http://127.0.0.1:9 -e MATRIX_RECORDER_MATRIX_USER_ID=@recorder:test.invalid \
+		-e MATRIX_RECORDER_MATRIX_PASSWORD=unused "$tag" healthcheck -c /data/config.yaml 2>&1) || code=$?
+	if [ "$code" -ne 1 ] || ! grep -q "not ready" <<<"$out"; then
+		echo "healthcheck without a bot: exit $code, want 1 and \"not ready\": $out" >&2
+		return 1
+	fi
+	local ro
+	ro=$(mktemp -d)
+	chmod 0555 "$ro"
+	code=0
+	out=$(docker run --rm --user 4242:4242 -v "$ro:/data" "$tag" 2>&1) || code=$?
+	if [ "$code" -ne 2 ] || ! grep -q "is not writable" <<<"$out"; then
+		echo "unwritable volume: exit $code, want 2 and a message: $out" >&2
+		return 1
+	fi
+	docker image rm -f "$tag" >/dev/null
+	rm -rf "$vol" "$ro"
+}
+
+if [ "$STAGE" = all ] || [ "$STAGE" = unit ]; then
+	container_test
+fi
+
 if [ "$STAGE" = all ] || [ "$STAGE" = integration ]; then
 	step "compiling tests for the network namespace (it has no network for the module proxy)"
 	go test -tags "$TAGS" -count=1 -run '^$' ./... >/dev/null

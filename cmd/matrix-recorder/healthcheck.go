@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
@@ -47,7 +48,8 @@ func runHealthcheck(args []string, stdout, stderr io.Writer) int {
 	}
 	l, err := config.Load(path, config.Options{Environ: os.Environ()})
 	if err != nil {
-		fmt.Fprintf(stderr, "not ready: the config cannot be read: %v\n", err)
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		fmt.Fprintf(stderr, "not ready: the config cannot be used: %s\n", strings.TrimSuffix(first, ":"))
 		return exitError
 	}
 	url, err := healthURL(l.Config)
