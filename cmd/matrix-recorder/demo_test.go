@@ -25,6 +25,9 @@ func TestIntegrationDemo(t *testing.T) {
 		t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 	}
 	t.Logf("demo said:\n%s", out.String())
+	if strings.Contains(errb.String(), "Request canceled") {
+		t.Errorf("the demo's stop logs cancelled requests as warnings:\n%s", errb.String())
+	}
 	for _, want := range []string{"an encrypted room", "Recording saved", "Recording folder: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's output does not say %q", want)

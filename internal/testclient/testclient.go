@@ -77,6 +77,13 @@ func NewSyncer() *mautrix.DefaultSyncer {
 func (c *Client) Start(ctx context.Context) {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
+	// Close cancels the long-poll sync: mautrix logs that as a "Request canceled" warning,
+	// which is no news once our own context is cancelled. Real failures keep their lines.
+	c.Matrix.Log = c.Matrix.Log.Hook(zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, msg string) {
+		if msg == "Request canceled" && sctx.Err() != nil {
+			e.Discard()
+		}
+	}))
 	go func() {
 		defer close(c.done)
 		for sctx.Err() == nil {
