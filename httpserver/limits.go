@@ -66,14 +66,28 @@ type progressWriter struct {
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {
-	// Extending costs a timer reset: do it a few times per period, so the deadline is
-	// always most of a period away when a write begins.
-	if now := time.Now(); now.Sub(p.last) >= min(time.Second, p.every/4) {
-		p.last = now
-		_ = p.rc.SetWriteDeadline(now.Add(p.every))
+	// Write in small pieces, so that one large write to a slow reader is many steps of
+	// progress, each with the deadline most of a period away when it begins.
+	n := 0
+	for len(b) > 0 {
+		chunk := b[:min(len(b), progressChunk)]
+		// Extending costs a timer reset: do it a few times per period.
+		if now := time.Now(); now.Sub(p.last) >= min(time.Second, p.every/4) {
+			p.last = now
+			_ = p.rc.SetWriteDeadline(now.Add(p.every))
+		}
+		k, err := p.ResponseWriter.Write(chunk)
+		n += k
+		if err != nil {
+			return n, err
+		}
+		b = b[k:]
 	}
-	return p.ResponseWriter.Write(b)
+	return n, nil
 }
+
+// progressChunk is the most written at once under one deadline.
+const progressChunk = 16 << 10
 
 // Unwrap lets http.ResponseController reach the connection.
 func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }

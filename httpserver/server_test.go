@@ -126,7 +126,7 @@ func TestServerBoundsBodies(t *testing.T) {
 // A large download on a slow reader goes on as long as it makes progress.
 func TestServerWriteTimeoutIsIdle(t *testing.T) {
 	l := shortLimits()
-	l.Write = time.Second
+	l.Write = 2 * time.Second
 	addr := start(t, l, nil)
 	c := dialServer(t, addr)
 	_, _ = io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -146,7 +146,7 @@ func TestServerWriteTimeoutIsIdle(t *testing.T) {
 		if err != nil {
 			break
 		}
-		time.Sleep(30 * time.Millisecond) // far below the write limit
+		time.Sleep(40 * time.Millisecond) // far below the write limit
 	}
 	if n != len(bigFile) {
 		t.Errorf("got %d of %d bytes in %v: a slow but steady download was cut", n, len(bigFile), time.Since(start))
