@@ -678,8 +678,9 @@ func (r *Recording) finish(ctx context.Context, why string) {
 	r.publish()
 	r.b.finished(r)
 	r.log.Info().Str("why", why).Int("files", len(m.Tracks)).Msg("Egress recording ended")
-	close(r.finished)
+	// Done before finished: Stop returns on finished, and its caller may look at Done.
 	r.doneOnce.Do(func() { close(r.done) })
+	close(r.finished)
 	r.loop.Stop()
 	r.cancel()
 }
