@@ -27,18 +27,17 @@ func (c botChat) Notice(ctx context.Context, room id.RoomID, text string, replyT
 }
 
 // Edit replaces a notice (m.replace), so progress shows in one message.
-func (c botChat) Edit(ctx context.Context, room id.RoomID, evt id.EventID, text string) {
-	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text}
-	content.SetEdit(evt)
-	if _, err := c.b.client.SendMessageEvent(ctx, room, event.EventMessage, content); err != nil {
-		c.b.log.Debug().Err(err).Stringer("room_id", room).Msg("Could not edit a notice")
-	}
+func (c botChat) Edit(ctx context.Context, room id.RoomID, evt id.EventID, text string, mentions ...id.UserID) {
+	c.b.editNotice(ctx, room, evt, text, mentions)
 }
 
-func (c botChat) Post(ctx context.Context, room id.RoomID, text, html string, replace id.EventID) (id.EventID, error) {
-	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text, Format: event.FormatHTML, FormattedBody: html, Mentions: &event.Mentions{}}
-	if replace != "" {
-		content.SetEdit(replace)
+func (c botChat) Post(ctx context.Context, room id.RoomID, msg lifecycle.Message) (id.EventID, error) {
+	content := markdownContent(msg.Text, msg.Markdown)
+	if msg.Thread != "" {
+		content.RelatesTo = (&event.RelatesTo{}).SetThread(msg.Thread, msg.Thread)
+	}
+	if msg.Replace != "" {
+		content = editContent(msg.Replace, content)
 	}
 	resp, err := c.b.client.SendMessageEvent(ctx, room, event.EventMessage, content)
 	if err != nil {

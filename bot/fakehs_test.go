@@ -45,6 +45,8 @@ type sentEvent struct {
 	Type string
 	Body string
 	Edit bool
+	// Content is the event's content as sent.
+	Content *event.MessageEventContent
 }
 
 func newFakeHS(t *testing.T) *fakeHS {
@@ -97,7 +99,7 @@ func (f *fakeHS) send(w http.ResponseWriter, r *http.Request) {
 	if c.NewContent != nil {
 		body = c.NewContent.Body
 	}
-	f.sent = append(f.sent, sentEvent{Room: id.RoomID(r.PathValue("room")), Type: r.PathValue("type"), Body: body, Edit: c.NewContent != nil})
+	f.sent = append(f.sent, sentEvent{Room: id.RoomID(r.PathValue("room")), Type: r.PathValue("type"), Body: body, Edit: c.NewContent != nil, Content: &c})
 	writeJSON(w, map[string]string{"event_id": fmt.Sprintf("$e%d", len(f.sent))})
 }
 
@@ -150,6 +152,16 @@ func (f *fakeHS) notices(room id.RoomID) []string {
 		}
 	}
 	return out
+}
+
+// last returns the last event the bot sent.
+func (f *fakeHS) last() sentEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.sent) == 0 {
+		f.t.Fatal("nothing was sent")
+	}
+	return f.sent[len(f.sent)-1]
 }
 
 // fakeCalls is the 1:1 call manager with calls the test sets.

@@ -133,7 +133,7 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 	}
 	text := fmt.Sprintf("🔴 Recording started at %s by %s. Recording %s, each person's tracks as separate files. Type %sskipme not to be recorded, %sstop to end.",
 		st.StartedAt.UTC().Format("15:04:05 UTC"), cc.sender, who, g.b.cfg.Bot.CommandPrefix, g.b.cfg.Bot.CommandPrefix)
-	g.b.lc.Started(st.Folder, g.b.noticeMentions(ctx, cc.roomID, text, "", mentions), text)
+	g.b.lc.Started(st.Folder, g.b.noticeMentions(ctx, cc.roomID, text, "", mentions), text, mentions...)
 	return nil
 }
 

@@ -92,7 +92,7 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 	}
 	st := gr.rec.Status()
 	text := fmt.Sprintf("🔴 Recording this call with %s. Every track is saved as its own file. Hang up to stop.", ans.Caller)
-	b.lc.Started(st.Folder, b.noticeMentions(ctx, room, text, "", []id.UserID{ans.Caller}), text)
+	b.lc.Started(st.Folder, b.noticeMentions(ctx, room, text, "", []id.UserID{ans.Caller}), text, ans.Caller)
 }
 
 // declineRing declines a ring the bot does not answer (MSC4310; js-sdk's sendRtcDecline:

@@ -92,7 +92,7 @@ func (lc *Lifecycle) checkLimits(ctx context.Context) {
 				a.reason = "max_size"
 			case size >= maxSize*9/10 && !lr.warnedSize:
 				lr.warnedSize = true
-				a.warn = fmt.Sprintf("💾 This recording has reached %s of its %s limit and stops when it is full.", FormatBytes(size), config.Size(maxSize))
+				a.warn = fmt.Sprintf("💾 This recording has used %d%% of its %s limit (%s) and stops when it is full.", size*100/maxSize, config.Size(maxSize), FormatBytes(size))
 			}
 		}
 		if why := overShare[lr.roomID]; why != "" && a.stop == "" {
