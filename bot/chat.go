@@ -15,6 +15,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // botChat is what the recording lifecycle may do in rooms (lifecycle.Chat).
@@ -194,7 +195,7 @@ func (g *groups) resume(ctx context.Context, roomID id.RoomID, folder string, m 
 		if errors.As(err, &ue) {
 			return false, ue.Msg
 		}
-		return false, err.Error()
+		return false, roomerr.Clause(g.b.log.With().Stringer("room_id", roomID).Logger(), err, "Could not resume the recording")
 	}
 	gr := &groupRec{backend: best.Name(), rec: rec, by: g.b.client.UserID, stopped: make(chan struct{}), folder: rec.Status().Folder}
 	if !g.take(roomID, gr) {

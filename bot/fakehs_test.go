@@ -38,6 +38,8 @@ type fakeHS struct {
 	invites  map[id.RoomID][]id.UserID
 	direct   map[id.UserID][]id.RoomID
 	failSend int // the next failSend sends fail with 500, as a homeserver that is down
+	// failState makes state reads fail with 500.
+	failState bool
 }
 
 type sentEvent struct {
@@ -107,6 +109,11 @@ func (f *fakeHS) state(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	room := id.RoomID(r.PathValue("room"))
+	if f.failState {
+		w.WriteHeader(http.StatusInternalServerError)
+		writeJSON(w, map[string]string{"errcode": "M_UNKNOWN", "error": "database on 127.0.0.1:5432 is down"})
+		return
+	}
 	if r.PathValue("type") != event.StatePowerLevels.Type {
 		w.WriteHeader(http.StatusNotFound)
 		writeJSON(w, map[string]string{"errcode": "M_NOT_FOUND", "error": "no such state"})

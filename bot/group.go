@@ -100,7 +100,11 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 		return userError{Msg: fmt.Sprintf("Sorry, I am already recording %d group calls, the most I record at once (calls.max_group_recordings). Try again when one has ended.", running)}
 	}
 	if err := g.b.lc.Admit(ctx, cc.roomID, "group"); err != nil {
-		return userError{Msg: "Sorry, I cannot record here now: " + err.Error() + ". Try again when one has ended."}
+		var le lifecycle.LimitError
+		if !errors.As(err, &le) {
+			return fmt.Errorf("admit a group recording: %w", err)
+		}
+		return userError{Msg: "Sorry, I cannot record here now: " + le.Msg + ". Try again when one has ended."}
 	}
 	best, reasons := g.probe(ctx, cc.roomID, cc.args)
 	if best == nil {

@@ -17,6 +17,14 @@ func Report(log zerolog.Logger, err error, what string) string {
 	return Sentence(id)
 }
 
+// Clause is Report as a clause for the middle of a sentence ("I could not connect to
+// Bob: something went wrong (error a1b2c3 in the operator's log).").
+func Clause(log zerolog.Logger, err error, what string) string {
+	id := NewID()
+	log.Error().Err(err).Str("error_id", id).Msg(what)
+	return "something went wrong (error " + id + " in the operator's log)"
+}
+
 // Sentence is what a room reads about an error logged under id.
 func Sentence(id string) string {
 	return "Something went wrong (error " + id + "); the operator can find it in the log."

@@ -28,6 +28,9 @@ func TestReport(t *testing.T) {
 	if !strings.Contains(got, "error "+line.ID+")") || strings.Contains(got, "10.0.0.7") {
 		t.Fatalf("sentence: %q", got)
 	}
+	if c := Clause(zerolog.Nop(), err, "x"); !strings.HasPrefix(c, "something went wrong (error ") || strings.Contains(c, "10.0.0.7") {
+		t.Errorf("clause: %q", c)
+	}
 	if NewID() == NewID() && NewID() == NewID() {
 		t.Error("ids repeat")
 	}
