@@ -270,8 +270,8 @@ func (c *Config) validateStorage() []error {
 	if d := r.ExpireAfter.D(); d != 0 && d < 10*time.Second {
 		errs = append(errs, fmt.Errorf("recordings.expire_after %s must be 0 (keep forever) or at least 10s", d))
 	}
-	if d := r.ProgressInterval.D(); d != 0 && d < time.Minute {
-		errs = append(errs, fmt.Errorf("recordings.progress_interval %s must be 0 (no progress edits) or at least 1m", d))
+	if d := r.ProgressInterval.D(); d != 0 && d < 10*time.Second {
+		errs = append(errs, fmt.Errorf("recordings.progress_interval %s must be 0 (no progress edits) or at least 10s", d))
 	}
 	switch c.Storage.Links {
 	case LinksAuto, LinksPresigned, LinksHTTP, LinksNone:
