@@ -275,12 +275,12 @@ func (g *groups) statusLines(roomID id.RoomID) []string {
 		return nil
 	}
 	st := gr.rec.Status()
-	lines := []string{fmt.Sprintf("Recording (%s) since %s, %s so far, %d track(s), %s, folder %s",
-		st.Backend, st.StartedAt.UTC().Format("15:04:05 UTC"), lifecycle.FormatDuration(time.Since(st.StartedAt)), st.Tracks, lifecycle.FormatBytes(st.Bytes), lifecycle.FolderName(st.Folder))}
+	lines := []string{fmt.Sprintf("Recording (%s) since %s, %s so far, %s, %s, folder %s",
+		st.Backend, st.StartedAt.UTC().Format("15:04:05 UTC"), lifecycle.FormatDuration(time.Since(st.StartedAt)), lifecycle.Plural(st.Tracks, "track"), lifecycle.FormatBytes(st.Bytes), lifecycle.FolderName(st.Folder))}
 	ps := append([]call.ParticipantStatus(nil), st.Participants...)
 	sort.Slice(ps, func(i, j int) bool { return ps[i].UserID < ps[j].UserID })
 	for _, p := range ps {
-		state := fmt.Sprintf("%d track(s)", p.Tracks)
+		state := lifecycle.Plural(p.Tracks, "track")
 		if p.OptedOut {
 			state = "not recorded (opted out)"
 		}

@@ -226,9 +226,9 @@ func (lc *Lifecycle) admitLocked(roomID id.RoomID, inviter id.UserID, kind strin
 	}
 	switch {
 	case r.MaxPerRoom > 0 && inRoom >= r.MaxPerRoom:
-		return LimitError{fmt.Sprintf("this room already has %d recording(s) running, the most one room may have (recordings.max_per_room)", inRoom)}
+		return LimitError{fmt.Sprintf("this room already has %s running, the most one room may have (recordings.max_per_room)", Plural(inRoom, "recording"))}
 	case r.MaxPerInviter > 0 && inviter != "" && byInviter >= r.MaxPerInviter:
-		return LimitError{fmt.Sprintf("the rooms %s invited me into already have %d recording(s) running, the most one person's rooms may have (recordings.max_per_inviter)", inviter, byInviter)}
+		return LimitError{fmt.Sprintf("the rooms %s invited me into already have %s running, the most one person's rooms may have (recordings.max_per_inviter)", inviter, Plural(byInviter, "recording"))}
 	case kind != oneToOne && groups >= lc.cfg.Calls.MaxGroupRecordings:
 		return LimitError{fmt.Sprintf("I am already recording %d group calls, the most I record at once (calls.max_group_recordings)", groups)}
 	}

@@ -25,7 +25,7 @@ func TestIntegrationDemo(t *testing.T) {
 		t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 	}
 	t.Logf("demo said:\n%s", out.String())
-	for _, want := range []string{"an encrypted room", "Recording saved", "Recording folder: "} {
+	for _, want := range []string{"an encrypted room", "Recording saved", "Files of recording", "Recording folder: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's output does not say %q", want)
 		}
