@@ -15,6 +15,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // botChat is what the recording lifecycle may do in rooms (lifecycle.Chat).
@@ -27,18 +28,17 @@ func (c botChat) Notice(ctx context.Context, room id.RoomID, text string, replyT
 }
 
 // Edit replaces a notice (m.replace), so progress shows in one message.
-func (c botChat) Edit(ctx context.Context, room id.RoomID, evt id.EventID, text string) {
-	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text}
-	content.SetEdit(evt)
-	if _, err := c.b.client.SendMessageEvent(ctx, room, event.EventMessage, content); err != nil {
-		c.b.log.Debug().Err(err).Stringer("room_id", room).Msg("Could not edit a notice")
-	}
+func (c botChat) Edit(ctx context.Context, room id.RoomID, evt id.EventID, text string, mentions ...id.UserID) {
+	c.b.editNotice(ctx, room, evt, text, mentions)
 }
 
-func (c botChat) Post(ctx context.Context, room id.RoomID, text, html string, replace id.EventID) (id.EventID, error) {
-	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text, Format: event.FormatHTML, FormattedBody: html, Mentions: &event.Mentions{}}
-	if replace != "" {
-		content.SetEdit(replace)
+func (c botChat) Post(ctx context.Context, room id.RoomID, msg lifecycle.Message) (id.EventID, error) {
+	content := markdownContent(msg.Text, msg.Markdown)
+	if msg.Thread != "" {
+		content.RelatesTo = (&event.RelatesTo{}).SetThread(msg.Thread, msg.Thread)
+	}
+	if msg.Replace != "" {
+		content = editContent(msg.Replace, content)
 	}
 	resp, err := c.b.client.SendMessageEvent(ctx, room, event.EventMessage, content)
 	if err != nil {
@@ -195,7 +195,7 @@ func (g *groups) resume(ctx context.Context, roomID id.RoomID, folder string, m 
 		if errors.As(err, &ue) {
 			return false, ue.Msg
 		}
-		return false, err.Error()
+		return false, roomerr.Clause(g.b.log.With().Stringer("room_id", roomID).Logger(), err, "Could not resume the recording")
 	}
 	gr := &groupRec{backend: best.Name(), rec: rec, by: g.b.client.UserID, stopped: make(chan struct{}), folder: rec.Status().Folder}
 	if !g.take(roomID, gr) {

@@ -2,10 +2,10 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,7 +24,25 @@ type command struct {
 	name        string
 	args        string
 	description string
+	group       cmdGroup
 	handler     func(ctx context.Context, cc *cmdContext) error
+}
+
+// cmdGroup is what people want a command for; !help lists the commands by it.
+type cmdGroup int
+
+const (
+	groupRecording cmdGroup = iota
+	groupDuring
+	groupAfter
+	groupAdmin
+)
+
+var groupTitles = map[cmdGroup]string{
+	groupRecording: "Recording",
+	groupDuring:    "During the call",
+	groupAfter:     "After the call",
+	groupAdmin:     "Admin",
 }
 
 // cmdContext is what a handler gets.
@@ -39,7 +57,9 @@ type commands struct {
 	b      *Bot
 	prefix string
 	byName map[string]*command
-	limit  *cmdLimiter
+	// order is the commands in the order !help lists them.
+	order []*command
+	limit *cmdLimiter
 }
 
 // userError is a problem the user should read in the room.
@@ -48,21 +68,22 @@ type userError = lifecycle.UserError
 func newCommands(b *Bot) *commands {
 	c := &commands{b: b, prefix: b.cfg.Bot.CommandPrefix, byName: map[string]*command{}, limit: newCmdLimiter(time.Now)}
 	for _, cmd := range []*command{
-		{name: "help", description: "show this list", handler: c.help},
-		{name: "status", description: "what is being recorded in this room", handler: c.status},
-		{name: "start", args: b.egressStartArgs(), description: "record the group call in this room", handler: b.groups.start},
-		{name: "stop", description: "stop recording in this room (files are kept)", handler: b.groups.stop},
-		{name: "skipme", description: "do not record me in this room", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, true) }},
-		{name: "recordme", description: "record me again", handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, false) }},
-		{name: "autorecord", args: "[on|off]", description: "record every Element Call call that begins in this room", handler: b.autorecordCommand},
-		{name: "hangup", description: "end the 1:1 call in this room (the recording is kept)", handler: c.hangup},
-		{name: "mark", args: "[-30s] [text]", description: "put a marker on the recording's timeline (in the summary picture and exports)", handler: b.markCommand},
-		{name: "export", args: "<id|latest> [mix|zip|flac|wav]", description: "make a mixdown, aligned tracks or an aligned zip of a recording (needs ffmpeg)", handler: b.exportCommand},
-		{name: "transcript", args: "[id|latest]", description: "run the transcription hook and merge the transcripts of a recording", handler: b.transcriptCommand},
-		{name: "recordings", args: "[ID]", description: "list this room's recordings, or one recording's files with fresh links", handler: b.lifecycleCommand(b.lc.Recordings)},
-		{name: "delete", args: "ID", description: "delete a recording everywhere (who may start recordings may delete them)", handler: b.lifecycleCommand(b.lc.Delete)},
+		{name: "start", args: b.egressStartArgs(), description: "record the group call in this room", group: groupRecording, handler: b.groups.start},
+		{name: "stop", description: "stop recording in this room (the files are kept)", group: groupRecording, handler: b.groups.stop},
+		{name: "status", description: "what is being recorded in this room", group: groupRecording, handler: c.status},
+		{name: "skipme", description: "do not record me in this room", group: groupDuring, handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, true) }},
+		{name: "recordme", description: "record me again", group: groupDuring, handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, false) }},
+		{name: "mark", args: "[-30s] [text]", description: "put a marker on the recording's timeline (in the summary picture and exports)", group: groupDuring, handler: b.markCommand},
+		{name: "hangup", description: "end the 1:1 call in this room (the recording is kept)", group: groupDuring, handler: c.hangup},
+		{name: "recordings", args: "[ID]", description: "list this room's recordings, or one recording's files with fresh links (for the people recorded in it and members who may start recordings)", group: groupAfter, handler: b.lifecycleCommand(b.lc.Recordings)},
+		{name: "export", args: "<ID|latest> [mix|zip|flac|wav]", description: "make a mixdown, aligned tracks or an aligned zip of a recording (needs ffmpeg)", group: groupAfter, handler: b.exportCommand},
+		{name: "transcript", args: "[ID|latest]", description: "run the transcription hook and merge the transcripts of a recording", group: groupAfter, handler: b.transcriptCommand},
+		{name: "autorecord", args: "[on|off]", description: "record every Element Call call that begins in this room", group: groupAdmin, handler: b.autorecordCommand},
+		{name: "delete", args: "ID", description: "delete a recording everywhere", group: groupAdmin, handler: b.lifecycleCommand(b.lc.Delete)},
+		{name: "help", description: "show this list", group: groupAdmin, handler: c.help},
 	} {
 		c.byName[cmd.name] = cmd
+		c.order = append(c.order, cmd)
 	}
 	return c
 }
@@ -119,34 +140,39 @@ func (c *commands) dispatch(ctx context.Context, evt *event.Event, msg *event.Me
 		return cmd.handler(ctx, cc)
 	}()
 	if err != nil {
-		if ue, ok := err.(userError); ok {
+		var ue userError
+		if errors.As(err, &ue) {
 			c.b.notice(ctx, evt.RoomID, ue.Msg, evt.ID)
 			return
 		}
-		log.Error().Err(err).Msg("Command failed")
-		c.b.notice(ctx, evt.RoomID, "Sorry, that failed: "+err.Error(), evt.ID)
+		// Not the user's doing: its text (URLs, paths) stays in the log.
+		c.b.failed(ctx, log, evt.RoomID, evt.ID, err, "Command failed")
 	}
 }
 
+// help lists the commands by what people want them for, as a reply.
 func (c *commands) help(ctx context.Context, cc *cmdContext) error {
-	names := make([]string, 0, len(c.byName))
-	for n := range c.byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	p := c.prefix
 	var b strings.Builder
 	b.WriteString("I record calls: one file per person and track, all on one timeline.\n")
-	b.WriteString("In a room with just you and me, call me and I answer and record; hang up to stop.\n")
-	fmt.Fprintf(&b, "In a room with a group call, %sstart records everyone in it and %sstop ends the recording.\n\nCommands:\n", c.prefix, c.prefix)
-	for _, n := range names {
-		cmd := c.byName[n]
-		fmt.Fprintf(&b, "%s%s", c.prefix, cmd.name)
-		if cmd.args != "" {
-			fmt.Fprintf(&b, " %s", cmd.args)
-		}
-		fmt.Fprintf(&b, " - %s\n", cmd.description)
+	if c.b.cfg.Calls.AutoAnswer {
+		b.WriteString("In a room with just you and me, call me and I answer and record; hang up to stop.\n")
 	}
-	c.b.notice(ctx, cc.roomID, strings.TrimSpace(b.String()), "")
+	fmt.Fprintf(&b, "In a room with a group call, %sstart records everyone in it and %sstop ends the recording.\n", p, p)
+	for g := groupRecording; g <= groupAdmin; g++ {
+		fmt.Fprintf(&b, "\n%s:\n", groupTitles[g])
+		for _, cmd := range c.order {
+			if cmd.group != g {
+				continue
+			}
+			fmt.Fprintf(&b, "%s%s", p, cmd.name)
+			if cmd.args != "" {
+				fmt.Fprintf(&b, " %s", cmd.args)
+			}
+			fmt.Fprintf(&b, " - %s\n", cmd.description)
+		}
+	}
+	c.b.notice(ctx, cc.roomID, strings.TrimSpace(b.String()), cc.event)
 	return nil
 }
 
@@ -160,8 +186,8 @@ func (c *commands) status(ctx context.Context, cc *cmdContext) error {
 		if !st.StartedAt.IsZero() {
 			elapsed = lifecycle.FormatDuration(time.Since(st.StartedAt))
 		}
-		lines = append(lines, fmt.Sprintf("Call with %s: %s, %s recorded, %d track(s), folder %s",
-			st.Peer, st.State, elapsed, st.Tracks, lifecycle.FolderName(st.Folder)))
+		lines = append(lines, fmt.Sprintf("Call with %s: %s, %s recorded, %s, folder %s",
+			st.Peer, st.State, elapsed, lifecycle.Plural(st.Tracks, "track"), lifecycle.FolderName(st.Folder)))
 	}
 	lines = append(lines, c.b.groups.statusLines(cc.roomID)...)
 	if len(lines) == 0 {
@@ -231,10 +257,11 @@ func (b *Bot) mentioned(evt *event.Event, msg *event.MessageEventContent) bool {
 }
 
 // unknownReply is the answer to an unknown command, or "" when it is not meant for this
-// bot: only a word (letters first) that is a typo of one of its commands, or any word when
-// the bot is mentioned, gets one.
+// bot: other bots in the room have commands too ("!ban", "!stat"), so only a command word
+// in a message that mentions the bot gets an answer, with a hint when it is one edit
+// or two away from one of the bot's commands.
 func (c *commands) unknownReply(name string, mentioned bool) string {
-	if !commandWord(name) {
+	if !mentioned || !commandWord(name) {
 		return ""
 	}
 	best, dist := "", 99
@@ -247,13 +274,10 @@ func (c *commands) unknownReply(name string, mentioned bool) string {
 	if len(name) > 4 {
 		limit = 2
 	}
-	switch {
-	case dist <= limit:
+	if dist <= limit {
 		return fmt.Sprintf("I don't know %s%s. Did you mean %s%s? Type %shelp for what I can do.", c.prefix, name, c.prefix, best, c.prefix)
-	case mentioned:
-		return fmt.Sprintf("I don't know %s%s. Type %shelp for what I can do.", c.prefix, name, c.prefix)
 	}
-	return ""
+	return fmt.Sprintf("I don't know %s%s. Type %shelp for what I can do.", c.prefix, name, c.prefix)
 }
 
 // commandWord reports whether a word looks like a command: a letter, then letters,

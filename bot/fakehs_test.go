@@ -38,6 +38,8 @@ type fakeHS struct {
 	invites  map[id.RoomID][]id.UserID
 	direct   map[id.UserID][]id.RoomID
 	failSend int // the next failSend sends fail with 500, as a homeserver that is down
+	// failState makes state reads fail with 500.
+	failState bool
 }
 
 type sentEvent struct {
@@ -45,6 +47,8 @@ type sentEvent struct {
 	Type string
 	Body string
 	Edit bool
+	// Content is the event's content as sent.
+	Content *event.MessageEventContent
 }
 
 func newFakeHS(t *testing.T) *fakeHS {
@@ -97,7 +101,7 @@ func (f *fakeHS) send(w http.ResponseWriter, r *http.Request) {
 	if c.NewContent != nil {
 		body = c.NewContent.Body
 	}
-	f.sent = append(f.sent, sentEvent{Room: id.RoomID(r.PathValue("room")), Type: r.PathValue("type"), Body: body, Edit: c.NewContent != nil})
+	f.sent = append(f.sent, sentEvent{Room: id.RoomID(r.PathValue("room")), Type: r.PathValue("type"), Body: body, Edit: c.NewContent != nil, Content: &c})
 	writeJSON(w, map[string]string{"event_id": fmt.Sprintf("$e%d", len(f.sent))})
 }
 
@@ -105,6 +109,11 @@ func (f *fakeHS) state(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	room := id.RoomID(r.PathValue("room"))
+	if f.failState {
+		w.WriteHeader(http.StatusInternalServerError)
+		writeJSON(w, map[string]string{"errcode": "M_UNKNOWN", "error": "database on 127.0.0.1:5432 is down"})
+		return
+	}
 	if r.PathValue("type") != event.StatePowerLevels.Type {
 		w.WriteHeader(http.StatusNotFound)
 		writeJSON(w, map[string]string{"errcode": "M_NOT_FOUND", "error": "no such state"})
@@ -150,6 +159,16 @@ func (f *fakeHS) notices(room id.RoomID) []string {
 		}
 	}
 	return out
+}
+
+// last returns the last event the bot sent.
+func (f *fakeHS) last() sentEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.sent) == 0 {
+		f.t.Fatal("nothing was sent")
+	}
+	return f.sent[len(f.sent)-1]
 }
 
 // fakeCalls is the 1:1 call manager with calls the test sets.

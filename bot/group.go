@@ -100,7 +100,11 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 		return userError{Msg: fmt.Sprintf("Sorry, I am already recording %d group calls, the most I record at once (calls.max_group_recordings). Try again when one has ended.", running)}
 	}
 	if err := g.b.lc.Admit(ctx, cc.roomID, "group"); err != nil {
-		return userError{Msg: "Sorry, I cannot record here now: " + err.Error() + ". Try again when one has ended."}
+		var le lifecycle.LimitError
+		if !errors.As(err, &le) {
+			return fmt.Errorf("admit a group recording: %w", err)
+		}
+		return userError{Msg: "Sorry, I cannot record here now: " + le.Msg + ". Try again when one has ended."}
 	}
 	best, reasons := g.probe(ctx, cc.roomID, cc.args)
 	if best == nil {
@@ -133,7 +137,7 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 	}
 	text := fmt.Sprintf("🔴 Recording started at %s by %s. Recording %s, each person's tracks as separate files. Type %sskipme not to be recorded, %sstop to end.",
 		st.StartedAt.UTC().Format("15:04:05 UTC"), cc.sender, who, g.b.cfg.Bot.CommandPrefix, g.b.cfg.Bot.CommandPrefix)
-	g.b.lc.Started(st.Folder, g.b.noticeMentions(ctx, cc.roomID, text, "", mentions), text)
+	g.b.lc.Started(st.Folder, g.b.noticeMentions(ctx, cc.roomID, text, "", mentions), text, mentions...)
 	return nil
 }
 
@@ -272,12 +276,12 @@ func (g *groups) statusLines(roomID id.RoomID) []string {
 		return nil
 	}
 	st := gr.rec.Status()
-	lines := []string{fmt.Sprintf("Recording (%s) since %s, %s so far, %d track(s), %s, folder %s",
-		st.Backend, st.StartedAt.UTC().Format("15:04:05 UTC"), lifecycle.FormatDuration(time.Since(st.StartedAt)), st.Tracks, lifecycle.FormatBytes(st.Bytes), lifecycle.FolderName(st.Folder))}
+	lines := []string{fmt.Sprintf("Recording (%s) since %s, %s so far, %s, %s, folder %s",
+		st.Backend, st.StartedAt.UTC().Format("15:04:05 UTC"), lifecycle.FormatDuration(time.Since(st.StartedAt)), lifecycle.Plural(st.Tracks, "track"), lifecycle.FormatBytes(st.Bytes), lifecycle.FolderName(st.Folder))}
 	ps := append([]call.ParticipantStatus(nil), st.Participants...)
 	sort.Slice(ps, func(i, j int) bool { return ps[i].UserID < ps[j].UserID })
 	for _, p := range ps {
-		state := fmt.Sprintf("%d track(s)", p.Tracks)
+		state := lifecycle.Plural(p.Tracks, "track")
 		if p.OptedOut {
 			state = "not recorded (opted out)"
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
+	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // batchSyncer processes a sync response like mautrix's syncer and then hands the call
@@ -202,7 +203,7 @@ func (b *Bot) onInvite(ctx context.Context, evt *event.Event) {
 			_, err := b.client.JoinRoomByID(ctx, evt.RoomID)
 			if err == nil {
 				log.Info().Msg("Joined room")
-				b.greet(ctx, evt.RoomID)
+				b.greet(ctx, evt.RoomID, evt.Content.AsMember().IsDirect)
 				return
 			}
 			log.Warn().Err(err).Int("attempt", attempt+1).Msg("Failed to join room")
@@ -216,14 +217,42 @@ func (b *Bot) inviterAllowed(sender id.UserID) bool {
 	return b.cfg.Bot.InviterAllowed(string(sender), b.client.UserID.Homeserver())
 }
 
-func (b *Bot) greet(ctx context.Context, roomID id.RoomID) {
+// greet says hello in a room the bot joined, and how to get a recording there: in a
+// direct chat (the invite says so, or the bot is alone with one person) a call is
+// answered by itself; in a group room !start records the call.
+func (b *Bot) greet(ctx context.Context, roomID id.RoomID, direct bool) {
 	if !b.cfg.Bot.Notices {
 		return
 	}
+	b.notice(ctx, roomID, b.greeting(direct || b.isDirect(ctx, roomID)), "")
+}
+
+// greeting is the hello for a direct chat or a group room.
+func (b *Bot) greeting(direct bool) string {
 	p := b.cfg.Bot.CommandPrefix
-	text := "Hello! I record calls, one file per person and track. Call me in this room and I answer and record the call; hang up to stop. " +
-		"Type " + p + "help for commands."
-	b.notice(ctx, roomID, text, "")
+	how := fmt.Sprintf("When a call is going on here, type %sstart to record it and %sstop to end the recording.", p, p)
+	if direct && b.cfg.Calls.AutoAnswer {
+		how = "Call me here and I answer and record the call; hang up to stop."
+	}
+	return "Hello! I record calls, one file per person and track, all on one timeline. " + how + " Type " + p + "help for all commands."
+}
+
+// isDirect reports whether the bot is alone in a room with one other person, counting
+// those invited: a group room that its creator just made has one member joined, and
+// the others invited.
+func (b *Bot) isDirect(ctx context.Context, roomID id.RoomID) bool {
+	resp, err := b.client.Members(ctx, roomID, mautrix.ReqMembers{NotMembership: event.MembershipLeave})
+	if err != nil {
+		return false
+	}
+	others := 0
+	for _, evt := range resp.Chunk {
+		m := evt.Content.AsMember()
+		if id.UserID(evt.GetStateKey()) != b.client.UserID && (m.Membership == event.MembershipJoin || m.Membership == event.MembershipInvite) {
+			others++
+		}
+	}
+	return others == 1
 }
 
 func (b *Bot) leaveIfAlone(ctx context.Context, roomID id.RoomID) {
@@ -252,8 +281,11 @@ func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID)
 		return errors.New("answering calls is turned off on this recorder (calls.auto_answer)")
 	}
 	peer, err := b.directPeer(ctx, roomID)
-	if err != nil {
+	if errors.Is(err, errNotDirect) {
 		return err
+	} else if err != nil {
+		// The reason is said in the room: the error's text stays in the log.
+		return errors.New(roomerr.Clause(b.log.With().Stringer("room_id", roomID).Logger(), err, "Could not check the room of a call"))
 	}
 	if peer != sender {
 		return errors.New("the caller is not a member of this room")

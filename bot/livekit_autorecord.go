@@ -9,6 +9,8 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // autorecordType is the bot's room account data holding the room's autorecord setting, so
@@ -95,7 +97,6 @@ func (b *Bot) onCallBegan(ctx context.Context, room id.RoomID) {
 			b.notice(ctx, room, "Autorecord: "+ue.Msg, "")
 		}
 	case err != nil:
-		log.Error().Err(err).Msg("Autorecord could not start the recording")
-		b.notice(ctx, room, "Autorecord could not start recording this call: "+err.Error(), "")
+		b.notice(ctx, room, "Autorecord could not start recording this call: "+roomerr.Clause(log, err, "Autorecord could not start the recording")+".", "")
 	}
 }

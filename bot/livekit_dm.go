@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -11,6 +12,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
+	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // Direct calls of today's clients: Element X (and Element Web where Element Call places DM
@@ -82,9 +84,14 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 		if errors.As(err, &ue) && ue.Msg == "Already recording here." {
 			return
 		}
-		log.Warn().Err(err).Msg("Could not answer the call")
 		b.declineRing(ctx, room, ans.Ring)
-		voipObserver{b}.CallRefused(ctx, room, ans.Caller, err.Error())
+		reason := ""
+		if errors.As(err, &ue) {
+			reason = strings.TrimSuffix(ue.Msg, ".")
+		} else {
+			reason = roomerr.Clause(log, err, "Could not answer the call")
+		}
+		voipObserver{b}.CallRefused(ctx, room, ans.Caller, reason)
 		return
 	}
 	if !b.cfg.Bot.Notices {
@@ -92,7 +99,7 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 	}
 	st := gr.rec.Status()
 	text := fmt.Sprintf("🔴 Recording this call with %s. Every track is saved as its own file. Hang up to stop.", ans.Caller)
-	b.lc.Started(st.Folder, b.noticeMentions(ctx, room, text, "", []id.UserID{ans.Caller}), text)
+	b.lc.Started(st.Folder, b.noticeMentions(ctx, room, text, "", []id.UserID{ans.Caller}), text, ans.Caller)
 }
 
 // declineRing declines a ring the bot does not answer (MSC4310; js-sdk's sendRtcDecline:

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html"
-	"strings"
 
 	"github.com/pion/webrtc/v4"
 	"maunium.net/go/mautrix"
@@ -115,21 +113,4 @@ func (m botMatrix) OpenIDToken(ctx context.Context) (*mautrix.RespOpenIDToken, e
 
 func (m botMatrix) Notice(ctx context.Context, roomID id.RoomID, text string, mentions ...id.UserID) id.EventID {
 	return m.b.noticeMentions(ctx, roomID, text, "", mentions)
-}
-
-// mentionHTML renders a user pill for the formatted body.
-func mentionHTML(u id.UserID, name string) string {
-	if name == "" {
-		name = string(u)
-	}
-	return fmt.Sprintf(`<a href="https://matrix.to/#/%s">%s</a>`, html.EscapeString(string(u)), html.EscapeString(name))
-}
-
-// withMentions replaces user ids in the escaped HTML body with pills.
-func withMentions(htmlBody string, mentions []id.UserID) string {
-	for _, u := range mentions {
-		esc := html.EscapeString(string(u))
-		htmlBody = strings.ReplaceAll(htmlBody, esc, mentionHTML(u, string(u)))
-	}
-	return htmlBody
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"gopkg.in/yaml.v3"
 )
 
@@ -206,18 +207,14 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the size in bytes.
 func (s Size) MarshalYAML() (any, error) { return strconv.FormatInt(int64(s), 10), nil }
 
-// String formats the size for people.
+// String formats the size for people, in SI units (1 kB is 1000 bytes): "512 B",
+// "8.3 kB", "12 MB", "1.9 GB". Every size the recorder says (in rooms, logs and errors) is
+// said by this one function.
 func (s Size) String() string {
-	switch {
-	case s >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(s)/(1<<30))
-	case s >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(s)/(1<<20))
-	case s >= 1<<10:
-		return fmt.Sprintf("%.0f KiB", float64(s)/(1<<10))
-	default:
-		return fmt.Sprintf("%d B", int64(s))
+	if s < 0 {
+		return "-" + humanize.Bytes(uint64(-s))
 	}
+	return humanize.Bytes(uint64(s))
 }
 
 // FileMode is a permission mode written in octal, like "0700".
@@ -297,8 +294,8 @@ func (c *Config) validateStorage() []error {
 	if d := r.ExpireAfter.D(); d != 0 && d < 10*time.Second {
 		errs = append(errs, fmt.Errorf("recordings.expire_after %s must be 0 (keep forever) or at least 10s", d))
 	}
-	if d := r.ProgressInterval.D(); d != 0 && d < time.Minute {
-		errs = append(errs, fmt.Errorf("recordings.progress_interval %s must be 0 (no progress edits) or at least 1m", d))
+	if d := r.ProgressInterval.D(); d != 0 && d < 10*time.Second {
+		errs = append(errs, fmt.Errorf("recordings.progress_interval %s must be 0 (no progress edits) or at least 10s", d))
 	}
 	switch c.Storage.Links {
 	case LinksAuto, LinksPresigned, LinksHTTP, LinksNone:

@@ -14,11 +14,12 @@ type Chat interface {
 	// Notice posts a notice, as a reply when replyTo is set, pinging mentions. It returns
 	// the event ("" when it could not be sent; the chat layer logs why).
 	Notice(ctx context.Context, room id.RoomID, text string, replyTo id.EventID, mentions ...id.UserID) id.EventID
-	// Edit replaces the text of a notice posted before (best effort).
-	Edit(ctx context.Context, room id.RoomID, event id.EventID, text string)
-	// Post posts a message with its HTML form that pings nobody, or replaces the one
-	// posted before when replace is set. One attempt: the lifecycle retries.
-	Post(ctx context.Context, room id.RoomID, text, html string, replace id.EventID) (id.EventID, error)
+	// Edit replaces the text of a notice posted before (best effort), keeping its form:
+	// mentions are those of the notice it replaces (they are not pinged again).
+	Edit(ctx context.Context, room id.RoomID, event id.EventID, text string, mentions ...id.UserID)
+	// Post posts a formatted message that pings nobody (or replaces the one posted
+	// before, or answers in a thread, as msg says). One attempt: the lifecycle retries.
+	Post(ctx context.Context, room id.RoomID, msg Message) (id.EventID, error)
 	// DirectRoom returns a direct chat with user, creating it when there is none.
 	DirectRoom(ctx context.Context, user id.UserID) (id.RoomID, error)
 	// DisplayNames returns the display names of the room's members (best effort).
@@ -27,6 +28,18 @@ type Chat interface {
 	// get the links of others' recordings); action says what, for the refusal ("delete
 	// recordings"). A refusal is a UserError; another error means it could not be checked.
 	MayRecord(ctx context.Context, room id.RoomID, user id.UserID, action string) error
+}
+
+// Message is a formatted message: its plain text and the same in Markdown, where every
+// word that is not the recorder's own (names, reasons, file names) is escaped with
+// EscapeMarkdown. The chat layer renders the Markdown to HTML.
+type Message struct {
+	Text     string
+	Markdown string
+	// Thread, when set, posts the message in the thread of that event.
+	Thread id.EventID
+	// Replace, when set, replaces the message posted before (an edit).
+	Replace id.EventID
 }
 
 // Calls is what the lifecycle asks of whoever runs the calls.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html"
 	"path/filepath"
 	"strings"
 	"time"
@@ -42,7 +41,7 @@ func (lc *Lifecycle) Recordings(ctx context.Context, req Request) error {
 	if len(req.Args) > 0 {
 		r, err := lc.db.Recording(ctx, strings.ToLower(req.Args[0]))
 		if err != nil || r.RoomID != string(req.Room) {
-			return UserError{fmt.Sprintf("There is no recording %q in this room. Type %srecordings for the lilc.", req.Args[0], lc.cfg.Bot.CommandPrefix)}
+			return UserError{fmt.Sprintf("There is no recording %q in this room. Type %srecordings for the list.", req.Args[0], lc.cfg.Bot.CommandPrefix)}
 		}
 		if r.Status.Gone() {
 			return UserError{fmt.Sprintf("The recording %s was deleted on %s.", r.ID, r.DeletedAt.UTC().Format("2006-01-02 15:04 UTC"))}
@@ -53,18 +52,19 @@ func (lc *Lifecycle) Recordings(ctx context.Context, req Request) error {
 		if err := lc.mayGetLinks(ctx, req, r); err != nil {
 			return err
 		}
-		text, htmlText := lc.summaryText(ctx, r, "", lc.uploadsComplete(ctx, r.ID), true)
+		sum := lc.summarize(ctx, r, "", lc.uploadsComplete(ctx, r.ID), true)
 		if !lc.cfg.Storage.LinksByDM || lc.cfg.EffectiveLinks() == config.LinksNone {
-			lc.sendSummary(ctx, req.Room, text, htmlText, "")
+			lc.postSummary(ctx, req.Room, sum, "", "")
 			return nil
 		}
 		dm, err := lc.chat.DirectRoom(ctx, req.Sender)
 		if err != nil {
-			return err
+			return fmt.Errorf("open a direct chat with %s: %w", req.Sender, err)
 		}
 		intro := fmt.Sprintf("The recording %s of %s:", r.ID, r.RoomID)
-		if lc.sendSummary(ctx, dm, intro+"\n"+text, html.EscapeString(intro)+"<br>"+htmlText, "") == "" {
-			return errors.New("could not send you the direct message")
+		sum.top.Text, sum.top.Markdown = intro+"\n"+sum.top.Text, EscapeMarkdown(intro)+"\n"+sum.top.Markdown
+		if top, files := lc.postSummary(ctx, dm, sum, "", ""); top == "" || (files == "" && sum.files.Text != "") {
+			return UserError{fmt.Sprintf("Sorry %s, I could not send you the links in a direct message; try again in a while.", req.Sender)}
 		}
 		lc.chat.Notice(ctx, req.Room, fmt.Sprintf("%s, I sent you the links of %s in a direct message.", req.Sender, r.ID), req.Event, req.Sender)
 		return nil
@@ -80,7 +80,7 @@ func (lc *Lifecycle) Recordings(ctx context.Context, req Request) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Recordings in this room, newest first (type %srecordings ID for the files and links, %sdelete ID to delete one):", lc.cfg.Bot.CommandPrefix, lc.cfg.Bot.CommandPrefix)
 	for _, r := range list {
-		fmt.Fprintf(&b, "\n• %s: %s, %s, %s, %s", r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"),
+		fmt.Fprintf(&b, "\n• %s: from %s, %s long, %s, %s", r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"),
 			FormatDuration(time.Duration(r.DurationMs)*time.Millisecond), FormatBytes(r.Bytes), describeStatus(r))
 		if !r.ExpiresAt.IsZero() && !r.Status.Gone() {
 			fmt.Fprintf(&b, ", deleted on %s", r.ExpiresAt.UTC().Format("2006-01-02"))
@@ -100,7 +100,7 @@ func describeStatus(r *storage.Recording) string {
 		return "saved"
 	case storage.RecordingUploaded, storage.RecordingNotified:
 		if r.Interruptions > 0 {
-			return fmt.Sprintf("saved (interrupted %d time(s))", r.Interruptions)
+			return fmt.Sprintf("saved (interrupted %s)", Plural(r.Interruptions, "time"))
 		}
 		return "saved"
 	case storage.RecordingInterrupted:
@@ -132,7 +132,7 @@ func (lc *Lifecycle) Delete(ctx context.Context, req Request) error {
 		return UserError{fmt.Sprintf("The recording %s is already deleted.", r.ID)}
 	}
 	if r.Status.Live() {
-		return UserError{fmt.Sprintf("The recording %s is still running; type %sstop firlc.", r.ID, lc.cfg.Bot.CommandPrefix)}
+		return UserError{fmt.Sprintf("The recording %s is still running; type %sstop first.", r.ID, lc.cfg.Bot.CommandPrefix)}
 	}
 	if err := lc.deleteRecording(ctx, r, storage.RemovedByRequest); err != nil {
 		return fmt.Errorf("delete recording %s: %w", r.ID, err)

@@ -81,8 +81,8 @@ func TestLinksByDirectMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text, _ := e.lc.summaryText(context.Background(), r, "", true, !e.lc.cfg.Storage.LinksByDM)
-	if strings.Contains(text, "https://") || !strings.Contains(text, "!recordings "+recID) {
+	sum := e.lc.summarize(context.Background(), r, "", true, !e.lc.cfg.Storage.LinksByDM)
+	if text := sum.top.Text + sum.files.Text; strings.Contains(text, "https://") || !strings.Contains(text, "!recordings "+recID) {
 		t.Errorf("room summary with links_by_dm: %q", text)
 	}
 	got := e.ask(t, alice, e.lc.Recordings, recID)

@@ -82,7 +82,7 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 	}
 	if lc.up != nil {
 		// Wait for the links, but not past the start of a shutdown: then the summary goes
-		// out with what is ready, and the next run adds the relc.
+		// out with what is ready, and the next run adds the rest.
 		wctx, cancel := context.WithTimeout(ctx, linkWait)
 		stop := context.AfterFunc(lc.drainCtx, cancel)
 		_ = lc.up.Wait(wctx, rec.ID)
@@ -101,20 +101,23 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 		return // bot.notices is off: the uploads go on, nothing is posted
 	}
 	withLinks := !lc.cfg.Storage.LinksByDM
-	text, htmlText := lc.summaryText(ctx, rec, headline, complete, withLinks)
-	evt := lc.sendSummary(ctx, roomID, text, htmlText, id.EventID(rec.SummaryEvent))
-	if evt == "" && ctx.Err() == nil {
+	sum := lc.summarize(ctx, rec, headline, complete, withLinks)
+	evt, filesEvt := lc.postSummary(ctx, roomID, sum, id.EventID(rec.SummaryEvent), "")
+	// Posted means the whole summary: a thread without its files is posted again.
+	whole := evt != "" && (filesEvt != "" || sum.files.Text == "")
+	if !whole && ctx.Err() == nil {
 		lc.log.Warn().Str("recording", rec.ID).Msg("Could not post the recording summary; retrying while the bot runs")
 	}
 	rec, err = lc.db.ModifyRecording(context.WithoutCancel(ctx), rec.ID, func(r *storage.Recording) {
 		if evt != "" {
 			r.SummaryEvent = string(evt)
-		} else {
+		}
+		if !whole {
 			r.StopReason = headline
 		}
 		switch {
 		case r.Status.Gone() || r.Status.Live():
-		case evt == "":
+		case !whole:
 			r.Status = storage.RecordingFailedNotify
 		case complete:
 			r.Status = storage.RecordingNotified
@@ -123,7 +126,7 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 		}
 	})
 	firstDone()
-	if evt != "" {
+	if whole {
 		lc.mu.Lock()
 		delete(lc.notifyRetry, recID)
 		lc.mu.Unlock()
@@ -131,11 +134,11 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 			lc.linksPosted(rec)
 		}
 	}
-	if err != nil || complete || lc.up == nil || evt == "" {
+	if err != nil || complete || lc.up == nil || !whole {
 		return
 	}
-	// Uploads are still going (the store is slow or down): edit the summary once they
-	// are done, however long that takes (or until the recording is deleted).
+	// Uploads are still going (the store is slow or down): edit the summary's files once
+	// they are done, however long that takes (or until the recording is deleted).
 	if withLinks {
 		log.Info().Msg("Summary posted before every upload finished; it will be edited with the links")
 	}
@@ -158,9 +161,10 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 	if ctx.Err() != nil {
 		return // shutdown or deletion: the next start finishes (or nothing is left)
 	}
-	if withLinks {
-		text, htmlText = lc.summaryText(ctx, rec, headline, true, true)
-		if lc.sendSummary(ctx, roomID, text, htmlText, evt) == "" {
+	if withLinks && filesEvt != "" {
+		sum = lc.summarize(ctx, rec, headline, true, true)
+		sum.files.Thread, sum.files.Replace = evt, filesEvt
+		if lc.sendMessage(ctx, roomID, sum.files) == "" {
 			return // stays uploaded: retried at the next start
 		}
 		lc.linksPosted(rec)
@@ -181,6 +185,19 @@ func (lc *Lifecycle) linksPosted(rec *storage.Recording) {
 		return
 	}
 	lc.m.LinksDelay.WithLabelValues(metricKind(rec.Kind)).Observe(max(lc.now().Sub(rec.EndedAt).Seconds(), 0))
+}
+
+// postSummary posts a summary's message, or edits it when top is set, then its files in
+// its thread (editing them when files is set). It returns both events ("" for one that
+// could not be sent).
+func (lc *Lifecycle) postSummary(ctx context.Context, roomID id.RoomID, sum summary, top, files id.EventID) (id.EventID, id.EventID) {
+	sum.top.Replace = top
+	evt := lc.sendMessage(ctx, roomID, sum.top)
+	if evt == "" || sum.files.Text == "" {
+		return evt, ""
+	}
+	sum.files.Thread, sum.files.Replace = evt, files
+	return evt, lc.sendMessage(ctx, roomID, sum.files)
 }
 
 // uploadsComplete reports whether every file of a recording that exists is confirmed in
@@ -235,16 +252,16 @@ func (lc *Lifecycle) uploadManifest(ctx context.Context, rec *storage.Recording)
 	return err
 }
 
-// sendSummary posts the summary, or edits it when replace is set. It returns the event
-// (the original's id for an edit), or "" when sending failed.
-func (lc *Lifecycle) sendSummary(ctx context.Context, roomID id.RoomID, text, htmlText string, replace id.EventID) id.EventID {
+// sendMessage posts a message (or edits one, msg.Replace). It returns the event (the
+// original's id for an edit), or "" when sending failed.
+func (lc *Lifecycle) sendMessage(ctx context.Context, roomID id.RoomID, msg Message) id.EventID {
 	var lastErr error
 	// The chat retries each request on 429 and 5xx already; these are attempts on top.
 	for attempt := 0; attempt < 3; attempt++ {
-		evt, err := lc.chat.Post(ctx, roomID, text, htmlText, replace)
+		evt, err := lc.chat.Post(ctx, roomID, msg)
 		if err == nil {
-			if replace != "" {
-				return replace
+			if msg.Replace != "" {
+				return msg.Replace
 			}
 			return evt
 		}
@@ -264,17 +281,18 @@ func (lc *Lifecycle) progress(ctx context.Context) {
 	every := lc.cfg.Recordings.ProgressInterval.D()
 	now := lc.now()
 	type edit struct {
-		sess  *recorder.Session
-		room  id.RoomID
-		event id.EventID
-		text  string
+		sess     *recorder.Session
+		room     id.RoomID
+		event    id.EventID
+		text     string
+		mentions []id.UserID
 	}
 	lc.mu.Lock()
 	var due []edit
 	for _, lr := range lc.live {
 		if lr.startEvent != "" && !lr.stopping && now.Sub(lr.lastEdit) >= every {
 			lr.lastEdit = now
-			due = append(due, edit{lr.sess, lr.roomID, lr.startEvent, lr.startText})
+			due = append(due, edit{lr.sess, lr.roomID, lr.startEvent, lr.startText, lr.startMentions})
 		}
 	}
 	lc.mu.Unlock()
@@ -287,7 +305,7 @@ func (lc *Lifecycle) progress(ctx context.Context) {
 				tracks++
 			}
 		}
-		lc.chat.Edit(ctx, e.room, e.event, e.text+"\n"+fmt.Sprintf("⏺ %s recorded so far, %s, %d track(s) live.", FormatDuration(elapsed), FormatBytes(size), tracks))
+		lc.chat.Edit(ctx, e.room, e.event, e.text+"\n"+progressLine(elapsed, size, tracks), e.mentions...)
 	}
 }
 

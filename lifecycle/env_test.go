@@ -28,10 +28,12 @@ const (
 
 // sent is one message the fake chat took.
 type sent struct {
-	room    id.RoomID
-	text    string
-	html    string
-	replace id.EventID // an edit of this event
+	room     id.RoomID
+	text     string
+	markdown string
+	mentions []id.UserID
+	replace  id.EventID // an edit of this event
+	thread   id.EventID // in the thread of this event
 }
 
 // fakeChat is the chat layer in process: it records what the lifecycle says and answers
@@ -53,15 +55,15 @@ func (c *fakeChat) add(m sent) id.EventID {
 	return id.EventID(fmt.Sprintf("$e%d", len(c.sent)))
 }
 
-func (c *fakeChat) Notice(_ context.Context, r id.RoomID, text string, _ id.EventID, _ ...id.UserID) id.EventID {
-	return c.add(sent{room: r, text: text})
+func (c *fakeChat) Notice(_ context.Context, r id.RoomID, text string, _ id.EventID, mentions ...id.UserID) id.EventID {
+	return c.add(sent{room: r, text: text, mentions: mentions})
 }
 
-func (c *fakeChat) Edit(_ context.Context, r id.RoomID, evt id.EventID, text string) {
-	c.add(sent{room: r, text: text, replace: evt})
+func (c *fakeChat) Edit(_ context.Context, r id.RoomID, evt id.EventID, text string, mentions ...id.UserID) {
+	c.add(sent{room: r, text: text, replace: evt, mentions: mentions})
 }
 
-func (c *fakeChat) Post(_ context.Context, r id.RoomID, text, html string, replace id.EventID) (id.EventID, error) {
+func (c *fakeChat) Post(_ context.Context, r id.RoomID, msg Message) (id.EventID, error) {
 	c.mu.Lock()
 	c.posts++
 	if c.onPost != nil {
@@ -75,7 +77,7 @@ func (c *fakeChat) Post(_ context.Context, r id.RoomID, text, html string, repla
 	if fail {
 		return "", errors.New("M_UNKNOWN: down")
 	}
-	return c.add(sent{room: r, text: text, html: html, replace: replace}), nil
+	return c.add(sent{room: r, text: msg.Text, markdown: msg.Markdown, replace: msg.Replace, thread: msg.Thread}), nil
 }
 
 func (c *fakeChat) DirectRoom(_ context.Context, user id.UserID) (id.RoomID, error) {
@@ -105,14 +107,35 @@ func (c *fakeChat) MayRecord(_ context.Context, r id.RoomID, user id.UserID, act
 	return nil
 }
 
-// texts returns what was said in a room (notices and posts, not edits), in order.
+// texts returns what was said in a room (notices and posts, not edits), in order; a
+// message in a thread is joined to the message it answers.
 func (c *fakeChat) texts(r id.RoomID) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []string
+	at := map[id.EventID]int{}
+	for i, m := range c.sent {
+		if m.room != r || m.replace != "" {
+			continue
+		}
+		if k, ok := at[m.thread]; ok && m.thread != "" {
+			out[k] += "\n" + m.text
+			continue
+		}
+		at[id.EventID(fmt.Sprintf("$e%d", i+1))] = len(out)
+		out = append(out, m.text)
+	}
+	return out
+}
+
+// messages returns the messages of a room that are not edits, in order.
+func (c *fakeChat) messages(r id.RoomID) []sent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []sent
 	for _, m := range c.sent {
 		if m.room == r && m.replace == "" {
-			out = append(out, m.text)
+			out = append(out, m)
 		}
 	}
 	return out

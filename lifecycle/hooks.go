@@ -254,17 +254,16 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	})
 	q.Close()
 	lc.mu.Lock()
-	evt, text := lr.startEvent, lr.startText
+	evt, text, mentions := lr.startEvent, lr.startText, lr.startMentions
 	lc.mu.Unlock()
 	if evt != "" {
-		dur := time.Duration(m.DurationMs) * time.Millisecond
-		status := fmt.Sprintf("⏹ Recording ended after %s, %s in %d file(s).", FormatDuration(dur), FormatBytes(manifestBytes(m)), len(m.Tracks))
+		status := endedLine(m)
 		lc.wg.Add(1)
 		go func() {
 			defer lc.wg.Done()
 			ctx, cancel := lc.dbCtx()
 			defer cancel()
-			lc.chat.Edit(ctx, lr.roomID, evt, text+"\n"+status)
+			lc.chat.Edit(ctx, lr.roomID, evt, text+"\n"+status, mentions...)
 		}()
 	}
 }
@@ -305,8 +304,9 @@ func (lc *Lifecycle) waitQueues(ctx context.Context) error {
 	return nil
 }
 
-// Started remembers a recording's start notice, to edit it with progress.
-func (lc *Lifecycle) Started(folder string, evt id.EventID, text string) {
+// Started remembers a recording's start notice, to edit it with progress: its text and
+// the users it mentions, which the edits keep.
+func (lc *Lifecycle) Started(folder string, evt id.EventID, text string, mentions ...id.UserID) {
 	if evt == "" || folder == "" {
 		return
 	}
@@ -315,7 +315,7 @@ func (lc *Lifecycle) Started(folder string, evt id.EventID, text string) {
 	lr := lc.live[folder]
 	q := lc.queues[folder]
 	if lr != nil {
-		lr.startEvent, lr.startText, lr.lastEdit = evt, text, lc.now()
+		lr.startEvent, lr.startText, lr.startMentions, lr.lastEdit = evt, text, mentions, lc.now()
 	}
 	lc.mu.Unlock()
 	if lr == nil || q == nil {

@@ -121,9 +121,10 @@ type liveRec struct {
 	// id is the recording's row, set by the queue once the row exists.
 	id string
 	// The start notice, edited with progress.
-	startEvent id.EventID
-	startText  string
-	lastEdit   time.Time
+	startEvent    id.EventID
+	startText     string
+	startMentions []id.UserID
+	lastEdit      time.Time
 	// Limits.
 	warnedDuration, warnedSize bool
 	stopping                   bool

@@ -92,7 +92,7 @@ func (lc *Lifecycle) checkLimits(ctx context.Context) {
 				a.reason = StopMaxSize
 			case size >= maxSize*9/10 && !lr.warnedSize:
 				lr.warnedSize = true
-				a.warn = fmt.Sprintf("💾 This recording has reached %s of its %s limit and stops when it is full.", FormatBytes(size), config.Size(maxSize))
+				a.warn = fmt.Sprintf("💾 This recording has used %d%% of its %s limit (%s) and stops when it is full.", size*100/maxSize, config.Size(maxSize), FormatBytes(size))
 			}
 		}
 		if why := overShare[lr.roomID]; why != "" && a.stop == "" {
@@ -225,9 +225,9 @@ func (lc *Lifecycle) admitLocked(roomID id.RoomID, inviter id.UserID, kind strin
 	}
 	switch {
 	case r.MaxPerRoom > 0 && inRoom >= r.MaxPerRoom:
-		return LimitError{fmt.Sprintf("this room already has %d recording(s) running, the most one room may have (recordings.max_per_room)", inRoom)}
+		return LimitError{fmt.Sprintf("this room already has %s running, the most one room may have (recordings.max_per_room)", Plural(inRoom, "recording"))}
 	case r.MaxPerInviter > 0 && inviter != "" && byInviter >= r.MaxPerInviter:
-		return LimitError{fmt.Sprintf("the rooms %s invited me into already have %d recording(s) running, the most one person's rooms may have (recordings.max_per_inviter)", inviter, byInviter)}
+		return LimitError{fmt.Sprintf("the rooms %s invited me into already have %s running, the most one person's rooms may have (recordings.max_per_inviter)", inviter, Plural(byInviter, "recording"))}
 	case kind != oneToOne && groups >= lc.cfg.Calls.MaxGroupRecordings:
 		return LimitError{fmt.Sprintf("I am already recording %d group calls, the most I record at once (calls.max_group_recordings)", groups)}
 	}

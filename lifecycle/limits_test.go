@@ -67,12 +67,12 @@ func TestMaxSizeWarnsThenStops(t *testing.T) {
 	e.lc.checkLimits(ctx)
 	write(9<<20 + 512<<10)
 	e.lc.checkLimits(ctx)
-	if said, stops := e.log(); !strings.Contains(said, "of its 10.0 MiB limit") || stops != "" {
+	if said, stops := e.log(); !strings.Contains(said, "used 95% of its 10 MB limit (10 MB)") || stops != "" {
 		t.Fatalf("at 95%%: %q %q", said, stops)
 	}
 	write(10 << 20)
 	e.lc.checkLimits(ctx)
-	if _, stops := e.log(); !strings.Contains(stops, "1:1: the maximum recording size of 10.0 MiB") {
+	if _, stops := e.log(); !strings.Contains(stops, "1:1: the maximum recording size of 10 MB") {
 		t.Fatalf("stops: %q", stops)
 	}
 }
@@ -90,7 +90,7 @@ func TestDiskGuard(t *testing.T) {
 		t.Fatalf("stops: %q", stops)
 	}
 	_, err := e.rec.Start(context.Background(), recorder.CallInfo{CallID: "c2", RoomID: "!r:x", Kind: "group"})
-	if err == nil || !strings.Contains(err.Error(), "300.0 MiB free") {
+	if err == nil || !strings.Contains(err.Error(), "315 MB free") {
 		t.Fatalf("start on a full disk: %v", err)
 	}
 	entries, _ := os.ReadDir(e.lc.cfg.Recordings.Dir)
@@ -133,7 +133,7 @@ func TestProgressEditsAtMostOncePerInterval(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(s.Folder(), "x.ogg"), make([]byte, 3<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.lc.Started(s.Folder(), "$start", "🔴 Recording started")
+	e.lc.Started(s.Folder(), "$start", "🔴 Recording started by "+string(alice), alice)
 	ctx := context.Background()
 	e.advance(30 * time.Second)
 	e.lc.progress(ctx)
@@ -143,8 +143,15 @@ func TestProgressEditsAtMostOncePerInterval(t *testing.T) {
 	e.advance(31 * time.Second)
 	e.lc.progress(ctx)
 	e.lc.progress(ctx)
-	if edits := e.chat.edits("!r:x"); len(edits) != 1 || !strings.Contains(edits[0], "🔴 Recording started\n⏺ 1:01 recorded so far, 3.0 MB") {
+	if edits := e.chat.edits("!r:x"); len(edits) != 1 || !strings.Contains(edits[0], "🔴 Recording started by @alice:example.org\n⏺ 1:01 recorded so far, 3.1 MB, 0 tracks live.") {
 		t.Fatalf("edits: %q", edits)
+	}
+	// The edit keeps the notice's mentions, so that its pills stay pills.
+	e.chat.mu.Lock()
+	last := e.chat.sent[len(e.chat.sent)-1]
+	e.chat.mu.Unlock()
+	if last.replace != "$start" || len(last.mentions) != 1 || last.mentions[0] != alice {
+		t.Errorf("edit: %+v", last)
 	}
 	e.advance(time.Minute)
 	e.lc.progress(ctx)

@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"context"
 	"fmt"
-	"html"
 	"path/filepath"
 	"strings"
 	"time"
@@ -64,9 +63,39 @@ func (lc *Lifecycle) links(ctx context.Context, rec *storage.Recording, parts []
 	return out
 }
 
-// summaryText builds the summary in plain text and HTML, with the links when withLinks
-// (without them it says how to get them by direct message, storage.links_by_dm).
-func (lc *Lifecycle) summaryText(ctx context.Context, rec *storage.Recording, headline string, complete, withLinks bool) (string, string) {
+// summary is what a room reads when a recording ends: a short message (how long, why it
+// ended, who, where the whole recording is) and, in its thread, one line per file with
+// its link.
+type summary struct {
+	top Message
+	// files is the thread's message (empty when the recording has no files).
+	files Message
+}
+
+// msg builds a Message line by line, in plain text and in Markdown.
+type msg struct{ text, md strings.Builder }
+
+// line adds a line: its plain text and its Markdown.
+func (b *msg) line(plain, md string) {
+	if b.text.Len() > 0 {
+		b.text.WriteString("\n")
+		b.md.WriteString("\n")
+	}
+	b.text.WriteString(plain)
+	b.md.WriteString(md)
+}
+
+// say adds a line of plain text (escaped for the Markdown).
+func (b *msg) say(plain string) { b.line(plain, EscapeMarkdown(plain)) }
+
+func (b *msg) size() int { return b.text.Len() + b.md.Len() }
+
+func (b *msg) message() Message { return Message{Text: b.text.String(), Markdown: b.md.String()} }
+
+// summarize builds the summary of a recording, with the links when withLinks (without
+// them it says how to get them by direct message, storage.links_by_dm). headline says why
+// the recording ended; complete whether every upload is done.
+func (lc *Lifecycle) summarize(ctx context.Context, rec *storage.Recording, headline string, complete, withLinks bool) summary {
 	m, err := recorder.ReadManifest(filepath.Join(lc.cfg.Recordings.Dir, rec.Folder))
 	if err != nil {
 		m = &recorder.Manifest{}
@@ -79,34 +108,52 @@ func (lc *Lifecycle) summaryText(ctx context.Context, rec *storage.Recording, he
 	nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	names := lc.chat.DisplayNames(nctx, id.RoomID(rec.RoomID))
 	cancel()
-	var t, h strings.Builder
-	line := func(plain, rich string) {
-		if t.Len() > 0 {
-			t.WriteString("\n")
-			h.WriteString("<br>")
-		}
-		t.WriteString(plain)
-		h.WriteString(rich)
-	}
-	if headline != "" {
-		line(headline, html.EscapeString(headline))
-	}
+	p := lc.cfg.Bot.CommandPrefix
+	linksMode := lc.cfg.EffectiveLinks()
+
+	var top msg
 	dur := time.Duration(m.DurationMs) * time.Millisecond
-	head := fmt.Sprintf("Recording saved: %s, %d file(s), %s. Recording id: %s", FormatDuration(dur), len(m.Tracks), FormatBytes(manifestBytes(*m)), rec.ID)
-	line(head, "<b>"+html.EscapeString(head)+"</b>")
-	if len(m.Resumes) > 0 {
-		s := fmt.Sprintf("The recorder was restarted %d time(s) during the call; the files continue as further parts on the same timeline.", len(m.Resumes))
-		line(s, html.EscapeString(s))
+	head := fmt.Sprintf("%s long, %s, %s (recording %s).", FormatDuration(dur), Plural(len(m.Tracks), "file"), FormatBytes(manifestBytes(*m)), rec.ID)
+	top.line("Recording saved: "+head, "**Recording saved**: "+EscapeMarkdown(head))
+	for _, h := range strings.Split(strings.TrimSpace(headline), "\n") {
+		if h != "" {
+			top.say(h)
+		}
 	}
 	if ps := participantNames(m, names); ps != "" {
-		line("Participants: "+ps, "Participants: "+html.EscapeString(ps))
+		top.say("Recorded: " + ps + ".")
 	}
-	if len(m.Tracks) == 0 && len(m.Warnings) == 0 {
-		line("No media arrived, so there is nothing to listen to.", "No media arrived, so there is nothing to listen to.")
+	if n := len(m.Resumes); n > 0 {
+		top.say(fmt.Sprintf("The recorder was restarted %s during the call; the files continue as further parts on the same timeline.", Plural(n, "time")))
 	}
 	for _, w := range m.Warnings {
-		line("⚠ "+w, "⚠ "+html.EscapeString(w))
+		top.say(Warning + w)
 	}
+	if len(m.Tracks) == 0 {
+		if len(m.Warnings) == 0 {
+			top.say(noMedia)
+		}
+	} else {
+		top.say(lc.whereText(rec))
+		switch {
+		case !withLinks && linksMode != config.LinksNone:
+			top.say(fmt.Sprintf("The files are listed in the thread. For their links, type %srecordings %s: I send them to you in a direct message (to the people recorded and to members who may start recordings here).", p, rec.ID))
+		case linksMode != config.LinksNone:
+			top.say("The files and their links are in the thread.")
+		default:
+			top.say("The files are listed in the thread.")
+		}
+	}
+	if !rec.ExpiresAt.IsZero() {
+		top.say("The recording will be deleted on " + rec.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC") + ".")
+	}
+	out := summary{top: top.message()}
+	if len(m.Tracks) == 0 {
+		return out
+	}
+
+	var files msg
+	files.say(fmt.Sprintf("Files of recording %s (%s, %s):", rec.ID, Plural(len(m.Tracks), "file"), FormatBytes(manifestBytes(*m))))
 	pending := 0
 	for i, tr := range m.Tracks {
 		if tr.DisplayName == "" {
@@ -114,43 +161,51 @@ func (lc *Lifecycle) summaryText(ctx context.Context, rec *storage.Recording, he
 		}
 		desc := fileLine(tr)
 		l := links[tr.File]
-		plain, rich := "• "+desc, "• "+html.EscapeString(desc)
-		if l.url != "" {
-			plain += " " + l.url
-			rich += fmt.Sprintf(` <a href="%s">%s</a>`, html.EscapeString(l.url), html.EscapeString(tr.File))
-		} else if l.pending {
-			rich += " (uploading…)"
+		plain, md := "• "+desc, "• "+EscapeMarkdown(desc)
+		switch {
+		case l.url != "":
+			plain += ": " + l.url
+			md += ": " + MarkdownLink(tr.File, l.url)
+		case l.pending:
 			plain += " (uploading…)"
+			md += " (uploading…)"
 		}
 		if l.pending {
 			pending++
 		}
-		if t.Len()+h.Len()+len(plain)+len(rich) > maxSummaryBytes {
-			more := fmt.Sprintf("… and %d more file(s): type %srecordings %s for all links.", len(m.Tracks)-i, lc.cfg.Bot.CommandPrefix, rec.ID)
-			line(more, html.EscapeString(more))
+		if files.size()+len(plain)+len(md) > maxSummaryBytes {
+			more := strings.Replace(Plural(len(m.Tracks)-i, "file"), " ", " more ", 1)
+			files.say(fmt.Sprintf("… and %s: a message has room for no more lines. All of them are %s.", more, lc.whereShort(rec)))
 			break
 		}
-		line(plain, rich)
+		files.line(plain, md)
 	}
-	var notes []string
-	p := lc.cfg.Bot.CommandPrefix
 	switch {
-	case !withLinks && lc.cfg.EffectiveLinks() != config.LinksNone:
-		notes = append(notes, fmt.Sprintf("For the links, type %srecordings %s: I send them to you in a direct message (to the people recorded and to whoever may start recordings here).", p, rec.ID))
+	case !withLinks && linksMode != config.LinksNone:
+		files.say(fmt.Sprintf("For the links, type %srecordings %s: I send them to you in a direct message.", p, rec.ID))
 	case pending > 0 && !complete:
-		notes = append(notes, "Uploads are still running; this message gets the links when they are done.")
-	case lc.cfg.EffectiveLinks() != config.LinksNone && len(links) > 0:
-		notes = append(notes, fmt.Sprintf("Links work for %s; type %srecordings %s for new ones.", HumanDuration(lc.cfg.Storage.S3.PresignExpiry.D()), lc.cfg.Bot.CommandPrefix, rec.ID))
+		files.say("Uploads are still running; this message gets the links when they are done.")
+	case linksMode != config.LinksNone && len(links) > 0:
+		files.say(fmt.Sprintf("Links work for %s; type %srecordings %s for new ones.", HumanDuration(lc.linkExpiry()), p, rec.ID))
 	}
-	if lc.cfg.EffectiveLinks() == config.LinksNone {
-		notes = append(notes, "Files are in the folder "+rec.Folder+" on the recorder.")
+	out.files = files.message()
+	return out
+}
+
+// whereText says where the whole recording is: its folder on the recorder and, with
+// object storage, the prefix its copies are under.
+func (lc *Lifecycle) whereText(rec *storage.Recording) string {
+	return "Where: " + lc.whereShort(rec) + "."
+}
+
+func (lc *Lifecycle) whereShort(rec *storage.Recording) string {
+	local := "in the folder " + rec.Folder + " on the recorder"
+	if lc.s3 == nil {
+		return local
 	}
-	if !rec.ExpiresAt.IsZero() {
-		notes = append(notes, "The recording will be deleted on "+rec.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC")+".")
+	remote := "in object storage under s3://" + lc.s3.Bucket() + "/" + lc.s3.FolderPrefix(rec.Folder)
+	if lc.cfg.Storage.S3.DeleteLocalAfterUpload {
+		return remote // the local copies go once they are confirmed there
 	}
-	if len(notes) > 0 {
-		n := strings.Join(notes, " ")
-		line(n, "<i>"+html.EscapeString(n)+"</i>")
-	}
-	return t.String(), h.String()
+	return local + " and " + remote
 }

@@ -6,7 +6,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
@@ -22,38 +24,67 @@ func FormatDuration(d time.Duration) string {
 	return fmt.Sprintf("%d:%02d", m, s)
 }
 
-// FormatBytes says a size in B, kB, MB or GB (binary multiples).
-func FormatBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.0f kB", float64(n)/(1<<10))
-	default:
-		return fmt.Sprintf("%d B", n)
+// FormatBytes says a size the way the whole recorder does, in SI units (1 kB is 1000
+// bytes): "512 B", "8.3 kB", "12 MB", "1.9 GB". It is config.Size's String.
+func FormatBytes(n int64) string { return config.Size(n).String() }
+
+// Plural says a count with its noun: "1 file", "2 files", "0 files". plural is the noun's
+// plural when it is not noun+"s".
+func Plural(n int, noun string, plural ...string) string {
+	if n == 1 {
+		return "1 " + noun
 	}
+	if len(plural) > 0 {
+		return fmt.Sprintf("%d %s", n, plural[0])
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// Warning starts a line that warns: the one warning sign the recorder uses.
+const Warning = "⚠️ "
+
+// EscapeMarkdown makes text read literally in Markdown: every ASCII punctuation character
+// is escaped (CommonMark allows that for all of them), so that names, reasons and file
+// names people chose cannot make links, emphasis, lists or headings.
+func EscapeMarkdown(text string) string {
+	var b strings.Builder
+	for _, r := range text {
+		if r < 0x80 && unicode.IsPunct(r) || r < 0x80 && unicode.IsSymbol(r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// MarkdownLink is a Markdown link with text that reads literally.
+func MarkdownLink(text, url string) string {
+	return "[" + EscapeMarkdown(text) + "](<" + strings.NewReplacer("<", "%3C", ">", "%3E", "\n", "").Replace(url) + ">)"
 }
 
 // HumanDuration says a long duration the way people do: "7 days", "5 hours", "10 minutes".
 func HumanDuration(d time.Duration) string {
-	plural := func(n int64, unit string) string {
-		if n == 1 {
-			return "1 " + unit
-		}
-		return fmt.Sprintf("%d %ss", n, unit)
-	}
 	switch {
 	case d >= 48*time.Hour:
-		return plural(int64((d+12*time.Hour)/(24*time.Hour)), "day")
+		return Plural(int((d+12*time.Hour)/(24*time.Hour)), "day")
 	case d >= 2*time.Hour:
-		return plural(int64((d+30*time.Minute)/time.Hour), "hour")
+		return Plural(int((d+30*time.Minute)/time.Hour), "hour")
 	case d >= 2*time.Minute:
-		return plural(int64((d+30*time.Second)/time.Minute), "minute")
+		return Plural(int((d+30*time.Second)/time.Minute), "minute")
 	default:
-		return plural(int64((d+500*time.Millisecond)/time.Second), "second")
+		return Plural(int((d+500*time.Millisecond)/time.Second), "second")
 	}
+}
+
+// progressLine is the line a start notice gets while the recording runs.
+func progressLine(elapsed time.Duration, size int64, tracks int) string {
+	return fmt.Sprintf("⏺ %s recorded so far, %s, %s live.", FormatDuration(elapsed), FormatBytes(size), Plural(tracks, "track"))
+}
+
+// endedLine is the line a start notice gets when the recording has ended.
+func endedLine(m recorder.Manifest) string {
+	dur := time.Duration(m.DurationMs) * time.Millisecond
+	return fmt.Sprintf("⏹ Recording ended after %s, %s in %s.", FormatDuration(dur), FormatBytes(manifestBytes(m)), Plural(len(m.Tracks), "file"))
 }
 
 // FolderName is a call folder's name for people ("-" for none).
@@ -71,17 +102,19 @@ var sourceNames = map[string]string{
 	recorder.SourceScreenShareAudio: "screen share audio",
 }
 
+var codecNames = map[string]string{"opus": "Opus", "vp8": "VP8", "vp9": "VP9", "av1": "AV1", "h264": "H.264"}
+
 // plainSummary describes a finished recording in a few lines (duration, one line per
 // file), for when its rows are missing.
 func plainSummary(m recorder.Manifest, folder string) string {
 	var b strings.Builder
 	dur := time.Duration(m.DurationMs) * time.Millisecond
-	fmt.Fprintf(&b, "Recording saved: %s, %d file(s) in %s", FormatDuration(dur), len(m.Tracks), FolderName(folder))
+	fmt.Fprintf(&b, "Recording saved: %s long, %s, %s, in the folder %s on the recorder.", FormatDuration(dur), Plural(len(m.Tracks), "file"), FormatBytes(manifestBytes(m)), FolderName(folder))
 	if len(m.Tracks) == 0 && len(m.Warnings) == 0 {
-		b.WriteString("\nNo media arrived, so there is nothing to listen to.")
+		b.WriteString("\n" + noMedia)
 	}
 	for _, w := range m.Warnings {
-		b.WriteString("\n⚠ " + w)
+		b.WriteString("\n" + Warning + w)
 	}
 	for _, t := range m.Tracks {
 		b.WriteString("\n• " + fileLine(t))
@@ -89,13 +122,20 @@ func plainSummary(m recorder.Manifest, folder string) string {
 	return b.String()
 }
 
-// fileLine describes one file: who, source, part, codec, length, place and size.
+// noMedia says that a recording has no files.
+const noMedia = "No media arrived, so there is nothing to listen to."
+
+// fileLine describes one file: who, source, part, codec, how long, from when on the
+// call's timeline, size.
 func fileLine(t recorder.FileEntry) string {
 	src := sourceNames[t.Source]
 	if src == "" {
 		src = t.Kind
 	}
-	codec := strings.ToUpper(t.Codec)
+	codec := codecNames[strings.ToLower(t.Codec)]
+	if codec == "" {
+		codec = strings.ToUpper(t.Codec)
+	}
 	if t.CodecParams.Width > 0 {
 		codec += fmt.Sprintf(" %dx%d", t.CodecParams.Width, t.CodecParams.Height)
 	}
@@ -107,10 +147,10 @@ func fileLine(t recorder.FileEntry) string {
 	if t.Part > 1 {
 		part = fmt.Sprintf(" (part %d)", t.Part)
 	}
-	s := fmt.Sprintf("%s %s%s: %s, %s from %s, %s", who, src, part, codec,
+	s := fmt.Sprintf("%s %s%s: %s, %s long, from %s, %s", who, src, part, codec,
 		FormatDuration(time.Duration(t.DurationMs)*time.Millisecond), FormatDuration(time.Duration(t.StartOffsetMs)*time.Millisecond), FormatBytes(t.Bytes))
 	if t.Stats.PacketsLost > 0 {
-		s += fmt.Sprintf(", %d packets lost", t.Stats.PacketsLost)
+		s += ", " + Plural(int(t.Stats.PacketsLost), "packet") + " lost"
 	}
 	return s
 }

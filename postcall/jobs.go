@@ -11,12 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/postcall/activity"
 	"github.com/matrix-recorder/matrix-recorder/postcall/export"
 	"github.com/matrix-recorder/matrix-recorder/postcall/ffmpeg"
 	"github.com/matrix-recorder/matrix-recorder/postcall/picture"
 	"github.com/matrix-recorder/matrix-recorder/postcall/transcript"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // Files the after-call work writes into a call folder.
@@ -201,7 +203,7 @@ func kindList(kinds []export.Kind) string {
 func exportStartText(call Call, kinds []export.Kind, waiting int) string {
 	text := fmt.Sprintf("⏳ Exporting %s of %s: ", kindList(kinds), folderName(call.Folder))
 	if waiting > 0 {
-		return text + fmt.Sprintf("waiting for %d other job(s).", waiting)
+		return text + "waiting for " + plural(waiting, "other job", "other jobs") + "."
 	}
 	return text + "starting."
 }
@@ -280,22 +282,25 @@ func (m *Manager) runExport(ctx context.Context, roomID string, call Call, kinds
 		log.Warn().Err(lerr).Msg("Could not list the exports in the manifest")
 	}
 	if err != nil {
-		log.Warn().Err(err).Msg("Export failed")
-		why := err.Error()
+		var why string
 		switch {
 		case m.heavy.Err() != nil:
 			why = fmt.Sprintf("the recorder is shutting down; type %sexport %s %s again after it restarts", m.cfg.CommandPrefix, name, kindList(kinds))
 		case errors.Is(err, context.DeadlineExceeded):
 			why = fmt.Sprintf("it took longer than %s (postcall.export.timeout)", m.cfg.ExportTimeout)
-		case errors.Is(err, export.ErrNoAudio):
+		case errors.Is(err, export.ErrNoAudio), errors.Is(err, ffmpeg.ErrNotInstalled):
 			why = err.Error()
+		default:
+			// ffmpeg's own words name paths on the recorder: they stay in the log.
+			why = roomerr.Clause(log, err, "Export failed")
 		}
+		log.Warn().Err(err).Msg("Export failed")
 		st.set(ctx, fmt.Sprintf("❌ Export of %s failed: %s. The recorded files are untouched.", name, why))
 		return
 	}
 	var lines []string
 	for _, f := range res.Files {
-		lines = append(lines, fmt.Sprintf("• %s (%s)", f.File, size(f.Bytes)))
+		lines = append(lines, fmt.Sprintf("• %s (%s)", f.File, config.Size(f.Bytes)))
 	}
 	text := fmt.Sprintf("✅ Export of %s ready in %s (folder %s):\n%s", kindList(kinds), picture.Clock(time.Since(started)), name, strings.Join(lines, "\n"))
 	if len(res.Skipped) > 0 {
@@ -340,22 +345,10 @@ func (m *Manager) uploadExports(ctx context.Context, roomID string, call Call, f
 		err = m.room.SendFile(rctx, roomID, File{Name: filepath.Base(f.File), MIME: mime, Data: data, Kind: kind, Duration: time.Duration(f.DurationMs) * time.Millisecond})
 		cancel()
 		if err != nil {
-			m.log.Warn().Err(err).Str("file", f.File).Msg("Could not post an export")
-			m.room.Notice(rctx, roomID, fmt.Sprintf("I could not post %s in the room (%v); it is in the call folder.", f.File, err))
+			why := roomerr.Clause(m.log.With().Str("file", f.File).Logger(), err, "Could not post an export")
+			m.room.Notice(rctx, roomID, fmt.Sprintf("I could not post %s in the room: %s. It is in the call folder.", f.File, why))
 		}
 	}
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.0f kB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // ---- Transcripts ----
@@ -370,7 +363,11 @@ func (m *Manager) transcribe(ctx context.Context, roomID string, call Call, auto
 	defer rcancel()
 	c, err := fresh(call)
 	if err != nil {
-		m.room.Notice(rctx, roomID, fmt.Sprintf("⚠️ No transcript for %s: %v.", name, err))
+		why := errLive.Error()
+		if !errors.Is(err, errLive) {
+			why = roomerr.Clause(log, err, "Could not read the recording to transcribe")
+		}
+		m.room.Notice(rctx, roomID, fmt.Sprintf("⚠️ No transcript for %s: %s.", name, why))
 		return
 	}
 	call = c
@@ -391,7 +388,10 @@ func (m *Manager) transcribe(ctx context.Context, roomID string, call Call, auto
 		all = append(all, transcript.Track{File: path, Track: t.Track, UserID: t.UserID, DeviceID: t.DeviceID, DisplayName: dn,
 			OffsetMs: t.StartOffsetMs, CallID: call.Manifest.CallID, RoomID: call.Manifest.RoomID, Folder: call.Folder})
 	}
+	// failures name the tracks; the hook's errors (which can name its URL) are logged
+	// under failID.
 	var failures []string
+	failID := roomerr.NewID()
 	ran := 0
 	if m.cfg.Transcript.Enabled() {
 		var todo []transcript.Track
@@ -403,8 +403,8 @@ func (m *Manager) transcribe(ctx context.Context, roomID string, call Call, auto
 		ran = len(todo)
 		for _, o := range m.cfg.Transcript.Run(ctx, todo) {
 			if o.Err != nil {
-				log.Warn().Err(o.Err).Str("file", filepath.Base(o.Track.File)).Msg("Transcription hook failed")
-				failures = append(failures, fmt.Sprintf("%s (%s): %v", speaker(o.Track), filepath.Base(o.Track.File), o.Err))
+				log.Error().Err(o.Err).Str("error_id", failID).Str("file", filepath.Base(o.Track.File)).Msg("Transcription hook failed")
+				failures = append(failures, fmt.Sprintf("%s (%s)", speaker(o.Track), filepath.Base(o.Track.File)))
 			}
 		}
 	}
@@ -412,8 +412,8 @@ func (m *Manager) transcribe(ctx context.Context, roomID string, call Call, auto
 		return // shutting down: nothing is merged from half the tracks
 	}
 	if len(failures) > 0 {
-		m.room.Notice(rctx, roomID, fmt.Sprintf("⚠️ The transcription hook failed for %d of %d track(s) of %s:\n• %s\nThe recording is not affected.",
-			len(failures), ran, name, strings.Join(failures, "\n• ")))
+		m.room.Notice(rctx, roomID, fmt.Sprintf("⚠️ The transcription hook failed for %d of %s of %s (error %s in the operator's log):\n• %s\nThe recording is not affected.",
+			len(failures), plural(ran, "track", "tracks"), name, failID, strings.Join(failures, "\n• ")))
 	}
 	var sources []transcript.Source
 	speakers := map[string]bool{}
@@ -425,8 +425,8 @@ func (m *Manager) transcribe(ctx context.Context, roomID string, call Call, auto
 		cues, err := transcript.ParseVTT(f)
 		f.Close()
 		if err != nil {
-			log.Warn().Err(err).Str("file", filepath.Base(transcript.VTTPath(t.File))).Msg("Unreadable WebVTT")
-			failures = append(failures, fmt.Sprintf("%s: %v", filepath.Base(transcript.VTTPath(t.File)), err))
+			log.Error().Err(err).Str("error_id", failID).Str("file", filepath.Base(transcript.VTTPath(t.File))).Msg("Unreadable WebVTT")
+			failures = append(failures, filepath.Base(transcript.VTTPath(t.File))+": not a readable WebVTT file")
 			continue
 		}
 		if len(cues) > 0 {
@@ -444,8 +444,7 @@ func (m *Manager) transcribe(ctx context.Context, roomID string, call Call, auto
 	title := "Call " + call.Manifest.StartedAt.UTC().Format("2006-01-02 15:04 UTC")
 	data := transcript.WriteVTT(merged, title)
 	if err := export.WriteFileAtomic(filepath.Join(call.Folder, TranscriptFile), data); err != nil {
-		log.Error().Err(err).Msg("Could not write the transcript")
-		m.room.Notice(rctx, roomID, fmt.Sprintf("⚠️ Could not save the transcript of %s: %v", name, err))
+		m.room.Notice(rctx, roomID, fmt.Sprintf("⚠️ Could not save the transcript of %s: %s.", name, roomerr.Clause(log, err, "Could not write the transcript")))
 		return
 	}
 	if e, err := export.Describe(call.Folder, TranscriptFile, m.cfg.Now().UTC()); err == nil {
@@ -455,8 +454,8 @@ func (m *Manager) transcribe(ctx context.Context, roomID string, call Call, auto
 		}
 	}
 	preview := transcript.PlainText(merged, previewLines)
-	text := fmt.Sprintf("📝 Transcript of %s: %d line(s) from %s, saved as %s in the call folder.\n%s",
-		name, len(merged), plural(len(speakers), "speaker", "speakers"), TranscriptFile, strings.Join(preview, "\n"))
+	text := fmt.Sprintf("📝 Transcript of %s: %s from %s, saved as %s in the call folder.\n%s",
+		name, plural(len(merged), "line", "lines"), plural(len(speakers), "speaker", "speakers"), TranscriptFile, strings.Join(preview, "\n"))
 	if len(merged) > len(preview) {
 		text += "\n…"
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // Bounds of one recording.
@@ -376,7 +377,7 @@ func (r *Recording) ensureTrack(ctx context.Context, p *livekit.ParticipantInfo,
 	}
 	file, err := r.sess.AddExternal(recorder.External{Info: info, Ext: c.ext, Remote: r.t.dep.remote, Writer: writerName}, time.Now())
 	if err != nil {
-		r.tellOnce("add/"+tr.Sid, fmt.Sprintf("⚠️ I cannot record %s: %s.", what, err))
+		r.tellOnce("add/"+tr.Sid, fmt.Sprintf("⚠️ I cannot record %s: %s.", what, roomerr.Clause(r.log, err, "Could not add an Egress file")))
 		return false, err
 	}
 	out, key, err := r.trackOutput(file)
@@ -523,7 +524,7 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 		r.saveState()
 		log.Info().Msg("Egress ended before any media")
 		if !r.stopping && !f.optedOut && f.activeAt.IsZero() && info.Error != "" && !isNoMedia(info.Error) {
-			r.tellOnce("abort/"+f.id, fmt.Sprintf("⚠️ LiveKit Egress gave up on %s: %s.", f.what, info.Error))
+			r.tellOnce("abort/"+f.id, fmt.Sprintf("⚠️ LiveKit Egress gave up on %s: %s.", f.what, roomerr.Clause(log, errors.New(info.Error), "LiveKit Egress gave up")))
 		}
 		return
 	}
@@ -541,7 +542,7 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 	switch info.Status {
 	case livekit.EgressStatus_EGRESS_FAILED:
 		res.Failed = "LiveKit Egress failed: " + info.Error
-		r.tellOnce("fail/"+f.id, fmt.Sprintf("⚠️ Recording %s failed in LiveKit Egress: %s.", f.what, nonEmpty(info.Error, "no reason given")))
+		r.tellOnce("fail/"+f.id, fmt.Sprintf("⚠️ Recording %s failed in LiveKit Egress: %s.", f.what, roomerr.Clause(log, errors.New(nonEmpty(info.Error, "no reason given")), "LiveKit Egress failed")))
 	case livekit.EgressStatus_EGRESS_LIMIT_REACHED:
 		r.tellOnce("limit/"+f.id, fmt.Sprintf("⏱ LiveKit Egress stopped recording %s: it reached its own time limit.", f.what))
 	}
@@ -555,7 +556,7 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 		cancel()
 		if err != nil {
 			res.Failed = "the upload to object storage could not be confirmed: " + err.Error()
-			r.tellOnce("upload/"+f.id, fmt.Sprintf("⚠️ LiveKit Egress recorded %s, but its upload to object storage failed: %s.", f.what, err))
+			r.tellOnce("upload/"+f.id, fmt.Sprintf("⚠️ LiveKit Egress recorded %s, but its upload to object storage could not be confirmed: %s.", f.what, roomerr.Clause(log, err, "Could not confirm an Egress upload")))
 		} else {
 			res.Upload = &up
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // Options tune the backend; zero values take the defaults.
@@ -383,7 +384,7 @@ func (b *Backend) loadState(ctx context.Context, room id.RoomID) (string, error)
 // Probe finds Element Call members with a LiveKit focus in the room.
 func (b *Backend) Probe(ctx context.Context, room id.RoomID, _ []string) call.Probe {
 	if _, err := b.loadState(ctx, room); err != nil {
-		return call.Probe{Reason: "I could not read the room's call state: " + err.Error() + "."}
+		return call.Probe{Reason: "I could not read the room's call state: " + roomerr.Clause(b.log.With().Stringer("room_id", room).Logger(), err, "Could not read the room's call state") + "."}
 	}
 	members := b.members(room, time.Now())
 	if len(members) == 0 {

@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
+	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // Per-call bounds on the foci (JWT services and their SFUs) a recording uses.
@@ -175,9 +176,11 @@ func (r *Recording) refused(url string, v *focusVerdict) {
 		return
 	}
 	var fr *FocusRefusal
-	reason := err.Error()
+	var reason string
 	if errors.As(err, &fr) {
 		reason = fr.Reason
+	} else {
+		reason = roomerr.Clause(r.log.With().Str("focus", url).Logger(), err, "Could not check a LiveKit focus")
 	}
 	who := "A call member's"
 	if v.owner != "" {
@@ -206,7 +209,8 @@ func (r *Recording) connectionEndedLocked(c *connection, now time.Time) {
 	}
 	g.told = true
 	r.retired[url] = g
-	r.log.Error().Err(c.err()).Str("focus", url).Msg("Giving up on this focus' SFU for this call")
-	msg := fmt.Sprintf("I could not join the media server of the LiveKit service %s after several attempts (%v), so media published there is not recorded.", clip(url, 200), c.err())
+	id := roomerr.NewID()
+	r.log.Error().Err(c.err()).Str("focus", url).Str("error_id", id).Msg("Giving up on this focus' SFU for this call")
+	msg := fmt.Sprintf("I could not join the media server of the LiveKit service %s after several attempts (error %s in the operator's log), so media published there is not recorded.", clip(url, 200), id)
 	go r.b.mx.Notice(context.WithoutCancel(r.ctx), r.room, msg)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // inMsg is one call signalling message addressed to a recording.
@@ -669,8 +670,9 @@ func (r *Recording) retry(key matrixrtc.DeviceKey, info endInfo) {
 	r.retries[key]++
 	n := r.retries[key]
 	if n > r.cfg.MaxRetries {
-		r.log.Warn().Stringer("device", key).Str("why", info.why).Msg("Giving up calling this device")
-		text := fmt.Sprintf("I could not connect to %s (device %s): %s. Their tracks are not recorded until they rejoin the call.", key.User, key.Device, info.why)
+		id := roomerr.NewID()
+		r.log.Warn().Stringer("device", key).Str("why", info.why).Str("error_id", id).Msg("Giving up calling this device")
+		text := fmt.Sprintf("I could not connect to %s (device %s; error %s in the operator's log). Their tracks are not recorded until they rejoin the call.", key.User, key.Device, id)
 		go func() {
 			ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
 			defer cancel()

@@ -28,7 +28,7 @@ func TestIntegrationDemo(t *testing.T) {
 	if strings.Contains(errb.String(), "Request canceled") {
 		t.Errorf("the demo's stop logs cancelled requests as warnings:\n%s", errb.String())
 	}
-	for _, want := range []string{"an encrypted room", "Recording saved", "Recording folder: "} {
+	for _, want := range []string{"an encrypted room", "Recording saved", "Files of recording", "Recording folder: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's output does not say %q", want)
 		}

@@ -140,6 +140,12 @@ func Run(ctx context.Context, o Options) (string, error) {
 		return "", err
 	}
 	say("\nThe bot said in the room:\n  %s\n", strings.ReplaceAll(n.Body, "\n", "\n  "))
+	// The files, with their links, are in the summary's thread.
+	files, err := c.WaitNotice(wctx, room, start, func(body string) bool { return strings.HasPrefix(body, "Files of recording") })
+	if err != nil {
+		return "", err
+	}
+	say("And in its thread:\n  %s\n", strings.ReplaceAll(files.Body, "\n", "\n  "))
 
 	folder, err := latestFolder(o.RecordingsDir, start)
 	if err != nil {

@@ -105,15 +105,23 @@ func (c *Client) Close() error {
 	return c.Crypto.Close()
 }
 
-// Message is a text message or notice someone else sent in a room.
+// Message is a text message or notice someone else sent in a room. For an edit, Body,
+// Format, FormattedBody and Mentions are those of m.new_content (what clients show).
 type Message struct {
-	RoomID   id.RoomID
-	Sender   id.UserID
-	Body     string
-	Mentions []id.UserID
-	// Edit says the message replaces an earlier one (Body is the new content).
-	Edit bool
-	At   time.Time
+	RoomID  id.RoomID
+	Sender  id.UserID
+	EventID id.EventID
+	Body    string
+	// Format and FormattedBody are the HTML form ("" when the message has none).
+	Format        event.Format
+	FormattedBody string
+	Mentions      []id.UserID
+	// Edit says the message replaces an earlier one, Replaces.
+	Edit     bool
+	Replaces id.EventID
+	// Thread is the root of the thread the message is in ("" for none).
+	Thread id.EventID
+	At     time.Time
 }
 
 // Inbox keeps the messages others send and lets a test wait for one. The zero value is
@@ -137,15 +145,20 @@ func (in *Inbox) Note(evt *event.Event, self id.UserID) {
 	if evt.Type != event.EventMessage || evt.Sender == self {
 		return
 	}
-	m := Message{RoomID: evt.RoomID, Sender: evt.Sender, Body: msg.Body, At: time.Now()}
-	// An edit's top-level body is only a fallback (mautrix cuts it to a few dozen
-	// bytes); clients show m.new_content, and so do we.
-	if msg.NewContent != nil && msg.RelatesTo != nil && msg.RelatesTo.Type == event.RelReplace {
-		m.Body = msg.NewContent.Body
-		m.Edit = true
+	m := Message{RoomID: evt.RoomID, Sender: evt.Sender, EventID: evt.ID, At: time.Now()}
+	if msg.RelatesTo != nil && msg.RelatesTo.Type == event.RelThread {
+		m.Thread = msg.RelatesTo.EventID
 	}
-	if msg.Mentions != nil {
-		m.Mentions = msg.Mentions.UserIDs
+	// An edit's top-level content is only a fallback (mautrix cuts it to a few dozen
+	// bytes); clients show m.new_content, and so do we.
+	shown := msg
+	if msg.NewContent != nil && msg.RelatesTo != nil && msg.RelatesTo.Type == event.RelReplace {
+		shown = msg.NewContent
+		m.Edit, m.Replaces = true, msg.RelatesTo.EventID
+	}
+	m.Body, m.Format, m.FormattedBody = shown.Body, shown.Format, shown.FormattedBody
+	if shown.Mentions != nil {
+		m.Mentions = shown.Mentions.UserIDs
 	}
 	in.mu.Lock()
 	in.msgs = append(in.msgs, m)
@@ -159,11 +172,17 @@ func (in *Inbox) Note(evt *event.Event, self id.UserID) {
 
 // Wait waits for a message in room, received at or after since, whose body matches.
 func (in *Inbox) Wait(ctx context.Context, room id.RoomID, since time.Time, match func(string) bool) (Message, error) {
+	return in.WaitMessage(ctx, room, since, func(m Message) bool { return match(m.Body) })
+}
+
+// WaitMessage waits for a message in room, received at or after since, that match
+// accepts.
+func (in *Inbox) WaitMessage(ctx context.Context, room id.RoomID, since time.Time, match func(Message) bool) (Message, error) {
 	for {
 		in.mu.Lock()
 		ch := in.wake()
 		for _, m := range in.msgs {
-			if m.RoomID == room && !m.At.Before(since) && match(m.Body) {
+			if m.RoomID == room && !m.At.Before(since) && match(m) {
 				in.mu.Unlock()
 				return m, nil
 			}

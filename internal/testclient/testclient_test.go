@@ -44,3 +44,27 @@ func TestInbox(t *testing.T) {
 		t.Fatal("Wait found a message older than since")
 	}
 }
+
+// An edit is read from its m.new_content: body, HTML and mentions; a thread reply knows
+// its root.
+func TestInboxEditsAndThreads(t *testing.T) {
+	var in Inbox
+	nc := &event.MessageEventContent{MsgType: event.MsgNotice, Body: "new", Format: event.FormatHTML, FormattedBody: "<b>new</b>",
+		Mentions: &event.Mentions{UserIDs: []id.UserID{"@a:x"}}}
+	edit := &event.MessageEventContent{MsgType: event.MsgNotice, Body: "* new", Mentions: &event.Mentions{}, NewContent: nc,
+		RelatesTo: (&event.RelatesTo{}).SetReplace("$orig")}
+	in.Note(&event.Event{Type: event.EventMessage, RoomID: "!a:x", Sender: "@bot:x", ID: "$edit", Content: event.Content{Parsed: edit}}, "@me:x")
+	reply := &event.MessageEventContent{MsgType: event.MsgNotice, Body: "files", RelatesTo: (&event.RelatesTo{}).SetThread("$root", "$root")}
+	in.Note(&event.Event{Type: event.EventMessage, RoomID: "!a:x", Sender: "@bot:x", ID: "$reply", Content: event.Content{Parsed: reply}}, "@me:x")
+	got := in.In("!a:x")
+	if len(got) != 2 {
+		t.Fatalf("%+v", got)
+	}
+	e := got[0]
+	if !e.Edit || e.Replaces != "$orig" || e.Body != "new" || e.FormattedBody != "<b>new</b>" || e.Format != event.FormatHTML || len(e.Mentions) != 1 || e.EventID != "$edit" {
+		t.Errorf("edit: %+v", e)
+	}
+	if r := got[1]; r.Thread != "$root" || r.Edit || r.EventID != "$reply" {
+		t.Errorf("thread reply: %+v", r)
+	}
+}

@@ -198,8 +198,9 @@ func browserOneToOne(t *testing.T, encrypted bool) {
 	case len(screens) > 0:
 		t.Errorf("no screenshare was started but the manifest has %+v", screens)
 	}
-	if !strings.Contains(summary, "microphone") || !strings.Contains(summary, "camera") {
-		t.Errorf("the summary does not list the tracks: %q", summary)
+	// The files are listed in the summary's thread.
+	if all := strings.Join(notices.Bodies, "\n"); !strings.Contains(all, "Files of recording") || !strings.Contains(all, "microphone") || !strings.Contains(all, "camera") {
+		t.Errorf("the summary's thread does not list the tracks: %q", notices.Bodies)
 	}
 }
 

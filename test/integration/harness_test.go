@@ -28,6 +28,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/devhs"
 	"github.com/matrix-recorder/matrix-recorder/internal/mediacheck"
+	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
 	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -173,11 +174,7 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 // waitSummary waits for the bot's end-of-call notice.
 func waitSummary(t *testing.T, c *caller.Client, room id.RoomID, since time.Time) string {
 	t.Helper()
-	n, err := c.WaitNotice(timeout(t, 60*time.Second), room, since, func(b string) bool { return strings.Contains(b, "Recording saved") })
-	if err != nil {
-		t.Fatalf("no end-of-call summary: %v (notices: %v)", err, c.Notices(room))
-	}
-	return n.Body
+	return waitView(t, "end-of-call summary", func() []testclient.Message { return c.Notices(room) }, since, 60*time.Second, "Recording saved", "Files of recording")
 }
 
 // finishedFolder returns the single call folder in the bot's recordings dir and its manifest,

@@ -23,6 +23,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/internal/devlivekit"
 	"github.com/matrix-recorder/matrix-recorder/internal/lkpeer"
 	"github.com/matrix-recorder/matrix-recorder/internal/mediacheck"
+	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
 	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
@@ -188,11 +189,7 @@ func send(t *testing.T, p *lkpeer.Peer, room id.RoomID, text string) time.Time {
 
 func waitMessage(t *testing.T, p *lkpeer.Peer, room id.RoomID, since time.Time, d time.Duration, substr string) string {
 	t.Helper()
-	m, err := p.WaitMessage(timeout(t, d), room, since, func(b string) bool { return strings.Contains(b, substr) })
-	if err != nil {
-		t.Fatalf("no message containing %q: %v (messages: %q)", substr, err, p.Messages(room))
-	}
-	return m.Body
+	return waitView(t, "message", func() []testclient.Message { return p.MessagesIn(room) }, since, d, substr)
 }
 
 // record starts the bot's recording, runs during while the recording goes, stops it and

@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
+	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/devhs"
 	"github.com/matrix-recorder/matrix-recorder/internal/mediacheck"
 	"github.com/matrix-recorder/matrix-recorder/internal/meshpeer"
@@ -66,6 +67,26 @@ func meshRoom(t *testing.T, ctx context.Context, host *meshpeer.Client, bot id.U
 		}
 	}
 	return room
+}
+
+// checkEditKeepsPills checks that an edit of the notice orig keeps its HTML body with the
+// users' pills and its mentions.
+func checkEditKeepsPills(t *testing.T, edit, orig meshpeer.Notice, users ...id.UserID) {
+	t.Helper()
+	if !edit.Edit || edit.Replaces != orig.EventID {
+		t.Errorf("not an edit of the start notice %s: %+v", orig.EventID, edit)
+	}
+	if edit.Format != event.FormatHTML {
+		t.Errorf("the edit has no HTML body: %+v", edit)
+	}
+	for _, u := range users {
+		if !strings.Contains(edit.FormattedBody, `href="https://matrix.to/#/`+string(u)+`"`) || !slices.Contains(edit.Mentions, u) {
+			t.Errorf("the edit lost the pill or the mention of %s: %q, mentions %v", u, edit.FormattedBody, edit.Mentions)
+		}
+		if !strings.Contains(orig.FormattedBody, `href="https://matrix.to/#/`+string(u)+`"`) || !slices.Contains(orig.Mentions, u) {
+			t.Errorf("the start notice has no pill or mention of %s: %q, mentions %v", u, orig.FormattedBody, orig.Mentions)
+		}
+	}
 }
 
 func waitNoticeOf(t *testing.T, c *meshpeer.Client, room id.RoomID, since time.Time, what string, match func(string) bool) meshpeer.Notice {
@@ -143,7 +164,9 @@ func checkAllFiles(t *testing.T, folder string, m *recorder.Manifest) {
 // ffprobe, ffmpeg, opusinfo and mkvinfo, and every offset against when it really happened.
 func TestIntegrationMeshGroupCall(t *testing.T) {
 	s := homeserver(t)
-	rb := startBot(t, botConfig(t, s))
+	cfg := botConfig(t, s)
+	cfg.Recordings.ProgressInterval = config.Duration(10 * time.Second) // the shortest allowed
+	rb := startBot(t, cfg)
 	botID := rb.bot.UserID()
 	ctx := timeout(t, 5*time.Minute)
 	alice := newMeshPeer(t, s, "alice", false)
@@ -270,6 +293,11 @@ func TestIntegrationMeshGroupCall(t *testing.T) {
 		t.Errorf("status should list alice and zoe, not bob who left: %q", status.Body)
 	}
 
+	// The start notice is edited with the progress, and keeps its pills and mentions:
+	// clients show m.new_content, which has the HTML and m.mentions of the notice.
+	progress := waitNoticeOf(t, alice, room, started.At, "progress edit", func(b string) bool { return strings.Contains(b, "recorded so far") })
+	checkEditKeepsPills(t, progress, started, alice.UserID(), zoe.UserID())
+
 	time.Sleep(2 * time.Second)
 	since = time.Now()
 	stopAt := time.Now()
@@ -277,6 +305,8 @@ func TestIntegrationMeshGroupCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitNoticeOf(t, alice, room, since, "summary", func(b string) bool { return strings.Contains(b, "Recording saved") })
+	ended := waitNoticeOf(t, alice, room, since, "the start notice's last edit", func(b string) bool { return strings.Contains(b, "Recording ended after") })
+	checkEditKeepsPills(t, ended, started, alice.UserID(), zoe.UserID())
 	folder, m := finishedFolder(t, rb)
 	t.Logf("files:\n%s", describe(m))
 	t0 := m.StartedAt

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/caller"
+	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -27,7 +29,13 @@ func recordCall(t *testing.T, encrypted bool, d time.Duration, opts caller.CallO
 
 func checkAudioVideoCall(t *testing.T, encrypted bool) {
 	const d = 6 * time.Second
-	folder, m, summary := recordCall(t, encrypted, d, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
+	dc := startDMCall(t, encrypted, caller.CallOptions{Audio: testmedia.Tone440, Video: testmedia.VP8})
+	if _, err := dc.c.WaitNotice(dc.ctx, dc.room, dc.start, func(b string) bool { return strings.Contains(b, "Recording this call") }); err != nil {
+		t.Fatalf("no recording notice: %v", err)
+	}
+	time.Sleep(d)
+	folder, m, summary := dc.hangup(t)
+	checkSummaryThread(t, func() []testclient.Message { return dc.c.Notices(dc.room) }, len(m.Tracks))
 	t.Logf("summary:\n%s\nfiles:\n%s", summary, describe(m))
 	if m.Kind != "1:1" || m.EndedAt == nil || m.StartedAt.IsZero() {
 		t.Errorf("manifest header incomplete: %+v", m)
@@ -59,6 +67,28 @@ func checkAudioVideoCall(t *testing.T, encrypted bool) {
 	}
 	if !strings.Contains(summary, "microphone") || !strings.Contains(summary, "camera") {
 		t.Errorf("summary does not list the tracks: %q", summary)
+	}
+}
+
+// checkSummaryThread checks the shape of the bot's summary: a short message that names
+// no file, and the files with their lines in its thread.
+func checkSummaryThread(t *testing.T, list func() []testclient.Message, files int) {
+	t.Helper()
+	var top *testclient.Message
+	for _, m := range list() {
+		if !m.Edit && m.Thread == "" && strings.HasPrefix(m.Body, "Recording saved") {
+			top = &m
+		}
+	}
+	if top == nil {
+		t.Fatal("no summary")
+	}
+	if strings.Contains(top.Body, "• ") || !strings.Contains(top.Body, "in the thread") || top.Format != event.FormatHTML || !strings.Contains(top.FormattedBody, "<strong>Recording saved</strong>") {
+		t.Errorf("the summary's message should be short, formatted, and point to its thread: %q / %q", top.Body, top.FormattedBody)
+	}
+	reply := threadOf(t, list, top.EventID, 30*time.Second)
+	if !strings.HasPrefix(reply.Body, "Files of recording") || strings.Count(reply.Body, "\n• ") != files || !strings.Contains(reply.Body, " long, from ") {
+		t.Errorf("the thread should list the %d files: %q", files, reply.Body)
 	}
 }
 
@@ -200,7 +230,7 @@ func TestIntegrationHostileInput(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := mallory.WaitNotice(ctx, room, time.Time{}, func(b string) bool { return strings.Contains(b, "Commands:") }); err != nil {
+	if _, err := mallory.WaitNotice(ctx, room, time.Time{}, func(b string) bool { return strings.Contains(b, "After the call:") }); err != nil {
 		t.Fatalf("bot did not answer !help after hostile input: %v", err)
 	}
 	// A real call still gets answered and recorded.

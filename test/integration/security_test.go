@@ -70,7 +70,8 @@ func TestIntegrationSecondInstanceRefused(t *testing.T) {
 }
 
 // TestIntegrationUnknownCommandsIgnored: another user's (or bot's) unknown command gets no
-// reply; a typo of one of the bot's commands gets a hint.
+// reply, even one edit away from one of the bot's commands (another bot's !stat); a typo
+// in a message that mentions the bot gets a hint.
 func TestIntegrationUnknownCommandsIgnored(t *testing.T) {
 	s := homeserver(t)
 	rb := startBot(t, botConfig(t, s))
@@ -88,22 +89,22 @@ func TestIntegrationUnknownCommandsIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	since := time.Now()
-	for _, msg := range []string{"!ban @spammer:example.org spam", "!!! great", "!kick @x:example.org", "!statsu", "!help"} {
+	for _, msg := range []string{"!ban @spammer:example.org spam", "!!! great", "!kick @x:example.org", "!stat", "!statsu", "!statsu " + string(rb.bot.UserID()), "!help"} {
 		if err := bob.SendMessage(ctx, room, msg); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The bot handles a room's messages in order: once !help is answered, everything
 	// before it was seen.
-	waitNotice(t, bob, room, since, 30*time.Second, "Commands:")
+	waitNotice(t, bob, room, since, 30*time.Second, "After the call:")
 	var answers []string
 	for _, n := range bob.Notices(room) {
 		if n.Sender == rb.bot.UserID() && !n.At.Before(since) {
 			answers = append(answers, n.Body)
 		}
 	}
-	if len(answers) != 2 || !strings.Contains(answers[0], "Did you mean !status") || !strings.Contains(answers[1], "Commands:") {
-		t.Fatalf("answers to bob: %q; want the hint for !statsu and the help", answers)
+	if len(answers) != 2 || !strings.Contains(answers[0], "Did you mean !status") || !strings.Contains(answers[1], "After the call:") {
+		t.Fatalf("answers to bob: %q; want the hint for the !statsu that mentions the bot, and the help", answers)
 	}
 }
 

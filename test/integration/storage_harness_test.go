@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/devs3"
 	"github.com/matrix-recorder/matrix-recorder/internal/devtools"
+	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
 	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
@@ -133,27 +133,12 @@ func stateDB(t *testing.T, cfg config.Config) *storage.DB {
 	return db
 }
 
-var recordingID = regexp.MustCompile(`Recording id: ([a-z0-9]{8})`)
+var recordingID = regexp.MustCompile(`\(recording ([a-z0-9]{8})\)`)
 
 // waitNotice waits for a notice containing want.
 func waitNotice(t *testing.T, c *caller.Client, room id.RoomID, since time.Time, d time.Duration, want ...string) string {
 	t.Helper()
-	n, err := c.WaitNotice(timeout(t, d), room, since, func(b string) bool {
-		for _, w := range want {
-			if !strings.Contains(b, w) {
-				return false
-			}
-		}
-		return true
-	})
-	if err != nil {
-		var seen []string
-		for _, n := range c.Notices(room) {
-			seen = append(seen, n.Body)
-		}
-		t.Fatalf("no notice with %q: %v\nnotices:\n%s", want, err, strings.Join(seen, "\n---\n"))
-	}
-	return n.Body
+	return waitView(t, "notice", func() []testclient.Message { return c.Notices(room) }, since, d, want...)
 }
 
 // waitRecording polls the state database until fn accepts the recording.

@@ -40,7 +40,7 @@ func recordDM(t *testing.T, alice *caller.Client, bot id.UserID, encrypted bool,
 	if err := call.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return room, waitNotice(t, alice, room, start, 3*time.Minute, "Recording saved", "Recording id:")
+	return room, waitNotice(t, alice, room, start, 3*time.Minute, "Recording saved", "(recording ")
 }
 
 // checkLinks downloads every file of a manifest through the links of a summary and
@@ -211,7 +211,7 @@ func TestIntegrationS3OutageMidCall(t *testing.T) {
 	if err := e.srv.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	summary := waitNotice(t, alice, room, start, 3*time.Minute, "Recording saved", "Recording id:")
+	summary := waitNotice(t, alice, room, start, 3*time.Minute, "Recording saved", "(recording ")
 	t.Logf("summary:\n%s", summary)
 	checkLinks(t, summary, folder, m)
 	waitRecording(t, db, r.ID, 20*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.RecordingNotified })
@@ -403,7 +403,7 @@ func TestIntegrationDeleteNeedsPower(t *testing.T) {
 	room, ctx := directRoom(t, rb, alice, false, 3*time.Minute)
 	start := time.Now()
 	placeShortCall(t, alice, room)
-	summary := waitNotice(t, alice, room, start, time.Minute, "Recording saved", "Recording id:")
+	summary := waitNotice(t, alice, room, start, time.Minute, "Recording saved", "(recording ")
 	recID := recordingID.FindStringSubmatch(summary)[1]
 	folder, _ := finishedFolder(t, rb)
 
