@@ -85,6 +85,7 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 			return err
 		}
 	}
+	first := !lc.recordsInLocked(roomID)
 	lc.live[folder] = lr
 	q := serial.New(lc.ctx)
 	if old := lc.queues[folder]; old != nil {
@@ -99,6 +100,9 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 	lc.queues[folder] = q
 	lc.mu.Unlock()
 	lc.m.RecordingsStarted.Inc()
+	if first {
+		lc.marks.want(roomID, true)
+	}
 	lc.wg.Add(1)
 	go func() {
 		defer lc.wg.Done()
@@ -231,20 +235,35 @@ func (lc *Lifecycle) onSessionClosing(s *recorder.Session) {
 }
 
 // onSessionEnd forgets the live session and queues its final state, the last of its
-// rows.
+// rows: saved, or paused for a session a clean stop paused (recorder.Session.Pause: its
+// manifest says interrupted), which keeps the room's recording mark for the next start.
 func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	folder := filepath.Base(s.Folder())
+	paused := m.Status == recorder.StatusInterrupted
 	lc.mu.Lock()
 	lr := lc.live[folder]
 	delete(lc.live, folder)
 	q := lc.queues[folder]
+	last := lr != nil && !lc.recordsInLocked(lr.roomID)
 	lc.mu.Unlock()
 	if lr == nil || q == nil {
 		return
 	}
+	if last && !paused {
+		lc.marks.want(lr.roomID, false)
+	}
+	status := storage.RecordingSaved
+	if paused {
+		status = storage.RecordingPaused
+	}
 	lc.post(q, func(ctx context.Context) {
 		if recID := lc.recID(lr); recID != "" {
-			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) { lc.fillFromManifest(r, m, storage.RecordingSaved) }); err != nil {
+			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) {
+				lc.fillFromManifest(r, m, status)
+				if paused {
+					r.Interruptions++
+				}
+			}); err != nil {
 				lc.log.Error().Err(err).Msg("Could not record the finished recording")
 			}
 		}
@@ -253,7 +272,7 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	lc.mu.Lock()
 	evt, text := lr.startEvent, lr.startText
 	lc.mu.Unlock()
-	if evt != "" {
+	if evt != "" && !paused {
 		dur := time.Duration(m.DurationMs) * time.Millisecond
 		status := fmt.Sprintf("⏹ Recording ended after %s, %s in %d file(s).", FormatDuration(dur), FormatBytes(manifestBytes(m)), len(m.Tracks))
 		lc.wg.Add(1)
@@ -380,9 +399,20 @@ func (lc *Lifecycle) fillFromManifest(r *storage.Recording, m recorder.Manifest,
 		people[p.UserID] = true
 	}
 	r.Participants = len(people)
-	if d := lc.cfg.Recordings.ExpireAfter.D(); d > 0 {
-		r.ExpiresAt = r.EndedAt.Add(d)
+	r.ExpiresAt = time.Time{}
+	if d := lc.cfg.Recordings.ExpireAfter.D(); d > 0 && status != storage.RecordingPaused {
+		r.ExpiresAt = r.EndedAt.Add(d) // a paused recording is not over: nothing expires yet
 	}
+}
+
+// recordsInLocked reports whether a recording runs in room (lc.mu held).
+func (lc *Lifecycle) recordsInLocked(room id.RoomID) bool {
+	for _, lr := range lc.live {
+		if lr.roomID == room {
+			return true
+		}
+	}
+	return false
 }
 
 func manifestBytes(m recorder.Manifest) int64 {

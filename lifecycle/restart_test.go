@@ -186,7 +186,10 @@ func TestPausedRecordingWhoseCallEnded(t *testing.T) {
 		t.Errorf("manifest: %+v %v", m, err)
 	}
 	r, _ := e2.lc.db.RecordingByFolder(ctx, folder)
-	waitUntil(t, "the row", func() bool { r, _ = e2.lc.db.RecordingByFolder(ctx, folder); return r.Status == storage.RecordingNotified })
+	waitUntil(t, "the row", func() bool {
+		r, _ = e2.lc.db.RecordingByFolder(ctx, folder)
+		return r.Status == storage.RecordingNotified
+	})
 	waitUntil(t, "the mark to go", func() bool { return e2.chat.markLog() == string(room)+" off" })
 }
 
@@ -276,4 +279,3 @@ func TestRecordingMarkOff(t *testing.T) {
 		t.Errorf("marks %q", got)
 	}
 }
-
