@@ -179,6 +179,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
 	}
 	b.groups = newGroups(b, backends)
+	if err := b.groups.loadOptOuts(ctx); err != nil {
+		log.Error().Err(err).Msg("Opt-outs from before the restart are not known; those who opted out are recorded until they opt out again")
+	}
 	if b.post, err = b.newPostcall(); err != nil {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -70,6 +72,61 @@ func (c botChat) MayRecord(ctx context.Context, room id.RoomID, user id.UserID, 
 	return c.b.mayRecord(ctx, room, user, action)
 }
 
+// maxDisplayName bounds the display name the bot sets (homeservers refuse longer ones).
+const maxDisplayName = 255
+
+// SetRecordingMark sets the bot's display name in a room (its m.room.member event there,
+// which it may always update): bot.recording_displayname_format while it records, its
+// global display name afterwards. The rest of the member event stays as it is.
+func (c botChat) SetRecordingMark(ctx context.Context, room id.RoomID, on bool) error {
+	b := c.b
+	self := b.client.UserID
+	var member map[string]any
+	if err := b.client.StateEvent(ctx, room, event.StateMember, string(self), &member); err != nil {
+		if errors.Is(err, mautrix.MNotFound) || errors.Is(err, mautrix.MForbidden) {
+			return nil // not in the room (any more): there is no name to change
+		}
+		return fmt.Errorf("read the bot's member event: %w", err)
+	}
+	if member["membership"] != string(event.MembershipJoin) {
+		return nil
+	}
+	global := ""
+	if resp, err := b.client.GetOwnDisplayName(ctx); err == nil {
+		global = resp.DisplayName
+	} else if !errors.Is(err, mautrix.MNotFound) {
+		return fmt.Errorf("read the bot's display name: %w", err)
+	}
+	var want any
+	if on {
+		base := global
+		if base == "" {
+			base = self.Localpart()
+		}
+		extra := len([]rune(b.cfg.Bot.RecordingName(""))) // what the format adds
+		if r := []rune(base); len(r) > maxDisplayName-extra {
+			base = string(r[:max(maxDisplayName-extra, 1)])
+		}
+		want = b.cfg.Bot.RecordingName(base)
+	} else if global != "" {
+		want = global
+	}
+	if member["displayname"] == want {
+		return nil
+	}
+	if want == nil {
+		delete(member, "displayname")
+	} else {
+		member["displayname"] = want
+	}
+	// A restricted room's join proof is for the join, not for a later change of name.
+	delete(member, "join_authorised_via_users_server")
+	if _, err := b.client.SendStateEvent(ctx, room, event.StateMember, string(self), member); err != nil {
+		return fmt.Errorf("set the bot's display name in the room: %w", err)
+	}
+	return nil
+}
+
 // mayRecord checks whether user may act on recordings in a room (action: "start or stop
 // recordings", "delete recordings"...): listed in bot.record_users, or with a power level
 // of at least bot.record_power_level (default: the level needed to send state events, as
@@ -125,8 +182,8 @@ func (c botCalls) Stop(ctx context.Context, room id.RoomID, kind, why string) {
 	c.b.groups.stopFor(ctx, room, why)
 }
 
-func (c botCalls) Resume(ctx context.Context, room id.RoomID, folder string, m *recorder.Manifest) (bool, string) {
-	return c.b.groups.resume(ctx, room, folder, m)
+func (c botCalls) Resume(ctx context.Context, req lifecycle.ResumeRequest) (bool, string) {
+	return c.b.groups.resume(ctx, req)
 }
 
 // HangUp sends a hangup for a 1:1 call the last run was in.
@@ -153,51 +210,74 @@ func (g *groups) stopFor(ctx context.Context, roomID id.RoomID, why string) bool
 	return true
 }
 
-// resume restarts a room's group recording that a restart interrupted, in the same
-// folder (recorder.WithResume): the backend that can record the room's call now starts as
-// if !start was typed, with the opt-outs the manifest still lists.
-func (g *groups) resume(ctx context.Context, roomID id.RoomID, folder string, m *recorder.Manifest) (bool, string) {
+// resume restarts a room's group recording that a restart paused or interrupted, in the
+// same folder (recorder.WithResume): the backend that can record the room's call now
+// starts as if !start was typed, with the room's opt-outs (those the state database keeps,
+// and those the manifest still lists). A direct call the bot answered resumes as one, with
+// the LiveKit backend, without its ring (which may have expired meanwhile): the caller
+// must still be in the call.
+func (g *groups) resume(ctx context.Context, req lifecycle.ResumeRequest) (bool, string) {
+	roomID, folder, m := req.Room, req.Folder, req.Manifest
 	g.mu.Lock()
 	busy := g.active[roomID] != nil
 	g.mu.Unlock()
 	if busy {
 		return false, "the room is being recorded again already"
 	}
-	best, reasons := g.probe(ctx, roomID, nil)
-	if best == nil {
-		why := "the call has ended"
-		if len(reasons) > 0 {
-			why += " (" + strings.Join(reasons, " ") + ")"
+	var best call.Backend
+	var answer *call.Answer
+	if req.Caller != "" {
+		if lk := g.liveKit(); lk != nil {
+			best, answer = lk, &call.Answer{Caller: req.Caller, Intent: req.Intent}
 		}
-		return false, why
 	}
-	opt := map[id.UserID]time.Time{}
-	if m != nil {
-		for _, o := range m.OptOuts {
-			if o.Until == nil {
-				opt[id.UserID(o.UserID)] = o.From
+	if best == nil {
+		var reasons []string
+		if best, reasons = g.probe(ctx, roomID, nil); best == nil {
+			why := "the call has ended"
+			if len(reasons) > 0 {
+				why += " (" + strings.Join(reasons, " ") + ")"
 			}
+			return false, why
 		}
 	}
 	g.mu.Lock()
-	if len(opt) > 0 {
-		if g.optOuts[roomID] == nil {
-			g.optOuts[roomID] = map[id.UserID]time.Time{}
-		}
-		for u, t := range opt {
-			g.optOuts[roomID][u] = t
+	if g.optOuts[roomID] == nil {
+		g.optOuts[roomID] = map[id.UserID]time.Time{}
+	}
+	if m != nil {
+		for _, o := range m.OptOuts {
+			if _, known := g.optOuts[roomID][id.UserID(o.UserID)]; o.Until == nil && !known {
+				g.optOuts[roomID][id.UserID(o.UserID)] = o.From
+			}
 		}
 	}
+	opt := maps.Clone(g.optOuts[roomID])
 	g.mu.Unlock()
-	rec, err := best.Start(recorder.WithResume(ctx, folder), call.StartRequest{RoomID: roomID, By: g.b.client.UserID, OptedOut: opt, Resume: folder})
+	by := g.b.client.UserID
+	if answer != nil {
+		by = answer.Caller
+	}
+	rec, err := best.Start(recorder.WithResume(ctx, folder), call.StartRequest{RoomID: roomID, By: by, OptedOut: opt, Resume: folder, Answer: answer})
 	if err != nil {
 		var ue userError
 		if errors.As(err, &ue) {
 			return false, ue.Msg
 		}
-		return false, roomerr.Clause(g.b.log.With().Stringer("room_id", roomID).Logger(), err, "Could not resume the recording")
+		var ce call.UserError
+		if errors.As(err, &ce) {
+			return false, ce.Msg
+		}
+		clause := roomerr.Clause(g.b.log.With().Stringer("room_id", roomID).Logger(), err, "Could not resume the recording")
+		if answer != nil {
+			return false, "the call with " + string(answer.Caller) + " has ended (" + clause + ")"
+		}
+		return false, clause
 	}
-	gr := &groupRec{backend: best.Name(), rec: rec, by: g.b.client.UserID, stopped: make(chan struct{}), folder: rec.Status().Folder}
+	gr := &groupRec{backend: best.Name(), rec: rec, by: by, stopped: make(chan struct{}), folder: rec.Status().Folder}
+	if answer != nil {
+		gr.caller = answer.Caller
+	}
 	if !g.take(roomID, gr) {
 		_, _ = rec.Stop(ctx, "started twice")
 		return false, "the room is being recorded again already"

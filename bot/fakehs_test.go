@@ -40,6 +40,11 @@ type fakeHS struct {
 	failSend int // the next failSend sends fail with 500, as a homeserver that is down
 	// failState makes state reads fail with 500.
 	failState bool
+	// own is the bot's m.room.member content per room (state it reads and writes back),
+	// ownSets the contents it wrote; displayName its global display name.
+	own         map[id.RoomID]map[string]any
+	ownSets     []map[string]any
+	displayName string
 }
 
 type sentEvent struct {
@@ -58,6 +63,17 @@ func newFakeHS(t *testing.T) *fakeHS {
 	mux.HandleFunc("PUT /_matrix/client/v3/rooms/{room}/send/{type}/{txn}", f.send)
 	mux.HandleFunc("GET /_matrix/client/v3/rooms/{room}/state/{type}/{key...}", f.state)
 	mux.HandleFunc("GET /_matrix/client/v3/rooms/{room}/joined_members", f.joined)
+	mux.HandleFunc("PUT /_matrix/client/v3/rooms/{room}/state/m.room.member/{key...}", f.setOwn)
+	mux.HandleFunc("GET /_matrix/client/v3/profile/{user}/displayname", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.displayName == "" {
+			w.WriteHeader(http.StatusNotFound)
+			writeJSON(w, map[string]string{"errcode": "M_NOT_FOUND", "error": "no display name"})
+			return
+		}
+		writeJSON(w, map[string]string{"displayname": f.displayName})
+	})
 	mux.HandleFunc("POST /_matrix/client/v3/createRoom", f.createRoom)
 	mux.HandleFunc("GET /_matrix/client/v3/user/{user}/account_data/m.direct", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -114,6 +130,10 @@ func (f *fakeHS) state(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"errcode": "M_UNKNOWN", "error": "database on 127.0.0.1:5432 is down"})
 		return
 	}
+	if r.PathValue("type") == event.StateMember.Type && r.PathValue("key") == string(testBot) && f.own[room] != nil {
+		writeJSON(w, f.own[room])
+		return
+	}
 	if r.PathValue("type") != event.StatePowerLevels.Type {
 		w.WriteHeader(http.StatusNotFound)
 		writeJSON(w, map[string]string{"errcode": "M_NOT_FOUND", "error": "no such state"})
@@ -125,6 +145,19 @@ func (f *fakeHS) state(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, map[string]any{"type": "m.room.power_levels", "state_key": "", "room_id": room,
 		"content": map[string]any{"users": users, "state_default": 50, "events_default": 0, "users_default": 0}})
+}
+
+func (f *fakeHS) setOwn(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var c map[string]any
+	_ = json.NewDecoder(r.Body).Decode(&c)
+	if f.own == nil {
+		f.own = map[id.RoomID]map[string]any{}
+	}
+	f.own[id.RoomID(r.PathValue("room"))] = c
+	f.ownSets = append(f.ownSets, c)
+	writeJSON(w, map[string]string{"event_id": fmt.Sprintf("$m%d", len(f.ownSets))})
 }
 
 func (f *fakeHS) joined(w http.ResponseWriter, r *http.Request) {

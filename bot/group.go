@@ -17,6 +17,9 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
+// pauseReason is what the manifest says of a pause for a restart (its resumes list it).
+const pauseReason = "the recorder was stopped for a restart"
+
 // groups runs group recordings: at most one per room, each independent of the others.
 type groups struct {
 	b        *Bot
@@ -40,6 +43,25 @@ type groupRec struct {
 
 func newGroups(b *Bot, backends []call.Backend) *groups {
 	return &groups{b: b, backends: backends, active: map[id.RoomID]*groupRec{}, optOuts: map[id.RoomID]map[id.UserID]time.Time{}}
+}
+
+// loadOptOuts takes the opt-outs the state database keeps (they outlive restarts).
+func (g *groups) loadOptOuts(ctx context.Context) error {
+	outs, err := g.b.lc.OptOuts(ctx)
+	if err != nil {
+		return fmt.Errorf("read the opt-outs: %w", err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for room, users := range outs {
+		if g.optOuts[room] == nil {
+			g.optOuts[room] = map[id.UserID]time.Time{}
+		}
+		for u, t := range users {
+			g.optOuts[room][u] = t
+		}
+	}
+	return nil
 }
 
 // handleEvent passes every event to every backend.
@@ -175,6 +197,10 @@ func (g *groups) launch(ctx context.Context, be call.Backend, req call.StartRequ
 		_, _ = rec.Stop(ctx, "started twice")
 		return nil, userError{Msg: "Already recording here."}
 	}
+	if req.Answer != nil && req.Resume == "" {
+		// A restart resumes it as the direct call it is.
+		g.b.lc.Answered(gr.folder, req.Answer.Caller, req.Answer.Intent)
+	}
 	go g.watch(context.WithoutCancel(ctx), req.RoomID, gr)
 	return gr, nil
 }
@@ -244,17 +270,23 @@ func (g *groups) stop(ctx context.Context, cc *cmdContext) error {
 }
 
 func (g *groups) setOptOut(ctx context.Context, cc *cmdContext, out bool) error {
+	now := time.Now()
 	g.mu.Lock()
 	if g.optOuts[cc.roomID] == nil {
 		g.optOuts[cc.roomID] = map[id.UserID]time.Time{}
 	}
-	if out {
-		g.optOuts[cc.roomID][cc.sender] = time.Now()
-	} else {
+	if _, had := g.optOuts[cc.roomID][cc.sender]; out && !had {
+		g.optOuts[cc.roomID][cc.sender] = now
+	} else if !out {
 		delete(g.optOuts[cc.roomID], cc.sender)
 	}
 	gr := g.active[cc.roomID]
 	g.mu.Unlock()
+	// Kept in the state database, so a restart (a resumed recording too) still knows it.
+	if err := g.b.lc.SetOptOut(ctx, cc.roomID, cc.sender, out, now); err != nil {
+		g.b.log.Error().Err(err).Stringer("room_id", cc.roomID).Stringer("user_id", cc.sender).Bool("opted_out", out).
+			Msg("Could not keep the opt-out in the state database; it holds until the bot restarts")
+	}
 	if gr != nil {
 		gr.rec.SetOptOut(ctx, cc.sender, out)
 	}
@@ -294,7 +326,11 @@ func (g *groups) statusLines(roomID id.RoomID) []string {
 	return append(lines, st.Details...)
 }
 
-// shutdown stops every group recording (bounded by ctx).
+// shutdown pauses every group recording for the next start (recordings.pause_on_shutdown;
+// one that cannot pause is stopped), or stops them all (bounded by ctx).
+//
+// A pause is a hand-over point: what continues the recording needs is in its folder and
+// the state database, whoever resumes it (lifecycle.ResumeRequest).
 func (g *groups) shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	all := g.active
@@ -303,6 +339,7 @@ func (g *groups) shutdown(ctx context.Context) error {
 		close(gr.stopped)
 	}
 	g.mu.Unlock()
+	pause := g.b.cfg.Recordings.PauseOnShutdown
 	var errs []error
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -310,8 +347,20 @@ func (g *groups) shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m, err := gr.rec.Stop(ctx, "the recorder is shutting down")
-			g.report(ctx, roomID, gr.folder, m, "the recorder is shutting down", err)
+			var m recorder.Manifest
+			var err error
+			p, canPause := gr.rec.(call.Pauser)
+			if pause && canPause {
+				m, err = p.Pause(ctx, pauseReason)
+			} else {
+				m, err = gr.rec.Stop(ctx, "the recorder is shutting down")
+			}
+			if m.Status == recorder.StatusInterrupted {
+				// Paused: no summary; the next start continues it and says so.
+				g.b.log.Info().Err(err).Stringer("room_id", roomID).Str("folder", lifecycle.FolderName(gr.folder)).Msg("Recording paused until the recorder is back")
+			} else {
+				g.report(ctx, roomID, gr.folder, m, "the recorder is shutting down", err)
+			}
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)

@@ -114,6 +114,17 @@ type Recording interface {
 	Result() (recorder.Manifest, string, error)
 }
 
+// Pauser is a Recording that can pause for a planned restart of the recorder instead of
+// ending: it leaves the call as Stop does (the bot's membership taken back, so clients see
+// it leave, and send it their keys again when it rejoins), but its folder stays resumable
+// (recorder.Session.Pause) with what a resume needs, so the next start (or another
+// recorder that shares the state) continues it in new parts (StartRequest.Resume). The
+// manifest it returns says interrupted when it paused, finished when the recording had
+// ended already. The bot stops recordings that cannot pause.
+type Pauser interface {
+	Pause(ctx context.Context, reason string) (recorder.Manifest, error)
+}
+
 // Status describes a running recording.
 type Status struct {
 	Backend      string

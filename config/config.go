@@ -114,6 +114,10 @@ type Recordings struct {
 	ExpireNotice Duration `yaml:"expire_notice"`
 	// ProgressInterval is how often the start notice is edited with elapsed time and size.
 	ProgressInterval Duration `yaml:"progress_interval"`
+	// PauseOnShutdown makes a clean stop (SIGTERM) pause group recordings instead of
+	// ending them: the next start continues them in the same folder. Off: they end, with
+	// their summaries, as a call that ends does.
+	PauseOnShutdown bool `yaml:"pause_on_shutdown"`
 }
 
 // WebRTC configures the bot's peer connections.
@@ -173,6 +177,25 @@ type Bot struct {
 	RecordPowerLevel int `yaml:"record_power_level"`
 	// RecordUsers may always start and stop recordings, whatever their power level.
 	RecordUsers []string `yaml:"record_users"`
+	// RecordingDisplayName marks the bot's display name in a room while it records there
+	// (RecordingDisplayNameFormat), and restores its global name afterwards.
+	RecordingDisplayName bool `yaml:"recording_displayname"`
+	// RecordingDisplayNameFormat is the bot's display name in a room while it records:
+	// "{name}" stands for its global display name.
+	RecordingDisplayNameFormat string `yaml:"recording_displayname_format"`
+}
+
+// DisplayNameName is what bot.recording_displayname_format replaces with the bot's
+// global display name.
+const DisplayNameName = "{name}"
+
+// maxDisplayNameFormat bounds bot.recording_displayname_format (homeservers refuse long
+// display names; the global name is shortened to fit).
+const maxDisplayNameFormat = 100
+
+// RecordingName is the bot's display name while it records, from its global one.
+func (b Bot) RecordingName(global string) string {
+	return strings.ReplaceAll(b.RecordingDisplayNameFormat, DisplayNameName, global)
 }
 
 // AllowAllInviters in bot.allowed_inviters accepts invites from everyone.
@@ -276,12 +299,13 @@ func defaultCore() Config {
 		Matrix:  Matrix{DeviceName: "matrix-recorder", CrossSigning: true},
 		DataDir: "./data",
 		Recordings: Recordings{
-			Dir:           "./recordings",
-			FlushInterval: Duration(time.Second),
-			GapPolicy:     GapKeep,
-			SplitAfter:    Duration(30 * time.Second),
-			AudioJitter:   Duration(100 * time.Millisecond),
-			VideoJitter:   Duration(300 * time.Millisecond),
+			Dir:             "./recordings",
+			FlushInterval:   Duration(time.Second),
+			PauseOnShutdown: true,
+			GapPolicy:       GapKeep,
+			SplitAfter:      Duration(30 * time.Second),
+			AudioJitter:     Duration(100 * time.Millisecond),
+			VideoJitter:     Duration(300 * time.Millisecond),
 		},
 		WebRTC: WebRTC{UseHomeserverTURN: true},
 		Calls: Calls{
@@ -292,7 +316,8 @@ func defaultCore() Config {
 			// Group recordings take more of everything than a 1:1 call (many tracks).
 			MaxGroupRecordings: 8,
 		},
-		Bot: Bot{CommandPrefix: "!", Notices: true, RecordPowerLevel: -1},
+		Bot: Bot{CommandPrefix: "!", Notices: true, RecordPowerLevel: -1,
+			RecordingDisplayName: true, RecordingDisplayNameFormat: "🔴 Recording · " + DisplayNameName},
 		Log: Log{Level: "info", Format: LogAuto},
 	}
 }
@@ -411,6 +436,13 @@ func (c *Config) validateCore() []error {
 		if !strings.HasPrefix(u, "@") || !strings.Contains(u, ":") {
 			errs = append(errs, fmt.Errorf("bot.record_users: %q is not a user id", u))
 		}
+	}
+	if f := c.Bot.RecordingDisplayNameFormat; c.Bot.RecordingDisplayName && strings.TrimSpace(f) == "" {
+		errs = append(errs, errors.New("bot.recording_displayname_format must not be empty while bot.recording_displayname is on"))
+	} else if n := len([]rune(f)); n > maxDisplayNameFormat {
+		errs = append(errs, fmt.Errorf("bot.recording_displayname_format is %d characters long, at most %d", n, maxDisplayNameFormat))
+	} else if strings.ContainsFunc(f, func(r rune) bool { return unicode.IsControl(r) }) {
+		errs = append(errs, errors.New("bot.recording_displayname_format must not contain control characters (line breaks, tabs)"))
 	}
 	if c.Bot.CommandPrefix == "" {
 		errs = append(errs, errors.New("bot.command_prefix must not be empty"))

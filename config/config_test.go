@@ -54,13 +54,16 @@ func TestMissingAccountExplains(t *testing.T) {
 func TestValidation(t *testing.T) {
 	base := "matrix:\n  homeserver: https://hs.example\n  user_id: '@a:b'\n  access_token: t\n"
 	cases := map[string]string{
-		"recordings:\n  gap_policy: drop\n":                                 "gap_policy",
-		"recordings:\n  flush_interval: 10m\n":                              "flush_interval",
-		"recordings:\n  flush_interval: soon\n":                             "duration",
-		"webrtc:\n  udp_port_min: 5000\n":                                   "udp_port_min",
-		"webrtc:\n  udp_port: 5000\n  udp_port_min: 1\n  udp_port_max: 2\n": "either",
-		"log:\n  format: xml\n":                                             "log.format",
-		"calls:\n  max_tracks: 0\n":                                         "max_tracks",
+		"recordings:\n  gap_policy: drop\n":                                        "gap_policy",
+		"recordings:\n  flush_interval: 10m\n":                                     "flush_interval",
+		"recordings:\n  flush_interval: soon\n":                                    "duration",
+		"webrtc:\n  udp_port_min: 5000\n":                                          "udp_port_min",
+		"webrtc:\n  udp_port: 5000\n  udp_port_min: 1\n  udp_port_max: 2\n":        "either",
+		"log:\n  format: xml\n":                                                    "log.format",
+		"calls:\n  max_tracks: 0\n":                                                "max_tracks",
+		"bot:\n  recording_displayname_format: \"\"\n":                             "bot.recording_displayname_format must not be empty",
+		"bot:\n  recording_displayname_format: \"a\\nb\"\n":                        "bot.recording_displayname_format must not contain control",
+		"bot:\n  recording_displayname_format: " + strings.Repeat("x", 101) + "\n": "bot.recording_displayname_format is 101 characters",
 	}
 	for extra, want := range cases {
 		_, err := Parse(strings.NewReader(base + extra))
@@ -144,5 +147,22 @@ func TestModesAndLimitsValidation(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want one mentioning %q", extra, err, want)
 		}
+	}
+}
+
+// A clean stop pauses recordings and the display name shows a recording, unless the
+// operator says otherwise; the mark is made from the global name.
+func TestRestartDefaults(t *testing.T) {
+	d := Default()
+	if !d.Recordings.PauseOnShutdown || !d.Bot.RecordingDisplayName {
+		t.Errorf("defaults: pause_on_shutdown %v, recording_displayname %v", d.Recordings.PauseOnShutdown, d.Bot.RecordingDisplayName)
+	}
+	if got := d.Bot.RecordingName("Recorder"); got != "🔴 Recording · Recorder" {
+		t.Errorf("mark %q", got)
+	}
+	base := "matrix:\n  homeserver: https://hs.example\n  user_id: '@a:b'\n  access_token: t\n"
+	cfg, err := Parse(strings.NewReader(base + "recordings:\n  pause_on_shutdown: false\nbot:\n  recording_displayname: false\n  recording_displayname_format: \"\"\n"))
+	if err != nil || cfg.Recordings.PauseOnShutdown || cfg.Bot.RecordingDisplayName {
+		t.Errorf("turned off: %v %+v", err, cfg.Bot)
 	}
 }

@@ -28,6 +28,10 @@ type Chat interface {
 	// get the links of others' recordings); action says what, for the refusal ("delete
 	// recordings"). A refusal is a UserError; another error means it could not be checked.
 	MayRecord(ctx context.Context, room id.RoomID, user id.UserID, action string) error
+	// SetRecordingMark gives the bot's display name in room the recording mark (on) or its
+	// global name back. A room the bot is not in needs nothing (nil). One attempt: the
+	// lifecycle paces and retries.
+	SetRecordingMark(ctx context.Context, room id.RoomID, on bool) error
 }
 
 // Message is a formatted message: its plain text and the same in Markdown, where every
@@ -47,12 +51,27 @@ type Calls interface {
 	// Stop ends the recording of a room (a 1:1 call is hung up); why ends up in the
 	// summary. It is called at a limit.
 	Stop(ctx context.Context, room id.RoomID, kind, why string)
-	// Resume starts again a room's group recording that a restart interrupted, in the same
-	// folder, when the room's call still goes on; else it says why not.
-	Resume(ctx context.Context, room id.RoomID, folder string, m *recorder.Manifest) (ok bool, why string)
+	// Resume starts again a room's group recording that a restart interrupted or paused,
+	// in the same folder, when the room's call still goes on; else it says why not.
+	Resume(ctx context.Context, req ResumeRequest) (ok bool, why string)
 	// HangUp ends a 1:1 call the last run was in, so that the caller's client stops
 	// waiting for a recorder that is gone.
 	HangUp(ctx context.Context, room id.RoomID, callID string)
+}
+
+// ResumeRequest is a recording the last run left unfinished, to continue in its folder.
+type ResumeRequest struct {
+	Room id.RoomID
+	// Folder is the call folder's name in the recordings dir.
+	Folder string
+	// Manifest is the folder's manifest as the last run left it (nil when unreadable).
+	Manifest *recorder.Manifest
+	// Caller is set for a direct call the bot answered: it continues as one (it ends when
+	// the caller leaves), with the call's Intent.
+	Caller id.UserID
+	Intent string
+	// Paused: a clean stop paused it; else the process died while it recorded.
+	Paused bool
 }
 
 // UserError is a problem the person who asked should read in the room.

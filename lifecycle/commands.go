@@ -46,7 +46,7 @@ func (lc *Lifecycle) Recordings(ctx context.Context, req Request) error {
 		if r.Status.Gone() {
 			return UserError{fmt.Sprintf("The recording %s was deleted on %s.", r.ID, r.DeletedAt.UTC().Format("2006-01-02 15:04 UTC"))}
 		}
-		if r.Status.Live() {
+		if r.Status.Live() || r.Status == storage.RecordingPaused {
 			return UserError{fmt.Sprintf("The recording %s is still running; the links come when it ends.", r.ID)}
 		}
 		if err := lc.mayGetLinks(ctx, req, r); err != nil {
@@ -105,6 +105,8 @@ func describeStatus(r *storage.Recording) string {
 		return "saved"
 	case storage.RecordingInterrupted:
 		return "interrupted (files repaired)"
+	case storage.RecordingPaused:
+		return "paused by a restart of the recorder, continuing"
 	case storage.RecordingExpired:
 		return "expired and deleted"
 	case storage.RecordingDeleted:
@@ -131,7 +133,7 @@ func (lc *Lifecycle) Delete(ctx context.Context, req Request) error {
 	if r.Status.Gone() {
 		return UserError{fmt.Sprintf("The recording %s is already deleted.", r.ID)}
 	}
-	if r.Status.Live() {
+	if r.Status.Live() || r.Status == storage.RecordingPaused {
 		return UserError{fmt.Sprintf("The recording %s is still running; type %sstop first.", r.ID, lc.cfg.Bot.CommandPrefix)}
 	}
 	if err := lc.deleteRecording(ctx, r, storage.RemovedByRequest); err != nil {

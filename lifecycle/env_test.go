@@ -46,6 +46,26 @@ type fakeChat struct {
 	levels   map[id.RoomID]map[id.UserID]int
 	dms      map[id.UserID]id.RoomID
 	onPost   func() // called by every Post (tests break things there)
+	// marks lists the recording mark changes ("!room on"); failMark fails the next ones.
+	marks    []string
+	failMark int
+}
+
+func (c *fakeChat) SetRecordingMark(_ context.Context, r id.RoomID, on bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failMark > 0 {
+		c.failMark--
+		return errors.New("M_LIMIT_EXCEEDED: slow down")
+	}
+	c.marks = append(c.marks, fmt.Sprintf("%s %v", r, map[bool]string{true: "on", false: "off"}[on]))
+	return nil
+}
+
+func (c *fakeChat) markLog() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.marks, "|")
 }
 
 func (c *fakeChat) add(m sent) id.EventID {
@@ -160,10 +180,13 @@ func (c *fakeChat) postCalls() int {
 	return c.posts
 }
 
-// fakeCalls records the stops the lifecycle asks for.
+// fakeCalls records the stops and resumes the lifecycle asks for; resume, when set,
+// answers the resumes.
 type fakeCalls struct {
-	mu    sync.Mutex
-	stops []string
+	mu      sync.Mutex
+	stops   []string
+	resumes []ResumeRequest
+	resume  func(ResumeRequest) (bool, string)
 }
 
 func (c *fakeCalls) Stop(_ context.Context, _ id.RoomID, kind, why string) {
@@ -172,7 +195,14 @@ func (c *fakeCalls) Stop(_ context.Context, _ id.RoomID, kind, why string) {
 	c.mu.Unlock()
 }
 
-func (c *fakeCalls) Resume(context.Context, id.RoomID, string, *recorder.Manifest) (bool, string) {
+func (c *fakeCalls) Resume(_ context.Context, req ResumeRequest) (bool, string) {
+	c.mu.Lock()
+	c.resumes = append(c.resumes, req)
+	fn := c.resume
+	c.mu.Unlock()
+	if fn != nil {
+		return fn(req)
+	}
 	return false, "no call"
 }
 

@@ -85,6 +85,7 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 			return err
 		}
 	}
+	first := !lc.recordsInLocked(roomID)
 	lc.live[folder] = lr
 	q := serial.New(lc.ctx)
 	if old := lc.queues[folder]; old != nil {
@@ -99,6 +100,9 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 	lc.queues[folder] = q
 	lc.mu.Unlock()
 	lc.m.RecordingsStarted.WithLabelValues(metricKind(lr.kind)).Inc()
+	if first {
+		lc.marks.want(roomID, true)
+	}
 	lc.wg.Add(1)
 	go func() {
 		defer lc.wg.Done()
@@ -231,13 +235,16 @@ func (lc *Lifecycle) onSessionClosing(s *recorder.Session) {
 }
 
 // onSessionEnd forgets the live session and queues its final state, the last of its
-// rows.
+// rows: saved, or paused for a session a clean stop paused (recorder.Session.Pause: its
+// manifest says interrupted), which keeps the room's recording mark for the next start.
 func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	folder := filepath.Base(s.Folder())
+	paused := m.Status == recorder.StatusInterrupted
 	lc.mu.Lock()
 	lr := lc.live[folder]
 	delete(lc.live, folder)
 	q := lc.queues[folder]
+	last := lr != nil && !lc.recordsInLocked(lr.roomID)
 	lc.mu.Unlock()
 	if lr == nil || q == nil {
 		return
@@ -245,9 +252,21 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	kind := metricKind(lr.kind)
 	lc.m.RecordingsStopped.WithLabelValues(string(lc.stopReasonOf(lr, m)), kind).Inc()
 	lc.m.RecordingDuration.WithLabelValues(kind).Observe(float64(m.DurationMs) / 1000)
+	if last && !paused {
+		lc.marks.want(lr.roomID, false)
+	}
+	status := storage.RecordingSaved
+	if paused {
+		status = storage.RecordingPaused
+	}
 	lc.post(q, func(ctx context.Context) {
 		if recID := lc.recID(lr); recID != "" {
-			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) { lc.fillFromManifest(r, m, storage.RecordingSaved) }); err != nil {
+			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) {
+				lc.fillFromManifest(r, m, status)
+				if paused {
+					r.Interruptions++
+				}
+			}); err != nil {
 				lc.log.Error().Err(err).Msg("Could not record the finished recording")
 			}
 		}
@@ -256,7 +275,7 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	lc.mu.Lock()
 	evt, text, mentions := lr.startEvent, lr.startText, lr.startMentions
 	lc.mu.Unlock()
-	if evt != "" {
+	if evt != "" && !paused {
 		status := endedLine(m)
 		lc.wg.Add(1)
 		go func() {
@@ -383,9 +402,20 @@ func (lc *Lifecycle) fillFromManifest(r *storage.Recording, m recorder.Manifest,
 		people[p.UserID] = true
 	}
 	r.Participants = len(people)
-	if d := lc.cfg.Recordings.ExpireAfter.D(); d > 0 {
-		r.ExpiresAt = r.EndedAt.Add(d)
+	r.ExpiresAt = time.Time{}
+	if d := lc.cfg.Recordings.ExpireAfter.D(); d > 0 && status != storage.RecordingPaused {
+		r.ExpiresAt = r.EndedAt.Add(d) // a paused recording is not over: nothing expires yet
 	}
+}
+
+// recordsInLocked reports whether a recording runs in room (lc.mu held).
+func (lc *Lifecycle) recordsInLocked(room id.RoomID) bool {
+	for _, lr := range lc.live {
+		if lr.roomID == room {
+			return true
+		}
+	}
+	return false
 }
 
 func manifestBytes(m recorder.Manifest) int64 {

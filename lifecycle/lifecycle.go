@@ -108,6 +108,8 @@ type Lifecycle struct {
 	sendBackoff time.Duration
 	uploadPoll  time.Duration
 	startup     []startupItem // what the last run left, handled after the first sync
+	// marks keeps the bot's display name in each room in line with its recordings.
+	marks *nameMarks
 }
 
 // liveRec is a recording in progress.
@@ -149,6 +151,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) 
 		delivering: map[string]context.CancelFunc{}, notifyRetry: map[string]*retryState{},
 		sendBackoff: 2 * time.Second, uploadPoll: 30 * time.Second,
 	}
+	lc.marks = newNameMarks(lc)
 	if lc.ready == nil {
 		ready := make(chan struct{})
 		close(ready)
@@ -229,6 +232,17 @@ func (lc *Lifecycle) Run(ctx context.Context) {
 	lc.goLoop("retention", lc.retentionInterval(), lc.retention)
 	lc.goLoop("renotify", renotifyEvery, lc.renotify)
 	context.AfterFunc(ctx, func() { lc.shuttingDown.Store(true) })
+	lc.marks.mu.Lock()
+	loaded := lc.marks.ready
+	lc.marks.mu.Unlock()
+	if !loaded {
+		lc.marks.load(ctx)
+	}
+	lc.wg.Add(1)
+	go func() {
+		defer lc.wg.Done()
+		lc.marks.run(lc.ctx)
+	}()
 	lc.wg.Add(1)
 	go func() {
 		defer lc.wg.Done()
@@ -282,6 +296,8 @@ func (lc *Lifecycle) Shutdown(ctx context.Context) error {
 	if err := lc.waitQueues(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	// Rooms whose recording ended get their name back now; paused ones keep the mark.
+	lc.marks.flush(ctx)
 	lc.cancel()
 	if lc.up != nil {
 		errs = append(errs, lc.up.Close(ctx))

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -18,6 +19,8 @@ type startupItem struct {
 	m   *recorder.Manifest
 	// interrupted: the process died while recording it.
 	interrupted bool
+	// paused: a clean stop paused it, to be continued.
+	paused bool
 }
 
 // Recover runs at start-up, after the recorder repaired the folders a crash left
@@ -35,6 +38,7 @@ func (lc *Lifecycle) Recover(ctx context.Context, reports []recorder.RecoveryRep
 		repaired[filepath.Base(reports[i].Folder)] = &reports[i].Manifest
 	}
 	seen := map[string]bool{}
+	lc.recoverPaused(ctx, repaired, seen)
 	for _, r := range live {
 		seen[r.Folder] = true
 		m := repaired[r.Folder]
@@ -78,6 +82,32 @@ func (lc *Lifecycle) Recover(ctx context.Context, reports []recorder.RecoveryRep
 	}
 	lc.resumeUploads(ctx)
 	lc.refreshExpiry(ctx)
+	lc.marks.load(ctx)
+}
+
+// recoverPaused lists the recordings a clean stop paused, to continue after the first
+// sync. One whose folder the recorder had to repair was being resumed when the process
+// died: it counts as interrupted by that crash.
+func (lc *Lifecycle) recoverPaused(ctx context.Context, repaired map[string]*recorder.Manifest, seen map[string]bool) {
+	paused, err := lc.db.RecordingsWithStatus(ctx, storage.RecordingPaused)
+	if err != nil {
+		lc.log.Error().Err(err).Msg("Could not list paused recordings")
+		return
+	}
+	for _, r := range paused {
+		seen[r.Folder] = true
+		if m := repaired[r.Folder]; m != nil {
+			r.Interruptions++
+			lc.syncFromManifest(ctx, r, m, storage.RecordingInterrupted)
+			lc.startup = append(lc.startup, startupItem{rec: r, m: m, interrupted: true})
+			continue
+		}
+		m, err := recorder.ReadManifest(filepath.Join(lc.cfg.Recordings.Dir, r.Folder))
+		if err != nil {
+			lc.log.Warn().Err(err).Str("folder", r.Folder).Msg("A paused recording has no readable manifest")
+		}
+		lc.startup = append(lc.startup, startupItem{rec: r, m: m, paused: true})
+	}
 }
 
 // syncFromManifest makes a recording's rows say what its (repaired) manifest says.
@@ -124,7 +154,8 @@ func (lc *Lifecycle) resumeUploads(ctx context.Context) {
 	if lc.up == nil {
 		return
 	}
-	recs, err := lc.db.RecordingsWithStatus(ctx, storage.RecordingSaved, storage.RecordingInterrupted, storage.RecordingUploaded, storage.RecordingNotified, storage.RecordingFailedNotify)
+	recs, err := lc.db.RecordingsWithStatus(ctx, storage.RecordingSaved, storage.RecordingInterrupted, storage.RecordingPaused,
+		storage.RecordingUploaded, storage.RecordingNotified, storage.RecordingFailedNotify)
 	if err != nil {
 		lc.log.Warn().Err(err).Msg("Could not list recordings to upload")
 		return
@@ -172,7 +203,9 @@ func (lc *Lifecycle) refreshExpiry(ctx context.Context) {
 }
 
 // afterFirstSync tells rooms what happened to recordings the last run left, resumes group
-// recordings whose call is still going, and posts summaries that never went out.
+// recordings whose call is still going (paused or interrupted), posts summaries that never
+// went out, and then gives their plain display name back to rooms that kept a recording
+// mark without a recording.
 func (lc *Lifecycle) afterFirstSync(ctx context.Context) {
 	items := lc.startup
 	lc.startup = nil
@@ -182,6 +215,10 @@ func (lc *Lifecycle) afterFirstSync(ctx context.Context) {
 		}
 		r := it.rec
 		roomID := id.RoomID(r.RoomID)
+		if it.paused {
+			lc.resumePaused(ctx, it)
+			continue
+		}
 		if !it.interrupted {
 			lc.goDeliver(roomID, r.Folder, it.m, "")
 			continue
@@ -198,13 +235,85 @@ func (lc *Lifecycle) afterFirstSync(ctx context.Context) {
 			lc.goDeliver(roomID, r.Folder, nil, "Recording interrupted by a restart of the recorder at "+at+".")
 			continue
 		}
-		ok, why := lc.calls.Resume(ctx, roomID, r.Folder, it.m)
+		ok, why := lc.calls.Resume(ctx, lc.resumeRequest(ctx, r, it.m, false))
 		if ok {
 			lc.chat.Notice(ctx, roomID, fmt.Sprintf("🔁 The recorder was restarted (the recording stopped at %s). It is recording again, in the same folder: the files continue as further parts on the call's timeline.", at), "")
 			continue
 		}
 		lc.chat.Notice(ctx, roomID, fmt.Sprintf("⚠️ The recorder was restarted at %s while it recorded this room's call, and could not continue: %s. Everything up to then is saved (the files were repaired).", at, why), "")
 		lc.goDeliver(roomID, r.Folder, nil, "Recording interrupted by a restart of the recorder at "+at+".")
+	}
+	lc.marks.cleanup()
+}
+
+// resumeRequest is what continuing a recording the last run left takes: its folder and
+// manifest, and for a direct call the bot answered, the caller and the call's intent.
+func (lc *Lifecycle) resumeRequest(ctx context.Context, r *storage.Recording, m *recorder.Manifest, paused bool) ResumeRequest {
+	req := ResumeRequest{Room: id.RoomID(r.RoomID), Folder: r.Folder, Manifest: m, Paused: paused}
+	if a, err := lc.db.AnswerOf(ctx, r.ID); err == nil {
+		req.Caller, req.Intent = id.UserID(a.Caller), a.Intent
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not read whether the recording is of an answered call")
+	}
+	return req
+}
+
+// resumePaused continues a recording a clean stop paused, with one notice in its room;
+// when its call ended while the recorder was down, the recording ends where it was
+// paused, with its summary.
+//
+// A paused recording is a hand-over point: its files are final, its manifest and row say
+// paused, and everything a resume needs is in the folder and the database (the answered
+// call, the room's opt-outs, an Egress state file). Any recorder that shares them can
+// take it from here.
+func (lc *Lifecycle) resumePaused(ctx context.Context, it startupItem) {
+	r := it.rec
+	roomID := id.RoomID(r.RoomID)
+	req := lc.resumeRequest(ctx, r, it.m, true)
+	why := "its kind of call cannot continue after a restart"
+	if it.m == nil {
+		why = "its manifest could not be read"
+	}
+	if r.Kind != oneToOne && it.m != nil {
+		var ok bool
+		if ok, why = lc.calls.Resume(ctx, req); ok {
+			lc.log.Info().Str("folder", r.Folder).Stringer("room_id", roomID).Msg("Resumed a paused recording")
+			if lc.cfg.Bot.Notices || req.Caller == "" {
+				lc.chat.Notice(ctx, roomID, pausedContinues(r.EndedAt, lc.now()), "")
+			}
+			return
+		}
+	}
+	lc.log.Info().Str("folder", r.Folder).Stringer("room_id", roomID).Str("why", why).Msg("A paused recording cannot continue; it ends where it was paused")
+	lc.endPaused(ctx, r)
+	lc.goDeliver(roomID, r.Folder, nil, pausedEnded(r.EndedAt, why))
+}
+
+// endPaused ends a paused recording where it was paused: its manifest says finished (its
+// files were final already) and its row saved.
+func (lc *Lifecycle) endPaused(ctx context.Context, r *storage.Recording) {
+	folder := filepath.Join(lc.cfg.Recordings.Dir, r.Folder)
+	lc.manifests.Lock()
+	m, err := recorder.ReadManifest(folder)
+	if err == nil && m.Status == recorder.StatusInterrupted {
+		m.Status = recorder.StatusFinished
+		m.Interruption = ""
+		err = recorder.WriteJSONAtomic(filepath.Join(folder, recorder.ManifestFile), m)
+	}
+	lc.manifests.Unlock()
+	if err != nil {
+		lc.log.Warn().Err(err).Str("folder", r.Folder).Msg("Could not mark the paused recording's manifest finished")
+	}
+	if m != nil {
+		lc.fillFromManifest(r, *m, storage.RecordingSaved)
+	} else {
+		r.Status = storage.RecordingSaved
+		if d := lc.cfg.Recordings.ExpireAfter.D(); d > 0 && !r.EndedAt.IsZero() {
+			r.ExpiresAt = r.EndedAt.Add(d)
+		}
+	}
+	if err := lc.db.UpdateRecording(ctx, r); err != nil {
+		lc.log.Error().Err(err).Str("recording", r.ID).Msg("Could not mark the paused recording saved")
 	}
 }
 

@@ -177,3 +177,17 @@ func participantNames(m *recorder.Manifest, names map[string]string) string {
 	sort.Strings(out)
 	return strings.Join(out, ", ")
 }
+
+// pausedContinues is the one notice of a recording a clean stop paused, once the next
+// start continues it.
+func pausedContinues(pausedAt, now time.Time) string {
+	return fmt.Sprintf("🔁 The recorder restarted; recording continues (paused from %s to %s UTC). The files go on in the same folder, as further parts on the call's timeline.",
+		pausedAt.UTC().Format("15:04:05"), now.UTC().Format("15:04:05"))
+}
+
+// pausedEnded is the headline of the summary of a paused recording whose call ended while
+// the recorder was down.
+func pausedEnded(pausedAt time.Time, why string) string {
+	return fmt.Sprintf("The recorder restarted, and the recording could not continue: %s. It ends where it was paused, at %s UTC.",
+		why, pausedAt.UTC().Format("15:04:05"))
+}

@@ -181,6 +181,52 @@ func TestResumeContinuesParts(t *testing.T) {
 	}
 }
 
+// TestPauseThenResume: a paused session (a planned restart) finalises its files, leaves a
+// manifest that says interrupted with the reason, needs no repair at the next start, and is
+// resumed like a crashed one: part 2 on the same timeline, the resume listed with its reason.
+func TestPauseThenResume(t *testing.T) {
+	dir := t.TempDir()
+	h := &hookLog{}
+	r1 := newTestRecorder(t, dir, h.hooks(t))
+	s1, err := r1.Start(context.Background(), CallInfo{CallID: "c1", RoomID: "!room:example.org", Kind: "group"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordTrack(t, s1, 50)
+	m1, err := s1.Pause(context.Background(), "the recorder restarted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m1.Status != StatusInterrupted || m1.Interruption != "the recorder restarted" || m1.Tracks[0].Status != StatusComplete || m1.Tracks[0].SHA256 == "" {
+		t.Fatalf("paused manifest: status %s interruption %q tracks %+v", m1.Status, m1.Interruption, m1.Tracks)
+	}
+	if got := strings.Join(h.calls, "|"); !strings.HasSuffix(got, "|closing|end interrupted") {
+		t.Errorf("hooks: %s", got)
+	}
+	if again, _ := s1.Close(context.Background()); again.Status != StatusInterrupted {
+		t.Errorf("a Close after the pause made it %s", again.Status)
+	}
+	if reports, err := RecoverInterrupted(dir, zerolog.Nop()); err != nil || len(reports) != 0 {
+		t.Errorf("a paused folder was repaired at start: %v %d", err, len(reports))
+	}
+	r2 := newTestRecorder(t, dir, nil)
+	s2, err := r2.Start(WithResume(context.Background(), filepath.Base(s1.Folder())), CallInfo{CallID: "c1", RoomID: "!room:example.org", Kind: "group"})
+	if err != nil || !s2.Resumed() {
+		t.Fatalf("resume: %v", err)
+	}
+	recordTrack(t, s2, 50)
+	m, err := s2.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Tracks) != 2 || m.Tracks[1].Part != 2 || m.Tracks[1].StartOffsetMs < m.Tracks[0].StartOffsetMs || m.Tracks[1].Status != StatusComplete {
+		t.Errorf("tracks after the pause: %+v", m.Tracks)
+	}
+	if len(m.Resumes) != 1 || m.Resumes[0].Reason != "the recorder restarted" || !m.Resumes[0].InterruptedAt.Equal(*m1.EndedAt) || m.Status != StatusFinished {
+		t.Errorf("resumes %+v, status %s", m.Resumes, m.Status)
+	}
+}
+
 func TestSetUploadFinishedFolder(t *testing.T) {
 	r := newTestRecorder(t, t.TempDir(), nil)
 	s, err := r.Start(context.Background(), CallInfo{CallID: "c1", RoomID: "!room:example.org"})

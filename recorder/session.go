@@ -449,7 +449,23 @@ var ErrSessionClosed = errors.New("recording is ending")
 // Close stops every track, finalises their files and writes the final manifest. Tracks
 // that do not stop before ctx ends are left as they are (their files are playable up to
 // the last flush) and reported in the error.
-func (s *Session) Close(ctx context.Context) (Manifest, error) {
+func (s *Session) Close(ctx context.Context) (Manifest, error) { return s.end(ctx, "") }
+
+// Pause ends the session for a planned restart of the recorder: every track stops and its
+// file is finalised as by Close, but the manifest says interrupted, with reason as its
+// interruption, so that Recorder.Resume continues the folder in new parts on the same
+// timeline (the resume is listed in Resumes). Files another program still writes (External)
+// are left to it, marked interrupted as after a crash, for the resumed session to adopt.
+// The hooks hear of the end (OnSessionEnd) with that manifest.
+func (s *Session) Pause(ctx context.Context, reason string) (Manifest, error) {
+	if reason == "" {
+		reason = "paused"
+	}
+	return s.end(ctx, reason)
+}
+
+// end is Close, or Pause when paused is set (the interruption's reason).
+func (s *Session) end(ctx context.Context, paused string) (Manifest, error) {
 	s.mu.Lock()
 	if s.closed {
 		m := s.copyManifestLocked()
@@ -491,6 +507,24 @@ func (s *Session) Close(ctx context.Context) (Manifest, error) {
 	if err != nil {
 		s.manifest.Interruption = err.Error()
 	}
+	if paused != "" && firstEnd {
+		s.manifest.Status = StatusInterrupted
+		s.manifest.Interruption = paused
+		if err != nil {
+			s.manifest.Interruption += "; " + err.Error()
+		}
+		for i := range s.manifest.Tracks {
+			switch t := &s.manifest.Tracks[i]; {
+			case t.Status != StatusRecording:
+			case t.Writer != "":
+				t.Status = StatusInterrupted
+				t.EndReason = writerStopped(t)
+			default: // its track did not stop in time: playable up to its last flush
+				t.Status = StatusInterrupted
+				t.EndReason = "the recorder paused before this file was finalised"
+			}
+		}
+	}
 	for i := range s.manifest.Participants {
 		if s.manifest.Participants[i].LeftAt == nil {
 			s.manifest.Participants[i].LeftAt = &end
@@ -505,7 +539,11 @@ func (s *Session) Close(ctx context.Context) (Manifest, error) {
 	if serr := s.writeLocked(); serr != nil {
 		err = errors.Join(err, serr)
 	}
-	s.log.Info().Int64("duration_ms", s.manifest.DurationMs).Int("files", len(s.manifest.Tracks)).Msg("Recording finished")
+	if s.manifest.Status == StatusInterrupted {
+		s.log.Info().Int64("duration_ms", s.manifest.DurationMs).Int("files", len(s.manifest.Tracks)).Str("reason", paused).Msg("Recording paused")
+	} else {
+		s.log.Info().Int64("duration_ms", s.manifest.DurationMs).Int("files", len(s.manifest.Tracks)).Msg("Recording finished")
+	}
 	m := s.copyManifestLocked()
 	s.mu.Unlock()
 	s.rec.release(s.folder)

@@ -17,6 +17,8 @@ const (
 	CallEnded CallStatus = "ended"
 	// CallInterrupted: the process died while the call was recorded.
 	CallInterrupted CallStatus = "interrupted"
+	// CallPaused: a clean stop of the bot paused its recording, to be resumed.
+	CallPaused CallStatus = "paused"
 )
 
 // upsertCall records a call (or finds it again, active once more) and returns its row id.
@@ -31,12 +33,15 @@ func upsertCall(ctx context.Context, tx *sql.Tx, roomID, callID, kind string, st
 	return row, nil
 }
 
-// endCall marks the call of a recording that is no longer live as over (interrupted when
-// the recording was), once no other recording of it is live.
+// endCall marks the call of a recording that is no longer live as over (interrupted or
+// paused when the recording was), once no other recording of it is live.
 func (d *DB) endCall(ctx context.Context, r *Recording) error {
 	status := CallEnded
-	if r.Status == RecordingInterrupted {
+	switch r.Status {
+	case RecordingInterrupted:
 		status = CallInterrupted
+	case RecordingPaused:
+		status = CallPaused
 	}
 	live, args := inList(liveRecordingStatuses)
 	_, err := d.db.ExecContext(ctx, `UPDATE calls SET status = ?, ended_at = COALESCE(ended_at, ?)

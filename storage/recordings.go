@@ -14,8 +14,9 @@ import (
 type RecordingStatus string
 
 // The statuses of recordings. A recording goes started → active → stopping → saved →
-// (uploaded →) notified; interrupted when the process died while it was live; expired or
-// deleted when its files are gone.
+// (uploaded →) notified; interrupted when the process died while it was live; paused when
+// a clean stop of the bot paused it (the next start resumes it: started again, or saved
+// when its call ended meanwhile); expired or deleted when its files are gone.
 const (
 	// RecordingStarted: the row exists; no file yet.
 	RecordingStarted RecordingStatus = "started"
@@ -31,6 +32,9 @@ const (
 	RecordingNotified RecordingStatus = "notified"
 	// RecordingInterrupted: the process died while it was live; its files were repaired.
 	RecordingInterrupted RecordingStatus = "interrupted"
+	// RecordingPaused: a clean stop of the bot paused it: its files are final, its folder
+	// resumable, no summary was posted; the next start continues it in the same folder.
+	RecordingPaused RecordingStatus = "paused"
 	// RecordingFailedNotify: the summary could not be posted; it is retried.
 	RecordingFailedNotify RecordingStatus = "failed_notify"
 	// RecordingExpired: deleted by retention (recordings.expire_after).

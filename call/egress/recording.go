@@ -745,6 +745,59 @@ func (r *Recording) Stop(ctx context.Context, reason string) (recorder.Manifest,
 	}
 }
 
+// Pause implements call.Pauser: the egresses go on (Egress is a service of its own) and
+// the state file lists them, so the next start takes the recording over as after a crash,
+// with nothing lost meanwhile; the folder is left to be resumed.
+func (r *Recording) Pause(ctx context.Context, reason string) (recorder.Manifest, error) {
+	fin := make(chan struct{})
+	if r.loop.Post(func() {
+		defer close(fin)
+		r.pause(ctx, reason)
+	}) {
+		select {
+		case <-fin:
+		case <-ctx.Done():
+		}
+	}
+	select {
+	case <-r.finished:
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-r.finished:
+		return r.result, r.err
+	default:
+		return r.sess.Manifest(), errors.New("the egress recording did not pause in time")
+	}
+}
+
+var _ call.Pauser = (*Recording)(nil)
+
+// pause ends the recording's part in this process (on the loop), leaving its egresses
+// running; a recording that is ending already finishes as it was.
+func (r *Recording) pause(ctx context.Context, reason string) {
+	if r.ended || r.stopping {
+		return
+	}
+	r.ended = true
+	r.saveState()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	m, err := r.sess.Pause(cctx, reason)
+	cancel()
+	r.mu.Lock()
+	r.result, r.why, r.err = m, reason, err
+	r.mu.Unlock()
+	r.publish()
+	r.b.finished(r)
+	r.log.Info().Str("why", reason).Int("files", len(m.Tracks)).Msg("Egress recording paused; its egresses go on")
+	r.doneOnce.Do(func() { close(r.done) })
+	close(r.finished)
+	r.loop.Stop()
+	r.cancel()
+}
+
 // Done is closed when the recording ended.
 func (r *Recording) Done() <-chan struct{} { return r.done }
 

@@ -616,12 +616,23 @@ func (r *Recording) updateParticipants(members []matrixrtc.Member, now time.Time
 // Stop ends the recording: leaves every SFU, finalises every file, removes the bot's
 // membership and returns the manifest. Calls after the first wait for its result.
 func (r *Recording) Stop(ctx context.Context, reason string) (recorder.Manifest, error) {
-	r.stopOnce.Do(func() { r.stop(ctx, reason) })
+	r.stopOnce.Do(func() { r.stop(ctx, reason, false) })
 	<-r.stopped
 	return r.manifest, r.err
 }
 
-func (r *Recording) stop(ctx context.Context, reason string) {
+// Pause stops as Stop does, membership removal included (clients see the bot leave, and
+// send their keys to its new membership when the next start rejoins), but leaves the
+// folder to be resumed (call.Pauser).
+func (r *Recording) Pause(ctx context.Context, reason string) (recorder.Manifest, error) {
+	r.stopOnce.Do(func() { r.stop(ctx, reason, true) })
+	<-r.stopped
+	return r.manifest, r.err
+}
+
+var _ call.Pauser = (*Recording)(nil)
+
+func (r *Recording) stop(ctx context.Context, reason string, pause bool) {
 	r.log.Info().Str("reason", reason).Msg("Stopping the recording")
 	r.mu.Lock()
 	conns := r.connsLocked()
@@ -640,7 +651,13 @@ func (r *Recording) stop(ctx context.Context, reason string) {
 	wg.Wait()
 	// Frames that never decrypted are counted in their file's stats; a track whose key never
 	// came has no file at all, and the recorder notes that in the manifest's warnings.
-	m, err := r.sess.Close(ctx)
+	var m recorder.Manifest
+	var err error
+	if pause {
+		m, err = r.sess.Pause(ctx, reason)
+	} else {
+		m, err = r.sess.Close(ctx)
+	}
 	waited := make(chan struct{})
 	go func() {
 		r.wg.Wait()

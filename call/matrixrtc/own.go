@@ -199,8 +199,8 @@ func (o *Own) self() DeviceKey { return DeviceKey{User: o.mx.UserID(), Device: o
 // empty event (a delayed leave) removes exactly the bot.
 func (o *Own) holdsOnlySelf() bool { return o.format == FormatSession || o.format == FormatSticky }
 
-// content builds the membership at now (refresh: not the first time).
-func (o *Own) content(now time.Time, refresh bool) (any, error) {
+// content builds the membership at now.
+func (o *Own) content(now time.Time) (any, error) {
 	switch o.format {
 	case FormatSticky:
 		return stickyContent(o.self(), o.spec.MemberID, o.foci), nil
@@ -209,7 +209,7 @@ func (o *Own) content(now time.Time, refresh bool) (any, error) {
 		if o.spec.Format != FormatSession {
 			expiry = sessionOwnExpiry // a sticky membership that fell back
 		}
-		return sessionContent(o.self(), o.foci, o.created, now, expiry, refresh), nil
+		return sessionContent(o.self(), o.foci, o.created, now, expiry), nil
 	case FormatMSC3401:
 		dev := &msc3401Device{SessionID: o.spec.SessionID, ExpiresAt: now.Add(o.spec.Expiry), Feeds: o.spec.Feeds}
 		c, _ := msc3401Content(o.current(), o.spec.SlotID, o.mx.DeviceID(), dev, now)
@@ -247,7 +247,7 @@ func (o *Own) publishLocked(ctx context.Context) error {
 		}
 		o.scheduleLeave(ctx)
 	}
-	content, err := o.content(now, refresh)
+	content, err := o.content(now)
 	if err != nil {
 		return err
 	}
@@ -257,7 +257,7 @@ func (o *Own) publishLocked(ctx context.Context) error {
 		o.cancelLeave(ctx)
 		o.fallBack()
 		o.scheduleLeave(ctx)
-		if content, err = o.content(now, false); err == nil {
+		if content, err = o.content(now); err == nil {
 			err = o.send(ctx, content)
 		}
 	}

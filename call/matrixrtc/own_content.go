@@ -12,8 +12,12 @@ import (
 
 // sessionContent is a session membership as current js-sdk writes it (MembershipManager
 // makeMyMembership): the bot says it uses the call's first focus, like a multi_sfu member.
-// created is when it first joined; a refresh says so in created_ts.
-func sessionContent(self DeviceKey, foci []Transport, created, now time.Time, expiry time.Duration, refresh bool) map[string]any {
+// created is when it joined, in created_ts from the first publish on (js-sdk writes it on
+// refreshes only): a membership published again after a restart then differs from the one
+// the last run left, so the homeserver does not take it for a repeat of that state event
+// (Synapse and Dendrite return the existing event for identical content), and clients see
+// a new membership and share their media keys with it again.
+func sessionContent(self DeviceKey, foci []Transport, created, now time.Time, expiry time.Duration) map[string]any {
 	if foci == nil {
 		foci = []Transport{}
 	}
@@ -27,9 +31,7 @@ func sessionContent(self DeviceKey, foci []Transport, created, now time.Time, ex
 		"focus_active":   map[string]string{"type": "livekit", "focus_selection": SelectMultiSFU},
 		"foci_preferred": foci,
 	}
-	if refresh {
-		c["created_ts"] = created.UnixMilli()
-	}
+	c["created_ts"] = created.UnixMilli()
 	return c
 }
 

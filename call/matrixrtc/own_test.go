@@ -262,3 +262,29 @@ func TestMSC3401ContentKeepsOthersAndRemovesSelf(t *testing.T) {
 		t.Error("a second removal changed something")
 	}
 }
+
+// The membership a restart publishes is not the one the last run left: it says when it
+// began (created_ts) from its first publish, so the homeserver stores a new event rather
+// than return the old one for identical content, and clients see a new membership (js-sdk
+// shares its key again with a device whose membership began anew).
+func TestOwnRepublishedAfterARestartDiffers(t *testing.T) {
+	mx := &fakeMatrix{}
+	publish := func() map[string]any {
+		o := NewOwn(mx, "!room:hs", OwnSpec{Format: FormatSession, RoomVersion: "10"}, zerolog.Nop())
+		if err := o.Publish(context.Background(), []Transport{{Type: "livekit", ServiceURL: "https://jwt.hs"}}); err != nil {
+			t.Fatal(err)
+		}
+		sent := mx.sent()
+		var c map[string]any
+		if err := json.Unmarshal(sent[len(sent)-1].content, &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first := publish()
+	time.Sleep(5 * time.Millisecond)
+	second := publish()
+	if first["created_ts"] == nil || second["created_ts"] == nil || first["created_ts"] == second["created_ts"] {
+		t.Errorf("created_ts of the first run %v, of the next %v: want both, different", first["created_ts"], second["created_ts"])
+	}
+}

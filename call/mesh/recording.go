@@ -146,7 +146,7 @@ func newRecording(ctx context.Context, b *Backend, req call.StartRequest, c Call
 	b.register(r)
 	if err := r.own.Publish(ctx, nil); err != nil {
 		r.log.Error().Err(err).Msg("Could not publish the bot's member entry")
-		r.loop.Post(func() { r.end("I could not join the call") })
+		r.loop.Post(func() { r.end("I could not join the call", false) })
 		<-r.done
 		r.discardIfEmpty()
 		return nil, fmt.Errorf("join the call (send %s state): %w", memberType, err)
@@ -197,7 +197,7 @@ func (r *Recording) schedule() {
 	r.timer("resync", r.cfg.Resync, r.resync)
 	if d := r.cfg.MaxDuration; d > 0 {
 		r.timer("max", d-time.Since(r.startedAt), func() {
-			r.end(fmt.Sprintf("the maximum recording length of %s was reached", d))
+			r.end(fmt.Sprintf("the maximum recording length of %s was reached", d), false)
 		})
 	}
 	r.armExpiry()
@@ -265,7 +265,7 @@ func (r *Recording) postState(typ, stateKey string, evt *event.Event) {
 		}
 		if typ == event.StateMember.Type && id.UserID(stateKey) == r.b.mx.UserID() {
 			if _, joined := r.rs.joined[r.b.mx.UserID()]; !joined {
-				r.end("I was removed from the room")
+				r.end("I was removed from the room", false)
 				return
 			}
 		}
@@ -276,7 +276,7 @@ func (r *Recording) postState(typ, stateKey string, evt *event.Event) {
 func (r *Recording) afterState() {
 	r.noteIgnored()
 	if c, ok := r.rs.calls[r.confID]; ok && c.Terminated {
-		r.end("the call was ended")
+		r.end("the call was ended", false)
 		return
 	}
 	r.reconcile(time.Time{}, true)
@@ -462,7 +462,7 @@ func (r *Recording) checkEmpty() {
 	r.timer("empty", r.cfg.EmptyGrace, func() {
 		delete(r.timers, "empty")
 		if len(r.devices) == 0 && len(r.peers) == 0 {
-			r.end("everyone left the call")
+			r.end("everyone left the call", false)
 		}
 	})
 }
@@ -723,8 +723,9 @@ func sortedKeys(m map[matrixrtc.DeviceKey]matrixrtc.Member) []matrixrtc.DeviceKe
 	return keys
 }
 
-// end stops the recording (on the loop): hang up every peer, leave the call, finalise.
-func (r *Recording) end(reason string) {
+// end stops the recording (on the loop): hang up every peer, leave the call, finalise (or
+// pause, leaving the folder to be resumed).
+func (r *Recording) end(reason string, pause bool) {
 	if r.ending {
 		return
 	}
@@ -744,10 +745,10 @@ func (r *Recording) end(reason string) {
 	}
 	_, inRoom := r.rs.joined[r.b.mx.UserID()]
 	r.log.Info().Str("reason", reason).Msg("Ending group recording")
-	go r.teardown(peers, inRoom, reason)
+	go r.teardown(peers, inRoom, reason, pause)
 }
 
-func (r *Recording) teardown(peers []*peer, inRoom bool, reason string) {
+func (r *Recording) teardown(peers []*peer, inRoom bool, reason string, pause bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.b.ctx), 60*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -771,7 +772,13 @@ func (r *Recording) teardown(peers []*peer, inRoom bool, reason string) {
 		}
 	}
 	r.silent.stop()
-	m, err := r.sess.Close(ctx)
+	var m recorder.Manifest
+	var err error
+	if pause {
+		m, err = r.sess.Pause(ctx, reason)
+	} else {
+		m, err = r.sess.Close(ctx)
+	}
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -817,7 +824,19 @@ func (r *Recording) Status() call.Status {
 
 // Stop implements call.Recording.
 func (r *Recording) Stop(ctx context.Context, reason string) (recorder.Manifest, error) {
-	r.post(func() { r.end(reason) })
+	return r.finish(ctx, reason, false)
+}
+
+// Pause implements call.Pauser: the bot hangs up and leaves the call as Stop does (the
+// next start calls everyone again), and the folder is left to be resumed.
+func (r *Recording) Pause(ctx context.Context, reason string) (recorder.Manifest, error) {
+	return r.finish(ctx, reason, true)
+}
+
+var _ call.Pauser = (*Recording)(nil)
+
+func (r *Recording) finish(ctx context.Context, reason string, pause bool) (recorder.Manifest, error) {
+	r.post(func() { r.end(reason, pause) })
 	select {
 	case <-r.done:
 	case <-ctx.Done():

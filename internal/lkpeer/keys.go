@@ -59,26 +59,36 @@ func (p *Peer) loadMembers(ctx context.Context, room id.RoomID) error {
 	return nil
 }
 
-// otherDevices lists the member devices of the call other than the peer's own.
-func (p *Peer) otherDevicesLocked(now time.Time) []matrixrtc.DeviceKey {
+// otherDevices lists the member devices of the call other than the peer's own, each with
+// the time its membership began (the newest when it has several).
+func (p *Peer) otherDevicesLocked(now time.Time) map[matrixrtc.DeviceKey]int64 {
 	self := matrixrtc.DeviceKey{User: p.cli.UserID, Device: p.cli.DeviceID}
-	seen := map[matrixrtc.DeviceKey]bool{}
-	var out []matrixrtc.DeviceKey
+	out := map[matrixrtc.DeviceKey]int64{}
 	for _, ms := range p.slots {
 		for _, m := range ms {
 			k := m.Key()
-			if k == self || seen[k] || !m.ExpiresAt.After(now) {
+			if k == self || !m.ExpiresAt.After(now) {
 				continue
 			}
-			seen[k] = true
-			out = append(out, k)
+			if ts, ok := out[k]; !ok || m.CreatedTs > ts {
+				out[k] = m.CreatedTs
+			}
 		}
 	}
 	return out
 }
 
+// keyedAt is what a device was sent: the key index, for its membership that began at
+// created (ms).
+type keyedAt struct {
+	index   uint8
+	created int64
+}
+
 // distributeKey sends the current key to member devices that do not have it yet (all of
-// them after a rotation).
+// them after a rotation). As js-sdk's RTCEncryptionManager does, a device whose membership
+// changed its created_ts (it left and joined again, or restarted) counts as one that does
+// not have the key: it may have lost it.
 func (p *Peer) distributeKey(ctx context.Context, rotated bool) {
 	p.mu.Lock()
 	if !p.opts.Encrypt || p.key == nil || p.lkRoom == nil && p.external == nil && !rotated {
@@ -88,14 +98,14 @@ func (p *Peer) distributeKey(ctx context.Context, rotated bool) {
 	idx, key := p.keyIndex, p.key
 	var targets []matrixrtc.DeviceKey
 	var first []bool
-	for _, d := range p.otherDevicesLocked(time.Now()) {
+	for d, created := range p.otherDevicesLocked(time.Now()) {
 		got, had := p.keyed[d]
-		if had && got == idx {
+		if had && got.index == idx && got.created == created {
 			continue
 		}
-		p.keyed[d] = idx
+		p.keyed[d] = keyedAt{index: idx, created: created}
 		targets = append(targets, d)
-		first = append(first, !had)
+		first = append(first, !had || got.created != created)
 	}
 	p.mu.Unlock()
 	if len(targets) == 0 {

@@ -95,7 +95,7 @@ type Peer struct {
 	// sendIndex/sendKey are what frames are encrypted with (switched after useKeyDelay).
 	sendIndex uint8
 	sendKey   []byte
-	keyed     map[matrixrtc.DeviceKey]uint8 // index last sent to each device
+	keyed     map[matrixrtc.DeviceKey]keyedAt // what was last sent to each device
 	lkRoom    *lksdk.Room
 	external  *sfuAccess // set by Join with ExternalMedia
 	tracks    []*Track
@@ -149,7 +149,7 @@ func New(ctx context.Context, o Options) (*Peer, error) {
 	}
 	p := &Peer{
 		opts: o, cli: mc.Matrix, crypto: mc.Crypto, mc: mc, log: o.Logger.With().Str("peer", o.UserID).Logger(),
-		slots: map[string][]matrixrtc.Member{}, keyed: map[matrixrtc.DeviceKey]uint8{},
+		slots: map[string][]matrixrtc.Member{}, keyed: map[matrixrtc.DeviceKey]keyedAt{},
 	}
 	syncer.OnEvent(p.onEvent)
 	mc.Start(ctx)
