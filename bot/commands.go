@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
@@ -12,6 +13,8 @@ import (
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // maxCommandLength bounds what the dispatcher looks at.
@@ -40,10 +43,9 @@ type commands struct {
 	limit  *cmdLimiter
 }
 
-// userError is a problem the user should read in the room.
-type userError struct{ msg string }
-
-func (e userError) Error() string { return e.msg }
+// userError is a problem the user should read in the room (the one type every package
+// returns for that).
+type userError = usererr.Error
 
 func newCommands(b *Bot) *commands {
 	c := &commands{b: b, prefix: b.cfg.Bot.CommandPrefix, byName: map[string]*command{}, limit: newCmdLimiter(time.Now)}
@@ -119,8 +121,9 @@ func (c *commands) dispatch(ctx context.Context, evt *event.Event, msg *event.Me
 		return cmd.handler(ctx, cc)
 	}()
 	if err != nil {
-		if ue, ok := err.(userError); ok {
-			c.b.notice(ctx, evt.RoomID, ue.msg, evt.ID)
+		var ue userError
+		if errors.As(err, &ue) {
+			c.b.notice(ctx, evt.RoomID, ue.Msg, evt.ID)
 			return
 		}
 		log.Error().Err(err).Msg("Command failed")
@@ -180,7 +183,7 @@ func (c *commands) hangup(ctx context.Context, cc *cmdContext) error {
 		if c.b.groups.answered(cc.roomID, cc.sender) {
 			return c.b.groups.stop(ctx, cc) // a DM call the bot answered (livekit_dm.go)
 		}
-		return userError{"There is no call in this room."}
+		return userError{Msg: "There is no call in this room."}
 	}
 	return nil
 }
@@ -210,7 +213,7 @@ func (b *Bot) mayEndCall(cc *cmdContext) error {
 	for i, p := range peers {
 		names[i] = string(p)
 	}
-	return userError{fmt.Sprintf("Sorry %s, only the person in the call (%s) may do that.", cc.sender, strings.Join(names, ", "))}
+	return userError{Msg: fmt.Sprintf("Sorry %s, only the person in the call (%s) may do that.", cc.sender, strings.Join(names, ", "))}
 }
 
 // mentioned reports whether a message mentions the bot: an intentional mention, a pill or

@@ -67,7 +67,7 @@ func (g *groups) mayRecord(ctx context.Context, roomID id.RoomID, user id.UserID
 		need = pl.StateDefault()
 	}
 	if have := pl.GetUserLevel(user); have < need {
-		return userError{fmt.Sprintf("Sorry %s, only members with power level %d or more may start or stop recordings here (you have %d).", user, need, have)}
+		return userError{Msg: fmt.Sprintf("Sorry %s, only members with power level %d or more may start or stop recordings here (you have %d).", user, need, have)}
 	}
 	return nil
 }
@@ -79,15 +79,15 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 	g.mu.Lock()
 	if cur := g.active[cc.roomID]; cur != nil {
 		g.mu.Unlock()
-		return userError{fmt.Sprintf("Already recording here since %s (started by %s). Type %sstop to end it.", cur.rec.Status().StartedAt.UTC().Format("15:04 UTC"), cur.by, g.b.cfg.Bot.CommandPrefix)}
+		return userError{Msg: fmt.Sprintf("Already recording here since %s (started by %s). Type %sstop to end it.", cur.rec.Status().StartedAt.UTC().Format("15:04 UTC"), cur.by, g.b.cfg.Bot.CommandPrefix)}
 	}
 	running := len(g.active)
 	g.mu.Unlock()
 	if running >= g.b.cfg.Calls.MaxGroupRecordings {
-		return userError{fmt.Sprintf("Sorry, I am already recording %d group calls, the most I record at once (calls.max_group_recordings). Try again when one has ended.", running)}
+		return userError{Msg: fmt.Sprintf("Sorry, I am already recording %d group calls, the most I record at once (calls.max_group_recordings). Try again when one has ended.", running)}
 	}
 	if err := g.b.st.admit(ctx, cc.roomID, "group"); err != nil {
-		return userError{"Sorry, I cannot record here now: " + err.Error() + ". Try again when one has ended."}
+		return userError{Msg: "Sorry, I cannot record here now: " + err.Error() + ". Try again when one has ended."}
 	}
 
 	var (
@@ -108,7 +108,7 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 		if len(reasons) > 0 {
 			msg += " " + strings.Join(reasons, " ")
 		}
-		return userError{msg}
+		return userError{Msg: msg}
 	}
 	gr, err := g.launch(ctx, best, call.StartRequest{RoomID: cc.roomID, By: cc.sender, Args: cc.args})
 	if err != nil {
@@ -153,13 +153,9 @@ func (g *groups) launch(ctx context.Context, be call.Backend, req call.StartRequ
 		if errors.As(err, &ue) {
 			return nil, ue
 		}
-		var ce call.UserError
-		if errors.As(err, &ce) {
-			return nil, userError{ce.Msg}
-		}
 		var le limitError
 		if errors.As(err, &le) {
-			return nil, userError{"Sorry, I cannot record here now: " + le.msg + "."}
+			return nil, userError{Msg: "Sorry, I cannot record here now: " + le.msg + "."}
 		}
 		return nil, fmt.Errorf("start recording: %w", err)
 	}
@@ -171,7 +167,7 @@ func (g *groups) launch(ctx context.Context, be call.Backend, req call.StartRequ
 	if g.active[req.RoomID] != nil {
 		g.mu.Unlock()
 		_, _ = rec.Stop(ctx, "started twice")
-		return nil, userError{"Already recording here."}
+		return nil, userError{Msg: "Already recording here."}
 	}
 	g.active[req.RoomID] = gr
 	g.wg.Add(1)
@@ -223,7 +219,7 @@ func (g *groups) stop(ctx context.Context, cc *cmdContext) error {
 		if n := g.b.calls.HangupRoom(cc.roomID, fmt.Sprintf("%s asked me to stop", cc.sender)); n > 0 {
 			return nil
 		}
-		return userError{"Nothing is being recorded in this room."}
+		return userError{Msg: "Nothing is being recorded in this room."}
 	}
 	if gr.caller == "" || gr.caller != cc.sender {
 		if err := g.mayRecord(ctx, cc.roomID, cc.sender); err != nil {

@@ -53,7 +53,7 @@ func (b *Bot) autorecordCommand(ctx context.Context, cc *cmdContext) error {
 		on = true
 	case "off":
 	default:
-		return userError{fmt.Sprintf("Usage: %sautorecord on|off", p)}
+		return userError{Msg: fmt.Sprintf("Usage: %sautorecord on|off", p)}
 	}
 	if err := b.groups.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
 		return err
@@ -91,8 +91,8 @@ func (b *Bot) onCallBegan(ctx context.Context, room id.RoomID) {
 	var ue userError
 	switch {
 	case errors.As(err, &ue):
-		if !strings.HasPrefix(ue.msg, "Already recording") {
-			b.notice(ctx, room, "Autorecord: "+ue.msg, "")
+		if !strings.HasPrefix(ue.Msg, "Already recording") {
+			b.notice(ctx, room, "Autorecord: "+ue.Msg, "")
 		}
 	case err != nil:
 		log.Error().Err(err).Msg("Autorecord could not start the recording")

@@ -79,7 +79,7 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 		return
 	case err != nil:
 		var ue userError
-		if errors.As(err, &ue) && ue.msg == "Already recording here." {
+		if errors.As(err, &ue) && ue.Msg == "Already recording here." {
 			return
 		}
 		log.Warn().Err(err).Msg("Could not answer the call")

@@ -249,10 +249,10 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 		if !markCall {
 			return b.mayEndCall(cc)
 		}
-		return userError{"Nothing is being recorded in this room, so there is nothing to mark."}
+		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
 	}
 	if !b.marks.take(folders) {
-		return userError{fmt.Sprintf("This recording already has %d markers; that is the limit.", maxMarkers)}
+		return userError{Msg: fmt.Sprintf("This recording already has %d markers; that is the limit.", maxMarkers)}
 	}
 	n := 0
 	if gr != nil {
@@ -266,7 +266,7 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 		n += b.calls.Mark(cc.roomID, cc.sender, text, at)
 	}
 	if n == 0 {
-		return userError{"Nothing is being recorded in this room, so there is nothing to mark."}
+		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
 	}
 	react := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: cc.event, Key: "✅"}}
 	if _, err := b.client.SendMessageEvent(ctx, cc.roomID, event.EventReaction, react); err != nil {
@@ -288,7 +288,7 @@ func (b *Bot) exportCommand(ctx context.Context, cc *cmdContext) error {
 		if len(calls) > 0 {
 			msg += "\nRecent recordings here: " + strings.Join(postcall.Recent(calls, 5), ", ")
 		}
-		return userError{msg}
+		return userError{Msg: msg}
 	}
 	ref := cc.args[0]
 	var kinds []export.Kind
@@ -296,7 +296,7 @@ func (b *Bot) exportCommand(ctx context.Context, cc *cmdContext) error {
 	for _, a := range cc.args[1:] {
 		k, ok := export.ParseKind(a)
 		if !ok {
-			return userError{fmt.Sprintf("I can export mix, zip, flac or wav, not %q.", a)}
+			return userError{Msg: fmt.Sprintf("I can export mix, zip, flac or wav, not %q.", a)}
 		}
 		if !seen[k] {
 			seen[k] = true
@@ -311,7 +311,7 @@ func (b *Bot) exportCommand(ctx context.Context, cc *cmdContext) error {
 		return err
 	}
 	if err := b.post.Export(string(cc.roomID), call, kinds); err != nil {
-		return userError{fmt.Sprintf("I cannot start that export now: %v.", err)}
+		return userError{Msg: fmt.Sprintf("I cannot start that export now: %v.", err)}
 	}
 	return nil
 }
@@ -331,7 +331,7 @@ func (b *Bot) transcriptCommand(ctx context.Context, cc *cmdContext) error {
 		return err
 	}
 	if err := b.post.Transcribe(string(cc.roomID), call); err != nil {
-		return userError{fmt.Sprintf("I cannot start that now: %v.", err)}
+		return userError{Msg: fmt.Sprintf("I cannot start that now: %v.", err)}
 	}
 	return nil
 }
@@ -344,9 +344,5 @@ func (b *Bot) findCall(ctx context.Context, roomID id.RoomID, ref string) (postc
 			ref = r.Folder
 		}
 	}
-	call, err := postcall.FindCall(b.rec.Dir(), string(roomID), ref)
-	if ue, ok := err.(postcall.UserError); ok {
-		return call, userError{ue.Msg}
-	}
-	return call, err
+	return postcall.FindCall(b.rec.Dir(), string(roomID), ref)
 }

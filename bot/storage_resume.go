@@ -284,7 +284,7 @@ func (g *groups) resume(ctx context.Context, roomID id.RoomID, folder string, m 
 	if err != nil {
 		var ue userError
 		if errors.As(err, &ue) {
-			return false, ue.msg
+			return false, ue.Msg
 		}
 		return false, err.Error()
 	}

@@ -127,13 +127,13 @@ func (st *storeRT) listRecordings(ctx context.Context, cc *cmdContext) error {
 	if len(cc.args) > 0 {
 		r, err := st.db.Recording(ctx, strings.ToLower(cc.args[0]))
 		if err != nil || r.RoomID != string(cc.roomID) {
-			return userError{fmt.Sprintf("There is no recording %q in this room. Type %srecordings for the list.", cc.args[0], st.cfg.Bot.CommandPrefix)}
+			return userError{Msg: fmt.Sprintf("There is no recording %q in this room. Type %srecordings for the list.", cc.args[0], st.cfg.Bot.CommandPrefix)}
 		}
 		if r.Status.Gone() {
-			return userError{fmt.Sprintf("The recording %s was deleted on %s.", r.ID, r.DeletedAt.UTC().Format("2006-01-02 15:04 UTC"))}
+			return userError{Msg: fmt.Sprintf("The recording %s was deleted on %s.", r.ID, r.DeletedAt.UTC().Format("2006-01-02 15:04 UTC"))}
 		}
 		if r.Status.Live() {
-			return userError{fmt.Sprintf("The recording %s is still running; the links come when it ends.", r.ID)}
+			return userError{Msg: fmt.Sprintf("The recording %s is still running; the links come when it ends.", r.ID)}
 		}
 		if err := st.mayGetLinks(ctx, cc, r); err != nil {
 			return err
@@ -202,26 +202,26 @@ func describeStatus(r *storage.Recording) string {
 // deleteCommand is !delete ID, for those who may start and stop recordings here.
 func (st *storeRT) deleteCommand(ctx context.Context, cc *cmdContext) error {
 	if len(cc.args) != 1 {
-		return userError{fmt.Sprintf("Type %sdelete ID (the ids are in %srecordings).", st.cfg.Bot.CommandPrefix, st.cfg.Bot.CommandPrefix)}
+		return userError{Msg: fmt.Sprintf("Type %sdelete ID (the ids are in %srecordings).", st.cfg.Bot.CommandPrefix, st.cfg.Bot.CommandPrefix)}
 	}
 	r, err := st.db.Recording(ctx, strings.ToLower(cc.args[0]))
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && r.RoomID != string(cc.roomID)) {
-		return userError{fmt.Sprintf("There is no recording %q in this room.", cc.args[0])}
+		return userError{Msg: fmt.Sprintf("There is no recording %q in this room.", cc.args[0])}
 	} else if err != nil {
 		return err
 	}
 	if err := st.b.groups.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
 		var ue userError
 		if errors.As(err, &ue) {
-			return userError{strings.Replace(ue.msg, "may start or stop recordings", "may delete recordings", 1)}
+			return userError{Msg: strings.Replace(ue.Msg, "may start or stop recordings", "may delete recordings", 1)}
 		}
 		return err
 	}
 	if r.Status.Gone() {
-		return userError{fmt.Sprintf("The recording %s is already deleted.", r.ID)}
+		return userError{Msg: fmt.Sprintf("The recording %s is already deleted.", r.ID)}
 	}
 	if r.Status.Live() {
-		return userError{fmt.Sprintf("The recording %s is still running; type %sstop first.", r.ID, st.cfg.Bot.CommandPrefix)}
+		return userError{Msg: fmt.Sprintf("The recording %s is still running; type %sstop first.", r.ID, st.cfg.Bot.CommandPrefix)}
 	}
 	if err := st.deleteRecording(ctx, r, storage.StatusDeleted); err != nil {
 		return fmt.Errorf("delete recording %s: %w", r.ID, err)
@@ -271,7 +271,7 @@ func (st *storeRT) mayGetLinks(ctx context.Context, cc *cmdContext, r *storage.R
 	if err := st.b.groups.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
 		var ue userError
 		if errors.As(err, &ue) {
-			return userError{fmt.Sprintf("Sorry %s, the links of %s are for the people recorded in it and for members who may start recordings here.", cc.sender, r.ID)}
+			return userError{Msg: fmt.Sprintf("Sorry %s, the links of %s are for the people recorded in it and for members who may start recordings here.", cc.sender, r.ID)}
 		}
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // Bounds of one recording.
@@ -142,7 +143,7 @@ func (r *Recording) begin(ctx context.Context, resumed bool) error {
 					return
 				}
 				if errors.Is(err, ErrNoRoom) {
-					errc <- call.UserError{Msg: fmt.Sprintf("%s is empty: Egress can only record while someone is in it.", capitalize(r.t.what))}
+					errc <- usererr.Error{Msg: fmt.Sprintf("%s is empty: Egress can only record while someone is in it.", capitalize(r.t.what))}
 					return
 				}
 				errc <- errors.New(apiError(err))
