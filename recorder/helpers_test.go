@@ -21,7 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
-	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 )
 
 // The track pipeline is tested in simulated time: a fake clock (Options.Now) that the fake
@@ -416,7 +416,7 @@ func parseOgg(b []byte) oggFile {
 				case 1:
 				default:
 					f.packets = append(f.packets, pkt)
-					if d, err := oggwriter.PacketDuration(pkt); err == nil {
+					if d, err := opus.Duration(pkt); err == nil {
 						samples += int64(d * 48000 / time.Second)
 					}
 				}
@@ -457,7 +457,7 @@ func oggCRC(b []byte) uint32 {
 func (f oggFile) decoded() time.Duration {
 	var d time.Duration
 	for _, p := range f.packets {
-		pd, err := oggwriter.PacketDuration(p)
+		pd, err := opus.Duration(p)
 		if err == nil {
 			d += pd
 		}

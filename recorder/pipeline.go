@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/depacketize"
 	"github.com/matrix-recorder/matrix-recorder/recorder/jitter"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
 )
 
 // pipeline is the per-track state owned by Track.Run's goroutine: ordered packets in,
@@ -215,7 +215,7 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 	var dur time.Duration
 	if !p.t.codec.IsVideo() {
 		keyframe = true
-		d, err := oggwriter.PacketDuration(data)
+		d, err := opus.Duration(data)
 		if err != nil {
 			p.framesDropped++
 			return
@@ -411,7 +411,7 @@ func (p *pipeline) silenceUntil(pts time.Duration) {
 		return
 	}
 	if p.silence == nil {
-		p.silence, _ = oggwriter.SilenceFrame(20 * time.Millisecond)
+		p.silence, _ = opus.Silence(20 * time.Millisecond)
 	}
 	for t := c.lastEnd; pts-t >= 20*time.Millisecond; t += 20 * time.Millisecond {
 		if err := c.w.WriteFrame(media.Frame{Data: p.silence, PTS: t, Duration: 20 * time.Millisecond, Keyframe: true}); err != nil {

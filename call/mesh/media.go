@@ -15,7 +15,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
-	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 )
 
 // silentSource is the bot's own audio: one Opus track of digital silence, shared by every
@@ -43,7 +43,7 @@ func newSilentSource(log zerolog.Logger) *silentSource {
 		log.Error().Err(err).Msg("Could not create the silent audio track")
 	}
 	s.track = track
-	s.frame, _ = oggwriter.SilenceFrame(silenceFrame)
+	s.frame, _ = opus.Silence(silenceFrame)
 	return s
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
 )
@@ -27,7 +28,7 @@ func writeTrack(t *testing.T, packets int, size func(i int) int, opts ...oggwrit
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	silence, err := oggwriter.SilenceFrame(20 * time.Millisecond)
+	silence, err := opus.Silence(20 * time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
