@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/internal/mkvscan"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
 var fuzzCodecs = [...]media.Codec{media.CodecVP8, media.CodecVP9, media.CodecAV1, media.CodecH264, media.CodecOpus}

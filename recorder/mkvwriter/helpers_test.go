@@ -17,7 +17,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/internal/mkvscan"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
 // fixtureFPS is the frame rate of every video fixture (see testdata/gen.sh).

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/internal/mkvscan"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
 // crashCopy writes frames, flushes after the first flushed of them, writes a few more that

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/internal/mkvscan"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
 type codecCase struct {
