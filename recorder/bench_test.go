@@ -130,10 +130,7 @@ func TestPacketPathDoesNotAllocate(t *testing.T) {
 			tr := h.add(c.info)
 			defer h.close()
 			defer h.sess.trackDone(tr)
-			p, err := newPipeline(tr, func() {})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := newPipeline(tr, func() {})
 			p.jb = newJitter(tr)
 			defer p.finish()
 			src := newLoopSource(t, h.clock, c.s, loadFrames(t, c.asset), 1<<30)

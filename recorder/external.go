@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // External describes a file of the call that another program writes, such as LiveKit
@@ -63,10 +65,13 @@ var ErrNotExternal = errors.New("not an external file of this call")
 // from started on, and returns its file name (the program must write exactly there, or
 // upload under that name). The hooks do not hear of it yet (see ActivateExternal).
 func (s *Session) AddExternal(x External, started time.Time) (string, error) {
-	codec := x.Info.Codec()
+	c, known := x.Info.Codec()
 	ext := x.Ext
 	if ext == "" {
-		ext = codec.Extension()
+		ext = ".bin"
+		if known {
+			ext = c.Container.Extension
+		}
 	}
 	if len(ext) < 2 || ext[0] != '.' || Sanitize(ext[1:]) != ext[1:] {
 		return "", fmt.Errorf("bad file extension %q", ext)
@@ -98,9 +103,9 @@ func (s *Session) AddExternal(x External, started time.Time) (string, error) {
 	if part > 1 {
 		file = fmt.Sprintf("%s.part%d%s", lid, part, ext)
 	}
-	codecName := codec.String()
-	if codec.Extension() == "" {
-		codecName = ""
+	codecName := media.CodecUnknown.String()
+	if known {
+		codecName = string(c.ID)
 	}
 	s.manifest.Tracks = append(s.manifest.Tracks, FileEntry{
 		File: file, Track: lid, Part: part,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/depacketize"
 	"github.com/matrix-recorder/matrix-recorder/recorder/jitter"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
@@ -109,21 +108,17 @@ type part struct {
 	jumps uint64
 }
 
-func newPipeline(t *Track, kf func()) (*pipeline, error) {
+func newPipeline(t *Track, kf func()) *pipeline {
 	var dopts []depacketize.Option
 	if t.info.Transform != nil {
 		// Frames are transformed (decrypted) after depacketizing: their bytes are opaque here.
 		dopts = append(dopts, depacketize.WithOpaquePayload())
 	}
-	dp, err := depacketize.New(t.codec, dopts...)
-	if err != nil {
-		return nil, err
-	}
-	p := &pipeline{t: t, kf: kf, dp: dp, needKey: t.codec.IsVideo()}
+	p := &pipeline{t: t, kf: kf, dp: t.codec.Depacketizer(dopts...), needKey: t.codec.IsVideo()}
 	if p.needKey {
 		p.requestKeyframe(t.s.rec.opts.Now())
 	}
-	return p, nil
+	return p
 }
 
 func (p *pipeline) requestKeyframe(now time.Time) {
@@ -215,7 +210,7 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 	var dur time.Duration
 	if !p.t.codec.IsVideo() {
 		keyframe = true
-		d, err := opus.Duration(data)
+		d, err := p.t.codec.Audio.Duration(data)
 		if err != nil {
 			p.framesDropped++
 			return
@@ -324,7 +319,7 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	}
 	pts := p.toDuration(ext - p.cur.baseTS)
 	if !video {
-		pts = p.opusGrid(pts)
+		pts = p.audioGrid(pts)
 		p.silenceUntil(pts)
 	}
 	err := p.cur.w.WriteFrame(media.Frame{Data: data, PTS: pts, Duration: dur, Keyframe: keyframe})
@@ -370,29 +365,27 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	c.drift.add(pts, arrival)
 }
 
-// opusMinFrame is the shortest Opus frame (RFC 6716).
-const opusMinFrame = 2500 * time.Microsecond
-
-// opusGrid places an audio frame at pts on the grid of the shortest Opus frame, counted
-// from the end of the previous one. Every Opus packet lasts a multiple of 2.5 ms, so only
-// a gap of such a multiple can be filled with packets; any other gap would stay a jump in
-// the granule positions that no packet fills (players then decode fewer samples than
-// the granules say, and the file drifts out of sync by the rest). A sender's timestamp
-// that misses the previous frame's end by less than 2.5 ms is jitter in its clock, not a
+// audioGrid places an audio frame at pts on the grid of its codec's shortest frame (Opus:
+// 2.5 ms), counted from the end of the previous one. Every frame lasts a multiple of it, so
+// only a gap of such a multiple can be filled with frames; any other gap would stay a jump
+// in the granule positions that no packet fills (players then decode fewer samples than
+// the granules say, and the file drifts out of sync by the rest). A sender's timestamp that
+// misses the previous frame's end by less than one grid step is jitter in its clock, not a
 // gap or an overlap: the frame goes right after the previous one (written as is, it could
-// be a frame the writer refuses as backwards). A later one moves to the nearest multiple
-// of 2.5 ms after it, at most 1.25 ms from its timestamp; the error never adds up, since
-// each frame is placed from its own timestamp.
-func (p *pipeline) opusGrid(pts time.Duration) time.Duration {
+// be a frame the writer refuses as backwards). A later one moves to the nearest step after
+// it, at most half a step from its timestamp; the error never adds up, since each frame is
+// placed from its own timestamp.
+func (p *pipeline) audioGrid(pts time.Duration) time.Duration {
 	c := p.cur
+	grid := p.t.codec.Audio.Grid
 	if c.frames == 0 || pts == c.lastEnd {
 		return pts
 	}
 	switch d := pts - c.lastEnd; {
-	case d > -opusMinFrame && d < opusMinFrame:
+	case d > -grid && d < grid:
 		return c.lastEnd
 	case d > 0:
-		return c.lastEnd + (d+opusMinFrame/2)/opusMinFrame*opusMinFrame
+		return c.lastEnd + (d+grid/2)/grid*grid
 	default:
 		return pts // backwards: the writer refuses it
 	}
@@ -411,7 +404,7 @@ func (p *pipeline) silenceUntil(pts time.Duration) {
 		return
 	}
 	if p.silence == nil {
-		p.silence, _ = opus.Silence(20 * time.Millisecond)
+		p.silence, _ = p.t.codec.Audio.Silence(20 * time.Millisecond)
 	}
 	for t := c.lastEnd; pts-t >= 20*time.Millisecond; t += 20 * time.Millisecond {
 		if err := c.w.WriteFrame(media.Frame{Data: p.silence, PTS: t, Duration: 20 * time.Millisecond, Keyframe: true}); err != nil {
@@ -694,6 +687,6 @@ func (p *pipeline) warnIfNothingWritten() {
 		why = "no key frame arrived to start the video"
 	}
 	i := p.t.info
-	p.t.s.AddWarning(fmt.Sprintf("%s: %s %s track received %d packet(s) but has no file: %s", i.who(), i.source(), p.t.codec, received, why))
+	p.t.s.AddWarning(fmt.Sprintf("%s: %s %s track received %d packet(s) but has no file: %s", i.who(), i.source(), p.t.codec.ID, received, why))
 	p.t.log.Warn().Uint64("packets", received).Str("why", why).Msg("Track received media but nothing was written")
 }

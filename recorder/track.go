@@ -15,8 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	"github.com/matrix-recorder/matrix-recorder/recorder/jitter"
-	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // PacketSource is where a track's RTP packets come from: a pion *webrtc.TrackRemote (through
@@ -61,7 +61,7 @@ const (
 type Track struct {
 	s     *Session
 	info  TrackInfo
-	codec media.Codec
+	codec *codec.Spec
 	lid   string
 	log   zerolog.Logger
 
@@ -94,8 +94,8 @@ type senderReport struct {
 // AddTrack registers a new track of the call. The caller then runs Track.Run with the
 // track's packet source.
 func (s *Session) AddTrack(info TrackInfo) (*Track, error) {
-	codec := info.Codec()
-	if codec == media.CodecUnknown {
+	c, ok := info.Codec()
+	if !ok {
 		return nil, fmt.Errorf("codec %q cannot be recorded", info.MimeType)
 	}
 	if info.ClockRate == 0 {
@@ -112,7 +112,7 @@ func (s *Session) AddTrack(info TrackInfo) (*Track, error) {
 		return nil, err
 	}
 	t := &Track{
-		s: s, info: info, codec: codec, lid: info.logicalID(), stopCh: make(chan struct{}),
+		s: s, info: info, codec: c, lid: info.logicalID(), stopCh: make(chan struct{}),
 		claims: 1, jumpBurst: partJumpBurst, jumpEvery: partJumpEvery,
 	}
 	t.log = s.log.With().Str("user_id", info.UserID).Str("device_id", info.DeviceID).Str("track", t.lid).Uint32("ssrc", info.SSRC).Logger()
@@ -182,10 +182,7 @@ func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) erro
 	stopWatch := context.AfterFunc(ctx, t.stop)
 	defer stopWatch()
 
-	p, err := newPipeline(t, keyframe)
-	if err != nil {
-		return fmt.Errorf("set up track: %w", err)
-	}
+	p := newPipeline(t, keyframe)
 	defer p.finish()
 	clock := t.s.rec.opts.Now
 	jb := newJitter(t)
@@ -381,14 +378,14 @@ func (s *Session) newPart(t *Track, startOffset time.Duration, started time.Time
 	s.unreserveLocked(t.info.UserID)
 	s.logical[t.lid]++
 	part = s.logical[t.lid]
-	file = t.lid + t.codec.Extension()
+	file = t.lid + t.codec.Container.Extension
 	if part > 1 {
-		file = fmt.Sprintf("%s.part%d%s", t.lid, part, t.codec.Extension())
+		file = fmt.Sprintf("%s.part%d%s", t.lid, part, t.codec.Container.Extension)
 	}
 	s.manifest.Tracks = append(s.manifest.Tracks, FileEntry{
 		File: file, Track: t.lid, Part: part,
 		UserID: t.info.UserID, DeviceID: t.info.DeviceID, DisplayName: t.info.DisplayName,
-		Kind: t.info.Kind(), Codec: t.codec.String(), Purpose: t.info.purpose(), Source: t.info.source(),
+		Kind: t.codec.Kind.String(), Codec: string(t.codec.ID), Purpose: t.info.purpose(), Source: t.info.source(),
 		CodecParams:   CodecParams{MimeType: t.info.MimeType, ClockRate: t.info.ClockRate, Channels: t.info.Channels, Fmtp: t.info.Fmtp},
 		StartOffsetMs: max(startOffset.Milliseconds(), 0), StartedAt: started.UTC(), Status: StatusRecording,
 		Gaps: []Gap{},

@@ -22,7 +22,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
-	"github.com/matrix-recorder/matrix-recorder/recorder/media"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 )
 
 // Recording is one running recording of a room's Element Call call.
@@ -212,22 +212,23 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 	name := r.names[dev.User]
 	r.mu.Unlock()
 
-	codec := track.Codec()
-	mc := media.CodecFromMimeType(codec.MimeType)
-	if mc == media.CodecUnknown {
+	tc := track.Codec()
+	spec, ok := codec.ByMimeType(tc.MimeType)
+	if !ok {
 		log.Warn().Msg("Track codec cannot be recorded; skipping it")
 		return
 	}
+	mc := spec.ID
 	info := recorder.TrackInfo{
 		UserID: string(dev.User), DeviceID: string(dev.Device), DisplayName: name,
 		Source:   SourceName(pub.Source(), track.Kind() == webrtc.RTPCodecTypeVideo),
-		MimeType: codec.MimeType, ClockRate: codec.ClockRate, Channels: codec.Channels, Fmtp: codec.SDPFmtpLine,
-		PayloadType: uint8(codec.PayloadType), SSRC: uint32(track.SSRC()),
+		MimeType: tc.MimeType, ClockRate: tc.ClockRate, Channels: tc.Channels, Fmtp: tc.SDPFmtpLine,
+		PayloadType: uint8(tc.PayloadType), SSRC: uint32(track.SSRC()),
 		// The SFU's sender reports put every track it forwards on one clock.
 		ClockDomain: "livekit:" + c.transport.ServiceURL,
 	}
 	var src recorder.PacketSource = plainSource{r: trackReader{track}, codec: mc, sif: c.sifTrailer()}
-	if mc.IsVideo() {
+	if spec.IsVideo() {
 		// Video goes through the frame-aware source even in the clear: it drops frames the
 		// SFU cut off when switching simulcast layers.
 		src = newKeyedSource(trackReader{track}, nil, mc, c.sifTrailer(), r.b.opts.KeyWait, log)

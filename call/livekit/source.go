@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -156,14 +157,15 @@ type keyedSource struct {
 	heldFrames, waits, giveUps, truncated uint64
 }
 
-func newKeyedSource(r rtpReader, ring *framecrypt.Keyring, codec media.Codec, sif []byte, wait time.Duration, log zerolog.Logger) *keyedSource {
-	video := codec.IsVideo()
+func newKeyedSource(r rtpReader, ring *framecrypt.Keyring, c media.Codec, sif []byte, wait time.Duration, log zerolog.Logger) *keyedSource {
+	spec, _ := codec.Of(c)
+	video := spec != nil && spec.IsVideo()
 	maxHeld := 400 // audio: 8 s of 20 ms packets
 	if video {
 		maxHeld = 4000
 	}
 	return &keyedSource{
-		r: r, ring: ring, codec: codec, video: video, sif: bytes.Clone(sif), wait: wait, maxHeld: maxHeld, log: log,
+		r: r, ring: ring, codec: c, video: video, sif: bytes.Clone(sif), wait: wait, maxHeld: maxHeld, log: log,
 		now: time.Now, buf: make([]byte, 1600), bad: map[uint8]uint64{},
 	}
 }

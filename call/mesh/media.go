@@ -15,7 +15,8 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
-	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
+	rmedia "github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // silentSource is the bot's own audio: one Opus track of digital silence, shared by every
@@ -36,14 +37,15 @@ const silenceFrame = 20 * time.Millisecond
 
 func newSilentSource(log zerolog.Logger) *silentSource {
 	s := &silentSource{stream: "recorder-" + randomID(8), log: log, done: make(chan struct{})}
+	o, _ := codec.Of(rmedia.CodecOpus)
 	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{
-		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1",
+		MimeType: o.MimeType, ClockRate: o.ClockRate, Channels: o.Channels, SDPFmtpLine: o.RTP[0].Fmtp,
 	}, "recorder-audio-"+randomID(4), s.stream)
 	if err != nil {
 		log.Error().Err(err).Msg("Could not create the silent audio track")
 	}
 	s.track = track
-	s.frame, _ = opus.Silence(silenceFrame)
+	s.frame, _ = o.Audio.Silence(silenceFrame)
 	return s
 }
 

@@ -23,7 +23,7 @@ const celt20 = 31 << 3
 func writeTrack(t *testing.T, packets int, size func(i int) int, opts ...oggwriter.Option) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := oggwriter.NewWith(&buf, media.TrackParams{Codec: media.CodecOpus, ClockRate: 48000, Channels: 2}, opts...)
+	w, err := oggwriter.NewWith(&buf, media.TrackParams{ClockRate: 48000, Channels: 2}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

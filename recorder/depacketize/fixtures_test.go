@@ -68,7 +68,7 @@ func loadFixture(t testing.TB, codec media.Codec) fixture {
 	for i := range f.frames {
 		f.keys = append(f.keys, codec == media.CodecOpus || i%keyInterval == 0)
 	}
-	if codec.IsVideo() && len(f.frames) != videoFrames {
+	if isVideo(codec) && len(f.frames) != videoFrames {
 		t.Fatalf("%v fixture has %d frames, want %d", codec, len(f.frames), videoFrames)
 	}
 	return f

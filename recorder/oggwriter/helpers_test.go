@@ -150,7 +150,7 @@ func writeFrames(t testing.TB, w *Writer, packets [][]byte, start time.Duration,
 }
 
 func opusParams() media.TrackParams {
-	return media.TrackParams{Codec: media.CodecOpus, ClockRate: 48000, Channels: 2}
+	return media.TrackParams{ClockRate: 48000, Channels: 2}
 }
 
 // needTool skips the test if a command is not installed.

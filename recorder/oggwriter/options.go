@@ -138,9 +138,6 @@ func newConfig(p media.TrackParams, opts []Option) (config, error) {
 	for _, o := range opts {
 		o(&c)
 	}
-	if p.Codec != media.CodecOpus {
-		return c, fmt.Errorf("ogg writer for codec %s: only opus is supported", p.Codec)
-	}
 	if p.ClockRate != 0 && p.ClockRate != opus.SampleRate {
 		return c, fmt.Errorf("opus clock rate %d: must be %d", p.ClockRate, opus.SampleRate)
 	}

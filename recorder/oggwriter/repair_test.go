@@ -17,7 +17,7 @@ import (
 func liveFile(t testing.TB) ([]byte, []int) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "live.ogg")
-	w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 1}, WithSerial(99))
+	w, err := New(path, media.TrackParams{Channels: 1}, WithSerial(99))
 	if err != nil {
 		t.Fatal(err)
 	}

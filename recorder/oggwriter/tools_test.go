@@ -79,7 +79,7 @@ func TestToolsAcceptFiles(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			packets := fixturePackets(t, tt.fixture)
 			path := filepath.Join(t.TempDir(), "track.ogg")
-			params := media.TrackParams{Codec: media.CodecOpus, ClockRate: 48000, Channels: tt.channels, Title: "@alice:example.org microphone"}
+			params := media.TrackParams{ClockRate: 48000, Channels: tt.channels, Title: "@alice:example.org microphone"}
 			w, err := New(path, params, tt.opts...)
 			if err != nil {
 				t.Fatal(err)
@@ -103,7 +103,7 @@ func TestToolsPreSkip(t *testing.T) {
 	needTool(t, "ffprobe")
 	packets := fixturePackets(t, "sine440.ogg")
 	path := filepath.Join(t.TempDir(), "track.ogg")
-	w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 1}, WithPreSkip(312))
+	w, err := New(path, media.TrackParams{Channels: 1}, WithPreSkip(312))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestFFmpegGapFinding(t *testing.T) {
 	packets := fixturePackets(t, "sine440.ogg")
 	write := func(t *testing.T, g GapPolicy, start time.Duration) string {
 		path := filepath.Join(t.TempDir(), g.String()+".ogg")
-		w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 1}, WithGapPolicy(g))
+		w, err := New(path, media.TrackParams{Channels: 1}, WithGapPolicy(g))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +258,7 @@ func TestSilenceFrameDecodesToSilence(t *testing.T) {
 	for _, channels := range []uint16{1, 2} {
 		// Every packet size one after the other, four times over.
 		path := filepath.Join(t.TempDir(), "silence.ogg")
-		w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: channels})
+		w, err := New(path, media.TrackParams{Channels: channels})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +336,7 @@ func TestCrashCopyPlays(t *testing.T) {
 	packets := fixturePackets(t, "sine440.ogg")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "live.ogg")
-	w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 1})
+	w, err := New(path, media.TrackParams{Channels: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +419,7 @@ func TestToolsEndPage(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "track.ogg")
-			w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 1}, WithPreSkip(tt.preSkip))
+			w, err := New(path, media.TrackParams{Channels: 1}, WithPreSkip(tt.preSkip))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -482,7 +482,7 @@ func TestToolsShorterThanPreSkip(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "track.ogg")
-			w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 2}, WithPreSkip(312))
+			w, err := New(path, media.TrackParams{Channels: 2}, WithPreSkip(312))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -35,7 +35,7 @@ func newBuffered(t testing.TB, opts ...Option) (*Writer, *bytes.Buffer) {
 
 func TestHeadersReadByPion(t *testing.T) {
 	var buf bytes.Buffer
-	p := media.TrackParams{Codec: media.CodecOpus, ClockRate: 48000, Channels: 1, Title: "@alice:example.org (DEV) microphone"}
+	p := media.TrackParams{ClockRate: 48000, Channels: 1, Title: "@alice:example.org (DEV) microphone"}
 	w, err := NewWith(&buf, p, WithSerial(7), WithPreSkip(312), WithVendor("test vendor"), WithComments("ARTIST=alice", "ROOM=!r:example.org"))
 	if err != nil {
 		t.Fatal(err)
@@ -116,10 +116,8 @@ func TestConfigErrors(t *testing.T) {
 		p    media.TrackParams
 		opts []Option
 	}{
-		{"codec", media.TrackParams{Codec: media.CodecVP8}, nil},
-		{"unknown codec", media.TrackParams{}, nil},
-		{"clock rate", media.TrackParams{Codec: media.CodecOpus, ClockRate: 90000}, nil},
-		{"channels", media.TrackParams{Codec: media.CodecOpus, Channels: 6}, nil},
+		{"clock rate", media.TrackParams{ClockRate: 90000}, nil},
+		{"channels", media.TrackParams{Channels: 6}, nil},
 		{"comment without =", good, []Option{WithComments("TITLE")}},
 		{"comment empty key", good, []Option{WithComments("=x")}},
 		{"comment key with =", good, []Option{WithComments("A\x7eB=x")}},
@@ -154,7 +152,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestDefaultChannelsAndGapPolicyNames(t *testing.T) {
 	var buf bytes.Buffer
-	if _, err := NewWith(&buf, media.TrackParams{Codec: media.CodecOpus}); err != nil {
+	if _, err := NewWith(&buf, media.TrackParams{}); err != nil {
 		t.Fatal(err)
 	}
 	if ch, preSkip, ok := parseOpusHead(readOgg(t, buf.Bytes()).packets[0]); !ok || ch != 2 || preSkip != 0 {

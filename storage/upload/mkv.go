@@ -4,9 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"path"
-	"strings"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
@@ -37,12 +36,10 @@ type mkvTracker struct {
 	scratch   [12]byte
 }
 
+// isMatroska reports whether a file of the call folder is WebM or Matroska.
 func isMatroska(file string) bool {
-	switch strings.ToLower(path.Ext(file)) {
-	case ".webm", ".mkv", ".mka":
-		return true
-	}
-	return false
+	c, ok := codec.ContainerOf(file)
+	return ok && c.EBML
 }
 
 // advance parses the element headers that are complete in the first size bytes.
