@@ -13,10 +13,13 @@ import (
 // pipeline is the per-track state owned by Track.Run's goroutine: ordered packets in,
 // frames placed on the timeline and written into parts.
 type pipeline struct {
-	t  *Track
-	kf func()
-	jb *jitter.Buffer
-	dp depacketize.Depacketizer
+	t   *Track
+	src TrackSource
+	jb  *jitter.Buffer
+	dp  depacketize.Depacketizer
+	// dec decrypts frames (WithDecrypter); decrypted is its output buffer.
+	dec       FrameDecrypter
+	decrypted []byte
 
 	lastPLI time.Time
 	// needKey gates video until a keyframe starts the (next) part.
@@ -28,8 +31,6 @@ type pipeline struct {
 	cur    *part
 
 	endReason string
-	unknownPT uint64
-	transform []byte
 	silence   []byte
 
 	// lostCarry counts packets dropped before the depacketizer (wrong payload type) since the
@@ -60,15 +61,40 @@ type pipeline struct {
 	// opened: the track has had a file (a part was started, even if creating it failed).
 	opened bool
 
-	kfRequests    uint64
+	// n counts what happened to the track's packets and frames so far (the reorder buffer
+	// and the depacketizer count the rest, see totals); mark is the totals when the last
+	// part ended, where the next part's own counts start.
+	n    counts
+	mark counts
+}
+
+// counts are a track's running totals of what its files' stats show. A part's own are the
+// totals at its end minus the totals at its start (part.base).
+type counts struct {
+	packets       jitter.Stats
+	unknownPT     uint64
+	keyframeReqs  uint64
 	undecryptable uint64
-	framesDropped uint64
-	// mark holds the counters at the end of the previous part, so each part counts its own.
-	mark    jitter.Stats
-	markUPT uint64
-	markKF  uint64
-	markUnd uint64
-	markDrp uint64
+	// dropped counts frames lost between the depacketizer and the file.
+	dropped uint64
+}
+
+// stats are the counts since base, with the part's frames and timeline jumps.
+func (c counts) stats(base counts, frames, jumps uint64) TrackStats {
+	return TrackStats{
+		PacketsReceived:   c.packets.Received - base.packets.Received,
+		PacketsLost:       c.packets.Lost - base.packets.Lost,
+		PacketsRecovered:  c.packets.Reordered - base.packets.Reordered,
+		PacketsDuplicated: c.packets.Duplicates - base.packets.Duplicates,
+		PacketsLate:       c.packets.Late - base.packets.Late,
+		PacketsMalformed:  c.packets.Malformed - base.packets.Malformed,
+		PacketsUnknownPT:  c.unknownPT - base.unknownPT,
+		Frames:            frames,
+		FramesDropped:     c.dropped - base.dropped,
+		KeyframeRequests:  c.keyframeReqs - base.keyframeReqs,
+		FramesUndecrypted: c.undecryptable - base.undecryptable,
+		TimelineJumps:     jumps,
+	}
 }
 
 // part is one file of the track.
@@ -89,32 +115,30 @@ type part struct {
 	fixed    bool
 	drift    driftMeter
 
-	lastPTS   time.Duration
-	lastEnd   time.Duration
-	frameDur  time.Duration
-	frames    uint64
-	bytes     uint64
-	gaps      []Gap
-	omitted   int
-	base      jitter.Stats
-	baseUPT   uint64
-	baseKF    uint64
-	baseUndec uint64
-	baseDrop  uint64
-	width     int
-	height    int
+	lastPTS  time.Duration
+	lastEnd  time.Duration
+	frameDur time.Duration
+	frames   uint64
+	bytes    uint64
+	gaps     []Gap
+	omitted  int
+	base     counts
+	width    int
+	height   int
 	// jumps counts the timeline jumps this file followed at arrival time instead of
 	// ending (see limits.go).
 	jumps uint64
 }
 
-func newPipeline(t *Track, kf func()) *pipeline {
+func newPipeline(t *Track, src TrackSource, dec FrameDecrypter) *pipeline {
 	var dopts []depacketize.Option
-	if t.info.Transform != nil {
-		// Frames are transformed (decrypted) after depacketizing: their bytes are opaque here.
+	if dec != nil {
+		// Frames are decrypted after depacketizing: their bytes are opaque here.
 		dopts = append(dopts, depacketize.WithOpaquePayload())
 	}
-	p := &pipeline{t: t, kf: kf, dp: t.codec.Depacketizer(dopts...), needKey: t.codec.IsVideo()}
+	p := &pipeline{
+		t: t, src: src, jb: newJitter(t), dp: t.codec.Depacketizer(dopts...), dec: dec, needKey: t.codec.IsVideo(),
+	}
 	if p.needKey {
 		p.requestKeyframe(t.s.rec.opts.Now())
 	}
@@ -122,12 +146,12 @@ func newPipeline(t *Track, kf func()) *pipeline {
 }
 
 func (p *pipeline) requestKeyframe(now time.Time) {
-	if p.kf == nil || !p.t.codec.IsVideo() || now.Sub(p.lastPLI) < keyframeInterval {
+	if !p.t.codec.IsVideo() || now.Sub(p.lastPLI) < keyframeInterval {
 		return
 	}
 	p.lastPLI = now
-	p.kfRequests++
-	p.kf()
+	p.n.keyframeReqs++
+	p.src.RequestKeyframe()
 }
 
 // packet handles one released packet.
@@ -144,7 +168,7 @@ func (p *pipeline) packet(pkt *jitter.Packet) {
 	if pt := p.t.info.PayloadType; pt != 0 && pkt.PayloadType != pt {
 		// Not media of this track, but a place in its sequence: the depacketizer must hear of
 		// the hole (with the losses before it), or it could join the frames around it.
-		p.unknownPT++
+		p.n.unknownPT++
 		p.lostCarry += pkt.LostBefore + 1
 		return
 	}
@@ -159,10 +183,13 @@ func (p *pipeline) packet(pkt *jitter.Packet) {
 	}
 }
 
-// dropped counts frames lost between the depacketizer and the file.
-func (p *pipeline) dropped() uint64 {
+// totals are the track's counts so far.
+func (p *pipeline) totals() counts {
+	c := p.n
+	c.packets = p.jb.Stats()
 	ds := p.dp.Stats()
-	return p.framesDropped + ds.Incomplete + ds.Oversized + ds.Undecodable + ds.Malformed
+	c.dropped += ds.Incomplete + ds.Oversized + ds.Undecodable + ds.Malformed
+	return c
 }
 
 // unwrap extends a 32-bit RTP timestamp to 64 bits, relative to the last frame written
@@ -198,13 +225,13 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 		p.writePending()
 	}
 	ext := p.unwrap(ts)
-	if tf := p.t.info.Transform; tf != nil {
-		out, ok := tf(p.transform[:0], data, keyframe)
-		if !ok {
-			p.undecryptable++
+	if p.dec != nil {
+		out, err := p.dec.DecryptFrame(p.decrypted[:0], data, keyframe)
+		if err != nil {
+			p.n.undecryptable++
 			return
 		}
-		p.transform = out
+		p.decrypted = out
 		data = out
 	}
 	var dur time.Duration
@@ -212,14 +239,14 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 		keyframe = true
 		d, err := p.t.codec.Audio.Duration(data)
 		if err != nil {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		dur = d
 	}
 	if p.cur != nil && !p.onTimeline(ext, arrival) {
 		if p.stale(ext, arrival) {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		p.hold(data, ext, dur, keyframe, arrival)
@@ -286,7 +313,7 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	if c := p.cur; c != nil {
 		pts := p.toDuration(ext - c.baseTS)
 		if pts < c.lastPTS {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		p.restarted = false
@@ -303,17 +330,17 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	}
 	if p.cur == nil {
 		if p.noFiles || !p.writable(arrival) {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		if video && !keyframe {
 			p.needKey = true
-			p.framesDropped++
+			p.n.dropped++
 			p.requestKeyframe(arrival)
 			return
 		}
 		if !p.openPart(ext, arrival) {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 	}
@@ -325,24 +352,24 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	err := p.cur.w.WriteFrame(media.Frame{Data: data, PTS: pts, Duration: dur, Keyframe: keyframe})
 	if errors.Is(err, media.ErrNewPart) {
 		if !p.claimPart() {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		p.closePart("codec parameters changed")
 		if !p.openPart(ext, arrival) {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		pts = 0
 		err = p.cur.w.WriteFrame(media.Frame{Data: data, PTS: 0, Duration: dur, Keyframe: keyframe})
 	}
 	if errors.Is(err, media.ErrWrite) {
-		p.framesDropped++
+		p.n.dropped++
 		p.writeFailed(err, arrival)
 		return
 	}
 	if err != nil {
-		p.framesDropped++
+		p.n.dropped++
 		p.t.log.Debug().Err(err).Msg("Frame not written")
 		if video {
 			p.requestKeyframe(arrival)
@@ -476,7 +503,7 @@ func (p *pipeline) openPart(ext int64, arrival time.Time) bool {
 	p.cur = &part{
 		file: file, num: num, w: w, baseTS: ext, anchor: arrival, startedAt: arrival,
 		offset: offset, srOffset: fromSR,
-		base: p.mark, baseUPT: p.markUPT, baseKF: p.markKF, baseUndec: p.markUnd, baseDrop: p.markDrp,
+		base: p.mark,
 	}
 	p.needKey = false
 	p.t.log.Info().Str("file", file).Int64("start_offset_ms", offset.Milliseconds()).Bool("from_sender_report", fromSR).Msg("Writing part")
@@ -577,25 +604,11 @@ func (p *pipeline) duration(c *part) time.Duration {
 }
 
 func (p *pipeline) fillEntry(e *FileEntry, c *part) {
-	js := p.jb.Stats()
 	e.StartOffsetMs = max(c.offset.Milliseconds(), 0)
 	e.StartedAt = p.t.s.t0.Add(c.offset).UTC()
 	e.DurationMs = p.duration(c).Milliseconds()
 	e.Bytes = int64(c.bytes)
-	e.Stats = TrackStats{
-		PacketsReceived:   js.Received - c.base.Received,
-		PacketsLost:       js.Lost - c.base.Lost,
-		PacketsRecovered:  js.Reordered - c.base.Reordered,
-		PacketsDuplicated: js.Duplicates - c.base.Duplicates,
-		PacketsLate:       js.Late - c.base.Late,
-		PacketsMalformed:  js.Malformed - c.base.Malformed,
-		PacketsUnknownPT:  p.unknownPT - c.baseUPT,
-		Frames:            c.frames,
-		FramesDropped:     p.dropped() - c.baseDrop,
-		KeyframeRequests:  p.kfRequests - c.baseKF,
-		FramesUndecrypted: p.undecryptable - c.baseUndec,
-		TimelineJumps:     c.jumps,
-	}
+	e.Stats = p.totals().stats(c.base, c.frames, c.jumps)
 	if sz, ok := c.w.(interface{ Size() (int, int) }); ok && c.width == 0 {
 		c.width, c.height = sz.Size()
 	}
@@ -616,7 +629,7 @@ func (p *pipeline) closePart(reason string) {
 	p.cur = nil
 	p.refineOffset(c, p.t.s.rec.opts.Now())
 	p.needKey = p.t.codec.IsVideo()
-	p.mark, p.markUPT, p.markKF, p.markUnd, p.markDrp = p.jb.Stats(), p.unknownPT, p.kfRequests, p.undecryptable, p.dropped()
+	p.mark = p.totals()
 	if sz, ok := c.w.(interface{ Size() (int, int) }); ok {
 		c.width, c.height = sz.Size()
 	}
@@ -681,8 +694,8 @@ func (p *pipeline) warnIfNothingWritten() {
 	}
 	why := "no frame could be written"
 	switch {
-	case p.undecryptable > 0:
-		why = fmt.Sprintf("%d frame(s) could not be decrypted", p.undecryptable)
+	case p.n.undecryptable > 0:
+		why = fmt.Sprintf("%d frame(s) could not be decrypted", p.n.undecryptable)
 	case p.t.codec.IsVideo():
 		why = "no key frame arrived to start the video"
 	}

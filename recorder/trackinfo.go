@@ -43,16 +43,7 @@ type TrackInfo struct {
 	// connection or one LiveKit participant), so that RTCP sender reports of one of them
 	// place the others on the timeline too.
 	ClockDomain string
-
-	// Transform, when set, is applied to every complete frame before it is written
-	// (media E2EE decryption). It returns the plain frame, or ok=false to drop the frame
-	// (counted as undecryptable). It must not keep in or out after it returns; out may
-	// reuse dst.
-	Transform FrameTransform
 }
-
-// FrameTransform turns a received frame into the frame to write.
-type FrameTransform func(dst, in []byte, keyframe bool) (out []byte, ok bool)
 
 // Codec returns the track's codec from the codec table; ok is false for a codec the recorder
 // cannot write.
