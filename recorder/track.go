@@ -374,22 +374,32 @@ func (s *Session) newPart(t *Track, startOffset time.Duration, started time.Time
 	}
 	t.claims--
 	s.unreserveLocked(t.info.UserID)
-	s.logical[t.lid]++
-	part = s.logical[t.lid]
-	file = t.lid + t.codec.Container.Extension
+	e := s.addPartLocked(t.lid, t.codec.Container.Extension, t.info, t.codec.Kind.String(), string(t.codec.ID), startOffset, started)
+	s.changedLocked(true)
+	return e.File, e.Part, nil
+}
+
+// addPartLocked lists the next part of logical track lid in the manifest: its file is named
+// after the track, its part number and ext, and it starts recording at started, startOffset
+// into the call. The caller holds a file for it (claimFileLocked), completes the entry and
+// then notes the change (changedLocked). The entry returned is valid until the manifest
+// changes.
+func (s *Session) addPartLocked(lid, ext string, info TrackInfo, kind, codec string, startOffset time.Duration, started time.Time) *FileEntry {
+	s.logical[lid]++
+	part := s.logical[lid]
+	file := lid + ext
 	if part > 1 {
-		file = fmt.Sprintf("%s.part%d%s", t.lid, part, t.codec.Container.Extension)
+		file = fmt.Sprintf("%s.part%d%s", lid, part, ext)
 	}
 	s.manifest.Tracks = append(s.manifest.Tracks, FileEntry{
-		File: file, Track: t.lid, Part: part,
-		UserID: t.info.UserID, DeviceID: t.info.DeviceID, DisplayName: t.info.DisplayName,
-		Kind: t.codec.Kind.String(), Codec: string(t.codec.ID), Purpose: t.info.purpose(), Source: t.info.source(),
-		CodecParams:   CodecParams{MimeType: t.info.MimeType, ClockRate: t.info.ClockRate, Channels: t.info.Channels, Fmtp: t.info.Fmtp},
+		File: file, Track: lid, Part: part,
+		UserID: info.UserID, DeviceID: info.DeviceID, DisplayName: info.DisplayName,
+		Kind: kind, Codec: codec, Purpose: info.purpose(), Source: info.source(),
+		CodecParams:   CodecParams{MimeType: info.MimeType, ClockRate: info.ClockRate, Channels: info.Channels, Fmtp: info.Fmtp},
 		StartOffsetMs: max(startOffset.Milliseconds(), 0), StartedAt: started.UTC(), Status: StatusRecording,
 		Gaps: []Gap{},
 	})
-	s.changedLocked(true)
-	return file, part, nil
+	return &s.manifest.Tracks[len(s.manifest.Tracks)-1]
 }
 
 // updateEntry changes a file's manifest entry under the session lock. structural says

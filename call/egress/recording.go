@@ -529,12 +529,13 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 		return
 	}
 	res := recorder.ExternalResult{Reason: r.endReason(f, info)}
+	var size int64 // as Egress reports it
 	if fi != nil {
+		size = fi.Size
 		if fi.StartedAt > 0 {
 			res.StartedAt = time.Unix(0, fi.StartedAt)
 		}
 		res.Duration = time.Duration(fi.Duration)
-		res.Bytes = fi.Size
 	}
 	if res.StartedAt.IsZero() && info.StartedAt > 0 {
 		res.StartedAt = time.Unix(0, info.StartedAt)
@@ -548,10 +549,6 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 	}
 	if r.t.dep.remote && res.Failed == "" {
 		ctx, cancel := context.WithTimeout(r.ctx, apiTimeout)
-		size := int64(0)
-		if fi != nil {
-			size = fi.Size
-		}
 		up, err := r.b.opts.Store.Confirm(ctx, r.folder, f.file, f.key, size)
 		cancel()
 		if err != nil {
@@ -570,7 +567,7 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 		log.Warn().Err(err).Msg("Could not record the finished file")
 	}
 	r.saveState()
-	log.Info().Dur("duration", res.Duration).Int64("bytes", res.Bytes).Msg("Egress finished its file")
+	log.Info().Dur("duration", res.Duration).Int64("bytes", size).Msg("Egress finished its file")
 }
 
 func (r *Recording) endReason(f *egressFile, info *livekit.EgressInfo) string {

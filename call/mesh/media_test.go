@@ -5,16 +5,15 @@ import (
 	"context"
 	"runtime"
 	"testing"
-	"time"
 
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
@@ -79,19 +78,14 @@ func TestOptOutKeepsOneSenderReportReader(t *testing.T) {
 	defer recv.Close()
 	pe := &peer{r: r, key: alice, callID: "c", log: log}
 	recv.OnTrack(func(t *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) { pe.onTrack(recv, t, rcv) })
-	signalPair(t, send, recv)
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				_ = track.WriteSample(media.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond})
-			}
-		}
-	}()
+	if err := testmedia.Connect(send, recv); err != nil {
+		t.Fatal(err)
+	}
+	frames, err := testmedia.OpusFrames(testmedia.Tone440)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = testmedia.NewSender(track, frames).Run(ctx) }()
 
 	files := func() int { return len(sess.Manifest().Tracks) }
 	waitFor(t, "the first part", func() bool { return files() == 1 })
@@ -105,36 +99,6 @@ func TestOptOutKeepsOneSenderReportReader(t *testing.T) {
 		t.Errorf("%d goroutines read the track's RTCP after three opt-outs, want 1", n)
 	}
 	if _, err := sess.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// signalPair connects two peer connections in one process (offer from a, answer from b),
-// with every candidate in the descriptions.
-func signalPair(t *testing.T, a, b *webrtc.PeerConnection) {
-	t.Helper()
-	offer, err := a.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(a)
-	if err := a.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	if err := b.SetRemoteDescription(*a.LocalDescription()); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := b.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered = webrtc.GatheringCompletePromise(b)
-	if err := b.SetLocalDescription(answer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	if err := a.SetRemoteDescription(*b.LocalDescription()); err != nil {
 		t.Fatal(err)
 	}
 }
