@@ -579,13 +579,6 @@ func TestMalformedPackets(t *testing.T) {
 	}
 }
 
-// packetsOf packetizes one frame with a payloader at an MTU.
-func packetsOf(t *testing.T, pl rtp.Payloader, mtu uint16, frame []byte, ts uint32) []*rtp.Packet {
-	t.Helper()
-	p := rtp.NewPacketizerWithOptions(mtu, pl, rtp.NewFixedSequencer(1), 90000, rtp.WithTimestamp(ts))
-	return p.Packetize(frame, 3000)
-}
-
 func pushAll(d Depacketizer, pkts []*rtp.Packet) []got {
 	var out []got
 	for _, p := range pkts {

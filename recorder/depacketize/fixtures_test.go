@@ -2,7 +2,6 @@ package depacketize
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -243,5 +242,3 @@ func marshal(t testing.TB, p *rtp.Packet) []byte {
 	}
 	return b
 }
-
-func u16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
