@@ -387,7 +387,7 @@ func (c *Call) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, r *webr
 		defer src.Drain()
 		tr, err := sess.AddTrack(info)
 		if err != nil {
-			log.Warn().Err(fmt.Errorf("add track: %w", err)).Msg("Track recording ended with an error")
+			log.Warn().Err(err).Msg("Track not recorded")
 			return
 		}
 		if err := tr.Run(context.WithoutCancel(c.m.ctx), src); err != nil {
