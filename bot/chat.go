@@ -264,10 +264,6 @@ func (g *groups) resume(ctx context.Context, req lifecycle.ResumeRequest) (bool,
 		if errors.As(err, &ue) {
 			return false, ue.Msg
 		}
-		var ce call.UserError
-		if errors.As(err, &ce) {
-			return false, ce.Msg
-		}
 		clause := roomerr.Clause(g.b.log.With().Stringer("room_id", roomID).Logger(), err, "Could not resume the recording")
 		if answer != nil {
 			return false, "the call with " + string(answer.Caller) + " has ended (" + clause + ")"

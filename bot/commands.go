@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // maxCommandLength bounds what the dispatcher looks at.
@@ -62,8 +63,9 @@ type commands struct {
 	limit *cmdLimiter
 }
 
-// userError is a problem the user should read in the room.
-type userError = lifecycle.UserError
+// userError is a problem the user should read in the room (the one type every package
+// returns for that).
+type userError = usererr.Error
 
 func newCommands(b *Bot) *commands {
 	c := &commands{b: b, prefix: b.cfg.Bot.CommandPrefix, byName: map[string]*command{}, limit: newCmdLimiter(time.Now)}

@@ -179,10 +179,6 @@ func (g *groups) launch(ctx context.Context, be call.Backend, req call.StartRequ
 		if errors.As(err, &ue) {
 			return nil, ue
 		}
-		var ce call.UserError
-		if errors.As(err, &ce) {
-			return nil, userError{Msg: ce.Msg}
-		}
 		var le lifecycle.LimitError
 		if errors.As(err, &le) {
 			return nil, userError{Msg: "Sorry, I cannot record here now: " + le.Msg + "."}

@@ -320,9 +320,5 @@ func (b *Bot) findCall(ctx context.Context, roomID id.RoomID, ref string) (postc
 			ref = folder
 		}
 	}
-	call, err := postcall.FindCall(b.rec.Dir(), string(roomID), ref)
-	if ue, ok := err.(postcall.UserError); ok {
-		return call, userError{Msg: ue.Msg}
-	}
-	return call, err
+	return postcall.FindCall(b.rec.Dir(), string(roomID), ref)
 }

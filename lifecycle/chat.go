@@ -26,7 +26,7 @@ type Chat interface {
 	DisplayNames(ctx context.Context, room id.RoomID) map[string]string
 	// MayRecord checks that user may act on recordings in room (start, stop, delete,
 	// get the links of others' recordings); action says what, for the refusal ("delete
-	// recordings"). A refusal is a UserError; another error means it could not be checked.
+	// recordings"). A refusal is a usererr.Error; another error means it could not be checked.
 	MayRecord(ctx context.Context, room id.RoomID, user id.UserID, action string) error
 	// SetRecordingMark gives the bot's display name in room the recording mark (on) or its
 	// global name back. A room the bot is not in needs nothing (nil). One attempt: the
@@ -73,11 +73,6 @@ type ResumeRequest struct {
 	// Paused: a clean stop paused it; else the process died while it recorded.
 	Paused bool
 }
-
-// UserError is a problem the person who asked should read in the room.
-type UserError struct{ Msg string }
-
-func (e UserError) Error() string { return e.Msg }
 
 // LimitError is a recording refused by a limit on recordings at once, in words for the
 // room.

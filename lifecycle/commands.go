@@ -13,6 +13,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // Request is a command someone typed in a room, as the chat layer parsed it (and after
@@ -41,13 +42,13 @@ func (lc *Lifecycle) Recordings(ctx context.Context, req Request) error {
 	if len(req.Args) > 0 {
 		r, err := lc.db.Recording(ctx, strings.ToLower(req.Args[0]))
 		if err != nil || r.RoomID != string(req.Room) {
-			return UserError{fmt.Sprintf("There is no recording %q in this room. Type %srecordings for the list.", req.Args[0], lc.cfg.Bot.CommandPrefix)}
+			return usererr.Error{Msg: fmt.Sprintf("There is no recording %q in this room. Type %srecordings for the list.", req.Args[0], lc.cfg.Bot.CommandPrefix)}
 		}
 		if r.Status.Gone() {
-			return UserError{fmt.Sprintf("The recording %s was deleted on %s.", r.ID, r.DeletedAt.UTC().Format("2006-01-02 15:04 UTC"))}
+			return usererr.Error{Msg: fmt.Sprintf("The recording %s was deleted on %s.", r.ID, r.DeletedAt.UTC().Format("2006-01-02 15:04 UTC"))}
 		}
 		if r.Status.Live() || r.Status == storage.RecordingPaused {
-			return UserError{fmt.Sprintf("The recording %s is still running; the links come when it ends.", r.ID)}
+			return usererr.Error{Msg: fmt.Sprintf("The recording %s is still running; the links come when it ends.", r.ID)}
 		}
 		if err := lc.mayGetLinks(ctx, req, r); err != nil {
 			return err
@@ -64,7 +65,7 @@ func (lc *Lifecycle) Recordings(ctx context.Context, req Request) error {
 		intro := fmt.Sprintf("The recording %s of %s:", r.ID, r.RoomID)
 		sum.top.Text, sum.top.Markdown = intro+"\n"+sum.top.Text, EscapeMarkdown(intro)+"\n"+sum.top.Markdown
 		if top, files := lc.postSummary(ctx, dm, sum, "", ""); top == "" || (files == "" && sum.files.Text != "") {
-			return UserError{fmt.Sprintf("Sorry %s, I could not send you the links in a direct message; try again in a while.", req.Sender)}
+			return usererr.Error{Msg: fmt.Sprintf("Sorry %s, I could not send you the links in a direct message; try again in a while.", req.Sender)}
 		}
 		lc.chat.Notice(ctx, req.Room, fmt.Sprintf("%s, I sent you the links of %s in a direct message.", req.Sender, r.ID), req.Event, req.Sender)
 		return nil
@@ -119,11 +120,11 @@ func describeStatus(r *storage.Recording) string {
 // Delete is !delete ID, for those who may start and stop recordings here.
 func (lc *Lifecycle) Delete(ctx context.Context, req Request) error {
 	if len(req.Args) != 1 {
-		return UserError{fmt.Sprintf("Type %sdelete ID (the ids are in %srecordings).", lc.cfg.Bot.CommandPrefix, lc.cfg.Bot.CommandPrefix)}
+		return usererr.Error{Msg: fmt.Sprintf("Type %sdelete ID (the ids are in %srecordings).", lc.cfg.Bot.CommandPrefix, lc.cfg.Bot.CommandPrefix)}
 	}
 	r, err := lc.db.Recording(ctx, strings.ToLower(req.Args[0]))
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && r.RoomID != string(req.Room)) {
-		return UserError{fmt.Sprintf("There is no recording %q in this room.", req.Args[0])}
+		return usererr.Error{Msg: fmt.Sprintf("There is no recording %q in this room.", req.Args[0])}
 	} else if err != nil {
 		return err
 	}
@@ -131,10 +132,10 @@ func (lc *Lifecycle) Delete(ctx context.Context, req Request) error {
 		return err
 	}
 	if r.Status.Gone() {
-		return UserError{fmt.Sprintf("The recording %s is already deleted.", r.ID)}
+		return usererr.Error{Msg: fmt.Sprintf("The recording %s is already deleted.", r.ID)}
 	}
 	if r.Status.Live() || r.Status == storage.RecordingPaused {
-		return UserError{fmt.Sprintf("The recording %s is still running; type %sstop first.", r.ID, lc.cfg.Bot.CommandPrefix)}
+		return usererr.Error{Msg: fmt.Sprintf("The recording %s is still running; type %sstop first.", r.ID, lc.cfg.Bot.CommandPrefix)}
 	}
 	if err := lc.deleteRecording(ctx, r, storage.RemovedByRequest); err != nil {
 		return fmt.Errorf("delete recording %s: %w", r.ID, err)
@@ -162,9 +163,9 @@ func (lc *Lifecycle) mayGetLinks(ctx context.Context, req Request, r *storage.Re
 		}
 	}
 	if err := lc.chat.MayRecord(ctx, req.Room, req.Sender, "start recordings"); err != nil {
-		var ue UserError
+		var ue usererr.Error
 		if errors.As(err, &ue) {
-			return UserError{fmt.Sprintf("Sorry %s, the links of %s are for the people recorded in it and for members who may start recordings here.", req.Sender, r.ID)}
+			return usererr.Error{Msg: fmt.Sprintf("Sorry %s, the links of %s are for the people recorded in it and for members who may start recordings here.", req.Sender, r.ID)}
 		}
 		return err
 	}

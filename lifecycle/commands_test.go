@@ -8,6 +8,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // ask runs a lifecycle command as sender and returns what was said in room in answer.
@@ -16,7 +17,7 @@ func (e *env) ask(t *testing.T, sender id.UserID, run func(context.Context, Requ
 	before := len(e.chat.texts(room))
 	err := run(context.Background(), Request{Room: room, Sender: sender, Event: "$cmd", Args: args})
 	got := e.chat.texts(room)[before:]
-	var ue UserError
+	var ue usererr.Error
 	switch {
 	case err == nil:
 	case asUserError(err, &ue):
@@ -27,8 +28,8 @@ func (e *env) ask(t *testing.T, sender id.UserID, run func(context.Context, Requ
 	return joined(got)
 }
 
-func asUserError(err error, ue *UserError) bool {
-	u, ok := err.(UserError)
+func asUserError(err error, ue *usererr.Error) bool {
+	u, ok := err.(usererr.Error)
 	if ok {
 		*ue = u
 	}

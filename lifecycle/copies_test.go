@@ -46,7 +46,7 @@ func TestLateNotificationReachesTheManifest(t *testing.T) {
 	}
 	finish := func(file string) {
 		up := &recorder.Upload{URL: "s3://bucket/calls/" + folder + "/" + file, Bucket: "bucket", Bytes: 10, Confirmed: "head"}
-		if err := s.FinishExternal(file, recorder.ExternalResult{Duration: time.Second, Bytes: 10, Upload: up, Reason: "the track ended"}); err != nil {
+		if err := s.FinishExternal(file, recorder.ExternalResult{Duration: time.Second, Upload: up, Reason: "the track ended"}); err != nil {
 			t.Fatal(err)
 		}
 	}

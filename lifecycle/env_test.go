@@ -17,6 +17,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 const (
@@ -122,7 +123,7 @@ func (c *fakeChat) MayRecord(_ context.Context, r id.RoomID, user id.UserID, act
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if have := c.levels[r][user]; have < 50 {
-		return UserError{fmt.Sprintf("Sorry %s, only members with power level 50 or more may %s here (you have %d).", user, action, have)}
+		return usererr.Error{Msg: fmt.Sprintf("Sorry %s, only members with power level 50 or more may %s here (you have %d).", user, action, have)}
 	}
 	return nil
 }

@@ -117,7 +117,7 @@ func TestBlockedDatabaseDoesNotStopMedia(t *testing.T) {
 		}
 		tr, err := s.AddTrack(recorder.TrackInfo{UserID: string(alice), DeviceID: "DEV", MimeType: "audio/opus", ClockRate: 48000, Channels: 2, PayloadType: 111, SSRC: 42})
 		if err == nil {
-			err = tr.Run(ctx, src, nil)
+			err = tr.Run(ctx, recorder.Packets(src))
 		}
 		m, cerr := s.Close(ctx)
 		done <- result{s, m, errors.Join(err, cerr)}

@@ -40,7 +40,7 @@ func recordAudio(t *testing.T, s *recorder.Session) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Run(context.Background(), src, nil); err != nil {
+	if err := tr.Run(context.Background(), recorder.Packets(src)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,16 +10,12 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/postcall/export"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // maxScan bounds how many call folders a lookup reads (newest first: folder names start
 // with the UTC start time).
 const maxScan = 500
-
-// UserError is a problem the user who asked should read in the room.
-type UserError struct{ Msg string }
-
-func (e UserError) Error() string { return e.Msg }
 
 // Call is one finished call folder.
 type Call struct {
@@ -39,7 +35,7 @@ func FindCall(root, roomID, ref string) (Call, error) {
 		return Call{}, err
 	}
 	if len(calls) == 0 {
-		return Call{}, UserError{"There is no finished recording of this room."}
+		return Call{}, usererr.Error{Msg: "There is no finished recording of this room."}
 	}
 	if ref == "" || strings.EqualFold(ref, Latest) {
 		return calls[0], nil
@@ -49,7 +45,7 @@ func FindCall(root, roomID, ref string) (Call, error) {
 			return c, nil
 		}
 	}
-	return Call{}, UserError{fmt.Sprintf("I found no finished recording %q of this room. Recent ones: %s", short(ref), strings.Join(Recent(calls, 3), ", "))}
+	return Call{}, usererr.Error{Msg: fmt.Sprintf("I found no finished recording %q of this room. Recent ones: %s", short(ref), strings.Join(Recent(calls, 3), ", "))}
 }
 
 // RecentCalls lists the newest finished recordings of a room (at most n).

@@ -22,6 +22,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/postcall/picture"
 	"github.com/matrix-recorder/matrix-recorder/postcall/transcript"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // fakeRoom records what the manager posts (a unit-test stand-in for the bot).
@@ -429,7 +430,7 @@ func TestFindCall(t *testing.T) {
 			t.Errorf("%q: %v %v", ref, c.Folder, err)
 		}
 	}
-	var ue UserError
+	var ue usererr.Error
 	if _, err := FindCall(root, "!room:example.org", filepath.Base(other)); !errors.As(err, &ue) {
 		t.Errorf("another room's recording found: %v", err)
 	}

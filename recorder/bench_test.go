@@ -85,7 +85,7 @@ func benchTrack(b *testing.B, info TrackInfo, s *rtpStream, asset string) {
 	src := newLoopSource(b, clock, s, frames, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
-	if err := tr.Run(context.Background(), src, func() {}); err != nil {
+	if err := tr.Run(context.Background(), Packets(src)); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
@@ -130,13 +130,9 @@ func TestPacketPathDoesNotAllocate(t *testing.T) {
 			tr := h.add(c.info)
 			defer h.close()
 			defer h.sess.trackDone(tr)
-			p, err := newPipeline(tr, func() {})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.jb = newJitter(tr)
-			defer p.finish()
 			src := newLoopSource(t, h.clock, c.s, loadFrames(t, c.asset), 1<<30)
+			p := newPipeline(tr, Packets(src), nil)
+			defer p.finish()
 			buf := make([]byte, 1600)
 			step := func() {
 				n, _ := src.ReadPacket(buf)

@@ -1,6 +1,17 @@
 // Package recorder turns RTP tracks into files: one folder per call with one file per
 // track part, all placed on the call's timeline, and a manifest that says who each file is.
 //
+// # One way in
+//
+// Media enters through a TrackSource (source.go): a track's packets, its sender's RTCP
+// sender reports, key frame requests back to the sender, and its end. Each call backend
+// adapts its tracks to it (call/rtc for pion's remote tracks in 1:1 calls and full mesh,
+// call/livekit for tracks subscribed on a LiveKit SFU) and hands it to Track.Run, which
+// reads it on one goroutine and processes every packet there as it is read, into one
+// reused buffer: reorder buffer (recorder/jitter), frames (recorder/depacketize, and a
+// FrameDecrypter for MatrixRTC's media encryption), timeline, container writer. What the
+// pipeline does by codec comes from the codec table, recorder/codec.
+//
 // # One timeline
 //
 // The call's timeline starts when the session starts (manifest started_at). Every file

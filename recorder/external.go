@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // External describes a file of the call that another program writes, such as LiveKit
@@ -43,10 +45,8 @@ type externalState struct {
 // ExternalResult is what the other program reports about a finished file.
 type ExternalResult struct {
 	// StartedAt is when the file's first media was captured (zero: when it was registered).
-	StartedAt time.Time
-	Duration  time.Duration
-	// Bytes is the file's size (a local file's own size wins).
-	Bytes         int64
+	StartedAt     time.Time
+	Duration      time.Duration
 	Width, Height int
 	// Upload says where a remote file is; nil for a file in the call folder.
 	Upload *Upload
@@ -63,10 +63,13 @@ var ErrNotExternal = errors.New("not an external file of this call")
 // from started on, and returns its file name (the program must write exactly there, or
 // upload under that name). The hooks do not hear of it yet (see ActivateExternal).
 func (s *Session) AddExternal(x External, started time.Time) (string, error) {
-	codec := x.Info.Codec()
+	c, known := x.Info.Codec()
 	ext := x.Ext
 	if ext == "" {
-		ext = codec.Extension()
+		ext = ".bin"
+		if known {
+			ext = c.Container.Extension
+		}
 	}
 	if len(ext) < 2 || ext[0] != '.' || Sanitize(ext[1:]) != ext[1:] {
 		return "", fmt.Errorf("bad file extension %q", ext)
@@ -92,24 +95,13 @@ func (s *Session) AddExternal(x External, started time.Time) (string, error) {
 		return "", err
 	}
 	s.unreserveLocked(x.Info.UserID)
-	s.logical[lid]++
-	part := s.logical[lid]
-	file := lid + ext
-	if part > 1 {
-		file = fmt.Sprintf("%s.part%d%s", lid, part, ext)
+	codecName := media.CodecUnknown.String()
+	if known {
+		codecName = string(c.ID)
 	}
-	codecName := codec.String()
-	if codec.Extension() == "" {
-		codecName = ""
-	}
-	s.manifest.Tracks = append(s.manifest.Tracks, FileEntry{
-		File: file, Track: lid, Part: part,
-		UserID: x.Info.UserID, DeviceID: x.Info.DeviceID, DisplayName: x.Info.DisplayName,
-		Kind: kind, Codec: codecName, Purpose: x.Info.purpose(), Source: x.Info.source(),
-		CodecParams:   CodecParams{MimeType: x.Info.MimeType, ClockRate: x.Info.ClockRate, Channels: x.Info.Channels, Fmtp: x.Info.Fmtp},
-		StartOffsetMs: max(started.Sub(s.t0).Milliseconds(), 0), StartedAt: started.UTC(), Status: StatusRecording,
-		Gaps: []Gap{}, Writer: x.Writer,
-	})
+	e := s.addPartLocked(lid, ext, x.Info, kind, codecName, started.Sub(s.t0), started)
+	e.Writer = x.Writer
+	file := e.File
 	if s.external == nil {
 		s.external = map[string]*externalState{}
 	}
@@ -236,7 +228,6 @@ func (s *Session) FinishExternal(file string, r ExternalResult) error {
 		e.DurationMs = r.Duration.Milliseconds()
 		ended := e.StartedAt.Add(r.Duration).UTC()
 		e.EndedAt = &ended
-		e.Bytes = r.Bytes
 		if r.Upload != nil {
 			e.Bytes = r.Upload.Bytes
 			e.SHA256 = r.Upload.SHA256

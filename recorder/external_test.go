@@ -75,7 +75,7 @@ func TestExternalFilesOnTheCallTimeline(t *testing.T) {
 		t.Fatalf("ExternalFiles = %v", got)
 	}
 	started := t0.Add(2500 * time.Millisecond)
-	if err := s.FinishExternal(f1, ExternalResult{StartedAt: started, Duration: 10 * time.Second, Bytes: 1, Reason: "track unpublished"}); err != nil {
+	if err := s.FinishExternal(f1, ExternalResult{StartedAt: started, Duration: 10 * time.Second, Reason: "track unpublished"}); err != nil {
 		t.Fatal(err)
 	}
 	e := h.seen[f1]

@@ -180,7 +180,7 @@ func FuzzPipeline(f *testing.F) {
 			t.Fatal(err)
 		}
 		evs := decodeFuzz(data)
-		if err := tr.Run(context.Background(), newFakeSource(clock, evs), func() {}); err != nil {
+		if err := tr.Run(context.Background(), newFakeSource(clock, evs)); err != nil {
 			t.Fatalf("run: %v", err)
 		}
 		m, err := sess.Close(context.Background())

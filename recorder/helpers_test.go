@@ -21,7 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
-	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 )
 
 // The track pipeline is tested in simulated time: a fake clock (Options.Now) that the fake
@@ -66,10 +66,13 @@ type timeoutError struct{}
 func (timeoutError) Error() string { return "i/o timeout" }
 func (timeoutError) Timeout() bool { return true }
 
-// fakeSource is a PacketSource over a list of events in arrival order. It moves the fake
-// clock and returns io.EOF after the last event.
+// fakeSource is a TrackSource over a list of events in arrival order. It moves the fake
+// clock and returns io.EOF after the last event; onKeyframe, when set, hears of key frame
+// requests.
 type fakeSource struct {
-	clock *fakeClock
+	SenderReportRelay
+	clock      *fakeClock
+	onKeyframe func()
 
 	mu       sync.Mutex
 	events   []event
@@ -84,6 +87,14 @@ func newFakeSource(clock *fakeClock, events []event) *fakeSource {
 	sort.SliceStable(events, func(i, j int) bool { return events[i].at.Before(events[j].at) })
 	return &fakeSource{clock: clock, events: events}
 }
+
+func (s *fakeSource) RequestKeyframe() {
+	if s.onKeyframe != nil {
+		s.onKeyframe()
+	}
+}
+
+func (s *fakeSource) ReleaseHeld() bool { return false }
 
 func (s *fakeSource) SetReadDeadline(t time.Time) error {
 	s.mu.Lock()
@@ -307,7 +318,8 @@ func (h *harness) runOn(tr *Track, evs []event) {
 		// The track starts when its first packet arrives, as a real one does.
 		h.clock.set(src.events[0].at)
 	}
-	if err := tr.Run(context.Background(), src, func() { h.pli++ }); err != nil {
+	src.onKeyframe = func() { h.pli++ }
+	if err := tr.Run(context.Background(), src); err != nil {
 		h.t.Fatalf("run: %v", err)
 	}
 }
@@ -416,7 +428,7 @@ func parseOgg(b []byte) oggFile {
 				case 1:
 				default:
 					f.packets = append(f.packets, pkt)
-					if d, err := oggwriter.PacketDuration(pkt); err == nil {
+					if d, err := opus.Duration(pkt); err == nil {
 						samples += int64(d * 48000 / time.Second)
 					}
 				}
@@ -457,7 +469,7 @@ func oggCRC(b []byte) uint32 {
 func (f oggFile) decoded() time.Duration {
 	var d time.Duration
 	for _, p := range f.packets {
-		pd, err := oggwriter.PacketDuration(p)
+		pd, err := opus.Duration(p)
 		if err == nil {
 			d += pd
 		}

@@ -15,8 +15,9 @@ import (
 // frames whose key has not come) until ReleaseHeld; when it has nothing, a read waits until
 // the deadline is changed, like a blocked read on a live track.
 type holdingSource struct {
-	inner *fakeSource
-	hold  int
+	*fakeSource // sender reports and key frame requests
+	inner       *fakeSource
+	hold        int
 
 	mu       sync.Mutex
 	held     [][]byte
@@ -32,11 +33,12 @@ func (s *holdingSource) SetReadDeadline(t time.Time) error {
 	return s.inner.SetReadDeadline(t)
 }
 
-func (s *holdingSource) ReleaseHeld() {
+func (s *holdingSource) ReleaseHeld() bool {
 	s.mu.Lock()
 	s.released = append(s.released, s.held...)
 	s.held = nil
 	s.mu.Unlock()
+	return true
 }
 
 func (s *holdingSource) ReadPacket(b []byte) (int, error) {
@@ -74,11 +76,12 @@ func TestHeldPacketsReachTheFileOnStop(t *testing.T) {
 	h := newHarness(t, Options{})
 	frames := loadFrames(t, testmedia.Tone440)
 	evs := opusStream().media(t, frames, base, 0, 3*time.Second, nil)
-	src := &holdingSource{inner: newFakeSource(h.clock, evs), hold: 50, wake: make(chan struct{}, 1)}
+	inner := newFakeSource(h.clock, evs)
+	src := &holdingSource{fakeSource: inner, inner: inner, hold: 50, wake: make(chan struct{}, 1)}
 	h.clock.set(evs[0].at)
 	tr := h.add(opusInfo())
 	done := make(chan error, 1)
-	go func() { done <- tr.Run(context.Background(), src, nil) }()
+	go func() { done <- tr.Run(context.Background(), src) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		src.mu.Lock()

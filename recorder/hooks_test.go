@@ -82,7 +82,7 @@ func recordTrack(t *testing.T, s *Session, packets int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Run(context.Background(), newOpusSource(t, packets), nil); err != nil {
+	if err := tr.Run(context.Background(), Packets(newOpusSource(t, packets))); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -116,7 +116,7 @@ func TestReadErrorsEndTrack(t *testing.T) {
 		evs = append(evs, event{at: base.Add(time.Second + time.Duration(i)*time.Microsecond), err: errors.New("broken")})
 	}
 	tr := h.add(opusInfo())
-	err := tr.Run(t.Context(), newFakeSource(h.clock, evs), nil)
+	err := tr.Run(t.Context(), newFakeSource(h.clock, evs))
 	if err == nil {
 		t.Fatal("a source that keeps failing must end the track with an error")
 	}

@@ -8,16 +8,18 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/recorder/depacketize"
 	"github.com/matrix-recorder/matrix-recorder/recorder/jitter"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
 )
 
 // pipeline is the per-track state owned by Track.Run's goroutine: ordered packets in,
 // frames placed on the timeline and written into parts.
 type pipeline struct {
-	t  *Track
-	kf func()
-	jb *jitter.Buffer
-	dp depacketize.Depacketizer
+	t   *Track
+	src TrackSource
+	jb  *jitter.Buffer
+	dp  depacketize.Depacketizer
+	// dec decrypts frames (WithDecrypter); decrypted is its output buffer.
+	dec       FrameDecrypter
+	decrypted []byte
 
 	lastPLI time.Time
 	// needKey gates video until a keyframe starts the (next) part.
@@ -29,8 +31,6 @@ type pipeline struct {
 	cur    *part
 
 	endReason string
-	unknownPT uint64
-	transform []byte
 	silence   []byte
 
 	// lostCarry counts packets dropped before the depacketizer (wrong payload type) since the
@@ -61,15 +61,40 @@ type pipeline struct {
 	// opened: the track has had a file (a part was started, even if creating it failed).
 	opened bool
 
-	kfRequests    uint64
+	// n counts what happened to the track's packets and frames so far (the reorder buffer
+	// and the depacketizer count the rest, see totals); mark is the totals when the last
+	// part ended, where the next part's own counts start.
+	n    counts
+	mark counts
+}
+
+// counts are a track's running totals of what its files' stats show. A part's own are the
+// totals at its end minus the totals at its start (part.base).
+type counts struct {
+	packets       jitter.Stats
+	unknownPT     uint64
+	keyframeReqs  uint64
 	undecryptable uint64
-	framesDropped uint64
-	// mark holds the counters at the end of the previous part, so each part counts its own.
-	mark    jitter.Stats
-	markUPT uint64
-	markKF  uint64
-	markUnd uint64
-	markDrp uint64
+	// dropped counts frames lost between the depacketizer and the file.
+	dropped uint64
+}
+
+// stats are the counts since base, with the part's frames and timeline jumps.
+func (c counts) stats(base counts, frames, jumps uint64) TrackStats {
+	return TrackStats{
+		PacketsReceived:   c.packets.Received - base.packets.Received,
+		PacketsLost:       c.packets.Lost - base.packets.Lost,
+		PacketsRecovered:  c.packets.Reordered - base.packets.Reordered,
+		PacketsDuplicated: c.packets.Duplicates - base.packets.Duplicates,
+		PacketsLate:       c.packets.Late - base.packets.Late,
+		PacketsMalformed:  c.packets.Malformed - base.packets.Malformed,
+		PacketsUnknownPT:  c.unknownPT - base.unknownPT,
+		Frames:            frames,
+		FramesDropped:     c.dropped - base.dropped,
+		KeyframeRequests:  c.keyframeReqs - base.keyframeReqs,
+		FramesUndecrypted: c.undecryptable - base.undecryptable,
+		TimelineJumps:     jumps,
+	}
 }
 
 // part is one file of the track.
@@ -90,49 +115,43 @@ type part struct {
 	fixed    bool
 	drift    driftMeter
 
-	lastPTS   time.Duration
-	lastEnd   time.Duration
-	frameDur  time.Duration
-	frames    uint64
-	bytes     uint64
-	gaps      []Gap
-	omitted   int
-	base      jitter.Stats
-	baseUPT   uint64
-	baseKF    uint64
-	baseUndec uint64
-	baseDrop  uint64
-	width     int
-	height    int
+	lastPTS  time.Duration
+	lastEnd  time.Duration
+	frameDur time.Duration
+	frames   uint64
+	bytes    uint64
+	gaps     []Gap
+	omitted  int
+	base     counts
+	width    int
+	height   int
 	// jumps counts the timeline jumps this file followed at arrival time instead of
 	// ending (see limits.go).
 	jumps uint64
 }
 
-func newPipeline(t *Track, kf func()) (*pipeline, error) {
+func newPipeline(t *Track, src TrackSource, dec FrameDecrypter) *pipeline {
 	var dopts []depacketize.Option
-	if t.info.Transform != nil {
-		// Frames are transformed (decrypted) after depacketizing: their bytes are opaque here.
+	if dec != nil {
+		// Frames are decrypted after depacketizing: their bytes are opaque here.
 		dopts = append(dopts, depacketize.WithOpaquePayload())
 	}
-	dp, err := depacketize.New(t.codec, dopts...)
-	if err != nil {
-		return nil, err
+	p := &pipeline{
+		t: t, src: src, jb: newJitter(t), dp: t.codec.Depacketizer(dopts...), dec: dec, needKey: t.codec.IsVideo(),
 	}
-	p := &pipeline{t: t, kf: kf, dp: dp, needKey: t.codec.IsVideo()}
 	if p.needKey {
 		p.requestKeyframe(t.s.rec.opts.Now())
 	}
-	return p, nil
+	return p
 }
 
 func (p *pipeline) requestKeyframe(now time.Time) {
-	if p.kf == nil || !p.t.codec.IsVideo() || now.Sub(p.lastPLI) < keyframeInterval {
+	if !p.t.codec.IsVideo() || now.Sub(p.lastPLI) < keyframeInterval {
 		return
 	}
 	p.lastPLI = now
-	p.kfRequests++
-	p.kf()
+	p.n.keyframeReqs++
+	p.src.RequestKeyframe()
 }
 
 // packet handles one released packet.
@@ -149,7 +168,7 @@ func (p *pipeline) packet(pkt *jitter.Packet) {
 	if pt := p.t.info.PayloadType; pt != 0 && pkt.PayloadType != pt {
 		// Not media of this track, but a place in its sequence: the depacketizer must hear of
 		// the hole (with the losses before it), or it could join the frames around it.
-		p.unknownPT++
+		p.n.unknownPT++
 		p.lostCarry += pkt.LostBefore + 1
 		return
 	}
@@ -164,10 +183,13 @@ func (p *pipeline) packet(pkt *jitter.Packet) {
 	}
 }
 
-// dropped counts frames lost between the depacketizer and the file.
-func (p *pipeline) dropped() uint64 {
+// totals are the track's counts so far.
+func (p *pipeline) totals() counts {
+	c := p.n
+	c.packets = p.jb.Stats()
 	ds := p.dp.Stats()
-	return p.framesDropped + ds.Incomplete + ds.Oversized + ds.Undecodable + ds.Malformed
+	c.dropped += ds.Incomplete + ds.Oversized + ds.Undecodable + ds.Malformed
+	return c
 }
 
 // unwrap extends a 32-bit RTP timestamp to 64 bits, relative to the last frame written
@@ -203,28 +225,28 @@ func (p *pipeline) frame(data []byte, ts uint32, keyframe bool, arrival time.Tim
 		p.writePending()
 	}
 	ext := p.unwrap(ts)
-	if tf := p.t.info.Transform; tf != nil {
-		out, ok := tf(p.transform[:0], data, keyframe)
-		if !ok {
-			p.undecryptable++
+	if p.dec != nil {
+		out, err := p.dec.DecryptFrame(p.decrypted[:0], data, keyframe)
+		if err != nil {
+			p.n.undecryptable++
 			return
 		}
-		p.transform = out
+		p.decrypted = out
 		data = out
 	}
 	var dur time.Duration
 	if !p.t.codec.IsVideo() {
 		keyframe = true
-		d, err := oggwriter.PacketDuration(data)
+		d, err := p.t.codec.Audio.Duration(data)
 		if err != nil {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		dur = d
 	}
 	if p.cur != nil && !p.onTimeline(ext, arrival) {
 		if p.stale(ext, arrival) {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		p.hold(data, ext, dur, keyframe, arrival)
@@ -291,7 +313,7 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	if c := p.cur; c != nil {
 		pts := p.toDuration(ext - c.baseTS)
 		if pts < c.lastPTS {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		p.restarted = false
@@ -308,46 +330,46 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	}
 	if p.cur == nil {
 		if p.noFiles || !p.writable(arrival) {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		if video && !keyframe {
 			p.needKey = true
-			p.framesDropped++
+			p.n.dropped++
 			p.requestKeyframe(arrival)
 			return
 		}
 		if !p.openPart(ext, arrival) {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 	}
 	pts := p.toDuration(ext - p.cur.baseTS)
 	if !video {
-		pts = p.opusGrid(pts)
+		pts = p.audioGrid(pts)
 		p.silenceUntil(pts)
 	}
 	err := p.cur.w.WriteFrame(media.Frame{Data: data, PTS: pts, Duration: dur, Keyframe: keyframe})
 	if errors.Is(err, media.ErrNewPart) {
 		if !p.claimPart() {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		p.closePart("codec parameters changed")
 		if !p.openPart(ext, arrival) {
-			p.framesDropped++
+			p.n.dropped++
 			return
 		}
 		pts = 0
 		err = p.cur.w.WriteFrame(media.Frame{Data: data, PTS: 0, Duration: dur, Keyframe: keyframe})
 	}
 	if errors.Is(err, media.ErrWrite) {
-		p.framesDropped++
+		p.n.dropped++
 		p.writeFailed(err, arrival)
 		return
 	}
 	if err != nil {
-		p.framesDropped++
+		p.n.dropped++
 		p.t.log.Debug().Err(err).Msg("Frame not written")
 		if video {
 			p.requestKeyframe(arrival)
@@ -370,29 +392,27 @@ func (p *pipeline) write(data []byte, ext int64, dur time.Duration, keyframe boo
 	c.drift.add(pts, arrival)
 }
 
-// opusMinFrame is the shortest Opus frame (RFC 6716).
-const opusMinFrame = 2500 * time.Microsecond
-
-// opusGrid places an audio frame at pts on the grid of the shortest Opus frame, counted
-// from the end of the previous one. Every Opus packet lasts a multiple of 2.5 ms, so only
-// a gap of such a multiple can be filled with packets; any other gap would stay a jump in
-// the granule positions that no packet fills (players then decode fewer samples than
-// the granules say, and the file drifts out of sync by the rest). A sender's timestamp
-// that misses the previous frame's end by less than 2.5 ms is jitter in its clock, not a
+// audioGrid places an audio frame at pts on the grid of its codec's shortest frame (Opus:
+// 2.5 ms), counted from the end of the previous one. Every frame lasts a multiple of it, so
+// only a gap of such a multiple can be filled with frames; any other gap would stay a jump
+// in the granule positions that no packet fills (players then decode fewer samples than
+// the granules say, and the file drifts out of sync by the rest). A sender's timestamp that
+// misses the previous frame's end by less than one grid step is jitter in its clock, not a
 // gap or an overlap: the frame goes right after the previous one (written as is, it could
-// be a frame the writer refuses as backwards). A later one moves to the nearest multiple
-// of 2.5 ms after it, at most 1.25 ms from its timestamp; the error never adds up, since
-// each frame is placed from its own timestamp.
-func (p *pipeline) opusGrid(pts time.Duration) time.Duration {
+// be a frame the writer refuses as backwards). A later one moves to the nearest step after
+// it, at most half a step from its timestamp; the error never adds up, since each frame is
+// placed from its own timestamp.
+func (p *pipeline) audioGrid(pts time.Duration) time.Duration {
 	c := p.cur
+	grid := p.t.codec.Audio.Grid
 	if c.frames == 0 || pts == c.lastEnd {
 		return pts
 	}
 	switch d := pts - c.lastEnd; {
-	case d > -opusMinFrame && d < opusMinFrame:
+	case d > -grid && d < grid:
 		return c.lastEnd
 	case d > 0:
-		return c.lastEnd + (d+opusMinFrame/2)/opusMinFrame*opusMinFrame
+		return c.lastEnd + (d+grid/2)/grid*grid
 	default:
 		return pts // backwards: the writer refuses it
 	}
@@ -411,7 +431,7 @@ func (p *pipeline) silenceUntil(pts time.Duration) {
 		return
 	}
 	if p.silence == nil {
-		p.silence, _ = oggwriter.SilenceFrame(20 * time.Millisecond)
+		p.silence, _ = p.t.codec.Audio.Silence(20 * time.Millisecond)
 	}
 	for t := c.lastEnd; pts-t >= 20*time.Millisecond; t += 20 * time.Millisecond {
 		if err := c.w.WriteFrame(media.Frame{Data: p.silence, PTS: t, Duration: 20 * time.Millisecond, Keyframe: true}); err != nil {
@@ -483,7 +503,7 @@ func (p *pipeline) openPart(ext int64, arrival time.Time) bool {
 	p.cur = &part{
 		file: file, num: num, w: w, baseTS: ext, anchor: arrival, startedAt: arrival,
 		offset: offset, srOffset: fromSR,
-		base: p.mark, baseUPT: p.markUPT, baseKF: p.markKF, baseUndec: p.markUnd, baseDrop: p.markDrp,
+		base: p.mark,
 	}
 	p.needKey = false
 	p.t.log.Info().Str("file", file).Int64("start_offset_ms", offset.Milliseconds()).Bool("from_sender_report", fromSR).Msg("Writing part")
@@ -584,25 +604,11 @@ func (p *pipeline) duration(c *part) time.Duration {
 }
 
 func (p *pipeline) fillEntry(e *FileEntry, c *part) {
-	js := p.jb.Stats()
 	e.StartOffsetMs = max(c.offset.Milliseconds(), 0)
 	e.StartedAt = p.t.s.t0.Add(c.offset).UTC()
 	e.DurationMs = p.duration(c).Milliseconds()
 	e.Bytes = int64(c.bytes)
-	e.Stats = TrackStats{
-		PacketsReceived:   js.Received - c.base.Received,
-		PacketsLost:       js.Lost - c.base.Lost,
-		PacketsRecovered:  js.Reordered - c.base.Reordered,
-		PacketsDuplicated: js.Duplicates - c.base.Duplicates,
-		PacketsLate:       js.Late - c.base.Late,
-		PacketsMalformed:  js.Malformed - c.base.Malformed,
-		PacketsUnknownPT:  p.unknownPT - c.baseUPT,
-		Frames:            c.frames,
-		FramesDropped:     p.dropped() - c.baseDrop,
-		KeyframeRequests:  p.kfRequests - c.baseKF,
-		FramesUndecrypted: p.undecryptable - c.baseUndec,
-		TimelineJumps:     c.jumps,
-	}
+	e.Stats = p.totals().stats(c.base, c.frames, c.jumps)
 	if sz, ok := c.w.(interface{ Size() (int, int) }); ok && c.width == 0 {
 		c.width, c.height = sz.Size()
 	}
@@ -623,7 +629,7 @@ func (p *pipeline) closePart(reason string) {
 	p.cur = nil
 	p.refineOffset(c, p.t.s.rec.opts.Now())
 	p.needKey = p.t.codec.IsVideo()
-	p.mark, p.markUPT, p.markKF, p.markUnd, p.markDrp = p.jb.Stats(), p.unknownPT, p.kfRequests, p.undecryptable, p.dropped()
+	p.mark = p.totals()
 	if sz, ok := c.w.(interface{ Size() (int, int) }); ok {
 		c.width, c.height = sz.Size()
 	}
@@ -688,12 +694,12 @@ func (p *pipeline) warnIfNothingWritten() {
 	}
 	why := "no frame could be written"
 	switch {
-	case p.undecryptable > 0:
-		why = fmt.Sprintf("%d frame(s) could not be decrypted", p.undecryptable)
+	case p.n.undecryptable > 0:
+		why = fmt.Sprintf("%d frame(s) could not be decrypted", p.n.undecryptable)
 	case p.t.codec.IsVideo():
 		why = "no key frame arrived to start the video"
 	}
 	i := p.t.info
-	p.t.s.AddWarning(fmt.Sprintf("%s: %s %s track received %d packet(s) but has no file: %s", i.who(), i.source(), p.t.codec, received, why))
+	p.t.s.AddWarning(fmt.Sprintf("%s: %s %s track received %d packet(s) but has no file: %s", i.who(), i.source(), p.t.codec.ID, received, why))
 	p.t.log.Warn().Uint64("packets", received).Str("why", why).Msg("Track received media but nothing was written")
 }

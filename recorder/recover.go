@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter"
-	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 )
 
 // RecoveryReport says what was done to one call folder left by a crash.
@@ -119,22 +117,11 @@ func RecoverFolder(folder string, m *Manifest, log zerolog.Logger) RecoveryRepor
 }
 
 func repairFile(path string) (time.Duration, error) {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".ogg":
-		r, err := oggwriter.Repair(path)
-		if err != nil {
-			return 0, err
-		}
-		return r.Duration, nil
-	case ".webm", ".mkv":
-		r, err := mkvwriter.Repair(path)
-		if err != nil {
-			return 0, err
-		}
-		return r.Duration, nil
-	default:
+	c, ok := codec.ContainerOf(path)
+	if !ok {
 		return 0, fmt.Errorf("unknown file type %s", filepath.Ext(path))
 	}
+	return c.Repair(path)
 }
 
 // writerStopped is the end reason of a file another program was writing when the recorder

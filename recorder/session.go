@@ -46,7 +46,7 @@ type Options struct {
 	// Version is written into each manifest.
 	Version string
 	// Now is the clock: the call's timeline and the arrival time of every packet come
-	// from it. nil means time.Now; tests pass a fake clock that their PacketSource moves.
+	// from it. nil means time.Now; tests pass a fake clock that their TrackSource moves.
 	Now func() time.Time
 	// Hooks follow sessions and files as they change (nil: none). See Hooks.
 	Hooks *Hooks

@@ -116,7 +116,7 @@ func (p *pipeline) mayJump(now time.Time) bool {
 // dropHeld gives up the held frames: the stream went on on the current timeline.
 func (p *pipeline) dropHeld() {
 	if p.nheld > 0 {
-		p.framesDropped += uint64(p.nheld)
+		p.n.dropped += uint64(p.nheld)
 		p.nheld = 0
 	}
 }

@@ -38,7 +38,7 @@ func (snd sender) stream(t testing.TB, s *rtpStream, frames []testmedia.Frame, s
 			if extra != nil {
 				arrival = arrival.Add(extra(send))
 			}
-			evs = append(evs, event{at: arrival, fn: func() { (*tr).SenderReport(ntp, rtpTS, arrival) }})
+			evs = append(evs, event{at: arrival, fn: func() { (*tr).onSenderReport(SenderReport{NTPTime: ntp, RTPTime: rtpTS, Arrival: arrival}) }})
 		}
 	}
 	return evs

@@ -15,18 +15,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	"github.com/matrix-recorder/matrix-recorder/recorder/jitter"
-	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
-
-// PacketSource is where a track's RTP packets come from: a pion *webrtc.TrackRemote (through
-// a small adapter) or anything else that reads one packet per call.
-type PacketSource interface {
-	// ReadPacket reads one RTP packet into b. It returns an error whose Timeout() is true
-	// when the read deadline passes, and io.EOF when the track ends.
-	ReadPacket(b []byte) (int, error)
-	SetReadDeadline(t time.Time) error
-}
 
 // Tunables of the track loop.
 const (
@@ -61,14 +52,14 @@ const (
 type Track struct {
 	s     *Session
 	info  TrackInfo
-	codec media.Codec
+	codec *codec.Spec
 	lid   string
 	log   zerolog.Logger
 
 	stopOnce sync.Once
 	stopCh   chan struct{}
 	srcMu    sync.Mutex
-	src      PacketSource
+	src      TrackSource
 
 	srMu   sync.Mutex
 	sr     senderReport
@@ -92,10 +83,10 @@ type senderReport struct {
 }
 
 // AddTrack registers a new track of the call. The caller then runs Track.Run with the
-// track's packet source.
+// track's source.
 func (s *Session) AddTrack(info TrackInfo) (*Track, error) {
-	codec := info.Codec()
-	if codec == media.CodecUnknown {
+	c, ok := info.Codec()
+	if !ok {
 		return nil, fmt.Errorf("codec %q cannot be recorded", info.MimeType)
 	}
 	if info.ClockRate == 0 {
@@ -112,7 +103,7 @@ func (s *Session) AddTrack(info TrackInfo) (*Track, error) {
 		return nil, err
 	}
 	t := &Track{
-		s: s, info: info, codec: codec, lid: info.logicalID(), stopCh: make(chan struct{}),
+		s: s, info: info, codec: c, lid: info.logicalID(), stopCh: make(chan struct{}),
 		claims: 1, jumpBurst: partJumpBurst, jumpEvery: partJumpEvery,
 	}
 	t.log = s.log.With().Str("user_id", info.UserID).Str("device_id", info.DeviceID).Str("track", t.lid).Uint32("ssrc", info.SSRC).Logger()
@@ -121,18 +112,18 @@ func (s *Session) AddTrack(info TrackInfo) (*Track, error) {
 	return t, nil
 }
 
-// SenderReport feeds an RTCP sender report for this track's SSRC: NTP time in the RTCP
-// 64-bit format, its RTP timestamp, and when it arrived. It is safe to call from any goroutine.
-func (t *Track) SenderReport(ntp uint64, rtpTime uint32, arrival time.Time) {
-	if ntp == 0 {
+// onSenderReport takes an RTCP sender report of the track's sender, from its source on any
+// goroutine.
+func (t *Track) onSenderReport(sr SenderReport) {
+	if sr.NTPTime == 0 {
 		return
 	}
-	nt := ntpToTime(ntp)
+	nt := ntpToTime(sr.NTPTime)
 	t.srMu.Lock()
-	t.sr = senderReport{ntp: nt, rtp: rtpTime, arrival: arrival}
+	t.sr = senderReport{ntp: nt, rtp: sr.RTPTime, arrival: sr.Arrival}
 	t.haveSR = true
 	t.srMu.Unlock()
-	t.s.observeClock(t.info.ClockDomain, arrival.Sub(nt), arrival)
+	t.s.observeClock(t.info.ClockDomain, sr.Arrival.Sub(nt), sr.Arrival)
 }
 
 func (t *Track) senderReport() (senderReport, bool) {
@@ -168,9 +159,13 @@ func (t *Track) stopping() bool {
 	}
 }
 
-// Run records packets from src until it ends, ctx ends or the session closes, then
-// finalises the current part. keyframe (may be nil) asks the sender for a keyframe.
-func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) error {
+// Run records the track from src until it ends, ctx ends or the session closes, then
+// finalises the current part. Every packet is processed on Run's goroutine as it is read.
+func (t *Track) Run(ctx context.Context, src TrackSource, opts ...RunOption) error {
+	var cfg runConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	defer t.s.trackDone(t)
 	t.s.trackRunning(t)
 	t.srcMu.Lock()
@@ -181,15 +176,12 @@ func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) erro
 	}
 	stopWatch := context.AfterFunc(ctx, t.stop)
 	defer stopWatch()
+	stopReports := src.SenderReports(t.onSenderReport)
+	defer stopReports()
 
-	p, err := newPipeline(t, keyframe)
-	if err != nil {
-		return fmt.Errorf("set up track: %w", err)
-	}
+	p := newPipeline(t, src, cfg.dec)
 	defer p.finish()
 	clock := t.s.rec.opts.Now
-	jb := newJitter(t)
-	p.jb = jb
 	buf := make([]byte, 1600)
 	flushEvery := t.s.rec.opts.FlushInterval
 	nextFlush := clock().Add(flushEvery)
@@ -197,14 +189,12 @@ func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) erro
 	readErrors := 0
 	for {
 		if t.stopping() {
-			t.takeHeld(src, jb, buf)
-			for pkt, ok := jb.Drain(); ok; pkt, ok = jb.Drain() {
-				p.packet(pkt)
-			}
+			p.takeHeld(buf)
+			p.drain()
 			return nil
 		}
 		want := nextFlush
-		if d, ok := jb.NextDeadline(); ok && d.Before(want) {
+		if d, ok := p.jb.NextDeadline(); ok && d.Before(want) {
 			want = d
 		}
 		if !want.Equal(deadline) {
@@ -218,29 +208,23 @@ func (t *Track) Run(ctx context.Context, src PacketSource, keyframe func()) erro
 		switch {
 		case err == nil:
 			readErrors = 0
-			if _, perr := jb.Push(buf[:n], now); perr != nil {
-				t.log.Trace().Err(perr).Msg("Dropping malformed packet")
-			}
+			p.push(buf[:n], now)
 		case isTimeout(err):
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed):
-			for pkt, ok := jb.Drain(); ok; pkt, ok = jb.Drain() {
-				p.packet(pkt)
-			}
+			p.drain()
 			p.endReason = "track ended"
 			return nil
 		default:
 			// pion reports a packet with a payload type never negotiated as an error of
 			// Read; count it and go on.
-			p.unknownPT++
+			p.n.unknownPT++
 			readErrors++
 			if readErrors > maxReadErrors {
 				p.endReason = "read errors"
 				return fmt.Errorf("read rtp: %w", err)
 			}
 		}
-		for pkt, ok := jb.Pop(now); ok; pkt, ok = jb.Pop(now) {
-			p.packet(pkt)
-		}
+		p.pop(now)
 		if !now.Before(nextFlush) {
 			p.flush(now)
 			nextFlush = now.Add(flushEvery)
@@ -258,30 +242,41 @@ func newJitter(t *Track) *jitter.Buffer {
 	return jitter.New(t.s.rec.opts.AudioJitter, jitter.WithCapacity(audioJitterCapacity))
 }
 
-// HoldingSource is a PacketSource that may hold packets back (an end-to-end encrypted
-// track waiting for its media key). When the track stops, ReleaseHeld lets go of them so
-// they are recorded, or counted as undecryptable, instead of vanishing unseen.
-type HoldingSource interface {
-	PacketSource
-	ReleaseHeld()
+// push puts one packet read at now into the reorder buffer.
+func (p *pipeline) push(b []byte, now time.Time) {
+	if _, err := p.jb.Push(b, now); err != nil {
+		p.t.log.Trace().Err(err).Msg("Dropping malformed packet")
+	}
 }
 
-// takeHeld reads what a holding source still has when the track stops.
-func (t *Track) takeHeld(src PacketSource, jb *jitter.Buffer, buf []byte) {
-	hs, ok := src.(HoldingSource)
-	if !ok {
+// pop processes the packets the reorder buffer releases at now.
+func (p *pipeline) pop(now time.Time) {
+	for pkt, ok := p.jb.Pop(now); ok; pkt, ok = p.jb.Pop(now) {
+		p.packet(pkt)
+	}
+}
+
+// drain processes every packet the reorder buffer holds: the track ends.
+func (p *pipeline) drain() {
+	for pkt, ok := p.jb.Drain(); ok; pkt, ok = p.jb.Drain() {
+		p.packet(pkt)
+	}
+}
+
+// takeHeld reads what the source still holds back when the track stops (an encrypted
+// track's frames waiting for their key), so that it is recorded, or counted as
+// undecryptable, instead of vanishing unseen.
+func (p *pipeline) takeHeld(buf []byte) {
+	if !p.src.ReleaseHeld() {
 		return
 	}
-	hs.ReleaseHeld()
-	_ = src.SetReadDeadline(time.Now())
+	_ = p.src.SetReadDeadline(time.Now())
 	for range 1 << 16 { // bounded: a source only has so much held
-		n, err := src.ReadPacket(buf)
+		n, err := p.src.ReadPacket(buf)
 		if err != nil {
 			return
 		}
-		if _, err := jb.Push(buf[:n], t.s.rec.opts.Now()); err != nil {
-			t.log.Trace().Err(err).Msg("Dropping malformed packet")
-		}
+		p.push(buf[:n], p.t.s.rec.opts.Now())
 	}
 }
 
@@ -379,22 +374,32 @@ func (s *Session) newPart(t *Track, startOffset time.Duration, started time.Time
 	}
 	t.claims--
 	s.unreserveLocked(t.info.UserID)
-	s.logical[t.lid]++
-	part = s.logical[t.lid]
-	file = t.lid + t.codec.Extension()
+	e := s.addPartLocked(t.lid, t.codec.Container.Extension, t.info, t.codec.Kind.String(), string(t.codec.ID), startOffset, started)
+	s.changedLocked(true)
+	return e.File, e.Part, nil
+}
+
+// addPartLocked lists the next part of logical track lid in the manifest: its file is named
+// after the track, its part number and ext, and it starts recording at started, startOffset
+// into the call. The caller holds a file for it (claimFileLocked), completes the entry and
+// then notes the change (changedLocked). The entry returned is valid until the manifest
+// changes.
+func (s *Session) addPartLocked(lid, ext string, info TrackInfo, kind, codec string, startOffset time.Duration, started time.Time) *FileEntry {
+	s.logical[lid]++
+	part := s.logical[lid]
+	file := lid + ext
 	if part > 1 {
-		file = fmt.Sprintf("%s.part%d%s", t.lid, part, t.codec.Extension())
+		file = fmt.Sprintf("%s.part%d%s", lid, part, ext)
 	}
 	s.manifest.Tracks = append(s.manifest.Tracks, FileEntry{
-		File: file, Track: t.lid, Part: part,
-		UserID: t.info.UserID, DeviceID: t.info.DeviceID, DisplayName: t.info.DisplayName,
-		Kind: t.info.Kind(), Codec: t.codec.String(), Purpose: t.info.purpose(), Source: t.info.source(),
-		CodecParams:   CodecParams{MimeType: t.info.MimeType, ClockRate: t.info.ClockRate, Channels: t.info.Channels, Fmtp: t.info.Fmtp},
+		File: file, Track: lid, Part: part,
+		UserID: info.UserID, DeviceID: info.DeviceID, DisplayName: info.DisplayName,
+		Kind: kind, Codec: codec, Purpose: info.purpose(), Source: info.source(),
+		CodecParams:   CodecParams{MimeType: info.MimeType, ClockRate: info.ClockRate, Channels: info.Channels, Fmtp: info.Fmtp},
 		StartOffsetMs: max(startOffset.Milliseconds(), 0), StartedAt: started.UTC(), Status: StatusRecording,
 		Gaps: []Gap{},
 	})
-	s.changedLocked(true)
-	return file, part, nil
+	return &s.manifest.Tracks[len(s.manifest.Tracks)-1]
 }
 
 // updateEntry changes a file's manifest entry under the session lock. structural says

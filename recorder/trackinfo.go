@@ -3,7 +3,7 @@ package recorder
 import (
 	"strings"
 
-	"github.com/matrix-recorder/matrix-recorder/recorder/media"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 )
 
 // Sources of a track, named as LiveKit does.
@@ -43,26 +43,21 @@ type TrackInfo struct {
 	// connection or one LiveKit participant), so that RTCP sender reports of one of them
 	// place the others on the timeline too.
 	ClockDomain string
-
-	// Transform, when set, is applied to every complete frame before it is written
-	// (media E2EE decryption). It returns the plain frame, or ok=false to drop the frame
-	// (counted as undecryptable). It must not keep in or out after it returns; out may
-	// reuse dst.
-	Transform FrameTransform
 }
 
-// FrameTransform turns a received frame into the frame to write.
-type FrameTransform func(dst, in []byte, keyframe bool) (out []byte, ok bool)
-
-// Codec returns the media codec of the track.
-func (i TrackInfo) Codec() media.Codec { return media.CodecFromMimeType(i.MimeType) }
+// Codec returns the track's codec from the codec table; ok is false for a codec the recorder
+// cannot write.
+func (i TrackInfo) Codec() (c *codec.Spec, ok bool) { return codec.ByMimeType(i.MimeType) }
 
 // Kind is "audio" or "video".
 func (i TrackInfo) Kind() string {
-	if i.Codec().IsVideo() || strings.HasPrefix(strings.ToLower(i.MimeType), "video/") {
-		return "video"
+	if c, ok := i.Codec(); ok {
+		return c.Kind.String()
 	}
-	return "audio"
+	if strings.HasPrefix(strings.ToLower(i.MimeType), "video/") {
+		return codec.Video.String()
+	}
+	return codec.Audio.String()
 }
 
 func (i TrackInfo) source() string {

@@ -19,8 +19,6 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter"
-	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
 )
 
 // fakeDisk is a file system that fails on purpose, behind the recorder's writer and probe
@@ -44,12 +42,7 @@ func (d *fakeDisk) install(r *Recorder) {
 			return nil, err
 		}
 		ff := &fakeFile{File: f, d: d}
-		var w media.Writer
-		if t.codec == media.CodecOpus {
-			w, err = oggwriter.NewWith(ff, writerParams(t), oggOptions(t, o)...)
-		} else {
-			w, err = mkvwriter.NewWith(ff, writerParams(t), mkvOptions(o)...)
-		}
+		w, err := t.codec.NewWriterTo(ff, writerParams(t), writerOptions(t, o))
 		if err != nil {
 			return nil, errors.Join(err, f.Close(), os.Remove(path))
 		}
@@ -209,7 +202,7 @@ func TestWriteErrorRetry(t *testing.T) {
 				t.Errorf("%s: %s from %v for %d ms, want complete from after %v to %v", next.File, next.Status, start, next.DurationMs, tt.free, end)
 			}
 			checkEntry(t, h, next)
-			if tt.info.Codec().IsVideo() {
+			if tt.info.Kind() == "video" {
 				if _, blocks := readWebM(t, h.path(next.File)); len(blocks) == 0 || !blocks[0].key {
 					t.Errorf("%s does not start with a key frame", next.File)
 				}

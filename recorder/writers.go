@@ -6,15 +6,14 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter"
-	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
 )
 
-// newWriter opens the container writer for a track's codec: Opus in Ogg, VP8/VP9/AV1 in
-// WebM, H.264 in Matroska, with the file mode of Options.
+// newWriter opens the container writer the codec table gives the track's codec, with the
+// file mode of Options.
 func newWriter(t *Track, path string, o Options) (media.Writer, error) {
-	w, err := openWriter(t, path, o)
+	w, err := t.codec.NewWriter(path, writerParams(t), writerOptions(t, o))
 	if err == nil && o.FileMode != 0 {
 		if cerr := os.Chmod(path, o.FileMode); cerr != nil {
 			return nil, errors.Join(fmt.Errorf("chmod %s: %w", filepath.Base(path), cerr), w.Close())
@@ -23,52 +22,21 @@ func newWriter(t *Track, path string, o Options) (media.Writer, error) {
 	return w, err
 }
 
-func openWriter(t *Track, path string, o Options) (media.Writer, error) {
-	switch t.codec {
-	case media.CodecOpus:
-		return oggwriter.New(path, writerParams(t), oggOptions(t, o)...)
-	case media.CodecVP8, media.CodecVP9, media.CodecAV1, media.CodecH264:
-		return mkvwriter.New(path, writerParams(t), mkvOptions(o)...)
-	default:
-		return nil, fmt.Errorf("no writer for codec %s", t.codec)
-	}
-}
-
 // writerParams describes a track to its container writer.
 func writerParams(t *Track) media.TrackParams {
 	channels := t.info.Channels
-	if channels == 0 && t.codec == media.CodecOpus {
-		channels = 2
+	if channels == 0 {
+		channels = t.codec.Channels
 	}
-	return media.TrackParams{
-		Codec:     t.codec,
-		ClockRate: t.info.ClockRate,
-		Channels:  channels,
-		Title:     trackTitle(t.info),
-	}
+	return media.TrackParams{ClockRate: t.info.ClockRate, Channels: channels, Title: trackTitle(t.info)}
 }
 
-func oggOptions(t *Track, o Options) []oggwriter.Option {
-	gp := oggwriter.GapConceal
-	if o.GapPolicy == GapFill {
-		gp = oggwriter.GapSilence
-	}
-	return []oggwriter.Option{
-		oggwriter.WithSyncOnFlush(o.Fsync),
-		// The usual encoder delay: players expect it (opusinfo warns below it). PTS
-		// still maps exactly onto the file's timeline; the first 6.5 ms are dropped.
-		oggwriter.WithPreSkip(opusPreSkip),
-		oggwriter.WithGapPolicy(gp),
-		oggwriter.WithComments("TITLE="+trackTitle(t.info), "ARTIST="+t.info.UserID),
+// writerOptions are the recorder's settings for a track's writer.
+func writerOptions(t *Track, o Options) codec.WriterOptions {
+	return codec.WriterOptions{
+		Fsync: o.Fsync, FillGaps: o.GapPolicy == GapFill, Title: trackTitle(t.info), Artist: t.info.UserID, App: o.Version,
 	}
 }
-
-func mkvOptions(o Options) []mkvwriter.Option {
-	return []mkvwriter.Option{mkvwriter.WithSyncOnFlush(o.Fsync), mkvwriter.WithWritingApp(o.Version)}
-}
-
-// opusPreSkip is libopus's encoder delay at 48 kHz.
-const opusPreSkip = 312
 
 func trackTitle(i TrackInfo) string {
 	who := i.UserID

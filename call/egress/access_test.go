@@ -21,6 +21,7 @@ import (
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 func TestGlob(t *testing.T) {
@@ -77,7 +78,7 @@ func startFrom(h *harness, room id.RoomID, by id.UserID, args ...string) (call.R
 // before anything was asked of LiveKit, and that nothing was recorded.
 func wantRefusal(t *testing.T, h *harness, rec call.Recording, err error, room id.RoomID, keys ...string) {
 	t.Helper()
-	var ue call.UserError
+	var ue usererr.Error
 	if rec != nil || !errors.As(err, &ue) {
 		t.Fatalf("not refused: %v, %v", rec, err)
 	}
@@ -291,7 +292,7 @@ func TestAccessSeveralDeployments(t *testing.T) {
 	h.be.deps = append(h.be.deps, &deployment{LiveKitDeployment: d, secret: testSecret, api: other, localDir: h.rec.Dir()})
 	other.setRoom("x", participant("a", "A"))
 	rec, err := startFrom(h, "!stranger:evil.example", "", "x")
-	var ue call.UserError
+	var ue usererr.Error
 	if rec != nil || !errors.As(err, &ue) || !strings.Contains(ue.Msg, "livekit.deployments[meet].allowed_rooms or livekit.deployments[sfu].allowed_rooms") {
 		t.Fatalf("refusal: %v", err)
 	}
@@ -326,7 +327,7 @@ func TestAccessElementCallOnlyOwnCall(t *testing.T) {
 		t.Errorf("probe of a call whose JWT service names another room: %+v", p)
 	}
 	rec, err := startFrom(h, "!r:example.org", "@m:evil.example")
-	var ue call.UserError
+	var ue usererr.Error
 	if rec != nil || !errors.As(err, &ue) || !strings.Contains(ue.Msg, "not this room's call") || !strings.Contains(ue.Msg, "livekit.deployments[meet].allowed_rooms") {
 		t.Fatalf("another room's call: %v", err)
 	}
@@ -362,7 +363,7 @@ func TestAccessRevokedBeforeTakeOver(t *testing.T) {
 	h.be.deps[0].AllowedRooms = nil
 	p := &pending{folder: r.sess.Folder(), st: st, found: time.Now()}
 	rec, err := h.be.resume(context.Background(), call.StartRequest{RoomID: "!r:example.org"}, p)
-	var ue call.UserError
+	var ue usererr.Error
 	if rec != nil || !errors.As(err, &ue) || !strings.Contains(ue.Msg, "livekit.deployments[meet].allowed_rooms") {
 		t.Fatalf("take-over of a recording no longer allowed: %v %v", rec, err)
 	}

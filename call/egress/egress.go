@@ -36,6 +36,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // Store is the operator's object storage as Egress uses it: where it uploads a file, and
@@ -236,11 +237,11 @@ func (b *Backend) Probe(ctx context.Context, room id.RoomID, args []string) call
 func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Recording, error) {
 	r, err := parseArgs(req.Args)
 	if err != nil {
-		return nil, call.UserError{Msg: err.Error() + "."}
+		return nil, usererr.Error{Msg: err.Error() + "."}
 	}
 	end, ok := call.BeginStart(&b.mu, b.starting, req.RoomID, func() bool { return b.active[req.RoomID] != nil })
 	if !ok {
-		return nil, call.UserError{Msg: "A LiveKit room is already being recorded from here."}
+		return nil, usererr.Error{Msg: "A LiveKit room is already being recorded from here."}
 	}
 	defer end()
 	if r.ref == "" {
@@ -261,7 +262,7 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 			b.log.Warn().Stringer("room_id", req.RoomID).Stringer("sender", req.By).Str("ref", clip(r.ref, 200)).Str("target", no.what).
 				Strs("deployments", no.deps).Msg("Refused an Egress recording the config does not allow")
 		}
-		return nil, call.UserError{Msg: "I cannot record that: " + err.Error() + "."}
+		return nil, usererr.Error{Msg: "I cannot record that: " + err.Error() + "."}
 	}
 	t.by = req.By
 	t.mode = r.mode
@@ -273,7 +274,7 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 	other := b.byRoom[key]
 	b.mu.Unlock()
 	if other != nil {
-		return nil, call.UserError{Msg: fmt.Sprintf("%s is already being recorded (from another Matrix room).", capitalize(t.what))}
+		return nil, usererr.Error{Msg: fmt.Sprintf("%s is already being recorded (from another Matrix room).", capitalize(t.what))}
 	}
 	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: "egress-" + t.dep.Name + "-" + t.room, RoomID: string(req.RoomID), Kind: "egress"})
 	if err != nil {
@@ -290,11 +291,11 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 	b.mu.Unlock()
 	if err := rec.begin(ctx, false); err != nil {
 		rec.abandon(err)
-		var ue call.UserError
+		var ue usererr.Error
 		if errors.As(err, &ue) {
 			return nil, ue
 		}
-		return nil, call.UserError{Msg: fmt.Sprintf("LiveKit Egress could not start recording %s: %s.", t.what, err)}
+		return nil, usererr.Error{Msg: fmt.Sprintf("LiveKit Egress could not start recording %s: %s.", t.what, err)}
 	}
 	rec.log.Info().Str("mode", t.mode).Bool("remote", t.dep.remote).Msg("Recording a LiveKit room with Egress")
 	return rec, nil
@@ -313,7 +314,7 @@ func (b *Backend) resume(ctx context.Context, req call.StartRequest, p *pending)
 		b.log.Warn().Stringer("room_id", req.RoomID).Str("folder", p.folder).Str("target", t.what).
 			Msg("An interrupted Egress recording is no longer allowed by the config; stopping its egresses instead of taking it over")
 		b.stopLeftovers(ctx, d, p.st)
-		return nil, call.UserError{Msg: fmt.Sprintf("the bot's config no longer allows this room to record %s, so I stopped it (the operator can allow it again in %s; this room is %s)",
+		return nil, usererr.Error{Msg: fmt.Sprintf("the bot's config no longer allows this room to record %s, so I stopped it (the operator can allow it again in %s; this room is %s)",
 			t.what, deploymentKeys([]string{d.Name}, "allowed_rooms"), req.RoomID)}
 	}
 	key := d.Name + "/" + t.room
@@ -321,7 +322,7 @@ func (b *Backend) resume(ctx context.Context, req call.StartRequest, p *pending)
 	other := b.byRoom[key]
 	b.mu.Unlock()
 	if other != nil {
-		return nil, call.UserError{Msg: fmt.Sprintf("%s is already being recorded (from another Matrix room).", capitalize(t.what))}
+		return nil, usererr.Error{Msg: fmt.Sprintf("%s is already being recorded (from another Matrix room).", capitalize(t.what))}
 	}
 	sess, err := b.rec.Start(recorder.WithResume(ctx, p.folder), recorder.CallInfo{CallID: "egress-" + d.Name + "-" + t.room, RoomID: string(req.RoomID), Kind: "egress"})
 	if err != nil {
@@ -340,7 +341,7 @@ func (b *Backend) resume(ctx context.Context, req call.StartRequest, p *pending)
 	}
 	if err := rec.begin(ctx, true); err != nil {
 		rec.abandon(err)
-		return nil, call.UserError{Msg: fmt.Sprintf("LiveKit Egress could not go on recording %s: %s.", t.what, err)}
+		return nil, usererr.Error{Msg: fmt.Sprintf("LiveKit Egress could not go on recording %s: %s.", t.what, err)}
 	}
 	rec.log.Info().Bool("same_folder", sess.Resumed()).Msg("Took an interrupted Egress recording over")
 	return rec, nil

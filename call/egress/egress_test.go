@@ -27,6 +27,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -402,7 +403,7 @@ func TestCompositeAndCodecs(t *testing.T) {
 func TestStartRefusals(t *testing.T) {
 	h := newHarness(t, nil)
 	_, err := h.be.Start(context.Background(), call.StartRequest{RoomID: "!r:example.org", Args: []string{"nosuchroom"}})
-	var ue call.UserError
+	var ue usererr.Error
 	if !errors.As(err, &ue) || !strings.Contains(ue.Msg, "no LiveKit room called") {
 		t.Fatalf("unknown room: %v", err)
 	}

@@ -9,33 +9,42 @@ import (
 	lk "github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
-// trackCodec is how a track egress writes a codec: Egress v1.8.6 keeps the media as it
-// came (no transcoding) in Ogg (Opus), WebM (VP8, VP9) or MP4 (H.264).
+// trackCodec is how a track egress writes a codec.
 type trackCodec struct {
 	mime      string
 	clockRate uint32
 	ext       string
 }
 
+// egressFiles is what Egress v1.8.6 writes a track of each codec into: it keeps the media
+// as it came (no transcoding) in Ogg (Opus), WebM (VP8, VP9) or MP4 (H.264). It writes no
+// track of other codecs (AV1, H.265).
+var egressFiles = map[media.Codec]string{
+	media.CodecOpus: ".ogg", media.CodecVP8: ".webm", media.CodecVP9: ".webm", media.CodecH264: ".mp4",
+}
+
 // codecOf maps a published track's MIME type to what its file will hold; ok is false for
-// codecs Egress cannot write as a track (AV1, H.265).
+// codecs Egress cannot write as a track.
 func codecOf(mime string, kind livekit.TrackType) (trackCodec, bool) {
 	m := strings.ToLower(mime)
-	switch {
-	case m == "audio/opus" || m == "audio/red" || (m == "" && kind == livekit.TrackType_AUDIO):
+	if m == "audio/red" || (m == "" && kind == livekit.TrackType_AUDIO) {
 		// RED carries Opus; the server sends a subscriber that did not ask for RED (as
 		// Egress's) the plain Opus stream.
-		return trackCodec{mime: "audio/opus", clockRate: 48000, ext: ".ogg"}, true
-	case m == "video/vp8":
-		return trackCodec{mime: "video/VP8", clockRate: 90000, ext: ".webm"}, true
-	case m == "video/vp9":
-		return trackCodec{mime: "video/VP9", clockRate: 90000, ext: ".webm"}, true
-	case m == "video/h264":
-		return trackCodec{mime: "video/H264", clockRate: 90000, ext: ".mp4"}, true
+		m = "audio/opus"
 	}
-	return trackCodec{}, false
+	c, ok := codec.ByMimeType(m)
+	if !ok {
+		return trackCodec{}, false
+	}
+	ext, ok := egressFiles[c.ID]
+	if !ok {
+		return trackCodec{}, false
+	}
+	return trackCodec{mime: c.MimeType, clockRate: c.ClockRate, ext: ext}, true
 }
 
 // sourceWords names a source for people.

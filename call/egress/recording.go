@@ -19,6 +19,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // Bounds of one recording.
@@ -143,7 +144,7 @@ func (r *Recording) begin(ctx context.Context, resumed bool) error {
 					return
 				}
 				if errors.Is(err, ErrNoRoom) {
-					errc <- call.UserError{Msg: fmt.Sprintf("%s is empty: Egress can only record while someone is in it.", capitalize(r.t.what))}
+					errc <- usererr.Error{Msg: fmt.Sprintf("%s is empty: Egress can only record while someone is in it.", capitalize(r.t.what))}
 					return
 				}
 				errc <- errors.New(apiError(err))
@@ -529,12 +530,13 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 		return
 	}
 	res := recorder.ExternalResult{Reason: r.endReason(f, info)}
+	var size int64 // as Egress reports it
 	if fi != nil {
+		size = fi.Size
 		if fi.StartedAt > 0 {
 			res.StartedAt = time.Unix(0, fi.StartedAt)
 		}
 		res.Duration = time.Duration(fi.Duration)
-		res.Bytes = fi.Size
 	}
 	if res.StartedAt.IsZero() && info.StartedAt > 0 {
 		res.StartedAt = time.Unix(0, info.StartedAt)
@@ -548,10 +550,6 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 	}
 	if r.t.dep.remote && res.Failed == "" {
 		ctx, cancel := context.WithTimeout(r.ctx, apiTimeout)
-		size := int64(0)
-		if fi != nil {
-			size = fi.Size
-		}
 		up, err := r.b.opts.Store.Confirm(ctx, r.folder, f.file, f.key, size)
 		cancel()
 		if err != nil {
@@ -570,7 +568,7 @@ func (r *Recording) complete(f *egressFile, info *livekit.EgressInfo) {
 		log.Warn().Err(err).Msg("Could not record the finished file")
 	}
 	r.saveState()
-	log.Info().Dur("duration", res.Duration).Int64("bytes", res.Bytes).Msg("Egress finished its file")
+	log.Info().Dur("duration", res.Duration).Int64("bytes", size).Msg("Egress finished its file")
 }
 
 func (r *Recording) endReason(f *egressFile, info *livekit.EgressInfo) string {

@@ -24,6 +24,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // Options tune the backend; zero values take the defaults.
@@ -430,7 +431,7 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 	trusted, verdicts := b.vetNow(ctx, transports)
 	if len(trusted) == 0 {
 		b.log.Warn().Stringer("room_id", req.RoomID).Str("refused", refusalText(transports, verdicts)).Msg("No LiveKit focus of the call is trusted; not recording")
-		return nil, call.UserError{Msg: fmt.Sprintf("I cannot record this call: I do not use the LiveKit service it runs on (%s). An operator who trusts a service can list it in %s.",
+		return nil, usererr.Error{Msg: fmt.Sprintf("I cannot record this call: I do not use the LiveKit service it runs on (%s). An operator who trusts a service can list it in %s.",
 			refusalText(transports, verdicts), TrustedServicesKey)}
 	}
 	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: "element-call", RoomID: string(req.RoomID), Kind: "livekit"})

@@ -2,7 +2,6 @@ package livekit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,16 +12,15 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	lksdk "github.com/livekit/server-sdk-go/v2"
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
-	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
+	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
-	"github.com/matrix-recorder/matrix-recorder/recorder/media"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 )
 
 // Recording is one running recording of a room's Element Call call.
@@ -212,64 +210,54 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 	name := r.names[dev.User]
 	r.mu.Unlock()
 
-	codec := track.Codec()
-	mc := media.CodecFromMimeType(codec.MimeType)
-	if mc == media.CodecUnknown {
+	spec, ok := codec.ByMimeType(track.Codec().MimeType)
+	if !ok {
 		log.Warn().Msg("Track codec cannot be recorded; skipping it")
 		return
 	}
-	info := recorder.TrackInfo{
-		UserID: string(dev.User), DeviceID: string(dev.Device), DisplayName: name,
-		Source:   SourceName(pub.Source(), track.Kind() == webrtc.RTPCodecTypeVideo),
-		MimeType: codec.MimeType, ClockRate: codec.ClockRate, Channels: codec.Channels, Fmtp: codec.SDPFmtpLine,
-		PayloadType: uint8(codec.PayloadType), SSRC: uint32(track.SSRC()),
-		// The SFU's sender reports put every track it forwards on one clock.
-		ClockDomain: "livekit:" + c.transport.ServiceURL,
-	}
-	var src recorder.PacketSource = plainSource{r: trackReader{track}, codec: mc, sif: c.sifTrailer()}
-	if mc.IsVideo() {
-		// Video goes through the frame-aware source even in the clear: it drops frames the
-		// SFU cut off when switching simulcast layers.
-		src = newKeyedSource(trackReader{track}, nil, mc, c.sifTrailer(), r.b.opts.KeyWait, log)
-	}
+	info := rtc.TrackInfo(track)
+	info.UserID, info.DeviceID, info.DisplayName = string(dev.User), string(dev.Device), name
+	info.Source = SourceName(pub.Source(), spec.IsVideo())
+	// The SFU's sender reports put every track it forwards on one clock.
+	info.ClockDomain = "livekit:" + c.transport.ServiceURL
 	// Element Call encrypts every track in an encrypted room and says so in the publication.
 	// A track of an encrypted room that says it is not encrypted is decrypted when its frames
 	// authenticate under a participant's key, and written as it is otherwise.
 	flagged := pub.TrackInfo().GetEncryption() != livekit.Encryption_NONE
-	maybe := !flagged && r.encrypted
-	encrypted := flagged
-	if flagged || maybe {
-		ring := r.keys.ring(dev)
-		dec, err := framecrypt.NewDecryptor(mc, ring, c.sifTrailer())
-		if err != nil {
-			if flagged {
-				log.Error().Err(err).Msg("Encrypted track in a codec without an encryption format; skipping it")
-				return
-			}
-			dec = nil
-		}
-		if dec != nil {
-			ks := newKeyedSource(trackReader{track}, ring, mc, c.sifTrailer(), r.b.opts.KeyWait, log)
-			ks.lenient = maybe
-			ks.onGiveUp = func() { r.noKey(dev) }
-			src = ks
-			info.Transform = decryptTransform(dec, ks, maybe, func() { r.countUndecryptable(dev) }, log)
-		}
+	ssrc := uint32(track.SSRC())
+	o := trackOptions{
+		sif: c.sifTrailer(), maybe: !flagged, wait: r.b.opts.KeyWait, log: log,
+		pli:           func() { rp.WritePLI(webrtc.SSRC(ssrc)) },
+		noKey:         func() { r.noKey(dev) },
+		undecryptable: func() { r.countUndecryptable(dev) },
 	}
+	if flagged || r.encrypted {
+		o.ring = r.keys.ring(dev)
+	}
+	src, dec, err := newTrackSource(trackReader{track}, ssrc, spec, o)
+	if err != nil {
+		log.Error().Err(err).Msg("Encrypted track in a codec without an encryption format; skipping it")
+		return
+	}
+	var opts []recorder.RunOption
+	if dec != nil {
+		opts = append(opts, recorder.WithDecrypter(dec))
+	}
+	pub.OnRTCP(src.rtcp)
 	ctx, cancel := context.WithCancel(r.ctx)
 	tr := &trackRec{conn: c, pubSID: pub.SID(), device: dev, cancel: cancel}
 	r.mu.Lock()
 	r.tracks[tr] = struct{}{}
 	r.wg.Add(1)
 	r.mu.Unlock()
-	if track.Kind() == webrtc.RTPCodecTypeVideo {
+	if spec.IsVideo() {
 		// Simulcast: the highest layer (the SDK's default too); a layer switch shows up as a
 		// resolution change, which the writer turns into a new part.
 		if err := pub.SetVideoQuality(livekit.VideoQuality_HIGH); err != nil {
 			log.Debug().Err(err).Msg("Could not ask for the highest layer")
 		}
 	}
-	log.Info().Bool("encrypted", encrypted).Msg("Recording track")
+	log.Info().Bool("encrypted", flagged).Msg("Recording track")
 	go func() {
 		defer r.wg.Done()
 		defer func() {
@@ -284,49 +272,11 @@ func (r *Recording) trackSubscribed(c *connection, track *webrtc.TrackRemote, pu
 			r.drain(ctx, track)
 			return
 		}
-		ssrc := uint32(track.SSRC())
-		pub.OnRTCP(func(p rtcp.Packet) {
-			if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == ssrc {
-				rt.SenderReport(sr.NTPTime, sr.RTPTime, time.Now())
-			}
-		})
-		keyframe := func() { rp.WritePLI(webrtc.SSRC(ssrc)) }
-		if err := rt.Run(ctx, src, keyframe); err != nil {
+		if err := rt.Run(ctx, src, opts...); err != nil {
 			log.Warn().Err(err).Msg("Track recording ended with an error")
 		}
 		log.Info().Msg("Track recording ended")
 	}()
-}
-
-// decryptTransform is an encrypted track's frame transform: it decrypts every frame, and
-// tells ks of the frames that fail, so that their key index waits for a new key. maybe:
-// the track was published as unencrypted, so its frames pass as they are until one
-// decrypts. undecryptable counts a frame that did not decrypt.
-func decryptTransform(dec *framecrypt.Decryptor, ks *keyedSource, maybe bool, undecryptable func(), log zerolog.Logger) recorder.FrameTransform {
-	var logged, decrypted uint64
-	return func(dst, in []byte, keyframe bool) ([]byte, bool) {
-		out, err := dec.Decrypt(dst, in, keyframe)
-		if err == nil {
-			decrypted++
-			if maybe && decrypted == 1 {
-				log.Warn().Msg("Track published as unencrypted carries encrypted frames; decrypting them")
-			}
-			return out, true
-		}
-		if maybe && decrypted == 0 && !errors.Is(err, framecrypt.ErrServerInjected) {
-			// No frame of this track decrypted so far: it may really be in the clear.
-			return append(dst[:0], in...), true
-		}
-		ks.decryptFailed(in, err)
-		if !errors.Is(err, framecrypt.ErrServerInjected) {
-			undecryptable()
-		}
-		if logged < 5 {
-			logged++
-			log.Debug().Err(err).Msg("Frame not decrypted")
-		}
-		return nil, false
-	}
 }
 
 // trackPublished turns down video published in an audio call before the SFU sends it.

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -48,6 +49,9 @@ func (s plainSource) ReadPacket(b []byte) (int, error) {
 }
 
 func (s plainSource) SetReadDeadline(t time.Time) error { return s.r.SetReadDeadline(t) }
+
+// ReleaseHeld: a plain source holds nothing back.
+func (s plainSource) ReleaseHeld() bool { return false }
 
 // LiveKit's SFU sends blank frames of its own to a subscriber when a publisher mutes or
 // unpublishes (livekit-server pkg/sfu/downtrack.go: an 8x8 VP8 key frame, a 2x2 H.264 IDR
@@ -110,11 +114,11 @@ func stripServerFrame(p []byte, codec media.Codec, sif []byte) int {
 // frames of a participant, and the first frames under a rotated key, can be faster than
 // their key). Held packets are released in order as soon as the key is there, or after
 // wait, when they are passed on anyway (and counted as undecryptable if they stay so).
-// It is used by the track's recording goroutine only; decryptFailed is called from the
-// same goroutine, through the track's Transform.
+// Frames under a key that failed to decrypt one (the track's keyGate says so) wait for a new
+// key like frames with no key at all. It is used by the track's recording goroutine only.
 type keyedSource struct {
 	r       rtpReader
-	ring    *framecrypt.Keyring
+	gate    *keyGate
 	codec   media.Codec
 	video   bool
 	sif     []byte
@@ -138,9 +142,6 @@ type keyedSource struct {
 	holdIndex uint8
 	gaveUp    bool
 	gaveUpAt  uint64 // keyring version when waiting was given up
-	// bad remembers, per key index, the key generation that failed to decrypt a frame: such
-	// frames wait for a new key at that index like frames with no key at all.
-	bad map[uint8]uint64
 
 	// The video frame in progress: its RTP timestamp and where its packets start in pending.
 	frameOpen  bool
@@ -156,15 +157,17 @@ type keyedSource struct {
 	heldFrames, waits, giveUps, truncated uint64
 }
 
-func newKeyedSource(r rtpReader, ring *framecrypt.Keyring, codec media.Codec, sif []byte, wait time.Duration, log zerolog.Logger) *keyedSource {
-	video := codec.IsVideo()
+// newKeyedSource holds frames until their key is in gate (nil: a video track in the clear,
+// which is only put in order and cut into frames).
+func newKeyedSource(r rtpReader, gate *keyGate, c *codec.Spec, sif []byte, wait time.Duration, log zerolog.Logger) *keyedSource {
+	video := c.IsVideo()
 	maxHeld := 400 // audio: 8 s of 20 ms packets
 	if video {
 		maxHeld = 4000
 	}
 	return &keyedSource{
-		r: r, ring: ring, codec: codec, video: video, sif: bytes.Clone(sif), wait: wait, maxHeld: maxHeld, log: log,
-		now: time.Now, buf: make([]byte, 1600), bad: map[uint8]uint64{},
+		r: r, gate: gate, codec: c.ID, video: video, sif: bytes.Clone(sif), wait: wait, maxHeld: maxHeld, log: log,
+		now: time.Now, buf: make([]byte, 1600),
 	}
 }
 
@@ -258,7 +261,7 @@ func (s *keyedSource) frame(pkt []byte, now time.Time) {
 		return
 	}
 	s.frameOpen = false
-	if s.ring == nil {
+	if s.gate == nil {
 		s.release("")
 		return
 	}
@@ -306,22 +309,15 @@ func (s *keyedSource) truncate() {
 
 // keyUsable reports whether frames under index can be decrypted now.
 func (s *keyedSource) keyUsable(index uint8) bool {
-	if s.ring == nil {
-		return true
-	}
-	if !s.ring.Has(index) {
-		return false
-	}
-	g, failed := s.bad[index]
-	return !failed || g != s.ring.Generation(index)
+	return s.gate == nil || s.gate.usable(index)
 }
 
 // waitingGivenUp reports whether the source stopped waiting and no key arrived since.
 func (s *keyedSource) waitingGivenUp() bool {
-	if !s.gaveUp || s.ring == nil {
+	if !s.gaveUp || s.gate == nil {
 		return false
 	}
-	if s.ring.Version() != s.gaveUpAt {
+	if s.gate.ring.Version() != s.gaveUpAt {
 		s.gaveUp = false
 		return false
 	}
@@ -340,8 +336,8 @@ func (s *keyedSource) giveUp(why string) {
 	s.log.Warn().Uint8("key_index", s.holdIndex).Int("packets", len(s.pending)).Str("reason", why).
 		Msg("Media key did not arrive in time; passing frames on (they count as undecryptable)")
 	s.gaveUp = true
-	if s.ring != nil {
-		s.gaveUpAt = s.ring.Version()
+	if s.gate != nil {
+		s.gaveUpAt = s.gate.ring.Version()
 	}
 	s.release("")
 	if s.onGiveUp != nil {
@@ -349,14 +345,15 @@ func (s *keyedSource) giveUp(why string) {
 	}
 }
 
-// ReleaseHeld passes on what is held when the track stops (recorder.HoldingSource): those
+// ReleaseHeld passes on what is held when the track stops (recorder.TrackSource): those
 // frames are then written if a key fits after all, or counted as undecryptable.
-func (s *keyedSource) ReleaseHeld() {
+func (s *keyedSource) ReleaseHeld() bool {
 	s.order.flush(func(p []byte) { s.frame(p, s.now()) })
 	if len(s.pending) > 0 {
 		s.log.Info().Int("packets", len(s.pending)).Msg("Track stopping with frames still waiting for their key")
 	}
 	s.release("stopping")
+	return true
 }
 
 func (s *keyedSource) release(string) {
@@ -366,22 +363,6 @@ func (s *keyedSource) release(string) {
 	// A frame still open continues in pending from its next packet.
 	s.frameStart = 0
 	s.holdSince = time.Time{}
-}
-
-// decryptFailed learns from a frame the recorder could not decrypt: its key index waits for
-// a new key from now on.
-func (s *keyedSource) decryptFailed(frame []byte, err error) {
-	index, ok := framecrypt.KeyIndex(frame)
-	if !ok {
-		return
-	}
-	switch {
-	case s.ring == nil:
-	case errors.Is(err, framecrypt.ErrAuthentication):
-		s.bad[index] = s.ring.Generation(index)
-	case errors.Is(err, framecrypt.ErrMissingKey):
-		s.bad[index] = 0
-	}
 }
 
 // Reordering of a video track's packets before frames are cut from them.

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -81,6 +82,15 @@ func readAll(t *testing.T, s *keyedSource, r *scriptReader) (seqs []uint16, time
 	return nil, 0
 }
 
+// gateOf is a track's key gate over ring, as an encrypted track has.
+func gateOf(ring *framecrypt.Keyring) *keyGate { return &keyGate{ring: ring, bad: map[uint8]uint64{}} }
+
+// specOf is a codec's entry in the codec table.
+func specOf(c media.Codec) *codec.Spec {
+	s, _ := codec.Of(c)
+	return s
+}
+
 func testLog() zerolog.Logger {
 	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).Level(zerolog.WarnLevel)
 }
@@ -90,7 +100,7 @@ func testLog() zerolog.Logger {
 func TestKeyedSourceHoldsUntilKey(t *testing.T) {
 	ring := framecrypt.NewKeyring()
 	r := &scriptReader{}
-	s := newKeyedSource(r, ring, media.CodecVP8, nil, time.Hour, testLog())
+	s := newKeyedSource(r, gateOf(ring), specOf(media.CodecVP8), nil, time.Hour, testLog())
 	now := time.Unix(1000, 0)
 	s.now = func() time.Time { return now }
 	r.pkts = [][]byte{
@@ -127,7 +137,7 @@ func TestKeyedSourceHoldsUntilKey(t *testing.T) {
 func TestKeyedSourceGivesUp(t *testing.T) {
 	ring := framecrypt.NewKeyring()
 	r := &scriptReader{}
-	s := newKeyedSource(r, ring, media.CodecOpus, nil, 2*time.Second, testLog())
+	s := newKeyedSource(r, gateOf(ring), specOf(media.CodecOpus), nil, 2*time.Second, testLog())
 	gaveUp := 0
 	s.onGiveUp = func() { gaveUp++ }
 	now := time.Unix(1000, 0)
@@ -164,13 +174,13 @@ func TestKeyedSourceWaitsAfterFailure(t *testing.T) {
 	ring := framecrypt.NewKeyring()
 	_ = ring.SetKey(2, []byte("0123456789abcdef"))
 	r := &scriptReader{}
-	s := newKeyedSource(r, ring, media.CodecOpus, nil, time.Hour, testLog())
+	s := newKeyedSource(r, gateOf(ring), specOf(media.CodecOpus), nil, time.Hour, testLog())
 	buf := make([]byte, 1600)
 	r.pkts = [][]byte{packet(t, 1, false, []byte{0xfc, 2})}
 	if _, err := s.ReadPacket(buf); err != nil {
 		t.Fatal("frame with a known key held")
 	}
-	s.decryptFailed([]byte{0xfc, 2}, framecrypt.ErrAuthentication)
+	s.gate.failed([]byte{0xfc, 2}, framecrypt.ErrAuthentication)
 	r.pkts = [][]byte{packet(t, 2, false, []byte{0xfc, 2}), nil}
 	for i := 0; i < 2; i++ {
 		if _, err := s.ReadPacket(buf); err == nil {
@@ -189,7 +199,7 @@ func TestKeyedSourceWaitsAfterFailure(t *testing.T) {
 // Held packets are not lost when the track ends.
 func TestKeyedSourceFlushesAtEOF(t *testing.T) {
 	r := &scriptReader{}
-	s := newKeyedSource(r, framecrypt.NewKeyring(), media.CodecOpus, nil, time.Hour, testLog())
+	s := newKeyedSource(r, gateOf(framecrypt.NewKeyring()), specOf(media.CodecOpus), nil, time.Hour, testLog())
 	r.pkts = [][]byte{packet(t, 1, false, []byte{0xfc, 9}), packet(t, 2, false, []byte{0xfc, 9})}
 	seqs, _ := readAll(t, s, r)
 	if len(seqs) != 2 {
@@ -251,7 +261,7 @@ func TestStripServerFrame(t *testing.T) {
 // new timestamp) becomes padding instead of reaching the recorder as a partial frame.
 func TestSourceDropsCutOffFrame(t *testing.T) {
 	r := &scriptReader{}
-	s := newKeyedSource(r, nil, media.CodecVP8, nil, time.Second, testLog())
+	s := newKeyedSource(r, nil, specOf(media.CodecVP8), nil, time.Second, testLog())
 	at := func(seq uint16, ts uint32, marker bool, payload []byte) []byte {
 		b, err := (&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: marker, SSRC: 1}, Payload: payload}).Marshal()
 		if err != nil {

@@ -3,10 +3,10 @@ package mesh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/rs/zerolog"
@@ -15,7 +15,8 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
-	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
+	rmedia "github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // silentSource is the bot's own audio: one Opus track of digital silence, shared by every
@@ -36,14 +37,15 @@ const silenceFrame = 20 * time.Millisecond
 
 func newSilentSource(log zerolog.Logger) *silentSource {
 	s := &silentSource{stream: "recorder-" + randomID(8), log: log, done: make(chan struct{})}
+	o, _ := codec.Of(rmedia.CodecOpus)
 	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{
-		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1",
+		MimeType: o.MimeType, ClockRate: o.ClockRate, Channels: o.Channels, SDPFmtpLine: o.RTP[0].Fmtp,
 	}, "recorder-audio-"+randomID(4), s.stream)
 	if err != nil {
 		log.Error().Err(err).Msg("Could not create the silent audio track")
 	}
 	s.track = track
-	s.frame, _ = oggwriter.SilenceFrame(silenceFrame)
+	s.frame, _ = o.Audio.Silence(silenceFrame)
 	return s
 }
 
@@ -116,23 +118,12 @@ func (pe *peer) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, rcv *w
 		log.Debug().Msg("Stream has no metadata; recording it as user media")
 	}
 	pe.mediaMu.Unlock()
-	codec := t.Codec()
-	p := &pump{
-		r: pe.r, key: pe.key, track: t, rcv: rcv, log: log,
-		info: recorder.TrackInfo{
-			UserID: string(pe.key.User), DeviceID: string(pe.key.Device), DisplayName: pe.name, Purpose: purpose,
-			MimeType: codec.MimeType, ClockRate: codec.ClockRate, Channels: codec.Channels, Fmtp: codec.SDPFmtpLine,
-			PayloadType: uint8(t.PayloadType()), SSRC: uint32(t.SSRC()), ClockDomain: pe.callID,
-		},
-	}
-	ssrc := uint32(t.SSRC())
-	p.keyframe = func() {
-		if err := pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
-			log.Debug().Err(err).Msg("Failed to send PLI")
-		}
-	}
+	src := rtc.NewSource(pc, t, rcv, log)
+	p := &pump{r: pe.r, key: pe.key, src: src, info: src.Info(), log: log}
+	p.info.UserID, p.info.DeviceID, p.info.DisplayName = string(pe.key.User), string(pe.key.Device), pe.name
+	p.info.Purpose, p.info.ClockDomain = purpose, pe.callID
 	if !pe.r.addPump(p) {
-		go rtc.Drain(t)
+		go src.Drain()
 		return
 	}
 	log.Info().Str("purpose", purpose).Msg("Recording track")
@@ -140,15 +131,14 @@ func (pe *peer) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, rcv *w
 }
 
 // pump records one remote track into the session, in parts: while its owner has opted
-// out, packets are read and dropped, never written.
+// out, packets are read and dropped, never written. One source serves every part, so the
+// track's sender reports have one reader throughout.
 type pump struct {
-	r        *Recording
-	key      matrixrtc.DeviceKey
-	track    *webrtc.TrackRemote
-	rcv      *webrtc.RTPReceiver
-	info     recorder.TrackInfo
-	keyframe func()
-	log      zerolog.Logger
+	r    *Recording
+	key  matrixrtc.DeviceKey
+	src  *rtc.Source
+	info recorder.TrackInfo
+	log  zerolog.Logger
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -177,7 +167,7 @@ const optOutPoll = 250 * time.Millisecond
 func (p *pump) run() {
 	// Whatever ends the recording of the track (a refusal: the recorder's file limit, a
 	// codec it cannot write; the recording's end), it is read until it ends.
-	defer rtc.Drain(p.track)
+	defer p.src.Drain()
 	defer p.r.removePump(p)
 	for p.r.ctx.Err() == nil {
 		if p.r.optedOut(p.key.User) {
@@ -191,7 +181,7 @@ func (p *pump) run() {
 		p.cancel, p.consent = cancel, false
 		p.mu.Unlock()
 		p.r.trackCount(p.key, 1)
-		err := rtc.Record(ctx, p.r.sess, p.info, p.track, p.rcv, p.keyframe, p.log)
+		err := p.record(ctx)
 		p.r.trackCount(p.key, -1)
 		p.mu.Lock()
 		cut := p.consent
@@ -208,8 +198,17 @@ func (p *pump) run() {
 			return // the track or the recording ended
 		}
 		// Opted out: the part is finalised; read on without writing.
-		_ = p.track.SetReadDeadline(time.Time{})
+		_ = p.src.SetReadDeadline(time.Time{})
 	}
+}
+
+// record writes the track into the session, in a new part, until ctx ends or the track does.
+func (p *pump) record(ctx context.Context) error {
+	tr, err := p.r.sess.AddTrack(p.info)
+	if err != nil {
+		return fmt.Errorf("add track: %w", err)
+	}
+	return tr.Run(ctx, p.src)
 }
 
 // consentChanged cuts the current part when the owner opts out; an opt-in is noticed by
@@ -230,7 +229,7 @@ func (p *pump) consentChanged(out bool) {
 // the recording ended.
 func (p *pump) drain() bool {
 	buf := make([]byte, 1600)
-	defer func() { _ = p.track.SetReadDeadline(time.Time{}) }()
+	defer func() { _ = p.src.SetReadDeadline(time.Time{}) }()
 	for {
 		if p.r.ctx.Err() != nil {
 			return false
@@ -238,8 +237,8 @@ func (p *pump) drain() bool {
 		if !p.r.optedOut(p.key.User) {
 			return true
 		}
-		_ = p.track.SetReadDeadline(time.Now().Add(optOutPoll))
-		if _, _, err := p.track.Read(buf); err != nil {
+		_ = p.src.SetReadDeadline(time.Now().Add(optOutPoll))
+		if _, err := p.src.ReadPacket(buf); err != nil {
 			var te interface{ Timeout() bool }
 			if errors.As(err, &te) && te.Timeout() {
 				continue

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -377,27 +376,23 @@ func (c *Call) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, r *webr
 	c.mediaMu.Unlock()
 	c.post(func() { c.setState(c.state) })
 
-	codec := t.Codec()
-	info := recorder.TrackInfo{
-		UserID: string(c.peer), DeviceID: c.peerParty, Purpose: purpose,
-		MimeType: codec.MimeType, ClockRate: codec.ClockRate, Channels: codec.Channels, Fmtp: codec.SDPFmtpLine,
-		PayloadType: uint8(t.PayloadType()), SSRC: uint32(t.SSRC()), ClockDomain: c.callID,
-	}
+	src := rtc.NewSource(pc, t, r, log)
+	info := src.Info()
+	info.UserID, info.DeviceID, info.Purpose, info.ClockDomain = string(c.peer), c.peerParty, purpose, c.callID
 	log.Info().Str("purpose", purpose).Msg("Recording track")
 	go func() {
 		defer c.wg.Done()
-		ssrc := uint32(t.SSRC())
-		keyframe := func() {
-			if err := pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
-				log.Debug().Err(err).Msg("Failed to send PLI")
-			}
+		// A refused track (the recorder's file limit, a codec it cannot write), or one
+		// whose recording ended first, is read on until it ends.
+		defer src.Drain()
+		tr, err := sess.AddTrack(info)
+		if err != nil {
+			log.Warn().Err(err).Msg("Track not recorded")
+			return
 		}
-		if err := rtc.Record(context.WithoutCancel(c.m.ctx), sess, info, t, r, keyframe, log); err != nil {
+		if err := tr.Run(context.WithoutCancel(c.m.ctx), src); err != nil {
 			log.Warn().Err(err).Msg("Track recording ended with an error")
 		}
-		// A refused track (the recorder's file limit, a codec it cannot write), or one
-		// whose recording ended first: read on until the track ends.
-		rtc.Drain(t)
 	}()
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 )
 
 // Settings are the operator's WebRTC choices (config section webrtc).
@@ -125,47 +126,32 @@ func NewFactory(s Settings, log zerolog.Logger) (*Factory, error) {
 	return f, nil
 }
 
-// registerCodecs registers exactly what the recorder can write, so that an offer in any
-// other codec is declined in the answer instead of being received and lost: Opus, VP8, VP9,
-// AV1 and H.264, with NACK and PLI feedback and RTX so lost video can be retransmitted.
+// registerCodecs registers exactly what the recorder can write (the codec table), so that an
+// offer in any other codec is declined in the answer instead of being received and lost.
+// Video gets NACK and PLI feedback and RTX, so lost video can be retransmitted.
 func registerCodecs(m *webrtc.MediaEngine) error {
 	videoFB := []webrtc.RTCPFeedback{
 		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"},
 	}
-	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
-		PayloadType:        111,
-	}, webrtc.RTPCodecTypeAudio); err != nil {
-		return err
-	}
-	video := []struct {
-		mime string
-		fmtp string
-		pt   webrtc.PayloadType
-	}{
-		{webrtc.MimeTypeVP8, "", 96},
-		{webrtc.MimeTypeVP9, "profile-id=0", 98},
-		{webrtc.MimeTypeVP9, "profile-id=2", 100},
-		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 102},
-		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f", 104},
-		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 106},
-		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f", 108},
-		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", 116},
-		{webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f", 112},
-		{webrtc.MimeTypeAV1, "", 45},
-	}
-	for _, v := range video {
-		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
-			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: v.mime, ClockRate: 90000, SDPFmtpLine: v.fmtp, RTCPFeedback: videoFB},
-			PayloadType:        v.pt,
-		}, webrtc.RTPCodecTypeVideo); err != nil {
-			return err
-		}
-		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
-			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", v.pt)},
-			PayloadType:        v.pt + 1,
-		}, webrtc.RTPCodecTypeVideo); err != nil {
-			return err
+	for _, c := range codec.All() {
+		for _, f := range c.RTP {
+			capability := webrtc.RTPCodecCapability{MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: f.Fmtp}
+			kind := webrtc.RTPCodecTypeAudio
+			if c.IsVideo() {
+				capability.RTCPFeedback, kind = videoFB, webrtc.RTPCodecTypeVideo
+			}
+			if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capability, PayloadType: webrtc.PayloadType(f.PayloadType)}, kind); err != nil {
+				return err
+			}
+			if !c.IsVideo() {
+				continue
+			}
+			if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+				RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: c.ClockRate, SDPFmtpLine: fmt.Sprintf("apt=%d", f.PayloadType)},
+				PayloadType:        webrtc.PayloadType(f.PayloadType + 1),
+			}, kind); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -111,7 +111,7 @@ func runSink(args []string, stdin io.Reader, stdout io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = tr.Run(ctx, src, nil)
+			_ = tr.Run(ctx, recorder.Packets(src))
 		}()
 	}
 	fmt.Fprintf(stdout, "ready %s\n", strings.Join(ports, ","))

@@ -20,6 +20,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call/livekit/framecrypt"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
+	rcodec "github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	rmedia "github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -91,7 +92,7 @@ func (p *Peer) Publish(ctx context.Context, asset string, source livekit.TrackSo
 	var w testmedia.SampleWriter = local
 	if p.opts.Encrypt {
 		opts.Encryption = livekit.Encryption_GCM
-		codec := rmedia.CodecFromMimeType(a.MimeType)
+		codec := codecOf(a.MimeType)
 		enc, err := framecrypt.NewEncryptor(codec, rand.Uint32())
 		if err != nil {
 			return nil, err
@@ -228,7 +229,7 @@ func (p *Peer) PublishSimulcast(ctx context.Context, asset string, source liveki
 		tracks = append(tracks, lt)
 		var w testmedia.SampleWriter = lkOut{lt}
 		if p.opts.Encrypt {
-			codec := rmedia.CodecFromMimeType(a.MimeType)
+			codec := codecOf(a.MimeType)
 			enc, err := framecrypt.NewEncryptor(codec, rand.Uint32())
 			if err != nil {
 				return nil, err
@@ -318,4 +319,12 @@ func postJSON(ctx context.Context, url string, in, out any) error {
 		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
 	}
 	return json.Unmarshal(body, out)
+}
+
+// codecOf names the codec of a MIME type as the recorder's codec table does.
+func codecOf(mime string) rmedia.Codec {
+	if s, ok := rcodec.ByMimeType(mime); ok {
+		return s.ID
+	}
+	return rmedia.CodecUnknown
 }

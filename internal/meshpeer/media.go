@@ -14,7 +14,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
-	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 )
 
 // Media says what a participant sends.
@@ -64,7 +64,7 @@ func ReadClick(path string, offset time.Duration) (*Click, error) {
 		if _, ok := page.HeaderType(payload); ok || len(payload) == 0 {
 			continue
 		}
-		d, err := testmedia.OpusPacketDuration(payload)
+		d, err := opus.Duration(payload)
 		if err != nil {
 			return nil, err
 		}
@@ -240,7 +240,7 @@ type clicker struct {
 const clickSlot = 20 * time.Millisecond
 
 func newClicker(w *webrtc.TrackLocalStaticSample, clip *Click) (*clicker, error) {
-	silence, err := oggwriter.SilenceFrame(clickSlot)
+	silence, err := opus.Silence(clickSlot)
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,9 @@ func TestSenderOverPeerConnection(t *testing.T) {
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			signal(t, pcSend, pcRecv)
+			if err := Connect(pcSend, pcRecv); err != nil {
+				t.Fatal(err)
+			}
 			sender := NewSender(track, frames)
 			done := make(chan error, 1)
 			go func() { done <- sender.Run(ctx) }()
@@ -91,33 +93,5 @@ func TestSenderOverPeerConnection(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-	}
-}
-
-func signal(t *testing.T, offerer, answerer *webrtc.PeerConnection) {
-	t.Helper()
-	offer, err := offerer.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(offerer)
-	if err := offerer.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	if err := answerer.SetRemoteDescription(*offerer.LocalDescription()); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := answerer.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered = webrtc.GatheringCompletePromise(answerer)
-	if err := answerer.SetLocalDescription(answer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	if err := offerer.SetRemoteDescription(*answerer.LocalDescription()); err != nil {
-		t.Fatal(err)
 	}
 }

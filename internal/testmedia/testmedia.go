@@ -17,6 +17,8 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 )
 
 //go:embed assets/*.ogg assets/*.ivf assets/*.h264
@@ -162,7 +164,7 @@ func ParseOgg(name string, data []byte) ([]Frame, error) {
 		if _, ok := page.HeaderType(payload); ok || len(payload) == 0 {
 			continue // OpusTags, or an empty page
 		}
-		d, err := OpusPacketDuration(payload)
+		d, err := opus.Duration(payload)
 		if err != nil {
 			return nil, fmt.Errorf("%s, packet %d: %w", name, len(frames), err)
 		}
@@ -180,38 +182,6 @@ func ParseOgg(name string, data []byte) ([]Frame, error) {
 		return nil, fmt.Errorf("%s: no Opus packets", name)
 	}
 	return frames, nil
-}
-
-// OpusPacketDuration returns the duration of an Opus packet from its TOC
-// byte and frame count (RFC 6716 section 3.1).
-func OpusPacketDuration(p []byte) (time.Duration, error) {
-	if len(p) == 0 {
-		return 0, errors.New("empty Opus packet")
-	}
-	config := p[0] >> 3
-	var frame time.Duration
-	switch {
-	case config < 12: // SILK: 10, 20, 40, 60 ms
-		frame = [4]time.Duration{10, 20, 40, 60}[config%4] * time.Millisecond
-	case config < 16: // hybrid: 10, 20 ms
-		frame = [2]time.Duration{10, 20}[config%2] * time.Millisecond
-	default: // CELT: 2.5, 5, 10, 20 ms
-		frame = [4]time.Duration{2500, 5000, 10000, 20000}[config%4] * time.Microsecond
-	}
-	count := 1
-	switch p[0] & 3 {
-	case 1, 2:
-		count = 2
-	case 3:
-		if len(p) < 2 {
-			return 0, errors.New("Opus code 3 packet without frame count")
-		}
-		count = int(p[1] & 0x3f)
-	}
-	if d := frame * time.Duration(count); d > 0 && d <= 120*time.Millisecond {
-		return d, nil
-	}
-	return 0, fmt.Errorf("invalid Opus packet duration (%d frames of %s)", count, frame)
 }
 
 // VideoFrames returns the pictures of a video asset with their durations

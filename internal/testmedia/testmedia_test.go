@@ -66,32 +66,6 @@ func TestAssetsAreSmall(t *testing.T) {
 	}
 }
 
-func TestOpusPacketDuration(t *testing.T) {
-	for _, c := range []struct {
-		p    []byte
-		want time.Duration
-	}{
-		{[]byte{0xfc}, 20 * time.Millisecond},             // CELT FB 20 ms stereo, code 0
-		{[]byte{0x08}, 20 * time.Millisecond},             // SILK NB 20 ms, code 0
-		{[]byte{0x19}, 120 * time.Millisecond},            // SILK NB 60 ms, code 1: two frames
-		{[]byte{0x61}, 20 * time.Millisecond},             // hybrid SWB 10 ms, code 1: two frames
-		{[]byte{0x7b, 0x03}, 60 * time.Millisecond},       // hybrid FB 20 ms, code 3: three frames
-		{[]byte{0xe3, 0x04}, 4 * 2500 * time.Microsecond}, // CELT NB 2.5 ms, code 3: four frames
-	} {
-		got, err := OpusPacketDuration(c.p)
-		if err != nil {
-			t.Errorf("%x: %v", c.p, err)
-			continue
-		}
-		if got != c.want {
-			t.Errorf("%x: %s, want %s", c.p, got, c.want)
-		}
-	}
-	if _, err := OpusPacketDuration(nil); err == nil {
-		t.Error("empty packet accepted")
-	}
-}
-
 // fakeTimeline drives a Sender without real time and records what it wrote.
 type fakeTimeline struct {
 	now     time.Time

@@ -2,9 +2,11 @@ package upload
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
-	"path"
-	"strings"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
 // A WebM or Matroska file written for crash safety has clusters of unknown size; when it
@@ -18,30 +20,6 @@ import (
 // This is a prediction, not a promise: finalize checks every part against the final file
 // and sends again whatever differs, so a file the tracker does not understand costs
 // bandwidth, never correctness.
-
-// Element ids the tracker needs.
-const (
-	idEBML        = 0x1A45DFA3
-	idSegment     = 0x18538067
-	idCluster     = 0x1F43B675
-	idCues        = 0x1C53BB6B
-	idSeekHead    = 0x114D9B74
-	idInfo        = 0x1549A966
-	idTracks      = 0x1654AE6B
-	idTags        = 0x1254C367
-	idChapters    = 0x1043A770
-	idAttachments = 0x1941A469
-)
-
-// topLevel reports whether an element id only appears directly in the Segment: meeting
-// one ends an unknown-size cluster.
-func topLevel(id uint32) bool {
-	switch id {
-	case idCluster, idCues, idSeekHead, idInfo, idTracks, idTags, idChapters, idAttachments:
-		return true
-	}
-	return false
-}
 
 type mkvCluster struct {
 	sizeOff   int64 // where the 8-byte size field is
@@ -58,55 +36,10 @@ type mkvTracker struct {
 	scratch   [12]byte
 }
 
+// isMatroska reports whether a file of the call folder is WebM or Matroska.
 func isMatroska(file string) bool {
-	switch strings.ToLower(path.Ext(file)) {
-	case ".webm", ".mkv", ".mka":
-		return true
-	}
-	return false
-}
-
-// readID reads an element id (1 to 4 bytes, marker kept) and returns it and its length.
-func readID(b []byte) (uint32, int) {
-	if len(b) == 0 || b[0] == 0 {
-		return 0, 0
-	}
-	n := 1
-	for mask := byte(0x80); n <= 4 && b[0]&mask == 0; mask >>= 1 {
-		n++
-	}
-	if n > 4 || len(b) < n {
-		return 0, 0
-	}
-	var id uint32
-	for i := 0; i < n; i++ {
-		id = id<<8 | uint32(b[i])
-	}
-	return id, n
-}
-
-// readSize reads an element size vint; unknown reports the all-ones value.
-func readSize(b []byte) (size int64, n int, unknown bool) {
-	if len(b) == 0 || b[0] == 0 {
-		return 0, 0, false
-	}
-	n = 1
-	for mask := byte(0x80); b[0]&mask == 0; mask >>= 1 {
-		n++
-	}
-	if len(b) < n {
-		return 0, 0, false
-	}
-	v := uint64(b[0] & (0xFF >> n))
-	all := v == uint64(0xFF>>n)
-	for i := 1; i < n; i++ {
-		v = v<<8 | uint64(b[i])
-		all = all && b[i] == 0xFF
-	}
-	if v > 1<<56 {
-		return 0, 0, false
-	}
-	return int64(v), n, all
+	c, ok := codec.ContainerOf(file)
+	return ok && c.EBML
 }
 
 // advance parses the element headers that are complete in the first size bytes.
@@ -114,25 +47,23 @@ func (t *mkvTracker) advance(r io.ReaderAt, size int64) {
 	for !t.bad && t.pos < size {
 		n, _ := r.ReadAt(t.scratch[:], t.pos)
 		hdr := t.scratch[:n]
-		id, idLen := readID(hdr)
-		if idLen == 0 {
+		id, sz, hdrLen, szLen, err := mkvscan.ParseHeader(hdr)
+		switch {
+		case errors.Is(err, mkvscan.ErrTruncated):
 			if n == len(t.scratch) {
 				t.bad = true
 			}
 			return
-		}
-		sz, szLen, unknown := readSize(hdr[idLen:])
-		if szLen == 0 {
-			if n == len(t.scratch) {
-				t.bad = true
-			}
+		case err != nil:
+			t.bad = true
 			return
 		}
+		unknown := sz == mkvscan.UnknownSize
 		start := t.pos
-		dataStart := t.pos + int64(idLen+szLen)
+		dataStart := t.pos + int64(hdrLen)
 		switch t.state {
 		case 0:
-			if id != idEBML || unknown {
+			if id != mkvscan.IDEBML || unknown {
 				t.bad = true
 				return
 			}
@@ -142,23 +73,23 @@ func (t *mkvTracker) advance(r io.ReaderAt, size int64) {
 			t.pos, t.state = dataStart+sz, 1
 			continue
 		case 1:
-			if id != idSegment {
+			if id != mkvscan.IDSegment {
 				t.bad = true
 				return
 			}
 			t.pos, t.state = dataStart, 2
 			continue
 		}
-		if t.inCluster && topLevel(id) {
+		if t.inCluster && mkvscan.IsLevel1(id) {
 			t.clusters[len(t.clusters)-1].end = start
 			t.inCluster = false
 		}
-		if id == idCluster && unknown {
+		if id == mkvscan.IDCluster && unknown {
 			if szLen != 8 {
 				t.bad = true // only an 8-byte size can be patched in place
 				return
 			}
-			t.clusters = append(t.clusters, mkvCluster{sizeOff: start + int64(idLen), dataStart: dataStart, end: -1})
+			t.clusters = append(t.clusters, mkvCluster{sizeOff: start + int64(hdrLen-szLen), dataStart: dataStart, end: -1})
 			t.inCluster = true
 			t.pos = dataStart
 			continue

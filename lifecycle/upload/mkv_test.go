@@ -21,7 +21,7 @@ func writeWebM(t *testing.T, path string, n int, step func(size int64)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := mkvwriter.New(path, media.TrackParams{Codec: media.CodecVP8, ClockRate: 90000})
+	w, err := mkvwriter.New(path, mkvwriter.VP8, media.TrackParams{ClockRate: 90000})
 	if err != nil {
 		t.Fatal(err)
 	}

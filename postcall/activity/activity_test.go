@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
 )
@@ -22,12 +23,12 @@ const celt20 = 31 << 3
 func writeTrack(t *testing.T, packets int, size func(i int) int, opts ...oggwriter.Option) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := oggwriter.NewWith(&buf, media.TrackParams{Codec: media.CodecOpus, ClockRate: 48000, Channels: 2}, opts...)
+	w, err := oggwriter.NewWith(&buf, media.TrackParams{ClockRate: 48000, Channels: 2}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	silence, err := oggwriter.SilenceFrame(20 * time.Millisecond)
+	silence, err := opus.Silence(20 * time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

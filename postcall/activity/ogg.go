@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 )
 
 // Limits on what the reader accepts: a recording's file is trusted more than network
@@ -137,15 +139,15 @@ func ReadOgg(r io.Reader) (*OpusFile, error) {
 		samples := make([]int64, len(done))
 		var sum int64
 		for i, p := range done {
-			samples[i] = int64(PacketSamples(p))
+			samples[i] = int64(packetSamples(p))
 			sum += samples[i]
 		}
 		start := granule - sum
-		if granule < 0 || (len(out.Packets) > 0 && start < durToSamples(out.Packets[len(out.Packets)-1].End)+int64(out.PreSkip)) {
+		if granule < 0 || (len(out.Packets) > 0 && start < opus.DurationToSamples(out.Packets[len(out.Packets)-1].End)+int64(out.PreSkip)) {
 			// A missing or backwards granule position: continue after the last packet.
 			start = int64(out.PreSkip)
 			if n := len(out.Packets); n > 0 {
-				start = durToSamples(out.Packets[n-1].End) + int64(out.PreSkip)
+				start = opus.DurationToSamples(out.Packets[n-1].End) + int64(out.PreSkip)
 			}
 		}
 		for i, p := range done {
@@ -154,8 +156,8 @@ func ReadOgg(r io.Reader) (*OpusFile, error) {
 			}
 			end := start + samples[i]
 			out.Packets = append(out.Packets, Packet{
-				Start: samplesToDur(start - int64(out.PreSkip)),
-				End:   samplesToDur(end - int64(out.PreSkip)),
+				Start: opus.SamplesToDuration(start - int64(out.PreSkip)),
+				End:   opus.SamplesToDuration(end - int64(out.PreSkip)),
 				Bytes: len(p),
 			})
 			start = end
@@ -167,37 +169,10 @@ func ReadOgg(r io.Reader) (*OpusFile, error) {
 	return &out, nil
 }
 
-func samplesToDur(n int64) time.Duration { return time.Duration(n) * time.Second / 48000 }
-func durToSamples(d time.Duration) int64 { return int64(d * 48000 / time.Second) }
-
-// PacketSamples is an Opus packet's length in 48 kHz samples from its TOC byte and frame
-// count (RFC 6716 §3.1); 0 for an empty or malformed packet.
-func PacketSamples(p []byte) int {
-	if len(p) == 0 {
-		return 0
-	}
-	toc := p[0]
-	cfg := int(toc >> 3)
-	var fs int // samples per frame
-	switch {
-	case cfg < 12: // SILK: 10, 20, 40, 60 ms
-		fs = []int{480, 960, 1920, 2880}[cfg%4]
-	case cfg < 16: // hybrid: 10, 20 ms
-		fs = []int{480, 960}[cfg%2]
-	default: // CELT: 2.5, 5, 10, 20 ms
-		fs = []int{120, 240, 480, 960}[cfg%4]
-	}
-	frames := 1
-	switch toc & 3 {
-	case 1, 2:
-		frames = 2
-	case 3:
-		if len(p) < 2 {
-			return 0
-		}
-		frames = int(p[1] & 0x3f)
-	}
-	if n := frames * fs; n <= 5760 {
+// packetSamples is an Opus packet's length in 48 kHz samples from its TOC byte and frame
+// count, as players read it; 0 for an empty packet or one longer than an Opus packet can be.
+func packetSamples(p []byte) int {
+	if n := opus.HeadSamples(p); n <= opus.MaxPacketSamples {
 		return n
 	}
 	return 0

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 )
 
 // Track is one audio file handed to the hook.
@@ -219,7 +221,7 @@ func (h Hook) post(ctx context.Context, t Track, vtt string) error {
 			}
 			hdr := textproto.MIMEHeader{}
 			hdr.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, filepath.Base(t.File)))
-			hdr.Set("Content-Type", "audio/ogg")
+			hdr.Set("Content-Type", codec.ContentType(t.File))
 			part, err := mw.CreatePart(hdr)
 			if err != nil {
 				return err

@@ -1,7 +1,8 @@
 // Package depacketize turns the in-order RTP packets of one track into complete codec frames.
 //
 // One small adapter per codec (Opus, VP8, VP9, AV1, H.264) sits behind the Depacketizer
-// interface. Packets come in sequence order from the jitter buffer together with the number of
+// interface, each with its own constructor (NewOpus, NewVP8, ...); the codec table
+// (recorder/codec) says which one a codec uses. Packets come in sequence order from the jitter buffer together with the number of
 // packets lost right before each; frames go out in the media.Frame.Data format the container
 // writers expect. A frame that lost a packet is dropped, never emitted broken, and after a
 // dropped video frame nothing is emitted until the next keyframe (NeedKeyframe tells the
@@ -10,11 +11,7 @@
 package depacketize
 
 import (
-	"fmt"
-
 	"github.com/pion/rtp"
-
-	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // Default frame size limits; larger frames are dropped and counted as Oversized.
@@ -96,45 +93,41 @@ func WithMaxFrameSize(n int) Option {
 	return func(c *config) { c.maxFrame = n }
 }
 
-// New returns a Depacketizer for codec. It fails with ErrUnsupportedCodec for a codec it has no
-// adapter for.
-func New(codec media.Codec, opts ...Option) (Depacketizer, error) {
+func newConfig(opts []Option, maxFrame int) config {
 	var cfg config
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if codec == media.CodecOpus {
-		if cfg.maxFrame <= 0 {
-			cfg.maxFrame = DefaultMaxAudioFrame
-		}
-		return newOpus(cfg), nil
-	}
-	newAdapter := videoAdapterFor(codec)
-	if newAdapter == nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnsupportedCodec, codec)
-	}
 	if cfg.maxFrame <= 0 {
-		cfg.maxFrame = DefaultMaxVideoFrame
+		cfg.maxFrame = maxFrame
 	}
-	a := newAdapter()
-	if o, ok := a.(interface{ setOpaque(bool) }); ok {
-		o.setOpaque(cfg.opaque)
-	}
-	return newVideo(a, cfg), nil
+	return cfg
 }
 
-// videoAdapterFor returns the constructor of the adapter for a video codec, or nil.
-func videoAdapterFor(codec media.Codec) func() adapter {
-	switch codec {
-	case media.CodecVP8:
-		return newVP8
-	case media.CodecVP9:
-		return newVP9
-	case media.CodecAV1:
-		return newAV1
-	case media.CodecH264:
-		return newH264
-	default:
-		return nil
-	}
+// NewOpus returns a Depacketizer for Opus (RFC 7587).
+func NewOpus(opts ...Option) Depacketizer {
+	return newOpus(newConfig(opts, DefaultMaxAudioFrame))
+}
+
+// NewVP8 returns a Depacketizer for VP8 (RFC 7741).
+func NewVP8(opts ...Option) Depacketizer {
+	return newVideo(newVP8(), newConfig(opts, DefaultMaxVideoFrame))
+}
+
+// NewVP9 returns a Depacketizer for VP9 (RFC 9628).
+func NewVP9(opts ...Option) Depacketizer {
+	cfg := newConfig(opts, DefaultMaxVideoFrame)
+	a := newVP9()
+	a.opaque = cfg.opaque
+	return newVideo(a, cfg)
+}
+
+// NewAV1 returns a Depacketizer for AV1 (the AV1 RTP payload specification).
+func NewAV1(opts ...Option) Depacketizer {
+	return newVideo(newAV1(), newConfig(opts, DefaultMaxVideoFrame))
+}
+
+// NewH264 returns a Depacketizer for H.264 (RFC 6184, packetization modes 0 and 1).
+func NewH264(opts ...Option) Depacketizer {
+	return newVideo(newH264(), newConfig(opts, DefaultMaxVideoFrame))
 }

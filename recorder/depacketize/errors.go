@@ -2,9 +2,6 @@ package depacketize
 
 import "errors"
 
-// ErrUnsupportedCodec is returned by New for a codec without an adapter.
-var ErrUnsupportedCodec = errors.New("unsupported codec")
-
 // Reasons an adapter rejects a packet or a frame. errIncomplete marks a frame whose start or
 // end is missing (counted as Incomplete); anything else is a packetization error (Malformed).
 var (

@@ -2,7 +2,6 @@ package depacketize
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -68,7 +67,7 @@ func loadFixture(t testing.TB, codec media.Codec) fixture {
 	for i := range f.frames {
 		f.keys = append(f.keys, codec == media.CodecOpus || i%keyInterval == 0)
 	}
-	if codec.IsVideo() && len(f.frames) != videoFrames {
+	if isVideo(codec) && len(f.frames) != videoFrames {
 		t.Fatalf("%v fixture has %d frames, want %d", codec, len(f.frames), videoFrames)
 	}
 	return f
@@ -243,5 +242,3 @@ func marshal(t testing.TB, p *rtp.Packet) []byte {
 	}
 	return b
 }
-
-func u16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }

@@ -53,10 +53,7 @@ func encodeFuzz(pkts []*rtp.Packet, lost map[int]int) []byte {
 }
 
 func fuzzDepacketizer(t *testing.T, codec media.Codec, data []byte) {
-	d, err := New(codec, WithMaxFrameSize(fuzzMaxFrame))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDepacketizer(t, codec, WithMaxFrameSize(fuzzMaxFrame))
 	var (
 		ts      uint32 = 0xfffffff0
 		prevTS  uint32 = ts // timestamp of the last packet with a payload
@@ -89,13 +86,13 @@ func fuzzDepacketizer(t *testing.T, codec media.Codec, data []byte) {
 				t.Fatal("delta frame while waiting for a keyframe")
 			}
 			waiting = false
-			if lost > 0 && codec.IsVideo() && codec != media.CodecVP8 && codec != media.CodecVP9 && !f.Keyframe {
+			if lost > 0 && isVideo(codec) && codec != media.CodecVP8 && codec != media.CodecVP9 && !f.Keyframe {
 				t.Fatal("delta frame right after a loss in a stream without picture IDs")
 			}
 			if f.RTPTimestamp != ts && f.RTPTimestamp != prevTS {
 				t.Fatalf("frame timestamp %d, packet %d, previous %d", f.RTPTimestamp, ts, prevTS)
 			}
-			if len(f.Data) == 0 && codec.IsVideo() {
+			if len(f.Data) == 0 && isVideo(codec) {
 				t.Fatal("empty video frame")
 			}
 			if len(f.Data) > fuzzMaxFrame {

@@ -25,7 +25,7 @@ type vp9 struct {
 	layers  int
 }
 
-func newVP9() adapter { return &vp9{} }
+func newVP9() *vp9 { return &vp9{} }
 
 func (a *vp9) add(dst, payload []byte, first bool) ([]byte, error) {
 	// pion appends to these on every Unmarshal without truncating them first.
@@ -88,8 +88,6 @@ func (a *vp9) finish(frame []byte) ([]byte, bool, error) {
 }
 
 func (a *vp9) pictureID() (uint16, int) { return a.pic, a.picMod }
-
-func (a *vp9) setOpaque(o bool) { a.opaque = o }
 
 func (a *vp9) reset() {
 	a.key, a.inLayer, a.layers, a.picMod = false, false, 0, 0

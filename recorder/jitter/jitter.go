@@ -268,9 +268,6 @@ func (b *Buffer) Stats() Stats {
 	return st
 }
 
-// MaxDelay is the longest a missing packet is waited for.
-func (b *Buffer) MaxDelay() time.Duration { return b.maxDelay }
-
 func (b *Buffer) pop(now time.Time, force bool) (*Packet, bool) {
 	b.recycleOut()
 	if b.count == 0 {

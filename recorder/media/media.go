@@ -2,78 +2,29 @@
 // the container writers: codec frames with their presentation times in, files out.
 package media
 
-import (
-	"strings"
-	"time"
-)
+import "time"
 
-// Codec is a media codec the recorder can write.
-type Codec int
+// Codec names a codec the recorder can write, as manifests name it ("opus", "vp8"). What
+// the program knows about each one (its MIME type, kind, container, depacketizer, writer)
+// is in the codec table, recorder/codec; the zero value is CodecUnknown.
+type Codec string
 
-// Codecs the recorder knows. The zero value is CodecUnknown.
+// The codecs the recorder knows.
 const (
-	CodecUnknown Codec = iota
-	CodecOpus
-	CodecVP8
-	CodecVP9
-	CodecAV1
-	CodecH264
+	CodecUnknown Codec = ""
+	CodecOpus    Codec = "opus"
+	CodecVP8     Codec = "vp8"
+	CodecVP9     Codec = "vp9"
+	CodecAV1     Codec = "av1"
+	CodecH264    Codec = "h264"
 )
 
-// String returns the short lower-case name used in manifests ("opus", "vp8", ...).
+// String returns the codec's name, "unknown" for CodecUnknown.
 func (c Codec) String() string {
-	switch c {
-	case CodecOpus:
-		return "opus"
-	case CodecVP8:
-		return "vp8"
-	case CodecVP9:
-		return "vp9"
-	case CodecAV1:
-		return "av1"
-	case CodecH264:
-		return "h264"
-	default:
+	if c == CodecUnknown {
 		return "unknown"
 	}
-}
-
-// CodecFromMimeType maps a WebRTC mime type ("audio/opus", "video/VP8") to a Codec.
-func CodecFromMimeType(mime string) Codec {
-	switch strings.ToLower(mime) {
-	case "audio/opus":
-		return CodecOpus
-	case "video/vp8":
-		return CodecVP8
-	case "video/vp9":
-		return CodecVP9
-	case "video/av1":
-		return CodecAV1
-	case "video/h264":
-		return CodecH264
-	default:
-		return CodecUnknown
-	}
-}
-
-// IsVideo reports whether the codec carries video.
-func (c Codec) IsVideo() bool {
-	return c == CodecVP8 || c == CodecVP9 || c == CodecAV1 || c == CodecH264
-}
-
-// Extension is the file extension (with the dot) of the container this codec is written to:
-// Opus in Ogg, VP8/VP9/AV1 in WebM, H.264 in Matroska.
-func (c Codec) Extension() string {
-	switch c {
-	case CodecOpus:
-		return ".ogg"
-	case CodecVP8, CodecVP9, CodecAV1:
-		return ".webm"
-	case CodecH264:
-		return ".mkv"
-	default:
-		return ".bin"
-	}
+	return string(c)
 }
 
 // Frame is one complete codec frame, ready for a container.
@@ -111,9 +62,9 @@ type Writer interface {
 	Close() error
 }
 
-// TrackParams describes what a writer needs to know before the first frame.
+// TrackParams describes what a writer needs to know before the first frame (which codec it
+// writes is given to the writer's constructor).
 type TrackParams struct {
-	Codec Codec
 	// ClockRate of the RTP stream (48000 for Opus, 90000 for video).
 	ClockRate uint32
 	// Channels for audio (Opus: 1 or 2; WebRTC always negotiates 2 in SDP).

@@ -1,7 +1,10 @@
 package mkvwriter
 
 import (
+	"bytes"
 	"fmt"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // AV1 OBU types (AV1 spec §6.2.2).
@@ -232,4 +235,64 @@ func bit8(v bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// AV1 is AV1 in WebM (V_AV1, with its av1C).
+var AV1 = Codec{name: "av1", docType: "webm", video: true, adapter: func(media.TrackParams) (codecAdapter, error) { return &av1Adapter{}, nil }}
+
+// av1Adapter keeps the first sequence header for av1C and the last one seen, so that a
+// repeated header is compared rather than parsed again.
+type av1Adapter struct {
+	private []byte
+	lastSeq []byte
+	lastW   int
+	lastH   int
+}
+
+func (*av1Adapter) codecID() string        { return "V_AV1" }
+func (a *av1Adapter) codecPrivate() []byte { return a.private }
+func (a *av1Adapter) prepare(data []byte, key, first bool) ([]byte, int, int, error) {
+	// Temporal delimiters must not be stored in Matroska; drop any the caller left in front.
+	var seq obu
+	haveSeq := false
+	rest := data
+	block := data
+	for len(rest) > 0 {
+		o, next, err := nextOBU(rest)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		if o.typ == obuTemporalDelimiter && len(block) == len(rest) {
+			block = next
+		}
+		if o.typ == obuSequenceHeader && !haveSeq {
+			seq, haveSeq = o, true
+		}
+		rest = next
+	}
+	if len(block) == 0 {
+		return nil, 0, 0, fmt.Errorf("preparing av1 frame: only temporal delimiters: %w", ErrBadFrame)
+	}
+	if !key {
+		return block, 0, 0, nil
+	}
+	if !haveSeq {
+		if first {
+			return nil, 0, 0, fmt.Errorf("preparing av1 key frame: no sequence header: %w", ErrBadFrame)
+		}
+		return block, 0, 0, nil
+	}
+	if bytes.Equal(seq.raw, a.lastSeq) {
+		return block, a.lastW, a.lastH, nil
+	}
+	s, err := parseAV1SequenceHeader(seq.payload)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if first {
+		a.private = av1Config(s, seq)
+	}
+	a.lastSeq = append(a.lastSeq[:0], seq.raw...)
+	a.lastW, a.lastH = s.maxWidth, s.maxHeight
+	return block, s.maxWidth, s.maxHeight, nil
 }

@@ -58,7 +58,7 @@ func (f *failAfter) Write(p []byte) (int, error) {
 func newVP8Writer(t *testing.T, opts ...Option) (*Writer, *memFile) {
 	t.Helper()
 	m := &memFile{}
-	w, err := NewWith(m, media.TrackParams{Codec: media.CodecVP8}, opts...)
+	w, err := NewWith(m, mkvCodec(media.CodecVP8), media.TrackParams{}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestBadFrames(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.codec.String(), func(t *testing.T) {
-			w, err := NewWith(&memFile{}, media.TrackParams{Codec: tc.codec})
+			w, err := NewWith(&memFile{}, mkvCodec(tc.codec), media.TrackParams{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -218,7 +218,7 @@ func TestNew(t *testing.T) {
 	if err := os.WriteFile(path, []byte("keep"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(path, media.TrackParams{Codec: media.CodecVP8}); err == nil {
+	if _, err := New(path, mkvCodec(media.CodecVP8), media.TrackParams{}); err == nil {
 		t.Error("New over an existing file succeeded")
 	}
 	if b, _ := os.ReadFile(path); string(b) != "keep" {
@@ -226,21 +226,21 @@ func TestNew(t *testing.T) {
 	}
 
 	other := filepath.Join(dir, "b.webm")
-	if _, err := New(other, media.TrackParams{Codec: media.CodecUnknown}); !errors.Is(err, ErrUnsupportedCodec) {
+	if _, err := New(other, mkvCodec(media.CodecUnknown), media.TrackParams{}); !errors.Is(err, ErrUnsupportedCodec) {
 		t.Errorf("unknown codec: %v", err)
 	}
-	if _, err := New(other, media.TrackParams{Codec: media.CodecVP8}, WithClusterDuration(-1)); err == nil {
+	if _, err := New(other, mkvCodec(media.CodecVP8), media.TrackParams{}, WithClusterDuration(-1)); err == nil {
 		t.Error("bad option accepted")
 	}
 	if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed New left a file: %v", err)
 	}
-	if _, err := New(other, media.TrackParams{Codec: media.CodecOpus, Channels: 6}); !errors.Is(err, ErrUnsupportedCodec) {
+	if _, err := New(other, mkvCodec(media.CodecOpus), media.TrackParams{Channels: 6}); !errors.Is(err, ErrUnsupportedCodec) {
 		t.Errorf("6-channel opus: %v", err)
 	}
 
 	// Closed before the first frame: an empty file.
-	w, err := New(other, media.TrackParams{Codec: media.CodecVP8})
+	w, err := New(other, mkvCodec(media.CodecVP8), media.TrackParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,10 +260,10 @@ type seekError struct{ memFile }
 func (*seekError) Seek(int64, int) (int64, error) { return 0, errors.New("not seekable") }
 
 func TestNewWithErrors(t *testing.T) {
-	if _, err := NewWith(&seekError{}, media.TrackParams{Codec: media.CodecVP8}); err == nil {
+	if _, err := NewWith(&seekError{}, mkvCodec(media.CodecVP8), media.TrackParams{}); err == nil {
 		t.Error("NewWith on a writer that cannot Seek succeeded")
 	}
-	if _, err := NewWith(nil, media.TrackParams{Codec: media.CodecVP8}); err == nil {
+	if _, err := NewWith(nil, mkvCodec(media.CodecVP8), media.TrackParams{}); err == nil {
 		t.Error("NewWith(nil) succeeded")
 	}
 }
@@ -275,7 +275,7 @@ func TestNewWithOffset(t *testing.T) {
 	if _, err := m.Write(prefix); err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWith(m, media.TrackParams{Codec: media.CodecVP8})
+	w, err := NewWith(m, mkvCodec(media.CodecVP8), media.TrackParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestNewWithOffset(t *testing.T) {
 // TestWriteErrorSticks: after an I/O error, every call reports it.
 func TestWriteErrorSticks(t *testing.T) {
 	f := &failAfter{limit: 2000}
-	w, err := NewWith(f, media.TrackParams{Codec: media.CodecVP8}, WithBufferSize(512))
+	w, err := NewWith(f, mkvCodec(media.CodecVP8), media.TrackParams{}, WithBufferSize(512))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func TestFlushReachesFile(t *testing.T) {
 func TestAV1TemporalDelimiter(t *testing.T) {
 	frames := readIVF(t, "av1_320x240.ivf", media.CodecAV1)
 	m := &memFile{}
-	w, err := NewWith(m, media.TrackParams{Codec: media.CodecAV1})
+	w, err := NewWith(m, mkvCodec(media.CodecAV1), media.TrackParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestWriteFrameAllocs(t *testing.T) {
 	for _, tc := range videoCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			frames := tc.frames(t, tc.fixture)
-			w, err := NewWith(&discard{}, media.TrackParams{Codec: tc.codec})
+			w, err := NewWith(&discard{}, mkvCodec(tc.codec), media.TrackParams{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -419,7 +419,7 @@ func (d *discard) Seek(off int64, whence int) (int64, error) {
 
 func BenchmarkWriteFrameVP8(b *testing.B) {
 	frames := readIVF(b, "vp8_320x240.ivf", media.CodecVP8)
-	w, err := NewWith(&discard{}, media.TrackParams{Codec: media.CodecVP8})
+	w, err := NewWith(&discard{}, mkvCodec(media.CodecVP8), media.TrackParams{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -441,7 +441,7 @@ func BenchmarkWriteFrameVP8(b *testing.B) {
 
 func BenchmarkWriteFrameH264(b *testing.B) {
 	frames := readH264(b, "h264_320x180.h264")
-	w, err := NewWith(&discard{}, media.TrackParams{Codec: media.CodecH264})
+	w, err := NewWith(&discard{}, mkvCodec(media.CodecH264), media.TrackParams{})
 	if err != nil {
 		b.Fatal(err)
 	}

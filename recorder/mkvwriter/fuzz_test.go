@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/internal/mkvscan"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
 var fuzzCodecs = [...]media.Codec{media.CodecVP8, media.CodecVP9, media.CodecAV1, media.CodecH264, media.CodecOpus}
@@ -55,7 +55,7 @@ func fuzzWriterOnce(t *testing.T, in []byte) {
 	codec := fuzzCodecs[int(in[0])%len(fuzzCodecs)]
 	in = in[1:]
 	m := &memFile{}
-	w, err := NewWith(m, media.TrackParams{Codec: codec}, WithMaxGap(time.Minute))
+	w, err := NewWith(m, mkvCodec(codec), media.TrackParams{}, WithMaxGap(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func fuzzWriterOnce(t *testing.T, in []byte) {
 // repaired file reads back whole and counts as finished.
 func FuzzRepair(f *testing.F) {
 	m := &memFile{}
-	w, err := NewWith(m, media.TrackParams{Codec: media.CodecVP8}, WithClusterDuration(100*time.Millisecond))
+	w, err := NewWith(m, mkvCodec(media.CodecVP8), media.TrackParams{}, WithClusterDuration(100*time.Millisecond))
 	if err != nil {
 		f.Fatal(err)
 	}

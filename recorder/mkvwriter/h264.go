@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // H.264 NAL unit types the writer looks at.
@@ -123,4 +125,100 @@ func avcConfig(info spsInfo, sps, pps [][]byte) ([]byte, error) {
 			0) // numOfSequenceParameterSetExt
 	}
 	return b, nil
+}
+
+// H264 is H.264 in Matroska (V_MPEG4/ISO/AVC, with its avcC); WebM cannot hold it.
+var H264 = Codec{name: "h264", docType: "matroska", video: true, adapter: func(media.TrackParams) (codecAdapter, error) { return &h264Adapter{}, nil }}
+
+// h264Adapter converts Annex B access units to length-prefixed NAL units. The parameter
+// sets of the first IDR become the avcC; a different SPS or PPS later needs a new part,
+// since CodecPrivate cannot change within a file.
+type h264Adapter struct {
+	sps, pps [][]byte
+	info     spsInfo
+	private  []byte
+	buf      []byte
+}
+
+func (*h264Adapter) codecID() string        { return "V_MPEG4/ISO/AVC" }
+func (a *h264Adapter) codecPrivate() []byte { return a.private }
+func (a *h264Adapter) prepare(data []byte, key, first bool) ([]byte, int, int, error) {
+	it, ok := newNALIter(data)
+	if !ok {
+		return nil, 0, 0, fmt.Errorf("preparing h264 access unit: no start code: %w", ErrBadFrame)
+	}
+	var sps, pps [][]byte
+	var newSPS, newPPS []byte
+	idr := false
+	nals := 0
+	for nal, ok := it.next(); ok; nal, ok = it.next() {
+		nals++
+		switch nal[0] & 0x1F {
+		case nalIDR:
+			idr = true
+		case nalSPS:
+			if first {
+				sps = append(sps, nal)
+			} else if newSPS == nil && !containsNAL(a.sps, nal) {
+				newSPS = nal
+			}
+		case nalPPS:
+			if first {
+				pps = append(pps, nal)
+			} else if newPPS == nil && !containsNAL(a.pps, nal) {
+				newPPS = nal
+			}
+		}
+	}
+	if nals == 0 {
+		return nil, 0, 0, fmt.Errorf("preparing h264 access unit: no nal units: %w", ErrBadFrame)
+	}
+	if key && !idr {
+		return nil, 0, 0, fmt.Errorf("preparing h264 key frame: no idr slice: %w", ErrBadFrame)
+	}
+	if newSPS != nil || newPPS != nil {
+		return nil, 0, 0, fmt.Errorf("preparing h264 access unit: parameter sets changed: %w", media.ErrNewPart)
+	}
+	if first {
+		if len(sps) == 0 || len(pps) == 0 {
+			return nil, 0, 0, fmt.Errorf("preparing first h264 key frame: %d sps and %d pps: %w",
+				len(sps), len(pps), ErrBadFrame)
+		}
+		info, err := parseSPS(sps[0])
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("preparing first h264 key frame: %w", err)
+		}
+		private, err := avcConfig(info, sps, pps)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		a.info, a.private = info, private
+		a.sps, a.pps = cloneAll(sps), cloneAll(pps)
+	}
+	var err error
+	a.buf, err = appendAVCC(a.buf[:0], data)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if key {
+		return a.buf, a.info.width, a.info.height, nil
+	}
+	return a.buf, 0, 0, nil
+}
+
+func containsNAL(set [][]byte, nal []byte) bool {
+	for _, s := range set {
+		if bytes.Equal(s, nal) {
+			return true
+		}
+	}
+	return false
+}
+
+func cloneAll(in [][]byte) [][]byte {
+	out := make([][]byte, len(in))
+	for i, b := range in {
+		out[i] = bytes.Clone(b)
+	}
+	return out
 }

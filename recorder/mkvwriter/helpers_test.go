@@ -17,7 +17,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/internal/mkvscan"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
 // fixtureFPS is the frame rate of every video fixture (see testdata/gen.sh).
@@ -151,9 +151,9 @@ func readH264(t testing.TB, name string) []media.Frame {
 }
 
 // writeFrames writes frames to a new file and closes it.
-func writeFrames(t testing.TB, path string, p media.TrackParams, frames []media.Frame, opts ...Option) {
+func writeFrames(t testing.TB, path string, codec media.Codec, p media.TrackParams, frames []media.Frame, opts ...Option) {
 	t.Helper()
-	w, err := New(path, p, opts...)
+	w, err := New(path, mkvCodec(codec), p, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,4 +290,19 @@ func mkvinfo(t testing.TB, path string) string {
 		}
 	}
 	return string(out)
+}
+
+// mkvCodec is the writer's mapping of a codec, as the codec table gives it.
+func mkvCodec(c media.Codec) Codec {
+	return map[media.Codec]Codec{
+		media.CodecVP8: VP8, media.CodecVP9: VP9, media.CodecAV1: AV1, media.CodecH264: H264, media.CodecOpus: Opus,
+	}[c]
+}
+
+// extension is the file extension of a codec's file.
+func extension(c media.Codec) string {
+	if c == media.CodecH264 {
+		return ".mkv"
+	}
+	return ".webm"
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/at-wat/ebml-go"
 	"github.com/at-wat/ebml-go/webm"
 
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/internal/mkvscan"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
 // File layout while recording (all appends):

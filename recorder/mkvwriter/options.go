@@ -64,18 +64,6 @@ func WithClusterDuration(d time.Duration) Option {
 	}
 }
 
-// WithMaxClusterDuration sets how long a cluster runs at most, key frame or not (default 5 s,
-// at most 32.767 s). Shorter clusters let a reader resynchronise sooner after damage.
-func WithMaxClusterDuration(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 || d > maxClusterSpan {
-			return fmt.Errorf("max cluster duration %v: %w", d, errBadOption)
-		}
-		c.maxClusterDuration = d
-		return nil
-	}
-}
-
 // WithMaxGap sets the largest PTS jump a file absorbs as a gap (default 6 h; 0: no limit).
 // A larger jump (a sender restart, an RTP timestamp wrap taken at face value) makes
 // WriteFrame return an error wrapping media.ErrNewPart.
@@ -89,27 +77,10 @@ func WithMaxGap(d time.Duration) Option {
 	}
 }
 
-// WithMuxingApp sets the MuxingApp of the Info element (default "matrix-recorder").
-func WithMuxingApp(name string) Option {
-	return func(c *config) error {
-		c.muxingApp = name
-		return nil
-	}
-}
-
 // WithWritingApp sets the WritingApp of the Info element (default "matrix-recorder").
 func WithWritingApp(name string) Option {
 	return func(c *config) error {
 		c.writingApp = name
-		return nil
-	}
-}
-
-// WithDate sets the DateUTC of the Info element: the wall-clock time of PTS 0. The default
-// is the time the writer was created.
-func WithDate(t time.Time) Option {
-	return func(c *config) error {
-		c.date = t
 		return nil
 	}
 }

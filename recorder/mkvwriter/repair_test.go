@@ -12,15 +12,15 @@ import (
 	"testing"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/internal/mkvscan"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
 // crashCopy writes frames, flushes after the first flushed of them, writes a few more that
 // stay in the buffer, and returns the file's bytes as a kill -9 at that moment leaves them.
 func crashCopy(t *testing.T, codec media.Codec, frames []media.Frame, flushed int) []byte {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "live"+codec.Extension())
-	w, err := New(path, media.TrackParams{Codec: codec}, WithSyncOnFlush(true))
+	path := filepath.Join(t.TempDir(), "live"+extension(codec))
+	w, err := New(path, mkvCodec(codec), media.TrackParams{}, WithSyncOnFlush(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestCrashAfterFlush(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			frames := tc.frames(t, tc.fixture)
 			const flushed = 30
-			path := writeFile(t, "crash"+tc.codec.Extension(), crashCopy(t, tc.codec, frames, flushed))
+			path := writeFile(t, "crash"+extension(tc.codec), crashCopy(t, tc.codec, frames, flushed))
 
 			file, blocks := scanFile(t, path)
 			if file.Torn || len(blocks) != flushed || file.Duration != 0 || file.Cues.ID != 0 {
@@ -132,7 +132,7 @@ func TestRepairEveryCut(t *testing.T) {
 				cuts = append(cuts, cut)
 			}
 			for _, cut := range append(cuts, len(b)) {
-				path := filepath.Join(dir, "cut"+tc.codec.Extension())
+				path := filepath.Join(dir, "cut"+extension(tc.codec))
 				if err := os.WriteFile(path, b[:cut], 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -240,7 +240,7 @@ func TestRepairNotRecoverable(t *testing.T) {
 func TestRepairFinishedFile(t *testing.T) {
 	frames := readIVF(t, "vp8_320x240.ivf", media.CodecVP8)
 	path := filepath.Join(t.TempDir(), "done.webm")
-	writeFrames(t, path, media.TrackParams{Codec: media.CodecVP8}, frames)
+	writeFrames(t, path, media.CodecVP8, media.TrackParams{}, frames)
 	before, _ := os.ReadFile(path)
 	report, err := Repair(path)
 	if err != nil || !report.AlreadyFinal || report.Blocks != len(frames) {
@@ -274,7 +274,7 @@ func TestRepairAfterFailedClose(t *testing.T) {
 	}
 	defer f.Close()
 	sf := &seekFailer{File: f}
-	w, err := NewWith(sf, media.TrackParams{Codec: media.CodecVP8})
+	w, err := NewWith(sf, mkvCodec(media.CodecVP8), media.TrackParams{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package mkvwriter
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
 // parseVP8Keyframe reads the frame size from a VP8 key frame header (RFC 6386 §9.1): a
@@ -162,4 +164,34 @@ func vp9ColorConfig(r *bitReader, profile int) {
 	} else if profile == 1 || profile == 3 {
 		r.bit() // reserved_zero
 	}
+}
+
+// VP8 is VP8 in WebM (V_VP8).
+var VP8 = Codec{name: "vp8", docType: "webm", video: true, adapter: func(media.TrackParams) (codecAdapter, error) { return &vp8Adapter{}, nil }}
+
+// VP9 is VP9 in WebM (V_VP9).
+var VP9 = Codec{name: "vp9", docType: "webm", video: true, adapter: func(media.TrackParams) (codecAdapter, error) { return &vp9Adapter{}, nil }}
+
+type vp8Adapter struct{}
+
+func (*vp8Adapter) codecID() string      { return "V_VP8" }
+func (*vp8Adapter) codecPrivate() []byte { return nil }
+func (*vp8Adapter) prepare(data []byte, key, _ bool) ([]byte, int, int, error) {
+	if !key {
+		return data, 0, 0, nil
+	}
+	w, h, err := parseVP8Keyframe(data)
+	return data, w, h, err
+}
+
+type vp9Adapter struct{}
+
+func (*vp9Adapter) codecID() string      { return "V_VP9" }
+func (*vp9Adapter) codecPrivate() []byte { return nil }
+func (*vp9Adapter) prepare(data []byte, key, _ bool) ([]byte, int, int, error) {
+	if !key {
+		return data, 0, 0, nil
+	}
+	w, h, err := parseVP9Keyframe(data)
+	return data, w, h, err
 }

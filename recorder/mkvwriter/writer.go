@@ -16,6 +16,7 @@ import (
 type Writer struct {
 	cfg      config
 	params   media.TrackParams
+	name     string // the codec's, for messages
 	codec    codecAdapter
 	docType  string
 	video    bool
@@ -36,19 +37,19 @@ type Writer struct {
 	frames   int
 }
 
-// New creates the file at path (it must not exist yet) and returns a writer that owns it.
-// The header is written with the first frame, which for video must be a key frame: its
-// bitstream gives the size and codec configuration, so TrackParams.Width and Height are not
-// needed (the bitstream wins where they differ).
-func New(path string, p media.TrackParams, opts ...Option) (*Writer, error) {
-	if _, _, err := newCodecAdapter(p); err != nil {
+// New creates the file at path (it must not exist yet) and returns a writer of codec c that
+// owns it. The header is written with the first frame, which for video must be a key frame:
+// its bitstream gives the size and codec configuration, so TrackParams.Width and Height are
+// not needed (the bitstream wins where they differ).
+func New(path string, c Codec, p media.TrackParams, opts ...Option) (*Writer, error) {
+	if _, err := c.newAdapter(p); err != nil {
 		return nil, fmt.Errorf("creating writer for %s: %w", path, err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating writer: %w", err)
 	}
-	w, err := NewWith(f, p, opts...)
+	w, err := NewWith(f, c, p, opts...)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("creating writer for %s: %w", path, err), f.Close(), os.Remove(path))
 	}
@@ -56,9 +57,9 @@ func New(path string, p media.TrackParams, opts ...Option) (*Writer, error) {
 	return w, nil
 }
 
-// NewWith returns a writer that writes to ws from its current position. Close finalises the
-// file by seeking back into it, but does not close ws.
-func NewWith(ws io.WriteSeeker, p media.TrackParams, opts ...Option) (*Writer, error) {
+// NewWith returns a writer of codec c that writes to ws from its current position. Close
+// finalises the file by seeking back into it, but does not close ws.
+func NewWith(ws io.WriteSeeker, c Codec, p media.TrackParams, opts ...Option) (*Writer, error) {
 	if ws == nil {
 		return nil, errors.New("creating writer: nil WriteSeeker")
 	}
@@ -72,7 +73,7 @@ func NewWith(ws io.WriteSeeker, p media.TrackParams, opts ...Option) (*Writer, e
 	if cfg.date.IsZero() {
 		cfg.date = time.Now()
 	}
-	codec, docType, err := newCodecAdapter(p)
+	codec, err := c.newAdapter(p)
 	if err != nil {
 		return nil, fmt.Errorf("creating writer: %w", err)
 	}
@@ -83,9 +84,10 @@ func NewWith(ws io.WriteSeeker, p media.TrackParams, opts ...Option) (*Writer, e
 	return &Writer{
 		cfg:      cfg,
 		params:   p,
+		name:     c.String(),
 		codec:    codec,
-		docType:  docType,
-		video:    p.Codec.IsVideo(),
+		docType:  c.docType,
+		video:    c.video,
 		trackUID: rand.Uint64()>>1 | 1,
 		mux:      mux,
 	}, nil
@@ -107,38 +109,38 @@ func (w *Writer) WriteFrame(f media.Frame) error {
 		return w.err
 	}
 	if len(f.Data) == 0 {
-		return fmt.Errorf("writing %s frame at %v: empty: %w", w.params.Codec, f.PTS, ErrBadFrame)
+		return fmt.Errorf("writing %s frame at %v: empty: %w", w.name, f.PTS, ErrBadFrame)
 	}
 	key := f.Keyframe || !w.video
 	if f.PTS < 0 {
-		return fmt.Errorf("writing %s frame: pts %v: %w", w.params.Codec, f.PTS, ErrBadTimestamp)
+		return fmt.Errorf("writing %s frame: pts %v: %w", w.name, f.PTS, ErrBadTimestamp)
 	}
 	if w.started {
 		if f.PTS < w.lastPTS {
 			return fmt.Errorf("writing %s frame: pts %v before previous %v: %w",
-				w.params.Codec, f.PTS, w.lastPTS, ErrBadTimestamp)
+				w.name, f.PTS, w.lastPTS, ErrBadTimestamp)
 		}
 		if gap := f.PTS - w.lastPTS; w.cfg.maxGap > 0 && gap > w.cfg.maxGap {
 			return fmt.Errorf("writing %s frame: pts jumped by %v, more than %v: %w",
-				w.params.Codec, gap, w.cfg.maxGap, media.ErrNewPart)
+				w.name, gap, w.cfg.maxGap, media.ErrNewPart)
 		}
 	} else if !key {
-		return fmt.Errorf("writing first %s frame: %w", w.params.Codec, ErrNotKeyframe)
+		return fmt.Errorf("writing first %s frame: %w", w.name, ErrNotKeyframe)
 	}
 
 	block, width, height, err := w.codec.prepare(f.Data, key, !w.started)
 	if err != nil {
-		return fmt.Errorf("writing %s frame at %v: %w", w.params.Codec, f.PTS, err)
+		return fmt.Errorf("writing %s frame at %v: %w", w.name, f.PTS, err)
 	}
 	if len(block) > maxBlockPayload {
-		return fmt.Errorf("writing %s frame at %v: %d bytes: %w", w.params.Codec, f.PTS, len(block), ErrBadFrame)
+		return fmt.Errorf("writing %s frame at %v: %d bytes: %w", w.name, f.PTS, len(block), ErrBadFrame)
 	}
 	if width*height > w.width*w.height {
 		w.width, w.height = width, height
 	}
 	if !w.started {
 		if err := w.start(); err != nil {
-			w.err = fmt.Errorf("writing %s file header: %w: %w", w.params.Codec, media.ErrWrite, err)
+			w.err = fmt.Errorf("writing %s file header: %w: %w", w.name, media.ErrWrite, err)
 			return w.err
 		}
 		w.started = true
@@ -147,12 +149,12 @@ func (w *Writer) WriteFrame(f media.Frame) error {
 	tc := int64(f.PTS / time.Millisecond)
 	if w.needCluster(tc, key) {
 		if err := w.mux.startCluster(tc); err != nil {
-			w.err = fmt.Errorf("writing %s cluster: %w: %w", w.params.Codec, media.ErrWrite, err)
+			w.err = fmt.Errorf("writing %s cluster: %w: %w", w.name, media.ErrWrite, err)
 			return w.err
 		}
 	}
 	if err := w.mux.writeSimpleBlock(trackNumber, tc, key, block); err != nil {
-		w.err = fmt.Errorf("writing %s block: %w: %w", w.params.Codec, media.ErrWrite, err)
+		w.err = fmt.Errorf("writing %s block: %w: %w", w.name, media.ErrWrite, err)
 		return w.err
 	}
 
@@ -261,14 +263,14 @@ func (w *Writer) Flush() error {
 		return nil
 	}
 	if err := w.mux.flush(); err != nil {
-		w.err = fmt.Errorf("flushing %s file: %w: %w", w.params.Codec, media.ErrWrite, err)
+		w.err = fmt.Errorf("flushing %s file: %w: %w", w.name, media.ErrWrite, err)
 		return w.err
 	}
 	if w.cfg.syncOnFlush && w.file != nil {
 		if err := w.file.Sync(); err != nil {
 			// After a failed fsync the kernel may have dropped the pages it could not
 			// write: what the file holds is unknown.
-			w.err = fmt.Errorf("syncing %s file: %w: %w", w.params.Codec, media.ErrWrite, err)
+			w.err = fmt.Errorf("syncing %s file: %w: %w", w.name, media.ErrWrite, err)
 			return w.err
 		}
 	}
@@ -289,15 +291,15 @@ func (w *Writer) Close() error {
 		errs = append(errs, w.err)
 	case w.started:
 		if err := w.finish(); err != nil {
-			errs = append(errs, fmt.Errorf("finalising %s file: %w: %w", w.params.Codec, media.ErrWrite, err))
+			errs = append(errs, fmt.Errorf("finalising %s file: %w: %w", w.name, media.ErrWrite, err))
 		}
 	}
 	if w.file != nil {
 		if err := w.file.Sync(); err != nil {
-			errs = append(errs, fmt.Errorf("syncing %s file: %w", w.params.Codec, err))
+			errs = append(errs, fmt.Errorf("syncing %s file: %w", w.name, err))
 		}
 		if err := w.file.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing %s file: %w", w.params.Codec, err))
+			errs = append(errs, fmt.Errorf("closing %s file: %w", w.name, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
-	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/internal/mkvscan"
+	"github.com/matrix-recorder/matrix-recorder/recorder/mkvwriter/mkvscan"
 )
 
 type codecCase struct {
@@ -44,8 +44,8 @@ func TestVideoCodecs(t *testing.T) {
 	for _, tc := range videoCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			frames := tc.frames(t, tc.fixture)
-			path := filepath.Join(t.TempDir(), "track"+tc.codec.Extension())
-			writeFrames(t, path, media.TrackParams{Codec: tc.codec, ClockRate: 90000, Title: "@alice:example.org camera"}, frames)
+			path := filepath.Join(t.TempDir(), "track"+extension(tc.codec))
+			writeFrames(t, path, tc.codec, media.TrackParams{ClockRate: 90000, Title: "@alice:example.org camera"}, frames)
 
 			checkRoundTrip(t, path, tc.codec, frames)
 
@@ -101,7 +101,7 @@ func checkRoundTrip(t *testing.T, path string, codec media.Codec, frames []media
 	}
 	for i, b := range blocks {
 		f := frames[i]
-		if b.timestamp != f.PTS.Milliseconds() || b.keyframe != (f.Keyframe || !codec.IsVideo()) || b.track != 1 {
+		if b.timestamp != f.PTS.Milliseconds() || b.keyframe != (f.Keyframe || !(codec != media.CodecOpus)) || b.track != 1 {
 			t.Fatalf("block %d: track %d ts %d key %v, want ts %d key %v", i, b.track, b.timestamp, b.keyframe,
 				f.PTS.Milliseconds(), f.Keyframe)
 		}
@@ -161,7 +161,7 @@ func TestCodecPrivateMatchesFFmpeg(t *testing.T) {
 				t.Fatalf("ffmpeg: %v\n%s", err, out)
 			}
 			mine := filepath.Join(dir, "mine.mkv")
-			writeFrames(t, mine, media.TrackParams{Codec: tc.codec}, tc.frames[:1])
+			writeFrames(t, mine, tc.codec, media.TrackParams{}, tc.frames[:1])
 			refFile, _ := scanFile(t, ref)
 			myFile, _ := scanFile(t, mine)
 			want, got := refFile.TrackList[0].CodecPrivate, myFile.TrackList[0].CodecPrivate
@@ -188,7 +188,7 @@ func TestResolutionChange(t *testing.T) {
 				frames = append(frames, f)
 			}
 			path := filepath.Join(t.TempDir(), "change.webm")
-			w, err := New(path, media.TrackParams{Codec: tc.codec})
+			w, err := New(path, mkvCodec(tc.codec), media.TrackParams{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,9 +224,9 @@ func TestH264ParameterSetChange(t *testing.T) {
 	first := readH264(t, "h264_320x180.h264")
 	second := readH264(t, "h264_176x144_high.h264")
 	dir := t.TempDir()
-	p := media.TrackParams{Codec: media.CodecH264}
+	p := media.TrackParams{}
 
-	w, err := New(filepath.Join(dir, "part1.mkv"), p)
+	w, err := New(filepath.Join(dir, "part1.mkv"), H264, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestH264ParameterSetChange(t *testing.T) {
 	}
 	checkRoundTrip(t, filepath.Join(dir, "part1.mkv"), media.CodecH264, first)
 
-	writeFrames(t, filepath.Join(dir, "part2.mkv"), p, second)
+	writeFrames(t, filepath.Join(dir, "part2.mkv"), media.CodecH264, p, second)
 	s := ffprobe(t, filepath.Join(dir, "part2.mkv")).Streams[0]
 	if s.Width != 176 || s.Height != 144 {
 		t.Errorf("part 2 is %dx%d, want 176x144", s.Width, s.Height)
@@ -296,7 +296,7 @@ func TestOpusInWebM(t *testing.T) {
 		frames = append(frames, media.Frame{Data: p, PTS: time.Duration(i) * 20 * time.Millisecond, Duration: 20 * time.Millisecond})
 	}
 	path := filepath.Join(t.TempDir(), "audio.webm")
-	writeFrames(t, path, media.TrackParams{Codec: media.CodecOpus, ClockRate: 48000, Channels: 2}, frames)
+	writeFrames(t, path, media.CodecOpus, media.TrackParams{ClockRate: 48000, Channels: 2}, frames)
 	checkRoundTrip(t, path, media.CodecOpus, frames)
 	file, _ := scanFile(t, path)
 	tr := file.TrackList[0]
@@ -353,7 +353,7 @@ func TestClusters(t *testing.T) {
 	add(true, 0)
 
 	path := filepath.Join(t.TempDir(), "clusters.webm")
-	writeFrames(t, path, media.TrackParams{Codec: media.CodecVP8}, frames)
+	writeFrames(t, path, media.CodecVP8, media.TrackParams{}, frames)
 
 	var clusters []uint64
 	f, err := os.Open(path)

@@ -32,7 +32,7 @@
 //     the samples that end on it) and §4.1 asks muxers to fill them. So a track with a
 //     pause, pulled into a DAW, comes out shorter than the call and out of sync.
 //   - GapSilence: the gap is filled with packets that decode to digital silence
-//     (SilenceFrame; 20 ms each, what is left in 10, 5 and 2.5 ms ones; a rest under
+//     (opus.Silence; 20 ms each, what is left in 10, 5 and 2.5 ms ones; a rest under
 //     2.5 ms stays a jump). Every tool reports and decodes the full 3.02 s, also with a
 //     gap before the first frame, and both decoders output exact zeros in the gap
 //     (opusdec with --no-dither; its default dither adds about ±9 of 32767) after the
@@ -44,7 +44,7 @@
 //     tone going at about a quarter of its level through the whole second.
 //
 // For per-speaker podcast tracks GapSilence is the policy that keeps every file as long
-// as the call in every tool; the pipeline can get the same by writing SilenceFrame
+// as the call in every tool; the pipeline can get the same by writing opus.Silence
 // packets itself.
 //
 // # Pages and crash safety

@@ -1,6 +1,10 @@
 package oggwriter
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
+)
 
 // Errors a caller branches on. WriteFrame wraps them with what it was doing; a frame that
 // fails with one of them was dropped and the writer stays usable, so the caller can count
@@ -8,7 +12,8 @@ import "errors"
 var (
 	// ErrInvalidPacket means the frame is not a valid Opus packet (RFC 6716 §3.4: empty,
 	// impossible frame lengths, more than 120 ms), or its Duration disagrees with its TOC.
-	ErrInvalidPacket = errors.New("invalid opus packet")
+	// It is the opus package's error.
+	ErrInvalidPacket = opus.ErrInvalidPacket
 	// ErrBackwards means the frame starts before the end of the previous frame (or before
 	// the start of the file): a duplicate, an overlap or a timestamp that went back.
 	ErrBackwards = errors.New("frame starts before the previous frame ends")

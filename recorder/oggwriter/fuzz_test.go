@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -64,7 +65,7 @@ func FuzzWriter(f *testing.F) {
 					if b := take(2); len(b) == 2 {
 						gap = binary.BigEndian.Uint16(b)
 					}
-					pts += samplesToDuration(int64(gap))
+					pts += opus.SamplesToDuration(int64(gap))
 				case 2:
 					var back byte
 					if b := take(1); len(b) == 1 {
@@ -79,7 +80,7 @@ func FuzzWriter(f *testing.F) {
 				}
 			}
 			before := w.Duration()
-			_, perr := PacketDuration(data)
+			_, perr := opus.Duration(data)
 			err := w.WriteFrame(media.Frame{Data: data, PTS: pts})
 			switch {
 			case err == nil:
@@ -87,8 +88,8 @@ func FuzzWriter(f *testing.F) {
 					t.Fatalf("accepted an invalid packet %x", data)
 				}
 				accepted = append(accepted, data)
-				d, _ := PacketDuration(data)
-				if w.Duration() != samplesToDuration(durationToSamples(pts)+durationToSamples(d)) {
+				d, _ := opus.Duration(data)
+				if w.Duration() != opus.SamplesToDuration(opus.DurationToSamples(pts)+opus.DurationToSamples(d)) {
 					t.Fatalf("Duration %v after a frame at %v of %v", w.Duration(), pts, d)
 				}
 			case errors.Is(err, ErrInvalidPacket):
@@ -103,7 +104,7 @@ func FuzzWriter(f *testing.F) {
 				t.Fatal("a refused frame moved the end")
 			}
 		}
-		end := durationToSamples(w.Duration())
+		end := opus.DurationToSamples(w.Duration())
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +131,7 @@ func FuzzWriter(f *testing.F) {
 		for _, pg := range s.pages {
 			for range pg.completedPackets() {
 				if pi >= 2 {
-					n, err := packetSamples(s.packets[pi])
+					n, err := opus.Samples(s.packets[pi])
 					if err != nil {
 						t.Fatal(err)
 					}

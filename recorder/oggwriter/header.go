@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 )
 
 // appendOpusHead appends the identification header (RFC 7845 §5.1) for channel mapping
@@ -12,9 +14,9 @@ func appendOpusHead(dst []byte, channels uint8, preSkip uint16) []byte {
 	dst = append(dst, "OpusHead"...)
 	dst = append(dst, 1, channels)
 	dst = binary.LittleEndian.AppendUint16(dst, preSkip)
-	dst = binary.LittleEndian.AppendUint32(dst, sampleRate) // input sample rate, informational
-	dst = binary.LittleEndian.AppendUint16(dst, 0)          // output gain
-	return append(dst, 0)                                   // channel mapping family 0
+	dst = binary.LittleEndian.AppendUint32(dst, opus.SampleRate) // input sample rate, informational
+	dst = binary.LittleEndian.AppendUint16(dst, 0)               // output gain
+	return append(dst, 0)                                        // channel mapping family 0
 }
 
 // appendOpusTags appends the comment header (RFC 7845 §5.2).

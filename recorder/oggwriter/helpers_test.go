@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -98,7 +99,7 @@ func (s oggStream) endTrimmed() bool {
 // isSilence reports whether p is a packet this package makes from silence frames.
 func isSilence(p []byte) bool {
 	for _, d := range []time.Duration{2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 60 * time.Millisecond, 80 * time.Millisecond, 100 * time.Millisecond, 120 * time.Millisecond} {
-		if s, _ := SilenceFrame(d); bytes.Equal(p, s) {
+		if s, _ := opus.Silence(d); bytes.Equal(p, s) {
 			return true
 		}
 	}
@@ -134,7 +135,7 @@ func writeFrames(t testing.TB, w *Writer, packets [][]byte, start time.Duration,
 	t.Helper()
 	pts := start
 	for i, p := range packets {
-		d, err := PacketDuration(p)
+		d, err := opus.Duration(p)
 		if err != nil {
 			t.Fatalf("packet %d: %v", i, err)
 		}
@@ -149,7 +150,7 @@ func writeFrames(t testing.TB, w *Writer, packets [][]byte, start time.Duration,
 }
 
 func opusParams() media.TrackParams {
-	return media.TrackParams{Codec: media.CodecOpus, ClockRate: 48000, Channels: 2}
+	return media.TrackParams{ClockRate: 48000, Channels: 2}
 }
 
 // needTool skips the test if a command is not installed.

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -137,11 +138,8 @@ func newConfig(p media.TrackParams, opts []Option) (config, error) {
 	for _, o := range opts {
 		o(&c)
 	}
-	if p.Codec != media.CodecOpus {
-		return c, fmt.Errorf("ogg writer for codec %s: only opus is supported", p.Codec)
-	}
-	if p.ClockRate != 0 && p.ClockRate != sampleRate {
-		return c, fmt.Errorf("opus clock rate %d: must be %d", p.ClockRate, sampleRate)
+	if p.ClockRate != 0 && p.ClockRate != opus.SampleRate {
+		return c, fmt.Errorf("opus clock rate %d: must be %d", p.ClockRate, opus.SampleRate)
 	}
 	switch p.Channels {
 	case 0:

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 )
 
 // RepairReport says what Repair found and did.
@@ -140,7 +142,7 @@ func repair(f repairFile, size int64) (RepairReport, error) {
 	if r.Pages == 0 {
 		return r, ErrNotOpus
 	}
-	r.Duration = samplesToDuration(max(0, r.Granule-int64(r.PreSkip)))
+	r.Duration = opus.SamplesToDuration(max(0, r.Granule-int64(r.PreSkip)))
 	r.HadEOS = st.last.flags&flagEOS != 0
 	r.TruncatedBytes = size - goodEnd
 
@@ -165,9 +167,9 @@ func repair(f repairFile, size int64) (RepairReport, error) {
 		if target := st.pcmStart + int64(r.PreSkip); st.pcmKnown && r.Granule < target {
 			for g := r.Granule; g < target && len(lacing) < maxSegments; {
 				n := len(body)
-				body = appendPadPacket(body, target-g)
+				body = opus.AppendSilence(body, target-g)
 				lacing = append(lacing, byte(len(body)-n))
-				samples, _ := packetSamples(body[n:])
+				samples, _ := opus.Samples(body[n:])
 				g += int64(samples)
 			}
 			granule = target
@@ -237,7 +239,7 @@ func (st *scanState) findStart(p page) {
 			continue
 		}
 		if packets >= 2 { // the first two packets are the headers
-			samples += int64(headSamples(st.head[:st.headN]))
+			samples += int64(opus.HeadSamples(st.head[:st.headN]))
 		}
 		packets++
 		st.headN = 0

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -16,7 +17,7 @@ import (
 func liveFile(t testing.TB) ([]byte, []int) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "live.ogg")
-	w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 1}, WithSerial(99))
+	w, err := New(path, media.TrackParams{Channels: 1}, WithSerial(99))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestRepairTornLastPage(t *testing.T) {
 			t.Fatalf("cut at %d: %v", cut, err)
 		}
 		if r.TruncatedBytes != int64(cut-last) || r.Pages != len(starts)-1 || r.HadEOS || !r.AppendedEOS || r.AppendedTags ||
-			r.Granule != prevGranule || r.Duration != samplesToDuration(prevGranule) || r.CorruptBytes != 0 {
+			r.Granule != prevGranule || r.Duration != opus.SamplesToDuration(prevGranule) || r.CorruptBytes != 0 {
 			t.Fatalf("cut at %d (page at %d): %+v", cut, last, r)
 		}
 		if !bytes.Equal(out[:last], b[:last]) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -57,8 +58,8 @@ func checkWithTools(t *testing.T, path string, channels int, want time.Duration)
 	if out := run(t, "oggz-validate", path); len(out) > 0 {
 		t.Fatalf("oggz-validate: %s", out)
 	}
-	if pcm := decodePCM(t, path); samplesToDuration(int64(len(pcm)/2)) != want {
-		t.Fatalf("ffmpeg decoded %v, want %v", samplesToDuration(int64(len(pcm)/2)), want)
+	if pcm := decodePCM(t, path); opus.SamplesToDuration(int64(len(pcm)/2)) != want {
+		t.Fatalf("ffmpeg decoded %v, want %v", opus.SamplesToDuration(int64(len(pcm)/2)), want)
 	}
 }
 
@@ -78,7 +79,7 @@ func TestToolsAcceptFiles(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			packets := fixturePackets(t, tt.fixture)
 			path := filepath.Join(t.TempDir(), "track.ogg")
-			params := media.TrackParams{Codec: media.CodecOpus, ClockRate: 48000, Channels: tt.channels, Title: "@alice:example.org microphone"}
+			params := media.TrackParams{ClockRate: 48000, Channels: tt.channels, Title: "@alice:example.org microphone"}
 			w, err := New(path, params, tt.opts...)
 			if err != nil {
 				t.Fatal(err)
@@ -102,7 +103,7 @@ func TestToolsPreSkip(t *testing.T) {
 	needTool(t, "ffprobe")
 	packets := fixturePackets(t, "sine440.ogg")
 	path := filepath.Join(t.TempDir(), "track.ogg")
-	w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 1}, WithPreSkip(312))
+	w, err := New(path, media.TrackParams{Channels: 1}, WithPreSkip(312))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,12 +111,12 @@ func TestToolsPreSkip(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	skip := samplesToDuration(312)
+	skip := opus.SamplesToDuration(312)
 	if st := seconds(t, ffprobe(t, path).Format.StartTime); st != skip {
 		t.Errorf("ffprobe start time %v, want %v", st, skip)
 	}
 	run(t, "ffmpeg", "-v", "error", "-i", path, "-f", "null", "-")
-	if d := samplesToDuration(int64(len(decodePCM(t, path)) / 2)); d != end-skip {
+	if d := opus.SamplesToDuration(int64(len(decodePCM(t, path)) / 2)); d != end-skip {
 		t.Errorf("ffmpeg decoded %v, want %v", d, end-skip)
 	}
 	if d := opusdecDuration(t, path); d != end-skip {
@@ -137,7 +138,7 @@ func TestFFmpegGapFinding(t *testing.T) {
 	packets := fixturePackets(t, "sine440.ogg")
 	write := func(t *testing.T, g GapPolicy, start time.Duration) string {
 		path := filepath.Join(t.TempDir(), g.String()+".ogg")
-		w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 1}, WithGapPolicy(g))
+		w, err := New(path, media.TrackParams{Channels: 1}, WithGapPolicy(g))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +151,7 @@ func TestFFmpegGapFinding(t *testing.T) {
 	full := 3020 * time.Millisecond
 	collapsed := 2020 * time.Millisecond
 	decoded := func(t *testing.T, path string, extra ...string) time.Duration {
-		return samplesToDuration(int64(len(decodePCM(t, path, extra...)) / 2))
+		return opus.SamplesToDuration(int64(len(decodePCM(t, path, extra...)) / 2))
 	}
 
 	t.Run("keep", func(t *testing.T) {
@@ -219,7 +220,7 @@ func TestFFmpegGapFinding(t *testing.T) {
 // peakOf returns the largest absolute sample of interleaved stereo pcm between from and to.
 func peakOf(pcm []int16, from, to time.Duration) int {
 	peak := 0
-	for i := 2 * durationToSamples(from); i < min(2*durationToSamples(to), int64(len(pcm))); i++ {
+	for i := 2 * opus.DurationToSamples(from); i < min(2*opus.DurationToSamples(to), int64(len(pcm))); i++ {
 		peak = max(peak, abs(int(pcm[i])))
 	}
 	return peak
@@ -249,7 +250,7 @@ func opusdecPCM(t *testing.T, path string) []int16 {
 }
 
 func opusdecDuration(t *testing.T, path string) time.Duration {
-	return samplesToDuration(int64(len(opusdecPCM(t, path)) / 2))
+	return opus.SamplesToDuration(int64(len(opusdecPCM(t, path)) / 2))
 }
 
 func TestSilenceFrameDecodesToSilence(t *testing.T) {
@@ -257,14 +258,14 @@ func TestSilenceFrameDecodesToSilence(t *testing.T) {
 	for _, channels := range []uint16{1, 2} {
 		// Every packet size one after the other, four times over.
 		path := filepath.Join(t.TempDir(), "silence.ogg")
-		w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: channels})
+		w, err := New(path, media.TrackParams{Channels: channels})
 		if err != nil {
 			t.Fatal(err)
 		}
 		pts := time.Duration(0)
 		for range 4 {
 			for _, d := range []time.Duration{2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 60 * time.Millisecond, 80 * time.Millisecond, 100 * time.Millisecond, 120 * time.Millisecond} {
-				p, err := SilenceFrame(d)
+				p, err := opus.Silence(d)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -279,7 +280,7 @@ func TestSilenceFrameDecodesToSilence(t *testing.T) {
 		}
 		checkWithTools(t, path, int(channels), pts)
 		for tool, pcm := range map[string][]int16{"ffmpeg": decodePCM(t, path), "opusdec": opusdecPCM(t, path)} {
-			if len(pcm) != int(2*durationToSamples(pts)) {
+			if len(pcm) != int(2*opus.DurationToSamples(pts)) {
 				t.Fatalf("%s: %d samples", tool, len(pcm))
 			}
 			if !bytes.Equal(int16Bytes(pcm), make([]byte, 2*len(pcm))) {
@@ -291,20 +292,20 @@ func TestSilenceFrameDecodesToSilence(t *testing.T) {
 
 func TestSilenceFrame(t *testing.T) {
 	for _, d := range []time.Duration{0, -ms20, time.Millisecond, 30 * time.Millisecond, 140 * time.Millisecond, ms20 + 1} {
-		if p, err := SilenceFrame(d); err == nil {
-			t.Errorf("SilenceFrame(%v) = %x", d, p)
+		if p, err := opus.Silence(d); err == nil {
+			t.Errorf("opus.Silence(%v) = %x", d, p)
 		}
 	}
 	for _, d := range []time.Duration{2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond, ms20, 40 * time.Millisecond, 60 * time.Millisecond, 80 * time.Millisecond, 100 * time.Millisecond, 120 * time.Millisecond} {
-		p, err := SilenceFrame(d)
+		p, err := opus.Silence(d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, err := PacketDuration(p); err != nil || got != d {
-			t.Errorf("SilenceFrame(%v) = %x lasts %v, %v", d, p, got, err)
+		if got, err := opus.Duration(p); err != nil || got != d {
+			t.Errorf("opus.Silence(%v) = %x lasts %v, %v", d, p, got, err)
 		}
 		if p[0]&0x04 != 0 || p[0]>>3 < 28 {
-			t.Errorf("SilenceFrame(%v) = %x is not CELT-only fullband mono", d, p)
+			t.Errorf("opus.Silence(%v) = %x is not CELT-only fullband mono", d, p)
 		}
 	}
 	// The end packet covers the pre-skip of a stream with too little audio.
@@ -313,7 +314,7 @@ func TestSilenceFrame(t *testing.T) {
 		preSkip uint16
 		want    int
 	}{{0, 0, 120}, {960, 312, 120}, {0, 312, 480}, {0, 3840, 3840}, {100, 4900, 4800}, {100, 5000, 5760}, {0, 65535, 5760}} {
-		n, err := packetSamples(appendEndPacket(nil, tt.end, tt.preSkip))
+		n, err := opus.Samples(appendEndPacket(nil, tt.end, tt.preSkip))
 		if err != nil || n != tt.want {
 			t.Errorf("end packet after %d samples with pre-skip %d: %d samples, %v; want %d", tt.end, tt.preSkip, n, err, tt.want)
 		}
@@ -335,7 +336,7 @@ func TestCrashCopyPlays(t *testing.T) {
 	packets := fixturePackets(t, "sine440.ogg")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "live.ogg")
-	w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 1})
+	w, err := New(path, media.TrackParams{Channels: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +419,7 @@ func TestToolsEndPage(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "track.ogg")
-			w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 1}, WithPreSkip(tt.preSkip))
+			w, err := New(path, media.TrackParams{Channels: 1}, WithPreSkip(tt.preSkip))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -436,9 +437,9 @@ func TestToolsEndPage(t *testing.T) {
 			if s := checkStream(t, b, packets[:tt.frames]); !s.endTrimmed() {
 				t.Fatal("no trimmed end packet")
 			}
-			want := max(0, end-samplesToDuration(int64(tt.preSkip)))
+			want := max(0, end-opus.SamplesToDuration(int64(tt.preSkip)))
 			run(t, "ffmpeg", "-v", "error", "-i", path, "-f", "null", "-")
-			if d := samplesToDuration(int64(len(decodePCM(t, path)) / 2)); d != want {
+			if d := opus.SamplesToDuration(int64(len(decodePCM(t, path)) / 2)); d != want {
 				t.Errorf("ffmpeg decoded %v, want %v", d, want)
 			}
 			if d := opusdecDuration(t, path); d != want {
@@ -464,7 +465,7 @@ func TestToolsEndPage(t *testing.T) {
 // granule position at once). The same holds for the file Repair finishes after a crash.
 func TestToolsShorterThanPreSkip(t *testing.T) {
 	needTool(t, "opusdec")
-	short, err := SilenceFrame(2500 * time.Microsecond)
+	short, err := opus.Silence(2500 * time.Microsecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +482,7 @@ func TestToolsShorterThanPreSkip(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "track.ogg")
-			w, err := New(path, media.TrackParams{Codec: media.CodecOpus, Channels: 2}, WithPreSkip(312))
+			w, err := New(path, media.TrackParams{Channels: 2}, WithPreSkip(312))
 			if err != nil {
 				t.Fatal(err)
 			}

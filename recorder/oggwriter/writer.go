@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -95,8 +96,8 @@ func newWriter(w io.Writer, cfg config) *Writer {
 	return &Writer{
 		w:    w,
 		cfg:  cfg,
-		body: make([]byte, 0, cfg.maxPageBody+maxFrameBytes*6),
-		out:  make([]byte, 0, pageHeaderSize+maxSegments+cfg.maxPageBody+maxFrameBytes*6),
+		body: make([]byte, 0, cfg.maxPageBody+opus.MaxFrameBytes*6),
+		out:  make([]byte, 0, pageHeaderSize+maxSegments+cfg.maxPageBody+opus.MaxFrameBytes*6),
 	}
 }
 
@@ -128,25 +129,25 @@ func (w *Writer) WriteFrame(f media.Frame) error {
 	if w.err != nil {
 		return w.err
 	}
-	n, err := packetSamples(f.Data)
+	n, err := opus.Samples(f.Data)
 	if err != nil {
 		return fmt.Errorf("write opus frame at %v: %w", f.PTS, err)
 	}
-	if f.Duration != 0 && durationToSamples(f.Duration) != int64(n) {
+	if f.Duration != 0 && opus.DurationToSamples(f.Duration) != int64(n) {
 		return fmt.Errorf("write opus frame at %v: %w: duration %v but the toc says %v",
-			f.PTS, ErrInvalidPacket, f.Duration, samplesToDuration(int64(n)))
+			f.PTS, ErrInvalidPacket, f.Duration, opus.SamplesToDuration(int64(n)))
 	}
 	if f.PTS < 0 {
 		return fmt.Errorf("write opus frame at %v: %w: before the start of the file", f.PTS, ErrBackwards)
 	}
-	start := durationToSamples(f.PTS)
+	start := opus.DurationToSamples(f.PTS)
 	if start < w.end {
-		return fmt.Errorf("write opus frame at %v: %w at %v", f.PTS, ErrBackwards, samplesToDuration(w.end))
+		return fmt.Errorf("write opus frame at %v: %w at %v", f.PTS, ErrBackwards, opus.SamplesToDuration(w.end))
 	}
 	gap := start - w.end
-	if w.cfg.maxGap > 0 && gap > durationToSamples(w.cfg.maxGap) {
+	if w.cfg.maxGap > 0 && gap > opus.DurationToSamples(w.cfg.maxGap) {
 		return fmt.Errorf("write opus frame at %v: %w: %v after the previous frame, more than %v",
-			f.PTS, ErrGapTooLarge, samplesToDuration(gap), w.cfg.maxGap)
+			f.PTS, ErrGapTooLarge, opus.SamplesToDuration(gap), w.cfg.maxGap)
 	}
 	if gap > 0 && w.cfg.gap != GapKeep {
 		if err := w.fillGap(start); err != nil {
@@ -169,9 +170,9 @@ func (w *Writer) fillGap(start int64) error {
 		for start-w.end >= size {
 			var p []byte
 			if w.cfg.gap == GapSilence {
-				p = appendSilence(w.scratch[:0], int(size))
+				p = opus.AppendSilence(w.scratch[:0], size)
 			} else {
-				p = appendLoss(w.scratch[:0], int(size), w.prevTOC, w.havePrev)
+				p = opus.AppendLoss(w.scratch[:0], int(size), w.prevTOC, w.havePrev)
 			}
 			if err := w.addPacket(p, size, w.end+size+int64(w.cfg.preSkip)); err != nil {
 				return err
@@ -343,7 +344,7 @@ func (w *Writer) Close() error {
 func (w *Writer) addEndPacket() {
 	// The page is empty, so the packet fits and addPacket writes nothing.
 	p := appendEndPacket(w.scratch[:0], w.end, w.cfg.preSkip)
-	n, _ := packetSamples(p)
+	n, _ := opus.Samples(p)
 	_ = w.addPacket(p, int64(n), endGranule(w.granule, w.cfg.preSkip))
 }
 
@@ -367,8 +368,8 @@ func (w *Writer) padToPreSkip() {
 	}
 	target := start + int64(w.cfg.preSkip)
 	for w.granule < target {
-		p := appendPadPacket(w.scratch[:0], target-w.granule)
-		n, _ := packetSamples(p)
+		p := opus.AppendSilence(w.scratch[:0], target-w.granule)
+		n, _ := opus.Samples(p)
 		if err := w.addPacket(p, int64(n), min(w.granule+int64(n), target)); err != nil {
 			return // w.err is set; Close reports it
 		}
@@ -381,7 +382,7 @@ func endGranule(last int64, preSkip uint16) int64 { return max(last, int64(preSk
 
 // Duration returns the end of the last frame written on the file's timeline: the
 // duration the file will have.
-func (w *Writer) Duration() time.Duration { return samplesToDuration(w.end) }
+func (w *Writer) Duration() time.Duration { return opus.SamplesToDuration(w.end) }
 
 // syncDir syncs a directory so that a file created in it survives a power loss.
 func syncDir(dir string) error {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -34,7 +35,7 @@ func newBuffered(t testing.TB, opts ...Option) (*Writer, *bytes.Buffer) {
 
 func TestHeadersReadByPion(t *testing.T) {
 	var buf bytes.Buffer
-	p := media.TrackParams{Codec: media.CodecOpus, ClockRate: 48000, Channels: 1, Title: "@alice:example.org (DEV) microphone"}
+	p := media.TrackParams{ClockRate: 48000, Channels: 1, Title: "@alice:example.org (DEV) microphone"}
 	w, err := NewWith(&buf, p, WithSerial(7), WithPreSkip(312), WithVendor("test vendor"), WithComments("ARTIST=alice", "ROOM=!r:example.org"))
 	if err != nil {
 		t.Fatal(err)
@@ -115,10 +116,8 @@ func TestConfigErrors(t *testing.T) {
 		p    media.TrackParams
 		opts []Option
 	}{
-		{"codec", media.TrackParams{Codec: media.CodecVP8}, nil},
-		{"unknown codec", media.TrackParams{}, nil},
-		{"clock rate", media.TrackParams{Codec: media.CodecOpus, ClockRate: 90000}, nil},
-		{"channels", media.TrackParams{Codec: media.CodecOpus, Channels: 6}, nil},
+		{"clock rate", media.TrackParams{ClockRate: 90000}, nil},
+		{"channels", media.TrackParams{Channels: 6}, nil},
 		{"comment without =", good, []Option{WithComments("TITLE")}},
 		{"comment empty key", good, []Option{WithComments("=x")}},
 		{"comment key with =", good, []Option{WithComments("A\x7eB=x")}},
@@ -153,7 +152,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestDefaultChannelsAndGapPolicyNames(t *testing.T) {
 	var buf bytes.Buffer
-	if _, err := NewWith(&buf, media.TrackParams{Codec: media.CodecOpus}); err != nil {
+	if _, err := NewWith(&buf, media.TrackParams{}); err != nil {
 		t.Fatal(err)
 	}
 	if ch, preSkip, ok := parseOpusHead(readOgg(t, buf.Bytes()).packets[0]); !ok || ch != 2 || preSkip != 0 {
@@ -235,7 +234,7 @@ func TestRoundTripGranulesFromPTS(t *testing.T) {
 			// Every page's granule is the end of the last packet that ends on it.
 			pts := int64(0)
 			for i, p := range s.packets[2:] {
-				n, _ := packetSamples(p)
+				n, _ := opus.Samples(p)
 				pts += int64(n)
 				if g := s.packetGranule[i+2]; g != -2 && g != pts {
 					t.Fatalf("packet %d: page granule %d, want %d", i, g, pts)
@@ -280,7 +279,7 @@ func TestGapFill(t *testing.T) {
 			stereo20 := []byte{31<<3 | 4, 1, 2, 3}
 			// A leading gap of 1 s, then a gap of 57.5 ms + 1 sample after the first frame.
 			first := time.Second
-			second := first + ms20 + 57500*time.Microsecond + samplesToDuration(1)
+			second := first + ms20 + 57500*time.Microsecond + opus.SamplesToDuration(1)
 			for _, pts := range []time.Duration{first, second} {
 				if err := w.WriteFrame(media.Frame{Data: stereo20, PTS: pts}); err != nil {
 					t.Fatal(err)
@@ -297,7 +296,7 @@ func TestGapFill(t *testing.T) {
 			}
 			total := int64(0)
 			for i, p := range audio {
-				n, err := packetSamples(p)
+				n, err := opus.Samples(p)
 				if err != nil {
 					t.Fatalf("fill packet %d %x: %v", i, p, err)
 				}
@@ -325,7 +324,7 @@ func TestGapFill(t *testing.T) {
 					}
 				}
 			}
-			wantEnd := durationToSamples(second) + 960
+			wantEnd := opus.DurationToSamples(second) + 960
 			if total != wantEnd-1 {
 				t.Fatalf("packets hold %d samples, want %d (the 1-sample rest is no packet)", total, wantEnd-1)
 			}
@@ -365,7 +364,7 @@ func TestPaddedPacketHelper(t *testing.T) {
 		if len(p) != n {
 			t.Fatalf("len %d, want %d", len(p), n)
 		}
-		if d, err := PacketDuration(p); err != nil || d != ms20 {
+		if d, err := opus.Duration(p); err != nil || d != ms20 {
 			t.Fatalf("padded packet of %d: %v %v", n, d, err)
 		}
 	}
@@ -548,7 +547,7 @@ func TestHostileFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := checkStream(t, buf.Bytes(), [][]byte{silence20, silence20, silence20, silence20})
-	if g := s.pages[len(s.pages)-1].granule; g != durationToSamples(DefaultMaxGap+4*ms20) {
+	if g := s.pages[len(s.pages)-1].granule; g != opus.DurationToSamples(DefaultMaxGap+4*ms20) {
 		t.Fatalf("last granule %d", g)
 	}
 
@@ -562,7 +561,7 @@ func TestHostileFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = checkStream(t, buf.Bytes(), [][]byte{silence20})
-	if g := s.pages[len(s.pages)-1].granule; g != durationToSamples(huge)+960 || g < 0 {
+	if g := s.pages[len(s.pages)-1].granule; g != opus.DurationToSamples(huge)+960 || g < 0 {
 		t.Fatalf("granule %d", g)
 	}
 }
@@ -777,5 +776,21 @@ func BenchmarkWriteFrame(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+func TestPacketDurationFixtures(t *testing.T) {
+	for _, tt := range []struct {
+		file string
+		want time.Duration
+	}{
+		{"sine440.ogg", 20 * time.Millisecond},
+		{"voip60ms.ogg", 60 * time.Millisecond},
+	} {
+		for i, p := range fixturePackets(t, tt.file) {
+			if d, err := opus.Duration(p); err != nil || d != tt.want {
+				t.Fatalf("%s packet %d (toc %#x): %v, %v; want %v", tt.file, i, p[0], d, err, tt.want)
+			}
+		}
 	}
 }

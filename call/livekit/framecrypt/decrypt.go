@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -29,22 +30,23 @@ func IsServerInjected(frame, sifTrailer []byte) bool {
 // Decryptor decrypts the frames of one track. It is not safe for concurrent use (one per
 // track); the keyring it reads may be updated concurrently.
 type Decryptor struct {
-	codec media.Codec
-	ring  *Keyring
-	sif   []byte
-	body  []byte // scratch for unescaped H.264
+	enc  *codec.FrameEncryption
+	ring *Keyring
+	sif  []byte
+	body []byte // scratch for unescaped H.264
 }
 
 // NewDecryptor returns a decryptor for a track of codec whose sender's keys are in ring.
 // sifTrailer is the SFU's server-injected-frame trailer (may be empty).
-func NewDecryptor(codec media.Codec, ring *Keyring, sifTrailer []byte) (*Decryptor, error) {
-	if _, _, err := headerLen(codec, nil, false); err != nil {
-		return nil, fmt.Errorf("%w: %v", err, codec)
+func NewDecryptor(c media.Codec, ring *Keyring, sifTrailer []byte) (*Decryptor, error) {
+	enc, err := encryption(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", err, c)
 	}
 	if ring == nil {
 		return nil, errNoKeyring
 	}
-	return &Decryptor{codec: codec, ring: ring, sif: bytes.Clone(sifTrailer)}, nil
+	return &Decryptor{enc: enc, ring: ring, sif: bytes.Clone(sifTrailer)}, nil
 }
 
 // Decrypt appends the plain frame to dst[:0] and returns it. keyframe is the frame type the
@@ -63,10 +65,7 @@ func (d *Decryptor) Decrypt(dst, frame []byte, keyframe bool) ([]byte, error) {
 	if len(aeads) == 0 {
 		return dst[:0], &MissingKeyError{Index: index}
 	}
-	n, rbsp, err := headerLen(d.codec, frame, keyframe)
-	if err != nil {
-		return dst[:0], err
-	}
+	n, rbsp := d.enc.ClearBytes(frame, keyframe)
 	if n > len(frame) {
 		return dst[:0], fmt.Errorf("%w: %d bytes, shorter than its %d-byte clear header", ErrMalformed, len(frame), n)
 	}
@@ -91,10 +90,10 @@ func (d *Decryptor) Decrypt(dst, frame []byte, keyframe bool) ([]byte, error) {
 			return plain, nil
 		}
 	}
-	if d.codec == media.CodecH264 {
-		// The recorder's depacketizer puts the last SPS and PPS in front of an IDR access unit
-		// that came without them; the sender's clear header did not have them.
-		if skip := leadingParameterSets(header); skip > 0 {
+	if d.enc.AddedPrefix != nil {
+		// What the depacketizer put in front of the frame was not part of the sender's clear
+		// header (H.264 parameter sets).
+		if skip := d.enc.AddedPrefix(header); skip > 0 {
 			for _, aead := range aeads {
 				if plain, err := aead.Open(out, iv, ct, header[skip:]); err == nil {
 					return plain, nil
@@ -103,22 +102,4 @@ func (d *Decryptor) Decrypt(dst, frame []byte, keyframe bool) ([]byte, error) {
 		}
 	}
 	return dst[:0], ErrAuthentication
-}
-
-// leadingParameterSets returns the length of a leading "SPS, PPS" pair of NAL units (with
-// their start codes) in an Annex B header, or 0.
-func leadingParameterSets(header []byte) int {
-	starts, ok := naluStarts(header)
-	if !ok || len(starts) < 3 || starts[0] >= len(header) || starts[1] >= len(header) {
-		return 0
-	}
-	if header[starts[0]]&0x1f != 7 || header[starts[1]]&0x1f != 8 {
-		return 0
-	}
-	// The third NAL unit's start code begins where the PPS ends.
-	sc, _ := nextStartCode(header, starts[1])
-	if sc < 0 {
-		return 0
-	}
-	return sc
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
 )
 
@@ -15,7 +16,7 @@ import (
 // the header is RBSP-escaped. The recorder only decrypts; test peers and unit tests use this
 // to produce frames as Element Call sends them.
 type Encryptor struct {
-	codec     media.Codec
+	enc       *codec.FrameEncryption
 	ssrc      uint32
 	sendCount uint32
 	aead      cipher.AEAD
@@ -25,12 +26,13 @@ type Encryptor struct {
 
 // NewEncryptor returns an encryptor for a track of codec sent with the given SSRC (part of
 // the IV, as in the SDK). It has no key until SetKey.
-func NewEncryptor(codec media.Codec, ssrc uint32) (*Encryptor, error) {
-	if _, _, err := headerLen(codec, nil, false); err != nil {
-		return nil, fmt.Errorf("%w: %v", err, codec)
+func NewEncryptor(c media.Codec, ssrc uint32) (*Encryptor, error) {
+	enc, err := encryption(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", err, c)
 	}
 	// The SDK starts each SSRC's send counter at a random offset.
-	return &Encryptor{codec: codec, ssrc: ssrc, sendCount: uint32(rand.IntN(0xffff))}, nil
+	return &Encryptor{enc: enc, ssrc: ssrc, sendCount: uint32(rand.IntN(0xffff))}, nil
 }
 
 // SetKey derives the frame key from material and uses it, under index, for the next frames.
@@ -59,10 +61,7 @@ func (e *Encryptor) Encrypt(dst, frame []byte, keyframe bool, rtpTimestamp uint3
 	if e.aead == nil {
 		return dst[:0], fmt.Errorf("encrypt: %w", ErrMissingKey)
 	}
-	n, rbsp, err := headerLen(e.codec, frame, keyframe)
-	if err != nil {
-		return dst[:0], err
-	}
+	n, rbsp := e.enc.ClearBytes(frame, keyframe)
 	n = min(n, len(frame))
 	var iv [IVLength]byte
 	binary.BigEndian.PutUint32(iv[0:], e.ssrc)

@@ -10,6 +10,7 @@ import (
 
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/livekit/server-sdk-go/v2/e2ee"
+	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder/media"
@@ -349,40 +350,29 @@ func TestRejectsBadFrames(t *testing.T) {
 // that lacks them; such a frame still decrypts, and keeps the inserted parameter sets.
 func TestH264InsertedParameterSets(t *testing.T) {
 	frames := assetFrames(t, testmedia.H264)
-	key := frames[0].Data
-	starts, ok := naluStarts(key)
-	if !ok {
-		t.Fatal("asset frame is not Annex B")
+	var sps, pps, idr []byte
+	r, err := h264reader.NewReader(bytes.NewReader(frames[0].Data))
+	if err != nil {
+		t.Fatal(err)
 	}
-	idr := -1
-	for _, s := range starts {
-		if key[s]&0x1f == 5 {
-			idr = s - 4
+	for {
+		nal, err := r.NextNAL()
+		if err != nil {
+			break
+		}
+		switch nal.UnitType {
+		case h264reader.NalUnitTypeSPS:
+			sps = nal.Data
+		case h264reader.NalUnitTypePPS:
+			pps = nal.Data
+		case h264reader.NalUnitTypeCodedSliceIdr:
+			idr = nal.Data
 		}
 	}
-	if idr < 0 || !bytes.Equal(key[idr:idr+4], []byte{0, 0, 0, 1}) {
-		t.Fatal("no 4-byte start code before the IDR slice")
+	if sps == nil || pps == nil || idr == nil {
+		t.Fatal("asset key frame without SPS, PPS and IDR slice")
 	}
-	params := key[:idr]
-	if leadingParameterSets(key) == 0 {
-		// The asset may carry an SEI between PPS and IDR; build the bare case.
-		t.Log("asset frame has more than SPS, PPS before the IDR")
-	}
-	psStarts, _ := naluStarts(params)
-	var sps, pps []byte
-	for i, s := range psStarts {
-		end := len(params)
-		if i+1 < len(psStarts) {
-			end, _ = nextStartCode(params, s)
-		}
-		switch params[s] & 0x1f {
-		case 7:
-			sps = params[s:end]
-		case 8:
-			pps = params[s:end]
-		}
-	}
-	bare := key[idr:] // what a sender sent: the IDR slice alone
+	bare := append([]byte{0, 0, 0, 1}, idr...) // what a sender sent: the IDR slice alone
 	material := randomBytes(t, 16)
 	enc := encryptWith(t, media.CodecH264, 0, material, bare, true)
 	sc := []byte{0, 0, 0, 1}
@@ -425,57 +415,19 @@ func TestRBSPRoundTrip(t *testing.T) {
 	}
 }
 
-func TestNALUStarts(t *testing.T) {
-	for _, tc := range []struct {
-		in   []byte
-		want []int
-		ok   bool
-	}{
-		{[]byte{0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2}, []int{4, 9}, true},
-		{[]byte{0, 0, 1, 0x65, 0, 0, 0, 0, 1, 0x41}, []int{3, 9}, true},
-		{[]byte{0, 0, 0, 0, 0, 1, 0x65}, []int{6}, true},
-		{[]byte{0x10, 0, 0, 1, 0x65}, nil, false},
-		{[]byte{0x9d, 0x01, 0x2a}, nil, false},
-		{nil, nil, true},
-	} {
-		got, ok := naluStarts(tc.in)
-		if ok != tc.ok || !equalInts(got, tc.want) {
-			t.Errorf("naluStarts(%x) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
-	}
-	// No slice: the VP8 rule applies, with the frame type.
-	if n, rbsp, _ := headerLen(media.CodecH264, []byte{0, 0, 0, 1, 0x67, 1, 2, 3}, true); n != 10 || rbsp {
-		t.Errorf("H.264 without a slice: header %d rbsp %v, want 10 false", n, rbsp)
-	}
-	if n, _, _ := headerLen(media.CodecH264, []byte{0, 0, 0, 1, 0x41, 0x9a, 2, 3}, false); n != 6 {
-		t.Errorf("H.264 P slice: header %d, want 6", n)
-	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // Decrypt must never panic or read out of bounds, whatever arrives.
 func FuzzDecrypt(f *testing.F) {
 	material := []byte("0123456789abcdef")
-	for _, c := range []media.Codec{media.CodecOpus, media.CodecVP8, media.CodecVP9, media.CodecH264} {
+	codecs := []media.Codec{media.CodecOpus, media.CodecVP8, media.CodecVP9, media.CodecH264}
+	for i, c := range codecs {
 		enc, _ := NewEncryptor(c, 5)
 		_ = enc.SetKey(0, material)
 		out, _ := enc.Encrypt(nil, []byte{0, 0, 0, 1, 0x65, 0x88, 0, 0, 0, 1, 2, 3, 4, 5}, true, 1)
-		f.Add(uint8(c), out)
+		f.Add(uint8(i), out)
 	}
-	f.Add(uint8(media.CodecH264), []byte{0, 0, 1, 5, 0, 0, 3, 0, 12, 0})
+	f.Add(uint8(3), []byte{0, 0, 1, 5, 0, 0, 3, 0, 12, 0})
 	f.Fuzz(func(t *testing.T, c uint8, frame []byte) {
-		codec := []media.Codec{media.CodecOpus, media.CodecVP8, media.CodecVP9, media.CodecH264}[int(c)%4]
+		codec := codecs[int(c)%len(codecs)]
 		ring := NewKeyring()
 		_ = ring.SetKey(0, material)
 		if len(frame) > 0 {

@@ -1,6 +1,8 @@
 // Package mkvscan reads the element structure of Matroska and WebM files leniently: it accepts
 // unknown-size Segments and Clusters, stops cleanly at a truncated element, and steps over
-// garbage to the next Cluster, so that files left behind by a crash can be read back.
+// garbage to the next Cluster, so that files left behind by a crash can be read back. The
+// writer's Repair reads files with it, and the uploader follows a file that is still being
+// written with its element headers (ParseHeader, IsLevel1).
 package mkvscan
 
 import (
@@ -9,7 +11,7 @@ import (
 	"io"
 )
 
-// Element IDs used by the scanner and by the writer, with their length marker bits kept.
+// Element IDs used by the scanner, the writer and the uploader, with their length marker bits kept.
 const (
 	IDEBML           = 0x1A45DFA3
 	IDDocType        = 0x4282

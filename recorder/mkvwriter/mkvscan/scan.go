@@ -298,9 +298,9 @@ func (s *scanner) tracks(h Header) error {
 	return nil
 }
 
-// isLevel1 reports whether an ID is a Segment child other than Void and CRC-32: such an
+// IsLevel1 reports whether an ID is a Segment child other than Void and CRC-32: such an
 // element ends a Cluster of unknown size.
-func isLevel1(id uint32) bool {
+func IsLevel1(id uint32) bool {
 	switch id {
 	case IDSeekHead, IDInfo, IDTracks, IDCues, IDCluster, IDTags, IDChapters, IDAttachments,
 		IDSegment, IDEBML:
@@ -339,7 +339,7 @@ func (s *scanner) cluster(ch Header, segEnd int64) (next int64, stop bool, err e
 		case err != nil:
 			return pos, true, err
 		}
-		if isLevel1(h.ID) {
+		if IsLevel1(h.ID) {
 			if ch.Size == UnknownSize {
 				return pos, false, nil
 			}

@@ -1,4 +1,4 @@
-package oggwriter
+package opus
 
 import (
 	"fmt"
@@ -19,13 +19,13 @@ const (
 	silence1 = 0xfe
 )
 
-// SilenceFrame returns a new Opus packet of duration d that decodes to digital silence.
+// Silence returns a new Opus packet of duration d that decodes to digital silence.
 // It is a CELT-only fullband mono packet, which decoders of one or two channels accept
 // alike. d must be 2.5, 5, 10 or 20 ms (one frame) or 40, 60, 80, 100 or 120 ms
 // (several 20 ms frames in one code 3 packet).
-func SilenceFrame(d time.Duration) ([]byte, error) {
-	n := durationToSamples(d)
-	if n <= 0 || samplesToDuration(n) != d {
+func Silence(d time.Duration) ([]byte, error) {
+	n := DurationToSamples(d)
+	if n <= 0 || SamplesToDuration(n) != d {
 		return nil, fmt.Errorf("no opus silence packet of %v", d)
 	}
 	switch n {
@@ -38,6 +38,17 @@ func SilenceFrame(d time.Duration) ([]byte, error) {
 	}
 }
 
+// AppendSilence appends the shortest silence packet of at least need samples, or of
+// 120 ms (the longest packet) if need is more.
+func AppendSilence(dst []byte, need int64) []byte {
+	for n := int64(120); n <= 960; n *= 2 {
+		if n >= need {
+			return appendSilence(dst, int(n))
+		}
+	}
+	return appendLongSilence(dst, int(min((need+959)/960, MaxPacketSamples/960)))
+}
+
 // appendLongSilence appends a code 3 packet (CBR, no padding) of m 20 ms silence frames.
 func appendLongSilence(dst []byte, m int) []byte {
 	dst = append(dst, celtFB20ms<<3|3, byte(m))
@@ -47,50 +58,34 @@ func appendLongSilence(dst []byte, m int) []byte {
 	return dst
 }
 
-// appendEndPacket appends the silence packet that goes on a last page which would
-// otherwise be empty (see Writer.addEndPacket). It is 2.5 ms long, or as long as it
-// takes for the stream to hold at least preSkip samples after end samples of audio
-// (up to 120 ms): players refuse a stream shorter than its pre-skip (opusfile).
-func appendEndPacket(dst []byte, end int64, preSkip uint16) []byte {
-	return appendPadPacket(dst, max(120, int64(preSkip)-end))
-}
-
-// appendPadPacket appends the shortest silence packet of at least need samples, or of
-// 120 ms (the longest packet) if need is more.
-func appendPadPacket(dst []byte, need int64) []byte {
-	for n := int64(120); n <= 960; n *= 2 {
-		if n >= need {
-			return appendSilence(dst, int(n))
-		}
-	}
-	return appendLongSilence(dst, int(min((need+959)/960, maxPacketSamples/960)))
-}
-
 // appendSilence appends a one-frame silence packet of n samples, n one of 120, 240,
 // 480, 960.
 func appendSilence(dst []byte, n int) []byte {
-	config := byte(celtFB2_5ms)
-	for s := 120; s < n; s <<= 1 {
-		config++
-	}
-	return append(dst, config<<3, silence0, silence1)
+	return append(dst, celtConfig(n)<<3, silence0, silence1)
 }
 
-// appendLoss appends a one-frame packet of n samples (120, 240, 480, 960) whose frame is
-// empty, which asks the decoder for packet loss concealment (RFC 6716 §3.2.1, RFC 7845
-// §4.1). It keeps the previous packet's configuration and stereo flag when that has the
-// same frame size, as RFC 7845 §4.1 suggests, else uses CELT-only fullband.
-func appendLoss(dst []byte, n int, prevTOC byte, havePrev bool) []byte {
-	if havePrev && frameSamples(prevTOC>>3) == n {
-		return append(dst, prevTOC&^3)
-	}
+// celtConfig is the CELT-only fullband configuration of frames of n samples (120, 240,
+// 480, 960).
+func celtConfig(n int) byte {
 	config := byte(celtFB2_5ms)
 	for s := 120; s < n; s <<= 1 {
 		config++
+	}
+	return config
+}
+
+// AppendLoss appends a one-frame packet of n samples (120, 240, 480, 960) whose frame is
+// empty, which asks the decoder for packet loss concealment (RFC 6716 §3.2.1, RFC 7845
+// §4.1). It keeps the previous packet's configuration and stereo flag when that has the
+// same frame size, as RFC 7845 §4.1 suggests (prevTOC, when havePrev), else uses
+// CELT-only fullband.
+func AppendLoss(dst []byte, n int, prevTOC byte, havePrev bool) []byte {
+	if havePrev && FrameSamples(prevTOC>>3) == n {
+		return append(dst, prevTOC&^3)
 	}
 	stereo := byte(0)
 	if havePrev {
 		stereo = prevTOC & 0x04
 	}
-	return append(dst, config<<3|stereo)
+	return append(dst, celtConfig(n)<<3|stereo)
 }
