@@ -40,7 +40,11 @@ func (st *storeRT) startHTTP() error {
 	if h.Metrics {
 		o.Gatherer = prometheus.Gatherers{st.m.Registry}
 	}
-	addr, done, err := web.Serve(st.ctx, h.Listen, st.b.egressRoutes(web.Handler(o)), st.log)
+	handler := st.b.egressRoutes(web.Handler(o))
+	if h.Pprof {
+		handler = withPprof(handler)
+	}
+	addr, done, err := web.Serve(st.ctx, h.Listen, handler, st.log)
 	if err != nil {
 		return err
 	}

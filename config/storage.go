@@ -102,6 +102,9 @@ type HTTP struct {
 	WebhookToken string `yaml:"webhook_token" secret:"true"`
 	// Metrics serves Prometheus metrics at /metrics.
 	Metrics bool `yaml:"metrics"`
+	// Pprof serves Go's profiler at /debug/pprof/ (for benchmarks and debugging). It shows
+	// the process's internals to whoever reaches it, so it needs a loopback http.listen.
+	Pprof bool `yaml:"pprof"`
 }
 
 // EffectiveLinks resolves LinksAuto.
@@ -133,6 +136,16 @@ func checkListen(s string) error {
 		return fmt.Errorf("must start with an IP address or a host name, not %q", host)
 	}
 	return nil
+}
+
+// loopbackListen reports whether host:port listens on a loopback address only.
+func loopbackListen(s string) bool {
+	host, _, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 var hostName = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$`)
@@ -319,6 +332,9 @@ func (c *Config) validateStorage() []error {
 		if err := checkListen(h.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("http.listen %q %w", h.Listen, err))
 		}
+	}
+	if h.Pprof && !loopbackListen(h.Listen) {
+		errs = append(errs, fmt.Errorf("http.pprof needs http.listen on a loopback address (127.0.0.1:PORT or [::1]:PORT), not %q", h.Listen))
 	}
 	if h.PublicURL != "" {
 		if u, err := url.Parse(h.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
