@@ -20,10 +20,12 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 )
 
-// Part 1: the recorder core against GStreamer on the same Opus RTP streams, four receivers
-// side by side in one run, every packet sent to each: the core (recording), the core
-// reading its sockets and discarding (the floor: Go's UDP reads alone), one gst-launch-1.0
-// with a branch per stream, and one gst-launch-1.0 per stream.
+// Part 1: the recorder core against GStreamer on the same Opus RTP streams, in two windows
+// of the same length. First three receivers side by side, every packet sent to each: the
+// core (recording), the core reading its sockets and discarding (the floor: Go's UDP reads
+// alone), and one gst-launch-1.0 with a branch per stream. Then one gst-launch-1.0 per
+// stream, alone: N processes against one would take most of the cores from it (the kernel
+// shares CPU time by thread), so they do not share a window with the core.
 
 const (
 	opusPT       = 111
@@ -34,16 +36,19 @@ const (
 type coreRow struct {
 	Streams int
 	Seconds float64
-	Packets uint64 // sent to each receiver in the measured window
-	Sent    uint64 // sent to each receiver in the whole run
+	Packets uint64 // sent to each receiver in the first window
+	Sent    uint64 // sent to each receiver in the whole first run
 	Core    procResult
 	Floor   procResult
 	Gst     procResult // one process, a branch per stream
-	GstEach procResult // a process per stream (memory: PSS)
+	// GstEach is a process per stream (memory: PSS), in the second window.
+	GstEach        procResult
+	GstEachPackets uint64
+	GstEachSent    uint64
 	// Audio in each recorder's files.
 	CoreAudio, GstAudio, GstEachAudio time.Duration
 	CoreLost                          uint64 // packets the core counted lost or late
-	Load                              loadSpan
+	Load, GstEachLoad                 loadSpan
 }
 
 // procResult is what one process (or a group of processes) used during the window.
@@ -62,7 +67,7 @@ func (p procResult) usPerPacket(packets uint64) float64 {
 
 func (p procResult) perTrack(n int) float64 { return float64(p.RSS-p.RSSStart) / float64(n) }
 
-// runCore runs the four receivers side by side on n streams for d.
+// runCore runs both windows on n streams for d each.
 func runCore(ctx context.Context, self string, n int, d time.Duration, work string, logf logFunc) (coreRow, error) {
 	row := coreRow{Streams: n, Seconds: d.Seconds()}
 	frames, err := testmedia.OpusFrames(testmedia.Tone440)
@@ -76,44 +81,35 @@ func runCore(ctx context.Context, self string, n int, d time.Duration, work stri
 	if err := exec.CommandContext(ctx, "gst-inspect-1.0", "opusparse").Run(); err != nil {
 		return row, errors.New("GStreamer's opusparse is missing: apt-get install gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad")
 	}
+	if err := coreWindow(ctx, self, n, d, dir, frames, &row, logf); err != nil {
+		return row, err
+	}
+	if err := gstEachWindow(ctx, n, d, dir, frames, &row, logf); err != nil {
+		return row, err
+	}
+	return row, nil
+}
 
+// coreWindow measures the core, its reads alone and GStreamer in one process.
+func coreWindow(ctx context.Context, self string, n int, d time.Duration, dir string, frames []testmedia.Frame, row *coreRow, logf logFunc) error {
 	core, err := startSink(ctx, self, n, filepath.Join(dir, "core"), false)
 	if err != nil {
-		return row, err
+		return err
 	}
 	defer core.kill()
 	floor, err := startSink(ctx, self, n, filepath.Join(dir, "floor"), true)
 	if err != nil {
-		return row, err
+		return err
 	}
 	defer floor.kill()
 	logf("starting GStreamer: one process with %d branches", n)
 	gst, err := startGStreamer(ctx, n, filepath.Join(dir, "gst"), false)
 	if err != nil {
-		return row, err
+		return err
 	}
 	defer gst.kill()
-	logf("starting GStreamer: %d processes", n)
-	gstEach, err := startGStreamer(ctx, n, filepath.Join(dir, "gst-each"), true)
-	if err != nil {
-		return row, err
-	}
-	defer gstEach.kill()
 
-	// One sender for all: every packet goes to each receiver.
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return row, err
-	}
-	defer conn.Close()
-	dests := [][]int{core.ports, floor.ports, gst.ports, gstEach.ports}
-	addrs := make([][]*net.UDPAddr, len(dests))
-	for k, ports := range dests {
-		for _, p := range ports {
-			addrs[k] = append(addrs[k], &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
-		}
-	}
-	type sample struct{ core, floor, gst, gstEach procSample }
+	type sample struct{ core, floor, gst procSample }
 	take := func() (s sample, err error) {
 		if s.core, err = sampleProc(core.pid()); err != nil {
 			return s, err
@@ -121,72 +117,115 @@ func runCore(ctx context.Context, self string, n int, d time.Duration, work stri
 		if s.floor, err = sampleProc(floor.pid()); err != nil {
 			return s, err
 		}
-		if s.gst, err = sampleProc(gst.pids()[0]); err != nil {
-			return s, err
-		}
-		for _, pid := range gstEach.pids() {
+		s.gst, err = sampleProc(gst.pids()[0])
+		return s, err
+	}
+	idle, err := take()
+	if err != nil {
+		return err
+	}
+	row.Core.RSSStart, row.Floor.RSSStart, row.Gst.RSSStart = idle.core.rss, idle.floor.rss, idle.gst.rss
+	var s0, s1 sample
+	sent, packets, load, err := measureWindow(ctx, [][]int{core.ports, floor.ports, gst.ports}, frames, d,
+		func() error { s0, err = take(); return err }, func() error { s1, err = take(); return err })
+	if err != nil {
+		return err
+	}
+	row.Sent, row.Packets, row.Load = sent, packets, load
+	row.Core.CPU, row.Core.RSS = s1.core.cpu-s0.core.cpu, s1.core.rss
+	row.Floor.CPU, row.Floor.RSS = s1.floor.cpu-s0.floor.cpu, s1.floor.rss
+	row.Gst.CPU, row.Gst.RSS = s1.gst.cpu-s0.gst.cpu, s1.gst.rss
+
+	// Stop them all; they finalise their files.
+	res, err := core.stop()
+	if err != nil {
+		return err
+	}
+	row.CoreLost = res.Lost + res.Late
+	row.CoreAudio = time.Duration(res.Frames) * packetPeriod
+	if _, err := floor.stop(); err != nil {
+		return err
+	}
+	row.GstAudio, err = gst.stop(ctx)
+	return err
+}
+
+// gstEachWindow measures a gst-launch-1.0 per stream, alone.
+func gstEachWindow(ctx context.Context, n int, d time.Duration, dir string, frames []testmedia.Frame, row *coreRow, logf logFunc) error {
+	logf("starting GStreamer: %d processes", n)
+	g, err := startGStreamer(ctx, n, filepath.Join(dir, "gst-each"), true)
+	if err != nil {
+		return err
+	}
+	defer g.kill()
+	take := func() (procSample, error) {
+		var s procSample
+		for _, pid := range g.pids() {
 			p, err := samplePSS(pid)
 			if err != nil {
 				return s, err
 			}
-			s.gstEach.cpu += p.cpu
-			s.gstEach.rss += p.pss
+			s.cpu += p.cpu
+			s.rss += p.pss
 		}
 		return s, nil
 	}
 	idle, err := take()
 	if err != nil {
-		return row, err
+		return err
 	}
-	row.Core.RSSStart, row.Floor.RSSStart, row.Gst.RSSStart, row.GstEach.RSSStart = idle.core.rss, idle.floor.rss, idle.gst.rss, idle.gstEach.rss
+	row.GstEach.RSSStart = idle.rss
+	var s0, s1 procSample
+	sent, packets, load, err := measureWindow(ctx, [][]int{g.ports}, frames, d,
+		func() error { s0, err = take(); return err }, func() error { s1, err = take(); return err })
+	if err != nil {
+		return err
+	}
+	row.GstEachSent, row.GstEachPackets, row.GstEachLoad = sent, packets, load
+	row.GstEach.CPU, row.GstEach.RSS = s1.cpu-s0.cpu, s1.rss
+	row.GstEachAudio, err = g.stop(ctx)
+	return err
+}
 
+// measureWindow sends the streams to every port list for 2 s of warm-up, the window d and
+// half a second more; begin and end sample the receivers at the window's edges.
+func measureWindow(ctx context.Context, dests [][]int, frames []testmedia.Frame, d time.Duration, begin, end func() error) (sent, packets uint64, load loadSpan, err error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return 0, 0, load, err
+	}
+	defer conn.Close()
+	addrs := make([][]*net.UDPAddr, len(dests))
+	for k, ports := range dests {
+		for _, p := range ports {
+			addrs[k] = append(addrs[k], &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+		}
+	}
 	warmup := 2 * time.Second
-	var s0, s1 sample
-	var sampleErr error
 	started, ended := false, false
-	row.Sent = sendOpus(ctx, conn, addrs, frames, warmup+d+500*time.Millisecond, func(elapsed time.Duration, sentSoFar uint64) {
+	var sampleErr error
+	sent = sendOpus(ctx, conn, addrs, frames, warmup+d+500*time.Millisecond, func(elapsed time.Duration, sentSoFar uint64) {
 		switch {
 		case !started && elapsed >= warmup:
 			started = true
-			row.Load.Before = loadAvg()
-			s0, sampleErr = take()
-			row.Packets = sentSoFar
+			load.Before = loadAvg()
+			sampleErr = errors.Join(sampleErr, begin())
+			packets = sentSoFar
 		case started && !ended && elapsed >= warmup+d:
 			ended = true
-			s1, sampleErr = take()
-			row.Load.After = loadAvg()
-			row.Packets = sentSoFar - row.Packets
+			sampleErr = errors.Join(sampleErr, end())
+			load.After = loadAvg()
+			packets = sentSoFar - packets
 		}
 	})
 	if sampleErr != nil {
-		return row, sampleErr
+		return sent, packets, load, sampleErr
 	}
 	if !ended {
-		return row, ctx.Err()
+		return sent, packets, load, errors.Join(errors.New("the window did not end"), ctx.Err())
 	}
-	row.Core.CPU, row.Core.RSS = s1.core.cpu-s0.core.cpu, s1.core.rss
-	row.Floor.CPU, row.Floor.RSS = s1.floor.cpu-s0.floor.cpu, s1.floor.rss
-	row.Gst.CPU, row.Gst.RSS = s1.gst.cpu-s0.gst.cpu, s1.gst.rss
-	row.GstEach.CPU, row.GstEach.RSS = s1.gstEach.cpu-s0.gstEach.cpu, s1.gstEach.rss
 	time.Sleep(300 * time.Millisecond)
-
-	// Stop them all; they finalise their files.
-	res, err := core.stop()
-	if err != nil {
-		return row, err
-	}
-	row.CoreLost = res.Lost + res.Late
-	row.CoreAudio = time.Duration(res.Frames) * packetPeriod
-	if _, err := floor.stop(); err != nil {
-		return row, err
-	}
-	if row.GstAudio, err = gst.stop(ctx); err != nil {
-		return row, err
-	}
-	if row.GstEachAudio, err = gstEach.stop(ctx); err != nil {
-		return row, err
-	}
-	return row, nil
+	return sent, packets, load, nil
 }
 
 // sinkProcess is the core (core-sink) in its own process.

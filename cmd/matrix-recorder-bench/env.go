@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/devhs"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
@@ -68,9 +69,11 @@ type callEnv struct {
 	bins  binaries
 	hs    *devhs.Server
 	alice *caller.Client
-	audio *caller.Media
-	video *caller.Media
-	log   logFunc
+	// aliceDevice is alice's device: her party_id in every call.
+	aliceDevice string
+	audio       *caller.Media
+	video       *caller.Media
+	log         logFunc
 }
 
 func startCallEnv(ctx context.Context, work string, bins binaries, logf logFunc) (*callEnv, error) {
@@ -98,6 +101,7 @@ func startCallEnv(ctx context.Context, work string, bins binaries, logf logFunc)
 	if err := os.MkdirAll(filepath.Join(work, "alice"), 0o700); err != nil {
 		return nil, errors.Join(err, e.close())
 	}
+	e.aliceDevice = acc.DeviceID
 	if e.alice, err = caller.New(ctx, caller.Options{Homeserver: e.hs.URL(), UserID: acc.UserID, AccessToken: acc.AccessToken,
 		DeviceID: acc.DeviceID, DataDir: filepath.Join(work, "alice"), Logger: quiet}); err != nil {
 		return nil, errors.Join(err, e.close())
@@ -138,20 +142,24 @@ type placedCall struct {
 	id        string
 	room      id.RoomID
 	connected time.Time
-	hungUp    time.Time
+	// hangupSent is when m.call.hangup was sent; hungUp when the caller's connection was
+	// closed after it (media flows until then).
+	hangupSent time.Time
+	hungUp     time.Time
 }
 
 // length is how long media flowed in the call, as the caller saw it.
 func (p *placedCall) length() time.Duration { return p.hungUp.Sub(p.connected) }
 
 // placeCalls calls every room (8 at a time, as people arrive) and waits until each
-// connection is up.
+// connection is up. The bound is generous: on a busy machine with hundreds of calls
+// streaming, the homeserver can take long to accept an invite.
 func (e *callEnv) placeCalls(ctx context.Context, rooms []id.RoomID) ([]*placedCall, error) {
 	calls := make([]*placedCall, len(rooms))
 	var mu sync.Mutex
 	var firstErr error
 	parallel(len(rooms), 8, func(i int) {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		c, err := e.alice.Call(cctx, rooms[i], caller.CallOptions{AudioMedia: e.audio, VideoMedia: e.video, Network: &caller.Impairment{}})
 		if err == nil {
@@ -173,19 +181,28 @@ func (e *callEnv) placeCalls(ctx context.Context, rooms []id.RoomID) ([]*placedC
 	return calls, nil
 }
 
-// hangUp hangs every call up (16 at a time) and returns when the last one was.
-func hangUp(ctx context.Context, calls []*placedCall) time.Time {
+// hangUp hangs every call up (16 at a time) as caller.Call.Hangup does, m.call.hangup
+// then the connection closed, and returns when the last m.call.hangup was sent: the
+// recorders learn of the end from it.
+func (e *callEnv) hangUp(ctx context.Context, calls []*placedCall) time.Time {
 	var mu sync.Mutex
 	var last time.Time
 	parallel(len(calls), 16, func(i int) {
+		c := calls[i]
 		hctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		_ = calls[i].call.Hangup(hctx)
-		now := time.Now()
+		err := e.alice.SendRaw(hctx, c.room, voip.TypeHangup.Type, map[string]any{
+			"call_id": c.id, "party_id": e.aliceDevice, "version": "1", "reason": "user_hangup",
+		})
+		sent := time.Now()
+		if err != nil {
+			e.log("hang-up of %s: %v", c.id, err)
+		}
+		c.call.Close()
 		mu.Lock()
-		calls[i].hungUp = now
-		if now.After(last) {
-			last = now
+		c.hangupSent, c.hungUp = sent, time.Now()
+		if sent.After(last) {
+			last = sent
 		}
 		mu.Unlock()
 	})

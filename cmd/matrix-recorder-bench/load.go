@@ -46,3 +46,31 @@ func loadRange(spans []loadSpan) string {
 	}
 	return fmt.Sprintf("%.1f to %.1f", lo, hi)
 }
+
+// udpRcvbufErrors is the kernel's count of UDP datagrams dropped because a socket's
+// receive buffer was full, in this network namespace (/proc/self/net/snmp): packets a
+// receiver did not read in time.
+func udpRcvbufErrors() uint64 {
+	b, err := os.ReadFile("/proc/self/net/snmp")
+	if err != nil {
+		return 0
+	}
+	var names []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				v, _ := strconv.ParseUint(f[i], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
+}

@@ -63,6 +63,7 @@ type options struct {
 	sideCalls    []int
 	sideRounds   int
 	sideWindow   time.Duration
+	sideOnly     string
 	lkPublishers []int
 	lkWindow     time.Duration
 	soakCalls    int
@@ -85,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sideCalls := fs.String("side-calls", "40,200", "side: numbers of simultaneous 1:1 calls, bot and plain pion recorder")
 	sideRounds := fs.Int("side-rounds", 1, "side: rounds per size (odd rounds measure the plain recorder first)")
 	sideWindow := fs.Duration("side-window", 20*time.Second, "side: measured time per step")
+	sideOnly := fs.String("side-only", "", `side: measure only "bot" or "plain pion" (to look into one; the table then has no ratios)`)
 	lkPublishers := fs.String("livekit-publishers", "10,25", "livekit: numbers of publishers (Opus + VP8 each)")
 	lkWindow := fs.Duration("livekit-window", 20*time.Second, "livekit: measured time per step")
 	soakCalls := fs.Int("soak-calls", 20, "soak: simultaneous 1:1 calls")
@@ -98,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o := options{parts: map[string]bool{}, coreDuration: *coreDuration, sideRounds: *sideRounds, sideWindow: *sideWindow,
+	o := options{parts: map[string]bool{}, coreDuration: *coreDuration, sideRounds: *sideRounds, sideWindow: *sideWindow, sideOnly: *sideOnly,
 		lkWindow: *lkWindow, soakCalls: *soakCalls, soakDuration: *soakDuration, soakInterval: *soakInterval,
 		botWindow: *botWindow, profile: *profile, out: *out, keep: *keep, args: args}
 	for _, p := range strings.Split(*parts, ",") {
@@ -182,7 +184,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if o.parts["side"] {
-			r.side, err = runSide(ctx, cb, o.sideCalls, o.sideRounds, o.sideWindow, prof)
+			r.side, err = runSide(ctx, cb, o.sideCalls, o.sideRounds, o.sideWindow, o.sideOnly, prof)
 			if err != nil {
 				r.sideErr = err.Error()
 				logf("side: %v", err)
@@ -267,7 +269,8 @@ func summarizeProfiles(ctx context.Context, r report, logf logFunc) []profileSum
 	var srcs []src
 	if n := len(r.side); n > 0 {
 		first, last := r.side[0], r.side[n-1]
-		srcs = append(srcs, src{fmt.Sprintf("The bot, %d 1:1 calls", first.Calls), first.Bot.Profile})
+		srcs = append(srcs, src{fmt.Sprintf("The bot, %d 1:1 calls", first.Calls), first.Bot.Profile},
+			src{fmt.Sprintf("The plain pion recorder, %d 1:1 calls (for comparison)", first.Calls), first.Plain.Profile})
 		if last.Calls != first.Calls {
 			srcs = append(srcs, src{fmt.Sprintf("The bot, %d 1:1 calls", last.Calls), last.Bot.Profile})
 		}

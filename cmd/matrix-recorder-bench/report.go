@@ -187,39 +187,42 @@ func (r report) coreSection() string {
 	var w writer
 	var loads []loadSpan
 	for _, c := range r.core {
-		loads = append(loads, c.Load)
+		loads = append(loads, c.Load, c.GstEachLoad)
 	}
 	r.measured(&w, "core", loads)
-	w.f("N Opus RTP streams (20 ms packets, real time) sent over UDP on loopback, every packet to four receivers\n")
-	w.f("running side by side in the same window:\n\n")
+	w.f("N Opus RTP streams (20 ms packets, real time) sent over UDP on loopback. In a first window every packet\n")
+	w.f("goes to three receivers running side by side:\n\n")
 	w.f("- **core**: the recorder core in its own process (one session, one track per stream, each reading its own\n")
 	w.f("  socket, writing Ogg Opus as the bot does);\n")
 	w.f("- **reads alone**: the same process reading its sockets and discarding the packets, no recorder (what a\n")
 	w.f("  goroutine blocked in `Read` on each socket costs in Go; the recorder's own work is the difference);\n")
-	w.f("- **GStreamer, one process**: one `gst-launch-1.0` with a branch per stream;\n")
-	w.f("- **GStreamer, a process per stream**: N `gst-launch-1.0`, one pipeline each (no shared process, no\n")
-	w.f("  contention between branches; memory as the sum of the processes' proportional set size, PSS, since\n")
-	w.f("  their resident sets each count the shared libraries).\n\n")
-	w.f("Each pipeline is `udpsrc ! rtpjitterbuffer latency=100 ! rtpopusdepay ! opusparse ! oggmux ! filesink`\n")
-	w.f("(`opusparse`, from plugins-bad, makes the Opus headers `oggmux` needs: without it GStreamer 1.22 writes a\n")
-	w.f("31-byte file and drops every packet).\n\n")
-	w.f("| Streams | Packets each | Core µs/packet | Reads alone µs/packet | GStreamer one process µs/packet (÷ core) | GStreamer process per stream µs/packet (÷ core) | Memory at the end (per track growth): core / GStreamer one / per stream (PSS) | Audio recorded: core / one / per stream | Load before → after |\n")
+	w.f("- **GStreamer, one process**: one `gst-launch-1.0` with a branch per stream.\n\n")
+	w.f("In a second window of the same length the streams go to **GStreamer, a process per stream**: N\n")
+	w.f("`gst-launch-1.0`, one pipeline each (no contention between branches), alone, since N processes would\n")
+	w.f("take most of the cores from a single one beside them (the kernel shares CPU time by thread); its memory\n")
+	w.f("is the sum of the processes' proportional set size (PSS), since their resident sets each count the\n")
+	w.f("shared libraries. Each pipeline is `udpsrc ! rtpjitterbuffer latency=100 ! rtpopusdepay ! opusparse !\n")
+	w.f("oggmux ! filesink` (`opusparse`, from plugins-bad, makes the Opus headers `oggmux` needs: without it\n")
+	w.f("GStreamer 1.22 writes a 31-byte file and drops every packet).\n\n")
+	w.f("| Streams | Packets each | Core µs/packet | Reads alone µs/packet | GStreamer one process µs/packet (÷ core) | GStreamer process per stream µs/packet (÷ core) | Memory at the end (per track growth): core / GStreamer one / per stream (PSS) | Audio recorded: core / one / per stream | Load before → after: first window / second |\n")
 	w.f("|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range r.core {
 		cu := c.Core.usPerPacket(c.Packets)
-		gu, eu := c.Gst.usPerPacket(c.Packets), c.GstEach.usPerPacket(c.Packets)
+		gu, eu := c.Gst.usPerPacket(c.Packets), c.GstEach.usPerPacket(c.GstEachPackets)
 		sent := (time.Duration(c.Sent) * packetPeriod).Seconds()
-		w.f("| %d | %d | %.1f | %.1f | %.1f (%sx) | %.1f (%sx) | %s (%s) / %s (%s) / %s (%s) | %.0f%% / %.0f%% / %.0f%% | %s |\n",
+		eachSent := (time.Duration(c.GstEachSent) * packetPeriod).Seconds()
+		w.f("| %d | %d | %.1f | %.1f | %.1f (%sx) | %.1f (%sx) | %s (%s) / %s (%s) / %s (%s) | %.0f%% / %.0f%% / %.0f%% | %s / %s |\n",
 			c.Streams, c.Packets, cu, c.Floor.usPerPacket(c.Packets), gu, ratio(gu, cu), eu, ratio(eu, cu),
 			mib(c.Core.RSS), kib(c.Core.perTrack(c.Streams)), mib(c.Gst.RSS), kib(c.Gst.perTrack(c.Streams)),
 			mib(c.GstEach.RSS), kib(c.GstEach.perTrack(c.Streams)),
-			100*c.CoreAudio.Seconds()/sent, 100*c.GstAudio.Seconds()/sent, 100*c.GstEachAudio.Seconds()/sent, c.Load)
+			100*c.CoreAudio.Seconds()/sent, 100*c.GstAudio.Seconds()/sent, 100*c.GstEachAudio.Seconds()/eachSent, c.Load, c.GstEachLoad)
 	}
 	w.f("\nPer-track growth is from the idle receivers (all tracks set up, no packets yet) to the end of the\n")
 	w.f("window, divided by N; the total at the end includes what the idle process or processes hold (for a\n")
 	w.f("process per stream, N runtimes and pipelines). \"Audio recorded\" compares the audio in each\n")
-	w.f("recorder's files (ffprobe's packet count) with what was sent, so each is seen to keep up. All four\n")
-	w.f("receivers share the window, so a busy machine slows them alike.\n\n")
+	w.f("recorder's files (ffprobe's packet count; the core's own frame count) with what was sent, so each is\n")
+	w.f("seen to keep up (below 100%%: packets were dropped, usually by the kernel because a socket was not read\n")
+	w.f("in time).\n\n")
 	return w.String()
 }
 
@@ -240,23 +243,29 @@ func (r report) sideSection() string {
 	w.f("one goroutine per track calling `ReadRTP`, pion's `oggwriter` for Opus with a gap filler (a silence\n")
 	w.f("frame per 20 ms of RTP timestamp jump, so its files are as long as the call) and `ivfwriter` for VP8.\n")
 	w.f("Each step starts a fresh process of the recorder under test.\n\n")
-	w.f("| Calls | Round | Recorder | CPU per participant-second | µs per packet | Memory per call | Resident set idle → end | All files final after the last hang-up | Packets lost | Frames not written | Calls recorded whole (worst shortfall) | Callers' CPU (%% of a core) | Load before → after |\n")
-	w.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	w.f("| Calls | Round | Recorder | CPU per participant-second | µs per packet | Memory per call | Resident set idle → end | All files final after the last hang-up | Packets lost of sent | Kernel UDP drops | Frames not written | Calls recorded whole (worst shortfall) | Callers' CPU (%% of a core) | Load before → after |\n")
+	w.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range r.side {
 		for _, x := range []stepRow{p.Bot, p.Plain} {
+			if x.Calls == 0 {
+				continue
+			}
 			dropped := fmt.Sprint(x.Dropped)
 			if x.Target != "bot" {
 				dropped = "not counted"
 			}
-			w.f("| %d | %d | %s | %.2f ms | %.1f | %s | %s → %s | %.2f s | %d | %s | %d/%d (%.1f s) | %.0f%% | %s |\n",
+			w.f("| %d | %d | %s | %.2f ms | %.1f | %s | %s → %s | %.2f s | %d of %d | %d | %s | %d/%d (%.1f s) | %.0f%% | %s |\n",
 				x.Calls, p.Round, x.Target, ms(x.cpuPerParticipant()), x.usPerPacket(), kib(x.memPerCall()), mib(x.RSSIdle), mib(x.RSS),
-				x.FinalAfter.Seconds(), x.Lost, dropped, x.Files.Whole, x.Calls, x.Files.Shortfall.Seconds(), 100*x.SenderCPU.Seconds()/x.Seconds, x.Load)
+				x.FinalAfter.Seconds(), x.Lost, x.Sent, x.KernelDrops, dropped, x.Files.Whole, x.Calls, x.Files.Shortfall.Seconds(), 100*x.SenderCPU.Seconds()/x.Seconds, x.Load)
 		}
 	}
 	w.f("\nThe goals of issue 16, bot ÷ plain pion recorder in the same round:\n\n")
 	w.f("| Calls | Round | CPU per participant-second (goal ≤ 0.5) | Memory per call (goal ≤ 0.4) | Bot's files final within 1 s of the last hang-up | Every call recorded whole by both |\n")
 	w.f("|---|---|---|---|---|---|\n")
 	for _, p := range r.side {
+		if p.Bot.Calls == 0 || p.Plain.Calls == 0 {
+			continue
+		}
 		c := float64(p.Bot.cpuPerParticipant()) / float64(max(1, p.Plain.cpuPerParticipant()))
 		m := p.Bot.memPerCall() / max(1, p.Plain.memPerCall())
 		w.f("| %d | %d | %.2f %s | %.2f %s | %.2f s %s | %s |\n", p.Calls, p.Round, c, mark(c <= 0.5), m, mark(m <= 0.4),
@@ -269,11 +278,14 @@ func (r report) sideSection() string {
 	w.f("window's seconds; µs per packet divides it by the media packets the callers sent in the window (audio\n")
 	w.f("and video). Memory per call is the growth of the recorder's resident set from the idle process (started,\n")
 	w.f("synced, before the first call) to the end of the window, divided by N. \"All files final\" runs from the\n")
-	w.f("moment the last caller had sent its `m.call.hangup` and closed its connection until the last call's files\n")
-	w.f("were closed: the bot's manifest says `finished` (polled every 20 ms), the plain recorder prints a line once\n")
+	w.f("moment the last caller's `m.call.hangup` was sent (the homeserver had accepted it) until the last call's\n")
+	w.f("files were closed: the bot's manifest says `finished` (polled every 20 ms), the plain recorder prints a line once\n")
 	w.f("its writers are closed. Both learn of the hang-up the same way, from `m.call.hangup` through their sync.\n")
 	w.f("Packets lost: the bot's manifest (lost or too late to be written); the plain recorder's own count of\n")
-	w.f("sequence numbers never received. A call is recorded whole when it has its audio and its video file and\n")
+	w.f("sequence numbers never received; \"of sent\" counts the callers' media packets over the whole calls.\n")
+	w.f("Kernel UDP drops are datagrams the kernel dropped in the bench's network namespace during the step because a\n")
+	w.f("socket's receive buffer was full (`RcvbufErrors`; nearly all of them the recorder's: it did not read in\n")
+	w.f("time). A call is recorded whole when it has its audio and its video file and\n")
 	w.f("ffprobe counts at least the call's length minus %v of media in each (the first moments of the connection\n", wholeSlack)
 	w.f("and the wait for the first keyframe); the worst shortfall of any file is in brackets. The callers run on\n")
 	w.f("the same cores (their CPU is a column).\n\n")
@@ -292,8 +304,9 @@ func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 func (r report) profileSection() string {
 	var w writer
 	r.measured(&w, "side", nil)
-	w.f("CPU profiles of the bot (`http.pprof`, taken over the measured windows with `-profile DIR`), top functions\n")
-	w.f("by own time (flat) and with callees (cumulative), as `go tool pprof -top` prints them.\n\n")
+	w.f("CPU profiles of the bot (`http.pprof`, taken over the measured windows with `-profile DIR`; the plain\n")
+	w.f("recorder's through its `-pprof`), top functions by own time (flat) and with callees (cumulative), as\n")
+	w.f("`go tool pprof -top` prints them.\n\n")
 	for _, p := range r.profiles {
 		w.f("### %s\n\n%s. Files: %s.\n\n", p.Name, p.Duration, strings.Join(p.Files, ", "))
 		w.f("| Flat | Flat %% | Function (by flat) | | Cumulative | Cum %% | Function (by cumulative) |\n|---|---|---|---|---|---|---|\n")

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"time"
+
+	"github.com/matrix-recorder/matrix-recorder/internal/devtools"
 )
 
 // Part 2: the whole bot against a plain pion recorder, the same calls from the same
@@ -41,6 +44,13 @@ func startCallBench(ctx context.Context, work string, bins binaries, pprof bool,
 	if cb.plain, err = newPlainTarget(ctx, bins.plain, filepath.Join(work, "plain"), env.hs); err != nil {
 		return nil, errors.Join(err, env.close())
 	}
+	if pprof {
+		port, err := devtools.FreePort()
+		if err != nil {
+			return nil, errors.Join(err, env.close())
+		}
+		cb.plain.profAddr = "127.0.0.1:" + strconv.Itoa(port)
+	}
 	return cb, nil
 }
 
@@ -49,7 +59,7 @@ func (cb *callBench) close() error { return cb.env.close() }
 // runSide measures both recorders at every size, rounds times; odd rounds run the plain
 // recorder first, so a change in the machine's load during a run does not always favour
 // the same side.
-func runSide(ctx context.Context, cb *callBench, sizes []int, rounds int, window time.Duration, prof *profiler) ([]sidePair, error) {
+func runSide(ctx context.Context, cb *callBench, sizes []int, rounds int, window time.Duration, only string, prof *profiler) ([]sidePair, error) {
 	var out []sidePair
 	for _, n := range sizes {
 		for round := range rounds {
@@ -59,7 +69,14 @@ func runSide(ctx context.Context, cb *callBench, sizes []int, rounds int, window
 				order = []target{cb.plain, cb.bot}
 			}
 			for _, t := range order {
-				row, err := runStep(ctx, cb.env, t, n, window, prof, fmt.Sprintf("bot-%dcalls-round%d", n, round+1))
+				if only != "" && only != t.name() {
+					continue
+				}
+				name := "bot"
+				if t != target(cb.bot) {
+					name = "plain"
+				}
+				row, err := runStep(ctx, cb.env, t, n, window, prof, fmt.Sprintf("%s-%dcalls-round%d", name, n, round+1))
 				if err != nil {
 					return out, fmt.Errorf("%s, %d calls: %w", t.name(), n, err)
 				}

@@ -97,7 +97,7 @@ func runSoak(ctx context.Context, cb *callBench, n int, d, interval time.Duratio
 		}
 	}
 	res.Load.After = loadAvg()
-	last := hangUp(ctx, calls)
+	last := cb.env.hangUp(ctx, calls)
 	hungUp = true
 	final, err := t.waitFinal(ctx, calls)
 	if err != nil {

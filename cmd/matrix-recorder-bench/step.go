@@ -21,6 +21,9 @@ type stepRow struct {
 	Sent      uint64        // sent in the whole calls
 	Lost      uint64
 	Dropped   uint64
+	// KernelDrops are UDP datagrams the kernel dropped in the namespace during the whole
+	// calls because a receive buffer was full (mostly the recorder's sockets).
+	KernelDrops uint64
 	// FinalAfter is the time from the last hang-up until every call's files were final.
 	FinalAfter time.Duration
 	Files      fileCheck
@@ -74,6 +77,7 @@ func runStep(ctx context.Context, env *callEnv, t target, n int, window time.Dur
 	}
 	row.RSSIdle = idle.rss
 
+	drops0 := udpRcvbufErrors()
 	env.log("%s: placing %d calls", t.name(), n)
 	calls, err := env.placeCalls(ctx, (*t.rooms())[:n])
 	if err != nil {
@@ -92,10 +96,10 @@ func runStep(ctx context.Context, env *callEnv, t target, n int, window time.Dur
 
 	var profErr error
 	profDone := make(chan struct{})
-	if bp, ok := t.(*botTarget); ok && prof != nil {
+	if addr := t.pprofAddr(); addr != "" && prof != nil {
 		go func() {
 			defer close(profDone)
-			row.Profile, profErr = prof.capture(ctx, bp.p.httpAddr, profName, window)
+			row.Profile, profErr = prof.capture(ctx, addr, profName, window)
 		}()
 	} else {
 		close(profDone)
@@ -113,9 +117,10 @@ func runStep(ctx context.Context, env *callEnv, t target, n int, window time.Dur
 	row.Packets = p1 - p0
 	row.CPU, row.SenderCPU, row.RSS = r1.cpu-r0.cpu, s1.cpu-s0.cpu, r1.rss
 
-	last := hangUp(ctx, calls)
+	last := env.hangUp(ctx, calls)
 	hungUp = true
 	row.Sent = packetsSent(calls)
+	row.KernelDrops = udpRcvbufErrors() - drops0
 	final, err := t.waitFinal(ctx, calls)
 	if err != nil {
 		return row, fmt.Errorf("%s: %w", t.name(), err)
@@ -139,8 +144,8 @@ func runStep(ctx context.Context, env *callEnv, t target, n int, window time.Dur
 	if len(row.Files.Problems) > 0 {
 		env.log("%s: not whole: %s", t.name(), strings.Join(row.Files.Problems, "; "))
 	}
-	env.log("%s, %d calls: %.2f ms CPU per participant-second, %s per call, final %.2f s after the last hang-up, %d lost, %d/%d whole",
-		t.name(), n, float64(row.cpuPerParticipant().Microseconds())/1000, kib(row.memPerCall()), row.FinalAfter.Seconds(), row.Lost, row.Files.Whole, n)
+	env.log("%s, %d calls: %.2f ms CPU per participant-second, %s per call, final %.2f s after the last hang-up, %d of %d packets lost, %d dropped by the kernel, %d/%d whole",
+		t.name(), n, ms(row.cpuPerParticipant()), kib(row.memPerCall()), row.FinalAfter.Seconds(), row.Lost, row.Sent, row.KernelDrops, row.Files.Whole, n)
 	return row, nil
 }
 

@@ -37,6 +37,8 @@ type target interface {
 	stop() error
 	// clean deletes the step's recordings (1 Mbit/s a call adds up).
 	clean()
+	// pprofAddr is where the process serves Go's profiler ("": nowhere).
+	pprofAddr() string
 }
 
 // callResult is what a recorder wrote for one call.
@@ -65,6 +67,13 @@ func (t *botTarget) user() id.UserID     { return t.p.userID }
 func (t *botTarget) rooms() *[]id.RoomID { return &t.rs }
 func (t *botTarget) pid() int            { return t.p.pid() }
 func (t *botTarget) stop() error         { return t.p.stop() }
+
+func (t *botTarget) pprofAddr() string {
+	if t.p.cfg.HTTP.Pprof {
+		return t.p.httpAddr
+	}
+	return ""
+}
 
 func (t *botTarget) start(ctx context.Context) error {
 	t.folders = map[string]string{}
@@ -140,16 +149,18 @@ func (t *botTarget) clean() {
 
 // plainTarget is the plain pion recorder (plainrecorder/), its own process.
 type plainTarget struct {
-	bin    string
-	dir    string
-	hs     string
-	acc    devhs.Account
-	rs     []id.RoomID
-	cmd    *exec.Cmd
-	done   chan error
-	ready  chan struct{}
-	mu     sync.Mutex
-	finals map[string]plainFinal
+	// pprofAddr, when set, is where the plain recorder serves Go's profiler.
+	profAddr string
+	bin      string
+	dir      string
+	hs       string
+	acc      devhs.Account
+	rs       []id.RoomID
+	cmd      *exec.Cmd
+	done     chan error
+	ready    chan struct{}
+	mu       sync.Mutex
+	finals   map[string]plainFinal
 }
 
 type plainFinal struct {
@@ -177,6 +188,7 @@ func (t *plainTarget) name() string        { return "plain pion" }
 func (t *plainTarget) user() id.UserID     { return id.UserID(t.acc.UserID) }
 func (t *plainTarget) rooms() *[]id.RoomID { return &t.rs }
 func (t *plainTarget) pid() int            { return t.cmd.Process.Pid }
+func (t *plainTarget) pprofAddr() string   { return t.profAddr }
 
 func (t *plainTarget) start(ctx context.Context) error {
 	if err := os.MkdirAll(t.dir, 0o755); err != nil {
@@ -184,7 +196,11 @@ func (t *plainTarget) start(ctx context.Context) error {
 	}
 	t.finals = map[string]plainFinal{}
 	t.ready = make(chan struct{})
-	t.cmd = exec.Command(t.bin, "-homeserver", t.hs, "-user", t.acc.UserID, "-device", t.acc.DeviceID, "-dir", t.dir)
+	args := []string{"-homeserver", t.hs, "-user", t.acc.UserID, "-device", t.acc.DeviceID, "-dir", t.dir}
+	if t.profAddr != "" {
+		args = append(args, "-pprof", t.profAddr)
+	}
+	t.cmd = exec.Command(t.bin, args...)
 	t.cmd.Env = append(os.Environ(), "PLAINRECORDER_ACCESS_TOKEN="+t.acc.AccessToken)
 	lf, err := os.OpenFile(t.dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

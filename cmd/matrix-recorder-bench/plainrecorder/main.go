@@ -20,6 +20,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -89,8 +92,16 @@ func run(ctx context.Context, args []string) error {
 	user := fs.String("user", "", "user id")
 	device := fs.String("device", "", "device id")
 	dir := fs.String("dir", "", "where the call folders go")
+	pprofAddr := fs.String("pprof", "", "serve Go's profiler on this address (for the bench's -profile)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return err
+		}
+		go func() { _ = http.Serve(ln, nil) }() // net/http/pprof's routes on the default mux
 	}
 	token := os.Getenv("PLAINRECORDER_ACCESS_TOKEN")
 	if *hs == "" || *user == "" || token == "" || *dir == "" {
