@@ -259,40 +259,52 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return errors.Join(failed...)
 }
 
-// summarizeProfiles reads the top functions of the profiles taken: the bot at the first
-// size of the side part (first round), at the largest, and on the LiveKit path.
+// summarizeProfiles reads the top functions of the profiles taken: the bot and the plain
+// recorder at the first size of the side part (first round), the bot at the largest, the
+// bot on the LiveKit path, and what the bot's and the plain recorder's memory held at the
+// end of the first window.
 func summarizeProfiles(ctx context.Context, r report, logf logFunc) []profileSummary {
 	type src struct {
 		name  string
 		files []string
+		heap  bool
 	}
 	var srcs []src
 	if n := len(r.side); n > 0 {
 		first, last := r.side[0], r.side[n-1]
-		srcs = append(srcs, src{fmt.Sprintf("The bot, %d 1:1 calls", first.Calls), first.Bot.Profile},
-			src{fmt.Sprintf("The plain pion recorder, %d 1:1 calls (for comparison)", first.Calls), first.Plain.Profile})
+		srcs = append(srcs, src{name: fmt.Sprintf("CPU: the bot, %d 1:1 calls", first.Calls), files: first.Bot.Profile},
+			src{name: fmt.Sprintf("CPU: the plain pion recorder, %d 1:1 calls (for comparison)", first.Calls), files: first.Plain.Profile})
 		if last.Calls != first.Calls {
-			srcs = append(srcs, src{fmt.Sprintf("The bot, %d 1:1 calls", last.Calls), last.Bot.Profile})
+			srcs = append(srcs, src{name: fmt.Sprintf("CPU: the bot, %d 1:1 calls", last.Calls), files: last.Bot.Profile})
+		}
+		for _, x := range []stepRow{first.Bot, first.Plain} {
+			if x.Heap != "" {
+				srcs = append(srcs, src{name: fmt.Sprintf("Memory: the %s's live heap at the end of the window, %d 1:1 calls", x.Target, x.Calls), files: []string{x.Heap}, heap: true})
+			}
 		}
 	}
 	if n := len(r.livekit); n > 0 {
-		srcs = append(srcs, src{fmt.Sprintf("The bot on the LiveKit path, %d publishers", r.livekit[n-1].Publishers), r.livekit[n-1].Profile})
+		srcs = append(srcs, src{name: fmt.Sprintf("CPU: the bot on the LiveKit path, %d publishers", r.livekit[n-1].Publishers), files: r.livekit[n-1].Profile})
 	}
 	var out []profileSummary
 	for _, s := range srcs {
 		if len(s.files) == 0 {
 			continue
 		}
-		p := profileSummary{Name: s.name}
+		p := profileSummary{Name: s.name, Heap: s.heap}
 		for _, f := range s.files {
 			p.Files = append(p.Files, "`"+filepath.Base(f)+"`")
 		}
+		var extra []string
+		if s.heap {
+			extra = []string{"-sample_index=inuse_space"}
+		}
 		var err error
-		if p.Flat, p.Duration, err = topFunctions(ctx, s.files, false, 10); err != nil {
+		if p.Flat, p.Duration, err = topFunctions(ctx, s.files, false, 10, extra...); err != nil {
 			logf("profile %s: %v", s.name, err)
 			continue
 		}
-		if p.Cum, _, err = topFunctions(ctx, s.files, true, 10); err != nil {
+		if p.Cum, _, err = topFunctions(ctx, s.files, true, 10, extra...); err != nil {
 			logf("profile %s: %v", s.name, err)
 			continue
 		}

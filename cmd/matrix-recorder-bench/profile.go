@@ -44,6 +44,16 @@ func (p *profiler) capture(ctx context.Context, addr, name string, d time.Durati
 	return files, nil
 }
 
+// heap writes the live heap of the process behind addr (after a collection) into
+// dir/name.heap.pprof.
+func (p *profiler) heap(ctx context.Context, addr, name string) (string, error) {
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(p.dir, name+".heap.pprof")
+	return path, fetchProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", addr), path)
+}
+
 func fetchProfile(ctx context.Context, url, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, maxProfileChunk+30*time.Second)
 	defer cancel()
@@ -71,12 +81,14 @@ type profileLine struct {
 	Flat, FlatPct, Cum, CumPct, Func string
 }
 
-// topFunctions runs go tool pprof -top (by flat or cumulative time) over files.
-func topFunctions(ctx context.Context, files []string, cum bool, n int) ([]profileLine, string, error) {
+// topFunctions runs go tool pprof -top (by flat or cumulative value) over files; extra
+// arguments choose e.g. the heap's sample index.
+func topFunctions(ctx context.Context, files []string, cum bool, n int, extra ...string) ([]profileLine, string, error) {
 	args := []string{"tool", "pprof", "-top", fmt.Sprintf("-nodecount=%d", n)}
 	if cum {
 		args = append(args, "-cum")
 	}
+	args = append(args, extra...)
 	args = append(args, files...)
 	out, err := exec.CommandContext(ctx, "go", args...).Output()
 	if err != nil {
@@ -88,7 +100,7 @@ func topFunctions(ctx context.Context, files []string, cum bool, n int) ([]profi
 	inTable := false
 	for sc.Scan() {
 		l := sc.Text()
-		if strings.HasPrefix(l, "Duration:") {
+		if strings.HasPrefix(l, "Duration:") || strings.HasPrefix(l, "Showing nodes accounting for") && strings.Contains(l, "B total") {
 			total = strings.TrimSpace(l)
 		}
 		if strings.HasPrefix(strings.TrimSpace(l), "flat") {

@@ -45,6 +45,7 @@ type report struct {
 // profileSummary is the top of one CPU profile of the bot.
 type profileSummary struct {
 	Name     string
+	Heap     bool // a heap profile (in-use bytes), not CPU
 	Files    []string
 	Duration string
 	Flat     []profileLine
@@ -260,16 +261,22 @@ func (r report) sideSection() string {
 		}
 	}
 	w.f("\nThe goals of issue 16, bot ÷ plain pion recorder in the same round:\n\n")
-	w.f("| Calls | Round | CPU per participant-second (goal ≤ 0.5) | Memory per call (goal ≤ 0.4) | Bot's files final within 1 s of the last hang-up | Every call recorded whole by both |\n")
-	w.f("|---|---|---|---|---|---|\n")
+	w.f("| Calls | Round | CPU per participant-second (goal ≤ 0.5) | Memory per call (goal ≤ 0.4) | Bot's files final within 1 s of the last hang-up | Every call recorded whole by both | Comparable |\n")
+	w.f("|---|---|---|---|---|---|---|\n")
 	for _, p := range r.side {
 		if p.Bot.Calls == 0 || p.Plain.Calls == 0 {
 			continue
 		}
 		c := float64(p.Bot.cpuPerParticipant()) / float64(max(1, p.Plain.cpuPerParticipant()))
 		m := p.Bot.memPerCall() / max(1, p.Plain.memPerCall())
-		w.f("| %d | %d | %.2f %s | %.2f %s | %.2f s %s | %s |\n", p.Calls, p.Round, c, mark(c <= 0.5), m, mark(m <= 0.4),
-			p.Bot.FinalAfter.Seconds(), mark(p.Bot.FinalAfter <= time.Second), mark(p.Bot.lossless() && p.Plain.Files.Whole == p.Plain.Calls))
+		comparable := "yes"
+		for _, x := range []stepRow{p.Bot, p.Plain} {
+			if x.Sent > 0 && float64(x.Lost) > 0.01*float64(x.Sent) {
+				comparable = fmt.Sprintf("no: the %s lost %.0f%% of the packets, its CPU covers only what it read", x.Target, 100*float64(x.Lost)/float64(x.Sent))
+			}
+		}
+		w.f("| %d | %d | %.2f %s | %.2f %s | %.2f s %s | %s | %s |\n", p.Calls, p.Round, c, mark(c <= 0.5), m, mark(m <= 0.4),
+			p.Bot.FinalAfter.Seconds(), mark(p.Bot.FinalAfter <= time.Second), mark(p.Bot.lossless() && p.Plain.Files.Whole == p.Plain.Calls), comparable)
 	}
 	if r.sideErr != "" {
 		w.f("\nThe run stopped: %s\n", r.sideErr)
@@ -306,7 +313,8 @@ func (r report) profileSection() string {
 	r.measured(&w, "side", nil)
 	w.f("CPU profiles of the bot (`http.pprof`, taken over the measured windows with `-profile DIR`; the plain\n")
 	w.f("recorder's through its `-pprof`), top functions by own time (flat) and with callees (cumulative), as\n")
-	w.f("`go tool pprof -top` prints them.\n\n")
+	w.f("`go tool pprof -top` prints them; and the live heap (in-use bytes, after a collection) at the end of a\n")
+	w.f("window, by the function that allocated it.\n\n")
 	for _, p := range r.profiles {
 		w.f("### %s\n\n%s. Files: %s.\n\n", p.Name, p.Duration, strings.Join(p.Files, ", "))
 		w.f("| Flat | Flat %% | Function (by flat) | | Cumulative | Cum %% | Function (by cumulative) |\n|---|---|---|---|---|---|---|\n")

@@ -29,6 +29,7 @@ type stepRow struct {
 	Files      fileCheck
 	Load       loadSpan
 	Profile    []string
+	Heap       string // live heap at the end of the window (with -profile)
 }
 
 // cpuPerParticipant is CPU time per participant-second (one call has one participant).
@@ -116,6 +117,12 @@ func runStep(ctx context.Context, env *callEnv, t target, n int, window time.Dur
 	row.Load.After = loadAvg()
 	row.Packets = p1 - p0
 	row.CPU, row.SenderCPU, row.RSS = r1.cpu-r0.cpu, s1.cpu-s0.cpu, r1.rss
+	if addr := t.pprofAddr(); addr != "" && prof != nil {
+		<-profDone // the CPU profile ends with the window; then what memory holds
+		if row.Heap, err = prof.heap(ctx, addr, profName); err != nil {
+			env.log("%s: heap profile: %v", t.name(), err)
+		}
+	}
 
 	last := env.hangUp(ctx, calls)
 	hungUp = true
