@@ -38,6 +38,9 @@ func (b *Bot) startHTTP(ctx context.Context) ([]<-chan error, error) {
 			srv.Handle("GET "+metrics.Path, b.lc.Metrics().Handler())
 		}
 		srv.Handle("GET "+httpserver.HealthPath, health)
+		if h.Pprof {
+			httpserver.HandlePprof(srv)
+		}
 		_, done, err := srv.Start(ctx, h.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("http.listen: %w", err)

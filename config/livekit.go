@@ -168,7 +168,7 @@ var (
 )
 
 // reservedPaths are routes of the bot's HTTP server a webhook path must not shadow.
-var reservedPaths = []string{"/download/", "/s3/", "/healthz", "/metrics"}
+var reservedPaths = []string{"/download/", "/s3/", "/healthz", "/metrics", "/debug/pprof/"}
 
 func (c *Config) validateLiveKit() []error {
 	var errs []error

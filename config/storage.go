@@ -104,6 +104,9 @@ type HTTP struct {
 	// Metrics serves Prometheus metrics at /metrics: on metrics.listen when that is set,
 	// else (for this release, with a warning) on Listen.
 	Metrics bool `yaml:"metrics"`
+	// Pprof serves Go's profiler at /debug/pprof/ (for benchmarks and debugging). It shows
+	// the process's internals to whoever reaches it, so it needs a loopback http.listen.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Metrics configures the listener for /metrics and /healthz, apart from the public one.
@@ -158,6 +161,16 @@ func checkListen(s string) error {
 		return fmt.Errorf("must start with an IP address or a host name, not %q", host)
 	}
 	return nil
+}
+
+// loopbackListen reports whether host:port listens on a loopback address only.
+func loopbackListen(s string) bool {
+	host, _, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 var hostName = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$`)
@@ -347,6 +360,9 @@ func (c *Config) validateStorage() []error {
 		} else if m == h.Listen {
 			errs = append(errs, fmt.Errorf("metrics.listen %q must differ from http.listen (metrics do not belong on the public port)", m))
 		}
+	}
+	if h.Pprof && !loopbackListen(h.Listen) {
+		errs = append(errs, fmt.Errorf("http.pprof needs http.listen on a loopback address (127.0.0.1:PORT or [::1]:PORT), not %q", h.Listen))
 	}
 	if h.PublicURL != "" {
 		if u, err := url.Parse(h.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

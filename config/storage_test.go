@@ -57,11 +57,23 @@ func TestStorageConfig(t *testing.T) {
 		"http:\n  listen: 8080\n":                                                                                  "http.listen",
 		"http:\n  public_url: rec.example\n":                                                                       "public_url",
 		"http:\n  webhook_token: short\n":                                                                          "webhook_token",
+		"http:\n  pprof: true\n":                                                                                   "http.pprof needs http.listen on a loopback",
+		"http:\n  listen: ':8080'\n  pprof: true\n":                                                                "http.pprof needs http.listen on a loopback",
+		"http:\n  listen: 'localhost:8080'\n  pprof: true\n":                                                       "http.pprof needs http.listen on a loopback",
 	}
 	for extra, want := range cases {
 		_, err := Parse(strings.NewReader(base + extra))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want one mentioning %q", extra, err, want)
 		}
+	}
+	for _, listen := range []string{"127.0.0.1:6060", "'[::1]:6060'"} {
+		cfg, err := Parse(strings.NewReader(base + "http:\n  listen: " + listen + "\n  pprof: true\n"))
+		if err != nil || !cfg.HTTP.Pprof {
+			t.Errorf("pprof on %s: %v", listen, err)
+		}
+	}
+	if Default().HTTP.Pprof {
+		t.Error("http.pprof is on by default")
 	}
 }

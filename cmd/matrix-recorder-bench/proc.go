@@ -19,6 +19,7 @@ type procSample struct {
 	cpu time.Duration // user + system, all threads
 	rss int64         // bytes
 	hwm int64         // peak resident set, bytes
+	pss int64         // proportional set (shared pages split among their users), bytes; only from samplePSS
 }
 
 // sampleProc reads /proc for pid (0: this process).
@@ -62,6 +63,41 @@ func sampleProc(pid int) (procSample, error) {
 		}
 	}
 	return s, nil
+}
+
+// samplePSS is sampleProc with the proportional set size: the measure of memory for
+// many processes that share libraries (their RSS counts every shared page in each).
+func samplePSS(pid int) (procSample, error) {
+	s, err := sampleProc(pid)
+	if err != nil {
+		return s, err
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return s, fmt.Errorf("read memory: %w", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			s.pss = kb << 10
+		}
+	}
+	return s, nil
+}
+
+// threads is the number of threads of pid (/proc/<pid>/status).
+func threads(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

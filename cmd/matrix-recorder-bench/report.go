@@ -9,128 +9,423 @@ import (
 	"time"
 )
 
+// Section titles of BENCHMARKS.md, in order. A run rewrites the sections of the parts it
+// ran and keeps the others as they were (each section says when and how it was measured).
+const (
+	secHot     = "Hot path"
+	secCore    = "Recorder core vs GStreamer"
+	secSide    = "The whole bot vs a plain pion recorder"
+	secProfile = "Where the whole bot's CPU goes"
+	secLiveKit = "The LiveKit path"
+	secSoak    = "Soak"
+	secLadder  = "The whole bot: the largest load"
+)
+
+var sectionOrder = []string{secHot, secCore, secSide, secProfile, secLiveKit, secSoak, secLadder}
+
 // report collects every part's results and renders BENCHMARKS.md.
 type report struct {
-	opts    options
-	started time.Time
-	hot     []hotRow
-	core    []coreRow
-	floor   []coreRow
-	bot     []botRow
-	botErr  string
+	opts      options
+	started   time.Time
+	hot       []hotRow
+	core      []coreRow
+	side      []sidePair
+	sideErr   string
+	profiles  []profileSummary
+	livekit   []lkRow
+	lkErr     string
+	soak      *soakResult
+	soakErr   string
+	ladder    []stepRow
+	ladderErr string
+	// partLoad is the load average just before each part started any process.
+	partLoad map[string]float64
 }
 
-func (r report) markdown() string {
-	var b strings.Builder
-	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	w("# Benchmarks\n\n")
-	w("Measured %s on %s. Reproduce from the repository root (as root, for the private network namespace):\n\n",
-		r.started.UTC().Format("2006-01-02"), machine())
+// profileSummary is the top of one CPU profile of the bot.
+type profileSummary struct {
+	Name     string
+	Heap     bool // a heap profile (in-use bytes), not CPU
+	Files    []string
+	Duration string
+	Flat     []profileLine
+	Cum      []profileLine
+}
+
+type writer struct{ strings.Builder }
+
+func (w *writer) f(format string, a ...any) { fmt.Fprintf(&w.Builder, format, a...) }
+
+// measured is the line under each section's title: when, where, how busy, and the command.
+func (r report) measured(w *writer, part string, loads []loadSpan) {
+	w.f("Measured %s on %s", r.started.UTC().Format("2006-01-02 15:04 UTC"), machine())
+	before, ok := r.partLoad[part]
+	if ok {
+		w.f("; load average (1 min, as `uptime` prints it) %.1f before the part started", before)
+	}
+	if lr := loadRange(loads); lr != "" {
+		w.f(", %s around the measured windows (the bench's own processes included)", lr)
+	}
+	busy := ok && before > float64(runtime.NumCPU())/2
+	for _, l := range loads {
+		busy = busy || l.busy(runtime.NumCPU())
+	}
+	if busy {
+		w.f(". **Measured under load**: the machine is shared with other engineers' builds and tests and was busy; every CPU time below includes the cost of sharing %d cores (waiting, caches, switches) and is an upper bound", runtime.NumCPU())
+	}
+	w.f(". Command: `%s`.\n\n", r.command())
+}
+
+func (r report) command() string {
 	cmd := "go run -tags goolm ./cmd/matrix-recorder-bench"
 	if len(r.opts.args) > 0 {
 		cmd += " " + strings.Join(r.opts.args, " ")
 	}
-	w("```\nunshare -n sh -c 'ip link set lo up; %s'\n```\n\n", cmd)
-	w("It needs ffmpeg and GStreamer (`apt-get install ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-good\n")
-	w("gstreamer1.0-plugins-bad`) and builds ")
-	w("Dendrite on first use like the integration tests. CPU is user+system time from `/proc/<pid>/stat` over the\n")
-	w("measured window only (not start-up or finalising), memory the resident set (`VmRSS`).\n\n")
+	return cmd
+}
 
+// markdown renders the sections this run measured; old holds the previous file's
+// sections, kept for the parts not run.
+func (r report) markdown(old map[string]string) string {
+	fresh := map[string]string{}
 	if len(r.hot) > 0 {
-		w("## Hot path\n\n`%s`: packets through the whole track pipeline\n", hotBenchArgs)
-		w("(reorder buffer, depacketizer, timeline, container writer, a flush every second and the manifest\n")
-		w("refresh every 5 s of media, all in simulated time); one op is one packet.\n\n")
-		w("| Benchmark | ns/packet | allocations/packet in steady state | B/op | allocs/op |\n|---|---|---|---|---|\n")
-		for _, h := range r.hot {
-			w("| %s | %s | %s | %s | %s |\n", h.Name, h.NsPerOp, h.SteadyAllocs, h.BytesPerOp, h.AllocsPerOp)
-		}
-		w("\nThe packet path itself allocates nothing (`TestPacketPathDoesNotAllocate` checks it); the few\n")
-		w("allocations in steady state are the manifest refresh (JSON) every 5 s and Matroska's cluster index.\n")
-		w("ns/packet includes that refresh's file system calls (an atomic rewrite of manifest.json).\n\n")
+		fresh[secHot] = r.hotSection()
 	}
-
 	if len(r.core) > 0 {
-		w("## Recorder core vs GStreamer\n\n")
-		w("N Opus RTP streams (20 ms packets, real time) sent over UDP on loopback; every packet goes both to the\n")
-		w("recorder core (its own process: one session, one track per stream, each reading its own socket, writing\n")
-		w("Ogg Opus as the bot does) and to one `gst-launch-1.0` process with a branch per stream:\n")
-		w("`udpsrc ! rtpjitterbuffer latency=100 ! rtpopusdepay ! opusparse ! oggmux ! filesink`. (`opusparse`, from\n")
-		w("plugins-bad, makes the Opus headers `oggmux` needs: without it GStreamer 1.22 writes a 31-byte file and\n")
-		w("drops every packet.)\n\n")
-		w("| Streams | Packets each | Core CPU µs/packet | GStreamer CPU µs/packet | GStreamer / core | Go UDP reads alone µs/packet | Core memory (per track) | GStreamer memory (per track) | Audio recorded, core / GStreamer |\n")
-		w("|---|---|---|---|---|---|---|---|---|\n")
-		for i, c := range r.core {
-			cu, gu := c.Core.usPerPacket(c.Packets), c.GStream.usPerPacket(c.Packets)
-			ratio := "n/a"
-			if cu > 0 {
-				ratio = fmt.Sprintf("%.1fx", gu/cu)
-			}
-			floor := "n/a"
-			if i < len(r.floor) {
-				floor = fmt.Sprintf("%.1f", r.floor[i].Core.usPerPacket(r.floor[i].Packets))
-			}
-			sent := time.Duration(c.Sent) * packetPeriod
-			w("| %d | %d | %.1f | %.1f | %s | %s | %s (%s) | %s (%s) | %.0f%% / %.0f%% |\n", c.Streams, c.Packets, cu, gu, ratio, floor,
-				mib(c.Core.RSS), kib(float64(c.Core.RSS-c.Core.RSSStart)/float64(c.Streams)),
-				mib(c.GStream.RSS), kib(float64(c.GStream.RSS-c.GStream.RSSStart)/float64(c.Streams)),
-				100*c.CoreFile.Seconds()/sent.Seconds(), 100*c.GstAudio.Seconds()/sent.Seconds())
-		}
-		w("\n\"Go UDP reads alone\" is the same core process reading its sockets and discarding the packets, no\n")
-		w("recorder (a separate run, GStreamer running alongside as before): what a goroutine blocked in `Read`\n")
-		w("on each socket costs in Go (it is woken ")
-		w("per packet and makes two read calls, the second one finding nothing). The recorder's own work is the\n")
-		w("difference. Per-track memory is the growth of the resident set from the idle process (all tracks set\n")
-		w("up, no packets yet) to the end of the window, divided by N. \"Audio recorded\" compares the audio in\n")
-		w("each recorder's files with what was sent (start-up and hang-up included), so both are seen to keep up.\n\n")
-		w("Why not 5x (as measured 2026-11-22): most of the core's CPU is the reads, a goroutine woken per packet on\n")
-		w("this virtual machine. At 50 streams they alone cost more than a fifth of GStreamer's CPU; at 200 they leave\n")
-		w("about 1.6 µs a packet for a recorder that needs about 4.5. One socket shared by every stream, read in batches (recvmmsg) by one goroutine that queues\n")
-		w("each packet for its track, was tried: the reads alone fell to 11.2 µs a packet at 50 streams, but the whole\n")
-		w("core rose to 22.4 µs, because the sender's packets arrive one by one (a batch holds about one packet) and\n")
-		w("handing each to its track's goroutine adds a second wake-up.\n")
-		w("\n")
+		fresh[secCore] = r.coreSection()
 	}
+	if len(r.side) > 0 || r.sideErr != "" {
+		fresh[secSide] = r.sideSection()
+	}
+	if len(r.profiles) > 0 {
+		fresh[secProfile] = r.profileSection()
+	}
+	if len(r.livekit) > 0 || r.lkErr != "" {
+		fresh[secLiveKit] = r.livekitSection()
+	}
+	if r.soak != nil || r.soakErr != "" {
+		fresh[secSoak] = r.soakSection()
+	}
+	if len(r.ladder) > 0 || r.ladderErr != "" {
+		fresh[secLadder] = r.ladderSection()
+	}
+	var w writer
+	w.f("# Benchmarks\n\n")
+	w.f("Run by hand, not in CI, from the repository root, as root (for the private network namespace that keeps\n")
+	w.f("Dendrite's lookups on the machine):\n\n")
+	w.f("```\nunshare -n sh -c 'ip link set lo up; go run -tags goolm ./cmd/matrix-recorder-bench -parts hotpath,core,side,livekit'\n")
+	w.f("unshare -n sh -c 'ip link set lo up; go run -tags goolm ./cmd/matrix-recorder-bench -parts soak'   # an hour\n```\n\n")
+	w.f("It needs ffmpeg and GStreamer (`apt-get install ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-good\n")
+	w.f("gstreamer1.0-plugins-bad`) and builds Dendrite and livekit-server on first use like the integration tests.\n")
+	w.f("A run rewrites the sections of the parts it ran (`-parts`) and keeps the others; each section says when,\n")
+	w.f("where and under which load it was measured. CPU is user+system time from `/proc/<pid>/stat` over the\n")
+	w.f("measured window only (not start-up or finalising), memory the resident set (`VmRSS`) unless a table says\n")
+	w.f("otherwise. `-profile DIR` also writes CPU profiles of the bot (through `http.pprof`) for every bot window.\n\n")
+	for _, s := range sectionOrder {
+		text, ok := fresh[s]
+		if !ok {
+			text, ok = old[s]
+		}
+		if ok {
+			w.f("## %s\n\n%s", s, strings.TrimLeft(text, "\n"))
+			if !strings.HasSuffix(text, "\n\n") {
+				w.f("\n")
+			}
+		}
+	}
+	return strings.TrimRight(w.String(), "\n") + "\n"
+}
 
-	if len(r.bot) > 0 || r.botErr != "" {
-		w("## The whole bot\n\n")
-		w("The real binary with a real Dendrite, recording N participants: N 1:1 calls (MSC2746, unencrypted)\n")
-		w("from N pion PeerConnections in the bench process, each sending Opus and 1 Mbit/s VP8 (640x360, 30 fps)\n")
-		w("over loopback with DTLS-SRTP, NACK and RTCP, every track written to disk. N grows until a packet is lost.\n\n")
-		w("| Participants | Bot CPU (%% of a core) | CPU per participant | Bot µs/packet | Memory per track | Bot memory | Packets sent | Lost or late | Frames not written | Senders' CPU (%% of a core) |\n")
-		w("|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, x := range r.bot {
-			core := 100 * x.CPU.Seconds() / x.Seconds
-			per := x.CPU / time.Duration(x.Participants) / time.Duration(x.Seconds)
-			us := 0.0
-			if x.Packets > 0 {
-				us = float64(x.CPU.Microseconds()) / float64(x.Packets)
-			}
-			w("| %d | %.0f%% | %.1f ms/s | %.1f | %s | %s | %d | %d | %d | %.0f%% |\n", x.Participants, core, float64(per.Microseconds())/1000, us,
-				kib(float64(x.RSS-x.RSSBase)/float64(2*x.Participants)), mib(x.RSS), x.Sent, x.Lost, x.Dropped, 100*x.SenderCPU.Seconds()/x.Seconds)
+// sections splits a BENCHMARKS.md into its "## " sections, by title.
+func sections(md string) map[string]string {
+	out := map[string]string{}
+	var title string
+	var body strings.Builder
+	flush := func() {
+		if title != "" {
+			out[title] = body.String()
 		}
-		largest := 0
-		for _, x := range r.bot {
-			if x.lossless() {
-				largest = x.Participants
-			}
-		}
-		w("\nLargest N recorded without a lost packet here: **%d**", largest)
-		if n := len(r.bot); n > 0 && r.bot[n-1].lossless() && r.botErr == "" {
-			w(" (the largest tried; try larger with `-bot-participants`)")
-		}
-		w(".\n")
-		if r.botErr != "" {
-			w("\nThe run stopped: %s\n", r.botErr)
-		}
-		w("\nThe senders run on the same cores as the bot (their CPU is in the last column), so the largest N is a\n")
-		w("lower bound for a bot with the machine to itself. Memory per track is the growth of the bot's resident\n")
-		w("set from the idle bot (after start-up, before the first call) to the end of the step, divided by the 2N\n")
-		w("tracks; \"Packets sent\" counts the whole calls, µs/packet only the window. \"Frames not written\" are\n")
-		w("at the start of calls set up under load: the first keyframe did not reach the recorder whole (its\n")
-		w("first packets came before the connection was ready), the recorder asked for a keyframe (PLI), which\n")
-		w("these synthetic senders ignore, and started the file at the next one, a second later.\n")
 	}
-	return b.String()
+	for _, l := range strings.SplitAfter(md, "\n") {
+		if t, ok := strings.CutPrefix(l, "## "); ok {
+			flush()
+			title = strings.TrimSpace(t)
+			body.Reset()
+			continue
+		}
+		if title != "" {
+			body.WriteString(l)
+		}
+	}
+	flush()
+	return out
+}
+
+func (r report) hotSection() string {
+	var w writer
+	r.measured(&w, "hotpath", nil)
+	w.f("`%s`: packets through the whole track pipeline\n", hotBenchArgs)
+	w.f("(reorder buffer, depacketizer, timeline, container writer, a flush every second and the manifest\n")
+	w.f("refresh every 5 s of media, all in simulated time); one op is one packet.\n\n")
+	w.f("| Benchmark | ns/packet | allocations/packet in steady state | B/op | allocs/op |\n|---|---|---|---|---|\n")
+	for _, h := range r.hot {
+		w.f("| %s | %s | %s | %s | %s |\n", h.Name, h.NsPerOp, h.SteadyAllocs, h.BytesPerOp, h.AllocsPerOp)
+	}
+	w.f("\nThe packet path itself allocates nothing (`TestPacketPathDoesNotAllocate` checks it); the few\n")
+	w.f("allocations in steady state are the manifest refresh (JSON) every 5 s and Matroska's cluster index.\n")
+	w.f("ns/packet includes that refresh's file system calls (an atomic rewrite of manifest.json).\n\n")
+	return w.String()
+}
+
+func ratio(a, b float64) string {
+	if b <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func (r report) coreSection() string {
+	var w writer
+	var loads []loadSpan
+	for _, c := range r.core {
+		loads = append(loads, c.Load, c.GstEachLoad)
+	}
+	r.measured(&w, "core", loads)
+	w.f("N Opus RTP streams (20 ms packets, real time) sent over UDP on loopback. In a first window every packet\n")
+	w.f("goes to three receivers running side by side:\n\n")
+	w.f("- **core**: the recorder core in its own process (one session, one track per stream, each reading its own\n")
+	w.f("  socket, writing Ogg Opus as the bot does);\n")
+	w.f("- **reads alone**: the same process reading its sockets and discarding the packets, no recorder (what a\n")
+	w.f("  goroutine blocked in `Read` on each socket costs in Go; the recorder's own work is the difference);\n")
+	w.f("- **GStreamer, one process**: one `gst-launch-1.0` with a branch per stream.\n\n")
+	w.f("In a second window of the same length the streams go to **GStreamer, a process per stream**: N\n")
+	w.f("`gst-launch-1.0`, one pipeline each (no contention between branches), alone, since N processes would\n")
+	w.f("take most of the cores from a single one beside them (the kernel shares CPU time by thread); its memory\n")
+	w.f("is the sum of the processes' proportional set size (PSS), since their resident sets each count the\n")
+	w.f("shared libraries. Each pipeline is `udpsrc ! rtpjitterbuffer latency=100 ! rtpopusdepay ! opusparse !\n")
+	w.f("oggmux ! filesink` (`opusparse`, from plugins-bad, makes the Opus headers `oggmux` needs: without it\n")
+	w.f("GStreamer 1.22 writes a 31-byte file and drops every packet).\n\n")
+	w.f("| Streams | Packets each | Core µs/packet | Reads alone µs/packet | GStreamer one process µs/packet (÷ core) | GStreamer process per stream µs/packet (÷ core) | Memory at the end (per track growth): core / GStreamer one / per stream (PSS) | Audio recorded: core / one / per stream | Load before → after: first window / second |\n")
+	w.f("|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range r.core {
+		cu := c.Core.usPerPacket(c.Packets)
+		gu, eu := c.Gst.usPerPacket(c.Packets), c.GstEach.usPerPacket(c.GstEachPackets)
+		sent := (time.Duration(c.Sent) * packetPeriod).Seconds()
+		eachSent := (time.Duration(c.GstEachSent) * packetPeriod).Seconds()
+		w.f("| %d | %d | %.1f | %.1f | %.1f (%sx) | %.1f (%sx) | %s (%s) / %s (%s) / %s (%s) | %.0f%% / %.0f%% / %.0f%% | %s / %s |\n",
+			c.Streams, c.Packets, cu, c.Floor.usPerPacket(c.Packets), gu, ratio(gu, cu), eu, ratio(eu, cu),
+			mib(c.Core.RSS), kib(c.Core.perTrack(c.Streams)), mib(c.Gst.RSS), kib(c.Gst.perTrack(c.Streams)),
+			mib(c.GstEach.RSS), kib(c.GstEach.perTrack(c.Streams)),
+			100*c.CoreAudio.Seconds()/sent, 100*c.GstAudio.Seconds()/sent, 100*c.GstEachAudio.Seconds()/eachSent, c.Load, c.GstEachLoad)
+	}
+	w.f("\nPer-track growth is from the idle receivers (all tracks set up, no packets yet) to the end of the\n")
+	w.f("window, divided by N; the total at the end includes what the idle process or processes hold (for a\n")
+	w.f("process per stream, N runtimes and pipelines). \"Audio recorded\" compares the audio in each\n")
+	w.f("recorder's files (ffprobe's packet count; the core's own frame count) with what was sent, so each is\n")
+	w.f("seen to keep up (below 100%%: packets were dropped, usually by the kernel because a socket was not read\n")
+	w.f("in time).\n\n")
+	return w.String()
+}
+
+func (r report) sideSection() string {
+	var w writer
+	var loads []loadSpan
+	for _, p := range r.side {
+		loads = append(loads, p.Bot.Load, p.Plain.Load)
+	}
+	r.measured(&w, "side", loads)
+	w.f("N simultaneous 1:1 calls (MSC2746, unencrypted rooms) from N pion PeerConnections in the bench process,\n")
+	w.f("each sending Opus and 1 Mbit/s VP8 (640x360, 30 fps, a keyframe a second) over loopback with DTLS-SRTP,\n")
+	w.f("NACK and RTCP, through a real Dendrite, first to the bot (the real binary), then the same calls to the\n")
+	w.f("plain pion recorder (rounds alternate the order). The bot is a Matrix bot and cannot be driven without\n")
+	w.f("Matrix, so the baseline answers the same signalling through the same Dendrite: `plainrecorder/` is a\n")
+	w.f("deliberately plain program, its own process, with pion's defaults (`webrtc.NewAPI`, default codecs,\n")
+	w.f("`RegisterDefaultInterceptors`; loopback candidates on and mDNS off, as the bot has them), `OnTrack` →\n")
+	w.f("one goroutine per track calling `ReadRTP`, pion's `oggwriter` for Opus with a gap filler (a silence\n")
+	w.f("frame per 20 ms of RTP timestamp jump, so its files are as long as the call) and `ivfwriter` for VP8.\n")
+	w.f("Each step starts a fresh process of the recorder under test.\n\n")
+	w.f("| Calls | Round | Recorder | CPU per participant-second | µs per packet | Memory per call | Resident set idle → end | All files final after the last hang-up | Packets lost of sent | Kernel UDP drops | Frames not written | Calls recorded whole (worst shortfall) | Callers' CPU (%% of a core) | Load before → after |\n")
+	w.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, p := range r.side {
+		for _, x := range []stepRow{p.Bot, p.Plain} {
+			if x.Calls == 0 {
+				continue
+			}
+			dropped := fmt.Sprint(x.Dropped)
+			if x.Target != "bot" {
+				dropped = "not counted"
+			}
+			w.f("| %d | %d | %s | %.2f ms | %.1f | %s | %s → %s | %.2f s | %d of %d | %d | %s | %d/%d (%.1f s) | %.0f%% | %s |\n",
+				x.Calls, p.Round, x.Target, ms(x.cpuPerParticipant()), x.usPerPacket(), kib(x.memPerCall()), mib(x.RSSIdle), mib(x.RSS),
+				x.FinalAfter.Seconds(), x.Lost, x.Sent, x.KernelDrops, dropped, x.Files.Whole, x.Calls, x.Files.Shortfall.Seconds(), 100*x.SenderCPU.Seconds()/x.Seconds, x.Load)
+		}
+	}
+	w.f("\nThe goals of issue 16, bot ÷ plain pion recorder in the same round:\n\n")
+	w.f("| Calls | Round | CPU per participant-second (goal ≤ 0.5) | Memory per call (goal ≤ 0.4) | Bot's files final within 1 s of the last hang-up | Every call recorded whole by both | Comparable |\n")
+	w.f("|---|---|---|---|---|---|---|\n")
+	for _, p := range r.side {
+		if p.Bot.Calls == 0 || p.Plain.Calls == 0 {
+			continue
+		}
+		c := float64(p.Bot.cpuPerParticipant()) / float64(max(1, p.Plain.cpuPerParticipant()))
+		m := p.Bot.memPerCall() / max(1, p.Plain.memPerCall())
+		comparable := "yes"
+		for _, x := range []stepRow{p.Bot, p.Plain} {
+			if x.Sent > 0 && float64(x.Lost) > 0.01*float64(x.Sent) {
+				comparable = fmt.Sprintf("no: the %s lost %.0f%% of the packets, its CPU covers only what it read", x.Target, 100*float64(x.Lost)/float64(x.Sent))
+			}
+		}
+		w.f("| %d | %d | %.2f %s | %.2f %s | %.2f s %s | %s | %s |\n", p.Calls, p.Round, c, mark(c <= 0.5), m, mark(m <= 0.4),
+			p.Bot.FinalAfter.Seconds(), mark(p.Bot.FinalAfter <= time.Second), mark(p.Bot.lossless() && p.Plain.Files.Whole == p.Plain.Calls), comparable)
+	}
+	if r.sideErr != "" {
+		w.f("\nThe run stopped: %s\n", r.sideErr)
+	}
+	w.f("\nCPU per participant-second is the recorder's CPU time in the window divided by the calls and the\n")
+	w.f("window's seconds; µs per packet divides it by the media packets the callers sent in the window (audio\n")
+	w.f("and video). Memory per call is the growth of the recorder's resident set from the idle process (started,\n")
+	w.f("synced, before the first call) to the end of the window, divided by N. \"All files final\" runs from the\n")
+	w.f("moment the last caller's `m.call.hangup` was sent (the homeserver had accepted it) until the last call's\n")
+	w.f("files were closed: the bot's manifest says `finished` (polled every 20 ms), the plain recorder prints a line once\n")
+	w.f("its writers are closed. Both learn of the hang-up the same way, from `m.call.hangup` through their sync.\n")
+	w.f("Packets lost: the bot's manifest (lost or too late to be written); the plain recorder's own count of\n")
+	w.f("sequence numbers never received; \"of sent\" counts the callers' media packets over the whole calls.\n")
+	w.f("Kernel UDP drops are datagrams the kernel dropped in the bench's network namespace during the step because a\n")
+	w.f("socket's receive buffer was full (`RcvbufErrors`; nearly all of them the recorder's: it did not read in\n")
+	w.f("time). A call is recorded whole when it has its audio and its video file and\n")
+	w.f("ffprobe counts at least the call's length minus %v of media in each (the first moments of the connection\n", wholeSlack)
+	w.f("and the wait for the first keyframe); the worst shortfall of any file is in brackets. The callers run on\n")
+	w.f("the same cores (their CPU is a column).\n\n")
+	return w.String()
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "✓"
+	}
+	return "✗"
+}
+
+func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+
+func (r report) profileSection() string {
+	var w writer
+	r.measured(&w, "side", nil)
+	w.f("CPU profiles of the bot (`http.pprof`, taken over the measured windows with `-profile DIR`; the plain\n")
+	w.f("recorder's through its `-pprof`), top functions by own time (flat) and with callees (cumulative), as\n")
+	w.f("`go tool pprof -top` prints them; and the live heap (in-use bytes, after a collection) at the end of a\n")
+	w.f("window, by the function that allocated it.\n\n")
+	for _, p := range r.profiles {
+		w.f("### %s\n\n%s. Files: %s.\n\n", p.Name, p.Duration, strings.Join(p.Files, ", "))
+		w.f("| Flat | Flat %% | Function (by flat) | | Cumulative | Cum %% | Function (by cumulative) |\n|---|---|---|---|---|---|---|\n")
+		for i := range max(len(p.Flat), len(p.Cum)) {
+			var a, b profileLine
+			if i < len(p.Flat) {
+				a = p.Flat[i]
+			}
+			if i < len(p.Cum) {
+				b = p.Cum[i]
+			}
+			w.f("| %s | %s | `%s` | | %s | %s | `%s` |\n", a.Flat, a.FlatPct, a.Func, b.Cum, b.CumPct, b.Func)
+		}
+		w.f("\n")
+	}
+	return w.String()
+}
+
+func (r report) livekitSection() string {
+	var w writer
+	var loads []loadSpan
+	for _, x := range r.livekit {
+		loads = append(loads, x.Load)
+	}
+	r.measured(&w, "livekit", loads)
+	w.f("N participants of an Element Call call on the harness's livekit-server (v1.13.5): each joins as Element\n")
+	w.f("Call does on the Matrix side (a MatrixRTC session membership, a LiveKit token from the JWT service with its\n")
+	w.f("OpenID token) and publishes Opus and 1 Mbit/s VP8 (640x360, 30 fps) with server-sdk-go from the bench\n")
+	w.f("process; one of them types `!start`, the bot (the real binary) joins the LiveKit room and subscribes to\n")
+	w.f("every track, unencrypted. In the loopback-only network namespace the clients reach the SFU through its\n")
+	w.f("TURN relay on 127.0.0.1 (server-sdk-go offers no loopback candidates), the bot included.\n\n")
+	w.f("| Publishers | Tracks | Bot CPU (%% of a core) | CPU per track-second | Memory per track | Bot resident set idle → end | Packets received | Lost or late | Frames not written | Publishers recorded whole (worst shortfall) | livekit-server CPU (%% of a core) | Publishers' CPU (%% of a core) | Files final after `!stop` | Load before → after |\n")
+	w.f("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, x := range r.livekit {
+		w.f("| %d | %d | %.0f%% | %.2f ms | %s | %s → %s | %d | %d | %d | %d/%d (%.1f s) | %.0f%% | %.0f%% | %.2f s | %s |\n",
+			x.Publishers, x.tracks(), 100*x.CPU.Seconds()/x.Seconds, ms(x.cpuPerTrack()), kib(float64(x.RSS-x.RSSIdle)/float64(x.tracks())),
+			mib(x.RSSIdle), mib(x.RSS), x.Received, x.Lost, x.Dropped, x.Files.Whole, x.Publishers, x.Files.Shortfall.Seconds(),
+			100*x.SFUCPU.Seconds()/x.Seconds, 100*x.SenderCPU.Seconds()/x.Seconds, x.FinalAfter.Seconds(), x.Load)
+	}
+	if r.lkErr != "" {
+		w.f("\nThe run stopped: %s\n", r.lkErr)
+	}
+	w.f("\nMemory per track is the growth of the bot's resident set from the bot in the call's room before\n")
+	w.f("`!start` to the end of the window, divided by the 2N tracks. Packets received and lost come from the\n")
+	w.f("manifest (the whole recording). A publisher is recorded whole when its audio and video files each hold\n")
+	w.f("at least the time from \"every track recording\" to `!stop`, minus %v. The SFU and the publishers\n", wholeSlack)
+	w.f("share the cores with the bot.\n\n")
+	return w.String()
+}
+
+func (r report) soakSection() string {
+	var w writer
+	var loads []loadSpan
+	if r.soak != nil {
+		loads = append(loads, r.soak.Load)
+	}
+	r.measured(&w, "soak", loads)
+	if r.soak == nil {
+		w.f("The soak did not finish: %s\n\n", r.soakErr)
+		return w.String()
+	}
+	s := r.soak
+	w.f("%d simultaneous 1:1 calls (as in the bot vs plain pion table) recorded by the bot for %v; every %v\n", s.Calls, s.Duration, s.Interval)
+	w.f("the bench reads the bot's resident set (`/proc/<pid>/status`), `go_goroutines` from its `/metrics` and its\n")
+	w.f("threads. It fails (non-zero exit) if the resident set at the end is more than %.0f%% above the sample one\n", 100*soakMaxRSSGrowth)
+	w.f("interval in, or the goroutines grew (the least of the last three samples against the sample one interval\n")
+	w.f("in, so that a request in flight at one sample is not taken for a leak), or a call is not recorded whole.\n\n")
+	verdict := "**passed**"
+	if len(s.Failed) > 0 {
+		verdict = "**failed**: " + strings.Join(s.Failed, "; ")
+	}
+	w.f("Result: %s. Resident set growth after the first interval: %+.1f%%; goroutines: %+d; packets lost %d;\n", verdict, 100*s.RSSGrowth, s.GoroutineGrowth, s.Lost)
+	w.f("calls recorded whole %d/%d (worst shortfall %.1f s); files final %.2f s after the last hang-up.\n\n", s.Files.Whole, s.Calls, s.Files.Shortfall.Seconds(), s.FinalAfter.Seconds())
+	w.f("| Time | Resident set | Goroutines | Threads | Bot CPU so far |\n|---|---|---|---|---|\n")
+	for _, x := range s.Samples {
+		w.f("| %v | %s | %d | %d | %.0f s |\n", x.At, mib(x.RSS), x.Goroutines, x.Threads, x.CPU.Seconds())
+	}
+	w.f("\n")
+	return w.String()
+}
+
+func (r report) ladderSection() string {
+	var w writer
+	var loads []loadSpan
+	for _, x := range r.ladder {
+		loads = append(loads, x.Load)
+	}
+	r.measured(&w, "bot", loads)
+	w.f("The bot alone, with the calls of the bot vs plain pion table, N growing until a packet is lost or a call\n")
+	w.f("is not recorded whole.\n\n")
+	w.f("| Calls | Bot CPU (%% of a core) | CPU per participant-second | µs per packet | Memory per call | Packets sent | Lost or late | Frames not written | Calls whole | Callers' CPU (%% of a core) | Load before → after |\n")
+	w.f("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	largest := 0
+	for _, x := range r.ladder {
+		w.f("| %d | %.0f%% | %.2f ms | %.1f | %s | %d | %d | %d | %d/%d | %.0f%% | %s |\n", x.Calls, 100*x.CPU.Seconds()/x.Seconds, ms(x.cpuPerParticipant()),
+			x.usPerPacket(), kib(x.memPerCall()), x.Sent, x.Lost, x.Dropped, x.Files.Whole, x.Calls, 100*x.SenderCPU.Seconds()/x.Seconds, x.Load)
+		if x.lossless() {
+			largest = x.Calls
+		}
+	}
+	w.f("\nLargest N recorded whole without a lost packet here: **%d**", largest)
+	if n := len(r.ladder); n > 0 && r.ladder[n-1].lossless() && r.ladderErr == "" {
+		w.f(" (the largest tried; try larger with `-bot-participants`)")
+	}
+	w.f(".\n")
+	if r.ladderErr != "" {
+		w.f("\nThe run stopped: %s\n", r.ladderErr)
+	}
+	w.f("\nThe callers run on the same cores as the bot, so the largest N is a lower bound for a bot with the\n")
+	w.f("machine to itself.\n\n")
+	return w.String()
 }
 
 // machine describes the host: CPU model, cores, memory, OS, Go and GStreamer versions.
@@ -157,9 +452,8 @@ func machine() string {
 	gst := "GStreamer not found"
 	if out, err := exec.Command("gst-launch-1.0", "--version").Output(); err == nil {
 		if l := strings.SplitN(string(out), "\n", 2)[0]; l != "" {
-			gst = strings.TrimPrefix(l, "gst-launch-1.0 version ")
-			gst = "GStreamer " + gst
+			gst = "GStreamer " + strings.TrimPrefix(l, "gst-launch-1.0 version ")
 		}
 	}
-	return fmt.Sprintf("%s, %d cores%s, %s/%s, %s, %s", model, runtime.NumCPU(), mem, runtime.GOOS, runtime.GOARCH, runtime.Version(), gst)
+	return fmt.Sprintf("%s, %d cores (nproc)%s, %s/%s, %s, %s", model, runtime.NumCPU(), mem, runtime.GOOS, runtime.GOARCH, runtime.Version(), gst)
 }

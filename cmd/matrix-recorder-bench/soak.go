@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Part 5: the soak. The bot records calls for a long time (default an hour) while the
+// bench samples its resident set and goroutines (go_goroutines from its /metrics) every
+// interval; memory must stay flat after the first minute.
+
+// Soak limits (issue 16): resident set growth after the first minute, and goroutines.
+const soakMaxRSSGrowth = 0.05
+
+type soakSample struct {
+	At         time.Duration // since the calls were all recording
+	RSS        int64
+	Goroutines int
+	Threads    int
+	CPU        time.Duration // the bot's CPU time so far (since its start)
+}
+
+type soakResult struct {
+	Calls    int
+	Duration time.Duration
+	Interval time.Duration
+	Samples  []soakSample
+	// Base is the sample one interval in (the first minute), compared with the end.
+	RSSGrowth       float64
+	GoroutineGrowth int
+	Lost            uint64
+	Files           fileCheck
+	FinalAfter      time.Duration
+	Load            loadSpan
+	// Failed says which limit was broken (empty: passed).
+	Failed []string
+}
+
+func runSoak(ctx context.Context, cb *callBench, n int, d, interval time.Duration, logf logFunc) (res soakResult, err error) {
+	res = soakResult{Calls: n, Duration: d, Interval: interval}
+	t := cb.bot
+	if err := t.start(ctx); err != nil {
+		return res, err
+	}
+	defer func() {
+		if serr := t.stop(); serr != nil {
+			err = errors.Join(err, fmt.Errorf("stopping the bot: %w", serr))
+		}
+		t.clean()
+	}()
+	if err := cb.env.dms(ctx, t.user(), t.rooms(), n); err != nil {
+		return res, err
+	}
+	logf("soak: placing %d calls", n)
+	calls, err := cb.env.placeCalls(ctx, (*t.rooms())[:n])
+	if err != nil {
+		return res, err
+	}
+	hungUp := false
+	defer func() {
+		if !hungUp {
+			closeCalls(calls)
+		}
+	}()
+	if err := t.waitRecording(ctx, calls); err != nil {
+		return res, err
+	}
+	start := time.Now()
+	res.Load.Before = loadAvg()
+	sample := func() error {
+		p, err := sampleProc(t.pid())
+		if err != nil {
+			return err
+		}
+		g, err := t.p.metric(ctx, "go_goroutines")
+		if err != nil {
+			return err
+		}
+		s := soakSample{At: time.Since(start).Round(time.Second), RSS: p.rss, Goroutines: int(g), Threads: threads(t.pid()), CPU: p.cpu}
+		res.Samples = append(res.Samples, s)
+		logf("soak: %v: RSS %s, %d goroutines, %d threads (load %.1f)", s.At, mib(s.RSS), s.Goroutines, s.Threads, loadAvg())
+		return nil
+	}
+	if err := sample(); err != nil {
+		return res, err
+	}
+	for k := 1; time.Duration(k)*interval <= d; k++ {
+		select {
+		case <-time.After(time.Until(start.Add(time.Duration(k) * interval))):
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		if err := sample(); err != nil {
+			return res, err
+		}
+	}
+	res.Load.After = loadAvg()
+	last := cb.env.hangUp(ctx, calls)
+	hungUp = true
+	final, err := t.waitFinal(ctx, calls)
+	if err != nil {
+		return res, err
+	}
+	res.FinalAfter = final.Sub(last)
+	results := make([]callResult, len(calls))
+	for i, c := range calls {
+		if results[i], err = t.result(c); err != nil {
+			return res, err
+		}
+		res.Lost += results[i].Lost
+	}
+	logf("soak: checking %d files with ffprobe", 2*n)
+	res.Files = checkCalls(ctx, calls, results)
+	res.judge()
+	return res, nil
+}
+
+// judge compares the end with the sample one interval in. Goroutines are judged on the
+// least of the last three samples, so that one HTTP connection or sync request in flight
+// at a sample is not taken for a leak; a leak raises all three.
+func (r *soakResult) judge() {
+	if len(r.Samples) < 3 {
+		r.Failed = append(r.Failed, fmt.Sprintf("only %d samples: run longer than two intervals", len(r.Samples)))
+		return
+	}
+	base, end := r.Samples[1], r.Samples[len(r.Samples)-1]
+	r.RSSGrowth = float64(end.RSS-base.RSS) / float64(base.RSS)
+	least := end.Goroutines
+	for _, s := range r.Samples[max(1, len(r.Samples)-3):] {
+		least = min(least, s.Goroutines)
+	}
+	r.GoroutineGrowth = least - base.Goroutines
+	if r.RSSGrowth > soakMaxRSSGrowth {
+		r.Failed = append(r.Failed, fmt.Sprintf("resident set grew %.1f%% after the first interval (limit %.0f%%)", 100*r.RSSGrowth, 100*soakMaxRSSGrowth))
+	}
+	if r.GoroutineGrowth > 0 {
+		r.Failed = append(r.Failed, fmt.Sprintf("goroutines grew by %d after the first interval", r.GoroutineGrowth))
+	}
+	if r.Files.Whole != r.Calls {
+		r.Failed = append(r.Failed, fmt.Sprintf("%d of %d calls recorded whole", r.Files.Whole, r.Calls))
+	}
+}
