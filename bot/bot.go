@@ -315,7 +315,7 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		ICETimeout:  b.cfg.Calls.ICETimeout.D(),
 		MaxTracks:   b.cfg.Calls.MaxTracks,
 		MaxCalls:    b.cfg.Calls.MaxCalls,
-	}, voipSignaller{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
+	}, botMatrix{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
 	b.registerHandlers()
 	b.lc.Run(ctx)
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))

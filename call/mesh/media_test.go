@@ -13,6 +13,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
+	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -77,7 +78,9 @@ func TestOptOutKeepsOneSenderReportReader(t *testing.T) {
 	}
 	defer recv.Close()
 	pe := &peer{r: r, key: alice, callID: "c", log: log}
-	recv.OnTrack(func(t *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) { pe.onTrack(recv, t, rcv) })
+	recv.OnTrack(func(t *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+		pe.onTrack(recv, t, rcv, voip.PurposeUserMedia, log)
+	})
 	if err := testmedia.Connect(send, recv); err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func inboundPackets(t *testing.T, m *Manager) []uint32 {
 	m.mu.Lock()
 	var pc *webrtc.PeerConnection
 	for _, c := range m.calls {
-		pc = c.pc
+		pc = c.p.PC()
 	}
 	m.mu.Unlock()
 	if pc == nil {

@@ -15,8 +15,10 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	voippeer "github.com/matrix-recorder/matrix-recorder/call/voip/peer"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
@@ -33,12 +35,14 @@ type Event struct {
 	ReceivedAt time.Time
 }
 
-// Signaller sends call events into rooms; the bot encrypts them when the room is encrypted.
-type Signaller interface {
-	SendCallEvent(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) error
-	// ICEServers returns the TURN/STUN servers for a new call.
+// Matrix is what 1:1 calls do on Matrix (a part of call.Matrix): send call events into
+// rooms, encrypted in encrypted rooms, and get the TURN/STUN servers for a new call.
+type Matrix interface {
+	SendMessage(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) (id.EventID, error)
 	ICEServers(ctx context.Context) []webrtc.ICEServer
 }
+
+var _ Matrix = call.Matrix(nil)
 
 // Observer hears about calls; the bot turns this into notices.
 type Observer interface {
@@ -95,7 +99,7 @@ const ringGrace = 3 * time.Second
 // pending candidates for calls whose invite has not been handled yet.
 const (
 	maxPendingCalls      = 64
-	maxPendingCandidates = 256
+	maxPendingCandidates = voippeer.MaxEarlyCandidates
 	pendingTTL           = 2 * time.Minute
 )
 
@@ -114,7 +118,7 @@ type pendingCands struct {
 // Manager owns every 1:1 call of the bot.
 type Manager struct {
 	cfg   Config
-	sig   Signaller
+	mx    Matrix
 	obs   Observer
 	admit Admitter
 	rtc   *rtc.Factory
@@ -132,11 +136,11 @@ type Manager struct {
 }
 
 // New creates a manager; ctx bounds the lifetime of every call.
-func New(ctx context.Context, cfg Config, sig Signaller, obs Observer, admit Admitter, f *rtc.Factory, rec *recorder.Recorder, log zerolog.Logger) *Manager {
+func New(ctx context.Context, cfg Config, mx Matrix, obs Observer, admit Admitter, f *rtc.Factory, rec *recorder.Recorder, log zerolog.Logger) *Manager {
 	cfg.fill()
 	return &Manager{
-		cfg: cfg, sig: sig, obs: obs, admit: admit, rtc: f, rec: rec,
-		log:     log.With().Str("component", "1:1").Logger(),
+		cfg: cfg, mx: mx, obs: obs, admit: admit, rtc: f, rec: rec,
+		log:     log.With().Str("component", call.KindOneToOne.String()).Logger(),
 		ctx:     ctx,
 		calls:   map[callKey]*Call{},
 		pending: map[callKey]*pendingCands{},
@@ -194,50 +198,10 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) {
 		err = m.onInvite(ctx, ev, log)
 	case voip.TypeCandidates.Type:
 		err = m.onCandidates(ev, log)
-	case voip.TypeSelectAnswer.Type:
-		err = m.route(ev, log, func(c *Call) error {
-			sa, err := voip.ParseSelectAnswer(ev.Content)
-			if err != nil {
-				return err
-			}
-			c.post(func() { c.onSelectAnswer(sa) })
-			return nil
-		})
-	case voip.TypeNegotiate.Type:
-		err = m.route(ev, log, func(c *Call) error {
-			n, err := voip.ParseNegotiate(ev.Content)
-			if err != nil {
-				return err
-			}
-			c.post(func() { c.onNegotiate(n) })
-			return nil
-		})
-	case voip.TypeHangup.Type:
-		err = m.route(ev, log, func(c *Call) error {
-			h, err := voip.ParseHangup(ev.Content)
-			if err != nil {
-				return err
-			}
-			c.post(func() { c.onRemoteEnd("hangup", h.Reason) })
-			return nil
-		})
-	case voip.TypeReject.Type:
-		err = m.route(ev, log, func(c *Call) error {
-			r, err := voip.ParseReject(ev.Content)
-			if err != nil {
-				return err
-			}
-			c.post(func() { c.onRemoteEnd("reject", r.Reason) })
-			return nil
-		})
-	case voip.TypeSDPStreamMetadataChanged.Type, voip.TypeSDPStreamMetadataChangedU.Type:
-		err = m.route(ev, log, func(c *Call) error {
-			mc, err := voip.ParseMetadataChanged(ev.Content)
-			if err != nil {
-				return err
-			}
-			c.post(func() { c.updateMetadata(mc.Metadata) })
-			return nil
+	case voip.TypeSelectAnswer.Type, voip.TypeNegotiate.Type, voip.TypeHangup.Type, voip.TypeReject.Type,
+		voip.TypeSDPStreamMetadataChanged.Type, voip.TypeSDPStreamMetadataChangedU.Type:
+		err = m.route(ev, log, func(c *Call, common voip.Common) {
+			c.p.Receive(ev.Type.Type, ev.Content, common.PartyID)
 		})
 	case voip.TypeAnswer.Type:
 		err = m.onAnswer(ev, log)
@@ -249,7 +213,7 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) {
 
 // route hands an event to the call it belongs to, after checking it comes from that call's
 // peer. Our own echoes and events for unknown calls are ignored.
-func (m *Manager) route(ev Event, log zerolog.Logger, fn func(*Call) error) error {
+func (m *Manager) route(ev Event, log zerolog.Logger, fn func(*Call, voip.Common)) error {
 	var common voip.Common
 	if err := json.Unmarshal(ev.Content, &common); err != nil {
 		return err
@@ -270,7 +234,8 @@ func (m *Manager) route(ev Event, log zerolog.Logger, fn func(*Call) error) erro
 	if c.peerParty != "" && common.PartyID != "" && common.PartyID != c.peerParty {
 		return errors.New("event from another device of the caller")
 	}
-	return fn(c)
+	fn(c, common)
+	return nil
 }
 
 // onAnswer: the bot never places 1:1 calls, but an answer from another device of the bot's
@@ -291,7 +256,7 @@ func (m *Manager) onAnswer(ev Event, log zerolog.Logger) error {
 	m.mu.Unlock()
 	if c != nil {
 		log.Info().Str("call_id", a.CallID).Msg("Call answered by another device of the bot")
-		c.post(func() { c.end(endInfo{reason: voip.ReasonAnsweredElse, send: false}) })
+		c.p.Hangup(voippeer.End{Reason: voip.ReasonAnsweredElse})
 	}
 	return nil
 }
@@ -340,7 +305,7 @@ func (m *Manager) onCandidates(ev Event, log zerolog.Logger) error {
 	if ev.Sender != c.peer {
 		return errors.New("candidates from someone who is not in this call")
 	}
-	c.post(func() { c.addRemoteCandidates(cs.Candidates) })
+	c.p.AddCandidates(cs.Candidates)
 	return nil
 }
 
@@ -412,7 +377,7 @@ func (m *Manager) onInvite(ctx context.Context, ev Event, log zerolog.Logger) er
 			evType = voip.TypeHangup
 			content = voip.Hangup{Common: c.Common, Reason: voip.ReasonUserBusy}
 		}
-		if err := m.sig.SendCallEvent(ctx, ev.RoomID, evType, content); err != nil {
+		if _, err := m.mx.SendMessage(ctx, ev.RoomID, evType, content); err != nil {
 			log.Warn().Err(err).Msg("Failed to send reject")
 		}
 		m.obs.CallRefused(ctx, ev.RoomID, ev.Sender, reason)
@@ -429,21 +394,22 @@ func (m *Manager) onInvite(ctx context.Context, ev Event, log zerolog.Logger) er
 	// A new call from the same person in the same room replaces the old one (their
 	// client has given up on it).
 	for _, c := range replaced {
-		c.post(func() { c.end(endInfo{reason: "replaced", send: true}) })
+		c.p.Hangup(voippeer.End{Reason: "replaced", Send: true})
 	}
 
 	c := newCall(m, ev, inv, log)
+	var early []voip.Candidate
 	m.mu.Lock()
 	if p := m.pending[key]; p != nil {
 		if p.sender == ev.Sender {
-			c.earlyCandidates = p.cands
+			early = p.cands
 		}
 		delete(m.pending, key)
 	}
 	m.calls[key] = c
 	m.wg.Add(1)
 	m.mu.Unlock()
-	c.start()
+	c.start(early)
 	return nil
 }
 
@@ -458,7 +424,7 @@ func (m *Manager) PeerLeft(roomID id.RoomID, userID id.UserID) {
 	}
 	m.mu.Unlock()
 	for _, c := range cs {
-		c.post(func() { c.end(endInfo{reason: voip.ReasonUserHangup, send: true, why: "the caller left the room"}) })
+		c.hangup("the caller left the room")
 	}
 }
 
@@ -473,7 +439,7 @@ func (m *Manager) HangupRoom(roomID id.RoomID, why string) int {
 	}
 	m.mu.Unlock()
 	for _, c := range cs {
-		c.post(func() { c.end(endInfo{reason: voip.ReasonUserHangup, send: true, why: why}) })
+		c.hangup(why)
 	}
 	return len(cs)
 }
@@ -499,9 +465,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	for _, c := range cs {
-		c.post(func() {
-			c.end(endInfo{reason: voip.ReasonUserHangup, send: true, why: "the recorder is shutting down"})
-		})
+		c.hangup("the recorder is shutting down")
 	}
 	done := make(chan struct{})
 	go func() {

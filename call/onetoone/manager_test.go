@@ -37,16 +37,16 @@ type sentEvent struct {
 
 func newFakeRoom() *fakeRoom { return &fakeRoom{notify: make(chan struct{}, 100)} }
 
-func (f *fakeRoom) SendCallEvent(_ context.Context, _ id.RoomID, t event.Type, content any) error {
+func (f *fakeRoom) SendMessage(_ context.Context, _ id.RoomID, t event.Type, content any) (id.EventID, error) {
 	b, err := json.Marshal(content)
 	if err != nil {
-		return err
+		return "", err
 	}
 	f.mu.Lock()
 	f.sent = append(f.sent, sentEvent{t.Type, b})
 	f.mu.Unlock()
 	f.notify <- struct{}{}
-	return nil
+	return "$sent", nil
 }
 func (f *fakeRoom) ICEServers(context.Context) []webrtc.ICEServer { return nil }
 func (f *fakeRoom) CallStarted(context.Context, Status) {
