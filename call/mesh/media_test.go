@@ -37,6 +37,9 @@ func rtcpReaders() int {
 // reader takes its share of the reports, so a second one would keep reports from the part
 // being written.
 func TestOptOutKeepsOneSenderReportReader(t *testing.T) {
+	// The count is of the whole process: start from none (earlier tests' connections close
+	// their readers as they end).
+	waitFor(t, "no RTCP readers from earlier tests", func() bool { return rtcpReaders() == 0 })
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	fac, err := rtc.NewFactory(rtc.Settings{IncludeLoopback: true}, log)
 	if err != nil {
