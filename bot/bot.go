@@ -70,10 +70,6 @@ type Bot struct {
 	// startedAt: messages older than this are history, not commands.
 	startedAt time.Time
 
-	batchMu sync.Mutex
-	inSync  bool
-	batch   []onetoone.Event
-
 	// Ready is closed after the first successful sync.
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -83,7 +79,9 @@ type Bot struct {
 
 // oneToOneCalls is what the bot uses of the 1:1 call manager (onetoone.Manager).
 type oneToOneCalls interface {
-	HandleBatch(ctx context.Context, evs []onetoone.Event)
+	HandleEvent(ctx context.Context, evt *event.Event)
+	BeginSync()
+	EndSync(ctx context.Context)
 	PeerLeft(roomID id.RoomID, user id.UserID)
 	HangupRoom(roomID id.RoomID, why string) int
 	Active() []onetoone.Status

@@ -65,7 +65,7 @@ type Call struct {
 	snapshot Status
 }
 
-func newCall(m *Manager, ev Event, inv *voip.Invite, log zerolog.Logger) *Call {
+func newCall(m *Manager, ev callEvent, inv *voip.Invite, log zerolog.Logger) *Call {
 	c := &Call{
 		m: m, log: log, roomID: ev.RoomID, callID: inv.CallID, peer: ev.Sender,
 		invite: inv, peerParty: inv.PartyID, state: call.StateRinging,

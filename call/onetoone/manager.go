@@ -22,8 +22,8 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
-// Event is one call event as it arrived in a room (already decrypted).
-type Event struct {
+// callEvent is one call event as it arrived in a room (already decrypted).
+type callEvent struct {
 	RoomID  id.RoomID
 	Sender  id.UserID
 	EventID id.EventID
@@ -127,6 +127,11 @@ type Manager struct {
 
 	ctx context.Context
 
+	// the call events of the sync response being processed (BeginSync, EndSync)
+	batchMu sync.Mutex
+	inSync  bool
+	batch   []callEvent
+
 	mu      sync.Mutex
 	calls   map[callKey]*Call
 	pending map[callKey]*pendingCands
@@ -159,10 +164,60 @@ func IsCallEvent(t event.Type) bool {
 	return false
 }
 
-// HandleBatch processes the call events of one sync response in order, after the whole
+// HandleEvent takes every event the bot sees, as a call.Backend does, and keeps the call
+// events of rooms (plain or decrypted). Between BeginSync and EndSync they are collected
+// and handled together when the sync response is over, as matrix-js-sdk does (it looks at
+// call events only once the whole response is decrypted); others (decrypted later, when a
+// late room key came) are handled at once.
+func (m *Manager) HandleEvent(ctx context.Context, evt *event.Event) {
+	if evt == nil || evt.Mautrix.EventSource&(event.SourceTimeline|event.SourceDecrypted) == 0 {
+		return
+	}
+	if !IsCallEvent(evt.Type) || evt.RoomID == "" {
+		return
+	}
+	received := evt.Mautrix.ReceivedAt
+	if received.IsZero() {
+		received = time.Now()
+	}
+	ev := callEvent{
+		RoomID: evt.RoomID, Sender: evt.Sender, EventID: evt.ID, Type: evt.Type,
+		Content: evt.Content.VeryRaw, Age: time.Duration(evt.Unsigned.Age) * time.Millisecond,
+		ReceivedAt: received,
+	}
+	m.batchMu.Lock()
+	if m.inSync {
+		m.batch = append(m.batch, ev)
+		m.batchMu.Unlock()
+		return
+	}
+	m.batchMu.Unlock()
+	m.handleBatch(ctx, []callEvent{ev})
+}
+
+// BeginSync starts collecting call events: a sync response is being processed.
+func (m *Manager) BeginSync() {
+	m.batchMu.Lock()
+	m.inSync = true
+	m.batchMu.Unlock()
+}
+
+// EndSync handles the call events of the sync response that is over.
+func (m *Manager) EndSync(ctx context.Context) {
+	m.batchMu.Lock()
+	m.inSync = false
+	batch := m.batch
+	m.batch = nil
+	m.batchMu.Unlock()
+	if len(batch) > 0 {
+		m.handleBatch(ctx, batch)
+	}
+}
+
+// handleBatch processes the call events of one sync response in order, after the whole
 // response was decrypted, as js-sdk does: an invite whose call was already answered or hung
 // up in the same batch is dropped.
-func (m *Manager) HandleBatch(ctx context.Context, evs []Event) {
+func (m *Manager) handleBatch(ctx context.Context, evs []callEvent) {
 	finished := map[callKey]bool{}
 	for _, ev := range evs {
 		if ev.Type.Type == voip.TypeAnswer.Type || ev.Type.Type == voip.TypeHangup.Type || ev.Type.Type == voip.TypeReject.Type {
@@ -180,13 +235,13 @@ func (m *Manager) HandleBatch(ctx context.Context, evs []Event) {
 				continue
 			}
 		}
-		m.HandleEvent(ctx, ev)
+		m.handle(ctx, ev)
 	}
 }
 
-// HandleEvent processes one call event. It never panics on bad input: invalid events are
+// handle processes one call event. It never panics on bad input: invalid events are
 // logged and dropped.
-func (m *Manager) HandleEvent(ctx context.Context, ev Event) {
+func (m *Manager) handle(ctx context.Context, ev callEvent) {
 	log := m.log.With().Stringer("room_id", ev.RoomID).Stringer("sender", ev.Sender).Str("type", ev.Type.Type).Stringer("event_id", ev.EventID).Logger()
 	if len(ev.Content) > voip.MaxSDPLength+64<<10 {
 		log.Warn().Int("bytes", len(ev.Content)).Msg("Dropping oversized call event")
@@ -213,7 +268,7 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) {
 
 // route hands an event to the call it belongs to, after checking it comes from that call's
 // peer. Our own echoes and events for unknown calls are ignored.
-func (m *Manager) route(ev Event, log zerolog.Logger, fn func(*Call, voip.Common)) error {
+func (m *Manager) route(ev callEvent, log zerolog.Logger, fn func(*Call, voip.Common)) error {
 	var common voip.Common
 	if err := json.Unmarshal(ev.Content, &common); err != nil {
 		return err
@@ -240,7 +295,7 @@ func (m *Manager) route(ev Event, log zerolog.Logger, fn func(*Call, voip.Common
 
 // onAnswer: the bot never places 1:1 calls, but an answer from another device of the bot's
 // own account means that device took the call.
-func (m *Manager) onAnswer(ev Event, log zerolog.Logger) error {
+func (m *Manager) onAnswer(ev callEvent, log zerolog.Logger) error {
 	if ev.Sender != m.cfg.UserID {
 		return nil
 	}
@@ -261,7 +316,7 @@ func (m *Manager) onAnswer(ev Event, log zerolog.Logger) error {
 	return nil
 }
 
-func (m *Manager) onCandidates(ev Event, log zerolog.Logger) error {
+func (m *Manager) onCandidates(ev callEvent, log zerolog.Logger) error {
 	cs, err := voip.ParseCandidates(ev.Content)
 	if err != nil {
 		return err
@@ -322,7 +377,7 @@ func (m *Manager) gcPendingLocked(now time.Time) {
 	}
 }
 
-func (m *Manager) onInvite(ctx context.Context, ev Event, log zerolog.Logger) error {
+func (m *Manager) onInvite(ctx context.Context, ev callEvent, log zerolog.Logger) error {
 	inv, err := voip.ParseInvite(ev.Content)
 	if err != nil {
 		return err
