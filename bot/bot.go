@@ -82,7 +82,6 @@ type oneToOneCalls interface {
 	HandleEvent(ctx context.Context, evt *event.Event)
 	BeginSync()
 	EndSync(ctx context.Context)
-	PeerLeft(roomID id.RoomID, user id.UserID)
 	HangupRoom(roomID id.RoomID, why string) int
 	Active() []onetoone.Status
 	Mark(roomID id.RoomID, user id.UserID, text string, at time.Time) int

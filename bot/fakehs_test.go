@@ -215,7 +215,6 @@ type fakeCalls struct {
 func (c *fakeCalls) HandleEvent(context.Context, *event.Event) {}
 func (c *fakeCalls) BeginSync()                                {}
 func (c *fakeCalls) EndSync(context.Context)                   {}
-func (c *fakeCalls) PeerLeft(id.RoomID, id.UserID)             {}
 func (c *fakeCalls) Shutdown(context.Context) error            { return nil }
 func (c *fakeCalls) Active() []onetoone.Status {
 	c.mu.Lock()

@@ -113,8 +113,7 @@ func (b *Bot) registerHandlers() {
 	syncer.OnEvent(b.groups.handleEvent)
 }
 
-// onMember joins rooms the bot is invited to, ends calls of people who leave, and leaves
-// rooms where nobody else is left.
+// onMember joins rooms the bot is invited to and leaves rooms where nobody else is left.
 func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 	content := evt.Content.AsMember()
 	if content == nil {
@@ -136,8 +135,7 @@ func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 	}
 	switch content.Membership {
 	case event.MembershipLeave, event.MembershipBan:
-		log.Debug().Msg("Member left")
-		b.calls.PeerLeft(evt.RoomID, target)
+		log.Debug().Msg("Member left") // their 1:1 calls end (onetoone sees the event too)
 		go b.leaveIfAlone(context.WithoutCancel(ctx), evt.RoomID)
 	}
 }

@@ -140,6 +140,8 @@ type Manager struct {
 	closed  bool
 }
 
+var _ call.EventHandler = (*Manager)(nil)
+
 // New creates a manager; ctx bounds the lifetime of every call.
 func New(ctx context.Context, cfg Config, mx Matrix, obs Observer, admit Admitter, f *rtc.Factory, rec *recorder.Recorder, log zerolog.Logger) *Manager {
 	cfg.fill()
@@ -171,6 +173,10 @@ func IsCallEvent(t event.Type) bool {
 // late room key came) are handled at once.
 func (m *Manager) HandleEvent(ctx context.Context, evt *event.Event) {
 	if evt == nil || evt.Mautrix.EventSource&(event.SourceTimeline|event.SourceDecrypted) == 0 {
+		return
+	}
+	if evt.Type == event.StateMember && evt.Mautrix.EventSource&event.SourceTimeline != 0 {
+		m.onMember(evt)
 		return
 	}
 	if !IsCallEvent(evt.Type) || evt.RoomID == "" {
@@ -468,8 +474,22 @@ func (m *Manager) onInvite(ctx context.Context, ev callEvent, log zerolog.Logger
 	return nil
 }
 
-// PeerLeft ends every call with userID in roomID: a caller who leaves the room has hung up.
-func (m *Manager) PeerLeft(roomID id.RoomID, userID id.UserID) {
+// onMember ends the calls of a caller who left the room (or was banned): they have hung
+// up, even if their client does not say so (matrix-js-sdk as callee does not).
+func (m *Manager) onMember(evt *event.Event) {
+	var content struct {
+		Membership event.Membership `json:"membership"`
+	}
+	if json.Unmarshal(call.RawContent(evt), &content) != nil || evt.StateKey == nil || evt.RoomID == "" {
+		return
+	}
+	if content.Membership == event.MembershipLeave || content.Membership == event.MembershipBan {
+		m.peerLeft(evt.RoomID, id.UserID(*evt.StateKey))
+	}
+}
+
+// peerLeft ends every call with userID in roomID.
+func (m *Manager) peerLeft(roomID id.RoomID, userID id.UserID) {
 	m.mu.Lock()
 	var cs []*Call
 	for k, c := range m.calls {

@@ -397,3 +397,33 @@ func TestSyncBatch(t *testing.T) {
 	m.HandleEvent(context.Background(), roomEvent(voip.TypeInvite, bob, invite("late", sdp), event.SourceTimeline|event.SourceDecrypted))
 	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
 }
+
+// TestCallerLeaves: the caller leaving the room (a timeline member event) ends their call,
+// with a hangup; someone else leaving, or the room's state replayed, does not.
+func TestCallerLeaves(t *testing.T) {
+	m, fr, _ := newManager(t, nil)
+	p := newPeer(t)
+	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("leave", p.offer(t))))
+	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
+	member := func(user id.UserID, membership string, source event.Source) *event.Event {
+		evt := roomEvent(event.StateMember, user, map[string]string{"membership": membership}, source)
+		key := string(user)
+		evt.StateKey = &key
+		return evt
+	}
+	m.HandleEvent(context.Background(), member("@carol:hs", "leave", event.SourceTimeline))
+	m.HandleEvent(context.Background(), member(bob, "leave", event.SourceState))
+	m.HandleEvent(context.Background(), member(bob, "join", event.SourceTimeline))
+	time.Sleep(300 * time.Millisecond)
+	if len(m.Active()) != 1 {
+		t.Fatal("the call ended though its caller is still in the room")
+	}
+	m.HandleEvent(context.Background(), member(bob, "leave", event.SourceTimeline))
+	fr.wait(t, func() bool { return len(fr.ended) == 1 })
+	fr.mu.Lock()
+	hangups := len(fr.find("m.call.hangup"))
+	fr.mu.Unlock()
+	if hangups != 1 || len(m.Active()) != 0 {
+		t.Errorf("after the caller left: %d hangups, %d calls", hangups, len(m.Active()))
+	}
+}
