@@ -1,6 +1,8 @@
-// Package onetoone records legacy Matrix 1:1 calls (MSC2746): it answers m.call.invite
-// room events as matrix-js-sdk expects a callee to, renegotiates on m.call.negotiate, and
-// records every track the caller sends.
+// Package onetoone records legacy Matrix 1:1 calls (MSC2746 room events): it decides which
+// invites to answer (in the same sync as their hangup, expired, for someone else, over a
+// limit, refused by the bot's rule), keeps the candidates that come before an invite, and
+// records every track the caller sends. The call itself is the shared MSC2746 peer of
+// call/voip/peer; a call's recording, state, length limit and notices are 1:1's own.
 package onetoone
 
 import (
