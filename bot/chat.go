@@ -173,9 +173,10 @@ type botCalls struct{ b *Bot }
 
 var _ lifecycle.Calls = botCalls{}
 
-// Stop ends the recording of a room: a 1:1 call is hung up, a group recording is stopped.
-func (c botCalls) Stop(ctx context.Context, room id.RoomID, kind, why string) {
-	if kind == "1:1" {
+// Stop ends the recording of a room: a legacy 1:1 call is hung up, a recording of a call
+// backend (a group call, a direct call the bot answered) is stopped.
+func (c botCalls) Stop(ctx context.Context, room id.RoomID, kind recorder.Kind, why string) {
+	if kind == recorder.KindOneToOne {
 		c.b.calls.HangupRoom(room, why)
 		return
 	}

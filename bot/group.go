@@ -121,7 +121,7 @@ func (g *groups) start(ctx context.Context, cc *cmdContext) error {
 	if running >= g.b.cfg.Calls.MaxGroupRecordings {
 		return userError{Msg: fmt.Sprintf("Sorry, I am already recording %d group calls, the most I record at once (calls.max_group_recordings). Try again when one has ended.", running)}
 	}
-	if err := g.b.lc.Admit(ctx, cc.roomID, "group"); err != nil {
+	if err := g.b.lc.Admit(ctx, cc.roomID, recorder.KindMesh); err != nil {
 		var le lifecycle.LimitError
 		if !errors.As(err, &le) {
 			return fmt.Errorf("admit a group recording: %w", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
@@ -290,7 +291,7 @@ func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID)
 	if peer != sender {
 		return errors.New("the caller is not a member of this room")
 	}
-	return b.lc.Admit(ctx, roomID, "1:1")
+	return b.lc.Admit(ctx, roomID, recorder.KindOneToOne)
 }
 
 // errNotDirect: a room where the bot is not alone with one other person.

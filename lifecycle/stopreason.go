@@ -28,14 +28,15 @@ const (
 )
 
 // Stopping says why a room's recordings are about to end, before the caller stops them
-// (a person's !stop or !hangup: StopUser); group picks the group recordings, else the
-// 1:1 ones. A reason a limit gave first is kept. A recording that ends without a reason
+// (a person's !stop or !hangup: StopUser); group picks the recordings the call backends
+// run (group calls, and direct MatrixRTC calls the bot answered), else the legacy 1:1
+// calls. A reason a limit gave first is kept. A recording that ends without a reason
 // ended with its call, or with the recorder.
 func (lc *Lifecycle) Stopping(room id.RoomID, group bool, r StopReason) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	for _, lr := range lc.live {
-		if lr.roomID == room && (lr.kind != oneToOne) == group && lr.stopReason == "" {
+		if lr.roomID == room && (lr.kind != recorder.KindOneToOne) == group && lr.stopReason == "" {
 			lr.stopReason = r
 		}
 	}
@@ -57,15 +58,4 @@ func (lc *Lifecycle) stopReasonOf(lr *liveRec, m recorder.Manifest) StopReason {
 		return StopShutdown
 	}
 	return StopCallEnded
-}
-
-// metricKind is the kind label of a recorder kind of call.
-func metricKind(kind string) string {
-	switch kind {
-	case oneToOne, "livekit", "egress":
-		return kind
-	case "group":
-		return "mesh"
-	}
-	return "other"
 }
