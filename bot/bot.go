@@ -20,8 +20,11 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/egress"
+	"github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
+	"github.com/matrix-recorder/matrix-recorder/call/rooms"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/httpserver"
@@ -53,10 +56,11 @@ type Bot struct {
 	rtc    *rtc.Factory
 	rec    *recorder.Recorder
 	calls  oneToOneCalls
-	groups *groups
+	rooms  *rooms.Rooms     // the backends' recordings, one per room (rooms.go)
+	lk     *livekit.Backend // the backend that answers direct MatrixRTC calls (livekit_dm.go)
 	cmds   *commands
 	post   *postcall.Manager
-	marks  markCounts
+	marks  call.MarkCounts
 	dms    directRooms
 	turn   turnCache
 	lc     *lifecycle.Lifecycle // rows, uploads, limits, summaries, retention (chat.go is its side here)
@@ -178,9 +182,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	if err != nil {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
 	}
-	b.groups = newGroups(b, backends)
-	if err := b.groups.loadOptOuts(ctx); err != nil {
+	b.rooms = newRooms(b, backends)
+	if outs, err := lc.OptOuts(ctx); err != nil {
 		log.Error().Err(err).Msg("Opt-outs from before the restart are not known; those who opted out are recorded until they opt out again")
+	} else {
+		b.rooms.LoadOptOuts(outs)
 	}
 	if b.post, err = b.newPostcall(); err != nil {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
@@ -336,7 +342,7 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	b.log.Info().Msg("Stopping: hanging up calls and finalising recordings")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	if serr := b.groups.shutdown(sctx); serr != nil {
+	if serr := b.rooms.Shutdown(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	if serr := b.calls.Shutdown(sctx); serr != nil {

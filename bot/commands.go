@@ -70,16 +70,18 @@ type userError = usererr.Error
 func newCommands(b *Bot) *commands {
 	c := &commands{b: b, prefix: b.cfg.Bot.CommandPrefix, byName: map[string]*command{}, limit: newCmdLimiter(time.Now)}
 	for _, cmd := range []*command{
-		{name: "start", args: b.egressStartArgs(), description: "record the group call in this room", group: groupRecording, handler: b.groups.start},
-		{name: "stop", description: "stop recording in this room (the files are kept)", group: groupRecording, handler: b.groups.stop},
+		{name: "start", args: b.egressStartArgs(), description: "record the group call in this room", group: groupRecording, handler: func(ctx context.Context, cc *cmdContext) error { return b.rooms.Start(ctx, roomsRequest(cc)) }},
+		{name: "stop", description: "stop recording in this room (the files are kept)", group: groupRecording, handler: b.stopCommand},
 		{name: "status", description: "what is being recorded in this room", group: groupRecording, handler: c.status},
-		{name: "skipme", description: "do not record me in this room", group: groupDuring, handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, true) }},
-		{name: "recordme", description: "record me again", group: groupDuring, handler: func(ctx context.Context, cc *cmdContext) error { return b.groups.setOptOut(ctx, cc, false) }},
+		{name: "skipme", description: "do not record me in this room", group: groupDuring, handler: func(ctx context.Context, cc *cmdContext) error { return b.rooms.SetOptOut(ctx, roomsRequest(cc), true) }},
+		{name: "recordme", description: "record me again", group: groupDuring, handler: func(ctx context.Context, cc *cmdContext) error {
+			return b.rooms.SetOptOut(ctx, roomsRequest(cc), false)
+		}},
 		{name: "mark", args: "[-30s] [text]", description: "put a marker on the recording's timeline (in the summary picture and exports)", group: groupDuring, handler: b.markCommand},
 		{name: "hangup", description: "end the 1:1 call in this room (the recording is kept)", group: groupDuring, handler: c.hangup},
 		{name: "recordings", args: "[ID]", description: "list this room's recordings, or one recording's files with fresh links (for the people recorded in it and members who may start recordings)", group: groupAfter, handler: b.lifecycleCommand(b.lc.Recordings)},
-		{name: "export", args: "<ID|latest> [mix|zip|flac|wav]", description: "make a mixdown, aligned tracks or an aligned zip of a recording (needs ffmpeg)", group: groupAfter, handler: b.exportCommand},
-		{name: "transcript", args: "[ID|latest]", description: "run the transcription hook and merge the transcripts of a recording", group: groupAfter, handler: b.transcriptCommand},
+		{name: "export", args: "<ID|latest> [mix|zip|flac|wav]", description: "make a mixdown, aligned tracks or an aligned zip of a recording (needs ffmpeg)", group: groupAfter, handler: b.postcallCommand(b.post.ExportCommand)},
+		{name: "transcript", args: "[ID|latest]", description: "run the transcription hook and merge the transcripts of a recording", group: groupAfter, handler: b.postcallCommand(b.post.TranscriptCommand)},
 		{name: "autorecord", args: "[on|off]", description: "record every Element Call call that begins in this room", group: groupAdmin, handler: b.autorecordCommand},
 		{name: "delete", args: "ID", description: "delete a recording everywhere", group: groupAdmin, handler: b.lifecycleCommand(b.lc.Delete)},
 		{name: "help", description: "show this list", group: groupAdmin, handler: c.help},
@@ -191,7 +193,7 @@ func (c *commands) status(ctx context.Context, cc *cmdContext) error {
 		lines = append(lines, fmt.Sprintf("Call with %s: %s, %s recorded, %s, folder %s",
 			st.Peer, st.State, elapsed, lifecycle.Plural(st.Tracks, "track"), lifecycle.FolderName(st.Folder)))
 	}
-	lines = append(lines, c.b.groups.statusLines(cc.roomID)...)
+	lines = append(lines, c.b.statusLines(cc.roomID)...)
 	if len(lines) == 0 {
 		c.b.notice(ctx, cc.roomID, "Nothing is being recorded in this room.", "")
 		return nil
@@ -205,8 +207,9 @@ func (c *commands) hangup(ctx context.Context, cc *cmdContext) error {
 		return err
 	}
 	if n := c.b.hangupByUser(cc.roomID, fmt.Sprintf("%s asked me to hang up", cc.sender)); n == 0 {
-		if c.b.groups.answered(cc.roomID, cc.sender) {
-			return c.b.groups.stop(ctx, cc) // a DM call the bot answered (livekit_dm.go)
+		if c.b.rooms.Answered(cc.roomID, cc.sender) {
+			_, err := c.b.rooms.Stop(ctx, roomsRequest(cc)) // a DM call the bot answered (livekit_dm.go)
+			return err
 		}
 		return userError{Msg: "There is no call in this room."}
 	}

@@ -121,7 +121,7 @@ func (b *Bot) registerHandlers() {
 	syncer.OnEventType(event.StateMember, b.onMember)
 	syncer.OnEventType(event.EventMessage, b.onMessage)
 	syncer.OnEvent(b.onAnyEvent)
-	syncer.OnEvent(b.groups.handleEvent)
+	syncer.OnEvent(b.rooms.HandleEvent)
 }
 
 // onAnyEvent routes call events (plain or decrypted) to the 1:1 manager.

@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call/rooms"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
@@ -57,7 +58,7 @@ func (b *Bot) autorecordCommand(ctx context.Context, cc *cmdContext) error {
 	default:
 		return userError{Msg: fmt.Sprintf("Usage: %sautorecord on|off", p)}
 	}
-	if err := b.groups.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
+	if err := b.mayRecord(ctx, cc.roomID, cc.sender, "start or stop recordings"); err != nil {
 		return err
 	}
 	s := autorecordSetting{Enabled: on, By: cc.sender, At: time.Now().UTC()}
@@ -89,7 +90,7 @@ func (b *Bot) onCallBegan(ctx context.Context, room id.RoomID) {
 		return
 	}
 	log.Info().Stringer("enabled_by", s.By).Msg("A call began in a room with autorecord on; recording it")
-	err = b.groups.start(ctx, &cmdContext{roomID: room, sender: s.By})
+	err = b.rooms.Start(ctx, rooms.Request{Room: room, Sender: s.By})
 	var ue userError
 	switch {
 	case errors.As(err, &ue):

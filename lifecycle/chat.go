@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 
 	"maunium.net/go/mautrix/id"
 
@@ -79,3 +80,13 @@ type ResumeRequest struct {
 type LimitError struct{ Msg string }
 
 func (e LimitError) Error() string { return e.Msg }
+
+// LimitMessage returns the words of a refusal by a limit on recordings at once (Admit, or
+// a recorder start the hooks refused).
+func (lc *Lifecycle) LimitMessage(err error) (string, bool) {
+	var le LimitError
+	if errors.As(err, &le) {
+		return le.Msg, true
+	}
+	return "", false
+}
