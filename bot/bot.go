@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/bot/command"
 	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/egress"
@@ -53,7 +54,7 @@ type Bot struct {
 	calls  oneToOneCalls
 	rooms  *rooms.Rooms     // the backends' recordings, one per room (rooms.go)
 	lk     *livekit.Backend // the backend that answers direct MatrixRTC calls (livekit_dm.go)
-	cmds   *commands
+	cmds   *command.Processor
 	post   *postcall.Manager
 	marks  call.MarkCounts
 	dms    directRooms

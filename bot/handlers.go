@@ -275,5 +275,5 @@ func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {
 	if msg.MsgType == event.MsgNotice {
 		return // bots talk to bots with notices; never answer them
 	}
-	b.cmds.dispatch(ctx, evt, msg)
+	b.cmds.Dispatch(ctx, evt, msg.Body, b.mentioned(evt, msg))
 }

@@ -38,37 +38,37 @@ func (b *Bot) autorecordSetting(ctx context.Context, room id.RoomID) (autorecord
 // the room is recorded without !start; without an argument it says what is set.
 func (b *Bot) autorecordCommand(ctx context.Context, cc *cmdContext) error {
 	p := b.cfg.Bot.CommandPrefix
-	if len(cc.args) == 0 {
-		s, err := b.autorecordSetting(ctx, cc.roomID)
+	if len(cc.Args) == 0 {
+		s, err := b.autorecordSetting(ctx, cc.Room)
 		if err != nil {
 			return fmt.Errorf("read the autorecord setting: %w", err)
 		}
 		if s.Enabled {
-			b.notice(ctx, cc.roomID, fmt.Sprintf("Autorecord is on (set by %s): calls that begin here are recorded. Type %sautorecord off to stop that.", s.By, p), cc.event)
+			b.notice(ctx, cc.Room, fmt.Sprintf("Autorecord is on (set by %s): calls that begin here are recorded. Type %sautorecord off to stop that.", s.By, p), cc.Event)
 		} else {
-			b.notice(ctx, cc.roomID, fmt.Sprintf("Autorecord is off. Type %sautorecord on to record every call that begins here.", p), cc.event)
+			b.notice(ctx, cc.Room, fmt.Sprintf("Autorecord is off. Type %sautorecord on to record every call that begins here.", p), cc.Event)
 		}
 		return nil
 	}
 	var on bool
-	switch strings.ToLower(cc.args[0]) {
+	switch strings.ToLower(cc.Args[0]) {
 	case "on":
 		on = true
 	case "off":
 	default:
 		return userError{Msg: fmt.Sprintf("Usage: %sautorecord on|off", p)}
 	}
-	if err := b.mayRecord(ctx, cc.roomID, cc.sender, "start or stop recordings"); err != nil {
+	if err := b.mayRecord(ctx, cc.Room, cc.Sender, "start or stop recordings"); err != nil {
 		return err
 	}
-	s := autorecordSetting{Enabled: on, By: cc.sender, At: time.Now().UTC()}
-	if err := b.client.SetRoomAccountData(ctx, cc.roomID, autorecordType, s); err != nil {
+	s := autorecordSetting{Enabled: on, By: cc.Sender, At: time.Now().UTC()}
+	if err := b.client.SetRoomAccountData(ctx, cc.Room, autorecordType, s); err != nil {
 		return fmt.Errorf("save the autorecord setting: %w", err)
 	}
 	if on {
-		b.notice(ctx, cc.roomID, fmt.Sprintf("Autorecord is on: I record every Element Call call that begins in this room (everyone in it is told; %sskipme opts out). Type %sstop to end a recording, %sautorecord off to stop recording calls automatically.", p, p, p), cc.event)
+		b.notice(ctx, cc.Room, fmt.Sprintf("Autorecord is on: I record every Element Call call that begins in this room (everyone in it is told; %sskipme opts out). Type %sstop to end a recording, %sautorecord off to stop recording calls automatically.", p, p, p), cc.Event)
 	} else {
-		b.notice(ctx, cc.roomID, "Autorecord is off.", cc.event)
+		b.notice(ctx, cc.Room, "Autorecord is off.", cc.Event)
 	}
 	return nil
 }

@@ -118,18 +118,18 @@ func (r postcallRoom) RoomName(ctx context.Context, roomID string) string {
 // markCommand: !mark [-30s] [text] puts a marker on the timeline of what is being
 // recorded in the room, and confirms with a ✅ reaction.
 func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
-	back, args := call.MarkBack(cc.args)
+	back, args := call.MarkBack(cc.Args)
 	text := call.MarkerText(strings.Join(args, " "))
 	at := time.Now().Add(-back)
 	var folders []string
-	if f := b.rooms.Folder(cc.roomID); f != "" {
+	if f := b.rooms.Folder(cc.Room); f != "" {
 		folders = append(folders, f)
 	}
 	// A 1:1 call is marked by the person in it only.
 	markCall := b.calls != nil && b.mayEndCall(cc) == nil
 	if markCall {
 		for _, st := range b.calls.Active() {
-			if st.RoomID == cc.roomID && st.Folder != "" {
+			if st.RoomID == cc.Room && st.Folder != "" {
 				folders = append(folders, st.Folder)
 			}
 		}
@@ -144,19 +144,19 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 		return userError{Msg: fmt.Sprintf("This recording already has %d markers; that is the limit.", call.MaxMarkers)}
 	}
 	n := 0
-	if b.rooms.Mark(cc.roomID, cc.sender, text, at) != "" {
+	if b.rooms.Mark(cc.Room, cc.Sender, text, at) != "" {
 		n++
 	}
 	if markCall {
-		n += b.calls.Mark(cc.roomID, cc.sender, text, at)
+		n += b.calls.Mark(cc.Room, cc.Sender, text, at)
 	}
 	if n == 0 {
 		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
 	}
-	react := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: cc.event, Key: "✅"}}
-	if _, err := b.client.SendMessageEvent(ctx, cc.roomID, event.EventReaction, react); err != nil {
-		b.log.Warn().Err(err).Stringer("room_id", cc.roomID).Msg("Failed to confirm a marker")
-		b.notice(ctx, cc.roomID, "Marker set.", cc.event)
+	react := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: cc.Event, Key: "✅"}}
+	if _, err := b.client.SendMessageEvent(ctx, cc.Room, event.EventReaction, react); err != nil {
+		b.log.Warn().Err(err).Stringer("room_id", cc.Room).Msg("Failed to confirm a marker")
+		b.notice(ctx, cc.Room, "Marker set.", cc.Event)
 	}
 	return nil
 }
@@ -165,9 +165,9 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 // who may start and stop recordings in the room.
 func (b *Bot) postcallCommand(run func(ctx context.Context, roomID string, args []string) error) func(ctx context.Context, cc *cmdContext) error {
 	return func(ctx context.Context, cc *cmdContext) error {
-		if err := b.mayRecord(ctx, cc.roomID, cc.sender, "start or stop recordings"); err != nil {
+		if err := b.mayRecord(ctx, cc.Room, cc.Sender, "start or stop recordings"); err != nil {
 			return err
 		}
-		return run(ctx, string(cc.roomID), cc.args)
+		return run(ctx, string(cc.Room), cc.Args)
 	}
 }

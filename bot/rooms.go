@@ -57,7 +57,7 @@ func (l roomsLifecycle) Ended(room id.RoomID, folder string, m recorder.Manifest
 
 // roomsRequest is a command as the rooms take it.
 func roomsRequest(cc *cmdContext) rooms.Request {
-	return rooms.Request{Room: cc.roomID, Sender: cc.sender, Event: cc.event, Args: cc.args}
+	return rooms.Request{Room: cc.Room, Sender: cc.Sender, Event: cc.Event, Args: cc.Args}
 }
 
 // stopCommand: !stop ends the room's recording, or the room's 1:1 call (asked by the
@@ -69,7 +69,7 @@ func (b *Bot) stopCommand(ctx context.Context, cc *cmdContext) error {
 	if err := b.mayEndCall(cc); err != nil {
 		return err
 	}
-	if n := b.hangupByUser(cc.roomID, fmt.Sprintf("%s asked me to stop", cc.sender)); n > 0 {
+	if n := b.hangupByUser(cc.Room, fmt.Sprintf("%s asked me to stop", cc.Sender)); n > 0 {
 		return nil
 	}
 	return userError{Msg: "Nothing is being recorded in this room."}
