@@ -494,7 +494,7 @@ func (r *Rooms) Resume(ctx context.Context, room id.RoomID, folder string, m *re
 		case errors.Is(err, ErrAlreadyRecording):
 			return false, "the room is being recorded again already"
 		case errors.As(err, &ue):
-			return false, ue.Msg
+			return false, strings.TrimSuffix(ue.Msg, ".") // the lifecycle puts it in a sentence
 		}
 		clause := roomerr.Clause(r.log.With().Stringer("room_id", room).Logger(), err, "Could not resume the recording")
 		if answer != nil {
