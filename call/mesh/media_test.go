@@ -52,7 +52,7 @@ func TestOptOutKeepsOneSenderReportReader(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sess, err := rec.Start(ctx, recorder.CallInfo{CallID: "c", RoomID: "!r:hs", Kind: "group"})
+	sess, err := rec.Start(ctx, recorder.CallInfo{CallID: "c", RoomID: "!r:hs", Kind: recorder.KindMesh})
 	if err != nil {
 		t.Fatal(err)
 	}

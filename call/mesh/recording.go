@@ -103,7 +103,7 @@ type Recording struct {
 var _ call.Recording = (*Recording)(nil)
 
 func newRecording(ctx context.Context, b *Backend, req call.StartRequest, c Call, rs *roomState) (*Recording, error) {
-	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: c.ConfID, RoomID: string(req.RoomID), Kind: call.KindMesh.String()})
+	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: c.ConfID, RoomID: string(req.RoomID), Kind: recorder.KindMesh})
 	if err != nil {
 		return nil, fmt.Errorf("start recording: %w", err)
 	}

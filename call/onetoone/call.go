@@ -132,7 +132,7 @@ func (c *Call) start(early []voip.Candidate) {
 func (c *Call) startRecording(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
-	sess, err := c.m.rec.Start(ctx, recorder.CallInfo{CallID: c.callID, RoomID: string(c.roomID), Kind: call.KindOneToOne.String()})
+	sess, err := c.m.rec.Start(ctx, recorder.CallInfo{CallID: c.callID, RoomID: string(c.roomID), Kind: recorder.KindOneToOne})
 	if err != nil {
 		return fmt.Errorf("start recording: %w", err)
 	}

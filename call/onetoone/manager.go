@@ -149,7 +149,7 @@ func New(ctx context.Context, cfg Config, mx Matrix, obs Observer, admit Admitte
 	cfg.fill()
 	return &Manager{
 		cfg: cfg, mx: mx, obs: obs, admit: admit, rtc: f, rec: rec,
-		log:     log.With().Str("component", call.KindOneToOne.String()).Logger(),
+		log:     log.With().Str("component", string(recorder.KindOneToOne)).Logger(),
 		ctx:     ctx,
 		calls:   map[callKey]*Call{},
 		pending: map[callKey]*pendingCands{},
