@@ -236,13 +236,7 @@ func TestAnswerWithEarlyCandidates(t *testing.T) {
 	fr.mu.Lock()
 	raw := fr.find("m.call.answer")[0]
 	fr.mu.Unlock()
-	var answer map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &answer); err != nil {
-		t.Fatal(err)
-	}
-	if string(answer["sdp_stream_metadata"]) != "{}" || string(answer["version"]) != `"1"` || string(answer["party_id"]) != `"BOTDEV"` {
-		t.Errorf("answer fields: %s", raw)
-	}
+	// The answer's fields are call/voip/peer's (TestAnswerConnectsAndHandsOverTracks).
 	a, err := voip.ParseAnswer(raw)
 	if err != nil {
 		t.Fatal(err)

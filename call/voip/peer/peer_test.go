@@ -169,6 +169,18 @@ func (c *caller) offer(t *testing.T) string {
 	return c.pc.LocalDescription().SDP
 }
 
+// accept applies the bot's m.call.answer.
+func (c *caller) accept(t *testing.T, raw json.RawMessage) {
+	t.Helper()
+	a, err := voip.ParseAnswer(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (c *caller) send(ctx context.Context) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -205,13 +217,7 @@ func TestAnswerConnectsAndHandsOverTracks(t *testing.T) {
 	if string(fields["sdp_stream_metadata"]) != "{}" || string(fields["version"]) != `"1"` || string(fields["party_id"]) != `"BOTDEV"` {
 		t.Errorf("answer fields: %s", raw)
 	}
-	a, err := voip.ParseAnswer(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
-		t.Fatal(err)
-	}
+	c.accept(t, raw)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go c.send(ctx)
