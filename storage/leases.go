@@ -42,6 +42,10 @@ func RecordingResource(recordingID string) string { return "recording:" + record
 // the room's calls and commands.
 func WatchResource(roomID string) string { return "watch:" + roomID }
 
+// ActiveInstanceResource is the lease of the one instance that records on a shared
+// database while instances do not share the work yet.
+const ActiveInstanceResource = "active-instance"
+
 // InstanceResource is the lease an instance holds on its own id while it runs, so that a
 // second process started with the same id on the same database is refused.
 func InstanceResource(instanceID string) string { return "instance:" + instanceID }

@@ -1,0 +1,135 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/internal/devpg"
+	"github.com/matrix-recorder/matrix-recorder/storage"
+)
+
+// startPostgres starts a PostgreSQL of the test's own (skipped without its binaries,
+// except in CI) and returns a fresh database's connection string.
+func startPostgres(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	srv, err := devpg.Start(ctx)
+	if errors.Is(err, devpg.ErrNoBinaries) && os.Getenv("MATRIX_RECORDER_CI") == "" {
+		t.Skip("PostgreSQL is not installed (scripts/test.sh installs it): ", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	uri, err := srv.CreateDatabase(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uri
+}
+
+// claimant is an instance on the shared database, as far as claiming it goes.
+func claimant(t *testing.T, uri, instanceID string) *Lifecycle {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
+	cfg.Instance.ID = instanceID
+	db, err := openDatabase(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return &Lifecycle{cfg: cfg, log: zerolog.Nop(), db: db, claimTTL: 3 * time.Second}
+}
+
+// One instance records on a shared database at a time: a second one is refused, naming
+// the first (also when configured with the same instance.id); after a clean stop the next
+// one starts at once; after a crash (the claim no longer renewed) it waits for the claim
+// to run out and takes over; an instance whose claim was taken fails its health check.
+func TestOneInstanceClaimsTheDatabase(t *testing.T) {
+	ctx := context.Background()
+	uri := startPostgres(t)
+	a := claimant(t, uri, "rec-a")
+	if err := a.claimDatabase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.Instance() != "rec-a" || a.checkClaim(ctx) != nil {
+		t.Fatalf("instance %q, health %v", a.Instance(), a.checkClaim(ctx))
+	}
+	for _, id := range []string{"rec-b", "rec-a"} {
+		b := claimant(t, uri, id)
+		err := b.claimDatabase(ctx)
+		if err == nil || !strings.Contains(err.Error(), `instance "rec-a" is running on this database`) {
+			t.Errorf("%s started next to a running instance: %v", id, err)
+		}
+	}
+	// A clean stop gives the claim back.
+	if err := a.releaseClaim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := claimant(t, uri, "rec-c")
+	start := time.Now()
+	if err := c.claimDatabase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Errorf("waited %s for a claim that was given back", time.Since(start))
+	}
+	// rec-c dies: its claim stops being renewed (its renewals are cut off here), and is
+	// taken over once it runs out; rec-c's health then fails.
+	lost := c.keeper
+	if _, err := c.db.RenewLease(ctx, storage.ActiveInstanceResource, lost.Lease().Owner, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.db.Close(); err != nil { // no more renewals
+		t.Fatal(err)
+	}
+	d := claimant(t, uri, "rec-d")
+	if err := d.claimDatabase(ctx); err != nil {
+		t.Fatalf("taking over from a dead instance: %v", err)
+	}
+	if l, err := d.db.Lease(ctx, storage.ActiveInstanceResource); err != nil || !strings.HasPrefix(l.Owner, "rec-d/") || l.Generation < 2 {
+		t.Errorf("lease after the take-over: %+v %v", l, err)
+	}
+	// Taken from rec-d behind its back (its renewals did not reach the database in
+	// time): its next renewal finds out, and its health check fails from then on.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if _, err := d.db.RenewLease(ctx, storage.ActiveInstanceResource, d.keeper.Lease().Owner, time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := d.db.AcquireLease(ctx, storage.ActiveInstanceResource, "intruder/1", time.Minute); err != nil {
+			t.Fatal(err)
+		} else if l.Held("intruder/1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("could not take the claim from rec-d")
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := d.checkClaim(ctx)
+		if err != nil {
+			if !strings.Contains(err.Error(), "another instance took over the database") {
+				t.Errorf("health after the loss: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("health still passes after the claim was lost")
+		}
+	}
+	if err := d.releaseClaim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := d.db.Lease(ctx, storage.ActiveInstanceResource); err != nil || l.Owner != "intruder/1" {
+		t.Errorf("a lost claim's release touched the new holder's: %+v %v", l, err)
+	}
+}
