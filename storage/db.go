@@ -19,12 +19,13 @@ import (
 	"strings"
 	"time"
 
+	// The PostgreSQL driver.
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"go.mau.fi/util/dbutil"
 
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 
-	// The PostgreSQL driver (database/sql name "pgx").
-	_ "github.com/jackc/pgx/v5/stdlib"
 	// The SQLite driver (cgo), the one mautrix's crypto store uses too.
 	_ "github.com/mattn/go-sqlite3"
 )
@@ -107,11 +108,17 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 		}
 		dialect, where = "sqlite3", cfg.Path
 	case Postgres:
-		var err error
-		if raw, err = sql.Open("pgx", cfg.URI); err != nil {
+		pc, err := pgx.ParseConfig(cfg.URI)
+		if err != nil {
 			// pgx's parse errors quote the connection string (and its password).
 			return nil, errors.New("state database: database.uri is not a PostgreSQL connection string (postgres://user:password@host:5432/db or host=... dbname=...)")
 		}
+		// A connection idle for a moment is checked before it is used again: after a
+		// restart of the server its first statement would fail on the dead socket
+		// (pgx's default checks only after a second).
+		raw = stdlib.OpenDB(*pc, stdlib.OptionShouldPing(func(_ context.Context, p stdlib.ShouldPingParams) bool {
+			return p.IdleDuration > 100*time.Millisecond
+		}))
 		// Enough for the lifecycle's queues and the uploaders; the server's own limit
 		// (max_connections, 100 by default) is shared by every instance.
 		raw.SetMaxOpenConns(8)
