@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
@@ -20,10 +22,10 @@ import (
 const activeLeaseTTL = 30 * time.Second
 
 // openDatabase opens the state database database.type names.
-func openDatabase(ctx context.Context, cfg config.Config) (*storage.DB, error) {
-	sc := storage.Config{Engine: storage.SQLite, Path: filepath.Join(cfg.DataDir, storage.FileName)}
+func openDatabase(ctx context.Context, cfg config.Config, log zerolog.Logger) (*storage.DB, error) {
+	sc := storage.Config{Engine: storage.SQLite, Path: filepath.Join(cfg.DataDir, storage.FileName), Log: &log}
 	if cfg.Database.Type == config.DatabasePostgres {
-		sc = storage.Config{Engine: storage.Postgres, URI: cfg.Database.URI}
+		sc = storage.Config{Engine: storage.Postgres, URI: cfg.Database.URI, Log: &log}
 	}
 	return storage.OpenConfig(ctx, sc)
 }

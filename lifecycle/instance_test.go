@@ -42,7 +42,7 @@ func claimant(t *testing.T, uri, instanceID string) *Lifecycle {
 	cfg.DataDir = t.TempDir()
 	cfg.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
 	cfg.Instance.ID = instanceID
-	db, err := openDatabase(context.Background(), cfg)
+	db, err := openDatabase(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,7 +165,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) 
 	}
 	lc.ctx, lc.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	lc.drainCtx, lc.drain = context.WithCancel(lc.ctx)
-	db, err := openDatabase(ctx, cfg)
+	db, err := openDatabase(ctx, cfg, o.Log)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	// The PostgreSQL driver.
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
@@ -81,6 +82,8 @@ type Config struct {
 	// URI is the PostgreSQL connection string, a URL (postgres://user:pass@host/db) or
 	// key=value words (Postgres only). It may hold a password: never log it.
 	URI string
+	// Log receives the schema upgrades and slow statements (default: none).
+	Log *zerolog.Logger
 }
 
 // DB is the state database.
@@ -128,7 +131,7 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 	default:
 		return nil, fmt.Errorf("state database: unknown engine %v", cfg.Engine)
 	}
-	d, err := wrap(ctx, raw, dialect, cfg.Engine)
+	d, err := wrap(ctx, raw, dialect, cfg.Engine, cfg.Log)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("state database (%s): %w", where, err), raw.Close())
 	}
@@ -157,10 +160,13 @@ func openSQLite(path string) (*sql.DB, error) {
 	return raw, nil
 }
 
-func wrap(ctx context.Context, raw *sql.DB, dialect string, engine Engine) (*DB, error) {
+func wrap(ctx context.Context, raw *sql.DB, dialect string, engine Engine, log *zerolog.Logger) (*DB, error) {
 	db, err := dbutil.NewWithDB(raw, dialect)
 	if err != nil {
 		return nil, err
+	}
+	if log != nil {
+		db.Log = dbLog{log: log.With().Str("component", "database").Logger()}
 	}
 	db.VersionTable = versionTable
 	// Refuse a homeserver's database (Synapse's, Dendrite's) named by mistake.

@@ -1,11 +1,15 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // testdata/state_v3.db was written by the storage code of 2026-12-06 (schema version 3 in
@@ -23,9 +27,15 @@ func TestUpgradeInPlaceFromVersion3(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d, err := Open(ctx, path)
+	var logged bytes.Buffer
+	log := zerolog.New(&logged)
+	d, err := OpenConfig(ctx, Config{Engine: SQLite, Path: path, Log: &log})
 	if err != nil {
 		t.Fatalf("open a version 3 data_dir: %v", err)
+	}
+	// The operator sees the upgrade: from the version the old code kept, one step.
+	if !strings.Contains(logged.String(), `"from":3,"to":4`) || strings.Contains(logged.String(), `"from":0`) {
+		t.Errorf("upgrade log:\n%s", logged.String())
 	}
 	var v int
 	if err := d.db.QueryRow(ctx, "SELECT version FROM "+versionTable).Scan(&v); err != nil || v != len(d.db.UpgradeTable) || v < 4 {
