@@ -2,10 +2,8 @@ package lifecycle
 
 import (
 	"context"
-	"errors"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,60 +14,27 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
-// EnvTestDatabase=postgres runs every test of this package that uses newEnv on a fresh
-// PostgreSQL database instead of SQLite (scripts/test.sh does, once).
-const EnvTestDatabase = "MATRIX_RECORDER_TEST_DATABASE"
-
-// The PostgreSQL server of this package's tests: started by the first test that needs
-// it, stopped by TestMain.
-var pg struct {
-	once sync.Once
-	srv  *devpg.Server
-	err  error
-}
+// pg is the PostgreSQL server of this package's tests.
+var pg devpg.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if pg.srv != nil {
-		if err := pg.srv.Stop(); err != nil {
-			println("stopping PostgreSQL:", err.Error())
-		}
+	if err := pg.Close(); err != nil {
+		println("stopping PostgreSQL:", err.Error())
 	}
 	os.Exit(code)
 }
 
 // startPostgres returns a fresh PostgreSQL database's connection string (skipped without
 // PostgreSQL, except in CI).
-func startPostgres(t *testing.T) string {
-	t.Helper()
-	ctx := context.Background()
-	pg.once.Do(func() { pg.srv, pg.err = devpg.Start(ctx) })
-	if errors.Is(pg.err, devpg.ErrNoBinaries) && os.Getenv("MATRIX_RECORDER_CI") == "" {
-		t.Skip("PostgreSQL is not installed (scripts/test.sh installs it): ", pg.err)
-	}
-	if pg.err != nil {
-		t.Fatal(pg.err)
-	}
-	uri, err := pg.srv.CreateDatabase(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return uri
-}
+func startPostgres(t *testing.T) string { return pg.Database(t) }
 
-// testDatabase points cfg at a fresh PostgreSQL database when EnvTestDatabase says so
-// (unless it names one already: a restart's).
+// testDatabase points cfg at a fresh PostgreSQL database when devpg.EnvTestDatabase asks
+// for it (unless it names one already: a restart's).
 func testDatabase(t *testing.T, cfg *config.Config) {
 	t.Helper()
-	if cfg.Database.Type == config.DatabasePostgres {
-		return
-	}
-	switch v := os.Getenv(EnvTestDatabase); v {
-	case "", "sqlite":
-	case "postgres":
+	if cfg.Database.Type != config.DatabasePostgres && devpg.WantPostgres(t) {
 		cfg.Database = config.Database{Type: config.DatabasePostgres, URI: startPostgres(t)}
-	default:
-		t.Fatalf("%s=%q: sqlite or postgres", EnvTestDatabase, v)
 	}
 }
 

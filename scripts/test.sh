@@ -144,8 +144,8 @@ if [ "$STAGE" = all ] || [ "$STAGE" = unit ]; then
 	# MATRIX_RECORDER_CI=1: a missing checker fails a test instead of
 	# skipping it; this script has installed them all.
 	MATRIX_RECORDER_CI=1 go test -tags "$TAGS" -race -count=1 ./...
-	step "the lifecycle's unit tests again, on PostgreSQL (database.type postgres)"
-	MATRIX_RECORDER_CI=1 MATRIX_RECORDER_TEST_DATABASE=postgres go test -tags "$TAGS" -race -count=1 ./lifecycle/
+	step "the lifecycle's and the uploader's unit tests again, on PostgreSQL (database.type postgres)"
+	MATRIX_RECORDER_CI=1 MATRIX_RECORDER_TEST_DATABASE=postgres go test -tags "$TAGS" -race -count=1 ./lifecycle/ ./lifecycle/upload/
 	step "fuzz smoke test (every fuzz target for a few seconds, about 2 minutes)"
 	TAGS="$TAGS" scripts/fuzz-smoke.sh
 fi

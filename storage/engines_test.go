@@ -2,50 +2,29 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/devpg"
 )
 
-// The PostgreSQL server of this package's tests: started by the first test that needs
-// it, stopped by TestMain.
-var pg struct {
-	once sync.Once
-	srv  *devpg.Server
-	err  error
-}
+// pg is the PostgreSQL server of this package's tests.
+var pg devpg.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if pg.srv != nil {
-		if err := pg.srv.Stop(); err != nil {
-			println("stopping PostgreSQL:", err.Error())
-		}
+	if err := pg.Close(); err != nil {
+		println("stopping PostgreSQL:", err.Error())
 	}
 	os.Exit(code)
 }
 
-// postgresConfig returns a fresh PostgreSQL database for the test. Without PostgreSQL
-// the test is skipped, except in CI (MATRIX_RECORDER_CI, where scripts/test.sh has
-// installed it), where that fails it.
+// postgresConfig returns a fresh PostgreSQL database for the test (skipped without
+// PostgreSQL, except in CI).
 func postgresConfig(t *testing.T) Config {
 	t.Helper()
-	pg.once.Do(func() { pg.srv, pg.err = devpg.Start(context.Background()) })
-	if errors.Is(pg.err, devpg.ErrNoBinaries) && os.Getenv("MATRIX_RECORDER_CI") == "" {
-		t.Skip("PostgreSQL is not installed (scripts/test.sh installs it): ", pg.err)
-	}
-	if pg.err != nil {
-		t.Fatal(pg.err)
-	}
-	uri, err := pg.srv.CreateDatabase(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Config{Engine: Postgres, URI: uri}
+	return Config{Engine: Postgres, URI: pg.Database(t)}
 }
 
 // engine is one database of a test, opened as often as the test likes.

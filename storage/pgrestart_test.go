@@ -23,7 +23,7 @@ func TestPostgresRestart(t *testing.T) {
 	if _, err := d.AcquireLease(ctx, RecordingResource(r.ID), "i1", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := pg.srv.Restart(ctx); err != nil {
+	if err := pg.Server(t).Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// database/sql drops a connection the server closed and dials again; a statement
