@@ -183,6 +183,15 @@ func wrap(ctx context.Context, raw *sql.DB, dialect string, engine Engine, log *
 			return nil, err
 		}
 	}
+	if engine == Postgres {
+		// Instances started at once on an empty database: one migrates, the others
+		// wait for it (and then find nothing left to do).
+		unlock, err := lockSchema(ctx, raw)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	if err := db.Upgrade(ctx); err != nil {
 		if errors.Is(err, dbutil.ErrUnsupportedDatabaseVersion) {
 			return nil, fmt.Errorf("%w: was matrix-recorder downgraded?", err)
@@ -190,6 +199,26 @@ func wrap(ctx context.Context, raw *sql.DB, dialect string, engine Engine, log *
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	return d, nil
+}
+
+// schemaLockKey names the PostgreSQL advisory lock held while the schema is migrated
+// ("mrecord").
+const schemaLockKey = 0x6d7265636f7264
+
+// lockSchema takes the schema's advisory lock on a connection of its own (released with
+// the connection, also if the process dies) and returns what releases it.
+func lockSchema(ctx context.Context, raw *sql.DB) (func(), error) {
+	conn, err := raw.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock the schema: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", int64(schemaLockKey)); err != nil {
+		return nil, errors.Join(fmt.Errorf("lock the schema: %w", err), conn.Close())
+	}
+	return func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(schemaLockKey))
+		_ = conn.Close()
+	}, nil
 }
 
 // upgradeTable reads the embedded migrations (dbutil panics on a malformed file: a bug of
