@@ -63,17 +63,6 @@ func (e Engine) String() string {
 	return "unknown"
 }
 
-// ParseEngine reads database.type ("sqlite", "postgres").
-func ParseEngine(s string) (Engine, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "", "sqlite", "sqlite3":
-		return SQLite, nil
-	case "postgres", "postgresql", "pgx":
-		return Postgres, nil
-	}
-	return EngineUnknown, fmt.Errorf("unknown database type %q (sqlite or postgres)", s)
-}
-
 // Config says which database to open.
 type Config struct {
 	Engine Engine
@@ -260,9 +249,6 @@ func (d *DB) adoptUserVersion(ctx context.Context) error {
 		return nil
 	})
 }
-
-// Engine reports the kind of database.
-func (d *DB) Engine() Engine { return d.engine }
 
 // Close closes the database.
 func (d *DB) Close() error { return d.db.Close() }
