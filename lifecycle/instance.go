@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -30,13 +31,20 @@ func openDatabase(ctx context.Context, cfg config.Config, log zerolog.Logger) (*
 	return storage.OpenConfig(ctx, sc)
 }
 
+// claimFile in data_dir names the claim this data_dir's process holds on a shared
+// database, so that the next process on the same data_dir (which the data_dir lock says is
+// alone on it) takes the claim of a predecessor that died at once, without waiting for it
+// to run out.
+const claimFile = "database-claim"
+
 // claimDatabase is run at start on a shared (PostgreSQL) database. Until the instances
 // of a fleet share the work (docs/fleet.md), one instance at a time records on a
-// database: it holds the database's active-instance lease, renewed every third of activeLeaseTTL. Another
-// instance that starts meanwhile is refused, saying which one runs; one whose predecessor
-// died (the lease stopped being renewed) waits for the lease to run out and takes over.
-// The owner is the instance id and a token of this process, so that two processes
-// configured with the same instance.id cannot both hold it.
+// database: it holds the database's active-instance lease, renewed every third of
+// activeLeaseTTL. Another instance that starts meanwhile is refused, saying which one
+// runs; one whose predecessor died (the lease stopped being renewed) waits for the lease
+// to run out and takes over, at once when the predecessor ran on the same data_dir. The
+// owner is the instance id and a token of this process, so that two processes configured
+// with the same instance.id cannot both hold it.
 func (lc *Lifecycle) claimDatabase(ctx context.Context) error {
 	if !lc.cfg.Database.Fleet() {
 		return nil
@@ -54,14 +62,32 @@ func (lc *Lifecycle) claimDatabase(ctx context.Context) error {
 		lc.log.Error().Err(err).Msg("Another instance took over the database after this one could not renew its claim: " +
 			"this instance must be restarted (/healthz fails)")
 	}
+	claimPath := filepath.Join(lc.cfg.DataDir, claimFile)
+	previous := ""
+	if data, err := os.ReadFile(claimPath); err == nil {
+		previous = strings.TrimSpace(string(data))
+	}
 	for attempt := 0; ; attempt++ {
 		k, err := lc.db.KeepLease(ctx, storage.ActiveInstanceResource, owner, lc.claimTTL, onLost)
+		var held *storage.LeaseHeldError
+		if errors.As(err, &held) && previous != "" && held.Lease.Owner == previous {
+			// This data_dir's previous process: dead, since this one holds the lock.
+			l, terr := lc.db.TakeOverLease(ctx, storage.ActiveInstanceResource, previous, owner, lc.claimTTL)
+			if terr == nil {
+				k, err = lc.db.KeepHeldLease(ctx, l, lc.claimTTL, onLost), nil
+				lc.log.Info().Msg("Took the database's claim over from this data_dir's previous process")
+			} else if !errors.Is(terr, storage.ErrNotFound) {
+				return fmt.Errorf("claim the database: %w", terr)
+			}
+		}
 		if err == nil {
 			lc.keeper = k
+			if werr := datadir.WriteSecret(claimPath, []byte(owner+"\n")); werr != nil {
+				lc.log.Warn().Err(werr).Msg("Could not note the database's claim in data_dir; a restart after a crash waits for it to run out")
+			}
 			lc.log.Info().Msg("This instance records on the shared database")
 			return nil
 		}
-		var held *storage.LeaseHeldError
 		if !errors.As(err, &held) {
 			return fmt.Errorf("claim the database: %w", err)
 		}
@@ -106,7 +132,13 @@ func (lc *Lifecycle) releaseClaim(ctx context.Context) error {
 	if lc.keeper == nil {
 		return nil
 	}
-	return lc.keeper.Release(ctx)
+	if err := lc.keeper.Release(ctx); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(lc.cfg.DataDir, claimFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("forget the database's claim: %w", err)
+	}
+	return nil
 }
 
 // Instance is this instance's id on a shared database ("" with SQLite).

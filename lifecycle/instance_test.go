@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,8 +42,13 @@ func testDatabase(t *testing.T, cfg *config.Config) {
 // claimant is an instance on the shared database, as far as claiming it goes.
 func claimant(t *testing.T, uri, instanceID string) *Lifecycle {
 	t.Helper()
+	return claimantIn(t, uri, instanceID, t.TempDir())
+}
+
+func claimantIn(t *testing.T, uri, instanceID, dataDir string) *Lifecycle {
+	t.Helper()
 	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = dataDir
 	cfg.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
 	cfg.Instance.ID = instanceID
 	db, err := openDatabase(context.Background(), cfg, zerolog.Nop())
@@ -134,5 +140,44 @@ func TestOneInstanceClaimsTheDatabase(t *testing.T) {
 	}
 	if l, err := d.db.Lease(ctx, storage.ActiveInstanceResource); err != nil || l.Owner != "intruder/1" {
 		t.Errorf("a lost claim's release touched the new holder's: %+v %v", l, err)
+	}
+}
+
+// A process that died is followed on the same data_dir (the data_dir lock says the old one
+// is gone) by one that takes the claim over at once, without waiting for it to run out; a
+// clean stop forgets the claim in data_dir.
+func TestRestartOnTheSameDataDirTakesTheClaimAtOnce(t *testing.T) {
+	ctx := context.Background()
+	uri := startPostgres(t)
+	dir := t.TempDir()
+	a := claimantIn(t, uri, "", dir) // the id generated and kept in data_dir
+	a.claimTTL = time.Hour
+	if err := a.claimDatabase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := a.keeper.Lease()
+	if err := a.db.Close(); err != nil { // it dies: no more renewals, no release
+		t.Fatal(err)
+	}
+	again := claimantIn(t, uri, "", dir)
+	again.claimTTL = time.Hour
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := again.claimDatabase(cctx); err != nil {
+		t.Fatalf("after %s: %v", time.Since(start), err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %s: it waited for the dead process's claim", took)
+	}
+	l := again.keeper.Lease()
+	if again.Instance() != a.Instance() || l.Owner == first.Owner || !strings.HasPrefix(l.Owner, a.Instance()+"/") || l.Generation != first.Generation+1 {
+		t.Errorf("claim after the restart: %+v (before %+v), instance %q and %q", l, first, again.Instance(), a.Instance())
+	}
+	if err := again.releaseClaim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, claimFile)); !os.IsNotExist(err) {
+		t.Errorf("the claim file outlived a clean stop: %v", err)
 	}
 }

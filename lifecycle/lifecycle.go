@@ -222,7 +222,9 @@ func (lc *Lifecycle) Metrics() *metrics.Metrics { return lc.m }
 
 // StateFiles are the files the lifecycle keeps in data_dir (for the start-up check of
 // their modes).
-func StateFiles() []string { return []string{storage.FileName, download.KeyFile, datadir.InstanceFile} }
+func StateFiles() []string {
+	return []string{storage.FileName, download.KeyFile, datadir.InstanceFile, claimFile}
+}
 
 // Run starts the background work: limits, progress edits, retention, retries of
 // summaries, and what the last run left (after the chat's first sync).

@@ -40,10 +40,16 @@ func (d *DB) KeepLease(ctx context.Context, resource, owner string, ttl time.Dur
 	if !l.Held(owner) {
 		return nil, &LeaseHeldError{Lease: *l}
 	}
+	return d.KeepHeldLease(ctx, l, ttl, onLost), nil
+}
+
+// KeepHeldLease keeps renewing a lease its owner holds already (from TakeOverLease), as
+// KeepLease does.
+func (d *DB) KeepHeldLease(ctx context.Context, l *Lease, ttl time.Duration, onLost func(error)) *LeaseKeeper {
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	k := &LeaseKeeper{d: d, resource: resource, owner: owner, ttl: ttl, onLost: onLost, cancel: cancel, done: make(chan struct{}), lease: l}
+	k := &LeaseKeeper{d: d, resource: l.Resource, owner: l.Owner, ttl: ttl, onLost: onLost, cancel: cancel, done: make(chan struct{}), lease: l}
 	go k.run(kctx)
-	return k, nil
+	return k
 }
 
 // ErrLeaseHeld is what a LeaseHeldError is.

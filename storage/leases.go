@@ -145,6 +145,23 @@ func (d *DB) RenewLease(ctx context.Context, resource, owner string, ttl time.Du
 	return l, nil
 }
 
+// TakeOverLease hands the lease on resource from owner from to owner to, for ttl from now,
+// whether or not it has expired: for an owner that knows from is dead (its own previous
+// process). ErrNotFound: from does not hold it (any more).
+func (d *DB) TakeOverLease(ctx context.Context, resource, from, to string, ttl time.Duration) (*Lease, error) {
+	if err := checkLeaseArgs(resource, to, ttl); err != nil {
+		return nil, err
+	}
+	now := d.nowSQL()
+	l, err := scanLease(d.db.QueryRow(ctx, `UPDATE leases SET owner = $3, generation = generation + 1, acquired_at = `+now+`,
+		renewed_at = `+now+`, expires_at = `+now+` + $4 WHERE resource = $1 AND owner = $2 RETURNING `+leaseCols,
+		resource, from, to, ttl.Milliseconds()))
+	if err != nil {
+		return nil, fmt.Errorf("take over the lease on %s from %s: %w", resource, from, err)
+	}
+	return l, nil
+}
+
 // ReleaseLease gives owner's lease on resource back (nothing happens when owner does not
 // hold it). It reports whether there was one to give back.
 func (d *DB) ReleaseLease(ctx context.Context, resource, owner string) (bool, error) {

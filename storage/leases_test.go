@@ -191,3 +191,36 @@ func TestLeaseRaceHasOneWinner(t *testing.T) {
 		t.Logf("%d of %d expired leases changed hands", changed, resources)
 	})
 }
+
+// A take-over from a named owner works whether or not its lease expired, and only from
+// that owner.
+func TestTakeOverLease(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e engine) {
+		ctx := context.Background()
+		d := e.open(t)
+		res := ActiveInstanceResource
+		if _, err := d.AcquireLease(ctx, res, "a/1", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.TakeOverLease(ctx, res, "b/1", "a/2", time.Minute); !errors.Is(err, ErrNotFound) {
+			t.Errorf("take-over from a non-holder: %v", err)
+		}
+		l, err := d.TakeOverLease(ctx, res, "a/1", "a/2", time.Minute)
+		if err != nil || !l.Held("a/2") || l.Generation != 2 {
+			t.Fatalf("take-over: %+v %v", l, err)
+		}
+		if _, err := d.RenewLease(ctx, res, "a/1", time.Minute); !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("the old owner renewed after the take-over: %v", err)
+		}
+		k := d.KeepHeldLease(ctx, l, time.Minute, nil)
+		if k.Lease().Owner != "a/2" || k.Err() != nil {
+			t.Errorf("keeper of a taken-over lease: %+v %v", k.Lease(), k.Err())
+		}
+		if err := k.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Lease(ctx, res); !errors.Is(err, ErrNotFound) {
+			t.Errorf("after release: %v", err)
+		}
+	})
+}
