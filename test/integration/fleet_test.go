@@ -13,9 +13,12 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/devpg"
 	"github.com/matrix-recorder/matrix-recorder/internal/devtools"
 	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
@@ -151,4 +154,81 @@ func TestIntegrationPostgresOneActiveInstance(t *testing.T) {
 	if recs, err := db.RecordingsInRoom(ctx, string(room), 10); err != nil || len(recs) != 2 {
 		t.Errorf("recordings in PostgreSQL after the take-over: %+v %v", recs, err)
 	}
+}
+
+// TestIntegrationPostgresKilledMidCall: the recorder on PostgreSQL is killed (-9) in the
+// middle of a call and started again on the same data_dir: it takes its claim on the
+// database back at once, repairs the files, marks the recording interrupted in
+// PostgreSQL, finishes the uploads and posts the summary; the next call is recorded.
+func TestIntegrationPostgresKilledMidCall(t *testing.T) {
+	s := homeserver(t)
+	e := startS3(t, false)
+	uri := startPostgres(t)
+	cfg := botConfig(t, s)
+	e.apply(&cfg)
+	cfg.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
+	p := startProcess(t, cfg)
+	alice := newCaller(t, s, "alice")
+	ctx := timeout(t, 4*time.Minute)
+	room, err := alice.CreateDM(ctx, id.UserID(cfg.Matrix.UserID), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
+	waitNotice(t, alice, room, start, 30*time.Second, "Recording this call")
+	time.Sleep(4 * time.Second)
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+
+	restarted := time.Now()
+	startProcess(t, cfg)
+	if took := time.Since(restarted); took > 25*time.Second {
+		t.Errorf("the restart took %s: it waited for its own dead claim", took)
+	}
+	summary := waitNotice(t, alice, room, restarted, 2*time.Minute, "Recording saved", "interrupted by a restart")
+	select {
+	case <-call.Hangups():
+	case <-time.After(20 * time.Second):
+		t.Error("the restarted bot did not hang up the call it had been in")
+	}
+	call.Close()
+	folders := callFolders(t, cfg.Recordings.Dir)
+	if len(folders) != 1 {
+		t.Fatalf("call folders %v", folders)
+	}
+	folder := filepath.Join(cfg.Recordings.Dir, folders[0])
+	m, err := recorder.ReadManifest(folder)
+	if err != nil || m.Status != recorder.StatusInterrupted || len(m.Tracks) != 1 {
+		t.Fatalf("repaired manifest: %+v %v", m, err)
+	}
+	checkLinks(t, summary, folder, m)
+
+	db, err := storage.OpenConfig(context.Background(), storage.Config{Engine: storage.Postgres, URI: uri})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	recID := recordingID.FindStringSubmatch(summary)[1]
+	r := waitRecording(t, db, recID, 20*time.Second, "notified", func(r *storage.Recording) bool { return r.Status == storage.RecordingNotified })
+	if r.Interruptions != 1 || r.Folder != folders[0] {
+		t.Errorf("recording row after the crash: %+v", r)
+	}
+	parts, _ := db.Parts(ctx, recID)
+	ups, _ := db.Uploads(ctx, recID)
+	if len(parts) != 1 || parts[0].Status != storage.PartInterrupted || parts[0].SHA256 != m.Tracks[0].SHA256 {
+		t.Errorf("part rows %+v, manifest %+v", parts, m.Tracks)
+	}
+	confirmed := 0
+	for _, u := range ups {
+		if u.Status == storage.UploadConfirmed {
+			confirmed++
+		}
+	}
+	if confirmed < 2 { // the file and the manifest
+		t.Errorf("uploads: %+v", ups)
+	}
+	placeShortCall(t, alice, room)
 }
