@@ -190,9 +190,9 @@ type fakeCalls struct {
 	resume  func(ResumeRequest) (bool, string)
 }
 
-func (c *fakeCalls) Stop(_ context.Context, _ id.RoomID, kind, why string) {
+func (c *fakeCalls) Stop(_ context.Context, _ id.RoomID, kind recorder.Kind, why string) {
 	c.mu.Lock()
-	c.stops = append(c.stops, kind+": "+why)
+	c.stops = append(c.stops, string(kind)+": "+why)
 	c.mu.Unlock()
 }
 
@@ -266,7 +266,7 @@ func (e *env) setFree(n int64) {
 	e.mu.Unlock()
 }
 
-func (e *env) start(t *testing.T, kind string) *recorder.Session {
+func (e *env) start(t *testing.T, kind recorder.Kind) *recorder.Session {
 	t.Helper()
 	s, err := e.startIn("!r:x", "c", kind)
 	if err != nil {
@@ -275,7 +275,7 @@ func (e *env) start(t *testing.T, kind string) *recorder.Session {
 	return s
 }
 
-func (e *env) startIn(r id.RoomID, callID, kind string) (*recorder.Session, error) {
+func (e *env) startIn(r id.RoomID, callID string, kind recorder.Kind) (*recorder.Session, error) {
 	return e.rec.Start(context.Background(), recorder.CallInfo{CallID: callID, RoomID: string(r), Kind: kind})
 }
 

@@ -38,10 +38,6 @@ import (
 // another program uploaded, after the copy was confirmed by reading it back.
 const evidenceWaitMax = 5 * time.Second
 
-// oneToOne is the recorder's kind of a 1:1 call (recorder.CallInfo.Kind); every other
-// kind is a group recording.
-const oneToOne = "1:1"
-
 // Options configure a Lifecycle.
 type Options struct {
 	Chat  Chat
@@ -123,7 +119,7 @@ type liveRec struct {
 	sess   *recorder.Session
 	folder string
 	roomID id.RoomID
-	kind   string
+	kind   recorder.Kind
 	// inviter invited the bot into the room ("" unknown): recordings.max_per_inviter.
 	inviter id.UserID
 	// id is the recording's row, set by the queue once the row exists.
