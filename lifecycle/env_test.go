@@ -230,6 +230,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	testDatabase(t, &cfg)
 	e := &env{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), free: 100 << 30, chat: &fakeChat{levels: map[id.RoomID]map[id.UserID]int{}}, calls: &fakeCalls{}}
 	lc, err := New(context.Background(), cfg, Options{Chat: e.chat, Calls: e.calls, Log: zerolog.Nop()})
 	if err != nil {
