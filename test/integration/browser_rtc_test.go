@@ -515,7 +515,7 @@ func browserRTCRing(t *testing.T, env *lkEnv, intent string) {
 	folder, m := finishedFolderIn(t, cfg.Recordings.Dir)
 	keepOnFailure(t, folder)
 	t.Logf("files:\n%s", describe(m))
-	if m.Kind != "livekit" || m.EndedAt == nil {
+	if m.Kind != recorder.KindDirect || m.EndedAt == nil {
 		t.Fatalf("manifest header: kind %q, ended %v", m.Kind, m.EndedAt)
 	}
 	if d := m.EndedAt.Sub(leftAt); d > 10*time.Second {
