@@ -59,6 +59,11 @@ func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry) erro
 	return nil
 }
 
+// ReusedAttributes is the interceptor that spares each remote packet its attributes map
+// and RTP header (see reusedAttributes), for a pion stack built elsewhere (the LiveKit
+// SDK's). It must be registered before every interceptor that reads the header.
+func ReusedAttributes() interceptor.Factory { return reusedAttributesFactory{} }
+
 // reusedAttributesFactory builds reusedAttributes.
 type reusedAttributesFactory struct{}
 
