@@ -40,6 +40,9 @@ type Settings struct {
 // retransmission usually arrives, two more cover one that is lost too.
 const maxNacksPerPacket = 3
 
+// udpPortReadBuffer is the receive buffer asked for the shared UDP port.
+const udpPortReadBuffer = 4 << 20
+
 // Factory creates peer connections that share one configured pion API (and, with UDPPort,
 // one UDP socket).
 type Factory struct {
@@ -96,7 +99,10 @@ func NewFactory(s Settings, log zerolog.Logger) (*Factory, error) {
 	f := &Factory{log: log, close: func() error { return nil }}
 	switch {
 	case s.UDPPort != 0:
-		var opts []ice.UDPMuxFromPortOption
+		// Every peer's datagrams queue on this one socket: room for bursts (key frames of
+		// many calls at once; the kernel caps it at net.core.rmem_max). At 40 calls on
+		// the default buffer the kernel dropped datagrams (BENCHMARKS.md).
+		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithReadBufferSize(udpPortReadBuffer)}
 		if s.IncludeLoopback {
 			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
 		}
