@@ -34,6 +34,10 @@ type Settings struct {
 	Interfaces []string
 	// ICETimeout: a connection that stays disconnected this long is failed.
 	ICETimeout time.Duration
+	// Stats registers pion's statistics interceptor, so that PeerConnection.GetStats
+	// reports what each inbound stream received. It runs on every packet and the bot
+	// itself reads no statistics: for tests and diagnosis only.
+	Stats bool
 }
 
 // maxNacksPerPacket is how often a lost packet is asked for (100 ms apart): the first
@@ -61,6 +65,11 @@ func NewFactory(s Settings, log zerolog.Logger) (*Factory, error) {
 	reg := &interceptor.Registry{}
 	if err := registerInterceptors(m, reg); err != nil {
 		return nil, fmt.Errorf("register interceptors: %w", err)
+	}
+	if s.Stats {
+		if err := webrtc.ConfigureStatsInterceptor(reg); err != nil {
+			return nil, fmt.Errorf("register the stats interceptor: %w", err)
+		}
 	}
 
 	// pion's lines keep the factory's component (webrtc) and name pion's scope ("ice").
