@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -151,5 +152,16 @@ func TestGenerateRefusesUnknownKeys(t *testing.T) {
 	var cerr *Error
 	if !errors.As(err, &cerr) || len(cerr.Problems) != 2 || !strings.Contains(err.Error(), "matrix.homesever: unknown key; did you mean matrix.homeserver?") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// The example at the repository's root (what people copy) is the one the binary embeds.
+func TestRootExampleIsTheEmbeddedOne(t *testing.T) {
+	root, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Skipf("no repository checkout: %v", err)
+	}
+	if !bytes.Equal(root, Example) {
+		t.Error("config.example.yaml differs from config/config.example.yaml: copy config/config.example.yaml over it")
 	}
 }

@@ -218,3 +218,25 @@ func TestRestartBehindAndLateBurst(t *testing.T) {
 		t.Errorf("part 2 ends at %d ms, want 8000", p2.StartOffsetMs+p2.DurationMs)
 	}
 }
+
+// A part opened while the manifest is rewritten (which sorts its entries) gets the file its
+// own entry names: a later track whose name sorts first must not take an earlier track's
+// file name (which exists, so its writer could not be created).
+func TestNewPartFileMatchesItsEntry(t *testing.T) {
+	h := newHarness(t, Options{})
+	frames := loadFrames(t, testmedia.Tone440)
+	zed := opusInfo()
+	zed.UserID, zed.ClockDomain = "@zed:example.org", "zed"
+	h.run(zed, opusStream().media(t, frames, base, 0, 2*time.Second, nil))
+	// Alice's track starts long after the last manifest write: opening her part writes it.
+	h.run(opusInfo(), opusStream().media(t, frames, base.Add(30*time.Second), 0, 2*time.Second, nil))
+	m := h.close()
+	if len(m.Tracks) != 2 {
+		t.Fatalf("want a file per track: %s", describeFiles(m.Tracks))
+	}
+	for _, e := range m.Tracks {
+		if e.Status != StatusComplete || e.Bytes == 0 {
+			t.Errorf("%s: status %s, %d bytes, %q", e.File, e.Status, e.Bytes, e.EndReason)
+		}
+	}
+}

@@ -375,8 +375,11 @@ func (s *Session) newPart(t *Track, startOffset time.Duration, started time.Time
 	t.claims--
 	s.unreserveLocked(t.info.UserID)
 	e := s.addPartLocked(t.lid, t.codec.Container.Extension, t.info, t.codec.Kind.String(), string(t.codec.ID), startOffset, started)
+	// Read the entry before noting the change: that may reorder the manifest's tracks,
+	// and e would then point at another file's entry.
+	file, part = e.File, e.Part
 	s.changedLocked(true)
-	return e.File, e.Part, nil
+	return file, part, nil
 }
 
 // addPartLocked lists the next part of logical track lid in the manifest: its file is named
