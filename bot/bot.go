@@ -4,13 +4,9 @@ package bot
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +16,13 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/bot/command"
+	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
+	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/egress"
+	"github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
+	"github.com/matrix-recorder/matrix-recorder/call/rooms"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/httpserver"
@@ -38,8 +39,6 @@ const (
 	httpRetries    = 4
 	httpBackoff    = 2 * time.Second
 	maxHTTPBackoff = time.Minute
-	// pickleKeyFile in data_dir holds the generated pickle key.
-	pickleKeyFile = "pickle.key"
 )
 
 // Bot is one logged-in recorder account.
@@ -53,10 +52,11 @@ type Bot struct {
 	rtc    *rtc.Factory
 	rec    *recorder.Recorder
 	calls  oneToOneCalls
-	groups *groups
-	cmds   *commands
+	rooms  *rooms.Rooms     // the backends' recordings, one per room (rooms.go)
+	lk     *livekit.Backend // the backend that answers direct MatrixRTC calls (livekit_dm.go)
+	cmds   *command.Processor
 	post   *postcall.Manager
-	marks  markCounts
+	marks  call.MarkCounts
 	dms    directRooms
 	turn   turnCache
 	lc     *lifecycle.Lifecycle // rows, uploads, limits, summaries, retention (chat.go is its side here)
@@ -65,7 +65,7 @@ type Bot struct {
 
 	// roomCrypto is client.Crypto: crypto with each room's members loaded before its
 	// first message there.
-	roomCrypto *membersFirstCrypto
+	roomCrypto *e2ee.MembersFirst
 
 	// startedAt: messages older than this are history, not commands.
 	startedAt time.Time
@@ -130,37 +130,16 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 			_ = lc.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
-	rec, err := recorder.New(recorder.Options{
-		Dir:           cfg.Recordings.Dir,
-		FlushInterval: cfg.Recordings.FlushInterval.D(),
-		Fsync:         cfg.Recordings.Fsync,
-		GapPolicy:     string(cfg.Recordings.GapPolicy),
-		SplitAfter:    cfg.Recordings.SplitAfter.D(),
-		AudioJitter:   cfg.Recordings.AudioJitter.D(),
-		VideoJitter:   cfg.Recordings.VideoJitter.D(),
-		MaxTracks:     cfg.Calls.MaxTracks,
-		Version:       "matrix-recorder " + opts.Version,
-		Hooks:         lc.Hooks(),
-		DirMode:       cfg.Recordings.DirMode.Perm(),
-		FileMode:      cfg.Recordings.FileMode.Perm(),
-	}, log.With().Str("component", "recorder").Logger())
-	if err != nil {
+	// The recorder, with the folders a crash left repaired and taken over.
+	if b.rec, err = lc.NewRecorder(ctx, opts.Version, log); err != nil {
 		return nil, err
 	}
-	b.rec = rec
-	reports, err := recorder.RecoverInterrupted(rec.Dir(), log)
-	if err != nil {
-		log.Warn().Err(err).Msg("Could not check for recordings left by a crash")
-	} else if len(reports) > 0 {
-		log.Warn().Int("calls", len(reports)).Msg("Repaired recordings that a crash interrupted")
-	}
-	lc.Recover(ctx, reports)
 
 	if err := b.login(ctx); err != nil {
 		return nil, err
 	}
 	// Clients that share call media keys only with verified devices need the device cross-signed.
-	b.setupCrossSigning(ctx)
+	e2ee.SetupCrossSigning(ctx, b.client, b.crypto.Machine(), b.cfg.Matrix, b.cfg.DataDir, b.log)
 	f, err := rtc.NewFactory(rtc.Settings{
 		IncludeLoopback: cfg.WebRTC.IncludeLoopback,
 		UDPPortMin:      cfg.WebRTC.UDPPortMin,
@@ -178,9 +157,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	if err != nil {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
 	}
-	b.groups = newGroups(b, backends)
-	if err := b.groups.loadOptOuts(ctx); err != nil {
+	b.rooms = newRooms(b, backends)
+	if outs, err := lc.OptOuts(ctx); err != nil {
 		log.Error().Err(err).Msg("Opt-outs from before the restart are not known; those who opted out are recorded until they opt out again")
+	} else {
+		b.rooms.LoadOptOuts(outs)
 	}
 	if b.post, err = b.newPostcall(); err != nil {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
@@ -218,11 +199,11 @@ func (b *Bot) login(ctx context.Context) error {
 	client.Syncer = &batchSyncer{DefaultSyncer: syncer, bot: b}
 	b.client = client
 
-	pickle, err := b.pickleKey()
+	pickle, err := e2ee.PickleKey(b.cfg.Matrix.PickleKey, b.cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	cryptoDB := filepath.Join(b.cfg.DataDir, cryptoDBName)
+	cryptoDB := filepath.Join(b.cfg.DataDir, e2ee.CryptoDBName)
 	if err := datadir.CreatePrivate(cryptoDB); err != nil {
 		return fmt.Errorf("create crypto store: %w", err)
 	}
@@ -259,36 +240,12 @@ func (b *Bot) login(ctx context.Context) error {
 		b.lc.Metrics().DecryptionFailures.Inc()
 		b.log.Warn().Err(err).Stringer("room_id", evt.RoomID).Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Msg("Could not decrypt event")
 	}
-	b.roomCrypto = newMembersFirstCrypto(helper, client, b.log)
+	b.roomCrypto = e2ee.NewMembersFirst(helper, client, b.log)
 	client.Crypto = b.roomCrypto
 	b.crypto = helper
 	b.log = b.log.With().Stringer("device_id", client.DeviceID).Logger()
 	b.log.Info().Stringer("user_id", client.UserID).Msg("Logged in")
 	return nil
-}
-
-// pickleKey returns the configured key or the one generated on first start.
-func (b *Bot) pickleKey() ([]byte, error) {
-	if k := b.cfg.Matrix.PickleKey; k != "" {
-		return []byte(k), nil
-	}
-	path := filepath.Join(b.cfg.DataDir, pickleKeyFile)
-	data, err := os.ReadFile(path)
-	if err == nil && len(strings.TrimSpace(string(data))) >= 32 {
-		return []byte(strings.TrimSpace(string(data))), nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read pickle key: %w", err)
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, fmt.Errorf("generate pickle key: %w", err)
-	}
-	key := hex.EncodeToString(raw)
-	if err := datadir.WriteSecret(path, []byte(key+"\n")); err != nil {
-		return nil, fmt.Errorf("write pickle key: %w", err)
-	}
-	return []byte(key), nil
 }
 
 // UserID is the bot's Matrix id.
@@ -336,7 +293,7 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	b.log.Info().Msg("Stopping: hanging up calls and finalising recordings")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	if serr := b.groups.shutdown(sctx); serr != nil {
+	if serr := b.rooms.Shutdown(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	if serr := b.calls.Shutdown(sctx); serr != nil {
@@ -351,7 +308,7 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	// The HTTP server stays up until here: Egress's webhooks and the bucket's
 	// notifications matter while recordings end and their summaries go out.
 	stopHTTP()
-	if serr := waitHTTP(sctx, httpDone); serr != nil {
+	if serr := httpserver.Wait(sctx, httpDone); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	cancelCalls()

@@ -4,20 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"path/filepath"
-	"strings"
-	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
-	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // botChat is what the recording lifecycle may do in rooms (lifecycle.Chat).
@@ -173,17 +167,18 @@ type botCalls struct{ b *Bot }
 
 var _ lifecycle.Calls = botCalls{}
 
-// Stop ends the recording of a room: a 1:1 call is hung up, a group recording is stopped.
-func (c botCalls) Stop(ctx context.Context, room id.RoomID, kind, why string) {
-	if kind == "1:1" {
+// Stop ends the recording of a room: a legacy 1:1 call is hung up, a recording of a call
+// backend (a group call, a direct call the bot answered) is stopped.
+func (c botCalls) Stop(ctx context.Context, room id.RoomID, kind recorder.Kind, why string) {
+	if kind == recorder.KindOneToOne {
 		c.b.calls.HangupRoom(room, why)
 		return
 	}
-	c.b.groups.stopFor(ctx, room, why)
+	c.b.rooms.StopFor(ctx, room, why)
 }
 
 func (c botCalls) Resume(ctx context.Context, req lifecycle.ResumeRequest) (bool, string) {
-	return c.b.groups.resume(ctx, req)
+	return c.b.rooms.Resume(ctx, req.Room, req.Folder, req.Manifest, req.Caller, req.Intent)
 }
 
 // HangUp sends a hangup for a 1:1 call the last run was in.
@@ -192,95 +187,4 @@ func (c botCalls) HangUp(ctx context.Context, room id.RoomID, callID string) {
 	if err := (voipSignaller{c.b}).SendCallEvent(ctx, room, voip.TypeHangup, h); err != nil {
 		c.b.log.Debug().Err(err).Msg("Could not hang up the call the last run was in")
 	}
-}
-
-// stopFor stops a room's group recording without a command (a limit, the disk).
-func (g *groups) stopFor(ctx context.Context, roomID id.RoomID, why string) bool {
-	g.mu.Lock()
-	gr := g.active[roomID]
-	if gr == nil {
-		g.mu.Unlock()
-		return false
-	}
-	delete(g.active, roomID)
-	close(gr.stopped)
-	g.mu.Unlock()
-	m, err := gr.rec.Stop(ctx, why)
-	g.report(ctx, roomID, gr.folder, m, why, err)
-	return true
-}
-
-// resume restarts a room's group recording that a restart paused or interrupted, in the
-// same folder (recorder.WithResume): the backend that can record the room's call now
-// starts as if !start was typed, with the room's opt-outs (those the state database keeps,
-// and those the manifest still lists). A direct call the bot answered resumes as one, with
-// the LiveKit backend, without its ring (which may have expired meanwhile): the caller
-// must still be in the call.
-func (g *groups) resume(ctx context.Context, req lifecycle.ResumeRequest) (bool, string) {
-	roomID, folder, m := req.Room, req.Folder, req.Manifest
-	g.mu.Lock()
-	busy := g.active[roomID] != nil
-	g.mu.Unlock()
-	if busy {
-		return false, "the room is being recorded again already"
-	}
-	var best call.Backend
-	var answer *call.Answer
-	if req.Caller != "" {
-		if lk := g.liveKit(); lk != nil {
-			best, answer = lk, &call.Answer{Caller: req.Caller, Intent: req.Intent}
-		}
-	}
-	if best == nil {
-		var reasons []string
-		if best, reasons = g.probe(ctx, roomID, nil); best == nil {
-			why := "the call has ended"
-			if len(reasons) > 0 {
-				why += " (" + strings.Join(reasons, " ") + ")"
-			}
-			return false, why
-		}
-	}
-	g.mu.Lock()
-	if g.optOuts[roomID] == nil {
-		g.optOuts[roomID] = map[id.UserID]time.Time{}
-	}
-	if m != nil {
-		for _, o := range m.OptOuts {
-			if _, known := g.optOuts[roomID][id.UserID(o.UserID)]; o.Until == nil && !known {
-				g.optOuts[roomID][id.UserID(o.UserID)] = o.From
-			}
-		}
-	}
-	opt := maps.Clone(g.optOuts[roomID])
-	g.mu.Unlock()
-	by := g.b.client.UserID
-	if answer != nil {
-		by = answer.Caller
-	}
-	rec, err := best.Start(recorder.WithResume(ctx, folder), call.StartRequest{RoomID: roomID, By: by, OptedOut: opt, Resume: folder, Answer: answer})
-	if err != nil {
-		var ue userError
-		if errors.As(err, &ue) {
-			return false, ue.Msg
-		}
-		clause := roomerr.Clause(g.b.log.With().Stringer("room_id", roomID).Logger(), err, "Could not resume the recording")
-		if answer != nil {
-			return false, "the call with " + string(answer.Caller) + " has ended (" + clause + ")"
-		}
-		return false, clause
-	}
-	gr := &groupRec{backend: best.Name(), rec: rec, by: by, stopped: make(chan struct{}), folder: rec.Status().Folder}
-	if answer != nil {
-		gr.caller = answer.Caller
-	}
-	if !g.take(roomID, gr) {
-		_, _ = rec.Stop(ctx, "started twice")
-		return false, "the room is being recorded again already"
-	}
-	go g.watch(context.WithoutCancel(ctx), roomID, gr)
-	if filepath.Base(gr.folder) != folder {
-		g.b.log.Warn().Str("folder", folder).Str("new_folder", gr.folder).Msg("The backend started a new folder instead of resuming")
-	}
-	return true, ""
 }

@@ -284,7 +284,7 @@ func newCmdEnv(t *testing.T, mutate func(*config.Config)) *cmdEnv {
 	if b.rec, err = recorder.New(recorder.Options{Dir: cfg.Recordings.Dir, Hooks: lc.Hooks()}, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	b.groups = newGroups(b, nil)
+	b.rooms = newRooms(b, nil)
 	b.cmds = newCommands(b)
 	return &cmdEnv{b: b, hs: hs, calls: calls}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
 	"github.com/matrix-recorder/matrix-recorder/config"
 )
 
@@ -24,7 +25,7 @@ func TestCheckModesWarns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, pickleKeyFile), []byte("k"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, e2ee.PickleKeyFile), []byte("k"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
@@ -33,11 +34,11 @@ func TestCheckModesWarns(t *testing.T) {
 		t.Fatalf("private files reported: %s", buf.String())
 	}
 	_ = os.Chmod(cfg.DataDir, 0o755)
-	_ = os.Chmod(filepath.Join(cfg.DataDir, pickleKeyFile), 0o644)
+	_ = os.Chmod(filepath.Join(cfg.DataDir, e2ee.PickleKeyFile), 0o644)
 	_ = os.Chmod(filepath.Join(cfg.Recordings.Dir, "call2"), 0o755)
 	checkModes(zerolog.New(&buf), cfg)
 	out := buf.String()
-	for _, want := range []string{`"path":"` + cfg.DataDir + `"`, pickleKeyFile, `"folders":1`, "call2"} {
+	for _, want := range []string{`"path":"` + cfg.DataDir + `"`, e2ee.PickleKeyFile, `"folders":1`, "call2"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no warning with %q:\n%s", want, out)
 		}
@@ -46,7 +47,7 @@ func TestCheckModesWarns(t *testing.T) {
 	buf.Reset()
 	cfg.Recordings.DirMode = 0o755
 	_ = os.Chmod(cfg.DataDir, 0o700)
-	_ = os.Chmod(filepath.Join(cfg.DataDir, pickleKeyFile), 0o600)
+	_ = os.Chmod(filepath.Join(cfg.DataDir, e2ee.PickleKeyFile), 0o600)
 	checkModes(zerolog.New(&buf), cfg)
 	if buf.Len() != 0 {
 		t.Errorf("configured modes reported: %s", buf.String())

@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
@@ -27,7 +28,7 @@ type batchSyncer struct {
 
 func (s *batchSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, since string) error {
 	b := s.bot
-	decrypted := b.decryptToDevice(ctx, res, since)
+	decrypted := e2ee.DecryptToDevice(ctx, b.crypto.Machine(), res, since, b.log)
 	b.batchMu.Lock()
 	b.inSync = true
 	b.batchMu.Unlock()
@@ -54,65 +55,6 @@ func (s *batchSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync
 	return err
 }
 
-// decryptToDevice decrypts the sync's Olm-encrypted to-device events itself and returns
-// those the crypto machine does not handle (call signalling of group calls, MatrixRTC media
-// keys), which mautrix would otherwise log and drop. Room keys and the like are still
-// handled by the machine inside HandleEncryptedEvent. The events are removed from the
-// response, because an Olm message cannot be decrypted twice; device lists are handled
-// first, as the machine does.
-func (b *Bot) decryptToDevice(ctx context.Context, res *mautrix.RespSync, since string) []*event.Event {
-	mach := b.crypto.Machine()
-	mach.HandleDeviceLists(ctx, &res.DeviceLists, since)
-	res.DeviceLists = mautrix.DeviceLists{}
-	kept := res.ToDevice.Events[:0]
-	var out []*event.Event
-	for _, evt := range res.ToDevice.Events {
-		if evt.Type.Type != event.ToDeviceEncrypted.Type {
-			if !isCallToDevice(evt.Type.Type) {
-				kept = append(kept, evt) // the crypto machine's business
-				continue
-			}
-			// Plain call signalling: the machine would only fail to parse it into
-			// mautrix's VoIP structs and log a warning; dispatch it directly.
-			evt.Type.Class = event.ToDeviceEventType
-			_ = evt.Content.ParseRaw(evt.Type)
-			evt.Mautrix.EventSource = event.SourceToDevice
-			evt.Mautrix.ReceivedAt = time.Now()
-			out = append(out, evt)
-			continue
-		}
-		evt.Type.Class = event.ToDeviceEventType
-		if err := evt.Content.ParseRaw(evt.Type); err != nil {
-			b.log.Warn().Err(err).Stringer("sender", evt.Sender).Msg("Unparseable encrypted to-device event")
-			continue
-		}
-		d := mach.HandleEncryptedEvent(ctx, evt)
-		if d == nil {
-			continue // handled by the machine (room key, dummy, ...) or undecryptable
-		}
-		typ := d.Type
-		typ.Class = event.ToDeviceEventType
-		dec := &event.Event{Sender: d.Sender, Type: typ, Content: d.Content}
-		if len(dec.Content.VeryRaw) > 0 {
-			_ = dec.Content.ParseRaw(typ) // unknown types stay raw
-		}
-		dec.Mautrix.EventSource = event.SourceToDevice | event.SourceDecrypted
-		dec.Mautrix.WasEncrypted = true
-		dec.Mautrix.TrustSource = d.SenderDevice
-		dec.Mautrix.ReceivedAt = time.Now()
-		out = append(out, dec)
-	}
-	res.ToDevice.Events = kept
-	return out
-}
-
-// isCallToDevice reports whether a to-device event type is call signalling or MatrixRTC
-// (group calls, media keys) rather than something for the crypto machine.
-func isCallToDevice(t string) bool {
-	return strings.HasPrefix(t, "m.call.") || strings.HasPrefix(t, "org.matrix.call.") ||
-		strings.HasPrefix(t, "io.element.call.") || strings.HasPrefix(t, "org.matrix.msc4143.")
-}
-
 func (b *Bot) registerHandlers() {
 	// Decrypted sticky memberships, rings and declines are parsed as known types.
 	matrixrtc.RegisterEventTypes()
@@ -120,7 +62,7 @@ func (b *Bot) registerHandlers() {
 	syncer.OnEventType(event.StateMember, b.onMember)
 	syncer.OnEventType(event.EventMessage, b.onMessage)
 	syncer.OnEvent(b.onAnyEvent)
-	syncer.OnEvent(b.groups.handleEvent)
+	syncer.OnEvent(b.rooms.HandleEvent)
 }
 
 // onAnyEvent routes call events (plain or decrypted) to the 1:1 manager.
@@ -167,7 +109,7 @@ func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 			b.onInvite(ctx, evt)
 		}
 		if (content.Membership == event.MembershipLeave || content.Membership == event.MembershipBan) && b.roomCrypto != nil {
-			b.roomCrypto.forget(evt.RoomID)
+			b.roomCrypto.Forget(evt.RoomID)
 		}
 		return
 	}
@@ -290,7 +232,7 @@ func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID)
 	if peer != sender {
 		return errors.New("the caller is not a member of this room")
 	}
-	return b.lc.Admit(ctx, roomID, "1:1")
+	return b.lc.Admit(ctx, roomID, recorder.KindOneToOne)
 }
 
 // errNotDirect: a room where the bot is not alone with one other person.
@@ -333,5 +275,5 @@ func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {
 	if msg.MsgType == event.MsgNotice {
 		return // bots talk to bots with notices; never answer them
 	}
-	b.cmds.dispatch(ctx, evt, msg)
+	b.cmds.Dispatch(ctx, evt, msg.Body, b.mentioned(evt, msg))
 }

@@ -2,8 +2,6 @@ package bot
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/matrix-recorder/matrix-recorder/httpserver"
@@ -20,67 +18,27 @@ const syncMaxAge = 3 * time.Minute
 // /metrics and /healthz (/metrics stays on http.listen when metrics.listen is not set, for
 // this release). They serve until ctx ends; the channels report how each stopped.
 func (b *Bot) startHTTP(ctx context.Context) ([]<-chan error, error) {
-	var dones []<-chan error
-	h := b.cfg.HTTP
-	health := httpserver.Health(b.healthChecks()...)
-	if h.Listen != "" {
-		srv := httpserver.New(b.log.With().Str("component", "http").Str("listener", "http").Logger())
-		if err := b.lc.Routes(srv); err != nil {
-			return nil, err
-		}
-		if b.egress != nil {
-			lk := b.egress.Handler()
-			for _, p := range b.egress.WebhookPaths() {
-				srv.Handle(p, lk)
-			}
-		}
-		if b.cfg.MetricsOnPublicListener() {
-			srv.Handle("GET "+metrics.Path, b.lc.Metrics().Handler())
-		}
-		srv.Handle("GET "+httpserver.HealthPath, health)
-		if h.Pprof {
-			httpserver.HandlePprof(srv)
-		}
-		_, done, err := srv.Start(ctx, h.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("http.listen: %w", err)
-		}
-		dones = append(dones, done)
-	}
-	if m := b.cfg.Metrics.Listen; m != "" {
-		srv := httpserver.New(b.log.With().Str("component", "http").Str("listener", "metrics").Logger())
-		srv.Handle("GET "+metrics.Path, b.lc.Metrics().Handler())
-		srv.Handle("GET "+httpserver.HealthPath, health)
-		_, done, err := srv.Start(ctx, m)
-		if err != nil {
-			return nil, fmt.Errorf("metrics.listen: %w", err)
-		}
-		dones = append(dones, done)
-	}
-	return dones, nil
-}
-
-// waitHTTP waits for the HTTP servers to stop, bounded by ctx.
-func waitHTTP(ctx context.Context, dones []<-chan error) error {
-	var errs []error
-	for _, done := range dones {
-		select {
-		case err := <-done:
-			errs = append(errs, err)
-		case <-ctx.Done():
-			return errors.Join(append(errs, errors.New("the HTTP server did not stop in time"))...)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// healthChecks are /healthz's conditions: the sync loop is alive (its last success is at
-// most syncMaxAge old), the state database answers, data_dir and recordings.dir take a
-// file, and the recordings disk has more than recordings.min_free_space free.
-func (b *Bot) healthChecks() []httpserver.Check {
-	out := []httpserver.Check{{Name: "sync", Run: b.synced.Check}}
+	// /healthz: the sync loop is alive (its last success is at most syncMaxAge old), and
+	// the lifecycle's checks (state database, data_dir, recordings.dir, free space).
+	checks := []httpserver.Check{{Name: "sync", Run: b.synced.Check}}
 	for _, c := range b.lc.HealthChecks() {
-		out = append(out, httpserver.Check(c))
+		checks = append(checks, httpserver.Check(c))
 	}
-	return out
+	return httpserver.Listeners{
+		Public: b.cfg.HTTP.Listen, Metrics: b.cfg.Metrics.Listen,
+		Routes: func(srv *httpserver.Server) error {
+			if err := b.lc.Routes(srv); err != nil {
+				return err
+			}
+			if b.egress != nil {
+				lk := b.egress.Handler()
+				for _, p := range b.egress.WebhookPaths() {
+					srv.Handle(p, lk)
+				}
+			}
+			return nil
+		},
+		MetricsHandler: b.lc.Metrics().Handler(), MetricsPath: metrics.Path, MetricsOnPublic: b.cfg.MetricsOnPublicListener(),
+		Pprof: b.cfg.HTTP.Pprof, Checks: checks,
+	}.Start(ctx, b.log)
 }

@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call/rooms"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
@@ -37,37 +38,37 @@ func (b *Bot) autorecordSetting(ctx context.Context, room id.RoomID) (autorecord
 // the room is recorded without !start; without an argument it says what is set.
 func (b *Bot) autorecordCommand(ctx context.Context, cc *cmdContext) error {
 	p := b.cfg.Bot.CommandPrefix
-	if len(cc.args) == 0 {
-		s, err := b.autorecordSetting(ctx, cc.roomID)
+	if len(cc.Args) == 0 {
+		s, err := b.autorecordSetting(ctx, cc.Room)
 		if err != nil {
 			return fmt.Errorf("read the autorecord setting: %w", err)
 		}
 		if s.Enabled {
-			b.notice(ctx, cc.roomID, fmt.Sprintf("Autorecord is on (set by %s): calls that begin here are recorded. Type %sautorecord off to stop that.", s.By, p), cc.event)
+			b.notice(ctx, cc.Room, fmt.Sprintf("Autorecord is on (set by %s): calls that begin here are recorded. Type %sautorecord off to stop that.", s.By, p), cc.Event)
 		} else {
-			b.notice(ctx, cc.roomID, fmt.Sprintf("Autorecord is off. Type %sautorecord on to record every call that begins here.", p), cc.event)
+			b.notice(ctx, cc.Room, fmt.Sprintf("Autorecord is off. Type %sautorecord on to record every call that begins here.", p), cc.Event)
 		}
 		return nil
 	}
 	var on bool
-	switch strings.ToLower(cc.args[0]) {
+	switch strings.ToLower(cc.Args[0]) {
 	case "on":
 		on = true
 	case "off":
 	default:
 		return userError{Msg: fmt.Sprintf("Usage: %sautorecord on|off", p)}
 	}
-	if err := b.groups.mayRecord(ctx, cc.roomID, cc.sender); err != nil {
+	if err := b.mayRecord(ctx, cc.Room, cc.Sender, "start or stop recordings"); err != nil {
 		return err
 	}
-	s := autorecordSetting{Enabled: on, By: cc.sender, At: time.Now().UTC()}
-	if err := b.client.SetRoomAccountData(ctx, cc.roomID, autorecordType, s); err != nil {
+	s := autorecordSetting{Enabled: on, By: cc.Sender, At: time.Now().UTC()}
+	if err := b.client.SetRoomAccountData(ctx, cc.Room, autorecordType, s); err != nil {
 		return fmt.Errorf("save the autorecord setting: %w", err)
 	}
 	if on {
-		b.notice(ctx, cc.roomID, fmt.Sprintf("Autorecord is on: I record every Element Call call that begins in this room (everyone in it is told; %sskipme opts out). Type %sstop to end a recording, %sautorecord off to stop recording calls automatically.", p, p, p), cc.event)
+		b.notice(ctx, cc.Room, fmt.Sprintf("Autorecord is on: I record every Element Call call that begins in this room (everyone in it is told; %sskipme opts out). Type %sstop to end a recording, %sautorecord off to stop recording calls automatically.", p, p, p), cc.Event)
 	} else {
-		b.notice(ctx, cc.roomID, "Autorecord is off.", cc.event)
+		b.notice(ctx, cc.Room, "Autorecord is off.", cc.Event)
 	}
 	return nil
 }
@@ -89,7 +90,7 @@ func (b *Bot) onCallBegan(ctx context.Context, room id.RoomID) {
 		return
 	}
 	log.Info().Stringer("enabled_by", s.By).Msg("A call began in a room with autorecord on; recording it")
-	err = b.groups.start(ctx, &cmdContext{roomID: room, sender: s.By})
+	err = b.rooms.Start(ctx, rooms.Request{Room: room, Sender: s.By})
 	var ue userError
 	switch {
 	case errors.As(err, &ue):

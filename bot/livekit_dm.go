@@ -3,15 +3,14 @@ package bot
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
-	"time"
 
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
+	"github.com/matrix-recorder/matrix-recorder/call/rooms"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
@@ -39,11 +38,10 @@ func (b *Bot) directCallBegan(ctx context.Context, room id.RoomID) bool {
 	if err != nil {
 		return false
 	}
-	lk := b.groups.liveKit()
-	if lk == nil {
+	if b.lk == nil {
 		return true
 	}
-	ans, err := lk.DirectCall(room, peer)
+	ans, err := b.lk.DirectCall(room, peer)
 	if err != nil {
 		b.log.Info().Err(err).Stringer("room_id", room).Stringer("caller", peer).Msg("Not answering the call in a direct room")
 		return true
@@ -56,7 +54,7 @@ func (b *Bot) directCallBegan(ctx context.Context, room id.RoomID) bool {
 // the ring, so the caller's client stops ringing).
 func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer) {
 	log := b.log.With().Stringer("room_id", room).Stringer("caller", ans.Caller).Stringer("ring", ans.Ring).Logger()
-	if b.groups.recording(room) {
+	if b.rooms.Recording(room) || b.lk == nil {
 		return // answered already (the ring, then the session it rang for)
 	}
 	// Group rooms: rings change nothing there, not even a refusal.
@@ -64,94 +62,28 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 		log.Debug().Err(err).Msg("A call rang in a room that is not a direct one with its caller; not answering")
 		return
 	}
-	if err := b.admitCall(ctx, room, ans.Caller); err != nil {
+	err := b.admitCall(ctx, room, ans.Caller)
+	reason := ""
+	if err != nil {
 		log.Info().Err(err).Msg("Not answering the call")
-		b.declineRing(ctx, room, ans.Ring)
-		voipObserver{b}.CallRefused(ctx, room, ans.Caller, err.Error())
-		return
-	}
-	lk := b.groups.liveKit()
-	if lk == nil {
-		return
-	}
-	gr, err := b.groups.launch(ctx, lk, call.StartRequest{RoomID: room, By: ans.Caller, Answer: &ans})
-	switch {
-	case errors.Is(err, livekit.ErrNotAnswered):
-		log.Info().Err(err).Msg("Not answering the call")
-		return
-	case err != nil:
+		reason = err.Error()
+	} else {
+		err = b.rooms.Answer(ctx, room, ans)
 		var ue userError
-		if errors.As(err, &ue) && ue.Msg == "Already recording here." {
+		switch {
+		case err == nil || errors.Is(err, rooms.ErrAlreadyRecording):
 			return
-		}
-		b.declineRing(ctx, room, ans.Ring)
-		reason := ""
-		if errors.As(err, &ue) {
+		case errors.Is(err, livekit.ErrNotAnswered):
+			log.Info().Err(err).Msg("Not answering the call")
+			return
+		case errors.As(err, &ue):
 			reason = strings.TrimSuffix(ue.Msg, ".")
-		} else {
+		default:
 			reason = roomerr.Clause(log, err, "Could not answer the call")
 		}
-		voipObserver{b}.CallRefused(ctx, room, ans.Caller, reason)
-		return
 	}
-	if !b.cfg.Bot.Notices {
-		return
+	if err := matrixrtc.Decline(ctx, botMatrix{b}, room, ans.Ring); err != nil {
+		log.Warn().Err(err).Msg("Could not decline the ring")
 	}
-	st := gr.rec.Status()
-	text := fmt.Sprintf("🔴 Recording this call with %s. Every track is saved as its own file. Hang up to stop.", ans.Caller)
-	b.lc.Started(st.Folder, b.noticeMentions(ctx, room, text, "", []id.UserID{ans.Caller}), text, ans.Caller)
-}
-
-// declineRing declines a ring the bot does not answer (MSC4310; js-sdk's sendRtcDecline:
-// a sticky event keyed by the ring where the homeserver has them, a plain one elsewhere).
-func (b *Bot) declineRing(ctx context.Context, room id.RoomID, ring id.EventID) {
-	if ring == "" {
-		return
-	}
-	content := map[string]any{
-		"m.relates_to":       map[string]string{"rel_type": "m.reference", "event_id": string(ring)},
-		"msc4354_sticky_key": string(ring),
-	}
-	m := botMatrix{b}
-	sticky := m.SupportsStickyEvents(ctx)
-	var err error
-	if sticky {
-		_, _, err = m.SendSticky(ctx, room, matrixrtc.TypeRTCDecline, content, declineSticky, 0)
-	}
-	if !sticky || errors.Is(err, matrixrtc.ErrNoStickyEvents) {
-		_, err = m.SendMessage(ctx, room, matrixrtc.TypeRTCDecline, content)
-	}
-	if err != nil {
-		b.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not decline the ring")
-	}
-}
-
-// declineSticky is how long a decline stays sticky: the longest lifetime a ring may have
-// (js-sdk's RTC_NOTIFICATION_MAX_LIFETIME_MS).
-const declineSticky = 2 * time.Minute
-
-// liveKit is the backend that answers direct MatrixRTC calls.
-func (g *groups) liveKit() *livekit.Backend {
-	for _, be := range g.backends {
-		if lk, ok := be.(*livekit.Backend); ok {
-			return lk
-		}
-	}
-	return nil
-}
-
-// recording reports whether a recording runs in the room.
-func (g *groups) recording(room id.RoomID) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.active[room] != nil
-}
-
-// answered reports whether the room's recording is a direct call the bot answered for
-// caller (who may end it with !hangup or !stop).
-func (g *groups) answered(room id.RoomID, caller id.UserID) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	gr := g.active[room]
-	return gr != nil && gr.caller != "" && gr.caller == caller
+	voipObserver{b}.CallRefused(ctx, room, ans.Caller, reason)
 }

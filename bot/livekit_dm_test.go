@@ -31,7 +31,7 @@ func TestRingsAnsweredOnlyInDirectRooms(t *testing.T) {
 	e := newCmdEnv(t, func(c *config.Config) { c.Calls.AutoAnswer = false })
 	lk := livekit.New(botMatrix{e.b}, e.b.rec, livekit.Options{}, zerolog.Nop())
 	t.Cleanup(func() { _ = lk.Close(context.Background()) })
-	e.b.groups = newGroups(e.b, []call.Backend{lk})
+	e.b.rooms = newRooms(e.b, []call.Backend{lk})
 	const dm, group = "!dm:example.org", "!group:example.org"
 	e.hs.members[dm] = append(e.hs.members[dm], testBot, alice)
 	e.hs.members[group] = append(e.hs.members[group], testBot, alice, bob)

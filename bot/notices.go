@@ -5,13 +5,11 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
-	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
 // Every message the bot writes has a plain body and an HTML body rendered from Markdown
@@ -42,12 +40,6 @@ func (b *Bot) editNotice(ctx context.Context, roomID id.RoomID, evt id.EventID, 
 	if _, err := b.client.SendMessageEvent(ctx, roomID, event.EventMessage, content); err != nil {
 		b.log.Debug().Err(err).Stringer("room_id", roomID).Msg("Could not edit a notice")
 	}
-}
-
-// failed tells the room that something the bot tried failed, without the error's text (it
-// can name internal URLs and paths): a sentence with an id the log has the error under.
-func (b *Bot) failed(ctx context.Context, log zerolog.Logger, roomID id.RoomID, replyTo id.EventID, err error, what string) {
-	b.notice(ctx, roomID, roomerr.Report(log, err, what), replyTo)
 }
 
 func (b *Bot) sendNotice(ctx context.Context, roomID id.RoomID, content *event.MessageEventContent) id.EventID {

@@ -125,14 +125,14 @@ func TestShutdownPausesRecordings(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newCmdEnv(t, func(c *config.Config) { c.Recordings.PauseOnShutdown = tc.pauseOnShutdown })
 			be := &fakeBackend{rec: e.b.rec, pausable: tc.pausable}
-			e.b.groups = newGroups(e.b, []call.Backend{be})
+			e.b.rooms = newRooms(e.b, []call.Backend{be})
 			e.b.cmds = newCommands(e.b)
 			e.hs.levels[room] = map[id.UserID]int{alice: 100}
 			if got := joined(e.say(room, alice, "!start")); !strings.Contains(got, "Recording started") {
 				t.Fatalf("start: %q", got)
 			}
 			ctx := context.Background()
-			if err := e.b.groups.shutdown(ctx); err != nil {
+			if err := e.b.rooms.Shutdown(ctx); err != nil {
 				t.Fatal(err)
 			}
 			if err := e.b.lc.Shutdown(ctx); err != nil {
@@ -160,7 +160,6 @@ func TestShutdownPausesRecordings(t *testing.T) {
 // with it.
 func TestOptOutSurvivesRestart(t *testing.T) {
 	e := newCmdEnv(t, nil)
-	e.b.groups = newGroups(e.b, nil)
 	if got := joined(e.say(room, bob, "!skipme")); !strings.Contains(got, "you are not recorded") {
 		t.Fatalf("skipme: %q", got)
 	}
@@ -172,10 +171,12 @@ func TestOptOutSurvivesRestart(t *testing.T) {
 
 	e2 := restartCmdEnv(t, e, nil)
 	be := &fakeBackend{rec: e2.b.rec}
-	e2.b.groups = newGroups(e2.b, []call.Backend{be})
-	if err := e2.b.groups.loadOptOuts(context.Background()); err != nil {
+	e2.b.rooms = newRooms(e2.b, []call.Backend{be})
+	outs, err := e2.b.lc.OptOuts(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
+	e2.b.rooms.LoadOptOuts(outs)
 	// A recording of the room that the last run paused.
 	s, err := e2.b.rec.Start(context.Background(), recorder.CallInfo{CallID: "fake", RoomID: string(room), Kind: "group"})
 	if err != nil {
@@ -184,7 +185,7 @@ func TestOptOutSurvivesRestart(t *testing.T) {
 	if _, err := s.Pause(context.Background(), "restart"); err != nil {
 		t.Fatal(err)
 	}
-	ok, why := e2.b.groups.resume(context.Background(), lifecycle.ResumeRequest{Room: room, Folder: filepath.Base(s.Folder()), Paused: true})
+	ok, why := botCalls{e2.b}.Resume(context.Background(), lifecycle.ResumeRequest{Room: room, Folder: filepath.Base(s.Folder()), Paused: true})
 	if !ok {
 		t.Fatalf("resume: %s", why)
 	}
@@ -195,7 +196,7 @@ func TestOptOutSurvivesRestart(t *testing.T) {
 	if reqs[0].Answer != nil {
 		t.Errorf("a group recording resumed as an answered call: %+v", reqs[0].Answer)
 	}
-	if err := e2.b.groups.shutdown(context.Background()); err != nil {
+	if err := e2.b.rooms.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -43,7 +43,8 @@ type Matrix interface {
 // Egress). The bot asks every backend whether it can record a room's call and starts the
 // best one on !start.
 type Backend interface {
-	// Name is a short lower-case name for logs and !status ("mesh", "livekit", "egress").
+	// Name is a short lower-case name for logs and !status ("mesh", "livekit", "egress");
+	// the kind of call its recordings are is recorder.Kind.
 	Name() string
 	// Probe tells whether this backend can record a call in the room right now.
 	Probe(ctx context.Context, roomID id.RoomID, args []string) Probe

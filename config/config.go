@@ -32,6 +32,8 @@ var Example []byte
 type Config struct {
 	Matrix     Matrix     `yaml:"matrix"`
 	DataDir    string     `yaml:"data_dir"`
+	Database   Database   `yaml:"database"`
+	Instance   Instance   `yaml:"instance"`
 	Recordings Recordings `yaml:"recordings"`
 	WebRTC     WebRTC     `yaml:"webrtc"`
 	Calls      Calls      `yaml:"calls"`
@@ -296,8 +298,9 @@ func Default() Config {
 
 func defaultCore() Config {
 	return Config{
-		Matrix:  Matrix{DeviceName: "matrix-recorder", CrossSigning: true},
-		DataDir: "./data",
+		Matrix:   Matrix{DeviceName: "matrix-recorder", CrossSigning: true},
+		DataDir:  "./data",
+		Database: Database{Type: DatabaseSQLite},
 		Recordings: Recordings{
 			Dir:             "./recordings",
 			FlushInterval:   Duration(time.Second),
@@ -336,6 +339,7 @@ func (c *Config) Validate() error {
 func (c *Config) problems() []Problem {
 	errs := c.validateCore()
 	errs = append(errs, c.validateStorage()...)
+	errs = append(errs, c.validateDatabase()...)
 	errs = append(errs, c.PostCall.validate()...)
 	errs = append(errs, c.validateLiveKit()...)
 	errs = append(errs, c.placeholderErrors()...)

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 
 	"maunium.net/go/mautrix/id"
 
@@ -50,7 +51,7 @@ type Message struct {
 type Calls interface {
 	// Stop ends the recording of a room (a 1:1 call is hung up); why ends up in the
 	// summary. It is called at a limit.
-	Stop(ctx context.Context, room id.RoomID, kind, why string)
+	Stop(ctx context.Context, room id.RoomID, kind recorder.Kind, why string)
 	// Resume starts again a room's group recording that a restart interrupted or paused,
 	// in the same folder, when the room's call still goes on; else it says why not.
 	Resume(ctx context.Context, req ResumeRequest) (ok bool, why string)
@@ -79,3 +80,13 @@ type ResumeRequest struct {
 type LimitError struct{ Msg string }
 
 func (e LimitError) Error() string { return e.Msg }
+
+// LimitMessage returns the words of a refusal by a limit on recordings at once (Admit, or
+// a recorder start the hooks refused).
+func (lc *Lifecycle) LimitMessage(err error) (string, bool) {
+	var le LimitError
+	if errors.As(err, &le) {
+		return le.Msg, true
+	}
+	return "", false
+}

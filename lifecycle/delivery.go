@@ -184,7 +184,7 @@ func (lc *Lifecycle) linksPosted(rec *storage.Recording) {
 	if lc.cfg.EffectiveLinks() == config.LinksNone || rec.EndedAt.IsZero() {
 		return
 	}
-	lc.m.LinksDelay.WithLabelValues(metricKind(rec.Kind)).Observe(max(lc.now().Sub(rec.EndedAt).Seconds(), 0))
+	lc.m.LinksDelay.WithLabelValues(recorder.Kind(rec.Kind).Label()).Observe(max(lc.now().Sub(rec.EndedAt).Seconds(), 0))
 }
 
 // postSummary posts a summary's message, or edits it when top is set, then its files in

@@ -190,9 +190,9 @@ type fakeCalls struct {
 	resume  func(ResumeRequest) (bool, string)
 }
 
-func (c *fakeCalls) Stop(_ context.Context, _ id.RoomID, kind, why string) {
+func (c *fakeCalls) Stop(_ context.Context, _ id.RoomID, kind recorder.Kind, why string) {
 	c.mu.Lock()
-	c.stops = append(c.stops, kind+": "+why)
+	c.stops = append(c.stops, string(kind)+": "+why)
 	c.mu.Unlock()
 }
 
@@ -230,6 +230,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	testDatabase(t, &cfg)
 	e := &env{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), free: 100 << 30, chat: &fakeChat{levels: map[id.RoomID]map[id.UserID]int{}}, calls: &fakeCalls{}}
 	lc, err := New(context.Background(), cfg, Options{Chat: e.chat, Calls: e.calls, Log: zerolog.Nop()})
 	if err != nil {
@@ -265,7 +266,7 @@ func (e *env) setFree(n int64) {
 	e.mu.Unlock()
 }
 
-func (e *env) start(t *testing.T, kind string) *recorder.Session {
+func (e *env) start(t *testing.T, kind recorder.Kind) *recorder.Session {
 	t.Helper()
 	s, err := e.startIn("!r:x", "c", kind)
 	if err != nil {
@@ -274,7 +275,7 @@ func (e *env) start(t *testing.T, kind string) *recorder.Session {
 	return s
 }
 
-func (e *env) startIn(r id.RoomID, callID, kind string) (*recorder.Session, error) {
+func (e *env) startIn(r id.RoomID, callID string, kind recorder.Kind) (*recorder.Session, error) {
 	return e.rec.Start(context.Background(), recorder.CallInfo{CallID: callID, RoomID: string(r), Kind: kind})
 }
 

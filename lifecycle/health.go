@@ -30,7 +30,7 @@ func (lc *Lifecycle) HealthChecks() []Check {
 		lc.probes.recordings = &writeProbe{dir: lc.cfg.Recordings.Dir, key: "recordings.dir", every: probeEvery, now: lc.now}
 	})
 	return []Check{
-		{Name: "database", Run: lc.db.Ping},
+		{Name: "database", Run: lc.checkClaim},
 		{Name: "data_dir", Run: lc.probes.data.check},
 		{Name: "recordings_dir", Run: lc.probes.recordings.check},
 		{Name: "disk_space", Run: lc.checkDiskSpace},

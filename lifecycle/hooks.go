@@ -99,7 +99,7 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 	}
 	lc.queues[folder] = q
 	lc.mu.Unlock()
-	lc.m.RecordingsStarted.WithLabelValues(metricKind(lr.kind)).Inc()
+	lc.m.RecordingsStarted.WithLabelValues(lr.kind.Label()).Inc()
 	if first {
 		lc.marks.want(roomID, true)
 	}
@@ -113,7 +113,7 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 		}
 		lc.mu.Unlock()
 	}()
-	r := &storage.Recording{RoomID: s.RoomID(), CallID: s.CallID(), Kind: s.Kind(), Folder: folder, StartedAt: s.StartedAt()}
+	r := &storage.Recording{RoomID: s.RoomID(), CallID: s.CallID(), Kind: string(s.Kind()), Folder: folder, StartedAt: s.StartedAt()}
 	resumed := s.Resumed()
 	lc.post(q, func(ctx context.Context) {
 		if err := lc.rows.CreateRecording(ctx, r); err != nil {
@@ -249,7 +249,7 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	if lr == nil || q == nil {
 		return
 	}
-	kind := metricKind(lr.kind)
+	kind := lr.kind.Label()
 	lc.m.RecordingsStopped.WithLabelValues(string(lc.stopReasonOf(lr, m)), kind).Inc()
 	lc.m.RecordingDuration.WithLabelValues(kind).Observe(float64(m.DurationMs) / 1000)
 	if last && !paused {

@@ -30,16 +30,13 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/serial"
 	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
 )
 
 // evidenceWaitMax is how long a summary waits for the bucket's notification of a copy
 // another program uploaded, after the copy was confirmed by reading it back.
 const evidenceWaitMax = 5 * time.Second
-
-// oneToOne is the recorder's kind of a 1:1 call (recorder.CallInfo.Kind); every other
-// kind is a group recording.
-const oneToOne = "1:1"
 
 // Options configure a Lifecycle.
 type Options struct {
@@ -63,6 +60,11 @@ type Lifecycle struct {
 	ready <-chan struct{}
 
 	db *storage.DB
+	// instance is this instance's id and keeper its claim on a shared database (nil
+	// with SQLite).
+	instance string
+	keeper   *storage.LeaseKeeper
+	claimTTL time.Duration // activeLeaseTTL (tests shorten it)
 	// rows is where the hooks' row writes go: the database (tests put a gate in front).
 	rows rowStore
 	s3   *s3store.Store // nil without storage.s3
@@ -117,7 +119,7 @@ type liveRec struct {
 	sess   *recorder.Session
 	folder string
 	roomID id.RoomID
-	kind   string
+	kind   recorder.Kind
 	// inviter invited the bot into the room ("" unknown): recordings.max_per_inviter.
 	inviter id.UserID
 	// id is the recording's row, set by the queue once the row exists.
@@ -149,7 +151,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) 
 		now: time.Now, statfs: freeBytes,
 		live: map[string]*liveRec{}, queues: map[string]*serial.Loop{}, inviters: map[id.RoomID]id.UserID{},
 		delivering: map[string]context.CancelFunc{}, notifyRetry: map[string]*retryState{},
-		sendBackoff: 2 * time.Second, uploadPoll: 30 * time.Second,
+		sendBackoff: 2 * time.Second, uploadPoll: 30 * time.Second, claimTTL: activeLeaseTTL,
 	}
 	lc.marks = newNameMarks(lc)
 	if lc.ready == nil {
@@ -159,14 +161,17 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) 
 	}
 	lc.ctx, lc.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	lc.drainCtx, lc.drain = context.WithCancel(lc.ctx)
-	db, err := storage.Open(ctx, filepath.Join(cfg.DataDir, storage.FileName))
+	db, err := openDatabase(ctx, cfg, o.Log)
 	if err != nil {
 		return nil, err
 	}
 	lc.db, lc.rows = db, db
 	fail := func(err error) (*Lifecycle, error) {
 		lc.cancel()
-		return nil, errors.Join(err, db.Close())
+		return nil, errors.Join(err, lc.releaseClaim(ctx), db.Close())
+	}
+	if err := lc.claimDatabase(ctx); err != nil {
+		return fail(err)
 	}
 	if cfg.HTTP.Listen != "" {
 		if lc.signer, err = download.LoadSigner(cfg.DataDir); err != nil {
@@ -213,7 +218,9 @@ func (lc *Lifecycle) Metrics() *metrics.Metrics { return lc.m }
 
 // StateFiles are the files the lifecycle keeps in data_dir (for the start-up check of
 // their modes).
-func StateFiles() []string { return []string{storage.FileName, download.KeyFile} }
+func StateFiles() []string {
+	return []string{storage.FileName, download.KeyFile, datadir.InstanceFile, claimFile}
+}
 
 // Run starts the background work: limits, progress edits, retention, retries of
 // summaries, and what the last run left (after the chat's first sync).
@@ -312,7 +319,7 @@ func (lc *Lifecycle) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, errors.New("the recording lifecycle's tasks did not stop in time"))
 	}
-	errs = append(errs, lc.db.Close())
+	errs = append(errs, lc.releaseClaim(ctx), lc.db.Close())
 	return errors.Join(errs...)
 }
 

@@ -9,13 +9,14 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
 // limitsInterval is how often limits are checked: often enough that a short limit is met
 // within a few percent.
 func (lc *Lifecycle) limitsInterval() time.Duration {
 	every := 5 * time.Second
-	if d := lc.maxDuration("group"); d > 0 && d/20 < every {
+	if d := lc.maxDuration(recorder.KindMesh); d > 0 && d/20 < every {
 		every = max(d/20, 500*time.Millisecond)
 	}
 	return every
@@ -24,9 +25,9 @@ func (lc *Lifecycle) limitsInterval() time.Duration {
 // maxDuration is the recording length limit for a kind of call: recordings.max_duration,
 // and for 1:1 calls also calls.max_duration (the call ends then anyway), whichever is
 // shorter.
-func (lc *Lifecycle) maxDuration(kind string) time.Duration {
+func (lc *Lifecycle) maxDuration(kind recorder.Kind) time.Duration {
 	d := lc.cfg.Recordings.MaxDuration.D()
-	if kind == oneToOne {
+	if kind.OneToOne() {
 		if c := lc.cfg.Calls.MaxDuration.D(); c > 0 && (d == 0 || c < d) {
 			d = c
 		}
@@ -110,7 +111,7 @@ func (lc *Lifecycle) checkLimits(ctx context.Context) {
 	}
 	lc.mu.Unlock()
 	for _, a := range acts {
-		if a.warn != "" && (a.lr.kind != oneToOne || lc.cfg.Bot.Notices) {
+		if a.warn != "" && (!a.lr.kind.OneToOne() || lc.cfg.Bot.Notices) {
 			lc.chat.Notice(ctx, a.lr.roomID, a.warn, "")
 		}
 		if a.stop != "" {
@@ -200,16 +201,16 @@ func (lc *Lifecycle) cacheInviterLocked(roomID id.RoomID, who id.UserID) {
 
 // Admit checks the limits on recordings at once before a recording starts: per room
 // (recordings.max_per_room), per inviter (recordings.max_per_inviter) and, for group
-// recordings, in all (calls.max_group_recordings). A refusal is a LimitError. The
+// recordings (every kind but a 1:1 call), in all (calls.max_group_recordings). A refusal is a LimitError. The
 // recorder's start checks again under the same lock as it takes the slot.
-func (lc *Lifecycle) Admit(ctx context.Context, roomID id.RoomID, kind string) error {
+func (lc *Lifecycle) Admit(ctx context.Context, roomID id.RoomID, kind recorder.Kind) error {
 	inviter := lc.inviterOf(ctx, roomID)
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	return lc.admitLocked(roomID, inviter, kind)
 }
 
-func (lc *Lifecycle) admitLocked(roomID id.RoomID, inviter id.UserID, kind string) error {
+func (lc *Lifecycle) admitLocked(roomID id.RoomID, inviter id.UserID, kind recorder.Kind) error {
 	r := lc.cfg.Recordings
 	inRoom, byInviter, groups := 0, 0, 0
 	for _, lr := range lc.live {
@@ -219,7 +220,7 @@ func (lc *Lifecycle) admitLocked(roomID id.RoomID, inviter id.UserID, kind strin
 		if inviter != "" && lr.inviter == inviter {
 			byInviter++
 		}
-		if lr.kind != oneToOne {
+		if !lr.kind.OneToOne() {
 			groups++
 		}
 	}
@@ -228,7 +229,7 @@ func (lc *Lifecycle) admitLocked(roomID id.RoomID, inviter id.UserID, kind strin
 		return LimitError{fmt.Sprintf("this room already has %s running, the most one room may have (recordings.max_per_room)", Plural(inRoom, "recording"))}
 	case r.MaxPerInviter > 0 && inviter != "" && byInviter >= r.MaxPerInviter:
 		return LimitError{fmt.Sprintf("the rooms %s invited me into already have %s running, the most one person's rooms may have (recordings.max_per_inviter)", inviter, Plural(byInviter, "recording"))}
-	case kind != oneToOne && groups >= lc.cfg.Calls.MaxGroupRecordings:
+	case !kind.OneToOne() && groups >= lc.cfg.Calls.MaxGroupRecordings:
 		return LimitError{fmt.Sprintf("I am already recording %d group calls, the most I record at once (calls.max_group_recordings)", groups)}
 	}
 	return nil

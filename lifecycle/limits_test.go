@@ -185,7 +185,7 @@ func TestRecordingsAtOnceAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mustStart := func(room id.RoomID, call, kind string) *recorder.Session {
+	mustStart := func(room id.RoomID, call string, kind recorder.Kind) *recorder.Session {
 		t.Helper()
 		s, err := e.startIn(room, call, kind)
 		if err != nil {
@@ -193,7 +193,7 @@ func TestRecordingsAtOnceAreBounded(t *testing.T) {
 		}
 		return s
 	}
-	refused := func(room id.RoomID, call, kind, want string) {
+	refused := func(room id.RoomID, call string, kind recorder.Kind, want string) {
 		t.Helper()
 		if err := e.lc.Admit(ctx, room, kind); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("admit %s in %s: %v, want %q", call, room, err, want)
@@ -211,6 +211,8 @@ func TestRecordingsAtOnceAreBounded(t *testing.T) {
 	mustStart("!d:x", "d1", "group")
 	refused("!e:x", "e1", "group", "calls.max_group_recordings")
 	mustStart("!e:x", "e2", "1:1") // 1:1 calls have calls.max_calls
+	// So has a direct MatrixRTC call the bot answered: it is no group recording.
+	mustStart("!f:x", "f1", recorder.KindDirect)
 	// A slot frees when a recording ends.
 	if _, err := a1.Close(ctx); err != nil {
 		t.Fatal(err)

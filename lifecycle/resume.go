@@ -61,7 +61,7 @@ func (lc *Lifecycle) Recover(ctx context.Context, reports []recorder.RecoveryRep
 		if seen[folder] {
 			continue
 		}
-		r := &storage.Recording{RoomID: m.RoomID, CallID: m.CallID, Kind: m.Kind, Folder: folder, StartedAt: m.StartedAt, Status: storage.RecordingInterrupted}
+		r := &storage.Recording{RoomID: m.RoomID, CallID: m.CallID, Kind: string(m.Kind), Folder: folder, StartedAt: m.StartedAt, Status: storage.RecordingInterrupted}
 		if err := lc.db.CreateRecording(ctx, r); err != nil {
 			lc.log.Error().Err(err).Str("folder", folder).Msg("Could not record a repaired recording")
 			continue
@@ -224,7 +224,7 @@ func (lc *Lifecycle) afterFirstSync(ctx context.Context) {
 			continue
 		}
 		at := r.EndedAt.UTC().Format("15:04:05 UTC")
-		if r.Kind == oneToOne {
+		if recorder.Kind(r.Kind) == recorder.KindOneToOne {
 			lc.endStaleCall(ctx, r, it.m)
 			if !lc.cfg.Bot.Notices {
 				lc.goDeliver(roomID, r.Folder, nil, "")
@@ -274,7 +274,7 @@ func (lc *Lifecycle) resumePaused(ctx context.Context, it startupItem) {
 	if it.m == nil {
 		why = "its manifest could not be read"
 	}
-	if r.Kind != oneToOne && it.m != nil {
+	if recorder.Kind(r.Kind) != recorder.KindOneToOne && it.m != nil {
 		var ok bool
 		if ok, why = lc.calls.Resume(ctx, req); ok {
 			lc.log.Info().Str("folder", r.Folder).Stringer("room_id", roomID).Msg("Resumed a paused recording")

@@ -28,14 +28,15 @@ const (
 )
 
 // Stopping says why a room's recordings are about to end, before the caller stops them
-// (a person's !stop or !hangup: StopUser); group picks the group recordings, else the
-// 1:1 ones. A reason a limit gave first is kept. A recording that ends without a reason
+// (a person's !stop or !hangup: StopUser); group picks the recordings the call backends
+// run (group calls, and direct MatrixRTC calls the bot answered), else the legacy 1:1
+// calls. A reason a limit gave first is kept. A recording that ends without a reason
 // ended with its call, or with the recorder.
 func (lc *Lifecycle) Stopping(room id.RoomID, group bool, r StopReason) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	for _, lr := range lc.live {
-		if lr.roomID == room && (lr.kind != oneToOne) == group && lr.stopReason == "" {
+		if lr.roomID == room && (lr.kind != recorder.KindOneToOne) == group && lr.stopReason == "" {
 			lr.stopReason = r
 		}
 	}
@@ -59,13 +60,6 @@ func (lc *Lifecycle) stopReasonOf(lr *liveRec, m recorder.Manifest) StopReason {
 	return StopCallEnded
 }
 
-// metricKind is the kind label of a recorder kind of call.
-func metricKind(kind string) string {
-	switch kind {
-	case oneToOne, "livekit", "egress":
-		return kind
-	case "group":
-		return "mesh"
-	}
-	return "other"
-}
+// StoppedByUser says that the room's recording by a call backend is about to end because
+// someone in the room asked (call/rooms: !stop, !hangup of an answered call).
+func (lc *Lifecycle) StoppedByUser(room id.RoomID) { lc.Stopping(room, true, StopUser) }

@@ -61,7 +61,7 @@ func (lc *Lifecycle) onWriteResumed(s *recorder.Session, e recorder.FileEntry, l
 // tellRoom posts a notice about a live recording from a goroutine of its own (hooks run on
 // media goroutines); a 1:1 call's room only with bot.notices.
 func (lc *Lifecycle) tellRoom(lr *liveRec, text string) {
-	if lr.kind == oneToOne && !lc.cfg.Bot.Notices {
+	if lr.kind.OneToOne() && !lc.cfg.Bot.Notices {
 		return
 	}
 	lc.wg.Add(1)

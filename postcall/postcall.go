@@ -74,6 +74,11 @@ type Config struct {
 	Transcript transcript.Hook
 	// CommandPrefix is used in messages that name commands.
 	CommandPrefix string
+	// RecordingsDir holds the call folders the commands look for.
+	RecordingsDir string
+	// FolderOf, when set, resolves a recording id (of !recordings) in a room to its
+	// call folder's name ("" when it names none).
+	FolderOf func(ctx context.Context, roomID, ref string) string
 	// LockManifest, when set, is held while a finished manifest is rewritten, so that
 	// others who rewrite finished manifests (uploads) do not lose updates.
 	LockManifest func() (unlock func())

@@ -29,7 +29,7 @@ type Manifest struct {
 	Version   int        `json:"version"`
 	CallID    string     `json:"call_id"`
 	RoomID    string     `json:"room_id"`
-	Kind      string     `json:"kind"`
+	Kind      Kind       `json:"kind"`
 	Status    string     `json:"status"`
 	StartedAt time.Time  `json:"started_at"`
 	EndedAt   *time.Time `json:"ended_at"`

@@ -46,8 +46,8 @@ func (s *Session) Resumed() bool { return s.resumed }
 // RoomID is the room of the recorded call.
 func (s *Session) RoomID() string { return s.manifest.RoomID }
 
-// Kind is the call kind ("1:1", "group", ...).
-func (s *Session) Kind() string { return s.manifest.Kind }
+// Kind is the kind of call.
+func (s *Session) Kind() Kind { return s.manifest.Kind }
 
 // CallID is the call id the folder was created for.
 func (s *Session) CallID() string { return s.manifest.CallID }

@@ -129,8 +129,8 @@ func (r *Recorder) Dir() string { return r.opts.Dir }
 type CallInfo struct {
 	CallID string
 	RoomID string
-	// Kind is "1:1", "group" or "livekit".
-	Kind string
+	// Kind is the kind of call.
+	Kind Kind
 }
 
 // Session is the recording of one call: one folder, one manifest, many tracks.

@@ -59,9 +59,12 @@ for tool in ffprobe ffmpeg mkvinfo opusinfo oggz-validate ip gcc; do
 	command -v "$tool" >/dev/null || missing+=("$tool")
 done
 [ -e /usr/include/olm/olm.h ] || missing+=(libolm-dev)
+# PostgreSQL (database.type postgres): internal/devpg starts a cluster of its own from
+# Debian's binaries for the storage and lifecycle tests (nothing is started here).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
 	step "installing Debian packages (missing: ${missing[*]})"
-	pkgs=(ffmpeg mkvtoolnix opus-tools oggz-tools iproute2 libolm-dev)
+	pkgs=(ffmpeg mkvtoolnix opus-tools oggz-tools iproute2 libolm-dev postgresql)
 	command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
 	as_root apt-get -o DPkg::Lock::Timeout=900 update
 	as_root env DEBIAN_FRONTEND=noninteractive \
@@ -141,6 +144,8 @@ if [ "$STAGE" = all ] || [ "$STAGE" = unit ]; then
 	# MATRIX_RECORDER_CI=1: a missing checker fails a test instead of
 	# skipping it; this script has installed them all.
 	MATRIX_RECORDER_CI=1 go test -tags "$TAGS" -race -count=1 ./...
+	step "the lifecycle's and the uploader's unit tests again, on PostgreSQL (database.type postgres)"
+	MATRIX_RECORDER_CI=1 MATRIX_RECORDER_TEST_DATABASE=postgres go test -tags "$TAGS" -race -count=1 ./lifecycle/ ./lifecycle/upload/
 	step "fuzz smoke test (every fuzz target for a few seconds, about 2 minutes)"
 	TAGS="$TAGS" scripts/fuzz-smoke.sh
 fi

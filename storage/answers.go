@@ -17,7 +17,7 @@ type Answer struct {
 
 // SetAnswer records that a recording is of a direct call the bot answered.
 func (d *DB) SetAnswer(ctx context.Context, a Answer) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO answers (recording, caller, intent) VALUES (?, ?, ?)
+	_, err := d.db.Exec(ctx, `INSERT INTO answers (recording, caller, intent) VALUES ($1, $2, $3)
 		ON CONFLICT (recording) DO UPDATE SET caller = excluded.caller, intent = excluded.intent`, a.RecordingID, a.Caller, a.Intent)
 	if err != nil {
 		return fmt.Errorf("record the answered call of recording %s: %w", a.RecordingID, err)
@@ -29,7 +29,7 @@ func (d *DB) SetAnswer(ctx context.Context, a Answer) error {
 // did not answer).
 func (d *DB) AnswerOf(ctx context.Context, recordingID string) (*Answer, error) {
 	a := Answer{RecordingID: recordingID}
-	err := d.db.QueryRowContext(ctx, `SELECT caller, intent FROM answers WHERE recording = ?`, recordingID).Scan(&a.Caller, &a.Intent)
+	err := d.db.QueryRow(ctx, `SELECT caller, intent FROM answers WHERE recording = $1`, recordingID).Scan(&a.Caller, &a.Intent)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

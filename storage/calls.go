@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 )
 
@@ -22,9 +21,9 @@ const (
 )
 
 // upsertCall records a call (or finds it again, active once more) and returns its row id.
-func upsertCall(ctx context.Context, tx *sql.Tx, roomID, callID, kind string, startedAtMS int64) (int64, error) {
+func (d *DB) upsertCall(ctx context.Context, roomID, callID, kind string, startedAtMS int64) (int64, error) {
 	var row int64
-	err := tx.QueryRowContext(ctx, `INSERT INTO calls (room_id, call_id, kind, status, started_at) VALUES (?, ?, ?, ?, ?)
+	err := d.db.QueryRow(ctx, `INSERT INTO calls (room_id, call_id, kind, status, started_at) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (room_id, call_id, kind) DO UPDATE SET status = excluded.status, ended_at = NULL
 		RETURNING id`, roomID, callID, kind, CallActive, startedAtMS).Scan(&row)
 	if err != nil {
@@ -43,9 +42,9 @@ func (d *DB) endCall(ctx context.Context, r *Recording) error {
 	case RecordingPaused:
 		status = CallPaused
 	}
-	live, args := inList(liveRecordingStatuses)
-	_, err := d.db.ExecContext(ctx, `UPDATE calls SET status = ?, ended_at = COALESCE(ended_at, ?)
-		WHERE id = (SELECT call FROM recordings WHERE id = ?) AND NOT EXISTS
+	live, args := inList(4, liveRecordingStatuses)
+	_, err := d.db.Exec(ctx, `UPDATE calls SET status = $1, ended_at = COALESCE(ended_at, $2)
+		WHERE id = (SELECT call FROM recordings WHERE id = $3) AND NOT EXISTS
 		(SELECT 1 FROM recordings WHERE call = calls.id AND status IN (`+live+`))`,
 		append([]any{status, ms(r.EndedAt), r.ID}, args...)...)
 	if err != nil {
@@ -56,7 +55,7 @@ func (d *DB) endCall(ctx context.Context, r *Recording) error {
 
 // interruptCalls marks every active call interrupted (start-up after a crash).
 func (d *DB) interruptCalls(ctx context.Context) error {
-	if _, err := d.db.ExecContext(ctx, `UPDATE calls SET status = ? WHERE status = ?`, CallInterrupted, CallActive); err != nil {
+	if _, err := d.db.Exec(ctx, `UPDATE calls SET status = $1 WHERE status = $2`, CallInterrupted, CallActive); err != nil {
 		return fmt.Errorf("mark calls interrupted: %w", err)
 	}
 	return nil

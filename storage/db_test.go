@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -21,27 +22,51 @@ func openTest(t *testing.T) (*DB, string) {
 }
 
 func TestMigrateIsIdempotentAndRefusesNewer(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e engine) {
+		ctx := context.Background()
+		d := e.open(t)
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		d2 := e.open(t)
+		var v int
+		if err := d2.db.QueryRow(ctx, "SELECT version FROM "+versionTable).Scan(&v); err != nil || v != len(d2.db.UpgradeTable) {
+			t.Fatalf("schema version %d %v, want %d", v, err, len(d2.db.UpgradeTable))
+		}
+		if _, err := d2.db.Exec(ctx, "UPDATE "+versionTable+" SET version = 99, compat = 99"); err != nil {
+			t.Fatal(err)
+		}
+		_ = d2.Close()
+		if d3, err := OpenConfig(ctx, e.cfg); err == nil {
+			_ = d3.Close()
+			t.Fatal("opened a database from a newer version")
+		}
+	})
+}
+
+// A SQLite database of a newer release that still kept its version in user_version.
+func TestRefusesNewerUserVersion(t *testing.T) {
 	ctx := context.Background()
-	d, path := openTest(t)
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-	d2, err := Open(ctx, path)
+	path := filepath.Join(t.TempDir(), FileName)
+	raw, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	if _, err := d2.db.Exec("PRAGMA user_version = 99"); err != nil {
 		t.Fatal(err)
 	}
-	_ = d2.Close()
-	if _, err := Open(ctx, path); err == nil {
+	if _, err := raw.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.Close()
+	if d, err := Open(ctx, path); err == nil {
+		_ = d.Close()
 		t.Fatal("opened a database from a newer version")
 	}
 }
 
-func TestRecordingLifecycle(t *testing.T) {
+func TestRecordingLifecycle(t *testing.T) { eachEngine(t, testRecordingLifecycle) }
+
+func testRecordingLifecycle(t *testing.T, e engine) {
 	ctx := context.Background()
-	d, _ := openTest(t)
+	d := e.open(t)
 	r := &Recording{RoomID: "!r:x", CallID: "c1", Kind: "1:1", Folder: "20250101T000000Z_r_c1"}
 	if err := d.CreateRecording(ctx, r); err != nil {
 		t.Fatal(err)
@@ -91,7 +116,7 @@ func TestRecordingLifecycle(t *testing.T) {
 		t.Errorf("saved part must stay saved: %+v", parts[0])
 	}
 	var callStatus string
-	_ = d.db.QueryRow(`SELECT status FROM calls`).Scan(&callStatus)
+	_ = d.db.QueryRow(ctx, `SELECT status FROM calls`).Scan(&callStatus)
 	if callStatus != string(CallInterrupted) {
 		t.Errorf("call status %s", callStatus)
 	}
@@ -113,9 +138,11 @@ func TestRecordingLifecycle(t *testing.T) {
 	}
 }
 
-func TestUploadsAndChunks(t *testing.T) {
+func TestUploadsAndChunks(t *testing.T) { eachEngine(t, testUploadsAndChunks) }
+
+func testUploadsAndChunks(t *testing.T, e engine) {
 	ctx := context.Background()
-	d, _ := openTest(t)
+	d := e.open(t)
 	r := &Recording{RoomID: "!r:x", CallID: "c1", Kind: "1:1", Folder: "f"}
 	if err := d.CreateRecording(ctx, r); err != nil {
 		t.Fatal(err)

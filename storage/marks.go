@@ -9,7 +9,7 @@ import (
 // SetNameMark records that the bot's display name in a room may carry the recording mark
 // (before the mark is sent).
 func (d *DB) SetNameMark(ctx context.Context, roomID string, at time.Time) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO name_marks (room_id, marked_at) VALUES (?, ?)
+	_, err := d.db.Exec(ctx, `INSERT INTO name_marks (room_id, marked_at) VALUES ($1, $2)
 		ON CONFLICT (room_id) DO NOTHING`, roomID, at.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("record the name mark in %s: %w", roomID, err)
@@ -19,7 +19,7 @@ func (d *DB) SetNameMark(ctx context.Context, roomID string, at time.Time) error
 
 // ClearNameMark forgets a room's mark (its plain name is back).
 func (d *DB) ClearNameMark(ctx context.Context, roomID string) error {
-	if _, err := d.db.ExecContext(ctx, `DELETE FROM name_marks WHERE room_id = ?`, roomID); err != nil {
+	if _, err := d.db.Exec(ctx, `DELETE FROM name_marks WHERE room_id = $1`, roomID); err != nil {
 		return fmt.Errorf("forget the name mark in %s: %w", roomID, err)
 	}
 	return nil
@@ -27,7 +27,7 @@ func (d *DB) ClearNameMark(ctx context.Context, roomID string) error {
 
 // NameMarks lists the rooms whose bot display name may carry the recording mark.
 func (d *DB) NameMarks(ctx context.Context) ([]string, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT room_id FROM name_marks ORDER BY marked_at`)
+	rows, err := d.db.Query(ctx, `SELECT room_id FROM name_marks ORDER BY marked_at`)
 	if err != nil {
 		return nil, fmt.Errorf("list name marks: %w", err)
 	}

@@ -16,7 +16,7 @@ type OptOut struct {
 // SetOptOut records that user asked not to be recorded in room (since at); asking again
 // keeps the first time.
 func (d *DB) SetOptOut(ctx context.Context, roomID, userID string, at time.Time) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO opt_outs (room_id, user_id, since) VALUES (?, ?, ?)
+	_, err := d.db.Exec(ctx, `INSERT INTO opt_outs (room_id, user_id, since) VALUES ($1, $2, $3)
 		ON CONFLICT (room_id, user_id) DO NOTHING`, roomID, userID, at.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("record the opt-out of %s in %s: %w", userID, roomID, err)
@@ -26,7 +26,7 @@ func (d *DB) SetOptOut(ctx context.Context, roomID, userID string, at time.Time)
 
 // ClearOptOut forgets an opt-out (the user asked to be recorded again).
 func (d *DB) ClearOptOut(ctx context.Context, roomID, userID string) error {
-	if _, err := d.db.ExecContext(ctx, `DELETE FROM opt_outs WHERE room_id = ? AND user_id = ?`, roomID, userID); err != nil {
+	if _, err := d.db.Exec(ctx, `DELETE FROM opt_outs WHERE room_id = $1 AND user_id = $2`, roomID, userID); err != nil {
 		return fmt.Errorf("forget the opt-out of %s in %s: %w", userID, roomID, err)
 	}
 	return nil
@@ -34,7 +34,7 @@ func (d *DB) ClearOptOut(ctx context.Context, roomID, userID string) error {
 
 // OptOuts lists every opt-out, by room.
 func (d *DB) OptOuts(ctx context.Context) ([]OptOut, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT room_id, user_id, since FROM opt_outs ORDER BY room_id, since`)
+	rows, err := d.db.Query(ctx, `SELECT room_id, user_id, since FROM opt_outs ORDER BY room_id, since`)
 	if err != nil {
 		return nil, fmt.Errorf("list opt-outs: %w", err)
 	}

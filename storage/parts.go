@@ -91,9 +91,9 @@ func (d *DB) SavePart(ctx context.Context, p *Part) error {
 		p.StartedAt = d.now()
 	}
 	now := d.nowMS()
-	err := d.db.QueryRowContext(ctx, `INSERT INTO parts (recording, file, track, part, user_id, device_id, display_name, kind, codec,
+	err := d.db.QueryRow(ctx, `INSERT INTO parts (recording, file, track, part, user_id, device_id, display_name, kind, codec,
 			source, status, started_at, ended_at, start_ms, duration_ms, bytes, sha256, end_reason, token, local_deleted, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 		ON CONFLICT (recording, file) DO UPDATE SET display_name = excluded.display_name, status = excluded.status,
 			ended_at = excluded.ended_at, start_ms = excluded.start_ms, duration_ms = excluded.duration_ms, bytes = excluded.bytes,
 			sha256 = excluded.sha256, end_reason = excluded.end_reason, local_deleted = excluded.local_deleted,
@@ -111,7 +111,7 @@ func (d *DB) SavePart(ctx context.Context, p *Part) error {
 
 // Parts lists a recording's parts in file order.
 func (d *DB) Parts(ctx context.Context, recordingID string) ([]*Part, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+partCols+` FROM parts WHERE recording = ? ORDER BY track, part`, recordingID)
+	rows, err := d.db.Query(ctx, `SELECT `+partCols+` FROM parts WHERE recording = $1 ORDER BY track, part`, recordingID)
 	if err != nil {
 		return nil, fmt.Errorf("list parts of %s: %w", recordingID, err)
 	}
@@ -129,7 +129,7 @@ func (d *DB) Parts(ctx context.Context, recordingID string) ([]*Part, error) {
 
 // PartByToken finds the part a download token names.
 func (d *DB) PartByToken(ctx context.Context, token string) (*Part, error) {
-	p, err := scanPart(d.db.QueryRowContext(ctx, `SELECT `+partCols+` FROM parts WHERE token = ?`, token))
+	p, err := scanPart(d.db.QueryRow(ctx, `SELECT `+partCols+` FROM parts WHERE token = $1`, token))
 	if err != nil {
 		return nil, fmt.Errorf("part by token: %w", err)
 	}
@@ -139,14 +139,14 @@ func (d *DB) PartByToken(ctx context.Context, token string) (*Part, error) {
 // SetPartsStatus sets the status of every part of a recording that is in one of from
 // (all parts when from is empty).
 func (d *DB) SetPartsStatus(ctx context.Context, recordingID string, to PartStatus, from ...PartStatus) error {
-	q := `UPDATE parts SET status = ?, updated_at = ? WHERE recording = ?`
+	q := `UPDATE parts SET status = $1, updated_at = $2 WHERE recording = $3`
 	args := []any{to, d.nowMS(), recordingID}
 	if len(from) > 0 {
-		in, a := inList(from)
+		in, a := inList(4, from)
 		q += ` AND status IN (` + in + `)`
 		args = append(args, a...)
 	}
-	if _, err := d.db.ExecContext(ctx, q, args...); err != nil {
+	if _, err := d.db.Exec(ctx, q, args...); err != nil {
 		return fmt.Errorf("set parts of %s %s: %w", recordingID, to, err)
 	}
 	return nil

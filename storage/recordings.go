@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -113,34 +112,37 @@ func (d *DB) CreateRecording(ctx context.Context, r *Recording) error {
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("create recording: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
 	now := d.nowMS()
 	if r.StartedAt.IsZero() {
 		r.StartedAt = d.now()
 	}
-	callRow, err := upsertCall(ctx, tx, r.RoomID, r.CallID, r.Kind, r.StartedAt.UnixMilli())
-	if err != nil {
-		return err
-	}
 	if r.Status == "" {
 		r.Status = RecordingStarted
 	}
-	for attempt := 0; ; attempt++ {
-		r.ID = newID()
-		_, err = tx.ExecContext(ctx, `INSERT INTO recordings (id, call, room_id, folder, kind, status, started_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, r.ID, callRow, r.RoomID, r.Folder, r.Kind, r.Status, r.StartedAt.UnixMilli(), now)
-		if err == nil {
-			break
+	err := d.db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		callRow, err := d.upsertCall(ctx, r.RoomID, r.CallID, r.Kind, r.StartedAt.UnixMilli())
+		if err != nil {
+			return err
 		}
-		if attempt > 5 || !strings.Contains(err.Error(), "recordings.id") {
-			return fmt.Errorf("create recording row: %w", err)
+		// A random id may be taken: try another (ON CONFLICT keeps a PostgreSQL
+		// transaction usable, where a failed INSERT would abort it).
+		for attempt := 0; ; attempt++ {
+			r.ID = newID()
+			res, err := d.db.Exec(ctx, `INSERT INTO recordings (id, call, room_id, folder, kind, status, started_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+				r.ID, callRow, r.RoomID, r.Folder, r.Kind, r.Status, r.StartedAt.UnixMilli(), now)
+			if err != nil {
+				return fmt.Errorf("create recording row: %w", err)
+			}
+			if n, err := res.RowsAffected(); err == nil && n == 1 {
+				return nil
+			}
+			if attempt > 5 {
+				return errors.New("create recording row: no free id after 6 tries")
+			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("create recording: %w", err)
 	}
 	r.UpdatedAt = time.UnixMilli(now).UTC()
@@ -150,9 +152,9 @@ func (d *DB) CreateRecording(ctx context.Context, r *Recording) error {
 // UpdateRecording writes every mutable column of r.
 func (d *DB) UpdateRecording(ctx context.Context, r *Recording) error {
 	now := d.nowMS()
-	res, err := d.db.ExecContext(ctx, `UPDATE recordings SET status = ?, ended_at = ?, duration_ms = ?, bytes = ?, participants = ?,
-		start_event = ?, summary_event = ?, stop_reason = ?, interruptions = ?, expires_at = ?, expiry_noticed_at = ?,
-		deleted_at = ?, updated_at = ? WHERE id = ?`,
+	res, err := d.db.Exec(ctx, `UPDATE recordings SET status = $1, ended_at = $2, duration_ms = $3, bytes = $4, participants = $5,
+		start_event = $6, summary_event = $7, stop_reason = $8, interruptions = $9, expires_at = $10, expiry_noticed_at = $11,
+		deleted_at = $12, updated_at = $13 WHERE id = $14`,
 		r.Status, ms(r.EndedAt), r.DurationMs, r.Bytes, r.Participants, r.StartEvent, r.SummaryEvent, r.StopReason,
 		r.Interruptions, ms(r.ExpiresAt), ms(r.ExpiryNoticedAt), ms(r.DeletedAt), now, r.ID)
 	if err != nil {
@@ -183,7 +185,7 @@ func (d *DB) ModifyRecording(ctx context.Context, id string, fn func(r *Recordin
 
 // Recording returns the recording with this id.
 func (d *DB) Recording(ctx context.Context, id string) (*Recording, error) {
-	r, err := scanRecording(d.db.QueryRowContext(ctx, `SELECT `+recordingCols+` FROM recordings r JOIN calls c ON c.id = r.call WHERE r.id = ?`, id))
+	r, err := scanRecording(d.db.QueryRow(ctx, `SELECT `+recordingCols+` FROM recordings r JOIN calls c ON c.id = r.call WHERE r.id = $1`, id))
 	if err != nil {
 		return nil, fmt.Errorf("recording %q: %w", id, err)
 	}
@@ -192,7 +194,7 @@ func (d *DB) Recording(ctx context.Context, id string) (*Recording, error) {
 
 // RecordingByFolder returns the recording of a call folder (its name).
 func (d *DB) RecordingByFolder(ctx context.Context, folder string) (*Recording, error) {
-	r, err := scanRecording(d.db.QueryRowContext(ctx, `SELECT `+recordingCols+` FROM recordings r JOIN calls c ON c.id = r.call WHERE r.folder = ?`, folder))
+	r, err := scanRecording(d.db.QueryRow(ctx, `SELECT `+recordingCols+` FROM recordings r JOIN calls c ON c.id = r.call WHERE r.folder = $1`, folder))
 	if err != nil {
 		return nil, fmt.Errorf("recording in %q: %w", folder, err)
 	}
@@ -200,7 +202,7 @@ func (d *DB) RecordingByFolder(ctx context.Context, folder string) (*Recording, 
 }
 
 func (d *DB) queryRecordings(ctx context.Context, where string, args ...any) ([]*Recording, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+recordingCols+` FROM recordings r JOIN calls c ON c.id = r.call WHERE `+where, args...)
+	rows, err := d.db.Query(ctx, `SELECT `+recordingCols+` FROM recordings r JOIN calls c ON c.id = r.call WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list recordings: %w", err)
 	}
@@ -218,18 +220,18 @@ func (d *DB) queryRecordings(ctx context.Context, where string, args ...any) ([]
 
 // RecordingsInRoom lists a room's recordings, newest first, at most limit.
 func (d *DB) RecordingsInRoom(ctx context.Context, roomID string, limit int) ([]*Recording, error) {
-	return d.queryRecordings(ctx, `r.room_id = ? ORDER BY r.started_at DESC LIMIT ?`, roomID, limit)
+	return d.queryRecordings(ctx, `r.room_id = $1 ORDER BY r.started_at DESC LIMIT $2`, roomID, limit)
 }
 
 // RecordingsWithStatus lists recordings in any of the statuses, oldest first.
 func (d *DB) RecordingsWithStatus(ctx context.Context, statuses ...RecordingStatus) ([]*Recording, error) {
-	in, args := inList(statuses)
+	in, args := inList(1, statuses)
 	return d.queryRecordings(ctx, `r.status IN (`+in+`) ORDER BY r.started_at`, args...)
 }
 
 // ExpiringBefore lists recordings not yet deleted whose expiry is before t, oldest first.
 func (d *DB) ExpiringBefore(ctx context.Context, t time.Time) ([]*Recording, error) {
-	return d.queryRecordings(ctx, `r.expires_at IS NOT NULL AND r.expires_at <= ? AND r.status NOT IN (?, ?)
+	return d.queryRecordings(ctx, `r.expires_at IS NOT NULL AND r.expires_at <= $1 AND r.status NOT IN ($2, $3)
 		ORDER BY r.expires_at`, t.UnixMilli(), RecordingExpired, RecordingDeleted)
 }
 

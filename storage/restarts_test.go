@@ -9,8 +9,10 @@ import (
 
 // Opt-outs, answered calls and name marks outlive the process: written, the database
 // closed and opened again, read back.
-func TestRestartStateSurvivesReopen(t *testing.T) {
-	d, path := openTest(t)
+func TestRestartStateSurvivesReopen(t *testing.T) { eachEngine(t, testRestartStateSurvivesReopen) }
+
+func testRestartStateSurvivesReopen(t *testing.T, e engine) {
+	d := e.open(t)
 	ctx := context.Background()
 	at := time.UnixMilli(1_700_000_000_000).UTC()
 	if err := d.SetOptOut(ctx, "!r:x", "@a:x", at); err != nil {
@@ -50,11 +52,7 @@ func TestRestartStateSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d = e.open(t)
 	outs, err := d.OptOuts(ctx)
 	if err != nil || len(outs) != 2 || outs[0].UserID != "@a:x" || !outs[0].Since.Equal(at) || outs[1].UserID != "@b:x" {
 		t.Errorf("opt-outs after reopening: %+v %v", outs, err)
@@ -77,7 +75,7 @@ func TestRestartStateSurvivesReopen(t *testing.T) {
 		t.Errorf("paused: %+v %v", l, err)
 	}
 	var call string
-	if err := d.db.QueryRowContext(ctx, `SELECT status FROM calls`).Scan(&call); err != nil || call != string(CallPaused) {
+	if err := d.db.QueryRow(ctx, `SELECT status FROM calls`).Scan(&call); err != nil || call != string(CallPaused) {
 		t.Errorf("call %q %v", call, err)
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"testing"
 )
 
-func TestInviterAndKeptBytes(t *testing.T) {
-	d, _ := openTest(t)
+func TestInviterAndKeptBytes(t *testing.T) { eachEngine(t, testInviterAndKeptBytes) }
+
+func testInviterAndKeptBytes(t *testing.T, e engine) {
+	d := e.open(t)
 	ctx := context.Background()
 	if who, err := d.Inviter(ctx, "!r:x"); err != nil || who != "" {
 		t.Fatalf("unknown room: %q %v", who, err)

@@ -118,7 +118,7 @@ func TestUpgradeFromVersion2(t *testing.T) {
 		{`SELECT status FROM calls WHERE call_id = 'c-live'`, "interrupted"},
 	} {
 		var got string
-		if err := d.db.QueryRowContext(ctx, q.query).Scan(&got); err != nil || got != q.want {
+		if err := d.db.QueryRow(ctx, q.query).Scan(&got); err != nil || got != q.want {
 			t.Errorf("%s: %q %v, want %q", q.query, got, err, q.want)
 		}
 	}

@@ -86,8 +86,8 @@ func scanUpload(row interface{ Scan(...any) error }) (*Upload, error) {
 // EnsureUpload returns the upload of a file, creating it (pending) if there is none.
 func (d *DB) EnsureUpload(ctx context.Context, recordingID, file, bucket, key string) (*Upload, error) {
 	now := d.nowMS()
-	_, err := d.db.ExecContext(ctx, `INSERT INTO uploads (recording, file, bucket, object_key, status, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recording, file) DO NOTHING`, recordingID, file, bucket, key, UploadPending, now, now)
+	_, err := d.db.Exec(ctx, `INSERT INTO uploads (recording, file, bucket, object_key, status, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (recording, file) DO NOTHING`, recordingID, file, bucket, key, UploadPending, now, now)
 	if err != nil {
 		return nil, fmt.Errorf("create upload of %s: %w", file, err)
 	}
@@ -96,7 +96,7 @@ func (d *DB) EnsureUpload(ctx context.Context, recordingID, file, bucket, key st
 
 // UploadOf returns the upload of a file.
 func (d *DB) UploadOf(ctx context.Context, recordingID, file string) (*Upload, error) {
-	u, err := scanUpload(d.db.QueryRowContext(ctx, `SELECT `+uploadCols+` FROM uploads WHERE recording = ? AND file = ?`, recordingID, file))
+	u, err := scanUpload(d.db.QueryRow(ctx, `SELECT `+uploadCols+` FROM uploads WHERE recording = $1 AND file = $2`, recordingID, file))
 	if err != nil {
 		return nil, fmt.Errorf("upload of %s/%s: %w", recordingID, file, err)
 	}
@@ -105,7 +105,7 @@ func (d *DB) UploadOf(ctx context.Context, recordingID, file string) (*Upload, e
 
 // UploadByKey finds the upload of an object.
 func (d *DB) UploadByKey(ctx context.Context, bucket, key string) (*Upload, error) {
-	u, err := scanUpload(d.db.QueryRowContext(ctx, `SELECT `+uploadCols+` FROM uploads WHERE bucket = ? AND object_key = ?`, bucket, key))
+	u, err := scanUpload(d.db.QueryRow(ctx, `SELECT `+uploadCols+` FROM uploads WHERE bucket = $1 AND object_key = $2`, bucket, key))
 	if err != nil {
 		return nil, fmt.Errorf("upload of %s/%s: %w", bucket, key, err)
 	}
@@ -114,17 +114,17 @@ func (d *DB) UploadByKey(ctx context.Context, bucket, key string) (*Upload, erro
 
 // Uploads lists a recording's uploads.
 func (d *DB) Uploads(ctx context.Context, recordingID string) ([]*Upload, error) {
-	return d.queryUploads(ctx, `recording = ? ORDER BY file`, recordingID)
+	return d.queryUploads(ctx, `recording = $1 ORDER BY file`, recordingID)
 }
 
 // UploadsWithStatus lists uploads in any of the statuses.
 func (d *DB) UploadsWithStatus(ctx context.Context, statuses ...UploadStatus) ([]*Upload, error) {
-	in, args := inList(statuses)
+	in, args := inList(1, statuses)
 	return d.queryUploads(ctx, `status IN (`+in+`) ORDER BY id`, args...)
 }
 
 func (d *DB) queryUploads(ctx context.Context, where string, args ...any) ([]*Upload, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+uploadCols+` FROM uploads WHERE `+where, args...)
+	rows, err := d.db.Query(ctx, `SELECT `+uploadCols+` FROM uploads WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list uploads: %w", err)
 	}
@@ -143,8 +143,8 @@ func (d *DB) queryUploads(ctx context.Context, where string, args ...any) ([]*Up
 // UpdateUpload writes every mutable column of u.
 func (d *DB) UpdateUpload(ctx context.Context, u *Upload) error {
 	now := d.nowMS()
-	_, err := d.db.ExecContext(ctx, `UPDATE uploads SET upload_id = ?, status = ?, bytes = ?, sha256 = ?, etag = ?, attempts = ?,
-		last_error = ?, confirmed_by = ?, confirmed_at = ?, updated_at = ? WHERE id = ?`,
+	_, err := d.db.Exec(ctx, `UPDATE uploads SET upload_id = $1, status = $2, bytes = $3, sha256 = $4, etag = $5, attempts = $6,
+		last_error = $7, confirmed_by = $8, confirmed_at = $9, updated_at = $10 WHERE id = $11`,
 		u.UploadID, u.Status, u.Bytes, u.SHA256, u.ETag, u.Attempts, u.LastError, u.ConfirmedBy, ms(u.ConfirmedAt), now, u.ID)
 	if err != nil {
 		return fmt.Errorf("update upload of %s: %w", u.File, err)
@@ -155,7 +155,7 @@ func (d *DB) UpdateUpload(ctx context.Context, u *Upload) error {
 
 // Chunks lists the parts sent in an upload's open multipart upload, by number.
 func (d *DB) Chunks(ctx context.Context, uploadID int64) ([]Chunk, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT number, offset, size, md5, etag FROM upload_chunks WHERE upload = ? ORDER BY number`, uploadID)
+	rows, err := d.db.Query(ctx, `SELECT number, "offset", size, md5, etag FROM upload_chunks WHERE upload = $1 ORDER BY number`, uploadID)
 	if err != nil {
 		return nil, fmt.Errorf("list chunks: %w", err)
 	}
@@ -173,8 +173,8 @@ func (d *DB) Chunks(ctx context.Context, uploadID int64) ([]Chunk, error) {
 
 // PutChunk records (or replaces) a sent part.
 func (d *DB) PutChunk(ctx context.Context, uploadID int64, c Chunk) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO upload_chunks (upload, number, offset, size, md5, etag) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (upload, number) DO UPDATE SET offset = excluded.offset, size = excluded.size, md5 = excluded.md5, etag = excluded.etag`,
+	_, err := d.db.Exec(ctx, `INSERT INTO upload_chunks (upload, number, "offset", size, md5, etag) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (upload, number) DO UPDATE SET "offset" = excluded."offset", size = excluded.size, md5 = excluded.md5, etag = excluded.etag`,
 		uploadID, c.Number, c.Offset, c.Size, c.MD5, c.ETag)
 	if err != nil {
 		return fmt.Errorf("record chunk %d: %w", c.Number, err)
@@ -184,7 +184,7 @@ func (d *DB) PutChunk(ctx context.Context, uploadID int64, c Chunk) error {
 
 // DeleteChunks forgets an upload's sent parts (its multipart upload was completed or lost).
 func (d *DB) DeleteChunks(ctx context.Context, uploadID int64) error {
-	if _, err := d.db.ExecContext(ctx, `DELETE FROM upload_chunks WHERE upload = ?`, uploadID); err != nil {
+	if _, err := d.db.Exec(ctx, `DELETE FROM upload_chunks WHERE upload = $1`, uploadID); err != nil {
 		return fmt.Errorf("delete chunks: %w", err)
 	}
 	return nil
@@ -192,7 +192,7 @@ func (d *DB) DeleteChunks(ctx context.Context, uploadID int64) error {
 
 // SetUploadsStatus sets the status of every upload of a recording.
 func (d *DB) SetUploadsStatus(ctx context.Context, recordingID string, to UploadStatus) error {
-	if _, err := d.db.ExecContext(ctx, `UPDATE uploads SET status = ?, updated_at = ? WHERE recording = ?`, to, d.nowMS(), recordingID); err != nil {
+	if _, err := d.db.Exec(ctx, `UPDATE uploads SET status = $1, updated_at = $2 WHERE recording = $3`, to, d.nowMS(), recordingID); err != nil {
 		return fmt.Errorf("set uploads of %s %s: %w", recordingID, to, err)
 	}
 	return nil

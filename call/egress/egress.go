@@ -276,7 +276,7 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 	if other != nil {
 		return nil, usererr.Error{Msg: fmt.Sprintf("%s is already being recorded (from another Matrix room).", capitalize(t.what))}
 	}
-	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: "egress-" + t.dep.Name + "-" + t.room, RoomID: string(req.RoomID), Kind: "egress"})
+	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: "egress-" + t.dep.Name + "-" + t.room, RoomID: string(req.RoomID), Kind: recorder.KindEgress})
 	if err != nil {
 		return nil, fmt.Errorf("create the call folder: %w", err)
 	}
@@ -324,7 +324,7 @@ func (b *Backend) resume(ctx context.Context, req call.StartRequest, p *pending)
 	if other != nil {
 		return nil, usererr.Error{Msg: fmt.Sprintf("%s is already being recorded (from another Matrix room).", capitalize(t.what))}
 	}
-	sess, err := b.rec.Start(recorder.WithResume(ctx, p.folder), recorder.CallInfo{CallID: "egress-" + d.Name + "-" + t.room, RoomID: string(req.RoomID), Kind: "egress"})
+	sess, err := b.rec.Start(recorder.WithResume(ctx, p.folder), recorder.CallInfo{CallID: "egress-" + d.Name + "-" + t.room, RoomID: string(req.RoomID), Kind: recorder.KindEgress})
 	if err != nil {
 		return nil, fmt.Errorf("resume the call folder: %w", err)
 	}

@@ -667,16 +667,22 @@ func (r *Recording) finish(ctx context.Context, why string) {
 	}
 	r.ended = true
 	r.giveUp("the recording ended before LiveKit Egress reported this file")
+	r.end(ctx, why, r.sess.Close, "Egress recording ended")
+}
+
+// end closes the recording's session in this process with closeSession (bounded by
+// closeTimeout), keeps the result, and ends the recording's loop.
+func (r *Recording) end(ctx context.Context, why string, closeSession func(context.Context) (recorder.Manifest, error), msg string) {
 	r.saveState()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-	m, err := r.sess.Close(cctx)
+	m, err := closeSession(cctx)
 	cancel()
 	r.mu.Lock()
 	r.result, r.why, r.err = m, why, err
 	r.mu.Unlock()
 	r.publish()
 	r.b.finished(r)
-	r.log.Info().Str("why", why).Int("files", len(m.Tracks)).Msg("Egress recording ended")
+	r.log.Info().Str("why", why).Int("files", len(m.Tracks)).Msg(msg)
 	// Done before finished: Stop returns on finished, and its caller may look at Done.
 	r.doneOnce.Do(func() { close(r.done) })
 	close(r.finished)
@@ -780,20 +786,8 @@ func (r *Recording) pause(ctx context.Context, reason string) {
 		return
 	}
 	r.ended = true
-	r.saveState()
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-	m, err := r.sess.Pause(cctx, reason)
-	cancel()
-	r.mu.Lock()
-	r.result, r.why, r.err = m, reason, err
-	r.mu.Unlock()
-	r.publish()
-	r.b.finished(r)
-	r.log.Info().Str("why", reason).Int("files", len(m.Tracks)).Msg("Egress recording paused; its egresses go on")
-	r.doneOnce.Do(func() { close(r.done) })
-	close(r.finished)
-	r.loop.Stop()
-	r.cancel()
+	pause := func(ctx context.Context) (recorder.Manifest, error) { return r.sess.Pause(ctx, reason) }
+	r.end(ctx, reason, pause, "Egress recording paused; its egresses go on")
 }
 
 // Done is closed when the recording ended.

@@ -142,7 +142,7 @@ func (b *Backend) findInterrupted() map[id.RoomID]*pending {
 			continue
 		}
 		m, err := recorder.ReadManifest(folder)
-		if err != nil || m.Kind != "egress" || m.Status != recorder.StatusInterrupted {
+		if err != nil || m.Kind != recorder.KindEgress || m.Status != recorder.StatusInterrupted {
 			continue
 		}
 		st, err := readState(folder)

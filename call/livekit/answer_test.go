@@ -15,6 +15,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
 // roomEvent is a timeline event of !r:hs.
@@ -190,5 +191,22 @@ func TestRingsBounded(t *testing.T) {
 		if len(recs) > ringsPerRoom {
 			t.Fatalf("%d rings kept in a room", len(recs))
 		}
+	}
+}
+
+// A direct call the bot answers is recorded as a 1:1 call (limits, notices, metrics), not
+// as a LiveKit group recording; a call recorded on !start stays a group recording. (Start
+// itself needs a LiveKit server: TestIntegrationLiveKitDM covers it.)
+func TestAnsweredCallIsOneToOne(t *testing.T) {
+	answered := kindOf(call.StartRequest{RoomID: "!r:hs", Answer: &call.Answer{Caller: "@alice:hs"}})
+	if !answered.OneToOne() || answered.Label() != "1:1" {
+		t.Errorf("an answered call is kind %q (1:1: %v, metrics %q)", answered, answered.OneToOne(), answered.Label())
+	}
+	if answered == recorder.KindOneToOne {
+		t.Error("an answered MatrixRTC call would be taken for a legacy call, which cannot resume")
+	}
+	started := kindOf(call.StartRequest{RoomID: "!r:hs"})
+	if started != recorder.KindLiveKit || started.OneToOne() {
+		t.Errorf("a !start recording is kind %q", started)
 	}
 }

@@ -434,7 +434,7 @@ func (b *Backend) Start(ctx context.Context, req call.StartRequest) (call.Record
 		return nil, usererr.Error{Msg: fmt.Sprintf("I cannot record this call: I do not use the LiveKit service it runs on (%s). An operator who trusts a service can list it in %s.",
 			refusalText(transports, verdicts), TrustedServicesKey)}
 	}
-	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: "element-call", RoomID: string(req.RoomID), Kind: "livekit"})
+	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: "element-call", RoomID: string(req.RoomID), Kind: kindOf(req)})
 	if err != nil {
 		return nil, fmt.Errorf("create the call folder: %w", err)
 	}
@@ -617,4 +617,13 @@ func (b *Backend) finished(r *Recording) {
 func (b *Backend) Close(ctx context.Context) error {
 	b.cancel()
 	return nil
+}
+
+// kindOf is the kind of call a recording is: a direct call the bot answered is a 1:1 call
+// (its limits, its notices, its metrics), not a group recording.
+func kindOf(req call.StartRequest) recorder.Kind {
+	if req.Answer != nil {
+		return recorder.KindDirect
+	}
+	return recorder.KindLiveKit
 }

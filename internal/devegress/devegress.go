@@ -218,12 +218,6 @@ func httpURL(u string) string {
 	return u
 }
 
-// Dir is the service's folder.
-func (s *Server) Dir() string { return s.dir }
-
-// LogPath is the file holding the service's and its handlers' output.
-func (s *Server) LogPath() string { return s.proc.LogPath() }
-
 // LogTail returns at most n bytes from the end of the log.
 func (s *Server) LogTail(n int) string { return s.proc.LogTail(n) }
 

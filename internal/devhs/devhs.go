@@ -199,15 +199,6 @@ func (s *Server) ServerName() string { return s.serverName }
 // UserID returns the full user ID of a local user.
 func (s *Server) UserID(localpart string) string { return "@" + localpart + ":" + s.serverName }
 
-// RegistrationSecret returns the shared secret of the admin registration API.
-func (s *Server) RegistrationSecret() string { return s.secret }
-
-// Dir returns the server's folder.
-func (s *Server) Dir() string { return s.dir }
-
-// LogPath returns the file holding Dendrite's log.
-func (s *Server) LogPath() string { return s.proc.LogPath() }
-
 // LogTail returns at most n bytes from the end of Dendrite's log, for test
 // failure output.
 func (s *Server) LogTail(n int) string { return s.proc.LogTail(n) }

@@ -176,14 +176,8 @@ func (s *Server) APIKey() string { return s.key }
 // APISecret returns the API secret (48 characters).
 func (s *Server) APISecret() string { return s.secret }
 
-// TURNPort returns the UDP port of the built-in TURN server.
-func (s *Server) TURNPort() int { return s.ports.turnUDP }
-
 // Dir returns the server's folder.
 func (s *Server) Dir() string { return s.dir }
-
-// LogPath returns the file holding livekit-server's log.
-func (s *Server) LogPath() string { return s.proc.LogPath() }
 
 // LogTail returns at most n bytes from the end of the log.
 func (s *Server) LogTail(n int) string { return s.proc.LogTail(n) }

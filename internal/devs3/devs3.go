@@ -162,9 +162,6 @@ func (s *Server) AccessKey() string { return s.accessKey }
 // SecretKey returns the root user's secret key.
 func (s *Server) SecretKey() string { return s.secretKey }
 
-// Dir returns the server's folder.
-func (s *Server) Dir() string { return s.dir }
-
 // LogPath returns the file holding the server's log.
 func (s *Server) LogPath() string { return filepath.Join(s.dir, "versitygw.log") }
 

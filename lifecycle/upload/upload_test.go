@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/matrix-recorder/matrix-recorder/internal/devpg"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
@@ -30,7 +31,11 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
-	db, err := storage.Open(context.Background(), filepath.Join(dir, storage.FileName))
+	sc := storage.Config{Engine: storage.SQLite, Path: filepath.Join(dir, storage.FileName)}
+	if devpg.WantPostgres(t) {
+		sc = storage.Config{Engine: storage.Postgres, URI: pg.Database(t)}
+	}
+	db, err := storage.OpenConfig(context.Background(), sc)
 	if err != nil {
 		t.Fatal(err)
 	}

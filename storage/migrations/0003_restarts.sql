@@ -1,3 +1,4 @@
+-- v3: What a restart must not forget: opt-outs, answered calls, name marks
 -- What a restart of the bot must not forget (its statuses are in the Go types of
 -- storage/optouts.go, answers.go and marks.go).
 
@@ -5,7 +6,7 @@
 CREATE TABLE opt_outs (
 	room_id TEXT    NOT NULL,
 	user_id TEXT    NOT NULL,
-	since   INTEGER NOT NULL,
+	since   BIGINT  NOT NULL,
 	PRIMARY KEY (room_id, user_id)
 );
 
@@ -21,5 +22,5 @@ CREATE TABLE answers (
 -- sent, removed once the plain name is back, so a start-up finds the marks a stop left.
 CREATE TABLE name_marks (
 	room_id   TEXT    PRIMARY KEY,
-	marked_at INTEGER NOT NULL
+	marked_at BIGINT  NOT NULL
 );

@@ -71,7 +71,7 @@ func TestIntegrationLiveKitDM(t *testing.T) {
 	folder, m := finishedFolder(t, rb)
 	keepOnFailure(t, folder)
 	t.Logf("files:\n%s", describe(m))
-	if m.Kind != "livekit" || m.EndedAt == nil || m.StartedAt.Before(joined) {
+	if m.Kind != recorder.KindDirect || m.EndedAt == nil || m.StartedAt.Before(joined) {
 		t.Fatalf("manifest: kind %q, started %v (second call joined %v), ended %v", m.Kind, m.StartedAt, joined, m.EndedAt)
 	}
 	if d := m.EndedAt.Sub(left); d > 10*time.Second {

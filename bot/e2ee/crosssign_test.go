@@ -1,4 +1,4 @@
-package bot
+package e2ee
 
 import (
 	"bytes"
@@ -107,7 +107,7 @@ type csEnv struct {
 
 func newCSEnv(t *testing.T) *csEnv {
 	dir := t.TempDir()
-	e := &csEnv{acc: &fakeAccount{t: t, keyFile: filepath.Join(dir, recoveryKeyFile)}}
+	e := &csEnv{acc: &fakeAccount{t: t, keyFile: filepath.Join(dir, RecoveryKeyFile)}}
 	e.cs = crossSigning{acc: e.acc, cfg: config.Matrix{CrossSigning: true, Password: "pw"}, keyFile: e.acc.keyFile, user: "@rec:example.org"}
 	e.cs.log = zerolog.New(&e.log)
 	return e
@@ -218,7 +218,7 @@ func TestCrossSigningKeysWithoutRecoveryKey(t *testing.T) {
 // A recovery key file that cannot be written stops the set-up before anything is public.
 func TestCrossSigningUnwritableKeyFile(t *testing.T) {
 	e := newCSEnv(t)
-	e.cs.keyFile = filepath.Join(t.TempDir(), "missing", recoveryKeyFile)
+	e.cs.keyFile = filepath.Join(t.TempDir(), "missing", RecoveryKeyFile)
 	e.acc.keyFile = e.cs.keyFile
 	e.run()
 	if len(e.acc.steps) != 0 || e.acc.published {

@@ -1,4 +1,4 @@
-package bot
+package command
 
 import (
 	"sync"
@@ -30,8 +30,8 @@ const (
 	refusedSilently
 )
 
-// cmdLimiter is the per-sender and per-room token bucket of commands.
-type cmdLimiter struct {
+// limiter is the per-sender and per-room token bucket of commands.
+type limiter struct {
 	now func() time.Time
 
 	mu    sync.Mutex
@@ -45,14 +45,14 @@ type bucket struct {
 	warned bool // the sender (or room) was told it is over the limit
 }
 
-func newCmdLimiter(now func() time.Time) *cmdLimiter {
-	return &cmdLimiter{now: now, users: map[id.UserID]*bucket{}, rooms: map[id.RoomID]*bucket{}}
+func newLimiter(now func() time.Time) *limiter {
+	return &limiter{now: now, users: map[id.UserID]*bucket{}, rooms: map[id.RoomID]*bucket{}}
 }
 
 // allow takes a token from the sender's and the room's bucket, or neither. Over the
 // limit, the first refusal asks for a notice (whose: byRoom) and the next ones are silent
 // until a command passes again.
-func (l *cmdLimiter) allow(user id.UserID, room id.RoomID) (v verdict, byRoom bool) {
+func (l *limiter) allow(user id.UserID, room id.RoomID) (v verdict, byRoom bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -1,4 +1,4 @@
-package bot
+package e2ee
 
 import (
 	"context"
@@ -19,8 +19,8 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 )
 
-// recoveryKeyFile is where a recovery key created on first start is written (data_dir).
-const recoveryKeyFile = "recovery-key.txt"
+// RecoveryKeyFile is where a recovery key created on first start is written (data_dir).
+const RecoveryKeyFile = "recovery-key.txt"
 
 // crossSigningAccount is what the set-up does with the account and the crypto machine, one
 // step per method so that the order is explicit (and testable with a fake).
@@ -49,14 +49,15 @@ type crossSigningState struct {
 	signed  bool // this device carries a signature of the self-signing key
 }
 
-// setupCrossSigning makes sure the bot's device is signed by its account's self-signing
+// SetupCrossSigning makes sure the bot's device is signed by its account's self-signing
 // key. Element Call (through matrix-js-sdk with "exclude insecure devices") may send call
 // media keys only to cross-signed devices; an unsigned bot then records encrypted calls as
 // undecryptable frames. It never stops the bot: a problem is logged with what to do.
-func (b *Bot) setupCrossSigning(ctx context.Context) {
+func SetupCrossSigning(ctx context.Context, client *mautrix.Client, mach *crypto.OlmMachine, cfg config.Matrix, dataDir string, log zerolog.Logger) {
+	log = log.With().Str("component", "cross-signing").Logger()
 	cs := crossSigning{
-		acc: &machineAccount{b: b}, cfg: b.cfg.Matrix, log: b.log.With().Str("component", "cross-signing").Logger(),
-		keyFile: filepath.Join(b.cfg.DataDir, recoveryKeyFile), user: b.client.UserID,
+		acc: &machineAccount{client: client, mach: mach, log: log}, cfg: cfg, log: log,
+		keyFile: filepath.Join(dataDir, RecoveryKeyFile), user: client.UserID,
 	}
 	cs.run(ctx)
 }
@@ -201,16 +202,18 @@ func (c crossSigning) bootstrap(ctx context.Context, existing string) {
 
 // machineAccount is crossSigningAccount on the bot's client and crypto machine.
 type machineAccount struct {
-	b       *Bot
+	client  *mautrix.Client
+	mach    *crypto.OlmMachine
+	log     zerolog.Logger
 	pending *crypto.CrossSigningKeysCache // made by StoreNewKeys, published by Publish
 }
 
 func (a *machineAccount) State(ctx context.Context) (crossSigningState, error) {
-	return a.b.ownCrossSigning(ctx)
+	return ownCrossSigning(ctx, a.client)
 }
 
 func (a *machineAccount) StoreSecretKey(ctx context.Context, key *ssss.Key) error {
-	s := a.b.crypto.Machine().SSSS
+	s := a.mach.SSSS
 	if err := s.SetKeyData(ctx, key.ID, key.Metadata); err != nil {
 		return fmt.Errorf("upload the key description: %w", err)
 	}
@@ -221,7 +224,7 @@ func (a *machineAccount) StoreSecretKey(ctx context.Context, key *ssss.Key) erro
 }
 
 func (a *machineAccount) StoreNewKeys(ctx context.Context, key *ssss.Key) error {
-	mach := a.b.crypto.Machine()
+	mach := a.mach
 	keys, err := mach.GenerateCrossSigningKeys()
 	if err != nil {
 		return err
@@ -237,29 +240,29 @@ func (a *machineAccount) Publish(ctx context.Context, uia mautrix.UIACallback) e
 	if a.pending == nil {
 		return errors.New("no keys were created")
 	}
-	return a.b.crypto.Machine().PublishCrossSigningKeys(ctx, a.pending, uia)
+	return a.mach.PublishCrossSigningKeys(ctx, a.pending, uia)
 }
 
 func (a *machineAccount) SignDevice(ctx context.Context) error {
-	mach := a.b.crypto.Machine()
+	mach := a.mach
 	if err := mach.SignOwnDevice(ctx, mach.OwnIdentity()); err != nil {
 		return err
 	}
 	if err := mach.SignOwnMasterKey(ctx); err != nil {
-		a.b.log.Warn().Err(err).Msg("Could not sign the master key with this device")
+		a.log.Warn().Err(err).Msg("Could not sign the master key with this device")
 	}
 	return nil
 }
 
 func (a *machineAccount) VerifyWithRecoveryKey(ctx context.Context, recoveryKey string) error {
-	return a.b.crypto.Machine().VerifyWithRecoveryKey(ctx, recoveryKey)
+	return a.mach.VerifyWithRecoveryKey(ctx, recoveryKey)
 }
 
 // ownCrossSigning asks the homeserver (not the local store, which may be stale) for the
 // account's cross-signing keys and this device's signatures.
-func (b *Bot) ownCrossSigning(ctx context.Context) (crossSigningState, error) {
-	user, device := b.client.UserID, b.client.DeviceID
-	resp, err := b.client.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{user: mautrix.DeviceIDList{device}}})
+func ownCrossSigning(ctx context.Context, client *mautrix.Client) (crossSigningState, error) {
+	user, device := client.UserID, client.DeviceID
+	resp, err := client.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{user: mautrix.DeviceIDList{device}}})
 	if err != nil {
 		return crossSigningState{}, fmt.Errorf("query own keys: %w", err)
 	}

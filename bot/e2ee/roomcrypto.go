@@ -1,4 +1,4 @@
-package bot
+package e2ee
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// membersFirstCrypto is the client's crypto helper with one rule added: before the first
+// MembersFirst is the client's crypto helper with one rule added: before the first
 // message the bot encrypts in a room (in this process), the state store learns the room's
 // full member list from the homeserver.
 //
@@ -24,7 +24,7 @@ import (
 // stays undecryptable for them. If loading the members reveals users the current session
 // was not shared with, the session is dropped, and the next message starts one shared
 // with everybody.
-type membersFirstCrypto struct {
+type MembersFirst struct {
 	*cryptohelper.CryptoHelper
 	client *mautrix.Client
 	log    zerolog.Logger
@@ -33,17 +33,18 @@ type membersFirstCrypto struct {
 	loaded map[id.RoomID]bool
 }
 
-func newMembersFirstCrypto(h *cryptohelper.CryptoHelper, client *mautrix.Client, log zerolog.Logger) *membersFirstCrypto {
-	return &membersFirstCrypto{CryptoHelper: h, client: client, log: log, loaded: make(map[id.RoomID]bool)}
+// NewMembersFirst wraps the crypto helper h of client.
+func NewMembersFirst(h *cryptohelper.CryptoHelper, client *mautrix.Client, log zerolog.Logger) *MembersFirst {
+	return &MembersFirst{CryptoHelper: h, client: client, log: log, loaded: make(map[id.RoomID]bool)}
 }
 
 // Encrypt loads the room's members once, then encrypts as cryptohelper does.
-func (c *membersFirstCrypto) Encrypt(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) (*event.EncryptedEventContent, error) {
+func (c *MembersFirst) Encrypt(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) (*event.EncryptedEventContent, error) {
 	c.loadMembers(ctx, roomID)
 	return c.CryptoHelper.Encrypt(ctx, roomID, evtType, content)
 }
 
-func (c *membersFirstCrypto) loadMembers(ctx context.Context, roomID id.RoomID) {
+func (c *MembersFirst) loadMembers(ctx context.Context, roomID id.RoomID) {
 	c.mu.Lock()
 	defer c.mu.Unlock() // one room at a time: encryption is serialised per room anyway
 	if c.loaded[roomID] {
@@ -78,8 +79,8 @@ func (c *membersFirstCrypto) loadMembers(ctx context.Context, roomID id.RoomID) 
 	}
 }
 
-// forget makes the next message in roomID load its members again (the bot left the room).
-func (c *membersFirstCrypto) forget(roomID id.RoomID) {
+// Forget makes the next message in roomID load its members again (the bot left the room).
+func (c *MembersFirst) Forget(roomID id.RoomID) {
 	c.mu.Lock()
 	delete(c.loaded, roomID)
 	c.mu.Unlock()

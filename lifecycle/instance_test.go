@@ -1,0 +1,183 @@
+package lifecycle
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/internal/devpg"
+	"github.com/matrix-recorder/matrix-recorder/storage"
+)
+
+// pg is the PostgreSQL server of this package's tests.
+var pg devpg.Shared
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := pg.Close(); err != nil {
+		println("stopping PostgreSQL:", err.Error())
+	}
+	os.Exit(code)
+}
+
+// startPostgres returns a fresh PostgreSQL database's connection string (skipped without
+// PostgreSQL, except in CI).
+func startPostgres(t *testing.T) string { return pg.Database(t) }
+
+// testDatabase points cfg at a fresh PostgreSQL database when devpg.EnvTestDatabase asks
+// for it (unless it names one already: a restart's).
+func testDatabase(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	if cfg.Database.Type != config.DatabasePostgres && devpg.WantPostgres(t) {
+		cfg.Database = config.Database{Type: config.DatabasePostgres, URI: startPostgres(t)}
+	}
+}
+
+// claimant is an instance on the shared database, as far as claiming it goes.
+func claimant(t *testing.T, uri, instanceID string) *Lifecycle {
+	t.Helper()
+	return claimantIn(t, uri, instanceID, t.TempDir())
+}
+
+func claimantIn(t *testing.T, uri, instanceID, dataDir string) *Lifecycle {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = dataDir
+	cfg.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
+	cfg.Instance.ID = instanceID
+	db, err := openDatabase(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return &Lifecycle{cfg: cfg, log: zerolog.Nop(), db: db, claimTTL: 3 * time.Second}
+}
+
+// One instance records on a shared database at a time: a second one is refused, naming
+// the first (also when configured with the same instance.id); after a clean stop the next
+// one starts at once; after a crash (the claim no longer renewed) it waits for the claim
+// to run out and takes over; an instance whose claim was taken fails its health check.
+func TestOneInstanceClaimsTheDatabase(t *testing.T) {
+	ctx := context.Background()
+	uri := startPostgres(t)
+	a := claimant(t, uri, "rec-a")
+	if err := a.claimDatabase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.Instance() != "rec-a" || a.checkClaim(ctx) != nil {
+		t.Fatalf("instance %q, health %v", a.Instance(), a.checkClaim(ctx))
+	}
+	for _, id := range []string{"rec-b", "rec-a"} {
+		b := claimant(t, uri, id)
+		err := b.claimDatabase(ctx)
+		if err == nil || !strings.Contains(err.Error(), `instance "rec-a" is running on this database`) {
+			t.Errorf("%s started next to a running instance: %v", id, err)
+		}
+	}
+	// A clean stop gives the claim back.
+	if err := a.releaseClaim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := claimant(t, uri, "rec-c")
+	start := time.Now()
+	if err := c.claimDatabase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Errorf("waited %s for a claim that was given back", time.Since(start))
+	}
+	// rec-c dies: its claim stops being renewed (its renewals are cut off here), and is
+	// taken over once it runs out; rec-c's health then fails.
+	lost := c.keeper
+	if _, err := c.db.RenewLease(ctx, storage.ActiveInstanceResource, lost.Lease().Owner, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.db.Close(); err != nil { // no more renewals
+		t.Fatal(err)
+	}
+	d := claimant(t, uri, "rec-d")
+	if err := d.claimDatabase(ctx); err != nil {
+		t.Fatalf("taking over from a dead instance: %v", err)
+	}
+	if l, err := d.db.Lease(ctx, storage.ActiveInstanceResource); err != nil || !strings.HasPrefix(l.Owner, "rec-d/") || l.Generation < 2 {
+		t.Errorf("lease after the take-over: %+v %v", l, err)
+	}
+	// Taken from rec-d behind its back (its renewals did not reach the database in
+	// time): its next renewal finds out, and its health check fails from then on.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if _, err := d.db.RenewLease(ctx, storage.ActiveInstanceResource, d.keeper.Lease().Owner, time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := d.db.AcquireLease(ctx, storage.ActiveInstanceResource, "intruder/1", time.Minute); err != nil {
+			t.Fatal(err)
+		} else if l.Held("intruder/1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("could not take the claim from rec-d")
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := d.checkClaim(ctx)
+		if err != nil {
+			if !strings.Contains(err.Error(), "another instance took over the database") {
+				t.Errorf("health after the loss: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("health still passes after the claim was lost")
+		}
+	}
+	if err := d.releaseClaim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := d.db.Lease(ctx, storage.ActiveInstanceResource); err != nil || l.Owner != "intruder/1" {
+		t.Errorf("a lost claim's release touched the new holder's: %+v %v", l, err)
+	}
+}
+
+// A process that died is followed on the same data_dir (the data_dir lock says the old one
+// is gone) by one that takes the claim over at once, without waiting for it to run out; a
+// clean stop forgets the claim in data_dir.
+func TestRestartOnTheSameDataDirTakesTheClaimAtOnce(t *testing.T) {
+	ctx := context.Background()
+	uri := startPostgres(t)
+	dir := t.TempDir()
+	a := claimantIn(t, uri, "", dir) // the id generated and kept in data_dir
+	a.claimTTL = time.Hour
+	if err := a.claimDatabase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := a.keeper.Lease()
+	if err := a.db.Close(); err != nil { // it dies: no more renewals, no release
+		t.Fatal(err)
+	}
+	again := claimantIn(t, uri, "", dir)
+	again.claimTTL = time.Hour
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := again.claimDatabase(cctx); err != nil {
+		t.Fatalf("after %s: %v", time.Since(start), err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %s: it waited for the dead process's claim", took)
+	}
+	l := again.keeper.Lease()
+	if again.Instance() != a.Instance() || l.Owner == first.Owner || !strings.HasPrefix(l.Owner, a.Instance()+"/") || l.Generation != first.Generation+1 {
+		t.Errorf("claim after the restart: %+v (before %+v), instance %q and %q", l, first, again.Instance(), a.Instance())
+	}
+	if err := again.releaseClaim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, claimFile)); !os.IsNotExist(err) {
+		t.Errorf("the claim file outlived a clean stop: %v", err)
+	}
+}
