@@ -119,6 +119,9 @@ func (s *reusedStream) read(next interceptor.RTPReader) func([]byte, interceptor
 			}
 			return n, attrs, nil
 		}
+		// As a fresh header would be (Unmarshal leaves fields a packet does not set, such
+		// as the extension profile of a packet without extensions), keeping the slices.
+		*s.hdr = rtp.Header{CSRC: s.hdr.CSRC[:0], Extensions: s.hdr.Extensions[:0]}
 		if _, herr := s.hdr.Unmarshal(b[:n]); herr != nil {
 			// Not a valid header: let the interceptors above parse it and fail as they would.
 			for k, v := range s.attrs {

@@ -117,3 +117,37 @@ func TestReusedAttributesBadPacket(t *testing.T) {
 		}
 	}
 }
+
+// TestReusedAttributesFreshHeader: the reused header reads as a fresh one would, with
+// nothing left from the packet before (here its extensions).
+func TestReusedAttributesFreshHeader(t *testing.T) {
+	withExt := true
+	inner := interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 7, SSRC: 1}}
+		if withExt {
+			_ = pkt.Header.SetExtension(3, []byte{1, 2})
+		}
+		n, err := pkt.MarshalTo(b)
+		return n, a, err
+	})
+	r := (&reusedAttributes{}).BindRemoteStream(videoStream(), inner)
+	b := make([]byte, 1500)
+	for i, ext := range []bool{true, true, false} {
+		withExt = ext
+		n, a, err := r.Read(b, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.GetRTPHeader(b[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fresh rtp.Header
+		if _, err := fresh.Unmarshal(b[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if got.Extension != fresh.Extension || got.ExtensionProfile != fresh.ExtensionProfile || len(got.Extensions) != len(fresh.Extensions) || got.SequenceNumber != fresh.SequenceNumber {
+			t.Fatalf("read %d: header %+v, a fresh one is %+v", i, *got, fresh)
+		}
+	}
+}
