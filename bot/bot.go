@@ -70,10 +70,6 @@ type Bot struct {
 	// startedAt: messages older than this are history, not commands.
 	startedAt time.Time
 
-	batchMu sync.Mutex
-	inSync  bool
-	batch   []onetoone.Event
-
 	// Ready is closed after the first successful sync.
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -83,8 +79,9 @@ type Bot struct {
 
 // oneToOneCalls is what the bot uses of the 1:1 call manager (onetoone.Manager).
 type oneToOneCalls interface {
-	HandleBatch(ctx context.Context, evs []onetoone.Event)
-	PeerLeft(roomID id.RoomID, user id.UserID)
+	HandleEvent(ctx context.Context, evt *event.Event)
+	BeginSync()
+	EndSync(ctx context.Context)
 	HangupRoom(roomID id.RoomID, why string) int
 	Active() []onetoone.Status
 	Mark(roomID id.RoomID, user id.UserID, text string, at time.Time) int
@@ -272,7 +269,7 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		ICETimeout:  b.cfg.Calls.ICETimeout.D(),
 		MaxTracks:   b.cfg.Calls.MaxTracks,
 		MaxCalls:    b.cfg.Calls.MaxCalls,
-	}, voipSignaller{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
+	}, botMatrix{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
 	b.registerHandlers()
 	b.lc.Run(ctx)
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))

@@ -184,7 +184,7 @@ func (c botCalls) Resume(ctx context.Context, req lifecycle.ResumeRequest) (bool
 // HangUp sends a hangup for a 1:1 call the last run was in.
 func (c botCalls) HangUp(ctx context.Context, room id.RoomID, callID string) {
 	h := voip.Hangup{Common: voip.Common{CallID: callID, PartyID: string(c.b.client.DeviceID), Version: voip.V1}, Reason: voip.ReasonUserHangup}
-	if err := (voipSignaller{c.b}).SendCallEvent(ctx, room, voip.TypeHangup, h); err != nil {
+	if _, err := (botMatrix{c.b}).SendMessage(ctx, room, voip.TypeHangup, h); err != nil {
 		c.b.log.Debug().Err(err).Msg("Could not hang up the call the last run was in")
 	}
 }

@@ -212,9 +212,10 @@ type fakeCalls struct {
 	marks   int
 }
 
-func (c *fakeCalls) HandleBatch(context.Context, []onetoone.Event) {}
-func (c *fakeCalls) PeerLeft(id.RoomID, id.UserID)                 {}
-func (c *fakeCalls) Shutdown(context.Context) error                { return nil }
+func (c *fakeCalls) HandleEvent(context.Context, *event.Event) {}
+func (c *fakeCalls) BeginSync()                                {}
+func (c *fakeCalls) EndSync(context.Context)                   {}
+func (c *fakeCalls) Shutdown(context.Context) error            { return nil }
 func (c *fakeCalls) Active() []onetoone.Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -12,15 +12,13 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
-	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
-// batchSyncer processes a sync response like mautrix's syncer and then hands the call
-// events of that response to the call manager in one batch, as matrix-js-sdk does (it
-// evaluates call events only after the whole sync is decrypted). Events decrypted later,
-// when a late room key arrives, are handled on their own.
+// batchSyncer processes a sync response like mautrix's syncer, telling the 1:1 calls where
+// a response begins and ends: they handle its call events together once it is all
+// decrypted, as matrix-js-sdk does.
 type batchSyncer struct {
 	*mautrix.DefaultSyncer
 	bot *Bot
@@ -29,22 +27,13 @@ type batchSyncer struct {
 func (s *batchSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, since string) error {
 	b := s.bot
 	decrypted := e2ee.DecryptToDevice(ctx, b.crypto.Machine(), res, since, b.log)
-	b.batchMu.Lock()
-	b.inSync = true
-	b.batchMu.Unlock()
+	b.calls.BeginSync()
 	// Decrypted to-device events first, as the crypto machine would handle them.
 	for _, evt := range decrypted {
 		s.Dispatch(ctx, evt)
 	}
 	err := s.DefaultSyncer.ProcessResponse(ctx, res, since)
-	b.batchMu.Lock()
-	b.inSync = false
-	batch := b.batch
-	b.batch = nil
-	b.batchMu.Unlock()
-	if len(batch) > 0 {
-		b.calls.HandleBatch(ctx, batch)
-	}
+	b.calls.EndSync(ctx)
 	if err == nil {
 		b.synced.Beat()
 	}
@@ -61,42 +50,11 @@ func (b *Bot) registerHandlers() {
 	syncer := b.client.Syncer.(*batchSyncer)
 	syncer.OnEventType(event.StateMember, b.onMember)
 	syncer.OnEventType(event.EventMessage, b.onMessage)
-	syncer.OnEvent(b.onAnyEvent)
+	syncer.OnEvent(b.calls.HandleEvent)
 	syncer.OnEvent(b.rooms.HandleEvent)
 }
 
-// onAnyEvent routes call events (plain or decrypted) to the 1:1 manager.
-func (b *Bot) onAnyEvent(ctx context.Context, evt *event.Event) {
-	if evt.Mautrix.EventSource&event.SourceTimeline == 0 && evt.Mautrix.EventSource&event.SourceDecrypted == 0 {
-		return
-	}
-	if !onetoone.IsCallEvent(evt.Type) || evt.RoomID == "" {
-		return
-	}
-	ev := onetoone.Event{
-		RoomID: evt.RoomID, Sender: evt.Sender, EventID: evt.ID, Type: evt.Type,
-		Content: evt.Content.VeryRaw, Age: time.Duration(evt.Unsigned.Age) * time.Millisecond,
-		ReceivedAt: receivedAt(evt),
-	}
-	b.batchMu.Lock()
-	if b.inSync {
-		b.batch = append(b.batch, ev)
-		b.batchMu.Unlock()
-		return
-	}
-	b.batchMu.Unlock()
-	b.calls.HandleBatch(ctx, []onetoone.Event{ev})
-}
-
-func receivedAt(evt *event.Event) time.Time {
-	if !evt.Mautrix.ReceivedAt.IsZero() {
-		return evt.Mautrix.ReceivedAt
-	}
-	return time.Now()
-}
-
-// onMember joins rooms the bot is invited to, ends calls of people who leave, and leaves
-// rooms where nobody else is left.
+// onMember joins rooms the bot is invited to and leaves rooms where nobody else is left.
 func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 	content := evt.Content.AsMember()
 	if content == nil {
@@ -118,8 +76,7 @@ func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 	}
 	switch content.Membership {
 	case event.MembershipLeave, event.MembershipBan:
-		log.Debug().Msg("Member left")
-		b.calls.PeerLeft(evt.RoomID, target)
+		log.Debug().Msg("Member left") // their 1:1 calls end (onetoone sees the event too)
 		go b.leaveIfAlone(context.WithoutCancel(ctx), evt.RoomID)
 	}
 }

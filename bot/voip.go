@@ -7,28 +7,11 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
-
-// voipSignaller sends call events through the client, which encrypts them in encrypted
-// rooms (sharing the room key with the caller first, so the answer is readable).
-type voipSignaller struct{ b *Bot }
-
-func (s voipSignaller) SendCallEvent(ctx context.Context, roomID id.RoomID, t event.Type, content any) error {
-	_, err := s.b.client.SendMessageEvent(ctx, roomID, t, content)
-	if err != nil {
-		return fmt.Errorf("send %s: %w", t.Type, err)
-	}
-	return nil
-}
-
-func (s voipSignaller) ICEServers(ctx context.Context) []webrtc.ICEServer {
-	return s.b.iceServers(ctx)
-}
 
 // turnCache keeps the homeserver's TURN credentials until half their lifetime.
 type turnCache struct {

@@ -50,12 +50,18 @@ type Backend interface {
 	Probe(ctx context.Context, roomID id.RoomID, args []string) Probe
 	// Start begins recording.
 	Start(ctx context.Context, req StartRequest) (Recording, error)
+	EventHandler
+	// Close stops the backend's own work (not recordings, which the bot stops first).
+	Close(ctx context.Context) error
+}
+
+// EventHandler is how every kind of call hears from Matrix: the backends, and 1:1 calls
+// (call/onetoone), which are answered when they ring rather than started.
+type EventHandler interface {
 	// HandleEvent gets every event the bot sees: room state and timeline events (decrypted),
 	// and to-device events (plain, and Olm-decrypted with Mautrix.EventSource including
 	// event.SourceDecrypted). It must return quickly.
 	HandleEvent(ctx context.Context, evt *event.Event)
-	// Close stops the backend's own work (not recordings, which the bot stops first).
-	Close(ctx context.Context) error
 }
 
 // Probe is a backend's answer to "can you record this room?".

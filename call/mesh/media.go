@@ -100,24 +100,7 @@ func drainRTCP(s *webrtc.RTPSender) {
 
 // onTrack starts recording a remote track at once, on pion's callback goroutine, so the
 // first packets are not kept waiting behind signalling.
-func (pe *peer) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
-	log := pe.log.With().Str("track", t.ID()).Str("stream", t.StreamID()).Uint32("ssrc", uint32(t.SSRC())).Str("codec", t.Codec().MimeType).Logger()
-	pe.mediaMu.Lock()
-	if pe.closed {
-		pe.mediaMu.Unlock()
-		go rtc.Drain(t)
-		return
-	}
-	purpose := voip.PurposeUserMedia
-	if md, ok := pe.metadata[t.StreamID()]; ok {
-		if md.Purpose == voip.PurposeScreenshare {
-			purpose = voip.PurposeScreenshare
-		}
-	} else if pe.metadata != nil {
-		// js-sdk would ignore a stream it has no metadata for; a recorder keeps it.
-		log.Debug().Msg("Stream has no metadata; recording it as user media")
-	}
-	pe.mediaMu.Unlock()
+func (pe *peer) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, rcv *webrtc.RTPReceiver, purpose string, log zerolog.Logger) {
 	src := rtc.NewSource(pc, t, rcv, log)
 	p := &pump{r: pe.r, key: pe.key, src: src, info: src.Info(), log: log}
 	p.info.UserID, p.info.DeviceID, p.info.DisplayName = string(pe.key.User), string(pe.key.Device), pe.name

@@ -13,6 +13,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
+	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -36,6 +37,9 @@ func rtcpReaders() int {
 // reader takes its share of the reports, so a second one would keep reports from the part
 // being written.
 func TestOptOutKeepsOneSenderReportReader(t *testing.T) {
+	// The count is of the whole process: start from none (earlier tests' connections close
+	// their readers as they end).
+	waitFor(t, "no RTCP readers from earlier tests", func() bool { return rtcpReaders() == 0 })
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	fac, err := rtc.NewFactory(rtc.Settings{IncludeLoopback: true}, log)
 	if err != nil {
@@ -48,7 +52,7 @@ func TestOptOutKeepsOneSenderReportReader(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sess, err := rec.Start(ctx, recorder.CallInfo{CallID: "c", RoomID: "!r:hs", Kind: "group"})
+	sess, err := rec.Start(ctx, recorder.CallInfo{CallID: "c", RoomID: "!r:hs", Kind: recorder.KindMesh})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +81,9 @@ func TestOptOutKeepsOneSenderReportReader(t *testing.T) {
 	}
 	defer recv.Close()
 	pe := &peer{r: r, key: alice, callID: "c", log: log}
-	recv.OnTrack(func(t *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) { pe.onTrack(recv, t, rcv) })
+	recv.OnTrack(func(t *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+		pe.onTrack(recv, t, rcv, voip.PurposeUserMedia, log)
+	})
 	if err := testmedia.Connect(send, recv); err != nil {
 		t.Fatal(err)
 	}

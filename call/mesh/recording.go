@@ -17,6 +17,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	voippeer "github.com/matrix-recorder/matrix-recorder/call/voip/peer"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
@@ -47,7 +48,7 @@ type participant struct {
 // Bounds of per-recording bookkeeping.
 const (
 	maxEarlyCalls      = 64
-	maxEarlyCandidates = 256
+	maxEarlyCandidates = voippeer.MaxEarlyCandidates
 	endedCallTTL       = 5 * time.Minute
 )
 
@@ -102,7 +103,7 @@ type Recording struct {
 var _ call.Recording = (*Recording)(nil)
 
 func newRecording(ctx context.Context, b *Backend, req call.StartRequest, c Call, rs *roomState) (*Recording, error) {
-	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: c.ConfID, RoomID: string(req.RoomID), Kind: "group"})
+	sess, err := b.rec.Start(ctx, recorder.CallInfo{CallID: c.ConfID, RoomID: string(req.RoomID), Kind: recorder.KindMesh})
 	if err != nil {
 		return nil, fmt.Errorf("start recording: %w", err)
 	}
@@ -385,7 +386,7 @@ func (r *Recording) deviceLeft(key matrixrtc.DeviceKey, why string) {
 		if why == "rejoined" {
 			reason = "new_session"
 		}
-		pe.post(func() { pe.end(endInfo{reason: reason, send: true, why: "the participant " + why}) })
+		pe.Hangup(voippeer.End{Reason: reason, Send: true, Why: "the participant " + why})
 	}
 	if t := r.retryTimers[key]; t != nil {
 		t.Stop()
@@ -416,13 +417,13 @@ func (r *Recording) connect(d matrixrtc.Member) {
 		if pe.remoteSession == d.SessionID {
 			return
 		}
-		pe.post(func() { pe.end(endInfo{reason: "new_session", send: true, why: "the participant has a new session"}) })
+		pe.Hangup(voippeer.End{Reason: "new_session", Send: true, Why: "the participant has a new session"})
 		delete(r.peers, key)
 	}
 	pe := newPeer(r, key, genCallID(), true, d.SessionID, r.sendEncrypted(key))
 	pe.screensharing = d.Screensharing()
 	r.peers[key] = pe
-	pe.start(nil)
+	pe.call()
 }
 
 // sendEncrypted is how to send to a device: as it last sent to us, else the default.
@@ -542,7 +543,7 @@ func (r *Recording) dispatch(m inMsg) {
 			return
 		}
 		if pe != nil {
-			pe.post(func() { pe.onCandidates(cs.Candidates, m.encrypted) })
+			pe.candidates(cs.Candidates, m.encrypted)
 			return
 		}
 		if _, ended := r.endedCalls[callID]; ended {
@@ -561,23 +562,14 @@ func (r *Recording) dispatch(m inMsg) {
 			r.endedCalls[callID] = time.Now()
 			return
 		}
-		h, _ := voip.ParseHangup(m.raw)
-		reason := ""
-		if h != nil {
-			reason = h.Reason
-		}
-		kind := "hung up"
-		if m.typ == voip.TypeReject.Type {
-			kind = "rejected the call"
-		}
-		pe.post(func() { pe.onRemoteEnd(kind, reason) })
+		pe.receive(m)
 	case voip.TypeAnswer.Type, voip.TypeSelectAnswer.Type, voip.TypeNegotiate.Type,
 		voip.TypeSDPStreamMetadataChanged.Type, voip.TypeSDPStreamMetadataChangedU.Type:
 		if pe == nil {
 			log.Debug().Msg("Message for a call that is not running")
 			return
 		}
-		pe.post(func() { pe.onMessage(m) })
+		pe.receive(m)
 	default:
 		log.Debug().Msg("Ignoring call message type")
 	}
@@ -623,23 +615,22 @@ func (r *Recording) onInvite(m inMsg, log zerolog.Logger) {
 	}
 	if old != nil {
 		// A new call from the same device replaces the old one (js-sdk does the same).
-		old.post(func() { old.end(endInfo{reason: "replaced", send: true, why: "the participant called again"}) })
+		old.Hangup(voippeer.End{Reason: "replaced", Send: true, Why: "the participant called again"})
 	}
 	if t := r.retryTimers[key]; t != nil {
 		t.Stop()
 		delete(r.retryTimers, key)
 	}
 	pe := newPeer(r, key, inv.CallID, false, session, m.encrypted)
-	pe.remoteParty = inv.PartyID
 	r.peers[key] = pe
 	early := r.earlyCands[inv.CallID]
 	delete(r.earlyCands, inv.CallID)
-	pe.start(func() { pe.answer(inv, early) })
+	pe.Answer(inv, early)
 	r.stopTimer("empty")
 }
 
 // peerEnded is posted by a peer when it is over.
-func (r *Recording) peerEnded(pe *peer, info endInfo) {
+func (r *Recording) peerEnded(pe *peer, info voippeer.End) {
 	r.endedCalls[pe.callID] = time.Now()
 	for id, t := range r.endedCalls {
 		if time.Since(t) > endedCallTTL {
@@ -666,12 +657,12 @@ func (r *Recording) peerEnded(pe *peer, info endInfo) {
 }
 
 // retry places a failed outgoing call again after a pause, a few times, as js-sdk does.
-func (r *Recording) retry(key matrixrtc.DeviceKey, info endInfo) {
+func (r *Recording) retry(key matrixrtc.DeviceKey, info voippeer.End) {
 	r.retries[key]++
 	n := r.retries[key]
 	if n > r.cfg.MaxRetries {
 		id := roomerr.NewID()
-		r.log.Warn().Stringer("device", key).Str("why", info.why).Str("error_id", id).Msg("Giving up calling this device")
+		r.log.Warn().Stringer("device", key).Str("why", info.Why).Str("error_id", id).Msg("Giving up calling this device")
 		text := fmt.Sprintf("I could not connect to %s (device %s; error %s in the operator's log). Their tracks are not recorded until they rejoin the call.", key.User, key.Device, id)
 		go func() {
 			ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
@@ -680,7 +671,7 @@ func (r *Recording) retry(key matrixrtc.DeviceKey, info endInfo) {
 		}()
 		return
 	}
-	r.log.Info().Stringer("device", key).Int("attempt", n).Str("why", info.why).Msg("Calling the device again shortly")
+	r.log.Info().Stringer("device", key).Int("attempt", n).Str("why", info.Why).Msg("Calling the device again shortly")
 	if t := r.retryTimers[key]; t != nil {
 		t.Stop()
 	}
@@ -756,9 +747,9 @@ func (r *Recording) teardown(peers []*peer, inRoom bool, reason string, pause bo
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pe.post(func() { pe.end(endInfo{reason: voip.ReasonUserHangup, send: true, why: "the recording ended"}) })
+			pe.Hangup(voippeer.End{Reason: voip.ReasonUserHangup, Send: true, Why: "the recording ended"})
 			select {
-			case <-pe.done:
+			case <-pe.Done():
 			case <-time.After(15 * time.Second):
 				r.log.Warn().Stringer("device", pe.key).Msg("Peer did not end in time")
 			}

@@ -49,7 +49,7 @@ func TestRefusedTrackIsDrained(t *testing.T) {
 		t.Fatal(err)
 	}
 	sdp := p.offer(t)
-	m.HandleEvent(context.Background(), ev(voip.TypeInvite, bob, invite("drain", sdp)))
+	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("drain", sdp)))
 	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
 	fr.mu.Lock()
 	a, err := voip.ParseAnswer(fr.find("m.call.answer")[0])
@@ -90,7 +90,7 @@ func TestRefusedTrackIsDrained(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	m.HandleEvent(context.Background(), ev(voip.TypeHangup, bob, map[string]any{"call_id": "drain", "party_id": "BOBDEV", "version": "1", "reason": "user_hangup"}))
+	m.handle(context.Background(), ev(voip.TypeHangup, bob, map[string]any{"call_id": "drain", "party_id": "BOBDEV", "version": "1", "reason": "user_hangup"}))
 	fr.wait(t, func() bool { return len(fr.ended) == 1 })
 	if n := len(fr.ended[0].Tracks); n != 1 {
 		t.Errorf("%d files, want the one track under the limit", n)
@@ -104,7 +104,7 @@ func inboundPackets(t *testing.T, m *Manager) []uint32 {
 	m.mu.Lock()
 	var pc *webrtc.PeerConnection
 	for _, c := range m.calls {
-		pc = c.pc
+		pc = c.p.PC()
 	}
 	m.mu.Unlock()
 	if pc == nil {

@@ -1,6 +1,8 @@
-// Package onetoone records legacy Matrix 1:1 calls (MSC2746): it answers m.call.invite
-// room events as matrix-js-sdk expects a callee to, renegotiates on m.call.negotiate, and
-// records every track the caller sends.
+// Package onetoone records legacy Matrix 1:1 calls (MSC2746 room events): it decides which
+// invites to answer (in the same sync as their hangup, expired, for someone else, over a
+// limit, refused by the bot's rule), keeps the candidates that come before an invite, and
+// records every track the caller sends. The call itself is the shared MSC2746 peer of
+// call/voip/peer; a call's recording, state, length limit and notices are 1:1's own.
 package onetoone
 
 import (
@@ -15,13 +17,15 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	voippeer "github.com/matrix-recorder/matrix-recorder/call/voip/peer"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
-// Event is one call event as it arrived in a room (already decrypted).
-type Event struct {
+// callEvent is one call event as it arrived in a room (already decrypted).
+type callEvent struct {
 	RoomID  id.RoomID
 	Sender  id.UserID
 	EventID id.EventID
@@ -33,12 +37,14 @@ type Event struct {
 	ReceivedAt time.Time
 }
 
-// Signaller sends call events into rooms; the bot encrypts them when the room is encrypted.
-type Signaller interface {
-	SendCallEvent(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) error
-	// ICEServers returns the TURN/STUN servers for a new call.
+// Matrix is what 1:1 calls do on Matrix (a part of call.Matrix): send call events into
+// rooms, encrypted in encrypted rooms, and get the TURN/STUN servers for a new call.
+type Matrix interface {
+	SendMessage(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) (id.EventID, error)
 	ICEServers(ctx context.Context) []webrtc.ICEServer
 }
+
+var _ Matrix = call.Matrix(nil)
 
 // Observer hears about calls; the bot turns this into notices.
 type Observer interface {
@@ -95,7 +101,7 @@ const ringGrace = 3 * time.Second
 // pending candidates for calls whose invite has not been handled yet.
 const (
 	maxPendingCalls      = 64
-	maxPendingCandidates = 256
+	maxPendingCandidates = voippeer.MaxEarlyCandidates
 	pendingTTL           = 2 * time.Minute
 )
 
@@ -114,7 +120,7 @@ type pendingCands struct {
 // Manager owns every 1:1 call of the bot.
 type Manager struct {
 	cfg   Config
-	sig   Signaller
+	mx    Matrix
 	obs   Observer
 	admit Admitter
 	rtc   *rtc.Factory
@@ -122,6 +128,11 @@ type Manager struct {
 	log   zerolog.Logger
 
 	ctx context.Context
+
+	// the call events of the sync response being processed (BeginSync, EndSync)
+	batchMu sync.Mutex
+	inSync  bool
+	batch   []callEvent
 
 	mu      sync.Mutex
 	calls   map[callKey]*Call
@@ -131,12 +142,14 @@ type Manager struct {
 	closed  bool
 }
 
+var _ call.EventHandler = (*Manager)(nil)
+
 // New creates a manager; ctx bounds the lifetime of every call.
-func New(ctx context.Context, cfg Config, sig Signaller, obs Observer, admit Admitter, f *rtc.Factory, rec *recorder.Recorder, log zerolog.Logger) *Manager {
+func New(ctx context.Context, cfg Config, mx Matrix, obs Observer, admit Admitter, f *rtc.Factory, rec *recorder.Recorder, log zerolog.Logger) *Manager {
 	cfg.fill()
 	return &Manager{
-		cfg: cfg, sig: sig, obs: obs, admit: admit, rtc: f, rec: rec,
-		log:     log.With().Str("component", "1:1").Logger(),
+		cfg: cfg, mx: mx, obs: obs, admit: admit, rtc: f, rec: rec,
+		log:     log.With().Str("component", string(recorder.KindOneToOne)).Logger(),
 		ctx:     ctx,
 		calls:   map[callKey]*Call{},
 		pending: map[callKey]*pendingCands{},
@@ -155,10 +168,64 @@ func IsCallEvent(t event.Type) bool {
 	return false
 }
 
-// HandleBatch processes the call events of one sync response in order, after the whole
+// HandleEvent takes every event the bot sees, as a call.Backend does, and keeps the call
+// events of rooms (plain or decrypted). Between BeginSync and EndSync they are collected
+// and handled together when the sync response is over, as matrix-js-sdk does (it looks at
+// call events only once the whole response is decrypted); others (decrypted later, when a
+// late room key came) are handled at once.
+func (m *Manager) HandleEvent(ctx context.Context, evt *event.Event) {
+	if evt == nil || evt.Mautrix.EventSource&(event.SourceTimeline|event.SourceDecrypted) == 0 {
+		return
+	}
+	if evt.Type == event.StateMember && evt.Mautrix.EventSource&event.SourceTimeline != 0 {
+		m.onMember(evt)
+		return
+	}
+	if !IsCallEvent(evt.Type) || evt.RoomID == "" {
+		return
+	}
+	received := evt.Mautrix.ReceivedAt
+	if received.IsZero() {
+		received = time.Now()
+	}
+	ev := callEvent{
+		RoomID: evt.RoomID, Sender: evt.Sender, EventID: evt.ID, Type: evt.Type,
+		Content: evt.Content.VeryRaw, Age: time.Duration(evt.Unsigned.Age) * time.Millisecond,
+		ReceivedAt: received,
+	}
+	m.batchMu.Lock()
+	if m.inSync {
+		m.batch = append(m.batch, ev)
+		m.batchMu.Unlock()
+		return
+	}
+	m.batchMu.Unlock()
+	m.handleBatch(ctx, []callEvent{ev})
+}
+
+// BeginSync starts collecting call events: a sync response is being processed.
+func (m *Manager) BeginSync() {
+	m.batchMu.Lock()
+	m.inSync = true
+	m.batchMu.Unlock()
+}
+
+// EndSync handles the call events of the sync response that is over.
+func (m *Manager) EndSync(ctx context.Context) {
+	m.batchMu.Lock()
+	m.inSync = false
+	batch := m.batch
+	m.batch = nil
+	m.batchMu.Unlock()
+	if len(batch) > 0 {
+		m.handleBatch(ctx, batch)
+	}
+}
+
+// handleBatch processes the call events of one sync response in order, after the whole
 // response was decrypted, as js-sdk does: an invite whose call was already answered or hung
 // up in the same batch is dropped.
-func (m *Manager) HandleBatch(ctx context.Context, evs []Event) {
+func (m *Manager) handleBatch(ctx context.Context, evs []callEvent) {
 	finished := map[callKey]bool{}
 	for _, ev := range evs {
 		if ev.Type.Type == voip.TypeAnswer.Type || ev.Type.Type == voip.TypeHangup.Type || ev.Type.Type == voip.TypeReject.Type {
@@ -176,13 +243,13 @@ func (m *Manager) HandleBatch(ctx context.Context, evs []Event) {
 				continue
 			}
 		}
-		m.HandleEvent(ctx, ev)
+		m.handle(ctx, ev)
 	}
 }
 
-// HandleEvent processes one call event. It never panics on bad input: invalid events are
+// handle processes one call event. It never panics on bad input: invalid events are
 // logged and dropped.
-func (m *Manager) HandleEvent(ctx context.Context, ev Event) {
+func (m *Manager) handle(ctx context.Context, ev callEvent) {
 	log := m.log.With().Stringer("room_id", ev.RoomID).Stringer("sender", ev.Sender).Str("type", ev.Type.Type).Stringer("event_id", ev.EventID).Logger()
 	if len(ev.Content) > voip.MaxSDPLength+64<<10 {
 		log.Warn().Int("bytes", len(ev.Content)).Msg("Dropping oversized call event")
@@ -194,50 +261,10 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) {
 		err = m.onInvite(ctx, ev, log)
 	case voip.TypeCandidates.Type:
 		err = m.onCandidates(ev, log)
-	case voip.TypeSelectAnswer.Type:
-		err = m.route(ev, log, func(c *Call) error {
-			sa, err := voip.ParseSelectAnswer(ev.Content)
-			if err != nil {
-				return err
-			}
-			c.post(func() { c.onSelectAnswer(sa) })
-			return nil
-		})
-	case voip.TypeNegotiate.Type:
-		err = m.route(ev, log, func(c *Call) error {
-			n, err := voip.ParseNegotiate(ev.Content)
-			if err != nil {
-				return err
-			}
-			c.post(func() { c.onNegotiate(n) })
-			return nil
-		})
-	case voip.TypeHangup.Type:
-		err = m.route(ev, log, func(c *Call) error {
-			h, err := voip.ParseHangup(ev.Content)
-			if err != nil {
-				return err
-			}
-			c.post(func() { c.onRemoteEnd("hangup", h.Reason) })
-			return nil
-		})
-	case voip.TypeReject.Type:
-		err = m.route(ev, log, func(c *Call) error {
-			r, err := voip.ParseReject(ev.Content)
-			if err != nil {
-				return err
-			}
-			c.post(func() { c.onRemoteEnd("reject", r.Reason) })
-			return nil
-		})
-	case voip.TypeSDPStreamMetadataChanged.Type, voip.TypeSDPStreamMetadataChangedU.Type:
-		err = m.route(ev, log, func(c *Call) error {
-			mc, err := voip.ParseMetadataChanged(ev.Content)
-			if err != nil {
-				return err
-			}
-			c.post(func() { c.updateMetadata(mc.Metadata) })
-			return nil
+	case voip.TypeSelectAnswer.Type, voip.TypeNegotiate.Type, voip.TypeHangup.Type, voip.TypeReject.Type,
+		voip.TypeSDPStreamMetadataChanged.Type, voip.TypeSDPStreamMetadataChangedU.Type:
+		err = m.route(ev, log, func(c *Call, common voip.Common) {
+			c.p.Receive(ev.Type.Type, ev.Content, common.PartyID)
 		})
 	case voip.TypeAnswer.Type:
 		err = m.onAnswer(ev, log)
@@ -249,7 +276,7 @@ func (m *Manager) HandleEvent(ctx context.Context, ev Event) {
 
 // route hands an event to the call it belongs to, after checking it comes from that call's
 // peer. Our own echoes and events for unknown calls are ignored.
-func (m *Manager) route(ev Event, log zerolog.Logger, fn func(*Call) error) error {
+func (m *Manager) route(ev callEvent, log zerolog.Logger, fn func(*Call, voip.Common)) error {
 	var common voip.Common
 	if err := json.Unmarshal(ev.Content, &common); err != nil {
 		return err
@@ -270,12 +297,13 @@ func (m *Manager) route(ev Event, log zerolog.Logger, fn func(*Call) error) erro
 	if c.peerParty != "" && common.PartyID != "" && common.PartyID != c.peerParty {
 		return errors.New("event from another device of the caller")
 	}
-	return fn(c)
+	fn(c, common)
+	return nil
 }
 
 // onAnswer: the bot never places 1:1 calls, but an answer from another device of the bot's
 // own account means that device took the call.
-func (m *Manager) onAnswer(ev Event, log zerolog.Logger) error {
+func (m *Manager) onAnswer(ev callEvent, log zerolog.Logger) error {
 	if ev.Sender != m.cfg.UserID {
 		return nil
 	}
@@ -291,12 +319,12 @@ func (m *Manager) onAnswer(ev Event, log zerolog.Logger) error {
 	m.mu.Unlock()
 	if c != nil {
 		log.Info().Str("call_id", a.CallID).Msg("Call answered by another device of the bot")
-		c.post(func() { c.end(endInfo{reason: voip.ReasonAnsweredElse, send: false}) })
+		c.p.Hangup(voippeer.End{Reason: voip.ReasonAnsweredElse})
 	}
 	return nil
 }
 
-func (m *Manager) onCandidates(ev Event, log zerolog.Logger) error {
+func (m *Manager) onCandidates(ev callEvent, log zerolog.Logger) error {
 	cs, err := voip.ParseCandidates(ev.Content)
 	if err != nil {
 		return err
@@ -340,7 +368,7 @@ func (m *Manager) onCandidates(ev Event, log zerolog.Logger) error {
 	if ev.Sender != c.peer {
 		return errors.New("candidates from someone who is not in this call")
 	}
-	c.post(func() { c.addRemoteCandidates(cs.Candidates) })
+	c.p.AddCandidates(cs.Candidates)
 	return nil
 }
 
@@ -357,7 +385,7 @@ func (m *Manager) gcPendingLocked(now time.Time) {
 	}
 }
 
-func (m *Manager) onInvite(ctx context.Context, ev Event, log zerolog.Logger) error {
+func (m *Manager) onInvite(ctx context.Context, ev callEvent, log zerolog.Logger) error {
 	inv, err := voip.ParseInvite(ev.Content)
 	if err != nil {
 		return err
@@ -412,7 +440,7 @@ func (m *Manager) onInvite(ctx context.Context, ev Event, log zerolog.Logger) er
 			evType = voip.TypeHangup
 			content = voip.Hangup{Common: c.Common, Reason: voip.ReasonUserBusy}
 		}
-		if err := m.sig.SendCallEvent(ctx, ev.RoomID, evType, content); err != nil {
+		if _, err := m.mx.SendMessage(ctx, ev.RoomID, evType, content); err != nil {
 			log.Warn().Err(err).Msg("Failed to send reject")
 		}
 		m.obs.CallRefused(ctx, ev.RoomID, ev.Sender, reason)
@@ -429,26 +457,41 @@ func (m *Manager) onInvite(ctx context.Context, ev Event, log zerolog.Logger) er
 	// A new call from the same person in the same room replaces the old one (their
 	// client has given up on it).
 	for _, c := range replaced {
-		c.post(func() { c.end(endInfo{reason: "replaced", send: true}) })
+		c.p.Hangup(voippeer.End{Reason: "replaced", Send: true})
 	}
 
 	c := newCall(m, ev, inv, log)
+	var early []voip.Candidate
 	m.mu.Lock()
 	if p := m.pending[key]; p != nil {
 		if p.sender == ev.Sender {
-			c.earlyCandidates = p.cands
+			early = p.cands
 		}
 		delete(m.pending, key)
 	}
 	m.calls[key] = c
 	m.wg.Add(1)
 	m.mu.Unlock()
-	c.start()
+	c.start(early)
 	return nil
 }
 
-// PeerLeft ends every call with userID in roomID: a caller who leaves the room has hung up.
-func (m *Manager) PeerLeft(roomID id.RoomID, userID id.UserID) {
+// onMember ends the calls of a caller who left the room (or was banned): they have hung
+// up, even if their client does not say so (matrix-js-sdk as callee does not).
+func (m *Manager) onMember(evt *event.Event) {
+	var content struct {
+		Membership event.Membership `json:"membership"`
+	}
+	if json.Unmarshal(call.RawContent(evt), &content) != nil || evt.StateKey == nil || evt.RoomID == "" {
+		return
+	}
+	if content.Membership == event.MembershipLeave || content.Membership == event.MembershipBan {
+		m.peerLeft(evt.RoomID, id.UserID(*evt.StateKey))
+	}
+}
+
+// peerLeft ends every call with userID in roomID.
+func (m *Manager) peerLeft(roomID id.RoomID, userID id.UserID) {
 	m.mu.Lock()
 	var cs []*Call
 	for k, c := range m.calls {
@@ -458,7 +501,7 @@ func (m *Manager) PeerLeft(roomID id.RoomID, userID id.UserID) {
 	}
 	m.mu.Unlock()
 	for _, c := range cs {
-		c.post(func() { c.end(endInfo{reason: voip.ReasonUserHangup, send: true, why: "the caller left the room"}) })
+		c.hangup("the caller left the room")
 	}
 }
 
@@ -473,7 +516,7 @@ func (m *Manager) HangupRoom(roomID id.RoomID, why string) int {
 	}
 	m.mu.Unlock()
 	for _, c := range cs {
-		c.post(func() { c.end(endInfo{reason: voip.ReasonUserHangup, send: true, why: why}) })
+		c.hangup(why)
 	}
 	return len(cs)
 }
@@ -499,9 +542,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	for _, c := range cs {
-		c.post(func() {
-			c.end(endInfo{reason: voip.ReasonUserHangup, send: true, why: "the recorder is shutting down"})
-		})
+		c.hangup("the recorder is shutting down")
 	}
 	done := make(chan struct{})
 	go func() {

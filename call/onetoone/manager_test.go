@@ -37,16 +37,16 @@ type sentEvent struct {
 
 func newFakeRoom() *fakeRoom { return &fakeRoom{notify: make(chan struct{}, 100)} }
 
-func (f *fakeRoom) SendCallEvent(_ context.Context, _ id.RoomID, t event.Type, content any) error {
+func (f *fakeRoom) SendMessage(_ context.Context, _ id.RoomID, t event.Type, content any) (id.EventID, error) {
 	b, err := json.Marshal(content)
 	if err != nil {
-		return err
+		return "", err
 	}
 	f.mu.Lock()
 	f.sent = append(f.sent, sentEvent{t.Type, b})
 	f.mu.Unlock()
 	f.notify <- struct{}{}
-	return nil
+	return "$sent", nil
 }
 func (f *fakeRoom) ICEServers(context.Context) []webrtc.ICEServer { return nil }
 func (f *fakeRoom) CallStarted(context.Context, Status) {
@@ -211,9 +211,9 @@ func (p *peer) sendTone(ctx context.Context) {
 	}
 }
 
-func ev(typ event.Type, sender id.UserID, content any) Event {
+func ev(typ event.Type, sender id.UserID, content any) callEvent {
 	b, _ := json.Marshal(content)
-	return Event{RoomID: room, Sender: sender, Type: typ, Content: b, ReceivedAt: time.Now()}
+	return callEvent{RoomID: room, Sender: sender, Type: typ, Content: b, ReceivedAt: time.Now()}
 }
 
 func invite(callID, sdp string) map[string]any {
@@ -228,7 +228,7 @@ func TestAnswerWithEarlyCandidates(t *testing.T) {
 	p := newPeer(t)
 	sdp := p.offer(t)
 	cands := p.gathered(t)
-	m.HandleBatch(context.Background(), []Event{
+	m.handleBatch(context.Background(), []callEvent{
 		ev(voip.TypeCandidates, bob, map[string]any{"call_id": "call1", "party_id": "BOBDEV", "version": "1", "candidates": cands}),
 		ev(voip.TypeInvite, bob, invite("call1", sdp)),
 	})
@@ -236,13 +236,7 @@ func TestAnswerWithEarlyCandidates(t *testing.T) {
 	fr.mu.Lock()
 	raw := fr.find("m.call.answer")[0]
 	fr.mu.Unlock()
-	var answer map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &answer); err != nil {
-		t.Fatal(err)
-	}
-	if string(answer["sdp_stream_metadata"]) != "{}" || string(answer["version"]) != `"1"` || string(answer["party_id"]) != `"BOTDEV"` {
-		t.Errorf("answer fields: %s", raw)
-	}
+	// The answer's fields are call/voip/peer's (TestAnswerConnectsAndHandsOverTracks).
 	a, err := voip.ParseAnswer(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +255,7 @@ func TestAnswerWithEarlyCandidates(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	m.HandleEvent(context.Background(), ev(voip.TypeHangup, bob, map[string]any{"call_id": "call1", "party_id": "BOBDEV", "version": "1", "reason": "user_hangup"}))
+	m.handle(context.Background(), ev(voip.TypeHangup, bob, map[string]any{"call_id": "call1", "party_id": "BOBDEV", "version": "1", "reason": "user_hangup"}))
 	fr.wait(t, func() bool { return len(fr.ended) == 1 })
 	man := fr.ended[0]
 	if len(man.Tracks) != 1 || man.Tracks[0].Source != recorder.SourceMicrophone || man.Tracks[0].DurationMs < 500 {
@@ -280,7 +274,7 @@ func TestRefusals(t *testing.T) {
 	m, fr, _ := newManager(t, func(context.Context, id.RoomID, id.UserID) error { return errors.New("not alone") })
 	p := newPeer(t)
 	sdp := p.offer(t)
-	m.HandleEvent(context.Background(), ev(voip.TypeInvite, bob, invite("call2", sdp)))
+	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("call2", sdp)))
 	fr.wait(t, func() bool { return len(fr.refused) == 1 && len(fr.find("m.call.reject")) == 1 })
 	if fr.refused[0] != "not alone" {
 		t.Errorf("refused with %q", fr.refused[0])
@@ -296,7 +290,7 @@ func TestIgnoredInvites(t *testing.T) {
 	other := invite("other", sdp)
 	other["invitee"] = "@carol:hs"
 	answered := ev(voip.TypeInvite, bob, invite("answered", sdp))
-	m.HandleBatch(context.Background(), []Event{
+	m.handleBatch(context.Background(), []callEvent{
 		expired,
 		ev(voip.TypeInvite, bob, other),
 		ev(voip.TypeInvite, botID, invite("mine", sdp)),
@@ -319,15 +313,15 @@ func TestSelectAnswerElsewhere(t *testing.T) {
 	m, fr, _ := newManager(t, nil)
 	p := newPeer(t)
 	sdp := p.offer(t)
-	m.HandleEvent(context.Background(), ev(voip.TypeInvite, bob, invite("call3", sdp)))
+	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("call3", sdp)))
 	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
 	// A stranger cannot end the call.
-	m.HandleEvent(context.Background(), ev(voip.TypeHangup, "@eve:hs", map[string]any{"call_id": "call3", "version": "1"}))
+	m.handle(context.Background(), ev(voip.TypeHangup, "@eve:hs", map[string]any{"call_id": "call3", "version": "1"}))
 	time.Sleep(200 * time.Millisecond)
 	if len(m.Active()) != 1 {
 		t.Fatal("a stranger's hangup ended the call")
 	}
-	m.HandleEvent(context.Background(), ev(voip.TypeSelectAnswer, bob, map[string]any{"call_id": "call3", "party_id": "BOBDEV", "version": "1", "selected_party_id": "OTHERDEV"}))
+	m.handle(context.Background(), ev(voip.TypeSelectAnswer, bob, map[string]any{"call_id": "call3", "party_id": "BOBDEV", "version": "1", "selected_party_id": "OTHERDEV"}))
 	fr.wait(t, func() bool { return len(fr.ended) == 1 })
 	if len(fr.find("m.call.hangup")) != 0 {
 		t.Error("bot sent a hangup after being deselected")
@@ -339,7 +333,7 @@ func TestNegotiateAnswered(t *testing.T) {
 	m, fr, _ := newManager(t, nil)
 	p := newPeer(t)
 	sdp := p.offer(t)
-	m.HandleEvent(context.Background(), ev(voip.TypeInvite, bob, invite("call4", sdp)))
+	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("call4", sdp)))
 	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
 	a, _ := voip.ParseAnswer(fr.find("m.call.answer")[0])
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
@@ -352,7 +346,7 @@ func TestNegotiateAnswered(t *testing.T) {
 	if err := p.pc.SetLocalDescription(o); err != nil {
 		t.Fatal(err)
 	}
-	m.HandleEvent(context.Background(), ev(voip.TypeNegotiate, bob, map[string]any{"call_id": "call4", "party_id": "BOBDEV", "version": "1",
+	m.handle(context.Background(), ev(voip.TypeNegotiate, bob, map[string]any{"call_id": "call4", "party_id": "BOBDEV", "version": "1",
 		"description": map[string]string{"type": "offer", "sdp": o.SDP}, "sdp_stream_metadata": map[string]any{}}))
 	fr.wait(t, func() bool { return len(fr.find("m.call.negotiate")) == 1 })
 	n, err := voip.ParseNegotiate(fr.find("m.call.negotiate")[0])
@@ -361,5 +355,74 @@ func TestNegotiateAnswered(t *testing.T) {
 	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: n.Description.SDP}); err != nil {
 		t.Fatalf("answer does not apply: %v", err)
+	}
+}
+
+// roomEvent is a call event as the bot's syncer hands it over.
+func roomEvent(typ event.Type, sender id.UserID, content any, source event.Source) *event.Event {
+	evt := &event.Event{RoomID: room, Sender: sender, Type: typ, ID: "$e"}
+	evt.Content.VeryRaw, _ = json.Marshal(content)
+	evt.Mautrix.EventSource = source
+	return evt
+}
+
+// TestSyncBatch: call events of one sync response are handled when it is over (an invite
+// hung up in the same response is not answered); one that comes alone (decrypted late) is
+// handled at once; events that are not a room's timeline are ignored.
+func TestSyncBatch(t *testing.T) {
+	m, fr, _ := newManager(t, nil)
+	p := newPeer(t)
+	sdp := p.offer(t)
+	m.BeginSync()
+	m.HandleEvent(context.Background(), roomEvent(voip.TypeInvite, bob, invite("gone", sdp), event.SourceTimeline))
+	if n := len(m.Active()); n != 0 {
+		t.Fatalf("%d calls before the sync response is over", n)
+	}
+	m.HandleEvent(context.Background(), roomEvent(voip.TypeHangup, bob, map[string]any{"call_id": "gone", "version": "1"}, event.SourceTimeline))
+	m.EndSync(context.Background())
+	m.HandleEvent(context.Background(), roomEvent(voip.TypeInvite, bob, invite("state", sdp), event.SourceState))
+	time.Sleep(300 * time.Millisecond)
+	fr.mu.Lock()
+	sent := len(fr.sent)
+	fr.mu.Unlock()
+	if len(m.Active()) != 0 || sent != 0 {
+		t.Fatalf("an invite hung up in its sync, or one from room state, was answered: %d calls, %d events sent", len(m.Active()), sent)
+	}
+	m.HandleEvent(context.Background(), roomEvent(voip.TypeInvite, bob, invite("late", sdp), event.SourceTimeline|event.SourceDecrypted))
+	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
+}
+
+// TestCallerLeaves: the caller leaving the room (a timeline member event) ends their call,
+// with a hangup; someone else leaving, or the room's state replayed, does not.
+func TestCallerLeaves(t *testing.T) {
+	m, fr, _ := newManager(t, nil)
+	p := newPeer(t)
+	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("leave", p.offer(t))))
+	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
+	member := func(user id.UserID, membership string, source event.Source) *event.Event {
+		evt := roomEvent(event.StateMember, user, map[string]string{"membership": membership}, source)
+		key := string(user)
+		evt.StateKey = &key
+		return evt
+	}
+	m.HandleEvent(context.Background(), member("@carol:hs", "leave", event.SourceTimeline))
+	m.HandleEvent(context.Background(), member(bob, "leave", event.SourceState))
+	m.HandleEvent(context.Background(), member(bob, "join", event.SourceTimeline))
+	time.Sleep(300 * time.Millisecond)
+	if len(m.Active()) != 1 {
+		t.Fatal("the call ended though its caller is still in the room")
+	}
+	m.HandleEvent(context.Background(), member(bob, "leave", event.SourceTimeline))
+	fr.wait(t, func() bool { return len(fr.ended) == 1 })
+	fr.mu.Lock()
+	hangups := len(fr.find("m.call.hangup"))
+	fr.mu.Unlock()
+	if hangups != 1 {
+		t.Errorf("after the caller left: %d hangups, want 1", hangups)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(m.Active()) != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the call is still listed after it ended")
+		}
 	}
 }

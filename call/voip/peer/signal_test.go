@@ -1,4 +1,4 @@
-package rtc
+package peer
 
 import (
 	"testing"
@@ -16,14 +16,14 @@ func TestHasUsableMedia(t *testing.T) {
 		"m=audio 9": false,
 	}
 	for sdp, want := range cases {
-		if got := HasUsableMedia(sdp); got != want {
-			t.Errorf("HasUsableMedia(%q) = %v, want %v", sdp, got, want)
+		if got := hasUsableMedia(sdp); got != want {
+			t.Errorf("hasUsableMedia(%q) = %v, want %v", sdp, got, want)
 		}
 	}
 }
 
 func TestLocalCandidatesSkipWhatTheSDPCarries(t *testing.T) {
-	var l LocalCandidates
+	var l localCandidates
 	l.queue = append(l.queue, cand("candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host"), cand("candidate:2 1 udp 1694498815 1.2.3.4 5000 typ srflx"))
 	l.Signalled("v=0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n")
 	if l.Len() != 1 {

@@ -1,4 +1,4 @@
-package rtc
+package peer
 
 import (
 	"strings"
@@ -8,9 +8,9 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 )
 
-// HasUsableMedia reports whether an SDP answer accepts at least one audio or video m-line
+// hasUsableMedia reports whether an SDP answer accepts at least one audio or video m-line
 // (a rejected one has port 0): if not, the offer had nothing the recorder can write.
-func HasUsableMedia(sdp string) bool {
+func hasUsableMedia(sdp string) bool {
 	for _, line := range strings.Split(sdp, "\n") {
 		f := strings.Fields(strings.TrimSpace(line))
 		if len(f) > 3 && (f[0] == "m=audio" || f[0] == "m=video") && f[1] != "0" {
@@ -20,18 +20,18 @@ func HasUsableMedia(sdp string) bool {
 	return false
 }
 
-// LocalCandidates queues a peer connection's local ICE candidates for MSC2746 signalling,
+// localCandidates queues a peer connection's local ICE candidates for MSC2746 signalling,
 // the way matrix-js-sdk sends them: those already inside the signalled SDP are not sent
 // again, the rest go out in m.call.candidates batches, and the end of gathering is the
 // empty candidate. It belongs to one call's loop and is not safe for concurrent use.
-type LocalCandidates struct {
+type localCandidates struct {
 	queue []voip.Candidate
 	inSDP map[string]bool
 }
 
 // Add queues a gathered candidate; nil (gathering finished) queues the end-of-candidates
 // marker. It reports whether anything was queued.
-func (l *LocalCandidates) Add(c *webrtc.ICECandidate) bool {
+func (l *localCandidates) Add(c *webrtc.ICECandidate) bool {
 	if c == nil {
 		l.queue = append(l.queue, voip.Candidate{Candidate: ""})
 		return true
@@ -46,7 +46,7 @@ func (l *LocalCandidates) Add(c *webrtc.ICECandidate) bool {
 
 // Signalled records the candidates inside an SDP about to be sent, so that they are not
 // sent again, and drops queued copies of them.
-func (l *LocalCandidates) Signalled(sdp string) {
+func (l *localCandidates) Signalled(sdp string) {
 	l.inSDP = map[string]bool{}
 	for _, line := range strings.Split(sdp, "\n") {
 		if s := strings.TrimSpace(line); strings.HasPrefix(s, "a=candidate:") {
@@ -63,16 +63,16 @@ func (l *LocalCandidates) Signalled(sdp string) {
 }
 
 // Len is the number of queued candidates.
-func (l *LocalCandidates) Len() int { return len(l.queue) }
+func (l *localCandidates) Len() int { return len(l.queue) }
 
 // Take returns the queued candidates and empties the queue.
-func (l *LocalCandidates) Take() []voip.Candidate {
+func (l *localCandidates) Take() []voip.Candidate {
 	b := l.queue
 	l.queue = nil
 	return b
 }
 
 // Requeue puts a batch that could not be sent back in front of the queue.
-func (l *LocalCandidates) Requeue(batch []voip.Candidate) {
+func (l *localCandidates) Requeue(batch []voip.Candidate) {
 	l.queue = append(batch, l.queue...)
 }
