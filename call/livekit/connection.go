@@ -8,10 +8,12 @@ import (
 	"time"
 
 	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
+	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 )
 
 // Reconnect back-off of a connection to one SFU.
@@ -177,6 +179,11 @@ func (c *connection) join() (<-chan string, error) {
 	c.log.Info().Str("sfu", acc.URL).Str("livekit_room", acc.Room).Str("identity", acc.Identity).Str("endpoint", acc.Endpoint).Msg("Joining the call's LiveKit room")
 	if err := room.JoinWithContextAndToken(jctx, acc.URL, acc.Token,
 		lksdk.WithAutoSubscribe(true),
+		// The SDK's own interceptors (NACK, receiver reports, TWCC for the SFU's bandwidth
+		// estimate, RTT) stay; ours comes first so they share one header per stream
+		// instead of allocating one per packet.
+		lksdk.WithInterceptors([]interceptor.Factory{rtc.ReusedAttributes()}),
+		lksdk.WithIncludeDefaultInterceptors(true),
 		lksdk.WithLogger(lkLogger(c.log.With().Str("component", "lksdk").Logger())),
 	); err != nil {
 		room.Disconnect()

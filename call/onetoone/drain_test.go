@@ -19,7 +19,7 @@ import (
 // its peer connection's inbound statistics, which count packets as the track is read.
 func TestRefusedTrackIsDrained(t *testing.T) {
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
-	f, err := rtc.NewFactory(rtc.Settings{IncludeLoopback: true}, log)
+	f, err := rtc.NewFactory(rtc.Settings{IncludeLoopback: true, Stats: true}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
@@ -34,11 +34,18 @@ type Settings struct {
 	Interfaces []string
 	// ICETimeout: a connection that stays disconnected this long is failed.
 	ICETimeout time.Duration
+	// Stats registers pion's statistics interceptor, so that PeerConnection.GetStats
+	// reports what each inbound stream received. It runs on every packet and the bot
+	// itself reads no statistics: for tests and diagnosis only.
+	Stats bool
 }
 
 // maxNacksPerPacket is how often a lost packet is asked for (100 ms apart): the first
 // retransmission usually arrives, two more cover one that is lost too.
 const maxNacksPerPacket = 3
+
+// udpPortReadBuffer is the receive buffer asked for the shared UDP port.
+const udpPortReadBuffer = 4 << 20
 
 // Factory creates peer connections that share one configured pion API (and, with UDPPort,
 // one UDP socket).
@@ -49,24 +56,31 @@ type Factory struct {
 	close func() error
 }
 
-// NewFactory configures codecs, interceptors (NACK, RTCP reports, TWCC) and the network.
+// NewFactory configures codecs, interceptors (registerInterceptors) and the network.
 func NewFactory(s Settings, log zerolog.Logger) (*Factory, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, fmt.Errorf("register codecs: %w", err)
 	}
 	reg := &interceptor.Registry{}
-	// pion's NACK generator does not see packets repaired through RTX, so without a limit
-	// it asks for each lost packet again every 100 ms until it leaves its window: about
-	// 13 retransmissions per lost packet on loopback (TestIntegrationRecorderNACK).
-	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, reg,
-		webrtc.WithNackGeneratorOptions(nack.GeneratorMaxNacksPerPacket(maxNacksPerPacket))); err != nil {
+	if err := registerInterceptors(m, reg); err != nil {
 		return nil, fmt.Errorf("register interceptors: %w", err)
+	}
+	if s.Stats {
+		if err := webrtc.ConfigureStatsInterceptor(reg); err != nil {
+			return nil, fmt.Errorf("register the stats interceptor: %w", err)
+		}
 	}
 
 	// pion's lines keep the factory's component (webrtc) and name pion's scope ("ice").
 	se := webrtc.SettingEngine{LoggerFactory: pionLogger{log: log}}
 	se.SetIncludeLoopbackCandidate(s.IncludeLoopback)
+	// AES-GCM first (one AES pass with its authentication, cheap with AES-NI) and its
+	// 128-bit key before the 256-bit one (fewer rounds, the same protection against a
+	// recorded call being decrypted within its lifetime); AES-CM with HMAC-SHA1 for peers
+	// that offer nothing else. The DTLS server picks: this order counts when the bot is
+	// the server, the peer's own otherwise.
+	se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
 	// mDNS candidates would need multicast, which a server has no use for.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if s.ICETimeout > 0 {
@@ -94,7 +108,10 @@ func NewFactory(s Settings, log zerolog.Logger) (*Factory, error) {
 	f := &Factory{log: log, close: func() error { return nil }}
 	switch {
 	case s.UDPPort != 0:
-		var opts []ice.UDPMuxFromPortOption
+		// Every peer's datagrams queue on this one socket: room for bursts (key frames of
+		// many calls at once; the kernel caps it at net.core.rmem_max). At 40 calls on
+		// the default buffer the kernel dropped datagrams (BENCHMARKS.md).
+		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithReadBufferSize(udpPortReadBuffer)}
 		if s.IncludeLoopback {
 			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
 		}

@@ -72,6 +72,7 @@ type options struct {
 	botN         []int
 	botWindow    time.Duration
 	profile      string
+	botUDPPort   uint16
 	out          string
 	keep         bool
 	args         []string
@@ -95,12 +96,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	botN := fs.String("bot-participants", "10,25,50,100,150,200", "bot: call counts, in order, until one loses packets")
 	botWindow := fs.Duration("bot-window", 20*time.Second, "bot: measured time per step")
 	profile := fs.String("profile", "", "write CPU profiles of the bot (through http.pprof) for every bot window into this folder")
+	botUDPPort := fs.Uint("bot-udp-port", 0, "side, bot, soak: run the bot with webrtc.udp_port set to this port (one UDP socket for every peer connection); 0: a port per connection")
 	out := fs.String("out", "BENCHMARKS.md", "the report to update (the sections of the parts run)")
 	keep := fs.Bool("keep", false, "keep the recordings and logs (the work folder is printed)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o := options{parts: map[string]bool{}, coreDuration: *coreDuration, sideRounds: *sideRounds, sideWindow: *sideWindow, sideOnly: *sideOnly,
+	if *botUDPPort > 65535 {
+		return errors.New("-bot-udp-port: not a port")
+	}
+	o := options{parts: map[string]bool{}, botUDPPort: uint16(*botUDPPort), coreDuration: *coreDuration, sideRounds: *sideRounds, sideWindow: *sideWindow, sideOnly: *sideOnly,
 		lkWindow: *lkWindow, soakCalls: *soakCalls, soakDuration: *soakDuration, soakInterval: *soakInterval,
 		botWindow: *botWindow, profile: *profile, out: *out, keep: *keep, args: args}
 	for _, p := range strings.Split(*parts, ",") {
@@ -179,7 +184,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.parts["side"] || o.parts["bot"] || o.parts["soak"] {
 		r.partLoad["side"] = loadAvg()
-		cb, err := startCallBench(ctx, filepath.Join(work, "calls"), bins, prof != nil, logf)
+		cb, err := startCallBench(ctx, filepath.Join(work, "calls"), bins, prof != nil, o.botUDPPort, logf)
 		if err != nil {
 			return err
 		}

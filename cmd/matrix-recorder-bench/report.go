@@ -19,9 +19,12 @@ const (
 	secLiveKit = "The LiveKit path"
 	secSoak    = "Soak"
 	secLadder  = "The whole bot: the largest load"
+	// secTried is written by hand (what was tried to make the bot cheaper, with its
+	// measurements); a run never rewrites it and always keeps it.
+	secTried = "What was tried (issue 16)"
 )
 
-var sectionOrder = []string{secHot, secCore, secSide, secProfile, secLiveKit, secSoak, secLadder}
+var sectionOrder = []string{secHot, secCore, secSide, secProfile, secTried, secLiveKit, secSoak, secLadder}
 
 // report collects every part's results and renders BENCHMARKS.md.
 type report struct {

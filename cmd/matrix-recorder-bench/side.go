@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/devtools"
 )
 
@@ -30,13 +31,17 @@ type callBench struct {
 	plain *plainTarget
 }
 
-func startCallBench(ctx context.Context, work string, bins binaries, pprof bool, logf logFunc) (*callBench, error) {
+func startCallBench(ctx context.Context, work string, bins binaries, pprof bool, udpPort uint16, logf logFunc) (*callBench, error) {
 	env, err := startCallEnv(ctx, work, bins, logf)
 	if err != nil {
 		return nil, err
 	}
 	cb := &callBench{env: env}
-	bp, err := newBotProc(ctx, bins.bot, filepath.Join(work, "bot"), env.hs, "recorder", pprof, nil)
+	var edit func(*config.Config)
+	if udpPort != 0 {
+		edit = func(c *config.Config) { c.WebRTC.UDPPort = udpPort }
+	}
+	bp, err := newBotProc(ctx, bins.bot, filepath.Join(work, "bot"), env.hs, "recorder", pprof, edit)
 	if err != nil {
 		return nil, errors.Join(err, env.close())
 	}

@@ -66,8 +66,9 @@ type Stats struct {
 	Buffered int
 }
 
-// slot is one packet's storage. Slots are allocated once and cycle between the free list, the
-// ring, the pending position and the released position.
+// slot is one packet's storage. Slots are allocated as first needed, at most capacity+2 of
+// them, and then cycle between the free list, the ring, the pending position and the
+// released position.
 type slot struct {
 	buf []byte
 	pkt Packet
@@ -84,6 +85,7 @@ type Buffer struct {
 	ring     []*slot  // indexed by extended sequence number & mask; nil when empty
 	released []uint64 // bit per ring position: 1 if that sequence number was released, 0 if lost
 	free     []*slot
+	slots    int   // slots allocated so far: at most capacity+2
 	out      *slot // returned by the last Pop; goes back to free on the next call
 	pending  *slot // first packet of a new stream, held until the old stream is drained
 
@@ -133,12 +135,9 @@ func New(maxDelay time.Duration, opts ...Option) *Buffer {
 	// Push starts with at most capacity packets in the ring and nothing pending or released,
 	// so one slot more is the packet being pushed. Then the ring may hold one packet over
 	// capacity, or a new stream may be pending, until Pop runs; one more slot is the packet
-	// Pop last released.
-	slots := make([]slot, cfg.capacity+2)
-	b.free = make([]*slot, 0, len(slots))
-	for i := range slots {
-		b.free = append(b.free, &slots[i])
-	}
+	// Pop last released. Slots are allocated as the stream needs them: a steady stream
+	// cycles through a few, and a video track's full capacity (hundreds of kilobytes) is
+	// only paid for by a stream that really holds that many packets (takeFree).
 	return b
 }
 
@@ -401,14 +400,16 @@ func (b *Buffer) dropAll() {
 	}
 }
 
-// takeFree returns a free slot. There always is one at the start of Push: the ring holds at
-// most capacity packets then, and nothing is pending or released.
+// takeFree returns a free slot, allocating one when every slot so far is in use. At the
+// start of Push the ring holds at most capacity packets and nothing is pending or released,
+// so a buffer never holds more than capacity+2 slots.
 func (b *Buffer) takeFree() *slot {
+	if len(b.free) == 0 {
+		b.slots++
+		return &slot{buf: make([]byte, 0, maxSlotPrealloc)}
+	}
 	s := b.free[len(b.free)-1]
 	b.free = b.free[:len(b.free)-1]
-	if s.buf == nil {
-		s.buf = make([]byte, 0, maxSlotPrealloc)
-	}
 	return s
 }
 

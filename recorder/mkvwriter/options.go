@@ -27,7 +27,7 @@ const (
 	defaultMaxClusterDuration = 5 * time.Second
 	defaultMaxGap             = 6 * time.Hour
 	defaultAppName            = "matrix-recorder"
-	defaultBufferSize         = 64 << 10
+	defaultBufferSize         = 16 << 10
 	maxClusterSpan            = 32767 * time.Millisecond
 )
 
@@ -85,7 +85,7 @@ func WithWritingApp(name string) Option {
 	}
 }
 
-// WithBufferSize sets the size of the write buffer (default 64 KiB). Data in the buffer
+// WithBufferSize sets the size of the write buffer (default 16 KiB). Data in the buffer
 // reaches the file at Flush, at Close, and whenever the buffer fills.
 func WithBufferSize(n int) Option {
 	return func(c *config) error {
