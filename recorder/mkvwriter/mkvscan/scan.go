@@ -225,7 +225,10 @@ func (s *scanner) segment(pos, end int64) error {
 	return nil
 }
 
-func (s *scanner) info(h Header) error {
+// children calls fn for each child of the header element h (read whole, up to
+// maxHeaderPayload); an element that is invalid or cut short is left out, as a torn file's
+// tail is.
+func (s *scanner) children(h Header, fn func(id uint32, data []byte)) error {
 	payload, err := ReadPayload(s.r, h, maxHeaderPayload)
 	if err != nil {
 		if errors.Is(err, ErrInvalid) || errors.Is(err, ErrTruncated) {
@@ -233,7 +236,12 @@ func (s *scanner) info(h Header) error {
 		}
 		return err
 	}
-	_ = Children(payload, func(id uint32, data []byte) {
+	_ = Children(payload, fn)
+	return nil
+}
+
+func (s *scanner) info(h Header) error {
+	return s.children(h, func(id uint32, data []byte) {
 		switch id {
 		case IDTimestampScale:
 			if v, ok := Uint(data); ok && v > 0 {
@@ -243,18 +251,10 @@ func (s *scanner) info(h Header) error {
 			s.f.Duration = Float(data)
 		}
 	})
-	return nil
 }
 
 func (s *scanner) tracks(h Header) error {
-	payload, err := ReadPayload(s.r, h, maxHeaderPayload)
-	if err != nil {
-		if errors.Is(err, ErrInvalid) || errors.Is(err, ErrTruncated) {
-			return nil
-		}
-		return err
-	}
-	_ = Children(payload, func(id uint32, data []byte) {
+	return s.children(h, func(id uint32, data []byte) {
 		if id != IDTrackEntry {
 			return
 		}
@@ -295,7 +295,6 @@ func (s *scanner) tracks(h Header) error {
 		})
 		s.f.TrackList = append(s.f.TrackList, t)
 	})
-	return nil
 }
 
 // IsLevel1 reports whether an ID is a Segment child other than Void and CRC-32: such an
