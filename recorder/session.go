@@ -241,7 +241,8 @@ func (s *Session) StartedAt() time.Time { return s.t0 }
 // Offset converts a wall-clock time to milliseconds on the call's timeline.
 func (s *Session) Offset(t time.Time) int64 { return t.Sub(s.t0).Milliseconds() }
 
-// AddParticipant records that someone joined (or updates their display name).
+// AddParticipant records that someone joined (or updates their display name, or moves their
+// join time earlier when a backend learns a better one).
 func (s *Session) AddParticipant(userID, deviceID, displayName string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -253,6 +254,12 @@ func (s *Session) AddParticipant(userID, deviceID, displayName string, at time.T
 		if p.UserID == userID && p.DeviceID == deviceID && p.LeftAt == nil {
 			if displayName != "" {
 				p.DisplayName = displayName
+			}
+			// A backend that learns a better (earlier) join time later says so again:
+			// the earliest wins.
+			if !at.IsZero() && at.UTC().Before(p.JoinedAt) {
+				p.JoinedAt = at.UTC()
+				s.changedLocked(true)
 			}
 			return
 		}

@@ -178,3 +178,20 @@ func TestClockDrift(t *testing.T) {
 		})
 	}
 }
+
+// A participant's join time moves earlier when a backend learns a better one (a mesh device
+// whose invite came before its member event), never later.
+func TestParticipantJoinTimeTakesTheEarliest(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.sess.AddParticipant("@bob:example.org", "DEV", "", base.Add(5*time.Second))
+	h.sess.AddParticipant("@bob:example.org", "DEV", "Bob", base.Add(4600*time.Millisecond))
+	h.sess.AddParticipant("@bob:example.org", "DEV", "", base.Add(9*time.Second))
+	m := h.close()
+	if len(m.Participants) != 1 {
+		t.Fatalf("participants: %+v", m.Participants)
+	}
+	p := m.Participants[0]
+	if !p.JoinedAt.Equal(base.Add(4600*time.Millisecond)) || p.DisplayName != "Bob" {
+		t.Errorf("participant: %+v, want joined at base+4.6s as Bob", p)
+	}
+}

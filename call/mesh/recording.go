@@ -325,6 +325,14 @@ func (r *Recording) reconcile(at time.Time, connect bool) {
 			r.log.Info().Stringer("device", key).Msg("Device rejoined with a new session")
 			r.deviceLeft(key, "rejoined")
 		default:
+			if !p.listed {
+				// Its invite came before its member event: the member event says when it
+				// joined, if that is earlier than the invite's arrival.
+				if joined := r.memberEventTime(d, now); joined.Before(p.joinedAt) {
+					p.joinedAt = joined
+					r.sess.AddParticipant(string(d.UserID), string(d.DeviceID), "", joined)
+				}
+			}
 			p.dev, p.listed = d, true
 		}
 	}
