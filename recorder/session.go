@@ -471,6 +471,15 @@ func (s *Session) Pause(ctx context.Context, reason string) (Manifest, error) {
 	return s.end(ctx, reason)
 }
 
+// End is Pause when pause is set, else Close: for a backend whose recording either ends
+// or pauses for a restart by the same steps.
+func (s *Session) End(ctx context.Context, pause bool, reason string) (Manifest, error) {
+	if pause {
+		return s.Pause(ctx, reason)
+	}
+	return s.Close(ctx)
+}
+
 // end is Close, or Pause when paused is set (the interruption's reason).
 func (s *Session) end(ctx context.Context, paused string) (Manifest, error) {
 	s.mu.Lock()

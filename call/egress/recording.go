@@ -667,15 +667,15 @@ func (r *Recording) finish(ctx context.Context, why string) {
 	}
 	r.ended = true
 	r.giveUp("the recording ended before LiveKit Egress reported this file")
-	r.end(ctx, why, r.sess.Close, "Egress recording ended")
+	r.end(ctx, false, why, "Egress recording ended")
 }
 
-// end closes the recording's session in this process with closeSession (bounded by
-// closeTimeout), keeps the result, and ends the recording's loop.
-func (r *Recording) end(ctx context.Context, why string, closeSession func(context.Context) (recorder.Manifest, error), msg string) {
+// end closes (or, with pause, pauses) the recording's session in this process, bounded by
+// closeTimeout, keeps the result, and ends the recording's loop.
+func (r *Recording) end(ctx context.Context, pause bool, why, msg string) {
 	r.saveState()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-	m, err := closeSession(cctx)
+	m, err := r.sess.End(cctx, pause, why)
 	cancel()
 	r.mu.Lock()
 	r.result, r.why, r.err = m, why, err
@@ -739,13 +739,19 @@ func (r *Recording) Stop(ctx context.Context, reason string) (recorder.Manifest,
 			}
 		}
 	}
+	return r.outcome("finish")
+}
+
+// outcome is the recording's result once it finished, else its manifest so far and an
+// error saying that it did not do (what) in time.
+func (r *Recording) outcome(what string) (recorder.Manifest, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	select {
 	case <-r.finished:
 		return r.result, r.err
 	default:
-		return r.sess.Manifest(), errors.New("the egress recording did not finish in time")
+		return r.sess.Manifest(), fmt.Errorf("the egress recording did not %s in time", what)
 	}
 }
 
@@ -767,14 +773,7 @@ func (r *Recording) Pause(ctx context.Context, reason string) (recorder.Manifest
 	case <-r.finished:
 	case <-ctx.Done():
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	select {
-	case <-r.finished:
-		return r.result, r.err
-	default:
-		return r.sess.Manifest(), errors.New("the egress recording did not pause in time")
-	}
+	return r.outcome("pause")
 }
 
 var _ call.Pauser = (*Recording)(nil)
@@ -786,8 +785,7 @@ func (r *Recording) pause(ctx context.Context, reason string) {
 		return
 	}
 	r.ended = true
-	pause := func(ctx context.Context) (recorder.Manifest, error) { return r.sess.Pause(ctx, reason) }
-	r.end(ctx, reason, pause, "Egress recording paused; its egresses go on")
+	r.end(ctx, true, reason, "Egress recording paused; its egresses go on")
 }
 
 // Done is closed when the recording ended.

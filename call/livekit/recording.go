@@ -601,13 +601,7 @@ func (r *Recording) stop(ctx context.Context, reason string, pause bool) {
 	wg.Wait()
 	// Frames that never decrypted are counted in their file's stats; a track whose key never
 	// came has no file at all, and the recorder notes that in the manifest's warnings.
-	var m recorder.Manifest
-	var err error
-	if pause {
-		m, err = r.sess.Pause(ctx, reason)
-	} else {
-		m, err = r.sess.Close(ctx)
-	}
+	m, err := r.sess.End(ctx, pause, reason)
 	waited := make(chan struct{})
 	go func() {
 		r.wg.Wait()

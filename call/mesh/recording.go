@@ -771,13 +771,7 @@ func (r *Recording) teardown(peers []*peer, inRoom bool, reason string, pause bo
 		}
 	}
 	r.silent.stop()
-	var m recorder.Manifest
-	var err error
-	if pause {
-		m, err = r.sess.Pause(ctx, reason)
-	} else {
-		m, err = r.sess.Close(ctx)
-	}
+	m, err := r.sess.End(ctx, pause, reason)
 	if err != nil {
 		errs = append(errs, err)
 	}
