@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		}
 	}()
 	checkModes(log, cfg)
-	lc, err := lifecycle.New(ctx, cfg, lifecycle.Options{Chat: botChat{b}, Calls: botCalls{b}, Ready: b.ready, Log: log})
+	lc, err := lifecycle.New(ctx, cfg, lifecycle.Options{Chat: botChat{b}, Calls: botCalls{b}, Ready: b.ready, Log: log, Busy: b.startingIn})
 	if err != nil {
 		return nil, err
 	}
@@ -332,4 +332,14 @@ func (b *Bot) syncLoop(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, time.Minute)
 	}
+}
+
+// startingIn reports whether a recording of room is running or being started here (a
+// 1:1 call being answered, a backend joining): the lifecycle keeps the room's lease on a
+// shared database meanwhile.
+func (b *Bot) startingIn(room id.RoomID) bool {
+	if b.rooms != nil && b.rooms.Recording(room) {
+		return true
+	}
+	return len(b.callPeers(room)) > 0
 }

@@ -25,7 +25,7 @@ type cmdContext = command.Context
 func newCommands(b *Bot) *command.Processor {
 	h := func(f func(ctx context.Context, cc *cmdContext) error) command.Handler { return f }
 	return command.New(b.cfg.Bot.CommandPrefix, []*command.Command{
-		{Name: "start", Args: b.egressStartArgs(), Description: "record the group call in this room", Group: command.GroupRecording, Handler: func(ctx context.Context, cc *cmdContext) error { return b.rooms.Start(ctx, roomsRequest(cc)) }},
+		{Name: "start", Args: b.egressStartArgs(), Description: "record the group call in this room", Group: command.GroupRecording, Handler: h(b.startCommand)},
 		{Name: "stop", Description: "stop recording in this room (the files are kept)", Group: command.GroupRecording, Handler: h(b.stopCommand)},
 		{Name: "status", Description: "what is being recorded in this room", Group: command.GroupRecording, Handler: h(b.statusCommand)},
 		{Name: "skipme", Description: "do not record me in this room", Group: command.GroupDuring, Handler: func(ctx context.Context, cc *cmdContext) error { return b.rooms.SetOptOut(ctx, roomsRequest(cc), true) }},
@@ -134,4 +134,23 @@ func (b *Bot) mentioned(evt *event.Event, msg *event.MessageEventContent) bool {
 		return true
 	}
 	return strings.Contains(msg.Body, string(me)) || strings.Contains(msg.FormattedBody, "matrix.to/#/"+string(me))
+}
+
+// startCommand: !start records the room's call. On a shared database this instance
+// answers it (lifecycle.Route) and takes the room's lease; if another instance took the
+// room meanwhile (a call that began with autorecord on), that one's notice is the answer.
+func (b *Bot) startCommand(ctx context.Context, cc *cmdContext) error {
+	ok, err := b.lc.TakeRoom(ctx, cc.Room)
+	if err != nil {
+		return fmt.Errorf("take the room's lease: %w", err)
+	}
+	if !ok {
+		b.log.Info().Stringer("room_id", cc.Room).Msg("Another instance took the room meanwhile; it answers")
+		return nil
+	}
+	err = b.rooms.Start(ctx, roomsRequest(cc))
+	if !b.rooms.Recording(cc.Room) {
+		b.lc.ReleaseRoom(context.WithoutCancel(ctx), cc.Room)
+	}
+	return err
 }

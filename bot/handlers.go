@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -11,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
+	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
@@ -102,7 +104,9 @@ func (b *Bot) onInvite(ctx context.Context, evt *event.Event) {
 			_, err := b.client.JoinRoomByID(ctx, evt.RoomID)
 			if err == nil {
 				log.Info().Msg("Joined room")
-				b.greet(ctx, evt.RoomID, evt.Content.AsMember().IsDirect)
+				if b.lc.ClaimEvent(ctx, evt.ID) { // one instance of a fleet greets
+					b.greet(ctx, evt.RoomID, evt.Content.AsMember().IsDirect)
+				}
 				return
 			}
 			log.Warn().Err(err).Int("attempt", attempt+1).Msg("Failed to join room")
@@ -189,7 +193,18 @@ func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID)
 	if peer != sender {
 		return errors.New("the caller is not a member of this room")
 	}
-	return b.lc.Admit(ctx, roomID, recorder.KindOneToOne)
+	// On a shared database the instance that wins the room takes the call (fleet.go).
+	if ok, err := b.lc.ClaimRoom(ctx, roomID, recorder.KindOneToOne); err != nil {
+		b.log.Error().Err(err).Stringer("room_id", roomID).Msg("Could not take the room's lease; leaving the call to the other instances")
+		return call.ErrOtherInstance
+	} else if !ok {
+		return call.ErrOtherInstance
+	}
+	if err := b.lc.Admit(ctx, roomID, recorder.KindOneToOne); err != nil {
+		b.lc.ReleaseRoom(ctx, roomID)
+		return err
+	}
+	return nil
 }
 
 // errNotDirect: a room where the bot is not alone with one other person.
@@ -232,5 +247,26 @@ func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {
 	if msg.MsgType == event.MsgNotice {
 		return // bots talk to bots with notices; never answer them
 	}
-	b.cmds.Dispatch(ctx, evt, msg.Body, b.mentioned(evt, msg))
+	if !b.lc.Fleet() {
+		b.cmds.Dispatch(ctx, evt, msg.Body, b.mentioned(evt, msg))
+		return
+	}
+	// Several instances see this message: one answers (lifecycle.Route). A command that
+	// may start a recording waits according to the instance's load, off the sync loop.
+	if !strings.HasPrefix(msg.Body, b.cfg.Bot.CommandPrefix) {
+		return // Dispatch ignores it too
+	}
+	mentioned := b.mentioned(evt, msg)
+	fields := strings.Fields(strings.TrimPrefix(msg.Body, b.cfg.Bot.CommandPrefix))
+	admission := len(fields) > 0 && strings.EqualFold(fields[0], "start")
+	run := func(ctx context.Context) {
+		if b.lc.Route(ctx, evt.RoomID, evt.ID, admission, recorder.KindMesh) {
+			b.cmds.Dispatch(ctx, evt, msg.Body, mentioned)
+		}
+	}
+	if !admission {
+		run(ctx)
+		return
+	}
+	go run(context.WithoutCancel(ctx))
 }

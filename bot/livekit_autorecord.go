@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/rooms"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
@@ -81,6 +82,18 @@ func (b *Bot) onCallBegan(ctx context.Context, room id.RoomID) {
 		return
 	}
 	log := b.log.With().Stringer("room_id", room).Logger()
+	// On a shared database the instance that wins the room records it (fleet.go).
+	if ok, err := b.lc.ClaimRoom(ctx, room, recorder.KindMesh); err != nil || !ok {
+		if err != nil {
+			log.Error().Err(err).Msg("Could not take the room's lease; leaving the call to the other instances")
+		}
+		return
+	}
+	defer func() {
+		if !b.rooms.Recording(room) {
+			b.lc.ReleaseRoom(context.WithoutCancel(ctx), room)
+		}
+	}()
 	s, err := b.autorecordSetting(ctx, room)
 	if err != nil {
 		log.Warn().Err(err).Msg("Could not read the autorecord setting")

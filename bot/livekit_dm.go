@@ -63,6 +63,16 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 		return
 	}
 	err := b.admitCall(ctx, room, ans.Caller)
+	if errors.Is(err, call.ErrOtherInstance) {
+		log.Debug().Msg("Another recorder instance answers the call")
+		return
+	}
+	// Given back unless the call is recorded (fleet.go; nothing with SQLite).
+	defer func() {
+		if !b.rooms.Recording(room) {
+			b.lc.ReleaseRoom(context.WithoutCancel(ctx), room)
+		}
+	}()
 	reason := ""
 	if err != nil {
 		log.Info().Err(err).Msg("Not answering the call")

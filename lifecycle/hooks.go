@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -76,6 +77,16 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 	lr := &liveRec{sess: s, folder: folder, roomID: roomID, kind: s.Kind(), completed: map[string]bool{}, evidence: map[string]string{}}
 	ctx, cancel := lc.dbCtx()
 	lr.inviter = lc.inviterOf(ctx, roomID)
+	if lc.fleet != nil {
+		// The room's lease is the fencing: one instance records a room's call.
+		if ok, err := lc.fleet.take(ctx, roomID); err != nil || !ok {
+			cancel()
+			if err != nil {
+				return fmt.Errorf("take the room's lease: %w", err)
+			}
+			return errors.New("another recorder instance records this room's call")
+		}
+	}
 	cancel()
 	// Checked and taken under one lock, so two starts cannot both take the last slot.
 	lc.mu.Lock()
@@ -254,6 +265,15 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	lc.m.RecordingDuration.WithLabelValues(kind).Observe(float64(m.DurationMs) / 1000)
 	if last && !paused {
 		lc.marks.want(lr.roomID, false)
+	}
+	if last && lc.fleet != nil {
+		lc.wg.Add(1)
+		go func() {
+			defer lc.wg.Done()
+			ctx, cancel := lc.dbCtx()
+			defer cancel()
+			lc.fleet.release(ctx, lr.roomID)
+		}()
 	}
 	status := storage.RecordingSaved
 	if paused {

@@ -18,9 +18,10 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 )
 
-// activeLeaseTTL is how long a PostgreSQL database stays claimed by an instance that
-// stopped renewing (killed, host gone) before another may start on it.
-const activeLeaseTTL = 30 * time.Second
+// instanceLeaseTTL is how long an instance's lease on its own id outlives the process
+// that stopped renewing it (killed, host gone): until then another process started with
+// the same instance.id is refused.
+const instanceLeaseTTL = 30 * time.Second
 
 // openDatabase opens the state database database.type names.
 func openDatabase(ctx context.Context, cfg config.Config, log zerolog.Logger) (*storage.DB, error) {
@@ -37,14 +38,15 @@ func openDatabase(ctx context.Context, cfg config.Config, log zerolog.Logger) (*
 // to run out.
 const claimFile = "database-claim"
 
-// claimDatabase is run at start on a shared (PostgreSQL) database. Until the instances
-// of a fleet share the work (docs/fleet.md), one instance at a time records on a
-// database: it holds the database's active-instance lease, renewed every third of
-// activeLeaseTTL. Another instance that starts meanwhile is refused, saying which one
-// runs; one whose predecessor died (the lease stopped being renewed) waits for the lease
-// to run out and takes over, at once when the predecessor ran on the same data_dir. The
-// owner is the instance id and a token of this process, so that two processes configured
-// with the same instance.id cannot both hold it.
+// claimDatabase is run at start on a shared (PostgreSQL) database. The instances of a
+// fleet run side by side and share the work through leases (fleet.go); each holds the
+// lease on its own id (storage.InstanceResource), renewed every third of
+// instanceLeaseTTL, so that a second process started with the same instance.id is
+// refused, saying so. A process whose predecessor on the same data_dir died takes the
+// lease over at once; one that finds the id held by a process elsewhere waits one lease
+// period to see whether it is still renewed (it may have died) and is refused if it is.
+// The owner is the instance id and a token of this process: it is also the owner of every
+// lease this process takes on work.
 func (lc *Lifecycle) claimDatabase(ctx context.Context) error {
 	if !lc.cfg.Database.Fleet() {
 		return nil
@@ -59,7 +61,7 @@ func (lc *Lifecycle) claimDatabase(ctx context.Context) error {
 	owner := inst + "/" + hex.EncodeToString(token)
 	lc.log = lc.log.With().Str("instance", inst).Logger()
 	onLost := func(err error) {
-		lc.log.Error().Err(err).Msg("Another instance took over the database after this one could not renew its claim: " +
+		lc.log.Error().Err(err).Msg("Another process took this instance's id over after this one could not renew its lease: " +
 			"this instance must be restarted (/healthz fails)")
 	}
 	claimPath := filepath.Join(lc.cfg.DataDir, claimFile)
@@ -68,11 +70,11 @@ func (lc *Lifecycle) claimDatabase(ctx context.Context) error {
 		previous = strings.TrimSpace(string(data))
 	}
 	for attempt := 0; ; attempt++ {
-		k, err := lc.db.KeepLease(ctx, storage.ActiveInstanceResource, owner, lc.claimTTL, onLost)
+		k, err := lc.db.KeepLease(ctx, storage.InstanceResource(inst), owner, lc.claimTTL, onLost)
 		var held *storage.LeaseHeldError
 		if errors.As(err, &held) && previous != "" && held.Lease.Owner == previous {
 			// This data_dir's previous process: dead, since this one holds the lock.
-			l, terr := lc.db.TakeOverLease(ctx, storage.ActiveInstanceResource, previous, owner, lc.claimTTL)
+			l, terr := lc.db.TakeOverLease(ctx, storage.InstanceResource(inst), previous, owner, lc.claimTTL)
 			if terr == nil {
 				k, err = lc.db.KeepHeldLease(ctx, l, lc.claimTTL, onLost), nil
 				lc.log.Info().Msg("Took the database's claim over from this data_dir's previous process")
@@ -85,7 +87,8 @@ func (lc *Lifecycle) claimDatabase(ctx context.Context) error {
 			if werr := datadir.WriteSecret(claimPath, []byte(owner+"\n")); werr != nil {
 				lc.log.Warn().Err(werr).Msg("Could not note the database's claim in data_dir; a restart after a crash waits for it to run out")
 			}
-			lc.log.Info().Msg("This instance records on the shared database")
+			lc.fleet = newFleet(lc, owner)
+			lc.log.Info().Msg("This instance shares the work with the other instances on the database")
 			return nil
 		}
 		if !errors.As(err, &held) {
@@ -93,8 +96,8 @@ func (lc *Lifecycle) claimDatabase(ctx context.Context) error {
 		}
 		holder, _, _ := strings.Cut(held.Lease.Owner, "/")
 		if attempt > 0 {
-			return fmt.Errorf("instance %q is running on this database (its claim is renewed until %s): "+
-				"one instance records on a database at a time in this release; stop it first, or give this one a database of its own (docs/fleet.md)",
+			return fmt.Errorf("instance %q is running on this database (its lease is renewed until %s): "+
+				"every instance of a fleet needs an instance.id of its own (docs/fleet.md)",
 				holder, held.Lease.ExpiresAt.Format(time.RFC3339))
 		}
 		now, err := lc.db.DatabaseTime(ctx)
@@ -103,7 +106,7 @@ func (lc *Lifecycle) claimDatabase(ctx context.Context) error {
 		}
 		wait := max(held.Lease.ExpiresAt.Sub(now), 0) + time.Second
 		lc.log.Warn().Str("holder", holder).Dur("wait", wait).
-			Msg("Another instance holds the database; waiting to see whether it still renews its claim (it may have died)")
+			Msg("Another process runs with this instance id; waiting to see whether it still renews its lease (it may have died)")
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -121,7 +124,7 @@ func (lc *Lifecycle) checkClaim(ctx context.Context) error {
 		return nil
 	}
 	if err := lc.keeper.Err(); errors.Is(err, storage.ErrLeaseLost) {
-		return errors.New("another instance took over the database: restart this one")
+		return errors.New("another process took this instance's id over: restart this one")
 	}
 	return nil
 }

@@ -56,13 +56,15 @@ func claimantIn(t *testing.T, uri, instanceID, dataDir string) *Lifecycle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	return &Lifecycle{cfg: cfg, log: zerolog.Nop(), db: db, claimTTL: 3 * time.Second}
+	return &Lifecycle{cfg: cfg, log: zerolog.Nop(), db: db, claimTTL: 3 * time.Second, now: time.Now,
+		live: map[string]*liveRec{}, ctx: context.Background()}
 }
 
-// One instance records on a shared database at a time: a second one is refused, naming
-// the first (also when configured with the same instance.id); after a clean stop the next
-// one starts at once; after a crash (the claim no longer renewed) it waits for the claim
-// to run out and takes over; an instance whose claim was taken fails its health check.
+// Instances of a fleet run side by side on a shared database, each holding the lease on
+// its own id: a second process with the same instance.id is refused, naming it; after a
+// clean stop the id is free at once; after a crash (the lease no longer renewed) the next
+// process with that id waits for it to run out and takes over; an instance whose lease
+// was taken fails its health check.
 func TestOneInstanceClaimsTheDatabase(t *testing.T) {
 	ctx := context.Background()
 	uri := startPostgres(t)
@@ -73,18 +75,20 @@ func TestOneInstanceClaimsTheDatabase(t *testing.T) {
 	if a.Instance() != "rec-a" || a.checkClaim(ctx) != nil {
 		t.Fatalf("instance %q, health %v", a.Instance(), a.checkClaim(ctx))
 	}
-	for _, id := range []string{"rec-b", "rec-a"} {
-		b := claimant(t, uri, id)
-		err := b.claimDatabase(ctx)
-		if err == nil || !strings.Contains(err.Error(), `instance "rec-a" is running on this database`) {
-			t.Errorf("%s started next to a running instance: %v", id, err)
-		}
+	if a.fleet == nil {
+		t.Fatal("an instance on PostgreSQL does not share the work")
+	}
+	if b := claimant(t, uri, "rec-b"); b.claimDatabase(ctx) != nil || b.releaseClaim(ctx) != nil {
+		t.Errorf("another instance was refused next to rec-a")
+	}
+	if err := claimant(t, uri, "rec-a").claimDatabase(ctx); err == nil || !strings.Contains(err.Error(), `instance "rec-a" is running on this database`) {
+		t.Errorf("a second rec-a started next to the running one: %v", err)
 	}
 	// A clean stop gives the claim back.
 	if err := a.releaseClaim(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c := claimant(t, uri, "rec-c")
+	c := claimant(t, uri, "rec-a")
 	start := time.Now()
 	if err := c.claimDatabase(ctx); err != nil {
 		t.Fatal(err)
@@ -92,29 +96,29 @@ func TestOneInstanceClaimsTheDatabase(t *testing.T) {
 	if time.Since(start) > 2*time.Second {
 		t.Errorf("waited %s for a claim that was given back", time.Since(start))
 	}
-	// rec-c dies: its claim stops being renewed (its renewals are cut off here), and is
-	// taken over once it runs out; rec-c's health then fails.
+	// That rec-a dies: its claim stops being renewed (its renewals are cut off here), and is
+	// taken over by the next rec-a once it runs out.
 	lost := c.keeper
-	if _, err := c.db.RenewLease(ctx, storage.ActiveInstanceResource, lost.Lease().Owner, time.Millisecond); err != nil {
+	if _, err := c.db.RenewLease(ctx, storage.InstanceResource("rec-a"), lost.Lease().Owner, time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.db.Close(); err != nil { // no more renewals
 		t.Fatal(err)
 	}
-	d := claimant(t, uri, "rec-d")
+	d := claimant(t, uri, "rec-a")
 	if err := d.claimDatabase(ctx); err != nil {
 		t.Fatalf("taking over from a dead instance: %v", err)
 	}
-	if l, err := d.db.Lease(ctx, storage.ActiveInstanceResource); err != nil || !strings.HasPrefix(l.Owner, "rec-d/") || l.Generation < 2 {
+	if l, err := d.db.Lease(ctx, storage.InstanceResource("rec-a")); err != nil || l.Owner != d.keeper.Lease().Owner || l.Generation < 2 {
 		t.Errorf("lease after the take-over: %+v %v", l, err)
 	}
 	// Taken from rec-d behind its back (its renewals did not reach the database in
 	// time): its next renewal finds out, and its health check fails from then on.
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		if _, err := d.db.RenewLease(ctx, storage.ActiveInstanceResource, d.keeper.Lease().Owner, time.Millisecond); err != nil {
+		if _, err := d.db.RenewLease(ctx, storage.InstanceResource("rec-a"), d.keeper.Lease().Owner, time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		if l, err := d.db.AcquireLease(ctx, storage.ActiveInstanceResource, "intruder/1", time.Minute); err != nil {
+		if l, err := d.db.AcquireLease(ctx, storage.InstanceResource("rec-a"), "intruder/1", time.Minute); err != nil {
 			t.Fatal(err)
 		} else if l.Held("intruder/1") {
 			break
@@ -126,7 +130,7 @@ func TestOneInstanceClaimsTheDatabase(t *testing.T) {
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		err := d.checkClaim(ctx)
 		if err != nil {
-			if !strings.Contains(err.Error(), "another instance took over the database") {
+			if !strings.Contains(err.Error(), "took this instance's id over") {
 				t.Errorf("health after the loss: %v", err)
 			}
 			break
@@ -138,7 +142,7 @@ func TestOneInstanceClaimsTheDatabase(t *testing.T) {
 	if err := d.releaseClaim(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := d.db.Lease(ctx, storage.ActiveInstanceResource); err != nil || l.Owner != "intruder/1" {
+	if l, err := d.db.Lease(ctx, storage.InstanceResource("rec-a")); err != nil || l.Owner != "intruder/1" {
 		t.Errorf("a lost claim's release touched the new holder's: %+v %v", l, err)
 	}
 }

@@ -45,7 +45,10 @@ type Options struct {
 	// Ready is closed after the chat's first sync: what the last run left is told and
 	// resumed then, and health waits for it.
 	Ready <-chan struct{}
-	Log   zerolog.Logger
+	// Busy, when set, reports whether a recording is being started in a room (on a shared
+	// database, the room's lease is kept while it is; fleet.go).
+	Busy func(room id.RoomID) bool
+	Log  zerolog.Logger
 }
 
 // Lifecycle follows every recording of one recorder.
@@ -64,7 +67,11 @@ type Lifecycle struct {
 	// with SQLite).
 	instance string
 	keeper   *storage.LeaseKeeper
-	claimTTL time.Duration // activeLeaseTTL (tests shorten it)
+	claimTTL time.Duration // instanceLeaseTTL (tests shorten it)
+	// fleet shares the work with the other instances on a shared database (nil with
+	// SQLite); busy is Options.Busy.
+	fleet *fleet
+	busy  func(room id.RoomID) bool
 	// rows is where the hooks' row writes go: the database (tests put a gate in front).
 	rows rowStore
 	s3   *s3store.Store // nil without storage.s3
@@ -151,7 +158,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) 
 		now: time.Now, statfs: freeBytes,
 		live: map[string]*liveRec{}, queues: map[string]*serial.Loop{}, inviters: map[id.RoomID]id.UserID{},
 		delivering: map[string]context.CancelFunc{}, notifyRetry: map[string]*retryState{},
-		sendBackoff: 2 * time.Second, uploadPoll: 30 * time.Second, claimTTL: activeLeaseTTL,
+		sendBackoff: 2 * time.Second, uploadPoll: 30 * time.Second, claimTTL: instanceLeaseTTL, busy: o.Busy,
 	}
 	lc.marks = newNameMarks(lc)
 	if lc.ready == nil {
@@ -238,6 +245,9 @@ func (lc *Lifecycle) Run(ctx context.Context) {
 	}
 	lc.goLoop("retention", lc.retentionInterval(), lc.retention)
 	lc.goLoop("renotify", renotifyEvery, lc.renotify)
+	if lc.fleet != nil {
+		lc.goLoop("fleet", lc.fleet.ttl/3, lc.fleet.sweep)
+	}
 	context.AfterFunc(ctx, func() { lc.shuttingDown.Store(true) })
 	lc.marks.mu.Lock()
 	loaded := lc.marks.ready
@@ -318,6 +328,10 @@ func (lc *Lifecycle) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		errs = append(errs, errors.New("the recording lifecycle's tasks did not stop in time"))
+	}
+	if lc.fleet != nil {
+		// The recordings ended or paused: the other instances may take the rooms now.
+		lc.fleet.releaseAll(ctx)
 	}
 	errs = append(errs, lc.releaseClaim(ctx), lc.db.Close())
 	return errors.Join(errs...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -28,7 +29,7 @@ type startupItem struct {
 // are now (rows the last run's queues had not written yet included), unfinished uploads
 // continue, and what the rooms must be told waits for the chat's first sync (Run).
 func (lc *Lifecycle) Recover(ctx context.Context, reports []recorder.RecoveryReport) {
-	live, err := lc.db.MarkInterrupted(ctx)
+	live, err := lc.db.MarkInterruptedWhere(ctx, lc.mine())
 	if err != nil {
 		lc.log.Error().Err(err).Msg("Could not mark interrupted recordings")
 	}
@@ -39,6 +40,7 @@ func (lc *Lifecycle) Recover(ctx context.Context, reports []recorder.RecoveryRep
 	}
 	seen := map[string]bool{}
 	lc.recoverPaused(ctx, repaired, seen)
+	mine := lc.mine()
 	for _, r := range live {
 		seen[r.Folder] = true
 		m := repaired[r.Folder]
@@ -76,13 +78,26 @@ func (lc *Lifecycle) Recover(ctx context.Context, reports []recorder.RecoveryRep
 		lc.log.Warn().Err(err).Msg("Could not list recordings to announce")
 	}
 	for _, r := range pending {
-		if !seen[r.Folder] {
+		if !seen[r.Folder] && (mine == nil || mine(r)) {
 			lc.startup = append(lc.startup, startupItem{rec: r})
 		}
 	}
 	lc.resumeUploads(ctx)
 	lc.refreshExpiry(ctx)
 	lc.marks.load(ctx)
+}
+
+// mine reports, on a database several instances share, whether a recording is this
+// instance's to recover: its folder is in this instance's recordings dir (the others'
+// recordings go on, or are theirs to finish). nil with SQLite: every recording is.
+func (lc *Lifecycle) mine() func(*storage.Recording) bool {
+	if lc.fleet == nil {
+		return nil
+	}
+	return func(r *storage.Recording) bool {
+		fi, err := os.Stat(filepath.Join(lc.cfg.Recordings.Dir, r.Folder))
+		return err == nil && fi.IsDir()
+	}
 }
 
 // recoverPaused lists the recordings a clean stop paused, to continue after the first
@@ -94,7 +109,11 @@ func (lc *Lifecycle) recoverPaused(ctx context.Context, repaired map[string]*rec
 		lc.log.Error().Err(err).Msg("Could not list paused recordings")
 		return
 	}
+	mine := lc.mine()
 	for _, r := range paused {
+		if mine != nil && !mine(r) {
+			continue
+		}
 		seen[r.Folder] = true
 		if m := repaired[r.Folder]; m != nil {
 			r.Interruptions++

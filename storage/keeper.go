@@ -117,6 +117,13 @@ func (k *LeaseKeeper) Err() error {
 	return nil
 }
 
+// Stop stops renewing without giving the lease back (it runs out by itself). It is
+// idempotent.
+func (k *LeaseKeeper) Stop() {
+	k.cancel()
+	<-k.done
+}
+
 // Release stops renewing and gives the lease back (unless it was lost). It is idempotent.
 func (k *LeaseKeeper) Release(ctx context.Context) error {
 	k.cancel()

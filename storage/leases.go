@@ -228,3 +228,27 @@ func (d *DB) DatabaseTime(ctx context.Context) (time.Time, error) {
 	}
 	return time.UnixMilli(ms).UTC(), nil
 }
+
+// LiveLease returns the lease on resource when someone holds it and it has not expired
+// (ErrNotFound otherwise): who does the work now.
+func (d *DB) LiveLease(ctx context.Context, resource string) (*Lease, error) {
+	l, err := scanLease(d.db.QueryRow(ctx, `SELECT `+leaseCols+` FROM leases WHERE resource = $1 AND expires_at > `+d.nowSQL(), resource))
+	if err != nil {
+		return nil, fmt.Errorf("lease on %s: %w", resource, err)
+	}
+	return l, nil
+}
+
+// DeleteExpiredLeases deletes the expired leases whose resource starts with prefix
+// (leases nobody renews, such as those on one command each) and returns how many.
+func (d *DB) DeleteExpiredLeases(ctx context.Context, prefix string) (int64, error) {
+	res, err := d.db.Exec(ctx, `DELETE FROM leases WHERE substr(resource, 1, $1) = $2 AND expires_at <= `+d.nowSQL(), len(prefix), prefix)
+	if err != nil {
+		return 0, fmt.Errorf("delete expired leases: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// EventResource is the lease on one Matrix event (a command, an invite) that several
+// instances see: the instance that takes it answers it, the others stay silent.
+func EventResource(eventID string) string { return "event:" + eventID }

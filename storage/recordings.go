@@ -238,9 +238,22 @@ func (d *DB) ExpiringBefore(ctx context.Context, t time.Time) ([]*Recording, err
 // MarkInterrupted is run at start-up: every recording, part and call that was live when
 // the process died becomes interrupted. It returns the recordings it changed.
 func (d *DB) MarkInterrupted(ctx context.Context) ([]*Recording, error) {
-	live, err := d.RecordingsWithStatus(ctx, liveRecordingStatuses...)
+	return d.MarkInterruptedWhere(ctx, nil)
+}
+
+// MarkInterruptedWhere is MarkInterrupted for the live recordings mine reports as this
+// instance's (on a database several instances share, the others' recordings go on);
+// the calls table is left alone then. A nil mine is every recording.
+func (d *DB) MarkInterruptedWhere(ctx context.Context, mine func(*Recording) bool) ([]*Recording, error) {
+	all, err := d.RecordingsWithStatus(ctx, liveRecordingStatuses...)
 	if err != nil {
 		return nil, err
+	}
+	live := all[:0]
+	for _, r := range all {
+		if mine == nil || mine(r) {
+			live = append(live, r)
+		}
 	}
 	for _, r := range live {
 		r.Status = RecordingInterrupted
@@ -252,8 +265,10 @@ func (d *DB) MarkInterrupted(ctx context.Context) ([]*Recording, error) {
 			return nil, err
 		}
 	}
-	if err := d.interruptCalls(ctx); err != nil {
-		return nil, err
+	if mine == nil {
+		if err := d.interruptCalls(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return live, nil
 }

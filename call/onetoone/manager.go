@@ -447,7 +447,10 @@ func (m *Manager) onInvite(ctx context.Context, ev callEvent, log zerolog.Logger
 		return nil
 	}
 	if m.admit != nil {
-		if err := m.admit(ctx, ev.RoomID, ev.Sender); err != nil {
+		if err := m.admit(ctx, ev.RoomID, ev.Sender); errors.Is(err, call.ErrOtherInstance) {
+			log.Debug().Msg("Another recorder instance takes this call")
+			return nil
+		} else if err != nil {
 			return refuse(err.Error())
 		}
 	}
