@@ -38,9 +38,11 @@ const (
 	// perRecordingWait is how long an instance waits per recording it runs before it
 	// tries for a new call, and fullWait how long one at its limit waits (another one that
 	// can take the call has taken it by then).
-	perRecordingWait = 400 * time.Millisecond
-	maxLoadWait      = 4 * time.Second
-	fullWait         = 6 * time.Second
+	// A second per recording: more than two instances' syncs usually differ by, so the
+	// least loaded wins even when it sees the event a little later.
+	perRecordingWait = time.Second
+	maxLoadWait      = 5 * time.Second
+	fullWait         = 8 * time.Second
 	// roomIdleGrace is how long a room lease is kept with nothing recording in the room
 	// (a call being answered, a backend still joining) before it is given back.
 	roomIdleGrace = 30 * time.Second

@@ -4,18 +4,18 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/livekit/protocol/livekit"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/devpg"
 	"github.com/matrix-recorder/matrix-recorder/internal/devtools"
+	"github.com/matrix-recorder/matrix-recorder/internal/lkpeer"
 	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
@@ -56,103 +56,132 @@ func callFolders(t *testing.T, dir string) []string {
 	return out
 }
 
-// TestIntegrationPostgresOneActiveInstance: two recorder binaries of one bot account on
-// one PostgreSQL database (and one S3 store), each with its own data_dir. The first
-// records a call, with its state in PostgreSQL; the second, started meanwhile, is refused
-// and names the first, so the call is recorded once; after the first is killed (-9) the
-// second takes over once the first's claim runs out, and records the next call.
-func TestIntegrationPostgresOneActiveInstance(t *testing.T) {
-	s := homeserver(t)
+// fleetConfigs returns the configs of n recorder instances of one bot account on one
+// PostgreSQL database and one S3 store, for Element Call tests: each with its own
+// instance id, data_dir (device), recordings dir and HTTP port.
+func fleetConfigs(t *testing.T, env *lkEnv, e *s3Env, uri string, n int) []config.Config {
+	t.Helper()
+	base := env.botConfig(t)
+	e.apply(&base)
+	base.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
+	out := make([]config.Config, n)
+	for i := range out {
+		c := base
+		dir := t.TempDir()
+		c.DataDir, c.Recordings.Dir, c.Instance.ID = filepath.Join(dir, "data"), filepath.Join(dir, "recordings"), fmt.Sprintf("rec-%c", 'a'+i)
+		if i > 0 {
+			port, err := devtools.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The bucket's notifications go to the first instance only.
+			c.HTTP.Listen, c.HTTP.PublicURL, c.HTTP.WebhookToken = fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("http://127.0.0.1:%d", port), ""
+		}
+		out[i] = c
+	}
+	return out
+}
+
+// botSaidIn counts the bot's messages in room (edits left out) that contain substr.
+func botSaidIn(p *lkpeer.Peer, room id.RoomID, bot id.UserID, substr string) int {
+	return countContaining(botSaid(p.MessagesIn(room), bot, time.Time{}, time.Time{}), substr)
+}
+
+// fleetSettle is how long a test waits for an answer that must not come: longer than the
+// longest wait an instance makes before it tries for a call (8 s at its limit), plus a
+// loaded machine's sync delay. It bounds nothing the test measures.
+const fleetSettle = 15 * time.Second
+
+// TestIntegrationFleetSharesTheWork: two recorder binaries of one bot account on one
+// PostgreSQL database run side by side. Two rooms with encrypted Element Call (LiveKit)
+// calls: each call is recorded by exactly one instance, with one greeting, one start
+// notice, one answer per command and one summary in its room, and the second room's call
+// goes to the instance that was idle (the busy one waits a second per recording before it
+// tries for a call).
+func TestIntegrationFleetSharesTheWork(t *testing.T) {
+	env := startLKEnv(t)
 	e := startS3(t, false)
 	uri := startPostgres(t)
-	a := botConfig(t, s)
-	e.apply(&a)
-	a.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
-	a.Instance.ID = "rec-a"
-	b := a
-	dir := t.TempDir()
-	b.DataDir, b.Recordings.Dir, b.Instance.ID = filepath.Join(dir, "data"), filepath.Join(dir, "recordings"), "rec-b"
-	port, err := devtools.FreePort()
-	if err != nil {
-		t.Fatal(err)
+	cfgs := fleetConfigs(t, env, e, uri, 2)
+	for _, c := range cfgs {
+		startProcess(t, c)
 	}
-	b.HTTP.Listen, b.HTTP.PublicURL = fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("http://127.0.0.1:%d", port)
+	bot := id.UserID(cfgs[0].Matrix.UserID)
+	alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+	bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true})
+	carol := env.peer(t, "carol", lkpeer.Options{Encrypt: true})
+	dave := env.peer(t, "dave", lkpeer.Options{Encrypt: true})
+	room1 := callRoom(t, alice, true, bot, bob)
+	room2 := callRoom(t, carol, true, bot, dave)
+	joinCall(t, room1, alice, bob)
+	joinCall(t, room2, carol, dave)
+	mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+	mustPublish(t, carol, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	mustPublish(t, dave, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
 
-	pa := startProcess(t, a)
-	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 6*time.Minute)
-	room, err := alice.CreateDM(ctx, id.UserID(a.Matrix.UserID), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The second instance, started while the first runs, is refused (after waiting one
-	// claim period to see whether the first still renews its claim) and says why.
-	second := exec.Command(buildBinary(t), "-config", writeConfig(t, b))
-	var secondLog syncBuffer
-	second.Stdout, second.Stderr = &secondLog, &secondLog
-	if err := second.Start(); err != nil {
-		t.Fatal(err)
-	}
-	secondDone := make(chan error, 1)
-	go func() { secondDone <- second.Wait() }()
-	t.Cleanup(func() {
-		if second.ProcessState == nil {
-			_ = second.Process.Kill()
-			<-secondDone
+	since := send(t, alice, room1, "!start")
+	waitMessage(t, alice, room1, since, 90*time.Second, "Recording started")
+	since = send(t, carol, room2, "!start")
+	waitMessage(t, carol, room2, since, 90*time.Second, "Recording started")
+	since = send(t, alice, room1, "!status")
+	waitMessage(t, alice, room1, since, 30*time.Second, "Recording (livekit)")
+	time.Sleep(fleetSettle)
+	for _, c := range []struct {
+		p    *lkpeer.Peer
+		room id.RoomID
+	}{{alice, room1}, {carol, room2}} {
+		for _, what := range []string{"Hello! I record calls", "Recording started", "Recording (livekit)"} {
+			if c.room == room2 && what == "Recording (livekit)" {
+				continue
+			}
+			if n := botSaidIn(c.p, c.room, bot, what); n != 1 {
+				t.Errorf("%s: the bot said %q %d times, want once", c.room, what, n)
+			}
 		}
-	})
-
-	// Meanwhile the first records a call.
-	placeShortCall(t, alice, room)
-	select {
-	case err := <-secondDone:
-		if err == nil {
-			t.Fatalf("the second instance exited 0:\n%s", secondLog.String())
-		}
-		if !strings.Contains(secondLog.String(), `instance \"rec-a\" is running on this database`) &&
-			!strings.Contains(secondLog.String(), `instance "rec-a" is running on this database`) {
-			t.Errorf("the second instance's refusal does not name the first:\n%s", secondLog.String())
-		}
-	case <-time.After(90 * time.Second):
-		t.Fatalf("the second instance neither started nor was refused:\n%s", secondLog.String())
+		since := send(t, c.p, c.room, "!stop")
+		waitMessage(t, c.p, c.room, since, 90*time.Second, "Recording saved")
 	}
-	if fa, fb := callFolders(t, a.Recordings.Dir), callFolders(t, b.Recordings.Dir); len(fa) != 1 || len(fb) != 0 {
-		t.Fatalf("call folders: first %v, second %v; want the call once, by the first", fa, fb)
+	time.Sleep(fleetSettle)
+	for _, c := range []struct {
+		p    *lkpeer.Peer
+		room id.RoomID
+	}{{alice, room1}, {carol, room2}} {
+		if n := botSaidIn(c.p, c.room, bot, "Recording saved"); n != 1 {
+			t.Errorf("%s: %d summaries, want one", c.room, n)
+		}
+		if n := botSaidIn(c.p, c.room, bot, "Nothing is being recorded"); n != 0 {
+			t.Errorf("%s: an instance that does not record answered !stop", c.room)
+		}
+	}
+	fa, fb := callFolders(t, cfgs[0].Recordings.Dir), callFolders(t, cfgs[1].Recordings.Dir)
+	if len(fa) != 1 || len(fb) != 1 {
+		t.Fatalf("call folders: rec-a %v, rec-b %v; want one call on each instance", fa, fb)
+	}
+	for i, dir := range []string{cfgs[0].Recordings.Dir, cfgs[1].Recordings.Dir} {
+		folder := filepath.Join(dir, callFolders(t, dir)[0])
+		m, err := recorder.ReadManifest(folder)
+		if err != nil || m.Status != recorder.StatusFinished {
+			t.Fatalf("rec-%c's manifest: %+v %v", 'a'+i, m, err)
+		}
+		users := map[string]bool{}
+		for _, f := range m.Tracks {
+			users[f.UserID] = true
+		}
+		if len(users) != 2 || len(m.Tracks) != 2 {
+			t.Errorf("rec-%c recorded %s", 'a'+i, describe(m))
+		}
 	}
 	db, err := storage.OpenConfig(context.Background(), storage.Config{Engine: storage.Postgres, URI: uri})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	recs, err := db.RecordingsInRoom(ctx, string(room), 10)
-	if err != nil || len(recs) != 1 || recs[0].Folder != callFolders(t, a.Recordings.Dir)[0] || recs[0].Status.Live() {
-		t.Fatalf("recordings in PostgreSQL: %+v %v", recs, err)
-	}
-	if parts, err := db.Parts(ctx, recs[0].ID); err != nil || len(parts) == 0 {
-		t.Errorf("parts in PostgreSQL: %+v %v", parts, err)
-	}
-	if l, err := db.Lease(ctx, storage.ActiveInstanceResource); err != nil || !strings.HasPrefix(l.Owner, "rec-a/") {
-		t.Errorf("the claim: %+v %v", l, err)
-	}
-
-	// The first dies without a word; the second takes over and records the next call.
-	if err := pa.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-pa.done
-	killed := time.Now()
-	startProcess(t, b)
-	t.Logf("the second instance synced %s after the first was killed", time.Since(killed).Round(time.Second))
-	if l, err := db.Lease(ctx, storage.ActiveInstanceResource); err != nil || !strings.HasPrefix(l.Owner, "rec-b/") || l.Generation < 2 {
-		t.Errorf("the claim after the take-over: %+v %v", l, err)
-	}
-	placeShortCall(t, alice, room)
-	if fa, fb := callFolders(t, a.Recordings.Dir), callFolders(t, b.Recordings.Dir); len(fa) != 1 || len(fb) != 1 {
-		t.Fatalf("call folders: first %v, second %v; want the second call by the second", fa, fb)
-	}
-	if recs, err := db.RecordingsInRoom(ctx, string(room), 10); err != nil || len(recs) != 2 {
-		t.Errorf("recordings in PostgreSQL after the take-over: %+v %v", recs, err)
+	for _, room := range []id.RoomID{room1, room2} {
+		// The room's lease was given back when its recording ended.
+		if l, err := db.LiveLease(context.Background(), storage.WatchResource(string(room))); err == nil {
+			t.Errorf("%s's lease outlived its recording: %+v", room, l)
+		}
 	}
 }
 
