@@ -27,7 +27,9 @@ func newRooms(b *Bot, backends []call.Backend) *rooms.Rooms {
 	}
 	cfg := rooms.Config{
 		CommandPrefix: b.cfg.Bot.CommandPrefix, MaxRecordings: b.cfg.Calls.MaxGroupRecordings,
-		PauseOnShutdown: b.cfg.Recordings.PauseOnShutdown, Notices: b.cfg.Bot.Notices, Self: b.client.UserID,
+		// On a shared database a clean stop hands the recordings over to the other
+		// instances (lifecycle/adopt.go): they pause, whatever recordings.pause_on_shutdown.
+		PauseOnShutdown: b.cfg.Recordings.PauseOnShutdown || b.lc.Fleet(), Notices: b.cfg.Bot.Notices, Self: b.client.UserID,
 	}
 	return rooms.New(cfg, backends, answerer, roomsChat{b}, roomsLifecycle{b.lc, b}, b.log)
 }

@@ -266,7 +266,13 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 	if last && !paused {
 		lc.marks.want(lr.roomID, false)
 	}
-	if last && lc.fleet != nil {
+	if paused && lc.fleet != nil {
+		// Handed over at the end of the clean stop (adopt.go): the room stays this
+		// instance's until its files are uploaded.
+		lc.mu.Lock()
+		lc.pausedHere = append(lc.pausedHere, folder)
+		lc.mu.Unlock()
+	} else if last && lc.fleet != nil {
 		lc.wg.Add(1)
 		go func() {
 			defer lc.wg.Done()

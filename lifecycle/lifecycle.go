@@ -72,6 +72,9 @@ type Lifecycle struct {
 	// SQLite); busy is Options.Busy.
 	fleet *fleet
 	busy  func(room id.RoomID) bool
+	// pausedHere lists the folders of recordings paused by this run's clean stop (lc.mu):
+	// on a shared database they are handed over to the other instances (adopt.go).
+	pausedHere []string
 	// rows is where the hooks' row writes go: the database (tests put a gate in front).
 	rows rowStore
 	s3   *s3store.Store // nil without storage.s3
@@ -246,7 +249,20 @@ func (lc *Lifecycle) Run(ctx context.Context) {
 	lc.goLoop("retention", lc.retentionInterval(), lc.retention)
 	lc.goLoop("renotify", renotifyEvery, lc.renotify)
 	if lc.fleet != nil {
-		lc.goLoop("fleet", lc.fleet.ttl/3, lc.fleet.sweep)
+		lc.goLoop("fleet", lc.fleet.ttl/3, func(ctx context.Context) {
+			lc.fleet.sweep(ctx)
+			lc.fleet.snapshot(ctx)
+		})
+		lc.goLoop("adopt", time.Second, func(ctx context.Context) {
+			select {
+			case <-lc.ready:
+			default:
+				return // the backends resume recordings after the first sync
+			}
+			if !lc.shuttingDown.Load() {
+				lc.fleet.adopt(ctx)
+			}
+		})
 	}
 	context.AfterFunc(ctx, func() { lc.shuttingDown.Store(true) })
 	lc.marks.mu.Lock()
@@ -315,6 +331,10 @@ func (lc *Lifecycle) Shutdown(ctx context.Context) error {
 	}
 	// Rooms whose recording ended get their name back now; paused ones keep the mark.
 	lc.marks.flush(ctx)
+	if lc.fleet != nil {
+		// The other instances take the paused recordings over (the uploader still runs).
+		lc.fleet.handOver(ctx)
+	}
 	lc.cancel()
 	if lc.up != nil {
 		errs = append(errs, lc.up.Close(ctx))
@@ -328,10 +348,6 @@ func (lc *Lifecycle) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		errs = append(errs, errors.New("the recording lifecycle's tasks did not stop in time"))
-	}
-	if lc.fleet != nil {
-		// The recordings ended or paused: the other instances may take the rooms now.
-		lc.fleet.releaseAll(ctx)
 	}
 	errs = append(errs, lc.releaseClaim(ctx), lc.db.Close())
 	return errors.Join(errs...)

@@ -63,6 +63,13 @@ func (lc *Lifecycle) Recover(ctx context.Context, reports []recorder.RecoveryRep
 		if seen[folder] {
 			continue
 		}
+		if r, err := lc.db.RecordingByFolder(ctx, folder); err == nil && lc.fleet != nil {
+			// Another instance took the recording over while this one was down: what is
+			// left here is the copies of the files it had written (adopt.go).
+			lc.log.Info().Str("folder", folder).Str("recording", r.ID).Msg("Another instance took this recording over; uploading the files left here")
+			lc.uploadLeftovers(r, m)
+			continue
+		}
 		r := &storage.Recording{RoomID: m.RoomID, CallID: m.CallID, Kind: string(m.Kind), Folder: folder, StartedAt: m.StartedAt, Status: storage.RecordingInterrupted}
 		if err := lc.db.CreateRecording(ctx, r); err != nil {
 			lc.log.Error().Err(err).Str("folder", folder).Msg("Could not record a repaired recording")
@@ -96,7 +103,12 @@ func (lc *Lifecycle) mine() func(*storage.Recording) bool {
 	}
 	return func(r *storage.Recording) bool {
 		fi, err := os.Stat(filepath.Join(lc.cfg.Recordings.Dir, r.Folder))
-		return err == nil && fi.IsDir()
+		if err != nil || !fi.IsDir() {
+			return false
+		}
+		// Taken over by another instance that records it now (adopt.go).
+		l, err := lc.db.LiveLease(context.WithoutCancel(lc.ctx), storage.WatchResource(r.RoomID))
+		return err != nil || l.Owner == lc.fleet.owner
 	}
 }
 
@@ -365,4 +377,19 @@ func (lc *Lifecycle) endStaleCall(ctx context.Context, r *storage.Recording, m *
 		return
 	}
 	lc.calls.HangUp(ctx, id.RoomID(r.RoomID), m.CallID)
+}
+
+// uploadLeftovers hands the files of a repaired folder to the uploader, for a recording
+// another instance took over (their copies in object storage are all that instance can
+// link to).
+func (lc *Lifecycle) uploadLeftovers(r *storage.Recording, m *recorder.Manifest) {
+	if lc.up == nil {
+		return
+	}
+	dir := filepath.Join(lc.cfg.Recordings.Dir, r.Folder)
+	for _, e := range m.Tracks {
+		if fileExists(filepath.Join(dir, e.File)) {
+			lc.up.Finish(r.ID, dir, e.File, e.Bytes, e.SHA256)
+		}
+	}
 }

@@ -21,9 +21,26 @@ type Resume struct {
 	Reason string `json:"reason,omitempty"`
 	// CallID is the call recorded after the resume, when it differs from the manifest's.
 	CallID string `json:"call_id,omitempty"`
+	// Instance is the recorder instance that went on with the recording (a fleet on a
+	// shared database; empty for a single recorder), and PreviousInstance the one that
+	// recorded before, when another instance took the recording over.
+	Instance         string `json:"instance,omitempty"`
+	PreviousInstance string `json:"previous_instance,omitempty"`
 }
 
 type resumeKey struct{}
+
+type resumeByKey struct{}
+
+// resumeBy says which instance resumes, and which one recorded before.
+type resumeBy struct{ instance, previous string }
+
+// WithResumeBy returns a context that makes a resume (WithResume) note in the manifest's
+// Resumes entry that instance went on with the recording, after previous (when another
+// instance recorded before).
+func WithResumeBy(ctx context.Context, instance, previous string) context.Context {
+	return context.WithValue(ctx, resumeByKey{}, resumeBy{instance, previous})
+}
 
 // WithResume returns a context that makes Recorder.Start continue folder (a call folder
 // name in the recordings dir) instead of creating a new one, when that folder belongs to
@@ -143,6 +160,9 @@ func (r *Recorder) Resume(ctx context.Context, folder string, info CallInfo) (*S
 		}
 	}
 	res := Resume{InterruptedAt: interrupted, ResumedAt: now, Reason: m.Interruption}
+	if by, ok := ctx.Value(resumeByKey{}).(resumeBy); ok {
+		res.Instance, res.PreviousInstance = by.instance, by.previous
+	}
 	if info.CallID != "" && info.CallID != m.CallID {
 		res.CallID = info.CallID
 	}

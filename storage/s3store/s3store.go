@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -175,6 +176,29 @@ func (s *Store) Put(ctx context.Context, key string, data []byte) (string, error
 		return "", fmt.Errorf("s3: upload %s: %w", key, err)
 	}
 	return strings.Trim(info.ETag, `"`), nil
+}
+
+// Get downloads a small object (at most max bytes).
+func (s *Store) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	obj, err := s.client.GetObject(ctx, s.cfg.Bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("s3: download %s: %w", key, err)
+	}
+	defer obj.Close()
+	data, err := io.ReadAll(io.LimitReader(obj, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("s3: download %s: %w", key, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("s3: %s is larger than %d bytes", key, max)
+	}
+	return data, nil
+}
+
+// IsNotFound reports whether err says the object does not exist.
+func IsNotFound(err error) bool {
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && (er.Code == "NoSuchKey" || er.StatusCode == 404)
 }
 
 // Object is what HEAD says about an object.

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -257,4 +260,151 @@ func TestIntegrationPostgresKilledMidCall(t *testing.T) {
 		t.Errorf("want the file's upload confirmed, with the manifest's checksum")
 	}
 	placeShortCall(t, alice, room)
+}
+
+// TestIntegrationFleetHandOverAtStop: of two instances, the one that records an encrypted
+// Element Call (LiveKit) call is stopped cleanly (SIGTERM): it pauses the recording,
+// waits for its files' copies, and hands the room over; the other continues the recording
+// in the same folder with its own device, says so once in the room, and ends it at !stop
+// with one summary.
+func TestIntegrationFleetHandOverAtStop(t *testing.T) { fleetTakeOver(t, false) }
+
+// TestIntegrationFleetFailover: the instance that records an encrypted Element Call
+// (LiveKit) call is killed (-9); once its room's lease runs out the other instance takes
+// the recording over and continues it in new parts under the same folder and S3 prefix.
+func TestIntegrationFleetFailover(t *testing.T) { fleetTakeOver(t, true) }
+
+func fleetTakeOver(t *testing.T, kill bool) {
+	env := startLKEnv(t)
+	e := startS3(t, false)
+	uri := startPostgres(t)
+	cfgs := fleetConfigs(t, env, e, uri, 2)
+	procs := make([]*process, len(cfgs))
+	for i, c := range cfgs {
+		procs[i] = startProcess(t, c)
+	}
+	bot := id.UserID(cfgs[0].Matrix.UserID)
+	alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+	bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true})
+	room := callRoom(t, alice, true, bot, bob)
+	joinCall(t, room, alice, bob)
+	mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+
+	since := send(t, alice, room, "!start")
+	waitMessage(t, alice, room, since, 90*time.Second, "Recording started")
+	time.Sleep(6 * time.Second)
+	owner, other := -1, -1
+	for i, c := range cfgs {
+		if len(callFolders(t, c.Recordings.Dir)) == 1 {
+			owner = i
+		} else {
+			other = i
+		}
+	}
+	if owner < 0 || other < 0 {
+		t.Fatalf("call folders: %v and %v; want one, on one instance", callFolders(t, cfgs[0].Recordings.Dir), callFolders(t, cfgs[1].Recordings.Dir))
+	}
+	t.Logf("%s records; stopping it (kill: %v)", cfgs[owner].Instance.ID, kill)
+	stopped := time.Now()
+	p := procs[owner]
+	if kill {
+		if err := p.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if !kill && err != nil {
+			t.Errorf("the clean stop exited with %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("the owner did not exit")
+	}
+	// Bounded generously: the design is a lease of 9 s, a look every second and a join
+	// of the call; a loaded 2-core machine takes longer. The gap itself is checked in
+	// the manifest below.
+	note := waitMessage(t, alice, room, stopped, 2*time.Minute, "continues the recording")
+	t.Logf("after %s: %s", time.Since(stopped).Round(time.Second), note)
+	if !strings.Contains(note, cfgs[other].Instance.ID) || !strings.Contains(note, cfgs[owner].Instance.ID) {
+		t.Errorf("the notice does not name both instances: %s", note)
+	}
+	time.Sleep(6 * time.Second)
+	since = send(t, alice, room, "!stop")
+	summary := waitMessage(t, alice, room, since, 2*time.Minute, "Recording saved")
+	t.Logf("summary:\n%s", summary)
+	time.Sleep(fleetSettle)
+	for what, want := range map[string]int{"continues the recording": 1, "Recording saved": 1, "Recording started": 1, "⚠️": 0} {
+		if n := botSaidIn(alice, room, bot, what); n != want {
+			t.Errorf("the bot said %q %d times, want %d", what, n, want)
+		}
+	}
+
+	folders := callFolders(t, cfgs[other].Recordings.Dir)
+	if len(folders) != 1 || folders[0] != callFolders(t, cfgs[owner].Recordings.Dir)[0] {
+		t.Fatalf("the other instance's folders %v; want the owner's %v", folders, callFolders(t, cfgs[owner].Recordings.Dir))
+	}
+	folder := filepath.Join(cfgs[other].Recordings.Dir, folders[0])
+	keepOnFailure(t, folder)
+	m, err := recorder.ReadManifest(folder)
+	if err != nil || m.Status != recorder.StatusFinished {
+		t.Fatalf("manifest: %+v %v", m, err)
+	}
+	t.Logf("files:\n%s", describe(m))
+	if len(m.Resumes) != 1 || m.Resumes[0].Instance != cfgs[other].Instance.ID || m.Resumes[0].PreviousInstance != cfgs[owner].Instance.ID {
+		t.Fatalf("resumes %+v; want one, by %s after %s", m.Resumes, cfgs[other].Instance.ID, cfgs[owner].Instance.ID)
+	}
+	res := m.Resumes[0]
+	gap := res.ResumedAt.Sub(res.InterruptedAt)
+	t.Logf("hand-over gap in the manifest: %s", gap)
+	if gap < 0 || gap > time.Minute {
+		t.Errorf("the recording stopped at %s and went on at %s", res.InterruptedAt, res.ResumedAt)
+	}
+	// Each speaker: the part the first instance wrote, then the second's, on one timeline.
+	for _, u := range []*lkpeer.Peer{alice, bob} {
+		parts := lkFiles(m, u.UserID(), recorder.SourceMicrophone)
+		if len(parts) < 2 {
+			t.Errorf("%s: %d parts, want the first instance's and the second's", u.UserID(), len(parts))
+			continue
+		}
+		first, last := parts[0], parts[len(parts)-1]
+		if end := first.StartOffsetMs + first.DurationMs; last.StartOffsetMs < end {
+			t.Errorf("%s: the second instance's part starts at %d ms, before the first's ends (%d ms)", u.UserID(), last.StartOffsetMs, end)
+		}
+		if want := res.ResumedAt.Sub(m.StartedAt).Milliseconds(); last.StartOffsetMs < want-2000 {
+			t.Errorf("%s: the continued part starts at %d ms, the resume was at %d ms", u.UserID(), last.StartOffsetMs, want)
+		}
+		if last.Upload == nil {
+			t.Errorf("%s: the continued part %s has no copy", u.UserID(), last.File)
+		}
+		hz := 440.0
+		if u == bob {
+			hz = 660
+		}
+		checkAudio(t, folder, last, hz, 1100-hz)
+		if kill {
+			if first.Status != recorder.StatusInterrupted {
+				t.Errorf("%s: the killed instance's part is %s", u.UserID(), first.Status)
+			}
+			continue
+		}
+		// Handed over cleanly: the first part is complete, copied, and on the first
+		// instance's disk.
+		if first.Upload == nil || first.Status != recorder.StatusComplete {
+			t.Errorf("%s: the handed-over part %+v", u.UserID(), first)
+		}
+		checkAudio(t, filepath.Join(cfgs[owner].Recordings.Dir, folders[0]), first, hz, 1100-hz)
+	}
+	keys := e.keys(t, "calls/"+folders[0]+"/")
+	t.Logf("S3 keys: %v", keys)
+	for _, f := range m.Tracks {
+		if f.Upload != nil && !slices.Contains(keys, "calls/"+folders[0]+"/"+f.File) {
+			t.Errorf("%s has a copy in the manifest but not in S3", f.File)
+		}
+	}
+	if !slices.Contains(keys, "calls/"+folders[0]+"/"+recorder.ManifestFile) {
+		t.Error("no manifest in S3")
+	}
 }

@@ -1,0 +1,358 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
+)
+
+// Moving recordings between the instances of a fleet (fleet.go).
+//
+// While it records, the owner of a room keeps a copy of each recording's manifest in
+// object storage (snapshot, every few seconds) next to the files, which the uploader sends
+// as they grow and, with recordings.split_after, part by part. When the owner stops
+// renewing the room's lease (killed, host gone) or hands the room over at a clean stop
+// (it pauses the recordings, waits for their uploads, stores the paused manifest and lets
+// the lease run out at once), another instance adopts the recordings: it wins the room
+// (least loaded first), fetches the manifest into a folder of the same name in its own
+// recordings dir and resumes there, with its own device, in new parts on the same
+// timeline under the same prefix. The manifest's resumes[] names both instances. A legacy
+// 1:1 call cannot move (its peer connection was in the lost process): it ends with what
+// was uploaded.
+
+// maxManifestBytes bounds a manifest fetched from object storage.
+const maxManifestBytes = 16 << 20
+
+// snapshot stores the manifests of this instance's recordings in object storage, for an
+// instance that has to take them over.
+func (f *fleet) snapshot(ctx context.Context) {
+	lc := f.lc
+	if lc.s3 == nil {
+		return
+	}
+	lc.mu.Lock()
+	sessions := make([]*recorder.Session, 0, len(lc.live))
+	for _, lr := range lc.live {
+		sessions = append(sessions, lr.sess)
+	}
+	lc.mu.Unlock()
+	for _, s := range sessions {
+		if s == nil {
+			continue
+		}
+		m := s.Manifest()
+		if m.Status != recorder.StatusRecording {
+			continue // ending: its final manifest follows
+		}
+		data, err := json.MarshalIndent(m, "", "  ")
+		if err != nil {
+			continue
+		}
+		folder := filepath.Base(s.Folder())
+		if _, err := lc.s3.Put(ctx, lc.s3.Key(folder, recorder.ManifestFile), data); err != nil {
+			lc.log.Warn().Err(err).Str("folder", folder).Msg("Could not store the manifest's copy for the other instances")
+		}
+	}
+}
+
+// adopt looks for rooms whose owner stopped renewing their lease (or handed them over)
+// and takes their recordings over.
+func (f *fleet) adopt(ctx context.Context) {
+	lc := f.lc
+	expired, err := lc.db.ExpiredLeases(ctx, storage.WatchResource(""))
+	if err != nil {
+		lc.log.Warn().Err(err).Msg("Could not look for recordings to take over")
+		return
+	}
+	for _, l := range expired {
+		if ctx.Err() != nil {
+			return
+		}
+		room := id.RoomID(strings.TrimPrefix(l.Resource, storage.WatchResource("")))
+		recs, err := f.orphans(ctx, room)
+		if err != nil {
+			lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
+			continue
+		}
+		kind := recorder.KindMesh
+		for _, r := range recs {
+			if recorder.Kind(r.Kind).OneToOne() {
+				kind = recorder.KindOneToOne
+			}
+		}
+		ok, err := lc.ClaimRoom(ctx, room, kind)
+		if err != nil || !ok {
+			continue
+		}
+		previous, _, _ := strings.Cut(l.Owner, "/")
+		if previous == lc.instance {
+			previous = "" // this instance's own earlier process
+		}
+		// Listed again now that the room is this instance's: another may have been faster.
+		if recs, err = f.orphans(ctx, room); err != nil {
+			lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
+		}
+		for _, r := range recs {
+			f.adoptRecording(ctx, r, previous, l.RenewedAt)
+		}
+		lc.ReleaseRoom(ctx, room) // kept when a recording resumed
+	}
+}
+
+// orphans lists a room's recordings that are still being written or paused, by another
+// instance (their folder is not in this instance's recordings dir).
+func (f *fleet) orphans(ctx context.Context, room id.RoomID) ([]*storage.Recording, error) {
+	recs, err := f.lc.db.RecordingsInRoom(ctx, string(room), 20)
+	if err != nil {
+		return nil, err
+	}
+	var out []*storage.Recording
+	f.lc.mu.Lock()
+	defer f.lc.mu.Unlock()
+	for _, r := range recs {
+		if !r.Status.Live() && r.Status != storage.RecordingPaused {
+			continue
+		}
+		if f.lc.live[r.Folder] != nil {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// adoptRecording takes one recording over from previous (an instance id; "" unknown),
+// which last renewed the room's lease at lastSeen.
+func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previous string, lastSeen time.Time) {
+	lc := f.lc
+	roomID := id.RoomID(r.RoomID)
+	log := lc.log.With().Str("recording", r.ID).Str("folder", r.Folder).Stringer("room_id", roomID).Str("previous_instance", previous).Logger()
+	paused := r.Status == storage.RecordingPaused
+	m, err := f.fetchManifest(ctx, r)
+	if err != nil {
+		log.Warn().Err(err).Msg("No copy of the recording's manifest in object storage; continuing from the database's record")
+	}
+	who := "another recorder instance"
+	if previous != "" {
+		who = "recorder instance " + previous
+	}
+	at := lastSeen
+	if m.EndedAt != nil && paused {
+		at = *m.EndedAt
+	}
+	reason := fmt.Sprintf("%s stopped at %s UTC", who, at.UTC().Format("15:04:05"))
+	if paused {
+		reason = fmt.Sprintf("%s handed the recording over at %s UTC", who, at.UTC().Format("15:04:05"))
+	}
+	// The manifest as the other instance left it, in a folder of this instance: files
+	// still being written there end where their last copy does.
+	if m.EndedAt == nil || m.EndedAt.After(at) {
+		m.EndedAt = &at
+	}
+	for i := range m.Tracks {
+		t := &m.Tracks[i]
+		if t.Status == recorder.StatusRecording {
+			t.Status = recorder.StatusInterrupted
+			if t.Upload == nil {
+				t.EndReason = "written on " + who + ", which stopped before the file's copy was complete"
+			}
+		}
+	}
+	m.Status = recorder.StatusInterrupted
+	m.Interruption = reason
+	folder := filepath.Join(lc.cfg.Recordings.Dir, r.Folder)
+	if err := os.MkdirAll(folder, lc.cfg.Recordings.DirMode.Perm()); err != nil {
+		log.Error().Err(err).Msg("Could not create the folder to continue the recording in")
+		return
+	}
+	lc.manifests.Lock()
+	err = recorder.WriteJSONAtomic(filepath.Join(folder, recorder.ManifestFile), m)
+	lc.manifests.Unlock()
+	if err != nil {
+		log.Error().Err(err).Msg("Could not write the recording's manifest")
+		return
+	}
+	if err := lc.db.SetPartsStatus(ctx, r.ID, storage.PartInterrupted, storage.PartStarted, storage.PartActive); err != nil {
+		log.Warn().Err(err).Msg("Could not mark the files the other instance was writing")
+	}
+	log.Info().Bool("paused", paused).Msg("Taking over a recording of another instance")
+	lc.m.Interrupted.Add(1)
+	if recorder.Kind(r.Kind) == recorder.KindOneToOne {
+		f.endAdopted(ctx, r, m, "A 1:1 call cannot move to another recorder instance: "+reason+", and the call ended with it.")
+		lc.endStaleCall(ctx, r, m)
+		if lc.cfg.Bot.Notices {
+			lc.chat.Notice(ctx, roomID, fmt.Sprintf("⚠️ The %s that recorded the call with %s stopped at %s UTC. Everything uploaded until then is saved; a 1:1 call cannot move to another instance. Call again to record more.",
+				who, peerName(m), at.UTC().Format("15:04:05")), "")
+		}
+		return
+	}
+	req := lc.resumeRequest(ctx, r, m, paused)
+	rctx := recorder.WithResumeBy(ctx, lc.instance, previous)
+	ok, why := lc.calls.Resume(rctx, req)
+	if ok {
+		log.Info().Msg("Took the recording over")
+		lc.chat.Notice(ctx, roomID, fmt.Sprintf("🔁 The %s; recorder instance %s continues the recording in the same folder: the files go on as further parts on the call's timeline.",
+			reason, lc.instance), "")
+		return
+	}
+	log.Info().Str("why", why).Msg("The recording cannot continue; it ends where the other instance left it")
+	f.endAdopted(ctx, r, m, fmt.Sprintf("Recording ended: the %s, and it could not continue: %s.", reason, why))
+}
+
+// endAdopted ends a recording taken over from another instance where that one left it,
+// with its summary.
+func (f *fleet) endAdopted(ctx context.Context, r *storage.Recording, m *recorder.Manifest, headline string) {
+	lc := f.lc
+	if err := lc.db.SetPartsStatus(ctx, r.ID, storage.PartInterrupted, storage.PartStarted, storage.PartActive); err != nil {
+		lc.log.Warn().Err(err).Msg("Could not mark the recording's files")
+	}
+	lc.fillFromManifest(r, *m, storage.RecordingInterrupted)
+	if err := lc.db.UpdateRecording(ctx, r); err != nil {
+		lc.log.Error().Err(err).Str("recording", r.ID).Msg("Could not mark the recording interrupted")
+	}
+	lc.goDeliver(id.RoomID(r.RoomID), r.Folder, nil, headline)
+}
+
+// fetchManifest returns the copy of a recording's manifest in object storage, or one made
+// from the database's record when there is none.
+func (f *fleet) fetchManifest(ctx context.Context, r *storage.Recording) (*recorder.Manifest, error) {
+	lc := f.lc
+	made := &recorder.Manifest{
+		Version: recorder.ManifestVersion, CallID: r.CallID, RoomID: r.RoomID, Kind: recorder.Kind(r.Kind),
+		StartedAt: r.StartedAt, Participants: []recorder.Participant{}, Tracks: []recorder.FileEntry{},
+	}
+	if lc.s3 == nil {
+		return made, errors.New("no object storage")
+	}
+	data, err := lc.s3.Get(ctx, lc.s3.Key(r.Folder, recorder.ManifestFile), maxManifestBytes)
+	if err != nil {
+		if s3store.IsNotFound(err) {
+			return made, errors.New("the other instance stored no copy yet")
+		}
+		return made, err
+	}
+	var m recorder.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return made, fmt.Errorf("read the manifest's copy: %w", err)
+	}
+	if m.RoomID != r.RoomID {
+		return made, errors.New("the manifest's copy is of another room")
+	}
+	if m.Tracks == nil {
+		m.Tracks = []recorder.FileEntry{}
+	}
+	if m.Participants == nil {
+		m.Participants = []recorder.Participant{}
+	}
+	return &m, nil
+}
+
+// handOver is a clean stop's hand-over of this instance's rooms (after the recordings
+// paused): the paused recordings' files are uploaded and their manifests stored, then the
+// leases of rooms with a paused recording run out at once, so another instance takes them
+// over now; the other room leases are given back.
+func (f *fleet) handOver(ctx context.Context) {
+	lc := f.lc
+	lc.mu.Lock()
+	folders := lc.pausedHere
+	lc.pausedHere = nil
+	lc.mu.Unlock()
+	handed := map[id.RoomID]bool{}
+	// The uploads get the shutdown's time but the last seconds, which the hand-over needs.
+	wctx := ctx
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithDeadline(ctx, d.Add(-3*time.Second))
+		defer cancel()
+	}
+	for _, folder := range folders {
+		r, err := lc.db.RecordingByFolder(ctx, folder)
+		if err != nil {
+			lc.log.Warn().Err(err).Str("folder", folder).Msg("Could not find the paused recording to hand over")
+			continue
+		}
+		f.waitUploads(wctx, r)
+		if lc.s3 != nil {
+			if err := lc.storeManifest(ctx, r.Folder); err != nil {
+				lc.log.Warn().Err(err).Str("folder", folder).Msg("Could not store the paused recording's manifest for the other instances")
+			}
+		}
+		handed[id.RoomID(r.RoomID)] = true
+	}
+	f.takeMu.Lock()
+	f.mu.Lock()
+	all := f.rooms
+	f.rooms = map[id.RoomID]*roomLease{}
+	f.mu.Unlock()
+	f.takeMu.Unlock()
+	for room, rl := range all {
+		if !handed[room] {
+			if err := rl.k.Release(ctx); err != nil {
+				lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not give the room's lease back; it runs out by itself")
+			}
+			continue
+		}
+		rl.k.Stop()
+		// Expired now, with this instance's name on it: the next instance takes it over.
+		if _, err := lc.db.RenewLease(ctx, storage.WatchResource(string(room)), f.owner, time.Millisecond); err != nil {
+			lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not hand the room over; it runs out by itself")
+			continue
+		}
+		lc.log.Info().Stringer("room_id", room).Msg("Handed the room's recording over to the other instances")
+	}
+}
+
+// waitUploads waits (bounded by ctx) until every file of a recording that is on this
+// instance's disk has its copy confirmed in object storage.
+func (f *fleet) waitUploads(ctx context.Context, r *storage.Recording) {
+	lc := f.lc
+	if lc.up == nil {
+		return
+	}
+	for {
+		parts, err := lc.db.Parts(ctx, r.ID)
+		if err != nil {
+			return
+		}
+		pending := 0
+		for _, p := range parts {
+			if p.LocalDeleted || !fileExists(filepath.Join(lc.cfg.Recordings.Dir, r.Folder, p.File)) {
+				continue
+			}
+			u, err := lc.db.UploadOf(ctx, r.ID, p.File)
+			if err != nil || (u.Status != storage.UploadConfirmed && u.Status != storage.UploadFailed && !u.Status.Gone()) {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return
+		}
+		if sleep(ctx, 200*time.Millisecond) != nil {
+			lc.log.Warn().Int("files", pending).Str("folder", r.Folder).Msg("Handing over before every file's copy was confirmed")
+			return
+		}
+	}
+}
+
+// storeManifest copies a finished or paused folder's manifest to object storage.
+func (lc *Lifecycle) storeManifest(ctx context.Context, folder string) error {
+	lc.manifests.Lock()
+	data, err := os.ReadFile(filepath.Join(lc.cfg.Recordings.Dir, folder, recorder.ManifestFile))
+	lc.manifests.Unlock()
+	if err != nil {
+		return fmt.Errorf("read manifest: %w", err)
+	}
+	_, err = lc.s3.Put(ctx, lc.s3.Key(folder, recorder.ManifestFile), data)
+	return err
+}
