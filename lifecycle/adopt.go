@@ -103,10 +103,13 @@ func (f *fleet) adopt(ctx context.Context) {
 		if recs, err = f.orphans(ctx, room); err != nil {
 			lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
 		}
+		resumed := false
 		for _, r := range recs {
-			f.adoptRecording(ctx, r, previous, l.RenewedAt)
+			resumed = f.adoptRecording(ctx, r, previous, l.RenewedAt) || resumed
 		}
-		lc.ReleaseRoom(ctx, room) // kept when a recording resumed
+		if !resumed {
+			lc.ReleaseRoom(ctx, room)
+		}
 	}
 }
 
@@ -133,8 +136,9 @@ func (f *fleet) orphans(ctx context.Context, room id.RoomID) ([]*storage.Recordi
 }
 
 // adoptRecording takes one recording over from previous (an instance id; "" unknown),
-// which last renewed the room's lease at lastSeen.
-func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previous string, lastSeen time.Time) {
+// which last renewed the room's lease at lastSeen. It reports whether the recording goes
+// on here.
+func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previous string, lastSeen time.Time) bool {
 	lc := f.lc
 	roomID := id.RoomID(r.RoomID)
 	log := lc.log.With().Str("recording", r.ID).Str("folder", r.Folder).Stringer("room_id", roomID).Str("previous_instance", previous).Logger()
@@ -174,14 +178,14 @@ func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previo
 	folder := filepath.Join(lc.cfg.Recordings.Dir, r.Folder)
 	if err := os.MkdirAll(folder, lc.cfg.Recordings.DirMode.Perm()); err != nil {
 		log.Error().Err(err).Msg("Could not create the folder to continue the recording in")
-		return
+		return false
 	}
 	lc.manifests.Lock()
 	err = recorder.WriteJSONAtomic(filepath.Join(folder, recorder.ManifestFile), m)
 	lc.manifests.Unlock()
 	if err != nil {
 		log.Error().Err(err).Msg("Could not write the recording's manifest")
-		return
+		return false
 	}
 	if err := lc.db.SetPartsStatus(ctx, r.ID, storage.PartInterrupted, storage.PartStarted, storage.PartActive); err != nil {
 		log.Warn().Err(err).Msg("Could not mark the files the other instance was writing")
@@ -195,7 +199,7 @@ func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previo
 			lc.chat.Notice(ctx, roomID, fmt.Sprintf("⚠️ The %s that recorded the call with %s stopped at %s UTC. Everything uploaded until then is saved; a 1:1 call cannot move to another instance. Call again to record more.",
 				who, peerName(m), at.UTC().Format("15:04:05")), "")
 		}
-		return
+		return false
 	}
 	req := lc.resumeRequest(ctx, r, m, paused)
 	rctx := recorder.WithResumeBy(ctx, lc.instance, previous)
@@ -204,10 +208,11 @@ func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previo
 		log.Info().Msg("Took the recording over")
 		lc.chat.Notice(ctx, roomID, fmt.Sprintf("🔁 The %s; recorder instance %s continues the recording in the same folder: the files go on as further parts on the call's timeline.",
 			reason, lc.instance), "")
-		return
+		return true
 	}
 	log.Info().Str("why", why).Msg("The recording cannot continue; it ends where the other instance left it")
 	f.endAdopted(ctx, r, m, fmt.Sprintf("Recording ended: the %s, and it could not continue: %s.", reason, why))
+	return false
 }
 
 // endAdopted ends a recording taken over from another instance where that one left it,

@@ -3,6 +3,8 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,14 +13,16 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/metrics"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
 // stopCalls records the stops a lost room lease asks for.
 type stopCalls struct {
-	mu    sync.Mutex
-	rooms []id.RoomID
+	mu      sync.Mutex
+	rooms   []id.RoomID
+	resumed []ResumeRequest
 }
 
 func (s *stopCalls) Stop(_ context.Context, room id.RoomID, _ recorder.Kind, _ string) {
@@ -26,8 +30,13 @@ func (s *stopCalls) Stop(_ context.Context, room id.RoomID, _ recorder.Kind, _ s
 	defer s.mu.Unlock()
 	s.rooms = append(s.rooms, room)
 }
-func (s *stopCalls) Resume(context.Context, ResumeRequest) (bool, string) { return false, "" }
-func (s *stopCalls) HangUp(context.Context, id.RoomID, string)            {}
+func (s *stopCalls) Resume(_ context.Context, req ResumeRequest) (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resumed = append(s.resumed, req)
+	return true, ""
+}
+func (s *stopCalls) HangUp(context.Context, id.RoomID, string) {}
 
 func (s *stopCalls) stopped() []id.RoomID {
 	s.mu.Lock()
@@ -40,6 +49,9 @@ func fleetMember(t *testing.T, uri, instanceID string) *Lifecycle {
 	t.Helper()
 	lc := claimant(t, uri, instanceID)
 	lc.calls = &stopCalls{}
+	lc.chat = &fakeChat{}
+	lc.cfg.Recordings.Dir = t.TempDir()
+	lc.m = metrics.New(func() metrics.Live { return metrics.Live{} }, func() (int64, bool) { return 0, false })
 	if err := lc.claimDatabase(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -264,5 +276,116 @@ func TestRoomLeaseFollowsTheRecording(t *testing.T) {
 	b.fleet.sweep(ctx)
 	if b.fleet.holds(room) {
 		t.Error("b kept an idle room")
+	}
+}
+
+// A room whose owner stopped renewing its lease (killed) is taken over by exactly one of
+// the instances that look for such rooms at once: it resumes the room's recording in a
+// folder of the same name (its manifest made from the database's record when the owner
+// stored no copy), tells the room once, and holds the room from then on.
+func TestOneInstanceTakesOverADeadOwnersRecording(t *testing.T) {
+	uri := startPostgres(t)
+	dead := fleetMember(t, uri, "dead")
+	ctx := context.Background()
+	if ok, err := dead.TakeRoom(ctx, room); !ok || err != nil {
+		t.Fatalf("take: %v %v", ok, err)
+	}
+	r := &storage.Recording{RoomID: string(room), CallID: "c1", Kind: string(recorder.KindLiveKit), Folder: "20261206T120000Z_room_element-call", Status: storage.RecordingActive}
+	if err := dead.db.CreateRecording(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	// The owner dies: no renewal any more, and its lease runs out.
+	dead.fleet.mu.Lock()
+	dead.fleet.rooms[room].k.Stop()
+	delete(dead.fleet.rooms, room)
+	dead.fleet.mu.Unlock()
+	if _, err := dead.db.RenewLease(ctx, storage.WatchResource(string(room)), dead.fleet.owner, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	others := []*Lifecycle{fleetMember(t, uri, "rec-b"), fleetMember(t, uri, "rec-c"), fleetMember(t, uri, "rec-d")}
+	var wg sync.WaitGroup
+	for _, lc := range others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lc.fleet.adopt(ctx)
+		}()
+	}
+	wg.Wait()
+	var took *Lifecycle
+	for _, lc := range others {
+		n := len(lc.calls.(*stopCalls).resumed)
+		if n > 1 || (n == 1 && took != nil) {
+			t.Fatalf("the recording was resumed more than once")
+		}
+		if n == 1 {
+			took = lc
+		}
+	}
+	if took == nil {
+		t.Fatal("nobody took the recording over")
+	}
+	req := took.calls.(*stopCalls).resumed[0]
+	if req.Room != room || req.Folder != r.Folder || req.Manifest == nil || req.Manifest.Status != recorder.StatusInterrupted ||
+		!strings.Contains(req.Manifest.Interruption, "recorder instance dead stopped") {
+		t.Errorf("resume request %+v (manifest %+v)", req, req.Manifest)
+	}
+	if m, err := recorder.ReadManifest(filepath.Join(took.cfg.Recordings.Dir, r.Folder)); err != nil || m.RoomID != string(room) {
+		t.Errorf("the folder to continue in: %+v %v", m, err)
+	}
+	if texts := took.chat.(*fakeChat).texts(room); len(texts) != 1 || !strings.Contains(texts[0], "continues the recording") {
+		t.Errorf("the room was told %q", texts)
+	}
+	for _, lc := range others {
+		if lc != took && len(lc.chat.(*fakeChat).texts(room)) != 0 {
+			t.Errorf("%s spoke too", lc.instance)
+		}
+	}
+	// The resumed session holds the room (recorded here: the lease is kept).
+	took.mu.Lock()
+	took.live[r.Folder] = &liveRec{folder: r.Folder, roomID: room, kind: recorder.KindLiveKit}
+	took.mu.Unlock()
+	if l, err := took.db.LiveLease(ctx, storage.WatchResource(string(room))); err != nil || l.Owner != took.fleet.owner || l.Generation < 2 {
+		t.Errorf("the room's lease after the take-over: %+v %v", l, err)
+	}
+}
+
+// A new process of an instance takes back at once the rooms its dead predecessor (same
+// instance id) recorded in, to recover them as a single recorder does after a crash; the
+// other instances' rooms stay theirs.
+func TestRestartTakesBackThePredecessorsRooms(t *testing.T) {
+	uri := startPostgres(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	first := claimantIn(t, uri, "rec-a", dir)
+	if err := first.claimDatabase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := fleetMember(t, uri, "rec-b")
+	if ok, _ := first.TakeRoom(ctx, room); !ok {
+		t.Fatal("take")
+	}
+	otherRoom := id.RoomID("!other:example.org")
+	if ok, _ := other.TakeRoom(ctx, otherRoom); !ok {
+		t.Fatal("take")
+	}
+	first.fleet.mu.Lock()
+	first.fleet.rooms[room].k.Stop() // it dies
+	first.fleet.mu.Unlock()
+	first.keeper.Stop()
+	again := claimantIn(t, uri, "rec-a", dir)
+	if err := again.claimDatabase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { again.fleet.releaseAll(ctx); _ = again.releaseClaim(ctx) })
+	if l, err := again.db.Lease(ctx, storage.WatchResource(string(room))); err == nil {
+		t.Errorf("the dead process's room lease is still there: %+v", l)
+	}
+	if l, err := again.db.LiveLease(ctx, storage.WatchResource(string(otherRoom))); err != nil || l.Owner != other.fleet.owner {
+		t.Errorf("the other instance's room: %+v %v", l, err)
+	}
+	if ok, _ := again.TakeRoom(ctx, room); !ok {
+		t.Error("the restarted instance could not take its room back")
 	}
 }

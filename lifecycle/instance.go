@@ -88,6 +88,13 @@ func (lc *Lifecycle) claimDatabase(ctx context.Context) error {
 				lc.log.Warn().Err(werr).Msg("Could not note the database's claim in data_dir; a restart after a crash waits for it to run out")
 			}
 			lc.fleet = newFleet(lc, owner)
+			// The rooms an earlier process of this instance recorded in are this
+			// process's to recover (Recover), as after a restart of a single recorder.
+			if n, err := lc.db.DropPredecessorLeases(ctx, storage.WatchResource(""), inst+"/", owner); err != nil {
+				lc.log.Warn().Err(err).Msg("Could not take back the rooms of this instance's earlier process; the other instances take them over")
+			} else if n > 0 {
+				lc.log.Info().Int64("rooms", n).Msg("Took back the rooms of this instance's earlier process")
+			}
 			lc.log.Info().Msg("This instance shares the work with the other instances on the database")
 			return nil
 		}

@@ -252,3 +252,16 @@ func (d *DB) DeleteExpiredLeases(ctx context.Context, prefix string) (int64, err
 // EventResource is the lease on one Matrix event (a command, an invite) that several
 // instances see: the instance that takes it answers it, the others stay silent.
 func EventResource(eventID string) string { return "event:" + eventID }
+
+// DropPredecessorLeases deletes the leases on resources starting with prefix ("watch:")
+// whose owner starts with ownerPrefix (an instance's "id/") but is not owner: those of an
+// earlier process of the same instance, which a new process holding the instance's own
+// lease knows to be dead. It returns how many.
+func (d *DB) DropPredecessorLeases(ctx context.Context, prefix, ownerPrefix, owner string) (int64, error) {
+	res, err := d.db.Exec(ctx, `DELETE FROM leases WHERE substr(resource, 1, $1) = $2 AND substr(owner, 1, $3) = $4 AND owner <> $5`,
+		len(prefix), prefix, len(ownerPrefix), ownerPrefix, owner)
+	if err != nil {
+		return 0, fmt.Errorf("drop the leases of earlier processes: %w", err)
+	}
+	return res.RowsAffected()
+}
