@@ -361,3 +361,30 @@ func (lc *Lifecycle) storeManifest(ctx context.Context, folder string) error {
 	_, err = lc.s3.Put(ctx, lc.s3.Key(folder, recorder.ManifestFile), data)
 	return err
 }
+
+// copiesFromElsewhere writes into a recording's manifest the copies another instance
+// confirmed (on a shared database): the files it wrote before this instance took the
+// recording over, which it uploads when it comes back.
+func (lc *Lifecycle) copiesFromElsewhere(ctx context.Context, rec *storage.Recording) {
+	if lc.fleet == nil {
+		return
+	}
+	lc.manifests.Lock()
+	m, err := recorder.ReadManifest(filepath.Join(lc.cfg.Recordings.Dir, rec.Folder))
+	lc.manifests.Unlock()
+	if err != nil {
+		return
+	}
+	for _, t := range m.Tracks {
+		if t.Upload != nil {
+			continue
+		}
+		u, err := lc.db.UploadOf(ctx, rec.ID, t.File)
+		if err != nil || u.Status != storage.UploadConfirmed {
+			continue
+		}
+		if err := lc.setUpload(rec.Folder, t.File, uploadInfo(u)); err != nil {
+			lc.log.Warn().Err(err).Str("file", t.File).Msg("Could not write the copy another instance made into the manifest")
+		}
+	}
+}

@@ -68,6 +68,7 @@ func (lc *Lifecycle) Recover(ctx context.Context, reports []recorder.RecoveryRep
 			// left here is the copies of the files it had written (adopt.go).
 			lc.log.Info().Str("folder", folder).Str("recording", r.ID).Msg("Another instance took this recording over; uploading the files left here")
 			lc.uploadLeftovers(r, m)
+			seen[folder] = true // its summary is the other instance's
 			continue
 		}
 		r := &storage.Recording{RoomID: m.RoomID, CallID: m.CallID, Kind: string(m.Kind), Folder: folder, StartedAt: m.StartedAt, Status: storage.RecordingInterrupted}

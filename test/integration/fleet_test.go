@@ -407,4 +407,42 @@ func fleetTakeOver(t *testing.T, kill bool) {
 	if !slices.Contains(keys, "calls/"+folders[0]+"/"+recorder.ManifestFile) {
 		t.Error("no manifest in S3")
 	}
+	if !kill {
+		return
+	}
+	// The killed instance comes back: the files it had written are repaired and copied
+	// to the same prefix; it says nothing in the room (the recording was taken over and
+	// summarised by the other).
+	back := time.Now()
+	startProcess(t, cfgs[owner])
+	for _, u := range []*lkpeer.Peer{alice, bob} {
+		first := lkFiles(m, u.UserID(), recorder.SourceMicrophone)[0]
+		key := "calls/" + folders[0] + "/" + first.File
+		for deadline := time.Now().Add(2 * time.Minute); !slices.Contains(e.keys(t, "calls/"+folders[0]+"/"), key); time.Sleep(time.Second) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the returning instance did not upload %s", first.File)
+			}
+		}
+	}
+	// The other instance's summary learns of those copies (it looks at the uploads every
+	// 30 s while some are missing): its manifest lists every file with its copy.
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+		m, err := recorder.ReadManifest(folder)
+		missing := 0
+		for _, f := range m.Tracks {
+			if f.Upload == nil {
+				missing++
+			}
+		}
+		if err == nil && missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the manifest still misses %d copies: %v\n%s", missing, err, describe(m))
+		}
+	}
+	time.Sleep(fleetSettle)
+	for _, msg := range botSaid(alice.MessagesIn(room), bot, back, time.Time{}) {
+		t.Errorf("the returning instance said: %s", msg)
+	}
 }
