@@ -200,11 +200,9 @@ func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID)
 	} else if !ok {
 		return call.ErrOtherInstance
 	}
-	if err := b.lc.Admit(ctx, roomID, recorder.KindOneToOne); err != nil {
-		b.lc.ReleaseRoom(ctx, roomID)
-		return err
-	}
-	return nil
+	// A refusal keeps the room's lease for a while (the lifecycle gives it back), so
+	// the instances that try later do not refuse the call a second time.
+	return b.lc.Admit(ctx, roomID, recorder.KindOneToOne)
 }
 
 // errNotDirect: a room where the bot is not alone with one other person.

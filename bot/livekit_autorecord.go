@@ -89,11 +89,8 @@ func (b *Bot) onCallBegan(ctx context.Context, room id.RoomID) {
 		}
 		return
 	}
-	defer func() {
-		if !b.rooms.Recording(room) {
-			b.lc.ReleaseRoom(context.WithoutCancel(ctx), room)
-		}
-	}()
+	// Kept when nothing is recorded after all (a refusal): the lifecycle gives it back
+	// after a while, so the instances that try later do not answer the call again.
 	s, err := b.autorecordSetting(ctx, room)
 	if err != nil {
 		log.Warn().Err(err).Msg("Could not read the autorecord setting")

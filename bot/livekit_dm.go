@@ -67,12 +67,8 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 		log.Debug().Msg("Another recorder instance answers the call")
 		return
 	}
-	// Given back unless the call is recorded (fleet.go; nothing with SQLite).
-	defer func() {
-		if !b.rooms.Recording(room) {
-			b.lc.ReleaseRoom(context.WithoutCancel(ctx), room)
-		}
-	}()
+	// A refusal keeps the room's lease until the lifecycle gives it back after a while,
+	// so the instances that try later do not answer the ring again (fleet.go).
 	reason := ""
 	if err != nil {
 		log.Info().Err(err).Msg("Not answering the call")

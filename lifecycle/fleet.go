@@ -30,8 +30,9 @@ import (
 // With SQLite there is one instance: lc.fleet is nil and every check passes at once.
 const (
 	// roomLeaseTTL: a room whose owner stops renewing (killed, host gone) is free
-	// again after this; the owner renews every third of it.
-	roomLeaseTTL = 9 * time.Second
+	// again after this, and taken over (adopt.go); the owner renews every third of it,
+	// so two renewals may fail (a database restart) before the room changes hands.
+	roomLeaseTTL = 6 * time.Second
 	// eventLeaseTTL: how long the lease on one event keeps a late instance silent about
 	// it (far longer than an instance is behind in its sync).
 	eventLeaseTTL = time.Hour
@@ -44,7 +45,8 @@ const (
 	maxLoadWait      = 5 * time.Second
 	fullWait         = 8 * time.Second
 	// roomIdleGrace is how long a room lease is kept with nothing recording in the room
-	// (a call being answered, a backend still joining) before it is given back.
+	// (a call being answered, a backend still joining, an admission refused: the
+	// instances that try later stay silent) before it is given back.
 	roomIdleGrace = 30 * time.Second
 )
 

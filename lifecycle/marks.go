@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
 // The recording mark: while the bot records in a room, its display name there says so
@@ -117,6 +119,24 @@ func (n *nameMarks) cleanup() {
 		recording[lr.roomID] = true
 	}
 	n.lc.mu.Unlock()
+	if f := n.lc.fleet; f != nil {
+		// Rooms another instance records in keep the mark (the account is shared).
+		n.mu.Lock()
+		var marked []id.RoomID
+		for room, st := range n.has {
+			if st.on && !recording[room] {
+				marked = append(marked, room)
+			}
+		}
+		n.mu.Unlock()
+		for _, room := range marked {
+			ctx, cancel := n.lc.dbCtx()
+			if l, err := n.lc.db.LiveLease(ctx, storage.WatchResource(string(room))); err == nil && l.Owner != f.owner {
+				recording[room] = true
+			}
+			cancel()
+		}
+	}
 	n.mu.Lock()
 	for room, st := range n.has {
 		if st.on && !recording[room] {
