@@ -63,6 +63,10 @@ type Bot struct {
 	lock   *lockfile.Lock       // data_dir's lock, held until Run returns
 	egress *egress.Backend      // LiveKit Egress (egress_backend.go); nil without deployments
 
+	// shared is this instance's device's crypto store in a fleet's database (nil with
+	// SQLite); its connections close with crypto.
+	shared *e2ee.SharedStore
+
 	// roomCrypto is client.Crypto: crypto with each room's members loaded before its
 	// first message there.
 	roomCrypto *e2ee.MembersFirst
@@ -137,6 +141,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	}
 	// Clients that share call media keys only with verified devices need the device cross-signed.
 	e2ee.SetupCrossSigning(ctx, b.client, b.crypto.Machine(), b.cfg.Matrix, b.cfg.DataDir, b.log)
+	if b.shared != nil && b.cfg.Matrix.RecoveryKey == "" {
+		b.log.Warn().Msg("In a fleet every instance is a device of its own and needs matrix.recovery_key to cross-sign it " +
+			"(the first instance that sets up cross-signing writes the key to its data_dir/" + e2ee.RecoveryKeyFile + "): " +
+			"put that key in every instance's matrix.recovery_key")
+	}
 	f, err := rtc.NewFactory(rtc.Settings{
 		IncludeLoopback: cfg.WebRTC.IncludeLoopback,
 		UDPPortMin:      cfg.WebRTC.UDPPortMin,
@@ -196,17 +205,19 @@ func (b *Bot) login(ctx context.Context) error {
 	client.Syncer = &batchSyncer{DefaultSyncer: syncer, bot: b}
 	b.client = client
 
-	pickle, err := e2ee.PickleKey(b.cfg.Matrix.PickleKey, b.cfg.DataDir)
+	store, pickle, err := b.openCryptoStore(ctx)
 	if err != nil {
 		return err
 	}
-	cryptoDB := filepath.Join(b.cfg.DataDir, e2ee.CryptoDBName)
-	if err := datadir.CreatePrivate(cryptoDB); err != nil {
-		return fmt.Errorf("create crypto store: %w", err)
-	}
-	helper, err := cryptohelper.NewCryptoHelper(client, pickle, cryptoDB)
+	helper, err := cryptohelper.NewCryptoHelper(client, pickle, store)
 	if err != nil {
+		if b.shared != nil {
+			err = errors.Join(err, b.shared.DB.Close())
+		}
 		return fmt.Errorf("open crypto store: %w", err)
+	}
+	if b.shared != nil {
+		helper.DBAccountID = b.shared.AccountID
 	}
 	client.Log = matrixLog
 	quietRequestLog(client, client.Log)
@@ -220,7 +231,17 @@ func (b *Bot) login(ctx context.Context) error {
 			return errors.Join(fmt.Errorf("access token belongs to %s, not %s", who.UserID, client.UserID), helper.Close())
 		}
 		client.DeviceID = who.DeviceID
+		if err := b.notAnotherInstance(ctx, who.DeviceID); err != nil {
+			return errors.Join(err, helper.Close())
+		}
 	} else {
+		device := id.DeviceID(mc.DeviceID)
+		if b.shared != nil && b.shared.DeviceID != "" {
+			device = b.shared.DeviceID // the crypto store logs in as it again
+		}
+		if err := b.notAnotherInstance(ctx, device); err != nil {
+			return errors.Join(err, helper.Close())
+		}
 		helper.LoginAs = &mautrix.ReqLogin{
 			Type:                     mautrix.AuthTypePassword,
 			Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: mc.UserID},
@@ -231,6 +252,11 @@ func (b *Bot) login(ctx context.Context) error {
 	}
 	if err := helper.Init(ctx); err != nil {
 		return errors.Join(fmt.Errorf("log in and set up encryption: %w", err), helper.Close())
+	}
+	if b.shared != nil {
+		if err := b.shared.SetDevice(ctx, client.DeviceID); err != nil {
+			return errors.Join(err, helper.Close())
+		}
 	}
 	helper.Machine().IgnorePostDecryptionParseErrors = true
 	helper.DecryptErrorCallback = func(evt *event.Event, err error) {
@@ -243,6 +269,43 @@ func (b *Bot) login(ctx context.Context) error {
 	b.log = b.log.With().Stringer("device_id", client.DeviceID).Logger()
 	b.log.Info().Stringer("user_id", client.UserID).Msg("Logged in")
 	return nil
+}
+
+// openCryptoStore returns the crypto store for cryptohelper.NewCryptoHelper and its pickle
+// key: with SQLite, data_dir/crypto.db and the pickle key there (or configured); in a
+// fleet, this instance's device's store in the shared PostgreSQL database (e2ee.OpenShared),
+// so that the instance stays the same device on a new data_dir and no two instances share
+// one.
+func (b *Bot) openCryptoStore(ctx context.Context) (any, []byte, error) {
+	if b.cfg.Database.Fleet() {
+		inst, err := datadir.InstanceID(b.cfg.DataDir, b.cfg.Instance.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := e2ee.OpenShared(ctx, b.cfg.Database.URI, id.UserID(b.cfg.Matrix.UserID), inst, b.cfg.Matrix.PickleKey, b.log)
+		if err != nil {
+			return nil, nil, err
+		}
+		b.shared = s
+		return s.DB, s.PickleKey, nil
+	}
+	pickle, err := e2ee.PickleKey(b.cfg.Matrix.PickleKey, b.cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	cryptoDB := filepath.Join(b.cfg.DataDir, e2ee.CryptoDBName)
+	if err := datadir.CreatePrivate(cryptoDB); err != nil {
+		return nil, nil, fmt.Errorf("create crypto store: %w", err)
+	}
+	return cryptoDB, pickle, nil
+}
+
+// notAnotherInstance refuses, in a fleet, a device another instance of the account is.
+func (b *Bot) notAnotherInstance(ctx context.Context, device id.DeviceID) error {
+	if b.shared == nil {
+		return nil
+	}
+	return b.shared.SameDevice(ctx, device)
 }
 
 // UserID is the bot's Matrix id.
