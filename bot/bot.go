@@ -140,7 +140,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		return nil, err
 	}
 	// Clients that share call media keys only with verified devices need the device cross-signed.
-	e2ee.SetupCrossSigning(ctx, b.client, b.crypto.Machine(), b.cfg.Matrix, b.cfg.DataDir, b.log)
+	crossSign := func() { e2ee.SetupCrossSigning(ctx, b.client, b.crypto.Machine(), b.cfg.Matrix, b.cfg.DataDir, b.log) }
+	if b.shared == nil {
+		crossSign()
+	} else if err := b.shared.WithCrossSigningLock(ctx, crossSign); err != nil {
+		return nil, errors.Join(err, b.crypto.Close())
+	}
 	if b.shared != nil && b.cfg.Matrix.RecoveryKey == "" {
 		b.log.Warn().Msg("In a fleet every instance is a device of its own and needs matrix.recovery_key to cross-sign it " +
 			"(the first instance that sets up cross-signing writes the key to its data_dir/" + e2ee.RecoveryKeyFile + "): " +

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/crypto"
@@ -173,6 +174,37 @@ func TestSharedStoreConcurrentFirstStart(t *testing.T) {
 	}
 	for range 4 {
 		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// Two instances never set up cross-signing at the same time.
+func TestSharedStoreCrossSigningLock(t *testing.T) {
+	uri := pg.Database(t)
+	a := openTestShared(t, uri, "rec-a", "")
+	b := openTestShared(t, uri, "rec-b", "")
+	inside := make(chan string, 2)
+	release := make(chan struct{})
+	done := make(chan error, 2)
+	for _, s := range []*SharedStore{a, b} {
+		go func() {
+			done <- s.WithCrossSigningLock(context.Background(), func() {
+				inside <- s.instance
+				<-release
+			})
+		}()
+	}
+	first := <-inside
+	select {
+	case second := <-inside:
+		t.Fatalf("%s and %s hold the lock at once", first, second)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	<-inside
+	for range 2 {
+		if err := <-done; err != nil {
 			t.Error(err)
 		}
 	}
