@@ -66,6 +66,8 @@ type Bot struct {
 	// shared is this instance's device's crypto store in a fleet's database (nil with
 	// SQLite); its connections close with crypto.
 	shared *e2ee.SharedStore
+	// instance is this instance's id in a fleet ("" with SQLite).
+	instance string
 
 	// roomCrypto is client.Crypto: crypto with each room's members loaded before its
 	// first message there.
@@ -262,6 +264,8 @@ func (b *Bot) login(ctx context.Context) error {
 		if err := b.shared.SetDevice(ctx, client.DeviceID); err != nil {
 			return errors.Join(err, helper.Close())
 		}
+		b.lc.Metrics().SetInstance(b.instance, client.DeviceID.String())
+		b.log = b.log.With().Str("instance", b.instance).Logger()
 	}
 	helper.Machine().IgnorePostDecryptionParseErrors = true
 	helper.DecryptErrorCallback = func(evt *event.Event, err error) {
@@ -291,7 +295,7 @@ func (b *Bot) openCryptoStore(ctx context.Context) (any, []byte, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		b.shared = s
+		b.shared, b.instance = s, inst
 		return s.DB, s.PickleKey, nil
 	}
 	pickle, err := e2ee.PickleKey(b.cfg.Matrix.PickleKey, b.cfg.DataDir)

@@ -69,6 +69,10 @@ func (b *Bot) statusCommand(ctx context.Context, cc *cmdContext) error {
 			st.Peer, st.State, elapsed, lifecycle.Plural(st.Tracks, "track"), lifecycle.FolderName(st.Folder)))
 	}
 	lines = append(lines, b.statusLines(cc.Room)...)
+	if b.shared != nil {
+		b.notice(ctx, cc.Room, b.fleetStatus(ctx, cc.Room, lines), "")
+		return nil
+	}
 	if len(lines) == 0 {
 		b.notice(ctx, cc.Room, "Nothing is being recorded in this room.", "")
 		return nil

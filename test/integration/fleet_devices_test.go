@@ -13,7 +13,10 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/httpserver"
+	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/devtools"
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
@@ -53,7 +56,7 @@ func instanceDevices(t *testing.T, db *sql.DB) (devices, accounts map[string]id.
 // both devices' crypto accounts are in PostgreSQL and none in data_dir. The first,
 // restarted on a new, empty data_dir, is its old device again (no new device, still
 // cross-signed) and decrypts the next call in the encrypted room with the Olm sessions
-// kept in the database.
+// kept in the database; its /healthz, metrics and !status name it.
 func TestIntegrationPostgresDevicePerInstance(t *testing.T) {
 	s := homeserver(t)
 	e := startS3(t, false)
@@ -128,6 +131,11 @@ func TestIntegrationPostgresDevicePerInstance(t *testing.T) {
 	dir2 := t.TempDir()
 	a2.DataDir, a2.Recordings.Dir = filepath.Join(dir2, "data"), filepath.Join(dir2, "recordings")
 	a2.Matrix.RecoveryKey = b.Matrix.RecoveryKey
+	port2, err := devtools.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2.HTTP.Listen, a2.HTTP.PublicURL = fmt.Sprintf("127.0.0.1:%d", port2), fmt.Sprintf("http://127.0.0.1:%d", port2)
 	pa2 := startProcess(t, a2)
 	devices, accounts = instanceDevices(t, raw)
 	if devices["rec-a"] != devA || len(devices) != 2 || len(accounts) != 2 {
@@ -136,7 +144,25 @@ func TestIntegrationPostgresDevicePerInstance(t *testing.T) {
 	if !strings.Contains(pa2.log.String(), "This device is cross-signed") {
 		t.Error("the restarted instance does not report its device cross-signed")
 	}
-	placeShortCall(t, alice, room)
+	// /healthz, the metrics and !status name the instance (and its device).
+	if code, body := httpGet(t, a2.HTTP.PublicURL+httpserver.HealthPath); code != 200 || !strings.Contains(body, `"instance":"rec-a"`) {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	wantInfo := fmt.Sprintf(`matrix_recorder_instance_info{device_id=%q,recorder_instance="rec-a"} 1`, devA)
+	if code, body := httpGet(t, a2.HTTP.PublicURL+"/metrics"); code != 200 || !strings.Contains(body, wantInfo) {
+		t.Errorf("/metrics: %d, want %s", code, wantInfo)
+	}
+	start := time.Now()
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
+	waitNotice(t, alice, room, start, 30*time.Second, "Recording this call")
+	status := waitNotice(t, alice, room, say(t, alice, room, "!status"), 30*time.Second, fmt.Sprintf("Answered by instance rec-a (device %s).", devA))
+	if !strings.Contains(status, "Recordings in this room, by instance:") {
+		t.Errorf("!status does not list the room's recording in the shared database:\n%s", status)
+	}
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitSummary(t, alice, room, start)
 	if folders := callFolders(t, a2.Recordings.Dir); len(folders) != 1 {
 		t.Errorf("call folders of the restarted instance: %v", folders)
 	}

@@ -1,0 +1,71 @@
+package lifecycle
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-recorder/matrix-recorder/storage"
+)
+
+// !status on a shared database names the instance that holds each live recording's lease
+// and says when that lease ran out; finished recordings and other rooms are left out.
+func TestRecordingOwners(t *testing.T) {
+	ctx := context.Background()
+	db, err := storage.OpenConfig(ctx, storage.Config{Engine: storage.Postgres, URI: startPostgres(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	lc := &Lifecycle{log: zerolog.Nop(), db: db}
+	rec := func(room, folder string, status storage.RecordingStatus) *storage.Recording {
+		r := &storage.Recording{RoomID: room, CallID: folder, Kind: "mesh", Folder: folder, StartedAt: time.Now()}
+		if err := db.CreateRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		r.Status = status
+		if err := db.UpdateRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	byB := rec("!a:x", "f1", storage.RecordingActive)
+	byA := rec("!a:x", "f2", storage.RecordingActive)
+	orphan := rec("!a:x", "f3", storage.RecordingStarted)
+	expired := rec("!a:x", "f4", storage.RecordingActive)
+	rec("!a:x", "f5", storage.RecordingNotified)
+	rec("!b:x", "f6", storage.RecordingActive)
+	if _, err := db.AcquireLease(ctx, storage.RecordingResource(byB.ID), "rec-b/12ab", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AcquireLease(ctx, storage.RecordingResource(byA.ID), "rec-a", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AcquireLease(ctx, storage.RecordingResource(expired.ID), "rec-c", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	owners, err := lc.RecordingOwners(ctx, "!a:x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]RecordingOwner{}
+	for _, o := range owners {
+		got[o.ID] = o
+	}
+	if len(owners) != 4 {
+		t.Fatalf("owners %+v: want the room's four live recordings", owners)
+	}
+	for _, c := range []struct {
+		r        *storage.Recording
+		instance string
+		expired  bool
+	}{{byB, "rec-b", false}, {byA, "rec-a", false}, {orphan, "", false}, {expired, "rec-c", true}} {
+		o := got[c.r.ID]
+		if o.Instance != c.instance || o.Expired != c.expired || o.Folder != c.r.Folder {
+			t.Errorf("%s: %+v, want instance %q expired %v", c.r.Folder, o, c.instance, c.expired)
+		}
+	}
+}
