@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -32,9 +33,12 @@ import (
 // version table of its own (deviceVersionTable), like the crypto and the state store, so
 // that it is upgraded apart from the recorder's state.
 const (
-	deviceTable        = "recorder_device"
+	deviceTable        = DeviceTable
 	deviceVersionTable = "recorder_device_version"
 )
+
+// DeviceTable is the table of the instances' devices (for a copy into the database).
+const DeviceTable = "recorder_device"
 
 // sharedLockKey names the PostgreSQL advisory lock held while the crypto store's tables
 // are created or upgraded ("mrcrypt"), so that instances that start at once do not race.
@@ -129,6 +133,19 @@ func upgradeShared(ctx context.Context, db *dbutil.Database, log zerolog.Logger)
 }
 
 func upgradeTables(ctx context.Context, db *dbutil.Database, log zerolog.Logger) error {
+	if err := UpgradeStores(ctx, db, log); err != nil {
+		return err
+	}
+	zl := dbutil.ZeroLogger(log.With().Str("component", "crypto-store").Logger())
+	if err := db.Child(deviceVersionTable, deviceUpgrades, zl).Upgrade(ctx); err != nil {
+		return fmt.Errorf("upgrade the devices table: %w", err)
+	}
+	return nil
+}
+
+// UpgradeStores brings mautrix's crypto and state store tables in db up to this build's
+// version (what cryptohelper does when it opens them).
+func UpgradeStores(ctx context.Context, db *dbutil.Database, log zerolog.Logger) error {
 	zl := dbutil.ZeroLogger(log.With().Str("component", "crypto-store").Logger())
 	cs := crypto.NewSQLCryptoStore(db, zl, "", "", []byte("unused"))
 	if err := cs.DB.Upgrade(ctx); err != nil {
@@ -137,8 +154,34 @@ func upgradeTables(ctx context.Context, db *dbutil.Database, log zerolog.Logger)
 	if err := sqlstatestore.NewSQLStateStore(db, zl, false).Upgrade(ctx); err != nil {
 		return fmt.Errorf("upgrade the state store: %w", err)
 	}
-	if err := db.Child(deviceVersionTable, deviceUpgrades, zl).Upgrade(ctx); err != nil {
-		return fmt.Errorf("upgrade the devices table: %w", err)
+	return nil
+}
+
+// PrepareShared creates or upgrades the tables of the instances' crypto stores in the
+// PostgreSQL database of db (as the first instance's start does), for a copy into it.
+func PrepareShared(ctx context.Context, db *dbutil.Database, log zerolog.Logger) error {
+	return upgradeShared(ctx, db, log)
+}
+
+// Store tables: the version tables of mautrix's crypto and state stores, and whether a
+// table is one of theirs.
+const (
+	CryptoVersionTable = "crypto_version"
+	StateVersionTable  = "mx_version"
+)
+
+// StoreTable reports whether a table is mautrix's crypto or state store's (rows, not
+// its version table).
+func StoreTable(name string) bool {
+	return (strings.HasPrefix(name, "crypto_") || strings.HasPrefix(name, "mx_")) && name != CryptoVersionTable && name != StateVersionTable
+}
+
+// InsertDevice notes, in a copy into a fleet's database, the device an instance is and
+// the pickle key its keys are protected with ("" when matrix.pickle_key is configured).
+func InsertDevice(ctx context.Context, tx *sql.Tx, user id.UserID, instance string, device id.DeviceID, pickleKey string) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+deviceTable+` (user_id, instance, device_id, pickle_key, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		user, instance, device, pickleKey, time.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("note the instance's device: %w", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -169,5 +170,92 @@ func TestIntegrationPostgresDevicePerInstance(t *testing.T) {
 	stopProcess(t, pa2)
 	if _, err := os.Stat(filepath.Join(a2.DataDir, "crypto.db")); err == nil {
 		t.Error("the crypto store is in data_dir on PostgreSQL")
+	}
+}
+
+// TestIntegrationCopyDatabaseToPostgres: a single recorder on SQLite records a call in an
+// encrypted room and stops; copy-database moves its data_dir into an empty PostgreSQL
+// database; started on PostgreSQL with a new, empty data_dir it is the same device (no new
+// one), lists the recording made on SQLite and decrypts and records the next call in the
+// encrypted room. A second copy into the now used database is refused.
+func TestIntegrationCopyDatabaseToPostgres(t *testing.T) {
+	s := homeserver(t)
+	e := startS3(t, false)
+	uri := startPostgres(t)
+	single := botConfig(t, s)
+	e.apply(&single)
+	user := id.UserID(single.Matrix.UserID)
+
+	p := startProcess(t, single)
+	alice := newCaller(t, s, "alice")
+	ctx := timeout(t, 8*time.Minute)
+	room, err := alice.CreateDM(ctx, user, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.WaitMembership(ctx, room, user, event.MembershipJoin); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
+	time.Sleep(2 * time.Second)
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recID := recordingID.FindStringSubmatch(waitSummary(t, alice, room, start))[1]
+	stopProcess(t, p)
+	var device id.DeviceID
+	local, err := sql.Open("sqlite3", "file:"+filepath.Join(single.DataDir, "crypto.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := local.QueryRow("SELECT device_id FROM crypto_account").Scan(&device); err != nil {
+		t.Fatal(err)
+	}
+	_ = local.Close()
+
+	uriFile := filepath.Join(t.TempDir(), "db-uri")
+	if err := os.WriteFile(uriFile, []byte(uri+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	configPath := writeConfig(t, single)
+	copyCmd := func() (string, error) {
+		out, err := exec.Command(buildBinary(t), "copy-database", "-c", configPath, "-to-file", uriFile, "-instance", "rec-a").CombinedOutput()
+		return string(out), err
+	}
+	out, err := copyCmd()
+	if err != nil || !strings.Contains(out, fmt.Sprintf("Device %s of %s is instance \"rec-a\"'s now", device, user)) {
+		t.Fatalf("copy-database: %v\n%s", err, out)
+	}
+	if strings.Contains(out, uri) {
+		t.Errorf("copy-database printed the connection string:\n%s", out)
+	}
+
+	fleet := single
+	fleet.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
+	fleet.Instance.ID = "rec-a"
+	fleet.DataDir = filepath.Join(t.TempDir(), "data")
+	if key, err := os.ReadFile(filepath.Join(single.DataDir, "recovery-key.txt")); err == nil {
+		fleet.Matrix.RecoveryKey = strings.TrimSpace(string(key))
+	}
+	pf := startProcess(t, fleet)
+	raw, err := storage.OpenPostgres(uri, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Close() })
+	devices, accounts := instanceDevices(t, raw)
+	if devices["rec-a"] != device || len(accounts) != 1 {
+		t.Fatalf("after the copy: devices %v, accounts %v; want rec-a as %s, no new device", devices, accounts, device)
+	}
+	waitNotice(t, alice, room, say(t, alice, room, "!recordings"), 30*time.Second, "• "+recID+": from")
+	placeShortCall(t, alice, room)
+	if folders := callFolders(t, fleet.Recordings.Dir); len(folders) != 2 {
+		t.Errorf("call folders %v: want the one from SQLite and the new one", folders)
+	}
+	stopProcess(t, pf)
+
+	if out, err := copyCmd(); err == nil || !strings.Contains(out, "not empty") {
+		t.Errorf("a second copy into the used database: %v\n%s", err, out)
 	}
 }
