@@ -33,12 +33,12 @@ func fleetStatusText(self string, device id.DeviceID, local []string, owners []l
 	for _, o := range owners {
 		var who string
 		switch {
+		case o.Instance == self || o.Instance == "" && o.Local:
+			who = fmt.Sprintf("instance %s (this one)", self)
 		case o.Instance == "":
 			who = "no instance holds it right now"
 		case o.Expired:
 			who = fmt.Sprintf("instance %s stopped renewing it; another instance takes it over", o.Instance)
-		case o.Instance == self:
-			who = fmt.Sprintf("instance %s (this one)", o.Instance)
 		default:
 			who = "instance " + o.Instance
 		}

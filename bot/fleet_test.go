@@ -17,6 +17,7 @@ func TestFleetStatusText(t *testing.T) {
 		{ID: "r2", Folder: "f2", StartedAt: at, Instance: "rec-b"},
 		{ID: "r3", Folder: "f3", StartedAt: at, Instance: "rec-c", Expired: true},
 		{ID: "r4", Folder: "f4", StartedAt: at},
+		{ID: "r5", Folder: "f5", StartedAt: at, Local: true},
 	}, false)
 	want := strings.Join([]string{
 		"Recording (mesh) since 14:03:04 UTC",
@@ -25,6 +26,7 @@ func TestFleetStatusText(t *testing.T) {
 		"• r2 (folder f2, since 14:03:04 UTC): instance rec-b",
 		"• r3 (folder f3, since 14:03:04 UTC): instance rec-c stopped renewing it; another instance takes it over",
 		"• r4 (folder f4, since 14:03:04 UTC): no instance holds it right now",
+		"• r5 (folder f5, since 14:03:04 UTC): instance rec-a (this one)",
 		"Answered by instance rec-a (device DEVA).",
 	}, "\n")
 	if got != want {

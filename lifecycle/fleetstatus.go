@@ -21,6 +21,9 @@ type RecordingOwner struct {
 	// Expired: its holder stopped renewing the lease (died, or lost the database), and
 	// another instance may take it over.
 	Expired bool
+	// Local: this process writes it (with or without a lease: recordings are not leased
+	// while one instance at a time records on a database).
+	Local bool
 }
 
 // maxStatusRecordings bounds the recordings of a room !status looks at.
@@ -39,7 +42,10 @@ func (lc *Lifecycle) RecordingOwners(ctx context.Context, roomID string) ([]Reco
 		if !r.Status.Live() {
 			continue
 		}
-		o := RecordingOwner{ID: r.ID, Folder: r.Folder, StartedAt: r.StartedAt}
+		lc.mu.Lock()
+		_, local := lc.live[r.Folder]
+		lc.mu.Unlock()
+		o := RecordingOwner{ID: r.ID, Folder: r.Folder, StartedAt: r.StartedAt, Local: local}
 		l, err := lc.db.Lease(ctx, storage.RecordingResource(r.ID))
 		switch {
 		case errors.Is(err, storage.ErrNotFound):

@@ -19,7 +19,7 @@ func TestRecordingOwners(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	lc := &Lifecycle{log: zerolog.Nop(), db: db}
+	lc := &Lifecycle{log: zerolog.Nop(), db: db, live: map[string]*liveRec{"f3": {folder: "f3"}}}
 	rec := func(room, folder string, status storage.RecordingStatus) *storage.Recording {
 		r := &storage.Recording{RoomID: room, CallID: folder, Kind: "mesh", Folder: folder, StartedAt: time.Now()}
 		if err := db.CreateRecording(ctx, r); err != nil {
@@ -33,7 +33,7 @@ func TestRecordingOwners(t *testing.T) {
 	}
 	byB := rec("!a:x", "f1", storage.RecordingActive)
 	byA := rec("!a:x", "f2", storage.RecordingActive)
-	orphan := rec("!a:x", "f3", storage.RecordingStarted)
+	orphan := rec("!a:x", "f3", storage.RecordingStarted) // written here, without a lease
 	expired := rec("!a:x", "f4", storage.RecordingActive)
 	rec("!a:x", "f5", storage.RecordingNotified)
 	rec("!b:x", "f6", storage.RecordingActive)
@@ -62,10 +62,11 @@ func TestRecordingOwners(t *testing.T) {
 		r        *storage.Recording
 		instance string
 		expired  bool
-	}{{byB, "rec-b", false}, {byA, "rec-a", false}, {orphan, "", false}, {expired, "rec-c", true}} {
+		local    bool
+	}{{byB, "rec-b", false, false}, {byA, "rec-a", false, false}, {orphan, "", false, true}, {expired, "rec-c", true, false}} {
 		o := got[c.r.ID]
-		if o.Instance != c.instance || o.Expired != c.expired || o.Folder != c.r.Folder {
-			t.Errorf("%s: %+v, want instance %q expired %v", c.r.Folder, o, c.instance, c.expired)
+		if o.Instance != c.instance || o.Expired != c.expired || o.Local != c.local || o.Folder != c.r.Folder {
+			t.Errorf("%s: %+v, want instance %q expired %v local %v", c.r.Folder, o, c.instance, c.expired, c.local)
 		}
 	}
 }

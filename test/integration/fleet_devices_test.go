@@ -156,9 +156,18 @@ func TestIntegrationPostgresDevicePerInstance(t *testing.T) {
 	start := time.Now()
 	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
 	waitNotice(t, alice, room, start, 30*time.Second, "Recording this call")
-	status := waitNotice(t, alice, room, say(t, alice, room, "!status"), 30*time.Second, fmt.Sprintf("Answered by instance rec-a (device %s).", devA))
-	if !strings.Contains(status, "Recordings in this room, by instance:") {
-		t.Errorf("!status does not list the room's recording in the shared database:\n%s", status)
+	// The recording's row is written beside the notice, not before it: ask again until
+	// !status lists it.
+	var status string
+	for range 10 {
+		status = waitNotice(t, alice, room, say(t, alice, room, "!status"), 30*time.Second, fmt.Sprintf("Answered by instance rec-a (device %s).", devA))
+		if strings.Contains(status, "Recordings in this room, by instance:") {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if !strings.Contains(status, "Recordings in this room, by instance:") || !strings.Contains(status, "instance rec-a (this one)") {
+		t.Errorf("!status does not list the room's recording in the shared database as this instance's:\n%s", status)
 	}
 	if err := call.Hangup(ctx); err != nil {
 		t.Fatal(err)
