@@ -246,3 +246,26 @@ func TestCopyDatabaseStateOnlyAndUsage(t *testing.T) {
 		t.Errorf("config on PostgreSQL: %v", err)
 	}
 }
+
+// The command line: exactly one of -to and -to-file, a valid -instance, no stray argument
+// (exit 2 with the usage); -h prints the usage (exit 0).
+func TestCopyDatabaseCommandLine(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, exitOK, "matrix-recorder copy-database"},
+		{[]string{"-c", "x.yaml"}, exitConfig, "one of -to and -to-file"},
+		{[]string{"-to", "postgres://a/b", "-to-file", "f"}, exitConfig, "one of -to and -to-file"},
+		{[]string{"-to", "postgres://a/b", "-instance", "no spaces"}, exitConfig, "-instance"},
+		{[]string{"-to", "postgres://a/b", "extra"}, exitConfig, `Unexpected argument "extra"`},
+		{[]string{"-to-file", filepath.Join(t.TempDir(), "missing")}, exitConfig, "Could not read the connection string"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(append([]string{"copy-database"}, c.args...), &stdout, &stderr)
+		if code != c.code || !strings.Contains(stdout.String()+stderr.String(), c.want) {
+			t.Errorf("%v: exit %d, want %d with %q:\n%s%s", c.args, code, c.code, c.want, stdout.String(), stderr.String())
+		}
+	}
+}
