@@ -296,6 +296,10 @@ func (b *Bot) openCryptoStore(ctx context.Context) (any, []byte, error) {
 			return nil, nil, err
 		}
 		b.shared, b.instance = s, inst
+		if s.DeviceID == "" && fileExists(filepath.Join(b.cfg.DataDir, e2ee.CryptoDBName)) {
+			b.log.Warn().Str("instance", inst).Msg("data_dir holds the crypto store of a recorder that ran on SQLite (" + e2ee.CryptoDBName + "), which is not used on PostgreSQL: " +
+				"this instance becomes a new device. To keep the old device and what was recorded, stop it and run matrix-recorder copy-database into an empty database (docs/fleet.md)")
+		}
 		return s.DB, s.PickleKey, nil
 	}
 	pickle, err := e2ee.PickleKey(b.cfg.Matrix.PickleKey, b.cfg.DataDir)

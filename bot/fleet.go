@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"maunium.net/go/mautrix/id"
@@ -51,4 +52,10 @@ func fleetStatusText(self string, device id.DeviceID, local []string, owners []l
 		lines = append(lines, "Nothing is being recorded in this room.")
 	}
 	return strings.Join(append(lines, fmt.Sprintf("Answered by instance %s (device %s).", self, device)), "\n")
+}
+
+// fileExists reports whether path is a regular file.
+func fileExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }

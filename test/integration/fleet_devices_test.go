@@ -177,6 +177,7 @@ func TestIntegrationPostgresDevicePerInstance(t *testing.T) {
 		t.Errorf("call folders of the restarted instance: %v", folders)
 	}
 	stopProcess(t, pa2)
+	checkProcessLog(t, pa2.log.String())
 	if _, err := os.Stat(filepath.Join(a2.DataDir, "crypto.db")); err == nil {
 		t.Error("the crypto store is in data_dir on PostgreSQL")
 	}
@@ -263,6 +264,10 @@ func TestIntegrationCopyDatabaseToPostgres(t *testing.T) {
 		t.Errorf("call folders %v: want the one from SQLite and the new one", folders)
 	}
 	stopProcess(t, pf)
+	checkProcessLog(t, pf.log.String())
+	if strings.Contains(pf.log.String(), uri) {
+		t.Error("the connection string is in the log")
+	}
 
 	if out, err := copyCmd(); err == nil || !strings.Contains(out, "not empty") {
 		t.Errorf("a second copy into the used database: %v\n%s", err, out)
