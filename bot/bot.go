@@ -148,7 +148,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	} else if err := b.shared.WithCrossSigningLock(ctx, crossSign); err != nil {
 		return nil, errors.Join(err, b.crypto.Close())
 	}
-	if b.shared != nil && b.cfg.Matrix.RecoveryKey == "" {
+	if b.shared != nil && b.cfg.Matrix.RecoveryKey == "" && b.cfg.Matrix.CrossSigning {
 		b.log.Warn().Msg("In a fleet every instance is a device of its own and needs matrix.recovery_key to cross-sign it " +
 			"(the first instance that sets up cross-signing writes the key to its data_dir/" + e2ee.RecoveryKeyFile + "): " +
 			"put that key in every instance's matrix.recovery_key")
