@@ -121,36 +121,18 @@ func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
 	back, args := call.MarkBack(cc.Args)
 	text := call.MarkerText(strings.Join(args, " "))
 	at := time.Now().Add(-back)
-	var folders []string
-	if f := b.rooms.Folder(cc.Room); f != "" {
-		folders = append(folders, f)
+	// A direct call is marked by the person in it only.
+	if err := b.rooms.MayMark(cc.Room, cc.Sender); err != nil {
+		return err
 	}
-	// A 1:1 call is marked by the person in it only.
-	markCall := b.calls != nil && b.mayEndCall(cc) == nil
-	if markCall {
-		for _, st := range b.calls.Active() {
-			if st.RoomID == cc.Room && st.Folder != "" {
-				folders = append(folders, st.Folder)
-			}
-		}
-	}
-	if len(folders) == 0 {
-		if !markCall {
-			return b.mayEndCall(cc)
-		}
+	f := b.rooms.Folder(cc.Room)
+	if f == "" {
 		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
 	}
-	if !b.marks.Take(folders) {
+	if !b.marks.Take([]string{f}) {
 		return userError{Msg: fmt.Sprintf("This recording already has %d markers; that is the limit.", call.MaxMarkers)}
 	}
-	n := 0
-	if b.rooms.Mark(cc.Room, cc.Sender, text, at) != "" {
-		n++
-	}
-	if markCall {
-		n += b.calls.Mark(cc.Room, cc.Sender, text, at)
-	}
-	if n == 0 {
+	if b.rooms.Mark(cc.Room, cc.Sender, text, at) == "" {
 		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
 	}
 	react := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: cc.Event, Key: "✅"}}

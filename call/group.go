@@ -3,6 +3,7 @@ package call
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -96,14 +97,54 @@ type StartRequest struct {
 
 // Answer describes a direct call the bot answers.
 type Answer struct {
+	// Kind is the kind of call that rang (recorder.KindDirect when unset: a MatrixRTC
+	// call); it picks the backend that answers it (Answerer).
+	Kind recorder.Kind
 	// Caller is the other person in the direct room, who started the call.
 	Caller id.UserID
 	// Ring is the call notification that rang the bot, if any: when it was declined or
-	// expired before the bot joined, the call is not recorded.
+	// expired before the bot joined, the call is not recorded. For a legacy 1:1 call it is
+	// the invite.
 	Ring id.EventID
+	// CallID is the call's own id where the kind of call has one (a legacy call's call_id).
+	CallID string
 	// Intent is the caller's m.call.intent when known ("audio": no video is recorded).
 	Intent string
+	// Replace: a new call of the caller replaces the answered call of theirs that is
+	// being recorded in the room (their client gave up on it), instead of being a second
+	// ring of the same call.
+	Replace bool
 }
+
+// KindOf is the kind of call ans is of.
+func (ans Answer) KindOf() recorder.Kind {
+	if ans.Kind == recorder.KindUnknown {
+		return recorder.KindDirect
+	}
+	return ans.Kind
+}
+
+// Answerer is a Backend that answers direct calls that ring the bot (Start with an
+// Answer), rather than recording calls on !start.
+type Answerer interface {
+	Backend
+	// Answers is the kind of call it answers.
+	Answers() recorder.Kind
+	// Decline refuses a call that rang, so the caller's client stops ringing; a call that
+	// is over already is left alone.
+	Decline(ctx context.Context, roomID id.RoomID, ans Answer) error
+}
+
+// SyncBatcher is a Backend that wants to know where a sync response begins and ends: it
+// handles the events of one response together, once they are all decrypted.
+type SyncBatcher interface {
+	BeginSync()
+	EndSync(ctx context.Context)
+}
+
+// ErrNotAnswered: the call rang but is not to be answered any more (declined, expired,
+// hung up, answered elsewhere); nothing is said in the room.
+var ErrNotAnswered = errors.New("the call is not to be answered")
 
 // Recording is one running group recording.
 type Recording interface {
@@ -143,6 +184,9 @@ type Status struct {
 	Bytes        int64
 	// Details are extra lines for !status (the egresses of an Egress recording).
 	Details []string
+	// State is where the call stands, for backends that follow it (StateUnknown: not
+	// said).
+	State State
 }
 
 // ParticipantStatus is one participant of a running recording.

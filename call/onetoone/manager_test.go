@@ -15,9 +15,11 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // fakeRoom captures what the manager sends; tests play the caller by hand.
@@ -49,22 +51,43 @@ func (f *fakeRoom) SendMessage(_ context.Context, _ id.RoomID, t event.Type, con
 	return "$sent", nil
 }
 func (f *fakeRoom) ICEServers(context.Context) []webrtc.ICEServer { return nil }
-func (f *fakeRoom) CallStarted(context.Context, Status) {
-	f.mu.Lock()
-	f.started++
-	f.mu.Unlock()
-}
-func (f *fakeRoom) CallEnded(_ context.Context, _ Status, m recorder.Manifest, _ error) {
-	f.mu.Lock()
-	f.ended = append(f.ended, m)
-	f.mu.Unlock()
-	f.notify <- struct{}{}
-}
-func (f *fakeRoom) CallRefused(_ context.Context, _ id.RoomID, _ id.UserID, reason string) {
-	f.mu.Lock()
-	f.refused = append(f.refused, reason)
-	f.mu.Unlock()
-	f.notify <- struct{}{}
+
+// ring plays the bot (and call/rooms) for a call that rang: admit decides, a refusal is
+// declined, an answered call's recording is watched until it ends.
+func (f *fakeRoom) ring(m **Backend, admit func() error) func(ctx context.Context, room id.RoomID, ans call.Answer) {
+	return func(ctx context.Context, room id.RoomID, ans call.Answer) {
+		refuse := func(reason string) {
+			_ = (*m).Decline(ctx, room, ans)
+			f.mu.Lock()
+			f.refused = append(f.refused, reason)
+			f.mu.Unlock()
+			f.notify <- struct{}{}
+		}
+		if admit != nil {
+			if err := admit(); err != nil {
+				refuse(err.Error())
+				return
+			}
+		}
+		rec, err := (*m).Start(ctx, call.StartRequest{RoomID: room, By: ans.Caller, Answer: &ans})
+		var ue usererr.Error
+		switch {
+		case errors.As(err, &ue):
+			refuse(ue.Msg)
+			return
+		case err != nil:
+			return
+		}
+		f.mu.Lock()
+		f.started++
+		f.mu.Unlock()
+		<-rec.Done()
+		man, _, _ := rec.Result()
+		f.mu.Lock()
+		f.ended = append(f.ended, man)
+		f.mu.Unlock()
+		f.notify <- struct{}{}
+	}
 }
 
 func (f *fakeRoom) wait(t *testing.T, cond func() bool) {
@@ -103,7 +126,7 @@ const (
 	botDev = id.DeviceID("BOTDEV")
 )
 
-func newManager(t *testing.T, admit Admitter) (*Manager, *fakeRoom, string) {
+func newManager(t *testing.T, admit func() error) (*Backend, *fakeRoom, string) {
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	f, err := rtc.NewFactory(rtc.Settings{IncludeLoopback: true}, log)
@@ -116,15 +139,14 @@ func newManager(t *testing.T, admit Admitter) (*Manager, *fakeRoom, string) {
 		t.Fatal(err)
 	}
 	fr := newFakeRoom()
-	ctx, cancel := context.WithCancel(context.Background())
-	m := New(ctx, Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second}, fr, fr, admit, f, rec, log)
+	var m *Backend
+	m = New(Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second, OnRing: fr.ring(&m, admit)}, fr, f, rec, log)
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
-		if err := m.Shutdown(sctx); err != nil {
+		if err := m.Close(sctx); err != nil {
 			t.Error(err)
 		}
-		cancel()
 		_ = f.Close()
 	})
 	return m, fr, dir
@@ -271,7 +293,7 @@ func TestAnswerWithEarlyCandidates(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	m, fr, _ := newManager(t, func(context.Context, id.RoomID, id.UserID) error { return errors.New("not alone") })
+	m, fr, _ := newManager(t, func() error { return errors.New("not alone") })
 	p := newPeer(t)
 	sdp := p.offer(t)
 	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("call2", sdp)))
@@ -298,8 +320,8 @@ func TestIgnoredInvites(t *testing.T) {
 		ev(voip.TypeHangup, bob, map[string]any{"call_id": "answered", "version": "1"}),
 	})
 	time.Sleep(300 * time.Millisecond)
-	if len(m.Active()) != 0 {
-		t.Errorf("calls started: %+v", m.Active())
+	if len(m.active()) != 0 {
+		t.Errorf("calls started: %+v", m.active())
 	}
 	fr.mu.Lock()
 	defer fr.mu.Unlock()
@@ -318,7 +340,7 @@ func TestSelectAnswerElsewhere(t *testing.T) {
 	// A stranger cannot end the call.
 	m.handle(context.Background(), ev(voip.TypeHangup, "@eve:hs", map[string]any{"call_id": "call3", "version": "1"}))
 	time.Sleep(200 * time.Millisecond)
-	if len(m.Active()) != 1 {
+	if len(m.active()) != 1 {
 		t.Fatal("a stranger's hangup ended the call")
 	}
 	m.handle(context.Background(), ev(voip.TypeSelectAnswer, bob, map[string]any{"call_id": "call3", "party_id": "BOBDEV", "version": "1", "selected_party_id": "OTHERDEV"}))
@@ -375,7 +397,7 @@ func TestSyncBatch(t *testing.T) {
 	sdp := p.offer(t)
 	m.BeginSync()
 	m.HandleEvent(context.Background(), roomEvent(voip.TypeInvite, bob, invite("gone", sdp), event.SourceTimeline))
-	if n := len(m.Active()); n != 0 {
+	if n := len(m.active()); n != 0 {
 		t.Fatalf("%d calls before the sync response is over", n)
 	}
 	m.HandleEvent(context.Background(), roomEvent(voip.TypeHangup, bob, map[string]any{"call_id": "gone", "version": "1"}, event.SourceTimeline))
@@ -385,8 +407,8 @@ func TestSyncBatch(t *testing.T) {
 	fr.mu.Lock()
 	sent := len(fr.sent)
 	fr.mu.Unlock()
-	if len(m.Active()) != 0 || sent != 0 {
-		t.Fatalf("an invite hung up in its sync, or one from room state, was answered: %d calls, %d events sent", len(m.Active()), sent)
+	if len(m.active()) != 0 || sent != 0 {
+		t.Fatalf("an invite hung up in its sync, or one from room state, was answered: %d calls, %d events sent", len(m.active()), sent)
 	}
 	m.HandleEvent(context.Background(), roomEvent(voip.TypeInvite, bob, invite("late", sdp), event.SourceTimeline|event.SourceDecrypted))
 	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
@@ -409,7 +431,7 @@ func TestCallerLeaves(t *testing.T) {
 	m.HandleEvent(context.Background(), member(bob, "leave", event.SourceState))
 	m.HandleEvent(context.Background(), member(bob, "join", event.SourceTimeline))
 	time.Sleep(300 * time.Millisecond)
-	if len(m.Active()) != 1 {
+	if len(m.active()) != 1 {
 		t.Fatal("the call ended though its caller is still in the room")
 	}
 	m.HandleEvent(context.Background(), member(bob, "leave", event.SourceTimeline))
@@ -420,7 +442,7 @@ func TestCallerLeaves(t *testing.T) {
 	if hangups != 1 {
 		t.Errorf("after the caller left: %d hangups, want 1", hangups)
 	}
-	for deadline := time.Now().Add(5 * time.Second); len(m.Active()) != 0; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); len(m.active()) != 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the call is still listed after it ended")
 		}

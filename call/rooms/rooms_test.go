@@ -30,13 +30,18 @@ type fakeBackend struct {
 	priority int
 	ok       bool
 	reason   string
+	answers  recorder.Kind // the kind of direct call it answers
 
 	mu   sync.Mutex
 	reqs []call.StartRequest
 	recs []*fakeRec
 }
 
-func (f *fakeBackend) Name() string { return f.name }
+func (f *fakeBackend) Name() string           { return f.name }
+func (f *fakeBackend) Answers() recorder.Kind { return f.answers }
+func (f *fakeBackend) Decline(context.Context, id.RoomID, call.Answer) error {
+	return nil
+}
 func (f *fakeBackend) Probe(context.Context, id.RoomID, []string) call.Probe {
 	return call.Probe{OK: f.ok, Priority: f.priority, Reason: f.reason}
 }
@@ -153,11 +158,12 @@ func (w *fakeWorld) lastEnded(t *testing.T) ended {
 func newRooms(t *testing.T, notices bool, backends ...call.Backend) (*Rooms, *fakeWorld) {
 	t.Helper()
 	w := &fakeWorld{mayNot: map[id.UserID]bool{}, ends: make(chan struct{}, 10)}
-	var answerer call.Backend
 	if len(backends) > 0 {
-		answerer = backends[0]
+		if fb, ok := backends[0].(*fakeBackend); ok && fb.answers == recorder.KindUnknown {
+			fb.answers = recorder.KindDirect // the first one answers MatrixRTC calls
+		}
 	}
-	r := New(Config{CommandPrefix: "!", MaxRecordings: 5, Notices: notices, Self: "@bot:hs"}, backends, answerer, w, w, zerolog.Nop())
+	r := New(Config{CommandPrefix: "!", MaxRecordings: 5, Notices: notices, Self: "@bot:hs"}, backends, w, w, zerolog.Nop())
 	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	return r, w
 }
@@ -236,8 +242,8 @@ func TestStartPicksTheBestBackend(t *testing.T) {
 	}
 }
 
-// The caller of a direct call the bot answered may stop it; anyone else needs the right
-// to record in the room. A room without a recording reports nothing stopped.
+// The caller of a direct call the bot answered may stop it, and nobody else, whatever
+// their right to record in the room. A room without a recording reports nothing stopped.
 func TestStopNeedsTheCallerOrTheRight(t *testing.T) {
 	be := &fakeBackend{name: "livekit", ok: true}
 	r, w := newRooms(t, true, be)
