@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -446,5 +447,41 @@ func TestCallerLeaves(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the call is still listed after it ended")
 		}
+	}
+}
+
+// TestHungUpWhileRinging: a call hung up while the bot decides is not answered, and not
+// rejected either (the caller's client is done with it).
+func TestHungUpWhileRinging(t *testing.T) {
+	deciding, decide := make(chan struct{}), make(chan struct{})
+	m, fr, _ := newManager(t, func() error {
+		close(deciding)
+		<-decide
+		return nil
+	})
+	p := newPeer(t)
+	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("gone", p.offer(t))))
+	<-deciding
+	m.handle(context.Background(), ev(voip.TypeHangup, bob, map[string]any{"call_id": "gone", "party_id": "BOBDEV", "version": "1"}))
+	close(decide)
+	time.Sleep(300 * time.Millisecond)
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	if len(fr.sent) != 0 || fr.started != 0 || len(fr.refused) != 0 {
+		t.Errorf("a call hung up while ringing: sent %+v, %d started, refused %q", fr.sent, fr.started, fr.refused)
+	}
+}
+
+// TestUnusableOfferIsRefusedWithWhy: an offer the bot cannot answer ends the call before
+// its recording starts; Start says why, for the room, and nothing is recorded.
+func TestUnusableOfferIsRefusedWithWhy(t *testing.T) {
+	m, fr, dir := newManager(t, nil)
+	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("bad", "v=0\r\nnot an offer\r\n")))
+	fr.wait(t, func() bool { return len(fr.refused) == 1 })
+	if fr.started != 0 || fr.refused[0] == "" {
+		t.Errorf("%d started, refused with %q", fr.started, fr.refused[0])
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("an unanswered call left %d folders", len(entries))
 	}
 }

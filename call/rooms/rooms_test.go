@@ -297,3 +297,61 @@ func TestResume(t *testing.T) {
 		t.Errorf("answered resume %+v (answered rows %v)", req, w.answered)
 	}
 }
+
+// Each kind of direct call goes to the backend that answers it; a new call of the same
+// caller replaces theirs (Answer.Replace), a second ring does not; calls.max_calls bounds
+// the answered calls of every kind, and they do not count against the group recordings.
+func TestAnswerByKind(t *testing.T) {
+	lk := &fakeBackend{name: "livekit", ok: true}
+	legacy := &fakeBackend{name: "1:1", answers: recorder.KindOneToOne}
+	w := &fakeWorld{mayNot: map[id.UserID]bool{}, ends: make(chan struct{}, 10)}
+	lk.answers = recorder.KindDirect
+	r := New(Config{CommandPrefix: "!", MaxRecordings: 1, MaxCalls: 2, Notices: true}, []call.Backend{legacy, lk}, w, w, zerolog.Nop())
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+	ctx := context.Background()
+
+	if err := r.Answer(ctx, room, call.Answer{Kind: recorder.KindOneToOne, Caller: alice, CallID: "c1", Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(legacy.reqs) != 1 || len(lk.reqs) != 0 || r.Caller(room) != alice {
+		t.Fatalf("legacy call: %d legacy, %d livekit starts, caller %q", len(legacy.reqs), len(lk.reqs), r.Caller(room))
+	}
+	if err := r.Answer(ctx, room, call.Answer{Kind: recorder.KindOneToOne, Caller: alice, CallID: "c2", Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if e := w.lastEnded(t); e.folder != legacy.recs[0].folder || legacy.recs[0].stopped == "" {
+		t.Errorf("the replaced call: %+v, stopped %q", e, legacy.recs[0].stopped)
+	}
+	if err := r.Answer(ctx, room, call.Answer{Kind: recorder.KindOneToOne, Caller: bob, CallID: "c3", Replace: true}); !errors.Is(err, ErrAlreadyRecording) {
+		t.Errorf("someone else's call in a room being recorded: %v", err)
+	}
+	if err := r.Answer(ctx, "!other:hs", call.Answer{Caller: bob}); err != nil || len(lk.reqs) != 1 {
+		t.Fatalf("MatrixRTC call: %v, %d livekit starts", err, len(lk.reqs))
+	}
+	if err := r.Answer(ctx, "!third:hs", call.Answer{Caller: bob}); !errors.Is(err, ErrBusy) {
+		t.Errorf("a third call with calls.max_calls 2: %v", err)
+	}
+	if err := r.Start(ctx, Request{Room: "!group:hs", Sender: bob}); err != nil {
+		t.Errorf("a group recording beside two answered calls (max_group_recordings 1): %v", err)
+	}
+}
+
+// Only the caller stops or marks an answered call, whatever the others' right to record.
+func TestAnsweredCallIsTheCallers(t *testing.T) {
+	be := &fakeBackend{name: "livekit", ok: true}
+	r, _ := newRooms(t, true, be)
+	ctx := context.Background()
+	if err := r.Answer(ctx, room, call.Answer{Caller: alice}); err != nil {
+		t.Fatal(err)
+	}
+	var ue usererr.Error
+	if stopped, err := r.Stop(ctx, Request{Room: room, Sender: bob}); stopped || !errors.As(err, &ue) || !strings.Contains(ue.Msg, "only the person in the call") {
+		t.Errorf("bob (who may record) stopping alice's call: %v %v", stopped, err)
+	}
+	if err := r.MayMark(room, bob); err == nil {
+		t.Error("bob may mark alice's call")
+	}
+	if err := r.MayMark(room, alice); err != nil {
+		t.Errorf("alice may not mark her call: %v", err)
+	}
+}
