@@ -49,16 +49,7 @@ func TestRefusedTrackIsDrained(t *testing.T) {
 	}
 	sdp := p.offer(t)
 	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("drain", sdp)))
-	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
-	fr.mu.Lock()
-	a, err := voip.ParseAnswer(fr.find("m.call.answer")[0])
-	fr.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
-		t.Fatal(err)
-	}
+	p.takeAnswer(t, fr)
 	sendCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	go p.sendTone(sendCtx)

@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -596,12 +598,8 @@ func (m *Backend) peerLeft(roomID id.RoomID, userID id.UserID) {
 func (m *Backend) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
-	cs := make([]*Call, 0, len(m.calls))
-	for _, c := range m.calls {
-		cs = append(cs, c)
-	}
 	m.mu.Unlock()
-	for _, c := range cs {
+	for _, c := range m.active() {
 		c.hangup("the recorder is shutting down")
 	}
 	done := make(chan struct{})
@@ -622,11 +620,7 @@ func (m *Backend) Close(ctx context.Context) error {
 func (m *Backend) active() []*Call {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]*Call, 0, len(m.calls))
-	for _, c := range m.calls {
-		out = append(out, c)
-	}
-	return out
+	return slices.Collect(maps.Values(m.calls))
 }
 
 func (m *Backend) forget(c *Call) {

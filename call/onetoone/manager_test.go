@@ -234,6 +234,22 @@ func (p *peer) sendTone(ctx context.Context) {
 	}
 }
 
+// takeAnswer waits for the bot's answer and applies it. (The answer's fields are
+// call/voip/peer's: TestAnswerConnectsAndHandsOverTracks.)
+func (p *peer) takeAnswer(t *testing.T, fr *fakeRoom) {
+	t.Helper()
+	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
+	fr.mu.Lock()
+	a, err := voip.ParseAnswer(fr.find("m.call.answer")[0])
+	fr.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func ev(typ event.Type, sender id.UserID, content any) callEvent {
 	b, _ := json.Marshal(content)
 	return callEvent{RoomID: room, Sender: sender, Type: typ, Content: b, ReceivedAt: time.Now()}
@@ -255,18 +271,7 @@ func TestAnswerWithEarlyCandidates(t *testing.T) {
 		ev(voip.TypeCandidates, bob, map[string]any{"call_id": "call1", "party_id": "BOBDEV", "version": "1", "candidates": cands}),
 		ev(voip.TypeInvite, bob, invite("call1", sdp)),
 	})
-	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
-	fr.mu.Lock()
-	raw := fr.find("m.call.answer")[0]
-	fr.mu.Unlock()
-	// The answer's fields are call/voip/peer's (TestAnswerConnectsAndHandsOverTracks).
-	a, err := voip.ParseAnswer(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
-		t.Fatal(err)
-	}
+	p.takeAnswer(t, fr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go p.sendTone(ctx)
@@ -357,11 +362,7 @@ func TestNegotiateAnswered(t *testing.T) {
 	p := newPeer(t)
 	sdp := p.offer(t)
 	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("call4", sdp)))
-	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
-	a, _ := voip.ParseAnswer(fr.find("m.call.answer")[0])
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
-		t.Fatal(err)
-	}
+	p.takeAnswer(t, fr)
 	o, err := p.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
 	if err != nil {
 		t.Fatal(err)
