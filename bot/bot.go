@@ -58,7 +58,7 @@ type Bot struct {
 	post   *postcall.Manager
 	marks  call.MarkCounts
 	dms    directRooms
-	turn   turnCache
+	ice    *rtc.ICEServers      // STUN/TURN for calls (ice.go)
 	lc     *lifecycle.Lifecycle // rows, uploads, limits, summaries, retention (chat.go is its side here)
 	lock   *lockfile.Lock       // data_dir's lock, held until Run returns
 	egress *egress.Backend      // LiveKit Egress (egress_backend.go); nil without deployments
@@ -138,7 +138,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	if err != nil {
 		return nil, errors.Join(err, b.crypto.Close())
 	}
-	b.rtc = f
+	b.rtc, b.ice = f, b.newICEServers()
 	backends, err := b.newBackends()
 	if err != nil {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())

@@ -2,46 +2,37 @@ package bot
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 )
 
-// turnCache keeps the homeserver's TURN credentials until half their lifetime.
-type turnCache struct {
-	mu      sync.Mutex
-	servers []webrtc.ICEServer
-	until   time.Time
-}
-
-func (b *Bot) iceServers(ctx context.Context) []webrtc.ICEServer {
-	var out []webrtc.ICEServer
+// newICEServers gives calls the operator's STUN/TURN servers (webrtc.ice_servers) and,
+// with webrtc.use_homeserver_turn, the homeserver's TURN credentials.
+func (b *Bot) newICEServers() *rtc.ICEServers {
+	var static []webrtc.ICEServer
 	for _, s := range b.cfg.WebRTC.ICEServers {
-		out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+		static = append(static, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
 	if !b.cfg.WebRTC.UseHomeserverTURN {
-		return out
+		return rtc.NewICEServers(static, nil)
 	}
-	b.turn.mu.Lock()
-	defer b.turn.mu.Unlock()
-	if time.Now().Before(b.turn.until) {
-		return append(out, b.turn.servers...)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	resp, err := b.client.TurnServer(ctx)
-	b.turn.servers = nil
-	b.turn.until = time.Now().Add(5 * time.Minute)
+	return rtc.NewICEServers(static, func(ctx context.Context) (*webrtc.ICEServer, time.Duration, error) {
+		resp, err := b.client.TurnServer(ctx)
+		if err != nil || len(resp.URIs) == 0 {
+			return nil, 0, err
+		}
+		return &webrtc.ICEServer{URLs: resp.URIs, Username: resp.Username, Credential: resp.Password}, time.Duration(resp.TTL) * time.Second, nil
+	})
+}
+
+// iceServers returns the STUN/TURN servers for a new call.
+func (b *Bot) iceServers(ctx context.Context) []webrtc.ICEServer {
+	servers, err := b.ice.Get(ctx)
 	if err != nil {
 		b.log.Debug().Err(err).Msg("Homeserver gave no TURN server")
-		return out
 	}
-	if len(resp.URIs) > 0 {
-		b.turn.servers = []webrtc.ICEServer{{URLs: resp.URIs, Username: resp.Username, Credential: resp.Password}}
-		if resp.TTL > 0 {
-			b.turn.until = time.Now().Add(time.Duration(resp.TTL) * time.Second / 2)
-		}
-	}
-	return append(out, b.turn.servers...)
+	return servers
 }
