@@ -18,7 +18,6 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/bot/command"
 	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
-	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/egress"
 	"github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
@@ -56,7 +55,6 @@ type Bot struct {
 	o2o    *onetoone.Backend // the backend of legacy 1:1 calls (backends.go)
 	cmds   *command.Processor
 	post   *postcall.Manager
-	marks  call.MarkCounts
 	dms    directRooms
 	ice    *rtc.ICEServers      // STUN/TURN for calls (ice.go)
 	lc     *lifecycle.Lifecycle // rows, uploads, limits, summaries, retention (chat.go is its side here)

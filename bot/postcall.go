@@ -3,15 +3,12 @@ package bot
 import (
 	"context"
 	"fmt"
-	"strings"
-	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/postcall"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -118,22 +115,8 @@ func (r postcallRoom) RoomName(ctx context.Context, roomID string) string {
 // markCommand: !mark [-30s] [text] puts a marker on the timeline of what is being
 // recorded in the room, and confirms with a ✅ reaction.
 func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
-	back, args := call.MarkBack(cc.Args)
-	text := call.MarkerText(strings.Join(args, " "))
-	at := time.Now().Add(-back)
-	// A direct call is marked by the person in it only.
-	if err := b.rooms.MayMark(cc.Room, cc.Sender); err != nil {
+	if err := b.rooms.Mark(roomsRequest(cc)); err != nil {
 		return err
-	}
-	f := b.rooms.Folder(cc.Room)
-	if f == "" {
-		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
-	}
-	if !b.marks.Take([]string{f}) {
-		return userError{Msg: fmt.Sprintf("This recording already has %d markers; that is the limit.", call.MaxMarkers)}
-	}
-	if b.rooms.Mark(cc.Room, cc.Sender, text, at) == "" {
-		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
 	}
 	react := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: cc.Event, Key: "✅"}}
 	if _, err := b.client.SendMessageEvent(ctx, cc.Room, event.EventReaction, react); err != nil {

@@ -98,6 +98,8 @@ type Rooms struct {
 	lc        Lifecycle
 	log       zerolog.Logger
 
+	marks call.MarkCounts
+
 	mu      sync.Mutex
 	active  map[id.RoomID]*recording
 	optOuts map[id.RoomID]map[id.UserID]time.Time
@@ -430,18 +432,6 @@ func callerOnly(rec *recording, user id.UserID) error {
 	return usererr.Error{Msg: fmt.Sprintf("Sorry %s, only the person in the call (%s) may do that.", user, rec.caller)}
 }
 
-// MayMark checks that user may put a marker on the room's recording: anyone in a group
-// call's room, the caller alone on a direct call the bot answered.
-func (r *Rooms) MayMark(room id.RoomID, user id.UserID) error {
-	r.mu.Lock()
-	rec := r.active[room]
-	r.mu.Unlock()
-	if rec == nil {
-		return nil
-	}
-	return callerOnly(rec, user)
-}
-
 // Decline refuses a direct call that rang (the backend that answers its kind tells the
 // caller's client), when it is not answered.
 func (r *Rooms) Decline(ctx context.Context, room id.RoomID, ans call.Answer) error {
@@ -505,30 +495,30 @@ func (r *Rooms) Status(room id.RoomID) (call.Status, bool) {
 	return rec.rec.Status(), true
 }
 
-// Mark puts a marker on the timeline of the room's recording (no later than its start)
-// and returns its folder, or "" when the room has none.
-func (r *Rooms) Mark(room id.RoomID, user id.UserID, text string, at time.Time) string {
+// Mark puts a marker on the timeline of the room's recording (!mark [-30s] [text]): at
+// most call.MaxMarkers per recording, no earlier than its start. Anyone in the room marks
+// a group recording; a direct call the bot answered, its caller only.
+func (r *Rooms) Mark(req Request) error {
+	back, args := call.MarkBack(req.Args)
+	text := call.MarkerText(strings.Join(args, " "))
+	at := time.Now().Add(-back)
 	r.mu.Lock()
-	rec := r.active[room]
+	rec := r.active[req.Room]
 	r.mu.Unlock()
 	if rec == nil {
-		return ""
+		return usererr.Error{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
+	}
+	if err := callerOnly(rec, req.Sender); err != nil {
+		return err
+	}
+	if !r.marks.Take([]string{rec.folder}) {
+		return usererr.Error{Msg: fmt.Sprintf("This recording already has %d markers; that is the limit.", call.MaxMarkers)}
 	}
 	if st := rec.rec.Status(); at.Before(st.StartedAt) {
 		at = st.StartedAt
 	}
-	rec.rec.Mark(user, text, at)
-	return rec.folder
-}
-
-// Folder is the call folder of the room's recording, or "".
-func (r *Rooms) Folder(room id.RoomID) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if rec := r.active[room]; rec != nil {
-		return rec.folder
-	}
-	return ""
+	rec.rec.Mark(req.Sender, text, at)
+	return nil
 }
 
 // Recording reports whether a recording runs in the room.

@@ -348,10 +348,14 @@ func TestAnsweredCallIsTheCallers(t *testing.T) {
 	if stopped, err := r.Stop(ctx, Request{Room: room, Sender: bob}); stopped || !errors.As(err, &ue) || !strings.Contains(ue.Msg, "only the person in the call") {
 		t.Errorf("bob (who may record) stopping alice's call: %v %v", stopped, err)
 	}
-	if err := r.MayMark(room, bob); err == nil {
-		t.Error("bob may mark alice's call")
+	if err := r.Mark(Request{Room: room, Sender: bob, Args: []string{"mine"}}); err == nil {
+		t.Error("bob marked alice's call")
 	}
-	if err := r.MayMark(room, alice); err != nil {
+	if err := r.Mark(Request{Room: room, Sender: alice, Args: []string{"-30s", "good", "bit"}}); err != nil {
 		t.Errorf("alice may not mark her call: %v", err)
+	}
+	_, rec := be.last()
+	if len(rec.marks) != 1 || rec.marks[0] != "good bit" {
+		t.Errorf("marks %q", rec.marks)
 	}
 }
