@@ -268,8 +268,9 @@ func (r *Rooms) Start(ctx context.Context, req Request) error {
 // ErrAlreadyRecording: the room has a recording already.
 var ErrAlreadyRecording = usererr.Error{Msg: "Already recording here."}
 
-// ErrBusy: calls.max_calls direct calls are being recorded already.
-var ErrBusy = usererr.Error{Msg: "The recorder is busy with too many calls (calls.max_calls)."}
+// ErrBusy: calls.max_calls direct calls are being recorded already (in words that
+// follow "I did not answer the call from …:", as a refused call's notice says).
+var ErrBusy = usererr.Error{Msg: "the recorder is busy with too many calls (calls.max_calls)"}
 
 // Answer records a direct call the bot answers, with the backend that answers its kind of
 // call, and says so in the room (with bot.notices). The caller checked that the room is a
