@@ -138,6 +138,7 @@ type Backend struct {
 	mu      sync.Mutex
 	calls   map[callKey]*Call
 	ringing map[callKey]*ringing
+	queues  map[id.RoomID][]func() // rings waiting behind the one being decided, per room
 	pending map[callKey]*pendingCands
 	ended   map[callKey]time.Time
 	wg      sync.WaitGroup
@@ -160,6 +161,7 @@ func New(cfg Config, mx Matrix, f *rtc.Factory, rec *recorder.Recorder, log zero
 		cancel:  cancel,
 		calls:   map[callKey]*Call{},
 		ringing: map[callKey]*ringing{},
+		queues:  map[id.RoomID][]func(){},
 		pending: map[callKey]*pendingCands{},
 		ended:   map[callKey]time.Time{},
 	}
@@ -542,11 +544,8 @@ func (m *Backend) onInvite(ctx context.Context, ev callEvent, log zerolog.Logger
 	}
 	m.ringing[key] = &ringing{ev: ev, inv: inv, log: log}
 	m.wg.Add(1)
-	m.mu.Unlock()
 	ans := call.Answer{Kind: recorder.KindOneToOne, Caller: ev.Sender, Ring: ev.EventID, CallID: inv.CallID, Replace: true}
-	// The bot decides (and answers, which takes a moment) off the sync goroutine; the
-	// caller's candidates meanwhile wait as early candidates.
-	go func() {
+	m.ringLocked(ev.RoomID, func() {
 		defer m.wg.Done()
 		if m.cfg.OnRing != nil {
 			m.cfg.OnRing(m.ctx, ev.RoomID, ans)
@@ -554,8 +553,35 @@ func (m *Backend) onInvite(ctx context.Context, ev callEvent, log zerolog.Logger
 		m.mu.Lock()
 		delete(m.ringing, key) // neither answered nor declined
 		m.mu.Unlock()
-	}()
+	})
+	m.mu.Unlock()
 	return nil
+}
+
+// ringLocked rings the bot (ring calls OnRing) off the sync goroutine, as deciding and
+// answering take a moment (the caller's candidates meanwhile wait as early candidates),
+// one ring of a room after the other: a call that replaces the caller's previous one
+// finds that one answered, not half way. Called with m.mu held.
+func (m *Backend) ringLocked(room id.RoomID, ring func()) {
+	if q, busy := m.queues[room]; busy {
+		m.queues[room] = append(q, ring)
+		return
+	}
+	m.queues[room] = nil
+	go func() {
+		for {
+			ring()
+			m.mu.Lock()
+			q := m.queues[room]
+			if len(q) == 0 {
+				delete(m.queues, room)
+				m.mu.Unlock()
+				return
+			}
+			ring, m.queues[room] = q[0], q[1:]
+			m.mu.Unlock()
+		}
+	}()
 }
 
 // onMember ends the calls of a caller who left the room (or was banned): they have hung

@@ -486,3 +486,32 @@ func TestUnusableOfferIsRefusedWithWhy(t *testing.T) {
 		t.Errorf("an unanswered call left %d folders", len(entries))
 	}
 }
+
+// TestRingsOfARoomInTurn: a second invite in a room rings the bot only once the first one
+// is decided, so a call that replaces another finds it answered.
+func TestRingsOfARoomInTurn(t *testing.T) {
+	var mu sync.Mutex
+	deciding, maxDeciding := 0, 0
+	m, fr, _ := newManager(t, func() error {
+		mu.Lock()
+		deciding++
+		maxDeciding = max(maxDeciding, deciding)
+		mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		deciding--
+		mu.Unlock()
+		return errors.New("no")
+	})
+	p := newPeer(t)
+	sdp := p.offer(t)
+	for _, id := range []string{"r1", "r2", "r3"} {
+		m.handle(context.Background(), ev(voip.TypeInvite, bob, invite(id, sdp)))
+	}
+	fr.wait(t, func() bool { return len(fr.refused) == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if maxDeciding != 1 {
+		t.Errorf("%d rings of one room decided at once", maxDeciding)
+	}
+}
