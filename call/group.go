@@ -40,11 +40,12 @@ type Matrix interface {
 	Notice(ctx context.Context, roomID id.RoomID, text string, mentions ...id.UserID) id.EventID
 }
 
-// Backend records one kind of group call (full mesh, MatrixRTC over LiveKit, LiveKit
-// Egress). The bot asks every backend whether it can record a room's call and starts the
-// best one on !start.
+// Backend records one kind of call (legacy 1:1, full mesh, MatrixRTC over LiveKit,
+// LiveKit Egress). The bot asks every backend whether it can record a room's call and
+// starts the best one on !start; those that answer calls that ring the bot (Answerer)
+// start when a call rings and the bot answers it.
 type Backend interface {
-	// Name is a short lower-case name for logs and !status ("mesh", "livekit", "egress");
+	// Name is a short lower-case name for logs and !status ("1:1", "mesh", "livekit", "egress");
 	// the kind of call its recordings are is recorder.Kind.
 	Name() string
 	// Probe tells whether this backend can record a call in the room right now.
@@ -56,8 +57,7 @@ type Backend interface {
 	Close(ctx context.Context) error
 }
 
-// EventHandler is how every kind of call hears from Matrix: the backends, and 1:1 calls
-// (call/onetoone), which are answered when they ring rather than started.
+// EventHandler is how every backend hears from Matrix.
 type EventHandler interface {
 	// HandleEvent gets every event the bot sees: room state and timeline events (decrypted),
 	// and to-device events (plain, and Olm-decrypted with Mautrix.EventSource including
@@ -90,8 +90,8 @@ type StartRequest struct {
 	Resume string
 	// Answer, when set, makes this the recording of a direct call the bot answers (a DM
 	// call that rang it, or that the other person started): it ends as soon as the caller
-	// leaves the call, not after a grace time. Only backends that can answer calls look
-	// at it (livekit).
+	// leaves the call, not after a grace time. Only backends that answer calls look at it
+	// (Answerer: onetoone, livekit).
 	Answer *Answer
 }
 
@@ -146,7 +146,7 @@ type SyncBatcher interface {
 // hung up, answered elsewhere); nothing is said in the room.
 var ErrNotAnswered = errors.New("the call is not to be answered")
 
-// Recording is one running group recording.
+// Recording is one running recording.
 type Recording interface {
 	// Status is a snapshot for !status and notices.
 	Status() Status
