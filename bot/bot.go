@@ -18,7 +18,6 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/bot/command"
 	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
-	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/egress"
 	"github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
@@ -51,14 +50,13 @@ type Bot struct {
 	crypto *cryptohelper.CryptoHelper
 	rtc    *rtc.Factory
 	rec    *recorder.Recorder
-	calls  oneToOneCalls
-	rooms  *rooms.Rooms     // the backends' recordings, one per room (rooms.go)
-	lk     *livekit.Backend // the backend that answers direct MatrixRTC calls (livekit_dm.go)
+	rooms  *rooms.Rooms      // the backends' recordings, one per room (rooms.go)
+	lk     *livekit.Backend  // the backend that answers direct MatrixRTC calls (livekit_dm.go)
+	o2o    *onetoone.Backend // the backend of legacy 1:1 calls (backends.go)
 	cmds   *command.Processor
 	post   *postcall.Manager
-	marks  call.MarkCounts
 	dms    directRooms
-	turn   turnCache
+	ice    *rtc.ICEServers      // STUN/TURN for calls (ice.go)
 	lc     *lifecycle.Lifecycle // rows, uploads, limits, summaries, retention (chat.go is its side here)
 	lock   *lockfile.Lock       // data_dir's lock, held until Run returns
 	egress *egress.Backend      // LiveKit Egress (egress_backend.go); nil without deployments
@@ -81,17 +79,6 @@ type Bot struct {
 	readyOnce sync.Once
 	// synced beats after every successful sync (/healthz).
 	synced *httpserver.Heartbeat
-}
-
-// oneToOneCalls is what the bot uses of the 1:1 call manager (onetoone.Manager).
-type oneToOneCalls interface {
-	HandleEvent(ctx context.Context, evt *event.Event)
-	BeginSync()
-	EndSync(ctx context.Context)
-	HangupRoom(roomID id.RoomID, why string) int
-	Active() []onetoone.Status
-	Mark(roomID id.RoomID, user id.UserID, text string, at time.Time) int
-	Shutdown(ctx context.Context) error
 }
 
 // Options for New that are not in the config file.
@@ -165,7 +152,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	if err != nil {
 		return nil, errors.Join(err, b.crypto.Close())
 	}
-	b.rtc = f
+	b.rtc, b.ice = f, b.newICEServers()
 	backends, err := b.newBackends()
 	if err != nil {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
@@ -336,16 +323,6 @@ func (b *Bot) RecordingsDir() string { return b.rec.Dir() }
 // Run syncs until ctx ends, then hangs up every call and finalises every recording
 // (bounded by shutdownTimeout).
 func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
-	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelCalls()
-	b.calls = onetoone.New(callCtx, onetoone.Config{
-		UserID:      b.client.UserID,
-		DeviceID:    b.client.DeviceID,
-		MaxDuration: b.cfg.Calls.MaxDuration.D(),
-		ICETimeout:  b.cfg.Calls.ICETimeout.D(),
-		MaxTracks:   b.cfg.Calls.MaxTracks,
-		MaxCalls:    b.cfg.Calls.MaxCalls,
-	}, botMatrix{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
 	b.registerHandlers()
 	b.lc.Run(ctx)
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
@@ -369,9 +346,6 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	if serr := b.rooms.Shutdown(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
-	if serr := b.calls.Shutdown(sctx); serr != nil {
-		err = errors.Join(err, serr)
-	}
 	if serr := b.post.Close(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
@@ -384,7 +358,6 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	if serr := httpserver.Wait(sctx, httpDone); serr != nil {
 		err = errors.Join(err, serr)
 	}
-	cancelCalls()
 	return errors.Join(err, b.rtc.Close(), b.crypto.Close(), b.lock.Release())
 }
 

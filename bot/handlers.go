@@ -16,9 +16,9 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
-// batchSyncer processes a sync response like mautrix's syncer, telling the 1:1 calls where
-// a response begins and ends: they handle its call events together once it is all
-// decrypted, as matrix-js-sdk does.
+// batchSyncer processes a sync response like mautrix's syncer, telling the call backends
+// where a response begins and ends: the 1:1 calls handle its call events together once it
+// is all decrypted, as matrix-js-sdk does.
 type batchSyncer struct {
 	*mautrix.DefaultSyncer
 	bot *Bot
@@ -27,13 +27,13 @@ type batchSyncer struct {
 func (s *batchSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, since string) error {
 	b := s.bot
 	decrypted := e2ee.DecryptToDevice(ctx, b.crypto.Machine(), res, since, b.log)
-	b.calls.BeginSync()
+	b.rooms.BeginSync()
 	// Decrypted to-device events first, as the crypto machine would handle them.
 	for _, evt := range decrypted {
 		s.Dispatch(ctx, evt)
 	}
 	err := s.DefaultSyncer.ProcessResponse(ctx, res, since)
-	b.calls.EndSync(ctx)
+	b.rooms.EndSync(ctx)
 	if err == nil {
 		b.synced.Beat()
 	}
@@ -50,7 +50,6 @@ func (b *Bot) registerHandlers() {
 	syncer := b.client.Syncer.(*batchSyncer)
 	syncer.OnEventType(event.StateMember, b.onMember)
 	syncer.OnEventType(event.EventMessage, b.onMessage)
-	syncer.OnEvent(b.calls.HandleEvent)
 	syncer.OnEvent(b.rooms.HandleEvent)
 }
 
@@ -76,7 +75,7 @@ func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 	}
 	switch content.Membership {
 	case event.MembershipLeave, event.MembershipBan:
-		log.Debug().Msg("Member left") // their 1:1 calls end (onetoone sees the event too)
+		log.Debug().Msg("Member left") // their 1:1 calls end (call/onetoone sees the event too)
 		go b.leaveIfAlone(context.WithoutCancel(ctx), evt.RoomID)
 	}
 }
@@ -175,7 +174,7 @@ func (b *Bot) leaveIfAlone(ctx context.Context, roomID id.RoomID) {
 // never steals a call between two people.
 // The same rule (and the same limits) applies to every call that rings the bot: a legacy
 // call, and a MatrixRTC call in a direct room (livekit_dm.go).
-func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID) error {
+func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID, kind recorder.Kind) error {
 	if !b.cfg.Calls.AutoAnswer {
 		return errors.New("answering calls is turned off on this recorder (calls.auto_answer)")
 	}
@@ -189,7 +188,7 @@ func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID)
 	if peer != sender {
 		return errors.New("the caller is not a member of this room")
 	}
-	return b.lc.Admit(ctx, roomID, recorder.KindOneToOne)
+	return b.lc.Admit(ctx, roomID, kind)
 }
 
 // errNotDirect: a room where the bot is not alone with one other person.
