@@ -18,7 +18,6 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/bot/command"
 	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
-	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/egress"
 	"github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
@@ -51,17 +50,22 @@ type Bot struct {
 	crypto *cryptohelper.CryptoHelper
 	rtc    *rtc.Factory
 	rec    *recorder.Recorder
-	calls  oneToOneCalls
-	rooms  *rooms.Rooms     // the backends' recordings, one per room (rooms.go)
-	lk     *livekit.Backend // the backend that answers direct MatrixRTC calls (livekit_dm.go)
+	rooms  *rooms.Rooms      // the backends' recordings, one per room (rooms.go)
+	lk     *livekit.Backend  // the backend that answers direct MatrixRTC calls (livekit_dm.go)
+	o2o    *onetoone.Backend // the backend of legacy 1:1 calls (backends.go)
 	cmds   *command.Processor
 	post   *postcall.Manager
-	marks  call.MarkCounts
 	dms    directRooms
-	turn   turnCache
+	ice    *rtc.ICEServers      // STUN/TURN for calls (ice.go)
 	lc     *lifecycle.Lifecycle // rows, uploads, limits, summaries, retention (chat.go is its side here)
 	lock   *lockfile.Lock       // data_dir's lock, held until Run returns
 	egress *egress.Backend      // LiveKit Egress (egress_backend.go); nil without deployments
+
+	// shared is this instance's device's crypto store in a fleet's database (nil with
+	// SQLite); its connections close with crypto.
+	shared *e2ee.SharedStore
+	// instance is this instance's id in a fleet ("" with SQLite).
+	instance string
 
 	// roomCrypto is client.Crypto: crypto with each room's members loaded before its
 	// first message there.
@@ -75,17 +79,6 @@ type Bot struct {
 	readyOnce sync.Once
 	// synced beats after every successful sync (/healthz).
 	synced *httpserver.Heartbeat
-}
-
-// oneToOneCalls is what the bot uses of the 1:1 call manager (onetoone.Manager).
-type oneToOneCalls interface {
-	HandleEvent(ctx context.Context, evt *event.Event)
-	BeginSync()
-	EndSync(ctx context.Context)
-	HangupRoom(roomID id.RoomID, why string) int
-	Active() []onetoone.Status
-	Mark(roomID id.RoomID, user id.UserID, text string, at time.Time) int
-	Shutdown(ctx context.Context) error
 }
 
 // Options for New that are not in the config file.
@@ -136,7 +129,17 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 		return nil, err
 	}
 	// Clients that share call media keys only with verified devices need the device cross-signed.
-	e2ee.SetupCrossSigning(ctx, b.client, b.crypto.Machine(), b.cfg.Matrix, b.cfg.DataDir, b.log)
+	crossSign := func() { e2ee.SetupCrossSigning(ctx, b.client, b.crypto.Machine(), b.cfg.Matrix, b.cfg.DataDir, b.log) }
+	if b.shared == nil {
+		crossSign()
+	} else if err := b.shared.WithCrossSigningLock(ctx, crossSign); err != nil {
+		return nil, errors.Join(err, b.crypto.Close())
+	}
+	if b.shared != nil && b.cfg.Matrix.RecoveryKey == "" && b.cfg.Matrix.CrossSigning {
+		b.log.Warn().Msg("In a fleet every instance is a device of its own and needs matrix.recovery_key to cross-sign it " +
+			"(the first instance that sets up cross-signing writes the key to its data_dir/" + e2ee.RecoveryKeyFile + "): " +
+			"put that key in every instance's matrix.recovery_key")
+	}
 	f, err := rtc.NewFactory(rtc.Settings{
 		IncludeLoopback: cfg.WebRTC.IncludeLoopback,
 		UDPPortMin:      cfg.WebRTC.UDPPortMin,
@@ -149,7 +152,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Bot, error) {
 	if err != nil {
 		return nil, errors.Join(err, b.crypto.Close())
 	}
-	b.rtc = f
+	b.rtc, b.ice = f, b.newICEServers()
 	backends, err := b.newBackends()
 	if err != nil {
 		return nil, errors.Join(err, b.rtc.Close(), b.crypto.Close())
@@ -196,17 +199,19 @@ func (b *Bot) login(ctx context.Context) error {
 	client.Syncer = &batchSyncer{DefaultSyncer: syncer, bot: b}
 	b.client = client
 
-	pickle, err := e2ee.PickleKey(b.cfg.Matrix.PickleKey, b.cfg.DataDir)
+	store, pickle, err := b.openCryptoStore(ctx)
 	if err != nil {
 		return err
 	}
-	cryptoDB := filepath.Join(b.cfg.DataDir, e2ee.CryptoDBName)
-	if err := datadir.CreatePrivate(cryptoDB); err != nil {
-		return fmt.Errorf("create crypto store: %w", err)
-	}
-	helper, err := cryptohelper.NewCryptoHelper(client, pickle, cryptoDB)
+	helper, err := cryptohelper.NewCryptoHelper(client, pickle, store)
 	if err != nil {
+		if b.shared != nil {
+			err = errors.Join(err, b.shared.DB.Close())
+		}
 		return fmt.Errorf("open crypto store: %w", err)
+	}
+	if b.shared != nil {
+		helper.DBAccountID = b.shared.AccountID
 	}
 	client.Log = matrixLog
 	quietRequestLog(client, client.Log)
@@ -220,7 +225,17 @@ func (b *Bot) login(ctx context.Context) error {
 			return errors.Join(fmt.Errorf("access token belongs to %s, not %s", who.UserID, client.UserID), helper.Close())
 		}
 		client.DeviceID = who.DeviceID
+		if err := b.notAnotherInstance(ctx, who.DeviceID); err != nil {
+			return errors.Join(err, helper.Close())
+		}
 	} else {
+		device := id.DeviceID(mc.DeviceID)
+		if b.shared != nil && b.shared.DeviceID != "" {
+			device = b.shared.DeviceID // the crypto store logs in as it again
+		}
+		if err := b.notAnotherInstance(ctx, device); err != nil {
+			return errors.Join(err, helper.Close())
+		}
 		helper.LoginAs = &mautrix.ReqLogin{
 			Type:                     mautrix.AuthTypePassword,
 			Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: mc.UserID},
@@ -231,6 +246,13 @@ func (b *Bot) login(ctx context.Context) error {
 	}
 	if err := helper.Init(ctx); err != nil {
 		return errors.Join(fmt.Errorf("log in and set up encryption: %w", err), helper.Close())
+	}
+	if b.shared != nil {
+		if err := b.shared.SetDevice(ctx, client.DeviceID); err != nil {
+			return errors.Join(err, helper.Close())
+		}
+		b.lc.Metrics().SetInstance(b.instance, client.DeviceID.String())
+		b.log = b.log.With().Str("instance", b.instance).Logger()
 	}
 	helper.Machine().IgnorePostDecryptionParseErrors = true
 	helper.DecryptErrorCallback = func(evt *event.Event, err error) {
@@ -243,6 +265,47 @@ func (b *Bot) login(ctx context.Context) error {
 	b.log = b.log.With().Stringer("device_id", client.DeviceID).Logger()
 	b.log.Info().Stringer("user_id", client.UserID).Msg("Logged in")
 	return nil
+}
+
+// openCryptoStore returns the crypto store for cryptohelper.NewCryptoHelper and its pickle
+// key: with SQLite, data_dir/crypto.db and the pickle key there (or configured); in a
+// fleet, this instance's device's store in the shared PostgreSQL database (e2ee.OpenShared),
+// so that the instance stays the same device on a new data_dir and no two instances share
+// one.
+func (b *Bot) openCryptoStore(ctx context.Context) (any, []byte, error) {
+	if b.cfg.Database.Fleet() {
+		inst, err := datadir.InstanceID(b.cfg.DataDir, b.cfg.Instance.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := e2ee.OpenShared(ctx, b.cfg.Database.URI, id.UserID(b.cfg.Matrix.UserID), inst, b.cfg.Matrix.PickleKey, b.log)
+		if err != nil {
+			return nil, nil, err
+		}
+		b.shared, b.instance = s, inst
+		if s.DeviceID == "" && fileExists(filepath.Join(b.cfg.DataDir, e2ee.CryptoDBName)) {
+			b.log.Warn().Str("instance", inst).Msg("data_dir holds the crypto store of a recorder that ran on SQLite (" + e2ee.CryptoDBName + "), which is not used on PostgreSQL: " +
+				"this instance becomes a new device. To keep the old device and what was recorded, stop it and run matrix-recorder copy-database into an empty database (docs/fleet.md)")
+		}
+		return s.DB, s.PickleKey, nil
+	}
+	pickle, err := e2ee.PickleKey(b.cfg.Matrix.PickleKey, b.cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	cryptoDB := filepath.Join(b.cfg.DataDir, e2ee.CryptoDBName)
+	if err := datadir.CreatePrivate(cryptoDB); err != nil {
+		return nil, nil, fmt.Errorf("create crypto store: %w", err)
+	}
+	return cryptoDB, pickle, nil
+}
+
+// notAnotherInstance refuses, in a fleet, a device another instance of the account is.
+func (b *Bot) notAnotherInstance(ctx context.Context, device id.DeviceID) error {
+	if b.shared == nil {
+		return nil
+	}
+	return b.shared.SameDevice(ctx, device)
 }
 
 // UserID is the bot's Matrix id.
@@ -260,16 +323,6 @@ func (b *Bot) RecordingsDir() string { return b.rec.Dir() }
 // Run syncs until ctx ends, then hangs up every call and finalises every recording
 // (bounded by shutdownTimeout).
 func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
-	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelCalls()
-	b.calls = onetoone.New(callCtx, onetoone.Config{
-		UserID:      b.client.UserID,
-		DeviceID:    b.client.DeviceID,
-		MaxDuration: b.cfg.Calls.MaxDuration.D(),
-		ICETimeout:  b.cfg.Calls.ICETimeout.D(),
-		MaxTracks:   b.cfg.Calls.MaxTracks,
-		MaxCalls:    b.cfg.Calls.MaxCalls,
-	}, botMatrix{b}, voipObserver{b}, b.admitCall, b.rtc, b.rec, b.log)
 	b.registerHandlers()
 	b.lc.Run(ctx)
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
@@ -293,9 +346,6 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	if serr := b.rooms.Shutdown(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
-	if serr := b.calls.Shutdown(sctx); serr != nil {
-		err = errors.Join(err, serr)
-	}
 	if serr := b.post.Close(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
@@ -308,7 +358,6 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	if serr := httpserver.Wait(sctx, httpDone); serr != nil {
 		err = errors.Join(err, serr)
 	}
-	cancelCalls()
 	return errors.Join(err, b.rtc.Close(), b.crypto.Close(), b.lock.Release())
 }
 
@@ -335,11 +384,8 @@ func (b *Bot) syncLoop(ctx context.Context) error {
 }
 
 // startingIn reports whether a recording of room is running or being started here (a
-// 1:1 call being answered, a backend joining): the lifecycle keeps the room's lease on a
+// call being answered, a backend joining): the lifecycle keeps the room's lease on a
 // shared database meanwhile.
 func (b *Bot) startingIn(room id.RoomID) bool {
-	if b.rooms != nil && b.rooms.Recording(room) {
-		return true
-	}
-	return len(b.callPeers(room)) > 0
+	return b.rooms != nil && b.rooms.Recording(room)
 }

@@ -9,7 +9,6 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -167,13 +166,8 @@ type botCalls struct{ b *Bot }
 
 var _ lifecycle.Calls = botCalls{}
 
-// Stop ends the recording of a room: a legacy 1:1 call is hung up, a recording of a call
-// backend (a group call, a direct call the bot answered) is stopped.
-func (c botCalls) Stop(ctx context.Context, room id.RoomID, kind recorder.Kind, why string) {
-	if kind == recorder.KindOneToOne {
-		c.b.calls.HangupRoom(room, why)
-		return
-	}
+// Stop ends the recording of a room, whatever its kind (a 1:1 call is hung up).
+func (c botCalls) Stop(ctx context.Context, room id.RoomID, _ recorder.Kind, why string) {
 	c.b.rooms.StopFor(ctx, room, why)
 }
 
@@ -183,8 +177,7 @@ func (c botCalls) Resume(ctx context.Context, req lifecycle.ResumeRequest) (bool
 
 // HangUp sends a hangup for a 1:1 call the last run was in.
 func (c botCalls) HangUp(ctx context.Context, room id.RoomID, callID string) {
-	h := voip.Hangup{Common: voip.Common{CallID: callID, PartyID: string(c.b.client.DeviceID), Version: voip.V1}, Reason: voip.ReasonUserHangup}
-	if _, err := (botMatrix{c.b}).SendMessage(ctx, room, voip.TypeHangup, h); err != nil {
+	if err := c.b.o2o.HangUp(ctx, room, callID); err != nil {
 		c.b.log.Debug().Err(err).Msg("Could not hang up the call the last run was in")
 	}
 }

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/bot/command"
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
@@ -56,19 +54,11 @@ func (b *Bot) helpCommand(ctx context.Context, cc *cmdContext) error {
 }
 
 func (b *Bot) statusCommand(ctx context.Context, cc *cmdContext) error {
-	var lines []string
-	for _, st := range b.calls.Active() {
-		if st.RoomID != cc.Room {
-			continue
-		}
-		elapsed := "not started"
-		if !st.StartedAt.IsZero() {
-			elapsed = lifecycle.FormatDuration(time.Since(st.StartedAt))
-		}
-		lines = append(lines, fmt.Sprintf("Call with %s: %s, %s recorded, %s, folder %s",
-			st.Peer, st.State, elapsed, lifecycle.Plural(st.Tracks, "track"), lifecycle.FolderName(st.Folder)))
+	lines := b.statusLines(cc.Room)
+	if b.shared != nil {
+		b.notice(ctx, cc.Room, b.fleetStatus(ctx, cc.Room, lines), "")
+		return nil
 	}
-	lines = append(lines, b.statusLines(cc.Room)...)
 	if len(lines) == 0 {
 		b.notice(ctx, cc.Room, "Nothing is being recorded in this room.", "")
 		return nil
@@ -77,18 +67,16 @@ func (b *Bot) statusCommand(ctx context.Context, cc *cmdContext) error {
 	return nil
 }
 
+// hangupCommand: !hangup ends the direct call the bot answered in the room (its caller
+// only: call/rooms).
 func (b *Bot) hangupCommand(ctx context.Context, cc *cmdContext) error {
-	if err := b.mayEndCall(cc); err != nil {
-		return err
-	}
-	if n := b.hangupByUser(cc.Room, fmt.Sprintf("%s asked me to hang up", cc.Sender)); n == 0 {
-		if b.rooms.Answered(cc.Room, cc.Sender) {
-			_, err := b.rooms.Stop(ctx, roomsRequest(cc)) // a DM call the bot answered (livekit_dm.go)
-			return err
-		}
+	if b.rooms.Caller(cc.Room) == "" {
 		return userError{Msg: "There is no call in this room."}
 	}
-	return nil
+	req := roomsRequest(cc)
+	req.Command = "hangup"
+	_, err := b.rooms.Stop(ctx, req)
+	return err
 }
 
 // lifecycleCommand runs a command the recording lifecycle answers.
@@ -96,34 +84,6 @@ func (b *Bot) lifecycleCommand(run func(ctx context.Context, req lifecycle.Reque
 	return func(ctx context.Context, cc *cmdContext) error {
 		return run(ctx, lifecycle.Request{Room: cc.Room, Sender: cc.Sender, Event: cc.Event, Args: cc.Args})
 	}
-}
-
-// callPeers returns who the bot is in a 1:1 call with in a room.
-func (b *Bot) callPeers(roomID id.RoomID) []id.UserID {
-	if b.calls == nil {
-		return nil
-	}
-	var out []id.UserID
-	for _, st := range b.calls.Active() {
-		if st.RoomID == roomID {
-			out = append(out, st.Peer)
-		}
-	}
-	return out
-}
-
-// mayEndCall checks that the sender is in the room's 1:1 call: a 1:1 call is ended (or
-// marked) by the person in it, not by whoever else is in the room.
-func (b *Bot) mayEndCall(cc *cmdContext) error {
-	peers := b.callPeers(cc.Room)
-	if len(peers) == 0 || slices.Contains(peers, cc.Sender) {
-		return nil
-	}
-	names := make([]string, len(peers))
-	for i, p := range peers {
-		names[i] = string(p)
-	}
-	return userError{Msg: fmt.Sprintf("Sorry %s, only the person in the call (%s) may do that.", cc.Sender, strings.Join(names, ", "))}
 }
 
 // mentioned reports whether a message mentions the bot: an intentional mention, a pill or

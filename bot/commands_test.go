@@ -8,8 +8,9 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
+	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
 const (
@@ -121,7 +122,9 @@ func TestFailedCommandShowsAnIDNotTheError(t *testing.T) {
 func TestOneToOneCommandsNeedTheParticipant(t *testing.T) {
 	e := newCmdEnv(t, nil)
 	e.hs.levels[room] = map[id.UserID]int{admin: 100}
-	e.calls.active = []onetoone.Status{{CallID: "c1", RoomID: room, Peer: alice, Folder: "/nonexistent"}}
+	if err := e.b.rooms.Answer(context.Background(), room, call.Answer{Kind: recorder.KindOneToOne, Caller: alice, CallID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
 	for _, cmd := range []string{"!hangup", "!stop", "!mark great answer"} {
 		for _, who := range []id.UserID{bob, admin} {
 			got := joined(e.say(room, who, cmd))

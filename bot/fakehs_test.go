@@ -18,7 +18,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/matrix-recorder/matrix-recorder/call/onetoone"
+	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
@@ -204,45 +204,52 @@ func (f *fakeHS) last() sentEvent {
 	return f.sent[len(f.sent)-1]
 }
 
-// fakeCalls is the 1:1 call manager with calls the test sets.
+// fakeCalls is a backend that answers 1:1 calls with recordings the test watches.
 type fakeCalls struct {
 	mu      sync.Mutex
-	active  []onetoone.Status
 	hangups []string
 	marks   int
 }
 
-func (c *fakeCalls) HandleEvent(context.Context, *event.Event) {}
-func (c *fakeCalls) BeginSync()                                {}
-func (c *fakeCalls) EndSync(context.Context)                   {}
-func (c *fakeCalls) Shutdown(context.Context) error            { return nil }
-func (c *fakeCalls) Active() []onetoone.Status {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]onetoone.Status(nil), c.active...)
+func (c *fakeCalls) Name() string                                          { return "1:1" }
+func (c *fakeCalls) Answers() recorder.Kind                                { return recorder.KindOneToOne }
+func (c *fakeCalls) Probe(context.Context, id.RoomID, []string) call.Probe { return call.Probe{} }
+func (c *fakeCalls) HandleEvent(context.Context, *event.Event)             {}
+func (c *fakeCalls) Close(context.Context) error                           { return nil }
+func (c *fakeCalls) Decline(context.Context, id.RoomID, call.Answer) error {
+	return nil
 }
-func (c *fakeCalls) HangupRoom(room id.RoomID, why string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, s := range c.active {
-		if s.RoomID == room {
-			n++
-			c.hangups = append(c.hangups, why)
-		}
-	}
-	return n
+func (c *fakeCalls) Start(_ context.Context, req call.StartRequest) (call.Recording, error) {
+	return &fakeCall{c: c, room: req.RoomID, peer: req.Answer.Caller, done: make(chan struct{})}, nil
 }
-func (c *fakeCalls) Mark(room id.RoomID, _ id.UserID, _ string, _ time.Time) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, s := range c.active {
-		if s.RoomID == room {
-			c.marks++
-			return 1
-		}
-	}
-	return 0
+
+// fakeCall is one answered 1:1 call.
+type fakeCall struct {
+	c    *fakeCalls
+	room id.RoomID
+	peer id.UserID
+	done chan struct{}
+}
+
+func (f *fakeCall) Status() call.Status {
+	return call.Status{Backend: "1:1", RoomID: f.room, Folder: "/nonexistent", StartedAt: time.Now(), State: call.StateConnected,
+		Participants: []call.ParticipantStatus{{UserID: f.peer}}}
+}
+func (f *fakeCall) Stop(_ context.Context, reason string) (recorder.Manifest, error) {
+	f.c.mu.Lock()
+	f.c.hangups = append(f.c.hangups, reason)
+	f.c.mu.Unlock()
+	return recorder.Manifest{Status: recorder.StatusFinished}, nil
+}
+func (f *fakeCall) SetOptOut(context.Context, id.UserID, bool) {}
+func (f *fakeCall) Mark(id.UserID, string, time.Time) {
+	f.c.mu.Lock()
+	f.c.marks++
+	f.c.mu.Unlock()
+}
+func (f *fakeCall) Done() <-chan struct{} { return f.done }
+func (f *fakeCall) Result() (recorder.Manifest, string, error) {
+	return recorder.Manifest{Status: recorder.StatusFinished}, "", nil
 }
 
 // cmdEnv is a bot with the fake homeserver, a fake call manager, a real recording
@@ -275,7 +282,6 @@ func newCmdEnv(t *testing.T, mutate func(*config.Config)) *cmdEnv {
 	client.Log = zerolog.Nop()
 	b := &Bot{cfg: cfg, log: zerolog.Nop(), client: client, startedAt: time.Now(), ready: make(chan struct{})}
 	calls := &fakeCalls{}
-	b.calls = calls
 	lc, err := lifecycle.New(context.Background(), cfg, lifecycle.Options{Chat: botChat{b}, Calls: botCalls{b}, Ready: b.ready, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +291,7 @@ func newCmdEnv(t *testing.T, mutate func(*config.Config)) *cmdEnv {
 	if b.rec, err = recorder.New(recorder.Options{Dir: cfg.Recordings.Dir, Hooks: lc.Hooks()}, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	b.rooms = newRooms(b, nil)
+	b.rooms = newRooms(b, []call.Backend{calls})
 	b.cmds = newCommands(b)
 	return &cmdEnv{b: b, hs: hs, calls: calls}
 }

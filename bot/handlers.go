@@ -12,15 +12,14 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
-	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
-// batchSyncer processes a sync response like mautrix's syncer, telling the 1:1 calls where
-// a response begins and ends: they handle its call events together once it is all
-// decrypted, as matrix-js-sdk does.
+// batchSyncer processes a sync response like mautrix's syncer, telling the call backends
+// where a response begins and ends: the 1:1 calls handle its call events together once it
+// is all decrypted, as matrix-js-sdk does.
 type batchSyncer struct {
 	*mautrix.DefaultSyncer
 	bot *Bot
@@ -29,13 +28,13 @@ type batchSyncer struct {
 func (s *batchSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, since string) error {
 	b := s.bot
 	decrypted := e2ee.DecryptToDevice(ctx, b.crypto.Machine(), res, since, b.log)
-	b.calls.BeginSync()
+	b.rooms.BeginSync()
 	// Decrypted to-device events first, as the crypto machine would handle them.
 	for _, evt := range decrypted {
 		s.Dispatch(ctx, evt)
 	}
 	err := s.DefaultSyncer.ProcessResponse(ctx, res, since)
-	b.calls.EndSync(ctx)
+	b.rooms.EndSync(ctx)
 	if err == nil {
 		b.synced.Beat()
 	}
@@ -52,7 +51,6 @@ func (b *Bot) registerHandlers() {
 	syncer := b.client.Syncer.(*batchSyncer)
 	syncer.OnEventType(event.StateMember, b.onMember)
 	syncer.OnEventType(event.EventMessage, b.onMessage)
-	syncer.OnEvent(b.calls.HandleEvent)
 	syncer.OnEvent(b.rooms.HandleEvent)
 }
 
@@ -78,7 +76,7 @@ func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 	}
 	switch content.Membership {
 	case event.MembershipLeave, event.MembershipBan:
-		log.Debug().Msg("Member left") // their 1:1 calls end (onetoone sees the event too)
+		log.Debug().Msg("Member left") // their 1:1 calls end (call/onetoone sees the event too)
 		go b.leaveIfAlone(context.WithoutCancel(ctx), evt.RoomID)
 	}
 }
@@ -179,7 +177,16 @@ func (b *Bot) leaveIfAlone(ctx context.Context, roomID id.RoomID) {
 // never steals a call between two people.
 // The same rule (and the same limits) applies to every call that rings the bot: a legacy
 // call, and a MatrixRTC call in a direct room (livekit_dm.go).
-func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID) error {
+func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID, kind recorder.Kind) error {
+	// On a shared database the instance that wins the room takes the call, or refuses
+	// it (fleet.go). A refusal keeps the room's lease for a while (the lifecycle gives it
+	// back), so the instances that try later do not refuse the call a second time.
+	if ok, err := b.lc.ClaimRoom(ctx, roomID, kind); err != nil {
+		b.log.Error().Err(err).Stringer("room_id", roomID).Msg("Could not take the room's lease; leaving the call to the other instances")
+		return errOtherInstance
+	} else if !ok {
+		return errOtherInstance
+	}
 	if !b.cfg.Calls.AutoAnswer {
 		return errors.New("answering calls is turned off on this recorder (calls.auto_answer)")
 	}
@@ -193,17 +200,12 @@ func (b *Bot) admitCall(ctx context.Context, roomID id.RoomID, sender id.UserID)
 	if peer != sender {
 		return errors.New("the caller is not a member of this room")
 	}
-	// On a shared database the instance that wins the room takes the call (fleet.go).
-	if ok, err := b.lc.ClaimRoom(ctx, roomID, recorder.KindOneToOne); err != nil {
-		b.log.Error().Err(err).Stringer("room_id", roomID).Msg("Could not take the room's lease; leaving the call to the other instances")
-		return call.ErrOtherInstance
-	} else if !ok {
-		return call.ErrOtherInstance
-	}
-	// A refusal keeps the room's lease for a while (the lifecycle gives it back), so
-	// the instances that try later do not refuse the call a second time.
-	return b.lc.Admit(ctx, roomID, recorder.KindOneToOne)
+	return b.lc.Admit(ctx, roomID, kind)
 }
+
+// errOtherInstance: another recorder instance of the fleet takes the call (it won the
+// room's lease): this one says nothing about it, neither an answer nor a refusal.
+var errOtherInstance = errors.New("another recorder instance takes this call")
 
 // errNotDirect: a room where the bot is not alone with one other person.
 var errNotDirect = errors.New("not a direct room")

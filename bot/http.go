@@ -39,6 +39,6 @@ func (b *Bot) startHTTP(ctx context.Context) ([]<-chan error, error) {
 			return nil
 		},
 		MetricsHandler: b.lc.Metrics().Handler(), MetricsPath: metrics.Path, MetricsOnPublic: b.cfg.MetricsOnPublicListener(),
-		Pprof: b.cfg.HTTP.Pprof, Checks: checks,
+		Pprof: b.cfg.HTTP.Pprof, Checks: checks, Instance: b.instance,
 	}.Start(ctx, b.log)
 }

@@ -3,14 +3,15 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
-	"github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/rooms"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 )
 
@@ -50,20 +51,25 @@ func (b *Bot) directCallBegan(ctx context.Context, room id.RoomID) bool {
 	return true
 }
 
-// answerDirect records a direct MatrixRTC call, or says in the room why not (and declines
-// the ring, so the caller's client stops ringing).
+// answerDirect records a direct call that rang the bot, a MatrixRTC call (onRing,
+// directCallBegan) or a legacy 1:1 call (call/onetoone's OnRing), or says in the room why
+// not (and declines it, so the caller's client stops ringing).
 func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer) {
-	log := b.log.With().Stringer("room_id", room).Stringer("caller", ans.Caller).Stringer("ring", ans.Ring).Logger()
-	if b.rooms.Recording(room) || b.lk == nil {
-		return // answered already (the ring, then the session it rang for)
+	kind := ans.KindOf()
+	log := b.log.With().Stringer("room_id", room).Stringer("caller", ans.Caller).Stringer("ring", ans.Ring).Str("kind", string(kind)).Logger()
+	if kind == recorder.KindDirect {
+		if b.rooms.Recording(room) {
+			return // answered already (the ring, then the session it rang for)
+		}
+		// Group rooms: a MatrixRTC ring rings everyone there; it changes nothing, not even
+		// a refusal. (A legacy invite is for the bot: it is refused there, with why.)
+		if peer, err := b.directPeer(ctx, room); err != nil || peer != ans.Caller {
+			log.Debug().Err(err).Msg("A call rang in a room that is not a direct one with its caller; not answering")
+			return
+		}
 	}
-	// Group rooms: rings change nothing there, not even a refusal.
-	if peer, err := b.directPeer(ctx, room); err != nil || peer != ans.Caller {
-		log.Debug().Err(err).Msg("A call rang in a room that is not a direct one with its caller; not answering")
-		return
-	}
-	err := b.admitCall(ctx, room, ans.Caller)
-	if errors.Is(err, call.ErrOtherInstance) {
+	err := b.admitCall(ctx, room, ans.Caller, kind)
+	if errors.Is(err, errOtherInstance) {
 		log.Debug().Msg("Another recorder instance answers the call")
 		return
 	}
@@ -77,9 +83,9 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 		err = b.rooms.Answer(ctx, room, ans)
 		var ue userError
 		switch {
-		case err == nil || errors.Is(err, rooms.ErrAlreadyRecording):
+		case err == nil || (kind == recorder.KindDirect && errors.Is(err, rooms.ErrAlreadyRecording)):
 			return
-		case errors.Is(err, livekit.ErrNotAnswered):
+		case errors.Is(err, call.ErrNotAnswered):
 			log.Info().Err(err).Msg("Not answering the call")
 			return
 		case errors.As(err, &ue):
@@ -88,8 +94,10 @@ func (b *Bot) answerDirect(ctx context.Context, room id.RoomID, ans call.Answer)
 			reason = roomerr.Clause(log, err, "Could not answer the call")
 		}
 	}
-	if err := matrixrtc.Decline(ctx, botMatrix{b}, room, ans.Ring); err != nil {
-		log.Warn().Err(err).Msg("Could not decline the ring")
+	if err := b.rooms.Decline(ctx, room, ans); err != nil {
+		log.Warn().Err(err).Msg("Could not decline the call")
 	}
-	voipObserver{b}.CallRefused(ctx, room, ans.Caller, reason)
+	if b.cfg.Bot.Notices {
+		b.notice(ctx, room, fmt.Sprintf("I did not answer the call from %s: %s.", ans.Caller, reason), "")
+	}
 }

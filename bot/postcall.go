@@ -3,15 +3,12 @@ package bot
 import (
 	"context"
 	"fmt"
-	"strings"
-	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/postcall"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
@@ -118,40 +115,8 @@ func (r postcallRoom) RoomName(ctx context.Context, roomID string) string {
 // markCommand: !mark [-30s] [text] puts a marker on the timeline of what is being
 // recorded in the room, and confirms with a ✅ reaction.
 func (b *Bot) markCommand(ctx context.Context, cc *cmdContext) error {
-	back, args := call.MarkBack(cc.Args)
-	text := call.MarkerText(strings.Join(args, " "))
-	at := time.Now().Add(-back)
-	var folders []string
-	if f := b.rooms.Folder(cc.Room); f != "" {
-		folders = append(folders, f)
-	}
-	// A 1:1 call is marked by the person in it only.
-	markCall := b.calls != nil && b.mayEndCall(cc) == nil
-	if markCall {
-		for _, st := range b.calls.Active() {
-			if st.RoomID == cc.Room && st.Folder != "" {
-				folders = append(folders, st.Folder)
-			}
-		}
-	}
-	if len(folders) == 0 {
-		if !markCall {
-			return b.mayEndCall(cc)
-		}
-		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
-	}
-	if !b.marks.Take(folders) {
-		return userError{Msg: fmt.Sprintf("This recording already has %d markers; that is the limit.", call.MaxMarkers)}
-	}
-	n := 0
-	if b.rooms.Mark(cc.Room, cc.Sender, text, at) != "" {
-		n++
-	}
-	if markCall {
-		n += b.calls.Mark(cc.Room, cc.Sender, text, at)
-	}
-	if n == 0 {
-		return userError{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
+	if err := b.rooms.Mark(roomsRequest(cc)); err != nil {
+		return err
 	}
 	react := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: cc.Event, Key: "✅"}}
 	if _, err := b.client.SendMessageEvent(ctx, cc.Room, event.EventReaction, react); err != nil {

@@ -9,29 +9,21 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
-	"github.com/matrix-recorder/matrix-recorder/call/livekit"
 	"github.com/matrix-recorder/matrix-recorder/call/rooms"
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
-// newRooms runs the backends' recordings (call/rooms); the LiveKit backend among them
-// answers direct calls (livekit_dm.go).
+// newRooms runs the backends' recordings (call/rooms); those among them that answer
+// direct calls (1:1 and LiveKit) do it there too (livekit_dm.go).
 func newRooms(b *Bot, backends []call.Backend) *rooms.Rooms {
-	var answerer call.Backend
-	b.lk = nil
-	for _, be := range backends {
-		if lk, ok := be.(*livekit.Backend); ok {
-			b.lk, answerer = lk, lk
-		}
-	}
 	cfg := rooms.Config{
-		CommandPrefix: b.cfg.Bot.CommandPrefix, MaxRecordings: b.cfg.Calls.MaxGroupRecordings,
+		CommandPrefix: b.cfg.Bot.CommandPrefix, MaxRecordings: b.cfg.Calls.MaxGroupRecordings, MaxCalls: b.cfg.Calls.MaxCalls,
 		// On a shared database a clean stop hands the recordings over to the other
 		// instances (lifecycle/adopt.go): they pause, whatever recordings.pause_on_shutdown.
 		PauseOnShutdown: b.cfg.Recordings.PauseOnShutdown || b.lc.Fleet(), Notices: b.cfg.Bot.Notices, Self: b.client.UserID,
 	}
-	return rooms.New(cfg, backends, answerer, roomsChat{b}, roomsLifecycle{b.lc, b}, b.log)
+	return rooms.New(cfg, backends, roomsChat{b}, roomsLifecycle{b.lc, b}, b.log)
 }
 
 // roomsChat is what the rooms say in rooms.
@@ -68,12 +60,6 @@ func (b *Bot) stopCommand(ctx context.Context, cc *cmdContext) error {
 	if stopped, err := b.rooms.Stop(ctx, roomsRequest(cc)); stopped || err != nil {
 		return err
 	}
-	if err := b.mayEndCall(cc); err != nil {
-		return err
-	}
-	if n := b.hangupByUser(cc.Room, fmt.Sprintf("%s asked me to stop", cc.Sender)); n > 0 {
-		return nil
-	}
 	return userError{Msg: "Nothing is being recorded in this room."}
 }
 
@@ -83,8 +69,12 @@ func (b *Bot) statusLines(roomID id.RoomID) []string {
 	if !ok {
 		return nil
 	}
+	what := st.Backend
+	if st.State != call.StateUnknown {
+		what += ", " + st.State.String()
+	}
 	lines := []string{fmt.Sprintf("Recording (%s) since %s, %s so far, %s, %s, folder %s",
-		st.Backend, st.StartedAt.UTC().Format("15:04:05 UTC"), lifecycle.FormatDuration(time.Since(st.StartedAt)), lifecycle.Plural(st.Tracks, "track"), lifecycle.FormatBytes(st.Bytes), lifecycle.FolderName(st.Folder))}
+		what, st.StartedAt.UTC().Format("15:04:05 UTC"), lifecycle.FormatDuration(time.Since(st.StartedAt)), lifecycle.Plural(st.Tracks, "track"), lifecycle.FormatBytes(st.Bytes), lifecycle.FolderName(st.Folder))}
 	ps := append([]call.ParticipantStatus(nil), st.Participants...)
 	sort.Slice(ps, func(i, j int) bool { return ps[i].UserID < ps[j].UserID })
 	for _, p := range ps {

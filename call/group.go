@@ -3,6 +3,7 @@ package call
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -39,11 +40,12 @@ type Matrix interface {
 	Notice(ctx context.Context, roomID id.RoomID, text string, mentions ...id.UserID) id.EventID
 }
 
-// Backend records one kind of group call (full mesh, MatrixRTC over LiveKit, LiveKit
-// Egress). The bot asks every backend whether it can record a room's call and starts the
-// best one on !start.
+// Backend records one kind of call (legacy 1:1, full mesh, MatrixRTC over LiveKit,
+// LiveKit Egress). The bot asks every backend whether it can record a room's call and
+// starts the best one on !start; those that answer calls that ring the bot (Answerer)
+// start when a call rings and the bot answers it.
 type Backend interface {
-	// Name is a short lower-case name for logs and !status ("mesh", "livekit", "egress");
+	// Name is a short lower-case name for logs and !status ("1:1", "mesh", "livekit", "egress");
 	// the kind of call its recordings are is recorder.Kind.
 	Name() string
 	// Probe tells whether this backend can record a call in the room right now.
@@ -55,8 +57,7 @@ type Backend interface {
 	Close(ctx context.Context) error
 }
 
-// EventHandler is how every kind of call hears from Matrix: the backends, and 1:1 calls
-// (call/onetoone), which are answered when they ring rather than started.
+// EventHandler is how every backend hears from Matrix.
 type EventHandler interface {
 	// HandleEvent gets every event the bot sees: room state and timeline events (decrypted),
 	// and to-device events (plain, and Olm-decrypted with Mautrix.EventSource including
@@ -89,23 +90,63 @@ type StartRequest struct {
 	Resume string
 	// Answer, when set, makes this the recording of a direct call the bot answers (a DM
 	// call that rang it, or that the other person started): it ends as soon as the caller
-	// leaves the call, not after a grace time. Only backends that can answer calls look
-	// at it (livekit).
+	// leaves the call, not after a grace time. Only backends that answer calls look at it
+	// (Answerer: onetoone, livekit).
 	Answer *Answer
 }
 
 // Answer describes a direct call the bot answers.
 type Answer struct {
+	// Kind is the kind of call that rang (recorder.KindDirect when unset: a MatrixRTC
+	// call); it picks the backend that answers it (Answerer).
+	Kind recorder.Kind
 	// Caller is the other person in the direct room, who started the call.
 	Caller id.UserID
 	// Ring is the call notification that rang the bot, if any: when it was declined or
-	// expired before the bot joined, the call is not recorded.
+	// expired before the bot joined, the call is not recorded. For a legacy 1:1 call it is
+	// the invite.
 	Ring id.EventID
+	// CallID is the call's own id where the kind of call has one (a legacy call's call_id).
+	CallID string
 	// Intent is the caller's m.call.intent when known ("audio": no video is recorded).
 	Intent string
+	// Replace: a new call of the caller replaces the answered call of theirs that is
+	// being recorded in the room (their client gave up on it), instead of being a second
+	// ring of the same call.
+	Replace bool
 }
 
-// Recording is one running group recording.
+// KindOf is the kind of call ans is of.
+func (ans Answer) KindOf() recorder.Kind {
+	if ans.Kind == recorder.KindUnknown {
+		return recorder.KindDirect
+	}
+	return ans.Kind
+}
+
+// Answerer is a Backend that answers direct calls that ring the bot (Start with an
+// Answer), rather than recording calls on !start.
+type Answerer interface {
+	Backend
+	// Answers is the kind of call it answers.
+	Answers() recorder.Kind
+	// Decline refuses a call that rang, so the caller's client stops ringing; a call that
+	// is over already is left alone.
+	Decline(ctx context.Context, roomID id.RoomID, ans Answer) error
+}
+
+// SyncBatcher is a Backend that wants to know where a sync response begins and ends: it
+// handles the events of one response together, once they are all decrypted.
+type SyncBatcher interface {
+	BeginSync()
+	EndSync(ctx context.Context)
+}
+
+// ErrNotAnswered: the call rang but is not to be answered any more (declined, expired,
+// hung up, answered elsewhere); nothing is said in the room.
+var ErrNotAnswered = errors.New("the call is not to be answered")
+
+// Recording is one running recording.
 type Recording interface {
 	// Status is a snapshot for !status and notices.
 	Status() Status
@@ -143,6 +184,9 @@ type Status struct {
 	Bytes        int64
 	// Details are extra lines for !status (the egresses of an Egress recording).
 	Details []string
+	// State is where the call stands, for backends that follow it (StateUnknown: not
+	// said).
+	State State
 }
 
 // ParticipantStatus is one participant of a running recording.

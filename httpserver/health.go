@@ -22,10 +22,12 @@ type Check struct {
 // HealthReport is /healthz's answer: Status "ok" or "unhealthy", every check's result
 // ("ok" or what is wrong) and, when unhealthy, Error: the failed checks in one line.
 type HealthReport struct {
-	Status string            `json:"status"`
-	Error  string            `json:"error,omitempty"`
-	Failed []string          `json:"failed,omitempty"`
-	Checks map[string]string `json:"checks"`
+	Status string `json:"status"`
+	// Instance names the instance of a fleet that answered (empty: one instance).
+	Instance string            `json:"instance,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Failed   []string          `json:"failed,omitempty"`
+	Checks   map[string]string `json:"checks"`
 }
 
 // healthTimeout bounds all the checks of one request.
@@ -33,13 +35,17 @@ const healthTimeout = 5 * time.Second
 
 // Health answers GET /healthz: 200 when every check passes, 503 otherwise, with a
 // HealthReport that says which check failed and why.
-func Health(checks ...Check) http.Handler {
+func Health(checks ...Check) http.Handler { return HealthOf("", checks...) }
+
+// HealthOf is Health for an instance of a fleet: the report names it.
+func HealthOf(instance string, checks ...Check) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 		defer cancel()
 		rep := RunChecks(ctx, checks)
+		rep.Instance = instance
 		if rep.Status != "ok" {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}

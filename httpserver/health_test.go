@@ -77,3 +77,17 @@ func TestHealthNamesTheFailedCheck(t *testing.T) {
 		t.Errorf("healthy: %d %s", rec.Code, rec.Body.String())
 	}
 }
+
+// In a fleet the report names the instance that answered; a single instance's report has
+// no instance field at all (as before).
+func TestHealthNamesTheInstance(t *testing.T) {
+	ok := Check{Name: "database", Run: func(context.Context) error { return nil }}
+	for _, c := range []struct{ instance, want string }{{"rec-a", `"instance":"rec-a"`}, {"", ""}} {
+		rec := httptest.NewRecorder()
+		HealthOf(c.instance, ok).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, HealthPath, nil))
+		body := rec.Body.String()
+		if c.want != "" && !strings.Contains(body, c.want) || c.want == "" && strings.Contains(body, "instance") {
+			t.Errorf("instance %q: %s", c.instance, body)
+		}
+	}
+}

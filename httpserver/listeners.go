@@ -26,12 +26,14 @@ type Listeners struct {
 	Pprof bool
 	// Checks are /healthz's conditions.
 	Checks []Check
+	// Instance names the instance of a fleet in /healthz's report ("" with one).
+	Instance string
 }
 
 // Start serves until ctx ends; the channels report how each server stopped.
 func (l Listeners) Start(ctx context.Context, log zerolog.Logger) ([]<-chan error, error) {
 	var dones []<-chan error
-	health := Health(l.Checks...)
+	health := HealthOf(l.Instance, l.Checks...)
 	if l.Public != "" {
 		srv := New(log.With().Str("component", "http").Str("listener", "http").Logger())
 		if l.Routes != nil {

@@ -60,6 +60,9 @@ func (lc *Lifecycle) stopReasonOf(lr *liveRec, m recorder.Manifest) StopReason {
 	return StopCallEnded
 }
 
-// StoppedByUser says that the room's recording by a call backend is about to end because
-// someone in the room asked (call/rooms: !stop, !hangup of an answered call).
-func (lc *Lifecycle) StoppedByUser(room id.RoomID) { lc.Stopping(room, true, StopUser) }
+// StoppedByUser says that the room's recording is about to end because someone in the
+// room asked (call/rooms: !stop, !hangup of an answered call), whatever its kind.
+func (lc *Lifecycle) StoppedByUser(room id.RoomID) {
+	lc.Stopping(room, true, StopUser)
+	lc.Stopping(room, false, StopUser)
+}

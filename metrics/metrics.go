@@ -37,6 +37,7 @@ type Metrics struct {
 	// room (the uploads included), by kind.
 	LinksDelay         *prometheus.HistogramVec
 	buildInfo          *prometheus.GaugeVec
+	instanceInfo       *prometheus.GaugeVec
 	UploadFailures     prometheus.Counter
 	UploadedBytes      prometheus.Counter
 	UploadsConfirmed   prometheus.Counter
@@ -74,7 +75,11 @@ func New(live func() Live, diskFree func() (int64, bool)) *Metrics {
 		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 900, 3600}}, []string{"kind"})
 	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "matrix_recorder", Name: "build_info",
 		Help: "Always 1; the labels say which build runs."}, []string{"version", "revision", "goversion"})
-	m.Registry.MustRegister(m.RecordingsStarted, m.RecordingsStopped, m.RecordingDuration, m.LinksDelay, m.buildInfo)
+	// Not "instance": Prometheus gives every scraped series an instance label of its own
+	// (the target), which a label of that name would clash with.
+	m.instanceInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "matrix_recorder", Name: "instance_info",
+		Help: "Always 1, in a fleet (database.type postgres); the labels name this recorder instance and its Matrix device."}, []string{"recorder_instance", "device_id"})
+	m.Registry.MustRegister(m.RecordingsStarted, m.RecordingsStopped, m.RecordingDuration, m.LinksDelay, m.buildInfo, m.instanceInfo)
 	m.SetBuildInfo(BuildInfo{})
 	m.UploadFailures = f("upload_failures_total", "Failed upload attempts (each is retried).")
 	m.UploadedBytes = f("uploaded_bytes_total", "Bytes sent to object storage (parts sent again count again).")
@@ -115,6 +120,13 @@ func (m *Metrics) SetBuildInfo(b BuildInfo) {
 	}
 	m.buildInfo.Reset()
 	m.buildInfo.WithLabelValues(b.Version, b.Revision, b.GoVersion).Set(1)
+}
+
+// SetInstance sets instance_info: which instance of a fleet these metrics are, as
+// device. Without a fleet it is not set (and not exported).
+func (m *Metrics) SetInstance(instance, device string) {
+	m.instanceInfo.Reset()
+	m.instanceInfo.WithLabelValues(instance, device).Set(1)
 }
 
 // Path is where the metrics are served.

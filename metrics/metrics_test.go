@@ -38,3 +38,33 @@ func TestLiveAndFinishedAddUp(t *testing.T) {
 		}
 	}
 }
+
+// instance_info is exported only once an instance of a fleet is set, with its labels.
+func TestInstanceInfo(t *testing.T) {
+	m := New(func() Live { return Live{} }, func() (int64, bool) { return 0, false })
+	find := func() map[string]string {
+		families, err := m.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() != "matrix_recorder_instance_info" {
+				continue
+			}
+			labels := map[string]string{}
+			for _, l := range f.GetMetric()[0].GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			return labels
+		}
+		return nil
+	}
+	if l := find(); l != nil {
+		t.Errorf("instance_info without a fleet: %v", l)
+	}
+	m.SetInstance("rec-a", "DEVA")
+	m.SetInstance("rec-a", "DEVB")
+	if l := find(); len(l) != 2 || l["recorder_instance"] != "rec-a" || l["device_id"] != "DEVB" {
+		t.Errorf("instance_info %v", l)
+	}
+}

@@ -100,22 +100,12 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 		}
 		dialect, where = "sqlite3", cfg.Path
 	case Postgres:
-		pc, err := pgx.ParseConfig(cfg.URI)
-		if err != nil {
-			// pgx's parse errors quote the connection string (and its password).
-			return nil, errors.New("state database: database.uri is not a PostgreSQL connection string (postgres://user:password@host:5432/db or host=... dbname=...)")
-		}
-		// A connection idle for a moment is checked before it is used again: after a
-		// restart of the server its first statement would fail on the dead socket
-		// (pgx's default checks only after a second).
-		raw = stdlib.OpenDB(*pc, stdlib.OptionShouldPing(func(_ context.Context, p stdlib.ShouldPingParams) bool {
-			return p.IdleDuration > 100*time.Millisecond
-		}))
+		var err error
 		// Enough for the lifecycle's queues and the uploaders; the server's own limit
 		// (max_connections, 100 by default) is shared by every instance.
-		raw.SetMaxOpenConns(8)
-		raw.SetMaxIdleConns(4)
-		raw.SetConnMaxIdleTime(5 * time.Minute)
+		if raw, err = OpenPostgres(cfg.URI, 8); err != nil {
+			return nil, fmt.Errorf("state database: %w", err)
+		}
 		dialect, where = "postgres", "PostgreSQL"
 	default:
 		return nil, fmt.Errorf("state database: unknown engine %v", cfg.Engine)
@@ -125,6 +115,26 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, errors.Join(fmt.Errorf("state database (%s): %w", where, err), raw.Close())
 	}
 	return d, nil
+}
+
+// OpenPostgres opens a pool of at most maxConns connections to the PostgreSQL database uri
+// names (the state database's, and the crypto store's in a fleet). It connects lazily.
+func OpenPostgres(uri string, maxConns int) (*sql.DB, error) {
+	pc, err := pgx.ParseConfig(uri)
+	if err != nil {
+		// pgx's parse errors quote the connection string (and its password).
+		return nil, errors.New("database.uri is not a PostgreSQL connection string (postgres://user:password@host:5432/db or host=... dbname=...)")
+	}
+	// A connection idle for a moment is checked before it is used again: after a
+	// restart of the server its first statement would fail on the dead socket (pgx's
+	// default checks only after a second).
+	raw := stdlib.OpenDB(*pc, stdlib.OptionShouldPing(func(_ context.Context, p stdlib.ShouldPingParams) bool {
+		return p.IdleDuration > 100*time.Millisecond
+	}))
+	raw.SetMaxOpenConns(maxConns)
+	raw.SetMaxIdleConns(max(maxConns/2, 1))
+	raw.SetConnMaxIdleTime(5 * time.Minute)
+	return raw, nil
 }
 
 func openSQLite(path string) (*sql.DB, error) {

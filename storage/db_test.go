@@ -10,17 +10,6 @@ import (
 	"time"
 )
 
-func openTest(t *testing.T) (*DB, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), FileName)
-	d, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	return d, path
-}
-
 func TestMigrateIsIdempotentAndRefusesNewer(t *testing.T) {
 	eachEngine(t, func(t *testing.T, e engine) {
 		ctx := context.Background()

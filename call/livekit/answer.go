@@ -11,6 +11,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
 // Direct calls: Element X (and Element Web where Element Call places DM calls) calls a
@@ -36,7 +37,22 @@ const (
 )
 
 // ErrNotAnswered: the call rang but is not to be answered any more (declined, expired).
-var ErrNotAnswered = errors.New("the call is not to be answered")
+var ErrNotAnswered = call.ErrNotAnswered
+
+var _ call.Answerer = (*Backend)(nil)
+
+// Answers says the backend answers MatrixRTC calls in direct rooms.
+func (b *Backend) Answers() recorder.Kind { return recorder.KindDirect }
+
+// Decline declines the ring of a call the bot does not answer (MSC4310), so the caller's
+// client stops ringing.
+func (b *Backend) Decline(ctx context.Context, room id.RoomID, ans call.Answer) error {
+	d, ok := b.mx.(matrixrtc.Decliner)
+	if !ok {
+		return errors.New("cannot send a decline on this Matrix connection")
+	}
+	return matrixrtc.Decline(ctx, d, room, ans.Ring)
+}
 
 // ringRec is one ring of a room, or a decline whose ring has not been seen (yet).
 type ringRec struct {

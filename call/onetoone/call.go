@@ -18,25 +18,12 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
-// Status is a snapshot of a call for notices and !status.
-type Status struct {
-	CallID    string
-	RoomID    id.RoomID
-	Peer      id.UserID
-	PeerParty string
-	State     call.State
-	StartedAt time.Time
-	Folder    string
-	Tracks    int
-	// Why says why the call ended, in words for the room.
-	Why string
-}
-
 // Call is one 1:1 call: the MSC2746 peer (call/voip/peer) with the caller, plus what is
 // 1:1's own: its recording, started before the answer goes out, its state, the limits on
-// its length and tracks, and the notices. All of its state is owned by the peer's loop.
+// its length and tracks. It is the call.Recording that Start returns. Its signalling state
+// is owned by the peer's loop.
 type Call struct {
-	m         *Manager
+	m         *Backend
 	log       zerolog.Logger
 	roomID    id.RoomID
 	callID    string
@@ -46,10 +33,8 @@ type Call struct {
 	p         *voippeer.Peer
 
 	// owned by the loop
-	state     call.State
-	session   *recorder.Session
-	maxTimer  *time.Timer
-	startedAt time.Time
+	session  *recorder.Session
+	maxTimer *time.Timer
 
 	// Shared with pion's OnTrack callback, which starts recording at once instead of
 	// queueing behind signalling on the loop (packets would pile up meanwhile and
@@ -60,17 +45,27 @@ type Call struct {
 	mediaClosed bool
 	wg          sync.WaitGroup
 
-	// read by status() from other goroutines
-	mu       sync.Mutex
-	snapshot Status
+	// begun is closed once the recording started (or the call ended before); done once
+	// the call is over and its recording final (end, manifest, err are set then).
+	begun     chan struct{}
+	beginOnce sync.Once
+	done      chan struct{}
+	end       voippeer.End
+	manifest  recorder.Manifest
+	err       error
+
+	mu    sync.Mutex
+	state call.State
 }
 
-func newCall(m *Manager, ev callEvent, inv *voip.Invite, log zerolog.Logger) *Call {
+var _ call.Recording = (*Call)(nil)
+
+func newCall(m *Backend, ev callEvent, inv *voip.Invite, log zerolog.Logger) *Call {
 	c := &Call{
 		m: m, log: log, roomID: ev.RoomID, callID: inv.CallID, peer: ev.Sender,
 		invite: inv, peerParty: inv.PartyID, state: call.StateRinging,
+		begun: make(chan struct{}), done: make(chan struct{}),
 	}
-	c.snapshot = Status{CallID: c.callID, RoomID: c.roomID, Peer: c.peer, PeerParty: c.peerParty, State: call.StateRinging}
 	c.p = voippeer.New(m.ctx, voippeer.Config{
 		PartyID: string(m.cfg.DeviceID), Party: "the caller",
 		Factory: m.rtc, ICEServers: m.mx.ICEServers,
@@ -86,24 +81,17 @@ func newCall(m *Manager, ev callEvent, inv *voip.Invite, log zerolog.Logger) *Ca
 	return c
 }
 
-func (c *Call) status() Status {
+func (c *Call) setState(s call.State) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.snapshot
+	c.state = s
+	c.mu.Unlock()
 }
 
-func (c *Call) setState(s call.State) {
-	c.state = s
-	c.mu.Lock()
-	c.snapshot.State = s
+// recording reports whether the call's recording started.
+func (c *Call) recording() bool {
 	c.mediaMu.Lock()
-	c.snapshot.Tracks = c.tracks
-	c.mediaMu.Unlock()
-	c.snapshot.StartedAt = c.startedAt
-	if c.session != nil {
-		c.snapshot.Folder = c.session.Folder()
-	}
-	c.mu.Unlock()
+	defer c.mediaMu.Unlock()
+	return c.recSession != nil
 }
 
 func (c *Call) common() voip.Common {
@@ -140,8 +128,8 @@ func (c *Call) startRecording(ctx context.Context) error {
 	c.mediaMu.Lock()
 	c.recSession = sess
 	c.mediaMu.Unlock()
-	c.startedAt = sess.StartedAt()
-	sess.AddParticipant(string(c.peer), c.peerParty, "", c.startedAt)
+	sess.AddParticipant(string(c.peer), c.peerParty, "", sess.StartedAt())
+	c.beginOnce.Do(func() { close(c.begun) })
 	return nil
 }
 
@@ -154,9 +142,6 @@ func (c *Call) answered() {
 			c.p.Hangup(voippeer.End{Reason: voip.ReasonUserHangup, Send: true, Why: fmt.Sprintf("the maximum recording length of %s was reached", d)})
 		})
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.m.ctx), sendTimeout)
-	defer cancel()
-	c.m.obs.CallStarted(ctx, c.status())
 }
 
 // onTrack records a new remote track. It runs on pion's callback goroutine.
@@ -178,7 +163,6 @@ func (c *Call) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, r *webr
 	c.tracks++
 	c.wg.Add(1)
 	c.mediaMu.Unlock()
-	c.p.Post(func() { c.setState(c.state) })
 
 	src := rtc.NewSource(pc, t, r, log)
 	info := src.Info()
@@ -200,19 +184,16 @@ func (c *Call) onTrack(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, r *webr
 	}()
 }
 
-// hangup ends the call (a command, the caller leaving, shutdown).
+// hangup ends the call (a stop, the caller leaving, shutdown).
 func (c *Call) hangup(why string) {
 	c.p.Hangup(voippeer.End{Reason: voip.ReasonUserHangup, Send: true, Why: why})
 }
 
-// ended finalises the recording and reports, once the peer connection is closed.
+// ended finalises the recording once the peer connection is closed.
 func (c *Call) ended(e voippeer.End) {
 	if c.maxTimer != nil {
 		c.maxTimer.Stop()
 	}
-	c.mu.Lock()
-	c.snapshot.Why = e.Why
-	c.mu.Unlock()
 	c.mediaMu.Lock()
 	c.mediaClosed = true
 	c.mediaMu.Unlock()
@@ -230,11 +211,55 @@ func (c *Call) ended(e voippeer.End) {
 	}
 	c.wg.Wait()
 	c.setState(call.StateEnded)
-	if c.session != nil {
-		c.m.obs.CallEnded(ctx, c.status(), manifest, err)
-	} else if e.Reason != voip.ReasonAnsweredElse && e.Why != "" {
-		// The call never got as far as recording: tell the room why.
-		c.m.obs.CallRefused(ctx, c.roomID, c.peer, e.Why)
-	}
+	c.end, c.manifest, c.err = e, manifest, err
+	c.beginOnce.Do(func() { close(c.begun) })
+	close(c.done)
 	c.m.forget(c)
+}
+
+// Status implements call.Recording.
+func (c *Call) Status() call.Status {
+	c.mu.Lock()
+	state := c.state
+	c.mu.Unlock()
+	c.mediaMu.Lock()
+	sess, tracks := c.recSession, c.tracks
+	c.mediaMu.Unlock()
+	st := call.Status{
+		Backend: c.m.Name(), RoomID: c.roomID, State: state, Tracks: tracks,
+		Participants: []call.ParticipantStatus{{UserID: c.peer, DeviceID: id.DeviceID(c.peerParty), Tracks: tracks}},
+	}
+	if sess != nil {
+		st.StartedAt, st.Folder = sess.StartedAt(), sess.Folder()
+		for _, t := range sess.Manifest().Tracks {
+			st.Bytes += t.Bytes
+		}
+	}
+	return st
+}
+
+// Stop implements call.Recording: it hangs up and waits for the recording to be final.
+func (c *Call) Stop(ctx context.Context, reason string) (recorder.Manifest, error) {
+	c.hangup(reason)
+	select {
+	case <-c.done:
+		return c.manifest, c.err
+	case <-ctx.Done():
+		return recorder.Manifest{}, fmt.Errorf("finalise the 1:1 call's recording: %w", ctx.Err())
+	}
+}
+
+// SetOptOut implements call.Recording. A 1:1 call records the caller who called the bot
+// and nobody else: an opt-out changes nothing while it lasts (hanging up ends it).
+func (c *Call) SetOptOut(_ context.Context, user id.UserID, optOut bool) {
+	c.log.Debug().Stringer("user_id", user).Bool("opted_out", optOut).Msg("Opt-out during a 1:1 call; hang up to stop the recording")
+}
+
+// Done implements call.Recording.
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+// Result implements call.Recording; it is final once Done is closed.
+func (c *Call) Result() (recorder.Manifest, string, error) {
+	<-c.done
+	return c.manifest, c.end.Why, c.err
 }

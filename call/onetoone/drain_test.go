@@ -28,15 +28,14 @@ func TestRefusedTrackIsDrained(t *testing.T) {
 		t.Fatal(err)
 	}
 	fr := newFakeRoom()
-	ctx, cancel := context.WithCancel(context.Background())
-	m := New(ctx, Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second, MaxTracks: 1}, fr, fr, nil, f, rec, log)
+	var m *Backend
+	m = New(Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second, MaxTracks: 1, OnRing: fr.ring(&m, nil)}, fr, f, rec, log)
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
-		if err := m.Shutdown(sctx); err != nil {
+		if err := m.Close(sctx); err != nil {
 			t.Error(err)
 		}
-		cancel()
 		_ = f.Close()
 	})
 
@@ -50,16 +49,7 @@ func TestRefusedTrackIsDrained(t *testing.T) {
 	}
 	sdp := p.offer(t)
 	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("drain", sdp)))
-	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
-	fr.mu.Lock()
-	a, err := voip.ParseAnswer(fr.find("m.call.answer")[0])
-	fr.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
-		t.Fatal(err)
-	}
+	p.takeAnswer(t, fr)
 	sendCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	go p.sendTone(sendCtx)
@@ -99,7 +89,7 @@ func TestRefusedTrackIsDrained(t *testing.T) {
 
 // inboundPackets returns the packets the bot's peer connection of the test call read per
 // inbound stream.
-func inboundPackets(t *testing.T, m *Manager) []uint32 {
+func inboundPackets(t *testing.T, m *Backend) []uint32 {
 	t.Helper()
 	m.mu.Lock()
 	var pc *webrtc.PeerConnection

@@ -1,14 +1,19 @@
-// Package onetoone records legacy Matrix 1:1 calls (MSC2746 room events): it decides which
-// invites to answer (in the same sync as their hangup, expired, for someone else, over a
-// limit, refused by the bot's rule), keeps the candidates that come before an invite, and
-// records every track the caller sends. The call itself is the shared MSC2746 peer of
-// call/voip/peer; a call's recording, state, length limit and notices are 1:1's own.
+// Package onetoone is the call backend of legacy Matrix 1:1 calls (MSC2746 room events):
+// it drops the invites that are not for it (in the same sync as their hangup, expired, for
+// someone else), rings the bot for the others (Config.OnRing), keeps the candidates that
+// come before an invite, and answers with Start, as the LiveKit backend answers a
+// MatrixRTC call: the bot decides whether to answer both kinds in the same place, and
+// call/rooms runs their recordings like every other. The call itself is the shared MSC2746
+// peer of call/voip/peer; a call's recording, state and length limit are 1:1's own.
 package onetoone
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +27,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	voippeer "github.com/matrix-recorder/matrix-recorder/call/voip/peer"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // callEvent is one call event as it arrived in a room (already decrypted).
@@ -46,18 +52,7 @@ type Matrix interface {
 
 var _ Matrix = call.Matrix(nil)
 
-// Observer hears about calls; the bot turns this into notices.
-type Observer interface {
-	CallStarted(ctx context.Context, st Status)
-	CallEnded(ctx context.Context, st Status, m recorder.Manifest, err error)
-	CallRefused(ctx context.Context, roomID id.RoomID, sender id.UserID, reason string)
-}
-
-// Admitter decides whether the bot answers a call from sender in roomID. A non-nil error
-// is the reason for refusing, shown to the caller.
-type Admitter func(ctx context.Context, roomID id.RoomID, sender id.UserID) error
-
-// Config configures the manager.
+// Config configures the backend.
 type Config struct {
 	// UserID and DeviceID are the bot's own; the device id is the bot's party_id.
 	UserID   id.UserID
@@ -68,13 +63,14 @@ type Config struct {
 	ICETimeout time.Duration
 	// MaxTracks bounds tracks per call.
 	MaxTracks int
-	// MaxCalls bounds concurrent calls.
-	MaxCalls int
 	// GatherWait is how long the answer waits for local candidates, so that most of
 	// them travel inside the answer SDP as js-sdk's callee does.
 	GatherWait time.Duration
 	// CandidateBatch is how long local candidates are collected before they are sent.
 	CandidateBatch time.Duration
+	// OnRing hears of every invite the bot may answer: it answers with Start and the
+	// Answer it got, or refuses with Decline. It runs on a goroutine of its own.
+	OnRing func(ctx context.Context, roomID id.RoomID, ans call.Answer)
 }
 
 func (c *Config) fill() {
@@ -83,9 +79,6 @@ func (c *Config) fill() {
 	}
 	if c.MaxTracks <= 0 {
 		c.MaxTracks = 64
-	}
-	if c.MaxCalls <= 0 {
-		c.MaxCalls = 32
 	}
 	if c.GatherWait <= 0 {
 		c.GatherWait = 200 * time.Millisecond
@@ -101,6 +94,7 @@ const ringGrace = 3 * time.Second
 // pending candidates for calls whose invite has not been handled yet.
 const (
 	maxPendingCalls      = 64
+	maxRinging           = 64
 	maxPendingCandidates = voippeer.MaxEarlyCandidates
 	pendingTTL           = 2 * time.Minute
 )
@@ -110,6 +104,13 @@ type callKey struct {
 	callID string
 }
 
+// ringing is an invite the bot was rung for and has not answered or declined yet.
+type ringing struct {
+	ev  callEvent
+	inv *voip.Invite
+	log zerolog.Logger
+}
+
 type pendingCands struct {
 	sender  id.UserID
 	partyID string
@@ -117,17 +118,17 @@ type pendingCands struct {
 	at      time.Time
 }
 
-// Manager owns every 1:1 call of the bot.
-type Manager struct {
-	cfg   Config
-	mx    Matrix
-	obs   Observer
-	admit Admitter
-	rtc   *rtc.Factory
-	rec   *recorder.Recorder
-	log   zerolog.Logger
+// Backend owns every 1:1 call of the bot.
+type Backend struct {
+	cfg Config
+	mx  Matrix
+	rtc *rtc.Factory
+	rec *recorder.Recorder
+	log zerolog.Logger
 
-	ctx context.Context
+	// ctx bounds the lifetime of every call; Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// the call events of the sync response being processed (BeginSync, EndSync)
 	batchMu sync.Mutex
@@ -136,25 +137,129 @@ type Manager struct {
 
 	mu      sync.Mutex
 	calls   map[callKey]*Call
+	ringing map[callKey]*ringing
+	queues  map[id.RoomID][]func() // rings waiting behind the one being decided, per room
 	pending map[callKey]*pendingCands
 	ended   map[callKey]time.Time
 	wg      sync.WaitGroup
 	closed  bool
 }
 
-var _ call.EventHandler = (*Manager)(nil)
+var (
+	_ call.Answerer    = (*Backend)(nil)
+	_ call.SyncBatcher = (*Backend)(nil)
+)
 
-// New creates a manager; ctx bounds the lifetime of every call.
-func New(ctx context.Context, cfg Config, mx Matrix, obs Observer, admit Admitter, f *rtc.Factory, rec *recorder.Recorder, log zerolog.Logger) *Manager {
+// New creates the backend.
+func New(cfg Config, mx Matrix, f *rtc.Factory, rec *recorder.Recorder, log zerolog.Logger) *Backend {
 	cfg.fill()
-	return &Manager{
-		cfg: cfg, mx: mx, obs: obs, admit: admit, rtc: f, rec: rec,
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Backend{
+		cfg: cfg, mx: mx, rtc: f, rec: rec,
 		log:     log.With().Str("component", string(recorder.KindOneToOne)).Logger(),
 		ctx:     ctx,
+		cancel:  cancel,
 		calls:   map[callKey]*Call{},
+		ringing: map[callKey]*ringing{},
+		queues:  map[id.RoomID][]func(){},
 		pending: map[callKey]*pendingCands{},
 		ended:   map[callKey]time.Time{},
 	}
+}
+
+// Name is the backend's name in logs and !status.
+func (m *Backend) Name() string { return string(recorder.KindOneToOne) }
+
+// Answers says the backend answers legacy 1:1 calls.
+func (m *Backend) Answers() recorder.Kind { return recorder.KindOneToOne }
+
+// Probe: a 1:1 call is answered when it rings, never started with !start.
+func (m *Backend) Probe(context.Context, id.RoomID, []string) call.Probe { return call.Probe{} }
+
+// answerTimeout bounds Start: the answer is made and the recording started.
+const answerTimeout = 30 * time.Second
+
+// Start answers the call that rang (req.Answer, as OnRing gave it) and returns its
+// recording once the recording has started, just before the answer goes out. A call that
+// ended or failed before is an error: call.ErrNotAnswered when there is nothing to say in
+// the room, a usererr.Error saying why otherwise.
+func (m *Backend) Start(ctx context.Context, req call.StartRequest) (call.Recording, error) {
+	ans := req.Answer
+	if ans == nil || ans.KindOf() != recorder.KindOneToOne {
+		return nil, errors.New("a 1:1 call is answered when it rings, not started")
+	}
+	key := callKey{req.RoomID, ans.CallID}
+	m.mu.Lock()
+	r := m.ringing[key]
+	if m.closed || r == nil || r.ev.Sender != ans.Caller {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("%w: the call is over", call.ErrNotAnswered)
+	}
+	delete(m.ringing, key)
+	c := newCall(m, r.ev, r.inv, r.log)
+	var early []voip.Candidate
+	if p := m.pending[key]; p != nil {
+		if p.sender == r.ev.Sender {
+			early = p.cands
+		}
+		delete(m.pending, key)
+	}
+	m.calls[key] = c
+	m.wg.Add(1)
+	m.mu.Unlock()
+	c.start(early)
+	ctx, cancel := context.WithTimeout(ctx, answerTimeout)
+	defer cancel()
+	select {
+	case <-c.begun:
+	case <-ctx.Done():
+		c.hangup("the answer took too long")
+		<-c.begun
+	}
+	if c.recording() {
+		return c, nil
+	}
+	<-c.done
+	e := c.end
+	if e.Reason == voip.ReasonAnsweredElse || e.Why == "" {
+		return nil, fmt.Errorf("%w: %s", call.ErrNotAnswered, e.Reason)
+	}
+	// The call never got as far as recording: the room hears why.
+	return nil, usererr.Error{Msg: e.Why}
+}
+
+// Decline refuses a call that rang and was not answered: an m.call.reject (a hangup with
+// user_busy for a call of version 0), unless the call is over already.
+func (m *Backend) Decline(ctx context.Context, roomID id.RoomID, ans call.Answer) error {
+	key := callKey{roomID, ans.CallID}
+	m.mu.Lock()
+	r := m.ringing[key]
+	if r == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	delete(m.ringing, key)
+	m.ended[key] = time.Now()
+	m.mu.Unlock()
+	c := voip.Reject{Common: voip.Common{CallID: r.inv.CallID, PartyID: string(m.cfg.DeviceID), Version: voip.V1}}
+	var evType = voip.TypeReject
+	var content any = c
+	if !r.inv.Version.V1 {
+		evType = voip.TypeHangup
+		content = voip.Hangup{Common: c.Common, Reason: voip.ReasonUserBusy}
+	}
+	if _, err := m.mx.SendMessage(ctx, roomID, evType, content); err != nil {
+		return fmt.Errorf("send %s: %w", evType.Type, err)
+	}
+	return nil
+}
+
+// HangUp sends a hangup for a 1:1 call the bot is no longer in (the last run's), so the
+// caller's client stops waiting for a recorder that is gone.
+func (m *Backend) HangUp(ctx context.Context, roomID id.RoomID, callID string) error {
+	h := voip.Hangup{Common: voip.Common{CallID: callID, PartyID: string(m.cfg.DeviceID), Version: voip.V1}, Reason: voip.ReasonUserHangup}
+	_, err := m.mx.SendMessage(ctx, roomID, voip.TypeHangup, h)
+	return err
 }
 
 // IsCallEvent reports whether t is an event type the manager handles.
@@ -173,7 +278,7 @@ func IsCallEvent(t event.Type) bool {
 // and handled together when the sync response is over, as matrix-js-sdk does (it looks at
 // call events only once the whole response is decrypted); others (decrypted later, when a
 // late room key came) are handled at once.
-func (m *Manager) HandleEvent(ctx context.Context, evt *event.Event) {
+func (m *Backend) HandleEvent(ctx context.Context, evt *event.Event) {
 	if evt == nil || evt.Mautrix.EventSource&(event.SourceTimeline|event.SourceDecrypted) == 0 {
 		return
 	}
@@ -204,14 +309,14 @@ func (m *Manager) HandleEvent(ctx context.Context, evt *event.Event) {
 }
 
 // BeginSync starts collecting call events: a sync response is being processed.
-func (m *Manager) BeginSync() {
+func (m *Backend) BeginSync() {
 	m.batchMu.Lock()
 	m.inSync = true
 	m.batchMu.Unlock()
 }
 
 // EndSync handles the call events of the sync response that is over.
-func (m *Manager) EndSync(ctx context.Context) {
+func (m *Backend) EndSync(ctx context.Context) {
 	m.batchMu.Lock()
 	m.inSync = false
 	batch := m.batch
@@ -225,7 +330,7 @@ func (m *Manager) EndSync(ctx context.Context) {
 // handleBatch processes the call events of one sync response in order, after the whole
 // response was decrypted, as js-sdk does: an invite whose call was already answered or hung
 // up in the same batch is dropped.
-func (m *Manager) handleBatch(ctx context.Context, evs []callEvent) {
+func (m *Backend) handleBatch(ctx context.Context, evs []callEvent) {
 	finished := map[callKey]bool{}
 	for _, ev := range evs {
 		if ev.Type.Type == voip.TypeAnswer.Type || ev.Type.Type == voip.TypeHangup.Type || ev.Type.Type == voip.TypeReject.Type {
@@ -249,7 +354,7 @@ func (m *Manager) handleBatch(ctx context.Context, evs []callEvent) {
 
 // handle processes one call event. It never panics on bad input: invalid events are
 // logged and dropped.
-func (m *Manager) handle(ctx context.Context, ev callEvent) {
+func (m *Backend) handle(ctx context.Context, ev callEvent) {
 	log := m.log.With().Stringer("room_id", ev.RoomID).Stringer("sender", ev.Sender).Str("type", ev.Type.Type).Stringer("event_id", ev.EventID).Logger()
 	if len(ev.Content) > voip.MaxSDPLength+64<<10 {
 		log.Warn().Int("bytes", len(ev.Content)).Msg("Dropping oversized call event")
@@ -276,7 +381,7 @@ func (m *Manager) handle(ctx context.Context, ev callEvent) {
 
 // route hands an event to the call it belongs to, after checking it comes from that call's
 // peer. Our own echoes and events for unknown calls are ignored.
-func (m *Manager) route(ev callEvent, log zerolog.Logger, fn func(*Call, voip.Common)) error {
+func (m *Backend) route(ev callEvent, log zerolog.Logger, fn func(*Call, voip.Common)) error {
 	var common voip.Common
 	if err := json.Unmarshal(ev.Content, &common); err != nil {
 		return err
@@ -284,8 +389,15 @@ func (m *Manager) route(ev callEvent, log zerolog.Logger, fn func(*Call, voip.Co
 	if ev.Sender == m.cfg.UserID && common.PartyID == string(m.cfg.DeviceID) {
 		return nil // our own echo
 	}
+	key := callKey{ev.RoomID, common.CallID}
 	m.mu.Lock()
-	c := m.calls[callKey{ev.RoomID, common.CallID}]
+	c := m.calls[key]
+	if r := m.ringing[key]; c == nil && r != nil && r.ev.Sender == ev.Sender &&
+		(ev.Type.Type == voip.TypeHangup.Type || ev.Type.Type == voip.TypeReject.Type) {
+		// Hung up while the bot was deciding: there is nothing left to answer.
+		delete(m.ringing, key)
+		m.ended[key] = time.Now()
+	}
 	m.mu.Unlock()
 	if c == nil {
 		log.Debug().Str("call_id", common.CallID).Msg("Event for a call the bot is not in")
@@ -303,7 +415,7 @@ func (m *Manager) route(ev callEvent, log zerolog.Logger, fn func(*Call, voip.Co
 
 // onAnswer: the bot never places 1:1 calls, but an answer from another device of the bot's
 // own account means that device took the call.
-func (m *Manager) onAnswer(ev callEvent, log zerolog.Logger) error {
+func (m *Backend) onAnswer(ev callEvent, log zerolog.Logger) error {
 	if ev.Sender != m.cfg.UserID {
 		return nil
 	}
@@ -314,8 +426,13 @@ func (m *Manager) onAnswer(ev callEvent, log zerolog.Logger) error {
 	if a.PartyID == string(m.cfg.DeviceID) {
 		return nil
 	}
+	key := callKey{ev.RoomID, a.CallID}
 	m.mu.Lock()
-	c := m.calls[callKey{ev.RoomID, a.CallID}]
+	c := m.calls[key]
+	if _, rung := m.ringing[key]; rung {
+		delete(m.ringing, key)
+		m.ended[key] = time.Now()
+	}
 	m.mu.Unlock()
 	if c != nil {
 		log.Info().Str("call_id", a.CallID).Msg("Call answered by another device of the bot")
@@ -324,7 +441,7 @@ func (m *Manager) onAnswer(ev callEvent, log zerolog.Logger) error {
 	return nil
 }
 
-func (m *Manager) onCandidates(ev callEvent, log zerolog.Logger) error {
+func (m *Backend) onCandidates(ev callEvent, log zerolog.Logger) error {
 	cs, err := voip.ParseCandidates(ev.Content)
 	if err != nil {
 		return err
@@ -372,7 +489,7 @@ func (m *Manager) onCandidates(ev callEvent, log zerolog.Logger) error {
 	return nil
 }
 
-func (m *Manager) gcPendingLocked(now time.Time) {
+func (m *Backend) gcPendingLocked(now time.Time) {
 	for k, p := range m.pending {
 		if now.Sub(p.at) > pendingTTL {
 			delete(m.pending, k)
@@ -385,7 +502,7 @@ func (m *Manager) gcPendingLocked(now time.Time) {
 	}
 }
 
-func (m *Manager) onInvite(ctx context.Context, ev callEvent, log zerolog.Logger) error {
+func (m *Backend) onInvite(ctx context.Context, ev callEvent, log zerolog.Logger) error {
 	inv, err := voip.ParseInvite(ev.Content)
 	if err != nil {
 		return err
@@ -414,74 +531,62 @@ func (m *Manager) onInvite(ctx context.Context, ev callEvent, log zerolog.Logger
 		m.mu.Unlock()
 		return nil
 	}
-	if _, dup := m.calls[key]; dup {
+	_, dup := m.calls[key]
+	_, rung := m.ringing[key]
+	_, ended := m.ended[key]
+	if dup || rung || ended {
 		m.mu.Unlock()
 		return nil
 	}
-	if _, ended := m.ended[key]; ended {
+	if len(m.ringing) >= maxRinging {
 		m.mu.Unlock()
-		return nil
+		return errors.New("too many calls ringing at once")
 	}
-	active := len(m.calls)
-	var replaced []*Call
-	for k, c := range m.calls {
-		if k.room == ev.RoomID && c.peer == ev.Sender {
-			replaced = append(replaced, c)
-		}
-	}
-	m.mu.Unlock()
-
-	refuse := func(reason string) error {
-		log.Info().Str("reason", reason).Msg("Refusing call")
-		c := voip.Reject{Common: voip.Common{CallID: inv.CallID, PartyID: string(m.cfg.DeviceID), Version: voip.V1}}
-		var evType = voip.TypeReject
-		var content any = c
-		if !inv.Version.V1 {
-			evType = voip.TypeHangup
-			content = voip.Hangup{Common: c.Common, Reason: voip.ReasonUserBusy}
-		}
-		if _, err := m.mx.SendMessage(ctx, ev.RoomID, evType, content); err != nil {
-			log.Warn().Err(err).Msg("Failed to send reject")
-		}
-		m.obs.CallRefused(ctx, ev.RoomID, ev.Sender, reason)
-		return nil
-	}
-	if m.admit != nil {
-		if err := m.admit(ctx, ev.RoomID, ev.Sender); errors.Is(err, call.ErrOtherInstance) {
-			log.Debug().Msg("Another recorder instance takes this call")
-			return nil
-		} else if err != nil {
-			return refuse(err.Error())
-		}
-	}
-	if active-len(replaced) >= m.cfg.MaxCalls {
-		return refuse("the recorder is busy with too many calls")
-	}
-	// A new call from the same person in the same room replaces the old one (their
-	// client has given up on it).
-	for _, c := range replaced {
-		c.p.Hangup(voippeer.End{Reason: "replaced", Send: true})
-	}
-
-	c := newCall(m, ev, inv, log)
-	var early []voip.Candidate
-	m.mu.Lock()
-	if p := m.pending[key]; p != nil {
-		if p.sender == ev.Sender {
-			early = p.cands
-		}
-		delete(m.pending, key)
-	}
-	m.calls[key] = c
+	m.ringing[key] = &ringing{ev: ev, inv: inv, log: log}
 	m.wg.Add(1)
+	ans := call.Answer{Kind: recorder.KindOneToOne, Caller: ev.Sender, Ring: ev.EventID, CallID: inv.CallID, Replace: true}
+	m.ringLocked(ev.RoomID, func() {
+		defer m.wg.Done()
+		if m.cfg.OnRing != nil {
+			m.cfg.OnRing(m.ctx, ev.RoomID, ans)
+		}
+		m.mu.Lock()
+		delete(m.ringing, key) // neither answered nor declined
+		m.mu.Unlock()
+	})
 	m.mu.Unlock()
-	c.start(early)
 	return nil
+}
+
+// ringLocked rings the bot (ring calls OnRing) off the sync goroutine, as deciding and
+// answering take a moment (the caller's candidates meanwhile wait as early candidates),
+// one ring of a room after the other: a call that replaces the caller's previous one
+// finds that one answered, not half way. Called with m.mu held.
+func (m *Backend) ringLocked(room id.RoomID, ring func()) {
+	if q, busy := m.queues[room]; busy {
+		m.queues[room] = append(q, ring)
+		return
+	}
+	m.queues[room] = nil
+	go func() {
+		for {
+			ring()
+			m.mu.Lock()
+			q := m.queues[room]
+			if len(q) == 0 {
+				delete(m.queues, room)
+				m.mu.Unlock()
+				return
+			}
+			ring, m.queues[room] = q[0], q[1:]
+			m.mu.Unlock()
+		}
+	}()
 }
 
 // onMember ends the calls of a caller who left the room (or was banned): they have hung
 // up, even if their client does not say so (matrix-js-sdk as callee does not).
-func (m *Manager) onMember(evt *event.Event) {
+func (m *Backend) onMember(evt *event.Event) {
 	var content struct {
 		Membership event.Membership `json:"membership"`
 	}
@@ -494,12 +599,18 @@ func (m *Manager) onMember(evt *event.Event) {
 }
 
 // peerLeft ends every call with userID in roomID.
-func (m *Manager) peerLeft(roomID id.RoomID, userID id.UserID) {
+func (m *Backend) peerLeft(roomID id.RoomID, userID id.UserID) {
 	m.mu.Lock()
 	var cs []*Call
 	for k, c := range m.calls {
 		if k.room == roomID && c.peer == userID {
 			cs = append(cs, c)
+		}
+	}
+	for k, r := range m.ringing {
+		if k.room == roomID && r.ev.Sender == userID {
+			delete(m.ringing, k)
+			m.ended[k] = time.Now()
 		}
 	}
 	m.mu.Unlock()
@@ -508,43 +619,13 @@ func (m *Manager) peerLeft(roomID id.RoomID, userID id.UserID) {
 	}
 }
 
-// HangupRoom ends the calls in a room (a command, or the bot leaving).
-func (m *Manager) HangupRoom(roomID id.RoomID, why string) int {
-	m.mu.Lock()
-	var cs []*Call
-	for k, c := range m.calls {
-		if k.room == roomID {
-			cs = append(cs, c)
-		}
-	}
-	m.mu.Unlock()
-	for _, c := range cs {
-		c.hangup(why)
-	}
-	return len(cs)
-}
-
-// Active returns the status of every call.
-func (m *Manager) Active() []Status {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]Status, 0, len(m.calls))
-	for _, c := range m.calls {
-		out = append(out, c.status())
-	}
-	return out
-}
-
-// Shutdown hangs up every call, finalises every recording and waits (bounded by ctx).
-func (m *Manager) Shutdown(ctx context.Context) error {
+// Close hangs up every call still going (call/rooms stopped those it runs first),
+// finalises their recordings and waits (bounded by ctx).
+func (m *Backend) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
-	cs := make([]*Call, 0, len(m.calls))
-	for _, c := range m.calls {
-		cs = append(cs, c)
-	}
 	m.mu.Unlock()
-	for _, c := range cs {
+	for _, c := range m.active() {
 		c.hangup("the recorder is shutting down")
 	}
 	done := make(chan struct{})
@@ -552,6 +633,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		m.wg.Wait()
 		close(done)
 	}()
+	defer m.cancel()
 	select {
 	case <-done:
 		return nil
@@ -560,7 +642,14 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 }
 
-func (m *Manager) forget(c *Call) {
+// active returns the calls being answered or recorded.
+func (m *Backend) active() []*Call {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Collect(maps.Values(m.calls))
+}
+
+func (m *Backend) forget(c *Call) {
 	m.mu.Lock()
 	key := callKey{c.roomID, c.callID}
 	if m.calls[key] == c {

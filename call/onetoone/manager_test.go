@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,9 +16,11 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // fakeRoom captures what the manager sends; tests play the caller by hand.
@@ -49,22 +52,43 @@ func (f *fakeRoom) SendMessage(_ context.Context, _ id.RoomID, t event.Type, con
 	return "$sent", nil
 }
 func (f *fakeRoom) ICEServers(context.Context) []webrtc.ICEServer { return nil }
-func (f *fakeRoom) CallStarted(context.Context, Status) {
-	f.mu.Lock()
-	f.started++
-	f.mu.Unlock()
-}
-func (f *fakeRoom) CallEnded(_ context.Context, _ Status, m recorder.Manifest, _ error) {
-	f.mu.Lock()
-	f.ended = append(f.ended, m)
-	f.mu.Unlock()
-	f.notify <- struct{}{}
-}
-func (f *fakeRoom) CallRefused(_ context.Context, _ id.RoomID, _ id.UserID, reason string) {
-	f.mu.Lock()
-	f.refused = append(f.refused, reason)
-	f.mu.Unlock()
-	f.notify <- struct{}{}
+
+// ring plays the bot (and call/rooms) for a call that rang: admit decides, a refusal is
+// declined, an answered call's recording is watched until it ends.
+func (f *fakeRoom) ring(m **Backend, admit func() error) func(ctx context.Context, room id.RoomID, ans call.Answer) {
+	return func(ctx context.Context, room id.RoomID, ans call.Answer) {
+		refuse := func(reason string) {
+			_ = (*m).Decline(ctx, room, ans)
+			f.mu.Lock()
+			f.refused = append(f.refused, reason)
+			f.mu.Unlock()
+			f.notify <- struct{}{}
+		}
+		if admit != nil {
+			if err := admit(); err != nil {
+				refuse(err.Error())
+				return
+			}
+		}
+		rec, err := (*m).Start(ctx, call.StartRequest{RoomID: room, By: ans.Caller, Answer: &ans})
+		var ue usererr.Error
+		switch {
+		case errors.As(err, &ue):
+			refuse(ue.Msg)
+			return
+		case err != nil:
+			return
+		}
+		f.mu.Lock()
+		f.started++
+		f.mu.Unlock()
+		<-rec.Done()
+		man, _, _ := rec.Result()
+		f.mu.Lock()
+		f.ended = append(f.ended, man)
+		f.mu.Unlock()
+		f.notify <- struct{}{}
+	}
 }
 
 func (f *fakeRoom) wait(t *testing.T, cond func() bool) {
@@ -103,7 +127,7 @@ const (
 	botDev = id.DeviceID("BOTDEV")
 )
 
-func newManager(t *testing.T, admit Admitter) (*Manager, *fakeRoom, string) {
+func newManager(t *testing.T, admit func() error) (*Backend, *fakeRoom, string) {
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	f, err := rtc.NewFactory(rtc.Settings{IncludeLoopback: true}, log)
@@ -116,15 +140,14 @@ func newManager(t *testing.T, admit Admitter) (*Manager, *fakeRoom, string) {
 		t.Fatal(err)
 	}
 	fr := newFakeRoom()
-	ctx, cancel := context.WithCancel(context.Background())
-	m := New(ctx, Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second}, fr, fr, admit, f, rec, log)
+	var m *Backend
+	m = New(Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second, OnRing: fr.ring(&m, admit)}, fr, f, rec, log)
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
-		if err := m.Shutdown(sctx); err != nil {
+		if err := m.Close(sctx); err != nil {
 			t.Error(err)
 		}
-		cancel()
 		_ = f.Close()
 	})
 	return m, fr, dir
@@ -211,6 +234,22 @@ func (p *peer) sendTone(ctx context.Context) {
 	}
 }
 
+// takeAnswer waits for the bot's answer and applies it. (The answer's fields are
+// call/voip/peer's: TestAnswerConnectsAndHandsOverTracks.)
+func (p *peer) takeAnswer(t *testing.T, fr *fakeRoom) {
+	t.Helper()
+	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
+	fr.mu.Lock()
+	a, err := voip.ParseAnswer(fr.find("m.call.answer")[0])
+	fr.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func ev(typ event.Type, sender id.UserID, content any) callEvent {
 	b, _ := json.Marshal(content)
 	return callEvent{RoomID: room, Sender: sender, Type: typ, Content: b, ReceivedAt: time.Now()}
@@ -232,18 +271,7 @@ func TestAnswerWithEarlyCandidates(t *testing.T) {
 		ev(voip.TypeCandidates, bob, map[string]any{"call_id": "call1", "party_id": "BOBDEV", "version": "1", "candidates": cands}),
 		ev(voip.TypeInvite, bob, invite("call1", sdp)),
 	})
-	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
-	fr.mu.Lock()
-	raw := fr.find("m.call.answer")[0]
-	fr.mu.Unlock()
-	// The answer's fields are call/voip/peer's (TestAnswerConnectsAndHandsOverTracks).
-	a, err := voip.ParseAnswer(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
-		t.Fatal(err)
-	}
+	p.takeAnswer(t, fr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go p.sendTone(ctx)
@@ -271,7 +299,7 @@ func TestAnswerWithEarlyCandidates(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	m, fr, _ := newManager(t, func(context.Context, id.RoomID, id.UserID) error { return errors.New("not alone") })
+	m, fr, _ := newManager(t, func() error { return errors.New("not alone") })
 	p := newPeer(t)
 	sdp := p.offer(t)
 	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("call2", sdp)))
@@ -298,8 +326,8 @@ func TestIgnoredInvites(t *testing.T) {
 		ev(voip.TypeHangup, bob, map[string]any{"call_id": "answered", "version": "1"}),
 	})
 	time.Sleep(300 * time.Millisecond)
-	if len(m.Active()) != 0 {
-		t.Errorf("calls started: %+v", m.Active())
+	if len(m.active()) != 0 {
+		t.Errorf("calls started: %+v", m.active())
 	}
 	fr.mu.Lock()
 	defer fr.mu.Unlock()
@@ -318,7 +346,7 @@ func TestSelectAnswerElsewhere(t *testing.T) {
 	// A stranger cannot end the call.
 	m.handle(context.Background(), ev(voip.TypeHangup, "@eve:hs", map[string]any{"call_id": "call3", "version": "1"}))
 	time.Sleep(200 * time.Millisecond)
-	if len(m.Active()) != 1 {
+	if len(m.active()) != 1 {
 		t.Fatal("a stranger's hangup ended the call")
 	}
 	m.handle(context.Background(), ev(voip.TypeSelectAnswer, bob, map[string]any{"call_id": "call3", "party_id": "BOBDEV", "version": "1", "selected_party_id": "OTHERDEV"}))
@@ -334,11 +362,7 @@ func TestNegotiateAnswered(t *testing.T) {
 	p := newPeer(t)
 	sdp := p.offer(t)
 	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("call4", sdp)))
-	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
-	a, _ := voip.ParseAnswer(fr.find("m.call.answer")[0])
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Answer.SDP}); err != nil {
-		t.Fatal(err)
-	}
+	p.takeAnswer(t, fr)
 	o, err := p.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
 	if err != nil {
 		t.Fatal(err)
@@ -375,7 +399,7 @@ func TestSyncBatch(t *testing.T) {
 	sdp := p.offer(t)
 	m.BeginSync()
 	m.HandleEvent(context.Background(), roomEvent(voip.TypeInvite, bob, invite("gone", sdp), event.SourceTimeline))
-	if n := len(m.Active()); n != 0 {
+	if n := len(m.active()); n != 0 {
 		t.Fatalf("%d calls before the sync response is over", n)
 	}
 	m.HandleEvent(context.Background(), roomEvent(voip.TypeHangup, bob, map[string]any{"call_id": "gone", "version": "1"}, event.SourceTimeline))
@@ -385,8 +409,8 @@ func TestSyncBatch(t *testing.T) {
 	fr.mu.Lock()
 	sent := len(fr.sent)
 	fr.mu.Unlock()
-	if len(m.Active()) != 0 || sent != 0 {
-		t.Fatalf("an invite hung up in its sync, or one from room state, was answered: %d calls, %d events sent", len(m.Active()), sent)
+	if len(m.active()) != 0 || sent != 0 {
+		t.Fatalf("an invite hung up in its sync, or one from room state, was answered: %d calls, %d events sent", len(m.active()), sent)
 	}
 	m.HandleEvent(context.Background(), roomEvent(voip.TypeInvite, bob, invite("late", sdp), event.SourceTimeline|event.SourceDecrypted))
 	fr.wait(t, func() bool { return len(fr.find("m.call.answer")) == 1 })
@@ -409,7 +433,7 @@ func TestCallerLeaves(t *testing.T) {
 	m.HandleEvent(context.Background(), member(bob, "leave", event.SourceState))
 	m.HandleEvent(context.Background(), member(bob, "join", event.SourceTimeline))
 	time.Sleep(300 * time.Millisecond)
-	if len(m.Active()) != 1 {
+	if len(m.active()) != 1 {
 		t.Fatal("the call ended though its caller is still in the room")
 	}
 	m.HandleEvent(context.Background(), member(bob, "leave", event.SourceTimeline))
@@ -420,9 +444,74 @@ func TestCallerLeaves(t *testing.T) {
 	if hangups != 1 {
 		t.Errorf("after the caller left: %d hangups, want 1", hangups)
 	}
-	for deadline := time.Now().Add(5 * time.Second); len(m.Active()) != 0; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); len(m.active()) != 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the call is still listed after it ended")
 		}
+	}
+}
+
+// TestHungUpWhileRinging: a call hung up while the bot decides is not answered, and not
+// rejected either (the caller's client is done with it).
+func TestHungUpWhileRinging(t *testing.T) {
+	deciding, decide := make(chan struct{}), make(chan struct{})
+	m, fr, _ := newManager(t, func() error {
+		close(deciding)
+		<-decide
+		return nil
+	})
+	p := newPeer(t)
+	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("gone", p.offer(t))))
+	<-deciding
+	m.handle(context.Background(), ev(voip.TypeHangup, bob, map[string]any{"call_id": "gone", "party_id": "BOBDEV", "version": "1"}))
+	close(decide)
+	time.Sleep(300 * time.Millisecond)
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	if len(fr.sent) != 0 || fr.started != 0 || len(fr.refused) != 0 {
+		t.Errorf("a call hung up while ringing: sent %+v, %d started, refused %q", fr.sent, fr.started, fr.refused)
+	}
+}
+
+// TestUnusableOfferIsRefusedWithWhy: an offer the bot cannot answer ends the call before
+// its recording starts; Start says why, for the room, and nothing is recorded.
+func TestUnusableOfferIsRefusedWithWhy(t *testing.T) {
+	m, fr, dir := newManager(t, nil)
+	m.handle(context.Background(), ev(voip.TypeInvite, bob, invite("bad", "v=0\r\nnot an offer\r\n")))
+	fr.wait(t, func() bool { return len(fr.refused) == 1 })
+	if fr.started != 0 || fr.refused[0] == "" {
+		t.Errorf("%d started, refused with %q", fr.started, fr.refused[0])
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("an unanswered call left %d folders", len(entries))
+	}
+}
+
+// TestRingsOfARoomInTurn: a second invite in a room rings the bot only once the first one
+// is decided, so a call that replaces another finds it answered.
+func TestRingsOfARoomInTurn(t *testing.T) {
+	var mu sync.Mutex
+	deciding, maxDeciding := 0, 0
+	m, fr, _ := newManager(t, func() error {
+		mu.Lock()
+		deciding++
+		maxDeciding = max(maxDeciding, deciding)
+		mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		deciding--
+		mu.Unlock()
+		return errors.New("no")
+	})
+	p := newPeer(t)
+	sdp := p.offer(t)
+	for _, id := range []string{"r1", "r2", "r3"} {
+		m.handle(context.Background(), ev(voip.TypeInvite, bob, invite(id, sdp)))
+	}
+	fr.wait(t, func() bool { return len(fr.refused) == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if maxDeciding != 1 {
+		t.Errorf("%d rings of one room decided at once", maxDeciding)
 	}
 }

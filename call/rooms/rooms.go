@@ -2,7 +2,8 @@
 // the backend that can record the room's call (of those whose Probe says yes, the one with
 // the highest priority), with the room's opt-outs, until the call ends or someone, a limit
 // or the recorder's shutdown stops it. !start, !stop, !skipme, the direct calls the bot
-// answers and the resumes after a restart all come through here.
+// answers (legacy 1:1 calls and MatrixRTC calls alike, each kind by its Answerer) and the
+// resumes after a restart all come through here.
 //
 // It speaks no Matrix: the bot gives it a Chat to say things in rooms and a Lifecycle
 // (the recording lifecycle: limits, rows, summaries) to tell what happened.
@@ -37,6 +38,8 @@ type Config struct {
 	CommandPrefix string
 	// MaxRecordings is calls.max_group_recordings.
 	MaxRecordings int
+	// MaxCalls is calls.max_calls: the direct calls answered at once (every kind).
+	MaxCalls int
 	// PauseOnShutdown is recordings.pause_on_shutdown: Shutdown pauses what can pause.
 	PauseOnShutdown bool
 	// Notices is bot.notices: without it, the room of a direct call the bot answered
@@ -82,16 +85,20 @@ type Request struct {
 	Sender id.UserID
 	Event  id.EventID
 	Args   []string
+	// Command names the command in the room's words ("stop" when empty).
+	Command string
 }
 
 // Rooms runs the recordings of call backends, at most one per room.
 type Rooms struct {
-	cfg      Config
-	backends []call.Backend
-	answerer call.Backend
-	chat     Chat
-	lc       Lifecycle
-	log      zerolog.Logger
+	cfg       Config
+	backends  []call.Backend
+	answerers map[recorder.Kind]call.Answerer
+	chat      Chat
+	lc        Lifecycle
+	log       zerolog.Logger
+
+	marks call.MarkCounts
 
 	mu      sync.Mutex
 	active  map[id.RoomID]*recording
@@ -104,15 +111,25 @@ type recording struct {
 	folder  string
 	rec     call.Recording
 	by      id.UserID
-	// caller is set for a direct call the bot answered: they may stop it.
+	// caller is set for a direct call the bot answered: they alone may stop it.
 	caller  id.UserID
+	kind    recorder.Kind // of the answered call
 	stopped chan struct{} // closed when a stop (or the shutdown) took over
 }
 
-// New runs recordings with the backends; answerer is the one that records the direct
-// calls the bot answers (nil: none).
-func New(cfg Config, backends []call.Backend, answerer call.Backend, chat Chat, lc Lifecycle, log zerolog.Logger) *Rooms {
-	return &Rooms{cfg: cfg, backends: backends, answerer: answerer, chat: chat, lc: lc, log: log,
+// New runs recordings with the backends; those that are a call.Answerer also answer the
+// direct calls of their kind (the first one for each kind).
+func New(cfg Config, backends []call.Backend, chat Chat, lc Lifecycle, log zerolog.Logger) *Rooms {
+	if cfg.MaxCalls <= 0 {
+		cfg.MaxCalls = 32
+	}
+	answerers := map[recorder.Kind]call.Answerer{}
+	for _, be := range backends {
+		if a, ok := be.(call.Answerer); ok && a.Answers() != recorder.KindUnknown && answerers[a.Answers()] == nil {
+			answerers[a.Answers()] = a
+		}
+	}
+	return &Rooms{cfg: cfg, backends: backends, answerers: answerers, chat: chat, lc: lc, log: log,
 		active: map[id.RoomID]*recording{}, optOuts: map[id.RoomID]map[id.UserID]time.Time{}}
 }
 
@@ -132,6 +149,25 @@ func (r *Rooms) LoadOptOuts(outs map[id.RoomID]map[id.UserID]time.Time) {
 func (r *Rooms) HandleEvent(ctx context.Context, evt *event.Event) {
 	for _, be := range r.backends {
 		be.HandleEvent(ctx, evt)
+	}
+}
+
+// BeginSync tells the backends that want to know (call.SyncBatcher) that a sync response
+// is being processed.
+func (r *Rooms) BeginSync() {
+	for _, be := range r.backends {
+		if sb, ok := be.(call.SyncBatcher); ok {
+			sb.BeginSync()
+		}
+	}
+}
+
+// EndSync tells them that it is over.
+func (r *Rooms) EndSync(ctx context.Context) {
+	for _, be := range r.backends {
+		if sb, ok := be.(call.SyncBatcher); ok {
+			sb.EndSync(ctx)
+		}
 	}
 }
 
@@ -177,7 +213,12 @@ func (r *Rooms) Start(ctx context.Context, req Request) error {
 		r.mu.Unlock()
 		return usererr.Error{Msg: fmt.Sprintf("Already recording here since %s (started by %s). Type %sstop to end it.", cur.rec.Status().StartedAt.UTC().Format("15:04 UTC"), cur.by, p)}
 	}
-	running := len(r.active)
+	running := 0 // group recordings: the direct calls answered count against MaxCalls
+	for _, rec := range r.active {
+		if rec.caller == "" {
+			running++
+		}
+	}
 	r.mu.Unlock()
 	if running >= r.cfg.MaxRecordings {
 		return usererr.Error{Msg: fmt.Sprintf("Sorry, I am already recording %d group calls, the most I record at once (calls.max_group_recordings). Try again when one has ended.", running)}
@@ -227,14 +268,40 @@ func (r *Rooms) Start(ctx context.Context, req Request) error {
 // ErrAlreadyRecording: the room has a recording already.
 var ErrAlreadyRecording = usererr.Error{Msg: "Already recording here."}
 
-// Answer records a direct call the bot answers, with the answerer backend, and says so in
-// the room (with bot.notices). The caller checked that the room is a direct one with the
-// caller and that the call may be answered.
+// ErrBusy: calls.max_calls direct calls are being recorded already (in words that
+// follow "I did not answer the call from …:", as a refused call's notice says).
+var ErrBusy = usererr.Error{Msg: "the recorder is busy with too many calls (calls.max_calls)"}
+
+// Answer records a direct call the bot answers, with the backend that answers its kind of
+// call, and says so in the room (with bot.notices). The caller checked that the room is a
+// direct one with the caller and that the call may be answered. A call that replaces the
+// caller's answered call (Answer.Replace) stops that one first.
 func (r *Rooms) Answer(ctx context.Context, room id.RoomID, ans call.Answer) error {
-	if r.answerer == nil {
-		return errors.New("no backend answers direct calls")
+	be := r.answerers[ans.KindOf()]
+	if be == nil {
+		return fmt.Errorf("%w: no backend answers calls of kind %q", call.ErrNotAnswered, ans.KindOf())
 	}
-	rec, err := r.launch(ctx, r.answerer, call.StartRequest{RoomID: room, By: ans.Caller, Answer: &ans})
+	r.mu.Lock()
+	cur := r.active[room]
+	replaced := ans.Replace && cur != nil && cur.caller == ans.Caller && cur.kind == ans.KindOf()
+	answered := 0
+	for _, rec := range r.active {
+		if rec.caller != "" && !(replaced && rec == cur) {
+			answered++
+		}
+	}
+	r.mu.Unlock()
+	if cur != nil && !replaced {
+		return ErrAlreadyRecording
+	}
+	if answered >= r.cfg.MaxCalls {
+		return ErrBusy
+	}
+	if replaced {
+		// Their client has given up on the old call.
+		r.StopFor(ctx, room, ans.Caller.String()+" called again")
+	}
+	rec, err := r.launch(ctx, be, call.StartRequest{RoomID: room, By: ans.Caller, Answer: &ans})
 	if err != nil {
 		return err
 	}
@@ -268,7 +335,7 @@ func (r *Rooms) launch(ctx context.Context, be call.Backend, req call.StartReque
 	}
 	rec := &recording{backend: be.Name(), rec: cr, by: req.By, stopped: make(chan struct{}), folder: cr.Status().Folder}
 	if req.Answer != nil {
-		rec.caller = req.Answer.Caller
+		rec.caller, rec.kind = req.Answer.Caller, req.Answer.KindOf()
 	}
 	if !r.take(req.RoomID, rec) {
 		_, _ = cr.Stop(ctx, "started twice")
@@ -328,8 +395,8 @@ func (r *Rooms) remove(room id.RoomID, rec *recording) *recording {
 }
 
 // Stop ends the room's recording because someone asked (!stop, or !hangup of a direct
-// call); stopped is false when there is none (the room may have a legacy 1:1 call).
-// Who may: who may record there, and the caller of a direct call the bot answered.
+// call); stopped is false when there is none. Who may: who may record there; a direct
+// call the bot answered, its caller only.
 func (r *Rooms) Stop(ctx context.Context, req Request) (stopped bool, err error) {
 	r.mu.Lock()
 	rec := r.active[req.Room]
@@ -337,18 +404,43 @@ func (r *Rooms) Stop(ctx context.Context, req Request) (stopped bool, err error)
 	if rec == nil {
 		return false, nil
 	}
-	if rec.caller == "" || rec.caller != req.Sender {
-		if err := r.chat.MayRecord(ctx, req.Room, req.Sender); err != nil {
+	if rec.caller != "" {
+		if err := callerOnly(rec, req.Sender); err != nil {
 			return false, err
 		}
+	} else if err := r.chat.MayRecord(ctx, req.Room, req.Sender); err != nil {
+		return false, err
 	}
 	if r.remove(req.Room, rec) == nil {
 		return true, nil // it ended meanwhile
 	}
 	r.lc.StoppedByUser(req.Room)
+	command := req.Command
+	if command == "" {
+		command = "stop"
+	}
 	m, err := rec.rec.Stop(ctx, fmt.Sprintf("stopped by %s", req.Sender))
-	r.report(ctx, req.Room, rec, m, fmt.Sprintf("%s typed %sstop", req.Sender, r.cfg.CommandPrefix), err)
+	r.report(ctx, req.Room, rec, m, fmt.Sprintf("%s typed %s%s", req.Sender, r.cfg.CommandPrefix, command), err)
 	return true, nil
+}
+
+// callerOnly refuses who is not the caller of an answered call: a direct call is ended
+// (or marked) by the person in it, not by whoever else is in the room.
+func callerOnly(rec *recording, user id.UserID) error {
+	if rec.caller == "" || rec.caller == user {
+		return nil
+	}
+	return usererr.Error{Msg: fmt.Sprintf("Sorry %s, only the person in the call (%s) may do that.", user, rec.caller)}
+}
+
+// Decline refuses a direct call that rang (the backend that answers its kind tells the
+// caller's client), when it is not answered.
+func (r *Rooms) Decline(ctx context.Context, room id.RoomID, ans call.Answer) error {
+	be := r.answerers[ans.KindOf()]
+	if be == nil {
+		return nil
+	}
+	return be.Decline(ctx, room, ans)
 }
 
 // StopFor stops a room's recording without a command (a limit, the disk).
@@ -404,30 +496,30 @@ func (r *Rooms) Status(room id.RoomID) (call.Status, bool) {
 	return rec.rec.Status(), true
 }
 
-// Mark puts a marker on the timeline of the room's recording (no later than its start)
-// and returns its folder, or "" when the room has none.
-func (r *Rooms) Mark(room id.RoomID, user id.UserID, text string, at time.Time) string {
+// Mark puts a marker on the timeline of the room's recording (!mark [-30s] [text]): at
+// most call.MaxMarkers per recording, no earlier than its start. Anyone in the room marks
+// a group recording; a direct call the bot answered, its caller only.
+func (r *Rooms) Mark(req Request) error {
+	back, args := call.MarkBack(req.Args)
+	text := call.MarkerText(strings.Join(args, " "))
+	at := time.Now().Add(-back)
 	r.mu.Lock()
-	rec := r.active[room]
+	rec := r.active[req.Room]
 	r.mu.Unlock()
 	if rec == nil {
-		return ""
+		return usererr.Error{Msg: "Nothing is being recorded in this room, so there is nothing to mark."}
+	}
+	if err := callerOnly(rec, req.Sender); err != nil {
+		return err
+	}
+	if !r.marks.Take([]string{rec.folder}) {
+		return usererr.Error{Msg: fmt.Sprintf("This recording already has %d markers; that is the limit.", call.MaxMarkers)}
 	}
 	if st := rec.rec.Status(); at.Before(st.StartedAt) {
 		at = st.StartedAt
 	}
-	rec.rec.Mark(user, text, at)
-	return rec.folder
-}
-
-// Folder is the call folder of the room's recording, or "".
-func (r *Rooms) Folder(room id.RoomID) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if rec := r.active[room]; rec != nil {
-		return rec.folder
-	}
-	return ""
+	rec.rec.Mark(req.Sender, text, at)
+	return nil
 }
 
 // Recording reports whether a recording runs in the room.
@@ -440,10 +532,19 @@ func (r *Rooms) Recording(room id.RoomID) bool {
 // Answered reports whether the room's recording is a direct call the bot answered for
 // caller (who may end it).
 func (r *Rooms) Answered(room id.RoomID, caller id.UserID) bool {
+	c := r.Caller(room)
+	return c != "" && c == caller
+}
+
+// Caller is the caller of the direct call the bot answered and records in the room, or
+// "" when the room's recording (if any) is not one.
+func (r *Rooms) Caller(room id.RoomID) id.UserID {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rec := r.active[room]
-	return rec != nil && rec.caller != "" && rec.caller == caller
+	if rec := r.active[room]; rec != nil {
+		return rec.caller
+	}
+	return ""
 }
 
 // Resume restarts a room's recording that a restart paused or interrupted, in the same
@@ -458,8 +559,8 @@ func (r *Rooms) Resume(ctx context.Context, room id.RoomID, folder string, m *re
 	}
 	var best call.Backend
 	var answer *call.Answer
-	if caller != "" && r.answerer != nil {
-		best, answer = r.answerer, &call.Answer{Caller: caller, Intent: intent}
+	if a := r.answerers[recorder.KindDirect]; caller != "" && a != nil {
+		best, answer = a, &call.Answer{Caller: caller, Intent: intent}
 	}
 	if best == nil {
 		var reasons []string

@@ -30,13 +30,18 @@ type fakeBackend struct {
 	priority int
 	ok       bool
 	reason   string
+	answers  recorder.Kind // the kind of direct call it answers
 
 	mu   sync.Mutex
 	reqs []call.StartRequest
 	recs []*fakeRec
 }
 
-func (f *fakeBackend) Name() string { return f.name }
+func (f *fakeBackend) Name() string           { return f.name }
+func (f *fakeBackend) Answers() recorder.Kind { return f.answers }
+func (f *fakeBackend) Decline(context.Context, id.RoomID, call.Answer) error {
+	return nil
+}
 func (f *fakeBackend) Probe(context.Context, id.RoomID, []string) call.Probe {
 	return call.Probe{OK: f.ok, Priority: f.priority, Reason: f.reason}
 }
@@ -153,11 +158,12 @@ func (w *fakeWorld) lastEnded(t *testing.T) ended {
 func newRooms(t *testing.T, notices bool, backends ...call.Backend) (*Rooms, *fakeWorld) {
 	t.Helper()
 	w := &fakeWorld{mayNot: map[id.UserID]bool{}, ends: make(chan struct{}, 10)}
-	var answerer call.Backend
 	if len(backends) > 0 {
-		answerer = backends[0]
+		if fb, ok := backends[0].(*fakeBackend); ok && fb.answers == recorder.KindUnknown {
+			fb.answers = recorder.KindDirect // the first one answers MatrixRTC calls
+		}
 	}
-	r := New(Config{CommandPrefix: "!", MaxRecordings: 5, Notices: notices, Self: "@bot:hs"}, backends, answerer, w, w, zerolog.Nop())
+	r := New(Config{CommandPrefix: "!", MaxRecordings: 5, Notices: notices, Self: "@bot:hs"}, backends, w, w, zerolog.Nop())
 	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	return r, w
 }
@@ -236,8 +242,8 @@ func TestStartPicksTheBestBackend(t *testing.T) {
 	}
 }
 
-// The caller of a direct call the bot answered may stop it; anyone else needs the right
-// to record in the room. A room without a recording reports nothing stopped.
+// The caller of a direct call the bot answered may stop it, and nobody else, whatever
+// their right to record in the room. A room without a recording reports nothing stopped.
 func TestStopNeedsTheCallerOrTheRight(t *testing.T) {
 	be := &fakeBackend{name: "livekit", ok: true}
 	r, w := newRooms(t, true, be)
@@ -289,5 +295,67 @@ func TestResume(t *testing.T) {
 	}
 	if req, _ := be.last(); req.Answer == nil || req.Answer.Caller != alice || req.By != alice || len(w.answered) != 0 {
 		t.Errorf("answered resume %+v (answered rows %v)", req, w.answered)
+	}
+}
+
+// Each kind of direct call goes to the backend that answers it; a new call of the same
+// caller replaces theirs (Answer.Replace), a second ring does not; calls.max_calls bounds
+// the answered calls of every kind, and they do not count against the group recordings.
+func TestAnswerByKind(t *testing.T) {
+	lk := &fakeBackend{name: "livekit", ok: true}
+	legacy := &fakeBackend{name: "1:1", answers: recorder.KindOneToOne}
+	w := &fakeWorld{mayNot: map[id.UserID]bool{}, ends: make(chan struct{}, 10)}
+	lk.answers = recorder.KindDirect
+	r := New(Config{CommandPrefix: "!", MaxRecordings: 1, MaxCalls: 2, Notices: true}, []call.Backend{legacy, lk}, w, w, zerolog.Nop())
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+	ctx := context.Background()
+
+	if err := r.Answer(ctx, room, call.Answer{Kind: recorder.KindOneToOne, Caller: alice, CallID: "c1", Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(legacy.reqs) != 1 || len(lk.reqs) != 0 || r.Caller(room) != alice {
+		t.Fatalf("legacy call: %d legacy, %d livekit starts, caller %q", len(legacy.reqs), len(lk.reqs), r.Caller(room))
+	}
+	if err := r.Answer(ctx, room, call.Answer{Kind: recorder.KindOneToOne, Caller: alice, CallID: "c2", Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if e := w.lastEnded(t); e.folder != legacy.recs[0].folder || legacy.recs[0].stopped == "" {
+		t.Errorf("the replaced call: %+v, stopped %q", e, legacy.recs[0].stopped)
+	}
+	if err := r.Answer(ctx, room, call.Answer{Kind: recorder.KindOneToOne, Caller: bob, CallID: "c3", Replace: true}); !errors.Is(err, ErrAlreadyRecording) {
+		t.Errorf("someone else's call in a room being recorded: %v", err)
+	}
+	if err := r.Answer(ctx, "!other:hs", call.Answer{Caller: bob}); err != nil || len(lk.reqs) != 1 {
+		t.Fatalf("MatrixRTC call: %v, %d livekit starts", err, len(lk.reqs))
+	}
+	if err := r.Answer(ctx, "!third:hs", call.Answer{Caller: bob}); !errors.Is(err, ErrBusy) {
+		t.Errorf("a third call with calls.max_calls 2: %v", err)
+	}
+	if err := r.Start(ctx, Request{Room: "!group:hs", Sender: bob}); err != nil {
+		t.Errorf("a group recording beside two answered calls (max_group_recordings 1): %v", err)
+	}
+}
+
+// Only the caller stops or marks an answered call, whatever the others' right to record.
+func TestAnsweredCallIsTheCallers(t *testing.T) {
+	be := &fakeBackend{name: "livekit", ok: true}
+	r, _ := newRooms(t, true, be)
+	ctx := context.Background()
+	if err := r.Answer(ctx, room, call.Answer{Caller: alice}); err != nil {
+		t.Fatal(err)
+	}
+	var ue usererr.Error
+	if stopped, err := r.Stop(ctx, Request{Room: room, Sender: bob}); stopped || !errors.As(err, &ue) || !strings.Contains(ue.Msg, "only the person in the call") {
+		t.Errorf("bob (who may record) stopping alice's call: %v %v", stopped, err)
+	}
+	if err := r.Mark(Request{Room: room, Sender: bob, Args: []string{"mine"}}); err == nil {
+		t.Error("bob marked alice's call")
+	}
+	if err := r.Mark(Request{Room: room, Sender: alice, Args: []string{"-30s", "good", "bit"}}); err != nil {
+		t.Errorf("alice may not mark her call: %v", err)
+	}
+	_, rec := be.last()
+	if len(rec.marks) != 1 || rec.marks[0] != "good bit" {
+		t.Errorf("marks %q", rec.marks)
 	}
 }

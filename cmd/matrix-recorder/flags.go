@@ -30,6 +30,9 @@ const usageText = `Usage:
                                                    write the annotated example config with your
                                                    values, or upgrade an existing config in place
   matrix-recorder healthcheck [-c config.yaml]     ask the running recorder's /healthz (exit 0: ready)
+  matrix-recorder copy-database [-c config.yaml] -to-file FILE
+                                                   copy this recorder's data_dir into an empty
+                                                   PostgreSQL database (docs/fleet.md)
   matrix-recorder demo [-duration 10s]             try it: local homeserver, bot and a caller (source checkout)
   matrix-recorder -version
 
@@ -73,7 +76,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (o options, code int, d
 		fmt.Fprint(stderr, "\n"+usageText)
 		return o, exitConfig, true
 	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "Unexpected argument %q (flags come before it; the commands are healthcheck and demo).\n\n%s", fs.Arg(0), usageText)
+		fmt.Fprintf(stderr, "Unexpected argument %q (flags come before it; the commands are healthcheck, copy-database and demo).\n\n%s", fs.Arg(0), usageText)
 		return o, exitConfig, true
 	}
 	return o, exitOK, false

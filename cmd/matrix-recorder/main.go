@@ -3,6 +3,8 @@
 //
 //	matrix-recorder -config config.yaml   run the bot
 //	matrix-recorder healthcheck -c FILE   ask the running bot's /healthz (exit 0: ready)
+//	matrix-recorder copy-database -c FILE -to-file URIFILE
+//	                                      copy a single recorder's data_dir into PostgreSQL
 //	matrix-recorder demo                  try it with a throwaway local homeserver (from a
 //	                                      source checkout: see demo.go)
 package main
@@ -43,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runDemo(args[1:], stdout, stderr)
 		case "healthcheck":
 			return runHealthcheck(args[1:], stdout, stderr)
+		case "copy-database":
+			return runCopyDatabase(args[1:], stdout, stderr)
 		}
 	}
 	opts, code, done := parseFlags(args, stdout, stderr)

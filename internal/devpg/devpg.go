@@ -215,9 +215,6 @@ func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 	}
 }
 
-// SocketDir is the folder of the server's Unix socket (libpq's host).
-func (s *Server) SocketDir() string { return s.sockDir }
-
 // URI returns a connection string (key=value words) for database db as the superuser.
 func (s *Server) URI(db string) string {
 	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", s.sockDir, s.port, Superuser, db)

@@ -145,7 +145,10 @@ func browserOneToOne(t *testing.T, encrypted bool) {
 	hungUp := time.Now()
 	held := hungUp.Sub(connected)
 
-	notices, err = waitPage(timeout(t, time.Minute), page, "the bot's summary", func(n jsNotices) bool { return n.has("Recording saved") }, "notices", room)
+	// The summary, and its files in its thread (a message of its own, sent after it).
+	notices, err = waitPage(timeout(t, time.Minute), page, "the bot's summary and its thread", func(n jsNotices) bool {
+		return n.has("Recording saved") && n.has("Files of recording")
+	}, "notices", room)
 	if err != nil {
 		t.Fatal(err)
 	}
