@@ -446,3 +446,84 @@ func fleetTakeOver(t *testing.T, kill bool) {
 		t.Errorf("the returning instance said: %s", msg)
 	}
 }
+
+// TestIntegrationFleetOneToOneCannotMove: two instances and a legacy 1:1 call (Element
+// Web's): one instance answers it (the other stays silent: one answer, one recording);
+// when that one is killed (-9), the call cannot move (its peer connection was in the
+// killed process): the other instance ends the recording, hangs the call up, and says so
+// once, with one summary.
+func TestIntegrationFleetOneToOneCannotMove(t *testing.T) {
+	s := homeserver(t)
+	e := startS3(t, false)
+	uri := startPostgres(t)
+	base := botConfig(t, s)
+	e.apply(&base)
+	base.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
+	cfgs := make([]config.Config, 2)
+	procs := make([]*process, 2)
+	for i := range cfgs {
+		c := base
+		dir := t.TempDir()
+		c.DataDir, c.Recordings.Dir, c.Instance.ID = filepath.Join(dir, "data"), filepath.Join(dir, "recordings"), fmt.Sprintf("rec-%c", 'a'+i)
+		if i > 0 {
+			port, err := devtools.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.HTTP.Listen, c.HTTP.PublicURL, c.HTTP.WebhookToken = fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("http://127.0.0.1:%d", port), ""
+		}
+		cfgs[i] = c
+		procs[i] = startProcess(t, c)
+	}
+	bot := id.UserID(base.Matrix.UserID)
+	alice := newCaller(t, s, "alice")
+	ctx := timeout(t, 5*time.Minute)
+	room, err := alice.CreateDM(ctx, bot, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
+	defer call.Close()
+	waitNotice(t, alice, room, start, 60*time.Second, "Recording this call")
+	time.Sleep(4 * time.Second)
+	owner := -1
+	for i, c := range cfgs {
+		if len(callFolders(t, c.Recordings.Dir)) == 1 {
+			owner = i
+		}
+	}
+	if owner < 0 || len(callFolders(t, cfgs[0].Recordings.Dir))+len(callFolders(t, cfgs[1].Recordings.Dir)) != 1 {
+		t.Fatalf("call folders: %v and %v; want one", callFolders(t, cfgs[0].Recordings.Dir), callFolders(t, cfgs[1].Recordings.Dir))
+	}
+	killed := time.Now()
+	if err := procs[owner].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-procs[owner].done
+	note := waitNotice(t, alice, room, killed, 2*time.Minute, "cannot move to another instance")
+	t.Logf("after %s: %s", time.Since(killed).Round(time.Second), note)
+	summary := waitNotice(t, alice, room, killed, 2*time.Minute, "Recording saved")
+	t.Logf("summary:\n%s", summary)
+	select {
+	case <-call.Hangups():
+	case <-time.After(30 * time.Second):
+		t.Error("the call was not hung up")
+	}
+	time.Sleep(fleetSettle)
+	said := botSaid(alice.Notices(room), bot, time.Time{}, time.Time{})
+	for what, want := range map[string]int{"Hello! I record calls": 1, "Recording this call": 1, "cannot move to another instance": 1, "Recording saved": 1, "I did not answer": 0} {
+		if n := countContaining(said, what); n != want {
+			t.Errorf("the bot said %q %d times, want %d:\n%s", what, n, want, strings.Join(said, "\n---\n"))
+		}
+	}
+	other := 1 - owner
+	folders := callFolders(t, cfgs[other].Recordings.Dir)
+	if len(folders) != 1 {
+		t.Fatalf("the other instance's folders: %v", folders)
+	}
+	m, err := recorder.ReadManifest(filepath.Join(cfgs[other].Recordings.Dir, folders[0]))
+	if err != nil || m.Status == recorder.StatusRecording || !strings.Contains(m.Interruption, cfgs[owner].Instance.ID) {
+		t.Errorf("the manifest the other instance ended: %+v %v", m, err)
+	}
+}
