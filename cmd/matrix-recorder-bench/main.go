@@ -11,6 +11,8 @@
 //	         subscribed to all through the MatrixRTC call
 //	soak     20 calls for an hour: the bot's memory and goroutines must stay flat
 //	bot      the whole bot alone, N growing until a packet is lost
+//	fleet    N instances on PostgreSQL and S3 (issue 17): K LiveKit calls spread over them,
+//	         then a call handed over by SIGTERM and by kill -9 of its instance
 //
 // -profile DIR writes CPU profiles of the bot (its http.pprof switch) for every bot window.
 //
@@ -70,6 +72,10 @@ type options struct {
 	soakDuration time.Duration
 	soakInterval time.Duration
 	botN         []int
+	fleetN       []int
+	fleetCalls   int
+	fleetPubs    int
+	fleetWindow  time.Duration
 	botWindow    time.Duration
 	profile      string
 	botUDPPort   uint16
@@ -81,7 +87,7 @@ type options struct {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("matrix-recorder-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	parts := fs.String("parts", "hotpath,core,side,livekit", "parts to run: hotpath, core, side, livekit, soak, bot")
+	parts := fs.String("parts", "hotpath,core,side,livekit", "parts to run: hotpath, core, side, livekit, soak, bot, fleet")
 	coreStreams := fs.String("core-streams", "50,200", "core: numbers of Opus streams, one run each")
 	coreDuration := fs.Duration("core-duration", 20*time.Second, "core: measured time per run")
 	sideCalls := fs.String("side-calls", "40,200", "side: numbers of simultaneous 1:1 calls, bot and plain pion recorder")
@@ -95,6 +101,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	soakInterval := fs.Duration("soak-interval", time.Minute, "soak: time between samples (the base is the sample one interval in)")
 	botN := fs.String("bot-participants", "10,25,50,100,150,200", "bot: call counts, in order, until one loses packets")
 	botWindow := fs.Duration("bot-window", 20*time.Second, "bot: measured time per step")
+	fleetN := fs.String("fleet-instances", "1,2,3", "fleet: numbers of instances, one run each")
+	fleetCalls := fs.Int("fleet-calls", 3, "fleet: LiveKit calls (rooms) per run")
+	fleetPubs := fs.Int("fleet-publishers", 2, "fleet: publishers (Opus + VP8 each) per call")
+	fleetWindow := fs.Duration("fleet-window", 20*time.Second, "fleet: measured time per run")
 	profile := fs.String("profile", "", "write CPU profiles of the bot (through http.pprof) for every bot window into this folder")
 	botUDPPort := fs.Uint("bot-udp-port", 0, "side, bot, soak: run the bot with webrtc.udp_port set to this port (one UDP socket for every peer connection); 0: a port per connection")
 	out := fs.String("out", "BENCHMARKS.md", "the report to update (the sections of the parts run)")
@@ -107,10 +117,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	o := options{parts: map[string]bool{}, botUDPPort: uint16(*botUDPPort), coreDuration: *coreDuration, sideRounds: *sideRounds, sideWindow: *sideWindow, sideOnly: *sideOnly,
 		lkWindow: *lkWindow, soakCalls: *soakCalls, soakDuration: *soakDuration, soakInterval: *soakInterval,
-		botWindow: *botWindow, profile: *profile, out: *out, keep: *keep, args: args}
+		botWindow: *botWindow, fleetCalls: *fleetCalls, fleetPubs: *fleetPubs, fleetWindow: *fleetWindow, profile: *profile, out: *out, keep: *keep, args: args}
 	for _, p := range strings.Split(*parts, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "hotpath", "core", "side", "livekit", "soak", "bot":
+		case "hotpath", "core", "side", "livekit", "soak", "bot", "fleet":
 			o.parts[p] = true
 		default:
 			return fmt.Errorf("-parts: unknown part %q", p)
@@ -122,13 +132,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		in   string
 		out  *[]int
 	}{{"-core-streams", *coreStreams, &o.coreStreams}, {"-side-calls", *sideCalls, &o.sideCalls},
-		{"-livekit-publishers", *lkPublishers, &o.lkPublishers}, {"-bot-participants", *botN, &o.botN}} {
+		{"-livekit-publishers", *lkPublishers, &o.lkPublishers}, {"-bot-participants", *botN, &o.botN}, {"-fleet-instances", *fleetN, &o.fleetN}} {
 		if *l.out, err = ints(l.in); err != nil {
 			return fmt.Errorf("%s: %w", l.flag, err)
 		}
 	}
-	if o.sideRounds < 1 || o.soakCalls < 1 || o.soakInterval <= 0 {
-		return errors.New("-side-rounds, -soak-calls and -soak-interval must be positive")
+	if o.sideRounds < 1 || o.soakCalls < 1 || o.soakInterval <= 0 || o.fleetCalls < 1 || o.fleetPubs < 1 || o.fleetWindow <= 0 {
+		return errors.New("-side-rounds, -soak-calls, -soak-interval, -fleet-calls, -fleet-publishers and -fleet-window must be positive")
 	}
 	if o.profile != "" {
 		if o.profile, err = filepath.Abs(o.profile); err != nil {
@@ -177,7 +187,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	var bins binaries
-	if o.parts["side"] || o.parts["bot"] || o.parts["soak"] || o.parts["livekit"] {
+	if o.parts["side"] || o.parts["bot"] || o.parts["soak"] || o.parts["livekit"] || o.parts["fleet"] {
 		if bins, err = buildBinaries(ctx, filepath.Join(work, "bin"), logf); err != nil {
 			return err
 		}
@@ -240,6 +250,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if err := lb.close(); err != nil {
 			logf("stopping the LiveKit bench: %v", err)
+		}
+	}
+	if o.parts["fleet"] && len(o.fleetN) > 0 && ctx.Err() == nil {
+		r.partLoad["fleet"] = loadAvg()
+		fb, err := startFleetBench(ctx, filepath.Join(work, "fleet"), bins, logf)
+		if err != nil {
+			r.fleetErr = err.Error()
+			failed = append(failed, fmt.Errorf("fleet: %w", err))
+		} else {
+			for _, n := range o.fleetN {
+				row, err := fb.step(ctx, n, o.fleetCalls, o.fleetPubs, o.fleetWindow, logf)
+				if err != nil {
+					r.fleetErr = fmt.Sprintf("%d instances: %v", n, err)
+					logf("fleet: %s", r.fleetErr)
+					failed = append(failed, errors.New(r.fleetErr))
+					break
+				}
+				r.fleet = append(r.fleet, row)
+			}
+			if err := fb.close(); err != nil {
+				logf("stopping the fleet bench: %v", err)
+			}
 		}
 	}
 	r.profiles = summarizeProfiles(ctx, r, logf)

@@ -19,12 +19,13 @@ const (
 	secLiveKit = "The LiveKit path"
 	secSoak    = "Soak"
 	secLadder  = "The whole bot: the largest load"
+	secFleet   = "Fleet"
 	// secTried is written by hand (what was tried to make the bot cheaper, with its
 	// measurements); a run never rewrites it and always keeps it.
 	secTried = "What was tried (issue 16)"
 )
 
-var sectionOrder = []string{secHot, secCore, secSide, secProfile, secTried, secLiveKit, secSoak, secLadder}
+var sectionOrder = []string{secHot, secCore, secSide, secProfile, secTried, secLiveKit, secSoak, secLadder, secFleet}
 
 // report collects every part's results and renders BENCHMARKS.md.
 type report struct {
@@ -41,6 +42,8 @@ type report struct {
 	soakErr   string
 	ladder    []stepRow
 	ladderErr string
+	fleet     []fleetRow
+	fleetErr  string
 	// partLoad is the load average just before each part started any process.
 	partLoad map[string]float64
 }
@@ -111,6 +114,9 @@ func (r report) markdown(old map[string]string) string {
 	}
 	if len(r.ladder) > 0 || r.ladderErr != "" {
 		fresh[secLadder] = r.ladderSection()
+	}
+	if len(r.fleet) > 0 || r.fleetErr != "" {
+		fresh[secFleet] = r.fleetSection()
 	}
 	var w writer
 	w.f("# Benchmarks\n\n")
