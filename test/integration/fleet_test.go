@@ -622,3 +622,38 @@ func TestIntegrationFleetMeshFailover(t *testing.T) {
 		checkAudio(t, folder, last, 440, 660)
 	}
 }
+
+// TestIntegrationFleetAutorecord: with two instances, !autorecord on is answered once, and
+// a call that begins in the room is recorded once (one start notice, one folder), by the
+// instance that wins the room; after !stop it is not started again by the other.
+func TestIntegrationFleetAutorecord(t *testing.T) {
+	env := startLKEnv(t)
+	e := startS3(t, false)
+	uri := startPostgres(t)
+	cfgs := fleetConfigs(t, env, e, uri, 2)
+	for _, c := range cfgs {
+		startProcess(t, c)
+	}
+	bot := id.UserID(cfgs[0].Matrix.UserID)
+	alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+	bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true}) // in the room, not in the call
+	room := callRoom(t, alice, true, bot, bob)
+	since := send(t, alice, room, "!autorecord on")
+	waitMessage(t, alice, room, since, 30*time.Second, "Autorecord is on")
+	began := time.Now()
+	joinCall(t, room, alice)
+	mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	waitMessage(t, alice, room, began, 90*time.Second, "Recording started")
+	time.Sleep(5 * time.Second)
+	since = send(t, alice, room, "!stop")
+	waitMessage(t, alice, room, since, 90*time.Second, "Recording saved")
+	time.Sleep(fleetSettle)
+	for what, want := range map[string]int{"Autorecord is on": 1, "Recording started": 1, "Recording saved": 1, "Autorecord:": 0} {
+		if n := botSaidIn(alice, room, bot, what); n != want {
+			t.Errorf("the bot said %q %d times, want %d", what, n, want)
+		}
+	}
+	if fa, fb := callFolders(t, cfgs[0].Recordings.Dir), callFolders(t, cfgs[1].Recordings.Dir); len(fa)+len(fb) != 1 {
+		t.Errorf("call folders: rec-a %v, rec-b %v; want the call once", fa, fb)
+	}
+}
