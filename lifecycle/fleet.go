@@ -97,6 +97,19 @@ func (f *fleet) loadWait(kind recorder.Kind) time.Duration {
 	return min(time.Duration(total)*f.perRecording, f.maxLoad)
 }
 
+// wait is the wait before trying for a new call of kind: loadWait, or none when no other
+// instance runs (a fleet of one answers as fast as a single recorder).
+func (f *fleet) wait(ctx context.Context, kind recorder.Kind) error {
+	d := f.loadWait(kind)
+	if d <= 0 {
+		return nil
+	}
+	if n, err := f.lc.db.OthersLive(ctx, storage.InstanceResource(""), f.owner); err == nil && n == 0 {
+		return nil
+	}
+	return sleep(ctx, d)
+}
+
 // holds reports whether this instance holds room's lease.
 func (f *fleet) holds(room id.RoomID) bool {
 	f.mu.Lock()
@@ -193,7 +206,7 @@ func (lc *Lifecycle) ClaimRoom(ctx context.Context, room id.RoomID, kind recorde
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return false, err
 	}
-	if err := sleep(ctx, f.loadWait(kind)); err != nil {
+	if err := f.wait(ctx, kind); err != nil {
 		return false, err
 	}
 	return f.take(ctx, room)
@@ -235,7 +248,7 @@ func (lc *Lifecycle) Route(ctx context.Context, room id.RoomID, evt id.EventID, 
 		return false
 	}
 	if admission {
-		if err := sleep(ctx, f.loadWait(kind)); err != nil {
+		if err := f.wait(ctx, kind); err != nil {
 			return false
 		}
 	}

@@ -389,3 +389,24 @@ func TestRestartTakesBackThePredecessorsRooms(t *testing.T) {
 		t.Error("the restarted instance could not take its room back")
 	}
 }
+
+// A fleet of one (PostgreSQL, no other instance running) does not wait before it takes a
+// call, however busy it is: there is nobody to leave the call to.
+func TestAloneInstanceDoesNotWait(t *testing.T) {
+	uri := startPostgres(t)
+	lc := fleetMember(t, uri, "alone")
+	lc.fleet.perRecording, lc.fleet.maxLoad, lc.fleet.full = time.Minute, time.Minute, time.Minute
+	busyWith(lc, 3, recorder.KindMesh)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if ok, err := lc.ClaimRoom(ctx, room, recorder.KindMesh); !ok || err != nil {
+		t.Fatalf("claim: %v %v (it waited for nobody)", ok, err)
+	}
+	// With another instance running it waits (here: until the context ends).
+	fleetMember(t, uri, "other")
+	short, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	if ok, _ := lc.ClaimRoom(short, "!second:example.org", recorder.KindMesh); ok {
+		t.Error("a busy instance took a call at once while another instance runs")
+	}
+}

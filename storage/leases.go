@@ -265,3 +265,15 @@ func (d *DB) DropPredecessorLeases(ctx context.Context, prefix, ownerPrefix, own
 	}
 	return res.RowsAffected()
 }
+
+// OthersLive counts the unexpired leases on resources starting with prefix ("instance:")
+// whose owner is not owner: the other instances running now.
+func (d *DB) OthersLive(ctx context.Context, prefix, owner string) (int, error) {
+	var n int
+	err := d.db.QueryRow(ctx, `SELECT COUNT(*) FROM leases WHERE substr(resource, 1, $1) = $2 AND owner <> $3 AND expires_at > `+d.nowSQL(),
+		len(prefix), prefix, owner).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count the other instances: %w", err)
+	}
+	return n, nil
+}

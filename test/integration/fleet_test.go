@@ -19,6 +19,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/internal/devpg"
 	"github.com/matrix-recorder/matrix-recorder/internal/devtools"
 	"github.com/matrix-recorder/matrix-recorder/internal/lkpeer"
+	"github.com/matrix-recorder/matrix-recorder/internal/meshpeer"
 	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
@@ -64,7 +65,12 @@ func callFolders(t *testing.T, dir string) []string {
 // instance id, data_dir (device), recordings dir and HTTP port.
 func fleetConfigs(t *testing.T, env *lkEnv, e *s3Env, uri string, n int) []config.Config {
 	t.Helper()
-	base := env.botConfig(t)
+	return fleetConfigsFrom(t, env.botConfig(t), e, uri, n)
+}
+
+// fleetConfigsFrom is fleetConfigs from a bot config of one account.
+func fleetConfigsFrom(t *testing.T, base config.Config, e *s3Env, uri string, n int) []config.Config {
+	t.Helper()
 	e.apply(&base)
 	base.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
 	out := make([]config.Config, n)
@@ -456,26 +462,12 @@ func TestIntegrationFleetOneToOneCannotMove(t *testing.T) {
 	s := homeserver(t)
 	e := startS3(t, false)
 	uri := startPostgres(t)
-	base := botConfig(t, s)
-	e.apply(&base)
-	base.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
-	cfgs := make([]config.Config, 2)
-	procs := make([]*process, 2)
-	for i := range cfgs {
-		c := base
-		dir := t.TempDir()
-		c.DataDir, c.Recordings.Dir, c.Instance.ID = filepath.Join(dir, "data"), filepath.Join(dir, "recordings"), fmt.Sprintf("rec-%c", 'a'+i)
-		if i > 0 {
-			port, err := devtools.FreePort()
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.HTTP.Listen, c.HTTP.PublicURL, c.HTTP.WebhookToken = fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("http://127.0.0.1:%d", port), ""
-		}
-		cfgs[i] = c
+	cfgs := fleetConfigsFrom(t, botConfig(t, s), e, uri, 2)
+	procs := make([]*process, len(cfgs))
+	for i, c := range cfgs {
 		procs[i] = startProcess(t, c)
 	}
-	bot := id.UserID(base.Matrix.UserID)
+	bot := id.UserID(cfgs[0].Matrix.UserID)
 	alice := newCaller(t, s, "alice")
 	ctx := timeout(t, 5*time.Minute)
 	room, err := alice.CreateDM(ctx, bot, false)
@@ -525,5 +517,143 @@ func TestIntegrationFleetOneToOneCannotMove(t *testing.T) {
 	m, err := recorder.ReadManifest(filepath.Join(cfgs[other].Recordings.Dir, folders[0]))
 	if err != nil || m.Status == recorder.StatusRecording || !strings.Contains(m.Interruption, cfgs[owner].Instance.ID) {
 		t.Errorf("the manifest the other instance ended: %+v %v", m, err)
+	}
+}
+
+// TestIntegrationFleetMeshFailover: the instance that records an encrypted full-mesh
+// Element Call call is killed (-9); the other instance takes the recording over: it joins
+// the call with its own device (MatrixRTC membership, to-device signalling), the
+// participants connect to it, and the files go on in new parts on the call's timeline.
+func TestIntegrationFleetMeshFailover(t *testing.T) {
+	s := homeserver(t)
+	e := startS3(t, false)
+	uri := startPostgres(t)
+	cfgs := fleetConfigsFrom(t, botConfig(t, s), e, uri, 2)
+	procs := make([]*process, len(cfgs))
+	for i, c := range cfgs {
+		procs[i] = startProcess(t, c)
+	}
+	bot := id.UserID(cfgs[0].Matrix.UserID)
+	ctx := timeout(t, 5*time.Minute)
+	alice := newMeshPeer(t, s, "alice", false)
+	zoe := newMeshPeer(t, s, "zoe", false)
+	room := meshRoom(t, ctx, alice, bot, zoe)
+	conf, err := alice.CreateCall(ctx, room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*meshpeer.Client{alice, zoe} {
+		if _, err := c.Enter(ctx, room, conf, meshpeer.Media{Audio: testmedia.Tone440}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := time.Now()
+	if err := alice.SendMessage(ctx, room, "!start"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeOf(t, alice, room, since, "recording started", func(b string) bool { return strings.Contains(b, "Recording started") })
+	time.Sleep(6 * time.Second)
+	owner := -1
+	for i, c := range cfgs {
+		if len(callFolders(t, c.Recordings.Dir)) == 1 {
+			owner = i
+		}
+	}
+	if owner < 0 || len(callFolders(t, cfgs[0].Recordings.Dir))+len(callFolders(t, cfgs[1].Recordings.Dir)) != 1 {
+		t.Fatalf("call folders: %v and %v; want one", callFolders(t, cfgs[0].Recordings.Dir), callFolders(t, cfgs[1].Recordings.Dir))
+	}
+	other := 1 - owner
+	killed := time.Now()
+	if err := procs[owner].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-procs[owner].done
+	// Bounded generously (the lease is 6 s; a loaded machine connects slowly); the gap is
+	// read from the manifest.
+	n, err := alice.WaitNotice(timeout(t, 2*time.Minute), room, killed, func(b string) bool { return strings.Contains(b, "continues the recording") })
+	if err != nil {
+		t.Fatalf("no take-over notice: %v", err)
+	}
+	t.Logf("after %s: %s", time.Since(killed).Round(time.Second), n.Body)
+	time.Sleep(8 * time.Second)
+	since = time.Now()
+	if err := alice.SendMessage(ctx, room, "!stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeOf(t, alice, room, since, "summary", func(b string) bool { return strings.Contains(b, "Recording saved") })
+	time.Sleep(fleetSettle)
+	said := botSaid(alice.Notices(room), bot, time.Time{}, time.Time{})
+	for what, want := range map[string]int{"Recording started": 1, "continues the recording": 1, "Recording saved": 1} {
+		if n := countContaining(said, what); n != want {
+			t.Errorf("the bot said %q %d times, want %d", what, n, want)
+		}
+	}
+	folders := callFolders(t, cfgs[other].Recordings.Dir)
+	if len(folders) != 1 {
+		t.Fatalf("the other instance's folders: %v", folders)
+	}
+	folder := filepath.Join(cfgs[other].Recordings.Dir, folders[0])
+	keepOnFailure(t, folder)
+	m, err := recorder.ReadManifest(folder)
+	if err != nil || m.Status != recorder.StatusFinished {
+		t.Fatalf("manifest: %+v %v", m, err)
+	}
+	t.Logf("files:\n%s", describe(m))
+	if len(m.Resumes) != 1 || m.Resumes[0].Instance != cfgs[other].Instance.ID || m.Resumes[0].PreviousInstance != cfgs[owner].Instance.ID {
+		t.Fatalf("resumes %+v", m.Resumes)
+	}
+	res := m.Resumes[0]
+	t.Logf("hand-over gap in the manifest: %s", res.ResumedAt.Sub(res.InterruptedAt))
+	for _, u := range []*meshpeer.Client{alice, zoe} {
+		var parts []recorder.FileEntry
+		for _, f := range m.Tracks {
+			if f.UserID == string(u.UserID()) && f.Kind == "audio" {
+				parts = append(parts, f)
+			}
+		}
+		if len(parts) < 2 {
+			t.Errorf("%s: %d audio parts, want the first instance's and the second's", u.UserID(), len(parts))
+			continue
+		}
+		first, last := parts[0], parts[len(parts)-1]
+		if last.StartOffsetMs < first.StartOffsetMs+first.DurationMs || last.StartOffsetMs < res.ResumedAt.Sub(m.StartedAt).Milliseconds()-2000 {
+			t.Errorf("%s: the continued part starts at %d ms (first part %d+%d ms, resumed at %s)", u.UserID(), last.StartOffsetMs, first.StartOffsetMs, first.DurationMs, res.ResumedAt)
+		}
+		checkAudio(t, folder, last, 440, 660)
+	}
+}
+
+// TestIntegrationFleetAutorecord: with two instances, !autorecord on is answered once, and
+// a call that begins in the room is recorded once (one start notice, one folder), by the
+// instance that wins the room; after !stop it is not started again by the other.
+func TestIntegrationFleetAutorecord(t *testing.T) {
+	env := startLKEnv(t)
+	e := startS3(t, false)
+	uri := startPostgres(t)
+	cfgs := fleetConfigs(t, env, e, uri, 2)
+	for _, c := range cfgs {
+		startProcess(t, c)
+	}
+	bot := id.UserID(cfgs[0].Matrix.UserID)
+	alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+	bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true}) // in the room, not in the call
+	room := callRoom(t, alice, true, bot, bob)
+	since := send(t, alice, room, "!autorecord on")
+	waitMessage(t, alice, room, since, 30*time.Second, "Autorecord is on")
+	began := time.Now()
+	joinCall(t, room, alice)
+	mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	waitMessage(t, alice, room, began, 90*time.Second, "Recording started")
+	time.Sleep(5 * time.Second)
+	since = send(t, alice, room, "!stop")
+	waitMessage(t, alice, room, since, 90*time.Second, "Recording saved")
+	time.Sleep(fleetSettle)
+	for what, want := range map[string]int{"Autorecord is on": 1, "Recording started": 1, "Recording saved": 1, "Autorecord:": 0} {
+		if n := botSaidIn(alice, room, bot, what); n != want {
+			t.Errorf("the bot said %q %d times, want %d", what, n, want)
+		}
+	}
+	if fa, fb := callFolders(t, cfgs[0].Recordings.Dir), callFolders(t, cfgs[1].Recordings.Dir); len(fa)+len(fb) != 1 {
+		t.Errorf("call folders: rec-a %v, rec-b %v; want the call once", fa, fb)
 	}
 }
