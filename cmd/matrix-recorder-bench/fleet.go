@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,10 +42,14 @@ type fleetRow struct {
 	RSS          int64         // every instance together, at the end of the window
 	Spread       []int         // calls each instance took at the start
 	Lost         uint64
-	Files        fileCheck // the participants of the rooms not handed over
-	Term, Kill   *handOver
-	Load         loadSpan
-	Notes        []string
+	Files        fileCheck // every participant
+	// MovedParticipants are those of the calls handed over, MovedMissing the most media
+	// one of them lost from the measured window on.
+	MovedParticipants int
+	MovedMissing      time.Duration
+	Term, Kill        *handOver
+	Load              loadSpan
+	Notes             []string
 }
 
 func (r fleetRow) cpuPerParticipant() time.Duration {
@@ -57,11 +62,13 @@ type handOver struct {
 	// Resumed runs from the signal to the resume the manifest records (resumed_at);
 	// Flowing to the moment the continuing instance's manifest lists every track again.
 	Resumed, Flowing time.Duration
-	// Gap is the manifest's resumed_at − interrupted_at; Missing the largest hole on
+	// Gap is the manifest's resumed_at − interrupted_at; Hole the largest hole on
 	// the call's timeline between a track's parts (the earlier part's end as the
 	// manifest in S3 says it).
-	Gap, Missing time.Duration
-	Err          string
+	Gap, Hole time.Duration
+	// Calls is how many calls moved (all the instance recorded).
+	Calls int
+	Err   string
 }
 
 // fleetBench is the fleet's environment: the LiveKit part's (Dendrite, livekit-server,
@@ -155,10 +162,10 @@ func (f *fleetBench) instances(ctx context.Context, n int) ([]*botProc, error) {
 
 // fleetRoom is one call of the step: its publishers, its folder, who records it.
 type fleetRoom struct {
-	room    id.RoomID
-	pubs    []*lkPublisher
-	folder  string // the call folder's name (the same on every instance)
-	movedAt time.Time
+	room   id.RoomID
+	pubs   []*lkPublisher
+	folder string // the call folder's name (the same on every instance)
+	moves  int    // hand-overs the bench caused
 }
 
 // owner is the instance whose copy of the room's folder says recording (-1 if none).
@@ -221,7 +228,6 @@ func (f *fleetBench) step(ctx context.Context, n, rooms, perRoom int, window tim
 	for k := range calls {
 		c := &fleetRoom{pubs: make([]*lkPublisher, perRoom)}
 		calls[k] = c
-		f.lk.steps++
 		for i := range c.pubs {
 			p, err := lb.newPeer(ctx, fmt.Sprintf("f%d-%d-%d", n, k, i))
 			if err != nil {
@@ -270,7 +276,9 @@ func (f *fleetBench) step(ctx context.Context, n, rooms, perRoom int, window tim
 		if err != nil {
 			return row, err
 		}
-		logf("fleet: room %d recorded by %s", k, procs[ownerOf(procs, c.folder)].cfg.Instance.ID)
+		if o := ownerOf(procs, c.folder); o >= 0 {
+			logf("fleet: room %d recorded by %s", k, procs[o].cfg.Instance.ID)
+		}
 	}
 	allRecording := time.Now()
 	time.Sleep(3 * time.Second)
@@ -318,16 +326,14 @@ func (f *fleetBench) step(ctx context.Context, n, rooms, perRoom int, window tim
 			return row, err
 		}
 	}
-	var pcalls []*placedCall
-	var results []callResult
+	length := stopAt.Sub(allRecording)
 	for k, c := range calls {
 		var m *recorder.Manifest
-		var folder string
 		err := poll(ctx, 2*time.Minute, 100*time.Millisecond, func() (bool, string) {
 			for _, p := range procs {
 				x, err := recorder.ReadManifest(filepath.Join(p.recordings(), c.folder))
-				if err == nil && (x.Status == recorder.StatusFinished || x.Status == recorder.StatusComplete) && len(x.Resumes) >= resumesOf(calls, c) {
-					m, folder = x, filepath.Join(p.recordings(), c.folder)
+				if err == nil && (x.Status == recorder.StatusFinished || x.Status == recorder.StatusComplete) && len(x.Resumes) >= c.moves {
+					m = x
 					return true, ""
 				}
 			}
@@ -339,77 +345,125 @@ func (f *fleetBench) step(ctx context.Context, n, rooms, perRoom int, window tim
 		for _, t := range m.Tracks {
 			row.Lost += t.Stats.PacketsLost + t.Stats.PacketsLate
 		}
-		if !c.movedAt.IsZero() {
-			continue
-		}
-		byUser := map[string]int{}
-		base := len(pcalls)
-		for i, p := range c.pubs {
-			byUser[string(p.peer.UserID())] = base + i
-			pcalls = append(pcalls, &placedCall{id: string(p.peer.UserID()), connected: allRecording, hungUp: stopAt})
-			results = append(results, callResult{})
-		}
-		for _, t := range m.Tracks {
-			if i, ok := byUser[t.UserID]; ok {
-				results[i].Files = append(results[i].Files, fileResult{Path: filepath.Join(folder, t.File), Kind: t.Kind})
+		logf("fleet: room %d (%d hand-overs): checking the files with ffprobe", k, c.moves)
+		miss, problems := coverage(ctx, procs, c, m, allRecording, stopAt)
+		for _, p := range c.pubs {
+			worst, ok := miss[string(p.peer.UserID())]
+			if c.moves > 0 {
+				row.MovedParticipants++
+				row.MovedMissing = max(row.MovedMissing, worst)
+			}
+			row.Files.Calls++
+			row.Files.Shortfall = max(row.Files.Shortfall, worst)
+			if ok && worst <= wholeSlack {
+				row.Files.Whole++
+			} else if len(row.Files.Problems) < 3 {
+				row.Files.Problems = append(row.Files.Problems, fmt.Sprintf("%s: %.1f s of %.1f s missing", p.peer.UserID(), worst.Seconds(), length.Seconds()))
 			}
 		}
+		row.Files.Problems = append(row.Files.Problems, problems...)
 	}
-	logf("fleet: checking the files of %d participants with ffprobe", len(pcalls))
-	row.Files = checkCalls(ctx, pcalls, results)
 	if len(row.Files.Problems) > 0 {
 		logf("fleet: not whole: %s", strings.Join(row.Files.Problems, "; "))
 	}
-	logf("fleet, %d instances: spread %v, %.2f ms CPU per participant-second, %d/%d whole", n, row.Spread,
-		ms(row.cpuPerParticipant()), row.Files.Whole, row.Files.Calls)
+	logf("fleet, %d instances: spread %v, %.2f ms CPU per participant-second, %d/%d whole, worst missing in a handed-over call %.1f s", n, row.Spread,
+		ms(row.cpuPerParticipant()), row.Files.Whole, row.Files.Calls, row.MovedMissing.Seconds())
 	return row, nil
 }
 
-// resumesOf is how many hand-overs the bench made of c's recording (its final manifest
-// must list as many).
-func resumesOf(calls []*fleetRoom, c *fleetRoom) int {
-	if c.movedAt.IsZero() {
-		return 0
+// coverage measures, for each participant of c, the media missing from its audio and
+// its video (the worse of the two) between from and to: the parts of each track placed
+// on the call's timeline (start_offset_ms from the manifest, length counted by ffprobe
+// in the file, found on the disk of whichever instance wrote it), their union cut to the
+// interval, subtracted from the interval.
+func coverage(ctx context.Context, procs []*botProc, c *fleetRoom, m *recorder.Manifest, from, to time.Time) (map[string]time.Duration, []string) {
+	type span struct{ a, b time.Duration }
+	lo, hi := from.Sub(m.StartedAt), to.Sub(m.StartedAt)
+	spans := map[string][]span{} // user|kind
+	var problems []string
+	for _, t := range m.Tracks {
+		path := ""
+		var size int64 = -1
+		for _, p := range procs {
+			f := filepath.Join(p.recordings(), c.folder, t.File)
+			if st, err := os.Stat(f); err == nil && st.Size() > size {
+				path, size = f, st.Size()
+			}
+		}
+		if path == "" {
+			problems = append(problems, t.File+": on no instance's disk")
+			continue
+		}
+		d, err := mediaDuration(ctx, path, t.Kind)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		start := time.Duration(t.StartOffsetMs) * time.Millisecond
+		k := t.UserID + "|" + t.Kind
+		spans[k] = append(spans[k], span{start, start + d})
 	}
-	return 1
+	out := map[string]time.Duration{}
+	for _, p := range c.pubs {
+		u := string(p.peer.UserID())
+		worst := time.Duration(-1)
+		for _, kind := range []string{"audio", "video"} {
+			ss := spans[u+"|"+kind]
+			sort.Slice(ss, func(i, j int) bool { return ss[i].a < ss[j].a })
+			covered, at := time.Duration(0), lo
+			for _, s := range ss {
+				a, b := max(s.a, at), min(s.b, hi)
+				if b > a {
+					covered += b - a
+					at = b
+				}
+			}
+			worst = max(worst, hi-lo-covered)
+		}
+		out[u] = worst
+	}
+	return out, problems
 }
 
-// handOver stops (SIGTERM) or kills (-9) the instance that records one of the calls not
-// moved yet, and waits until another instance's manifest of it lists every track
-// recording again after a resume.
+// handOver stops (SIGTERM) or kills (-9) the instance that records the first call not
+// handed over yet (every call it records moves with it) and waits until, for each of
+// those calls, another instance's manifest lists a resume and every track recording
+// again after it. The times are the worst over the calls moved.
 func (f *fleetBench) handOver(ctx context.Context, procs []*botProc, calls []*fleetRoom, perRoom int, kill bool, logf logFunc) *handOver {
 	h := &handOver{}
-	var c *fleetRoom
 	from := -1
 	for _, x := range calls {
-		if x.movedAt.IsZero() {
-			if o := ownerOf(procs, x.folder); o >= 0 {
-				c, from = x, o
+		if o := ownerOf(procs, x.folder); o >= 0 && (from < 0 || x.moves == 0) {
+			from = o
+			if x.moves == 0 {
 				break
 			}
 		}
 	}
-	if c == nil {
-		h.Err = "no call left with a live owner"
+	if from < 0 {
+		h.Err = "no call with a live owner"
 		return h
 	}
+	var moved []*fleetRoom
+	for _, x := range calls {
+		if ownerOf(procs, x.folder) == from {
+			moved = append(moved, x)
+			x.moves++
+		}
+	}
+	h.Calls = len(moved)
 	p := procs[from]
 	h.From = p.cfg.Instance.ID
-	how := "SIGTERM"
+	sig, how := syscall.SIGTERM, "SIGTERM"
 	if kill {
-		how = "kill -9"
+		sig, how = syscall.SIGKILL, "kill -9"
 	}
-	logf("fleet: %s of %s, which records %s", how, h.From, c.folder)
+	logf("fleet: %s of %s, which records %d calls", how, h.From, len(moved))
 	at := time.Now()
-	sig := syscall.SIGTERM
-	if kill {
-		sig = syscall.SIGKILL
-	}
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		h.Err = err.Error()
 		return h
 	}
-	c.movedAt = at
 	select {
 	case <-p.done:
 	case <-time.After(2 * time.Minute):
@@ -418,44 +472,61 @@ func (f *fleetBench) handOver(ctx context.Context, procs []*botProc, calls []*fl
 		<-p.done
 	}
 	p.cmd = nil
-	var m *recorder.Manifest
-	to := -1
+	done := map[*fleetRoom]bool{}
+	var to []string
 	err := poll(ctx, 3*time.Minute, 100*time.Millisecond, func() (bool, string) {
-		for i, q := range procs {
-			if i == from || q.cmd == nil {
+		for _, c := range moved {
+			if done[c] {
 				continue
 			}
-			x, err := recorder.ReadManifest(filepath.Join(q.recordings(), c.folder))
-			if err != nil || x.Status != recorder.StatusRecording || len(x.Resumes) == 0 {
-				continue
-			}
-			resumed := x.Resumes[len(x.Resumes)-1].ResumedAt
-			live := 0
-			for _, t := range x.Tracks {
-				if t.Status == recorder.StatusRecording && !t.StartedAt.Before(resumed.Add(-time.Second)) {
-					live++
+			for _, q := range procs {
+				if q.cmd == nil {
+					continue
+				}
+				x, err := recorder.ReadManifest(filepath.Join(q.recordings(), c.folder))
+				if err != nil || x.Status != recorder.StatusRecording || len(x.Resumes) < c.moves {
+					continue
+				}
+				r := x.Resumes[len(x.Resumes)-1]
+				live := 0
+				for _, t := range x.Tracks {
+					if t.Status == recorder.StatusRecording && !t.StartedAt.Before(r.ResumedAt.Add(-time.Second)) {
+						live++
+					}
+				}
+				if live < 2*perRoom {
+					continue
+				}
+				done[c] = true
+				h.Flowing = max(h.Flowing, time.Since(at))
+				h.Resumed = max(h.Resumed, r.ResumedAt.Sub(at))
+				h.Gap = max(h.Gap, r.ResumedAt.Sub(r.InterruptedAt))
+				if !slices.Contains(to, q.cfg.Instance.ID) {
+					to = append(to, q.cfg.Instance.ID)
 				}
 			}
-			if live >= 2*perRoom {
-				m, to = x, i
-				return true, ""
-			}
 		}
-		return false, "no other instance continues the recording"
+		return len(done) == len(moved), fmt.Sprintf("%d of %d calls continued by another instance", len(done), len(moved))
 	})
+	sort.Strings(to)
+	h.To = strings.Join(to, ", ")
 	if err != nil {
 		h.Err = err.Error()
 		return h
 	}
-	h.Flowing = time.Since(at)
-	h.To = procs[to].cfg.Instance.ID
-	r := m.Resumes[len(m.Resumes)-1]
-	h.Resumed, h.Gap = r.ResumedAt.Sub(at), r.ResumedAt.Sub(r.InterruptedAt)
-	logf("fleet: %s continues after %v (resumed_at %v after the signal, gap %v)", h.To, h.Flowing.Round(10*time.Millisecond), h.Resumed.Round(10*time.Millisecond), h.Gap.Round(10*time.Millisecond))
+	logf("fleet: %s continue(s) after %v (resumed_at %v after the signal, gap %v)", h.To, h.Flowing.Round(10*time.Millisecond),
+		h.Resumed.Round(10*time.Millisecond), h.Gap.Round(10*time.Millisecond))
 	// The hole on the timeline, once the continued parts have some length.
 	time.Sleep(4 * time.Second)
-	if x, err := recorder.ReadManifest(filepath.Join(procs[to].recordings(), c.folder)); err == nil {
-		h.Missing = timelineHole(x)
+	for _, c := range moved {
+		for _, q := range procs {
+			if q.cmd == nil {
+				continue
+			}
+			if x, err := recorder.ReadManifest(filepath.Join(q.recordings(), c.folder)); err == nil && x.Status == recorder.StatusRecording {
+				h.Hole = max(h.Hole, timelineHole(x))
+			}
+		}
 	}
 	return h
 }
@@ -495,19 +566,23 @@ func (r report) fleetSection() string {
 	w.f("instance records it. LiveKit calls, not legacy 1:1 calls: a legacy call's peer connection lives in the\n")
 	w.f("process that answered it and cannot move (the fleet ends it with what was uploaded), so only LiveKit and\n")
 	w.f("full-mesh calls have a hand-over to measure.\n\n")
-	w.f("| Instances | Calls | Participants | Calls each instance took | CPU of all instances (%% of a core) | CPU per participant-second | Resident set, all instances | Participants recorded whole (calls not handed over) | Lost or late packets | Load before → after |\n")
-	w.f("|---|---|---|---|---|---|---|---|---|---|\n")
+	w.f("| Instances | Calls | Participants | Calls each instance took | CPU of all instances (%% of a core) | CPU per participant-second | Resident set, all instances | Participants recorded whole (worst missing) | Participants in handed-over calls: worst media missing | Lost or late packets | Load before → after |\n")
+	w.f("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, x := range r.fleet {
 		spread := make([]string, len(x.Spread))
 		for i, c := range x.Spread {
 			spread[i] = strconv.Itoa(c)
 		}
-		w.f("| %d | %d | %d | %s | %.0f%% | %.2f ms | %s | %d/%d (%.1f s) | %d | %s |\n", x.Instances, x.Rooms, x.Participants, strings.Join(spread, " / "),
-			100*x.CPU.Seconds()/x.Seconds, ms(x.cpuPerParticipant()), mib(x.RSS), x.Files.Whole, x.Files.Calls, x.Files.Shortfall.Seconds(), x.Lost, x.Load)
+		moved := "none handed over"
+		if x.MovedParticipants > 0 {
+			moved = fmt.Sprintf("%.1f s (%d participants)", x.MovedMissing.Seconds(), x.MovedParticipants)
+		}
+		w.f("| %d | %d | %d | %s | %.0f%% | %.2f ms | %s | %d/%d (%.1f s) | %s | %d | %s |\n", x.Instances, x.Rooms, x.Participants, strings.Join(spread, " / "),
+			100*x.CPU.Seconds()/x.Seconds, ms(x.cpuPerParticipant()), mib(x.RSS), x.Files.Whole, x.Files.Calls, x.Files.Shortfall.Seconds(), moved, x.Lost, x.Load)
 	}
 	w.f("\nHand-over, with the calls going on (after the measured window):\n\n")
-	w.f("| Instances | How | From → to | Signal → `resumed_at` | Signal → every track recording again | `resumed_at` − `interrupted_at` | Largest hole on the timeline |\n")
-	w.f("|---|---|---|---|---|---|---|\n")
+	w.f("| Instances | How | From → to | Calls moved | Signal → `resumed_at` | Signal → every track recording again | `resumed_at` − `interrupted_at` | Largest hole between parts in the manifest |\n")
+	w.f("|---|---|---|---|---|---|---|---|\n")
 	for _, x := range r.fleet {
 		for _, h := range []struct {
 			how string
@@ -517,11 +592,11 @@ func (r report) fleetSection() string {
 				continue
 			}
 			if h.h.Err != "" {
-				w.f("| %d | %s | %s → ? | not measured: %s | | | |\n", x.Instances, h.how, h.h.From, h.h.Err)
+				w.f("| %d | %s | %s → %s | %d | not measured: %s | | | |\n", x.Instances, h.how, h.h.From, h.h.To, h.h.Calls, h.h.Err)
 				continue
 			}
-			w.f("| %d | %s | %s → %s | %.1f s | %.1f s | %.1f s | %.1f s |\n", x.Instances, h.how, h.h.From, h.h.To,
-				h.h.Resumed.Seconds(), h.h.Flowing.Seconds(), h.h.Gap.Seconds(), h.h.Missing.Seconds())
+			w.f("| %d | %s | %s → %s | %d | %.1f s | %.1f s | %.1f s | %.1f s |\n", x.Instances, h.how, h.h.From, h.h.To, h.h.Calls,
+				h.h.Resumed.Seconds(), h.h.Flowing.Seconds(), h.h.Gap.Seconds(), h.h.Hole.Seconds())
 		}
 		for _, n := range x.Notes {
 			w.f("\n%d instances: %s.\n", x.Instances, n)
@@ -531,17 +606,23 @@ func (r report) fleetSection() string {
 		w.f("\nThe run stopped: %s\n", r.fleetErr)
 	}
 	w.f("\nCPU is the sum over every instance's process during a %v window with every track recording;\n", o.fleetWindow)
-	w.f("per participant-second divides it by the participants and the window. Participants recorded whole:\n")
-	w.f("as in the LiveKit path (audio and video file each hold the time from \"every call recording\" to `!stop`\n")
-	w.f("minus %v), for the calls that were not handed over. A hand-over: the instance that records one call is\n", wholeSlack)
-	w.f("stopped with SIGTERM (it pauses its recordings, confirms their copies in S3 and gives the rooms' leases\n")
-	w.f("back) or killed with `kill -9` (its room's lease runs out, 6 s); the bench then polls the other instances'\n")
-	w.f("call folders every 100 ms. \"Signal → `resumed_at`\" is the resume the continuing instance wrote in the\n")
-	w.f("manifest (`resumes[]`); \"every track recording again\" is when its manifest first listed every\n")
-	w.f("participant's new part recording. The manifest's `interrupted_at` is the last file change of the earlier\n")
-	w.f("run. The largest hole on the timeline is between the end of a participant's earlier part (as the last\n")
-	w.f("manifest the stopped instance stored in S3 says, at most 2 s old for a killed one) and the start of its\n")
-	w.f("part written by the continuing instance: the media missing from the recording. With two instances the\n")
-	w.f("instance stopped cleanly is started again before the kill, so the kill has somewhere to go.\n\n")
+	w.f("per participant-second divides it by the participants and the window. After the window come the\n")
+	w.f("hand-overs, with the calls going on: the instance that records the first call not moved yet is stopped\n")
+	w.f("with SIGTERM (it pauses its recordings, confirms their copies in S3 and gives the rooms' leases back), then\n")
+	w.f("(with two instances, after the stopped one is started again) the instance that records a call is killed\n")
+	w.f("with `kill -9` (its rooms' leases run out, 6 s); every call the instance recorded moves, and the times are\n")
+	w.f("the worst over them. The bench polls the other instances' call folders every 100 ms: \"Signal →\n")
+	w.f("`resumed_at`\" is the resume the continuing instance wrote in the manifest (`resumes[]`), \"every track\n")
+	w.f("recording again\" when its manifest first listed every participant's new part recording; `interrupted_at`\n")
+	w.f("is the earlier run's last file change. The hole between parts is the manifest's: from the end of a\n")
+	w.f("participant's earlier part as the stopped instance's last manifest in S3 says it (stored every 2 s) to\n")
+	w.f("the start of its part written by the continuing instance.\n\n")
+	w.f("Recorded whole and media missing are measured in the files after `!stop`: each part of a participant's\n")
+	w.f("audio and video placed on the call's timeline (its `start_offset_ms`, its length counted by ffprobe in the\n")
+	w.f("file on the disk of the instance that wrote it), the union cut to the time from \"every call recording\"\n")
+	w.f("to `!stop`; missing is that time minus the union, the worse of audio and video; whole is at most %v\n", wholeSlack)
+	w.f("missing, as in the other tables. For a killed instance that is the file on its disk (what a host that\n")
+	w.f("comes back uploads); the copy in S3 holds only the upload parts (5 MB) completed before the kill until it\n")
+	w.f("does. The publishers (this process), livekit-server, Dendrite and PostgreSQL share the 2 cores.\n\n")
 	return w.String()
 }
