@@ -43,17 +43,22 @@ type fleetRow struct {
 	Spread       []int         // calls each instance took at the start
 	Lost         uint64
 	Files        fileCheck // every participant
-	// MovedParticipants are those of the calls handed over, MovedMissing the most media
-	// one of them lost from the measured window on.
-	MovedParticipants int
-	MovedMissing      time.Duration
-	Term, Kill        *handOver
-	Load              loadSpan
-	Notes             []string
+	// Missing sums up the media the participants lost, by what happened to their call:
+	// "none", "SIGTERM", "kill -9", "SIGTERM, then kill -9".
+	Missing    map[string]*missing
+	Term, Kill *handOver
+	Load       loadSpan
+	Notes      []string
 }
 
 func (r fleetRow) cpuPerParticipant() time.Duration {
 	return time.Duration(float64(r.CPU) / float64(r.Participants) / r.Seconds)
+}
+
+// missing is the media lost by the participants of the calls with one history.
+type missing struct {
+	Participants int
+	Worst, Sum   time.Duration
 }
 
 // handOver is one call moved from its instance to another.
@@ -164,8 +169,9 @@ func (f *fleetBench) instances(ctx context.Context, n int) ([]*botProc, error) {
 type fleetRoom struct {
 	room   id.RoomID
 	pubs   []*lkPublisher
-	folder string // the call folder's name (the same on every instance)
-	moves  int    // hand-overs the bench caused
+	folder string   // the call folder's name (the same on every instance)
+	moves  int      // hand-overs the bench caused
+	how    []string // which, in order
 }
 
 // owner is the instance whose copy of the room's folder says recording (-1 if none).
@@ -183,7 +189,7 @@ func ownerOf(procs []*botProc, folder string) int {
 }
 
 func (f *fleetBench) step(ctx context.Context, n, rooms, perRoom int, window time.Duration, logf logFunc) (row fleetRow, err error) {
-	row = fleetRow{Instances: n, Rooms: rooms, Participants: rooms * perRoom, Seconds: window.Seconds(), Spread: make([]int, n)}
+	row = fleetRow{Instances: n, Rooms: rooms, Participants: rooms * perRoom, Seconds: window.Seconds(), Spread: make([]int, n), Missing: map[string]*missing{}}
 	procs, err := f.instances(ctx, n)
 	if err != nil {
 		return row, err
@@ -349,10 +355,17 @@ func (f *fleetBench) step(ctx context.Context, n, rooms, perRoom int, window tim
 		miss, problems := coverage(ctx, procs, c, m, allRecording, stopAt)
 		for _, p := range c.pubs {
 			worst, ok := miss[string(p.peer.UserID())]
-			if c.moves > 0 {
-				row.MovedParticipants++
-				row.MovedMissing = max(row.MovedMissing, worst)
+			label := "none"
+			if len(c.how) > 0 {
+				label = strings.Join(c.how, ", then ")
 			}
+			sum := row.Missing[label]
+			if sum == nil {
+				sum = &missing{}
+				row.Missing[label] = sum
+			}
+			sum.Participants++
+			sum.Worst, sum.Sum = max(sum.Worst, worst), sum.Sum+max(0, worst)
 			row.Files.Calls++
 			row.Files.Shortfall = max(row.Files.Shortfall, worst)
 			if ok && worst <= wholeSlack {
@@ -366,8 +379,8 @@ func (f *fleetBench) step(ctx context.Context, n, rooms, perRoom int, window tim
 	if len(row.Files.Problems) > 0 {
 		logf("fleet: not whole: %s", strings.Join(row.Files.Problems, "; "))
 	}
-	logf("fleet, %d instances: spread %v, %.2f ms CPU per participant-second, %d/%d whole, worst missing in a handed-over call %.1f s", n, row.Spread,
-		ms(row.cpuPerParticipant()), row.Files.Whole, row.Files.Calls, row.MovedMissing.Seconds())
+	logf("fleet, %d instances: spread %v, %.2f ms CPU per participant-second, %d/%d whole, missing: %s", n, row.Spread,
+		ms(row.cpuPerParticipant()), row.Files.Whole, row.Files.Calls, row.missingText())
 	return row, nil
 }
 
@@ -431,33 +444,42 @@ func coverage(ctx context.Context, procs []*botProc, c *fleetRoom, m *recorder.M
 // again after it. The times are the worst over the calls moved.
 func (f *fleetBench) handOver(ctx context.Context, procs []*botProc, calls []*fleetRoom, perRoom int, kill bool, logf logFunc) *handOver {
 	h := &handOver{}
-	from := -1
-	for _, x := range calls {
-		if o := ownerOf(procs, x.folder); o >= 0 && (from < 0 || x.moves == 0) {
-			from = o
-			if x.moves == 0 {
-				break
+	// The instance to stop: one that records a call, preferring the fewest calls moved
+	// already (each hand-over's loss is then measured on its own where it can be).
+	from, best := -1, 0
+	for i := range procs {
+		owns, movedBefore := 0, 0
+		for _, x := range calls {
+			if ownerOf(procs, x.folder) == i {
+				owns++
+				if x.moves > 0 {
+					movedBefore++
+				}
 			}
+		}
+		if owns > 0 && (from < 0 || movedBefore < best) {
+			from, best = i, movedBefore
 		}
 	}
 	if from < 0 {
 		h.Err = "no call with a live owner"
 		return h
 	}
+	sig, how := syscall.SIGTERM, "SIGTERM"
+	if kill {
+		sig, how = syscall.SIGKILL, "kill -9"
+	}
 	var moved []*fleetRoom
 	for _, x := range calls {
 		if ownerOf(procs, x.folder) == from {
 			moved = append(moved, x)
 			x.moves++
+			x.how = append(x.how, how)
 		}
 	}
 	h.Calls = len(moved)
 	p := procs[from]
 	h.From = p.cfg.Instance.ID
-	sig, how := syscall.SIGTERM, "SIGTERM"
-	if kill {
-		sig, how = syscall.SIGKILL, "kill -9"
-	}
 	logf("fleet: %s of %s, which records %d calls", how, h.From, len(moved))
 	at := time.Now()
 	if err := p.cmd.Process.Signal(sig); err != nil {
@@ -566,17 +588,14 @@ func (r report) fleetSection() string {
 	w.f("instance records it. LiveKit calls, not legacy 1:1 calls: a legacy call's peer connection lives in the\n")
 	w.f("process that answered it and cannot move (the fleet ends it with what was uploaded), so only LiveKit and\n")
 	w.f("full-mesh calls have a hand-over to measure.\n\n")
-	w.f("| Instances | Calls | Participants | Calls each instance took | CPU of all instances (%% of a core) | CPU per participant-second | Resident set, all instances | Participants recorded whole (worst missing) | Participants in handed-over calls: worst media missing | Lost or late packets | Load before → after |\n")
+	w.f("| Instances | Calls | Participants | Calls each instance took | CPU of all instances (%% of a core) | CPU per participant-second | Resident set, all instances | Participants recorded whole (worst missing) | Media missing per participant, by what happened to the call: worst (mean) [participants] | Lost or late packets | Load before → after |\n")
 	w.f("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, x := range r.fleet {
 		spread := make([]string, len(x.Spread))
 		for i, c := range x.Spread {
 			spread[i] = strconv.Itoa(c)
 		}
-		moved := "none handed over"
-		if x.MovedParticipants > 0 {
-			moved = fmt.Sprintf("%.1f s (%d participants)", x.MovedMissing.Seconds(), x.MovedParticipants)
-		}
+		moved := x.missingText()
 		w.f("| %d | %d | %d | %s | %.0f%% | %.2f ms | %s | %d/%d (%.1f s) | %s | %d | %s |\n", x.Instances, x.Rooms, x.Participants, strings.Join(spread, " / "),
 			100*x.CPU.Seconds()/x.Seconds, ms(x.cpuPerParticipant()), mib(x.RSS), x.Files.Whole, x.Files.Calls, x.Files.Shortfall.Seconds(), moved, x.Lost, x.Load)
 	}
@@ -598,8 +617,10 @@ func (r report) fleetSection() string {
 			w.f("| %d | %s | %s → %s | %d | %.1f s | %.1f s | %.1f s | %.1f s |\n", x.Instances, h.how, h.h.From, h.h.To, h.h.Calls,
 				h.h.Resumed.Seconds(), h.h.Flowing.Seconds(), h.h.Gap.Seconds(), h.h.Hole.Seconds())
 		}
+	}
+	for _, x := range r.fleet {
 		for _, n := range x.Notes {
-			w.f("\n%d instances: %s.\n", x.Instances, n)
+			w.f("\nWith %d instances: %s.\n", x.Instances, n)
 		}
 	}
 	if r.fleetErr != "" {
@@ -625,4 +646,15 @@ func (r report) fleetSection() string {
 	w.f("comes back uploads); the copy in S3 holds only the upload parts (5 MB) completed before the kill until it\n")
 	w.f("does. The publishers (this process), livekit-server, Dendrite and PostgreSQL share the 2 cores.\n\n")
 	return w.String()
+}
+
+// missingText is the media missing by history: "none: 0.1 s (0.0 s) [6]; kill -9: ...".
+func (r fleetRow) missingText() string {
+	var parts []string
+	for _, k := range []string{"none", "SIGTERM", "kill -9", "SIGTERM, then kill -9"} {
+		if m := r.Missing[k]; m != nil {
+			parts = append(parts, fmt.Sprintf("%s: %.1f s (%.1f s) [%d]", k, m.Worst.Seconds(), m.Sum.Seconds()/float64(m.Participants), m.Participants))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
