@@ -390,7 +390,6 @@ func (f *fleetBench) step(ctx context.Context, n, rooms, perRoom int, window tim
 // in the file, found on the disk of whichever instance wrote it), their union cut to the
 // interval, subtracted from the interval.
 func coverage(ctx context.Context, procs []*botProc, c *fleetRoom, m *recorder.Manifest, from, to time.Time) (map[string]time.Duration, []string) {
-	type span struct{ a, b time.Duration }
 	lo, hi := from.Sub(m.StartedAt), to.Sub(m.StartedAt)
 	spans := map[string][]span{} // user|kind
 	var problems []string
@@ -421,21 +420,29 @@ func coverage(ctx context.Context, procs []*botProc, c *fleetRoom, m *recorder.M
 		u := string(p.peer.UserID())
 		worst := time.Duration(-1)
 		for _, kind := range []string{"audio", "video"} {
-			ss := spans[u+"|"+kind]
-			sort.Slice(ss, func(i, j int) bool { return ss[i].a < ss[j].a })
-			covered, at := time.Duration(0), lo
-			for _, s := range ss {
-				a, b := max(s.a, at), min(s.b, hi)
-				if b > a {
-					covered += b - a
-					at = b
-				}
-			}
-			worst = max(worst, hi-lo-covered)
+			worst = max(worst, uncovered(spans[u+"|"+kind], lo, hi))
 		}
 		out[u] = worst
 	}
 	return out, problems
+}
+
+// span is a part of a track on the call's timeline.
+type span struct{ a, b time.Duration }
+
+// uncovered is how much of [lo, hi) no span covers.
+func uncovered(spans []span, lo, hi time.Duration) time.Duration {
+	ss := slices.Clone(spans)
+	sort.Slice(ss, func(i, j int) bool { return ss[i].a < ss[j].a })
+	covered, at := time.Duration(0), lo
+	for _, s := range ss {
+		a, b := max(s.a, at), min(s.b, hi)
+		if b > a {
+			covered += b - a
+			at = b
+		}
+	}
+	return hi - lo - covered
 }
 
 // handOver stops (SIGTERM) or kills (-9) the instance that records the first call not
