@@ -71,8 +71,10 @@ type handOver struct {
 	// the call's timeline between a track's parts (the earlier part's end as the
 	// manifest in S3 says it).
 	Gap, Hole time.Duration
-	// Calls is how many calls moved (all the instance recorded).
+	// Calls is how many calls moved (all the instance recorded); Each the resume of
+	// each (signal → resumed_at), in order.
 	Calls int
+	Each  []time.Duration
 	Err   string
 }
 
@@ -529,6 +531,7 @@ func (f *fleetBench) handOver(ctx context.Context, procs []*botProc, calls []*fl
 				done[c] = true
 				h.Flowing = max(h.Flowing, time.Since(at))
 				h.Resumed = max(h.Resumed, r.ResumedAt.Sub(at))
+				h.Each = append(h.Each, r.ResumedAt.Sub(at))
 				h.Gap = max(h.Gap, r.ResumedAt.Sub(r.InterruptedAt))
 				if !slices.Contains(to, q.cfg.Instance.ID) {
 					to = append(to, q.cfg.Instance.ID)
@@ -538,6 +541,7 @@ func (f *fleetBench) handOver(ctx context.Context, procs []*botProc, calls []*fl
 		return len(done) == len(moved), fmt.Sprintf("%d of %d calls continued by another instance", len(done), len(moved))
 	})
 	sort.Strings(to)
+	slices.Sort(h.Each)
 	h.To = strings.Join(to, ", ")
 	if err != nil {
 		h.Err = err.Error()
@@ -607,7 +611,7 @@ func (r report) fleetSection() string {
 			100*x.CPU.Seconds()/x.Seconds, ms(x.cpuPerParticipant()), mib(x.RSS), x.Files.Whole, x.Files.Calls, x.Files.Shortfall.Seconds(), moved, x.Lost, x.Load)
 	}
 	w.f("\nHand-over, with the calls going on (after the measured window):\n\n")
-	w.f("| Instances | How | From → to | Calls moved | Signal → `resumed_at` | Signal → every track recording again | `resumed_at` − `interrupted_at` | Largest hole between parts in the manifest |\n")
+	w.f("| Instances | How | From → to | Calls moved | Signal → `resumed_at`, each call | Signal → every track recording again (within 10 s, issue 17) | `resumed_at` − `interrupted_at` | Largest hole between parts in the manifest |\n")
 	w.f("|---|---|---|---|---|---|---|---|\n")
 	for _, x := range r.fleet {
 		for _, h := range []struct {
@@ -621,8 +625,12 @@ func (r report) fleetSection() string {
 				w.f("| %d | %s | %s → %s | %d | not measured: %s | | | |\n", x.Instances, h.how, h.h.From, h.h.To, h.h.Calls, h.h.Err)
 				continue
 			}
-			w.f("| %d | %s | %s → %s | %d | %.1f s | %.1f s | %.1f s | %.1f s |\n", x.Instances, h.how, h.h.From, h.h.To, h.h.Calls,
-				h.h.Resumed.Seconds(), h.h.Flowing.Seconds(), h.h.Gap.Seconds(), h.h.Hole.Seconds())
+			each := make([]string, len(h.h.Each))
+			for i, d := range h.h.Each {
+				each[i] = fmt.Sprintf("%.1f", d.Seconds())
+			}
+			w.f("| %d | %s | %s → %s | %d | %s s | %.1f s %s | %.1f s | %.1f s |\n", x.Instances, h.how, h.h.From, h.h.To, h.h.Calls,
+				strings.Join(each, ", "), h.h.Flowing.Seconds(), mark(h.h.Flowing <= 10*time.Second), h.h.Gap.Seconds(), h.h.Hole.Seconds())
 		}
 	}
 	for _, x := range r.fleet {
@@ -636,10 +644,11 @@ func (r report) fleetSection() string {
 	w.f("\nCPU is the sum over every instance's process during a %v window with every track recording;\n", o.fleetWindow)
 	w.f("per participant-second divides it by the participants and the window. After the window come the\n")
 	w.f("hand-overs, with the calls going on: the instance that records the first call not moved yet is stopped\n")
-	w.f("with SIGTERM (it pauses its recordings, confirms their copies in S3 and gives the rooms' leases back), then\n")
-	w.f("(with two instances, after the stopped one is started again) the instance that records a call is killed\n")
-	w.f("with `kill -9` (its rooms' leases run out, 6 s); every call the instance recorded moves, and the times are\n")
-	w.f("the worst over them. The bench polls the other instances' call folders every 100 ms: \"Signal →\n")
+	w.f("with SIGTERM (it pauses its recordings, confirms their copies in S3 and gives the rooms' leases back); it\n")
+	w.f("is started again (so that with two instances the next hand-over has somewhere to go), and the instance\n")
+	w.f("that records calls, the fewest of them moved already, is killed with `kill -9` (its rooms' leases run\n")
+	w.f("out, 6 s). Every call the instance recorded moves; the times are the worst over them, and each call's\n")
+	w.f("resume is listed. The bench polls the other instances' call folders every 100 ms: \"Signal →\n")
 	w.f("`resumed_at`\" is the resume the continuing instance wrote in the manifest (`resumes[]`), \"every track\n")
 	w.f("recording again\" when its manifest first listed every participant's new part recording; `interrupted_at`\n")
 	w.f("is the earlier run's last file change. The hole between parts is the manifest's: from the end of a\n")
@@ -652,6 +661,10 @@ func (r report) fleetSection() string {
 	w.f("missing, as in the other tables. For a killed instance that is the file on its disk (what a host that\n")
 	w.f("comes back uploads); the copy in S3 holds only the upload parts (5 MB) completed before the kill until it\n")
 	w.f("does. The publishers (this process), livekit-server, Dendrite and PostgreSQL share the 2 cores.\n\n")
+	w.f("Not measured here: the most participants N instances record. The instances of one machine share its\n")
+	w.f("cores, so on this machine N instances record at most what one does, less their overhead (see the LiveKit path and the whole\n")
+	w.f("bot's largest load for one instance); what an extra instance costs is in the table (its resident set,\n")
+	w.f("its idle CPU in the sum). A fleet's capacity is the sum of its hosts', which one 2-core machine cannot show.\n\n")
 	return w.String()
 }
 
