@@ -316,22 +316,6 @@ func (f *fleet) sweep(ctx context.Context) {
 	}
 }
 
-// releaseAll gives back every room lease (a clean stop, after the recordings ended or
-// paused): the other instances may take the rooms at once.
-func (f *fleet) releaseAll(ctx context.Context) {
-	f.takeMu.Lock()
-	defer f.takeMu.Unlock()
-	f.mu.Lock()
-	all := f.rooms
-	f.rooms = map[id.RoomID]*roomLease{}
-	f.mu.Unlock()
-	for room, rl := range all {
-		if err := rl.k.Release(ctx); err != nil {
-			f.lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not give the room's lease back; it runs out by itself")
-		}
-	}
-}
-
 // sleep waits d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
