@@ -278,6 +278,9 @@ func (lc *Lifecycle) ClaimEvent(ctx context.Context, evt id.EventID) bool {
 // admission whose call never started), forgets lost ones, and deletes the expired leases
 // on single events. busy reports rooms where a recording is being started.
 func (f *fleet) sweep(ctx context.Context) {
+	if f.lc.shuttingDown.Load() {
+		return // the rooms of paused recordings are handed over at the end (handOver)
+	}
 	now := f.lc.now()
 	f.mu.Lock()
 	rooms := make([]id.RoomID, 0, len(f.rooms))
