@@ -278,6 +278,9 @@ func (lc *Lifecycle) ClaimEvent(ctx context.Context, evt id.EventID) bool {
 // admission whose call never started), forgets lost ones, and deletes the expired leases
 // on single events. busy reports rooms where a recording is being started.
 func (f *fleet) sweep(ctx context.Context) {
+	if f.lc.shuttingDown.Load() {
+		return // the rooms of paused recordings are handed over at the end (handOver)
+	}
 	now := f.lc.now()
 	f.mu.Lock()
 	rooms := make([]id.RoomID, 0, len(f.rooms))
@@ -313,22 +316,6 @@ func (f *fleet) sweep(ctx context.Context) {
 	}
 	if _, err := f.lc.db.DeleteExpiredLeases(ctx, storage.EventResource("")); err != nil {
 		f.lc.log.Warn().Err(err).Msg("Could not delete the expired leases on events")
-	}
-}
-
-// releaseAll gives back every room lease (a clean stop, after the recordings ended or
-// paused): the other instances may take the rooms at once.
-func (f *fleet) releaseAll(ctx context.Context) {
-	f.takeMu.Lock()
-	defer f.takeMu.Unlock()
-	f.mu.Lock()
-	all := f.rooms
-	f.rooms = map[id.RoomID]*roomLease{}
-	f.mu.Unlock()
-	for room, rl := range all {
-		if err := rl.k.Release(ctx); err != nil {
-			f.lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not give the room's lease back; it runs out by itself")
-		}
 	}
 }
 

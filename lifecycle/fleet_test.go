@@ -56,7 +56,7 @@ func fleetMember(t *testing.T, uri, instanceID string) *Lifecycle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		lc.fleet.releaseAll(context.Background())
+		lc.fleet.handOver(context.Background())
 		_ = lc.releaseClaim(context.Background())
 		lc.wg.Wait()
 	})
@@ -378,7 +378,7 @@ func TestRestartTakesBackThePredecessorsRooms(t *testing.T) {
 	if err := again.claimDatabase(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { again.fleet.releaseAll(ctx); _ = again.releaseClaim(ctx) })
+	t.Cleanup(func() { again.fleet.handOver(ctx); _ = again.releaseClaim(ctx) })
 	if l, err := again.db.Lease(ctx, storage.WatchResource(string(room))); err == nil {
 		t.Errorf("the dead process's room lease is still there: %+v", l)
 	}

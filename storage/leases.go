@@ -38,13 +38,9 @@ var ErrLeaseLost = errors.New("lease lost")
 // RecordingResource is the lease of a recording: the instance that writes its files.
 func RecordingResource(recordingID string) string { return "recording:" + recordingID }
 
-// WatchResource is the lease of a room's autorecord watch: the instance that answers
-// the room's calls and commands.
+// WatchResource is the lease of a room: the instance that records its calls and answers
+// its commands (lifecycle/fleet.go).
 func WatchResource(roomID string) string { return "watch:" + roomID }
-
-// ActiveInstanceResource is the lease of the one instance that records on a shared
-// database while instances do not share the work yet.
-const ActiveInstanceResource = "active-instance"
 
 // InstanceResource is the lease an instance holds on its own id while it runs, so that a
 // second process started with the same id on the same database is refused.

@@ -198,7 +198,7 @@ func TestTakeOverLease(t *testing.T) {
 	eachEngine(t, func(t *testing.T, e engine) {
 		ctx := context.Background()
 		d := e.open(t)
-		res := ActiveInstanceResource
+		res := InstanceResource("rec-1")
 		if _, err := d.AcquireLease(ctx, res, "a/1", time.Hour); err != nil {
 			t.Fatal(err)
 		}
