@@ -312,7 +312,7 @@ func (f *fleetBench) step(ctx context.Context, n, rooms, perRoom int, window tim
 
 	// The hand-overs, with the calls going on.
 	if n < 2 {
-		row.Notes = append(row.Notes, "one instance: nothing to hand over to")
+		row.Notes = append(row.Notes, "nothing to hand over to")
 	} else {
 		row.Term = f.handOver(ctx, procs, calls, perRoom, false, logf)
 		// The stopped instance comes back, so that the kill has somewhere to go with
@@ -635,7 +635,7 @@ func (r report) fleetSection() string {
 	}
 	for _, x := range r.fleet {
 		for _, n := range x.Notes {
-			w.f("\nWith %d instances: %s.\n", x.Instances, n)
+			w.f("\nWith %d instance(s): %s.\n", x.Instances, n)
 		}
 	}
 	if r.fleetErr != "" {
