@@ -18,13 +18,7 @@ import (
 // pg is the PostgreSQL server of this package's tests.
 var pg devpg.Shared
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := pg.Close(); err != nil {
-		println("stopping PostgreSQL:", err.Error())
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pg.Run(m)) }
 
 // startPostgres returns a fresh PostgreSQL database's connection string (skipped without
 // PostgreSQL, except in CI).

@@ -12,13 +12,7 @@ import (
 // pg is the PostgreSQL server of this package's tests.
 var pg devpg.Shared
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := pg.Close(); err != nil {
-		println("stopping PostgreSQL:", err.Error())
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pg.Run(m)) }
 
 // postgresConfig returns a fresh PostgreSQL database for the test (skipped without
 // PostgreSQL, except in CI).

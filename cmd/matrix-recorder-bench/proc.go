@@ -18,8 +18,11 @@ type procSample struct {
 	at  time.Time
 	cpu time.Duration // user + system, all threads
 	rss int64         // bytes
-	hwm int64         // peak resident set, bytes
-	pss int64         // proportional set (shared pages split among their users), bytes; only from samplePSS
+	// rssAnon and rssFile split rss: memory the process allocated, and pages of files it
+	// maps (its binary's code above all, which grows as code runs for the first time).
+	rssAnon, rssFile int64
+	hwm              int64 // peak resident set, bytes
+	pss              int64 // proportional set (shared pages split among their users), bytes; only from samplePSS
 }
 
 // sampleProc reads /proc for pid (0: this process).
@@ -60,6 +63,10 @@ func sampleProc(pid int) (procSample, error) {
 			s.rss = kb << 10
 		case "VmHWM":
 			s.hwm = kb << 10
+		case "RssAnon":
+			s.rssAnon = kb << 10
+		case "RssFile":
+			s.rssFile = kb << 10
 		}
 	}
 	return s, nil

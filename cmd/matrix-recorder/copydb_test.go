@@ -28,13 +28,7 @@ import (
 
 var pg devpg.Shared
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := pg.Close(); err != nil {
-		println("stopping PostgreSQL:", err.Error())
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pg.Run(m)) }
 
 const copyUser = id.UserID("@recorder:example.org")
 

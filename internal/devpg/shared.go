@@ -3,6 +3,7 @@ package devpg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -59,6 +60,19 @@ func (s *Shared) Database(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return uri
+}
+
+// Run runs a test binary's tests (m.Run in TestMain) and stops the server after them, for
+// TestMain's os.Exit: func TestMain(m *testing.M) { os.Exit(pg.Run(m)) }.
+func (s *Shared) Run(m *testing.M) int {
+	code := m.Run()
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping PostgreSQL:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
 }
 
 // Close stops the server if it was started.

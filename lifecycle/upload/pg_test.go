@@ -11,10 +11,4 @@ import (
 // for it.
 var pg devpg.Shared
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := pg.Close(); err != nil {
-		println("stopping PostgreSQL:", err.Error())
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pg.Run(m)) }
