@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -75,41 +76,62 @@ func (f *fleet) adopt(ctx context.Context) {
 		lc.log.Warn().Err(err).Msg("Could not look for recordings to take over")
 		return
 	}
+	// The rooms are taken over side by side (a few at a time): joining a call takes
+	// seconds, and one after the other the last of a dead instance's calls would wait for
+	// all the others (13 s for the fourth of four in the fleet bench).
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxAdoptAtOnce)
 	for _, l := range expired {
 		if ctx.Err() != nil {
-			return
+			break
 		}
-		room := id.RoomID(strings.TrimPrefix(l.Resource, storage.WatchResource("")))
-		recs, err := f.orphans(ctx, room)
-		if err != nil {
-			lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
-			continue
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			f.adoptRoom(ctx, l)
+		}()
+	}
+	wg.Wait()
+}
+
+// maxAdoptAtOnce bounds the rooms one instance takes over at the same time.
+const maxAdoptAtOnce = 8
+
+// adoptRoom takes over the recordings of the room whose lease l ran out, if this instance
+// wins the room.
+func (f *fleet) adoptRoom(ctx context.Context, l *storage.Lease) {
+	lc := f.lc
+	room := id.RoomID(strings.TrimPrefix(l.Resource, storage.WatchResource("")))
+	recs, err := f.orphans(ctx, room)
+	if err != nil {
+		lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
+		return
+	}
+	kind := recorder.KindMesh
+	for _, r := range recs {
+		if recorder.Kind(r.Kind).OneToOne() {
+			kind = recorder.KindOneToOne
 		}
-		kind := recorder.KindMesh
-		for _, r := range recs {
-			if recorder.Kind(r.Kind).OneToOne() {
-				kind = recorder.KindOneToOne
-			}
-		}
-		ok, err := lc.ClaimRoom(ctx, room, kind)
-		if err != nil || !ok {
-			continue
-		}
-		previous, _, _ := strings.Cut(l.Owner, "/")
-		if previous == lc.instance {
-			previous = "" // this instance's own earlier process
-		}
-		// Listed again now that the room is this instance's: another may have been faster.
-		if recs, err = f.orphans(ctx, room); err != nil {
-			lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
-		}
-		resumed := false
-		for _, r := range recs {
-			resumed = f.adoptRecording(ctx, r, previous, l.RenewedAt) || resumed
-		}
-		if !resumed {
-			lc.ReleaseRoom(ctx, room)
-		}
+	}
+	ok, err := lc.ClaimRoom(ctx, room, kind)
+	if err != nil || !ok {
+		return
+	}
+	previous, _, _ := strings.Cut(l.Owner, "/")
+	if previous == lc.instance {
+		previous = "" // this instance's own earlier process
+	}
+	// Listed again now that the room is this instance's: another may have been faster.
+	if recs, err = f.orphans(ctx, room); err != nil {
+		lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
+	}
+	resumed := false
+	for _, r := range recs {
+		resumed = f.adoptRecording(ctx, r, previous, l.RenewedAt) || resumed
+	}
+	if !resumed {
+		lc.ReleaseRoom(ctx, room)
 	}
 }
 

@@ -23,6 +23,8 @@ type stopCalls struct {
 	mu      sync.Mutex
 	rooms   []id.RoomID
 	resumed []ResumeRequest
+	// onResume, when set, runs in Resume before it returns (outside mu).
+	onResume func()
 }
 
 func (s *stopCalls) Stop(_ context.Context, room id.RoomID, _ recorder.Kind, _ string) {
@@ -32,8 +34,12 @@ func (s *stopCalls) Stop(_ context.Context, room id.RoomID, _ recorder.Kind, _ s
 }
 func (s *stopCalls) Resume(_ context.Context, req ResumeRequest) (bool, string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.resumed = append(s.resumed, req)
+	hook := s.onResume
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	return true, ""
 }
 func (s *stopCalls) HangUp(context.Context, id.RoomID, string) {}
@@ -348,6 +354,60 @@ func TestOneInstanceTakesOverADeadOwnersRecording(t *testing.T) {
 	took.mu.Unlock()
 	if l, err := took.db.LiveLease(ctx, storage.WatchResource(string(room))); err != nil || l.Owner != took.fleet.owner || l.Generation < 2 {
 		t.Errorf("the room's lease after the take-over: %+v %v", l, err)
+	}
+}
+
+// The rooms of a dead owner are taken over side by side, not one after the other: each
+// resume (which joins a call and takes seconds) here waits until the other room's resume
+// has begun too, which one after the other never happens.
+func TestDeadOwnersRoomsAreTakenOverSideBySide(t *testing.T) {
+	uri := startPostgres(t)
+	dead := fleetMember(t, uri, "dead")
+	ctx := context.Background()
+	rooms := []id.RoomID{"!one:example.org", "!two:example.org"}
+	for i, rm := range rooms {
+		if ok, err := dead.TakeRoom(ctx, rm); !ok || err != nil {
+			t.Fatalf("take: %v %v", ok, err)
+		}
+		r := &storage.Recording{RoomID: string(rm), CallID: fmt.Sprintf("c%d", i), Kind: string(recorder.KindLiveKit),
+			Folder: fmt.Sprintf("20261206T12000%dZ_room_element-call", i), Status: storage.RecordingActive}
+		if err := dead.db.CreateRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		dead.fleet.mu.Lock()
+		dead.fleet.rooms[rm].k.Stop()
+		delete(dead.fleet.rooms, rm)
+		dead.fleet.mu.Unlock()
+		if _, err := dead.db.RenewLease(ctx, storage.WatchResource(string(rm)), dead.fleet.owner, time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	heir := fleetMember(t, uri, "heir")
+	calls := heir.calls.(*stopCalls)
+	var started sync.WaitGroup
+	started.Add(len(rooms))
+	both := make(chan struct{})
+	go func() { started.Wait(); close(both) }()
+	var alone atomic.Bool
+	calls.mu.Lock()
+	calls.onResume = func() {
+		started.Done()
+		select {
+		case <-both:
+		case <-time.After(20 * time.Second): // a failure detector, not a timing bound
+			alone.Store(true)
+		}
+	}
+	calls.mu.Unlock()
+	heir.fleet.adopt(ctx)
+	if alone.Load() {
+		t.Fatal("a room's recording was resumed alone: the other room's resume did not begin while it ran")
+	}
+	calls.mu.Lock()
+	defer calls.mu.Unlock()
+	if len(calls.resumed) != len(rooms) {
+		t.Fatalf("resumed %d recordings, want %d", len(calls.resumed), len(rooms))
 	}
 }
 
