@@ -42,7 +42,7 @@ func agplPath(t *testing.T, suffix string) string {
 func TestGuardRefusesAGPLModules(t *testing.T) {
 	// The refused modules, by the guard's list; the versions are made up.
 	minioServer := agplPath(t, "/minio")
-	elementHS := agplPath(t, "element-hq/dendrite")
+	elementHS := agplPath(t, "/dendrite")
 	jwtService := agplPath(t, "/lk-jwt-service")
 	synapseMixed := strings.ToUpper(agplPath(t, "/synapse")[:12]) + agplPath(t, "/synapse")[12:]
 	const v = "v0.0.0-00010101000000-000000000000"
@@ -100,27 +100,32 @@ func TestGuardRefusesAGPLModules(t *testing.T) {
 }
 
 // Ensure refuses an AGPL tool before it looks for a build or a go command, even with a
-// complete build in the cache.
+// complete build in the cache, whether the pin names the module as a package or as a
+// source copy. The modules come from the guard's own list, so no AGPL path is spelled here.
 func TestEnsureRefusesAGPLToolBeforeBuilding(t *testing.T) {
-	root := t.TempDir()
-	tool := Tool{Name: "minio", Version: "v0", Packages: []string{"github.com/minio/minio"}, Binaries: []string{"minio"}}
-	dir := filepath.Join(root, tool.key())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "minio"), []byte("#!/bin/true\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeMarker(dir, marker{Tool: tool.Name, Version: tool.Version}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := Ensure(context.Background(), tool, WithCacheRoot(root), WithGo(filepath.Join(root, "no-go-here")), WithLogger(zerolog.Nop()))
-	var le *LicenceError
-	if !errors.As(err, &le) || le.AGPL.Path != "github.com/minio/minio" {
-		t.Fatalf("Ensure of an AGPL tool: %v", err)
-	}
-	src := Tool{Name: "hs", Version: "v0", Packages: []string{"example.org/hs/cmd"}, Source: &SourceCopy{Module: "github.com/element-hq/dendrite"}}
-	if _, err := Ensure(context.Background(), src, WithCacheRoot(root), WithLogger(zerolog.Nop())); !errors.As(err, &le) {
-		t.Fatalf("Ensure of a tool built from an AGPL source copy: %v", err)
+	for _, agpl := range AGPLModules {
+		t.Run(agpl.Path, func(t *testing.T) {
+			root := t.TempDir()
+			tool := Tool{Name: "refused", Version: "v0", Packages: []string{agpl.Path}, Binaries: []string{"refused"}}
+			dir := filepath.Join(root, tool.key())
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "refused"), []byte("#!/bin/true\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeMarker(dir, marker{Tool: tool.Name, Version: tool.Version}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Ensure(context.Background(), tool, WithCacheRoot(root), WithGo(filepath.Join(root, "no-go-here")), WithLogger(zerolog.Nop()))
+			var le *LicenceError
+			if !errors.As(err, &le) || le.AGPL.Path != agpl.Path {
+				t.Fatalf("Ensure of an AGPL tool: %v", err)
+			}
+			src := Tool{Name: "hs", Version: "v0", Packages: []string{"example.org/hs/cmd"}, Source: &SourceCopy{Module: agpl.Path}}
+			if _, err := Ensure(context.Background(), src, WithCacheRoot(root), WithLogger(zerolog.Nop())); !errors.As(err, &le) || le.AGPL.Path != agpl.Path {
+				t.Fatalf("Ensure of a tool built from an AGPL source copy: %v", err)
+			}
+		})
 	}
 }
