@@ -1,12 +1,15 @@
 // Package mkvwriter writes one track of a call to a WebM file (VP8, VP9, AV1, Opus) or a
 // Matroska file (H.264), in a way that survives a crash.
 //
-// While recording the file only grows: an unknown-size Segment holds unknown-size Clusters
-// of SimpleBlocks, so a file killed at any moment after Flush decodes every block before
-// that point. Close finalises it in place: Cues (one per cluster with a key frame), Duration,
-// a SeekHead that points at both, the largest frame size seen, and the sizes of the Segment
-// and every Cluster. Repair does the same for a file left behind by a crash, after dropping
-// a torn last element.
+// While recording the file grows at its end: an unknown-size Segment holds Clusters of
+// SimpleBlocks, so a file killed at any moment after Flush decodes every block before that
+// point. The only bytes written over are a cluster's size, once the cluster is complete in
+// the file (the one being written has an unknown size), so the writer keeps nothing per
+// cluster in memory. Close finalises the file in place: Cues (one per cluster with a key
+// frame, thinned out to at most 1024 for a long file), Duration, a SeekHead that points at
+// both, the largest frame size seen, the size of the last Cluster and of the Segment.
+// Repair does the same for a file left behind by a crash, after dropping a torn last
+// element.
 //
 // The header elements (EBML header, SeekHead, Info, Tracks) and the Cues are built with
 // ebml-go's marshaller. Clusters and blocks are written by this package, not by ebml-go's

@@ -21,13 +21,17 @@ import (
 //	EBML header
 //	Segment, size 01 FF FF FF FF FF FF FF (unknown, 8 bytes so Close can patch it)
 //	  header region: SeekHead(Info, Tracks) Info Tracks Void   (regionPad bytes of slack)
-//	  Cluster, size unknown (8 bytes), Timestamp, SimpleBlock...
+//	  Cluster, size known, Timestamp, SimpleBlock...
 //	  Cluster ...
+//	  Cluster, size unknown (8 bytes), Timestamp, SimpleBlock...   (the one being written)
 //
-// finish appends Cues, patches each Cluster's size, rewrites the header region in place
-// (same length: SeekHead now with Cues, Info with Duration, Tracks with the largest size)
-// and patches the Segment size. Each step leaves a valid file, so a crash during finish
-// still leaves a playable file that Repair can finalise.
+// A cluster starts with an unknown size; when the next one starts, the finished cluster's
+// bytes are flushed and its size is patched in. A cluster with a known size is complete in
+// the file, so the file is valid at every moment, and nothing per cluster is kept in
+// memory. finish appends Cues, patches the last Cluster's size, rewrites the header region
+// in place (same length: SeekHead now with Cues, Info with Duration, Tracks with the
+// largest size) and patches the Segment size. Each step leaves a valid file, so a crash
+// during finish still leaves a playable file that Repair can finalise.
 const (
 	regionPad        = 128
 	clusterHeaderLen = 12 // ID (4) + 8-byte size
@@ -37,11 +41,62 @@ const (
 // unknownSize8 is an 8-byte EBML size field meaning "unknown".
 const unknownSize8 uint64 = 0x01FFFFFFFFFFFFFF
 
+// maxCues bounds the cue points a file keeps in memory until it is finalised (24 bytes
+// each): when a long recording reaches it, every other cue is dropped and new cues keep
+// at least the spacing of those left (cueIndex). A one-hour track with a key frame every
+// second ends with cues every 4 s; a player seeks to the cue before the target and decodes
+// forward from there.
+const maxCues = 1024
+
 // cuePoint is one entry of the Cues, positions relative to the Segment data.
 type cuePoint struct {
 	time     uint64
 	cluster  int64
 	relative int64
+}
+
+// cueIndex holds the cues of a file, at most maxCues, in time order.
+type cueIndex struct {
+	points []cuePoint
+	// spacing is the least time between two cues kept (0: every cue is kept).
+	spacing uint64
+}
+
+// add keeps p if it comes at least spacing after the last cue, thinning the index out
+// when it is full.
+func (c *cueIndex) add(p cuePoint) {
+	if n := len(c.points); n > 0 {
+		last := c.points[n-1].time
+		if p.time < last || p.time-last < c.spacing {
+			return
+		}
+	}
+	if len(c.points) >= maxCues {
+		c.thin()
+		if last := c.points[len(c.points)-1].time; p.time-last < c.spacing {
+			return
+		}
+	}
+	c.points = append(c.points, p)
+}
+
+// thin keeps every other cue (the first and the last included) and raises the spacing to
+// the average spacing of those kept, so that the index fills up again only after as much
+// media again as it now covers.
+func (c *cueIndex) thin() {
+	n := len(c.points)
+	j := 0
+	for i := 0; i < n; i += 2 {
+		c.points[j] = c.points[i]
+		j++
+	}
+	if (n-1)%2 != 0 { // the last one was not kept: keep it instead of the one before
+		c.points[j-1] = c.points[n-1]
+	}
+	c.points = c.points[:j]
+	if j > 1 {
+		c.spacing = max(c.spacing, (c.points[j-1].time-c.points[0].time)/uint64(j-1))
+	}
 }
 
 // muxer writes the Matroska structure to a WriteSeeker: the header, clusters and blocks
@@ -57,10 +112,10 @@ type muxer struct {
 	segData    int64 // where the Segment's payload starts
 	regionLen  int
 
-	clusters    []int64 // cluster offsets
-	cues        []cuePoint
+	cues        cueIndex
 	cueTrack    uint64
 	inCluster   bool
+	clusterOff  int64 // where the current cluster starts
 	clusterTC   int64
 	clusterData int64
 	clusterCue  bool
@@ -77,8 +132,6 @@ func newMuxer(ws io.WriteSeeker, bufSize int) (*muxer, error) {
 		ws:       ws,
 		bw:       bufio.NewWriterSize(ws, bufSize),
 		base:     base,
-		clusters: make([]int64, 0, 256),
-		cues:     make([]cuePoint, 0, 256),
 		cueTrack: 1,
 	}, nil
 }
@@ -111,8 +164,14 @@ func (m *muxer) writeHeader(ebmlHeader, info, tracks []byte) error {
 	return m.write(region)
 }
 
-// startCluster opens a cluster of unknown size with timestamp tc.
+// startCluster ends the current cluster (endCluster) and opens one of unknown size with
+// timestamp tc.
 func (m *muxer) startCluster(tc int64) error {
+	if m.inCluster {
+		if err := m.endCluster(); err != nil {
+			return err
+		}
+	}
 	b := m.scratch[:0]
 	b = binary.BigEndian.AppendUint32(b, mkvscan.IDCluster)
 	b = binary.BigEndian.AppendUint64(b, unknownSize8)
@@ -122,21 +181,34 @@ func (m *muxer) startCluster(tc int64) error {
 	if err := m.write(b); err != nil {
 		return err
 	}
-	m.clusters = append(m.clusters, off)
 	m.inCluster = true
+	m.clusterOff = off
 	m.clusterTC = tc
 	m.clusterData = off + clusterHeaderLen
 	m.clusterCue = false
 	return nil
 }
 
+// endCluster flushes the current cluster and then patches its size: a size is only ever
+// written over a cluster whose bytes are all in the file.
+func (m *muxer) endCluster() error {
+	if err := m.bw.Flush(); err != nil {
+		return err
+	}
+	if err := m.patchSize(m.clusterOff+4, m.pos-m.clusterData); err != nil {
+		return fmt.Errorf("patching cluster size: %w", err)
+	}
+	m.inCluster = false
+	return nil
+}
+
 // noteBlock records a cue for the first key frame of the cue track in the current cluster;
 // call it just before writing the block.
 func (m *muxer) noteBlock(track uint64, tc int64, key bool) {
-	if key && track == m.cueTrack && !m.clusterCue && tc >= 0 && len(m.clusters) > 0 {
-		m.cues = append(m.cues, cuePoint{
+	if key && track == m.cueTrack && !m.clusterCue && tc >= 0 && m.inCluster {
+		m.cues.add(cuePoint{
 			time:     uint64(tc),
-			cluster:  m.clusters[len(m.clusters)-1] - m.segData,
+			cluster:  m.clusterOff - m.segData,
 			relative: m.pos - m.clusterData,
 		})
 		m.clusterCue = true
@@ -169,14 +241,14 @@ func (m *muxer) writeSimpleBlock(track uint64, tc int64, key bool, payload []byt
 // flush pushes the buffer to the WriteSeeker.
 func (m *muxer) flush() error { return m.bw.Flush() }
 
-// finish finalises the file: Cues, cluster sizes, the header region (info and tracks are
-// the final Info and Tracks elements) and the Segment size. It leaves the WriteSeeker at the
-// end of the file.
+// finish finalises the file: Cues, the last cluster's size, the header region (info and
+// tracks are the final Info and Tracks elements) and the Segment size. It leaves the
+// WriteSeeker at the end of the file.
 func (m *muxer) finish(info, tracks []byte) error {
 	end := m.pos
 	cuesPos := int64(-1)
-	if len(m.cues) > 0 {
-		cues, err := marshalCues(m.cues, m.cueTrack)
+	if len(m.cues.points) > 0 {
+		cues, err := marshalCues(m.cues.points, m.cueTrack)
 		if err != nil {
 			return err
 		}
@@ -188,14 +260,11 @@ func (m *muxer) finish(info, tracks []byte) error {
 	if err := m.bw.Flush(); err != nil {
 		return fmt.Errorf("writing cues: %w", err)
 	}
-	for i, off := range m.clusters {
-		next := end
-		if i+1 < len(m.clusters) {
-			next = m.clusters[i+1]
-		}
-		if err := m.patchSize(off+4, next-(off+clusterHeaderLen)); err != nil {
+	if m.inCluster {
+		if err := m.patchSize(m.clusterOff+4, end-m.clusterData); err != nil {
 			return fmt.Errorf("patching cluster size: %w", err)
 		}
+		m.inCluster = false
 	}
 	region, err := buildRegion(info, tracks, cuesPos, m.regionLen)
 	if err != nil {
@@ -224,11 +293,21 @@ func (m *muxer) patchSize(off, size int64) error {
 	return m.writeAt(off, b[:])
 }
 
+// writeAt overwrites bytes already in the file (the buffer must be flushed) and leaves
+// the WriteSeeker at the end of what was written so far: with one pwrite where the
+// WriteSeeker can (a file), else by seeking there and back.
 func (m *muxer) writeAt(off int64, b []byte) error {
+	if wa, ok := m.ws.(io.WriterAt); ok {
+		_, err := wa.WriteAt(b, m.base+off)
+		return err
+	}
 	if _, err := m.ws.Seek(m.base+off, io.SeekStart); err != nil {
 		return err
 	}
-	_, err := m.ws.Write(b)
+	if _, err := m.ws.Write(b); err != nil {
+		return err
+	}
+	_, err := m.ws.Seek(m.base+m.pos, io.SeekStart)
 	return err
 }
 

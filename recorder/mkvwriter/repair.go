@@ -17,7 +17,8 @@ import (
 type RepairReport struct {
 	// Duration of the repaired file.
 	Duration time.Duration
-	// Clusters and Blocks kept; Cues written (one per cluster with a key frame).
+	// Clusters and Blocks kept; Cues written (one per cluster with a key frame, thinned out
+	// to at most maxCues for a long file).
 	Clusters, Blocks, Cues int
 	// Dropped is true when a torn tail or unreadable bytes were left out; DroppedBytes
 	// counts them.
@@ -213,7 +214,7 @@ func rewrite(src io.ReaderAt, size int64, file *mkvscan.File, dst io.WriteSeeker
 		// Duration must be positive; with no frame interval to go by, one tick past the last block.
 		end = max(end, maxTS+1)
 	}
-	report.Cues = len(m.cues)
+	report.Cues = len(m.cues.points)
 	report.Duration = time.Duration(float64(end) * float64(file.TimestampScale))
 
 	info := appendElement(nil, mkvscan.IDInfo, appendDuration(infoChildren, float64(end)))

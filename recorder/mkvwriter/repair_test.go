@@ -264,6 +264,14 @@ func (s *seekFailer) Seek(off int64, whence int) (int64, error) {
 	return s.File.Seek(off, whence)
 }
 
+// WriteAt fails too once armed: the writer patches in place with it when it can.
+func (s *seekFailer) WriteAt(b []byte, off int64) (int, error) {
+	if s.armed {
+		return 0, errors.New("write in place refused")
+	}
+	return s.File.WriteAt(b, off)
+}
+
 // TestRepairAfterFailedClose: Close appended the Cues but could not patch the header.
 func TestRepairAfterFailedClose(t *testing.T) {
 	frames := readIVF(t, "vp8_320x240.ivf", media.CodecVP8)
