@@ -150,7 +150,10 @@ func TestBlockedDatabaseDoesNotStopMedia(t *testing.T) {
 		"modify recording stopping",
 		"modify recording saved",
 	}
-	if got := gate.written(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	// The part's row comes when its SHA-256 is known, which the recorder computes after
+	// the file is final, so it may come after Close began (recording stopping).
+	alsoRight := []string{want[0], want[1], want[2], want[4], want[3], want[5]}
+	if got := gate.written(); strings.Join(got, "\n") != strings.Join(want, "\n") && strings.Join(got, "\n") != strings.Join(alsoRight, "\n") {
 		t.Errorf("rows written in this order:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	r, err := e.lc.db.RecordingByFolder(ctx, filepath.Base(s.Folder()))

@@ -14,11 +14,13 @@ import "time"
 // closed and its size and SHA-256 are in the entry, OnSessionClosing when Close begins and
 // OnSessionEnd after the final manifest is written.
 //
-// OnPartStart, OnPartComplete, OnWriteError and OnWriteResumed run on the track's own
-// goroutine, the one that writes its media: a hook must return quickly, do no I/O there
-// (no database, no network, no disk) and must not call back into the Session; it may read
-// what it is given and hand work to other goroutines in the order it came (the recording
-// lifecycle queues it). No hook is called with the session's lock held.
+// OnPartStart, OnWriteError and OnWriteResumed run on the track's own goroutine, the one
+// that writes its media; OnPartComplete too for a part that could not be created or
+// finalised, and for a part that closed cleanly on the goroutine that computed its SHA-256
+// after the close (the entry said complete before that), before OnSessionEnd. A hook must return quickly, do no I/O there (no database, no network, no
+// disk) and must not call back into the Session; it may read what it is given and hand
+// work to other goroutines in the order it came (the recording lifecycle queues it). No
+// hook is called with the session's lock held.
 type Hooks struct {
 	// OnSessionStart is called for a new or resumed session (Session.Resumed tells which).
 	// A non-nil error refuses the recording: Start returns it (wrapped), and a new folder

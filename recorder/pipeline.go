@@ -3,6 +3,7 @@ package recorder
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/depacketize"
@@ -637,7 +638,22 @@ func (p *pipeline) closePart(reason string) {
 	// handled: the close failed with the write error that ends the part (writeFailed),
 	// which is logged and reported there.
 	handled := err != nil && p.wf.err != nil && p.wf.file == c.file
-	size, sum, derr := fileDigest(p.t.s.path(c.file))
+	// A file that closed cleanly is final now, and its entry says so at once; its SHA-256
+	// (a second read of the whole file: seconds for a long video) follows from another
+	// goroutine (digestLater), so that neither this track nor the end of the call waits
+	// for it. A file whose close failed may be repaired (rewritten) by this goroutine
+	// next: it is hashed here, before that.
+	var size int64
+	var sum string
+	var derr error
+	if err == nil {
+		var st os.FileInfo
+		if st, derr = os.Stat(p.t.s.path(c.file)); derr == nil {
+			size = st.Size()
+		}
+	} else {
+		size, sum, derr = p.t.s.rec.digest(p.t.s.path(c.file))
+	}
 	end := p.t.s.t0.Add(c.offset).Add(p.duration(c))
 	p.t.s.updateEntry(c.file, true, func(e *FileEntry) {
 		p.fillEntry(e, c)
@@ -658,7 +674,11 @@ func (p *pipeline) closePart(reason string) {
 			e.EndReason = reason + "; finalising failed: " + err.Error()
 		}
 	})
-	p.t.s.rec.opts.Hooks.partComplete(p.t.s, p.t.s.fileEntry(c.file))
+	if err == nil {
+		p.t.s.digestLater(c.file)
+	} else {
+		p.t.s.rec.opts.Hooks.partComplete(p.t.s, p.t.s.fileEntry(c.file))
+	}
 	if errors.Is(err, media.ErrWrite) && p.wf.file != c.file {
 		// The file could not be finished (a full disk at its end): repair it once the
 		// folder takes writes again.

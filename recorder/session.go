@@ -103,6 +103,8 @@ type Recorder struct {
 	// file system that fails on purpose behind them.
 	newWriter func(t *Track, path string, o Options) (media.Writer, error)
 	probe     func(folder string) error
+	// digest returns a finished file's size and SHA-256 (fileDigest; tests hold it up).
+	digest func(path string) (int64, string, error)
 }
 
 // New prepares the recordings root.
@@ -119,7 +121,7 @@ func New(opts Options, log zerolog.Logger) (*Recorder, error) {
 		return nil, fmt.Errorf("resolve recordings dir: %w", err)
 	}
 	opts.Dir = abs
-	return &Recorder{opts: opts, log: log, newWriter: newWriter, probe: probeSpace}, nil
+	return &Recorder{opts: opts, log: log, newWriter: newWriter, probe: probeSpace, digest: fileDigest}, nil
 }
 
 // Dir is the absolute recordings root.
@@ -168,6 +170,10 @@ type Session struct {
 	resumed bool
 	// external lists the files other programs are writing (external.go).
 	external map[string]*externalState
+	// digests counts the SHA-256 computations of finished parts still running
+	// (digestLater); digestMu lets one run at a time.
+	digests  sync.WaitGroup
+	digestMu sync.Mutex
 }
 
 // Start creates the call folder and writes the first manifest.
@@ -513,6 +519,13 @@ func (s *Session) end(ctx context.Context, paused string) (Manifest, error) {
 	case <-ctx.Done():
 		err = fmt.Errorf("tracks did not finish in time: %w", ctx.Err())
 	}
+	// Every file that closed is final by now, and manifest.json says so in its entry (the
+	// last track's end wrote it). Their SHA-256 come after, from digestLater (hashing an
+	// hour of video takes seconds): the finished manifest waits for them, so that it is
+	// whole, and so does OnSessionEnd, which comes after every part's OnPartComplete. A
+	// digest reads a local file and always ends; it is not bounded by ctx, since a part
+	// left without its OnPartComplete would never be uploaded.
+	s.digests.Wait()
 
 	s.mu.Lock()
 	firstEnd := !s.closed

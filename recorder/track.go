@@ -420,6 +420,28 @@ func (s *Session) updateEntry(file string, structural bool, fn func(e *FileEntry
 	s.changedLocked(structural)
 }
 
+// digestLater computes the SHA-256 of a part that just closed cleanly and puts it, with
+// the size, into its entry, on a goroutine of its own: the entry says complete before
+// that. It then calls OnPartComplete, so the hook still sees the digest. A session hashes
+// one file at a time (a long call ends with all its files at once, and the disk reads
+// them faster one after the other); end waits for every digest before the last manifest
+// write and OnSessionEnd.
+func (s *Session) digestLater(file string) {
+	s.digests.Add(1)
+	go func() {
+		defer s.digests.Done()
+		s.digestMu.Lock()
+		size, sum, err := s.rec.digest(s.path(file))
+		s.digestMu.Unlock()
+		if err != nil {
+			s.log.Warn().Err(err).Str("file", file).Msg("Could not compute the SHA-256 of a finished file")
+		} else {
+			s.updateEntry(file, true, func(e *FileEntry) { e.Bytes, e.SHA256 = size, sum })
+		}
+		s.rec.opts.Hooks.partComplete(s, s.fileEntry(file))
+	}()
+}
+
 // fileDigest returns the size and SHA-256 of a finished file.
 func fileDigest(path string) (int64, string, error) {
 	f, err := os.Open(path)
