@@ -584,12 +584,7 @@ func timelineHole(m *recorder.Manifest) time.Duration {
 }
 
 func (r report) fleetSection() string {
-	var w writer
-	var loads []loadSpan
-	for _, x := range r.fleet {
-		loads = append(loads, x.Load)
-	}
-	r.measured(&w, "fleet", loads)
+	w := section(r, "fleet", r.fleet)
 	o := r.opts
 	w.f("N instances of the real binary (issue 17's fleet) log in as one bot account, each with its own device,\n")
 	w.f("`instance.id` and `data_dir`, on one PostgreSQL database (Debian's server, started by the bench on a\n")

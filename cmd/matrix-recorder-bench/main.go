@@ -213,7 +213,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if o.parts["soak"] && ctx.Err() == nil {
 			r.partLoad["soak"] = loadAvg()
 			logf("soak: %d calls for %v, a sample every %v", o.soakCalls, o.soakDuration, o.soakInterval)
-			res, err := runSoak(ctx, cb, o.soakCalls, o.soakDuration, o.soakInterval, logf)
+			res, err := runSoak(ctx, cb, o.soakCalls, o.soakDuration, o.soakInterval, prof, logf)
 			if err != nil {
 				r.soakErr = err.Error()
 				failed = append(failed, fmt.Errorf("soak: %w", err))

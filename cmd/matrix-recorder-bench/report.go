@@ -62,6 +62,28 @@ type writer struct{ strings.Builder }
 
 func (w *writer) f(format string, a ...any) { fmt.Fprintf(&w.Builder, format, a...) }
 
+// loaded is a row of a section's table: the load spans around its measured windows.
+type loaded interface{ loads() []loadSpan }
+
+func (c coreRow) loads() []loadSpan    { return []loadSpan{c.Load, c.GstEachLoad} }
+func (p sidePair) loads() []loadSpan   { return []loadSpan{p.Bot.Load, p.Plain.Load} }
+func (x lkRow) loads() []loadSpan      { return []loadSpan{x.Load} }
+func (x stepRow) loads() []loadSpan    { return []loadSpan{x.Load} }
+func (x fleetRow) loads() []loadSpan   { return []loadSpan{x.Load} }
+func (x soakResult) loads() []loadSpan { return []loadSpan{x.Load} }
+
+// section starts a part's section with the line under its title (measured), and the
+// load around the measured windows of its rows.
+func section[T loaded](r report, part string, rows []T) *writer {
+	var loads []loadSpan
+	for _, x := range rows {
+		loads = append(loads, x.loads()...)
+	}
+	w := &writer{}
+	r.measured(w, part, loads)
+	return w
+}
+
 // measured is the line under each section's title: when, where, how busy, and the command.
 func (r report) measured(w *writer, part string, loads []loadSpan) {
 	w.f("Measured %s on %s", r.started.UTC().Format("2006-01-02 15:04 UTC"), machine())
@@ -196,12 +218,7 @@ func ratio(a, b float64) string {
 }
 
 func (r report) coreSection() string {
-	var w writer
-	var loads []loadSpan
-	for _, c := range r.core {
-		loads = append(loads, c.Load, c.GstEachLoad)
-	}
-	r.measured(&w, "core", loads)
+	w := section(r, "core", r.core)
 	w.f("N Opus RTP streams (20 ms packets, real time) sent over UDP on loopback. In a first window every packet\n")
 	w.f("goes to three receivers running side by side:\n\n")
 	w.f("- **core**: the recorder core in its own process (one session, one track per stream, each reading its own\n")
@@ -239,12 +256,7 @@ func (r report) coreSection() string {
 }
 
 func (r report) sideSection() string {
-	var w writer
-	var loads []loadSpan
-	for _, p := range r.side {
-		loads = append(loads, p.Bot.Load, p.Plain.Load)
-	}
-	r.measured(&w, "side", loads)
+	w := section(r, "side", r.side)
 	w.f("N simultaneous 1:1 calls (MSC2746, unencrypted rooms) from N pion PeerConnections in the bench process,\n")
 	w.f("each sending Opus and 1 Mbit/s VP8 (640x360, 30 fps, a keyframe a second) over loopback with DTLS-SRTP,\n")
 	w.f("NACK and RTCP, through a real Dendrite, first to the bot (the real binary), then the same calls to the\n")
@@ -345,12 +357,7 @@ func (r report) profileSection() string {
 }
 
 func (r report) livekitSection() string {
-	var w writer
-	var loads []loadSpan
-	for _, x := range r.livekit {
-		loads = append(loads, x.Load)
-	}
-	r.measured(&w, "livekit", loads)
+	w := section(r, "livekit", r.livekit)
 	w.f("N participants of an Element Call call on the harness's livekit-server (v1.13.5): each joins as Element\n")
 	w.f("Call does on the Matrix side (a MatrixRTC session membership, a LiveKit token from the JWT service with its\n")
 	w.f("OpenID token) and publishes Opus and 1 Mbit/s VP8 (640x360, 30 fps) with server-sdk-go from the bench\n")
@@ -377,12 +384,11 @@ func (r report) livekitSection() string {
 }
 
 func (r report) soakSection() string {
-	var w writer
-	var loads []loadSpan
+	var rows []soakResult
 	if r.soak != nil {
-		loads = append(loads, r.soak.Load)
+		rows = append(rows, *r.soak)
 	}
-	r.measured(&w, "soak", loads)
+	w := section(r, "soak", rows)
 	if r.soak == nil {
 		w.f("The soak did not finish: %s\n\n", r.soakErr)
 		return w.String()
@@ -403,22 +409,28 @@ func (r report) soakSection() string {
 	}
 	w.f("Result: %s. Growth after the first interval: anonymous resident set %+.1f%%, whole resident set %+.1f%%;\n", verdict, 100*s.AnonGrowth, 100*s.RSSGrowth)
 	w.f("goroutines %+d; packets lost %d; calls recorded whole %d/%d (worst shortfall %.1f s); files final %.2f s\n", s.GoroutineGrowth, s.Lost, s.Files.Whole, s.Calls, s.Files.Shortfall.Seconds(), s.FinalAfter.Seconds())
-	w.f("after the last hang-up.\n\n")
+	w.f("after the last hang-up (every file's manifest entry complete: closed and synced), manifests finished\n")
+	w.f("%.2f s after it (with the SHA-256 of every file, which the bot computes once the files are final).\n\n", s.FinishedAfter.Seconds())
 	w.f("| Time | Resident set | Anonymous | File-backed | GC goal | Goroutines | Threads | Bot CPU so far |\n|---|---|---|---|---|---|---|---|\n")
 	for _, x := range s.Samples {
 		w.f("| %v | %s | %s | %s | %s | %d | %d | %.0f s |\n", x.At, mib(x.RSS), mib(x.RSSAnon), mib(x.RSSFile), mib(x.GCGoal), x.Goroutines, x.Threads, x.CPU.Seconds())
 	}
 	w.f("\n")
+	if len(s.Heap) > 0 {
+		w.f("What grew in the bot's live heap from the sample one interval in to the end (`go tool pprof -top\n")
+		w.f("-sample_index=inuse_space -diff_base`, heap profiles after a collection, taken with `-profile DIR`;\n")
+		w.f("%s):\n\n", s.HeapTotal)
+		w.f("| Flat | Flat %% | Cumulative | Cum %% | Function |\n|---|---|---|---|---|\n")
+		for _, l := range s.Heap {
+			w.f("| %s | %s | %s | %s | `%s` |\n", l.Flat, l.FlatPct, l.Cum, l.CumPct, l.Func)
+		}
+		w.f("\n")
+	}
 	return w.String()
 }
 
 func (r report) ladderSection() string {
-	var w writer
-	var loads []loadSpan
-	for _, x := range r.ladder {
-		loads = append(loads, x.Load)
-	}
-	r.measured(&w, "bot", loads)
+	w := section(r, "bot", r.ladder)
 	w.f("The bot alone, with the calls of the bot vs plain pion table, N growing until a packet is lost or a call\n")
 	w.f("is not recorded whole.\n\n")
 	w.f("| Calls | Bot CPU (%% of a core) | CPU per participant-second | µs per packet | Memory per call | Packets sent | Lost or late | Frames not written | Calls whole | Callers' CPU (%% of a core) | Load before → after |\n")

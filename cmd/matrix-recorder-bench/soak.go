@@ -43,13 +43,21 @@ type soakResult struct {
 	GoroutineGrowth int
 	Lost            uint64
 	Files           fileCheck
-	FinalAfter      time.Duration
-	Load            loadSpan
+	// FinalAfter runs from the last hang-up until every call's files were final (their
+	// manifest entries complete), FinishedAfter until every manifest said finished (the
+	// files' SHA-256 in it).
+	FinalAfter    time.Duration
+	FinishedAfter time.Duration
+	// Heap lists what grew in the bot's live heap from the sample one interval in to the
+	// end (go tool pprof -top -diff_base, in-use bytes), with -profile DIR.
+	Heap      []profileLine
+	HeapTotal string
+	Load      loadSpan
 	// Failed says which limit was broken (empty: passed).
 	Failed []string
 }
 
-func runSoak(ctx context.Context, cb *callBench, n int, d, interval time.Duration, logf logFunc) (res soakResult, err error) {
+func runSoak(ctx context.Context, cb *callBench, n int, d, interval time.Duration, prof *profiler, logf logFunc) (res soakResult, err error) {
 	res = soakResult{Calls: n, Duration: d, Interval: interval}
 	t := cb.bot
 	if err := t.start(ctx); err != nil {
@@ -103,6 +111,18 @@ func runSoak(ctx context.Context, cb *callBench, n int, d, interval time.Duratio
 	if err := sample(); err != nil {
 		return res, err
 	}
+	// With -profile, the live heap one interval in (the base) and at the end: what grew.
+	var heaps []string
+	heap := func(name string) {
+		if prof == nil || t.pprofAddr() == "" {
+			return
+		}
+		if path, err := prof.heap(ctx, t.pprofAddr(), name); err != nil {
+			logf("soak: heap profile: %v", err)
+		} else {
+			heaps = append(heaps, path)
+		}
+	}
 	for k := 1; time.Duration(k)*interval <= d; k++ {
 		select {
 		case <-time.After(time.Until(start.Add(time.Duration(k) * interval))):
@@ -111,6 +131,16 @@ func runSoak(ctx context.Context, cb *callBench, n int, d, interval time.Duratio
 		}
 		if err := sample(); err != nil {
 			return res, err
+		}
+		if k == 1 {
+			heap("soak-base")
+		}
+	}
+	heap("soak-end")
+	if len(heaps) == 2 {
+		res.Heap, res.HeapTotal, err = topFunctions(ctx, heaps[1:], false, 15, "-sample_index=inuse_space", "-diff_base="+heaps[0])
+		if err != nil {
+			logf("soak: heap growth: %v", err)
 		}
 	}
 	res.Load.After = loadAvg()
@@ -121,6 +151,7 @@ func runSoak(ctx context.Context, cb *callBench, n int, d, interval time.Duratio
 		return res, err
 	}
 	res.FinalAfter = final.Sub(last)
+	res.FinishedAfter = t.finishedAt.Sub(last)
 	results := make([]callResult, len(calls))
 	for i, c := range calls {
 		if results[i], err = t.result(c); err != nil {

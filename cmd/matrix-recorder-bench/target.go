@@ -60,6 +60,8 @@ type botTarget struct {
 	p       *botProc
 	rs      []id.RoomID
 	folders map[string]string // call id → folder
+	// finishedAt is when waitFinal saw the last call's manifest say finished.
+	finishedAt time.Time
 }
 
 func (t *botTarget) name() string        { return "bot" }
@@ -106,8 +108,14 @@ func (t *botTarget) waitRecording(ctx context.Context, calls []*placedCall) erro
 	})
 }
 
+// waitFinal: a call's files are final when its manifest lists each of them as complete
+// (or interrupted): closed, synced, its entry on disk, as the plain recorder's line says
+// of its writers. The manifest says finished a little later, once the SHA-256 of each file
+// is in it (the recorder hashes the files after they are final); finishedAt keeps when
+// the last call's did.
 func (t *botTarget) waitFinal(ctx context.Context, calls []*placedCall) (time.Time, error) {
-	var last time.Time
+	var filesAt time.Time
+	final := map[string]bool{}
 	left := map[string]bool{}
 	for _, c := range calls {
 		left[c.id] = true
@@ -115,14 +123,32 @@ func (t *botTarget) waitFinal(ctx context.Context, calls []*placedCall) (time.Ti
 	err := poll(ctx, 2*time.Minute, pollFinal, func() (bool, string) {
 		for cid := range left {
 			m, err := recorder.ReadManifest(t.folders[cid])
-			if err == nil && (m.Status == recorder.StatusFinished || m.Status == recorder.StatusComplete) {
+			if err != nil {
+				continue
+			}
+			finished := m.Status == recorder.StatusFinished || m.Status == recorder.StatusComplete
+			if !final[cid] && (finished || filesFinal(m)) {
+				final[cid] = true
+				filesAt = time.Now()
+			}
+			if finished {
 				delete(left, cid)
-				last = time.Now()
+				t.finishedAt = time.Now()
 			}
 		}
-		return len(left) == 0, fmt.Sprintf("%d of %d calls not final", len(left), len(calls))
+		return len(left) == 0, fmt.Sprintf("%d of %d calls not finished (%d with their files final)", len(left), len(calls), len(final))
 	})
-	return last, err
+	return filesAt, err
+}
+
+// filesFinal says whether a manifest lists files and none is still being written.
+func filesFinal(m *recorder.Manifest) bool {
+	for _, e := range m.Tracks {
+		if e.Status == recorder.StatusRecording {
+			return false
+		}
+	}
+	return len(m.Tracks) > 0
 }
 
 func (t *botTarget) result(c *placedCall) (callResult, error) {
