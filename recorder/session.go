@@ -247,95 +247,94 @@ func (s *Session) StartedAt() time.Time { return s.t0 }
 // Offset converts a wall-clock time to milliseconds on the call's timeline.
 func (s *Session) Offset(t time.Time) int64 { return t.Sub(s.t0).Milliseconds() }
 
-// AddParticipant records that someone joined (or updates their display name, or moves their
-// join time earlier when a backend learns a better one).
-func (s *Session) AddParticipant(userID, deviceID, displayName string, at time.Time) {
+// edit changes the manifest under the session lock, unless it is final (the session
+// closed): fn returns whether it changed anything, which is then written as a structural
+// change (changedLocked).
+func (s *Session) edit(fn func(m *Manifest) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return // the manifest is final
 	}
-	for i := range s.manifest.Participants {
-		p := &s.manifest.Participants[i]
-		if p.UserID == userID && p.DeviceID == deviceID && p.LeftAt == nil {
-			if displayName != "" {
-				p.DisplayName = displayName
-			}
-			// A backend that learns a better (earlier) join time later says so again:
-			// the earliest wins.
-			if !at.IsZero() && at.UTC().Before(p.JoinedAt) {
-				p.JoinedAt = at.UTC()
-				s.changedLocked(true)
-			}
-			return
-		}
+	if fn(&s.manifest) {
+		s.changedLocked(true)
 	}
-	s.manifest.Participants = append(s.manifest.Participants, Participant{UserID: userID, DeviceID: deviceID, DisplayName: displayName, JoinedAt: at.UTC()})
-	s.changedLocked(true)
+}
+
+// AddParticipant records that someone joined (or updates their display name, or moves their
+// join time earlier when a backend learns a better one).
+func (s *Session) AddParticipant(userID, deviceID, displayName string, at time.Time) {
+	s.edit(func(m *Manifest) bool {
+		for i := range m.Participants {
+			p := &m.Participants[i]
+			if p.UserID == userID && p.DeviceID == deviceID && p.LeftAt == nil {
+				if displayName != "" {
+					p.DisplayName = displayName
+				}
+				// A backend that learns a better (earlier) join time later says so again:
+				// the earliest wins.
+				if !at.IsZero() && at.UTC().Before(p.JoinedAt) {
+					p.JoinedAt = at.UTC()
+					return true
+				}
+				return false
+			}
+		}
+		m.Participants = append(m.Participants, Participant{UserID: userID, DeviceID: deviceID, DisplayName: displayName, JoinedAt: at.UTC()})
+		return true
+	})
 }
 
 // RemoveParticipant records that someone left.
 func (s *Session) RemoveParticipant(userID, deviceID string, at time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return // the manifest is final
-	}
-	for i := range s.manifest.Participants {
-		p := &s.manifest.Participants[i]
-		if p.UserID == userID && p.DeviceID == deviceID && p.LeftAt == nil {
-			t := at.UTC()
-			p.LeftAt = &t
+	s.edit(func(m *Manifest) bool {
+		for i := range m.Participants {
+			p := &m.Participants[i]
+			if p.UserID == userID && p.DeviceID == deviceID && p.LeftAt == nil {
+				t := at.UTC()
+				p.LeftAt = &t
+			}
 		}
-	}
-	s.changedLocked(true)
+		return true
+	})
 }
 
 // AddWarning records a problem in the manifest, once per distinct text.
 func (s *Session) AddWarning(text string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	for _, w := range s.manifest.Warnings {
-		if w == text {
-			return
+	s.edit(func(m *Manifest) bool {
+		for _, w := range m.Warnings {
+			if w == text {
+				return false
+			}
 		}
-	}
-	s.manifest.Warnings = append(s.manifest.Warnings, text)
-	s.changedLocked(true)
+		m.Warnings = append(m.Warnings, text)
+		return true
+	})
 }
 
 // AddMarker stores a note on the timeline.
 func (s *Session) AddMarker(userID, text string, at time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return // the manifest is final
-	}
-	s.manifest.Markers = append(s.manifest.Markers, Marker{AtMs: s.Offset(at), Text: text, UserID: userID})
-	s.changedLocked(true)
+	s.edit(func(m *Manifest) bool {
+		m.Markers = append(m.Markers, Marker{AtMs: s.Offset(at), Text: text, UserID: userID})
+		return true
+	})
 }
 
 // SetOptOut records that a user opted out (optOut) or back in.
 func (s *Session) SetOptOut(userID string, optOut bool, at time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return // the manifest is final
-	}
-	t := at.UTC()
-	if optOut {
-		s.manifest.OptOuts = append(s.manifest.OptOuts, OptOut{UserID: userID, From: t})
-	} else {
-		for i := range s.manifest.OptOuts {
-			if s.manifest.OptOuts[i].UserID == userID && s.manifest.OptOuts[i].Until == nil {
-				s.manifest.OptOuts[i].Until = &t
+	s.edit(func(m *Manifest) bool {
+		t := at.UTC()
+		if optOut {
+			m.OptOuts = append(m.OptOuts, OptOut{UserID: userID, From: t})
+			return true
+		}
+		for i := range m.OptOuts {
+			if m.OptOuts[i].UserID == userID && m.OptOuts[i].Until == nil {
+				m.OptOuts[i].Until = &t
 			}
 		}
-	}
-	s.changedLocked(true)
+		return true
+	})
 }
 
 // Manifest returns a copy of the current manifest.
