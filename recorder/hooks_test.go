@@ -3,6 +3,7 @@ package recorder
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -340,6 +341,64 @@ func TestFinalBeforeDigest(t *testing.T) {
 		t.Errorf("finished manifest %s: digest returned %q, on disk %q, file %q", m.Status, sum, want, fileSum)
 	}
 	if got := strings.Join(h.calls, "|"); !strings.HasSuffix(got, "|done alice_example.org-DEV-usermedia-audio.ogg complete|end finished") {
+		t.Errorf("hooks: %s", got)
+	}
+}
+
+// stuckSource delivers n packets, then blocks (deaf to read deadlines) until released,
+// then ends: a track that does not stop when its session closes.
+type stuckSource struct {
+	TrackSource
+	n       int
+	stuck   chan struct{}
+	release chan struct{}
+}
+
+func (s *stuckSource) ReadPacket(b []byte) (int, error) {
+	if s.n == 0 {
+		close(s.stuck)
+		<-s.release
+		return 0, io.EOF
+	}
+	s.n--
+	return s.TrackSource.ReadPacket(b)
+}
+
+// TestDigestOfLateTrack: a track that ends after Close gave up waiting for it still gets
+// its file's digest and OnPartComplete (on its own goroutine: the session no longer waits
+// for digests), and nothing races with Close's wait.
+func TestDigestOfLateTrack(t *testing.T) {
+	h := &hookLog{}
+	r := newTestRecorder(t, t.TempDir(), h.hooks(t))
+	s, err := r.Start(context.Background(), CallInfo{CallID: "c1", RoomID: "!room:example.org", Kind: "1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := s.AddTrack(testTrack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &stuckSource{TrackSource: Packets(newOpusSource(t, 50)), n: 50, stuck: make(chan struct{}), release: make(chan struct{})}
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		if err := tr.Run(context.Background(), src); err != nil {
+			t.Error(err)
+		}
+	}()
+	<-src.stuck
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Close(ctx); err == nil {
+		t.Fatal("Close with a stuck track and an ended context returned no error")
+	}
+	close(src.release)
+	<-ran
+	e := s.fileEntry("alice_example.org-DEV-usermedia-audio.ogg")
+	if e.Status != StatusComplete || e.SHA256 == "" {
+		t.Errorf("the late track's entry: %s, sha %q", e.Status, e.SHA256)
+	}
+	if got := strings.Join(h.calls, "|"); !strings.HasSuffix(got, "|end finished|done alice_example.org-DEV-usermedia-audio.ogg complete") {
 		t.Errorf("hooks: %s", got)
 	}
 }

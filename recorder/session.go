@@ -171,9 +171,11 @@ type Session struct {
 	// external lists the files other programs are writing (external.go).
 	external map[string]*externalState
 	// digests counts the SHA-256 computations of finished parts still running
-	// (digestLater); digestMu lets one run at a time.
-	digests  sync.WaitGroup
-	digestMu sync.Mutex
+	// (digestLater); digestMu lets one run at a time. digestsWaited (under mu) is set
+	// when end waits for them: no digest is added to the group after that.
+	digests       sync.WaitGroup
+	digestMu      sync.Mutex
+	digestsWaited bool
 }
 
 // Start creates the call folder and writes the first manifest.
@@ -524,6 +526,9 @@ func (s *Session) end(ctx context.Context, paused string) (Manifest, error) {
 	// whole, and so does OnSessionEnd, which comes after every part's OnPartComplete. A
 	// digest reads a local file and always ends; it is not bounded by ctx, since a part
 	// left without its OnPartComplete would never be uploaded.
+	s.mu.Lock()
+	s.digestsWaited = true
+	s.mu.Unlock()
 	s.digests.Wait()
 
 	s.mu.Lock()

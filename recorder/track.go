@@ -426,10 +426,11 @@ func (s *Session) updateEntry(file string, structural bool, fn func(e *FileEntry
 // one file at a time (a long call ends with all its files at once, and the disk reads
 // them faster one after the other); end waits for every digest before the last manifest
 // write and OnSessionEnd.
+//
+// A track that ends after the session stopped waiting for digests (its Close gave up on
+// it) hashes its file on its own goroutine instead, as before.
 func (s *Session) digestLater(file string) {
-	s.digests.Add(1)
-	go func() {
-		defer s.digests.Done()
+	digest := func() {
 		s.digestMu.Lock()
 		size, sum, err := s.rec.digest(s.path(file))
 		s.digestMu.Unlock()
@@ -439,6 +440,20 @@ func (s *Session) digestLater(file string) {
 			s.updateEntry(file, true, func(e *FileEntry) { e.Bytes, e.SHA256 = size, sum })
 		}
 		s.rec.opts.Hooks.partComplete(s, s.fileEntry(file))
+	}
+	s.mu.Lock()
+	late := s.digestsWaited
+	if !late {
+		s.digests.Add(1) // under mu, so before end's Wait (see digestsWaited)
+	}
+	s.mu.Unlock()
+	if late {
+		digest()
+		return
+	}
+	go func() {
+		defer s.digests.Done()
+		digest()
 	}()
 }
 
