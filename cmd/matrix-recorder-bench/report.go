@@ -205,7 +205,7 @@ func (r report) hotSection() string {
 		w.f("| %s | %s | %s | %s | %s |\n", h.Name, h.NsPerOp, h.SteadyAllocs, h.BytesPerOp, h.AllocsPerOp)
 	}
 	w.f("\nThe packet path itself allocates nothing (`TestPacketPathDoesNotAllocate` checks it); the few\n")
-	w.f("allocations in steady state are the manifest refresh (JSON) every 5 s and Matroska's cluster index.\n")
+	w.f("allocations in steady state are the manifest refresh (JSON) every 5 s and Matroska's cues (bounded).\n")
 	w.f("ns/packet includes that refresh's file system calls (an atomic rewrite of manifest.json).\n\n")
 	return w.String()
 }
