@@ -151,21 +151,20 @@ func (f *fleet) lost(room id.RoomID, err error) {
 	f.lc.log.Error().Err(err).Stringer("room_id", room).
 		Msg("Another instance took over this room's recordings after this one could not renew its lease; stopping them here")
 	f.lc.mu.Lock()
-	var kinds []recorder.Kind
+	live := false
 	for _, lr := range f.lc.live {
-		if lr.roomID == room {
-			kinds = append(kinds, lr.kind)
-		}
+		live = live || lr.roomID == room
 	}
 	f.lc.mu.Unlock()
+	if !live {
+		return
+	}
 	f.lc.wg.Add(1)
 	go func() {
 		defer f.lc.wg.Done()
 		ctx, cancel := f.lc.dbCtx()
 		defer cancel()
-		for _, k := range kinds {
-			f.lc.calls.Stop(ctx, room, k, "another recorder instance took the recording over")
-		}
+		f.lc.calls.Stop(ctx, room, "another recorder instance took the recording over")
 	}()
 }
 

@@ -27,7 +27,7 @@ type stopCalls struct {
 	onResume func()
 }
 
-func (s *stopCalls) Stop(_ context.Context, room id.RoomID, _ recorder.Kind, _ string) {
+func (s *stopCalls) Stop(_ context.Context, room id.RoomID, _ string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rooms = append(s.rooms, room)
