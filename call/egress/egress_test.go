@@ -231,6 +231,9 @@ func TestTracksRecording(t *testing.T) {
 	if annMic == "" || annCam == "" {
 		t.Fatalf("egresses: %v", h.api.tracks)
 	}
+	if s := r.Status().State; s != call.StateConnecting {
+		t.Errorf("state before an egress is active: %s", s)
+	}
 	micReq := h.api.trackReq(annMic)
 	folder := r.sess.Folder()
 	if got := micReq.GetFile().Filepath; got != filepath.Join(folder, "ann-nodevice-usermedia-audio.ogg") || !micReq.GetFile().DisableManifest {
@@ -261,7 +264,7 @@ func TestTracksRecording(t *testing.T) {
 		t.Fatalf("Bob's egress writes to %q (a failed start must not use up a part number)", got)
 	}
 	st := r.Status()
-	if st.Backend != "egress" || st.Tracks != 3 || len(st.Participants) != 2 || len(st.Details) != 4 {
+	if st.Backend != "egress" || st.Tracks != 3 || len(st.Participants) != 2 || len(st.Details) != 4 || st.State != call.StateConnected {
 		t.Errorf("status: %+v", st)
 	}
 
@@ -321,6 +324,9 @@ func TestTracksRecording(t *testing.T) {
 	}
 	if final.Status != recorder.StatusFinished || len(final.Tracks) != 3 {
 		t.Fatalf("final manifest: %+v", final)
+	}
+	if s := r.Status().State; s != call.StateEnded {
+		t.Errorf("state after the stop: %s", s)
 	}
 	for _, e := range final.Tracks {
 		switch e.Source {

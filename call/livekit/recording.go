@@ -95,6 +95,7 @@ func (r *Recording) Status() call.Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st.Tracks = len(r.tracks)
+	st.State = call.RecordingState(r.done, len(r.tracks))
 	perDevice := map[matrixrtc.DeviceKey]int{}
 	for t := range r.tracks {
 		perDevice[t.device]++
