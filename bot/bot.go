@@ -29,6 +29,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/metrics"
 	"github.com/matrix-recorder/matrix-recorder/postcall"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/storage/cryptostore"
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
@@ -63,7 +64,7 @@ type Bot struct {
 
 	// shared is this instance's device's crypto store in a fleet's database (nil with
 	// SQLite); its connections close with crypto.
-	shared *e2ee.SharedStore
+	shared *cryptostore.Store
 	// instance is this instance's id in a fleet ("" with SQLite).
 	instance string
 
@@ -269,7 +270,7 @@ func (b *Bot) login(ctx context.Context) error {
 
 // openCryptoStore returns the crypto store for cryptohelper.NewCryptoHelper and its pickle
 // key: with SQLite, data_dir/crypto.db and the pickle key there (or configured); in a
-// fleet, this instance's device's store in the shared PostgreSQL database (e2ee.OpenShared),
+// fleet, this instance's device's store in the shared PostgreSQL database (cryptostore.Open),
 // so that the instance stays the same device on a new data_dir and no two instances share
 // one.
 func (b *Bot) openCryptoStore(ctx context.Context) (any, []byte, error) {
@@ -278,7 +279,7 @@ func (b *Bot) openCryptoStore(ctx context.Context) (any, []byte, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		s, err := e2ee.OpenShared(ctx, b.cfg.Database.URI, id.UserID(b.cfg.Matrix.UserID), inst, b.cfg.Matrix.PickleKey, b.log)
+		s, err := cryptostore.Open(ctx, b.cfg.Database.URI, id.UserID(b.cfg.Matrix.UserID), inst, b.cfg.Matrix.PickleKey, b.log)
 		if err != nil {
 			return nil, nil, err
 		}
