@@ -95,10 +95,7 @@ func (c *Client) UserID() id.UserID { return c.cli.UserID }
 func (c *Client) CreateDM(ctx context.Context, invitee id.UserID, encrypted bool) (id.RoomID, error) {
 	req := &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", Invite: []id.UserID{invitee}, IsDirect: true}
 	if encrypted {
-		req.InitialState = []*event.Event{{
-			Type:    event.StateEncryption,
-			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
-		}}
+		testclient.Encrypted(req)
 	}
 	resp, err := c.cli.CreateRoom(ctx, req)
 	if err != nil {

@@ -237,10 +237,7 @@ func (c *Client) wait(ctx context.Context, what string, cond func() bool) error 
 func (c *Client) CreateRoom(ctx context.Context, invite []id.UserID, encrypted bool) (id.RoomID, error) {
 	req := &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: invite, Name: "group call"}
 	if encrypted {
-		req.InitialState = []*event.Event{{
-			Type:    event.StateEncryption,
-			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
-		}}
+		testclient.Encrypted(req)
 	}
 	resp, err := c.cli.CreateRoom(ctx, req)
 	if err != nil {

@@ -239,3 +239,12 @@ func (ch Chat) WaitNotice(ctx context.Context, room id.RoomID, after time.Time, 
 
 // Notices returns the messages seen in room so far, oldest first.
 func (ch Chat) Notices(room id.RoomID) []Message { return ch.inbox.In(room) }
+
+// Encrypted makes the room req creates end-to-end encrypted (Megolm), as clients create
+// encrypted rooms.
+func Encrypted(req *mautrix.ReqCreateRoom) {
+	req.InitialState = append(req.InitialState, &event.Event{
+		Type:    event.StateEncryption,
+		Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
+	})
+}

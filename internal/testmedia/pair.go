@@ -42,11 +42,7 @@ func Connect(offerer, answerer *webrtc.PeerConnection) error {
 // loopback UDP4 only (no mDNS names), pion's default codecs and interceptors, and one Opus
 // track in stream.
 func OpusPeer(stream string) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticSample, error) {
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(LoopbackSettings())).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -58,4 +54,14 @@ func OpusPeer(stream string) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticSa
 		return nil, nil, errors.Join(err, pc.Close())
 	}
 	return pc, track, nil
+}
+
+// LoopbackSettings are the ICE settings of the harness's peers, which talk to the bot on
+// 127.0.0.1: host candidates on loopback UDP4 only, without mDNS names.
+func LoopbackSettings() webrtc.SettingEngine {
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	return se
 }
