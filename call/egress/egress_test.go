@@ -448,20 +448,7 @@ func TestTakeOverAfterACrash(t *testing.T) {
 	if err != nil || len(reports) != 1 {
 		t.Fatalf("recovery: %v %d", err, len(reports))
 	}
-	rec2, err := recorder.New(recorder.Options{Dir: h.rec.Dir()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := config.DefaultLiveKitDeployment()
-	d.Name, d.URL, d.APIKey, d.APISecret, d.Output = "meet", "wss://lk.example.org", "APIkey", testSecret, config.OutputLocal
-	d.PollInterval = config.Duration(time.Hour)
-	d.AllowedRooms = []config.LiveKitRoomGrant{{MatrixRoom: "!r:example.org", LiveKitRooms: []string{"room1"}}}
-	be2, err := New(h.mx, rec2, Options{Deployments: []config.LiveKitDeployment{d}, EndGrace: time.Hour,
-		NewAPI: func(config.LiveKitDeployment, string) API { return h.api }}, zerolog.New(zerolog.NewTestWriter(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be2.Close(context.Background())
+	be2 := h.restarted(t)
 	if p := be2.Probe(context.Background(), "!r:example.org", nil); !p.OK || p.Priority < 300 {
 		t.Fatalf("probe of the interrupted room: %+v", p)
 	}
