@@ -481,8 +481,9 @@ func (lc *Lifecycle) tailEvery() time.Duration {
 }
 
 // filesBeingWritten lists the files of a recording that the instance it is taken over
-// from was writing (its rows, and its manifest's copy, say so): their copies in object
-// storage are the whole upload parts and the tail it stored, which salvage completes.
+// from was writing (its rows, and its manifest's copy, say so), and those an earlier
+// instance that died left without a copy: their copies in object storage are the whole
+// upload parts and the tail it stored, which salvage completes.
 func (f *fleet) filesBeingWritten(ctx context.Context, r *storage.Recording, m *recorder.Manifest) []string {
 	var files []string
 	seen := map[string]bool{}
@@ -502,8 +503,18 @@ func (f *fleet) filesBeingWritten(ctx context.Context, r *storage.Recording, m *
 		f.lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not list the files the other instance was writing")
 	}
 	for _, p := range parts {
-		if p.Status == storage.PartStarted || p.Status == storage.PartActive {
+		switch p.Status {
+		case storage.PartStarted, storage.PartActive:
 			add(p.File)
+		case storage.PartInterrupted:
+			// Interrupted by an earlier death (an instance that had taken the recording
+			// over and died too) and still without a copy: only object storage has it.
+			if p.LocalDeleted || fileExists(filepath.Join(f.lc.cfg.Recordings.Dir, r.Folder, p.File)) {
+				continue
+			}
+			if u, err := f.lc.db.UploadOf(ctx, r.ID, p.File); err == nil && (u.Status == storage.UploadPending || u.Status == storage.UploadUploading) {
+				add(p.File)
+			}
 		}
 	}
 	return files
