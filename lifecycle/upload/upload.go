@@ -715,6 +715,9 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 // completions): the ETag alone must match then. It reports whether the event matched an
 // upload.
 func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, size int64, etag string) (bool, error) {
+	if strings.Contains(key, TailSuffix) {
+		return false, nil // a growing file's tail (tail.go), not a copy: no database look-up
+	}
 	u.confirmMu.Lock()
 	defer u.confirmMu.Unlock()
 	row, err := u.db.UploadByKey(ctx, bucket, key)
