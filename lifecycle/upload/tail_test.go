@@ -288,3 +288,42 @@ func TestSalvageWebMPlays(t *testing.T) {
 		t.Errorf("%d blocks, the last at %d ms; salvage says %d ms", blocks, lastTS, got.MediaMs)
 	}
 }
+
+// TestOwnerThatLostTheFileLeavesTheCompletedCopy: the instance that wrote a file did
+// not die (it lost its lease in a database outage) and finishes the file after another
+// instance completed its copy from the tail: it finds its multipart upload gone and the
+// copy completed by the other, and leaves it (no new upload over it).
+func TestOwnerThatLostTheFileLeavesTheCompletedCopy(t *testing.T) {
+	e := newEnv(t)
+	owner := e.tailUploader(context.Background(), nil)
+	defer owner.Close(context.Background())
+	path := e.path("c.bin")
+	key := e.store.Key(e.folder, "c.bin")
+	appendFile(t, path, randomBytes(6<<20))
+	owner.Follow(e.rec, e.folder, "c.bin")
+	size := fileSize(t, path)
+	waitFor(t, "part 1 and the tail", func() bool { return e.store.sent(1) == 1 && e.tailEnd(key) == size })
+
+	taker := e.tailUploader(context.Background(), nil)
+	defer taker.Close(context.Background())
+	taker.Salvage(e.rec, e.folder, "c.bin", nil)
+	if err := taker.Wait(context.Background(), e.rec); err != nil {
+		t.Fatal(err)
+	}
+	copied := e.store.object(key)
+	if int64(len(copied)) != size {
+		t.Fatalf("the completed copy has %d bytes, want %d", len(copied), size)
+	}
+	appendFile(t, path, randomBytes(1<<20))
+	size, sum := digest(t, path)
+	owner.Finish(e.rec, e.folder, "c.bin", size, sum)
+	if err := owner.Wait(context.Background(), e.rec); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(e.store.object(key), copied) {
+		t.Error("the owner uploaded its file over the copy the other instance completed")
+	}
+	if row, err := e.db.UploadOf(context.Background(), e.rec, "c.bin"); err != nil || row.Status != storage.UploadConfirmed || row.Bytes != int64(len(copied)) {
+		t.Errorf("upload row %+v %v", row, err)
+	}
+}
