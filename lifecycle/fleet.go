@@ -58,6 +58,8 @@ type fleet struct {
 	ttl                                time.Duration
 	perRecording, maxLoad, full, grace time.Duration
 
+	copies manifestCopies // what snapshot stored last (adopt.go)
+
 	takeMu sync.Mutex // one take or release at a time
 	mu     sync.Mutex
 	rooms  map[id.RoomID]*roomLease
