@@ -44,6 +44,13 @@ const (
 	perRecordingWait = time.Second
 	maxLoadWait      = 5 * time.Second
 	fullWait         = 8 * time.Second
+	// adoptPerRecording is how long an instance waits per recording it runs before it
+	// takes over a room whose owner stopped, and maxAdoptWait its bound: the least loaded
+	// instance wins, but the calls record again within issue 17's 10 s. The instances look
+	// every adoptEvery, so a difference of one recording decides.
+	adoptPerRecording = 600 * time.Millisecond
+	maxAdoptWait      = 2 * time.Second
+	adoptEvery        = 500 * time.Millisecond
 	// roomIdleGrace is how long a room lease is kept with nothing recording in the room
 	// (a call being answered, a backend still joining, an admission refused: the
 	// instances that try later stay silent) before it is given back.
@@ -58,9 +65,20 @@ type fleet struct {
 	ttl                                time.Duration
 	perRecording, maxLoad, full, grace time.Duration
 
+	// adoptPer and adoptMax are the wait per recording before taking over a room, and
+	// its bound (adoptWait).
+	adoptPer, adoptMax time.Duration
+
 	takeMu sync.Mutex // one take or release at a time
 	mu     sync.Mutex
 	rooms  map[id.RoomID]*roomLease
+	// handed holds the folders of recordings handed over while written here (handover.go).
+	handed map[string]bool
+
+	// dbUpSince is when the look for rooms to take over found the database reachable
+	// after it was not (zero: unreachable, or not looked at yet): adopt.go.
+	dbMu      sync.Mutex
+	dbUpSince time.Time
 }
 
 type roomLease struct {
@@ -71,7 +89,8 @@ type roomLease struct {
 
 func newFleet(lc *Lifecycle, owner string) *fleet {
 	return &fleet{lc: lc, owner: owner, ttl: roomLeaseTTL, perRecording: perRecordingWait, maxLoad: maxLoadWait,
-		full: fullWait, grace: roomIdleGrace, rooms: map[id.RoomID]*roomLease{}}
+		full: fullWait, grace: roomIdleGrace, adoptPer: adoptPerRecording, adoptMax: maxAdoptWait,
+		rooms: map[id.RoomID]*roomLease{}, handed: map[string]bool{}}
 }
 
 // Fleet reports whether this instance shares the work with others (PostgreSQL).
