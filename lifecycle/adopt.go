@@ -13,6 +13,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/ctxtime"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
@@ -183,7 +184,7 @@ const maxAdoptAtOnce = 8
 func (f *fleet) adoptRoom(ctx context.Context, l *storage.Lease, wait time.Duration) {
 	lc := f.lc
 	room := id.RoomID(strings.TrimPrefix(l.Resource, storage.WatchResource("")))
-	if sleep(ctx, wait) != nil {
+	if ctxtime.Sleep(ctx, wait) != nil {
 		return
 	}
 	ok, err := f.take(ctx, room)
@@ -441,7 +442,7 @@ func (f *fleet) waitUploads(ctx context.Context, r *storage.Recording) {
 		if pending == 0 {
 			return
 		}
-		if sleep(ctx, 200*time.Millisecond) != nil {
+		if ctxtime.Sleep(ctx, 200*time.Millisecond) != nil {
 			lc.log.Warn().Int("files", pending).Str("folder", r.Folder).Msg("Handing over before every file's copy was confirmed")
 			return
 		}

@@ -8,6 +8,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/ctxtime"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
@@ -126,7 +127,7 @@ func (f *fleet) wait(ctx context.Context, kind recorder.Kind) error {
 	if n, err := f.lc.db.OthersLive(ctx, storage.InstanceResource(""), f.owner); err == nil && n == 0 {
 		return nil
 	}
-	return sleep(ctx, d)
+	return ctxtime.Sleep(ctx, d)
 }
 
 // holds reports whether this instance holds room's lease.
@@ -335,20 +336,5 @@ func (f *fleet) sweep(ctx context.Context) {
 	}
 	if _, err := f.lc.db.DeleteExpiredLeases(ctx, storage.EventResource("")); err != nil {
 		f.lc.log.Warn().Err(err).Msg("Could not delete the expired leases on events")
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/ctxtime"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
@@ -75,7 +76,7 @@ func (lc *Lifecycle) HandOverLive(ctx context.Context) {
 	lc.log.Info().Int("rooms", len(rooms)).Dur("wait_max", wait).Msg("Handing the recordings over to another instance; recording on until it records them")
 	deadline := time.Now().Add(wait)
 	pending := rooms
-	for len(pending) > 0 && time.Now().Before(deadline) && sleep(ctx, handOverPoll) == nil {
+	for len(pending) > 0 && time.Now().Before(deadline) && ctxtime.Sleep(ctx, handOverPoll) == nil {
 		var still []*handing
 		for _, h := range pending {
 			if f.takerRecords(ctx, h) {
@@ -90,7 +91,7 @@ func (lc *Lifecycle) HandOverLive(ctx context.Context) {
 	for _, h := range pending {
 		f.handOverLate(ctx, h)
 	}
-	_ = sleep(ctx, handOverMargin)
+	_ = ctxtime.Sleep(ctx, handOverMargin)
 }
 
 // handOverRooms hands over the lease of every room where this instance records only
