@@ -76,8 +76,9 @@ type fleet struct {
 	// handed holds the folders of recordings handed over while written here (handover.go).
 	handed map[string]bool
 
-	// dbUpSince is when the look for rooms to take over found the database reachable
-	// after it was not (zero: unreachable, or not looked at yet): adopt.go.
+	// dbUpSince is since when the database has answered this instance without a break:
+	// its claim at start, then the looks for rooms to take over (zero: the last look
+	// failed; adopt.go).
 	dbMu      sync.Mutex
 	dbUpSince time.Time
 }
@@ -91,7 +92,7 @@ type roomLease struct {
 func newFleet(lc *Lifecycle, owner string) *fleet {
 	return &fleet{lc: lc, owner: owner, ttl: roomLeaseTTL, perRecording: perRecordingWait, maxLoad: maxLoadWait,
 		full: fullWait, grace: roomIdleGrace, adoptPer: adoptPerRecording, adoptMax: maxAdoptWait,
-		rooms: map[id.RoomID]*roomLease{}, handed: map[string]bool{}}
+		rooms: map[id.RoomID]*roomLease{}, handed: map[string]bool{}, dbUpSince: time.Now()}
 }
 
 // Fleet reports whether this instance shares the work with others (PostgreSQL).
