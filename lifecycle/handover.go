@@ -59,6 +59,14 @@ func (lc *Lifecycle) HandOverLive(ctx context.Context) {
 		return
 	}
 	lc.shuttingDown.Store(true)
+	// This instance is leaving: the others no longer count it as running (two that stop
+	// at once do not hand their calls to each other).
+	if lc.keeper != nil {
+		lc.keeper.Stop()
+		if _, err := lc.db.HandOverLease(ctx, storage.InstanceResource(lc.instance), f.owner); err != nil {
+			lc.log.Warn().Err(err).Msg("Could not tell the other instances that this one stops")
+		}
+	}
 	if n, err := lc.db.OthersLive(ctx, storage.InstanceResource(""), f.owner); err != nil || n == 0 {
 		if err != nil {
 			lc.log.Warn().Err(err).Msg("Could not see whether another instance runs; the recordings pause and are handed over afterwards")
@@ -76,7 +84,13 @@ func (lc *Lifecycle) HandOverLive(ctx context.Context) {
 	lc.log.Info().Int("rooms", len(rooms)).Dur("wait_max", wait).Msg("Handing the recordings over to another instance; recording on until it records them")
 	deadline := time.Now().Add(wait)
 	pending := rooms
-	for len(pending) > 0 && time.Now().Before(deadline) && ctxtime.Sleep(ctx, handOverPoll) == nil {
+	for i := 1; len(pending) > 0 && time.Now().Before(deadline) && ctxtime.Sleep(ctx, handOverPoll) == nil; i++ {
+		if i%4 == 0 {
+			// The others may be stopping too: nobody will take the rooms.
+			if n, err := lc.db.OthersLive(ctx, storage.InstanceResource(""), f.owner); err == nil && n == 0 {
+				break
+			}
+		}
 		var still []*handing
 		for _, h := range pending {
 			if f.takerRecords(ctx, h) {
