@@ -32,8 +32,10 @@ import (
 const (
 	// roomLeaseTTL: a room whose owner stops renewing (killed, host gone) is free
 	// again after this, and taken over (adopt.go); the owner renews every third of it,
-	// so two renewals may fail (a database restart) before the room changes hands.
-	roomLeaseTTL = 6 * time.Second
+	// so two renewals may fail before the room changes hands (and an outage of the
+	// database for everyone moves nothing: adopt.go's takeable). 5 s: with the rejoin
+	// (about 3 s) a dead owner's calls record again within issue 17's 10 s.
+	roomLeaseTTL = 5 * time.Second
 	// eventLeaseTTL: how long the lease on one event keeps a late instance silent about
 	// it (far longer than an instance is behind in its sync).
 	eventLeaseTTL = time.Hour

@@ -714,7 +714,7 @@ func (r report) fleetSection() string {
 	w.f("with SIGTERM (it hands the rooms over and records on until the instance that takes them records every\n")
 	w.f("track, then pauses and confirms its copies in S3); it is started again (so that with two instances the\n")
 	w.f("next hand-over has somewhere to go), and the instance that records calls, the fewest of them moved\n")
-	w.f("already, is killed with `kill -9` (its rooms' leases run out, 6 s). Every call the instance recorded\n")
+	w.f("already, is killed with `kill -9` (its rooms' leases run out, 5 s). Every call the instance recorded\n")
 	w.f("moves; the times are the worst over them, and each call's resume is listed. The bench polls the other\n")
 	w.f("instances' call folders every 100 ms from the signal on: \"Signal → `resumed_at`\" is the resume the\n")
 	w.f("continuing instance wrote in the manifest (`resumes[]`), \"every track recording again\" when its\n")

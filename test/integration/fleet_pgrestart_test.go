@@ -23,7 +23,7 @@ import (
 // stays silent. One folder, no resume, one summary, and each speaker's audio runs from
 // the start to !stop without a hole, every file copied.
 func TestIntegrationFleetDatabaseRestart(t *testing.T) {
-	const outage = 12 * time.Second // twice a room lease (6 s)
+	const outage = 12 * time.Second // more than twice a room lease (5 s)
 	env := startLKEnv(t)
 	fl := startFleet(t, env.botConfig(t), 2)
 	cfgs := fl.cfgs

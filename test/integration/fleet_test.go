@@ -373,7 +373,7 @@ func fleetTakeOver(t *testing.T, kill bool) {
 	case <-time.After(90 * time.Second):
 		t.Fatal("the owner did not exit")
 	}
-	// Bounded generously: the design is a lease of 6 s (none at a clean stop), a look
+	// Bounded generously: the design is a lease of 5 s (none at a clean stop), a look
 	// every half second and a join of the call; a loaded 2-core machine takes longer.
 	// The gap itself is checked in the manifest below.
 	note := waitMessage(t, alice, room, stopped, 2*time.Minute, "continues the recording")
@@ -611,7 +611,7 @@ func TestIntegrationFleetMeshFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-procs[owner].done
-	// Bounded generously (the lease is 6 s; a loaded machine connects slowly); the gap is
+	// Bounded generously (the lease is 5 s; a loaded machine connects slowly); the gap is
 	// read from the manifest.
 	n, err := alice.WaitNotice(timeout(t, 2*time.Minute), room, killed, func(b string) bool { return strings.Contains(b, "continues the recording") })
 	if err != nil {
