@@ -720,7 +720,7 @@ func (r report) fleetSection() string {
 	w.f("continuing instance wrote in the manifest (`resumes[]`), \"every track recording again\" when its\n")
 	w.f("manifest first listed every participant's new part recording. After a kill, `interrupted_at` is the\n")
 	w.f("earlier run's last file change and the hole between parts the manifest's: from the end of a\n")
-	w.f("participant's earlier part as the stopped instance's last manifest in S3 says it (stored every 2 s) to\n")
+	w.f("participant's earlier part as the stopped instance's last manifest in S3 says it (stored every 1.7 s) to\n")
 	w.f("the start of its part written by the continuing instance. After a clean stop both are taken with the\n")
 	w.f("stopped instance's parts as long as its own final manifest says (the continuing instance's manifest\n")
 	w.f("gets them when the recording ends): negative means the two instances' files overlap by that much.\n\n")
