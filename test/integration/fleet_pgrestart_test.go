@@ -9,6 +9,7 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/lkpeer"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
@@ -110,5 +111,75 @@ func TestIntegrationFleetDatabaseRestart(t *testing.T) {
 	parts, err := db.Parts(ctx, recs[0].ID)
 	if err != nil || len(parts) != len(m.Tracks) {
 		t.Errorf("%d part rows for %d files: %v", len(parts), len(m.Tracks), err)
+	}
+}
+
+// TestIntegrationPostgresRestartSingle: one recorder on PostgreSQL records a legacy 1:1
+// call while PostgreSQL is down for 8 s (more than a room lease) and comes back: the call
+// goes on being recorded, one file without a hole, one summary, nothing interrupted.
+func TestIntegrationPostgresRestartSingle(t *testing.T) {
+	s := homeserver(t)
+	fe := newFleetEnv(t, botConfig(t, s))
+	cfg := fe.base
+	startProcess(t, cfg)
+	alice := newCaller(t, s, "alice")
+	ctx := timeout(t, 4*time.Minute)
+	room, err := alice.CreateDM(ctx, id.UserID(cfg.Matrix.UserID), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
+	defer call.Close()
+	waitNotice(t, alice, room, start, 30*time.Second, "Recording this call")
+	time.Sleep(3 * time.Second)
+	if err := fe.pg.Down(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * time.Second)
+	if err := fe.pg.Up(timeout(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * time.Second)
+	hungUp := time.Now()
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	summary := waitSummary(t, alice, room, start)
+	t.Logf("summary:\n%s", summary)
+	time.Sleep(fleetSettle)
+	said := botSaid(alice.Notices(room), id.UserID(cfg.Matrix.UserID), time.Time{}, time.Time{})
+	for what, want := range map[string]int{"Recording this call": 1, "Recording saved": 1, "interrupted": 0} {
+		if n := countContaining(said, what); n != want {
+			t.Errorf("the bot said %q %d times, want %d", what, n, want)
+		}
+	}
+	folders := callFolders(t, cfg.Recordings.Dir)
+	if len(folders) != 1 {
+		t.Fatalf("call folders %v", folders)
+	}
+	folder := filepath.Join(cfg.Recordings.Dir, folders[0])
+	keepOnFailure(t, folder)
+	m, err := recorder.ReadManifest(folder)
+	if err != nil || m.Status != recorder.StatusFinished || len(m.Resumes) != 0 {
+		t.Fatalf("manifest: %+v %v", m, err)
+	}
+	t.Logf("files:\n%s", describe(m))
+	end := int64(0)
+	for _, f := range m.Tracks {
+		if f.Kind != "audio" {
+			continue
+		}
+		if f.StartOffsetMs > end+1000 {
+			t.Errorf("a hole of %d ms before %s", f.StartOffsetMs-end, f.File)
+		}
+		end = max(end, f.StartOffsetMs+f.DurationMs)
+		if f.Status != recorder.StatusComplete || f.Upload == nil {
+			t.Errorf("%s is %s (copy %+v)", f.File, f.Status, f.Upload)
+		}
+		checkAudio(t, folder, f, 440, 660)
+	}
+	if want := hungUp.Sub(m.StartedAt).Milliseconds() - 3000; end < want {
+		t.Errorf("the audio ends at %d ms; the call was hung up at %d ms", end, want+3000)
 	}
 }
