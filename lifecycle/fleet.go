@@ -72,6 +72,8 @@ type fleet struct {
 	// its bound (adoptWait).
 	adoptPer, adoptMax time.Duration
 
+	copies manifestCopies // what snapshot stored last (adopt.go)
+
 	takeMu sync.Mutex // one take or release at a time
 	mu     sync.Mutex
 	rooms  map[id.RoomID]*roomLease

@@ -220,6 +220,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) 
 			OnConfirmed: lc.uploadConfirmed, OnEvidence: lc.evidence,
 			OnFailure: func(*storage.Upload, error) { lc.m.UploadFailures.Inc() },
 			OnSent:    func(n int64) { lc.m.UploadedBytes.Add(float64(n)) },
+			TailEvery: lc.tailEvery(),
 		})
 		lc.egress = &EgressStore{lc: lc}
 	}

@@ -354,6 +354,11 @@ func fleetTakeOver(t *testing.T, kill bool) {
 	since := send(t, alice, room, "!start")
 	waitMessage(t, alice, room, since, 90*time.Second, "Recording started")
 	time.Sleep(6 * time.Second)
+	if kill {
+		// Files long enough that losing their end (all of it, below 5 MB, before the
+		// tails) shows against tailLoss.
+		time.Sleep(10 * time.Second)
+	}
 	owner, other := fl.recording(t)
 	t.Logf("%s records; stopping it (kill: %v)", cfgs[owner].Instance.ID, kill)
 	stopped := time.Now()
@@ -421,6 +426,7 @@ func fleetTakeOver(t *testing.T, kill bool) {
 		t.Errorf("handed over with a gap: the recording stopped at %s and went on at %s", res.InterruptedAt, res.ResumedAt)
 	}
 	// Each speaker: the parts the first instance wrote, then the second's, on one timeline.
+	salvaged := map[string]string{} // the killed instance's files: their copies' ETags
 	for _, u := range []*lkpeer.Peer{alice, bob} {
 		parts := lkFiles(m, u.UserID(), recorder.SourceMicrophone)
 		var before, after []recorder.FileEntry // by which instance wrote them
@@ -465,6 +471,8 @@ func fleetTakeOver(t *testing.T, kill bool) {
 			if first.Status != recorder.StatusInterrupted {
 				t.Errorf("%s: the killed instance's part is %s", u.UserID(), first.Status)
 			}
+			// Its copy in S3 was completed by the other instance from the last tail.
+			salvaged[first.File] = checkSalvagedCopy(t, e, folders[0], m, first, stopped, hz, 1100-hz)
 			continue
 		}
 		// Handed over cleanly: the first instance's part is complete, copied, and on its
@@ -484,6 +492,7 @@ func fleetTakeOver(t *testing.T, kill bool) {
 	if !slices.Contains(keys, "calls/"+folders[0]+"/"+recorder.ManifestFile) {
 		t.Error("no manifest in S3")
 	}
+	noTails(t, keys)
 	if !kill {
 		return
 	}
@@ -522,6 +531,13 @@ func fleetTakeOver(t *testing.T, kill bool) {
 	for _, msg := range botSaid(alice.MessagesIn(room), bot, back, time.Time{}) {
 		t.Errorf("the returning instance said: %s", msg)
 	}
+	// It did not upload its files over the copies the other instance completed.
+	for file, etag := range salvaged {
+		if got := e.etag(t, "calls/"+folders[0]+"/"+file); etag != "" && got != etag {
+			t.Errorf("%s: the returning instance replaced the completed copy (ETag %s, was %s)", file, got, etag)
+		}
+	}
+	noTails(t, e.keys(t, "calls/"+folders[0]+"/"))
 }
 
 // TestIntegrationFleetOneToOneCannotMove: two instances and a legacy 1:1 call (Element
@@ -584,7 +600,7 @@ func TestIntegrationFleetOneToOneCannotMove(t *testing.T) {
 func TestIntegrationFleetMeshFailover(t *testing.T) {
 	s := homeserver(t)
 	fl := startFleet(t, botConfig(t, s), 2)
-	cfgs, procs := fl.cfgs, fl.procs
+	cfgs, procs, e := fl.cfgs, fl.procs, fl.s3
 	bot := id.UserID(cfgs[0].Matrix.UserID)
 	ctx := timeout(t, 5*time.Minute)
 	alice := newMeshPeer(t, s, "alice", false)
@@ -604,7 +620,9 @@ func TestIntegrationFleetMeshFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitNoticeOf(t, alice, room, since, "recording started", func(b string) bool { return strings.Contains(b, "Recording started") })
-	time.Sleep(6 * time.Second)
+	// Files long enough that losing their end (all of it, below 5 MB, before the tails)
+	// shows against tailLoss.
+	time.Sleep(16 * time.Second)
 	owner, other := fl.recording(t)
 	killed := time.Now()
 	if err := procs[owner].cmd.Process.Kill(); err != nil {
@@ -663,7 +681,10 @@ func TestIntegrationFleetMeshFailover(t *testing.T) {
 			t.Errorf("%s: the continued part starts at %d ms (first part %d+%d ms, resumed at %s)", u.UserID(), last.StartOffsetMs, first.StartOffsetMs, first.DurationMs, res.ResumedAt)
 		}
 		checkAudio(t, folder, last, 440, 660)
+		// The killed instance's file: its copy in S3 completed from its last tail.
+		checkSalvagedCopy(t, e, folders[0], m, first, killed, 440, 660)
 	}
+	noTails(t, e.keys(t, "calls/"+folders[0]+"/"))
 }
 
 // TestIntegrationFleetAutorecord: with two instances, !autorecord on is answered once, and
