@@ -344,6 +344,8 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	b.log.Info().Msg("Stopping: hanging up calls and finalising recordings")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
+	// In a fleet, another instance takes the group calls over before they are left here.
+	b.lc.HandOverLive(sctx)
 	if serr := b.rooms.Shutdown(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/ctxtime"
 	"github.com/matrix-recorder/matrix-recorder/lifecycle/upload"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
@@ -48,6 +49,9 @@ func (f *fleet) snapshot(ctx context.Context) {
 	sessions := make([]*recorder.Session, 0, len(lc.live))
 	live := make(map[string]bool, len(lc.live))
 	for folder, lr := range lc.live {
+		if lr.handedOver {
+			continue // the manifest's copy is the taker's now (handover.go)
+		}
 		sessions = append(sessions, lr.sess)
 		live[folder] = true
 	}
@@ -122,10 +126,16 @@ func (c *manifestCopies) keepOnly(live map[string]bool) {
 func (f *fleet) adopt(ctx context.Context) {
 	lc := f.lc
 	expired, err := lc.db.ExpiredLeases(ctx, storage.WatchResource(""))
+	up := f.dbUpFor(err)
 	if err != nil {
 		lc.log.Warn().Err(err).Msg("Could not look for recordings to take over")
 		return
 	}
+	expired = f.takeable(expired, up)
+	if len(expired) == 0 {
+		return
+	}
+	wait := f.adoptWait(ctx, expired)
 	// The rooms are taken over side by side (a few at a time): joining a call takes
 	// seconds, and one after the other the last of a dead instance's calls would wait for
 	// all the others (13 s for the fourth of four in the fleet bench).
@@ -139,32 +149,95 @@ func (f *fleet) adopt(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			f.adoptRoom(ctx, l)
+			f.adoptRoom(ctx, l, wait)
 		}()
 	}
 	wg.Wait()
 }
 
+// dbUpFor notes whether the database answered the look for rooms to take over (err) and
+// returns how long it has answered without a break.
+func (f *fleet) dbUpFor(err error) time.Duration {
+	now := time.Now()
+	f.dbMu.Lock()
+	defer f.dbMu.Unlock()
+	switch {
+	case err != nil:
+		f.dbUpSince = time.Time{}
+		return 0
+	case f.dbUpSince.IsZero():
+		f.dbUpSince = now
+	}
+	return now.Sub(f.dbUpSince)
+}
+
+// takeable leaves out of expired the leases that ran out while this instance could not
+// reach the database either (up: how long it has reached it since): a database that was
+// down or restarted for everyone stopped every holder's renewals, and a holder that still
+// records renews within a third of the lease once the database is back. Taking its rooms
+// then would end its recordings and start them again here: two summaries for one call.
+// A lease handed over (a clean stop) is taken at once.
+func (f *fleet) takeable(expired []*storage.Lease, up time.Duration) []*storage.Lease {
+	if up >= f.ttl {
+		return expired
+	}
+	var out []*storage.Lease
+	for _, l := range expired {
+		if l.HandedOver() {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// adoptWait is how long this instance waits before it takes over rooms whose owner
+// stopped (expired): a little per recording it runs (adoptPerRecording), so that the
+// least loaded of several instances wins; nothing when no instance but those owners and
+// this one runs; long when it is at its limit of group recordings.
+func (f *fleet) adoptWait(ctx context.Context, expired []*storage.Lease) time.Duration {
+	lc := f.lc
+	lc.mu.Lock()
+	total, groups := len(lc.live), 0
+	for _, lr := range lc.live {
+		if !lr.kind.OneToOne() {
+			groups++
+		}
+	}
+	lc.mu.Unlock()
+	if groups >= lc.cfg.Calls.MaxGroupRecordings {
+		return f.full
+	}
+	owners, err := lc.db.LiveOwners(ctx, storage.InstanceResource(""))
+	if err == nil {
+		gone := map[string]bool{f.owner: true}
+		for _, l := range expired {
+			gone[l.Owner] = true
+		}
+		others := 0
+		for _, o := range owners {
+			if !gone[o] {
+				others++
+			}
+		}
+		if others == 0 {
+			return 0
+		}
+	}
+	return min(time.Duration(total)*f.adoptPer, f.adoptMax)
+}
+
 // maxAdoptAtOnce bounds the rooms one instance takes over at the same time.
 const maxAdoptAtOnce = 8
 
-// adoptRoom takes over the recordings of the room whose lease l ran out, if this instance
-// wins the room.
-func (f *fleet) adoptRoom(ctx context.Context, l *storage.Lease) {
+// adoptRoom takes over the recordings of the room whose lease l ran out (or was handed
+// over), if this instance wins the room after waiting wait.
+func (f *fleet) adoptRoom(ctx context.Context, l *storage.Lease, wait time.Duration) {
 	lc := f.lc
 	room := id.RoomID(strings.TrimPrefix(l.Resource, storage.WatchResource("")))
-	recs, err := f.orphans(ctx, room)
-	if err != nil {
-		lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
+	if ctxtime.Sleep(ctx, wait) != nil {
 		return
 	}
-	kind := recorder.KindMesh
-	for _, r := range recs {
-		if recorder.Kind(r.Kind).OneToOne() {
-			kind = recorder.KindOneToOne
-		}
-	}
-	ok, err := lc.ClaimRoom(ctx, room, kind)
+	ok, err := f.take(ctx, room)
 	if err != nil || !ok {
 		return
 	}
@@ -172,13 +245,14 @@ func (f *fleet) adoptRoom(ctx context.Context, l *storage.Lease) {
 	if previous == lc.instance {
 		previous = "" // this instance's own earlier process
 	}
-	// Listed again now that the room is this instance's: another may have been faster.
-	if recs, err = f.orphans(ctx, room); err != nil {
+	// Listed now that the room is this instance's.
+	recs, err := f.orphans(ctx, room)
+	if err != nil {
 		lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
 	}
 	resumed := false
 	for _, r := range recs {
-		resumed = f.adoptRecording(ctx, r, previous, l.RenewedAt) || resumed
+		resumed = f.adoptRecording(ctx, r, previous, l.RenewedAt, l.HandedOver()) || resumed
 	}
 	if !resumed {
 		lc.ReleaseRoom(ctx, room)
@@ -210,7 +284,7 @@ func (f *fleet) orphans(ctx context.Context, room id.RoomID) ([]*storage.Recordi
 // adoptRecording takes one recording over from previous (an instance id; "" unknown),
 // which last renewed the room's lease at lastSeen. It reports whether the recording goes
 // on here.
-func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previous string, lastSeen time.Time) bool {
+func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previous string, lastSeen time.Time, handedOver bool) bool {
 	lc := f.lc
 	roomID := id.RoomID(r.RoomID)
 	log := lc.log.With().Str("recording", r.ID).Str("folder", r.Folder).Stringer("room_id", roomID).Str("previous_instance", previous).Logger()
@@ -228,7 +302,7 @@ func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previo
 		at = *m.EndedAt
 	}
 	reason := fmt.Sprintf("%s stopped at %s UTC", who, at.UTC().Format("15:04:05"))
-	if paused {
+	if paused || handedOver {
 		reason = fmt.Sprintf("%s handed the recording over at %s UTC", who, at.UTC().Format("15:04:05"))
 	}
 	// The manifest as the other instance left it, in a folder of this instance: files
@@ -236,12 +310,18 @@ func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previo
 	if m.EndedAt == nil || m.EndedAt.After(at) {
 		m.EndedAt = &at
 	}
-	writing := f.filesBeingWritten(ctx, r, m)
+	var writing []string
+	if !handedOver { // handed over: the instance that writes them finishes their copies
+		writing = f.filesBeingWritten(ctx, r, m)
+	}
 	for i := range m.Tracks {
 		t := &m.Tracks[i]
 		if t.Status == recorder.StatusRecording {
 			t.Status = recorder.StatusInterrupted
-			if t.Upload == nil {
+			if handedOver {
+				// Still written there: its end follows in its row (partsFromElsewhere).
+				t.EndReason = "written on " + who + ", which went on writing it during the hand-over"
+			} else if t.Upload == nil {
 				t.EndReason = "written on " + who + ", which stopped before the file's copy was complete"
 			}
 		}
@@ -365,7 +445,7 @@ func (f *fleet) handOver(ctx context.Context) {
 			continue
 		}
 		f.waitUploads(wctx, r)
-		if lc.s3 != nil {
+		if lc.s3 != nil && !f.wasHanded(folder) { // a handed one's copy is the taker's
 			if err := lc.storeManifest(ctx, r.Folder); err != nil {
 				lc.log.Warn().Err(err).Str("folder", folder).Msg("Could not store the paused recording's manifest for the other instances")
 			}
@@ -420,7 +500,7 @@ func (f *fleet) waitUploads(ctx context.Context, r *storage.Recording) {
 		if pending == 0 {
 			return
 		}
-		if sleep(ctx, 200*time.Millisecond) != nil {
+		if ctxtime.Sleep(ctx, 200*time.Millisecond) != nil {
 			lc.log.Warn().Int("files", pending).Str("folder", r.Folder).Msg("Handing over before every file's copy was confirmed")
 			return
 		}

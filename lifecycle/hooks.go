@@ -237,7 +237,7 @@ func (lc *Lifecycle) onSessionClosing(s *recorder.Session) {
 		return
 	}
 	lc.post(q, func(ctx context.Context) {
-		if recID := lc.recID(lr); recID != "" {
+		if recID := lc.recID(lr); recID != "" && !lc.handedOver(lr) {
 			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingStopping }); err != nil {
 				lc.log.Error().Err(err).Msg("Could not mark the recording stopping")
 			}
@@ -286,7 +286,9 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 		status = storage.RecordingPaused
 	}
 	lc.post(q, func(ctx context.Context) {
-		if recID := lc.recID(lr); recID != "" {
+		// A recording handed over while it was written here goes on elsewhere: its row
+		// is the taker's (the files' rows stay this instance's to finish).
+		if recID := lc.recID(lr); recID != "" && !lc.handedOver(lr) {
 			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) {
 				lc.fillFromManifest(r, m, status)
 				if paused {
