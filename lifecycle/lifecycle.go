@@ -119,7 +119,10 @@ type Lifecycle struct {
 	// posted summary looks at uploads that are still going (tests shorten them).
 	sendBackoff time.Duration
 	uploadPoll  time.Duration
-	startup     []startupItem // what the last run left, handled after the first sync
+	// rowRetry is the first pause before a refused row write is tried again (rowretry.go;
+	// tests shorten it).
+	rowRetry time.Duration
+	startup  []startupItem // what the last run left, handled after the first sync
 	// marks keeps the bot's display name in each room in line with its recordings.
 	marks *nameMarks
 }
@@ -155,6 +158,9 @@ type liveRec struct {
 	// how the store's notification confirmed copies of files not completed yet.
 	completed map[string]bool
 	evidence  map[string]string
+	// pending holds the row writes the database refused, to write again (rowretry.go;
+	// only the recording's queue touches it).
+	pending pendingRows
 }
 
 // New opens the state database and object storage. Nothing runs before Run.
