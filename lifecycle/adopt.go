@@ -123,8 +123,14 @@ func (c *manifestCopies) keepOnly(live map[string]bool) {
 
 // adopt looks for rooms whose owner stopped renewing their lease (or handed them over)
 // and takes their recordings over.
+//
+// An instance that is stopping takes nothing: two instances stopped at once would hand
+// their rooms to each other otherwise, and both would pause them.
 func (f *fleet) adopt(ctx context.Context) {
 	lc := f.lc
+	if lc.shuttingDown.Load() {
+		return
+	}
 	expired, err := lc.db.ExpiredLeases(ctx, storage.WatchResource(""))
 	up := f.dbUpFor(err)
 	if err != nil {
@@ -234,8 +240,8 @@ const maxAdoptAtOnce = 8
 func (f *fleet) adoptRoom(ctx context.Context, l *storage.Lease, wait time.Duration) {
 	lc := f.lc
 	room := id.RoomID(strings.TrimPrefix(l.Resource, storage.WatchResource("")))
-	if ctxtime.Sleep(ctx, wait) != nil {
-		return
+	if ctxtime.Sleep(ctx, wait) != nil || lc.shuttingDown.Load() {
+		return // began to stop while it waited
 	}
 	ok, err := f.take(ctx, room)
 	if err != nil || !ok {

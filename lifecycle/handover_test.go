@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +188,112 @@ func TestPartsFromElsewhere(t *testing.T) {
 	}
 	if end := a1.StartOffsetMs + a1.DurationMs; a2.StartOffsetMs >= end {
 		t.Errorf("no overlap: the taker's part starts at %d ms, the other's ends at %d ms", a2.StartOffsetMs, end)
+	}
+}
+
+// stopAtOnce runs the first step of a clean stop (HandOverLive) on every instance at the
+// same time and hands their rooms over as handOverRooms does (the members here have no
+// live sessions to store).
+func stopAtOnce(t *testing.T, rooms map[*Lifecycle]id.RoomID) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for lc, rm := range rooms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lc.HandOverLive(ctx)
+			if n, err := lc.db.OthersLive(ctx, storage.InstanceResource(""), lc.fleet.owner); err == nil && n > 0 {
+				if _, err := lc.db.HandOverLease(ctx, storage.WatchResource(string(rm)), lc.fleet.owner); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// roomWithRecording makes lc record a group call in rm (its room lease and its row).
+func roomWithRecording(t *testing.T, lc *Lifecycle, rm id.RoomID, folder string) {
+	t.Helper()
+	ctx := context.Background()
+	if ok, err := lc.TakeRoom(ctx, rm); !ok || err != nil {
+		t.Fatalf("take: %v %v", ok, err)
+	}
+	r := &storage.Recording{RoomID: string(rm), CallID: "c-" + folder, Kind: string(recorder.KindLiveKit), Folder: folder, Status: storage.RecordingActive}
+	if err := lc.db.CreateRecording(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two instances stopped at the same time while a third runs: each stops counting as
+// running before it looks for a taker, and a stopping instance takes nothing over, so both
+// hand their rooms to the third, which takes both; neither takes the other's.
+func TestTwoStoppingAtOnceHandOverToTheThird(t *testing.T) {
+	uri := startPostgres(t)
+	a, b, c := fleetMember(t, uri, "a"), fleetMember(t, uri, "b"), fleetMember(t, uri, "c")
+	roomA, roomB := id.RoomID("!a:example.org"), id.RoomID("!b:example.org")
+	roomWithRecording(t, a, roomA, "20261206T120000Z_a_element-call")
+	roomWithRecording(t, b, roomB, "20261206T120001Z_b_element-call")
+	ctx := context.Background()
+
+	stopAtOnce(t, map[*Lifecycle]id.RoomID{a: roomA, b: roomB})
+	for _, lc := range []*Lifecycle{a, b} {
+		if owners, err := lc.db.LiveOwners(ctx, storage.InstanceResource("")); err != nil || len(owners) != 1 || owners[0] != c.fleet.owner {
+			t.Fatalf("running instances after two stopped: %v %v; want only %s", owners, err, c.fleet.owner)
+		}
+	}
+	for _, l := range []id.RoomID{roomA, roomB} {
+		if l, err := a.db.Lease(ctx, storage.WatchResource(string(l))); err != nil || !l.HandedOver() {
+			t.Fatalf("room lease after the stops: %+v %v; want handed over", l, err)
+		}
+	}
+	// The stopping ones look for rooms to take over as their loops would: nothing.
+	a.fleet.adopt(ctx)
+	b.fleet.adopt(ctx)
+	for _, lc := range []*Lifecycle{a, b} {
+		if got := lc.calls.(*stopCalls); len(got.resumed) != 0 {
+			t.Fatalf("a stopping instance took over %+v", got.resumed)
+		}
+	}
+	c.fleet.adopt(ctx)
+	calls := c.calls.(*stopCalls)
+	calls.mu.Lock()
+	defer calls.mu.Unlock()
+	var took []string
+	for _, r := range calls.resumed {
+		took = append(took, string(r.Room))
+	}
+	slices.Sort(took)
+	if strings.Join(took, " ") != string(roomA)+" "+string(roomB) {
+		t.Errorf("the running instance took over %q; want both rooms", took)
+	}
+}
+
+// Two instances stopped at the same time with no third: neither counts the other as
+// running, so neither hands its rooms over (their recordings pause and keep their rooms,
+// as a lone instance's do), and neither takes the other's.
+func TestTwoStoppingAtOnceWithNoOtherPause(t *testing.T) {
+	uri := startPostgres(t)
+	a, b := fleetMember(t, uri, "a"), fleetMember(t, uri, "b")
+	roomA, roomB := id.RoomID("!a:example.org"), id.RoomID("!b:example.org")
+	roomWithRecording(t, a, roomA, "20261206T120000Z_a_element-call")
+	roomWithRecording(t, b, roomB, "20261206T120001Z_b_element-call")
+	ctx := context.Background()
+
+	stopAtOnce(t, map[*Lifecycle]id.RoomID{a: roomA, b: roomB})
+	for lc, rm := range map[*Lifecycle]id.RoomID{a: roomA, b: roomB} {
+		l, err := lc.db.Lease(ctx, storage.WatchResource(string(rm)))
+		if err != nil || l.Owner != lc.fleet.owner || l.HandedOver() {
+			t.Errorf("%s's room lease after both stopped: %+v %v; want still its own, not handed over", lc.instance, l, err)
+		}
+		if !lc.fleet.holds(rm) {
+			t.Errorf("%s gave its room up", lc.instance)
+		}
+		lc.fleet.adopt(ctx)
+		if got := lc.calls.(*stopCalls); len(got.resumed) != 0 {
+			t.Errorf("%s took over %+v while stopping", lc.instance, got.resumed)
+		}
 	}
 }

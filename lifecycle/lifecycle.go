@@ -269,9 +269,7 @@ func (lc *Lifecycle) Run(ctx context.Context) {
 			default:
 				return // the backends resume recordings after the first sync
 			}
-			if !lc.shuttingDown.Load() {
-				lc.fleet.adopt(ctx)
-			}
+			lc.fleet.adopt(ctx)
 		})
 	}
 	context.AfterFunc(ctx, func() { lc.shuttingDown.Store(true) })
