@@ -104,24 +104,33 @@ func (lc *Lifecycle) scheduleRows(lr *liveRec, q *serial.Loop) {
 	})
 }
 
-// drainRows waits until what waits is written, or the recorder shuts down (the next
-// start repairs the rows from the manifests then). The recording's last write calls it:
-// its queue takes nothing after that, so no scheduled retry would run.
+// drainRows waits until what waits is written, or the recorder begins to shut down
+// (after one last try then: the next start repairs the rows from the manifests, and a
+// shutdown during an outage keeps its time for the uploads). The recording's last write
+// calls it: its queue takes nothing after that, so no scheduled retry would run.
 func (lc *Lifecycle) drainRows(lr *liveRec) {
 	p := &lr.pending
+	stopping := lc.ctx.Done()
+	if lc.drainCtx != nil {
+		stopping = lc.drainCtx.Done()
+	}
 	pause := time.Duration(0)
 	for len(p.writes) > 0 {
 		pause = min(max(2*pause, lc.rowRetryMin()), rowRetryMax)
+		last := false
 		select {
-		case <-lc.ctx.Done():
-			lc.log.Warn().Str("folder", lr.folder).Int("waiting", len(p.writes)).
-				Msg("Stopped with rows the state database did not take; the next start repairs them from the manifest")
-			return
+		case <-stopping:
+			last = true
 		case <-time.After(pause):
 		}
 		ctx, cancel := lc.dbCtx()
-		lc.retryRows(ctx, lr)
+		ok := lc.retryRows(ctx, lr)
 		cancel()
+		if !ok && last {
+			lc.log.Warn().Str("folder", lr.folder).Int("waiting", len(p.writes)).
+				Msg("Stopping with rows the state database did not take; the next start repairs them from the manifest")
+			return
+		}
 	}
 }
 
