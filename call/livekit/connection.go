@@ -14,6 +14,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
+	"github.com/matrix-recorder/matrix-recorder/ctxtime"
 )
 
 // Reconnect back-off of a connection to one SFU.
@@ -82,7 +83,7 @@ func (c *connection) run() {
 			return true
 		}
 		c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("Could not join the call's LiveKit room")
-		if !sleepCtx(c.ctx, backoff) {
+		if ctxtime.Sleep(c.ctx, backoff) != nil {
 			return false
 		}
 		backoff = min(backoff*2, reconnectMax)
@@ -236,16 +237,5 @@ func (c *connection) stop() {
 	c.mu.Unlock()
 	if room != nil {
 		room.Disconnect()
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
