@@ -104,13 +104,7 @@ func (c *connection) run() {
 			c.log.Warn().Str("reason", reason).Msg("Disconnected from the LiveKit room; joining again")
 			c.r.markAll(fmt.Sprintf("LiveKit connection to %s lost (%s); reconnecting", c.transport.ServiceURL, reason))
 		}
-		c.mu.Lock()
-		room := c.room
-		c.room = nil
-		c.mu.Unlock()
-		if room != nil {
-			room.Disconnect()
-		}
+		c.leave()
 		if c.ctx.Err() != nil {
 			return
 		}
@@ -231,6 +225,12 @@ func (c *connection) err() error {
 func (c *connection) stop() {
 	c.cancel()
 	<-c.done
+	c.leave()
+}
+
+// leave disconnects from the room the connection has joined, if any: once the SFU has
+// dropped it (before joining again) and when the recording stops.
+func (c *connection) leave() {
 	c.mu.Lock()
 	room := c.room
 	c.room = nil
