@@ -1,5 +1,5 @@
 // Package ctxtime holds the waits that end with a context: one place for what the
-// lifecycle's loops and the test media senders both need.
+// lifecycle's loops, LiveKit's join back-off and the test media senders all need.
 package ctxtime
 
 import (

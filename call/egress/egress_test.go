@@ -637,3 +637,27 @@ func TestLimitReachedAndUploadFailure(t *testing.T) {
 		t.Errorf("expected keys: %v", store.expected)
 	}
 }
+
+// Everyone opting out leaves the recording connected (call.RecordingState), as in mesh and
+// LiveKit: their egresses stop, but nothing is wrong.
+func TestEveryoneOptedOutIsConnected(t *testing.T) {
+	h := newHarness(t, nil)
+	h.api.setRoom("room1", participant("ann", "Ann", mic("TR_a1")))
+	r := startTracks(t, h, "room1")
+	annMic := h.api.egressOf(t, "TR_a1")
+	r.sync(func() { r.onInfo(h.api.set(annMic, livekit.EgressStatus_EGRESS_ACTIVE, nil, "")) })
+	if s := r.Status().State; s != call.StateConnected {
+		t.Fatalf("state while Ann is recorded: %s", s)
+	}
+	r.SetOptOut(context.Background(), "ann", true)
+	r.sync(func() {})
+	if n := h.api.stops(); n != 1 {
+		t.Fatalf("%d egresses stopped after Ann opted out, want 1", n)
+	}
+	fi := writeFile(t, h.api.trackReq(annMic), "ann's audio")
+	r.sync(func() { r.onInfo(h.api.set(annMic, livekit.EgressStatus_EGRESS_COMPLETE, fi, "")) })
+	st := r.Status()
+	if st.Tracks != 0 || len(st.Participants) != 1 || !st.Participants[0].OptedOut || st.State != call.StateConnected {
+		t.Errorf("status with everyone opted out: %+v", st)
+	}
+}

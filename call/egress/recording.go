@@ -103,7 +103,8 @@ type Recording struct {
 
 	mu   sync.Mutex
 	snap call.Status
-	// live counts the egresses that write media (call.RecordingState), as of the snapshot.
+	// live counts the egresses that write media and, in tracks mode, those present who
+	// opted out (call.RecordingState), as of the snapshot.
 	live     int
 	finished chan struct{} // closed once the manifest is final
 	done     chan struct{} // closed when the recording ended (on its own or stopped)
@@ -872,6 +873,9 @@ func (r *Recording) publish() {
 		ps := call.ParticipantStatus{
 			UserID: p.dev.User, DeviceID: id.DeviceID(nonEmpty(string(p.dev.Device), "LiveKit")),
 			Tracks: perIdentity[ident], OptedOut: r.optOut[p.dev.User],
+		}
+		if ps.OptedOut && r.t.mode == config.EgressTracks {
+			live++ // left out by their choice, not missing (call.RecordingState)
 		}
 		if p.dev.Device == "" {
 			// Not a Matrix user: named, never mentioned.

@@ -3,6 +3,10 @@ package livekit
 import (
 	"context"
 	"testing"
+	"time"
+
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
@@ -33,6 +37,21 @@ func TestStatusState(t *testing.T) {
 	r.tracks[&trackRec{device: matrixrtc.DeviceKey{User: "@alice:hs", Device: "A"}}] = struct{}{}
 	if st := r.Status(); st.State != call.StateConnected || st.Backend != "livekit" {
 		t.Errorf("with a track: %+v", st)
+	}
+
+	// Everyone opted out: their tracks are unsubscribed, yet the bot is in the call and
+	// nothing is wrong, so the call stays connected, as mesh says (it goes on receiving
+	// them); before the bot is in the call, it is still connecting.
+	alice := matrixrtc.DeviceKey{User: "@alice:hs", Device: "A"}
+	r.present.Update([]matrixrtc.Member{{UserID: alice.User, DeviceID: alice.Device}}, time.Now())
+	r.tracks = map[*trackRec]struct{}{}
+	r.optOut = map[id.UserID]bool{alice.User: true}
+	if s := r.Status().State; s != call.StateConnecting {
+		t.Errorf("everyone opted out, not in the call: %s", s)
+	}
+	r.conns = map[string]*connection{"https://sfu": {room: lksdk.NewRoom(nil)}}
+	if st := r.Status(); st.State != call.StateConnected || st.Tracks != 0 || len(st.Participants) != 1 || !st.Participants[0].OptedOut {
+		t.Errorf("everyone opted out, in the call: %+v", st)
 	}
 	close(r.done)
 	if s := r.Status().State; s != call.StateEnded {

@@ -104,6 +104,14 @@ func TestOptOutKeepsOneSenderReportReader(t *testing.T) {
 	for i := 2; i <= 4; i++ {
 		r.SetOptOut(ctx, alice.User, true)
 		waitFor(t, "the part to end", func() bool { return sess.Manifest().Tracks[i-2].Status == recorder.StatusComplete })
+		// Everyone (Alice) opted out: the call stays connected, as LiveKit says
+		// (call.RecordingState).
+		r.mu.Lock()
+		state := r.stateLocked()
+		r.mu.Unlock()
+		if state != call.StateConnected {
+			t.Errorf("state with everyone opted out: %s", state)
+		}
 		r.SetOptOut(ctx, alice.User, false)
 		waitFor(t, "the next part", func() bool { return files() == i })
 	}
