@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -182,4 +183,97 @@ func TestIntegrationPostgresRestartSingle(t *testing.T) {
 	if want := hungUp.Sub(m.StartedAt).Milliseconds() - 3000; end < want {
 		t.Errorf("the audio ends at %d ms; the call was hung up at %d ms", end, want+3000)
 	}
+}
+
+// TestIntegrationPostgresOutageEndsFile: one recorder on PostgreSQL records a legacy 1:1
+// call whose caller hangs up while PostgreSQL is down: the file ends during the outage,
+// and its row cannot be written then. Once the database is back the row is written: it
+// says what the file's manifest entry says (saved, its length, duration and checksum),
+// not what it said when the file started.
+func TestIntegrationPostgresOutageEndsFile(t *testing.T) {
+	s := homeserver(t)
+	fe := newFleetEnv(t, botConfig(t, s))
+	cfg := fe.base
+	startProcess(t, cfg)
+	alice := newCaller(t, s, "alice")
+	ctx := timeout(t, 4*time.Minute)
+	room, err := alice.CreateDM(ctx, id.UserID(cfg.Matrix.UserID), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
+	defer call.Close()
+	waitNotice(t, alice, room, start, 30*time.Second, "Recording this call")
+	time.Sleep(4 * time.Second)
+	if err := fe.pg.Down(); err != nil {
+		t.Fatal(err)
+	}
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * time.Second) // the file ends while the database is down
+	if err := fe.pg.Up(timeout(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	folders := callFolders(t, cfg.Recordings.Dir)
+	if len(folders) != 1 {
+		t.Fatalf("call folders %v", folders)
+	}
+	folder := filepath.Join(cfg.Recordings.Dir, folders[0])
+	keepOnFailure(t, folder)
+	db := openPostgres(t, fe.uri)
+	// The rows that waited are written within the recorder's retry pause (at most 10 s)
+	// of the database answering again.
+	var problems []string
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		problems = outageRowProblems(t, db, folder)
+		if len(problems) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+// outageRowProblems compares the rows of a call folder's audio files with its manifest.
+func outageRowProblems(t *testing.T, db *storage.DB, folder string) []string {
+	t.Helper()
+	ctx := context.Background()
+	m, err := recorder.ReadManifest(folder)
+	if err != nil {
+		return []string{fmt.Sprintf("manifest: %v", err)}
+	}
+	r, err := db.RecordingByFolder(ctx, filepath.Base(folder))
+	if err != nil {
+		return []string{fmt.Sprintf("the recording's row: %v", err)}
+	}
+	parts, err := db.Parts(ctx, r.ID)
+	if err != nil {
+		return []string{fmt.Sprintf("part rows: %v", err)}
+	}
+	rows := map[string]*storage.Part{}
+	for _, p := range parts {
+		rows[p.File] = p
+	}
+	var out []string
+	audio := 0
+	for _, f := range m.Tracks {
+		if f.Kind != "audio" {
+			continue
+		}
+		audio++
+		p := rows[f.File]
+		if f.Status != recorder.StatusComplete {
+			out = append(out, fmt.Sprintf("%s is %s in the manifest", f.File, f.Status))
+		}
+		if p == nil || p.Status != storage.PartSaved || p.Bytes != f.Bytes || p.DurationMs != f.DurationMs || p.SHA256 != f.SHA256 || p.EndedAt.IsZero() {
+			out = append(out, fmt.Sprintf("%s: row %+v\nmanifest entry: %+v", f.File, p, f))
+		}
+	}
+	if audio == 0 {
+		out = append(out, "no audio file in the manifest")
+	}
+	return out
 }
