@@ -74,6 +74,9 @@ func (lc *Lifecycle) writeRow(ctx context.Context, lr *liveRec, q *serial.Loop, 
 // written.
 func (lc *Lifecycle) retryRows(ctx context.Context, lr *liveRec) bool {
 	p := &lr.pending
+	if len(p.writes) == 0 {
+		return true
+	}
 	for len(p.writes) > 0 {
 		if err := p.writes[0].do(ctx); err != nil {
 			lc.log.Debug().Err(err).Str("folder", lr.folder).Int("waiting", len(p.writes)).Msg("The state database still does not take rows")
