@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -80,6 +81,9 @@ type Bot struct {
 	readyOnce sync.Once
 	// synced beats after every successful sync (/healthz).
 	synced *httpserver.Heartbeat
+	// responses counts the sync responses processed (syncLoop's backoff starts over after
+	// one).
+	responses atomic.Uint64
 }
 
 // Options for New that are not in the config file.
@@ -248,6 +252,9 @@ func (b *Bot) login(ctx context.Context) error {
 	if err := helper.Init(ctx); err != nil {
 		return errors.Join(fmt.Errorf("log in and set up encryption: %w", err), helper.Close())
 	}
+	// The helper made its crypto store the sync store: a sync position it fails to write
+	// must not be skipped past (syncstore.go).
+	client.Store = newSyncPosition(client.Store)
 	if b.shared != nil {
 		if err := b.shared.SetDevice(ctx, client.DeviceID); err != nil {
 			return errors.Join(err, helper.Close())
@@ -364,10 +371,21 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	return errors.Join(err, b.rtc.Close(), b.crypto.Close(), b.lock.Release())
 }
 
-// syncLoop keeps syncing, backing off on errors, until ctx ends.
+// The pause after a sync that failed doubles from minSyncBackoff up to maxSyncBackoff, no
+// longer than the recorder waits before it writes the rows that waited for the database.
+const (
+	minSyncBackoff = time.Second
+	maxSyncBackoff = 10 * time.Second
+)
+
+// syncLoop keeps syncing, backing off on errors, until ctx ends. mautrix retries the
+// homeserver's errors itself; what ends a sync here is mostly the database (the sync
+// position cannot be read or stored), and nothing is handled until it answers again, so
+// the pause stays short (maxSyncBackoff) and starts over once a response was processed.
 func (b *Bot) syncLoop(ctx context.Context) error {
-	backoff := time.Second
+	backoff := minSyncBackoff
 	for {
+		before := b.responses.Load()
 		err := b.client.SyncWithContext(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -376,13 +394,16 @@ func (b *Bot) syncLoop(ctx context.Context) error {
 		if errors.As(err, &httpErr) && httpErr.RespError != nil && httpErr.RespError.ErrCode == mautrix.MUnknownToken.ErrCode {
 			return fmt.Errorf("the homeserver no longer accepts the bot's access token: %w", err)
 		}
+		if b.responses.Load() != before {
+			backoff = minSyncBackoff // it synced for a while: this is a new failure
+		}
 		b.log.Warn().Err(err).Dur("retry_in", backoff).Msg("Sync failed")
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Minute)
+		backoff = min(backoff*2, maxSyncBackoff)
 	}
 }
 
