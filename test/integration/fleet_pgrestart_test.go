@@ -235,6 +235,10 @@ func TestIntegrationPostgresOutageEndsFile(t *testing.T) {
 	for _, p := range problems {
 		t.Error(p)
 	}
+	// The hangup came while the database was down: the bot handles it once the database
+	// is back, ends the call and posts its summary.
+	summary := waitSummary(t, alice, room, start)
+	t.Logf("summary:\n%s", summary)
 }
 
 // outageRowProblems compares the rows of a call folder's audio files with its manifest.
