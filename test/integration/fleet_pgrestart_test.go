@@ -189,7 +189,9 @@ func TestIntegrationPostgresRestartSingle(t *testing.T) {
 // call whose caller hangs up while PostgreSQL is down: the file ends during the outage,
 // and its row cannot be written then. Once the database is back the row is written: it
 // says what the file's manifest entry says (saved, its length, duration and checksum),
-// not what it said when the file started.
+// not what it said when the file started. The hangup itself came in a sync response the
+// bot could not record its place after (the sync position lives in PostgreSQL): it is not
+// skipped, the bot ends the call and posts the summary once the database is back.
 func TestIntegrationPostgresOutageEndsFile(t *testing.T) {
 	s := homeserver(t)
 	fe := newFleetEnv(t, botConfig(t, s))
