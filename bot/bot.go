@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,6 +30,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/metrics"
 	"github.com/matrix-recorder/matrix-recorder/postcall"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/storage/cryptostore"
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
 )
@@ -63,7 +65,7 @@ type Bot struct {
 
 	// shared is this instance's device's crypto store in a fleet's database (nil with
 	// SQLite); its connections close with crypto.
-	shared *e2ee.SharedStore
+	shared *cryptostore.Store
 	// instance is this instance's id in a fleet ("" with SQLite).
 	instance string
 
@@ -79,6 +81,9 @@ type Bot struct {
 	readyOnce sync.Once
 	// synced beats after every successful sync (/healthz).
 	synced *httpserver.Heartbeat
+	// responses counts the sync responses processed (syncLoop's backoff starts over after
+	// one).
+	responses atomic.Uint64
 }
 
 // Options for New that are not in the config file.
@@ -247,6 +252,9 @@ func (b *Bot) login(ctx context.Context) error {
 	if err := helper.Init(ctx); err != nil {
 		return errors.Join(fmt.Errorf("log in and set up encryption: %w", err), helper.Close())
 	}
+	// The helper made its crypto store the sync store: a sync position it fails to write
+	// must not be skipped past (syncstore.go).
+	client.Store = newSyncPosition(client.Store)
 	if b.shared != nil {
 		if err := b.shared.SetDevice(ctx, client.DeviceID); err != nil {
 			return errors.Join(err, helper.Close())
@@ -269,7 +277,7 @@ func (b *Bot) login(ctx context.Context) error {
 
 // openCryptoStore returns the crypto store for cryptohelper.NewCryptoHelper and its pickle
 // key: with SQLite, data_dir/crypto.db and the pickle key there (or configured); in a
-// fleet, this instance's device's store in the shared PostgreSQL database (e2ee.OpenShared),
+// fleet, this instance's device's store in the shared PostgreSQL database (cryptostore.Open),
 // so that the instance stays the same device on a new data_dir and no two instances share
 // one.
 func (b *Bot) openCryptoStore(ctx context.Context) (any, []byte, error) {
@@ -278,7 +286,7 @@ func (b *Bot) openCryptoStore(ctx context.Context) (any, []byte, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		s, err := e2ee.OpenShared(ctx, b.cfg.Database.URI, id.UserID(b.cfg.Matrix.UserID), inst, b.cfg.Matrix.PickleKey, b.log)
+		s, err := cryptostore.Open(ctx, b.cfg.Database.URI, id.UserID(b.cfg.Matrix.UserID), inst, b.cfg.Matrix.PickleKey, b.log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -343,6 +351,8 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	b.log.Info().Msg("Stopping: hanging up calls and finalising recordings")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
+	// In a fleet, another instance takes the group calls over before they are left here.
+	b.lc.HandOverLive(sctx)
 	if serr := b.rooms.Shutdown(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
@@ -361,10 +371,21 @@ func (b *Bot) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	return errors.Join(err, b.rtc.Close(), b.crypto.Close(), b.lock.Release())
 }
 
-// syncLoop keeps syncing, backing off on errors, until ctx ends.
+// The pause after a sync that failed doubles from minSyncBackoff up to maxSyncBackoff, no
+// longer than the recorder waits before it writes the rows that waited for the database.
+const (
+	minSyncBackoff = time.Second
+	maxSyncBackoff = 10 * time.Second
+)
+
+// syncLoop keeps syncing, backing off on errors, until ctx ends. mautrix retries the
+// homeserver's errors itself; what ends a sync here is mostly the database (the sync
+// position cannot be read or stored), and nothing is handled until it answers again, so
+// the pause stays short (maxSyncBackoff) and starts over once a response was processed.
 func (b *Bot) syncLoop(ctx context.Context) error {
-	backoff := time.Second
+	backoff := minSyncBackoff
 	for {
+		before := b.responses.Load()
 		err := b.client.SyncWithContext(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -373,13 +394,16 @@ func (b *Bot) syncLoop(ctx context.Context) error {
 		if errors.As(err, &httpErr) && httpErr.RespError != nil && httpErr.RespError.ErrCode == mautrix.MUnknownToken.ErrCode {
 			return fmt.Errorf("the homeserver no longer accepts the bot's access token: %w", err)
 		}
+		if b.responses.Load() != before {
+			backoff = minSyncBackoff // it synced for a while: this is a new failure
+		}
 		b.log.Warn().Err(err).Dur("retry_in", backoff).Msg("Sync failed")
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Minute)
+		backoff = min(backoff*2, maxSyncBackoff)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
-	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
 // botChat is what the recording lifecycle may do in rooms (lifecycle.Chat).
@@ -167,7 +166,7 @@ type botCalls struct{ b *Bot }
 var _ lifecycle.Calls = botCalls{}
 
 // Stop ends the recording of a room, whatever its kind (a 1:1 call is hung up).
-func (c botCalls) Stop(ctx context.Context, room id.RoomID, _ recorder.Kind, why string) {
+func (c botCalls) Stop(ctx context.Context, room id.RoomID, why string) {
 	c.b.rooms.StopFor(ctx, room, why)
 }
 

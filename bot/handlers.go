@@ -37,6 +37,7 @@ func (s *batchSyncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync
 	b.rooms.EndSync(ctx)
 	if err == nil {
 		b.synced.Beat()
+		b.responses.Add(1)
 	}
 	b.readyOnce.Do(func() {
 		close(b.ready)

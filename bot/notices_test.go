@@ -5,10 +5,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/lifecycle"
 )
 
@@ -88,5 +90,25 @@ func TestPostInThread(t *testing.T) {
 	}
 	if c.Mentions == nil || len(c.Mentions.UserIDs) != 0 {
 		t.Errorf("mentions: %+v", c.Mentions)
+	}
+}
+
+// !status reads the same for every kind of recording: the backend, where its call stands,
+// then the numbers.
+func TestRecordingLines(t *testing.T) {
+	start := time.Date(2026, 12, 6, 14, 3, 4, 0, time.UTC)
+	for _, c := range []struct {
+		st   call.Status
+		want string
+	}{
+		{call.Status{Backend: "mesh", State: call.StateConnected}, "Recording (mesh), connected, since 14:03:04 UTC, 1:30 so far"},
+		{call.Status{Backend: "egress", State: call.StateConnecting}, "Recording (egress), connecting, since 14:03:04 UTC"},
+		{call.Status{Backend: "1:1", State: call.StateRinging}, "Recording (1:1), ringing, since"},
+		{call.Status{Backend: "livekit"}, "Recording (livekit) since"},
+	} {
+		c.st.StartedAt, c.st.Folder = start, "/rec/f"
+		if got := recordingLines(c.st, start.Add(90*time.Second)); !strings.HasPrefix(got[0], c.want) {
+			t.Errorf("%s: %q, want it to begin %q", c.st.Backend, got[0], c.want)
+		}
 	}
 }

@@ -69,12 +69,19 @@ func (b *Bot) statusLines(roomID id.RoomID) []string {
 	if !ok {
 		return nil
 	}
-	what := st.Backend
+	return recordingLines(st, time.Now())
+}
+
+// recordingLines is !status's text for one recording, of any kind.
+func recordingLines(st call.Status, now time.Time) []string {
+	// Every backend says where its call stands (call.Status.State); it follows the
+	// backend's name, which scripts match on ("Recording (livekit)").
+	what := "(" + st.Backend + ")"
 	if st.State != call.StateUnknown {
-		what += ", " + st.State.String()
+		what += ", " + st.State.String() + ","
 	}
-	lines := []string{fmt.Sprintf("Recording (%s) since %s, %s so far, %s, %s, folder %s",
-		what, st.StartedAt.UTC().Format("15:04:05 UTC"), lifecycle.FormatDuration(time.Since(st.StartedAt)), lifecycle.Plural(st.Tracks, "track"), lifecycle.FormatBytes(st.Bytes), lifecycle.FolderName(st.Folder))}
+	lines := []string{fmt.Sprintf("Recording %s since %s, %s so far, %s, %s, folder %s",
+		what, st.StartedAt.UTC().Format("15:04:05 UTC"), lifecycle.FormatDuration(now.Sub(st.StartedAt)), lifecycle.Plural(st.Tracks, "track"), lifecycle.FormatBytes(st.Bytes), lifecycle.FolderName(st.Folder))}
 	ps := append([]call.ParticipantStatus(nil), st.Participants...)
 	sort.Slice(ps, func(i, j int) bool { return ps[i].UserID < ps[j].UserID })
 	for _, p := range ps {

@@ -184,8 +184,8 @@ type Status struct {
 	Bytes        int64
 	// Details are extra lines for !status (the egresses of an Egress recording).
 	Details []string
-	// State is where the call stands, for backends that follow it (StateUnknown: not
-	// said).
+	// State is where the call stands: every backend says it, the ones the bot joins
+	// by RecordingState's rule, 1:1 calls by their peer's.
 	State State
 }
 

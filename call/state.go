@@ -30,3 +30,23 @@ func (s State) String() string {
 		return "unknown"
 	}
 }
+
+// RecordingState is the state of a recording of a call the bot joins (a group call, or a
+// MatrixRTC call it answered), the one rule every backend reports it by: ended once done
+// is closed, connected while at least one track is live, else connecting (joining, or
+// nobody sends media yet). Live counts the tracks whose media is recorded and, while the
+// bot is in the call, those left out because their owner opted out (whether the backend
+// goes on receiving them, as mesh does, or unsubscribes them, as LiveKit does): a call in
+// which everyone opted out is connected, nothing is wrong. A legacy 1:1 call follows its
+// own peer instead: ringing, then connecting until ICE connects.
+func RecordingState(done <-chan struct{}, live int) State {
+	select {
+	case <-done:
+		return StateEnded
+	default:
+	}
+	if live > 0 {
+		return StateConnected
+	}
+	return StateConnecting
+}

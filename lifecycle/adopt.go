@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/ctxtime"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle/upload"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
@@ -44,10 +47,16 @@ func (f *fleet) snapshot(ctx context.Context) {
 	}
 	lc.mu.Lock()
 	sessions := make([]*recorder.Session, 0, len(lc.live))
-	for _, lr := range lc.live {
+	live := make(map[string]bool, len(lc.live))
+	for folder, lr := range lc.live {
+		if lr.handedOver {
+			continue // the manifest's copy is the taker's now (handover.go)
+		}
 		sessions = append(sessions, lr.sess)
+		live[folder] = true
 	}
 	lc.mu.Unlock()
+	f.copies.keepOnly(live)
 	for _, s := range sessions {
 		if s == nil {
 			continue
@@ -61,21 +70,78 @@ func (f *fleet) snapshot(ctx context.Context) {
 			continue
 		}
 		folder := filepath.Base(s.Folder())
+		sum := sha256.Sum256(data)
+		if !f.copies.changed(folder, sum) {
+			continue // the copy in object storage is this
+		}
 		if _, err := lc.s3.Put(ctx, lc.s3.Key(folder, recorder.ManifestFile), data); err != nil {
 			lc.log.Warn().Err(err).Str("folder", folder).Msg("Could not store the manifest's copy for the other instances")
+			continue
+		}
+		f.copies.stored(folder, sum)
+	}
+}
+
+// manifestCopies remembers what snapshot last stored of each live recording's manifest:
+// a manifest changes when a file, a participant or a marker comes and when its durations
+// are refreshed (every few seconds while a track runs), not at every snapshot, and an
+// unchanged one is not stored again.
+type manifestCopies struct {
+	mu   sync.Mutex
+	last map[string][sha256.Size]byte
+}
+
+// changed reports whether sum differs from what was stored last for folder.
+func (c *manifestCopies) changed(folder string, sum [sha256.Size]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last, ok := c.last[folder]
+	return !ok || last != sum
+}
+
+// stored notes what was stored for folder.
+func (c *manifestCopies) stored(folder string, sum [sha256.Size]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == nil {
+		c.last = map[string][sha256.Size]byte{}
+	}
+	c.last[folder] = sum
+}
+
+// keepOnly forgets the folders that are not live any more (a recording that comes back
+// here is stored again).
+func (c *manifestCopies) keepOnly(live map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for folder := range c.last {
+		if !live[folder] {
+			delete(c.last, folder)
 		}
 	}
 }
 
 // adopt looks for rooms whose owner stopped renewing their lease (or handed them over)
 // and takes their recordings over.
+//
+// An instance that is stopping takes nothing: two instances stopped at once would hand
+// their rooms to each other otherwise, and both would pause them.
 func (f *fleet) adopt(ctx context.Context) {
 	lc := f.lc
+	if lc.shuttingDown.Load() {
+		return
+	}
 	expired, err := lc.db.ExpiredLeases(ctx, storage.WatchResource(""))
+	up := f.dbUpFor(err)
 	if err != nil {
 		lc.log.Warn().Err(err).Msg("Could not look for recordings to take over")
 		return
 	}
+	expired = f.takeable(expired, up)
+	if len(expired) == 0 {
+		return
+	}
+	wait := f.adoptWait(ctx, expired)
 	// The rooms are taken over side by side (a few at a time): joining a call takes
 	// seconds, and one after the other the last of a dead instance's calls would wait for
 	// all the others (13 s for the fourth of four in the fleet bench).
@@ -89,32 +155,95 @@ func (f *fleet) adopt(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			f.adoptRoom(ctx, l)
+			f.adoptRoom(ctx, l, wait)
 		}()
 	}
 	wg.Wait()
 }
 
+// dbUpFor notes whether the database answered the look for rooms to take over (err) and
+// returns how long it has answered without a break.
+func (f *fleet) dbUpFor(err error) time.Duration {
+	now := time.Now()
+	f.dbMu.Lock()
+	defer f.dbMu.Unlock()
+	switch {
+	case err != nil:
+		f.dbUpSince = time.Time{}
+		return 0
+	case f.dbUpSince.IsZero():
+		f.dbUpSince = now
+	}
+	return now.Sub(f.dbUpSince)
+}
+
+// takeable leaves out of expired the leases that ran out while this instance could not
+// reach the database either (up: how long it has reached it since): a database that was
+// down or restarted for everyone stopped every holder's renewals, and a holder that still
+// records renews within a third of the lease once the database is back. Taking its rooms
+// then would end its recordings and start them again here: two summaries for one call.
+// A lease handed over (a clean stop) is taken at once.
+func (f *fleet) takeable(expired []*storage.Lease, up time.Duration) []*storage.Lease {
+	if up >= f.ttl {
+		return expired
+	}
+	var out []*storage.Lease
+	for _, l := range expired {
+		if l.HandedOver() {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// adoptWait is how long this instance waits before it takes over rooms whose owner
+// stopped (expired): a little per recording it runs (adoptPerRecording), so that the
+// least loaded of several instances wins; nothing when no instance but those owners and
+// this one runs; long when it is at its limit of group recordings.
+func (f *fleet) adoptWait(ctx context.Context, expired []*storage.Lease) time.Duration {
+	lc := f.lc
+	lc.mu.Lock()
+	total, groups := len(lc.live), 0
+	for _, lr := range lc.live {
+		if !lr.kind.OneToOne() {
+			groups++
+		}
+	}
+	lc.mu.Unlock()
+	if groups >= lc.cfg.Calls.MaxGroupRecordings {
+		return f.full
+	}
+	owners, err := lc.db.LiveOwners(ctx, storage.InstanceResource(""))
+	if err == nil {
+		gone := map[string]bool{f.owner: true}
+		for _, l := range expired {
+			gone[l.Owner] = true
+		}
+		others := 0
+		for _, o := range owners {
+			if !gone[o] {
+				others++
+			}
+		}
+		if others == 0 {
+			return 0
+		}
+	}
+	return min(time.Duration(total)*f.adoptPer, f.adoptMax)
+}
+
 // maxAdoptAtOnce bounds the rooms one instance takes over at the same time.
 const maxAdoptAtOnce = 8
 
-// adoptRoom takes over the recordings of the room whose lease l ran out, if this instance
-// wins the room.
-func (f *fleet) adoptRoom(ctx context.Context, l *storage.Lease) {
+// adoptRoom takes over the recordings of the room whose lease l ran out (or was handed
+// over), if this instance wins the room after waiting wait.
+func (f *fleet) adoptRoom(ctx context.Context, l *storage.Lease, wait time.Duration) {
 	lc := f.lc
 	room := id.RoomID(strings.TrimPrefix(l.Resource, storage.WatchResource("")))
-	recs, err := f.orphans(ctx, room)
-	if err != nil {
-		lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
-		return
+	if ctxtime.Sleep(ctx, wait) != nil || lc.shuttingDown.Load() {
+		return // began to stop while it waited
 	}
-	kind := recorder.KindMesh
-	for _, r := range recs {
-		if recorder.Kind(r.Kind).OneToOne() {
-			kind = recorder.KindOneToOne
-		}
-	}
-	ok, err := lc.ClaimRoom(ctx, room, kind)
+	ok, err := f.take(ctx, room)
 	if err != nil || !ok {
 		return
 	}
@@ -122,13 +251,14 @@ func (f *fleet) adoptRoom(ctx context.Context, l *storage.Lease) {
 	if previous == lc.instance {
 		previous = "" // this instance's own earlier process
 	}
-	// Listed again now that the room is this instance's: another may have been faster.
-	if recs, err = f.orphans(ctx, room); err != nil {
+	// Listed now that the room is this instance's.
+	recs, err := f.orphans(ctx, room)
+	if err != nil {
 		lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not list the room's recordings")
 	}
 	resumed := false
 	for _, r := range recs {
-		resumed = f.adoptRecording(ctx, r, previous, l.RenewedAt) || resumed
+		resumed = f.adoptRecording(ctx, r, previous, l.RenewedAt, l.HandedOver()) || resumed
 	}
 	if !resumed {
 		lc.ReleaseRoom(ctx, room)
@@ -160,7 +290,7 @@ func (f *fleet) orphans(ctx context.Context, room id.RoomID) ([]*storage.Recordi
 // adoptRecording takes one recording over from previous (an instance id; "" unknown),
 // which last renewed the room's lease at lastSeen. It reports whether the recording goes
 // on here.
-func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previous string, lastSeen time.Time) bool {
+func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previous string, lastSeen time.Time, handedOver bool) bool {
 	lc := f.lc
 	roomID := id.RoomID(r.RoomID)
 	log := lc.log.With().Str("recording", r.ID).Str("folder", r.Folder).Stringer("room_id", roomID).Str("previous_instance", previous).Logger()
@@ -178,7 +308,7 @@ func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previo
 		at = *m.EndedAt
 	}
 	reason := fmt.Sprintf("%s stopped at %s UTC", who, at.UTC().Format("15:04:05"))
-	if paused {
+	if paused || handedOver {
 		reason = fmt.Sprintf("%s handed the recording over at %s UTC", who, at.UTC().Format("15:04:05"))
 	}
 	// The manifest as the other instance left it, in a folder of this instance: files
@@ -186,11 +316,18 @@ func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previo
 	if m.EndedAt == nil || m.EndedAt.After(at) {
 		m.EndedAt = &at
 	}
+	var writing []string
+	if !handedOver { // handed over: the instance that writes them finishes their copies
+		writing = f.filesBeingWritten(ctx, r, m)
+	}
 	for i := range m.Tracks {
 		t := &m.Tracks[i]
 		if t.Status == recorder.StatusRecording {
 			t.Status = recorder.StatusInterrupted
-			if t.Upload == nil {
+			if handedOver {
+				// Still written there: its end follows in its row (partsFromElsewhere).
+				t.EndReason = "written on " + who + ", which went on writing it during the hand-over"
+			} else if t.Upload == nil {
 				t.EndReason = "written on " + who + ", which stopped before the file's copy was complete"
 			}
 		}
@@ -215,6 +352,7 @@ func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previo
 	log.Info().Bool("paused", paused).Msg("Taking over a recording of another instance")
 	lc.m.Interrupted.Add(1)
 	if recorder.Kind(r.Kind) == recorder.KindOneToOne {
+		f.salvage(r, writing, who)
 		f.endAdopted(ctx, r, m, "A 1:1 call cannot move to another recorder instance: "+reason+", and the call ended with it.")
 		lc.endStaleCall(ctx, r, m)
 		if lc.cfg.Bot.Notices {
@@ -226,6 +364,9 @@ func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previo
 	req := lc.resumeRequest(ctx, r, m, paused)
 	rctx := recorder.WithResumeBy(ctx, lc.instance, previous)
 	ok, why := lc.calls.Resume(rctx, req)
+	// After the resume (which must not wait for it, and whose session owns the manifest
+	// from then on), or before the recording ends here (its summary waits for it).
+	f.salvage(r, writing, who)
 	if ok {
 		log.Info().Msg("Took the recording over")
 		lc.chat.Notice(ctx, roomID, fmt.Sprintf("🔁 The %s; recorder instance %s continues the recording in the same folder: the files go on as further parts on the call's timeline.",
@@ -310,7 +451,7 @@ func (f *fleet) handOver(ctx context.Context) {
 			continue
 		}
 		f.waitUploads(wctx, r)
-		if lc.s3 != nil {
+		if lc.s3 != nil && !f.wasHanded(folder) { // a handed one's copy is the taker's
 			if err := lc.storeManifest(ctx, r.Folder); err != nil {
 				lc.log.Warn().Err(err).Str("folder", folder).Msg("Could not store the paused recording's manifest for the other instances")
 			}
@@ -365,7 +506,7 @@ func (f *fleet) waitUploads(ctx context.Context, r *storage.Recording) {
 		if pending == 0 {
 			return
 		}
-		if sleep(ctx, 200*time.Millisecond) != nil {
+		if ctxtime.Sleep(ctx, 200*time.Millisecond) != nil {
 			lc.log.Warn().Int("files", pending).Str("folder", r.Folder).Msg("Handing over before every file's copy was confirmed")
 			return
 		}
@@ -409,4 +550,142 @@ func (lc *Lifecycle) copiesFromElsewhere(ctx context.Context, rec *storage.Recor
 			lc.log.Warn().Err(err).Str("file", t.File).Msg("Could not write the copy another instance made into the manifest")
 		}
 	}
+}
+
+// tailEvery is how often, in a fleet, the uploader stores the tail of a growing file (the
+// bytes past its last whole upload part), which an instance that takes the recording over
+// completes the file's copy with if this one dies: at most about this much of each file,
+// plus the flush interval, is lost with a host that never comes back. One small PUT per
+// growing file per interval. Without a fleet nobody else could use the tails.
+const tailEvery = 4 * time.Second
+
+func (lc *Lifecycle) tailEvery() time.Duration {
+	if lc.fleet == nil {
+		return 0
+	}
+	return tailEvery
+}
+
+// filesBeingWritten lists the files of a recording that the instance it is taken over
+// from was writing (its rows, and its manifest's copy, say so), and those an earlier
+// instance that died left without a copy: their copies in object storage are the whole
+// upload parts and the tail it stored, which salvage completes.
+func (f *fleet) filesBeingWritten(ctx context.Context, r *storage.Recording, m *recorder.Manifest) []string {
+	var files []string
+	seen := map[string]bool{}
+	add := func(file string) {
+		if !seen[file] {
+			seen[file] = true
+			files = append(files, file)
+		}
+	}
+	for _, t := range m.Tracks {
+		if t.Status == recorder.StatusRecording && t.Upload == nil && t.Writer == "" {
+			add(t.File)
+		}
+	}
+	parts, err := f.lc.db.Parts(ctx, r.ID)
+	if err != nil {
+		f.lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not list the files the other instance was writing")
+	}
+	for _, p := range parts {
+		switch p.Status {
+		case storage.PartStarted, storage.PartActive:
+			add(p.File)
+		case storage.PartInterrupted:
+			// Interrupted by an earlier death (an instance that had taken the recording
+			// over and died too) and still without a copy: only object storage has it.
+			if p.LocalDeleted || fileExists(filepath.Join(f.lc.cfg.Recordings.Dir, r.Folder, p.File)) {
+				continue
+			}
+			if u, err := f.lc.db.UploadOf(ctx, r.ID, p.File); err == nil && (u.Status == storage.UploadPending || u.Status == storage.UploadUploading) {
+				add(p.File)
+			}
+		}
+	}
+	return files
+}
+
+// salvage completes, in the background, the copies of the files the instance who
+// recorded before was writing when it died, from the upload parts and the tails it
+// stored (upload.Salvage); the recording's summary waits for them like for uploads.
+func (f *fleet) salvage(r *storage.Recording, files []string, who string) {
+	lc := f.lc
+	if lc.up == nil {
+		return
+	}
+	folder := filepath.Join(lc.cfg.Recordings.Dir, r.Folder)
+	for _, file := range files {
+		lc.up.Salvage(r.ID, folder, file, func(s upload.Salvaged) { lc.salvaged(r, file, who, s) })
+	}
+}
+
+// salvaged writes into a file's row and manifest entry what its completed copy holds.
+func (lc *Lifecycle) salvaged(r *storage.Recording, file, who string, s upload.Salvaged) {
+	if s.Upload == nil {
+		return
+	}
+	reason := fmt.Sprintf("written on %s, which stopped; its copy in object storage was completed from what that instance had uploaded", who)
+	if !s.FromTail {
+		reason += " (its whole upload parts: the end of the file is missing)"
+	}
+	fill := func(bytes *int64, sha *string, durationMs *int64, startedAt time.Time, endedAt **time.Time, endReason *string) {
+		*bytes, *sha = s.Upload.Bytes, s.Upload.SHA256
+		if s.MediaMs >= 0 {
+			*durationMs = s.MediaMs
+			end := startedAt.Add(time.Duration(s.MediaMs) * time.Millisecond).UTC()
+			*endedAt = &end
+		}
+		*endReason = reason
+	}
+	ctx, cancel := lc.dbCtx()
+	defer cancel()
+	if parts, err := lc.db.Parts(ctx, r.ID); err == nil {
+		for _, p := range parts {
+			if p.File != file {
+				continue
+			}
+			var end *time.Time
+			fill(&p.Bytes, &p.SHA256, &p.DurationMs, p.StartedAt, &end, &p.EndReason)
+			if end != nil {
+				p.EndedAt = *end
+			}
+			p.Status = storage.PartInterrupted
+			if err := lc.db.SavePart(ctx, p); err != nil {
+				lc.log.Warn().Err(err).Str("file", file).Msg("Could not record what the completed copy holds")
+			}
+		}
+	}
+	err := lc.updateFile(r.Folder, file, func(e *recorder.FileEntry) {
+		fill(&e.Bytes, &e.SHA256, &e.DurationMs, e.StartedAt, &e.EndedAt, &e.EndReason)
+		e.Status = recorder.StatusInterrupted
+	})
+	if err != nil {
+		lc.log.Warn().Err(err).Str("file", file).Msg("Could not write what the completed copy holds into the manifest")
+	}
+}
+
+// updateFile changes a file's manifest entry: through the session while it is live, else
+// in the folder's manifest file.
+func (lc *Lifecycle) updateFile(folder, file string, fn func(*recorder.FileEntry)) error {
+	lc.mu.Lock()
+	if lr := lc.live[folder]; lr != nil {
+		defer lc.mu.Unlock()
+		return lr.sess.UpdateFile(file, fn)
+	}
+	lc.mu.Unlock()
+	lc.manifests.Lock()
+	defer lc.manifests.Unlock()
+	dir := filepath.Join(lc.cfg.Recordings.Dir, folder)
+	m, err := recorder.ReadManifest(dir)
+	if err != nil {
+		return err
+	}
+	for i := range m.Tracks {
+		if m.Tracks[i].File == file {
+			fn(&m.Tracks[i])
+			return recorder.WriteJSONAtomic(filepath.Join(dir, recorder.ManifestFile), m)
+		}
+	}
+	return fmt.Errorf("%s: %w", file, recorder.ErrNoSuchFile)
 }

@@ -49,9 +49,9 @@ type Message struct {
 
 // Calls is what the lifecycle asks of whoever runs the calls.
 type Calls interface {
-	// Stop ends the recording of a room (a 1:1 call is hung up); why ends up in the
-	// summary. It is called at a limit.
-	Stop(ctx context.Context, room id.RoomID, kind recorder.Kind, why string)
+	// Stop ends the recordings of a room, of every kind (a 1:1 call is hung up); why ends
+	// up in the summary. It is called at a limit.
+	Stop(ctx context.Context, room id.RoomID, why string)
 	// Resume starts again a room's group recording that a restart interrupted or paused,
 	// in the same folder, when the room's call still goes on; else it says why not.
 	Resume(ctx context.Context, req ResumeRequest) (ok bool, why string)

@@ -93,6 +93,7 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 	if ctx.Err() != nil {
 		return
 	}
+	lc.partsFromElsewhere(ctx, rec)
 	lc.copiesFromElsewhere(ctx, rec)
 	complete := lc.uploadsComplete(ctx, rec.ID)
 	if complete && lc.s3 != nil {
@@ -150,6 +151,7 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 		if cur, err := lc.db.Recording(ctx, rec.ID); err != nil || cur.Status.Gone() {
 			return // deleted meanwhile: nothing is left to link to
 		}
+		lc.partsFromElsewhere(ctx, rec)
 		lc.copiesFromElsewhere(ctx, rec)
 		if lc.uploadsComplete(ctx, rec.ID) && lc.uploadManifest(ctx, rec) == nil {
 			break

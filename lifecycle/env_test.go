@@ -190,9 +190,9 @@ type fakeCalls struct {
 	resume  func(ResumeRequest) (bool, string)
 }
 
-func (c *fakeCalls) Stop(_ context.Context, _ id.RoomID, kind recorder.Kind, why string) {
+func (c *fakeCalls) Stop(_ context.Context, room id.RoomID, why string) {
 	c.mu.Lock()
-	c.stops = append(c.stops, string(kind)+": "+why)
+	c.stops = append(c.stops, string(room)+": "+why)
 	c.mu.Unlock()
 }
 

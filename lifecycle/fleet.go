@@ -8,6 +8,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/ctxtime"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
@@ -31,8 +32,10 @@ import (
 const (
 	// roomLeaseTTL: a room whose owner stops renewing (killed, host gone) is free
 	// again after this, and taken over (adopt.go); the owner renews every third of it,
-	// so two renewals may fail (a database restart) before the room changes hands.
-	roomLeaseTTL = 6 * time.Second
+	// so two renewals may fail before the room changes hands (and an outage of the
+	// database for everyone moves nothing: adopt.go's takeable). 5 s: with the rejoin
+	// (about 3 s) a dead owner's calls record again within issue 17's 10 s.
+	roomLeaseTTL = 5 * time.Second
 	// eventLeaseTTL: how long the lease on one event keeps a late instance silent about
 	// it (far longer than an instance is behind in its sync).
 	eventLeaseTTL = time.Hour
@@ -44,6 +47,13 @@ const (
 	perRecordingWait = time.Second
 	maxLoadWait      = 5 * time.Second
 	fullWait         = 8 * time.Second
+	// adoptPerRecording is how long an instance waits per recording it runs before it
+	// takes over a room whose owner stopped, and maxAdoptWait its bound: the least loaded
+	// instance wins, but the calls record again within issue 17's 10 s. The instances look
+	// every adoptEvery, so a difference of one recording decides.
+	adoptPerRecording = 600 * time.Millisecond
+	maxAdoptWait      = 2 * time.Second
+	adoptEvery        = 500 * time.Millisecond
 	// roomIdleGrace is how long a room lease is kept with nothing recording in the room
 	// (a call being answered, a backend still joining, an admission refused: the
 	// instances that try later stay silent) before it is given back.
@@ -58,9 +68,23 @@ type fleet struct {
 	ttl                                time.Duration
 	perRecording, maxLoad, full, grace time.Duration
 
+	// adoptPer and adoptMax are the wait per recording before taking over a room, and
+	// its bound (adoptWait).
+	adoptPer, adoptMax time.Duration
+
+	copies manifestCopies // what snapshot stored last (adopt.go)
+
 	takeMu sync.Mutex // one take or release at a time
 	mu     sync.Mutex
 	rooms  map[id.RoomID]*roomLease
+	// handed holds the folders of recordings handed over while written here (handover.go).
+	handed map[string]bool
+
+	// dbUpSince is since when the database has answered this instance without a break:
+	// its claim at start, then the looks for rooms to take over (zero: the last look
+	// failed; adopt.go).
+	dbMu      sync.Mutex
+	dbUpSince time.Time
 }
 
 type roomLease struct {
@@ -71,7 +95,8 @@ type roomLease struct {
 
 func newFleet(lc *Lifecycle, owner string) *fleet {
 	return &fleet{lc: lc, owner: owner, ttl: roomLeaseTTL, perRecording: perRecordingWait, maxLoad: maxLoadWait,
-		full: fullWait, grace: roomIdleGrace, rooms: map[id.RoomID]*roomLease{}}
+		full: fullWait, grace: roomIdleGrace, adoptPer: adoptPerRecording, adoptMax: maxAdoptWait,
+		rooms: map[id.RoomID]*roomLease{}, handed: map[string]bool{}, dbUpSince: time.Now()}
 }
 
 // Fleet reports whether this instance shares the work with others (PostgreSQL).
@@ -107,7 +132,7 @@ func (f *fleet) wait(ctx context.Context, kind recorder.Kind) error {
 	if n, err := f.lc.db.OthersLive(ctx, storage.InstanceResource(""), f.owner); err == nil && n == 0 {
 		return nil
 	}
-	return sleep(ctx, d)
+	return ctxtime.Sleep(ctx, d)
 }
 
 // holds reports whether this instance holds room's lease.
@@ -151,21 +176,20 @@ func (f *fleet) lost(room id.RoomID, err error) {
 	f.lc.log.Error().Err(err).Stringer("room_id", room).
 		Msg("Another instance took over this room's recordings after this one could not renew its lease; stopping them here")
 	f.lc.mu.Lock()
-	var kinds []recorder.Kind
+	live := false
 	for _, lr := range f.lc.live {
-		if lr.roomID == room {
-			kinds = append(kinds, lr.kind)
-		}
+		live = live || lr.roomID == room
 	}
 	f.lc.mu.Unlock()
+	if !live {
+		return
+	}
 	f.lc.wg.Add(1)
 	go func() {
 		defer f.lc.wg.Done()
 		ctx, cancel := f.lc.dbCtx()
 		defer cancel()
-		for _, k := range kinds {
-			f.lc.calls.Stop(ctx, room, k, "another recorder instance took the recording over")
-		}
+		f.lc.calls.Stop(ctx, room, "another recorder instance took the recording over")
 	}()
 }
 
@@ -316,20 +340,5 @@ func (f *fleet) sweep(ctx context.Context) {
 	}
 	if _, err := f.lc.db.DeleteExpiredLeases(ctx, storage.EventResource("")); err != nil {
 		f.lc.log.Warn().Err(err).Msg("Could not delete the expired leases on events")
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -27,7 +27,7 @@ type stopCalls struct {
 	onResume func()
 }
 
-func (s *stopCalls) Stop(_ context.Context, room id.RoomID, _ recorder.Kind, _ string) {
+func (s *stopCalls) Stop(_ context.Context, room id.RoomID, _ string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rooms = append(s.rooms, room)
@@ -61,6 +61,9 @@ func fleetMember(t *testing.T, uri, instanceID string) *Lifecycle {
 	if err := lc.claimDatabase(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// It has reached the database for long: it takes over rooms whose owner stopped
+	// renewing at once (TestAdoptionAfterADatabaseOutage resets this).
+	lc.fleet.dbUpSince = time.Now().Add(-time.Hour)
 	t.Cleanup(func() {
 		lc.fleet.handOver(context.Background())
 		_ = lc.releaseClaim(context.Background())

@@ -127,23 +127,37 @@ func (lc *Lifecycle) onSessionStart(s *recorder.Session) error {
 	r := &storage.Recording{RoomID: s.RoomID(), CallID: s.CallID(), Kind: string(s.Kind()), Folder: folder, StartedAt: s.StartedAt()}
 	resumed := s.Resumed()
 	lc.post(q, func(ctx context.Context) {
-		if err := lc.rows.CreateRecording(ctx, r); err != nil {
-			// Recording matters more than bookkeeping: go on, loudly.
-			lc.log.Error().Err(err).Str("folder", folder).Msg("Could not record the new recording in the state database")
-			return
-		}
-		if resumed {
-			r.Status = storage.RecordingStarted
-			r.EndedAt, r.ExpiresAt, r.ExpiryNoticedAt = time.Time{}, time.Time{}, time.Time{}
-			if err := lc.rows.UpdateRecording(ctx, r); err != nil {
-				lc.log.Error().Err(err).Msg("Could not mark the resumed recording")
+		// Recording matters more than bookkeeping: the recording goes on while its row
+		// waits for the database (rowretry.go), and so do the rows that need it.
+		lc.writeRow(ctx, lr, q, "recording", func(ctx context.Context) error {
+			if err := lc.rows.CreateRecording(ctx, r); err != nil {
+				return fmt.Errorf("create the recording's row: %w", err)
 			}
-		}
-		lc.mu.Lock()
-		lr.id = r.ID
-		lc.mu.Unlock()
+			if resumed {
+				r.Status = storage.RecordingStarted
+				r.EndedAt, r.ExpiresAt, r.ExpiryNoticedAt = time.Time{}, time.Time{}, time.Time{}
+				if err := lc.rows.UpdateRecording(ctx, r); err != nil {
+					return fmt.Errorf("mark the resumed recording: %w", err)
+				}
+			}
+			lc.mu.Lock()
+			lr.id = r.ID
+			lc.mu.Unlock()
+			return nil
+		})
 	})
 	return nil
+}
+
+// errNoRecordingRow: a row that needs its recording's row, which waits for the database.
+var errNoRecordingRow = errors.New("the recording's row is not written yet")
+
+// rowOf is the recording's row id for a write that needs it.
+func (lc *Lifecycle) rowOf(lr *liveRec) (string, error) {
+	if id := lc.recID(lr); id != "" {
+		return id, nil
+	}
+	return "", errNoRecordingRow
 }
 
 // liveRec returns the live recording of a session and its queue (nil when the session is
@@ -175,22 +189,37 @@ func (lc *Lifecycle) onPartStart(s *recorder.Session, e recorder.FileEntry) {
 	folder := s.Folder()
 	lc.post(q, func(ctx context.Context) {
 		recID := lc.recID(lr)
-		if recID == "" {
-			return
-		}
 		p := partRow(recID, e)
 		p.Status = storage.PartStarted
-		if err := lc.rows.SavePart(ctx, p); err != nil {
-			lc.log.Error().Err(err).Str("file", e.File).Msg("Could not record the new file")
-		}
-		if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) {
-			if r.Status == storage.RecordingStarted {
-				r.Status = storage.RecordingActive
+		lc.writeRow(ctx, lr, q, "part:"+e.File, func(ctx context.Context) error {
+			id, err := lc.rowOf(lr)
+			if err != nil {
+				return err
 			}
-		}); err != nil {
-			lc.log.Error().Err(err).Msg("Could not mark the recording active")
-		}
-		if lc.up != nil {
+			p.RecordingID = id
+			if err := lc.rows.SavePart(ctx, p); err != nil {
+				return fmt.Errorf("record the new file %s: %w", e.File, err)
+			}
+			if recID == "" && lc.up != nil {
+				lc.up.Follow(id, folder, e.File) // its recording's row was late
+			}
+			return nil
+		})
+		lc.writeRow(ctx, lr, q, "recording:active", func(ctx context.Context) error {
+			id, err := lc.rowOf(lr)
+			if err != nil {
+				return err
+			}
+			if _, err := lc.rows.ModifyRecording(ctx, id, func(r *storage.Recording) {
+				if r.Status == storage.RecordingStarted {
+					r.Status = storage.RecordingActive
+				}
+			}); err != nil {
+				return fmt.Errorf("mark the recording active: %w", err)
+			}
+			return nil
+		})
+		if recID != "" && lc.up != nil {
 			lc.up.Follow(recID, folder, e.File)
 		}
 	})
@@ -214,18 +243,27 @@ func (lc *Lifecycle) onPartComplete(s *recorder.Session, e recorder.FileEntry) {
 		if late {
 			lc.applyEvidence(filepath.Base(folder), e.File, by)
 		}
-		if recID == "" {
-			return
-		}
 		p := partRow(recID, e)
 		exists := fileExists(filepath.Join(folder, e.File))
 		if e.Status != recorder.StatusComplete && !exists {
 			p.Status = storage.PartFailedWrite
 		}
-		if err := lc.rows.SavePart(ctx, p); err != nil {
-			lc.log.Error().Err(err).Str("file", e.File).Msg("Could not record the finished file")
-		}
-		if lc.up != nil && exists {
+		// Replaces the file's start row if that one still waits for the database.
+		lc.writeRow(ctx, lr, q, "part:"+e.File, func(ctx context.Context) error {
+			id, err := lc.rowOf(lr)
+			if err != nil {
+				return err
+			}
+			p.RecordingID = id
+			if err := lc.rows.SavePart(ctx, p); err != nil {
+				return fmt.Errorf("record the finished file %s: %w", e.File, err)
+			}
+			if recID == "" && lc.up != nil && exists {
+				lc.up.Finish(id, folder, e.File, e.Bytes, e.SHA256) // its recording's row was late
+			}
+			return nil
+		})
+		if recID != "" && lc.up != nil && exists {
 			lc.up.Finish(recID, folder, e.File, e.Bytes, e.SHA256)
 		}
 	})
@@ -237,11 +275,19 @@ func (lc *Lifecycle) onSessionClosing(s *recorder.Session) {
 		return
 	}
 	lc.post(q, func(ctx context.Context) {
-		if recID := lc.recID(lr); recID != "" {
-			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingStopping }); err != nil {
-				lc.log.Error().Err(err).Msg("Could not mark the recording stopping")
+		lc.writeRow(ctx, lr, q, "recording:stopping", func(ctx context.Context) error {
+			if lc.handedOver(lr) {
+				return nil
 			}
-		}
+			id, err := lc.rowOf(lr)
+			if err != nil {
+				return err
+			}
+			if _, err := lc.rows.ModifyRecording(ctx, id, func(r *storage.Recording) { r.Status = storage.RecordingStopping }); err != nil {
+				return fmt.Errorf("mark the recording stopping: %w", err)
+			}
+			return nil
+		})
 	})
 }
 
@@ -286,16 +332,29 @@ func (lc *Lifecycle) onSessionEnd(s *recorder.Session, m recorder.Manifest) {
 		status = storage.RecordingPaused
 	}
 	lc.post(q, func(ctx context.Context) {
-		if recID := lc.recID(lr); recID != "" {
-			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) {
+		// A recording handed over while it was written here goes on elsewhere: its row
+		// is the taker's (the files' rows stay this instance's to finish).
+		lc.writeRow(ctx, lr, q, "recording:end", func(ctx context.Context) error {
+			if lc.handedOver(lr) {
+				return nil
+			}
+			id, err := lc.rowOf(lr)
+			if err != nil {
+				return err
+			}
+			if _, err := lc.rows.ModifyRecording(ctx, id, func(r *storage.Recording) {
 				lc.fillFromManifest(r, m, status)
 				if paused {
 					r.Interruptions++
 				}
 			}); err != nil {
-				lc.log.Error().Err(err).Msg("Could not record the finished recording")
+				return fmt.Errorf("record the finished recording: %w", err)
 			}
-		}
+			return nil
+		})
+		// The queue's last write: what still waits for the database is written now or
+		// never (the queue takes no retry after this).
+		lc.drainRows(lr)
 	})
 	q.Close()
 	lc.mu.Lock()
@@ -367,11 +426,16 @@ func (lc *Lifecycle) Started(folder string, evt id.EventID, text string, mention
 		return
 	}
 	lc.post(q, func(ctx context.Context) {
-		if recID := lc.recID(lr); recID != "" {
-			if _, err := lc.rows.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.StartEvent = string(evt) }); err != nil {
-				lc.log.Warn().Err(err).Msg("Could not store the start notice")
+		lc.writeRow(ctx, lr, q, "recording:start_event", func(ctx context.Context) error {
+			id, err := lc.rowOf(lr)
+			if err != nil {
+				return err
 			}
-		}
+			if _, err := lc.rows.ModifyRecording(ctx, id, func(r *storage.Recording) { r.StartEvent = string(evt) }); err != nil {
+				return fmt.Errorf("store the start notice: %w", err)
+			}
+			return nil
+		})
 	})
 }
 

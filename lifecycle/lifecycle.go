@@ -119,7 +119,10 @@ type Lifecycle struct {
 	// posted summary looks at uploads that are still going (tests shorten them).
 	sendBackoff time.Duration
 	uploadPoll  time.Duration
-	startup     []startupItem // what the last run left, handled after the first sync
+	// rowRetry is the first pause before a refused row write is tried again (rowretry.go;
+	// tests shorten it).
+	rowRetry time.Duration
+	startup  []startupItem // what the last run left, handled after the first sync
 	// marks keeps the bot's display name in each room in line with its recordings.
 	marks *nameMarks
 }
@@ -142,6 +145,9 @@ type liveRec struct {
 	// Limits.
 	warnedDuration, warnedSize bool
 	stopping                   bool
+	// handedOver: a clean stop handed the recording to another instance while this one
+	// still wrote it (handover.go); its rows are that instance's from then on.
+	handedOver bool
 	// stopReason is why the recording is ending, once a limit or a person said.
 	stopReason StopReason
 	// failing counts the tracks that cannot write now; toldFailing says the room heard of
@@ -152,6 +158,9 @@ type liveRec struct {
 	// how the store's notification confirmed copies of files not completed yet.
 	completed map[string]bool
 	evidence  map[string]string
+	// pending holds the row writes the database refused, to write again (rowretry.go;
+	// only the recording's queue touches it).
+	pending pendingRows
 }
 
 // New opens the state database and object storage. Nothing runs before Run.
@@ -217,6 +226,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Lifecycle, error) 
 			OnConfirmed: lc.uploadConfirmed, OnEvidence: lc.evidence,
 			OnFailure: func(*storage.Upload, error) { lc.m.UploadFailures.Inc() },
 			OnSent:    func(n int64) { lc.m.UploadedBytes.Add(float64(n)) },
+			TailEvery: lc.tailEvery(),
 		})
 		lc.egress = &EgressStore{lc: lc}
 	}
@@ -253,15 +263,13 @@ func (lc *Lifecycle) Run(ctx context.Context) {
 			lc.fleet.sweep(ctx)
 			lc.fleet.snapshot(ctx)
 		})
-		lc.goLoop("adopt", time.Second, func(ctx context.Context) {
+		lc.goLoop("adopt", adoptEvery, func(ctx context.Context) {
 			select {
 			case <-lc.ready:
 			default:
 				return // the backends resume recordings after the first sync
 			}
-			if !lc.shuttingDown.Load() {
-				lc.fleet.adopt(ctx)
-			}
+			lc.fleet.adopt(ctx)
 		})
 	}
 	context.AfterFunc(ctx, func() { lc.shuttingDown.Store(true) })

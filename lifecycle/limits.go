@@ -116,7 +116,7 @@ func (lc *Lifecycle) checkLimits(ctx context.Context) {
 		}
 		if a.stop != "" {
 			lc.log.Warn().Str("folder", filepath.Base(a.lr.sess.Folder())).Str("why", a.stop).Msg("Stopping a recording at a limit")
-			lc.calls.Stop(ctx, a.lr.roomID, a.lr.kind, a.stop)
+			lc.calls.Stop(ctx, a.lr.roomID, a.stop)
 		}
 	}
 }

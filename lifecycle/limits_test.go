@@ -33,7 +33,7 @@ func TestMaxDurationWarnsThenStops(t *testing.T) {
 	e.advance(time.Minute)
 	e.lc.checkLimits(ctx)
 	e.lc.checkLimits(ctx)
-	if _, stops := e.log(); stops != "group: the maximum recording length of 20:00 was reached" {
+	if _, stops := e.log(); stops != "!r:x: the maximum recording length of 20:00 was reached" {
 		t.Fatalf("stops: %q", stops)
 	}
 }
@@ -72,7 +72,7 @@ func TestMaxSizeWarnsThenStops(t *testing.T) {
 	}
 	write(10 << 20)
 	e.lc.checkLimits(ctx)
-	if _, stops := e.log(); !strings.Contains(stops, "1:1: the maximum recording size of 10 MB") {
+	if _, stops := e.log(); !strings.Contains(stops, "!r:x: the maximum recording size of 10 MB") {
 		t.Fatalf("stops: %q", stops)
 	}
 }
@@ -246,12 +246,12 @@ func TestDiskShare(t *testing.T) {
 	e.setFree(2 << 30)
 	e.lc.checkLimits(ctx)
 	e.lc.checkLimits(ctx)
-	if _, stops := e.log(); strings.Count(stops, "|") != 0 || !strings.HasPrefix(stops, "group: ") || !strings.Contains(stops, "than its share") {
+	if _, stops := e.log(); strings.Count(stops, "|") != 0 || !strings.HasPrefix(stops, "!hog:x: ") || !strings.Contains(stops, "than its share") {
 		t.Fatalf("low disk: stops %q, want only the hog's", stops)
 	}
 	e.setFree(512 << 20)
 	e.lc.checkLimits(ctx)
-	if _, stops := e.log(); !strings.Contains(stops, "1:1: the recorder's disk is almost full") {
+	if _, stops := e.log(); !strings.Contains(stops, "!quiet:x: the recorder's disk is almost full") {
 		t.Fatalf("below the floor: stops %q", stops)
 	}
 }

@@ -65,8 +65,7 @@ func TestStoppedCountsEveryReason(t *testing.T) {
 	if n := metricValue(t, e, "matrix_recorder_recordings_started_total", map[string]string{"kind": "1:1"}); n != 1 {
 		t.Errorf("started{kind=1:1} = %v", n)
 	}
-	e.lc.Stopping("!a:x", true, StopUser) // a group stop leaves the 1:1 call alone
-	e.lc.Stopping("!a:x", false, StopUser)
+	e.lc.StoppedByUser("!a:x")
 	e.advance(90 * time.Second)
 	if _, err := s.Close(ctx); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"time"
 
@@ -49,12 +50,15 @@ func (lc *Lifecycle) Answered(folder string, caller id.UserID, intent string) {
 		return
 	}
 	lc.post(q, func(ctx context.Context) {
-		recID := lc.recID(lr)
-		if recID == "" {
-			return
-		}
-		if err := lc.db.SetAnswer(ctx, storage.Answer{RecordingID: recID, Caller: string(caller), Intent: intent}); err != nil {
-			lc.log.Error().Err(err).Str("recording", recID).Msg("Could not record the answered call; a restart would resume it as a group call")
-		}
+		lc.writeRow(ctx, lr, q, "answer", func(ctx context.Context) error {
+			recID, err := lc.rowOf(lr)
+			if err != nil {
+				return err
+			}
+			if err := lc.db.SetAnswer(ctx, storage.Answer{RecordingID: recID, Caller: string(caller), Intent: intent}); err != nil {
+				return fmt.Errorf("record the answered call (a restart would resume it as a group call): %w", err)
+			}
+			return nil
+		})
 	})
 }

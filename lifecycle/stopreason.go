@@ -27,21 +27,6 @@ const (
 	StopError StopReason = "error"
 )
 
-// Stopping says why a room's recordings are about to end, before the caller stops them
-// (a person's !stop or !hangup: StopUser); group picks the recordings the call backends
-// run (group calls, and direct MatrixRTC calls the bot answered), else the legacy 1:1
-// calls. A reason a limit gave first is kept. A recording that ends without a reason
-// ended with its call, or with the recorder.
-func (lc *Lifecycle) Stopping(room id.RoomID, group bool, r StopReason) {
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	for _, lr := range lc.live {
-		if lr.roomID == room && (lr.kind != recorder.KindOneToOne) == group && lr.stopReason == "" {
-			lr.stopReason = r
-		}
-	}
-}
-
 // stopReasonOf is why a live recording whose session ended did: what a limit or the
 // caller said, else an error when the files could not all be finalised, else the
 // recorder's shutdown, else the end of the call.
@@ -60,9 +45,16 @@ func (lc *Lifecycle) stopReasonOf(lr *liveRec, m recorder.Manifest) StopReason {
 	return StopCallEnded
 }
 
-// StoppedByUser says that the room's recording is about to end because someone in the
-// room asked (call/rooms: !stop, !hangup of an answered call), whatever its kind.
+// StoppedByUser says that the room's recordings are about to end because someone in the
+// room asked (call/rooms: !stop, !hangup of an answered call), whatever their kind. A
+// reason a limit gave first is kept. A recording that ends without a reason ended with
+// its call, or with the recorder.
 func (lc *Lifecycle) StoppedByUser(room id.RoomID) {
-	lc.Stopping(room, true, StopUser)
-	lc.Stopping(room, false, StopUser)
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	for _, lr := range lc.live {
+		if lr.roomID == room && lr.stopReason == "" {
+			lr.stopReason = StopUser
+		}
+	}
 }

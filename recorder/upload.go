@@ -57,3 +57,19 @@ func SetUpload(folder, file string, u Upload) error {
 	}
 	return fmt.Errorf("%s: %w", file, ErrNoSuchFile)
 }
+
+// UpdateFile changes a file's entry in a running (or just closed) session's manifest: a
+// file another instance wrote, whose copy was completed after this one took the
+// recording over. fn must not change the entry's File, Track or Part.
+func (s *Session) UpdateFile(file string, fn func(*FileEntry)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.manifest.Tracks {
+		if s.manifest.Tracks[i].File == file {
+			fn(&s.manifest.Tracks[i])
+			s.dirty, s.durable = true, true
+			return s.writeLocked()
+		}
+	}
+	return fmt.Errorf("%s: %w", file, ErrNoSuchFile)
+}

@@ -29,6 +29,10 @@ type Lease struct {
 // against the database's clock: a lease is held until another instance takes it).
 func (l *Lease) Held(owner string) bool { return l != nil && l.Owner == owner }
 
+// HandedOver reports whether the holder gave the lease up for another instance to take
+// (HandOverLease) rather than stopped renewing it.
+func (l *Lease) HandedOver() bool { return l != nil && !l.ExpiresAt.After(l.RenewedAt) }
+
 // ErrLeaseLost is returned by RenewLease when the lease is not the caller's any more:
 // another instance took it over after it expired, or it was released.
 var ErrLeaseLost = errors.New("lease lost")
@@ -137,6 +141,22 @@ func (d *DB) RenewLease(ctx context.Context, resource, owner string, ttl time.Du
 	}
 	if err != nil {
 		return nil, fmt.Errorf("renew the lease on %s: %w", resource, err)
+	}
+	return l, nil
+}
+
+// HandOverLease makes owner's lease on resource expire now, marked as handed over
+// (Lease.HandedOver): the holder asks another instance to take the work while it still
+// does it (a clean stop). ErrLeaseLost: owner does not hold it (any more).
+func (d *DB) HandOverLease(ctx context.Context, resource, owner string) (*Lease, error) {
+	now := d.nowSQL()
+	l, err := scanLease(d.db.QueryRow(ctx, `UPDATE leases SET renewed_at = `+now+`, expires_at = `+now+`
+		WHERE resource = $1 AND owner = $2 RETURNING `+leaseCols, resource, owner))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("hand over the lease on %s: %w", resource, ErrLeaseLost)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hand over the lease on %s: %w", resource, err)
 	}
 	return l, nil
 }
@@ -272,4 +292,18 @@ func (d *DB) OthersLive(ctx context.Context, prefix, owner string) (int, error) 
 		return 0, fmt.Errorf("count the other instances: %w", err)
 	}
 	return n, nil
+}
+
+// LiveOwners lists the owners of the unexpired leases on resources starting with prefix
+// ("instance:"): the instances running now, as the owners of their work's leases.
+func (d *DB) LiveOwners(ctx context.Context, prefix string) ([]string, error) {
+	ls, err := d.queryLeases(ctx, `substr(resource, 1, $1) = $2 AND expires_at > `+d.nowSQL()+` ORDER BY owner`, len(prefix), prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, l.Owner)
+	}
+	return out, nil
 }

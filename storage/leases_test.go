@@ -224,3 +224,32 @@ func TestTakeOverLease(t *testing.T) {
 		}
 	})
 }
+
+// A lease handed over is expired at once, says so, and goes to the next instance that
+// tries; a renewed one does not look handed over.
+func TestHandOverLease(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e engine) {
+		ctx := context.Background()
+		d := e.open(t)
+		res := WatchResource("!r:x")
+		l, err := d.AcquireLease(ctx, res, "i1", time.Minute)
+		if err != nil || l.HandedOver() {
+			t.Fatalf("acquire: %+v %v", l, err)
+		}
+		if _, err := d.HandOverLease(ctx, res, "i2"); !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("hand-over by a non-holder: %v", err)
+		}
+		h, err := d.HandOverLease(ctx, res, "i1")
+		if err != nil || !h.HandedOver() || !h.Held("i1") {
+			t.Fatalf("hand-over: %+v %v", h, err)
+		}
+		exp, err := d.ExpiredLeases(ctx, WatchResource(""))
+		if err != nil || len(exp) != 1 || !exp[0].HandedOver() {
+			t.Fatalf("expired after the hand-over: %+v %v", exp, err)
+		}
+		taken, err := d.AcquireLease(ctx, res, "i2", time.Minute)
+		if err != nil || !taken.Held("i2") || taken.HandedOver() || taken.Generation != 2 {
+			t.Errorf("taken after the hand-over: %+v %v", taken, err)
+		}
+	})
+}

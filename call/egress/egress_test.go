@@ -231,6 +231,9 @@ func TestTracksRecording(t *testing.T) {
 	if annMic == "" || annCam == "" {
 		t.Fatalf("egresses: %v", h.api.tracks)
 	}
+	if s := r.Status().State; s != call.StateConnecting {
+		t.Errorf("state before an egress is active: %s", s)
+	}
 	micReq := h.api.trackReq(annMic)
 	folder := r.sess.Folder()
 	if got := micReq.GetFile().Filepath; got != filepath.Join(folder, "ann-nodevice-usermedia-audio.ogg") || !micReq.GetFile().DisableManifest {
@@ -261,7 +264,7 @@ func TestTracksRecording(t *testing.T) {
 		t.Fatalf("Bob's egress writes to %q (a failed start must not use up a part number)", got)
 	}
 	st := r.Status()
-	if st.Backend != "egress" || st.Tracks != 3 || len(st.Participants) != 2 || len(st.Details) != 4 {
+	if st.Backend != "egress" || st.Tracks != 3 || len(st.Participants) != 2 || len(st.Details) != 4 || st.State != call.StateConnected {
 		t.Errorf("status: %+v", st)
 	}
 
@@ -321,6 +324,9 @@ func TestTracksRecording(t *testing.T) {
 	}
 	if final.Status != recorder.StatusFinished || len(final.Tracks) != 3 {
 		t.Fatalf("final manifest: %+v", final)
+	}
+	if s := r.Status().State; s != call.StateEnded {
+		t.Errorf("state after the stop: %s", s)
 	}
 	for _, e := range final.Tracks {
 		switch e.Source {
@@ -442,20 +448,7 @@ func TestTakeOverAfterACrash(t *testing.T) {
 	if err != nil || len(reports) != 1 {
 		t.Fatalf("recovery: %v %d", err, len(reports))
 	}
-	rec2, err := recorder.New(recorder.Options{Dir: h.rec.Dir()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := config.DefaultLiveKitDeployment()
-	d.Name, d.URL, d.APIKey, d.APISecret, d.Output = "meet", "wss://lk.example.org", "APIkey", testSecret, config.OutputLocal
-	d.PollInterval = config.Duration(time.Hour)
-	d.AllowedRooms = []config.LiveKitRoomGrant{{MatrixRoom: "!r:example.org", LiveKitRooms: []string{"room1"}}}
-	be2, err := New(h.mx, rec2, Options{Deployments: []config.LiveKitDeployment{d}, EndGrace: time.Hour,
-		NewAPI: func(config.LiveKitDeployment, string) API { return h.api }}, zerolog.New(zerolog.NewTestWriter(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be2.Close(context.Background())
+	be2 := h.restarted(t)
 	if p := be2.Probe(context.Background(), "!r:example.org", nil); !p.OK || p.Priority < 300 {
 		t.Fatalf("probe of the interrupted room: %+v", p)
 	}
@@ -642,5 +635,29 @@ func TestLimitReachedAndUploadFailure(t *testing.T) {
 	}
 	if len(store.expected) < 3 {
 		t.Errorf("expected keys: %v", store.expected)
+	}
+}
+
+// Everyone opting out leaves the recording connected (call.RecordingState), as in mesh and
+// LiveKit: their egresses stop, but nothing is wrong.
+func TestEveryoneOptedOutIsConnected(t *testing.T) {
+	h := newHarness(t, nil)
+	h.api.setRoom("room1", participant("ann", "Ann", mic("TR_a1")))
+	r := startTracks(t, h, "room1")
+	annMic := h.api.egressOf(t, "TR_a1")
+	r.sync(func() { r.onInfo(h.api.set(annMic, livekit.EgressStatus_EGRESS_ACTIVE, nil, "")) })
+	if s := r.Status().State; s != call.StateConnected {
+		t.Fatalf("state while Ann is recorded: %s", s)
+	}
+	r.SetOptOut(context.Background(), "ann", true)
+	r.sync(func() {})
+	if n := h.api.stops(); n != 1 {
+		t.Fatalf("%d egresses stopped after Ann opted out, want 1", n)
+	}
+	fi := writeFile(t, h.api.trackReq(annMic), "ann's audio")
+	r.sync(func() { r.onInfo(h.api.set(annMic, livekit.EgressStatus_EGRESS_COMPLETE, fi, "")) })
+	st := r.Status()
+	if st.Tracks != 0 || len(st.Participants) != 1 || !st.Participants[0].OptedOut || st.State != call.StateConnected {
+		t.Errorf("status with everyone opted out: %+v", st)
 	}
 }

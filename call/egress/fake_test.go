@@ -257,6 +257,28 @@ func newHarness(t *testing.T, mod func(o *Options, d *config.LiveKitDeployment))
 	return h
 }
 
+// restarted is the backend of the next run of the recorder, on the same recordings and
+// fake server, allowed to record room1 from !r:example.org; a recording ends an hour
+// after its room empties.
+func (h *harness) restarted(t *testing.T) *Backend {
+	t.Helper()
+	rec, err := recorder.New(recorder.Options{Dir: h.rec.Dir()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := config.DefaultLiveKitDeployment()
+	d.Name, d.URL, d.APIKey, d.APISecret, d.Output = "meet", "wss://lk.example.org", "APIkey", testSecret, config.OutputLocal
+	d.PollInterval = config.Duration(time.Hour)
+	d.AllowedRooms = []config.LiveKitRoomGrant{{MatrixRoom: "!r:example.org", LiveKitRooms: []string{"room1"}}}
+	be, err := New(h.mx, rec, Options{Deployments: []config.LiveKitDeployment{d}, EndGrace: time.Hour,
+		NewAPI: func(config.LiveKitDeployment, string) API { return h.api }}, zerolog.New(zerolog.NewTestWriter(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = be.Close(context.Background()) })
+	return be
+}
+
 func participant(identity, name string, tracks ...*livekit.TrackInfo) *livekit.ParticipantInfo {
 	return &livekit.ParticipantInfo{Identity: identity, Name: name, Tracks: tracks, JoinedAt: time.Now().Unix()}
 }

@@ -4,13 +4,11 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/call"
-	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
@@ -41,20 +39,7 @@ func TestPauseLeavesEgressesRunning(t *testing.T) {
 		t.Fatalf("a paused folder needed repairs: %v %d", err, len(reports))
 	}
 
-	rec2, err := recorder.New(recorder.Options{Dir: h.rec.Dir()}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := config.DefaultLiveKitDeployment()
-	d.Name, d.URL, d.APIKey, d.APISecret, d.Output = "meet", "wss://lk.example.org", "APIkey", testSecret, config.OutputLocal
-	d.PollInterval = config.Duration(time.Hour)
-	d.AllowedRooms = []config.LiveKitRoomGrant{{MatrixRoom: "!r:example.org", LiveKitRooms: []string{"room1"}}}
-	be2, err := New(h.mx, rec2, Options{Deployments: []config.LiveKitDeployment{d}, EndGrace: time.Hour,
-		NewAPI: func(config.LiveKitDeployment, string) API { return h.api }}, zerolog.New(zerolog.NewTestWriter(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be2.Close(context.Background())
+	be2 := h.restarted(t)
 	if p := be2.Probe(context.Background(), "!r:example.org", nil); !p.OK || p.Priority < 300 {
 		t.Fatalf("probe of the paused room: %+v", p)
 	}

@@ -101,8 +101,11 @@ type Recording struct {
 	stopDeadline time.Time
 	ended        bool
 
-	mu       sync.Mutex
-	snap     call.Status
+	mu   sync.Mutex
+	snap call.Status
+	// live counts the egresses that write media and, in tracks mode, those present who
+	// opted out (call.RecordingState), as of the snapshot.
+	live     int
 	finished chan struct{} // closed once the manifest is final
 	done     chan struct{} // closed when the recording ended (on its own or stopped)
 	doneOnce sync.Once
@@ -837,6 +840,7 @@ func (r *Recording) Status() call.Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.snap
+	s.State = call.RecordingState(r.done, r.live)
 	s.Participants = append([]call.ParticipantStatus(nil), s.Participants...)
 	s.Details = append([]string(nil), s.Details...)
 	return s
@@ -846,10 +850,14 @@ func (r *Recording) Status() call.Status {
 func (r *Recording) publish() {
 	s := call.Status{Backend: "egress", RoomID: r.room, StartedAt: r.sess.StartedAt(), Folder: r.sess.Folder()}
 	perIdentity := map[string]int{}
+	live := 0
 	for _, f := range r.order {
 		if f.open() {
 			s.Tracks++
 			perIdentity[f.identity]++
+			if !f.activeAt.IsZero() {
+				live++
+			}
 		}
 	}
 	idents := make([]string, 0, len(r.people))
@@ -866,6 +874,9 @@ func (r *Recording) publish() {
 			UserID: p.dev.User, DeviceID: id.DeviceID(nonEmpty(string(p.dev.Device), "LiveKit")),
 			Tracks: perIdentity[ident], OptedOut: r.optOut[p.dev.User],
 		}
+		if ps.OptedOut && r.t.mode == config.EgressTracks {
+			live++ // left out by their choice, not missing (call.RecordingState)
+		}
 		if p.dev.Device == "" {
 			// Not a Matrix user: named, never mentioned.
 			ps.DisplayName = nonEmpty(p.name, p.identity)
@@ -874,7 +885,7 @@ func (r *Recording) publish() {
 	}
 	s.Details = r.egressLines()
 	r.mu.Lock()
-	r.snap = s
+	r.snap, r.live = s, live
 	r.mu.Unlock()
 }
 

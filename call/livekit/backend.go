@@ -22,6 +22,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
+	"github.com/matrix-recorder/matrix-recorder/ctxtime"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/roomerr"
 	"github.com/matrix-recorder/matrix-recorder/usererr"
@@ -292,7 +293,7 @@ func (b *Backend) handleMember(evt *event.Event) {
 	if began && b.opts.OnCallBegan != nil && r == nil {
 		room := evt.RoomID
 		go func() {
-			if !sleepCtx(b.ctx, callBeganDelay) {
+			if ctxtime.Sleep(b.ctx, callBeganDelay) != nil {
 				return
 			}
 			b.mu.Lock()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/matrix-recorder/matrix-recorder/call/matrixrtc"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
+	"github.com/matrix-recorder/matrix-recorder/ctxtime"
 )
 
 // Reconnect back-off of a connection to one SFU.
@@ -82,7 +83,7 @@ func (c *connection) run() {
 			return true
 		}
 		c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("Could not join the call's LiveKit room")
-		if !sleepCtx(c.ctx, backoff) {
+		if ctxtime.Sleep(c.ctx, backoff) != nil {
 			return false
 		}
 		backoff = min(backoff*2, reconnectMax)
@@ -103,13 +104,7 @@ func (c *connection) run() {
 			c.log.Warn().Str("reason", reason).Msg("Disconnected from the LiveKit room; joining again")
 			c.r.markAll(fmt.Sprintf("LiveKit connection to %s lost (%s); reconnecting", c.transport.ServiceURL, reason))
 		}
-		c.mu.Lock()
-		room := c.room
-		c.room = nil
-		c.mu.Unlock()
-		if room != nil {
-			room.Disconnect()
-		}
+		c.leave()
 		if c.ctx.Err() != nil {
 			return
 		}
@@ -230,22 +225,17 @@ func (c *connection) err() error {
 func (c *connection) stop() {
 	c.cancel()
 	<-c.done
+	c.leave()
+}
+
+// leave disconnects from the room the connection has joined, if any: once the SFU has
+// dropped it (before joining again) and when the recording stops.
+func (c *connection) leave() {
 	c.mu.Lock()
 	room := c.room
 	c.room = nil
 	c.mu.Unlock()
 	if room != nil {
 		room.Disconnect()
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

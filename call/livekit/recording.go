@@ -99,12 +99,32 @@ func (r *Recording) Status() call.Status {
 	for t := range r.tracks {
 		perDevice[t.device]++
 	}
+	withheld := 0
+	joined := r.joinedLocked()
 	for _, k := range r.present.Devices() {
+		out := r.optOut[k.User]
+		if out && joined {
+			withheld++
+		}
 		st.Participants = append(st.Participants, call.ParticipantStatus{
-			UserID: k.User, DeviceID: k.Device, Tracks: perDevice[k], OptedOut: r.optOut[k.User],
+			UserID: k.User, DeviceID: k.Device, Tracks: perDevice[k], OptedOut: out,
 		})
 	}
+	// The tracks of those who opted out are unsubscribed, not lost: while the bot is in the
+	// call they count as live, as in mesh, which goes on receiving them (call.RecordingState).
+	st.State = call.RecordingState(r.done, len(r.tracks)+withheld)
 	return st
+}
+
+// joinedLocked reports whether the bot is in the call: one of its SFU connections has
+// joined its LiveKit room.
+func (r *Recording) joinedLocked() bool {
+	for _, c := range r.conns {
+		if c.currentRoom() != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Mark adds a note on the timeline.

@@ -95,9 +95,23 @@ func TestOptOutKeepsOneSenderReportReader(t *testing.T) {
 
 	files := func() int { return len(sess.Manifest().Tracks) }
 	waitFor(t, "the first part", func() bool { return files() == 1 })
+	r.mu.Lock()
+	state := r.stateLocked()
+	r.mu.Unlock()
+	if state != call.StateConnected {
+		t.Errorf("state while a track is read: %s", state)
+	}
 	for i := 2; i <= 4; i++ {
 		r.SetOptOut(ctx, alice.User, true)
 		waitFor(t, "the part to end", func() bool { return sess.Manifest().Tracks[i-2].Status == recorder.StatusComplete })
+		// Everyone (Alice) opted out: the call stays connected, as LiveKit says
+		// (call.RecordingState).
+		r.mu.Lock()
+		state := r.stateLocked()
+		r.mu.Unlock()
+		if state != call.StateConnected {
+			t.Errorf("state with everyone opted out: %s", state)
+		}
 		r.SetOptOut(ctx, alice.User, false)
 		waitFor(t, "the next part", func() bool { return files() == i })
 	}

@@ -798,6 +798,7 @@ func (r *Recording) Status() call.Status {
 			tracks += st.Tracks
 		}
 	}
+	state := r.stateLocked()
 	r.mu.Unlock()
 	sort.Slice(ps, func(i, j int) bool {
 		if ps[i].UserID != ps[j].UserID {
@@ -811,8 +812,14 @@ func (r *Recording) Status() call.Status {
 	}
 	return call.Status{
 		Backend: r.b.Name(), RoomID: r.roomID, StartedAt: r.startedAt, Folder: r.sess.Folder(),
-		Participants: ps, Tracks: tracks, Bytes: bytes,
+		Participants: ps, Tracks: tracks, Bytes: bytes, State: state,
 	}
+}
+
+// stateLocked is where the call stands (call.RecordingState): connected while a remote
+// track is read, opted-out ones included (the bot is in the call with its owner).
+func (r *Recording) stateLocked() call.State {
+	return call.RecordingState(r.done, len(r.pumps))
 }
 
 // Stop implements call.Recording.

@@ -234,7 +234,7 @@ func TestStartJoinsAndCallsByRule(t *testing.T) {
 	}
 	r := rec.(*Recording)
 	st := rec.Status()
-	if len(st.Participants) != 2 || st.Backend != "mesh" {
+	if len(st.Participants) != 2 || st.Backend != "mesh" || st.State != call.StateConnecting {
 		t.Errorf("status: %+v", st)
 	}
 
@@ -291,6 +291,9 @@ func TestStartJoinsAndCallsByRule(t *testing.T) {
 	}
 	if m.Status != recorder.StatusFinished {
 		t.Errorf("manifest status %s", m.Status)
+	}
+	if s := rec.Status().State; s != call.StateEnded {
+		t.Errorf("state after the stop: %s", s)
 	}
 	states = f.sentStates()
 	last := states[len(states)-1]

@@ -7,37 +7,16 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
-	"github.com/rs/zerolog"
 
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
-	"github.com/matrix-recorder/matrix-recorder/recorder"
 )
 
 // TestRefusedTrackIsDrained: a track the bot does not record (here: over calls.max_tracks)
 // is still read and discarded, not left to fill pion's buffers. What the bot read shows in
 // its peer connection's inbound statistics, which count packets as the track is read.
 func TestRefusedTrackIsDrained(t *testing.T) {
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
-	f, err := rtc.NewFactory(rtc.Settings{IncludeLoopback: true, Stats: true}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := recorder.New(recorder.Options{Dir: t.TempDir()}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fr := newFakeRoom()
-	var m *Backend
-	m = New(Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second, MaxTracks: 1, OnRing: fr.ring(&m, nil)}, fr, f, rec, log)
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		if err := m.Close(sctx); err != nil {
-			t.Error(err)
-		}
-		_ = f.Close()
-	})
+	m, fr, _ := newManagerWith(t, rtc.Settings{IncludeLoopback: true, Stats: true}, 1, nil)
 
 	p := newPeer(t)
 	second, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "b", "stream2")

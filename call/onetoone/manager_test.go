@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/rs/zerolog"
@@ -19,6 +18,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/call"
 	"github.com/matrix-recorder/matrix-recorder/call/rtc"
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
@@ -129,8 +129,14 @@ const (
 
 func newManager(t *testing.T, admit func() error) (*Backend, *fakeRoom, string) {
 	t.Helper()
+	return newManagerWith(t, rtc.Settings{IncludeLoopback: true}, 0, admit)
+}
+
+// newManagerWith is newManager with the WebRTC settings and calls.max_tracks given.
+func newManagerWith(t *testing.T, settings rtc.Settings, maxTracks int, admit func() error) (*Backend, *fakeRoom, string) {
+	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
-	f, err := rtc.NewFactory(rtc.Settings{IncludeLoopback: true}, log)
+	f, err := rtc.NewFactory(settings, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +147,7 @@ func newManager(t *testing.T, admit func() error) (*Backend, *fakeRoom, string) 
 	}
 	fr := newFakeRoom()
 	var m *Backend
-	m = New(Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second, OnRing: fr.ring(&m, admit)}, fr, f, rec, log)
+	m = New(Config{UserID: botID, DeviceID: botDev, ICETimeout: 5 * time.Second, MaxTracks: maxTracks, OnRing: fr.ring(&m, admit)}, fr, f, rec, log)
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
@@ -162,23 +168,11 @@ type peer struct {
 
 func newPeer(t *testing.T) *peer {
 	t.Helper()
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	api := webrtc.NewAPI(webrtc.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, track, err := testmedia.OpusPeer("stream1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "a", "stream1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTrack(track); err != nil {
-		t.Fatal(err)
-	}
 	p := &peer{pc: pc, track: track, cands: make(chan voip.Candidate, 64)}
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c == nil {

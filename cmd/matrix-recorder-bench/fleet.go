@@ -495,14 +495,19 @@ func (f *fleetBench) handOver(ctx context.Context, procs []*botProc, calls []*fl
 		h.Err = err.Error()
 		return h
 	}
-	select {
-	case <-p.done:
-	case <-time.After(2 * time.Minute):
-		h.Err = "the instance did not exit within two minutes"
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	p.cmd = nil
+	// The others are watched from the signal on: a clean stop records on until another
+	// instance records its calls, and exits only after that.
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		select {
+		case <-p.done:
+		case <-time.After(2 * time.Minute):
+			h.Err = "the instance did not exit within two minutes"
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}()
 	done := map[*fleetRoom]bool{}
 	var to []string
 	err := poll(ctx, 3*time.Minute, 100*time.Millisecond, func() (bool, string) {
@@ -511,7 +516,7 @@ func (f *fleetBench) handOver(ctx context.Context, procs []*botProc, calls []*fl
 				continue
 			}
 			for _, q := range procs {
-				if q.cmd == nil {
+				if q.cmd == nil || q == p {
 					continue
 				}
 				x, err := recorder.ReadManifest(filepath.Join(q.recordings(), c.folder))
@@ -532,7 +537,9 @@ func (f *fleetBench) handOver(ctx context.Context, procs []*botProc, calls []*fl
 				h.Flowing = max(h.Flowing, time.Since(at))
 				h.Resumed = max(h.Resumed, r.ResumedAt.Sub(at))
 				h.Each = append(h.Each, r.ResumedAt.Sub(at))
-				h.Gap = max(h.Gap, r.ResumedAt.Sub(r.InterruptedAt))
+				if kill {
+					h.Gap = max(h.Gap, r.ResumedAt.Sub(r.InterruptedAt))
+				}
 				if !slices.Contains(to, q.cfg.Instance.ID) {
 					to = append(to, q.cfg.Instance.ID)
 				}
@@ -540,47 +547,107 @@ func (f *fleetBench) handOver(ctx context.Context, procs []*botProc, calls []*fl
 		}
 		return len(done) == len(moved), fmt.Sprintf("%d of %d calls continued by another instance", len(done), len(moved))
 	})
+	<-exited
+	p.cmd = nil
 	sort.Strings(to)
 	slices.Sort(h.Each)
 	h.To = strings.Join(to, ", ")
-	if err != nil {
+	if err != nil && h.Err == "" {
 		h.Err = err.Error()
+	}
+	if h.Err != "" {
 		return h
 	}
 	logf("fleet: %s continue(s) after %v (resumed_at %v after the signal, gap %v)", h.To, h.Flowing.Round(10*time.Millisecond),
 		h.Resumed.Round(10*time.Millisecond), h.Gap.Round(10*time.Millisecond))
 	// The hole on the timeline, once the continued parts have some length.
 	time.Sleep(4 * time.Second)
+	first := true
 	for _, c := range moved {
 		for _, q := range procs {
 			if q.cmd == nil {
 				continue
 			}
-			if x, err := recorder.ReadManifest(filepath.Join(q.recordings(), c.folder)); err == nil && x.Status == recorder.StatusRecording {
+			x, err := recorder.ReadManifest(filepath.Join(q.recordings(), c.folder))
+			if err != nil || x.Status != recorder.StatusRecording {
+				continue
+			}
+			if kill {
 				h.Hole = max(h.Hole, timelineHole(x))
+				continue
+			}
+			// A clean stop records on after the hand-over: the taker's manifest gets the
+			// stopped instance's last parts when the recording ends; the stopped
+			// instance's own manifest has them now.
+			y, err := recorder.ReadManifest(filepath.Join(p.recordings(), c.folder))
+			if err != nil {
+				continue
+			}
+			gap, hole := handOverJoin(x, y)
+			if first {
+				h.Gap, h.Hole, first = gap, hole, false
+			} else {
+				h.Gap, h.Hole = max(h.Gap, gap), max(h.Hole, hole)
 			}
 		}
 	}
 	return h
 }
 
+// handOverJoin is how the taker's manifest x and the stopped instance's own y join
+// after a clean stop: resumed_at minus the stopped instance's last write (negative: the
+// files overlap), and the largest hole between consecutive parts (negative: the smallest
+// overlap), with the stopped instance's parts as long as y says.
+func handOverJoin(x, y *recorder.Manifest) (gap, hole time.Duration) {
+	theirs := map[string]recorder.FileEntry{}
+	for _, t := range y.Tracks {
+		theirs[t.File] = t
+	}
+	merged := *x
+	merged.Tracks = slices.Clone(x.Tracks)
+	var last time.Time
+	for i, t := range merged.Tracks {
+		if o, ok := theirs[t.File]; ok && o.DurationMs > t.DurationMs {
+			merged.Tracks[i] = o
+			if o.EndedAt != nil && o.EndedAt.After(last) {
+				last = *o.EndedAt
+			}
+		}
+	}
+	if n := len(x.Resumes); n > 0 && !last.IsZero() {
+		gap = x.Resumes[n-1].ResumedAt.Sub(last)
+	}
+	hole, _ = timelineJoin(&merged)
+	return gap, hole
+}
+
 // timelineHole is the largest hole between consecutive parts of one participant's track
 // (same user and source) on the call's timeline.
 func timelineHole(m *recorder.Manifest) time.Duration {
+	d, _ := timelineJoin(m)
+	return max(d, 0)
+}
+
+// timelineJoin is the largest difference between the start of a part and the end of the
+// part before it of one participant's track: a hole when positive, the smallest overlap
+// when negative; ok is false when no track has two parts.
+func timelineJoin(m *recorder.Manifest) (worst time.Duration, ok bool) {
 	parts := map[string][]recorder.FileEntry{}
 	for _, t := range m.Tracks {
 		k := t.UserID + "|" + t.Source + "|" + t.Kind
 		parts[k] = append(parts[k], t)
 	}
-	var worst time.Duration
 	for _, ps := range parts {
 		sort.Slice(ps, func(i, j int) bool { return ps[i].StartOffsetMs < ps[j].StartOffsetMs })
 		for i := 1; i < len(ps); i++ {
 			end := ps[i-1].StartOffsetMs + ps[i-1].DurationMs
-			worst = max(worst, time.Duration(ps[i].StartOffsetMs-end)*time.Millisecond)
+			d := time.Duration(ps[i].StartOffsetMs-end) * time.Millisecond
+			if !ok || d > worst {
+				worst, ok = d, true
+			}
 		}
 	}
-	return worst
+	return worst, ok
 }
 
 func (r report) fleetSection() string {
@@ -639,16 +706,19 @@ func (r report) fleetSection() string {
 	w.f("\nCPU is the sum over every instance's process during a %v window with every track recording;\n", o.fleetWindow)
 	w.f("per participant-second divides it by the participants and the window. After the window come the\n")
 	w.f("hand-overs, with the calls going on: the instance that records the first call not moved yet is stopped\n")
-	w.f("with SIGTERM (it pauses its recordings, confirms their copies in S3 and gives the rooms' leases back); it\n")
-	w.f("is started again (so that with two instances the next hand-over has somewhere to go), and the instance\n")
-	w.f("that records calls, the fewest of them moved already, is killed with `kill -9` (its rooms' leases run\n")
-	w.f("out, 6 s). Every call the instance recorded moves; the times are the worst over them, and each call's\n")
-	w.f("resume is listed. The bench polls the other instances' call folders every 100 ms: \"Signal →\n")
-	w.f("`resumed_at`\" is the resume the continuing instance wrote in the manifest (`resumes[]`), \"every track\n")
-	w.f("recording again\" when its manifest first listed every participant's new part recording; `interrupted_at`\n")
-	w.f("is the earlier run's last file change. The hole between parts is the manifest's: from the end of a\n")
-	w.f("participant's earlier part as the stopped instance's last manifest in S3 says it (stored every 2 s) to\n")
-	w.f("the start of its part written by the continuing instance.\n\n")
+	w.f("with SIGTERM (it hands the rooms over and records on until the instance that takes them records every\n")
+	w.f("track, then pauses and confirms its copies in S3); it is started again (so that with two instances the\n")
+	w.f("next hand-over has somewhere to go), and the instance that records calls, the fewest of them moved\n")
+	w.f("already, is killed with `kill -9` (its rooms' leases run out, 5 s). Every call the instance recorded\n")
+	w.f("moves; the times are the worst over them, and each call's resume is listed. The bench polls the other\n")
+	w.f("instances' call folders every 100 ms from the signal on: \"Signal → `resumed_at`\" is the resume the\n")
+	w.f("continuing instance wrote in the manifest (`resumes[]`), \"every track recording again\" when its\n")
+	w.f("manifest first listed every participant's new part recording. After a kill, `interrupted_at` is the\n")
+	w.f("earlier run's last file change and the hole between parts the manifest's: from the end of a\n")
+	w.f("participant's earlier part as the stopped instance's last manifest in S3 says it (stored every 1.7 s) to\n")
+	w.f("the start of its part written by the continuing instance. After a clean stop both are taken with the\n")
+	w.f("stopped instance's parts as long as its own final manifest says (the continuing instance's manifest\n")
+	w.f("gets them when the recording ends): negative means the two instances' files overlap by that much.\n\n")
 	w.f("Recorded whole and media missing are measured in the files after `!stop`: each part of a participant's\n")
 	w.f("audio and video placed on the call's timeline (its `start_offset_ms`, its length counted by ffprobe in the\n")
 	w.f("file on the disk of the instance that wrote it), the union cut to the time from \"every call recording\"\n")

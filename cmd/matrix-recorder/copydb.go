@@ -19,6 +19,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/bot/e2ee"
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/storage/cryptostore"
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 	"github.com/matrix-recorder/matrix-recorder/storage/dbcopy"
 	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
@@ -147,7 +148,7 @@ func copyDatabase(ctx context.Context, cfg config.Config, uri, instance string, 
 		if err != nil {
 			return fmt.Errorf("open the crypto store: %w", err)
 		}
-		err = e2ee.UpgradeStores(ctx, cdb, log)
+		err = cryptostore.UpgradeStores(ctx, cdb, log)
 		if err = errors.Join(err, cdb.Close()); err != nil {
 			return err
 		}
@@ -168,7 +169,7 @@ func copyDatabase(ctx context.Context, cfg config.Config, uri, instance string, 
 	if err != nil {
 		return err
 	}
-	if err := e2ee.PrepareShared(ctx, dst, log); err != nil {
+	if err := cryptostore.Prepare(ctx, dst, log); err != nil {
 		return fmt.Errorf("target: %w", err)
 	}
 
@@ -191,16 +192,16 @@ func copyDatabase(ctx context.Context, cfg config.Config, uri, instance string, 
 			return err
 		}
 		defer srcCrypto.Close()
-		for _, v := range []string{e2ee.CryptoVersionTable, e2ee.StateVersionTable} {
+		for _, v := range []string{cryptostore.CryptoVersionTable, cryptostore.StateVersionTable} {
 			if err := sameVersion(ctx, srcCrypto, rawDst, v); err != nil {
 				return err
 			}
 		}
-		if cryptoTables, err = dbcopy.Tables(ctx, srcCrypto, e2ee.StoreTable); err != nil {
+		if cryptoTables, err = dbcopy.Tables(ctx, srcCrypto, cryptostore.StoreTable); err != nil {
 			return fmt.Errorf("crypto store: %w", err)
 		}
 	}
-	all := append(append(append([]string{}, stateTables...), cryptoTables...), e2ee.DeviceTable, "leases")
+	all := append(append(append([]string{}, stateTables...), cryptoTables...), cryptostore.DeviceTable, "leases")
 	if err := dbcopy.CheckEmpty(ctx, rawDst, all); err != nil {
 		return fmt.Errorf("%w: copy-database copies only into an empty database (a new one, or one no recorder has run on)", err)
 	}
@@ -237,7 +238,7 @@ func copyDatabase(ctx context.Context, cfg config.Config, uri, instance string, 
 	if err := dbcopy.ResetIdentities(ctx, tx, stateTables); err != nil {
 		return err
 	}
-	account := e2ee.AccountID(user, instance)
+	account := cryptostore.AccountID(user, instance)
 	for _, t := range cryptoTables {
 		// The device's own rows are keyed by its account id: the instance's from now on.
 		n, err := dbcopy.Copy(ctx, srcCrypto, tx, t, map[string]any{"account_id": account})
@@ -247,7 +248,7 @@ func copyDatabase(ctx context.Context, cfg config.Config, uri, instance string, 
 		report = append(report, fmt.Sprintf("%s: %d", t, n))
 	}
 	if device != "" {
-		if err := e2ee.InsertDevice(ctx, tx, user, instance, device, pickle); err != nil {
+		if err := cryptostore.InsertDevice(ctx, tx, user, instance, device, pickle); err != nil {
 			return err
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/devpg"
 	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/storage/cryptostore"
 	"github.com/matrix-recorder/matrix-recorder/storage/datadir"
 	"github.com/matrix-recorder/matrix-recorder/storage/dbcopy"
 	"github.com/matrix-recorder/matrix-recorder/storage/lockfile"
@@ -84,7 +85,7 @@ func singleRecorder(t *testing.T, dataDir string) (*storage.Recording, id.Identi
 		t.Fatal(err)
 	}
 	defer cdb.Close()
-	if err := e2ee.UpgradeStores(ctx, cdb, zerolog.Nop()); err != nil {
+	if err := cryptostore.UpgradeStores(ctx, cdb, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	cs := crypto.NewSQLCryptoStore(cdb, nil, "", "SINGLEDEV", pickle)
@@ -164,7 +165,7 @@ func TestCopyDatabase(t *testing.T) {
 	}
 
 	// The instance finds its device, its keys and its sync token.
-	s, err := e2ee.OpenShared(ctx, uri, copyUser, "rec-a", "", zerolog.Nop())
+	s, err := cryptostore.Open(ctx, uri, copyUser, "rec-a", "", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

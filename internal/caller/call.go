@@ -11,12 +11,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 )
 
@@ -58,8 +58,7 @@ type Call struct {
 	answer     *voip.Answer
 	negAnswer  chan string
 	hangup     chan string
-	remoteSet  bool
-	pendingRem []voip.Candidate
+	remote     testclient.Candidates
 	metadata   voip.StreamMetadataMap
 	senders    map[string]*testmedia.Sender
 	rtpSenders map[string]*webrtc.RTPSender
@@ -89,11 +88,7 @@ func newAPI(network *impairFactory) (*webrtc.API, error) {
 	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
 		return nil, err
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(testmedia.LoopbackSettings())), nil
 }
 
 // Call places a call in room and waits for the answer.
@@ -216,12 +211,7 @@ func (c *Client) Call(ctx context.Context, room id.RoomID, o CallOptions) (*Call
 		call.Close()
 		return nil, fmt.Errorf("apply answer: %w", err)
 	}
-	call.mu.Lock()
-	call.remoteSet = true
-	pending := call.pendingRem
-	call.pendingRem = nil
-	call.mu.Unlock()
-	call.addRemote(pending)
+	call.remote.Ready(pc)
 	if err := c.SendRaw(ctx, room, voip.TypeSelectAnswer.Type, call.withCommon(map[string]any{"selected_party_id": ans.PartyID})); err != nil {
 		call.Close()
 		return nil, fmt.Errorf("send select_answer: %w", err)
@@ -363,14 +353,7 @@ func (call *Call) onEvent(typ string, raw json.RawMessage) {
 		if err != nil {
 			return
 		}
-		call.mu.Lock()
-		if !call.remoteSet {
-			call.pendingRem = append(call.pendingRem, cs.Candidates...)
-			call.mu.Unlock()
-			return
-		}
-		call.mu.Unlock()
-		call.addRemote(cs.Candidates)
+		call.remote.Add(call.pc, cs.Candidates)
 	case voip.TypeNegotiate.Type:
 		n, err := voip.ParseNegotiate(raw)
 		if err != nil || n.Description.Type != "answer" {
@@ -387,15 +370,6 @@ func (call *Call) onEvent(typ string, raw json.RawMessage) {
 		case call.hangup <- reason:
 		default:
 		}
-	}
-}
-
-func (call *Call) addRemote(cands []voip.Candidate) {
-	for _, c := range cands {
-		if c.Candidate == "" {
-			continue
-		}
-		_ = call.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
 	}
 }
 

@@ -40,8 +40,8 @@ type Client struct {
 	crypto *cryptohelper.CryptoHelper
 	log    zerolog.Logger
 
-	mc       *testclient.Client
-	inbox    testclient.Inbox
+	mc *testclient.Client
+	testclient.Chat
 	mu       sync.Mutex
 	calls    map[string]*Call
 	members  map[id.RoomID]map[id.UserID]event.Membership
@@ -71,7 +71,7 @@ func New(ctx context.Context, o Options) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		cli: mc.Matrix, crypto: mc.Crypto, mc: mc, log: o.Logger.With().Str("caller", o.UserID).Logger(),
+		cli: mc.Matrix, crypto: mc.Crypto, mc: mc, Chat: testclient.NewChat(mc.Matrix), log: o.Logger.With().Str("caller", o.UserID).Logger(),
 		calls: map[string]*Call{}, members: map[id.RoomID]map[id.UserID]event.Membership{}, memberCh: make(chan struct{}, 1),
 	}
 	syncer.OnEvent(c.onEvent)
@@ -95,10 +95,7 @@ func (c *Client) UserID() id.UserID { return c.cli.UserID }
 func (c *Client) CreateDM(ctx context.Context, invitee id.UserID, encrypted bool) (id.RoomID, error) {
 	req := &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", Invite: []id.UserID{invitee}, IsDirect: true}
 	if encrypted {
-		req.InitialState = []*event.Event{{
-			Type:    event.StateEncryption,
-			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
-		}}
+		testclient.Encrypted(req)
 	}
 	resp, err := c.cli.CreateRoom(ctx, req)
 	if err != nil {
@@ -128,27 +125,11 @@ func (c *Client) WaitMembership(ctx context.Context, room id.RoomID, user id.Use
 	}
 }
 
-// WaitNotice waits for a notice in room whose body satisfies match, and returns it.
-func (c *Client) WaitNotice(ctx context.Context, room id.RoomID, after time.Time, match func(string) bool) (Notice, error) {
-	return c.inbox.Wait(ctx, room, after, match)
-}
-
-// Notices returns what the caller saw so far in room.
-func (c *Client) Notices(room id.RoomID) []Notice {
-	return c.inbox.In(room)
-}
-
 // Received returns the call events the caller received so far.
 func (c *Client) Received() []Received {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]Received(nil), c.events...)
-}
-
-// SendMessage sends a text message (a command to the bot).
-func (c *Client) SendMessage(ctx context.Context, room id.RoomID, text string) error {
-	_, err := c.cli.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: text})
-	return err
 }
 
 // SendRaw sends any content as a room event (encrypted if the room is).
@@ -178,7 +159,7 @@ func (c *Client) onEvent(ctx context.Context, evt *event.Event) {
 		default:
 		}
 	case evt.Type == event.EventMessage:
-		c.inbox.Note(evt, c.cli.UserID)
+		c.Note(evt)
 	default:
 		if len(evt.Type.Type) < 7 || evt.Type.Type[:7] != "m.call." || evt.Sender == c.cli.UserID {
 			return

@@ -29,10 +29,10 @@ import (
 
 // Redis is a running redis-server (Debian's redis-server package) without persistence.
 type Redis struct {
-	port   int
-	dir    string
-	ownDir bool
-	proc   *devtools.Process
+	port      int
+	dir       string
+	removeDir func() error // devtools.ServerDir
+	proc      *devtools.Process
 }
 
 // StartRedis starts redis-server on a free port of 127.0.0.1. dir holds its log ("" for a
@@ -42,12 +42,9 @@ func StartRedis(ctx context.Context, dir string) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis-server is not installed (Debian: apt-get install redis-server): %w", err)
 	}
-	r := &Redis{dir: dir}
-	if r.dir == "" {
-		if r.dir, err = os.MkdirTemp("", "devredis-"); err != nil {
-			return nil, err
-		}
-		r.ownDir = true
+	r := &Redis{}
+	if r.dir, r.removeDir, err = devtools.ServerDir(dir, "devredis-"); err != nil {
+		return nil, err
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -69,10 +66,7 @@ func StartRedis(ctx context.Context, dir string) (*Redis, error) {
 			break
 		}
 	}
-	if r.ownDir {
-		lastErr = errors.Join(lastErr, os.RemoveAll(r.dir))
-	}
-	return nil, lastErr
+	return nil, errors.Join(lastErr, r.removeDir())
 }
 
 // Addr is host:port.
@@ -80,11 +74,7 @@ func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
 
 // Stop ends redis-server.
 func (r *Redis) Stop() error {
-	err := r.proc.Stop()
-	if r.ownDir {
-		err = errors.Join(err, os.RemoveAll(r.dir))
-	}
-	return err
+	return errors.Join(r.proc.Stop(), r.removeDir())
 }
 
 // Options configure Start.
@@ -105,10 +95,10 @@ type Options struct {
 
 // Server is a running Egress service.
 type Server struct {
-	dir    string
-	ownDir bool
-	proc   *devtools.Process
-	log    zerolog.Logger
+	dir       string
+	removeDir func() error // devtools.ServerDir
+	proc      *devtools.Process
+	log       zerolog.Logger
 	// api asks the server about egresses (List).
 	api *lksdk.EgressClient
 }
@@ -126,19 +116,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("getting the egress binary: %w", err)
 	}
-	s := &Server{dir: opts.Dir, log: log, api: lksdk.NewEgressClient(httpURL(opts.LiveKitURL), opts.APIKey, opts.APISecret)}
-	if s.dir == "" {
-		if s.dir, err = os.MkdirTemp("", "devegress-"); err != nil {
-			return nil, err
-		}
-		s.ownDir = true
-	}
-	fail := func(err error) (*Server, error) {
-		if s.ownDir {
-			err = errors.Join(err, os.RemoveAll(s.dir))
-		}
+	s := &Server{log: log, api: lksdk.NewEgressClient(httpURL(opts.LiveKitURL), opts.APIKey, opts.APISecret)}
+	if s.dir, s.removeDir, err = devtools.ServerDir(opts.Dir, "devegress-"); err != nil {
 		return nil, err
 	}
+	fail := func(err error) (*Server, error) { return nil, errors.Join(err, s.removeDir()) }
 	// The service starts each handler as "egress run-handler ...".
 	binDir := filepath.Join(s.dir, "bin")
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
@@ -229,10 +211,7 @@ func (s *Server) Stop() error {
 	for _, pid := range handlers {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	if s.ownDir {
-		err = errors.Join(err, os.RemoveAll(s.dir))
-	}
-	return err
+	return errors.Join(err, s.removeDir())
 }
 
 // waitLog waits until the process's log contains want.

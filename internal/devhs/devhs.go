@@ -54,7 +54,7 @@ type Options struct {
 // Server is a running Dendrite.
 type Server struct {
 	dir        string
-	ownDir     bool
+	removeDir  func() error // devtools.ServerDir
 	port       int
 	serverName string
 	secret     string
@@ -80,21 +80,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("getting dendrite binaries: %w", err)
 	}
-	s := &Server{dir: opts.Dir, bin: bin, log: log}
-	if s.dir == "" {
-		if s.dir, err = os.MkdirTemp("", "devhs-"); err != nil {
-			return nil, fmt.Errorf("creating dendrite dir: %w", err)
-		}
-		s.ownDir = true
-	} else if s.dir, err = filepath.Abs(s.dir); err != nil {
-		return nil, fmt.Errorf("resolving dendrite dir: %w", err)
-	}
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+	s := &Server{bin: bin, log: log}
+	if s.dir, s.removeDir, err = devtools.ServerDir(opts.Dir, "devhs-"); err != nil {
 		return nil, fmt.Errorf("creating dendrite dir: %w", err)
 	}
 	secret := make([]byte, 16)
 	if _, err := rand.Read(secret); err != nil {
-		return nil, fmt.Errorf("generating registration secret: %w", err)
+		return nil, errors.Join(fmt.Errorf("generating registration secret: %w", err), s.removeDir())
 	}
 	s.secret = hex.EncodeToString(secret)
 
@@ -104,10 +96,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if lastErr == nil {
 		return s, nil
 	}
-	if s.ownDir {
-		lastErr = errors.Join(lastErr, os.RemoveAll(s.dir))
-	}
-	return nil, lastErr
+	return nil, errors.Join(lastErr, s.removeDir())
 }
 
 func (s *Server) start(ctx context.Context, opts Options) error {
@@ -205,9 +194,5 @@ func (s *Server) LogTail(n int) string { return s.proc.LogTail(n) }
 
 // Stop kills Dendrite and, if Start created the folder, removes it.
 func (s *Server) Stop() error {
-	err := s.proc.Stop()
-	if s.ownDir {
-		err = errors.Join(err, os.RemoveAll(s.dir))
-	}
-	return err
+	return errors.Join(s.proc.Stop(), s.removeDir())
 }

@@ -42,13 +42,13 @@ type Options struct {
 
 // Server is a running livekit-server.
 type Server struct {
-	dir    string
-	ownDir bool
-	ports  ports
-	key    string
-	secret string
-	proc   *devtools.Process
-	log    zerolog.Logger
+	dir       string
+	removeDir func() error // devtools.ServerDir
+	ports     ports
+	key       string
+	secret    string
+	proc      *devtools.Process
+	log       zerolog.Logger
 }
 
 type ports struct {
@@ -67,24 +67,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("getting livekit-server binary: %w", err)
 	}
-	s := &Server{dir: opts.Dir, log: log, key: "devkey-" + randomHex(4), secret: randomHex(24)}
-	if s.dir == "" {
-		if s.dir, err = os.MkdirTemp("", "devlivekit-"); err != nil {
-			return nil, fmt.Errorf("creating livekit dir: %w", err)
-		}
-		s.ownDir = true
-	}
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+	s := &Server{log: log, key: "devkey-" + randomHex(4), secret: randomHex(24)}
+	if s.dir, s.removeDir, err = devtools.ServerDir(opts.Dir, "devlivekit-"); err != nil {
 		return nil, fmt.Errorf("creating livekit dir: %w", err)
 	}
 	lastErr := devtools.StartOnFreePorts(log, func() error { return s.start(ctx, bin, opts) }, func() *devtools.Process { return s.proc })
 	if lastErr == nil {
 		return s, nil
 	}
-	if s.ownDir {
-		lastErr = errors.Join(lastErr, os.RemoveAll(s.dir))
-	}
-	return nil, lastErr
+	return nil, errors.Join(lastErr, s.removeDir())
 }
 
 func (s *Server) start(ctx context.Context, bin string, opts Options) error {
@@ -184,11 +175,7 @@ func (s *Server) LogTail(n int) string { return s.proc.LogTail(n) }
 
 // Stop kills livekit-server and, if Start created the folder, removes it.
 func (s *Server) Stop() error {
-	err := s.proc.Stop()
-	if s.ownDir {
-		err = errors.Join(err, os.RemoveAll(s.dir))
-	}
-	return err
+	return errors.Join(s.proc.Stop(), s.removeDir())
 }
 
 func randomHex(n int) string {

@@ -248,9 +248,18 @@ func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error
 // Restart stops the server (fast shutdown: open connections are cut) and starts it again
 // on the same cluster and socket, as a database restarted under a running recorder.
 func (s *Server) Restart(ctx context.Context) error {
-	if err := s.shutdown(); err != nil {
+	if err := s.Down(); err != nil {
 		return err
 	}
+	return s.Up(ctx)
+}
+
+// Down stops the server (fast shutdown) and keeps its cluster, for Up: a database outage
+// as long as the caller waits in between.
+func (s *Server) Down() error { return s.shutdown() }
+
+// Up starts the server Down stopped again, on the same cluster and socket.
+func (s *Server) Up(ctx context.Context) error {
 	logFile, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return fmt.Errorf("devpg: %w", err)

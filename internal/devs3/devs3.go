@@ -50,7 +50,7 @@ type Options struct {
 // Server is a running versitygw.
 type Server struct {
 	dir       string
-	ownDir    bool
+	removeDir func() error // devtools.ServerDir
 	port      int
 	accessKey string
 	secretKey string
@@ -78,30 +78,24 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("getting the versitygw binary: %w", err)
 	}
 	s := &Server{
-		dir: opts.Dir, log: log, webhook: opts.Webhook,
+		log: log, webhook: opts.Webhook,
 		accessKey: "devs3-" + randomHex(6), secretKey: randomHex(20),
 	}
-	if s.dir == "" {
-		if s.dir, err = os.MkdirTemp("", "devs3-"); err != nil {
-			return nil, fmt.Errorf("creating the S3 server's folder: %w", err)
-		}
-		s.ownDir = true
-	}
-	if err := os.MkdirAll(filepath.Join(s.dir, "data"), 0o755); err != nil {
+	if s.dir, s.removeDir, err = devtools.ServerDir(opts.Dir, "devs3-"); err != nil {
 		return nil, fmt.Errorf("creating the S3 server's folder: %w", err)
 	}
+	if err := os.MkdirAll(filepath.Join(s.dir, "data"), 0o755); err != nil {
+		return nil, errors.Join(fmt.Errorf("creating the S3 server's folder: %w", err), s.removeDir())
+	}
 	if err := os.WriteFile(filepath.Join(s.dir, "event-filter.json"), []byte(eventFilter), 0o644); err != nil {
-		return nil, fmt.Errorf("writing the S3 server's event filter: %w", err)
+		return nil, errors.Join(fmt.Errorf("writing the S3 server's event filter: %w", err), s.removeDir())
 	}
 	s.bin = bin
 	lastErr := devtools.StartOnFreePorts(log, func() error { return s.start(ctx) }, func() *devtools.Process { return s.proc })
 	if lastErr == nil {
 		return s, nil
 	}
-	if s.ownDir {
-		lastErr = errors.Join(lastErr, os.RemoveAll(s.dir))
-	}
-	return nil, lastErr
+	return nil, errors.Join(lastErr, s.removeDir())
 }
 
 func (s *Server) start(ctx context.Context) error {
@@ -201,10 +195,7 @@ func (s *Server) Stop() error {
 	if s.proc != nil { // nil after Halt
 		err = s.proc.Stop()
 	}
-	if s.ownDir {
-		err = errors.Join(err, os.RemoveAll(s.dir))
-	}
-	return err
+	return errors.Join(err, s.removeDir())
 }
 
 func randomHex(n int) string {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -238,4 +239,23 @@ func StartOnFreePorts(log zerolog.Logger, start func() error, proc func() *Proce
 		log.Warn().Err(err).Msg("A port was taken meanwhile; retrying with others")
 	}
 	return err
+}
+
+// ServerDir is a dev server's folder: dir made absolute and created, or, when dir is "", a
+// new temporary folder whose name begins with prefix. remove removes the temporary
+// folder (what the server's Stop and a failed start do) and leaves a given one alone.
+func ServerDir(dir, prefix string) (path string, remove func() error, err error) {
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", prefix); err != nil {
+			return "", nil, err
+		}
+		return dir, func() error { return os.RemoveAll(dir) }, nil
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return "", nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	return dir, func() error { return nil }, nil
 }

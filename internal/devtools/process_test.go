@@ -81,3 +81,28 @@ func TestProcessStartsWithEndedContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A dev server's temporary folder goes with it; a folder its options named stays.
+func TestServerDir(t *testing.T) {
+	tmp, remove, err := ServerDir("", "devtools-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Errorf("temporary folder %s left behind: %v", tmp, err)
+	}
+	given := filepath.Join(t.TempDir(), "srv")
+	dir, remove, err := ServerDir(given, "devtools-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remove(); err != nil || dir != given {
+		t.Fatalf("dir %s, remove: %v", dir, err)
+	}
+	if _, err := os.Stat(given); err != nil {
+		t.Errorf("the named folder: %v", err)
+	}
+}

@@ -58,22 +58,31 @@ func (t *Track) Stop() error {
 	return t.err
 }
 
-// Publish sends asset (a testmedia name) as a track of the given source, encrypted when
-// the peer encrypts.
-func (p *Peer) Publish(ctx context.Context, asset string, source livekit.TrackSource) (*Track, error) {
+// media is what publishing asset takes: the asset, its frames and the LiveKit room.
+func (p *Peer) media(asset string) (testmedia.Asset, []testmedia.Frame, *lksdk.Room, error) {
 	a, err := testmedia.Lookup(asset)
 	if err != nil {
-		return nil, err
+		return testmedia.Asset{}, nil, nil, err
 	}
 	frames, err := testmedia.Frames(asset)
 	if err != nil {
-		return nil, err
+		return testmedia.Asset{}, nil, nil, err
 	}
 	p.mu.Lock()
 	room := p.lkRoom
 	p.mu.Unlock()
 	if room == nil {
-		return nil, errors.New("not joined")
+		return testmedia.Asset{}, nil, nil, errors.New("not joined")
+	}
+	return a, frames, room, nil
+}
+
+// Publish sends asset (a testmedia name) as a track of the given source, encrypted when
+// the peer encrypts.
+func (p *Peer) Publish(ctx context.Context, asset string, source livekit.TrackSource) (*Track, error) {
+	a, frames, room, err := p.media(asset)
+	if err != nil {
+		return nil, err
 	}
 	var trackOpts []func(*webrtc.TrackLocalStaticRTP)
 	var vp9p *vp9Payloader
@@ -198,22 +207,12 @@ func (o lkOut) WriteSample(s media.Sample) error { return o.t.WriteSample(s, nil
 // PublishSimulcast publishes a video asset in two simulcast layers, as browsers publish
 // cameras (Element Call turns simulcast on), encrypted per layer when the peer encrypts.
 func (p *Peer) PublishSimulcast(ctx context.Context, asset string, source livekit.TrackSource) (*Simulcast, error) {
-	a, err := testmedia.Lookup(asset)
+	a, frames, room, err := p.media(asset)
 	if err != nil {
 		return nil, err
 	}
 	if !a.Video {
 		return nil, errors.New("simulcast needs a video asset")
-	}
-	frames, err := testmedia.Frames(asset)
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	room := p.lkRoom
-	p.mu.Unlock()
-	if room == nil {
-		return nil, errors.New("not joined")
 	}
 	id := "lkpeer-sim-" + randomID()
 	var tracks []*lksdk.LocalTrack

@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/ice/v4"
+	"github.com/matrix-recorder/matrix-recorder/call/voip"
+	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
@@ -23,12 +25,6 @@ type streamMeta struct {
 	Purpose    string `json:"purpose"`
 	AudioMuted bool   `json:"audio_muted"`
 	VideoMuted bool   `json:"video_muted"`
-}
-
-type candidate struct {
-	Candidate     string  `json:"candidate"`
-	SDPMid        *string `json:"sdpMid,omitempty"`
-	SDPMLineIndex *uint16 `json:"sdpMLineIndex,omitempty"`
 }
 
 // Call is one peer connection with one remote device (js-sdk MatrixCall in a group call).
@@ -46,8 +42,7 @@ type Call struct {
 
 	mu          sync.Mutex
 	encrypt     bool
-	remoteSet   bool
-	pendingRem  []candidate
+	remoteCands testclient.Candidates
 	ended       bool
 	connectedAt time.Time
 	answered    chan struct{}
@@ -78,11 +73,7 @@ func newAPI() (*webrtc.API, error) {
 	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
 		return nil, err
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(testmedia.LoopbackSettings())), nil
 }
 
 func (call *Call) newPC() error {
@@ -233,16 +224,16 @@ func (call *Call) localDescription(t webrtc.SDPType, opts *webrtc.OfferOptions) 
 // sendCandidates sends the candidates that were not in the SDP, with the end marker.
 func (call *Call) sendCandidates(ctx context.Context, sdpText string) {
 	<-webrtc.GatheringCompletePromise(call.pc)
-	var cands []candidate
+	var cands []voip.Candidate
 	for _, line := range strings.Split(call.pc.LocalDescription().SDP, "\n") {
 		l := strings.TrimSpace(line)
 		if !strings.HasPrefix(l, "a=candidate:") || strings.Contains(sdpText, l) {
 			continue
 		}
 		mid, idx := "0", uint16(0)
-		cands = append(cands, candidate{Candidate: strings.TrimPrefix(l, "a="), SDPMid: &mid, SDPMLineIndex: &idx})
+		cands = append(cands, voip.Candidate{Candidate: strings.TrimPrefix(l, "a="), SDPMid: &mid, SDPMLineIndex: &idx})
 	}
-	cands = append(cands, candidate{Candidate: ""})
+	cands = append(cands, voip.Candidate{Candidate: ""})
 	if err := call.send(ctx, "m.call.candidates", map[string]any{"candidates": cands}); err != nil {
 		call.log.Warn().Err(err).Msg("Failed to send candidates")
 	}
@@ -363,23 +354,7 @@ func checkOfferStreams(offer string, md map[string]streamMeta) string {
 	return "no stream with a track in the offer"
 }
 
-func (call *Call) setRemote() {
-	call.mu.Lock()
-	call.remoteSet = true
-	pending := call.pendingRem
-	call.pendingRem = nil
-	call.mu.Unlock()
-	call.addRemote(pending)
-}
-
-func (call *Call) addRemote(cands []candidate) {
-	for _, c := range cands {
-		if c.Candidate == "" {
-			continue
-		}
-		_ = call.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
-	}
-}
+func (call *Call) setRemote() { call.remoteCands.Ready(call.pc) }
 
 // onEvent handles a message of this call.
 func (call *Call) onEvent(m Received) {
@@ -424,19 +399,12 @@ func (call *Call) onEvent(m Received) {
 		close(call.answered)
 	case "m.call.candidates":
 		var cs struct {
-			Candidates []candidate `json:"candidates"`
+			Candidates []voip.Candidate `json:"candidates"`
 		}
 		if json.Unmarshal(m.Content, &cs) != nil {
 			return
 		}
-		call.mu.Lock()
-		if !call.remoteSet {
-			call.pendingRem = append(call.pendingRem, cs.Candidates...)
-			call.mu.Unlock()
-			return
-		}
-		call.mu.Unlock()
-		call.addRemote(cs.Candidates)
+		call.remoteCands.Add(call.pc, cs.Candidates)
 	case "m.call.negotiate":
 		var n struct {
 			Description struct {

@@ -53,9 +53,9 @@ type Client struct {
 	cli    *mautrix.Client
 	crypto *cryptohelper.CryptoHelper
 	mc     *testclient.Client
-	inbox  testclient.Inbox
-	log    zerolog.Logger
-	plain  bool
+	testclient.Chat
+	log   zerolog.Logger
+	plain bool
 
 	mu         sync.Mutex
 	rooms      map[id.RoomID]*roomView
@@ -97,7 +97,7 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.cli, c.crypto, c.mc = mc.Matrix, mc.Crypto, mc
+	c.cli, c.crypto, c.mc, c.Chat = mc.Matrix, mc.Crypto, mc, testclient.NewChat(mc.Matrix)
 	base.OnEvent(c.onEvent)
 	mc.Start(ctx)
 	return c, nil
@@ -201,7 +201,7 @@ func (c *Client) onEvent(_ context.Context, evt *event.Event) {
 	case evt.Type.Type == TypeMember && evt.StateKey != nil:
 		rv.members[id.UserID(*evt.StateKey)] = append(json.RawMessage(nil), evt.Content.VeryRaw...)
 	case evt.Type == event.EventMessage:
-		c.inbox.Note(evt, c.cli.UserID)
+		c.Note(evt)
 	}
 }
 
@@ -237,10 +237,7 @@ func (c *Client) wait(ctx context.Context, what string, cond func() bool) error 
 func (c *Client) CreateRoom(ctx context.Context, invite []id.UserID, encrypted bool) (id.RoomID, error) {
 	req := &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: invite, Name: "group call"}
 	if encrypted {
-		req.InitialState = []*event.Event{{
-			Type:    event.StateEncryption,
-			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
-		}}
+		testclient.Encrypted(req)
 	}
 	resp, err := c.cli.CreateRoom(ctx, req)
 	if err != nil {
@@ -279,22 +276,6 @@ func (c *Client) WaitJoined(ctx context.Context, room id.RoomID, user id.UserID)
 		rv := c.rooms[room]
 		return rv != nil && rv.joined[user]
 	})
-}
-
-// SendMessage sends a text message (a command to the bot).
-func (c *Client) SendMessage(ctx context.Context, room id.RoomID, text string) error {
-	_, err := c.cli.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: text})
-	return err
-}
-
-// WaitNotice waits for a message in room, sent after after, whose body satisfies match.
-func (c *Client) WaitNotice(ctx context.Context, room id.RoomID, after time.Time, match func(string) bool) (Notice, error) {
-	return c.inbox.Wait(ctx, room, after, match)
-}
-
-// Notices returns the messages seen in room.
-func (c *Client) Notices(room id.RoomID) []Notice {
-	return c.inbox.In(room)
 }
 
 // Received returns the call signalling received so far.

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
-	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder/codec/opus"
@@ -42,37 +40,20 @@ type Click struct {
 // ReadClick reads an Ogg Opus file of 20 ms packets, one per page (ffmpeg -page_duration
 // 20000), as a Click whose burst starts at offset.
 func ReadClick(path string, offset time.Duration) (*Click, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	r, _, err := oggreader.NewWith(f)
+	frames, err := testmedia.ParseOgg(path, data)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, err
 	}
 	c := &Click{Offset: offset}
-	var granule uint64
-	for {
-		payload, page, err := r.ParseNextPage()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
-		}
-		if _, ok := page.HeaderType(payload); ok || len(payload) == 0 {
-			continue
-		}
-		d, err := opus.Duration(payload)
-		if err != nil {
-			return nil, err
-		}
-		if d != clickSlot || (len(c.Frames) > 0 && page.GranulePosition-granule > 960) {
+	for _, f := range frames {
+		if f.Duration != clickSlot {
 			return nil, fmt.Errorf("%s: want one 20 ms packet per page", path)
 		}
-		granule = page.GranulePosition
-		c.Frames = append(c.Frames, append([]byte(nil), payload...))
+		c.Frames = append(c.Frames, f.Data)
 	}
 	if time.Duration(len(c.Frames))*clickSlot <= offset {
 		return nil, fmt.Errorf("%s: clip shorter than its offset", path)

@@ -1,6 +1,7 @@
 // Package testclient is the Matrix side of the test harness's simulated participants
 // (internal/caller, internal/meshpeer, internal/lkpeer): a client logged in with an
-// access token, its crypto store, its sync loop, and an inbox of the messages others send.
+// access token, its crypto store, its sync loop, its chat (the messages it sends, and an
+// inbox of those others send), and the early ICE candidates of the MSC2746 peers' calls.
 package testclient
 
 import (
@@ -208,4 +209,42 @@ func (in *Inbox) In(room id.RoomID) []Message {
 		}
 	}
 	return out
+}
+
+// Chat is a participant's side of room messages, embedded in each participant: it sends
+// text messages (commands to the bot) and keeps those others send, which the
+// participant's sync handler passes to Note, for tests to wait for and read.
+type Chat struct {
+	cli   *mautrix.Client
+	inbox *Inbox
+}
+
+// NewChat is the chat of cli's user.
+func NewChat(cli *mautrix.Client) Chat { return Chat{cli: cli, inbox: &Inbox{}} }
+
+// Note keeps evt if it is a message someone else sent.
+func (ch Chat) Note(evt *event.Event) { ch.inbox.Note(evt, ch.cli.UserID) }
+
+// SendMessage sends a text message (a command to the bot).
+func (ch Chat) SendMessage(ctx context.Context, room id.RoomID, text string) error {
+	_, err := ch.cli.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: text})
+	return err
+}
+
+// WaitNotice waits for a message in room, received at or after after, whose body
+// satisfies match, and returns it.
+func (ch Chat) WaitNotice(ctx context.Context, room id.RoomID, after time.Time, match func(string) bool) (Message, error) {
+	return ch.inbox.Wait(ctx, room, after, match)
+}
+
+// Notices returns the messages seen in room so far, oldest first.
+func (ch Chat) Notices(room id.RoomID) []Message { return ch.inbox.In(room) }
+
+// Encrypted makes the room req creates end-to-end encrypted (Megolm), as clients create
+// encrypted rooms.
+func Encrypted(req *mautrix.ReqCreateRoom) {
+	req.InitialState = append(req.InitialState, &event.Event{
+		Type:    event.StateEncryption,
+		Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
+	})
 }

@@ -1,8 +1,10 @@
 package testmedia
 
 import (
+	"errors"
 	"fmt"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -34,4 +36,32 @@ func Connect(offerer, answerer *webrtc.PeerConnection) error {
 		return fmt.Errorf("take answer: %w", err)
 	}
 	return nil
+}
+
+// OpusPeer is a plain pion peer connection for a test's other party: host candidates on
+// loopback UDP4 only (no mDNS names), pion's default codecs and interceptors, and one Opus
+// track in stream.
+func OpusPeer(stream string) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticSample, error) {
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(LoopbackSettings())).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, nil, err
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "a", stream)
+	if err != nil {
+		return nil, nil, errors.Join(err, pc.Close())
+	}
+	if _, err := pc.AddTrack(track); err != nil {
+		return nil, nil, errors.Join(err, pc.Close())
+	}
+	return pc, track, nil
+}
+
+// LoopbackSettings are the ICE settings of the harness's peers, which talk to the bot on
+// 127.0.0.1: host candidates on loopback UDP4 only, without mDNS names.
+func LoopbackSettings() webrtc.SettingEngine {
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	return se
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/matrix-recorder/matrix-recorder/ctxtime"
 )
 
 // SampleWriter is what a Sender writes to; *webrtc.TrackLocalStaticSample
@@ -88,7 +90,7 @@ func WithTimestampJumps(every int, by time.Duration) SenderOption {
 // NewSender returns a Sender of frames (from OpusFrames, VideoFrames or
 // Frames) to w.
 func NewSender(w SampleWriter, frames []Frame, opts ...SenderOption) *Sender {
-	s := &Sender{w: w, frames: frames, clock: time.Now, sleep: sleepCtx}
+	s := &Sender{w: w, frames: frames, clock: time.Now, sleep: ctxtime.Sleep}
 	for _, o := range opts {
 		o(s)
 	}
@@ -190,19 +192,5 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 		next = next.Add(f.Duration)
 		i = (i + 1) % len(s.frames)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -88,28 +88,36 @@ func (f *fakeTimeline) sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
-func TestSenderPauseDTX(t *testing.T) {
-	frames, err := OpusFrames(Tone440)
-	if err != nil {
-		t.Fatal(err)
-	}
+// runPaused sends frames on a fake clock, paused (silent: DTX) from the pauseAt-th write
+// to the resumeAt-th, and stops at the stopAt-th.
+func runPaused(t *testing.T, frames []Frame, pauseAt, resumeAt, stopAt int) (*fakeTimeline, *Sender) {
+	t.Helper()
 	ft := &fakeTimeline{now: time.Unix(0, 0)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := NewSender(ft, frames, WithClock(func() time.Time { return ft.now }, ft.sleep))
 	ft.onWrite = func(n int) {
 		switch n {
-		case 10:
+		case pauseAt:
 			s.Pause(PauseDTX)
-		case 110:
+		case resumeAt:
 			s.Resume()
-		case 400: // loops past the end of the 250 frames
+		case stopAt:
 			cancel()
 		}
 	}
 	if err := s.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return ft, s
+}
+
+func TestSenderPauseDTX(t *testing.T) {
+	frames, err := OpusFrames(Tone440)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft, s := runPaused(t, frames, 10, 110, 400) // loops past the end of the 250 frames
 	var total time.Duration
 	dtx, media := 0, 0
 	for i, smp := range ft.samples {
@@ -147,23 +155,7 @@ func TestSenderVideoResumesAtKeyframe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ft := &fakeTimeline{now: time.Unix(0, 0)}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s := NewSender(ft, frames, WithClock(func() time.Time { return ft.now }, ft.sleep))
-	ft.onWrite = func(n int) {
-		switch n {
-		case 5:
-			s.Pause(PauseDTX) // video: same as silent
-		case 20:
-			s.Resume()
-		case 60:
-			cancel()
-		}
-	}
-	if err := s.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ft, _ := runPaused(t, frames, 5, 20, 60) // a paused video: the same as silent
 	first := -1
 	for i := 5; i < len(ft.samples); i++ {
 		if len(ft.samples[i].Data) > 0 {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/minio/minio-go/v7"
@@ -158,4 +159,55 @@ func (s *fakeStore) set(fn func(s *fakeStore)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fn(s)
+}
+
+func (s *fakeStore) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.fail(); err != nil {
+		return nil, err
+	}
+	obj, ok := s.objects[key]
+	if !ok {
+		return nil, minio.ErrorResponse{Code: "NoSuchKey"}
+	}
+	if int64(len(obj)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", key, max)
+	}
+	return append([]byte(nil), obj...), nil
+}
+
+func (s *fakeStore) List(ctx context.Context, prefix string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.fail(); err != nil {
+		return nil, err
+	}
+	var out []string
+	for k := range s.objects {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (s *fakeStore) Remove(ctx context.Context, keys []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.fail(); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		delete(s.objects, k)
+		delete(s.etags, k)
+	}
+	return nil
+}
+
+// keys lists the objects under prefix.
+func (s *fakeStore) keys(prefix string) []string {
+	out, _ := s.List(context.Background(), prefix)
+	return out
 }

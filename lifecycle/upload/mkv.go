@@ -34,7 +34,12 @@ type mkvTracker struct {
 	clusters  []mkvCluster
 	bad       bool
 	scratch   [12]byte
+	// clusterMs is the current cluster's timestamp and lastMs the media time of the last
+	// complete SimpleBlock (-1: none yet); the writers use millisecond timestamps.
+	clusterMs, lastMs int64
 }
+
+func newMkvTracker() *mkvTracker { return &mkvTracker{lastMs: -1} }
 
 // isMatroska reports whether a file of the call folder is WebM or Matroska.
 func isMatroska(file string) bool {
@@ -101,6 +106,9 @@ func (t *mkvTracker) advance(r io.ReaderAt, size int64) {
 		if dataStart+sz > size {
 			return // not all there yet; its end is needed before the next header
 		}
+		if t.inCluster {
+			t.timestamp(r, id, dataStart, sz)
+		}
 		t.pos = dataStart + sz
 	}
 }
@@ -137,6 +145,27 @@ func (t *mkvTracker) patch(buf []byte, off int64) {
 			if p := c.sizeOff + i - off; p >= 0 && p < int64(len(buf)) {
 				buf[p] = field[i]
 			}
+		}
+	}
+}
+
+// timestamp notes the media time a complete element of a cluster tells: the cluster's
+// Timestamp, or a SimpleBlock's (its track number, then its 16-bit offset from it).
+func (t *mkvTracker) timestamp(r io.ReaderAt, id uint32, dataStart, sz int64) {
+	switch {
+	case id == mkvscan.IDTimestamp && sz <= 8:
+		b := t.scratch[:sz]
+		if n, _ := r.ReadAt(b, dataStart); int64(n) == sz {
+			if v, ok := mkvscan.Uint(b); ok {
+				t.clusterMs = int64(v)
+			}
+		}
+	case id == mkvscan.IDSimpleBlock && sz >= 4:
+		b := t.scratch[:min(sz, 10)]
+		n, _ := r.ReadAt(b, dataStart)
+		_, vl, err := mkvscan.ParseVint(b[:n])
+		if err == nil && n >= vl+2 {
+			t.lastMs = max(t.lastMs, t.clusterMs+int64(int16(binary.BigEndian.Uint16(b[vl:vl+2]))))
 		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder/codec"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
 )
@@ -43,6 +44,10 @@ type Store interface {
 	Abort(ctx context.Context, key, uploadID string) error
 	Put(ctx context.Context, key string, data []byte) (string, error)
 	Head(ctx context.Context, key string) (s3store.Object, error)
+	// Get, List and Remove serve the tails of growing files (tail.go, salvage.go).
+	Get(ctx context.Context, key string, max int64) ([]byte, error)
+	List(ctx context.Context, prefix string) ([]string, error)
+	Remove(ctx context.Context, keys []string) error
 }
 
 // S3 limits.
@@ -76,7 +81,11 @@ type Options struct {
 	OnFailure func(u *storage.Upload, err error)
 	// OnSent is called with the size of every part sent.
 	OnSent func(n int64)
-	Log    zerolog.Logger
+	// TailEvery, when set (a fleet), is how often the tail of a growing file, the bytes
+	// past its last whole part, is stored beside its upload for an instance that has to
+	// complete the upload if this one dies (tail.go).
+	TailEvery time.Duration
+	Log       zerolog.Logger
 }
 
 func (o *Options) fill() {
@@ -135,6 +144,8 @@ type follower struct {
 	log    zerolog.Logger
 	// mkv follows a WebM/Matroska file's clusters to send them as they will be final.
 	mkv *mkvTracker
+	// tail is the file's tail in object storage, with TailEvery.
+	tail *tailState
 }
 
 type final struct {
@@ -166,13 +177,13 @@ func New(ctx context.Context, db *storage.DB, store Store, opts Options) *Upload
 
 // Follow starts uploading a file that is being written (idempotent).
 func (u *Uploader) Follow(recordingID, folder, file string) {
-	u.follower(recordingID, folder, file)
+	u.follower(recordingID, folder, file, u.run)
 }
 
 // Finish tells the uploader that a file is final (its size and SHA-256 as the manifest
 // says), starting its upload if it was not followed yet.
 func (u *Uploader) Finish(recordingID, folder, file string, size int64, sha string) {
-	f := u.follower(recordingID, folder, file)
+	f := u.follower(recordingID, folder, file, u.run)
 	if f == nil {
 		return
 	}
@@ -183,7 +194,8 @@ func (u *Uploader) Finish(recordingID, folder, file string, size int64, sha stri
 	}
 }
 
-func (u *Uploader) follower(recordingID, folder, file string) *follower {
+// follower returns the file's follower, starting one that runs work when there is none.
+func (u *Uploader) follower(recordingID, folder, file string, work func(*follower)) *follower {
 	k := fileKey{recordingID, file}
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -200,7 +212,13 @@ func (u *Uploader) follower(recordingID, folder, file string) *follower {
 		log: u.log.With().Str("recording", recordingID).Str("file", file).Logger(),
 	}
 	if isMatroska(file) {
-		f.mkv = &mkvTracker{}
+		f.mkv = newMkvTracker()
+	}
+	if u.opts.TailEvery > 0 {
+		f.tail = &tailState{}
+		if c, ok := codec.ContainerOf(file); ok && c.Name == "ogg" {
+			f.tail.ogg = &oggTracker{}
+		}
 	}
 	u.followers[k] = f
 	u.wg.Add(1)
@@ -208,7 +226,7 @@ func (u *Uploader) follower(recordingID, folder, file string) *follower {
 		defer u.wg.Done()
 		defer cancel()
 		defer close(f.done)
-		u.run(f)
+		work(f)
 	}()
 	return f
 }
@@ -354,16 +372,24 @@ func (u *Uploader) run(f *follower) {
 			if fin != nil {
 				var terminal bool
 				terminal, err = u.finalize(ctx, f, row, path, key, *fin)
-				if err == nil || terminal {
+				if (err == nil || errors.Is(err, errTakenOver)) && u.opts.TailEvery > 0 {
+					if terr := u.dropTails(context.WithoutCancel(ctx), key); terr != nil {
+						f.log.Warn().Err(terr).Msg("Could not delete the file's tail; it stays beside the file")
+					}
+				}
+				if err == nil || terminal || errors.Is(err, errTakenOver) {
 					return
 				}
 			} else {
 				err = u.sendGrowing(ctx, f, row, path, key)
+				if err == nil {
+					u.keepTail(ctx, f, row.UploadID, path, key)
+				}
 			}
 		}
 		wait := u.opts.Poll
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, errTakenOver) {
 				return
 			}
 			u.failed(ctx, f, row, err)
@@ -487,6 +513,9 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 	}
 	etag, err := u.store.PutPart(ctx, key, row.UploadID, n, buf, sum[:])
 	if s3store.IsNoSuchUpload(err) {
+		if u.completedElsewhere(ctx, f, row) {
+			return errTakenOver
+		}
 		u.reset(ctx, f, row)
 	}
 	if err != nil {
@@ -501,6 +530,23 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 		u.opts.OnSent(size)
 	}
 	return nil
+}
+
+// errTakenOver: another instance completed the file's upload (salvage.go).
+var errTakenOver = errors.New("another instance completed the upload")
+
+// completedElsewhere reports whether the multipart upload the store no longer knows was
+// completed by another instance that took the recording over (salvage.go): the copy it
+// made stands, and this instance leaves the file alone instead of uploading it again over
+// that copy.
+func (u *Uploader) completedElsewhere(ctx context.Context, f *follower, row *storage.Upload) bool {
+	cur, err := u.db.UploadOf(context.WithoutCancel(ctx), row.RecordingID, row.File)
+	if err != nil || (cur.Status != storage.UploadUploaded && cur.Status != storage.UploadConfirmed) {
+		return false
+	}
+	f.log.Info().Str("confirmed_by", cur.ConfirmedBy).Msg("Another instance completed this file's copy from its tail; leaving it")
+	*row = *cur
+	return true
 }
 
 // reset forgets a multipart upload the store no longer knows (expired or aborted).
@@ -581,6 +627,8 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 			// Maybe completed by a run that died before recording it: the check decides.
 			if obj, herr := u.store.Head(ctx, key); herr == nil && obj.Size == size && obj.ETag == s3store.MultipartETag(sums) {
 				err, etag = nil, obj.ETag
+			} else if u.completedElsewhere(ctx, f, row) {
+				return true, errTakenOver
 			} else {
 				u.reset(ctx, f, row)
 			}
@@ -667,6 +715,9 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 // completions): the ETag alone must match then. It reports whether the event matched an
 // upload.
 func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, size int64, etag string) (bool, error) {
+	if strings.Contains(key, TailSuffix) {
+		return false, nil // a growing file's tail (tail.go), not a copy: no database look-up
+	}
 	u.confirmMu.Lock()
 	defer u.confirmMu.Unlock()
 	row, err := u.db.UploadByKey(ctx, bucket, key)

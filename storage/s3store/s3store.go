@@ -243,7 +243,27 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
 	return errors.Join(errs...)
 }
 
-// List returns the keys under prefix (tests, !recordings checks).
+// Remove deletes the objects with these keys (one request per thousand keys); a key
+// that does not exist is not an error.
+func (s *Store) Remove(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	objects := make(chan minio.ObjectInfo, len(keys))
+	for _, k := range keys {
+		objects <- minio.ObjectInfo{Key: k}
+	}
+	close(objects)
+	var errs []error
+	for res := range s.client.RemoveObjects(ctx, s.cfg.Bucket, objects, minio.RemoveObjectsOptions{}) {
+		if !IsNotFound(res.Err) {
+			errs = append(errs, fmt.Errorf("s3: delete %s: %w", res.ObjectName, res.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// List returns the keys under prefix (tests, !recordings checks, the tails of a file).
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	var out []string
 	for o := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {

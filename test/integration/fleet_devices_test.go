@@ -60,11 +60,8 @@ func instanceDevices(t *testing.T, db *sql.DB) (devices, accounts map[string]id.
 // kept in the database; its /healthz, metrics and !status name it.
 func TestIntegrationPostgresDevicePerInstance(t *testing.T) {
 	s := homeserver(t)
-	e := startS3(t, false)
-	uri := startPostgres(t)
-	a := botConfig(t, s)
-	e.apply(&a)
-	a.Database = config.Database{Type: config.DatabasePostgres, URI: uri}
+	fe := newFleetEnv(t, botConfig(t, s))
+	uri, a := fe.uri, fe.base
 	a.Instance.ID = "rec-a"
 	user := id.UserID(a.Matrix.UserID)
 	raw, err := storage.OpenPostgres(uri, 2)
@@ -190,10 +187,9 @@ func TestIntegrationPostgresDevicePerInstance(t *testing.T) {
 // encrypted room. A second copy into the now used database is refused.
 func TestIntegrationCopyDatabaseToPostgres(t *testing.T) {
 	s := homeserver(t)
-	e := startS3(t, false)
-	uri := startPostgres(t)
-	single := botConfig(t, s)
-	e.apply(&single)
+	fe := newFleetEnv(t, botConfig(t, s))
+	uri, single := fe.uri, fe.base
+	single.Database = config.Database{Type: config.DatabaseSQLite} // copied to PostgreSQL below
 	user := id.UserID(single.Matrix.UserID)
 
 	p := startProcess(t, single)

@@ -3,6 +3,8 @@
 // driver.mjs, which calls the functions on window.harness and relays the console.
 import * as sdk from "matrix-js-sdk";
 
+import { login } from "./login.js";
+
 const log = (...args) => console.log("[harness]", ...args);
 
 let client = null;
@@ -18,31 +20,11 @@ window.harness = {
     // login logs in with a password (a fresh device), sets up the rust crypto when asked
     // (IndexedDB store, as Element Web does) and waits for the first sync.
     async login({ homeserver, user, password, encryption }) {
-        const anon = sdk.createClient({ baseUrl: homeserver });
-        const resp = await anon.loginRequest({
-            type: "m.login.password",
-            identifier: { type: "m.id.user", user },
-            password,
-            initial_device_display_name: "headless Chromium (matrix-js-sdk)",
-        });
-        client = sdk.createClient({
-            baseUrl: homeserver,
-            userId: resp.user_id,
-            accessToken: resp.access_token,
-            deviceId: resp.device_id,
-        });
-        if (encryption) {
-            await client.initRustCrypto({ useIndexedDB: true });
-        }
-        const prepared = new Promise((resolve, reject) => {
-            client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
-                if (state === "PREPARED" || state === "SYNCING") resolve();
-                if (state === "ERROR") log("sync error", data?.error?.message);
-            });
-            setTimeout(() => reject(new Error("first sync did not finish in 30 s")), 30000);
-        });
-        await client.startClient({ initialSyncLimit: 20 });
-        await prepared;
+        let resp;
+        ({ client, resp } = await login({
+            homeserver, user, password, encryption,
+            device: "headless Chromium (matrix-js-sdk)", syncTimeoutMs: 30000, log,
+        }));
         log("logged in", resp.user_id, resp.device_id, "crypto:", !!client.getCrypto());
         return { userId: resp.user_id, deviceId: resp.device_id, voip: client.supportsVoip() };
     },

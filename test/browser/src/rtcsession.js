@@ -8,9 +8,10 @@
 // EncryptionKeyChanged events. The LiveKit token comes from the focus' JWT service as
 // Element Call asks for the SFU it publishes on (POST /sfu/get with an OpenID token).
 // The Go test drives it through driver.mjs, which calls the functions on window.harness.
-import * as sdk from "matrix-js-sdk";
 import { MatrixRTCSessionEvent } from "matrix-js-sdk/lib/matrixrtc/index.js";
 import { BaseKeyProvider, Room, RoomEvent, VideoPresets } from "livekit-client";
+
+import { login } from "./login.js";
 
 const log = (...args) => console.log("[harness]", ...args);
 
@@ -58,29 +59,11 @@ window.harness = {
     // login logs in with a password (a fresh device), sets up the rust crypto (IndexedDB
     // store, as Element Web and Element Call do) and waits for the first sync.
     async login({ homeserver, user, password }) {
-        const anon = sdk.createClient({ baseUrl: homeserver });
-        const resp = await anon.loginRequest({
-            type: "m.login.password",
-            identifier: { type: "m.id.user", user },
-            password,
-            initial_device_display_name: "headless Chromium (MatrixRTC)",
-        });
-        client = sdk.createClient({
-            baseUrl: homeserver,
-            userId: resp.user_id,
-            accessToken: resp.access_token,
-            deviceId: resp.device_id,
-        });
-        await client.initRustCrypto({ useIndexedDB: true });
-        const prepared = new Promise((resolve, reject) => {
-            client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
-                if (state === "PREPARED" || state === "SYNCING") resolve();
-                if (state === "ERROR") log("sync error", data?.error?.message);
-            });
-            setTimeout(() => reject(new Error("first sync did not finish in 60 s")), 60000);
-        });
-        await client.startClient({ initialSyncLimit: 20 });
-        await prepared;
+        let resp;
+        ({ client, resp } = await login({
+            homeserver, user, password, encryption: true,
+            device: "headless Chromium (MatrixRTC)", syncTimeoutMs: 60000, log,
+        }));
         log("logged in", resp.user_id, resp.device_id);
         return { userId: resp.user_id, deviceId: resp.device_id };
     },

@@ -1,4 +1,9 @@
-package e2ee
+// Package cryptostore is the database side of a fleet's end-to-end encryption: each
+// instance's crypto store (mautrix's SQL crypto and state stores) in the shared PostgreSQL
+// database, the table of the instances' devices and pickle keys (recorder_device), and the
+// advisory locks that keep instances starting at once apart. The bot sets up encryption on
+// it (cryptohelper with the store's database, account id and pickle key).
+package cryptostore
 
 import (
 	"context"
@@ -50,8 +55,8 @@ func AccountID(user id.UserID, instance string) string {
 	return user.String() + "/" + instance
 }
 
-// SharedStore is the crypto store of one instance's device in the shared database.
-type SharedStore struct {
+// Store is the crypto store of one instance's device in the shared database.
+type Store struct {
 	// DB is the store's own connection pool, for cryptohelper.NewCryptoHelper (which
 	// closes it).
 	DB *dbutil.Database
@@ -66,24 +71,24 @@ type SharedStore struct {
 	instance string
 }
 
-// OpenShared opens (creating its tables if needed) the crypto store of instance's device
+// Open opens (creating its tables if needed) the crypto store of instance's device
 // in the PostgreSQL database uri names. The pickle key is configured
 // (matrix.pickle_key) or, the first time, generated and kept in the database with the
 // device, so that a new data_dir finds it: the keys at rest are then as safe as the
 // database (set matrix.pickle_key to keep them apart).
-func OpenShared(ctx context.Context, uri string, user id.UserID, instance, configuredPickle string, log zerolog.Logger) (*SharedStore, error) {
+func Open(ctx context.Context, uri string, user id.UserID, instance, configuredPickle string, log zerolog.Logger) (*Store, error) {
 	raw, err := storage.OpenPostgres(uri, 4)
 	if err != nil {
 		return nil, fmt.Errorf("crypto store: %w", err)
 	}
-	s, err := openShared(ctx, raw, user, instance, configuredPickle, log)
+	s, err := open(ctx, raw, user, instance, configuredPickle, log)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("crypto store in PostgreSQL: %w", err), raw.Close())
 	}
 	return s, nil
 }
 
-func openShared(ctx context.Context, raw *sql.DB, user id.UserID, instance, configuredPickle string, log zerolog.Logger) (*SharedStore, error) {
+func open(ctx context.Context, raw *sql.DB, user id.UserID, instance, configuredPickle string, log zerolog.Logger) (*Store, error) {
 	db, err := dbutil.NewWithDB(raw, "postgres")
 	if err != nil {
 		return nil, err
@@ -91,7 +96,7 @@ func openShared(ctx context.Context, raw *sql.DB, user id.UserID, instance, conf
 	if err := upgradeShared(ctx, db, log); err != nil {
 		return nil, err
 	}
-	s := &SharedStore{DB: db, AccountID: AccountID(user, instance), user: user, instance: instance}
+	s := &Store{DB: db, AccountID: AccountID(user, instance), user: user, instance: instance}
 	if s.PickleKey, s.DeviceID, err = s.device(ctx, configuredPickle, log); err != nil {
 		return nil, err
 	}
@@ -122,7 +127,7 @@ func withLock(ctx context.Context, db *dbutil.Database, key int64, fn func() err
 
 // WithCrossSigningLock runs fn (the cross-signing set-up) while no other instance of the
 // database runs its own.
-func (s *SharedStore) WithCrossSigningLock(ctx context.Context, fn func()) error {
+func (s *Store) WithCrossSigningLock(ctx context.Context, fn func()) error {
 	return withLock(ctx, s.DB, crossSigningLockKey, func() error { fn(); return nil })
 }
 
@@ -157,9 +162,9 @@ func UpgradeStores(ctx context.Context, db *dbutil.Database, log zerolog.Logger)
 	return nil
 }
 
-// PrepareShared creates or upgrades the tables of the instances' crypto stores in the
+// Prepare creates or upgrades the tables of the instances' crypto stores in the
 // PostgreSQL database of db (as the first instance's start does), for a copy into it.
-func PrepareShared(ctx context.Context, db *dbutil.Database, log zerolog.Logger) error {
+func Prepare(ctx context.Context, db *dbutil.Database, log zerolog.Logger) error {
 	return upgradeShared(ctx, db, log)
 }
 
@@ -201,7 +206,7 @@ var deviceUpgrades = dbutil.BuildUpgradeTable().WithRaw(0, 1, 0, "devices of the
 
 // device returns this instance's pickle key and its device from before, creating the row
 // (with a new pickle key unless one is configured) on the first start.
-func (s *SharedStore) device(ctx context.Context, configured string, log zerolog.Logger) ([]byte, id.DeviceID, error) {
+func (s *Store) device(ctx context.Context, configured string, log zerolog.Logger) ([]byte, id.DeviceID, error) {
 	generated := ""
 	if configured == "" {
 		raw := make([]byte, 32)
@@ -236,7 +241,7 @@ func (s *SharedStore) device(ctx context.Context, configured string, log zerolog
 
 // DeviceOwner returns the other instance of the account whose device is device ("" if
 // none): two instances must never be one device.
-func (s *SharedStore) DeviceOwner(ctx context.Context, device id.DeviceID) (string, error) {
+func (s *Store) DeviceOwner(ctx context.Context, device id.DeviceID) (string, error) {
 	var inst string
 	err := s.DB.QueryRow(ctx, `SELECT instance FROM `+deviceTable+` WHERE user_id = $1 AND device_id = $2 AND instance <> $3`,
 		s.user, device, s.instance).Scan(&inst)
@@ -250,7 +255,7 @@ func (s *SharedStore) DeviceOwner(ctx context.Context, device id.DeviceID) (stri
 }
 
 // SetDevice notes the device this instance logged in as.
-func (s *SharedStore) SetDevice(ctx context.Context, device id.DeviceID) error {
+func (s *Store) SetDevice(ctx context.Context, device id.DeviceID) error {
 	if _, err := s.DB.Exec(ctx, `UPDATE `+deviceTable+` SET device_id = $3 WHERE user_id = $1 AND instance = $2`,
 		s.user, s.instance, device); err != nil {
 		return fmt.Errorf("note the instance's device: %w", err)
@@ -266,7 +271,7 @@ type Device struct {
 }
 
 // Devices lists the account's instances and their devices, by instance.
-func (s *SharedStore) Devices(ctx context.Context) ([]Device, error) {
+func (s *Store) Devices(ctx context.Context) ([]Device, error) {
 	rows, err := s.DB.Query(ctx, `SELECT instance, device_id FROM `+deviceTable+` WHERE user_id = $1 ORDER BY instance`, s.user)
 	if err != nil {
 		return nil, fmt.Errorf("list the instances' devices: %w", err)
@@ -285,7 +290,7 @@ func (s *SharedStore) Devices(ctx context.Context) ([]Device, error) {
 
 // SameDevice says why logging in as device would make this instance the device of
 // another instance (nil if it would not).
-func (s *SharedStore) SameDevice(ctx context.Context, device id.DeviceID) error {
+func (s *Store) SameDevice(ctx context.Context, device id.DeviceID) error {
 	if device == "" {
 		return nil
 	}

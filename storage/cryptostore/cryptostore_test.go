@@ -1,4 +1,4 @@
-package e2ee
+package cryptostore
 
 import (
 	"context"
@@ -20,9 +20,9 @@ func TestMain(m *testing.M) { os.Exit(pg.Run(m)) }
 
 const fleetUser = id.UserID("@recorder:example.org")
 
-func openTestShared(t *testing.T, uri, instance, pickle string) *SharedStore {
+func openTestStore(t *testing.T, uri, instance, pickle string) *Store {
 	t.Helper()
-	s, err := OpenShared(context.Background(), uri, fleetUser, instance, pickle, zerolog.Nop())
+	s, err := Open(context.Background(), uri, fleetUser, instance, pickle, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func openTestShared(t *testing.T, uri, instance, pickle string) *SharedStore {
 
 // putAccount stores a new Olm account for device in s's crypto store, as cryptohelper
 // does on a first start, and returns its identity key.
-func putAccount(t *testing.T, s *SharedStore, device id.DeviceID) id.IdentityKey {
+func putAccount(t *testing.T, s *Store, device id.DeviceID) id.IdentityKey {
 	t.Helper()
 	ctx := context.Background()
 	cs := crypto.NewSQLCryptoStore(s.DB, nil, s.AccountID, device, s.PickleKey)
@@ -47,7 +47,7 @@ func putAccount(t *testing.T, s *SharedStore, device id.DeviceID) id.IdentityKey
 }
 
 // getAccount reads s's device and Olm account back, as a start on a new data_dir does.
-func getAccount(t *testing.T, s *SharedStore) (id.DeviceID, id.IdentityKey) {
+func getAccount(t *testing.T, s *Store) (id.DeviceID, id.IdentityKey) {
 	t.Helper()
 	ctx := context.Background()
 	cs := crypto.NewSQLCryptoStore(s.DB, nil, s.AccountID, "", s.PickleKey)
@@ -69,10 +69,10 @@ func getAccount(t *testing.T, s *SharedStore) (id.DeviceID, id.IdentityKey) {
 // Two instances of one account are two devices whose rows do not mix; an instance opened
 // again (a new data_dir: nothing but the database) finds its device and its keys with the
 // pickle key kept in the database; a second account on the database is apart too.
-func TestSharedStoreDevicesApart(t *testing.T) {
+func TestStoreDevicesApart(t *testing.T) {
 	uri := pg.Database(t)
-	a := openTestShared(t, uri, "rec-a", "")
-	b := openTestShared(t, uri, "rec-b", "")
+	a := openTestStore(t, uri, "rec-a", "")
+	b := openTestStore(t, uri, "rec-b", "")
 	if a.AccountID == b.AccountID || a.DeviceID != "" || b.DeviceID != "" {
 		t.Fatalf("account ids %q %q, devices %q %q", a.AccountID, b.AccountID, a.DeviceID, b.DeviceID)
 	}
@@ -82,14 +82,14 @@ func TestSharedStoreDevicesApart(t *testing.T) {
 	keyA := putAccount(t, a, "DEVA")
 	keyB := putAccount(t, b, "DEVB")
 
-	again := openTestShared(t, uri, "rec-a", "")
+	again := openTestStore(t, uri, "rec-a", "")
 	if again.DeviceID != "DEVA" || string(again.PickleKey) != string(a.PickleKey) {
 		t.Fatalf("reopened: device %q, same pickle key %v", again.DeviceID, string(again.PickleKey) == string(a.PickleKey))
 	}
 	if dev, key := getAccount(t, again); dev != "DEVA" || key != keyA {
 		t.Errorf("rec-a's account: %q %q, want DEVA %q", dev, key, keyA)
 	}
-	if dev, key := getAccount(t, openTestShared(t, uri, "rec-b", "")); dev != "DEVB" || key != keyB {
+	if dev, key := getAccount(t, openTestStore(t, uri, "rec-b", "")); dev != "DEVB" || key != keyB {
 		t.Errorf("rec-b's account: %q %q, want DEVB %q", dev, key, keyB)
 	}
 	devs, err := a.Devices(context.Background())
@@ -98,7 +98,7 @@ func TestSharedStoreDevicesApart(t *testing.T) {
 	}
 
 	// Another bot account with an instance of the same name is another device.
-	other, err := OpenShared(context.Background(), uri, "@other:example.org", "rec-a", "", zerolog.Nop())
+	other, err := Open(context.Background(), uri, "@other:example.org", "rec-a", "", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,10 +113,10 @@ func TestSharedStoreDevicesApart(t *testing.T) {
 
 // An instance may not log in as another instance's device (matrix.device_id or an access
 // token copied between instances).
-func TestSharedStoreRefusesAnotherInstancesDevice(t *testing.T) {
+func TestStoreRefusesAnotherInstancesDevice(t *testing.T) {
 	uri := pg.Database(t)
-	a := openTestShared(t, uri, "rec-a", "")
-	b := openTestShared(t, uri, "rec-b", "")
+	a := openTestStore(t, uri, "rec-a", "")
+	b := openTestStore(t, uri, "rec-b", "")
 	putAccount(t, a, "DEVA")
 	err := b.SameDevice(context.Background(), "DEVA")
 	if err == nil || !strings.Contains(err.Error(), `instance "rec-a"`) {
@@ -132,9 +132,9 @@ func TestSharedStoreRefusesAnotherInstancesDevice(t *testing.T) {
 
 // A configured pickle key is used (and not stored); a device made with it needs it again;
 // a key configured after the device was made with a generated one does not replace it.
-func TestSharedStorePickleKey(t *testing.T) {
+func TestStorePickleKey(t *testing.T) {
 	uri := pg.Database(t)
-	a := openTestShared(t, uri, "rec-a", "configured-key")
+	a := openTestStore(t, uri, "rec-a", "configured-key")
 	if string(a.PickleKey) != "configured-key" {
 		t.Errorf("pickle key %q", a.PickleKey)
 	}
@@ -142,24 +142,24 @@ func TestSharedStorePickleKey(t *testing.T) {
 	if err := a.DB.QueryRow(context.Background(), `SELECT pickle_key FROM `+deviceTable+` WHERE instance = 'rec-a'`).Scan(&stored); err != nil || stored != "" {
 		t.Errorf("stored pickle key %q %v: a configured key stays out of the database", stored, err)
 	}
-	if _, err := OpenShared(context.Background(), uri, fleetUser, "rec-a", "", zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "matrix.pickle_key") {
+	if _, err := Open(context.Background(), uri, fleetUser, "rec-a", "", zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "matrix.pickle_key") {
 		t.Errorf("without the configured key: %v", err)
 	}
 
-	b := openTestShared(t, uri, "rec-b", "")
-	b2 := openTestShared(t, uri, "rec-b", "configured-later")
+	b := openTestStore(t, uri, "rec-b", "")
+	b2 := openTestStore(t, uri, "rec-b", "configured-later")
 	if string(b2.PickleKey) != string(b.PickleKey) {
 		t.Errorf("a key configured later replaced the generated one")
 	}
 }
 
 // Instances that start at once on an empty database create the tables once.
-func TestSharedStoreConcurrentFirstStart(t *testing.T) {
+func TestStoreConcurrentFirstStart(t *testing.T) {
 	uri := pg.Database(t)
 	errs := make(chan error, 4)
 	for i := range 4 {
 		go func() {
-			s, err := OpenShared(context.Background(), uri, fleetUser, "rec-"+string(rune('a'+i)), "", zerolog.Nop())
+			s, err := Open(context.Background(), uri, fleetUser, "rec-"+string(rune('a'+i)), "", zerolog.Nop())
 			if err == nil {
 				err = s.DB.Close()
 			}
@@ -174,14 +174,14 @@ func TestSharedStoreConcurrentFirstStart(t *testing.T) {
 }
 
 // Two instances never set up cross-signing at the same time.
-func TestSharedStoreCrossSigningLock(t *testing.T) {
+func TestStoreCrossSigningLock(t *testing.T) {
 	uri := pg.Database(t)
-	a := openTestShared(t, uri, "rec-a", "")
-	b := openTestShared(t, uri, "rec-b", "")
+	a := openTestStore(t, uri, "rec-a", "")
+	b := openTestStore(t, uri, "rec-b", "")
 	inside := make(chan string, 2)
 	release := make(chan struct{})
 	done := make(chan error, 2)
-	for _, s := range []*SharedStore{a, b} {
+	for _, s := range []*Store{a, b} {
 		go func() {
 			done <- s.WithCrossSigningLock(context.Background(), func() {
 				inside <- s.instance

@@ -1,0 +1,299 @@
+package lifecycle
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder"
+	"github.com/matrix-recorder/matrix-recorder/storage"
+)
+
+// deadOwnersRoom makes owner record in rm and stop renewing the room's lease, which has
+// run out; handedOver: it handed the room over (a clean stop) instead.
+func deadOwnersRoom(t *testing.T, owner *Lifecycle, rm id.RoomID, folder string, handedOver bool) *storage.Recording {
+	t.Helper()
+	ctx := context.Background()
+	if ok, err := owner.TakeRoom(ctx, rm); !ok || err != nil {
+		t.Fatalf("take: %v %v", ok, err)
+	}
+	r := &storage.Recording{RoomID: string(rm), CallID: "c-" + folder, Kind: string(recorder.KindLiveKit), Folder: folder, Status: storage.RecordingActive}
+	if err := owner.db.CreateRecording(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	owner.fleet.mu.Lock()
+	owner.fleet.rooms[rm].k.Stop()
+	delete(owner.fleet.rooms, rm)
+	owner.fleet.mu.Unlock()
+	var err error
+	if handedOver {
+		_, err = owner.db.HandOverLease(ctx, storage.WatchResource(string(rm)), owner.fleet.owner)
+	} else {
+		_, err = owner.db.RenewLease(ctx, storage.WatchResource(string(rm)), owner.fleet.owner, time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	return r
+}
+
+// After the database was unreachable (down or restarted for every instance), an instance
+// does not take over the rooms whose leases ran out meanwhile until the database has
+// answered it for a whole lease period: their holders could not renew either, renew
+// within a third of the lease once it is back, and go on recording (one recording, one
+// summary). A room handed over at a clean stop is taken at once.
+func TestAdoptionAfterADatabaseOutage(t *testing.T) {
+	uri := startPostgres(t)
+	owner := fleetMember(t, uri, "owner")
+	ctx := context.Background()
+	deadOwnersRoom(t, owner, "!expired:example.org", "20261206T120000Z_expired_element-call", false)
+	deadOwnersRoom(t, owner, "!handed:example.org", "20261206T120001Z_handed_element-call", true)
+	heir := fleetMember(t, uri, "heir")
+	calls := heir.calls.(*stopCalls)
+	heir.fleet.dbUpFor(context.DeadlineExceeded) // its last look failed: the database was down
+	heir.fleet.adopt(ctx)
+	calls.mu.Lock()
+	resumed := append([]ResumeRequest(nil), calls.resumed...)
+	calls.mu.Unlock()
+	if len(resumed) != 1 || resumed[0].Room != "!handed:example.org" {
+		t.Fatalf("right after the outage it resumed %+v; want only the handed-over room", resumed)
+	}
+	if !strings.Contains(resumed[0].Manifest.Interruption, "handed the recording over") {
+		t.Errorf("the handed-over recording's interruption: %q", resumed[0].Manifest.Interruption)
+	}
+	if l, err := heir.db.Lease(ctx, storage.WatchResource("!expired:example.org")); err != nil || l.Owner != owner.fleet.owner {
+		t.Errorf("the expired room's lease: %+v %v; want it left to its holder", l, err)
+	}
+	// The holder did not come back within a lease period: the room is taken.
+	heir.fleet.dbMu.Lock()
+	heir.fleet.dbUpSince = time.Now().Add(-heir.fleet.ttl)
+	heir.fleet.dbMu.Unlock()
+	heir.fleet.adopt(ctx)
+	calls.mu.Lock()
+	defer calls.mu.Unlock()
+	if len(calls.resumed) != 2 || calls.resumed[1].Room != "!expired:example.org" {
+		t.Fatalf("a lease period after the outage it resumed %+v; want the expired room too", calls.resumed)
+	}
+}
+
+// The holder of a room lease that ran out during an outage renews it when the database
+// is back (nobody took it): the keeper goes on, and the room stays its.
+func TestLeaseRenewedAfterItRanOutUnTaken(t *testing.T) {
+	uri := startPostgres(t)
+	lc := fleetMember(t, uri, "holder")
+	ctx := context.Background()
+	rm := id.RoomID("!outage:example.org")
+	if ok, err := lc.TakeRoom(ctx, rm); !ok || err != nil {
+		t.Fatalf("take: %v %v", ok, err)
+	}
+	// As if no renewal went through for longer than the lease.
+	if _, err := lc.db.RenewLease(ctx, storage.WatchResource(string(rm)), lc.fleet.owner, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(lc.fleet.ttl/3 + time.Second)
+	if !lc.fleet.holds(rm) {
+		t.Fatal("the holder gave the room up")
+	}
+	if l, err := lc.db.LiveLease(ctx, storage.WatchResource(string(rm))); err != nil || l.Owner != lc.fleet.owner {
+		t.Errorf("after the next renewal: %+v %v", l, err)
+	}
+}
+
+// The instance that takes over rooms whose owner stopped waits for nobody when no other
+// instance runs but that owner (still listed as running, its own lease not run out), and
+// a little per recording it runs when another instance could take them.
+func TestAdoptWaitLeavesOutTheStoppedOwner(t *testing.T) {
+	uri := startPostgres(t)
+	owner := fleetMember(t, uri, "owner")
+	heir := fleetMember(t, uri, "heir")
+	busyWith(heir, 2, recorder.KindMesh)
+	ctx := context.Background()
+	deadOwnersRoom(t, owner, "!r:example.org", "20261206T120000Z_r_element-call", false)
+	expired, err := heir.db.ExpiredLeases(ctx, storage.WatchResource(""))
+	if err != nil || len(expired) != 1 {
+		t.Fatalf("expired: %+v %v", expired, err)
+	}
+	if w := heir.fleet.adoptWait(ctx, expired); w != 0 {
+		t.Errorf("with only the stopped owner running, the wait is %s; want none", w)
+	}
+	fleetMember(t, uri, "third")
+	if w := heir.fleet.adoptWait(ctx, expired); w != 2*adoptPerRecording {
+		t.Errorf("with a third instance running, the wait is %s; want %s", w, 2*adoptPerRecording)
+	}
+}
+
+// A recording handed over while it was written: the taker's manifest lists the other
+// instance's parts as that one's copy left them (interrupted, shorter); once the other
+// instance finished them (their rows say saved), the taker's manifest has their real
+// end, and the resume says the files overlap (interrupted_at after resumed_at).
+func TestPartsFromElsewhere(t *testing.T) {
+	uri := startPostgres(t)
+	lc := fleetMember(t, uri, "taker")
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	r := &storage.Recording{RoomID: string(room), CallID: "c", Kind: string(recorder.KindLiveKit), Folder: "20261206T120000Z_r_element-call", Status: storage.RecordingSaved}
+	if err := lc.db.CreateRecording(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	handedAt, resumedAt, endedThere := t0.Add(10*time.Second), t0.Add(12*time.Second), t0.Add(14*time.Second)
+	m := recorder.Manifest{Version: recorder.ManifestVersion, RoomID: string(room), StartedAt: t0, Status: recorder.StatusFinished,
+		Tracks: []recorder.FileEntry{
+			{File: "a-1.ogg", UserID: "@a:x", Kind: "audio", StartOffsetMs: 0, DurationMs: 9000, Status: recorder.StatusInterrupted, EndReason: "written on recorder instance rec-a, which went on writing it during the hand-over"},
+			{File: "a-2.ogg", UserID: "@a:x", Kind: "audio", StartOffsetMs: 12000, DurationMs: 5000, Status: recorder.StatusComplete},
+		},
+		Resumes: []recorder.Resume{{InterruptedAt: handedAt, ResumedAt: resumedAt, Instance: "taker", PreviousInstance: "rec-a"}}}
+	dir := filepath.Join(lc.cfg.Recordings.Dir, r.Folder)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := recorder.WriteJSONAtomic(filepath.Join(dir, recorder.ManifestFile), m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a-2.ogg"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*storage.Part{
+		{RecordingID: r.ID, File: "a-1.ogg", Track: "a", Part: 1, UserID: "@a:x", Kind: "audio", Status: storage.PartSaved,
+			StartedAt: t0, EndedAt: endedThere, DurationMs: 14000, Bytes: 1234, SHA256: "abc"},
+		// The taker's own part: its row is not newer than its entry.
+		{RecordingID: r.ID, File: "a-2.ogg", Track: "a", Part: 2, UserID: "@a:x", Kind: "audio", Status: storage.PartSaved, DurationMs: 1},
+	} {
+		if err := lc.db.SavePart(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lc.partsFromElsewhere(ctx, r)
+	got, err := recorder.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, a2 := got.Tracks[0], got.Tracks[1]
+	if a1.Status != recorder.StatusComplete || a1.DurationMs != 14000 || a1.SHA256 != "abc" || a1.Bytes != 1234 || a1.EndReason != "" ||
+		a1.EndedAt == nil || !a1.EndedAt.Equal(endedThere) {
+		t.Errorf("the other instance's part: %+v", a1)
+	}
+	if a2.DurationMs != 5000 || a2.Status != recorder.StatusComplete {
+		t.Errorf("the taker's own part changed: %+v", a2)
+	}
+	if res := got.Resumes[0]; !res.InterruptedAt.Equal(endedThere) || !res.InterruptedAt.After(res.ResumedAt) {
+		t.Errorf("the resume %+v; want interrupted_at %s, after resumed_at", res, endedThere)
+	}
+	if end := a1.StartOffsetMs + a1.DurationMs; a2.StartOffsetMs >= end {
+		t.Errorf("no overlap: the taker's part starts at %d ms, the other's ends at %d ms", a2.StartOffsetMs, end)
+	}
+}
+
+// stopAtOnce runs the first step of a clean stop (HandOverLive) on every instance at the
+// same time and hands their rooms over as handOverRooms does (the members here have no
+// live sessions to store).
+func stopAtOnce(t *testing.T, rooms map[*Lifecycle]id.RoomID) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for lc, rm := range rooms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lc.HandOverLive(ctx)
+			if n, err := lc.db.OthersLive(ctx, storage.InstanceResource(""), lc.fleet.owner); err == nil && n > 0 {
+				if _, err := lc.db.HandOverLease(ctx, storage.WatchResource(string(rm)), lc.fleet.owner); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// roomWithRecording makes lc record a group call in rm (its room lease and its row).
+func roomWithRecording(t *testing.T, lc *Lifecycle, rm id.RoomID, folder string) {
+	t.Helper()
+	ctx := context.Background()
+	if ok, err := lc.TakeRoom(ctx, rm); !ok || err != nil {
+		t.Fatalf("take: %v %v", ok, err)
+	}
+	r := &storage.Recording{RoomID: string(rm), CallID: "c-" + folder, Kind: string(recorder.KindLiveKit), Folder: folder, Status: storage.RecordingActive}
+	if err := lc.db.CreateRecording(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two instances stopped at the same time while a third runs: each stops counting as
+// running before it looks for a taker, and a stopping instance takes nothing over, so both
+// hand their rooms to the third, which takes both; neither takes the other's.
+func TestTwoStoppingAtOnceHandOverToTheThird(t *testing.T) {
+	uri := startPostgres(t)
+	a, b, c := fleetMember(t, uri, "a"), fleetMember(t, uri, "b"), fleetMember(t, uri, "c")
+	roomA, roomB := id.RoomID("!a:example.org"), id.RoomID("!b:example.org")
+	roomWithRecording(t, a, roomA, "20261206T120000Z_a_element-call")
+	roomWithRecording(t, b, roomB, "20261206T120001Z_b_element-call")
+	ctx := context.Background()
+
+	stopAtOnce(t, map[*Lifecycle]id.RoomID{a: roomA, b: roomB})
+	for _, lc := range []*Lifecycle{a, b} {
+		if owners, err := lc.db.LiveOwners(ctx, storage.InstanceResource("")); err != nil || len(owners) != 1 || owners[0] != c.fleet.owner {
+			t.Fatalf("running instances after two stopped: %v %v; want only %s", owners, err, c.fleet.owner)
+		}
+	}
+	for _, l := range []id.RoomID{roomA, roomB} {
+		if l, err := a.db.Lease(ctx, storage.WatchResource(string(l))); err != nil || !l.HandedOver() {
+			t.Fatalf("room lease after the stops: %+v %v; want handed over", l, err)
+		}
+	}
+	// The stopping ones look for rooms to take over as their loops would: nothing.
+	a.fleet.adopt(ctx)
+	b.fleet.adopt(ctx)
+	for _, lc := range []*Lifecycle{a, b} {
+		if got := lc.calls.(*stopCalls); len(got.resumed) != 0 {
+			t.Fatalf("a stopping instance took over %+v", got.resumed)
+		}
+	}
+	c.fleet.adopt(ctx)
+	calls := c.calls.(*stopCalls)
+	calls.mu.Lock()
+	defer calls.mu.Unlock()
+	var took []string
+	for _, r := range calls.resumed {
+		took = append(took, string(r.Room))
+	}
+	slices.Sort(took)
+	if strings.Join(took, " ") != string(roomA)+" "+string(roomB) {
+		t.Errorf("the running instance took over %q; want both rooms", took)
+	}
+}
+
+// Two instances stopped at the same time with no third: neither counts the other as
+// running, so neither hands its rooms over (their recordings pause and keep their rooms,
+// as a lone instance's do), and neither takes the other's.
+func TestTwoStoppingAtOnceWithNoOtherPause(t *testing.T) {
+	uri := startPostgres(t)
+	a, b := fleetMember(t, uri, "a"), fleetMember(t, uri, "b")
+	roomA, roomB := id.RoomID("!a:example.org"), id.RoomID("!b:example.org")
+	roomWithRecording(t, a, roomA, "20261206T120000Z_a_element-call")
+	roomWithRecording(t, b, roomB, "20261206T120001Z_b_element-call")
+	ctx := context.Background()
+
+	stopAtOnce(t, map[*Lifecycle]id.RoomID{a: roomA, b: roomB})
+	for lc, rm := range map[*Lifecycle]id.RoomID{a: roomA, b: roomB} {
+		l, err := lc.db.Lease(ctx, storage.WatchResource(string(rm)))
+		if err != nil || l.Owner != lc.fleet.owner || l.HandedOver() {
+			t.Errorf("%s's room lease after both stopped: %+v %v; want still its own, not handed over", lc.instance, l, err)
+		}
+		if !lc.fleet.holds(rm) {
+			t.Errorf("%s gave its room up", lc.instance)
+		}
+		lc.fleet.adopt(ctx)
+		if got := lc.calls.(*stopCalls); len(got.resumed) != 0 {
+			t.Errorf("%s took over %+v while stopping", lc.instance, got.resumed)
+		}
+	}
+}

@@ -1,0 +1,279 @@
+package upload
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Tails: in a fleet, a file that is being written reaches object storage in whole parts
+// (at least 5 MB, S3's minimum for all but the last part of a multipart upload), which is
+// twenty minutes of an Opus track. So that an instance killed with its host does not take
+// those minutes with it, the uploader also keeps the file's tail, the bytes past its last
+// whole part up to a point where the file plays (an Ogg page, a Matroska element), in
+// small objects beside the upload, every TailEvery while the file grows. The instance
+// that takes the recording over completes the dead instance's multipart upload with the
+// tail as its last part (salvage.go).
+//
+// The tail is a chain of segments, each holding only the bytes the file gained since the
+// previous one, so a tail costs one PUT per interval of what the track produced then, not
+// the whole tail again. A segment's name says what it holds: `<key>.tail/<from>-<to>-<ms>`
+// (byte offsets in hex, ms the media time the file reaches at <to>, or -1). When a whole
+// part is sent, the chain starts again at the part's end (its first segment sent as the
+// bytes will be final, like the parts) and the older segments are deleted.
+
+// TailSuffix ends the key prefix of a file's tail segments (<key>.tail/).
+const TailSuffix = ".tail/"
+
+// tailPrefix is the prefix of the tail segments of the object key.
+func tailPrefix(key string) string { return key + TailSuffix }
+
+// tailSegment is one stored piece of a tail: the file's bytes [from, to).
+type tailSegment struct {
+	key      string
+	from, to int64
+	// ms is the media time the file reaches at to (-1: unknown).
+	ms int64
+}
+
+func segmentKey(key string, from, to, ms int64) string {
+	return fmt.Sprintf("%s%016x-%016x-%d", tailPrefix(key), from, to, ms)
+}
+
+// parseSegment reads a segment's name; ok is false for anything else under the prefix.
+func parseSegment(prefix, key string) (tailSegment, bool) {
+	name, ok := strings.CutPrefix(key, prefix)
+	if !ok {
+		return tailSegment{}, false
+	}
+	f := strings.SplitN(name, "-", 3)
+	if len(f) != 3 {
+		return tailSegment{}, false
+	}
+	from, err1 := strconv.ParseInt(f[0], 16, 64)
+	to, err2 := strconv.ParseInt(f[1], 16, 64)
+	ms, err3 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || from < 0 || to <= from {
+		return tailSegment{}, false
+	}
+	return tailSegment{key: key, from: from, to: to, ms: ms}, true
+}
+
+// listSegments lists the tail segments of an object key, by start.
+func (u *Uploader) listSegments(ctx context.Context, key string) ([]tailSegment, []string, error) {
+	keys, err := u.store.List(ctx, tailPrefix(key))
+	if err != nil {
+		return nil, nil, err
+	}
+	var segs []tailSegment
+	for _, k := range keys {
+		if s, ok := parseSegment(tailPrefix(key), k); ok {
+			segs = append(segs, s)
+		}
+	}
+	sort.Slice(segs, func(i, j int) bool {
+		return segs[i].from < segs[j].from || segs[i].from == segs[j].from && segs[i].to > segs[j].to
+	})
+	return segs, keys, nil
+}
+
+// dropTails deletes every tail segment of an object key (its copy is complete).
+func (u *Uploader) dropTails(ctx context.Context, key string) error {
+	keys, err := u.store.List(ctx, tailPrefix(key))
+	if err != nil {
+		return err
+	}
+	return u.store.Remove(ctx, keys)
+}
+
+// tailState is a followed file's tail in object storage.
+type tailState struct {
+	// start and end bound the chain stored: the file's bytes [start, end).
+	start, end int64
+	segs       []string
+	// stale are segments of an earlier chain, to delete.
+	stale []string
+	at    time.Time
+	// ogg follows an Ogg file's pages (Matroska has the follower's mkvTracker).
+	ogg *oggTracker
+}
+
+// playableEnd is how far the file can be cut so that it plays, and the media time there
+// (-1: unknown).
+func (f *follower) playableEnd(path string, size int64) (int64, int64) {
+	switch {
+	case f.mkv != nil:
+		if f.mkv.bad {
+			return size, -1
+		}
+		return min(f.mkv.pos, size), f.mkv.lastMs
+	case f.tail.ogg != nil:
+		file, err := os.Open(path)
+		if err != nil {
+			return 0, -1
+		}
+		f.tail.ogg.advance(file, size)
+		_ = file.Close()
+		if f.tail.ogg.bad {
+			return size, -1
+		}
+		return f.tail.ogg.pos, f.tail.ogg.mediaMs()
+	}
+	return size, -1
+}
+
+// base is where the file's tail starts: the end of the whole parts sent from its start.
+func (f *follower) base(uploadID string) int64 {
+	if uploadID == "" {
+		return 0
+	}
+	var end int64
+	for n := 1; ; n++ {
+		c, ok := f.chunks[n]
+		if !ok || c.Offset != end || c.Size < MinPartSize {
+			return end
+		}
+		end += c.Size
+	}
+}
+
+// keepTail stores what the file gained past its whole parts since the last tail, at most
+// every TailEvery, and deletes the segments no longer needed. A failure is logged: the
+// next poll tries again.
+func (u *Uploader) keepTail(ctx context.Context, f *follower, uploadID, path, key string) {
+	t := f.tail
+	if t == nil || time.Since(t.at) < u.opts.TailEvery {
+		return
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	end, ms := f.playableEnd(path, fi.Size())
+	base := f.base(uploadID)
+	if t.start != base || t.end < base {
+		t.stale = append(t.stale, t.segs...)
+		t.segs, t.start, t.end = nil, base, base
+	}
+	if end > t.end {
+		if err := u.putSegment(ctx, f, path, key, t.end, end, ms); err != nil {
+			f.log.Warn().Err(err).Msg("Could not store the file's tail; trying again")
+			return
+		}
+	}
+	t.at = time.Now()
+	if len(t.stale) > 0 {
+		if err := u.store.Remove(ctx, t.stale); err != nil {
+			f.log.Warn().Err(err).Msg("Could not delete the file's older tail")
+			return
+		}
+		t.stale = nil
+	}
+}
+
+// putSegment stores the file's bytes [from, to) as a tail segment.
+func (u *Uploader) putSegment(ctx context.Context, f *follower, path, key string, from, to, ms int64) error {
+	select {
+	case u.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-u.sem }()
+	data := make([]byte, to-from)
+	file, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	_, err = file.ReadAt(data, from)
+	_ = file.Close()
+	if err != nil {
+		return fmt.Errorf("read %s at %d: %w", path, from, err)
+	}
+	if f.mkv != nil {
+		f.mkv.patch(data, from) // as the whole parts are: what is known final is sent final
+	}
+	k := segmentKey(key, from, to, ms)
+	if _, err := u.store.Put(ctx, k, data); err != nil {
+		return err
+	}
+	f.tail.segs = append(f.tail.segs, k)
+	f.tail.end = to
+	if u.opts.OnSent != nil {
+		u.opts.OnSent(int64(len(data)))
+	}
+	return nil
+}
+
+// oggTracker follows an Ogg file's pages as it grows: pos is the end of the last
+// complete page, where the file can be cut and still play.
+type oggTracker struct {
+	pos     int64
+	pages   int
+	granule int64 // of the last page on which a packet ends (after the headers)
+	preSkip int64
+	bad     bool
+	buf     [27 + 255]byte
+}
+
+var errNotOgg = errors.New("not an ogg page")
+
+// advance parses the pages that are complete in the first size bytes.
+func (t *oggTracker) advance(r io.ReaderAt, size int64) {
+	for !t.bad && t.pos+27 <= size {
+		n, _ := r.ReadAt(t.buf[:], t.pos)
+		h := t.buf[:n]
+		end, err := t.page(h)
+		if errors.Is(err, errNotOgg) {
+			t.bad = true
+			return
+		}
+		if err != nil || t.pos+end > size {
+			return
+		}
+		t.pos += end
+		t.pages++
+	}
+}
+
+// page reads the page at the start of h: its length, and the pre-skip and granule
+// position it tells.
+func (t *oggTracker) page(h []byte) (int64, error) {
+	if len(h) < 27 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	if string(h[:4]) != "OggS" || h[4] != 0 {
+		return 0, errNotOgg
+	}
+	nseg := int(h[26])
+	if len(h) < 27+nseg {
+		return 0, io.ErrUnexpectedEOF
+	}
+	body := 0
+	for _, l := range h[27 : 27+nseg] {
+		body += int(l)
+	}
+	if t.pages == 0 {
+		if b := h[27+nseg:]; len(b) >= 12 && string(b[:8]) == "OpusHead" {
+			t.preSkip = int64(binary.LittleEndian.Uint16(b[10:12]))
+		}
+	} else if g := int64(binary.LittleEndian.Uint64(h[6:14])); g >= 0 && t.pages >= 2 {
+		t.granule = g
+	}
+	return int64(27 + nseg + body), nil
+}
+
+// mediaMs is the media time at the end of the last complete page (Opus: 48 kHz
+// granules), or -1 before the first audio page.
+func (t *oggTracker) mediaMs() int64 {
+	if t.pages < 3 {
+		return -1
+	}
+	return max(t.granule-t.preSkip, 0) * 1000 / 48000
+}
