@@ -48,13 +48,19 @@ func trackTitle(i TrackInfo) string {
 		s += " [" + i.DeviceID + "]"
 	}
 	// Keep titles printable and bounded: they come from the network.
-	out := make([]rune, 0, len(s))
+	return Printable(s, 200)
+}
+
+// Printable keeps a name that came from the network printable (control characters become
+// spaces) and at most max characters long, for titles and manifest fields.
+func Printable(s string, max int) string {
+	out := make([]rune, 0, min(len(s), max))
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
 			r = ' '
 		}
 		out = append(out, r)
-		if len(out) >= 200 {
+		if len(out) >= max {
 			break
 		}
 	}

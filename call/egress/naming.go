@@ -80,17 +80,7 @@ func trackInfo(p *livekit.ParticipantInfo, t *livekit.TrackInfo, c trackCodec, m
 
 // clean keeps a name from the network printable and bounded.
 func clean(s string) string {
-	out := make([]rune, 0, len(s))
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			r = ' '
-		}
-		out = append(out, r)
-		if len(out) >= 128 {
-			break
-		}
-	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(recorder.Printable(s, 128))
 }
 
 // isEgress tells the participants Egress itself adds to a room (they publish nothing).
