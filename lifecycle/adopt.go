@@ -668,6 +668,9 @@ func (lc *Lifecycle) salvaged(r *storage.Recording, file, who string, s upload.S
 // updateFile changes a file's manifest entry: through the session while it is live, else
 // in the folder's manifest file.
 func (lc *Lifecycle) updateFile(folder, file string, fn func(*recorder.FileEntry)) error {
+	// Holding mu keeps the session live (onSessionEnd waits) until its write is done: once
+	// it ended, others (the after-call work) rewrite the file, and a late write from the
+	// session's own copy would undo theirs.
 	lc.mu.Lock()
 	if lr := lc.live[folder]; lr != nil {
 		defer lc.mu.Unlock()
@@ -676,16 +679,5 @@ func (lc *Lifecycle) updateFile(folder, file string, fn func(*recorder.FileEntry
 	lc.mu.Unlock()
 	lc.manifests.Lock()
 	defer lc.manifests.Unlock()
-	dir := filepath.Join(lc.cfg.Recordings.Dir, folder)
-	m, err := recorder.ReadManifest(dir)
-	if err != nil {
-		return err
-	}
-	for i := range m.Tracks {
-		if m.Tracks[i].File == file {
-			fn(&m.Tracks[i])
-			return recorder.WriteJSONAtomic(filepath.Join(dir, recorder.ManifestFile), m)
-		}
-	}
-	return fmt.Errorf("%s: %w", file, recorder.ErrNoSuchFile)
+	return recorder.UpdateFileIn(filepath.Join(lc.cfg.Recordings.Dir, folder), file, fn)
 }

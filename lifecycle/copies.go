@@ -104,18 +104,7 @@ func (lc *Lifecycle) sweepLocal(ctx context.Context) {
 // setUpload writes upload info into a manifest: through the session while it is live,
 // else into the folder's manifest file.
 func (lc *Lifecycle) setUpload(folder, file string, info recorder.Upload) error {
-	// Holding mu keeps the session live (onSessionEnd waits) until its write is done: once
-	// it ended, others (the after-call work) rewrite the file, and a late write from the
-	// session's own copy would undo theirs.
-	lc.mu.Lock()
-	if lr := lc.live[folder]; lr != nil {
-		defer lc.mu.Unlock()
-		return lr.sess.SetUpload(file, info)
-	}
-	lc.mu.Unlock()
-	lc.manifests.Lock()
-	defer lc.manifests.Unlock()
-	return recorder.SetUpload(filepath.Join(lc.cfg.Recordings.Dir, folder), file, info)
+	return lc.updateFile(folder, file, func(e *recorder.FileEntry) { e.Upload = &info })
 }
 
 // evidence writes into the manifest that the store's notification confirmed a copy that

@@ -30,32 +30,13 @@ var ErrNoSuchFile = errors.New("no such file in the manifest")
 
 // SetUpload records where a file of a running (or just closed) session went.
 func (s *Session) SetUpload(file string, u Upload) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range s.manifest.Tracks {
-		if s.manifest.Tracks[i].File == file {
-			s.manifest.Tracks[i].Upload = &u
-			s.dirty, s.durable = true, true
-			return s.writeLocked()
-		}
-	}
-	return fmt.Errorf("%s: %w", file, ErrNoSuchFile)
+	return s.UpdateFile(file, func(e *FileEntry) { e.Upload = &u })
 }
 
 // SetUpload records where a file of a finished call folder went, rewriting the manifest
 // atomically. The caller must make sure no Session has the folder open.
 func SetUpload(folder, file string, u Upload) error {
-	m, err := ReadManifest(folder)
-	if err != nil {
-		return err
-	}
-	for i := range m.Tracks {
-		if m.Tracks[i].File == file {
-			m.Tracks[i].Upload = &u
-			return writeJSONAtomic(filepath.Join(folder, ManifestFile), m)
-		}
-	}
-	return fmt.Errorf("%s: %w", file, ErrNoSuchFile)
+	return UpdateFileIn(folder, file, func(e *FileEntry) { e.Upload = &u })
 }
 
 // UpdateFile changes a file's entry in a running (or just closed) session's manifest: a
@@ -69,6 +50,22 @@ func (s *Session) UpdateFile(file string, fn func(*FileEntry)) error {
 			fn(&s.manifest.Tracks[i])
 			s.dirty, s.durable = true, true
 			return s.writeLocked()
+		}
+	}
+	return fmt.Errorf("%s: %w", file, ErrNoSuchFile)
+}
+
+// UpdateFileIn changes a file's entry in the manifest of a call folder no Session has open,
+// rewriting it atomically. fn must not change the entry's File, Track or Part.
+func UpdateFileIn(folder, file string, fn func(*FileEntry)) error {
+	m, err := ReadManifest(folder)
+	if err != nil {
+		return err
+	}
+	for i := range m.Tracks {
+		if m.Tracks[i].File == file {
+			fn(&m.Tracks[i])
+			return writeJSONAtomic(filepath.Join(folder, ManifestFile), m)
 		}
 	}
 	return fmt.Errorf("%s: %w", file, ErrNoSuchFile)

@@ -26,15 +26,8 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
-// startPostgres starts a PostgreSQL of the test's own and returns a fresh database's
-// connection string.
-func startPostgres(t *testing.T) string {
-	t.Helper()
-	_, uri := startPostgresServer(t)
-	return uri
-}
-
-// startPostgresServer is startPostgres, with the server (to restart it).
+// startPostgresServer starts a PostgreSQL of the test's own and returns the server (to
+// restart it) and a fresh database's connection string.
 func startPostgresServer(t *testing.T) (*devpg.Server, string) {
 	t.Helper()
 	ctx := timeout(t, 2*time.Minute)
