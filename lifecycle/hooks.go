@@ -191,19 +191,10 @@ func (lc *Lifecycle) onPartStart(s *recorder.Session, e recorder.FileEntry) {
 		recID := lc.recID(lr)
 		p := partRow(recID, e)
 		p.Status = storage.PartStarted
-		lc.writeRow(ctx, lr, q, "part:"+e.File, func(ctx context.Context) error {
-			id, err := lc.rowOf(lr)
-			if err != nil {
-				return err
+		lc.writePartRow(ctx, lr, q, p, "record the new file", func(id string) {
+			if lc.up != nil {
+				lc.up.Follow(id, folder, e.File)
 			}
-			p.RecordingID = id
-			if err := lc.rows.SavePart(ctx, p); err != nil {
-				return fmt.Errorf("record the new file %s: %w", e.File, err)
-			}
-			if recID == "" && lc.up != nil {
-				lc.up.Follow(id, folder, e.File) // its recording's row was late
-			}
-			return nil
 		})
 		lc.writeRow(ctx, lr, q, "recording:active", func(ctx context.Context) error {
 			id, err := lc.rowOf(lr)
@@ -249,23 +240,35 @@ func (lc *Lifecycle) onPartComplete(s *recorder.Session, e recorder.FileEntry) {
 			p.Status = storage.PartFailedWrite
 		}
 		// Replaces the file's start row if that one still waits for the database.
-		lc.writeRow(ctx, lr, q, "part:"+e.File, func(ctx context.Context) error {
-			id, err := lc.rowOf(lr)
-			if err != nil {
-				return err
+		lc.writePartRow(ctx, lr, q, p, "record the finished file", func(id string) {
+			if lc.up != nil && exists {
+				lc.up.Finish(id, folder, e.File, e.Bytes, e.SHA256)
 			}
-			p.RecordingID = id
-			if err := lc.rows.SavePart(ctx, p); err != nil {
-				return fmt.Errorf("record the finished file %s: %w", e.File, err)
-			}
-			if recID == "" && lc.up != nil && exists {
-				lc.up.Finish(id, folder, e.File, e.Bytes, e.SHA256) // its recording's row was late
-			}
-			return nil
 		})
 		if recID != "" && lc.up != nil && exists {
 			lc.up.Finish(recID, folder, e.File, e.Bytes, e.SHA256)
 		}
+	})
+}
+
+// writePartRow queues a file's row, which replaces one of the same file that still waits
+// for the database. lateRow runs once it is written if the recording's own row did not
+// exist yet when the file's event came (the upload then starts from here).
+func (lc *Lifecycle) writePartRow(ctx context.Context, lr *liveRec, q *serial.Loop, p *storage.Part, what string, lateRow func(recID string)) {
+	late := p.RecordingID == ""
+	lc.writeRow(ctx, lr, q, "part:"+p.File, func(ctx context.Context) error {
+		id, err := lc.rowOf(lr)
+		if err != nil {
+			return err
+		}
+		p.RecordingID = id
+		if err := lc.rows.SavePart(ctx, p); err != nil {
+			return fmt.Errorf("%s %s: %w", what, p.File, err)
+		}
+		if late {
+			lateRow(id)
+		}
+		return nil
 	})
 }
 
