@@ -264,18 +264,10 @@ func (call *Call) addTrack(m *Media, stream, label string) error {
 	if err != nil {
 		return err
 	}
-	sender, err := call.pc.AddTrack(track)
+	sender, err := testmedia.AddTrack(call.pc, track)
 	if err != nil {
 		return err
 	}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := sender.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
 	name := label + "-" + kind
 	call.mu.Lock()
 	call.senders[name] = testmedia.NewSender(track, m.Frames)

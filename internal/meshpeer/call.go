@@ -125,18 +125,10 @@ func (call *Call) addLocal() error {
 }
 
 func (call *Call) addTrack(lt *localTrack) error {
-	sender, err := call.pc.AddTrack(lt.track)
+	sender, err := testmedia.AddTrack(call.pc, lt.track)
 	if err != nil {
 		return err
 	}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := sender.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
 	call.mu.Lock()
 	call.senders[lt.purpose+"-"+lt.kind] = sender
 	md := call.metadata[lt.stream]

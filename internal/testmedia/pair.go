@@ -56,6 +56,24 @@ func OpusPeer(stream string) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticSa
 	return pc, track, nil
 }
 
+// AddTrack adds track to pc and reads the sender's RTCP until the connection closes (pion
+// needs a sender's RTCP read for its interceptors to run).
+func AddTrack(pc *webrtc.PeerConnection, track webrtc.TrackLocal) (*webrtc.RTPSender, error) {
+	sender, err := pc.AddTrack(track)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := sender.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return sender, nil
+}
+
 // LoopbackSettings are the ICE settings of the harness's peers, which talk to the bot on
 // 127.0.0.1: host candidates on loopback UDP4 only, without mDNS names.
 func LoopbackSettings() webrtc.SettingEngine {
