@@ -578,6 +578,12 @@ func (p *Peer) onICEState(pc *webrtc.PeerConnection, s webrtc.ICEConnectionState
 	case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
 		// js-sdk restarts ICE through m.call.negotiate; give it the ICE timeout.
 		p.armICETimer()
+	case webrtc.ICEConnectionStateClosed:
+		// Only pion closes our connection outside end: the caller closed its own and sent
+		// DTLS close_notify (a crash, or its m.call.hangup never reached the homeserver).
+		// Nothing restores a closed connection, but its hangup may still come through sync
+		// and say why, so end it after the ICE timeout, like a lost connection.
+		p.armICETimer()
 	}
 }
 

@@ -375,3 +375,30 @@ func TestCallAnswerSelectNegotiate(t *testing.T) {
 		t.Errorf("ended: %+v", ended)
 	}
 }
+
+// A caller that closes its connection without m.call.hangup (a crash; its hangup send
+// failed) sends DTLS close_notify, and pion closes the bot's connection for it (ICE state
+// "closed", never "disconnected"). The peer still ends the call after the ICE timeout, with
+// ice_failed, and tells the caller.
+func TestCallerVanishesWithoutHangup(t *testing.T) {
+	w := &wire{}
+	p := newTestPeer(t, w, func(c *Config) { c.ICETimeout = time.Second })
+	c := newCaller(t)
+	inv := &voip.Invite{Common: voip.Common{CallID: "c1", PartyID: "BOBDEV", Version: voip.V1},
+		Offer: voip.SessionDescription{Type: "offer", SDP: c.offer(t)}, Lifetime: 60000}
+	p.Answer(inv, nil)
+	waitFor(t, "the answer", func() bool { return len(w.find("m.call.answer")) == 1 })
+	c.accept(t, w.find("m.call.answer")[0])
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.send(ctx)
+	waitFor(t, "the track", func() bool { _, _, tr := w.state(); return len(tr) == 1 })
+	cancel()
+	if err := c.pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the call to end", func() bool { _, ended, _ := w.state(); return len(ended) == 1 })
+	if _, ended, _ := w.state(); ended[0].Reason != voip.ReasonICEFailed || !ended[0].Send {
+		t.Errorf("ended: %+v", ended)
+	}
+}
