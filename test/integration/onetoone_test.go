@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/internal/caller"
 	"github.com/matrix-recorder/matrix-recorder/internal/testclient"
 	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
@@ -265,3 +267,59 @@ const pcmuOnlyOffer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=grou
 	"a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n" +
 	"m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n" +
 	"a=setup:actpass\r\na=rtcp-mux\r\na=sendrecv\r\na=rtpmap:0 PCMU/8000\r\na=msid:s t\r\n"
+
+// TestIntegrationCallerVanishes: a caller that disappears without m.call.hangup (browser
+// crash, network gone; its hangup send failed) still gets its call ended by the bot once the
+// ICE timeout passes: the folder is finished, the summary is posted, and the file holds the
+// audio that was sent. Once with the default ephemeral ports, once on one shared UDP port.
+func TestIntegrationCallerVanishes(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sharedUDP bool
+	}{{"ephemeral", false}, {"udp_port", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := homeserver(t)
+			cfg := botConfig(t, s)
+			cfg.Calls.ICETimeout = config.Duration(5 * time.Second)
+			if tc.sharedUDP {
+				cfg.WebRTC.UDPPort = freeUDPPort(t)
+			}
+			rb := startBot(t, cfg)
+			alice := newCaller(t, s, "alice")
+			room, ctx := directRoom(t, rb, alice, false, 3*time.Minute)
+			start := time.Now()
+			call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
+			if _, err := alice.WaitNotice(ctx, room, start, func(b string) bool { return strings.Contains(b, "Recording this call") }); err != nil {
+				t.Fatalf("no recording notice: %v", err)
+			}
+			const sent = 4 * time.Second
+			time.Sleep(sent)
+			call.Close()
+			vanished := time.Now()
+
+			waitView(t, "end-of-call summary", func() []testclient.Message { return alice.Notices(room) }, start, 90*time.Second, "Recording saved", "Files of recording")
+			t.Logf("summary %s after the caller vanished", time.Since(vanished).Round(time.Second))
+			folder, m := finishedFolder(t, rb)
+			audio := mustOne(t, m, recorder.SourceMicrophone)
+			got := time.Duration(audio.DurationMs) * time.Millisecond
+			if got < sent-500*time.Millisecond {
+				t.Errorf("audio file is %v long, the caller sent at least %v", got, sent)
+			}
+			checkFile(t, filepath.Join(folder, audio.File), "opus", got)
+		})
+	}
+}
+
+// freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
+func freeUDPPort(t *testing.T) uint16 {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	if err := pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return uint16(port)
+}
