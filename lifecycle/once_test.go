@@ -168,3 +168,36 @@ func TestFleetDeleteRemovesEveryLocalCopy(t *testing.T) {
 		}
 	}
 }
+
+// Two instances of a fleet retry a summary that could not be posted: the room gets it
+// once; an instance without the recording's folder does not try.
+func TestFleetSummaryRetriedOnce(t *testing.T) {
+	uri := startPostgres(t)
+	a, b, c := fleetMember(t, uri, "rec-a"), fleetMember(t, uri, "rec-b"), fleetMember(t, uri, "rec-c")
+	now := time.Now()
+	chats := map[*Lifecycle]*hookChat{}
+	for _, lc := range []*Lifecycle{a, b, c} {
+		lc.now = func() time.Time { return now }
+		lc.delivering, lc.notifyRetry = map[string]context.CancelFunc{}, map[string]*retryState{}
+		chats[lc] = &hookChat{fakeChat: &fakeChat{}}
+		lc.chat = chats[lc]
+	}
+	sharedRecording(t, a, storage.RecordingFailedNotify, nil, a, b)
+	ctx := context.Background()
+	for _, lc := range []*Lifecycle{a, b, c} {
+		lc.renotify(ctx) // notes the failure; not due yet
+	}
+	now = now.Add(renotifyFirst)
+	for _, lc := range []*Lifecycle{a, b, c} {
+		lc.renotify(ctx)
+	}
+	for _, lc := range []*Lifecycle{a, b, c} {
+		lc.wg.Wait()
+	}
+	if n := noticesWith("Recording", chats[a], chats[b], chats[c]); n != 1 {
+		t.Errorf("%d summaries, want 1: %q | %q | %q", n, chats[a].texts(room), chats[b].texts(room), chats[c].texts(room))
+	}
+	if n := chats[c].postCalls(); n != 0 {
+		t.Errorf("the instance without the folder tried %d posts", n)
+	}
+}
