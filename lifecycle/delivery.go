@@ -374,8 +374,33 @@ func (lc *Lifecycle) renotify(ctx context.Context) {
 		}
 		lc.mu.Unlock()
 		if due {
-			lc.log.Info().Str("recording", r.ID).Msg("Trying again to post a recording summary")
-			lc.goDeliver(id.RoomID(r.RoomID), r.Folder, nil, "")
+			lc.retrySummary(ctx, r)
 		}
 	}
+}
+
+// retrySummary posts a summary that could not be posted. In a fleet every instance lists
+// it: the delivery reads the recording's folder, so only an instance that has it tries,
+// and only the one holding the recording's lease (kept until the delivery ends), on the
+// row as it is then, so the room gets one summary, never one per instance.
+func (lc *Lifecycle) retrySummary(ctx context.Context, r *storage.Recording) {
+	if lc.fleet == nil {
+		lc.log.Info().Str("recording", r.ID).Msg("Trying again to post a recording summary")
+		lc.goDeliver(id.RoomID(r.RoomID), r.Folder, nil, "")
+		return
+	}
+	if _, err := os.Stat(filepath.Join(lc.cfg.Recordings.Dir, filepath.Base(r.Folder), recorder.ManifestFile)); err != nil {
+		return // another instance has the folder
+	}
+	ok, release := lc.claimOnce(ctx, "summary", r.ID)
+	if !ok {
+		return
+	}
+	cur, err := lc.db.Recording(ctx, r.ID)
+	if err != nil || cur.Status != storage.RecordingFailedNotify {
+		release()
+		return
+	}
+	lc.log.Info().Str("recording", r.ID).Msg("Trying again to post a recording summary")
+	lc.goDeliverThen(id.RoomID(r.RoomID), r.Folder, nil, "", release)
 }

@@ -298,6 +298,44 @@ func (lc *Lifecycle) ClaimEvent(ctx context.Context, evt id.EventID) bool {
 	return l.Held(f.owner)
 }
 
+// onceTTL bounds how long one instance holds the lease on a periodic action on a shared
+// row (an expiry notice, a deletion, a summary's retry): long enough to cover the action.
+const onceTTL = 5 * time.Minute
+
+// onceResource is the lease on one action on a recording that every instance's loops
+// see (retention, the summary's retries): what names the action, then the recording.
+func onceResource(action, recID string) string { return onceLeases + action + ":" + recID }
+
+// onceLeases starts the resource of every lease onceResource names.
+const onceLeases = "once:"
+
+// claimOnce reports whether this instance is the one to do action on the recording recID
+// now: with a fleet, the holder of its lease (taken for onceTTL; release gives it back
+// early). With SQLite it is always true. The caller re-reads the row after a true, as
+// another instance may have done the action already.
+func (lc *Lifecycle) claimOnce(ctx context.Context, action, recID string) (ok bool, release func()) {
+	f := lc.fleet
+	if f == nil {
+		return true, func() {}
+	}
+	res := onceResource(action, recID)
+	l, err := lc.db.AcquireLease(ctx, res, f.owner, onceTTL)
+	if err != nil {
+		lc.log.Warn().Err(err).Str("recording", recID).Str("action", action).Msg("Could not take the lease on a recording's action; leaving it to the next round")
+		return false, func() {}
+	}
+	if !l.Held(f.owner) {
+		return false, func() {}
+	}
+	return true, func() {
+		rctx, cancel := lc.dbCtx()
+		defer cancel()
+		if _, err := lc.db.ReleaseLease(rctx, res, f.owner); err != nil {
+			lc.log.Warn().Err(err).Str("recording", recID).Msg("Could not give back the lease on a recording's action; it runs out")
+		}
+	}
+}
+
 // sweep gives back the room leases of rooms where nothing has recorded for a while (an
 // admission whose call never started), forgets lost ones, and deletes the expired leases
 // on single events. busy reports rooms where a recording is being started.
@@ -340,5 +378,8 @@ func (f *fleet) sweep(ctx context.Context) {
 	}
 	if _, err := f.lc.db.DeleteExpiredLeases(ctx, storage.EventResource("")); err != nil {
 		f.lc.log.Warn().Err(err).Msg("Could not delete the expired leases on events")
+	}
+	if _, err := f.lc.db.DeleteExpiredLeases(ctx, onceLeases); err != nil {
+		f.lc.log.Warn().Err(err).Msg("Could not delete the expired leases on recordings' actions")
 	}
 }

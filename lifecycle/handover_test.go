@@ -199,19 +199,25 @@ func stopAtOnce(t *testing.T, rooms map[*Lifecycle]id.RoomID) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	for lc, rm := range rooms {
+	for lc := range rooms {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			lc.HandOverLive(ctx)
-			if n, err := lc.db.OthersLive(ctx, storage.InstanceResource(""), lc.fleet.owner); err == nil && n > 0 {
-				if _, err := lc.db.HandOverLease(ctx, storage.WatchResource(string(rm)), lc.fleet.owner); err != nil {
-					t.Error(err)
-				}
-			}
 		}()
 	}
 	wg.Wait()
+	// What handOverRooms does for a live session, once every stopping instance stopped
+	// counting as running. (Done per goroutine above, a member could see the other still
+	// running and hand its room over; the real hand-over then sees nobody take it, finds
+	// nobody running and takes it back, which these members without sessions cannot.)
+	for lc, rm := range rooms {
+		if n, err := lc.db.OthersLive(ctx, storage.InstanceResource(""), lc.fleet.owner); err == nil && n > 0 {
+			if _, err := lc.db.HandOverLease(ctx, storage.WatchResource(string(rm)), lc.fleet.owner); err != nil {
+				t.Error(err)
+			}
+		}
+	}
 }
 
 // roomWithRecording makes lc record a group call in rm (its room lease and its row).

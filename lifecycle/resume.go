@@ -351,10 +351,16 @@ func (lc *Lifecycle) endPaused(ctx context.Context, r *storage.Recording) {
 
 // goDeliver runs deliver in the background.
 func (lc *Lifecycle) goDeliver(roomID id.RoomID, folder string, m *recorder.Manifest, headline string) {
+	lc.goDeliverThen(roomID, folder, m, headline, func() {})
+}
+
+// goDeliverThen is goDeliver, running then once the delivery has ended.
+func (lc *Lifecycle) goDeliverThen(roomID id.RoomID, folder string, m *recorder.Manifest, headline string, then func()) {
 	lc.wg.Add(1)
 	lc.posting.Add(1)
 	go func() {
 		defer lc.wg.Done()
+		defer then()
 		lc.deliver(lc.ctx, roomID, folder, m, headline, nil, lc.posting.Done, lc.cfg.Bot.Notices)
 	}()
 }

@@ -27,6 +27,7 @@ func (lc *Lifecycle) retentionInterval() time.Duration {
 // retention tells rooms about recordings that expire soon and deletes expired ones.
 func (lc *Lifecycle) retention(ctx context.Context) {
 	lc.sweepLocal(ctx)
+	lc.sweepRemoved(ctx)
 	if lc.cfg.Recordings.ExpireAfter.D() <= 0 {
 		return
 	}
@@ -40,22 +41,70 @@ func (lc *Lifecycle) retention(ctx context.Context) {
 		if r.Status.Live() {
 			continue
 		}
-		if !r.ExpiresAt.After(now) {
-			lc.expire(ctx, r)
+		if !r.ExpiresAt.After(now) || r.ExpiryNoticedAt.IsZero() {
+			lc.retain(ctx, r.ID, now)
+		}
+	}
+}
+
+// retain deletes one recording that has expired or tells its room that it soon will. In
+// a fleet every instance lists the same rows: the one holding the recording's lease acts,
+// on the row as it is once the lease is held (another may have acted already), so the
+// room gets one notice and one deletion, never one per instance.
+func (lc *Lifecycle) retain(ctx context.Context, recID string, now time.Time) {
+	ok, release := lc.claimOnce(ctx, "retention", recID)
+	if !ok {
+		return
+	}
+	defer release()
+	r, err := lc.db.Recording(ctx, recID)
+	if err != nil {
+		lc.log.Warn().Err(err).Str("recording", recID).Msg("Could not read an expiring recording")
+		return
+	}
+	if r.Status.Live() || r.Status.Gone() || r.ExpiresAt.IsZero() || r.ExpiresAt.After(now.Add(lc.cfg.Recordings.ExpireNotice.D())) {
+		return
+	}
+	if !r.ExpiresAt.After(now) {
+		lc.expire(ctx, r)
+		return
+	}
+	if !r.ExpiryNoticedAt.IsZero() {
+		return
+	}
+	text := fmt.Sprintf("🗑 The recording %s (%s, %s) will be deleted on %s, in %s. Download what you want to keep.",
+		r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"), FormatDuration(time.Duration(r.DurationMs)*time.Millisecond),
+		r.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"), HumanDuration(r.ExpiresAt.Sub(now)))
+	if evt := lc.chat.Notice(ctx, id.RoomID(r.RoomID), text, id.EventID(r.SummaryEvent)); evt == "" {
+		return // try again next round
+	}
+	if _, err := lc.db.ModifyRecording(ctx, r.ID, func(r *storage.Recording) { r.ExpiryNoticedAt = now }); err != nil {
+		lc.log.Warn().Err(err).Msg("Could not store the expiry notice")
+	}
+}
+
+// sweepRemoved removes this instance's local folders of recordings that another instance
+// of the fleet deleted (expired or !delete): deleteRecording removes only the folder of
+// the instance that runs it, and the files of a deleted recording must be gone everywhere.
+func (lc *Lifecycle) sweepRemoved(ctx context.Context) {
+	if lc.fleet == nil {
+		return
+	}
+	recs, err := lc.db.RecordingsWithStatus(ctx, storage.RecordingExpired, storage.RecordingDeleted)
+	if err != nil {
+		lc.log.Warn().Err(err).Msg("Could not list the deleted recordings")
+		return
+	}
+	for _, r := range recs {
+		folder := filepath.Join(lc.cfg.Recordings.Dir, filepath.Base(r.Folder))
+		if _, err := os.Lstat(folder); err != nil {
 			continue
 		}
-		if !r.ExpiryNoticedAt.IsZero() {
+		if err := os.RemoveAll(folder); err != nil {
+			lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not delete the local copy of a deleted recording")
 			continue
 		}
-		text := fmt.Sprintf("🗑 The recording %s (%s, %s) will be deleted on %s, in %s. Download what you want to keep.",
-			r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"), FormatDuration(time.Duration(r.DurationMs)*time.Millisecond),
-			r.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"), HumanDuration(r.ExpiresAt.Sub(now)))
-		if evt := lc.chat.Notice(ctx, id.RoomID(r.RoomID), text, id.EventID(r.SummaryEvent)); evt == "" {
-			continue // try again next round
-		}
-		if _, err := lc.db.ModifyRecording(ctx, r.ID, func(r *storage.Recording) { r.ExpiryNoticedAt = now }); err != nil {
-			lc.log.Warn().Err(err).Msg("Could not store the expiry notice")
-		}
+		lc.log.Info().Str("recording", r.ID).Str("folder", r.Folder).Msg("Deleted the local copy of a recording deleted elsewhere in the fleet")
 	}
 }
 

@@ -4,6 +4,7 @@
 import * as sdk from "matrix-js-sdk";
 
 import { login } from "./login.js";
+import { notices as roomNotices } from "./room.js";
 
 const log = (...args) => console.log("[harness]", ...args);
 
@@ -40,22 +41,10 @@ window.harness = {
         return (await client.getCrypto()?.isEncryptionEnabledInRoom(roomId)) ?? false;
     },
 
-    // notices lists the m.notice bodies in room's live timeline (decrypted ones included)
-    // and the events that could not be decrypted.
+    // notices lists the m.notice bodies in room's live timeline and the events that could
+    // not be decrypted (room.js).
     notices(roomId) {
-        const room = client.getRoom(roomId);
-        if (!room) return { bodies: [], undecryptable: [] };
-        const bodies = [];
-        const undecryptable = [];
-        for (const ev of room.getLiveTimeline().getEvents()) {
-            if (ev.isDecryptionFailure()) {
-                undecryptable.push(`${ev.getId()} from ${ev.getSender()} at ${new Date(ev.getTs()).toISOString()}: ${ev.decryptionFailureReason}`);
-            }
-            if (ev.getType() === "m.room.message" && ev.getContent().msgtype === "m.notice") {
-                bodies.push(ev.getContent().body ?? "");
-            }
-        }
-        return { bodies, undecryptable };
+        return roomNotices(client, roomId);
     },
 
     // placeVideoCall places a camera+microphone call in room, as Element's call button does.

@@ -12,6 +12,7 @@ import { MatrixRTCSessionEvent } from "matrix-js-sdk/lib/matrixrtc/index.js";
 import { BaseKeyProvider, Room, RoomEvent, VideoPresets } from "livekit-client";
 
 import { login } from "./login.js";
+import { notices as roomNotices } from "./room.js";
 
 const log = (...args) => console.log("[harness]", ...args);
 
@@ -229,22 +230,10 @@ window.harness = {
         return resp.event_id;
     },
 
-    // notices lists the m.notice bodies in room's live timeline (decrypted ones included)
-    // and the events that could not be decrypted.
+    // notices lists the m.notice bodies in room's live timeline and the events that could
+    // not be decrypted (room.js).
     notices(roomId) {
-        const room = client.getRoom(roomId);
-        if (!room) return { bodies: [], undecryptable: [] };
-        const bodies = [];
-        const undecryptable = [];
-        for (const ev of room.getLiveTimeline().getEvents()) {
-            if (ev.isDecryptionFailure()) {
-                undecryptable.push(`${ev.getId()} from ${ev.getSender()}: ${ev.decryptionFailureReason}`);
-            }
-            if (ev.getType() === "m.room.message" && ev.getContent().msgtype === "m.notice") {
-                bodies.push(ev.getContent().body ?? "");
-            }
-        }
-        return { bodies, undecryptable };
+        return roomNotices(client, roomId);
     },
 
     async stop() {
