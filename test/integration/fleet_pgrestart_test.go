@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livekit/protocol/livekit"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/internal/caller"
@@ -30,15 +29,7 @@ func TestIntegrationFleetDatabaseRestart(t *testing.T) {
 	fl := startFleet(t, env.botConfig(t), 2)
 	cfgs := fl.cfgs
 	bot := id.UserID(cfgs[0].Matrix.UserID)
-	alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
-	bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true})
-	room := callRoom(t, alice, true, bot, bob)
-	joinCall(t, room, alice, bob)
-	mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
-	mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
-
-	since := send(t, alice, room, "!start")
-	waitMessage(t, alice, room, since, 90*time.Second, "Recording started")
+	room, alice, bob, _ := startedTwoSpeakerCall(t, env, bot)
 	time.Sleep(4 * time.Second)
 	owner, other := fl.recording(t)
 	t.Logf("%s records; PostgreSQL goes down for %s", cfgs[owner].Instance.ID, outage)
@@ -119,20 +110,8 @@ func TestIntegrationFleetDatabaseRestart(t *testing.T) {
 // call while PostgreSQL is down for 8 s (more than a room lease) and comes back: the call
 // goes on being recorded, one file without a hole, one summary, nothing interrupted.
 func TestIntegrationPostgresRestartSingle(t *testing.T) {
-	s := homeserver(t)
-	fe := newFleetEnv(t, botConfig(t, s))
-	cfg := fe.base
-	startProcess(t, cfg)
-	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 4*time.Minute)
-	room, err := alice.CreateDM(ctx, id.UserID(cfg.Matrix.UserID), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
-	defer call.Close()
-	waitNotice(t, alice, room, start, 30*time.Second, "Recording this call")
+	d := dmCallOnPostgres(t)
+	fe, cfg, alice, room, ctx, call, start := d.fe, d.fe.base, d.alice, d.room, d.ctx, d.call, d.start
 	time.Sleep(3 * time.Second)
 	if err := fe.pg.Down(); err != nil {
 		t.Fatal(err)
@@ -193,20 +172,8 @@ func TestIntegrationPostgresRestartSingle(t *testing.T) {
 // bot could not record its place after (the sync position lives in PostgreSQL): it is not
 // skipped, the bot ends the call and posts the summary once the database is back.
 func TestIntegrationPostgresOutageEndsFile(t *testing.T) {
-	s := homeserver(t)
-	fe := newFleetEnv(t, botConfig(t, s))
-	cfg := fe.base
-	startProcess(t, cfg)
-	alice := newCaller(t, s, "alice")
-	ctx := timeout(t, 4*time.Minute)
-	room, err := alice.CreateDM(ctx, id.UserID(cfg.Matrix.UserID), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	call := dial(t, ctx, alice, room, caller.CallOptions{Audio: testmedia.Tone440})
-	defer call.Close()
-	waitNotice(t, alice, room, start, 30*time.Second, "Recording this call")
+	d := dmCallOnPostgres(t)
+	fe, cfg, alice, room, ctx, call, start := d.fe, d.fe.base, d.alice, d.room, d.ctx, d.call, d.start
 	time.Sleep(4 * time.Second)
 	if err := fe.pg.Down(); err != nil {
 		t.Fatal(err)
@@ -282,4 +249,34 @@ func outageRowProblems(t *testing.T, db *storage.DB, folder string) []string {
 		out = append(out, "no audio file in the manifest")
 	}
 	return out
+}
+
+// pgDMCall is a legacy 1:1 call of alice to a recorder on PostgreSQL, being recorded.
+type pgDMCall struct {
+	fe    *fleetEnv
+	alice *caller.Client
+	room  id.RoomID
+	ctx   context.Context
+	call  *caller.Call
+	start time.Time // when alice dialled
+}
+
+// dmCallOnPostgres starts S3, PostgreSQL and one recorder on them, and has alice call it
+// with a 440 Hz tone; it returns once the bot said it records.
+func dmCallOnPostgres(t *testing.T) pgDMCall {
+	t.Helper()
+	s := homeserver(t)
+	d := pgDMCall{fe: newFleetEnv(t, botConfig(t, s))}
+	startProcess(t, d.fe.base)
+	d.alice = newCaller(t, s, "alice")
+	d.ctx = timeout(t, 4*time.Minute)
+	room, err := d.alice.CreateDM(d.ctx, id.UserID(d.fe.base.Matrix.UserID), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.room, d.start = room, time.Now()
+	d.call = dial(t, d.ctx, d.alice, room, caller.CallOptions{Audio: testmedia.Tone440})
+	t.Cleanup(d.call.Close)
+	waitNotice(t, d.alice, room, d.start, 30*time.Second, "Recording this call")
+	return d
 }

@@ -337,15 +337,7 @@ func fleetTakeOver(t *testing.T, kill bool) {
 	fl := startFleet(t, env.botConfig(t), 2)
 	cfgs, procs, e := fl.cfgs, fl.procs, fl.s3
 	bot := id.UserID(cfgs[0].Matrix.UserID)
-	alice := env.peer(t, "alice", lkpeer.Options{Encrypt: true})
-	bob := env.peer(t, "bob", lkpeer.Options{Encrypt: true})
-	room := callRoom(t, alice, true, bot, bob)
-	joinCall(t, room, alice, bob)
-	mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
-	mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
-
-	since := send(t, alice, room, "!start")
-	waitMessage(t, alice, room, since, 90*time.Second, "Recording started")
+	room, alice, bob, _ := startedTwoSpeakerCall(t, env, bot)
 	time.Sleep(6 * time.Second)
 	if kill {
 		// Files long enough that losing their end (all of it, below 5 MB, before the
@@ -383,7 +375,7 @@ func fleetTakeOver(t *testing.T, kill bool) {
 		t.Errorf("the notice does not say the recording was handed over: %s", note)
 	}
 	time.Sleep(6 * time.Second)
-	since = send(t, alice, room, "!stop")
+	since := send(t, alice, room, "!stop")
 	summary := waitMessage(t, alice, room, since, 2*time.Minute, "Recording saved")
 	t.Logf("summary:\n%s", summary)
 	time.Sleep(fleetSettle)

@@ -137,6 +137,23 @@ func joinCall(t *testing.T, room id.RoomID, peers ...*lkpeer.Peer) context.Conte
 
 // callRoom creates a room as Element does for calls (members may send call membership
 // state), with everyone invited and joined.
+// startedTwoSpeakerCall starts an encrypted Element Call (LiveKit) call of alice and bob in a
+// new room with the bot, each publishing a tone on the microphone (alice 440 Hz, bob 660 Hz),
+// and has alice type !start; it returns once the bot said it records, with the moment
+// !start was sent.
+func startedTwoSpeakerCall(t *testing.T, env *lkEnv, bot id.UserID) (room id.RoomID, alice, bob *lkpeer.Peer, started time.Time) {
+	t.Helper()
+	alice = env.peer(t, "alice", lkpeer.Options{Encrypt: true})
+	bob = env.peer(t, "bob", lkpeer.Options{Encrypt: true})
+	room = callRoom(t, alice, true, bot, bob)
+	joinCall(t, room, alice, bob)
+	mustPublish(t, alice, testmedia.Tone440, livekit.TrackSource_MICROPHONE)
+	mustPublish(t, bob, testmedia.Tone660, livekit.TrackSource_MICROPHONE)
+	started = send(t, alice, room, "!start")
+	waitMessage(t, alice, room, started, 90*time.Second, "Recording started")
+	return room, alice, bob, started
+}
+
 func callRoom(t *testing.T, owner *lkpeer.Peer, encrypted bool, bot id.UserID, others ...*lkpeer.Peer) id.RoomID {
 	t.Helper()
 	ctx := timeout(t, time.Minute)
