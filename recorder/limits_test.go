@@ -171,6 +171,11 @@ func TestManifestWrittenWithinFlushInterval(t *testing.T) {
 			t.Errorf("%s ended over a second ago but is %s on disk", e.File, e.Status)
 		}
 	}
+	for _, e := range filesOf(m, "") {
+		if e.SHA256 == "" {
+			t.Errorf("%s has no SHA-256 in the finished manifest", e.File)
+		}
+	}
 	t.Logf("%d manifest writes from 1.99 s to 3.3 s", writesAfter-writesBefore)
 	if n := writesAfter - writesBefore; n > 3 {
 		t.Errorf("six part changes in 300 ms took %d manifest writes, want them coalesced", n)

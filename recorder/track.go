@@ -437,7 +437,7 @@ func (s *Session) digestLater(file string) {
 		if err != nil {
 			s.log.Warn().Err(err).Str("file", file).Msg("Could not compute the SHA-256 of a finished file")
 		} else {
-			s.updateEntry(file, true, func(e *FileEntry) { e.Bytes, e.SHA256 = size, sum })
+			s.updateEntry(file, false, func(e *FileEntry) { e.Bytes, e.SHA256 = size, sum })
 		}
 		s.rec.opts.Hooks.partComplete(s, s.fileEntry(file))
 	}

@@ -52,15 +52,15 @@ func trackTitle(i TrackInfo) string {
 }
 
 // Printable keeps a name that came from the network printable (control characters become
-// spaces) and at most max characters long, for titles and manifest fields.
-func Printable(s string, max int) string {
-	out := make([]rune, 0, min(len(s), max))
+// spaces) and at most n characters long, for titles and manifest fields.
+func Printable(s string, n int) string {
+	out := make([]rune, 0, min(len(s), n))
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
 			r = ' '
 		}
 		out = append(out, r)
-		if len(out) >= max {
+		if len(out) >= n {
 			break
 		}
 	}
