@@ -34,12 +34,16 @@ type mkvTracker struct {
 	clusters  []mkvCluster
 	bad       bool
 	scratch   [12]byte
-	// clusterMs is the current cluster's timestamp and lastMs the media time of the last
-	// complete SimpleBlock (-1: none yet); the writers use millisecond timestamps.
+	// times: follow the media time (a file whose tail is kept); clusterMs is then the
+	// current cluster's timestamp and lastMs the media time of the last complete
+	// SimpleBlock (-1: none yet); the writers use millisecond timestamps.
+	times             bool
 	clusterMs, lastMs int64
 }
 
-func newMkvTracker() *mkvTracker { return &mkvTracker{lastMs: -1} }
+// newMkvTracker returns a tracker; times makes it also read every block's timestamp,
+// which only a kept tail needs (one more small read per block).
+func newMkvTracker(times bool) *mkvTracker { return &mkvTracker{times: times, lastMs: -1} }
 
 // isMatroska reports whether a file of the call folder is WebM or Matroska.
 func isMatroska(file string) bool {
@@ -106,7 +110,7 @@ func (t *mkvTracker) advance(r io.ReaderAt, size int64) {
 		if dataStart+sz > size {
 			return // not all there yet; its end is needed before the next header
 		}
-		if t.inCluster {
+		if t.inCluster && t.times {
 			t.timestamp(r, id, dataStart, sz)
 		}
 		t.pos = dataStart + sz

@@ -49,20 +49,7 @@ func TestIntegrationS3GrowingFileAndOutage(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	srv, err := devs3.Start(ctx, devs3.Options{Logger: &log, Webhook: hook.URL + EventsPath + "?token=" + token})
-	if err != nil {
-		testenv.SkipOrFail(t, "S3 server: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	testenv.LogOnFailure(t, "versitygw", func() string { return srv.LogTail(4000) })
-	if err := srv.CreateBucket(ctx, "rec"); err != nil {
-		t.Fatal(err)
-	}
-	store, err := s3store.New(s3store.Config{Endpoint: srv.Endpoint(), Bucket: "rec", Region: devs3.Region, Prefix: "calls",
-		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey(), PathStyle: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, store := startS3(t, ctx, devs3.Options{Logger: &log, Webhook: hook.URL + EventsPath + "?token=" + token})
 	if err := store.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -141,4 +128,25 @@ func TestIntegrationS3GrowingFileAndOutage(t *testing.T) {
 	if res, err := (minio.Core{Client: client}).ListMultipartUploads(ctx, "rec", "calls/", "", "", "", 100); err != nil || len(res.Uploads) != 0 {
 		t.Errorf("open uploads left: %+v %v", res.Uploads, err)
 	}
+}
+
+// startS3 starts the harness's S3 server (versitygw) with a bucket "rec" and returns it
+// with a store on it under the prefix "calls"; it is stopped when the test ends.
+func startS3(t *testing.T, ctx context.Context, opts devs3.Options) (*devs3.Server, *s3store.Store) {
+	t.Helper()
+	srv, err := devs3.Start(ctx, opts)
+	if err != nil {
+		testenv.SkipOrFail(t, "S3 server: %v", err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	testenv.LogOnFailure(t, "versitygw", func() string { return srv.LogTail(4000) })
+	if err := srv.CreateBucket(ctx, "rec"); err != nil {
+		t.Fatal(err)
+	}
+	store, err := s3store.New(s3store.Config{Endpoint: srv.Endpoint(), Bucket: "rec", Region: devs3.Region, Prefix: "calls",
+		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey(), PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, store
 }

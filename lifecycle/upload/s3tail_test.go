@@ -11,7 +11,6 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/internal/devs3"
 	"github.com/matrix-recorder/matrix-recorder/internal/testenv"
 	"github.com/matrix-recorder/matrix-recorder/storage"
-	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
 )
 
 // TestIntegrationS3SalvageWithTail runs tails and a salvage against a real S3 server
@@ -23,20 +22,7 @@ func TestIntegrationS3SalvageWithTail(t *testing.T) {
 	ctx := testenv.Context(t)
 	log := testenv.Logger(t)
 	e := newEnv(t)
-	srv, err := devs3.Start(ctx, devs3.Options{Logger: &log})
-	if err != nil {
-		testenv.SkipOrFail(t, "S3 server: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	testenv.LogOnFailure(t, "versitygw", func() string { return srv.LogTail(4000) })
-	if err := srv.CreateBucket(ctx, "rec"); err != nil {
-		t.Fatal(err)
-	}
-	store, err := s3store.New(s3store.Config{Endpoint: srv.Endpoint(), Bucket: "rec", Region: devs3.Region, Prefix: "calls",
-		AccessKey: srv.AccessKey(), SecretKey: srv.SecretKey(), PathStyle: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, store := startS3(t, ctx, devs3.Options{Logger: &log})
 	uploader := func(ctx context.Context) *Uploader {
 		return New(ctx, e.db, store, Options{
 			Dir: e.dir, Poll: 20 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,

@@ -132,18 +132,17 @@ func (u *Uploader) salvage(ctx context.Context, f *follower) (Salvaged, error) {
 	if bestEnd == 0 {
 		return none, nil // nothing of the file reached object storage
 	}
-	var etag string
-	var sums [][]byte
-	sha := ""
+	var etag, want, sha string // want: the ETag the store should report
 	tailSum := md5.Sum(tail)
 	if row.UploadID == "" {
 		if etag, err = u.store.Put(ctx, key, tail); err != nil {
 			return none, err
 		}
-		sums = append(sums, tailSum[:])
+		want = hex.EncodeToString(tailSum[:])
 		h := sha256.Sum256(tail)
 		sha = hex.EncodeToString(h[:])
 	} else {
+		var sums [][]byte
 		parts := make([]s3store.Part, 0, best+1)
 		for _, c := range chunks[:best] {
 			sum, err := hex.DecodeString(c.MD5)
@@ -169,10 +168,7 @@ func (u *Uploader) salvage(ctx context.Context, f *follower) (Salvaged, error) {
 		} else if err != nil {
 			return none, err
 		}
-	}
-	want := s3store.MultipartETag(sums)
-	if row.UploadID == "" {
-		want = hex.EncodeToString(tailSum[:])
+		want = s3store.MultipartETag(sums)
 	}
 	if md5ETag.MatchString(etag) && etag != want {
 		f.log.Warn().Str("store_etag", etag).Str("expected", want).Msg("The store reports another ETag than the parts sent")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -194,7 +195,7 @@ func TestSalvageMultipartOggWithTail(t *testing.T) {
 		return s.from == MinPartSize
 	})
 	for _, k := range first {
-		if slicesContains(e.store.keys(tailPrefix(key)), k) {
+		if slices.Contains(e.store.keys(tailPrefix(key)), k) {
 			t.Errorf("segment %s of the chain before part 1 was not deleted", k)
 		}
 	}
@@ -221,15 +222,6 @@ func TestSalvageMultipartOggWithTail(t *testing.T) {
 	}
 }
 
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // TestSalvageWebMPlays: a WebM (unknown-size clusters while written, patched as the
 // whole parts go) dies past a whole part; the completed copy is the file at its last
 // tail as Matroska readers see it: every block up to there, none torn, the clusters'
@@ -250,7 +242,7 @@ func TestSalvageWebMPlays(t *testing.T) {
 		if last == 0 {
 			// Dies here: wait for this point's tail, then the rest is written with
 			// nobody following.
-			tr := newMkvTracker()
+			tr := newMkvTracker(true)
 			f, _ := os.Open(path)
 			tr.advance(f, size)
 			_ = f.Close()

@@ -212,7 +212,7 @@ func (u *Uploader) follower(recordingID, folder, file string, work func(*followe
 		log: u.log.With().Str("recording", recordingID).Str("file", file).Logger(),
 	}
 	if isMatroska(file) {
-		f.mkv = newMkvTracker()
+		f.mkv = newMkvTracker(u.opts.TailEvery > 0)
 	}
 	if u.opts.TailEvery > 0 {
 		f.tail = &tailState{}
