@@ -176,10 +176,7 @@ func (f *fleet) lost(room id.RoomID, err error) {
 	f.lc.log.Error().Err(err).Stringer("room_id", room).
 		Msg("Another instance took over this room's recordings after this one could not renew its lease; stopping them here")
 	f.lc.mu.Lock()
-	live := false
-	for _, lr := range f.lc.live {
-		live = live || lr.roomID == room
-	}
+	live := f.lc.recordsInLocked(room)
 	f.lc.mu.Unlock()
 	if !live {
 		return

@@ -193,9 +193,7 @@ func (f *fleet) storeLiveManifest(ctx context.Context, s *recorder.Session) bool
 func (f *fleet) takerRecords(ctx context.Context, h *handing) bool {
 	lc := f.lc
 	for _, lr := range h.recs {
-		lc.mu.Lock()
-		recID := lr.id
-		lc.mu.Unlock()
+		recID := lc.recID(lr)
 		// The rows first, then the manifest: a row of this instance's own is then of a
 		// file its manifest lists.
 		parts, err := lc.db.Parts(ctx, recID)

@@ -210,9 +210,6 @@ func (lc *Lifecycle) onPartStart(s *recorder.Session, e recorder.FileEntry) {
 			}
 			return nil
 		})
-		if recID != "" && lc.up != nil {
-			lc.up.Follow(recID, folder, e.File)
-		}
 	})
 }
 
@@ -245,17 +242,16 @@ func (lc *Lifecycle) onPartComplete(s *recorder.Session, e recorder.FileEntry) {
 				lc.up.Finish(id, folder, e.File, e.Bytes, e.SHA256)
 			}
 		})
-		if recID != "" && lc.up != nil && exists {
-			lc.up.Finish(recID, folder, e.File, e.Bytes, e.SHA256)
-		}
 	})
 }
 
 // writePartRow queues a file's row, which replaces one of the same file that still waits
-// for the database. lateRow runs once it is written if the recording's own row did not
-// exist yet when the file's event came (the upload then starts from here).
-func (lc *Lifecycle) writePartRow(ctx context.Context, lr *liveRec, q *serial.Loop, p *storage.Part, what string, lateRow func(recID string)) {
-	late := p.RecordingID == ""
+// for the database, and runs then (the file's upload step) with its recording's id: at
+// once when that row is known, else once the file's row is written (the recording's own
+// row was late, so the upload starts from here).
+func (lc *Lifecycle) writePartRow(ctx context.Context, lr *liveRec, q *serial.Loop, p *storage.Part, what string, then func(recID string)) {
+	recID := p.RecordingID
+	late := recID == ""
 	lc.writeRow(ctx, lr, q, "part:"+p.File, func(ctx context.Context) error {
 		id, err := lc.rowOf(lr)
 		if err != nil {
@@ -266,10 +262,13 @@ func (lc *Lifecycle) writePartRow(ctx context.Context, lr *liveRec, q *serial.Lo
 			return fmt.Errorf("%s %s: %w", what, p.File, err)
 		}
 		if late {
-			lateRow(id)
+			then(id)
 		}
 		return nil
 	})
+	if !late {
+		then(recID)
+	}
 }
 
 func (lc *Lifecycle) onSessionClosing(s *recorder.Session) {

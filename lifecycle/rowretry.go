@@ -64,8 +64,10 @@ func (lc *Lifecycle) writeRow(ctx context.Context, lr *liveRec, q *serial.Loop, 
 		lc.scheduleRows(lr, q)
 		return
 	}
+	// Something waits, so a retry is scheduled already (scheduleRows keeps one while
+	// writes wait); this one goes after them.
 	p.put(key, do)
-	if !p.scheduled && !lc.retryRows(ctx, lr) {
+	if !p.scheduled {
 		lc.scheduleRows(lr, q)
 	}
 }
