@@ -634,16 +634,8 @@ func TestIntegrationFleetMeshFailover(t *testing.T) {
 			t.Errorf("the bot said %q %d times, want %d", what, n, want)
 		}
 	}
-	folders := callFolders(t, cfgs[other].Recordings.Dir)
-	if len(folders) != 1 {
-		t.Fatalf("the other instance's folders: %v", folders)
-	}
-	folder := filepath.Join(cfgs[other].Recordings.Dir, folders[0])
+	folder, m := finishedFolderIn(t, cfgs[other].Recordings.Dir)
 	keepOnFailure(t, folder)
-	m, err := recorder.ReadManifest(folder)
-	if err != nil || m.Status != recorder.StatusFinished {
-		t.Fatalf("manifest: %+v %v", m, err)
-	}
 	t.Logf("files:\n%s", describe(m))
 	if len(m.Resumes) != 1 || m.Resumes[0].Instance != cfgs[other].Instance.ID || m.Resumes[0].PreviousInstance != cfgs[owner].Instance.ID {
 		t.Fatalf("resumes %+v", m.Resumes)
@@ -667,9 +659,9 @@ func TestIntegrationFleetMeshFailover(t *testing.T) {
 		}
 		checkAudio(t, folder, last, 440, 660)
 		// The killed instance's file: its copy in S3 completed from its last tail.
-		checkSalvagedCopy(t, e, folders[0], m, first, killed, 440, 660)
+		checkSalvagedCopy(t, e, filepath.Base(folder), m, first, killed, 440, 660)
 	}
-	noTails(t, e.keys(t, "calls/"+folders[0]+"/"))
+	noTails(t, e.keys(t, "calls/"+filepath.Base(folder)+"/"))
 }
 
 // TestIntegrationFleetAutorecord: with two instances, !autorecord on is answered once, and
