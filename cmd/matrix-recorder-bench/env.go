@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/call/voip"
@@ -69,6 +72,10 @@ type callEnv struct {
 	bins  binaries
 	hs    *devhs.Server
 	alice *caller.Client
+	// aliceRaw is alice's account without the caller's machinery (the rooms are not
+	// encrypted): the hang-ups go through it with a transaction ID of the bench's own, so
+	// that a retried hang-up is the same event.
+	aliceRaw *mautrix.Client
 	// aliceDevice is alice's device: her party_id in every call.
 	aliceDevice string
 	audio       *caller.Media
@@ -102,6 +109,10 @@ func startCallEnv(ctx context.Context, work string, bins binaries, logf logFunc)
 		return nil, errors.Join(err, e.close())
 	}
 	e.aliceDevice = acc.DeviceID
+	if e.aliceRaw, err = mautrix.NewClient(e.hs.URL(), id.UserID(acc.UserID), acc.AccessToken); err != nil {
+		return nil, errors.Join(err, e.close())
+	}
+	e.aliceRaw.DeviceID = id.DeviceID(acc.DeviceID)
 	if e.alice, err = caller.New(ctx, caller.Options{Homeserver: e.hs.URL(), UserID: acc.UserID, AccessToken: acc.AccessToken,
 		DeviceID: acc.DeviceID, DataDir: filepath.Join(work, "alice"), Logger: quiet}); err != nil {
 		return nil, errors.Join(err, e.close())
@@ -146,6 +157,10 @@ type placedCall struct {
 	// closed after it (media flows until then).
 	hangupSent time.Time
 	hungUp     time.Time
+	// hangupTries is how many times m.call.hangup was sent; hangupErr is the last refusal
+	// when the homeserver never accepted it (the caller then only closed its connection).
+	hangupTries int
+	hangupErr   error
 }
 
 // length is how long media flowed in the call, as the caller saw it.
@@ -181,32 +196,98 @@ func (e *callEnv) placeCalls(ctx context.Context, rooms []id.RoomID) ([]*placedC
 	return calls, nil
 }
 
+// Hang-ups the homeserver refuses for a passing reason (a 5xx, 429, a timeout: Dendrite
+// on SQLite answered 500 under the soak's load) are sent again, with the same transaction
+// ID (the same event, if an earlier try was stored after all), for up to hangupRetryFor.
+const (
+	hangupRetryFor = 2 * time.Minute
+	hangupTryFor   = 30 * time.Second // one try
+)
+
 // hangUp hangs every call up (16 at a time) as caller.Call.Hangup does, m.call.hangup
-// then the connection closed, and returns when the last m.call.hangup was sent: the
-// recorders learn of the end from it.
+// then the connection closed, and returns when the last m.call.hangup the homeserver
+// accepted was sent: the recorders learn of the end from it. A refused hang-up is retried
+// (see hangupRetryFor) while the call goes on; a caller whose hang-up was never accepted
+// closes its connection anyway, with hangupErr set, and does not count for the time
+// returned (zero when none was accepted).
 func (e *callEnv) hangUp(ctx context.Context, calls []*placedCall) time.Time {
 	var mu sync.Mutex
 	var last time.Time
 	parallel(len(calls), 16, func(i int) {
 		c := calls[i]
-		hctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		err := e.alice.SendRaw(hctx, c.room, voip.TypeHangup.Type, map[string]any{
-			"call_id": c.id, "party_id": e.aliceDevice, "version": "1", "reason": "user_hangup",
+		content := map[string]any{"call_id": c.id, "party_id": e.aliceDevice, "version": "1", "reason": "user_hangup"}
+		txn := "bench-hangup-" + c.id
+		tries, err := retry(ctx, hangupRetryFor, hangupBackoff, func() error {
+			tctx, cancel := context.WithTimeout(ctx, hangupTryFor)
+			defer cancel()
+			_, err := e.aliceRaw.SendMessageEvent(tctx, c.room, event.Type{Type: voip.TypeHangup.Type, Class: event.MessageEventType}, content,
+				mautrix.ReqSendEvent{TransactionID: txn})
+			if err != nil && tctx.Err() != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%w: %w", errTryTimedOut, err)
+			}
+			return err
+		}, func(n int, err error) {
+			e.log("hang-up of %s (try %d) refused: %v", c.id, n, err)
 		})
 		sent := time.Now()
 		if err != nil {
-			e.log("hang-up of %s: %v", c.id, err)
+			e.log("hang-up of %s not accepted after %d tries: %v; closing the connection without it", c.id, tries, err)
+		} else if tries > 1 {
+			e.log("hang-up of %s accepted at try %d", c.id, tries)
 		}
 		c.call.Close()
 		mu.Lock()
-		c.hangupSent, c.hungUp = sent, time.Now()
-		if sent.After(last) {
+		c.hangupSent, c.hungUp, c.hangupTries, c.hangupErr = sent, time.Now(), tries, err
+		if err == nil && sent.After(last) {
 			last = sent
 		}
 		mu.Unlock()
 	})
 	return last
+}
+
+// errTryTimedOut marks a try that ran out of its own time (not the caller's context).
+var errTryTimedOut = errors.New("no answer in time")
+
+// hangupBackoff waits 1, 2, 4, 8 s, then 10 s between tries.
+func hangupBackoff(n int) time.Duration {
+	return min(time.Second<<min(n-1, 4), 10*time.Second)
+}
+
+// retry calls try until it succeeds, fails for good (see passing), ctx ends, or the next
+// try would start more than bound after the first. backoff(n) is the wait after the nth
+// try; refused is told of each refusal that will be retried. It returns the number of
+// tries and the last error.
+func retry(ctx context.Context, bound time.Duration, backoff func(int) time.Duration, try func() error, refused func(int, error)) (int, error) {
+	start := time.Now()
+	for n := 1; ; n++ {
+		err := try()
+		if err == nil || !passing(err) || ctx.Err() != nil {
+			return n, err
+		}
+		wait := backoff(n)
+		if time.Since(start)+wait > bound {
+			return n, err
+		}
+		refused(n, err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return n, err
+		}
+	}
+}
+
+// passing says whether a refusal may pass: a 5xx or 429 from the homeserver, a try that
+// ran out of time, or no HTTP answer at all (a connection reset). A 4xx other than 429 is
+// for good.
+func passing(err error) bool {
+	var he mautrix.HTTPError
+	if errors.As(err, &he) && he.Response != nil {
+		code := he.Response.StatusCode
+		return code >= 500 || code == http.StatusTooManyRequests
+	}
+	return !errors.Is(err, context.Canceled)
 }
 
 func closeCalls(calls []*placedCall) {

@@ -401,20 +401,92 @@ func (r report) soakSection() string {
 	w.f("heap after the last collection), `go_goroutines` from its `/metrics` and its threads. It fails (non-zero\n")
 	w.f("exit) if the anonymous resident set at the end is more than %.0f%% above the sample one interval in, or the\n", 100*soakMaxRSSGrowth)
 	w.f("goroutines grew (the least of the last three samples against the sample one interval in, so that a\n")
-	w.f("request in flight at one sample is not taken for a leak), or a call is not recorded whole. The file-backed\n")
-	w.f("part is pages of the binary and its libraries, which grow as code runs for the first time (summaries,\n")
-	w.f("uploads, notices) up to the binary's size; they are shared and reclaimable, and not judged.\n\n")
+	w.f("request in flight at one sample is not taken for a leak), or a call is not ended by the bot or not\n")
+	w.f("recorded whole. The growth from minute %.0f (or a quarter of a shorter run) to the end is printed beside\n", soakWarmup.Minutes())
+	w.f("it, not judged: it tells a warm-up from a leak. The file-backed part is pages of the binary and its\n")
+	w.f("libraries, which grow as code runs for the first time (summaries, uploads, notices) up to the binary's\n")
+	w.f("size; they are shared and reclaimable, and not judged. At the end each caller sends `m.call.hangup`; one\n")
+	w.f("the homeserver refuses (a 5xx, 429 or no answer) is sent again with the same transaction ID for up to\n")
+	w.f("%v while the call goes on, then the caller closes its connection. \"Files final\" is every file of a\n", hangupRetryFor)
+	w.f("call listed complete in its manifest (closed and synced), \"finished\" the manifest saying so (with every\n")
+	w.f("file's SHA-256), both polled every %v. Every file is then checked with ffprobe.\n\n", pollFinal)
 	verdict := "**passed**"
 	if len(s.Failed) > 0 {
 		verdict = "**failed**: " + strings.Join(s.Failed, "; ")
 	}
-	w.f("Result: %s. Growth after the first interval: anonymous resident set %+.1f%%, whole resident set %+.1f%%;\n", verdict, 100*s.AnonGrowth, 100*s.RSSGrowth)
-	w.f("goroutines %+d; packets lost %d; calls recorded whole %d/%d (worst shortfall %.1f s); files final %.2f s\n", s.GoroutineGrowth, s.Lost, s.Files.Whole, s.Calls, s.Files.Shortfall.Seconds(), s.FinalAfter.Seconds())
-	w.f("after the last hang-up (every file's manifest entry complete: closed and synced), manifests finished\n")
-	w.f("%.2f s after it (with the SHA-256 of every file, which the bot computes once the files are final).\n\n", s.FinishedAfter.Seconds())
-	w.f("| Time | Resident set | Anonymous | File-backed | GC goal | Goroutines | Threads | Bot CPU so far |\n|---|---|---|---|---|---|---|---|\n")
+	w.f("Result: %s.\n\n", verdict)
+	if len(s.Samples) >= 3 {
+		base, warm, end := s.Samples[1], s.Samples[s.Warm], s.Samples[len(s.Samples)-1]
+		w.f("- Anonymous resident set: %+.1f%% from the first interval (%s at %v → %s at %v; goal < %.0f%% %s), %+.1f%% from %v to the end (%s → %s).\n",
+			100*s.AnonGrowth, mib(base.RSSAnon), base.At, mib(end.RSSAnon), end.At, 100*soakMaxRSSGrowth, mark(s.AnonGrowth <= soakMaxRSSGrowth),
+			100*s.WarmAnonGrowth, warm.At, mib(warm.RSSAnon), mib(end.RSSAnon))
+		w.f("- Whole resident set: %+.1f%% from the first interval (%s → %s), %+.1f%% from %v; file-backed %s → %s.\n",
+			100*s.RSSGrowth, mib(base.RSS), mib(end.RSS), 100*s.WarmRSSGrowth, warm.At, mib(base.RSSFile), mib(end.RSSFile))
+		lo, hi := warm.GCGoal, warm.GCGoal
+		for _, x := range s.Samples[s.Warm:] {
+			lo, hi = min(lo, x.GCGoal), max(hi, x.GCGoal)
+		}
+		w.f("- GC goal: %s at %v, %s at the end; between %s and %s from %v on.\n", mib(base.GCGoal), base.At, mib(end.GCGoal), mib(lo), mib(hi), warm.At)
+		w.f("- Goroutines: %d at %v, %d at the end (growth %+d, judged on the least of the last three samples), %d to %d in between; threads %d → %d.\n",
+			base.Goroutines, base.At, end.Goroutines, s.GoroutineGrowth, s.GoroutinesMin, s.GoroutinesMax, base.Threads, end.Threads)
+	}
+	if s.Skipped > 0 {
+		w.f("- %d samples could not be read (the bot's `/metrics` did not answer) and are left out.\n", s.Skipped)
+	}
+	if s.Ends != nil {
+		first := s.countEnds(func(c soakCall) bool { return c.accepted() && c.HangupTries == 1 })
+		w.f("- Hang-ups: %d of %d accepted at the first try, %d after retries, %d never accepted.\n",
+			first, s.Calls, s.Accepted-first, s.Calls-s.Accepted)
+		switch {
+		case s.Accepted == 0:
+			w.f("- Files final: no hang-up was accepted, so there is no time from it.\n")
+		case s.FinalCalls == s.Accepted:
+			w.f("- Files final %.2f s after the last accepted hang-up (%d calls; goal ≤ 1 s %s; at most %.2f s after a call's own hang-up).\n",
+				s.FinalAfter.Seconds(), s.Accepted, mark(s.FinalAfter <= time.Second), s.WorstFinal.Seconds())
+		default:
+			w.f("- Files final: only %d of the %d calls whose hang-up was accepted had their files final within the wait.\n", s.FinalCalls, s.Accepted)
+		}
+		if s.Accepted > 0 && s.FinishedCalls == s.Accepted {
+			w.f("- Manifests finished %.2f s after the last accepted hang-up (after hashing every file).\n", s.FinishedAfter.Seconds())
+		} else if s.Accepted > 0 {
+			w.f("- Manifests finished: only %d of the %d calls whose hang-up was accepted within the wait.\n", s.FinishedCalls, s.Accepted)
+		}
+		w.f("- Calls ended by the bot: %d of %d within %v of the hang-ups.\n", s.countEnds(soakCall.ended), s.Calls, soakEndWait)
+		w.f("- ffprobe: %d files read, %d of %d calls recorded whole (each file holds the call minus at most %v; worst shortfall %.1f s); packets lost or late %d.\n",
+			s.Files.Files, s.Files.Whole, s.Calls, wholeSlack, s.Files.Shortfall.Seconds(), s.Lost)
+		for _, p := range s.Files.Problems {
+			w.f("  - %s\n", p)
+		}
+	}
+	if s.BotLog != "" {
+		w.f("- The bot's log: `%s`.\n", s.BotLog)
+	}
+	w.f("\n")
+	if odd := s.oddEnds(); len(odd) > 0 {
+		w.f("Calls whose hang-up was refused or that the bot did not end (times from the caller's accepted hang-up, or\n")
+		w.f("from its closed connection when none was accepted):\n\n")
+		w.f("| Call | Hang-up tries | Last refusal | Manifest at the last look | Files still written | Files final after | Finished after |\n|---|---|---|---|---|---|---|\n")
+		for _, c := range odd {
+			from := c.HangupAt
+			if !c.accepted() {
+				from = c.ClosedAt
+			}
+			refusal := c.HangupErr
+			if refusal == "" {
+				refusal = "(accepted)"
+			}
+			status := c.Status
+			if c.Interruption != "" {
+				status += " (" + c.Interruption + ")"
+			}
+			w.f("| `%s` | %d | %s | %s | %d | %s | %s |\n", c.ID, c.HangupTries, cell(refusal), cell(status), c.Recording, since(from, c.FinalAt), since(from, c.FinishedAt))
+		}
+		w.f("\n")
+	}
+	w.f("| Time | Clock (UTC) | Resident set | Anonymous | File-backed | GC goal | Goroutines | Threads | Bot CPU so far | Load |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, x := range s.Samples {
-		w.f("| %v | %s | %s | %s | %s | %d | %d | %.0f s |\n", x.At, mib(x.RSS), mib(x.RSSAnon), mib(x.RSSFile), mib(x.GCGoal), x.Goroutines, x.Threads, x.CPU.Seconds())
+		w.f("| %v | %s | %s | %s | %s | %s | %d | %d | %.0f s | %.1f |\n", x.At, x.Clock.Format("15:04:05"), mib(x.RSS), mib(x.RSSAnon), mib(x.RSSFile), mib(x.GCGoal),
+			x.Goroutines, x.Threads, x.CPU.Seconds(), x.Load)
 	}
 	w.f("\n")
 	if len(s.Heap) > 0 {
@@ -428,6 +500,36 @@ func (r report) soakSection() string {
 		w.f("\n")
 	}
 	return w.String()
+}
+
+// oddEnds are the calls whose hang-up needed retries or was refused, or that did not end.
+func (s *soakResult) oddEnds() []soakCall {
+	var out []soakCall
+	for _, c := range s.Ends {
+		if !c.accepted() || c.HangupTries > 1 || !c.ended() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// since is how long after from t came, or "not seen" for a zero t.
+func since(from, t time.Time) string {
+	if t.IsZero() {
+		return "not seen"
+	}
+	if from.IsZero() {
+		return "?"
+	}
+	return fmt.Sprintf("%.2f s", t.Sub(from).Seconds())
+}
+
+// cell makes text safe in a Markdown table cell.
+func cell(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
 }
 
 func (r report) ladderSection() string {

@@ -114,31 +114,75 @@ func (t *botTarget) waitRecording(ctx context.Context, calls []*placedCall) erro
 // is in it (the recorder hashes the files after they are final); finishedAt keeps when
 // the last call's did.
 func (t *botTarget) waitFinal(ctx context.Context, calls []*placedCall) (time.Time, error) {
+	ends, err := t.watchEnds(ctx, calls, 2*time.Minute)
 	var filesAt time.Time
-	final := map[string]bool{}
-	left := map[string]bool{}
-	for _, c := range calls {
-		left[c.id] = true
+	for _, e := range ends {
+		filesAt = later(filesAt, e.FinalAt)
+		t.finishedAt = later(t.finishedAt, e.FinishedAt)
 	}
-	err := poll(ctx, 2*time.Minute, pollFinal, func() (bool, string) {
-		for cid := range left {
-			m, err := recorder.ReadManifest(t.folders[cid])
+	return filesAt, err
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// callEnd is what the bot's manifest of one call said after the hang-up: when its files
+// were first seen final and when it first said finished (zero: not within the wait), and
+// its status at the last look ("" when it could not be read).
+type callEnd struct {
+	ID                  string
+	FinalAt, FinishedAt time.Time
+	Status              string
+	Interruption        string
+	// Recording counts the files still being written at the last look.
+	Recording int
+}
+
+// watchEnds polls every call's manifest (every pollFinal) until each says finished or d
+// has passed, and returns what it saw of each, in the order of calls; the error says
+// which were left (or that ctx ended).
+func (t *botTarget) watchEnds(ctx context.Context, calls []*placedCall, d time.Duration) ([]callEnd, error) {
+	ends := make([]callEnd, len(calls))
+	left := map[int]bool{}
+	for i, c := range calls {
+		ends[i].ID = c.id
+		left[i] = true
+	}
+	err := poll(ctx, d, pollFinal, func() (bool, string) {
+		for i := range left {
+			e := &ends[i]
+			m, err := recorder.ReadManifest(t.folders[e.ID])
 			if err != nil {
 				continue
 			}
+			e.Status, e.Interruption, e.Recording = m.Status, m.Interruption, 0
+			for _, f := range m.Tracks {
+				if f.Status == recorder.StatusRecording {
+					e.Recording++
+				}
+			}
 			finished := m.Status == recorder.StatusFinished || m.Status == recorder.StatusComplete
-			if !final[cid] && (finished || filesFinal(m)) {
-				final[cid] = true
-				filesAt = time.Now()
+			if e.FinalAt.IsZero() && (finished || filesFinal(m)) {
+				e.FinalAt = time.Now()
 			}
 			if finished {
-				delete(left, cid)
-				t.finishedAt = time.Now()
+				e.FinishedAt = time.Now()
+				delete(left, i)
 			}
 		}
-		return len(left) == 0, fmt.Sprintf("%d of %d calls not finished (%d with their files final)", len(left), len(calls), len(final))
+		final := 0
+		for _, e := range ends {
+			if !e.FinalAt.IsZero() {
+				final++
+			}
+		}
+		return len(left) == 0, fmt.Sprintf("%d of %d calls not finished (%d with their files final)", len(left), len(calls), final)
 	})
-	return filesAt, err
+	return ends, err
 }
 
 // filesFinal says whether a manifest lists files and none is still being written.
