@@ -172,6 +172,20 @@ func TestRetryHangup(t *testing.T) {
 			t.Errorf("%s: %d refusals told for %d tries", c.name, refusals, tries)
 		}
 	}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{e500, true},
+		{mautrix.HTTPError{Response: &http.Response{StatusCode: 429}}, true},
+		{e403, false},
+		{mautrix.HTTPError{WrappedError: errors.New("connection reset by peer")}, true},
+		{mautrix.HTTPError{WrappedError: context.Canceled}, false},
+	} {
+		if got := passing(c.err); got != c.want {
+			t.Errorf("passing(%v) = %v", c.err, got)
+		}
+	}
 	if hangupBackoff(1) != time.Second || hangupBackoff(4) != 8*time.Second || hangupBackoff(9) != 10*time.Second {
 		t.Errorf("backoff %v %v %v", hangupBackoff(1), hangupBackoff(4), hangupBackoff(9))
 	}
