@@ -105,21 +105,28 @@ func (lc *Lifecycle) Fleet() bool { return lc.fleet != nil }
 // loadWait is how long this instance waits before trying for a new call of kind: a
 // little per recording it runs, much longer when it is at its limit for that kind.
 func (f *fleet) loadWait(kind recorder.Kind) time.Duration {
+	d, _ := f.busyWait(kind.OneToOne(), f.perRecording, f.maxLoad)
+	return d
+}
+
+// busyWait is how long this instance waits before it tries for work others may do (a new
+// call, a room to take over; oneToOne says which limit applies): per for each recording
+// it runs, at most most, so that the least loaded instance wins; f.full when it is at its
+// limit (full), so that one that can take the work has taken it by then.
+func (f *fleet) busyWait(oneToOne bool, per, most time.Duration) (d time.Duration, full bool) {
 	lc := f.lc
 	lc.mu.Lock()
-	total, ones, groups := len(lc.live), 0, 0
+	total, ones := len(lc.live), 0
 	for _, lr := range lc.live {
 		if lr.kind.OneToOne() {
 			ones++
-		} else {
-			groups++
 		}
 	}
 	lc.mu.Unlock()
-	if (kind.OneToOne() && ones >= lc.cfg.Calls.MaxCalls) || (!kind.OneToOne() && groups >= lc.cfg.Calls.MaxGroupRecordings) {
-		return f.full
+	if (oneToOne && ones >= lc.cfg.Calls.MaxCalls) || (!oneToOne && total-ones >= lc.cfg.Calls.MaxGroupRecordings) {
+		return f.full, true
 	}
-	return min(time.Duration(total)*f.perRecording, f.maxLoad)
+	return min(time.Duration(total)*per, most), false
 }
 
 // wait is the wait before trying for a new call of kind: loadWait, or none when no other

@@ -130,6 +130,64 @@ func TestAdoptWaitLeavesOutTheStoppedOwner(t *testing.T) {
 	}
 }
 
+// An instance at its limit of group recordings waits fullWait before taking a room over,
+// like before a new call (busyWait serves both).
+func TestAdoptWaitAtTheLimit(t *testing.T) {
+	uri := startPostgres(t)
+	owner, heir := fleetMember(t, uri, "owner"), fleetMember(t, uri, "heir")
+	busyWith(heir, heir.cfg.Calls.MaxGroupRecordings, recorder.KindMesh)
+	busyWith(heir, 1, recorder.KindOneToOne)
+	deadOwnersRoom(t, owner, "!r:example.org", "20261206T120000Z_r_element-call", false)
+	expired, err := heir.db.ExpiredLeases(context.Background(), storage.WatchResource(""))
+	if err != nil || len(expired) != 1 {
+		t.Fatalf("expired: %+v %v", expired, err)
+	}
+	if w := heir.fleet.adoptWait(context.Background(), expired); w != heir.fleet.full {
+		t.Errorf("at its limit of group recordings the wait is %s; want %s", w, heir.fleet.full)
+	}
+	if w := heir.fleet.loadWait(recorder.KindOneToOne); w != min(time.Duration(heir.cfg.Calls.MaxGroupRecordings+1)*perRecordingWait, maxLoadWait) {
+		t.Errorf("for a 1:1 call (below that limit) the wait is %s", w)
+	}
+}
+
+// The end of a clean stop (handOver) hands the rooms of the recordings it paused over
+// with the store's hand-over: the lease says so, and an instance that has only just
+// reached the database again (which leaves expired leases to their holders for a lease
+// period) takes the room at once.
+func TestPausedRoomHandedOverAtTheEnd(t *testing.T) {
+	uri := startPostgres(t)
+	owner := fleetMember(t, uri, "owner")
+	rm := id.RoomID("!paused:example.org")
+	folder := "20261206T120000Z_paused_element-call"
+	roomWithRecording(t, owner, rm, folder)
+	ctx := context.Background()
+	r, err := owner.db.RecordingByFolder(ctx, folder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Status = storage.RecordingPaused
+	if err := owner.db.UpdateRecording(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	owner.mu.Lock()
+	owner.pausedHere = append(owner.pausedHere, folder)
+	owner.mu.Unlock()
+	owner.fleet.handOver(ctx)
+	l, err := owner.db.Lease(ctx, storage.WatchResource(string(rm)))
+	if err != nil || l.Owner != owner.fleet.owner || !l.HandedOver() {
+		t.Fatalf("the paused room's lease after the stop: %+v %v; want the stopped instance's, handed over", l, err)
+	}
+	heir := fleetMember(t, uri, "heir")
+	heir.fleet.dbUpFor(context.DeadlineExceeded) // its last look failed
+	heir.fleet.adopt(ctx)
+	calls := heir.calls.(*stopCalls)
+	calls.mu.Lock()
+	defer calls.mu.Unlock()
+	if len(calls.resumed) != 1 || calls.resumed[0].Room != rm {
+		t.Fatalf("resumed %+v; want the paused room at once", calls.resumed)
+	}
+}
+
 // A recording handed over while it was written: the taker's manifest lists the other
 // instance's parts as that one's copy left them (interrupted, shorter); once the other
 // instance finished them (their rows say saved), the taker's manifest has their real

@@ -145,9 +145,6 @@ type liveRec struct {
 	// Limits.
 	warnedDuration, warnedSize bool
 	stopping                   bool
-	// handedOver: a clean stop handed the recording to another instance while this one
-	// still wrote it (handover.go); its rows are that instance's from then on.
-	handedOver bool
 	// stopReason is why the recording is ending, once a limit or a person said.
 	stopReason StopReason
 	// failing counts the tracks that cannot write now; toldFailing says the room heard of
