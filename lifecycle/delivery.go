@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/rs/zerolog"
 )
 
 // linkWait is how long the summary waits for uploads before it is posted anyway (it is
@@ -71,6 +73,11 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 		lc.mu.Unlock()
 		cancel()
 	}()
+	held, release := lc.holdSummary(ctx, log, rec)
+	defer release()
+	if !held {
+		return
+	}
 	if rec.Status.Gone() {
 		return
 	}
@@ -180,6 +187,41 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 	}); err != nil {
 		log.Warn().Err(err).Msg("Could not mark the recording notified")
 	}
+}
+
+// holdSummary takes the lease on rec's summary for the rest of the delivery (once.go;
+// release gives it back), unless this process holds it already (a retry,
+// retrySummary), and reads rec again under it. false: another instance acts on the recording (a !delete): the summary is
+// left to the retries, which look at the row again then (deleted: nothing to post).
+// A lease the database cannot give does not stop the summary.
+func (lc *Lifecycle) holdSummary(ctx context.Context, log zerolog.Logger, rec *storage.Recording) (held bool, release func()) {
+	nothing := func() {}
+	if lc.once.running(onceResource(onceSummary, rec.ID)) {
+		return true, nothing
+	}
+	release, err := lc.takeOnce(ctx, onceSummary, rec.ID)
+	var busy *errOnceBusy
+	switch {
+	case errors.As(err, &busy):
+		log.Info().Str("recording", rec.ID).Str("by", busy.holder).Msg("Another instance acts on the recording; its summary is retried later")
+		if _, err := lc.db.ModifyRecording(context.WithoutCancel(ctx), rec.ID, func(r *storage.Recording) {
+			if !r.Status.Gone() && !r.Status.Live() {
+				r.Status = storage.RecordingFailedNotify
+			}
+		}); err != nil {
+			log.Warn().Err(err).Msg("Could not mark the recording's summary for a retry")
+		}
+		return false, nothing
+	case err != nil:
+		log.Warn().Err(err).Str("recording", rec.ID).Msg("Could not take the lease on the recording's summary; posting it all the same")
+		return true, nothing
+	}
+	if lc.fleet != nil {
+		if cur, err := lc.db.Recording(ctx, rec.ID); err == nil {
+			*rec = *cur
+		}
+	}
+	return true, release
 }
 
 // linksPosted counts the time from a recording's end to its summary with links in the
@@ -392,7 +434,7 @@ func (lc *Lifecycle) retrySummary(ctx context.Context, r *storage.Recording) {
 	if _, err := os.Stat(filepath.Join(lc.cfg.Recordings.Dir, filepath.Base(r.Folder), recorder.ManifestFile)); err != nil {
 		return // another instance has the folder
 	}
-	ok, release := lc.claimOnce(ctx, "summary", r.ID)
+	ok, release := lc.claimOnce(ctx, onceSummary, r.ID)
 	if !ok {
 		return
 	}

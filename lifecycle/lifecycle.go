@@ -72,6 +72,8 @@ type Lifecycle struct {
 	// SQLite); busy is Options.Busy.
 	fleet *fleet
 	busy  func(room id.RoomID) bool
+	// once holds the once-only actions on recordings running here (once.go).
+	once onceActions
 	// pausedHere lists the folders of recordings paused by this run's clean stop (lc.mu):
 	// on a shared database they are handed over to the other instances (adopt.go).
 	pausedHere []string
@@ -260,6 +262,7 @@ func (lc *Lifecycle) Run(ctx context.Context) {
 			lc.fleet.sweep(ctx)
 			lc.fleet.snapshot(ctx)
 		})
+		lc.goLoop("once", lc.fleet.onceTTL/3, lc.fleet.onceRound)
 		lc.goLoop("adopt", adoptEvery, func(ctx context.Context) {
 			select {
 			case <-lc.ready:

@@ -14,6 +14,7 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // hookChat is a fakeChat that runs onNotice (once) before its first notice.
@@ -200,4 +201,196 @@ func TestFleetSummaryRetriedOnce(t *testing.T) {
 	if n := chats[c].postCalls(); n != 0 {
 		t.Errorf("the instance without the folder tried %d posts", n)
 	}
+}
+
+// askDelete runs !delete of recID on lc as admin (power 100) and returns its answer: the
+// notices it posted and the message of the user error it returned.
+func askDelete(t *testing.T, lc *Lifecycle, chat *fakeChat, recID string) string {
+	t.Helper()
+	chat.mu.Lock()
+	if chat.levels == nil {
+		chat.levels = map[id.RoomID]map[id.UserID]int{}
+	}
+	chat.levels[room] = map[id.UserID]int{admin: 100}
+	chat.mu.Unlock()
+	before := len(chat.texts(room))
+	err := lc.Delete(context.Background(), Request{Room: room, Sender: admin, Event: "$del", Args: []string{recID}})
+	got := chat.texts(room)[before:]
+	var ue usererr.Error
+	switch {
+	case err == nil:
+	case asUserError(err, &ue):
+		got = append(got, ue.Msg)
+	default:
+		t.Fatalf("!delete %s: %v", recID, err)
+	}
+	return joined(got)
+}
+
+// A !delete on one instance of a fleet while another deletes the same recording because
+// it expired: the recording is deleted and announced once, and the !delete says who is
+// at it instead of a second deletion.
+func TestFleetDeleteWhileAnotherExpiresIt(t *testing.T) {
+	now := time.Now()
+	a, b, chatA, chatB, recID := retentionMembers(t, now, now.Add(-time.Minute))
+	ctx := context.Background()
+	var answer string
+	calls := 0
+	var mu sync.Mutex
+	a.now = func() time.Time {
+		mu.Lock()
+		calls++
+		second := calls == 2
+		mu.Unlock()
+		if second { // deleteRecording's: the row is not marked removed yet
+			answer = askDelete(t, b, chatB.fakeChat, recID)
+		}
+		return now
+	}
+	a.retention(ctx)
+	if n := noticesWith("Deleted the recording", chatA, chatB); n != 1 {
+		t.Errorf("%d deletion notices, want 1: %q %q", n, chatA.texts(room), chatB.texts(room))
+	}
+	if !strings.Contains(answer, "Recorder instance rec-a is handling the expiry or the deletion of the recording "+recID) {
+		t.Errorf("the !delete during the expiry answered %q", answer)
+	}
+	// Done: a !delete now says so.
+	if got := askDelete(t, b, chatB.fakeChat, recID); !strings.Contains(got, "already deleted") {
+		t.Errorf("the !delete after the expiry answered %q", got)
+	}
+}
+
+// Two !delete of one recording at once, on two instances of a fleet: one deletes it.
+func TestFleetDeleteTwiceAtOnce(t *testing.T) {
+	uri := startPostgres(t)
+	a, b := fleetMember(t, uri, "rec-a"), fleetMember(t, uri, "rec-b")
+	chatA, chatB := &hookChat{fakeChat: &fakeChat{}}, &hookChat{fakeChat: &fakeChat{}}
+	a.chat, b.chat = chatA, chatB
+	recID := sharedRecording(t, a, storage.RecordingNotified, nil, a, b)
+	var answer string
+	// b's !delete arrives while a's deletes (deleteRecording reads the clock as it marks
+	// the row removed).
+	var armed sync.Once
+	now := a.now
+	a.now = func() time.Time {
+		armed.Do(func() { answer = askDelete(t, b, chatB.fakeChat, recID) })
+		return now()
+	}
+	first := askDelete(t, a, chatA.fakeChat, recID)
+	if !strings.Contains(first, "Deleted the recording "+recID) {
+		t.Errorf("the first !delete answered %q", first)
+	}
+	if !strings.Contains(answer, "Recorder instance rec-a is handling") {
+		t.Errorf("the second !delete answered %q", answer)
+	}
+	if n := noticesWith("Deleted the recording", chatA, chatB); n != 1 {
+		t.Errorf("%d deletion notices, want 1", n)
+	}
+}
+
+// A !delete while another instance posts the recording's summary (its delivery waits for
+// the uploads there) is refused, naming that instance; once the summary is out it
+// deletes. A summary whose delivery finds a deletion at work elsewhere is not posted but
+// left to the retries (which then find the recording deleted).
+func TestFleetDeleteWaitsForTheSummary(t *testing.T) {
+	uri := startPostgres(t)
+	a, b := fleetMember(t, uri, "rec-a"), fleetMember(t, uri, "rec-b")
+	chatB := &fakeChat{}
+	b.chat = chatB
+	recID := sharedRecording(t, a, storage.RecordingSaved, nil, a, b)
+	ctx := context.Background()
+	release, err := a.takeOnce(ctx, onceSummary, recID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := askDelete(t, b, chatB, recID); !strings.Contains(got, "Recorder instance rec-a is still uploading the recording "+recID) {
+		t.Errorf("!delete during the summary answered %q", got)
+	}
+	if r, err := b.db.Recording(ctx, recID); err != nil || r.Status.Gone() {
+		t.Fatalf("the recording after the refused !delete: %+v %v", r, err)
+	}
+	release()
+	// The other way round: b deletes, a's delivery starts meanwhile.
+	releaseB, err := b.takeOnce(ctx, onceSummary, recID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.db.Recording(ctx, recID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held, _ := a.holdSummary(ctx, a.log, r); held {
+		t.Error("a delivered the summary while b held its lease")
+	}
+	if r, err := a.db.Recording(ctx, recID); err != nil || r.Status != storage.RecordingFailedNotify {
+		t.Errorf("the recording after the delivery gave way: %+v %v; want failed_notify (retried)", r, err)
+	}
+	releaseB()
+	if got := askDelete(t, b, chatB, recID); !strings.Contains(got, "Deleted the recording "+recID) {
+		t.Errorf("!delete after the summary answered %q", got)
+	}
+}
+
+// On one instance (SQLite too) a !delete while the retention loop acts on the same
+// recording is refused rather than done twice.
+func TestDeleteWhileRetentionActsHere(t *testing.T) {
+	e := newEnv(t, nil)
+	e.chat.levels[room] = map[id.UserID]int{admin: 100}
+	recID := e.finishedRecording(t, alice)
+	release, err := e.lc.takeOnce(context.Background(), onceRemoval, recID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ask(t, admin, e.lc.Delete, recID); !strings.Contains(got, "This recorder is handling the expiry or the deletion") {
+		t.Errorf("!delete during retention answered %q", got)
+	}
+	release()
+	if got := e.ask(t, admin, e.lc.Delete, recID); !strings.Contains(got, "Deleted the recording "+recID) {
+		t.Errorf("!delete after it answered %q", got)
+	}
+}
+
+// A once-only action that runs longer than its lease keeps it: the renewal loop renews
+// it, so another instance cannot take it (and do the action again) until it ends; the
+// other instance's round does not delete it either. Once it ends the lease is free.
+func TestOnceLeaseRenewedWhileTheActionRuns(t *testing.T) {
+	uri := startPostgres(t)
+	a, b := fleetMember(t, uri, "rec-a"), fleetMember(t, uri, "rec-b")
+	for _, lc := range []*Lifecycle{a, b} {
+		lc.fleet.onceTTL = 300 * time.Millisecond
+	}
+	ctx := context.Background()
+	ok, release := a.claimOnce(ctx, onceSummary, "rec1")
+	if !ok {
+		t.Fatal("a could not take a free lease")
+	}
+	if ok, _ := a.claimOnce(ctx, onceSummary, "rec1"); ok {
+		t.Fatal("a second claim in the same process got the lease it holds")
+	}
+	rounds, stop := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(rounds)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(a.fleet.onceTTL / 3):
+			}
+			a.fleet.onceRound(ctx)
+			b.fleet.onceRound(ctx)
+		}
+	}()
+	for end := time.Now().Add(4 * a.fleet.onceTTL); time.Now().Before(end); time.Sleep(a.fleet.onceTTL / 5) {
+		if ok, _ := b.claimOnce(ctx, onceSummary, "rec1"); ok {
+			t.Fatal("b took the lease of an action a still runs")
+		}
+	}
+	close(stop)
+	<-rounds
+	release()
+	ok, releaseB := b.claimOnce(ctx, onceSummary, "rec1")
+	if !ok {
+		t.Fatal("b could not take the lease after a's action ended")
+	}
+	releaseB()
 }

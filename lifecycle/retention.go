@@ -52,7 +52,7 @@ func (lc *Lifecycle) retention(ctx context.Context) {
 // on the row as it is once the lease is held (another may have acted already), so the
 // room gets one notice and one deletion, never one per instance.
 func (lc *Lifecycle) retain(ctx context.Context, recID string, now time.Time) {
-	ok, release := lc.claimOnce(ctx, "retention", recID)
+	ok, release := lc.claimOnce(ctx, onceRemoval, recID)
 	if !ok {
 		return
 	}
