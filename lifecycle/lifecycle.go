@@ -74,6 +74,9 @@ type Lifecycle struct {
 	busy  func(room id.RoomID) bool
 	// once holds the once-only actions on recordings running here (once.go).
 	once onceActions
+	// removedLook is when sweepRemoved last looked for recordings deleted elsewhere
+	// (zero: not yet; only the retention loop touches it).
+	removedLook time.Time
 	// pausedHere lists the folders of recordings paused by this run's clean stop (lc.mu):
 	// on a shared database they are handed over to the other instances (adopt.go).
 	pausedHere []string

@@ -52,8 +52,13 @@ func retentionMembers(t *testing.T, now, expires time.Time) (a, b *Lifecycle, ch
 // (a manifest and a file) on each of on.
 func sharedRecording(t *testing.T, db *Lifecycle, status storage.RecordingStatus, mutate func(*storage.Recording), on ...*Lifecycle) string {
 	t.Helper()
+	return sharedRecordingIn(t, "20250102T030405Z_room_c", db, status, mutate, on...)
+}
+
+// sharedRecordingIn is sharedRecording in folder.
+func sharedRecordingIn(t *testing.T, folder string, db *Lifecycle, status storage.RecordingStatus, mutate func(*storage.Recording), on ...*Lifecycle) string {
+	t.Helper()
 	ctx := context.Background()
-	folder := "20250102T030405Z_room_c"
 	start := time.Now().Add(-time.Hour).UTC()
 	end := start.Add(30 * time.Second)
 	m := recorder.Manifest{
@@ -393,4 +398,61 @@ func TestOnceLeaseRenewedWhileTheActionRuns(t *testing.T) {
 		t.Fatal("b could not take the lease after a's action ended")
 	}
 	releaseB()
+}
+
+// An instance removes its local copies of recordings deleted elsewhere: at its first look
+// those its disk holds, then those deleted since its previous look (with removedOverlap),
+// not every recording ever deleted at every look.
+func TestSweepRemovedLooksSinceItsLastLook(t *testing.T) {
+	uri := startPostgres(t)
+	a, b := fleetMember(t, uri, "rec-a"), fleetMember(t, uri, "rec-b")
+	ctx := context.Background()
+	clock := time.Now()
+	a.now = func() time.Time { return clock }
+	b.now = func() time.Time { return clock }
+	shared := func(folder string, deletedAt time.Time) string {
+		t.Helper()
+		recID := sharedRecordingIn(t, folder, a, storage.RecordingNotified, nil, a, b)
+		r, err := a.db.Recording(ctx, recID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := clock
+		a.now = func() time.Time { return deletedAt }
+		if err := a.deleteRecording(ctx, r, storage.RemovedByRequest); err != nil {
+			t.Fatal(err)
+		}
+		a.now = func() time.Time { return at }
+		return folder
+	}
+	onB := func(folder string) bool {
+		_, err := os.Stat(filepath.Join(b.cfg.Recordings.Dir, folder))
+		return err == nil
+	}
+	// Deleted long before b's first look: that look asks about its disk's folders.
+	first := shared("20250102T030405Z_room_first", clock.Add(-48*time.Hour))
+	b.sweepRemoved(ctx, clock)
+	if onB(first) {
+		t.Error("b's first look left the local copy of a recording deleted before it")
+	}
+	// Deleted after b's previous look, within the overlap before it by the deleter's clock.
+	clock = clock.Add(time.Minute)
+	second := shared("20250102T030405Z_room_second", clock.Add(-removedOverlap/2))
+	b.sweepRemoved(ctx, clock)
+	if onB(second) {
+		t.Error("b's next look left the local copy of a recording deleted since its previous one")
+	}
+	// Deleted (by its row) long before b's previous look: the next looks do not see it
+	// any more; a new process's first look does.
+	clock = clock.Add(time.Minute)
+	old := shared("20250102T030405Z_room_old", clock.Add(-3*removedOverlap))
+	b.sweepRemoved(ctx, clock)
+	if !onB(old) {
+		t.Error("b's next look went back further than its previous look and the overlap")
+	}
+	b.removedLook = time.Time{} // a restart
+	b.sweepRemoved(ctx, clock)
+	if onB(old) {
+		t.Error("a new process's first look left a deleted recording's local copy")
+	}
 }

@@ -26,12 +26,12 @@ func (lc *Lifecycle) retentionInterval() time.Duration {
 
 // retention tells rooms about recordings that expire soon and deletes expired ones.
 func (lc *Lifecycle) retention(ctx context.Context) {
+	now := lc.now()
 	lc.sweepLocal(ctx)
-	lc.sweepRemoved(ctx)
+	lc.sweepRemoved(ctx, now)
 	if lc.cfg.Recordings.ExpireAfter.D() <= 0 {
 		return
 	}
-	now := lc.now()
 	soon, err := lc.db.ExpiringBefore(ctx, now.Add(lc.cfg.Recordings.ExpireNotice.D()))
 	if err != nil {
 		lc.log.Warn().Err(err).Msg("Could not list expiring recordings")
@@ -83,18 +83,36 @@ func (lc *Lifecycle) retain(ctx context.Context, recID string, now time.Time) {
 	}
 }
 
+// removedOverlap is how far before its previous look each look for recordings deleted
+// elsewhere reaches (sweepRemoved): a deletion's time is the deleting instance's clock,
+// and a deletion that was under way at the previous look is seen at the next.
+const removedOverlap = time.Hour
+
 // sweepRemoved removes this instance's local folders of recordings that another instance
 // of the fleet deleted (expired or !delete): deleteRecording removes only the folder of
 // the instance that runs it, and the files of a deleted recording must be gone everywhere.
-func (lc *Lifecycle) sweepRemoved(ctx context.Context) {
+// It looks at the deletions since its previous look (with removedOverlap), not at every
+// recording ever deleted; the first look of a process, which may have been stopped while
+// others deleted, asks about the folders on its disk instead. start is the look's time.
+func (lc *Lifecycle) sweepRemoved(ctx context.Context, start time.Time) {
 	if lc.fleet == nil {
 		return
 	}
-	recs, err := lc.db.RecordingsWithStatus(ctx, storage.RecordingExpired, storage.RecordingDeleted)
+	var recs []*storage.Recording
+	var err error
+	if lc.removedLook.IsZero() {
+		var folders []string
+		if folders, err = localFolders(lc.cfg.Recordings.Dir); err == nil {
+			recs, err = lc.db.RemovedAmong(ctx, folders)
+		}
+	} else {
+		recs, err = lc.db.RemovedSince(ctx, lc.removedLook.Add(-removedOverlap))
+	}
 	if err != nil {
 		lc.log.Warn().Err(err).Msg("Could not list the deleted recordings")
 		return
 	}
+	failed := false
 	for _, r := range recs {
 		folder := filepath.Join(lc.cfg.Recordings.Dir, filepath.Base(r.Folder))
 		if _, err := os.Lstat(folder); err != nil {
@@ -102,10 +120,29 @@ func (lc *Lifecycle) sweepRemoved(ctx context.Context) {
 		}
 		if err := os.RemoveAll(folder); err != nil {
 			lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not delete the local copy of a deleted recording")
+			failed = true
 			continue
 		}
 		lc.log.Info().Str("recording", r.ID).Str("folder", r.Folder).Msg("Deleted the local copy of a recording deleted elsewhere in the fleet")
 	}
+	if !failed { // else the next look covers this one's deletions again
+		lc.removedLook = start
+	}
+}
+
+// localFolders lists the names of the folders in dir.
+func localFolders(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list the recordings folder: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
 }
 
 func (lc *Lifecycle) expire(ctx context.Context, r *storage.Recording) {
