@@ -76,7 +76,7 @@ func (d *downRows) ModifyRecording(ctx context.Context, id string, fn func(r *st
 	if err != nil {
 		return nil, err
 	}
-	return r, d.take("modify recording "+string(status))
+	return r, d.take("modify recording " + string(status))
 }
 
 func (d *downRows) SavePart(ctx context.Context, p *storage.Part) error {

@@ -1,0 +1,117 @@
+package lifecycle
+
+import (
+	"bytes"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
+)
+
+// fakeS3 is an in-process object store for unit tests that store and read small objects
+// (a manifest's copy): single PUTs and GETs of one bucket, path style. Integration tests
+// use a real S3 server (internal/devs3).
+type fakeS3 struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+	puts    []string
+}
+
+// newFakeS3 starts a fakeS3 and returns a store on it.
+func newFakeS3(t *testing.T) (*fakeS3, *s3store.Store) {
+	t.Helper()
+	f := &fakeS3{objects: map[string][]byte{}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	store, err := s3store.New(s3store.Config{Endpoint: strings.TrimPrefix(srv.URL, "http://"), Bucket: "bucket", Region: "us-east-1",
+		AccessKey: "a", SecretKey: "s", PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, store
+}
+
+func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := strings.TrimPrefix(r.URL.Path, "/bucket/")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch r.Method {
+	case http.MethodPut:
+		data, err := io.ReadAll(r.Body)
+		if err == nil && strings.HasPrefix(r.Header.Get("X-Amz-Content-Sha256"), "STREAMING-") {
+			data, err = unchunk(data)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		f.objects[key] = data
+		f.puts = append(f.puts, key)
+		sum := md5.Sum(data)
+		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:])+`"`)
+	case http.MethodGet, http.MethodHead:
+		data, ok := f.objects[key]
+		if !ok {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusNotFound)
+			if r.Method == http.MethodGet {
+				_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>no such key</Message><Key>`+key+`</Key></Error>`)
+			}
+			return
+		}
+		sum := md5.Sum(data)
+		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:])+`"`)
+		w.Header().Set("Last-Modified", "Mon, 07 Dec 2026 00:00:00 GMT")
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		if r.Method == http.MethodGet {
+			_, _ = w.Write(data)
+		}
+	default:
+		http.Error(w, "not implemented", http.StatusNotImplemented)
+	}
+}
+
+// putsOf lists the keys stored so far that end in suffix.
+func (f *fakeS3) putsOf(suffix string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, k := range f.puts {
+		if strings.HasSuffix(k, suffix) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// unchunk decodes a body sent with a streaming signature (aws-chunked: "<hex size>;
+// chunk-signature=...\r\n<data>\r\n", until a chunk of size 0), which the S3 client
+// uses over plain HTTP.
+func unchunk(body []byte) ([]byte, error) {
+	var out []byte
+	for {
+		line, rest, ok := bytes.Cut(body, []byte("\r\n"))
+		if !ok {
+			return nil, errors.New("aws-chunked: no chunk header")
+		}
+		sizeHex, _, _ := bytes.Cut(line, []byte(";"))
+		n, err := strconv.ParseInt(string(sizeHex), 16, 64)
+		if err != nil || n < 0 || int64(len(rest)) < n+2 {
+			return nil, fmt.Errorf("aws-chunked: bad chunk %q", line)
+		}
+		if n == 0 {
+			return out, nil
+		}
+		out = append(out, rest[:n]...)
+		body = rest[n+2:]
+	}
+}
