@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
 // Tails: in a fleet, a file that is being written reaches object storage in whole parts
@@ -130,18 +131,20 @@ func (f *follower) playableEnd(path string, size int64) (int64, int64) {
 	return size, -1
 }
 
-// base is where the file's tail starts: the end of the whole parts sent from its start.
-func (f *follower) base(uploadID string) int64 {
+// wholeParts lists where the whole parts sent from the file's start end: ends[j] is the
+// end of part j, ends[0] the file's start. A tail starts at one of them (the last, unless
+// a kill came between a part and the next tail). Without a multipart upload there is none.
+func wholeParts(uploadID string, chunks map[int]storage.Chunk) []int64 {
+	ends := []int64{0}
 	if uploadID == "" {
-		return 0
+		return ends
 	}
-	var end int64
 	for n := 1; ; n++ {
-		c, ok := f.chunks[n]
-		if !ok || c.Offset != end || c.Size < MinPartSize {
-			return end
+		c, ok := chunks[n]
+		if !ok || c.Offset != ends[n-1] || c.Size < MinPartSize {
+			return ends
 		}
-		end += c.Size
+		ends = append(ends, c.Offset+c.Size)
 	}
 }
 
@@ -158,7 +161,8 @@ func (u *Uploader) keepTail(ctx context.Context, f *follower, uploadID, path, ke
 		return
 	}
 	end, ms := f.playableEnd(path, fi.Size())
-	base := f.base(uploadID)
+	ends := wholeParts(uploadID, f.chunks)
+	base := ends[len(ends)-1]
 	if t.start != base || t.end < base {
 		t.stale = append(t.stale, t.segs...)
 		t.segs, t.start, t.end = nil, base, base
