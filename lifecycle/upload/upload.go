@@ -733,14 +733,7 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 		return false, fmt.Errorf("the upload of %s changed while it was checked", key)
 	default:
 		webhook := u.earlyEvent(row.Bucket, key, row.Bytes, row.ETag) || (cur.Status == storage.UploadConfirmed && strings.Contains(cur.ConfirmedBy, "webhook"))
-		row.Status = storage.UploadConfirmed
-		row.ConfirmedBy = "head"
-		if webhook {
-			row.ConfirmedBy = "head+webhook"
-		}
-		row.ConfirmedAt = time.Now()
-		row.LastError = ""
-		if err := u.db.UpdateUpload(ctx, row); err != nil {
+		if err := u.markConfirmed(ctx, row, readBack(webhook)); err != nil {
 			return false, err
 		}
 	}
@@ -749,6 +742,25 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 		u.opts.OnConfirmed(row)
 	}
 	return true, nil
+}
+
+// markConfirmed records the copy of row as confirmed now, by (how it was checked:
+// "head", "webhook" or "head+webhook").
+func (u *Uploader) markConfirmed(ctx context.Context, row *storage.Upload, by string) error {
+	row.Status = storage.UploadConfirmed
+	row.ConfirmedBy = by
+	row.ConfirmedAt = time.Now()
+	row.LastError = ""
+	return u.db.UpdateUpload(ctx, row)
+}
+
+// readBack is how a copy read back (HEAD) is confirmed: "head", and "head+webhook"
+// when the store's notification for it came too.
+func readBack(webhook bool) string {
+	if webhook {
+		return "head+webhook"
+	}
+	return "head"
 }
 
 // ConfirmFromStore handles the store's own notification that an object was created
@@ -794,10 +806,7 @@ func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, siz
 		if !sameObject(row.Bytes, row.ETag, size, etag) {
 			return true, fmt.Errorf("store event for %s: size %d ETag %s, expected %d %s", key, size, etag, row.Bytes, row.ETag)
 		}
-		row.Status = storage.UploadConfirmed
-		row.ConfirmedBy = "webhook"
-		row.ConfirmedAt = time.Now()
-		return true, u.db.UpdateUpload(ctx, row)
+		return true, u.markConfirmed(ctx, row, "webhook")
 	}
 	return true, nil
 }
