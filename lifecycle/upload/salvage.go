@@ -77,12 +77,11 @@ func (u *Uploader) Salvage(recordingID, folder, file string, done func(Salvaged)
 // salvage is one attempt of Salvage.
 func (u *Uploader) salvage(ctx context.Context, f *follower) (Salvaged, error) {
 	none := Salvaged{MediaMs: -1}
-	select {
-	case u.sem <- struct{}{}:
-	case <-ctx.Done():
-		return none, ctx.Err()
+	release, err := u.slot(ctx)
+	if err != nil {
+		return none, err
 	}
-	defer func() { <-u.sem }()
+	defer release()
 	key := u.store.Key(f.folder, f.key.file)
 	row, err := u.db.EnsureUpload(ctx, f.key.rec, f.key.file, u.store.Bucket(), key)
 	if err != nil {

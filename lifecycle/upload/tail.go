@@ -185,21 +185,14 @@ func (u *Uploader) keepTail(ctx context.Context, f *follower, uploadID, path, ke
 
 // putSegment stores the file's bytes [from, to) as a tail segment.
 func (u *Uploader) putSegment(ctx context.Context, f *follower, path, key string, from, to, ms int64) error {
-	select {
-	case u.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := u.slot(ctx)
+	if err != nil {
+		return err
 	}
-	defer func() { <-u.sem }()
+	defer release()
 	data := make([]byte, to-from)
-	file, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	_, err = file.ReadAt(data, from)
-	_ = file.Close()
-	if err != nil {
-		return fmt.Errorf("read %s at %d: %w", path, from, err)
+	if err := readAt(path, data, from); err != nil {
+		return err
 	}
 	if f.mkv != nil {
 		f.mkv.patch(data, from) // as the whole parts are: what is known final is sent final

@@ -475,23 +475,16 @@ func (u *Uploader) sendGrowing(ctx context.Context, f *follower, row *storage.Up
 // collects the part's MD5; patch, when set, changes the bytes into what they will be
 // once the file is final.
 func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Upload, path, key string, n int, off, size int64, h io.Writer, sums *[][]byte, patch func([]byte, int64)) error {
-	select {
-	case u.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := u.slot(ctx)
+	if err != nil {
+		return err
 	}
-	defer func() { <-u.sem }()
+	defer release()
 	bp := u.bufs.Get().(*[]byte)
 	defer u.bufs.Put(bp)
 	buf := (*bp)[:size]
-	file, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	_, err = file.ReadAt(buf, off)
-	_ = file.Close()
-	if err != nil {
-		return fmt.Errorf("read %s at %d: %w", path, off, err)
+	if err := readAt(path, buf, off); err != nil {
+		return err
 	}
 	if patch != nil {
 		patch(buf, off)
@@ -535,6 +528,31 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 	f.chunks[n] = c
 	if u.opts.OnSent != nil {
 		u.opts.OnSent(size)
+	}
+	return nil
+}
+
+// slot takes one of the Concurrency slots that bound the transfers in flight (and their
+// buffers) across all files; release gives it back.
+func (u *Uploader) slot(ctx context.Context) (release func(), err error) {
+	select {
+	case u.sem <- struct{}{}:
+		return func() { <-u.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// readAt reads len(buf) bytes of the file at path from offset off.
+func readAt(path string, buf []byte, off int64) error {
+	file, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	_, err = file.ReadAt(buf, off)
+	_ = file.Close()
+	if err != nil {
+		return fmt.Errorf("read %s at %d: %w", path, off, err)
 	}
 	return nil
 }
