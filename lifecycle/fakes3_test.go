@@ -14,36 +14,50 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
 )
 
 // fakeS3 is an in-process object store for unit tests that store and read small objects
-// (a manifest's copy): single PUTs and GETs of one bucket, path style. Integration tests
-// use a real S3 server (internal/devs3).
+// (a manifest's copy): single PUTs and GETs of one bucket, path style, as the store's
+// client's transport. It notes what was stored, and can be down (every request answered
+// with 503). Integration tests use a real S3 server (internal/devs3).
 type fakeS3 struct {
-	mu      sync.Mutex
-	objects map[string][]byte
-	puts    []string
+	mu        sync.Mutex
+	objects   map[string][]byte
+	puts      []string
+	manifests [][]byte // the manifest copies stored since the last takeManifests
+	down      bool
 }
 
-// newFakeS3 starts a fakeS3 and returns a store on it.
+// newFakeS3 returns a fakeS3 and a store on it.
 func newFakeS3(t *testing.T) (*fakeS3, *s3store.Store) {
 	t.Helper()
 	f := &fakeS3{objects: map[string][]byte{}}
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	store, err := s3store.New(s3store.Config{Endpoint: strings.TrimPrefix(srv.URL, "http://"), Bucket: "bucket", Region: "us-east-1",
-		AccessKey: "a", SecretKey: "s", PathStyle: true})
+	store, err := s3store.New(s3store.Config{Endpoint: "s3.test", Bucket: "recordings", Region: "us-east-1",
+		AccessKey: "a", SecretKey: "s", PathStyle: true, Transport: f})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f, store
 }
 
-func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	key := strings.TrimPrefix(r.URL.Path, "/bucket/")
+func (f *fakeS3) RoundTrip(r *http.Request) (*http.Response, error) {
+	w := httptest.NewRecorder()
+	f.serve(w, r)
+	res := w.Result()
+	res.Request = r
+	return res, nil
+}
+
+func (f *fakeS3) serve(w http.ResponseWriter, r *http.Request) {
+	key := strings.TrimPrefix(r.URL.Path, "/recordings/")
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.down {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	switch r.Method {
 	case http.MethodPut:
 		data, err := io.ReadAll(r.Body)
@@ -56,6 +70,9 @@ func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.objects[key] = data
 		f.puts = append(f.puts, key)
+		if strings.HasSuffix(key, "/"+recorder.ManifestFile) {
+			f.manifests = append(f.manifests, data)
+		}
 		sum := md5.Sum(data)
 		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:])+`"`)
 	case http.MethodGet, http.MethodHead:
@@ -78,6 +95,21 @@ func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, "not implemented", http.StatusNotImplemented)
 	}
+}
+
+func (f *fakeS3) setDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
+}
+
+// takeManifests returns the manifest copies stored since the last call.
+func (f *fakeS3) takeManifests() [][]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.manifests
+	f.manifests = nil
+	return out
 }
 
 // putsOf lists the keys stored so far that end in suffix.
