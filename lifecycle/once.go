@@ -3,6 +3,8 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,11 +77,7 @@ func (o *onceActions) running(res string) bool {
 func (o *onceActions) list() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := make([]string, 0, len(o.held))
-	for res := range o.held {
-		out = append(out, res)
-	}
-	return out
+	return slices.Collect(maps.Keys(o.held))
 }
 
 // errOnceBusy: the action runs already, in this process or (holder set) on another

@@ -14,7 +14,6 @@ import (
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
-	"github.com/matrix-recorder/matrix-recorder/usererr"
 )
 
 // hookChat is a fakeChat that runs onNotice (once) before its first notice.
@@ -127,18 +126,7 @@ func TestFleetExpiryDeletesOnce(t *testing.T) {
 	now := time.Now()
 	a, b, chatA, chatB, recID := retentionMembers(t, now, now.Add(-time.Minute))
 	ctx := context.Background()
-	calls := 0
-	var mu sync.Mutex
-	a.now = func() time.Time {
-		mu.Lock()
-		calls++
-		second := calls == 2
-		mu.Unlock()
-		if second { // deleteRecording's: the row is not marked removed yet
-			b.retention(ctx)
-		}
-		return now
-	}
+	a.now = atRead(now, 2, func() { b.retention(ctx) }) // retention's, then deleteRecording's
 	a.retention(ctx)
 	b.retention(ctx)
 	if n := noticesWith("Deleted the recording", chatA, chatB); n != 1 {
@@ -208,8 +196,7 @@ func TestFleetSummaryRetriedOnce(t *testing.T) {
 	}
 }
 
-// askDelete runs !delete of recID on lc as admin (power 100) and returns its answer: the
-// notices it posted and the message of the user error it returned.
+// askDelete runs !delete of recID on lc as admin (power 100) and returns its answer.
 func askDelete(t *testing.T, lc *Lifecycle, chat *fakeChat, recID string) string {
 	t.Helper()
 	chat.mu.Lock()
@@ -218,18 +205,25 @@ func askDelete(t *testing.T, lc *Lifecycle, chat *fakeChat, recID string) string
 	}
 	chat.levels[room] = map[id.UserID]int{admin: 100}
 	chat.mu.Unlock()
-	before := len(chat.texts(room))
-	err := lc.Delete(context.Background(), Request{Room: room, Sender: admin, Event: "$del", Args: []string{recID}})
-	got := chat.texts(room)[before:]
-	var ue usererr.Error
-	switch {
-	case err == nil:
-	case asUserError(err, &ue):
-		got = append(got, ue.Msg)
-	default:
-		t.Fatalf("!delete %s: %v", recID, err)
+	return askWith(t, chat, admin, lc.Delete, recID)
+}
+
+// atRead is a clock at now that runs fn when it is read the nth time (once): where a
+// deletion reads it (deleteRecording, as it marks the row removed), another instance
+// acts while the row is not marked yet.
+func atRead(now time.Time, n int, fn func()) func() time.Time {
+	var mu sync.Mutex
+	reads := 0
+	return func() time.Time {
+		mu.Lock()
+		reads++
+		due := reads == n
+		mu.Unlock()
+		if due {
+			fn()
+		}
+		return now
 	}
-	return joined(got)
 }
 
 // A !delete on one instance of a fleet while another deletes the same recording because
@@ -240,18 +234,7 @@ func TestFleetDeleteWhileAnotherExpiresIt(t *testing.T) {
 	a, b, chatA, chatB, recID := retentionMembers(t, now, now.Add(-time.Minute))
 	ctx := context.Background()
 	var answer string
-	calls := 0
-	var mu sync.Mutex
-	a.now = func() time.Time {
-		mu.Lock()
-		calls++
-		second := calls == 2
-		mu.Unlock()
-		if second { // deleteRecording's: the row is not marked removed yet
-			answer = askDelete(t, b, chatB.fakeChat, recID)
-		}
-		return now
-	}
+	a.now = atRead(now, 2, func() { answer = askDelete(t, b, chatB.fakeChat, recID) }) // retention's, then deleteRecording's
 	a.retention(ctx)
 	if n := noticesWith("Deleted the recording", chatA, chatB); n != 1 {
 		t.Errorf("%d deletion notices, want 1: %q %q", n, chatA.texts(room), chatB.texts(room))
@@ -275,12 +258,7 @@ func TestFleetDeleteTwiceAtOnce(t *testing.T) {
 	var answer string
 	// b's !delete arrives while a's deletes (deleteRecording reads the clock as it marks
 	// the row removed).
-	var armed sync.Once
-	now := a.now
-	a.now = func() time.Time {
-		armed.Do(func() { answer = askDelete(t, b, chatB.fakeChat, recID) })
-		return now()
-	}
+	a.now = atRead(time.Now(), 1, func() { answer = askDelete(t, b, chatB.fakeChat, recID) })
 	first := askDelete(t, a, chatA.fakeChat, recID)
 	if !strings.Contains(first, "Deleted the recording "+recID) {
 		t.Errorf("the first !delete answered %q", first)
