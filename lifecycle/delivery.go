@@ -10,12 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
-	"github.com/rs/zerolog"
 )
 
 // linkWait is how long the summary waits for uploads before it is posted anyway (it is
@@ -190,10 +190,11 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 }
 
 // holdSummary takes the lease on rec's summary for the rest of the delivery (once.go;
-// release gives it back), unless this process holds it already (a retry,
-// retrySummary), and reads rec again under it. false: another instance acts on the recording (a !delete): the summary is
-// left to the retries, which look at the row again then (deleted: nothing to post).
-// A lease the database cannot give does not stop the summary.
+// release gives it back), unless this process holds it already (a retry, retrySummary),
+// and reads rec again under it. false: another instance acts on the recording (a
+// !delete): the summary is left to the retries, which look at the row again then
+// (deleted: nothing to post). A lease the database cannot give does not stop the
+// summary.
 func (lc *Lifecycle) holdSummary(ctx context.Context, log zerolog.Logger, rec *storage.Recording) (held bool, release func()) {
 	nothing := func() {}
 	if lc.once.running(onceResource(onceSummary, rec.ID)) {
