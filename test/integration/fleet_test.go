@@ -270,6 +270,7 @@ func fleetDeleteOnce(t *testing.T, fl *testFleet, db *storage.DB, p *lkpeer.Peer
 	for try := 0; try < 6 && !deleted; try++ {
 		since := send(t, p, room, "!delete "+rec.ID)
 		answer := waitMessage(t, p, room, since, 60*time.Second, rec.ID)
+		t.Logf("!delete %s answered: %s", rec.ID, answer)
 		switch {
 		case strings.Contains(answer, "Deleted the recording "+rec.ID):
 			deleted = true
