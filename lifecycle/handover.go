@@ -169,11 +169,16 @@ func (f *fleet) handOverRooms(ctx context.Context) []*handing {
 	return out
 }
 
-// takerRecords reports whether another instance writes a part of every track this
-// instance records in h's room: the taker's part rows, which it writes with a part's
-// first frame.
+// takerRecords reports whether another instance took h's room and writes a part of every
+// track this instance records there: the room's lease, then the taker's part rows, which
+// it writes with a part's first frame.
 func (f *fleet) takerRecords(ctx context.Context, h *handing) bool {
 	lc := f.lc
+	// The lease first: with no track being written (nobody sends media yet) there is no
+	// part row to wait for, and the room must not be left to nobody.
+	if l, err := lc.db.Lease(ctx, storage.WatchResource(string(h.room))); err != nil || l.Owner == f.owner {
+		return false
+	}
 	for _, lr := range h.recs {
 		recID := lc.recID(lr)
 		// The rows first, then the manifest: a row of this instance's own is then of a

@@ -275,6 +275,35 @@ func stopAtOnce(t *testing.T, lcs ...*Lifecycle) {
 // one track being written (its source holds after a few packets until the test ends).
 func liveGroupRecording(t *testing.T, lc *Lifecycle, rm id.RoomID, store *s3store.Store) {
 	t.Helper()
+	s := liveGroupSession(t, lc, rm, store)
+	src, err := testmedia.NewOpusRTP(testmedia.Tone440, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := s.AddTrack(recorder.TrackInfo{UserID: string(alice), DeviceID: "DEV", MimeType: "audio/opus", ClockRate: 48000, Channels: 2, PayloadType: 111, SSRC: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := &heldSource{RTPSource: src, after: 10, release: make(chan struct{})}
+	ran := make(chan error, 1)
+	go func() { ran <- tr.Run(context.Background(), recorder.Packets(held)) }()
+	t.Cleanup(func() {
+		close(held.release)
+		<-ran
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if m := s.Manifest(); len(m.Tracks) == 1 && m.Tracks[0].Status == recorder.StatusRecording {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the track did not start")
+		}
+	}
+}
+
+// liveGroupSession is liveGroupRecording without a track (nobody sends media yet).
+func liveGroupSession(t *testing.T, lc *Lifecycle, rm id.RoomID, store *s3store.Store) *recorder.Session {
+	t.Helper()
 	ctx := context.Background()
 	lc.s3 = store
 	if ok, err := lc.TakeRoom(ctx, rm); !ok || err != nil {
@@ -293,33 +322,11 @@ func liveGroupRecording(t *testing.T, lc *Lifecycle, rm id.RoomID, store *s3stor
 	if err := lc.db.CreateRecording(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	src, err := testmedia.NewOpusRTP(testmedia.Tone440, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := s.AddTrack(recorder.TrackInfo{UserID: string(alice), DeviceID: "DEV", MimeType: "audio/opus", ClockRate: 48000, Channels: 2, PayloadType: 111, SSRC: 42})
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := &heldSource{RTPSource: src, after: 10, release: make(chan struct{})}
-	ran := make(chan error, 1)
-	go func() { ran <- tr.Run(ctx, recorder.Packets(held)) }()
-	t.Cleanup(func() {
-		close(held.release)
-		<-ran
-		_, _ = s.Close(context.Background())
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if m := s.Manifest(); len(m.Tracks) == 1 && m.Tracks[0].Status == recorder.StatusRecording {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the track did not start")
-		}
-	}
+	t.Cleanup(func() { _, _ = s.Close(context.Background()) }) // after the track's end (cleanups run last first)
 	lc.mu.Lock()
 	lc.live[folder] = &liveRec{sess: s, folder: folder, roomID: rm, kind: recorder.KindLiveKit, id: r.ID}
 	lc.mu.Unlock()
+	return s
 }
 
 // roomWithRecording makes lc record a group call in rm (its room lease and its row).
@@ -467,11 +474,22 @@ func (lc *Lifecycle) liveFolders() []string {
 // within the wait, takes the room back: its lease is its own again and not marked handed
 // over, and its recording's manifest copies are its own to store again.
 func TestHandOverNotTakenIsTakenBack(t *testing.T) {
+	t.Run("with a track", func(t *testing.T) { testHandOverNotTakenIsTakenBack(t, liveGroupRecording) })
+	// No track is written (nobody sends media): no part row to wait for either, but the
+	// room is not left to nobody.
+	t.Run("without tracks", func(t *testing.T) {
+		testHandOverNotTakenIsTakenBack(t, func(t *testing.T, lc *Lifecycle, rm id.RoomID, store *s3store.Store) {
+			liveGroupSession(t, lc, rm, store)
+		})
+	})
+}
+
+func testHandOverNotTakenIsTakenBack(t *testing.T, record func(*testing.T, *Lifecycle, id.RoomID, *s3store.Store)) {
 	uri := startPostgres(t)
 	a, b := fleetMember(t, uri, "a"), fleetMember(t, uri, "b")
 	s3, store := newFakeS3(t)
 	rm := id.RoomID("!a:example.org")
-	liveGroupRecording(t, a, rm, store)
+	record(t, a, rm, store)
 	ctx := context.Background()
 
 	stopAtOnce(t, a) // b runs, but does not look for rooms to take over
