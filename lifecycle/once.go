@@ -3,8 +3,6 @@ package lifecycle
 import (
 	"context"
 	"errors"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -42,24 +40,34 @@ const onceLeases = "once:"
 // see: what names the action, then the recording.
 func onceResource(action, recID string) string { return onceLeases + action + ":" + recID }
 
-// onceActions are the once-only actions this process runs now, by their lease's resource.
+// onceActions are the once-only actions this process runs now, by their lease's resource:
+// true once the lease is held (renewable), false while it is being taken.
 type onceActions struct {
 	mu   sync.Mutex
 	held map[string]bool
 }
 
-// start notes res as running here; false: it runs here already.
+// start notes res as running here (its lease not held yet); false: it runs here already.
 func (o *onceActions) start(res string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.held[res] {
+	if _, ok := o.held[res]; ok {
 		return false
 	}
 	if o.held == nil {
 		o.held = map[string]bool{}
 	}
-	o.held[res] = true
+	o.held[res] = false
 	return true
+}
+
+// leased notes that res's lease is held: from now on it is renewed.
+func (o *onceActions) leased(res string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.held[res]; ok {
+		o.held[res] = true
+	}
 }
 
 func (o *onceActions) end(res string) {
@@ -68,16 +76,24 @@ func (o *onceActions) end(res string) {
 	delete(o.held, res)
 }
 
-func (o *onceActions) running(res string) bool {
+// renewing reports whether res runs here with its lease held.
+func (o *onceActions) renewing(res string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.held[res]
 }
 
+// list lists the actions running here whose lease is held (those to renew).
 func (o *onceActions) list() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return slices.Collect(maps.Keys(o.held))
+	var out []string
+	for res, leased := range o.held {
+		if leased {
+			out = append(out, res)
+		}
+	}
+	return out
 }
 
 // errOnceBusy: the action runs already, in this process or (holder set) on another
@@ -112,6 +128,7 @@ func (lc *Lifecycle) takeOnce(ctx context.Context, action, recID string) (releas
 		}
 		return nil, &errOnceBusy{holder: LeaseInstance(l.Owner)}
 	}
+	lc.once.leased(res)
 	return sync.OnceFunc(func() {
 		lc.once.end(res) // first: a renewal from here on finds it gone and says nothing
 		rctx, cancel := lc.dbCtx()
@@ -146,7 +163,7 @@ func (lc *Lifecycle) claimOnce(ctx context.Context, action, recID string) (ok bo
 func (f *fleet) onceRound(ctx context.Context) {
 	lc := f.lc
 	for _, res := range lc.once.list() {
-		if _, err := lc.db.RenewLease(ctx, res, f.owner, f.onceTTL); err != nil && lc.once.running(res) {
+		if _, err := lc.db.RenewLease(ctx, res, f.owner, f.onceTTL); err != nil && lc.once.renewing(res) {
 			ev := lc.log.Warn()
 			if errors.Is(err, storage.ErrLeaseLost) {
 				// Not renewed for a whole onceTTL (the database was unreachable) and
