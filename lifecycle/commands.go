@@ -145,18 +145,25 @@ func (lc *Lifecycle) Delete(ctx context.Context, req Request) error {
 		return lc.deleteBusy(r, err, "handling the expiry or the deletion of the recording %s right now; type %sdelete %s again in a minute")
 	}
 	defer release()
-	if !lc.deliveringHere(r.ID) {
-		release, err := lc.takeOnce(ctx, onceSummary, r.ID)
-		if err != nil {
-			return lc.deleteBusy(r, err, "still uploading the recording %s and posting its summary; type %sdelete %s again once the summary is there")
-		}
-		defer release()
-	}
 	if r, err = lc.db.Recording(ctx, r.ID); err != nil {
-		return err
+		return fmt.Errorf("re-read recording %s: %w", r.ID, err)
 	}
 	if r.Status.Gone() {
 		return usererr.Error{Msg: fmt.Sprintf("The recording %s is already deleted.", r.ID)}
+	}
+	if !lc.deliveringHere(r.ID) {
+		release, err := lc.takeOnce(ctx, onceSummary, r.ID)
+		var busy *errOnceBusy
+		switch {
+		case err == nil:
+			defer release()
+		case errors.As(err, &busy) && summaryOut(r):
+			// The summary is posted: whoever holds its lease (an older instance that keeps
+			// it while it edits in the links) only edits it, and stops once it finds the
+			// recording deleted.
+		default:
+			return lc.deleteBusy(r, err, "still uploading the recording %s and posting its summary; type %sdelete %s again once the summary is there")
+		}
 	}
 	if err := lc.deleteRecording(ctx, r, storage.RemovedByRequest); err != nil {
 		return fmt.Errorf("delete recording %s: %w", r.ID, err)
@@ -164,6 +171,11 @@ func (lc *Lifecycle) Delete(ctx context.Context, req Request) error {
 	lc.log.Info().Str("recording", r.ID).Stringer("by", req.Sender).Msg("Recording deleted on request")
 	lc.chat.Notice(ctx, req.Room, fmt.Sprintf("🗑 Deleted the recording %s (%s): its files are gone from the recorder and from storage.", r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC")), req.Event)
 	return nil
+}
+
+// summaryOut reports whether r's summary is posted, its retries done.
+func summaryOut(r *storage.Recording) bool {
+	return r.SummaryEvent != "" && r.Status != storage.RecordingFailedNotify
 }
 
 // deleteBusy is the answer to a !delete of r when the lease on one of its actions could

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
+	"github.com/matrix-recorder/matrix-recorder/lifecycle/upload"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
 )
@@ -302,7 +305,7 @@ func TestFleetDeleteWaitsForTheSummary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if held, _ := a.holdSummary(ctx, a.log, r); held {
+	if _, held := a.holdSummary(ctx, a.log, r.ID, nil); held {
 		t.Error("a delivered the summary while b held its lease")
 	}
 	if r, err := a.db.Recording(ctx, recID); err != nil || r.Status != storage.RecordingFailedNotify {
@@ -333,16 +336,19 @@ func TestDeleteWhileRetentionActsHere(t *testing.T) {
 	}
 }
 
-// A once-only action that runs longer than its lease keeps it: the renewal loop renews
+// A once-only action that runs longer than its lease keeps it: the renewal round renews
 // it, so another instance cannot take it (and do the action again) until it ends; the
-// other instance's round does not delete it either. Once it ends the lease is free.
+// other instance's round does not delete it either. Once it ends the lease is free. The
+// rounds are driven here, with leases far longer than the test: the renewal is seen as an
+// expiry moved further than the first lease reached (a renewal's TTL is longer).
 func TestOnceLeaseRenewedWhileTheActionRuns(t *testing.T) {
 	uri := startPostgres(t)
 	a, b := fleetMember(t, uri, "rec-a"), fleetMember(t, uri, "rec-b")
 	for _, lc := range []*Lifecycle{a, b} {
-		lc.fleet.onceTTL = 300 * time.Millisecond
+		lc.fleet.onceTTL = time.Hour
 	}
 	ctx := context.Background()
+	res := onceResource(onceSummary, "rec1")
 	ok, release := a.claimOnce(ctx, onceSummary, "rec1")
 	if !ok {
 		t.Fatal("a could not take a free lease")
@@ -350,32 +356,60 @@ func TestOnceLeaseRenewedWhileTheActionRuns(t *testing.T) {
 	if ok, _ := a.claimOnce(ctx, onceSummary, "rec1"); ok {
 		t.Fatal("a second claim in the same process got the lease it holds")
 	}
-	rounds, stop := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(rounds)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(a.fleet.onceTTL / 3):
-			}
-			a.fleet.onceRound(ctx)
-			b.fleet.onceRound(ctx)
-		}
-	}()
-	for end := time.Now().Add(4 * a.fleet.onceTTL); time.Now().Before(end); time.Sleep(a.fleet.onceTTL / 5) {
-		if ok, _ := b.claimOnce(ctx, onceSummary, "rec1"); ok {
-			t.Fatal("b took the lease of an action a still runs")
-		}
+	first, err := a.db.Lease(ctx, res)
+	if err != nil {
+		t.Fatal(err)
 	}
-	close(stop)
-	<-rounds
+	a.fleet.onceTTL = 3 * time.Hour
+	a.fleet.onceRound(ctx)
+	b.fleet.onceRound(ctx)
+	renewed, err := a.db.Lease(ctx, res)
+	if err != nil {
+		t.Fatalf("the lease after both rounds: %v", err)
+	}
+	if renewed.Owner != first.Owner || !renewed.ExpiresAt.After(first.ExpiresAt.Add(time.Hour)) {
+		t.Errorf("the lease after a's round: %s until %s; before it %s until %s (want it renewed for 3h)",
+			renewed.Owner, renewed.ExpiresAt, first.Owner, first.ExpiresAt)
+	}
+	if ok, _ := b.claimOnce(ctx, onceSummary, "rec1"); ok {
+		t.Fatal("b took the lease of an action a still runs")
+	}
 	release()
+	a.fleet.onceRound(ctx) // nothing of a's left to renew
 	ok, releaseB := b.claimOnce(ctx, onceSummary, "rec1")
 	if !ok {
 		t.Fatal("b could not take the lease after a's action ended")
 	}
 	releaseB()
+}
+
+// The renewal round renews only the leases this instance holds: not one it is still
+// taking or was refused (another instance holds it), which would be a false alarm (a lost
+// lease, logged as an error) and must not touch the other's lease.
+func TestOnceRoundRenewsOnlyHeldLeases(t *testing.T) {
+	uri := startPostgres(t)
+	a, b := fleetMember(t, uri, "rec-a"), fleetMember(t, uri, "rec-b")
+	var logs strings.Builder
+	a.log = zerolog.New(&logs)
+	ctx := context.Background()
+	ok, releaseB := b.claimOnce(ctx, onceSummary, "rec1")
+	if !ok {
+		t.Fatal("b could not take a free lease")
+	}
+	defer releaseB()
+	// a is about to ask for the same lease (takeOnce noted it, AcquireLease is under way).
+	res := onceResource(onceSummary, "rec1")
+	if !a.once.start(res) {
+		t.Fatal("a's registry had the action already")
+	}
+	defer a.once.end(res)
+	a.fleet.onceRound(ctx)
+	if strings.Contains(logs.String(), "Could not renew") {
+		t.Errorf("a's round renewed a lease it does not hold: %s", logs.String())
+	}
+	if l, err := b.db.Lease(ctx, res); err != nil || !l.Held(b.fleet.owner) {
+		t.Errorf("b's lease after a's round: %+v %v", l, err)
+	}
 }
 
 // An instance removes its local copies of recordings deleted elsewhere: at its first look
@@ -432,5 +466,92 @@ func TestSweepRemovedLooksSinceItsLastLook(t *testing.T) {
 	b.sweepRemoved(ctx, clock)
 	if onB(old) {
 		t.Error("a new process's first look left a deleted recording's local copy")
+	}
+}
+
+// Once the summary is posted, a delivery that waits for slow uploads to edit in the links
+// gives the summary's lease back: a !delete on another instance deletes the recording
+// instead of being refused for as long as the uploads take, and the delivery ends when
+// it finds the recording deleted.
+func TestFleetDeleteOnceTheSummaryIsOut(t *testing.T) {
+	uri := startPostgres(t)
+	a, b := fleetMember(t, uri, "rec-a"), fleetMember(t, uri, "rec-b")
+	chatA, chatB := &fakeChat{}, &fakeChat{}
+	a.chat, b.chat = chatA, chatB
+	ctx := context.Background()
+	_, store := newFakeS3(t)
+	a.s3 = store
+	a.up = upload.New(ctx, a.db, store, upload.Options{Dir: a.cfg.Recordings.Dir, Log: zerolog.Nop()})
+	a.uploadPoll = 10 * time.Millisecond
+	a.delivering, a.notifyRetry = map[string]context.CancelFunc{}, map[string]*retryState{}
+	drain, cancel := context.WithCancel(ctx)
+	cancel()
+	a.drainCtx = drain // post at once instead of waiting linkWait for the uploads
+	recID := sharedRecording(t, a, storage.RecordingSaved, nil, a)
+	// A file whose copy is not made (nothing uploads it): the summary goes out without
+	// its link, and the delivery waits to edit it in.
+	if err := a.db.SavePart(ctx, &storage.Part{RecordingID: recID, File: "a.ogg", Track: "t", Part: 1, Kind: "audio", Status: storage.PartSaved}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.db.Recording(ctx, recID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.deliver(ctx, room, r.Folder, nil, "", nil, nil, true)
+	}()
+	res := onceResource(onceSummary, recID)
+	waitUntil(t, "the summary posted and its lease given back", func() bool {
+		_, err := a.db.LiveLease(ctx, res)
+		return len(chatA.texts(room)) > 0 && errors.Is(err, storage.ErrNotFound)
+	})
+	select {
+	case <-done:
+		t.Fatal("the delivery ended before the uploads did")
+	default:
+	}
+	if got := askDelete(t, b, chatB, recID); !strings.Contains(got, "Deleted the recording "+recID) {
+		t.Errorf("!delete on b once the summary is out answered %q", got)
+	}
+	waitUntil(t, "the delivery ended after the deletion", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+}
+
+// A delivery that starts while a !delete of its recording runs in the same process (which
+// holds the summary's entry in the process's registry) does not take that entry for its
+// own: it gives way, and posts nothing about a recording being deleted.
+func TestDeliveryGivesWayToADeleteHere(t *testing.T) {
+	e := newEnv(t, nil)
+	recID := e.finishedRecording(t, alice)
+	ctx := context.Background()
+	r, err := e.lc.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a !delete here holds while it deletes.
+	release, err := e.lc.takeOnce(ctx, onceSummary, recID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.lc.deliver(ctx, room, r.Folder, nil, "", nil, nil, true)
+	if got := e.chat.texts(room); len(got) != 0 {
+		t.Errorf("the delivery posted during the deletion: %q", got)
+	}
+	release()
+	// The deletion done, a delivery of the recording (a retry) posts nothing either.
+	if _, err := e.lc.db.MarkRemoved(ctx, recID, storage.RemovedByRequest, e.clock()); err != nil {
+		t.Fatal(err)
+	}
+	e.lc.deliver(ctx, room, r.Folder, nil, "", nil, nil, true)
+	if got := e.chat.texts(room); len(got) != 0 {
+		t.Errorf("a delivery after the deletion posted: %q", got)
 	}
 }
