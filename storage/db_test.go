@@ -251,3 +251,37 @@ func testRemovedRecordings(t *testing.T, e engine) {
 		t.Errorf("removed among no folders: %v %v", got, err)
 	}
 }
+
+// An upload row deleted (or expired) with its recording is not written any more: an
+// upload that ran on elsewhere while the recording was deleted gets ErrUploadGone instead
+// of bringing the row back to uploaded.
+func TestUpdateUploadLeavesRemovedRows(t *testing.T) { eachEngine(t, testUpdateUploadLeavesRemovedRows) }
+
+func testUpdateUploadLeavesRemovedRows(t *testing.T, e engine) {
+	ctx := context.Background()
+	d := e.open(t)
+	for _, why := range []Removal{RemovedByRequest, RemovedByExpiry} {
+		r := &Recording{RoomID: "!r:x", CallID: fmt.Sprint("c-", why), Kind: "1:1", Folder: fmt.Sprint("f-", why)}
+		if err := d.CreateRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		u, err := d.EnsureUpload(ctx, r.ID, "a.ogg", "bucket", "p/"+r.Folder+"/a.ogg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.UploadID, u.Status = "mp-1", UploadUploading
+		if err := d.UpdateUpload(ctx, u); err != nil {
+			t.Fatalf("updating a live upload: %v", err)
+		}
+		if _, err := d.MarkRemoved(ctx, r.ID, why, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		u.UploadID, u.Status = "", UploadUploaded
+		if err := d.UpdateUpload(ctx, u); !errors.Is(err, ErrUploadGone) {
+			t.Errorf("%d: updating a removed upload: %v, want ErrUploadGone", why, err)
+		}
+		if cur, err := d.UploadOf(ctx, r.ID, "a.ogg"); err != nil || !cur.Status.Gone() || cur.UploadID != "mp-1" {
+			t.Errorf("%d: the removed upload after the update: %+v %v", why, cur, err)
+		}
+	}
+}

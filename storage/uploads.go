@@ -140,14 +140,26 @@ func (d *DB) queryUploads(ctx context.Context, where string, args ...any) ([]*Up
 	return out, rows.Err()
 }
 
-// UpdateUpload writes every mutable column of u.
+// ErrUploadGone: the upload's row is expired or deleted with its recording (possibly by
+// another instance of a fleet); it is not written any more.
+var ErrUploadGone = errors.New("the upload is deleted with its recording")
+
+// UpdateUpload writes every mutable column of u, unless its row is gone with its
+// recording (expired or deleted): then ErrUploadGone, and the row stays as it is, so an
+// upload that ran on while its recording was deleted cannot bring the row back.
 func (d *DB) UpdateUpload(ctx context.Context, u *Upload) error {
 	now := d.nowMS()
-	_, err := d.db.Exec(ctx, `UPDATE uploads SET upload_id = $1, status = $2, bytes = $3, sha256 = $4, etag = $5, attempts = $6,
-		last_error = $7, confirmed_by = $8, confirmed_at = $9, updated_at = $10 WHERE id = $11`,
-		u.UploadID, u.Status, u.Bytes, u.SHA256, u.ETag, u.Attempts, u.LastError, u.ConfirmedBy, ms(u.ConfirmedAt), now, u.ID)
+	res, err := d.db.Exec(ctx, `UPDATE uploads SET upload_id = $1, status = $2, bytes = $3, sha256 = $4, etag = $5, attempts = $6,
+		last_error = $7, confirmed_by = $8, confirmed_at = $9, updated_at = $10 WHERE id = $11 AND status NOT IN ($12, $13)`,
+		u.UploadID, u.Status, u.Bytes, u.SHA256, u.ETag, u.Attempts, u.LastError, u.ConfirmedBy, ms(u.ConfirmedAt), now, u.ID,
+		UploadExpired, UploadDeleted)
 	if err != nil {
 		return fmt.Errorf("update upload of %s: %w", u.File, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("update upload of %s: %w", u.File, err)
+	} else if n == 0 {
+		return fmt.Errorf("update upload of %s: %w", u.File, ErrUploadGone)
 	}
 	u.UpdatedAt = time.UnixMilli(now).UTC()
 	return nil
