@@ -366,12 +366,16 @@ func (u *Uploader) run(f *follower) {
 			if fin != nil {
 				var terminal bool
 				terminal, err = u.finalize(ctx, f, row, path, key, *fin)
-				if (err == nil || errors.Is(err, errTakenOver)) && u.opts.TailEvery > 0 {
+				if (err == nil || errors.Is(err, errTakenOver) || errors.Is(err, storage.ErrUploadGone)) && u.opts.TailEvery > 0 {
 					if terr := u.dropTails(context.WithoutCancel(ctx), key); terr != nil {
 						f.log.Warn().Err(terr).Msg("Could not delete the file's tail; it stays beside the file")
 					}
 				}
 				if err == nil || terminal || errors.Is(err, errTakenOver) {
+					return
+				}
+				if errors.Is(err, storage.ErrUploadGone) {
+					u.removed(ctx, f, key, row.UploadID)
 					return
 				}
 			} else {
@@ -384,6 +388,10 @@ func (u *Uploader) run(f *follower) {
 		wait := u.opts.Poll
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, errTakenOver) {
+				return
+			}
+			if errors.Is(err, storage.ErrUploadGone) {
+				u.removed(ctx, f, key, row.UploadID)
 				return
 			}
 			u.failed(ctx, f, row, err)
@@ -508,7 +516,7 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 		row.UploadID = id
 		row.Status = storage.UploadUploading
 		if err := u.db.UpdateUpload(ctx, row); err != nil {
-			return err
+			return err // ErrUploadGone: run aborts the upload just begun
 		}
 	}
 	etag, err := u.store.PutPart(ctx, key, row.UploadID, n, buf, sum[:])
@@ -516,7 +524,9 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 		if u.completedElsewhere(ctx, f, row) {
 			return errTakenOver
 		}
-		u.reset(ctx, f, row)
+		if rerr := u.reset(ctx, f, row); rerr != nil {
+			return rerr // deleted (and aborted) meanwhile: nothing to upload again
+		}
 	}
 	if err != nil {
 		return err
@@ -574,18 +584,42 @@ func (u *Uploader) completedElsewhere(ctx context.Context, f *follower, row *sto
 	return true
 }
 
-// reset forgets a multipart upload the store no longer knows (expired or aborted).
-func (u *Uploader) reset(ctx context.Context, f *follower, row *storage.Upload) {
-	f.log.Warn().Str("upload_id", row.UploadID).Msg("The store lost the multipart upload; starting it again")
-	row.UploadID = ""
-	row.Status = storage.UploadPending
-	f.chunks = map[int]storage.Chunk{}
+// reset forgets a multipart upload the store no longer knows (expired or aborted), to
+// start it again. ErrUploadGone: the recording was deleted (which aborted it): the upload
+// ends instead.
+func (u *Uploader) reset(ctx context.Context, f *follower, row *storage.Upload) error {
 	ctx = context.WithoutCancel(ctx)
+	next := *row
+	next.UploadID = ""
+	next.Status = storage.UploadPending
+	if err := u.db.UpdateUpload(ctx, &next); errors.Is(err, storage.ErrUploadGone) {
+		return err
+	} else if err != nil {
+		f.log.Warn().Err(err).Msg("Could not record the lost upload")
+	}
+	f.log.Warn().Str("upload_id", row.UploadID).Msg("The store lost the multipart upload; starting it again")
+	*row = next
+	f.chunks = map[int]storage.Chunk{}
 	if err := u.db.DeleteChunks(ctx, row.ID); err != nil {
 		f.log.Warn().Err(err).Msg("Could not forget the lost upload's parts")
 	}
-	if err := u.db.UpdateUpload(ctx, row); err != nil {
-		f.log.Warn().Err(err).Msg("Could not record the lost upload")
+	return nil
+}
+
+// removed ends the upload of a file whose recording was deleted (its row is gone,
+// storage.ErrUploadGone), possibly by another instance while this one went on: the
+// deletion removed what was in the store then, so what this upload made since (an
+// object at key, the multipart upload uploadID) goes too.
+func (u *Uploader) removed(ctx context.Context, f *follower, key, uploadID string) {
+	ctx = context.WithoutCancel(ctx)
+	f.log.Info().Msg("The recording was deleted while its file was being copied; the copy stops and what it made is deleted")
+	if uploadID != "" {
+		if err := u.store.Abort(ctx, key, uploadID); err != nil && !s3store.IsNoSuchUpload(err) {
+			f.log.Warn().Err(err).Msg("Could not abort the deleted recording's multipart upload")
+		}
+	}
+	if err := u.store.Remove(ctx, []string{key}); err != nil {
+		f.log.Warn().Err(err).Str("key", key).Msg("Could not delete the copy made while the recording was deleted")
 	}
 }
 
@@ -646,8 +680,8 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 			err, etag = nil, obj.ETag
 		} else if u.completedElsewhere(ctx, f, row) {
 			return true, errTakenOver
-		} else {
-			u.reset(ctx, f, row)
+		} else if rerr := u.reset(ctx, f, row); rerr != nil {
+			return true, rerr
 		}
 	}
 	if err != nil {
@@ -710,7 +744,7 @@ func (u *Uploader) uploaded(ctx context.Context, f *follower, row *storage.Uploa
 	row.SHA256 = sha
 	row.LastError = ""
 	if err := u.db.UpdateUpload(ctx, row); err != nil {
-		return false, err
+		return false, err // ErrUploadGone: the caller deletes the copy (removed)
 	}
 	if err := u.db.DeleteChunks(ctx, row.ID); err != nil {
 		f.log.Warn().Err(err).Msg("Could not forget the sent parts")
