@@ -255,7 +255,9 @@ func testRemovedRecordings(t *testing.T, e engine) {
 // An upload row deleted (or expired) with its recording is not written any more: an
 // upload that ran on elsewhere while the recording was deleted gets ErrUploadGone instead
 // of bringing the row back to uploaded.
-func TestUpdateUploadLeavesRemovedRows(t *testing.T) { eachEngine(t, testUpdateUploadLeavesRemovedRows) }
+func TestUpdateUploadLeavesRemovedRows(t *testing.T) {
+	eachEngine(t, testUpdateUploadLeavesRemovedRows)
+}
 
 func testUpdateUploadLeavesRemovedRows(t *testing.T, e engine) {
 	ctx := context.Background()
