@@ -285,5 +285,8 @@ func testUpdateUploadLeavesRemovedRows(t *testing.T, e engine) {
 		if cur, err := d.UploadOf(ctx, r.ID, "a.ogg"); err != nil || !cur.Status.Gone() || cur.UploadID != "mp-1" {
 			t.Errorf("%d: the removed upload after the update: %+v %v", why, cur, err)
 		}
+		if _, err := d.EnsureUpload(ctx, r.ID, "b.ogg", "bucket", "p/"+r.Folder+"/b.ogg"); !errors.Is(err, ErrUploadGone) {
+			t.Errorf("%d: a new upload of a removed recording: %v, want ErrUploadGone", why, err)
+		}
 	}
 }

@@ -83,15 +83,22 @@ func scanUpload(row interface{ Scan(...any) error }) (*Upload, error) {
 	return &u, nil
 }
 
-// EnsureUpload returns the upload of a file, creating it (pending) if there is none.
+// EnsureUpload returns the upload of a file, creating it (pending) if there is none and
+// its recording is not gone (expired or deleted): then ErrUploadGone.
 func (d *DB) EnsureUpload(ctx context.Context, recordingID, file, bucket, key string) (*Upload, error) {
 	now := d.nowMS()
 	_, err := d.db.Exec(ctx, `INSERT INTO uploads (recording, file, bucket, object_key, status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (recording, file) DO NOTHING`, recordingID, file, bucket, key, UploadPending, now, now)
+		SELECT $1, $2, $3, $4, $5, $6, $7
+		WHERE NOT EXISTS (SELECT 1 FROM recordings WHERE id = $1 AND status IN ($8, $9))
+		ON CONFLICT (recording, file) DO NOTHING`, recordingID, file, bucket, key, UploadPending, now, now, RecordingExpired, RecordingDeleted)
 	if err != nil {
 		return nil, fmt.Errorf("create upload of %s: %w", file, err)
 	}
-	return d.UploadOf(ctx, recordingID, file)
+	u, err := d.UploadOf(ctx, recordingID, file)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("create upload of %s: %w", file, ErrUploadGone)
+	}
+	return u, err
 }
 
 // UploadOf returns the upload of a file.

@@ -348,8 +348,8 @@ func (u *Uploader) run(f *follower) {
 		var err error
 		if row == nil {
 			row, err = u.db.EnsureUpload(ctx, f.key.rec, f.key.file, u.store.Bucket(), key)
-			if err == nil && (row.Status == storage.UploadConfirmed || row.Status.Gone()) {
-				return
+			if errors.Is(err, storage.ErrUploadGone) || err == nil && (row.Status == storage.UploadConfirmed || row.Status.Gone()) {
+				return // done, or deleted with its recording
 			}
 		}
 		if err == nil && f.chunks == nil {
