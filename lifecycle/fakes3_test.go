@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/hex"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,8 +22,9 @@ import (
 )
 
 // fakeS3 is an in-process object store for unit tests that store and read small objects
-// (a manifest's copy): single PUTs and GETs of one bucket, path style, as the store's
-// client's transport. It notes what was stored, and can be down (every request answered
+// (a manifest's copy): single PUTs, GETs and DELETEs of one bucket, path style, and the
+// listing and multi-object delete a prefix's deletion uses, as the store's client's
+// transport. It notes what was stored, and can be down (every request answered
 // with 503). Integration tests use a real S3 server (internal/devs3).
 type fakeS3 struct {
 	mu        sync.Mutex
@@ -51,15 +55,22 @@ func (f *fakeS3) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func (f *fakeS3) serve(w http.ResponseWriter, r *http.Request) {
-	key := strings.TrimPrefix(r.URL.Path, "/recordings/")
+	key := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/recordings"), "/")
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	switch r.Method {
-	case http.MethodPut:
+	switch {
+	case r.Method == http.MethodGet && key == "" && r.URL.Query().Get("list-type") == "2":
+		f.list(w, r.URL.Query().Get("prefix"))
+	case r.Method == http.MethodPost && key == "" && r.URL.Query().Has("delete"):
+		f.deleteMany(w, r)
+	case r.Method == http.MethodDelete:
+		delete(f.objects, key)
+		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodPut:
 		data, err := io.ReadAll(r.Body)
 		if err == nil && strings.HasPrefix(r.Header.Get("X-Amz-Content-Sha256"), "STREAMING-") {
 			data, err = unchunk(data)
@@ -75,7 +86,7 @@ func (f *fakeS3) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		sum := md5.Sum(data)
 		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:])+`"`)
-	case http.MethodGet, http.MethodHead:
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		data, ok := f.objects[key]
 		if !ok {
 			w.Header().Set("Content-Type", "application/xml")
@@ -95,6 +106,66 @@ func (f *fakeS3) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, "not implemented", http.StatusNotImplemented)
 	}
+}
+
+// list answers a ListObjectsV2 of the keys under prefix (one page).
+func (f *fakeS3) list(w http.ResponseWriter, prefix string) {
+	type content struct {
+		Key          string
+		Size         int
+		ETag         string
+		LastModified string
+	}
+	res := struct {
+		XMLName     xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ ListBucketResult"`
+		Name        string
+		Prefix      string
+		KeyCount    int
+		MaxKeys     int
+		IsTruncated bool
+		Contents    []content
+	}{Name: "recordings", Prefix: prefix, MaxKeys: 1000}
+	keys := slices.Sorted(maps.Keys(f.objects))
+	for _, k := range keys {
+		if strings.HasPrefix(k, prefix) {
+			sum := md5.Sum(f.objects[k])
+			res.Contents = append(res.Contents, content{Key: k, Size: len(f.objects[k]), ETag: `"` + hex.EncodeToString(sum[:]) + `"`,
+				LastModified: "2026-12-07T00:00:00.000Z"})
+		}
+	}
+	res.KeyCount = len(res.Contents)
+	w.Header().Set("Content-Type", "application/xml")
+	_ = xml.NewEncoder(w).Encode(res)
+}
+
+// deleteMany answers a DeleteObjects: every key named is deleted.
+func (f *fakeS3) deleteMany(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Objects []struct{ Key string } `xml:"Object"`
+	}
+	if err := xml.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	type deleted struct{ Key string }
+	res := struct {
+		XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ DeleteResult"`
+		Deleted []deleted
+	}{}
+	for _, o := range req.Objects {
+		delete(f.objects, o.Key)
+		res.Deleted = append(res.Deleted, deleted{o.Key})
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	_ = xml.NewEncoder(w).Encode(res)
+}
+
+// has reports whether the store holds an object at key.
+func (f *fakeS3) has(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.objects[key]
+	return ok
 }
 
 func (f *fakeS3) setDown(down bool) {

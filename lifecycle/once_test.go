@@ -555,3 +555,42 @@ func TestDeliveryGivesWayToADeleteHere(t *testing.T) {
 		t.Errorf("a delivery after the deletion posted: %q", got)
 	}
 }
+
+// A recording deleted on another instance while this one still uploads its files: this
+// instance's next look for deletions stops those uploads and deletes what they stored
+// after the deletion emptied the store, then the folder.
+func TestSweepRemovedStopsUploadsAndDeletesLateCopies(t *testing.T) {
+	uri := startPostgres(t)
+	a, b := fleetMember(t, uri, "rec-a"), fleetMember(t, uri, "rec-b")
+	ctx := context.Background()
+	objects, store := newFakeS3(t)
+	b.s3 = store
+	b.up = upload.New(ctx, b.db, store, upload.Options{Dir: b.cfg.Recordings.Dir, Poll: time.Hour, Log: zerolog.Nop()})
+	t.Cleanup(func() { _ = b.up.Close(ctx) })
+	recID := sharedRecording(t, a, storage.RecordingSaved, nil, b)
+	r, err := a.db.Recording(ctx, recID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.up.Follow(recID, r.Folder, "a.ogg") // b is still uploading the file
+	if err := a.deleteRecording(ctx, r, storage.RemovedByRequest); err != nil {
+		t.Fatal(err)
+	}
+	// What b's upload stored after a's deletion.
+	late := store.Key(r.Folder, "a.ogg")
+	if _, err := store.Put(ctx, late, []byte("late copy")); err != nil {
+		t.Fatal(err)
+	}
+	b.sweepRemoved(ctx, time.Now())
+	if objects.has(late) {
+		t.Error("the copy b stored after the deletion is still in the store")
+	}
+	if _, err := os.Stat(filepath.Join(b.cfg.Recordings.Dir, r.Folder)); !os.IsNotExist(err) {
+		t.Errorf("b's local copy is still there (%v)", err)
+	}
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := b.up.Wait(ended, recID); err != nil {
+		t.Error("b still uploads the deleted recording's files")
+	}
+}

@@ -91,6 +91,9 @@ const removedOverlap = time.Hour
 // sweepRemoved removes this instance's local folders of recordings that another instance
 // of the fleet deleted (expired or !delete): deleteRecording removes only the folder of
 // the instance that runs it, and the files of a deleted recording must be gone everywhere.
+// Before the folder goes, this instance's uploads of its files stop and what they stored
+// is deleted again (removeCopies): an upload that was running here when the other
+// instance deleted may have stored a copy after that deletion emptied the store.
 // It looks at the deletions since its previous look (with removedOverlap), not at every
 // recording ever deleted; the first look of a process, which may have been stopped while
 // others deleted, asks about the folders on its disk instead. start is the look's time.
@@ -118,10 +121,22 @@ func (lc *Lifecycle) sweepRemoved(ctx context.Context, start time.Time) {
 		if _, err := os.Lstat(folder); err != nil {
 			continue
 		}
+		// This instance may still be uploading the files (or editing the summary with
+		// their links): that stops first, then what its uploads stored before they
+		// stopped, after the deleting instance emptied the store, is deleted again.
+		lc.endDelivery(r.ID)
+		if err := lc.removeCopies(ctx, r); err != nil {
+			lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not delete the copies of a deleted recording this instance uploaded; retrying")
+			failed = true
+			continue // the folder stays, so the next look comes back to it
+		}
 		if err := os.RemoveAll(folder); err != nil {
 			lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not delete the local copy of a deleted recording")
 			failed = true
 			continue
+		}
+		if lc.up != nil {
+			lc.up.Forget(r.ID)
 		}
 		lc.log.Info().Str("recording", r.ID).Str("folder", r.Folder).Msg("Deleted the local copy of a recording deleted elsewhere in the fleet")
 	}
@@ -145,23 +160,10 @@ func localFolders(dir string) ([]string, error) {
 	return out, nil
 }
 
-func (lc *Lifecycle) expire(ctx context.Context, r *storage.Recording) {
-	if err := lc.deleteRecording(ctx, r, storage.RemovedByExpiry); err != nil {
-		lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not delete an expired recording; will retry")
-		return
-	}
-	lc.log.Info().Str("recording", r.ID).Str("folder", r.Folder).Msg("Deleted an expired recording")
-	lc.chat.Notice(ctx, id.RoomID(r.RoomID), fmt.Sprintf("🗑 Deleted the recording %s of %s: it was kept for %s (the recorder's retention setting).",
-		r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"), HumanDuration(lc.cfg.Recordings.ExpireAfter.D())), "")
-}
-
-// deleteRecording removes a recording's files everywhere: uploads in flight are stopped,
-// the copies in object storage and the local folder are deleted, and the rows are marked
-// removed (expired or deleted). The rows stay, so !recordings still shows what was.
-func (lc *Lifecycle) deleteRecording(ctx context.Context, r *storage.Recording, why storage.Removal) error {
-	// A delivery still waiting for uploads of this recording ends now (even if the
-	// deletion fails below and is tried again: nobody wants links to it any more).
-	lc.endDelivery(r.ID)
+// removeCopies stops this process's uploads of r's files (waiting for them) and deletes
+// its copies in object storage: the multipart uploads its rows name and every object
+// under its folder.
+func (lc *Lifecycle) removeCopies(ctx context.Context, r *storage.Recording) error {
 	if lc.up != nil {
 		lc.up.Cancel(r.ID)
 		ups, err := lc.db.Uploads(ctx, r.ID)
@@ -180,6 +182,29 @@ func (lc *Lifecycle) deleteRecording(ctx context.Context, r *storage.Recording, 
 		if err := lc.s3.DeletePrefix(ctx, lc.s3.FolderPrefix(r.Folder)); err != nil {
 			return fmt.Errorf("delete the uploaded copies: %w", err)
 		}
+	}
+	return nil
+}
+
+func (lc *Lifecycle) expire(ctx context.Context, r *storage.Recording) {
+	if err := lc.deleteRecording(ctx, r, storage.RemovedByExpiry); err != nil {
+		lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not delete an expired recording; will retry")
+		return
+	}
+	lc.log.Info().Str("recording", r.ID).Str("folder", r.Folder).Msg("Deleted an expired recording")
+	lc.chat.Notice(ctx, id.RoomID(r.RoomID), fmt.Sprintf("🗑 Deleted the recording %s of %s: it was kept for %s (the recorder's retention setting).",
+		r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC"), HumanDuration(lc.cfg.Recordings.ExpireAfter.D())), "")
+}
+
+// deleteRecording removes a recording's files everywhere: uploads in flight are stopped,
+// the copies in object storage and the local folder are deleted, and the rows are marked
+// removed (expired or deleted). The rows stay, so !recordings still shows what was.
+func (lc *Lifecycle) deleteRecording(ctx context.Context, r *storage.Recording, why storage.Removal) error {
+	// A delivery still waiting for uploads of this recording ends now (even if the
+	// deletion fails below and is tried again: nobody wants links to it any more).
+	lc.endDelivery(r.ID)
+	if err := lc.removeCopies(ctx, r); err != nil {
+		return err
 	}
 	folder := filepath.Join(lc.cfg.Recordings.Dir, filepath.Base(r.Folder))
 	if err := os.RemoveAll(folder); err != nil {
