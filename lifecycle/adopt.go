@@ -672,16 +672,46 @@ func (lc *Lifecycle) salvaged(r *storage.Recording, file, who string, s upload.S
 // updateFile changes a file's manifest entry: through the session while it is live, else
 // in the folder's manifest file.
 func (lc *Lifecycle) updateFile(folder, file string, fn func(*recorder.FileEntry)) error {
+	return lc.updateFileIf(folder, file, nil, fn)
+}
+
+// updateFileIf is updateFile when check (if set) accepts the entry as it is; else it
+// returns check's error and writes nothing.
+func (lc *Lifecycle) updateFileIf(folder, file string, check func(recorder.FileEntry) error, fn func(*recorder.FileEntry)) error {
+	checked := func(m recorder.Manifest) error {
+		if check == nil {
+			return nil
+		}
+		for _, e := range m.Tracks {
+			if e.File == file {
+				return check(e)
+			}
+		}
+		return nil // the update says there is no such file
+	}
 	// Holding mu keeps the session live (onSessionEnd waits) until its write is done: once
 	// it ended, others (the after-call work) rewrite the file, and a late write from the
 	// session's own copy would undo theirs.
 	lc.mu.Lock()
 	if lr := lc.live[folder]; lr != nil {
 		defer lc.mu.Unlock()
+		if err := checked(lr.sess.Manifest()); err != nil {
+			return err
+		}
 		return lr.sess.UpdateFile(file, fn)
 	}
 	lc.mu.Unlock()
 	lc.manifests.Lock()
 	defer lc.manifests.Unlock()
-	return recorder.UpdateFileIn(filepath.Join(lc.cfg.Recordings.Dir, folder), file, fn)
+	dir := filepath.Join(lc.cfg.Recordings.Dir, folder)
+	if check != nil {
+		m, err := recorder.ReadManifest(dir)
+		if err != nil {
+			return err
+		}
+		if err := checked(*m); err != nil {
+			return err
+		}
+	}
+	return recorder.UpdateFileIn(dir, file, fn)
 }
