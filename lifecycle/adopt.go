@@ -55,16 +55,26 @@ func (f *fleet) snapshot(ctx context.Context) {
 	lc.mu.Unlock()
 	f.copies.keepOnly(live)
 	for folder, s := range sessions {
-		if s == nil || f.wasHanded(folder) {
-			continue // the manifest's copy is the taker's now (handover.go)
+		if s != nil {
+			f.snapshotOne(ctx, folder, s)
 		}
-		m := s.Manifest()
-		if m.Status != recorder.StatusRecording {
-			continue // ending: its final manifest follows
-		}
-		if err := f.storeCopy(ctx, folder, m, true); err != nil {
-			lc.log.Warn().Err(err).Str("folder", folder).Msg("Could not store the manifest's copy for the other instances")
-		}
+	}
+}
+
+// snapshotOne stores the copy of one live recording's manifest, unless it was handed
+// over (the copy is the taker's then), under copyMu: a hand-over waits for it.
+func (f *fleet) snapshotOne(ctx context.Context, folder string, s *recorder.Session) {
+	f.copyMu.Lock()
+	defer f.copyMu.Unlock()
+	if f.wasHanded(folder) {
+		return // the manifest's copy is the taker's now (handover.go)
+	}
+	m := s.Manifest()
+	if m.Status != recorder.StatusRecording {
+		return // ending: its final manifest follows
+	}
+	if err := f.storeCopy(ctx, folder, m, true); err != nil {
+		f.lc.log.Warn().Err(err).Str("folder", folder).Msg("Could not store the manifest's copy for the other instances")
 	}
 }
 

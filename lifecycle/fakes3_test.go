@@ -32,6 +32,8 @@ type fakeS3 struct {
 	puts      []string
 	manifests [][]byte // the manifest copies stored since the last takeManifests
 	down      bool
+	// beforePut, when set, runs before every PUT is served (outside mu), with its key.
+	beforePut func(key string)
 }
 
 // newFakeS3 returns a fakeS3 and a store on it.
@@ -47,6 +49,12 @@ func newFakeS3(t *testing.T) (*fakeS3, *s3store.Store) {
 }
 
 func (f *fakeS3) RoundTrip(r *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	hook := f.beforePut
+	f.mu.Unlock()
+	if hook != nil && r.Method == http.MethodPut {
+		hook(strings.TrimPrefix(r.URL.Path, "/recordings/"))
+	}
 	w := httptest.NewRecorder()
 	f.serve(w, r)
 	res := w.Result()
@@ -158,6 +166,20 @@ func (f *fakeS3) deleteMany(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/xml")
 	_ = xml.NewEncoder(w).Encode(res)
+}
+
+// object is the object at key (nil: none).
+func (f *fakeS3) object(key string) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.objects[key]
+}
+
+// setBeforePut sets beforePut.
+func (f *fakeS3) setBeforePut(fn func(key string)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.beforePut = fn
 }
 
 // has reports whether the store holds an object at key.

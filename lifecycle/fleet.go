@@ -82,6 +82,10 @@ type fleet struct {
 	rooms  map[id.RoomID]*roomLease
 	// handed holds the folders of recordings handed over while written here (handover.go).
 	handed map[string]bool
+	// copyMu is held by a snapshot across its look at handed and its manifest copy's PUT,
+	// and by a hand-over from its copies to marking them handed: a snapshot in flight
+	// cannot store an older copy over the one the taker starts from.
+	copyMu sync.Mutex
 
 	// dbUpSince is since when the database has answered this instance without a break:
 	// its claim at start, then the looks for rooms to take over (zero: the last look

@@ -137,6 +137,9 @@ func (f *fleet) handOverRooms(ctx context.Context) []*handing {
 		if rl == nil {
 			continue
 		}
+		// From the copies to marking them handed, no snapshot stores one (copyMu): one in
+		// flight ends first, one after sees them handed.
+		f.copyMu.Lock()
 		stored := true
 		for _, lr := range recs {
 			// Stored even when the last snapshot stored the same: the taker starts from it.
@@ -146,6 +149,7 @@ func (f *fleet) handOverRooms(ctx context.Context) []*handing {
 			}
 		}
 		if !stored {
+			f.copyMu.Unlock()
 			continue
 		}
 		f.takeMu.Lock()
@@ -158,6 +162,7 @@ func (f *fleet) handOverRooms(ctx context.Context) []*handing {
 		rl.k.Stop()
 		// No snapshot may overwrite the taker's copy from here on.
 		f.setHanded(recs, true)
+		f.copyMu.Unlock()
 		if _, err := lc.db.HandOverLease(ctx, storage.WatchResource(string(room)), f.owner); err != nil {
 			lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not hand the room over; its recordings pause here")
 			f.unhand(ctx, room, recs)

@@ -1,12 +1,15 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -505,5 +508,61 @@ func testHandOverNotTakenIsTakenBack(t *testing.T, record func(*testing.T, *Life
 	}
 	if got := b.calls.(*stopCalls); len(got.resumed) != 0 {
 		t.Errorf("b took over %+v", got.resumed)
+	}
+}
+
+// A snapshot whose manifest copy is on its way to the store when the room is handed over
+// does not land after the hand-over's copy: the taker starts from the manifest as the
+// hand-over stored it. (Without the hand-over waiting for the snapshot, the test sees the
+// hand-over's PUT while the snapshot's is held; the bound on that wait only decides
+// whether the old behaviour is caught, never fails a correct hand-over.)
+func TestSnapshotInFlightDoesNotOverwriteTheHandOversCopy(t *testing.T) {
+	uri := startPostgres(t)
+	a := fleetMember(t, uri, "a")
+	s3, store := newFakeS3(t)
+	rm := id.RoomID("!a:example.org")
+	s := liveGroupSession(t, a, rm, store)
+	ctx := context.Background()
+	key := store.Key(filepath.Base(s.Folder()), recorder.ManifestFile)
+	inFlight, release, handOverPut := make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
+	var puts atomic.Int32
+	s3.setBeforePut(func(k string) {
+		if k != key {
+			return
+		}
+		if puts.Add(1) == 1 {
+			close(inFlight) // the snapshot's copy, held until released
+			<-release
+			return
+		}
+		select {
+		case handOverPut <- struct{}{}:
+		default:
+		}
+	})
+	snapshotted := make(chan struct{})
+	go func() {
+		defer close(snapshotted)
+		a.fleet.snapshot(ctx)
+	}()
+	<-inFlight
+	s.AddMarker(string(alice), "after the snapshot", time.Now()) // the hand-over stores a newer manifest
+	handed := make(chan []*handing, 1)
+	go func() { handed <- a.fleet.handOverRooms(ctx) }()
+	select {
+	case <-handOverPut:
+	case <-time.After(time.Second):
+	}
+	close(release)
+	<-snapshotted
+	if hs := <-handed; len(hs) != 1 {
+		t.Fatalf("handed over %d rooms, want 1", len(hs))
+	}
+	want, err := json.MarshalIndent(s.Manifest(), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s3.object(key); !bytes.Equal(got, want) {
+		t.Errorf("the manifest's copy after the hand-over is not the hand-over's (%d bytes, want %d): an older snapshot landed over it", len(got), len(want))
 	}
 }
