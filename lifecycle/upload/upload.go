@@ -394,7 +394,10 @@ func (u *Uploader) run(f *follower) {
 				u.removed(ctx, f, key, row.UploadID)
 				return
 			}
-			u.failed(ctx, f, row, err)
+			if errors.Is(u.failed(ctx, f, row, err), storage.ErrUploadGone) {
+				u.removed(ctx, f, key, row.UploadID) // deleted while the store failed
+				return
+			}
 			wait = backoff
 			backoff = min(backoff*2, u.opts.MaxBackoff)
 		} else {
@@ -423,26 +426,31 @@ func (u *Uploader) loadChunks(ctx context.Context, f *follower, uploadRow int64)
 	return nil
 }
 
-func (u *Uploader) failed(ctx context.Context, f *follower, row *storage.Upload, err error) {
+// failed logs and records a failed attempt; ErrUploadGone: the row is gone with its
+// recording (nothing recorded).
+func (u *Uploader) failed(ctx context.Context, f *follower, row *storage.Upload, err error) (dberr error) {
 	ev := f.log.Warn()
 	if s3store.IsSetupError(err) {
 		ev = f.log.Error().Str("hint", "check storage.s3 in the config: bucket, keys and permissions")
 	}
 	ev.Err(err).Msg("Upload attempt failed; will retry")
 	if row == nil {
-		return
+		return nil
 	}
 	row.Attempts++
 	row.LastError = err.Error()
 	if len(row.LastError) > 500 {
 		row.LastError = row.LastError[:500]
 	}
-	if dberr := u.db.UpdateUpload(context.WithoutCancel(ctx), row); dberr != nil {
+	if dberr = u.db.UpdateUpload(context.WithoutCancel(ctx), row); errors.Is(dberr, storage.ErrUploadGone) {
+		return dberr
+	} else if dberr != nil {
 		f.log.Warn().Err(dberr).Msg("Could not record the failed attempt")
 	}
 	if u.opts.OnFailure != nil {
 		u.opts.OnFailure(row, err)
 	}
+	return dberr
 }
 
 // sendGrowing sends the whole parts of a file that is still being written.

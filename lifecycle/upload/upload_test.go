@@ -399,3 +399,23 @@ func TestDeletedWhileALargeFileIsSent(t *testing.T) {
 		t.Errorf("the row after the upload ran on: %+v %v; want deleted", row, err)
 	}
 }
+
+// An upload that keeps failing (the store is down) stops once its recording is deleted,
+// instead of retrying for ever against a row it may no longer write.
+func TestDeletedWhileTheStoreIsDown(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.uploader(ctx, nil)
+	defer u.Close(ctx)
+	appendFile(t, e.path("c.ogg"), randomBytes(6<<20))
+	e.store.set(func(s *fakeStore) { s.down = true })
+	u.Follow(e.rec, e.folder, "c.ogg")
+	waitFor(t, "a failed attempt recorded", func() bool {
+		row, err := e.db.UploadOf(ctx, e.rec, "c.ogg")
+		return err == nil && row.Attempts > 0
+	})
+	if _, err := e.db.MarkRemoved(ctx, e.rec, storage.RemovedByRequest, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.waitDone(t, u)
+}
