@@ -136,32 +136,13 @@ func (lc *Lifecycle) applyEvidence(folder, file, confirmedBy string) {
 	}
 }
 
-// updateUpload changes the upload a manifest records for a file (there must be one).
+// updateUpload changes the upload a manifest records for a file (there must be one;
+// else nothing is written), through updateFile like every other change of a file's entry.
 func (lc *Lifecycle) updateUpload(folder, file string, fn func(info *recorder.Upload)) error {
-	lc.mu.Lock()
-	if lr := lc.live[folder]; lr != nil {
-		defer lc.mu.Unlock()
-		for _, t := range lr.sess.Manifest().Tracks {
-			if t.File == file && t.Upload != nil {
-				fn(t.Upload)
-				return lr.sess.SetUpload(file, *t.Upload)
-			}
+	return lc.updateFileIf(folder, file, func(e recorder.FileEntry) error {
+		if e.Upload == nil {
+			return fmt.Errorf("%s: no upload in the manifest", file)
 		}
-		return fmt.Errorf("%s: no upload in the manifest", file)
-	}
-	lc.mu.Unlock()
-	lc.manifests.Lock()
-	defer lc.manifests.Unlock()
-	dir := filepath.Join(lc.cfg.Recordings.Dir, folder)
-	m, err := recorder.ReadManifest(dir)
-	if err != nil {
-		return err
-	}
-	for _, t := range m.Tracks {
-		if t.File == file && t.Upload != nil {
-			fn(t.Upload)
-			return recorder.SetUpload(dir, file, *t.Upload)
-		}
-	}
-	return fmt.Errorf("%s: no upload in the manifest", file)
+		return nil
+	}, func(e *recorder.FileEntry) { fn(e.Upload) })
 }

@@ -348,18 +348,12 @@ func (u *Uploader) run(f *follower) {
 		var err error
 		if row == nil {
 			row, err = u.db.EnsureUpload(ctx, f.key.rec, f.key.file, u.store.Bucket(), key)
-			if err == nil && (row.Status == storage.UploadConfirmed || row.Status.Gone()) {
-				return
+			if errors.Is(err, storage.ErrUploadGone) || err == nil && (row.Status == storage.UploadConfirmed || row.Status.Gone()) {
+				return // done, or deleted with its recording
 			}
 		}
 		if err == nil && f.chunks == nil {
-			var cs []storage.Chunk
-			if cs, err = u.db.Chunks(ctx, row.ID); err == nil {
-				f.chunks = map[int]storage.Chunk{}
-				for _, c := range cs {
-					f.chunks[c.Number] = c
-				}
-			}
+			err = u.loadChunks(ctx, f, row.ID)
 		}
 		if fin == nil {
 			select {
@@ -372,12 +366,16 @@ func (u *Uploader) run(f *follower) {
 			if fin != nil {
 				var terminal bool
 				terminal, err = u.finalize(ctx, f, row, path, key, *fin)
-				if (err == nil || errors.Is(err, errTakenOver)) && u.opts.TailEvery > 0 {
+				if (err == nil || errors.Is(err, errTakenOver) || errors.Is(err, storage.ErrUploadGone)) && u.opts.TailEvery > 0 {
 					if terr := u.dropTails(context.WithoutCancel(ctx), key); terr != nil {
 						f.log.Warn().Err(terr).Msg("Could not delete the file's tail; it stays beside the file")
 					}
 				}
 				if err == nil || terminal || errors.Is(err, errTakenOver) {
+					return
+				}
+				if errors.Is(err, storage.ErrUploadGone) {
+					u.removed(ctx, f, key, row.UploadID)
 					return
 				}
 			} else {
@@ -392,7 +390,14 @@ func (u *Uploader) run(f *follower) {
 			if ctx.Err() != nil || errors.Is(err, errTakenOver) {
 				return
 			}
-			u.failed(ctx, f, row, err)
+			if errors.Is(err, storage.ErrUploadGone) {
+				u.removed(ctx, f, key, row.UploadID)
+				return
+			}
+			if errors.Is(u.failed(ctx, f, row, err), storage.ErrUploadGone) {
+				u.removed(ctx, f, key, row.UploadID) // deleted while the store failed
+				return
+			}
 			wait = backoff
 			backoff = min(backoff*2, u.opts.MaxBackoff)
 		} else {
@@ -408,26 +413,44 @@ func (u *Uploader) run(f *follower) {
 	}
 }
 
-func (u *Uploader) failed(ctx context.Context, f *follower, row *storage.Upload, err error) {
+// loadChunks reads the parts on record of the file's upload into f.chunks.
+func (u *Uploader) loadChunks(ctx context.Context, f *follower, uploadRow int64) error {
+	cs, err := u.db.Chunks(ctx, uploadRow)
+	if err != nil {
+		return err
+	}
+	f.chunks = make(map[int]storage.Chunk, len(cs))
+	for _, c := range cs {
+		f.chunks[c.Number] = c
+	}
+	return nil
+}
+
+// failed logs and records a failed attempt; ErrUploadGone: the row is gone with its
+// recording (nothing recorded).
+func (u *Uploader) failed(ctx context.Context, f *follower, row *storage.Upload, err error) (dberr error) {
 	ev := f.log.Warn()
 	if s3store.IsSetupError(err) {
 		ev = f.log.Error().Str("hint", "check storage.s3 in the config: bucket, keys and permissions")
 	}
 	ev.Err(err).Msg("Upload attempt failed; will retry")
 	if row == nil {
-		return
+		return nil
 	}
 	row.Attempts++
 	row.LastError = err.Error()
 	if len(row.LastError) > 500 {
 		row.LastError = row.LastError[:500]
 	}
-	if dberr := u.db.UpdateUpload(context.WithoutCancel(ctx), row); dberr != nil {
+	if dberr = u.db.UpdateUpload(context.WithoutCancel(ctx), row); errors.Is(dberr, storage.ErrUploadGone) {
+		return dberr
+	} else if dberr != nil {
 		f.log.Warn().Err(dberr).Msg("Could not record the failed attempt")
 	}
 	if u.opts.OnFailure != nil {
 		u.opts.OnFailure(row, err)
 	}
+	return dberr
 }
 
 // sendGrowing sends the whole parts of a file that is still being written.
@@ -468,23 +491,16 @@ func (u *Uploader) sendGrowing(ctx context.Context, f *follower, row *storage.Up
 // collects the part's MD5; patch, when set, changes the bytes into what they will be
 // once the file is final.
 func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Upload, path, key string, n int, off, size int64, h io.Writer, sums *[][]byte, patch func([]byte, int64)) error {
-	select {
-	case u.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := u.slot(ctx)
+	if err != nil {
+		return err
 	}
-	defer func() { <-u.sem }()
+	defer release()
 	bp := u.bufs.Get().(*[]byte)
 	defer u.bufs.Put(bp)
 	buf := (*bp)[:size]
-	file, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	_, err = file.ReadAt(buf, off)
-	_ = file.Close()
-	if err != nil {
-		return fmt.Errorf("read %s at %d: %w", path, off, err)
+	if err := readAt(path, buf, off); err != nil {
+		return err
 	}
 	if patch != nil {
 		patch(buf, off)
@@ -508,7 +524,7 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 		row.UploadID = id
 		row.Status = storage.UploadUploading
 		if err := u.db.UpdateUpload(ctx, row); err != nil {
-			return err
+			return err // ErrUploadGone: run aborts the upload just begun
 		}
 	}
 	etag, err := u.store.PutPart(ctx, key, row.UploadID, n, buf, sum[:])
@@ -516,7 +532,9 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 		if u.completedElsewhere(ctx, f, row) {
 			return errTakenOver
 		}
-		u.reset(ctx, f, row)
+		if rerr := u.reset(ctx, f, row); rerr != nil {
+			return rerr // deleted (and aborted) meanwhile: nothing to upload again
+		}
 	}
 	if err != nil {
 		return err
@@ -528,6 +546,31 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 	f.chunks[n] = c
 	if u.opts.OnSent != nil {
 		u.opts.OnSent(size)
+	}
+	return nil
+}
+
+// slot takes one of the Concurrency slots that bound the transfers in flight (and their
+// buffers) across all files; release gives it back.
+func (u *Uploader) slot(ctx context.Context) (release func(), err error) {
+	select {
+	case u.sem <- struct{}{}:
+		return func() { <-u.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// readAt reads len(buf) bytes of the file at path from offset off.
+func readAt(path string, buf []byte, off int64) error {
+	file, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	_, err = file.ReadAt(buf, off)
+	_ = file.Close()
+	if err != nil {
+		return fmt.Errorf("read %s at %d: %w", path, off, err)
 	}
 	return nil
 }
@@ -549,18 +592,42 @@ func (u *Uploader) completedElsewhere(ctx context.Context, f *follower, row *sto
 	return true
 }
 
-// reset forgets a multipart upload the store no longer knows (expired or aborted).
-func (u *Uploader) reset(ctx context.Context, f *follower, row *storage.Upload) {
-	f.log.Warn().Str("upload_id", row.UploadID).Msg("The store lost the multipart upload; starting it again")
-	row.UploadID = ""
-	row.Status = storage.UploadPending
-	f.chunks = map[int]storage.Chunk{}
+// reset forgets a multipart upload the store no longer knows (expired or aborted), to
+// start it again. ErrUploadGone: the recording was deleted (which aborted it): the upload
+// ends instead.
+func (u *Uploader) reset(ctx context.Context, f *follower, row *storage.Upload) error {
 	ctx = context.WithoutCancel(ctx)
+	next := *row
+	next.UploadID = ""
+	next.Status = storage.UploadPending
+	if err := u.db.UpdateUpload(ctx, &next); errors.Is(err, storage.ErrUploadGone) {
+		return err
+	} else if err != nil {
+		f.log.Warn().Err(err).Msg("Could not record the lost upload")
+	}
+	f.log.Warn().Str("upload_id", row.UploadID).Msg("The store lost the multipart upload; starting it again")
+	*row = next
+	f.chunks = map[int]storage.Chunk{}
 	if err := u.db.DeleteChunks(ctx, row.ID); err != nil {
 		f.log.Warn().Err(err).Msg("Could not forget the lost upload's parts")
 	}
-	if err := u.db.UpdateUpload(ctx, row); err != nil {
-		f.log.Warn().Err(err).Msg("Could not record the lost upload")
+	return nil
+}
+
+// removed ends the upload of a file whose recording was deleted (its row is gone,
+// storage.ErrUploadGone), possibly by another instance while this one went on: the
+// deletion removed what was in the store then, so what this upload made since (an
+// object at key, the multipart upload uploadID) goes too.
+func (u *Uploader) removed(ctx context.Context, f *follower, key, uploadID string) {
+	ctx = context.WithoutCancel(ctx)
+	f.log.Info().Msg("The recording was deleted while its file was being copied; the copy stops and what it made is deleted")
+	if uploadID != "" {
+		if err := u.store.Abort(ctx, key, uploadID); err != nil && !s3store.IsNoSuchUpload(err) {
+			f.log.Warn().Err(err).Msg("Could not abort the deleted recording's multipart upload")
+		}
+	}
+	if err := u.store.Remove(ctx, []string{key}); err != nil {
+		f.log.Warn().Err(err).Str("key", key).Msg("Could not delete the copy made while the recording was deleted")
 	}
 }
 
@@ -595,25 +662,16 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 	}
 	sha := sha256.New()
 	var sums [][]byte
-	var etag string
+	var parts []s3store.Part
+	var last []byte // the whole file, when it goes in one request
 	if n <= 1 && row.UploadID == "" {
-		// A small file goes in one request.
-		data, err := os.ReadFile(path)
-		if err != nil {
+		if last, err = os.ReadFile(path); err != nil {
 			return false, fmt.Errorf("read %s: %w", path, err)
 		}
-		sha.Write(data)
-		sum := md5.Sum(data)
-		sums = append(sums, sum[:])
-		if etag, err = u.store.Put(ctx, key, data); err != nil {
-			return false, err
-		}
-		if u.opts.OnSent != nil {
-			u.opts.OnSent(int64(len(data)))
-		}
-		row.ETag = hex.EncodeToString(sum[:])
+		sha.Write(last)
+		size = int64(len(last))
 	} else {
-		parts := make([]s3store.Part, 0, n)
+		parts = make([]s3store.Part, 0, n)
 		for i := 1; i <= n; i++ {
 			off := int64(i-1) * P
 			sz := min(P, size-off)
@@ -622,35 +680,79 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 			}
 			parts = append(parts, s3store.Part{Number: i, ETag: f.chunks[i].ETag})
 		}
-		etag, err = u.store.Complete(ctx, key, row.UploadID, parts)
-		if s3store.IsNoSuchUpload(err) {
-			// Maybe completed by a run that died before recording it: the check decides.
-			if obj, herr := u.store.Head(ctx, key); herr == nil && obj.Size == size && obj.ETag == s3store.MultipartETag(sums) {
-				err, etag = nil, obj.ETag
-			} else if u.completedElsewhere(ctx, f, row) {
-				return true, errTakenOver
-			} else {
-				u.reset(ctx, f, row)
-			}
+	}
+	etag, err := u.complete(ctx, f, key, row.UploadID, parts, sums, last)
+	if s3store.IsNoSuchUpload(err) {
+		// Maybe completed by a run that died before recording it: the check decides.
+		if obj, herr := u.store.Head(ctx, key); herr == nil && obj.Size == size && obj.ETag == s3store.MultipartETag(sums) {
+			err, etag = nil, obj.ETag
+		} else if u.completedElsewhere(ctx, f, row) {
+			return true, errTakenOver
+		} else if rerr := u.reset(ctx, f, row); rerr != nil {
+			return true, rerr
 		}
-		if err != nil {
-			return false, err
-		}
-		row.ETag = s3store.MultipartETag(sums)
+	}
+	if err != nil {
+		return false, err
 	}
 	got := hex.EncodeToString(sha.Sum(nil))
 	if fin.sha != "" && got != fin.sha {
 		f.log.Warn().Str("manifest_sha256", fin.sha).Str("file_sha256", got).Msg("The file changed after it was finished; uploading it as it is now")
 	}
-	if md5ETag.MatchString(etag) && etag != row.ETag {
-		f.log.Warn().Str("store_etag", etag).Str("expected", row.ETag).Msg("The store reports another ETag than the parts sent")
+	return u.uploaded(ctx, f, row, key, size, etag, got)
+}
+
+// complete makes the object at key from the parts already in the multipart upload
+// uploadID (sums: their MD5s, in order) and last, the bytes that follow them, sent as the
+// next part; without an upload (uploadID empty, no parts) last is the whole object, sent
+// in one request. It returns the ETag the copy is checked against: the one the parts'
+// MD5s give. finalize (a file finished here) and salvage (a file another instance was
+// writing, completed from its tail) make their copies through it.
+func (u *Uploader) complete(ctx context.Context, f *follower, key, uploadID string, parts []s3store.Part, sums [][]byte, last []byte) (string, error) {
+	sum := md5.Sum(last)
+	var etag, want string
+	var err error
+	if uploadID == "" {
+		if etag, err = u.store.Put(ctx, key, last); err != nil {
+			return "", err
+		}
+		want = hex.EncodeToString(sum[:])
+	} else {
+		if len(last) > 0 {
+			n := len(parts) + 1
+			pe, err := u.store.PutPart(ctx, key, uploadID, n, last, sum[:])
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, s3store.Part{Number: n, ETag: pe})
+			sums = append(sums, sum[:])
+		}
+		if etag, err = u.store.Complete(ctx, key, uploadID, parts); err != nil {
+			return "", err
+		}
+		want = s3store.MultipartETag(sums)
 	}
+	if len(last) > 0 && u.opts.OnSent != nil {
+		u.opts.OnSent(int64(len(last)))
+	}
+	if md5ETag.MatchString(etag) && etag != want {
+		f.log.Warn().Str("store_etag", etag).Str("expected", want).Msg("The store reports another ETag than the parts sent")
+	}
+	return want, nil
+}
+
+// uploaded records that the object at key is complete, size bytes with the ETag etag
+// (and the file's SHA-256 sha, when known), forgets the multipart upload's parts and
+// checks the copy (confirm).
+func (u *Uploader) uploaded(ctx context.Context, f *follower, row *storage.Upload, key string, size int64, etag, sha string) (bool, error) {
 	row.Status = storage.UploadUploaded
 	row.UploadID = ""
 	row.Bytes = size
-	row.SHA256 = got
+	row.ETag = etag
+	row.SHA256 = sha
+	row.LastError = ""
 	if err := u.db.UpdateUpload(ctx, row); err != nil {
-		return false, err
+		return false, err // ErrUploadGone: the caller deletes the copy (removed)
 	}
 	if err := u.db.DeleteChunks(ctx, row.ID); err != nil {
 		f.log.Warn().Err(err).Msg("Could not forget the sent parts")
@@ -691,14 +793,7 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 		return false, fmt.Errorf("the upload of %s changed while it was checked", key)
 	default:
 		webhook := u.earlyEvent(row.Bucket, key, row.Bytes, row.ETag) || (cur.Status == storage.UploadConfirmed && strings.Contains(cur.ConfirmedBy, "webhook"))
-		row.Status = storage.UploadConfirmed
-		row.ConfirmedBy = "head"
-		if webhook {
-			row.ConfirmedBy = "head+webhook"
-		}
-		row.ConfirmedAt = time.Now()
-		row.LastError = ""
-		if err := u.db.UpdateUpload(ctx, row); err != nil {
+		if err := u.markConfirmed(ctx, row, readBack(webhook)); err != nil {
 			return false, err
 		}
 	}
@@ -707,6 +802,25 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 		u.opts.OnConfirmed(row)
 	}
 	return true, nil
+}
+
+// markConfirmed records the copy of row as confirmed now, by (how it was checked:
+// "head", "webhook" or "head+webhook").
+func (u *Uploader) markConfirmed(ctx context.Context, row *storage.Upload, by string) error {
+	row.Status = storage.UploadConfirmed
+	row.ConfirmedBy = by
+	row.ConfirmedAt = time.Now()
+	row.LastError = ""
+	return u.db.UpdateUpload(ctx, row)
+}
+
+// readBack is how a copy read back (HEAD) is confirmed: "head", and "head+webhook"
+// when the store's notification for it came too.
+func readBack(webhook bool) string {
+	if webhook {
+		return "head+webhook"
+	}
+	return "head"
 }
 
 // ConfirmFromStore handles the store's own notification that an object was created
@@ -752,10 +866,7 @@ func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, siz
 		if !sameObject(row.Bytes, row.ETag, size, etag) {
 			return true, fmt.Errorf("store event for %s: size %d ETag %s, expected %d %s", key, size, etag, row.Bytes, row.ETag)
 		}
-		row.Status = storage.UploadConfirmed
-		row.ConfirmedBy = "webhook"
-		row.ConfirmedAt = time.Now()
-		return true, u.db.UpdateUpload(ctx, row)
+		return true, u.markConfirmed(ctx, row, "webhook")
 	}
 	return true, nil
 }
