@@ -144,27 +144,46 @@ func (b *botProc) stop() error {
 
 // metric reads one unlabelled sample from the bot's /metrics (e.g. go_goroutines).
 func (b *botProc) metric(ctx context.Context, name string) (float64, error) {
+	v, err := b.metrics(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	if x, ok := v[name]; ok {
+		return x, nil
+	}
+	return 0, fmt.Errorf("the bot's /metrics has no %s", name)
+}
+
+// metrics reads the unlabelled samples of names from one read of the bot's /metrics;
+// a name it does not have is left out.
+func (b *botProc) metrics(ctx context.Context, names ...string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.httpAddr+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("read the bot's metrics: %w", err)
+		return nil, fmt.Errorf("read the bot's metrics: %w", err)
 	}
 	defer resp.Body.Close()
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == name {
-			return strconv.ParseFloat(f[1], 64)
+		if len(f) == 2 && want[f[0]] {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return nil, fmt.Errorf("the bot's %s: %w", f[0], err)
+			}
+			out[f[0]] = v
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("the bot's /metrics has no %s", name)
+	return out, sc.Err()
 }

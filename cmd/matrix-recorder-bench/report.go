@@ -427,6 +427,10 @@ func (r report) soakSection() string {
 			lo, hi = min(lo, x.GCGoal), max(hi, x.GCGoal)
 		}
 		w.f("- GC goal: %s at %v, %s at the end; between %s and %s from %v on.\n", mib(base.GCGoal), base.At, mib(end.GCGoal), mib(lo), mib(hi), warm.At)
+		if s.goMemory() {
+			w.f("- Go's own memory (heap spans in use, free spans not yet returned, stacks): %s at %v, %s at %v, %s at the end; the rest of the anonymous resident set (C memory through cgo, the runtime's other structures): %s, %s, %s.\n",
+				mib(base.goOwn()), base.At, mib(warm.goOwn()), warm.At, mib(end.goOwn()), mib(base.RSSAnon-base.goOwn()), mib(warm.RSSAnon-warm.goOwn()), mib(end.RSSAnon-end.goOwn()))
+		}
 		w.f("- Goroutines: %d at %v, %d at the end (growth %+d, judged on the least of the last three samples), %d to %d in between; threads %d → %d.\n",
 			base.Goroutines, base.At, end.Goroutines, s.GoroutineGrowth, s.GoroutinesMin, s.GoroutinesMax, base.Threads, end.Threads)
 	}
@@ -483,10 +487,18 @@ func (r report) soakSection() string {
 		}
 		w.f("\n")
 	}
-	w.f("| Time | Clock (UTC) | Resident set | Anonymous | File-backed | GC goal | Goroutines | Threads | Bot CPU so far | Load |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, x := range s.Samples {
-		w.f("| %v | %s | %s | %s | %s | %s | %d | %d | %.0f s | %.1f |\n", x.At, x.Clock.Format("15:04:05"), mib(x.RSS), mib(x.RSSAnon), mib(x.RSSFile), mib(x.GCGoal),
-			x.Goroutines, x.Threads, x.CPU.Seconds(), x.Load)
+	if s.goMemory() {
+		w.f("| Time | Clock (UTC) | Resident set | Anonymous | File-backed | GC goal | Go heap in use | Go heap free, kept | Go stacks | Anonymous less Go's | Goroutines | Threads | Bot CPU so far | Load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, x := range s.Samples {
+			w.f("| %v | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %.0f s | %.1f |\n", x.At, x.Clock.Format("15:04:05"), mib(x.RSS), mib(x.RSSAnon), mib(x.RSSFile), mib(x.GCGoal),
+				mib(x.HeapInuse), mib(x.HeapKept), mib(x.Stacks), mib(x.RSSAnon-x.goOwn()), x.Goroutines, x.Threads, x.CPU.Seconds(), x.Load)
+		}
+	} else {
+		w.f("| Time | Clock (UTC) | Resident set | Anonymous | File-backed | GC goal | Goroutines | Threads | Bot CPU so far | Load |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, x := range s.Samples {
+			w.f("| %v | %s | %s | %s | %s | %s | %d | %d | %.0f s | %.1f |\n", x.At, x.Clock.Format("15:04:05"), mib(x.RSS), mib(x.RSSAnon), mib(x.RSSFile), mib(x.GCGoal),
+				x.Goroutines, x.Threads, x.CPU.Seconds(), x.Load)
+		}
 	}
 	w.f("\n")
 	if len(s.Heap) > 0 {

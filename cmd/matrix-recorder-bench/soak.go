@@ -42,7 +42,14 @@ type soakSample struct {
 	RSSAnon int64
 	RSSFile int64
 	// GCGoal is go_memstats_next_gc_bytes: about twice the live heap after the last GC.
-	GCGoal     int64
+	GCGoal int64
+	// The Go runtime's own memory (go_memstats_*; zero when the bot does not export it):
+	// heap spans in use, free heap spans not yet returned to the OS (heap_idle −
+	// heap_released), and goroutine stacks. RssAnon less these is, roughly, what is
+	// not Go's heap or stacks (cgo's C memory, the runtime's other structures).
+	HeapInuse  int64
+	HeapKept   int64
+	Stacks     int64
 	Goroutines int
 	Threads    int
 	CPU        time.Duration // the bot's CPU time so far (since its start)
@@ -59,6 +66,19 @@ type soakCall struct {
 	HangupErr   string
 	HangupAt    time.Time
 	ClosedAt    time.Time
+}
+
+// goOwn is the Go runtime's own memory at a sample: heap spans in use, free ones kept, stacks.
+func (x soakSample) goOwn() int64 { return x.HeapInuse + x.HeapKept + x.Stacks }
+
+// goMemory says whether the samples have the Go runtime's memory (the bot exports it).
+func (r *soakResult) goMemory() bool {
+	for _, x := range r.Samples {
+		if x.HeapInuse > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (c soakCall) accepted() bool { return c.HangupErr == "" && !c.HangupAt.IsZero() }
@@ -171,12 +191,19 @@ func runSoak(ctx context.Context, cb *callBench, n int, d, interval time.Duratio
 		if err != nil {
 			return fmt.Errorf("the bot's /proc: %w", err)
 		}
-		g, err := t.p.metric(ctx, "go_goroutines")
+		m, err := t.p.metrics(ctx, "go_goroutines", "go_memstats_next_gc_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes",
+			"go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes")
 		if err == nil {
-			var goal float64
-			if goal, err = t.p.metric(ctx, "go_memstats_next_gc_bytes"); err == nil {
+			g, okG := m["go_goroutines"]
+			goal, okGoal := m["go_memstats_next_gc_bytes"]
+			if !okG || !okGoal {
+				err = errors.New("the bot's /metrics has no go_goroutines or go_memstats_next_gc_bytes")
+			} else {
 				s := soakSample{At: time.Since(start).Round(time.Second), Clock: time.Now().UTC(), RSS: p.rss, RSSAnon: p.rssAnon, RSSFile: p.rssFile,
-					GCGoal: int64(goal), Goroutines: int(g), Threads: threads(t.pid()), CPU: p.cpu, Load: loadAvg()}
+					GCGoal: int64(goal), HeapInuse: int64(m["go_memstats_heap_inuse_bytes"]),
+					HeapKept:   int64(m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"]),
+					Stacks:     int64(m["go_memstats_stack_inuse_bytes"]),
+					Goroutines: int(g), Threads: threads(t.pid()), CPU: p.cpu, Load: loadAvg()}
 				res.Samples = append(res.Samples, s)
 				logf("soak: %v: RSS %s (anonymous %s, files %s), GC goal %s, %d goroutines, %d threads (load %.1f)", s.At, mib(s.RSS), mib(s.RSSAnon), mib(s.RSSFile),
 					mib(s.GCGoal), s.Goroutines, s.Threads, s.Load)

@@ -190,3 +190,23 @@ func TestRetryHangup(t *testing.T) {
 		t.Errorf("backoff %v %v %v", hangupBackoff(1), hangupBackoff(4), hangupBackoff(9))
 	}
 }
+
+// With the Go runtime's memory sampled, the section says how much of the anonymous
+// resident set is Go's own and how much is the rest, at the base, the warm-up and the end.
+func TestSoakSectionSplitsGoMemory(t *testing.T) {
+	r := soakResult{Calls: 1, Duration: 4 * time.Minute, Interval: time.Minute, Samples: samples(26, 30, 32, 33, 34), Files: fileCheck{Calls: 1, Whole: 1}}
+	for i := range r.Samples {
+		r.Samples[i].HeapInuse, r.Samples[i].HeapKept, r.Samples[i].Stacks = 12<<20, int64(i)<<20, 2<<20
+	}
+	r.judge()
+	md := report{started: time.Now(), partLoad: map[string]float64{}, soak: &r}.soakSection()
+	for _, want := range []string{
+		"Go's own memory (heap spans in use, free spans not yet returned, stacks): 15.0 MiB at 1m0s, 15.0 MiB at 1m0s, 18.0 MiB at the end; the rest of the anonymous resident set (C memory through cgo, the runtime's other structures): 15.0 MiB, 15.0 MiB, 16.0 MiB.",
+		"| Anonymous less Go's |",
+		"| 4m0s | 00:00:00 | 71.0 MiB | 34.0 MiB | 37.0 MiB | 25.0 MiB | 12.0 MiB | 4.0 MiB | 2.0 MiB | 16.0 MiB | 485 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("section lacks %q:\n%s", want, md)
+		}
+	}
+}
