@@ -136,32 +136,19 @@ func (lc *Lifecycle) applyEvidence(folder, file, confirmedBy string) {
 	}
 }
 
-// updateUpload changes the upload a manifest records for a file (there must be one).
+// updateUpload changes the upload a manifest records for a file (there must be one),
+// through updateFile like every other change of a file's entry.
 func (lc *Lifecycle) updateUpload(folder, file string, fn func(info *recorder.Upload)) error {
-	lc.mu.Lock()
-	if lr := lc.live[folder]; lr != nil {
-		defer lc.mu.Unlock()
-		for _, t := range lr.sess.Manifest().Tracks {
-			if t.File == file && t.Upload != nil {
-				fn(t.Upload)
-				return lr.sess.SetUpload(file, *t.Upload)
-			}
+	none := false
+	err := lc.updateFile(folder, file, func(e *recorder.FileEntry) {
+		if e.Upload == nil {
+			none = true
+			return
 		}
-		return fmt.Errorf("%s: no upload in the manifest", file)
+		fn(e.Upload)
+	})
+	if err == nil && none {
+		err = fmt.Errorf("%s: no upload in the manifest", file)
 	}
-	lc.mu.Unlock()
-	lc.manifests.Lock()
-	defer lc.manifests.Unlock()
-	dir := filepath.Join(lc.cfg.Recordings.Dir, folder)
-	m, err := recorder.ReadManifest(dir)
-	if err != nil {
-		return err
-	}
-	for _, t := range m.Tracks {
-		if t.File == file && t.Upload != nil {
-			fn(t.Upload)
-			return recorder.SetUpload(dir, file, *t.Upload)
-		}
-	}
-	return fmt.Errorf("%s: no upload in the manifest", file)
+	return err
 }

@@ -108,13 +108,8 @@ func (u *Uploader) ConfirmExternal(ctx context.Context, recordingID, file, key s
 	if err != nil {
 		return nil, err
 	}
-	row.Status = storage.UploadConfirmed
-	row.Bytes, row.ETag, row.ConfirmedAt, row.LastError = size0, etag, time.Now(), ""
-	row.ConfirmedBy = "head"
-	if u.earlyEvent(row.Bucket, key, size0, etag) {
-		row.ConfirmedBy = "head+webhook"
-	}
-	if err := u.db.UpdateUpload(ctx, row); err != nil {
+	row.Bytes, row.ETag = size0, etag
+	if err := u.markConfirmed(ctx, row, readBack(u.earlyEvent(row.Bucket, key, size0, etag))); err != nil {
 		return nil, err
 	}
 	x := &u.external

@@ -149,6 +149,13 @@ func (s *fakeStore) object(key string) []byte {
 	return s.objects[key]
 }
 
+// part is part n of an open multipart upload (nil if it has none).
+func (s *fakeStore) part(uploadID string, n int) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.uploads[uploadID][n]
+}
+
 func (s *fakeStore) sent(n int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,7 +2,6 @@ package upload
 
 import (
 	"context"
-	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -78,12 +77,11 @@ func (u *Uploader) Salvage(recordingID, folder, file string, done func(Salvaged)
 // salvage is one attempt of Salvage.
 func (u *Uploader) salvage(ctx context.Context, f *follower) (Salvaged, error) {
 	none := Salvaged{MediaMs: -1}
-	select {
-	case u.sem <- struct{}{}:
-	case <-ctx.Done():
-		return none, ctx.Err()
+	release, err := u.slot(ctx)
+	if err != nil {
+		return none, err
 	}
-	defer func() { <-u.sem }()
+	defer release()
 	key := u.store.Key(f.folder, f.key.file)
 	row, err := u.db.EnsureUpload(ctx, f.key.rec, f.key.file, u.store.Bucket(), key)
 	if err != nil {
@@ -92,23 +90,12 @@ func (u *Uploader) salvage(ctx context.Context, f *follower) (Salvaged, error) {
 	if row.Status != storage.UploadPending && row.Status != storage.UploadUploading {
 		return none, nil // complete, failed or deleted: nothing to finish
 	}
-	var chunks []storage.Chunk
 	if row.UploadID != "" {
-		if chunks, err = u.db.Chunks(ctx, row.ID); err != nil {
+		if err := u.loadChunks(ctx, f, row.ID); err != nil {
 			return none, err
 		}
 	}
-	// bases[j] is where the j-th whole part from the file's start ends.
-	bases := []int64{0}
-	for i, c := range chunks {
-		if c.Number != i+1 || c.Offset != bases[i] || c.Size < MinPartSize {
-			break
-		}
-		bases = append(bases, c.Offset+c.Size)
-	}
-	if row.UploadID == "" {
-		bases = bases[:1]
-	}
+	bases := wholeParts(row.UploadID, f.chunks)
 	segs, all, err := u.listSegments(ctx, key)
 	if err != nil {
 		return none, err
@@ -132,46 +119,27 @@ func (u *Uploader) salvage(ctx context.Context, f *follower) (Salvaged, error) {
 	if bestEnd == 0 {
 		return none, nil // nothing of the file reached object storage
 	}
-	var etag, want, sha string // want: the ETag the store should report
-	tailSum := md5.Sum(tail)
-	if row.UploadID == "" {
-		if etag, err = u.store.Put(ctx, key, tail); err != nil {
-			return none, err
+	var sums [][]byte
+	parts := make([]s3store.Part, 0, best+1)
+	for n := 1; n <= best; n++ {
+		c := f.chunks[n]
+		sum, err := hex.DecodeString(c.MD5)
+		if err != nil {
+			return none, fmt.Errorf("part %d's MD5 %q: %w", c.Number, c.MD5, err)
 		}
-		want = hex.EncodeToString(tailSum[:])
+		sums = append(sums, sum)
+		parts = append(parts, s3store.Part{Number: n, ETag: c.ETag})
+	}
+	etag, err := u.complete(ctx, f, key, row.UploadID, parts, sums, tail)
+	if s3store.IsNoSuchUpload(err) {
+		return none, nil // the other instance came back and completed it (or gave it up)
+	} else if err != nil {
+		return none, err
+	}
+	var sha string // the file's SHA-256: known when the copy is the tail alone
+	if row.UploadID == "" {
 		h := sha256.Sum256(tail)
 		sha = hex.EncodeToString(h[:])
-	} else {
-		var sums [][]byte
-		parts := make([]s3store.Part, 0, best+1)
-		for _, c := range chunks[:best] {
-			sum, err := hex.DecodeString(c.MD5)
-			if err != nil {
-				return none, fmt.Errorf("part %d's MD5 %q: %w", c.Number, c.MD5, err)
-			}
-			sums = append(sums, sum)
-			parts = append(parts, s3store.Part{Number: c.Number, ETag: c.ETag})
-		}
-		if len(tail) > 0 {
-			pe, err := u.store.PutPart(ctx, key, row.UploadID, best+1, tail, tailSum[:])
-			if s3store.IsNoSuchUpload(err) {
-				return none, nil // the other instance came back and completed it (or gave it up)
-			} else if err != nil {
-				return none, err
-			}
-			sums = append(sums, tailSum[:])
-			parts = append(parts, s3store.Part{Number: best + 1, ETag: pe})
-		}
-		etag, err = u.store.Complete(ctx, key, row.UploadID, parts)
-		if s3store.IsNoSuchUpload(err) {
-			return none, nil
-		} else if err != nil {
-			return none, err
-		}
-		want = s3store.MultipartETag(sums)
-	}
-	if md5ETag.MatchString(etag) && etag != want {
-		f.log.Warn().Str("store_etag", etag).Str("expected", want).Msg("The store reports another ETag than the parts sent")
 	}
 	// The other instance may have come back meanwhile and finished the file itself.
 	cur, err := u.db.UploadOf(ctx, row.RecordingID, row.File)
@@ -182,20 +150,7 @@ func (u *Uploader) salvage(ctx context.Context, f *follower) (Salvaged, error) {
 		f.log.Info().Str("status", string(cur.Status)).Msg("The file's copy changed while it was completed; leaving it to the other instance")
 		return none, nil
 	}
-	row.Status = storage.UploadUploaded
-	row.UploadID = ""
-	row.Bytes = bestEnd
-	row.ETag = want
-	row.SHA256 = sha
-	row.LastError = ""
-	if err := u.db.UpdateUpload(ctx, row); err != nil {
-		return none, err
-	}
-	if err := u.db.DeleteChunks(ctx, row.ID); err != nil {
-		f.log.Warn().Err(err).Msg("Could not forget the sent parts")
-	}
-	f.chunks = map[int]storage.Chunk{}
-	if _, err := u.confirm(ctx, f, row, key); err != nil {
+	if _, err := u.uploaded(ctx, f, row, key, bestEnd, etag, sha); err != nil {
 		return none, err
 	}
 	if err := u.store.Remove(context.WithoutCancel(ctx), all); err != nil {

@@ -2,7 +2,6 @@ package upload
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/matrix-recorder/matrix-recorder/recorder/oggwriter"
+	"github.com/matrix-recorder/matrix-recorder/storage"
 )
 
 // Tails: in a fleet, a file that is being written reaches object storage in whole parts
@@ -129,18 +131,20 @@ func (f *follower) playableEnd(path string, size int64) (int64, int64) {
 	return size, -1
 }
 
-// base is where the file's tail starts: the end of the whole parts sent from its start.
-func (f *follower) base(uploadID string) int64 {
+// wholeParts lists where the whole parts sent from the file's start end: ends[j] is the
+// end of part j, ends[0] the file's start. A tail starts at one of them (the last, unless
+// a kill came between a part and the next tail). Without a multipart upload there is none.
+func wholeParts(uploadID string, chunks map[int]storage.Chunk) []int64 {
+	ends := []int64{0}
 	if uploadID == "" {
-		return 0
+		return ends
 	}
-	var end int64
 	for n := 1; ; n++ {
-		c, ok := f.chunks[n]
-		if !ok || c.Offset != end || c.Size < MinPartSize {
-			return end
+		c, ok := chunks[n]
+		if !ok || c.Offset != ends[n-1] || c.Size < MinPartSize {
+			return ends
 		}
-		end += c.Size
+		ends = append(ends, c.Offset+c.Size)
 	}
 }
 
@@ -157,7 +161,8 @@ func (u *Uploader) keepTail(ctx context.Context, f *follower, uploadID, path, ke
 		return
 	}
 	end, ms := f.playableEnd(path, fi.Size())
-	base := f.base(uploadID)
+	ends := wholeParts(uploadID, f.chunks)
+	base := ends[len(ends)-1]
 	if t.start != base || t.end < base {
 		t.stale = append(t.stale, t.segs...)
 		t.segs, t.start, t.end = nil, base, base
@@ -180,21 +185,14 @@ func (u *Uploader) keepTail(ctx context.Context, f *follower, uploadID, path, ke
 
 // putSegment stores the file's bytes [from, to) as a tail segment.
 func (u *Uploader) putSegment(ctx context.Context, f *follower, path, key string, from, to, ms int64) error {
-	select {
-	case u.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := u.slot(ctx)
+	if err != nil {
+		return err
 	}
-	defer func() { <-u.sem }()
+	defer release()
 	data := make([]byte, to-from)
-	file, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	_, err = file.ReadAt(data, from)
-	_ = file.Close()
-	if err != nil {
-		return fmt.Errorf("read %s at %d: %w", path, from, err)
+	if err := readAt(path, data, from); err != nil {
+		return err
 	}
 	if f.mkv != nil {
 		f.mkv.patch(data, from) // as the whole parts are: what is known final is sent final
@@ -211,68 +209,72 @@ func (u *Uploader) putSegment(ctx context.Context, f *follower, path, key string
 	return nil
 }
 
-// oggTracker follows an Ogg file's pages as it grows: pos is the end of the last
-// complete page, where the file can be cut and still play.
+// oggTracker follows an Ogg Opus file's pages as it grows, with the recorder's own page
+// parser: pos is the end of the last complete page, where the file can be cut and still
+// play.
 type oggTracker struct {
 	pos     int64
 	pages   int
-	granule int64 // of the last page on which a packet ends (after the headers)
+	packets int   // packets that ended on the pages so far (the first two are the headers)
+	granule int64 // of the last page on which an audio packet ends
 	preSkip int64
 	bad     bool
-	buf     [27 + 255]byte
 }
-
-var errNotOgg = errors.New("not an ogg page")
 
 // advance parses the pages that are complete in the first size bytes.
 func (t *oggTracker) advance(r io.ReaderAt, size int64) {
-	for !t.bad && t.pos+27 <= size {
-		n, _ := r.ReadAt(t.buf[:], t.pos)
-		h := t.buf[:n]
-		end, err := t.page(h)
-		if errors.Is(err, errNotOgg) {
-			t.bad = true
-			return
+	var buf []byte
+	for !t.bad && t.pos < size {
+		// A page is at most MaxPageSize bytes: a buffer that long holds one whole.
+		n := min(size-t.pos, oggwriter.MaxPageSize)
+		if int64(cap(buf)) < n {
+			buf = make([]byte, n)
 		}
-		if err != nil || t.pos+end > size {
-			return
+		m, err := r.ReadAt(buf[:n], t.pos)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return // the next poll reads again
 		}
-		t.pos += end
-		t.pages++
+		b := buf[:m]
+		for len(b) > 0 {
+			p, err := oggwriter.ParsePage(b)
+			if errors.Is(err, oggwriter.ErrShortPage) {
+				break
+			}
+			if err != nil {
+				// Not a page of the writer's: the tail cannot be cut at a page.
+				t.bad = true
+				return
+			}
+			t.take(&p)
+			b = b[p.Size():]
+		}
+		if len(b) == m {
+			return // no whole page yet past pos
+		}
 	}
 }
 
-// page reads the page at the start of h: its length, and the pre-skip and granule
-// position it tells.
-func (t *oggTracker) page(h []byte) (int64, error) {
-	if len(h) < 27 {
-		return 0, io.ErrUnexpectedEOF
-	}
-	if string(h[:4]) != "OggS" || h[4] != 0 {
-		return 0, errNotOgg
-	}
-	nseg := int(h[26])
-	if len(h) < 27+nseg {
-		return 0, io.ErrUnexpectedEOF
-	}
-	body := 0
-	for _, l := range h[27 : 27+nseg] {
-		body += int(l)
-	}
+// take follows a complete page: the pre-skip from the identification header on the first,
+// the granule position of the last on which an audio packet ends.
+func (t *oggTracker) take(p *oggwriter.Page) {
 	if t.pages == 0 {
-		if b := h[27+nseg:]; len(b) >= 12 && string(b[:8]) == "OpusHead" {
-			t.preSkip = int64(binary.LittleEndian.Uint16(b[10:12]))
+		if _, preSkip, ok := oggwriter.ParseOpusHead(p.Body()); ok {
+			t.preSkip = int64(preSkip)
 		}
-	} else if g := int64(binary.LittleEndian.Uint64(h[6:14])); g >= 0 && t.pages >= 2 {
-		t.granule = g
 	}
-	return int64(27 + nseg + body), nil
+	ends := p.Packets()
+	if t.packets+ends > 2 && p.Granule() >= 0 {
+		t.granule = p.Granule()
+	}
+	t.packets += ends
+	t.pages++
+	t.pos += int64(p.Size())
 }
 
 // mediaMs is the media time at the end of the last complete page (Opus: 48 kHz
-// granules), or -1 before the first audio page.
+// granules), or -1 before the first audio packet.
 func (t *oggTracker) mediaMs() int64 {
-	if t.pages < 3 {
+	if t.packets <= 2 {
 		return -1
 	}
 	return max(t.granule-t.preSkip, 0) * 1000 / 48000

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -86,15 +87,148 @@ func fileSize(t *testing.T, path string) int64 {
 	return fi.Size()
 }
 
+// oggPages reads data page by page with the recorder's page parser and returns where
+// each page ends and the media time at the end of each (the writer's pre-skip is 0; the
+// first two pages are the headers). It fails the test unless data is whole pages.
+func oggPages(t *testing.T, data []byte) (ends, ms []int64) {
+	t.Helper()
+	var off int64
+	granule := int64(-1)
+	for off < int64(len(data)) {
+		p, err := oggwriter.ParsePage(data[off:])
+		if err != nil {
+			t.Fatalf("page at %d of %d bytes: %v", off, len(data), err)
+		}
+		off += int64(p.Size())
+		if len(ends) >= 2 && p.Granule() >= 0 {
+			granule = p.Granule()
+		}
+		ends = append(ends, off)
+		if granule < 0 {
+			ms = append(ms, -1) // no audio yet
+		} else {
+			ms = append(ms, granule*1000/48000)
+		}
+	}
+	return ends, ms
+}
+
 // checkOgg checks that data is an Ogg stream of whole pages and returns its media time.
 func checkOgg(t *testing.T, data []byte) int64 {
 	t.Helper()
-	tr := &oggTracker{}
-	tr.advance(bytes.NewReader(data), int64(len(data)))
-	if tr.bad || tr.pos != int64(len(data)) {
-		t.Fatalf("the object is not whole Ogg pages: parsed %d of %d bytes (bad %v)", tr.pos, len(data), tr.bad)
+	_, ms := oggPages(t, data)
+	if len(ms) == 0 {
+		t.Fatal("the object holds no Ogg page")
 	}
-	return tr.mediaMs()
+	return ms[len(ms)-1]
+}
+
+// checkTail checks the stored tail of a growing Ogg file against the file: its segments
+// are one chain from base (the end of the whole parts sent) to where the file ends now,
+// each holding exactly the file's bytes its name says, none twice, each ending where a
+// page ends with the media time its name says; and the whole parts sent, then the tail,
+// are the file. It returns the segments, by start.
+func (e *env) checkTail(t *testing.T, file string, base int64) []tailSegment {
+	t.Helper()
+	key := e.store.Key(e.folder, file)
+	data, err := os.ReadFile(e.path(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, ms := oggPages(t, data)
+	msAt := map[int64]int64{}
+	for i, end := range ends {
+		msAt[end] = ms[i]
+	}
+	var segs []tailSegment
+	for _, k := range e.store.keys(tailPrefix(key)) {
+		s, ok := parseSegment(tailPrefix(key), k)
+		if !ok {
+			t.Fatalf("%s under the tail's prefix is no segment", k)
+		}
+		segs = append(segs, s)
+	}
+	slices.SortFunc(segs, func(a, b tailSegment) int { return int(a.from - b.from) })
+	pos := base
+	var tail []byte
+	for _, s := range segs {
+		if s.from != pos {
+			t.Fatalf("segment %s starts at %d; the chain before it ends at %d", s.key, s.from, pos)
+		}
+		obj := e.store.object(s.key)
+		if s.to > int64(len(data)) || !bytes.Equal(obj, data[s.from:s.to]) {
+			t.Fatalf("segment %s (%d bytes) is not the file's bytes [%d, %d)", s.key, len(obj), s.from, s.to)
+		}
+		want, ok := msAt[s.to]
+		if !ok || s.ms != want {
+			t.Fatalf("segment %s ends at %d: a page ends there %v, media time %d ms, its name says %d", s.key, s.to, ok, want, s.ms)
+		}
+		tail = append(tail, obj...)
+		pos = s.to
+	}
+	if pos != int64(len(data)) {
+		t.Fatalf("the tail ends at %d, the file at %d", pos, len(data))
+	}
+	var whole []byte
+	if base > 0 {
+		row, err := e.db.UploadOf(context.Background(), e.rec, file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n := 1; int64(len(whole)) < base; n++ {
+			p := e.store.part(row.UploadID, n)
+			if p == nil {
+				t.Fatalf("part %d of the upload is missing, the parts reach %d of %d", n, len(whole), base)
+			}
+			whole = append(whole, p...)
+		}
+	}
+	if !bytes.Equal(append(whole, tail...), data) {
+		t.Fatalf("the whole parts (%d bytes) and the tail (%d bytes) are not the file (%d bytes)", len(whole), len(tail), len(data))
+	}
+	return segs
+}
+
+// TestOggTrackerStopsAtWholePages: the tracker follows a growing Ogg file to the end of
+// its last whole page, never into one still being written, with the media time there;
+// a page that fails its checksum stops it (the tail is then not cut at a page).
+func TestOggTrackerStopsAtWholePages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.ogg")
+	o := newOggFile(t, path, 160)
+	for range 10 {
+		o.write(7)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, ms := oggPages(t, data)
+	tr := &oggTracker{}
+	page := -1 // the last page whole in the bytes given
+	for cut := int64(0); cut <= int64(len(data)); cut++ {
+		for page+1 < len(ends) && ends[page+1] <= cut {
+			page++
+		}
+		tr.advance(bytes.NewReader(data[:cut]), cut)
+		wantPos, wantMs := int64(0), int64(-1)
+		if page >= 0 {
+			wantPos, wantMs = ends[page], ms[page]
+		}
+		if tr.bad || tr.pos != wantPos || tr.mediaMs() != wantMs {
+			t.Fatalf("after %d bytes: at %d with %d ms (bad %v), want %d with %d ms", cut, tr.pos, tr.mediaMs(), tr.bad, wantPos, wantMs)
+		}
+	}
+	if tr.mediaMs() != 70*20 {
+		t.Errorf("%d ms at the end, want 1400", tr.mediaMs())
+	}
+
+	bad := slices.Clone(data)
+	bad[ends[3]-1] ^= 0x55 // the last byte of the fourth page (audio)
+	tr = &oggTracker{}
+	tr.advance(bytes.NewReader(bad), int64(len(bad)))
+	if !tr.bad || tr.pos != ends[2] {
+		t.Errorf("a page with a wrong checksum: at %d (bad %v), want a stop at %d", tr.pos, tr.bad, ends[2])
+	}
 }
 
 // TestSalvageSmallOggFromItsTail: an instance writes a small Ogg file (no whole part yet,
@@ -110,13 +244,21 @@ func TestSalvageSmallOggFromItsTail(t *testing.T) {
 	o := newOggFile(t, path, 160)
 	dead.Follow(e.rec, e.folder, "a.ogg")
 	key := e.store.Key(e.folder, "a.ogg")
+	var sizes []int64
 	for range 5 {
 		o.write(50) // one second
 		size := fileSize(t, path)
 		waitFor(t, "the tail", func() bool { return e.tailEnd(key) == size })
+		sizes = append(sizes, size)
 	}
-	if n := len(e.store.keys(tailPrefix(key))); n < 5 {
-		t.Errorf("%d tail segments for 5 steps of growth; want one per step", n)
+	// One chain of segments from the file's start, each step's growth in its own
+	// segments (a step may take more than one: the writer writes full pages before its
+	// flush).
+	segs := e.checkTail(t, "a.ogg", 0)
+	for _, size := range sizes {
+		if !slices.ContainsFunc(segs, func(s tailSegment) bool { return s.to == size }) {
+			t.Errorf("no segment ends where step %d of growth ended (%d)", slices.Index(sizes, size)+1, size)
+		}
 	}
 	want, _ := os.ReadFile(path)
 	// Killed: nothing finishes the file on this instance.
@@ -177,6 +319,7 @@ func TestSalvageMultipartOggWithTail(t *testing.T) {
 	o.write(2000) // ~2 MB
 	size := fileSize(t, path)
 	waitFor(t, "the first tail", func() bool { return e.tailEnd(key) == size })
+	e.checkTail(t, "b.ogg", 0)
 	first := e.store.keys(tailPrefix(key))
 	puts := e.store.sent(1)
 	time.Sleep(50 * time.Millisecond) // polls without growth
@@ -199,9 +342,11 @@ func TestSalvageMultipartOggWithTail(t *testing.T) {
 			t.Errorf("segment %s of the chain before part 1 was not deleted", k)
 		}
 	}
+	e.checkTail(t, "b.ogg", MinPartSize) // part 1, then the tail: the file
 	o.write(100)
 	size = fileSize(t, path)
 	waitFor(t, "the last tail", func() bool { return e.tailEnd(key) == size })
+	e.checkTail(t, "b.ogg", MinPartSize)
 	want, _ := os.ReadFile(path)
 	kill()
 	_ = dead.Close(context.Background())

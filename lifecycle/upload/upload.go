@@ -353,13 +353,7 @@ func (u *Uploader) run(f *follower) {
 			}
 		}
 		if err == nil && f.chunks == nil {
-			var cs []storage.Chunk
-			if cs, err = u.db.Chunks(ctx, row.ID); err == nil {
-				f.chunks = map[int]storage.Chunk{}
-				for _, c := range cs {
-					f.chunks[c.Number] = c
-				}
-			}
+			err = u.loadChunks(ctx, f, row.ID)
 		}
 		if fin == nil {
 			select {
@@ -406,6 +400,19 @@ func (u *Uploader) run(f *follower) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// loadChunks reads the parts on record of the file's upload into f.chunks.
+func (u *Uploader) loadChunks(ctx context.Context, f *follower, uploadRow int64) error {
+	cs, err := u.db.Chunks(ctx, uploadRow)
+	if err != nil {
+		return err
+	}
+	f.chunks = make(map[int]storage.Chunk, len(cs))
+	for _, c := range cs {
+		f.chunks[c.Number] = c
+	}
+	return nil
 }
 
 func (u *Uploader) failed(ctx context.Context, f *follower, row *storage.Upload, err error) {
@@ -468,23 +475,16 @@ func (u *Uploader) sendGrowing(ctx context.Context, f *follower, row *storage.Up
 // collects the part's MD5; patch, when set, changes the bytes into what they will be
 // once the file is final.
 func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Upload, path, key string, n int, off, size int64, h io.Writer, sums *[][]byte, patch func([]byte, int64)) error {
-	select {
-	case u.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := u.slot(ctx)
+	if err != nil {
+		return err
 	}
-	defer func() { <-u.sem }()
+	defer release()
 	bp := u.bufs.Get().(*[]byte)
 	defer u.bufs.Put(bp)
 	buf := (*bp)[:size]
-	file, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	_, err = file.ReadAt(buf, off)
-	_ = file.Close()
-	if err != nil {
-		return fmt.Errorf("read %s at %d: %w", path, off, err)
+	if err := readAt(path, buf, off); err != nil {
+		return err
 	}
 	if patch != nil {
 		patch(buf, off)
@@ -528,6 +528,31 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 	f.chunks[n] = c
 	if u.opts.OnSent != nil {
 		u.opts.OnSent(size)
+	}
+	return nil
+}
+
+// slot takes one of the Concurrency slots that bound the transfers in flight (and their
+// buffers) across all files; release gives it back.
+func (u *Uploader) slot(ctx context.Context) (release func(), err error) {
+	select {
+	case u.sem <- struct{}{}:
+		return func() { <-u.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// readAt reads len(buf) bytes of the file at path from offset off.
+func readAt(path string, buf []byte, off int64) error {
+	file, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	_, err = file.ReadAt(buf, off)
+	_ = file.Close()
+	if err != nil {
+		return fmt.Errorf("read %s at %d: %w", path, off, err)
 	}
 	return nil
 }
@@ -595,25 +620,16 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 	}
 	sha := sha256.New()
 	var sums [][]byte
-	var etag string
+	var parts []s3store.Part
+	var last []byte // the whole file, when it goes in one request
 	if n <= 1 && row.UploadID == "" {
-		// A small file goes in one request.
-		data, err := os.ReadFile(path)
-		if err != nil {
+		if last, err = os.ReadFile(path); err != nil {
 			return false, fmt.Errorf("read %s: %w", path, err)
 		}
-		sha.Write(data)
-		sum := md5.Sum(data)
-		sums = append(sums, sum[:])
-		if etag, err = u.store.Put(ctx, key, data); err != nil {
-			return false, err
-		}
-		if u.opts.OnSent != nil {
-			u.opts.OnSent(int64(len(data)))
-		}
-		row.ETag = hex.EncodeToString(sum[:])
+		sha.Write(last)
+		size = int64(len(last))
 	} else {
-		parts := make([]s3store.Part, 0, n)
+		parts = make([]s3store.Part, 0, n)
 		for i := 1; i <= n; i++ {
 			off := int64(i-1) * P
 			sz := min(P, size-off)
@@ -622,33 +638,77 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 			}
 			parts = append(parts, s3store.Part{Number: i, ETag: f.chunks[i].ETag})
 		}
-		etag, err = u.store.Complete(ctx, key, row.UploadID, parts)
-		if s3store.IsNoSuchUpload(err) {
-			// Maybe completed by a run that died before recording it: the check decides.
-			if obj, herr := u.store.Head(ctx, key); herr == nil && obj.Size == size && obj.ETag == s3store.MultipartETag(sums) {
-				err, etag = nil, obj.ETag
-			} else if u.completedElsewhere(ctx, f, row) {
-				return true, errTakenOver
-			} else {
-				u.reset(ctx, f, row)
-			}
+	}
+	etag, err := u.complete(ctx, f, key, row.UploadID, parts, sums, last)
+	if s3store.IsNoSuchUpload(err) {
+		// Maybe completed by a run that died before recording it: the check decides.
+		if obj, herr := u.store.Head(ctx, key); herr == nil && obj.Size == size && obj.ETag == s3store.MultipartETag(sums) {
+			err, etag = nil, obj.ETag
+		} else if u.completedElsewhere(ctx, f, row) {
+			return true, errTakenOver
+		} else {
+			u.reset(ctx, f, row)
 		}
-		if err != nil {
-			return false, err
-		}
-		row.ETag = s3store.MultipartETag(sums)
+	}
+	if err != nil {
+		return false, err
 	}
 	got := hex.EncodeToString(sha.Sum(nil))
 	if fin.sha != "" && got != fin.sha {
 		f.log.Warn().Str("manifest_sha256", fin.sha).Str("file_sha256", got).Msg("The file changed after it was finished; uploading it as it is now")
 	}
-	if md5ETag.MatchString(etag) && etag != row.ETag {
-		f.log.Warn().Str("store_etag", etag).Str("expected", row.ETag).Msg("The store reports another ETag than the parts sent")
+	return u.uploaded(ctx, f, row, key, size, etag, got)
+}
+
+// complete makes the object at key from the parts already in the multipart upload
+// uploadID (sums: their MD5s, in order) and last, the bytes that follow them, sent as the
+// next part; without an upload (uploadID empty, no parts) last is the whole object, sent
+// in one request. It returns the ETag the copy is checked against: the one the parts'
+// MD5s give. finalize (a file finished here) and salvage (a file another instance was
+// writing, completed from its tail) make their copies through it.
+func (u *Uploader) complete(ctx context.Context, f *follower, key, uploadID string, parts []s3store.Part, sums [][]byte, last []byte) (string, error) {
+	sum := md5.Sum(last)
+	var etag, want string
+	var err error
+	if uploadID == "" {
+		if etag, err = u.store.Put(ctx, key, last); err != nil {
+			return "", err
+		}
+		want = hex.EncodeToString(sum[:])
+	} else {
+		if len(last) > 0 {
+			n := len(parts) + 1
+			pe, err := u.store.PutPart(ctx, key, uploadID, n, last, sum[:])
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, s3store.Part{Number: n, ETag: pe})
+			sums = append(sums, sum[:])
+		}
+		if etag, err = u.store.Complete(ctx, key, uploadID, parts); err != nil {
+			return "", err
+		}
+		want = s3store.MultipartETag(sums)
 	}
+	if len(last) > 0 && u.opts.OnSent != nil {
+		u.opts.OnSent(int64(len(last)))
+	}
+	if md5ETag.MatchString(etag) && etag != want {
+		f.log.Warn().Str("store_etag", etag).Str("expected", want).Msg("The store reports another ETag than the parts sent")
+	}
+	return want, nil
+}
+
+// uploaded records that the object at key is complete, size bytes with the ETag etag
+// (and the file's SHA-256 sha, when known), forgets the multipart upload's parts and
+// checks the copy (confirm).
+func (u *Uploader) uploaded(ctx context.Context, f *follower, row *storage.Upload, key string, size int64, etag, sha string) (bool, error) {
 	row.Status = storage.UploadUploaded
 	row.UploadID = ""
 	row.Bytes = size
-	row.SHA256 = got
+	row.ETag = etag
+	row.SHA256 = sha
+	row.LastError = ""
 	if err := u.db.UpdateUpload(ctx, row); err != nil {
 		return false, err
 	}
@@ -691,14 +751,7 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 		return false, fmt.Errorf("the upload of %s changed while it was checked", key)
 	default:
 		webhook := u.earlyEvent(row.Bucket, key, row.Bytes, row.ETag) || (cur.Status == storage.UploadConfirmed && strings.Contains(cur.ConfirmedBy, "webhook"))
-		row.Status = storage.UploadConfirmed
-		row.ConfirmedBy = "head"
-		if webhook {
-			row.ConfirmedBy = "head+webhook"
-		}
-		row.ConfirmedAt = time.Now()
-		row.LastError = ""
-		if err := u.db.UpdateUpload(ctx, row); err != nil {
+		if err := u.markConfirmed(ctx, row, readBack(webhook)); err != nil {
 			return false, err
 		}
 	}
@@ -707,6 +760,25 @@ func (u *Uploader) confirm(ctx context.Context, f *follower, row *storage.Upload
 		u.opts.OnConfirmed(row)
 	}
 	return true, nil
+}
+
+// markConfirmed records the copy of row as confirmed now, by (how it was checked:
+// "head", "webhook" or "head+webhook").
+func (u *Uploader) markConfirmed(ctx context.Context, row *storage.Upload, by string) error {
+	row.Status = storage.UploadConfirmed
+	row.ConfirmedBy = by
+	row.ConfirmedAt = time.Now()
+	row.LastError = ""
+	return u.db.UpdateUpload(ctx, row)
+}
+
+// readBack is how a copy read back (HEAD) is confirmed: "head", and "head+webhook"
+// when the store's notification for it came too.
+func readBack(webhook bool) string {
+	if webhook {
+		return "head+webhook"
+	}
+	return "head"
 }
 
 // ConfirmFromStore handles the store's own notification that an object was created
@@ -752,10 +824,7 @@ func (u *Uploader) ConfirmFromStore(ctx context.Context, bucket, key string, siz
 		if !sameObject(row.Bytes, row.ETag, size, etag) {
 			return true, fmt.Errorf("store event for %s: size %d ETag %s, expected %d %s", key, size, etag, row.Bytes, row.ETag)
 		}
-		row.Status = storage.UploadConfirmed
-		row.ConfirmedBy = "webhook"
-		row.ConfirmedAt = time.Now()
-		return true, u.db.UpdateUpload(ctx, row)
+		return true, u.markConfirmed(ctx, row, "webhook")
 	}
 	return true, nil
 }

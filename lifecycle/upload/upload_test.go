@@ -106,6 +106,24 @@ func digest(t *testing.T, path string) (int64, string) {
 	return int64(len(data)), hex.EncodeToString(sum[:])
 }
 
+// finish tells u that file is final (its size and SHA-256 as they are now), waits for its
+// upload and checks that the object is the file, byte for byte. It returns the size and
+// the SHA-256.
+func (e *env) finish(t *testing.T, u *Uploader, file string) (int64, string) {
+	t.Helper()
+	path := e.path(file)
+	size, sum := digest(t, path)
+	u.Finish(e.rec, e.folder, file, size, sum)
+	if err := u.Wait(context.Background(), e.rec); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(path)
+	if got := e.store.object(e.store.Key(e.folder, file)); !bytes.Equal(got, want) {
+		t.Fatalf("the object of %s (%d bytes) differs from the file (%d bytes)", file, len(got), len(want))
+	}
+	return size, sum
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -136,16 +154,7 @@ func TestGrowingFileWithRewrites(t *testing.T) {
 	// Finalisation: a header byte in part 1 changes and the tail grows.
 	patchFile(t, path, 40, []byte{0x01, 2, 3, 4, 5, 6, 7, 8})
 	appendFile(t, path, randomBytes(1<<20))
-	size, sum := digest(t, path)
-	u.Finish(e.rec, e.folder, "a.webm", size, sum)
-	if err := u.Wait(ctx, e.rec); err != nil {
-		t.Fatal(err)
-	}
-	got := e.store.object("rec/call1/a.webm")
-	want, _ := os.ReadFile(path)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("object (%d bytes) differs from the file (%d bytes)", len(got), len(want))
-	}
+	size, sum := e.finish(t, u, "a.webm")
 	if e.store.sent(1) != 2 || e.store.sent(2) != 1 || e.store.sent(3) != 1 {
 		t.Errorf("parts sent: 1=%d 2=%d 3=%d, want 2 1 1 (only the rewritten part again)", e.store.sent(1), e.store.sent(2), e.store.sent(3))
 	}
@@ -187,15 +196,7 @@ func TestStoreDownAndRestart(t *testing.T) {
 	var confirmed atomic.Int32
 	u2 := e.uploader(context.Background(), &confirmed)
 	defer u2.Close(context.Background())
-	size, sum := digest(t, path)
-	u2.Finish(e.rec, e.folder, "b.ogg", size, sum)
-	if err := u2.Wait(context.Background(), e.rec); err != nil {
-		t.Fatal(err)
-	}
-	want, _ := os.ReadFile(path)
-	if !bytes.Equal(e.store.object("rec/call1/b.ogg"), want) {
-		t.Fatal("object differs from the file")
-	}
+	e.finish(t, u2, "b.ogg")
 	if e.store.sent(1) != 1 {
 		t.Errorf("part 1 sent %d times across the restart, want 1", e.store.sent(1))
 	}
@@ -217,15 +218,7 @@ func TestLostMultipartUpload(t *testing.T) {
 	waitFor(t, "part 1", func() bool { return e.store.sent(1) == 1 })
 	e.store.set(func(s *fakeStore) { s.uploads = map[string]map[int][]byte{} })
 	appendFile(t, path, randomBytes(100))
-	size, sum := digest(t, path)
-	u.Finish(e.rec, e.folder, "c.ogg", size, sum)
-	if err := u.Wait(ctx, e.rec); err != nil {
-		t.Fatal(err)
-	}
-	want, _ := os.ReadFile(path)
-	if !bytes.Equal(e.store.object("rec/call1/c.ogg"), want) {
-		t.Fatal("object differs from the file")
-	}
+	e.finish(t, u, "c.ogg")
 }
 
 func TestSmallFileAndWebhook(t *testing.T) {
@@ -235,11 +228,7 @@ func TestSmallFileAndWebhook(t *testing.T) {
 	defer u.Close(ctx)
 	path := e.path("d.ogg")
 	appendFile(t, path, randomBytes(1000))
-	size, sum := digest(t, path)
-	u.Finish(e.rec, e.folder, "d.ogg", size, sum)
-	if err := u.Wait(ctx, e.rec); err != nil {
-		t.Fatal(err)
-	}
+	size, _ := e.finish(t, u, "d.ogg")
 	row, _ := e.db.UploadOf(ctx, e.rec, "d.ogg")
 	if row.Status != storage.UploadConfirmed || e.store.sent(1) != 0 {
 		t.Fatalf("small file: %+v, multipart parts %d", row, e.store.sent(1))
@@ -272,22 +261,25 @@ func TestMissingFileIsTerminal(t *testing.T) {
 	}
 }
 
-// TestStoreEventWithoutSize: an event that does not give the size (negative: versitygw's
-// multipart completions say 0) confirms an upload by its ETag alone, and only by the right
-// one.
-func TestStoreEventWithoutSize(t *testing.T) {
+// TestEarlyStoreEvent: the store's notification can come before the uploader has recorded
+// the upload as complete; it still counts. One that does not give the size (negative:
+// versitygw's multipart completions say 0) confirms an upload by its ETag alone, and only
+// by the right one.
+func TestEarlyStoreEvent(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	u := e.uploader(ctx, nil)
 	defer u.Close(ctx)
+	right := func(sum [16]byte) string { return hex.EncodeToString(sum[:]) }
 	for _, tc := range []struct {
-		file    string
-		etag    func(sum [16]byte) string
-		webhook bool
+		file  string
+		sized bool // the event gives the size
+		etag  func(sum [16]byte) string
 	}{
-		{"right.ogg", func(sum [16]byte) string { return hex.EncodeToString(sum[:]) }, true},
-		{"wrong.ogg", func([16]byte) string { return "0123456789abcdef0123456789abcdef" }, false},
-		{"empty.ogg", func([16]byte) string { return "" }, false},
+		{"sized.ogg", true, right},
+		{"right.ogg", false, right},
+		{"wrong.ogg", false, func([16]byte) string { return "0123456789abcdef0123456789abcdef" }},
+		{"empty.ogg", false, func([16]byte) string { return "" }},
 	} {
 		path := e.path(tc.file)
 		data := randomBytes(3000)
@@ -296,7 +288,11 @@ func TestStoreEventWithoutSize(t *testing.T) {
 		if _, err := e.db.EnsureUpload(ctx, e.rec, tc.file, "bucket", key); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := u.ConfirmFromStore(ctx, "bucket", key, -1, tc.etag(md5.Sum(data))); !ok || err != nil {
+		size := int64(-1)
+		if tc.sized {
+			size = int64(len(data))
+		}
+		if ok, err := u.ConfirmFromStore(ctx, "bucket", key, size, tc.etag(md5.Sum(data))); !ok || err != nil {
 			t.Fatalf("%s: early event: %v %v", tc.file, ok, err)
 		}
 		size, sha := digest(t, path)
@@ -308,7 +304,7 @@ func TestStoreEventWithoutSize(t *testing.T) {
 	for _, tc := range []struct {
 		file string
 		by   string
-	}{{"right.ogg", "head+webhook"}, {"wrong.ogg", "head"}, {"empty.ogg", "head"}} {
+	}{{"sized.ogg", "head+webhook"}, {"right.ogg", "head+webhook"}, {"wrong.ogg", "head"}, {"empty.ogg", "head"}} {
 		row, _ := e.db.UploadOf(ctx, e.rec, tc.file)
 		if row.Status != storage.UploadConfirmed || row.ConfirmedBy != tc.by {
 			t.Errorf("%s: %s confirmed by %q, want %q", tc.file, row.Status, row.ConfirmedBy, tc.by)
@@ -322,33 +318,5 @@ func TestStoreEventWithoutSize(t *testing.T) {
 	}
 	if row, _ = e.db.UploadOf(ctx, e.rec, "wrong.ogg"); row.ConfirmedBy != "head+webhook" {
 		t.Errorf("late event: confirmed by %q", row.ConfirmedBy)
-	}
-}
-
-// TestEarlyStoreEvent: the store's notification can come before the uploader has recorded
-// the upload as complete; it still counts.
-func TestEarlyStoreEvent(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	u := e.uploader(ctx, nil)
-	defer u.Close(ctx)
-	path := e.path("e.ogg")
-	data := randomBytes(2000)
-	appendFile(t, path, data)
-	if _, err := e.db.EnsureUpload(ctx, e.rec, "e.ogg", "bucket", "rec/call1/e.ogg"); err != nil {
-		t.Fatal(err)
-	}
-	sum := md5.Sum(data)
-	if ok, err := u.ConfirmFromStore(ctx, "bucket", "rec/call1/e.ogg", 2000, hex.EncodeToString(sum[:])); !ok || err != nil {
-		t.Fatalf("early event: %v %v", ok, err)
-	}
-	size, sha := digest(t, path)
-	u.Finish(e.rec, e.folder, "e.ogg", size, sha)
-	if err := u.Wait(ctx, e.rec); err != nil {
-		t.Fatal(err)
-	}
-	row, _ := e.db.UploadOf(ctx, e.rec, "e.ogg")
-	if row.Status != storage.UploadConfirmed || row.ConfirmedBy != "head+webhook" {
-		t.Errorf("row %+v", row)
 	}
 }

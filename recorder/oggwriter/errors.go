@@ -23,4 +23,9 @@ var (
 	// ErrNotOpus is returned by Repair for a file that does not start with a complete
 	// Ogg Opus identification header; the file is left as it is.
 	ErrNotOpus = errors.New("not an ogg opus file")
+	// ErrShortPage and ErrBadPage are ParsePage's verdicts: the bytes end before the page
+	// does, so more bytes could complete it (a file still being written, a page torn by a
+	// crash), or they do not start with a valid page and no number of bytes can make one.
+	ErrShortPage = errors.New("ogg page cut short")
+	ErrBadPage   = errors.New("not a valid ogg page")
 )

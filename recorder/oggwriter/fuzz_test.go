@@ -129,7 +129,7 @@ func FuzzWriter(f *testing.F) {
 		samples := int64(0)
 		pi := 0
 		for _, pg := range s.pages {
-			for range pg.completedPackets() {
+			for range pg.Packets() {
 				if pi >= 2 {
 					n, err := opus.Samples(s.packets[pi])
 					if err != nil {
@@ -187,7 +187,7 @@ func FuzzRepair(f *testing.F) {
 		}
 		// No complete page starts in what was cut.
 		for off := kept; off < len(in); off++ {
-			if _, err := parsePage(in[off:]); err == nil {
+			if _, err := ParsePage(in[off:]); err == nil {
 				t.Fatalf("cut a complete page at %d: %+v", off, r)
 			}
 		}
@@ -197,11 +197,11 @@ func FuzzRepair(f *testing.F) {
 			t.Fatalf("appended %d bytes: %+v", len(tail), r)
 		}
 		for len(tail) > 0 {
-			p, err := parsePage(tail)
+			p, err := ParsePage(tail)
 			if err != nil {
 				t.Fatalf("appended page: %v", err)
 			}
-			tail = tail[p.size():]
+			tail = tail[p.Size():]
 			if len(tail) == 0 && p.flags&flagEOS == 0 {
 				t.Fatal("appended pages without end of stream")
 			}

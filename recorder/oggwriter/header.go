@@ -47,8 +47,9 @@ func checkComment(c string) error {
 	return nil
 }
 
-// parseOpusHead returns the channel count and pre-skip of an identification header.
-func parseOpusHead(b []byte) (channels uint8, preSkip uint16, ok bool) {
+// ParseOpusHead returns the channel count and pre-skip of an identification header
+// (the body of an Ogg Opus stream's first page).
+func ParseOpusHead(b []byte) (channels uint8, preSkip uint16, ok bool) {
 	if len(b) < 19 || string(b[:8]) != "OpusHead" || b[8]>>4 != 0 {
 		return 0, 0, false
 	}

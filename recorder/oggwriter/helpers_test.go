@@ -17,7 +17,7 @@ import (
 
 // oggStream is an Ogg stream read with this package's page parser.
 type oggStream struct {
-	pages   []page
+	pages   []Page
 	packets [][]byte
 	// packetGranule is the granule position of the page each packet ends on, or -2 for
 	// a packet that is not the last one to end on its page.
@@ -33,8 +33,8 @@ func readOgg(t testing.TB, b []byte) oggStream {
 	var partial []byte
 	inPacket := false
 	for off := 0; off < len(b); {
-		p, err := parsePage(b[off:])
-		if errors.Is(err, errShortPage) {
+		p, err := ParsePage(b[off:])
+		if errors.Is(err, ErrShortPage) {
 			s.rest = len(b) - off
 			break
 		}
@@ -48,7 +48,7 @@ func readOgg(t testing.TB, b []byte) oggStream {
 			t.Fatalf("page %d: continued flag %v but a packet continues: %v", p.seq, p.flags&flagContinued != 0, inPacket)
 		}
 		body := p.body
-		ends := p.completedPackets()
+		ends := p.Packets()
 		for _, l := range p.lacing {
 			partial = append(partial, body[:l]...)
 			body = body[l:]
@@ -64,11 +64,11 @@ func readOgg(t testing.TB, b []byte) oggStream {
 				partial = nil
 			}
 		}
-		if p.completedPackets() == 0 && p.granule != noGranule && len(p.lacing) > 0 {
+		if p.Packets() == 0 && p.granule != noGranule && len(p.lacing) > 0 {
 			t.Fatalf("page %d: no packet ends on it but granule is %d", p.seq, p.granule)
 		}
 		s.pages = append(s.pages, p)
-		off += p.size()
+		off += p.Size()
 	}
 	return s
 }
@@ -89,7 +89,7 @@ func (s oggStream) endTrimmed() bool {
 		}
 	}
 	if n == 3 { // no audio: the granule position is the pre-skip
-		_, preSkip, _ := parseOpusHead(s.packets[0])
+		_, preSkip, _ := ParseOpusHead(s.packets[0])
 		prev = int64(preSkip)
 	}
 	return last.flags&flagEOS != 0 && len(last.lacing) == 1 && isSilence(last.body) &&

@@ -3,15 +3,14 @@ package oggwriter
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 )
 
 // Ogg page layout (RFC 3533 §6).
 const (
 	pageHeaderSize = 27
 	maxSegments    = 255
-	// maxPageSize is the largest possible page: header, full segment table, 255*255 bytes.
-	maxPageSize = pageHeaderSize + maxSegments + maxSegments*255
+	// MaxPageSize is the largest possible page: header, full segment table, 255*255 bytes.
+	MaxPageSize = pageHeaderSize + maxSegments + maxSegments*255
 
 	flagContinued = 0x01
 	flagBOS       = 0x02
@@ -23,15 +22,10 @@ const (
 
 var capturePattern = []byte("OggS")
 
-// errShortPage and errBadPage are parsePage's verdicts: more bytes could make a page
-// (a page cut short at the end of a file), or no number of bytes can.
-var (
-	errShortPage = errors.New("ogg page cut short")
-	errBadPage   = errors.New("not a valid ogg page")
-)
-
-// page is one parsed Ogg page. lacing and body point into the parsed buffer.
-type page struct {
+// Page is one Ogg page as ParsePage reads it: Repair reads files with it, and the
+// uploader follows a file that is still being written page by page. lacing and body
+// point into the parsed buffer.
+type Page struct {
 	flags   byte
 	granule int64
 	serial  uint32
@@ -40,14 +34,21 @@ type page struct {
 	body    []byte
 }
 
-// size is the number of bytes the page takes in the stream.
-func (p *page) size() int { return pageHeaderSize + len(p.lacing) + len(p.body) }
+// Size is the number of bytes the page takes in the stream.
+func (p *Page) Size() int { return pageHeaderSize + len(p.lacing) + len(p.body) }
+
+// Granule is the page's granule position, where the last packet that ends on it ends
+// (for Opus in 48 kHz samples, the pre-skip included); -1 when no packet ends on it.
+func (p *Page) Granule() int64 { return p.granule }
+
+// Body is the page's packet data; it points into the bytes parsed.
+func (p *Page) Body() []byte { return p.body }
 
 // endsPacket reports whether the last packet data on the page completes a packet.
-func (p *page) endsPacket() bool { return len(p.lacing) > 0 && p.lacing[len(p.lacing)-1] < 255 }
+func (p *Page) endsPacket() bool { return len(p.lacing) > 0 && p.lacing[len(p.lacing)-1] < 255 }
 
-// completedPackets counts the packets that end on the page.
-func (p *page) completedPackets() int {
+// Packets counts the packets that end on the page.
+func (p *Page) Packets() int {
 	n := 0
 	for _, l := range p.lacing {
 		if l < 255 {
@@ -57,22 +58,22 @@ func (p *page) completedPackets() int {
 	return n
 }
 
-// parsePage parses the page at the start of b. It returns errShortPage when b ends
-// before the page does and errBadPage when b does not start with a valid page
+// ParsePage parses the page at the start of b. It returns ErrShortPage when b ends
+// before the page does and ErrBadPage when b does not start with a valid page
 // (capture pattern, version, checksum).
-func parsePage(b []byte) (page, error) {
+func ParsePage(b []byte) (Page, error) {
 	if len(b) < pageHeaderSize {
 		if !bytes.HasPrefix(capturePattern, b[:min(len(b), len(capturePattern))]) {
-			return page{}, errBadPage
+			return Page{}, ErrBadPage
 		}
-		return page{}, errShortPage
+		return Page{}, ErrShortPage
 	}
 	if !bytes.Equal(b[:4], capturePattern) || b[4] != 0 || b[5]&^(flagContinued|flagBOS|flagEOS) != 0 {
-		return page{}, errBadPage
+		return Page{}, ErrBadPage
 	}
 	nseg := int(b[26])
 	if len(b) < pageHeaderSize+nseg {
-		return page{}, errShortPage
+		return Page{}, ErrShortPage
 	}
 	lacing := b[pageHeaderSize : pageHeaderSize+nseg]
 	bodySize := 0
@@ -81,15 +82,15 @@ func parsePage(b []byte) (page, error) {
 	}
 	end := pageHeaderSize + nseg + bodySize
 	if len(b) < end {
-		return page{}, errShortPage
+		return Page{}, ErrShortPage
 	}
 	c := crcUpdate(0, b[:22])
 	c = crcUpdate(c, []byte{0, 0, 0, 0})
 	c = crcUpdate(c, b[26:end])
 	if c != binary.LittleEndian.Uint32(b[22:26]) {
-		return page{}, errBadPage
+		return Page{}, ErrBadPage
 	}
-	return page{
+	return Page{
 		flags:   b[5],
 		granule: int64(binary.LittleEndian.Uint64(b[6:14])),
 		serial:  binary.LittleEndian.Uint32(b[14:18]),

@@ -79,7 +79,7 @@ type repairFile interface {
 type scanState struct {
 	serial  uint32
 	lastSeq uint32
-	last    page // the last valid page of the stream (lacing and body not kept)
+	last    Page // the last valid page of the stream (lacing and body not kept)
 	packets int  // packets completed so far
 	// head holds the first bytes of the packet under way (what its duration is read
 	// from), headN how many of them there are.
@@ -92,7 +92,7 @@ type scanState struct {
 
 func repair(f repairFile, size int64) (RepairReport, error) {
 	var r RepairReport
-	buf := make([]byte, maxPageSize)
+	buf := make([]byte, MaxPageSize)
 	var st scanState
 	var off, goodEnd int64
 	for off < size {
@@ -101,26 +101,26 @@ func repair(f repairFile, size int64) (RepairReport, error) {
 			return r, fmt.Errorf("read at %d: %w", off, err)
 		}
 		b := buf[:n]
-		p, perr := parsePage(b)
+		p, perr := ParsePage(b)
 		if perr == nil && r.Pages > 0 && p.serial != st.serial {
 			// A complete page of another stream: not ours to judge, and not to lose.
 			r.CorruptBytes += off - goodEnd
-			off += int64(p.size())
+			off += int64(p.Size())
 			goodEnd = off
 			continue
 		}
 		if perr == nil {
 			if r.Pages == 0 {
 				// The identification header, alone on the first page (RFC 7845 §3).
-				_, preSkip, ok := parseOpusHead(p.body)
-				if off != 0 || p.flags&flagBOS == 0 || p.completedPackets() != 1 || !p.endsPacket() || !ok {
+				_, preSkip, ok := ParseOpusHead(p.body)
+				if off != 0 || p.flags&flagBOS == 0 || p.Packets() != 1 || !p.endsPacket() || !ok {
 					return r, ErrNotOpus
 				}
 				st.serial, r.PreSkip = p.serial, preSkip
 			}
 			r.CorruptBytes += off - goodEnd
 			st.take(&r, p)
-			off += int64(p.size())
+			off += int64(p.Size())
 			goodEnd = off
 			continue
 		}
@@ -200,25 +200,25 @@ func repair(f repairFile, size int64) (RepairReport, error) {
 }
 
 // take records a valid page of the stream.
-func (st *scanState) take(r *RepairReport, p page) {
+func (st *scanState) take(r *RepairReport, p Page) {
 	r.Pages++
 	if !st.pcmKnown {
 		st.findStart(p)
 	}
-	ends := p.completedPackets()
+	ends := p.Packets()
 	if st.packets+ends > 2 && p.granule != noGranule {
 		// An audio packet ends on this page (the first two packets are the headers).
 		r.Granule = p.granule
 	}
 	st.packets += ends
 	st.lastSeq = p.seq
-	st.last = page{flags: p.flags, granule: p.granule, serial: p.serial, seq: p.seq}
+	st.last = Page{flags: p.flags, granule: p.granule, serial: p.serial, seq: p.seq}
 }
 
 // findStart reads the durations of the audio packets that end on a page, and if there
 // are any, takes the stream's start from it (RFC 7845 §4.2): its granule position minus
 // those durations. It must see every page up to the first such one.
-func (st *scanState) findStart(p page) {
+func (st *scanState) findStart(p Page) {
 	if p.flags&flagContinued == 0 {
 		st.headN = 0 // a packet under way on the previous page was never finished
 	}

@@ -39,11 +39,11 @@ func liveFile(t testing.TB) ([]byte, []int) {
 	var starts []int
 	for off := 0; off < len(b); {
 		starts = append(starts, off)
-		p, err := parsePage(b[off:])
+		p, err := ParsePage(b[off:])
 		if err != nil {
 			t.Fatal(err)
 		}
-		off += p.size()
+		off += p.Size()
 	}
 	return b, starts
 }

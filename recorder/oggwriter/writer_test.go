@@ -84,10 +84,10 @@ func TestHeadersReadByPion(t *testing.T) {
 			t.Errorf("page %d: flags %#x granule %d serial %d seq %d", i, pg.flags, pg.granule, pg.serial, pg.seq)
 		}
 	}
-	if n := s.pages[0].completedPackets(); n != 1 || len(s.pages[0].body) != 19 {
+	if n := s.pages[0].Packets(); n != 1 || len(s.pages[0].body) != 19 {
 		t.Errorf("head page: %d packets, %d bytes", n, len(s.pages[0].body))
 	}
-	if n := s.pages[1].completedPackets(); n != 1 {
+	if n := s.pages[1].Packets(); n != 1 {
 		t.Errorf("tags page: %d packets", n)
 	}
 }
@@ -155,7 +155,7 @@ func TestDefaultChannelsAndGapPolicyNames(t *testing.T) {
 	if _, err := NewWith(&buf, media.TrackParams{}); err != nil {
 		t.Fatal(err)
 	}
-	if ch, preSkip, ok := parseOpusHead(readOgg(t, buf.Bytes()).packets[0]); !ok || ch != 2 || preSkip != 0 {
+	if ch, preSkip, ok := ParseOpusHead(readOgg(t, buf.Bytes()).packets[0]); !ok || ch != 2 || preSkip != 0 {
 		t.Fatalf("default head: %d channels, pre-skip %d", ch, preSkip)
 	}
 	for g, want := range map[GapPolicy]string{GapUnknown: "unknown", GapKeep: "keep", GapSilence: "silence", GapConceal: "conceal", 9: "unknown"} {
@@ -405,7 +405,7 @@ func TestPacketsAcrossPages(t *testing.T) {
 				if p.flags&flagContinued != 0 {
 					sawContinued = true
 				}
-				if p.completedPackets() == 0 && len(p.lacing) > 0 && p.granule != noGranule {
+				if p.Packets() == 0 && len(p.lacing) > 0 && p.granule != noGranule {
 					t.Fatalf("page %d: no packet ends, granule %d", i, p.granule)
 				}
 			}
