@@ -46,40 +46,55 @@ func (f *fleet) snapshot(ctx context.Context) {
 		return
 	}
 	lc.mu.Lock()
-	sessions := make([]*recorder.Session, 0, len(lc.live))
+	sessions := make(map[string]*recorder.Session, len(lc.live))
 	live := make(map[string]bool, len(lc.live))
 	for folder, lr := range lc.live {
-		if lr.handedOver {
-			continue // the manifest's copy is the taker's now (handover.go)
-		}
-		sessions = append(sessions, lr.sess)
+		sessions[folder] = lr.sess
 		live[folder] = true
 	}
 	lc.mu.Unlock()
 	f.copies.keepOnly(live)
-	for _, s := range sessions {
-		if s == nil {
-			continue
+	for folder, s := range sessions {
+		if s != nil {
+			f.snapshotOne(ctx, folder, s)
 		}
-		m := s.Manifest()
-		if m.Status != recorder.StatusRecording {
-			continue // ending: its final manifest follows
-		}
-		data, err := json.MarshalIndent(m, "", "  ")
-		if err != nil {
-			continue
-		}
-		folder := filepath.Base(s.Folder())
-		sum := sha256.Sum256(data)
-		if !f.copies.changed(folder, sum) {
-			continue // the copy in object storage is this
-		}
-		if _, err := lc.s3.Put(ctx, lc.s3.Key(folder, recorder.ManifestFile), data); err != nil {
-			lc.log.Warn().Err(err).Str("folder", folder).Msg("Could not store the manifest's copy for the other instances")
-			continue
-		}
-		f.copies.stored(folder, sum)
 	}
+}
+
+// snapshotOne stores the copy of one live recording's manifest, unless it was handed
+// over (the copy is the taker's then), under copyMu: a hand-over waits for it.
+func (f *fleet) snapshotOne(ctx context.Context, folder string, s *recorder.Session) {
+	f.copyMu.Lock()
+	defer f.copyMu.Unlock()
+	if f.wasHanded(folder) {
+		return // the manifest's copy is the taker's now (handover.go)
+	}
+	m := s.Manifest()
+	if m.Status != recorder.StatusRecording {
+		return // ending: its final manifest follows
+	}
+	if err := f.storeCopy(ctx, folder, m, true); err != nil {
+		f.lc.log.Warn().Err(err).Str("folder", folder).Msg("Could not store the manifest's copy for the other instances")
+	}
+}
+
+// storeCopy stores m as the copy of folder's manifest in object storage, which an
+// instance that takes the recording over continues from; onlyChanged leaves out a
+// manifest that is the copy stored last.
+func (f *fleet) storeCopy(ctx context.Context, folder string, m recorder.Manifest, onlyChanged bool) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode the manifest: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if onlyChanged && !f.copies.changed(folder, sum) {
+		return nil // the copy in object storage is this
+	}
+	if _, err := f.lc.s3.Put(ctx, f.lc.s3.Key(folder, recorder.ManifestFile), data); err != nil {
+		return fmt.Errorf("store the manifest's copy: %w", err)
+	}
+	f.copies.stored(folder, sum)
+	return nil
 }
 
 // manifestCopies remembers what snapshot last stored of each live recording's manifest:
@@ -202,16 +217,9 @@ func (f *fleet) takeable(expired []*storage.Lease, up time.Duration) []*storage.
 // this one runs; long when it is at its limit of group recordings.
 func (f *fleet) adoptWait(ctx context.Context, expired []*storage.Lease) time.Duration {
 	lc := f.lc
-	lc.mu.Lock()
-	total, groups := len(lc.live), 0
-	for _, lr := range lc.live {
-		if !lr.kind.OneToOne() {
-			groups++
-		}
-	}
-	lc.mu.Unlock()
-	if groups >= lc.cfg.Calls.MaxGroupRecordings {
-		return f.full
+	d, full := f.busyWait(false, f.adoptPer, f.adoptMax)
+	if full || d == 0 {
+		return d
 	}
 	owners, err := lc.db.LiveOwners(ctx, storage.InstanceResource(""))
 	if err == nil {
@@ -229,7 +237,7 @@ func (f *fleet) adoptWait(ctx context.Context, expired []*storage.Lease) time.Du
 			return 0
 		}
 	}
-	return min(time.Duration(total)*f.adoptPer, f.adoptMax)
+	return d
 }
 
 // maxAdoptAtOnce bounds the rooms one instance takes over at the same time.
@@ -316,15 +324,20 @@ func (f *fleet) adoptRecording(ctx context.Context, r *storage.Recording, previo
 	if m.EndedAt == nil || m.EndedAt.After(at) {
 		m.EndedAt = &at
 	}
+	// Handed over while it was still written there (HandOverLive): the instance that
+	// writes the files finishes their copies. A paused recording handed over at the end of
+	// a clean stop (handOver) is not written any more: its files without a confirmed copy
+	// are completed here, as a dead instance's are.
+	stillWritten := handedOver && !paused
 	var writing []string
-	if !handedOver { // handed over: the instance that writes them finishes their copies
+	if !stillWritten {
 		writing = f.filesBeingWritten(ctx, r, m)
 	}
 	for i := range m.Tracks {
 		t := &m.Tracks[i]
 		if t.Status == recorder.StatusRecording {
 			t.Status = recorder.StatusInterrupted
-			if handedOver {
+			if stillWritten {
 				// Still written there: its end follows in its row (partsFromElsewhere).
 				t.EndReason = "written on " + who + ", which went on writing it during the hand-over"
 			} else if t.Upload == nil {
@@ -472,8 +485,9 @@ func (f *fleet) handOver(ctx context.Context) {
 			continue
 		}
 		rl.k.Stop()
-		// Expired now, with this instance's name on it: the next instance takes it over.
-		if _, err := lc.db.RenewLease(ctx, storage.WatchResource(string(room)), f.owner, time.Millisecond); err != nil {
+		// Expired now, with this instance's name on it and marked as handed over: the
+		// next instance takes it over at once (takeable).
+		if _, err := lc.db.HandOverLease(ctx, storage.WatchResource(string(room)), f.owner); err != nil {
 			lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not hand the room over; it runs out by itself")
 			continue
 		}
@@ -668,16 +682,46 @@ func (lc *Lifecycle) salvaged(r *storage.Recording, file, who string, s upload.S
 // updateFile changes a file's manifest entry: through the session while it is live, else
 // in the folder's manifest file.
 func (lc *Lifecycle) updateFile(folder, file string, fn func(*recorder.FileEntry)) error {
+	return lc.updateFileIf(folder, file, nil, fn)
+}
+
+// updateFileIf is updateFile when check (if set) accepts the entry as it is; else it
+// returns check's error and writes nothing.
+func (lc *Lifecycle) updateFileIf(folder, file string, check func(recorder.FileEntry) error, fn func(*recorder.FileEntry)) error {
+	checked := func(m recorder.Manifest) error {
+		if check == nil {
+			return nil
+		}
+		for _, e := range m.Tracks {
+			if e.File == file {
+				return check(e)
+			}
+		}
+		return nil // the update says there is no such file
+	}
 	// Holding mu keeps the session live (onSessionEnd waits) until its write is done: once
 	// it ended, others (the after-call work) rewrite the file, and a late write from the
 	// session's own copy would undo theirs.
 	lc.mu.Lock()
 	if lr := lc.live[folder]; lr != nil {
 		defer lc.mu.Unlock()
+		if err := checked(lr.sess.Manifest()); err != nil {
+			return err
+		}
 		return lr.sess.UpdateFile(file, fn)
 	}
 	lc.mu.Unlock()
 	lc.manifests.Lock()
 	defer lc.manifests.Unlock()
-	return recorder.UpdateFileIn(filepath.Join(lc.cfg.Recordings.Dir, folder), file, fn)
+	dir := filepath.Join(lc.cfg.Recordings.Dir, folder)
+	if check != nil {
+		m, err := recorder.ReadManifest(dir)
+		if err != nil {
+			return err
+		}
+		if err := checked(*m); err != nil {
+			return err
+		}
+	}
+	return recorder.UpdateFileIn(dir, file, fn)
 }

@@ -137,12 +137,68 @@ func (lc *Lifecycle) Delete(ctx context.Context, req Request) error {
 	if r.Status.Live() || r.Status == storage.RecordingPaused {
 		return usererr.Error{Msg: fmt.Sprintf("The recording %s is still running; type %sstop first.", r.ID, lc.cfg.Bot.CommandPrefix)}
 	}
+	// Under the leases of the recording's removal (its expiry, another !delete) and of its
+	// summary (which waits for the uploads; one running here is ended by the deletion),
+	// on the row as it is then: one deletion, one notice, no summary or upload after it.
+	release, err := lc.takeOnce(ctx, onceRemoval, r.ID)
+	if err != nil {
+		return lc.deleteBusy(r, err, "handling the expiry or the deletion of the recording %s right now; type %sdelete %s again in a minute")
+	}
+	defer release()
+	if r, err = lc.db.Recording(ctx, r.ID); err != nil {
+		return fmt.Errorf("re-read recording %s: %w", r.ID, err)
+	}
+	if r.Status.Gone() {
+		return usererr.Error{Msg: fmt.Sprintf("The recording %s is already deleted.", r.ID)}
+	}
+	if !lc.deliveringHere(r.ID) {
+		release, err := lc.takeOnce(ctx, onceSummary, r.ID)
+		var busy *errOnceBusy
+		switch {
+		case err == nil:
+			defer release()
+		case errors.As(err, &busy) && summaryOut(r):
+			// The summary is posted: whoever holds its lease (an older instance that keeps
+			// it while it edits in the links) only edits it, and stops once it finds the
+			// recording deleted.
+		default:
+			return lc.deleteBusy(r, err, "still uploading the recording %s and posting its summary; type %sdelete %s again once the summary is there")
+		}
+	}
 	if err := lc.deleteRecording(ctx, r, storage.RemovedByRequest); err != nil {
 		return fmt.Errorf("delete recording %s: %w", r.ID, err)
 	}
 	lc.log.Info().Str("recording", r.ID).Stringer("by", req.Sender).Msg("Recording deleted on request")
 	lc.chat.Notice(ctx, req.Room, fmt.Sprintf("🗑 Deleted the recording %s (%s): its files are gone from the recorder and from storage.", r.ID, r.StartedAt.UTC().Format("2006-01-02 15:04 UTC")), req.Event)
 	return nil
+}
+
+// summaryOut reports whether r's summary is posted, its retries done.
+func summaryOut(r *storage.Recording) bool {
+	return r.SummaryEvent != "" && r.Status != storage.RecordingFailedNotify
+}
+
+// deleteBusy is the answer to a !delete of r when the lease on one of its actions could
+// not be taken (err, from takeOnce): who is doing what (doing, a format with the
+// recording's id, the command prefix and the id again).
+func (lc *Lifecycle) deleteBusy(r *storage.Recording, err error, doing string) error {
+	var busy *errOnceBusy
+	if !errors.As(err, &busy) {
+		return fmt.Errorf("take the lease on deleting recording %s: %w", r.ID, err)
+	}
+	who := "This recorder is"
+	if busy.holder != "" {
+		who = "Recorder instance " + busy.holder + " is"
+	}
+	return usererr.Error{Msg: who + " " + fmt.Sprintf(doing, r.ID, lc.cfg.Bot.CommandPrefix, r.ID) + "."}
+}
+
+// deliveringHere reports whether this process runs the delivery of the recording recID.
+func (lc *Lifecycle) deliveringHere(recID string) bool {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	_, ok := lc.delivering[recID]
+	return ok
 }
 
 // mayGetLinks lets the people recorded in a recording and whoever may start recordings in

@@ -14,9 +14,16 @@ import (
 // ask runs a lifecycle command as sender and returns what was said in room in answer.
 func (e *env) ask(t *testing.T, sender id.UserID, run func(context.Context, Request) error, args ...string) string {
 	t.Helper()
-	before := len(e.chat.texts(room))
+	return askWith(t, e.chat, sender, run, args...)
+}
+
+// askWith runs a lifecycle command as sender and returns what chat says in room in
+// answer: its notices and the message of the user error it returned.
+func askWith(t *testing.T, chat *fakeChat, sender id.UserID, run func(context.Context, Request) error, args ...string) string {
+	t.Helper()
+	before := len(chat.texts(room))
 	err := run(context.Background(), Request{Room: room, Sender: sender, Event: "$cmd", Args: args})
-	got := e.chat.texts(room)[before:]
+	got := chat.texts(room)[before:]
 	var ue usererr.Error
 	switch {
 	case err == nil:

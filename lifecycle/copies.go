@@ -136,19 +136,13 @@ func (lc *Lifecycle) applyEvidence(folder, file, confirmedBy string) {
 	}
 }
 
-// updateUpload changes the upload a manifest records for a file (there must be one),
-// through updateFile like every other change of a file's entry.
+// updateUpload changes the upload a manifest records for a file (there must be one;
+// else nothing is written), through updateFile like every other change of a file's entry.
 func (lc *Lifecycle) updateUpload(folder, file string, fn func(info *recorder.Upload)) error {
-	none := false
-	err := lc.updateFile(folder, file, func(e *recorder.FileEntry) {
+	return lc.updateFileIf(folder, file, func(e recorder.FileEntry) error {
 		if e.Upload == nil {
-			none = true
-			return
+			return fmt.Errorf("%s: no upload in the manifest", file)
 		}
-		fn(e.Upload)
-	})
-	if err == nil && none {
-		err = fmt.Errorf("%s: no upload in the manifest", file)
-	}
-	return err
+		return nil
+	}, func(e *recorder.FileEntry) { fn(e.Upload) })
 }

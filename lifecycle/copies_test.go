@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -92,5 +93,32 @@ func TestLateNotificationReachesTheManifest(t *testing.T) {
 		if got := entry(*m, f); got != "head+webhook" {
 			t.Errorf("%s in the final manifest: %q", f, got)
 		}
+	}
+}
+
+// A change to a file's upload in a manifest that records none is refused without
+// rewriting the manifest.
+func TestUpdateUploadWithoutUploadWritesNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	recID := e.finishedRecording(t, alice)
+	r, err := e.lc.db.Recording(context.Background(), recID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(e.lc.cfg.Recordings.Dir, r.Folder)
+	m, err := recorder.ReadManifest(dir)
+	if err != nil || len(m.Tracks) == 0 || m.Tracks[0].Upload != nil {
+		t.Fatalf("the manifest before: %+v %v (want a file without an upload)", m, err)
+	}
+	path := filepath.Join(dir, recorder.ManifestFile)
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.lc.updateUpload(r.Folder, m.Tracks[0].File, func(u *recorder.Upload) { u.Confirmed = "head" }); err == nil {
+		t.Error("changing an upload the manifest does not record succeeded")
+	}
+	if after, err := os.Stat(path); err != nil || !os.SameFile(before, after) {
+		t.Errorf("the manifest was rewritten (%v)", err)
 	}
 }

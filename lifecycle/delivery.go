@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-recorder/matrix-recorder/config"
@@ -37,6 +39,20 @@ func (lc *Lifecycle) Ended(roomID id.RoomID, folder string, m recorder.Manifest,
 // moves it to uploaded and notified. m may be nil (read from the folder). posted, when
 // set, is called once the first message is out (or given up): shutdown waits for that.
 func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder string, m *recorder.Manifest, headline string, finErr error, posted func(), announce bool) {
+	lc.deliverHeld(ctx, roomID, folder, m, headline, finErr, posted, announce, nil)
+}
+
+// deliverHeld is deliver by a caller that holds the summary's once-lease already (lease:
+// what gives it back; nil when the caller holds nothing and deliver takes it itself).
+// The lease is given back once the first summary is posted (or given up): the edit with
+// the links that may follow for as long as the uploads take needs no lease (it stops when
+// it finds the recording deleted), and holding it would refuse every other instance's
+// !delete of a recording whose summary is out.
+func (lc *Lifecycle) deliverHeld(ctx context.Context, roomID id.RoomID, folder string, m *recorder.Manifest, headline string, finErr error, posted func(), announce bool, lease func()) {
+	if lease != nil {
+		lease = sync.OnceFunc(lease)
+		defer lease() // every return before the delivery takes it over
+	}
 	var once sync.Once
 	firstDone := func() {
 		if posted != nil {
@@ -71,6 +87,19 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 		lc.mu.Unlock()
 		cancel()
 	}()
+	release, held := lc.holdSummary(ctx, log, recID, lease)
+	defer release()
+	if !held {
+		return
+	}
+	// Read again under the lease and the registration: a deletion (here or elsewhere) may
+	// have run since the first read, and found no delivery to end then.
+	if rec, err = lc.db.Recording(ctx, recID); err != nil {
+		if ctx.Err() == nil {
+			log.Warn().Err(err).Str("recording", recID).Msg("Could not read the recording again before its summary; it is retried later")
+		}
+		return
+	}
 	if rec.Status.Gone() {
 		return
 	}
@@ -128,6 +157,7 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 		}
 	})
 	firstDone()
+	release() // the first summary is out (or given up): see deliverHeld
 	if whole {
 		lc.mu.Lock()
 		delete(lc.notifyRetry, recID)
@@ -180,6 +210,44 @@ func (lc *Lifecycle) deliver(ctx context.Context, roomID id.RoomID, folder strin
 	}); err != nil {
 		log.Warn().Err(err).Msg("Could not mark the recording notified")
 	}
+}
+
+// holdSummary takes the lease on the recording's summary for the delivery (once.go;
+// release gives it back), unless the caller holds it already (lease, a retry of the
+// summary: retrySummary). The delivery is told who holds it rather than asking this
+// process's registry, where a !delete running here holds the same entry. held false:
+// something else acts on the recording (a !delete, here or on another instance): the
+// summary is left to the retries, which look at the row again then (deleted: nothing to
+// post). A lease the database cannot give does not stop the summary.
+func (lc *Lifecycle) holdSummary(ctx context.Context, log zerolog.Logger, recID string, lease func()) (release func(), held bool) {
+	nothing := func() {}
+	if lease != nil {
+		return lease, true
+	}
+	release, err := lc.takeOnce(ctx, onceSummary, recID)
+	var busy *errOnceBusy
+	switch {
+	case errors.As(err, &busy):
+		ev := log.Info().Str("recording", recID)
+		if busy.holder != "" {
+			ev = ev.Str("by", busy.holder)
+		}
+		ev.Msg("Something else acts on the recording (its deletion); its summary is retried later")
+		if _, err := lc.db.ModifyRecording(context.WithoutCancel(ctx), recID, func(r *storage.Recording) {
+			if !r.Status.Gone() && !r.Status.Live() {
+				r.Status = storage.RecordingFailedNotify
+			}
+		}); err != nil {
+			log.Warn().Err(err).Msg("Could not mark the recording's summary for a retry")
+		}
+		return nothing, false
+	case err != nil:
+		if ctx.Err() == nil {
+			log.Warn().Err(err).Str("recording", recID).Msg("Could not take the lease on the recording's summary; posting it all the same")
+		}
+		return nothing, true
+	}
+	return release, true
 }
 
 // linksPosted counts the time from a recording's end to its summary with links in the
@@ -381,8 +449,9 @@ func (lc *Lifecycle) renotify(ctx context.Context) {
 
 // retrySummary posts a summary that could not be posted. In a fleet every instance lists
 // it: the delivery reads the recording's folder, so only an instance that has it tries,
-// and only the one holding the recording's lease (kept until the delivery ends), on the
-// row as it is then, so the room gets one summary, never one per instance.
+// and only the one holding the lease on the recording's summary (handed to the delivery,
+// which keeps it until the summary is posted), on the row as it is then, so the room gets
+// one summary, never one per instance.
 func (lc *Lifecycle) retrySummary(ctx context.Context, r *storage.Recording) {
 	if lc.fleet == nil {
 		lc.log.Info().Str("recording", r.ID).Msg("Trying again to post a recording summary")
@@ -392,7 +461,7 @@ func (lc *Lifecycle) retrySummary(ctx context.Context, r *storage.Recording) {
 	if _, err := os.Stat(filepath.Join(lc.cfg.Recordings.Dir, filepath.Base(r.Folder), recorder.ManifestFile)); err != nil {
 		return // another instance has the folder
 	}
-	ok, release := lc.claimOnce(ctx, "summary", r.ID)
+	ok, release := lc.claimOnce(ctx, onceSummary, r.ID)
 	if !ok {
 		return
 	}
@@ -402,5 +471,5 @@ func (lc *Lifecycle) retrySummary(ctx context.Context, r *storage.Recording) {
 		return
 	}
 	lc.log.Info().Str("recording", r.ID).Msg("Trying again to post a recording summary")
-	lc.goDeliverThen(id.RoomID(r.RoomID), r.Folder, nil, "", release)
+	lc.goDeliverHeld(id.RoomID(r.RoomID), r.Folder, nil, "", release)
 }

@@ -74,11 +74,18 @@ type fleet struct {
 
 	copies manifestCopies // what snapshot stored last (adopt.go)
 
+	// onceTTL is how long a lease on a once-only action runs without a renewal (once.go).
+	onceTTL time.Duration
+
 	takeMu sync.Mutex // one take or release at a time
 	mu     sync.Mutex
 	rooms  map[id.RoomID]*roomLease
 	// handed holds the folders of recordings handed over while written here (handover.go).
 	handed map[string]bool
+	// copyMu is held by a snapshot across its look at handed and its manifest copy's PUT,
+	// and by a hand-over from its copies to marking them handed: a snapshot in flight
+	// cannot store an older copy over the one the taker starts from.
+	copyMu sync.Mutex
 
 	// dbUpSince is since when the database has answered this instance without a break:
 	// its claim at start, then the looks for rooms to take over (zero: the last look
@@ -96,7 +103,7 @@ type roomLease struct {
 func newFleet(lc *Lifecycle, owner string) *fleet {
 	return &fleet{lc: lc, owner: owner, ttl: roomLeaseTTL, perRecording: perRecordingWait, maxLoad: maxLoadWait,
 		full: fullWait, grace: roomIdleGrace, adoptPer: adoptPerRecording, adoptMax: maxAdoptWait,
-		rooms: map[id.RoomID]*roomLease{}, handed: map[string]bool{}, dbUpSince: time.Now()}
+		onceTTL: onceTTL, rooms: map[id.RoomID]*roomLease{}, handed: map[string]bool{}, dbUpSince: time.Now()}
 }
 
 // Fleet reports whether this instance shares the work with others (PostgreSQL).
@@ -105,21 +112,28 @@ func (lc *Lifecycle) Fleet() bool { return lc.fleet != nil }
 // loadWait is how long this instance waits before trying for a new call of kind: a
 // little per recording it runs, much longer when it is at its limit for that kind.
 func (f *fleet) loadWait(kind recorder.Kind) time.Duration {
+	d, _ := f.busyWait(kind.OneToOne(), f.perRecording, f.maxLoad)
+	return d
+}
+
+// busyWait is how long this instance waits before it tries for work others may do (a new
+// call, a room to take over; oneToOne says which limit applies): per for each recording
+// it runs, at most most, so that the least loaded instance wins; f.full when it is at its
+// limit (full), so that one that can take the work has taken it by then.
+func (f *fleet) busyWait(oneToOne bool, per, most time.Duration) (d time.Duration, full bool) {
 	lc := f.lc
 	lc.mu.Lock()
-	total, ones, groups := len(lc.live), 0, 0
+	total, ones := len(lc.live), 0
 	for _, lr := range lc.live {
 		if lr.kind.OneToOne() {
 			ones++
-		} else {
-			groups++
 		}
 	}
 	lc.mu.Unlock()
-	if (kind.OneToOne() && ones >= lc.cfg.Calls.MaxCalls) || (!kind.OneToOne() && groups >= lc.cfg.Calls.MaxGroupRecordings) {
-		return f.full
+	if (oneToOne && ones >= lc.cfg.Calls.MaxCalls) || (!oneToOne && total-ones >= lc.cfg.Calls.MaxGroupRecordings) {
+		return f.full, true
 	}
-	return min(time.Duration(total)*f.perRecording, f.maxLoad)
+	return min(time.Duration(total)*per, most), false
 }
 
 // wait is the wait before trying for a new call of kind: loadWait, or none when no other
@@ -295,47 +309,10 @@ func (lc *Lifecycle) ClaimEvent(ctx context.Context, evt id.EventID) bool {
 	return l.Held(f.owner)
 }
 
-// onceTTL bounds how long one instance holds the lease on a periodic action on a shared
-// row (an expiry notice, a deletion, a summary's retry): long enough to cover the action.
-const onceTTL = 5 * time.Minute
-
-// onceResource is the lease on one action on a recording that every instance's loops
-// see (retention, the summary's retries): what names the action, then the recording.
-func onceResource(action, recID string) string { return onceLeases + action + ":" + recID }
-
-// onceLeases starts the resource of every lease onceResource names.
-const onceLeases = "once:"
-
-// claimOnce reports whether this instance is the one to do action on the recording recID
-// now: with a fleet, the holder of its lease (taken for onceTTL; release gives it back
-// early). With SQLite it is always true. The caller re-reads the row after a true, as
-// another instance may have done the action already.
-func (lc *Lifecycle) claimOnce(ctx context.Context, action, recID string) (ok bool, release func()) {
-	f := lc.fleet
-	if f == nil {
-		return true, func() {}
-	}
-	res := onceResource(action, recID)
-	l, err := lc.db.AcquireLease(ctx, res, f.owner, onceTTL)
-	if err != nil {
-		lc.log.Warn().Err(err).Str("recording", recID).Str("action", action).Msg("Could not take the lease on a recording's action; leaving it to the next round")
-		return false, func() {}
-	}
-	if !l.Held(f.owner) {
-		return false, func() {}
-	}
-	return true, func() {
-		rctx, cancel := lc.dbCtx()
-		defer cancel()
-		if _, err := lc.db.ReleaseLease(rctx, res, f.owner); err != nil {
-			lc.log.Warn().Err(err).Str("recording", recID).Msg("Could not give back the lease on a recording's action; it runs out")
-		}
-	}
-}
-
 // sweep gives back the room leases of rooms where nothing has recorded for a while (an
-// admission whose call never started), forgets lost ones, and deletes the expired leases
-// on single events. busy reports rooms where a recording is being started.
+// admission whose call never started) and forgets lost ones. busy reports rooms where a
+// recording is being started. (The expired leases on single events and on once-only
+// actions are deleted at the once-leases' slower pace: onceRound.)
 func (f *fleet) sweep(ctx context.Context) {
 	if f.lc.shuttingDown.Load() {
 		return // the rooms of paused recordings are handed over at the end (handOver)
@@ -372,11 +349,5 @@ func (f *fleet) sweep(ctx context.Context) {
 		if release {
 			f.release(ctx, room)
 		}
-	}
-	if _, err := f.lc.db.DeleteExpiredLeases(ctx, storage.EventResource("")); err != nil {
-		f.lc.log.Warn().Err(err).Msg("Could not delete the expired leases on events")
-	}
-	if _, err := f.lc.db.DeleteExpiredLeases(ctx, onceLeases); err != nil {
-		f.lc.log.Warn().Err(err).Msg("Could not delete the expired leases on recordings' actions")
 	}
 }

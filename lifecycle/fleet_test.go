@@ -25,6 +25,8 @@ type stopCalls struct {
 	resumed []ResumeRequest
 	// onResume, when set, runs in Resume before it returns (outside mu).
 	onResume func()
+	// resumeReq, when set, runs in Resume with the request, before it returns.
+	resumeReq func(ResumeRequest)
 }
 
 func (s *stopCalls) Stop(_ context.Context, room id.RoomID, _ string) {
@@ -35,10 +37,13 @@ func (s *stopCalls) Stop(_ context.Context, room id.RoomID, _ string) {
 func (s *stopCalls) Resume(_ context.Context, req ResumeRequest) (bool, string) {
 	s.mu.Lock()
 	s.resumed = append(s.resumed, req)
-	hook := s.onResume
+	hook, withReq := s.onResume, s.resumeReq
 	s.mu.Unlock()
 	if hook != nil {
 		hook()
+	}
+	if withReq != nil {
+		withReq(req)
 	}
 	return true, ""
 }

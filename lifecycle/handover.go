@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"time"
@@ -138,11 +137,19 @@ func (f *fleet) handOverRooms(ctx context.Context) []*handing {
 		if rl == nil {
 			continue
 		}
+		// From the copies to marking them handed, no snapshot stores one (copyMu): one in
+		// flight ends first, one after sees them handed.
+		f.copyMu.Lock()
 		stored := true
 		for _, lr := range recs {
-			stored = f.storeLiveManifest(ctx, lr.sess) && stored
+			// Stored even when the last snapshot stored the same: the taker starts from it.
+			if err := f.storeCopy(ctx, lr.folder, lr.sess.Manifest(), false); err != nil {
+				lc.log.Warn().Err(err).Str("folder", lr.folder).Msg("Could not store the manifest for the other instances; the recording pauses here and is handed over afterwards")
+				stored = false
+			}
 		}
 		if !stored {
+			f.copyMu.Unlock()
 			continue
 		}
 		f.takeMu.Lock()
@@ -154,12 +161,8 @@ func (f *fleet) handOverRooms(ctx context.Context) []*handing {
 		f.takeMu.Unlock()
 		rl.k.Stop()
 		// No snapshot may overwrite the taker's copy from here on.
-		lc.mu.Lock()
-		for _, lr := range recs {
-			lr.handedOver = true
-		}
-		lc.mu.Unlock()
 		f.setHanded(recs, true)
+		f.copyMu.Unlock()
 		if _, err := lc.db.HandOverLease(ctx, storage.WatchResource(string(room)), f.owner); err != nil {
 			lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not hand the room over; its recordings pause here")
 			f.unhand(ctx, room, recs)
@@ -171,27 +174,16 @@ func (f *fleet) handOverRooms(ctx context.Context) []*handing {
 	return out
 }
 
-// storeLiveManifest stores the manifest of a recording being written in object storage,
-// for the instance that takes it over.
-func (f *fleet) storeLiveManifest(ctx context.Context, s *recorder.Session) bool {
-	lc := f.lc
-	m := s.Manifest()
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err == nil {
-		_, err = lc.s3.Put(ctx, lc.s3.Key(filepath.Base(s.Folder()), recorder.ManifestFile), data)
-	}
-	if err != nil {
-		lc.log.Warn().Err(err).Str("folder", filepath.Base(s.Folder())).Msg("Could not store the manifest for the other instances; the recording pauses here and is handed over afterwards")
-		return false
-	}
-	return true
-}
-
-// takerRecords reports whether another instance writes a part of every track this
-// instance records in h's room: the taker's part rows, which it writes with a part's
-// first frame.
+// takerRecords reports whether another instance took h's room and writes a part of every
+// track this instance records there: the room's lease, then the taker's part rows, which
+// it writes with a part's first frame.
 func (f *fleet) takerRecords(ctx context.Context, h *handing) bool {
 	lc := f.lc
+	// The lease first: with no track being written (nobody sends media yet) there is no
+	// part row to wait for, and the room must not be left to nobody.
+	if l, err := lc.db.Lease(ctx, storage.WatchResource(string(h.room))); err != nil || l.Owner == f.owner {
+		return false
+	}
 	for _, lr := range h.recs {
 		recID := lc.recID(lr)
 		// The rows first, then the manifest: a row of this instance's own is then of a
@@ -245,16 +237,13 @@ func (f *fleet) unhand(ctx context.Context, room id.RoomID, recs []*liveRec) {
 		lc.log.Warn().Err(err).Stringer("room_id", room).Msg("Could not take the room back; another instance takes it")
 		return
 	}
-	lc.mu.Lock()
-	for _, lr := range recs {
-		lr.handedOver = false
-	}
-	lc.mu.Unlock()
 	f.setHanded(recs, false)
 }
 
-// setHanded notes the folders of recordings handed over while written here (handOver
-// stores no manifest of theirs: the taker's copy is the one that counts).
+// setHanded notes the folders of recordings handed over while written here: no snapshot
+// and no manifest stored at the end (handOver) overwrites the taker's copy, and their
+// recordings' rows are the taker's (hooks.go). It outlives the live recording: the
+// paused folder is handed over after its session ended.
 func (f *fleet) setHanded(recs []*liveRec, on bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -277,9 +266,7 @@ func (f *fleet) wasHanded(folder string) bool {
 // handedOver reports whether lr's recording was handed to another instance while this
 // one wrote it.
 func (lc *Lifecycle) handedOver(lr *liveRec) bool {
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	return lr.handedOver
+	return lc.fleet != nil && lc.fleet.wasHanded(lr.folder)
 }
 
 // partsFromElsewhere writes into the manifest of a recording taken over from another

@@ -1,19 +1,25 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-recorder/matrix-recorder/internal/testmedia"
 	"github.com/matrix-recorder/matrix-recorder/recorder"
 	"github.com/matrix-recorder/matrix-recorder/storage"
+	"github.com/matrix-recorder/matrix-recorder/storage/s3store"
+	"github.com/rs/zerolog"
 )
 
 // deadOwnersRoom makes owner record in rm and stop renewing the room's lease, which has
@@ -130,6 +136,64 @@ func TestAdoptWaitLeavesOutTheStoppedOwner(t *testing.T) {
 	}
 }
 
+// An instance at its limit of group recordings waits fullWait before taking a room over,
+// like before a new call (busyWait serves both).
+func TestAdoptWaitAtTheLimit(t *testing.T) {
+	uri := startPostgres(t)
+	owner, heir := fleetMember(t, uri, "owner"), fleetMember(t, uri, "heir")
+	busyWith(heir, heir.cfg.Calls.MaxGroupRecordings, recorder.KindMesh)
+	busyWith(heir, 1, recorder.KindOneToOne)
+	deadOwnersRoom(t, owner, "!r:example.org", "20261206T120000Z_r_element-call", false)
+	expired, err := heir.db.ExpiredLeases(context.Background(), storage.WatchResource(""))
+	if err != nil || len(expired) != 1 {
+		t.Fatalf("expired: %+v %v", expired, err)
+	}
+	if w := heir.fleet.adoptWait(context.Background(), expired); w != heir.fleet.full {
+		t.Errorf("at its limit of group recordings the wait is %s; want %s", w, heir.fleet.full)
+	}
+	if w := heir.fleet.loadWait(recorder.KindOneToOne); w != min(time.Duration(heir.cfg.Calls.MaxGroupRecordings+1)*perRecordingWait, maxLoadWait) {
+		t.Errorf("for a 1:1 call (below that limit) the wait is %s", w)
+	}
+}
+
+// The end of a clean stop (handOver) hands the rooms of the recordings it paused over
+// with the store's hand-over: the lease says so, and an instance that has only just
+// reached the database again (which leaves expired leases to their holders for a lease
+// period) takes the room at once.
+func TestPausedRoomHandedOverAtTheEnd(t *testing.T) {
+	uri := startPostgres(t)
+	owner := fleetMember(t, uri, "owner")
+	rm := id.RoomID("!paused:example.org")
+	folder := "20261206T120000Z_paused_element-call"
+	roomWithRecording(t, owner, rm, folder)
+	ctx := context.Background()
+	r, err := owner.db.RecordingByFolder(ctx, folder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Status = storage.RecordingPaused
+	if err := owner.db.UpdateRecording(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	owner.mu.Lock()
+	owner.pausedHere = append(owner.pausedHere, folder)
+	owner.mu.Unlock()
+	owner.fleet.handOver(ctx)
+	l, err := owner.db.Lease(ctx, storage.WatchResource(string(rm)))
+	if err != nil || l.Owner != owner.fleet.owner || !l.HandedOver() {
+		t.Fatalf("the paused room's lease after the stop: %+v %v; want the stopped instance's, handed over", l, err)
+	}
+	heir := fleetMember(t, uri, "heir")
+	heir.fleet.dbUpFor(context.DeadlineExceeded) // its last look failed
+	heir.fleet.adopt(ctx)
+	calls := heir.calls.(*stopCalls)
+	calls.mu.Lock()
+	defer calls.mu.Unlock()
+	if len(calls.resumed) != 1 || calls.resumed[0].Room != rm {
+		t.Fatalf("resumed %+v; want the paused room at once", calls.resumed)
+	}
+}
+
 // A recording handed over while it was written: the taker's manifest lists the other
 // instance's parts as that one's copy left them (interrupted, shorter); once the other
 // instance finished them (their rows say saved), the taker's manifest has their real
@@ -192,14 +256,14 @@ func TestPartsFromElsewhere(t *testing.T) {
 }
 
 // stopAtOnce runs the first step of a clean stop (HandOverLive) on every instance at the
-// same time and hands their rooms over as handOverRooms does (the members here have no
-// live sessions to store).
-func stopAtOnce(t *testing.T, rooms map[*Lifecycle]id.RoomID) {
+// same time, as their signal handlers would, with a shutdown time that leaves a few
+// seconds to wait for a taker.
+func stopAtOnce(t *testing.T, lcs ...*Lifecycle) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), handOverReserve+4*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	for lc := range rooms {
+	for _, lc := range lcs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -207,17 +271,65 @@ func stopAtOnce(t *testing.T, rooms map[*Lifecycle]id.RoomID) {
 		}()
 	}
 	wg.Wait()
-	// What handOverRooms does for a live session, once every stopping instance stopped
-	// counting as running. (Done per goroutine above, a member could see the other still
-	// running and hand its room over; the real hand-over then sees nobody take it, finds
-	// nobody running and takes it back, which these members without sessions cannot.)
-	for lc, rm := range rooms {
-		if n, err := lc.db.OthersLive(ctx, storage.InstanceResource(""), lc.fleet.owner); err == nil && n > 0 {
-			if _, err := lc.db.HandOverLease(ctx, storage.WatchResource(string(rm)), lc.fleet.owner); err != nil {
-				t.Error(err)
-			}
+}
+
+// liveGroupRecording makes lc record a group call in rm as far as a hand-over goes: the
+// room's lease, the recording's row, and a live session (on store, an object store) with
+// one track being written (its source holds after a few packets until the test ends).
+func liveGroupRecording(t *testing.T, lc *Lifecycle, rm id.RoomID, store *s3store.Store) {
+	t.Helper()
+	s := liveGroupSession(t, lc, rm, store)
+	src, err := testmedia.NewOpusRTP(testmedia.Tone440, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := s.AddTrack(recorder.TrackInfo{UserID: string(alice), DeviceID: "DEV", MimeType: "audio/opus", ClockRate: 48000, Channels: 2, PayloadType: 111, SSRC: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := &heldSource{RTPSource: src, after: 10, release: make(chan struct{})}
+	ran := make(chan error, 1)
+	go func() { ran <- tr.Run(context.Background(), recorder.Packets(held)) }()
+	t.Cleanup(func() {
+		close(held.release)
+		<-ran
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if m := s.Manifest(); len(m.Tracks) == 1 && m.Tracks[0].Status == recorder.StatusRecording {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the track did not start")
 		}
 	}
+}
+
+// liveGroupSession is liveGroupRecording without a track (nobody sends media yet).
+func liveGroupSession(t *testing.T, lc *Lifecycle, rm id.RoomID, store *s3store.Store) *recorder.Session {
+	t.Helper()
+	ctx := context.Background()
+	lc.s3 = store
+	if ok, err := lc.TakeRoom(ctx, rm); !ok || err != nil {
+		t.Fatalf("take: %v %v", ok, err)
+	}
+	rec, err := recorder.New(recorder.Options{Dir: lc.cfg.Recordings.Dir}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := rec.Start(ctx, recorder.CallInfo{CallID: "c-" + string(rm), RoomID: string(rm), Kind: recorder.KindLiveKit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder := filepath.Base(s.Folder())
+	r := &storage.Recording{RoomID: string(rm), CallID: "c-" + string(rm), Kind: string(recorder.KindLiveKit), Folder: folder, Status: storage.RecordingActive}
+	if err := lc.db.CreateRecording(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = s.Close(context.Background()) }) // after the track's end (cleanups run last first)
+	lc.mu.Lock()
+	lc.live[folder] = &liveRec{sess: s, folder: folder, roomID: rm, kind: recorder.KindLiveKit, id: r.ID}
+	lc.mu.Unlock()
+	return s
 }
 
 // roomWithRecording makes lc record a group call in rm (its room lease and its row).
@@ -233,62 +345,105 @@ func roomWithRecording(t *testing.T, lc *Lifecycle, rm id.RoomID, folder string)
 	}
 }
 
+// takerWritesParts makes lc's call backend, when it resumes a recording, write a part row
+// of its own for each track of the recording, as a taker's first frames do.
+func takerWritesParts(t *testing.T, lc *Lifecycle) {
+	lc.calls.(*stopCalls).resumeReq = func(req ResumeRequest) {
+		ctx := context.Background()
+		r, err := lc.db.RecordingByFolder(ctx, req.Folder)
+		if err != nil || req.Manifest == nil {
+			t.Errorf("the taker's resume of %s: %v", req.Folder, err)
+			return
+		}
+		for _, tr := range req.Manifest.Tracks {
+			p := &storage.Part{RecordingID: r.ID, File: "taker-" + tr.File, Track: tr.Track, Part: 2, UserID: tr.UserID, Kind: tr.Kind,
+				Codec: tr.Codec, Source: tr.Source, Status: storage.PartActive}
+			if err := lc.db.SavePart(ctx, p); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
 // Two instances stopped at the same time while a third runs: each stops counting as
 // running before it looks for a taker, and a stopping instance takes nothing over, so both
-// hand their rooms to the third, which takes both; neither takes the other's.
+// hand their rooms to the third (their manifests' copies stored first), which takes both
+// while they still record; neither takes the other's.
 func TestTwoStoppingAtOnceHandOverToTheThird(t *testing.T) {
 	uri := startPostgres(t)
 	a, b, c := fleetMember(t, uri, "a"), fleetMember(t, uri, "b"), fleetMember(t, uri, "c")
+	s3, store := newFakeS3(t)
 	roomA, roomB := id.RoomID("!a:example.org"), id.RoomID("!b:example.org")
-	roomWithRecording(t, a, roomA, "20261206T120000Z_a_element-call")
-	roomWithRecording(t, b, roomB, "20261206T120001Z_b_element-call")
+	liveGroupRecording(t, a, roomA, store)
+	liveGroupRecording(t, b, roomB, store)
+	c.s3 = store
+	takerWritesParts(t, c)
 	ctx := context.Background()
 
-	stopAtOnce(t, map[*Lifecycle]id.RoomID{a: roomA, b: roomB})
-	for _, lc := range []*Lifecycle{a, b} {
-		if owners, err := lc.db.LiveOwners(ctx, storage.InstanceResource("")); err != nil || len(owners) != 1 || owners[0] != c.fleet.owner {
-			t.Fatalf("running instances after two stopped: %v %v; want only %s", owners, err, c.fleet.owner)
+	// The third looks for rooms to take over as its loop does, and so do the stopping
+	// ones (which must take nothing).
+	stop := make(chan struct{})
+	looked := make(chan struct{})
+	go func() {
+		defer close(looked)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			for _, lc := range []*Lifecycle{a, b, c} {
+				lc.fleet.adopt(ctx)
+			}
 		}
+	}()
+	stopAtOnce(t, a, b)
+	close(stop)
+	<-looked
+	if owners, err := c.db.LiveOwners(ctx, storage.InstanceResource("")); err != nil || len(owners) != 1 || owners[0] != c.fleet.owner {
+		t.Fatalf("running instances after two stopped: %v %v; want only %s", owners, err, c.fleet.owner)
 	}
-	for _, l := range []id.RoomID{roomA, roomB} {
-		if l, err := a.db.Lease(ctx, storage.WatchResource(string(l))); err != nil || !l.HandedOver() {
-			t.Fatalf("room lease after the stops: %+v %v; want handed over", l, err)
-		}
-	}
-	// The stopping ones look for rooms to take over as their loops would: nothing.
-	a.fleet.adopt(ctx)
-	b.fleet.adopt(ctx)
 	for _, lc := range []*Lifecycle{a, b} {
 		if got := lc.calls.(*stopCalls); len(got.resumed) != 0 {
 			t.Fatalf("a stopping instance took over %+v", got.resumed)
 		}
 	}
-	c.fleet.adopt(ctx)
 	calls := c.calls.(*stopCalls)
 	calls.mu.Lock()
-	defer calls.mu.Unlock()
 	var took []string
 	for _, r := range calls.resumed {
 		took = append(took, string(r.Room))
 	}
+	calls.mu.Unlock()
 	slices.Sort(took)
 	if strings.Join(took, " ") != string(roomA)+" "+string(roomB) {
 		t.Errorf("the running instance took over %q; want both rooms", took)
 	}
+	for _, rm := range []id.RoomID{roomA, roomB} {
+		if l, err := c.db.Lease(ctx, storage.WatchResource(string(rm))); err != nil || l.Owner != c.fleet.owner {
+			t.Errorf("%s's lease after the stops: %+v %v; want the running instance's", rm, l, err)
+		}
+	}
+	if puts := s3.putsOf(recorder.ManifestFile); len(puts) != 2 {
+		t.Errorf("manifest copies stored for the hand-over: %q; want one per room", puts)
+	}
 }
 
 // Two instances stopped at the same time with no third: neither counts the other as
-// running, so neither hands its rooms over (their recordings pause and keep their rooms,
-// as a lone instance's do), and neither takes the other's.
+// running, or, when one looked before the other stopped counting, nobody takes the room
+// it handed over and it takes it back; either way both keep their rooms with a lease not
+// marked handed over (their recordings pause, as a lone instance's do), and neither takes
+// the other's.
 func TestTwoStoppingAtOnceWithNoOtherPause(t *testing.T) {
 	uri := startPostgres(t)
 	a, b := fleetMember(t, uri, "a"), fleetMember(t, uri, "b")
+	_, store := newFakeS3(t)
 	roomA, roomB := id.RoomID("!a:example.org"), id.RoomID("!b:example.org")
-	roomWithRecording(t, a, roomA, "20261206T120000Z_a_element-call")
-	roomWithRecording(t, b, roomB, "20261206T120001Z_b_element-call")
+	liveGroupRecording(t, a, roomA, store)
+	liveGroupRecording(t, b, roomB, store)
 	ctx := context.Background()
 
-	stopAtOnce(t, map[*Lifecycle]id.RoomID{a: roomA, b: roomB})
+	stopAtOnce(t, a, b)
 	for lc, rm := range map[*Lifecycle]id.RoomID{a: roomA, b: roomB} {
 		l, err := lc.db.Lease(ctx, storage.WatchResource(string(rm)))
 		if err != nil || l.Owner != lc.fleet.owner || l.HandedOver() {
@@ -297,9 +452,117 @@ func TestTwoStoppingAtOnceWithNoOtherPause(t *testing.T) {
 		if !lc.fleet.holds(rm) {
 			t.Errorf("%s gave its room up", lc.instance)
 		}
+		if lc.fleet.wasHanded(lc.liveFolders()[0]) {
+			t.Errorf("%s's recording is still marked handed over", lc.instance)
+		}
 		lc.fleet.adopt(ctx)
 		if got := lc.calls.(*stopCalls); len(got.resumed) != 0 {
 			t.Errorf("%s took over %+v while stopping", lc.instance, got.resumed)
 		}
+	}
+}
+
+// liveFolders lists lc's live recordings' folders.
+func (lc *Lifecycle) liveFolders() []string {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	var out []string
+	for folder := range lc.live {
+		out = append(out, folder)
+	}
+	return out
+}
+
+// A stopping instance that hands its room over while another runs, but nobody takes it
+// within the wait, takes the room back: its lease is its own again and not marked handed
+// over, and its recording's manifest copies are its own to store again.
+func TestHandOverNotTakenIsTakenBack(t *testing.T) {
+	t.Run("with a track", func(t *testing.T) { testHandOverNotTakenIsTakenBack(t, liveGroupRecording) })
+	// No track is written (nobody sends media): no part row to wait for either, but the
+	// room is not left to nobody.
+	t.Run("without tracks", func(t *testing.T) {
+		testHandOverNotTakenIsTakenBack(t, func(t *testing.T, lc *Lifecycle, rm id.RoomID, store *s3store.Store) {
+			liveGroupSession(t, lc, rm, store)
+		})
+	})
+}
+
+func testHandOverNotTakenIsTakenBack(t *testing.T, record func(*testing.T, *Lifecycle, id.RoomID, *s3store.Store)) {
+	uri := startPostgres(t)
+	a, b := fleetMember(t, uri, "a"), fleetMember(t, uri, "b")
+	s3, store := newFakeS3(t)
+	rm := id.RoomID("!a:example.org")
+	record(t, a, rm, store)
+	ctx := context.Background()
+
+	stopAtOnce(t, a) // b runs, but does not look for rooms to take over
+	if puts := s3.putsOf(recorder.ManifestFile); len(puts) != 1 {
+		t.Errorf("manifest copies stored for the hand-over: %q; want one", puts)
+	}
+	l, err := a.db.Lease(ctx, storage.WatchResource(string(rm)))
+	if err != nil || l.Owner != a.fleet.owner || l.HandedOver() {
+		t.Errorf("the room's lease after nobody took it: %+v %v; want a's again, not handed over", l, err)
+	}
+	if !a.fleet.holds(rm) || a.fleet.wasHanded(a.liveFolders()[0]) {
+		t.Errorf("a holds the room: %v; its recording still marked handed over: %v", a.fleet.holds(rm), a.fleet.wasHanded(a.liveFolders()[0]))
+	}
+	if got := b.calls.(*stopCalls); len(got.resumed) != 0 {
+		t.Errorf("b took over %+v", got.resumed)
+	}
+}
+
+// A snapshot whose manifest copy is on its way to the store when the room is handed over
+// does not land after the hand-over's copy: the taker starts from the manifest as the
+// hand-over stored it. (Without the hand-over waiting for the snapshot, the test sees the
+// hand-over's PUT while the snapshot's is held; the bound on that wait only decides
+// whether the old behaviour is caught, never fails a correct hand-over.)
+func TestSnapshotInFlightDoesNotOverwriteTheHandOversCopy(t *testing.T) {
+	uri := startPostgres(t)
+	a := fleetMember(t, uri, "a")
+	s3, store := newFakeS3(t)
+	rm := id.RoomID("!a:example.org")
+	s := liveGroupSession(t, a, rm, store)
+	ctx := context.Background()
+	key := store.Key(filepath.Base(s.Folder()), recorder.ManifestFile)
+	inFlight, release, handOverPut := make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
+	var puts atomic.Int32
+	s3.setBeforePut(func(k string) {
+		if k != key {
+			return
+		}
+		if puts.Add(1) == 1 {
+			close(inFlight) // the snapshot's copy, held until released
+			<-release
+			return
+		}
+		select {
+		case handOverPut <- struct{}{}:
+		default:
+		}
+	})
+	snapshotted := make(chan struct{})
+	go func() {
+		defer close(snapshotted)
+		a.fleet.snapshot(ctx)
+	}()
+	<-inFlight
+	s.AddMarker(string(alice), "after the snapshot", time.Now()) // the hand-over stores a newer manifest
+	handed := make(chan []*handing, 1)
+	go func() { handed <- a.fleet.handOverRooms(ctx) }()
+	select {
+	case <-handOverPut:
+	case <-time.After(time.Second):
+	}
+	close(release)
+	<-snapshotted
+	if hs := <-handed; len(hs) != 1 {
+		t.Fatalf("handed over %d rooms, want 1", len(hs))
+	}
+	want, err := json.MarshalIndent(s.Manifest(), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s3.object(key); !bytes.Equal(got, want) {
+		t.Errorf("the manifest's copy after the hand-over is not the hand-over's (%d bytes, want %d): an older snapshot landed over it", len(got), len(want))
 	}
 }

@@ -72,6 +72,11 @@ type Lifecycle struct {
 	// SQLite); busy is Options.Busy.
 	fleet *fleet
 	busy  func(room id.RoomID) bool
+	// once holds the once-only actions on recordings running here (once.go).
+	once onceActions
+	// removedLook is when sweepRemoved last looked for recordings deleted elsewhere
+	// (zero: not yet; only the retention loop touches it).
+	removedLook time.Time
 	// pausedHere lists the folders of recordings paused by this run's clean stop (lc.mu):
 	// on a shared database they are handed over to the other instances (adopt.go).
 	pausedHere []string
@@ -145,9 +150,6 @@ type liveRec struct {
 	// Limits.
 	warnedDuration, warnedSize bool
 	stopping                   bool
-	// handedOver: a clean stop handed the recording to another instance while this one
-	// still wrote it (handover.go); its rows are that instance's from then on.
-	handedOver bool
 	// stopReason is why the recording is ending, once a limit or a person said.
 	stopReason StopReason
 	// failing counts the tracks that cannot write now; toldFailing says the room heard of
@@ -263,6 +265,7 @@ func (lc *Lifecycle) Run(ctx context.Context) {
 			lc.fleet.sweep(ctx)
 			lc.fleet.snapshot(ctx)
 		})
+		lc.goLoop("once", lc.fleet.onceTTL/3, lc.fleet.onceRound)
 		lc.goLoop("adopt", adoptEvery, func(ctx context.Context) {
 			select {
 			case <-lc.ready:

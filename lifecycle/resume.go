@@ -351,17 +351,17 @@ func (lc *Lifecycle) endPaused(ctx context.Context, r *storage.Recording) {
 
 // goDeliver runs deliver in the background.
 func (lc *Lifecycle) goDeliver(roomID id.RoomID, folder string, m *recorder.Manifest, headline string) {
-	lc.goDeliverThen(roomID, folder, m, headline, func() {})
+	lc.goDeliverHeld(roomID, folder, m, headline, nil)
 }
 
-// goDeliverThen is goDeliver, running then once the delivery has ended.
-func (lc *Lifecycle) goDeliverThen(roomID id.RoomID, folder string, m *recorder.Manifest, headline string, then func()) {
+// goDeliverHeld is goDeliver by a caller that holds the lease on the summary (lease gives
+// it back; nil: none held): the delivery takes it over (deliverHeld).
+func (lc *Lifecycle) goDeliverHeld(roomID id.RoomID, folder string, m *recorder.Manifest, headline string, lease func()) {
 	lc.wg.Add(1)
 	lc.posting.Add(1)
 	go func() {
 		defer lc.wg.Done()
-		defer then()
-		lc.deliver(lc.ctx, roomID, folder, m, headline, nil, lc.posting.Done, lc.cfg.Bot.Notices)
+		lc.deliverHeld(lc.ctx, roomID, folder, m, headline, nil, lc.posting.Done, lc.cfg.Bot.Notices, lease)
 	}()
 }
 

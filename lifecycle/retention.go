@@ -26,12 +26,12 @@ func (lc *Lifecycle) retentionInterval() time.Duration {
 
 // retention tells rooms about recordings that expire soon and deletes expired ones.
 func (lc *Lifecycle) retention(ctx context.Context) {
+	now := lc.now()
 	lc.sweepLocal(ctx)
-	lc.sweepRemoved(ctx)
+	lc.sweepRemoved(ctx, now)
 	if lc.cfg.Recordings.ExpireAfter.D() <= 0 {
 		return
 	}
-	now := lc.now()
 	soon, err := lc.db.ExpiringBefore(ctx, now.Add(lc.cfg.Recordings.ExpireNotice.D()))
 	if err != nil {
 		lc.log.Warn().Err(err).Msg("Could not list expiring recordings")
@@ -52,7 +52,7 @@ func (lc *Lifecycle) retention(ctx context.Context) {
 // on the row as it is once the lease is held (another may have acted already), so the
 // room gets one notice and one deletion, never one per instance.
 func (lc *Lifecycle) retain(ctx context.Context, recID string, now time.Time) {
-	ok, release := lc.claimOnce(ctx, "retention", recID)
+	ok, release := lc.claimOnce(ctx, onceRemoval, recID)
 	if !ok {
 		return
 	}
@@ -83,29 +83,107 @@ func (lc *Lifecycle) retain(ctx context.Context, recID string, now time.Time) {
 	}
 }
 
+// removedOverlap is how far before its previous look each look for recordings deleted
+// elsewhere reaches (sweepRemoved): a deletion's time is the deleting instance's clock,
+// and a deletion that was under way at the previous look is seen at the next.
+const removedOverlap = time.Hour
+
 // sweepRemoved removes this instance's local folders of recordings that another instance
 // of the fleet deleted (expired or !delete): deleteRecording removes only the folder of
 // the instance that runs it, and the files of a deleted recording must be gone everywhere.
-func (lc *Lifecycle) sweepRemoved(ctx context.Context) {
+// Before the folder goes, this instance's uploads of its files stop and what they stored
+// is deleted again (removeCopies): an upload that was running here when the other
+// instance deleted may have stored a copy after that deletion emptied the store.
+// It looks at the deletions since its previous look (with removedOverlap), not at every
+// recording ever deleted; the first look of a process, which may have been stopped while
+// others deleted, asks about the folders on its disk instead. start is the look's time.
+func (lc *Lifecycle) sweepRemoved(ctx context.Context, start time.Time) {
 	if lc.fleet == nil {
 		return
 	}
-	recs, err := lc.db.RecordingsWithStatus(ctx, storage.RecordingExpired, storage.RecordingDeleted)
+	var recs []*storage.Recording
+	var err error
+	if lc.removedLook.IsZero() {
+		var folders []string
+		if folders, err = localFolders(lc.cfg.Recordings.Dir); err == nil {
+			recs, err = lc.db.RemovedAmong(ctx, folders)
+		}
+	} else {
+		recs, err = lc.db.RemovedSince(ctx, lc.removedLook.Add(-removedOverlap))
+	}
 	if err != nil {
 		lc.log.Warn().Err(err).Msg("Could not list the deleted recordings")
 		return
 	}
+	failed := false
 	for _, r := range recs {
 		folder := filepath.Join(lc.cfg.Recordings.Dir, filepath.Base(r.Folder))
 		if _, err := os.Lstat(folder); err != nil {
 			continue
 		}
+		// This instance may still be uploading the files (or editing the summary with
+		// their links): that stops first, then what its uploads stored before they
+		// stopped, after the deleting instance emptied the store, is deleted again.
+		lc.endDelivery(r.ID)
+		if err := lc.removeCopies(ctx, r); err != nil {
+			lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not delete the copies of a deleted recording this instance uploaded; retrying")
+			failed = true
+			continue // the folder stays, so the next look comes back to it
+		}
 		if err := os.RemoveAll(folder); err != nil {
 			lc.log.Warn().Err(err).Str("recording", r.ID).Msg("Could not delete the local copy of a deleted recording")
+			failed = true
 			continue
+		}
+		if lc.up != nil {
+			lc.up.Forget(r.ID)
 		}
 		lc.log.Info().Str("recording", r.ID).Str("folder", r.Folder).Msg("Deleted the local copy of a recording deleted elsewhere in the fleet")
 	}
+	if !failed { // else the next look covers this one's deletions again
+		lc.removedLook = start
+	}
+}
+
+// localFolders lists the names of the folders in dir.
+func localFolders(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list the recordings folder: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// removeCopies stops this process's uploads of r's files (waiting for them) and deletes
+// its copies in object storage: the multipart uploads its rows name and every object
+// under its folder.
+func (lc *Lifecycle) removeCopies(ctx context.Context, r *storage.Recording) error {
+	if lc.up != nil {
+		lc.up.Cancel(r.ID)
+		ups, err := lc.db.Uploads(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		for _, u := range ups {
+			if u.UploadID != "" {
+				if err := lc.s3.Abort(ctx, u.Key, u.UploadID); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if lc.s3 != nil {
+		if err := lc.s3.DeletePrefix(ctx, lc.s3.FolderPrefix(r.Folder)); err != nil {
+			return fmt.Errorf("delete the uploaded copies: %w", err)
+		}
+	}
+	return nil
 }
 
 func (lc *Lifecycle) expire(ctx context.Context, r *storage.Recording) {
@@ -125,24 +203,8 @@ func (lc *Lifecycle) deleteRecording(ctx context.Context, r *storage.Recording, 
 	// A delivery still waiting for uploads of this recording ends now (even if the
 	// deletion fails below and is tried again: nobody wants links to it any more).
 	lc.endDelivery(r.ID)
-	if lc.up != nil {
-		lc.up.Cancel(r.ID)
-		ups, err := lc.db.Uploads(ctx, r.ID)
-		if err != nil {
-			return err
-		}
-		for _, u := range ups {
-			if u.UploadID != "" {
-				if err := lc.s3.Abort(ctx, u.Key, u.UploadID); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if lc.s3 != nil {
-		if err := lc.s3.DeletePrefix(ctx, lc.s3.FolderPrefix(r.Folder)); err != nil {
-			return fmt.Errorf("delete the uploaded copies: %w", err)
-		}
+	if err := lc.removeCopies(ctx, r); err != nil {
+		return err
 	}
 	folder := filepath.Join(lc.cfg.Recordings.Dir, filepath.Base(r.Folder))
 	if err := os.RemoveAll(folder); err != nil {

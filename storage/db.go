@@ -185,39 +185,47 @@ func wrap(ctx context.Context, raw *sql.DB, dialect string, engine Engine, log *
 	if engine == Postgres {
 		// Instances started at once on an empty database: one migrates, the others
 		// wait for it (and then find nothing left to do).
-		unlock, err := lockSchema(ctx, raw)
-		if err != nil {
-			return nil, err
-		}
-		defer unlock()
+		err = WithAdvisoryLock(ctx, raw, schemaLockKey, func() error { return d.upgrade(ctx) })
+	} else {
+		err = d.upgrade(ctx)
 	}
-	if err := db.Upgrade(ctx); err != nil {
-		if errors.Is(err, dbutil.ErrUnsupportedDatabaseVersion) {
-			return nil, fmt.Errorf("%w: was matrix-recorder downgraded?", err)
-		}
-		return nil, fmt.Errorf("migrate: %w", err)
+	if err != nil {
+		return nil, err
 	}
 	return d, nil
+}
+
+// upgrade migrates the schema to this release's.
+func (d *DB) upgrade(ctx context.Context) error {
+	if err := d.db.Upgrade(ctx); err != nil {
+		if errors.Is(err, dbutil.ErrUnsupportedDatabaseVersion) {
+			return fmt.Errorf("%w: was matrix-recorder downgraded?", err)
+		}
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
 }
 
 // schemaLockKey names the PostgreSQL advisory lock held while the schema is migrated
 // ("mrecord").
 const schemaLockKey = 0x6d7265636f7264
 
-// lockSchema takes the schema's advisory lock on a connection of its own (released with
-// the connection, also if the process dies) and returns what releases it.
-func lockSchema(ctx context.Context, raw *sql.DB) (func(), error) {
+// WithAdvisoryLock runs fn holding PostgreSQL's advisory lock key, so that of the
+// processes on one database one at a time runs it (a migration, a one-time set-up). The
+// lock is taken on a connection of its own and ends with it, also when the process dies.
+func WithAdvisoryLock(ctx context.Context, raw *sql.DB, key int64, fn func() error) error {
 	conn, err := raw.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("lock the schema: %w", err)
+		return fmt.Errorf("take the advisory lock %#x: %w", key, err)
 	}
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", int64(schemaLockKey)); err != nil {
-		return nil, errors.Join(fmt.Errorf("lock the schema: %w", err), conn.Close())
-	}
-	return func() {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(schemaLockKey))
+	defer func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key)
 		_ = conn.Close()
-	}, nil
+	}()
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+		return fmt.Errorf("take the advisory lock %#x: %w", key, err)
+	}
+	return fn()
 }
 
 // upgradeTable reads the embedded migrations (dbutil panics on a malformed file: a bug of

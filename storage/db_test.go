@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -189,6 +191,102 @@ func TestDatabaseIsPrivate(t *testing.T) {
 		}
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s has mode %04o, want 0600", filepath.Base(p), fi.Mode().Perm())
+		}
+	}
+}
+
+// The deleted recordings are listed by when they were deleted and by folder, so that an
+// instance looks at those deleted since its last look, or at those its disk holds, not at
+// every recording ever deleted.
+func TestRemovedRecordings(t *testing.T) { eachEngine(t, testRemovedRecordings) }
+
+func testRemovedRecordings(t *testing.T, e engine) {
+	ctx := context.Background()
+	d := e.open(t)
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	mk := func(folder string, removed time.Time, why Removal) *Recording {
+		t.Helper()
+		r := &Recording{RoomID: "!r:x", CallID: "c-" + folder, Kind: "1:1", Folder: folder}
+		if err := d.CreateRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if !removed.IsZero() {
+			if _, err := d.MarkRemoved(ctx, r.ID, why, removed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return r
+	}
+	old := mk("f-old", base, RemovedByExpiry)
+	newer := mk("f-new", base.Add(2*time.Hour), RemovedByRequest)
+	mk("f-kept", time.Time{}, 0)
+	folders := func(recs []*Recording) string {
+		var out []string
+		for _, r := range recs {
+			out = append(out, r.Folder)
+		}
+		return strings.Join(out, " ")
+	}
+	if got, err := d.RemovedSince(ctx, base.Add(time.Hour)); err != nil || folders(got) != "f-new" {
+		t.Errorf("removed since an hour after the first: %q %v", folders(got), err)
+	}
+	if got, err := d.RemovedSince(ctx, base); err != nil || folders(got) != "f-old f-new" {
+		t.Errorf("removed since the first: %q %v", folders(got), err)
+	}
+	many := []string{"f-kept", "f-none"}
+	for i := range removedAmongBatch {
+		many = append(many, fmt.Sprintf("f-x%d", i))
+	}
+	many = append(many, "f-new") // in the second batch
+	got, err := d.RemovedAmong(ctx, append([]string{"f-old"}, many...))
+	if err != nil || len(got) != 2 {
+		t.Fatalf("removed among the folders: %q %v", folders(got), err)
+	}
+	for _, r := range got {
+		if r.ID != old.ID && r.ID != newer.ID {
+			t.Errorf("listed %+v", r)
+		}
+	}
+	if got, err := d.RemovedAmong(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("removed among no folders: %v %v", got, err)
+	}
+}
+
+// An upload row deleted (or expired) with its recording is not written any more: an
+// upload that ran on elsewhere while the recording was deleted gets ErrUploadGone instead
+// of bringing the row back to uploaded.
+func TestUpdateUploadLeavesRemovedRows(t *testing.T) {
+	eachEngine(t, testUpdateUploadLeavesRemovedRows)
+}
+
+func testUpdateUploadLeavesRemovedRows(t *testing.T, e engine) {
+	ctx := context.Background()
+	d := e.open(t)
+	for _, why := range []Removal{RemovedByRequest, RemovedByExpiry} {
+		r := &Recording{RoomID: "!r:x", CallID: fmt.Sprint("c-", why), Kind: "1:1", Folder: fmt.Sprint("f-", why)}
+		if err := d.CreateRecording(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		u, err := d.EnsureUpload(ctx, r.ID, "a.ogg", "bucket", "p/"+r.Folder+"/a.ogg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.UploadID, u.Status = "mp-1", UploadUploading
+		if err := d.UpdateUpload(ctx, u); err != nil {
+			t.Fatalf("updating a live upload: %v", err)
+		}
+		if _, err := d.MarkRemoved(ctx, r.ID, why, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		u.UploadID, u.Status = "", UploadUploaded
+		if err := d.UpdateUpload(ctx, u); !errors.Is(err, ErrUploadGone) {
+			t.Errorf("%d: updating a removed upload: %v, want ErrUploadGone", why, err)
+		}
+		if cur, err := d.UploadOf(ctx, r.ID, "a.ogg"); err != nil || !cur.Status.Gone() || cur.UploadID != "mp-1" {
+			t.Errorf("%d: the removed upload after the update: %+v %v", why, cur, err)
+		}
+		if _, err := d.EnsureUpload(ctx, r.ID, "b.ogg", "bucket", "p/"+r.Folder+"/b.ogg"); !errors.Is(err, ErrUploadGone) {
+			t.Errorf("%d: a new upload of a removed recording: %v, want ErrUploadGone", why, err)
 		}
 	}
 }

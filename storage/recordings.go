@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -227,6 +228,32 @@ func (d *DB) RecordingsInRoom(ctx context.Context, roomID string, limit int) ([]
 func (d *DB) RecordingsWithStatus(ctx context.Context, statuses ...RecordingStatus) ([]*Recording, error) {
 	in, args := inList(1, statuses)
 	return d.queryRecordings(ctx, `r.status IN (`+in+`) ORDER BY r.started_at`, args...)
+}
+
+// RemovedSince lists the recordings whose files were deleted (expired, or deleted on
+// request) at or after since (by the deleting instance's clock), oldest deletion first.
+func (d *DB) RemovedSince(ctx context.Context, since time.Time) ([]*Recording, error) {
+	return d.queryRecordings(ctx, `r.status IN ($1, $2) AND r.deleted_at >= $3 ORDER BY r.deleted_at`,
+		RecordingExpired, RecordingDeleted, since.UnixMilli())
+}
+
+// removedAmongBatch bounds the folders RemovedAmong asks about in one statement.
+const removedAmongBatch = 500
+
+// RemovedAmong lists the recordings in folders (call folders' names) whose files were
+// deleted (expired, or deleted on request).
+func (d *DB) RemovedAmong(ctx context.Context, folders []string) ([]*Recording, error) {
+	var out []*Recording
+	for batch := range slices.Chunk(folders, removedAmongBatch) {
+		in, args := inList(3, batch)
+		recs, err := d.queryRecordings(ctx, `r.status IN ($1, $2) AND r.folder IN (`+in+`)`,
+			append([]any{RecordingExpired, RecordingDeleted}, args...)...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
 }
 
 // ExpiringBefore lists recordings not yet deleted whose expiry is before t, oldest first.

@@ -83,15 +83,22 @@ func scanUpload(row interface{ Scan(...any) error }) (*Upload, error) {
 	return &u, nil
 }
 
-// EnsureUpload returns the upload of a file, creating it (pending) if there is none.
+// EnsureUpload returns the upload of a file, creating it (pending) if there is none and
+// its recording is not gone (expired or deleted): then ErrUploadGone.
 func (d *DB) EnsureUpload(ctx context.Context, recordingID, file, bucket, key string) (*Upload, error) {
 	now := d.nowMS()
 	_, err := d.db.Exec(ctx, `INSERT INTO uploads (recording, file, bucket, object_key, status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (recording, file) DO NOTHING`, recordingID, file, bucket, key, UploadPending, now, now)
+		SELECT $1, $2, $3, $4, $5, $6, $7
+		WHERE NOT EXISTS (SELECT 1 FROM recordings WHERE id = $1 AND status IN ($8, $9))
+		ON CONFLICT (recording, file) DO NOTHING`, recordingID, file, bucket, key, UploadPending, now, now, RecordingExpired, RecordingDeleted)
 	if err != nil {
 		return nil, fmt.Errorf("create upload of %s: %w", file, err)
 	}
-	return d.UploadOf(ctx, recordingID, file)
+	u, err := d.UploadOf(ctx, recordingID, file)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("create upload of %s: %w", file, ErrUploadGone)
+	}
+	return u, err
 }
 
 // UploadOf returns the upload of a file.
@@ -140,14 +147,26 @@ func (d *DB) queryUploads(ctx context.Context, where string, args ...any) ([]*Up
 	return out, rows.Err()
 }
 
-// UpdateUpload writes every mutable column of u.
+// ErrUploadGone: the upload's row is expired or deleted with its recording (possibly by
+// another instance of a fleet); it is not written any more.
+var ErrUploadGone = errors.New("the upload is deleted with its recording")
+
+// UpdateUpload writes every mutable column of u, unless its row is gone with its
+// recording (expired or deleted): then ErrUploadGone, and the row stays as it is, so an
+// upload that ran on while its recording was deleted cannot bring the row back.
 func (d *DB) UpdateUpload(ctx context.Context, u *Upload) error {
 	now := d.nowMS()
-	_, err := d.db.Exec(ctx, `UPDATE uploads SET upload_id = $1, status = $2, bytes = $3, sha256 = $4, etag = $5, attempts = $6,
-		last_error = $7, confirmed_by = $8, confirmed_at = $9, updated_at = $10 WHERE id = $11`,
-		u.UploadID, u.Status, u.Bytes, u.SHA256, u.ETag, u.Attempts, u.LastError, u.ConfirmedBy, ms(u.ConfirmedAt), now, u.ID)
+	res, err := d.db.Exec(ctx, `UPDATE uploads SET upload_id = $1, status = $2, bytes = $3, sha256 = $4, etag = $5, attempts = $6,
+		last_error = $7, confirmed_by = $8, confirmed_at = $9, updated_at = $10 WHERE id = $11 AND status NOT IN ($12, $13)`,
+		u.UploadID, u.Status, u.Bytes, u.SHA256, u.ETag, u.Attempts, u.LastError, u.ConfirmedBy, ms(u.ConfirmedAt), now, u.ID,
+		UploadExpired, UploadDeleted)
 	if err != nil {
 		return fmt.Errorf("update upload of %s: %w", u.File, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("update upload of %s: %w", u.File, err)
+	} else if n == 0 {
+		return fmt.Errorf("update upload of %s: %w", u.File, ErrUploadGone)
 	}
 	u.UpdatedAt = time.UnixMilli(now).UTC()
 	return nil

@@ -27,6 +27,8 @@ type fakeStore struct {
 	puts     map[int]int // part number -> times sent (all keys)
 	failNext int
 	down     bool
+	// beforePut, when set, runs at the start of every Put (outside the lock).
+	beforePut func(key string)
 }
 
 func newFakeStore() *fakeStore {
@@ -120,6 +122,12 @@ func (s *fakeStore) Abort(ctx context.Context, key, uploadID string) error {
 
 func (s *fakeStore) Put(ctx context.Context, key string, data []byte) (string, error) {
 	s.mu.Lock()
+	hook := s.beforePut
+	s.mu.Unlock()
+	if hook != nil {
+		hook(key)
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.fail(); err != nil {
 		return "", err
@@ -211,6 +219,13 @@ func (s *fakeStore) Remove(ctx context.Context, keys []string) error {
 		delete(s.etags, k)
 	}
 	return nil
+}
+
+// openUploads counts the multipart uploads neither completed nor aborted.
+func (s *fakeStore) openUploads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.uploads)
 }
 
 // keys lists the objects under prefix.

@@ -56,6 +56,13 @@ func (u *Uploader) Salvage(recordingID, folder, file string, done func(Salvaged)
 			if f.ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, storage.ErrUploadGone) {
+				u.removed(f.ctx, f, u.store.Key(f.folder, f.key.file), "")
+				if done != nil {
+					done(Salvaged{MediaMs: -1})
+				}
+				return
+			}
 			if attempt == salvageAttempts {
 				f.log.Error().Err(err).Msg("Could not complete the copy the other instance left; what it uploaded stays as it is")
 				if done != nil {
@@ -145,6 +152,9 @@ func (u *Uploader) salvage(ctx context.Context, f *follower) (Salvaged, error) {
 	cur, err := u.db.UploadOf(ctx, row.RecordingID, row.File)
 	if err != nil {
 		return none, err
+	}
+	if cur.Status.Gone() {
+		return none, fmt.Errorf("complete the copy of %s: %w", row.File, storage.ErrUploadGone) // Salvage deletes it
 	}
 	if cur.Status != row.Status || cur.UploadID != row.UploadID {
 		f.log.Info().Str("status", string(cur.Status)).Msg("The file's copy changed while it was completed; leaving it to the other instance")

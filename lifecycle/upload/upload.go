@@ -348,8 +348,8 @@ func (u *Uploader) run(f *follower) {
 		var err error
 		if row == nil {
 			row, err = u.db.EnsureUpload(ctx, f.key.rec, f.key.file, u.store.Bucket(), key)
-			if err == nil && (row.Status == storage.UploadConfirmed || row.Status.Gone()) {
-				return
+			if errors.Is(err, storage.ErrUploadGone) || err == nil && (row.Status == storage.UploadConfirmed || row.Status.Gone()) {
+				return // done, or deleted with its recording
 			}
 		}
 		if err == nil && f.chunks == nil {
@@ -366,12 +366,16 @@ func (u *Uploader) run(f *follower) {
 			if fin != nil {
 				var terminal bool
 				terminal, err = u.finalize(ctx, f, row, path, key, *fin)
-				if (err == nil || errors.Is(err, errTakenOver)) && u.opts.TailEvery > 0 {
+				if (err == nil || errors.Is(err, errTakenOver) || errors.Is(err, storage.ErrUploadGone)) && u.opts.TailEvery > 0 {
 					if terr := u.dropTails(context.WithoutCancel(ctx), key); terr != nil {
 						f.log.Warn().Err(terr).Msg("Could not delete the file's tail; it stays beside the file")
 					}
 				}
 				if err == nil || terminal || errors.Is(err, errTakenOver) {
+					return
+				}
+				if errors.Is(err, storage.ErrUploadGone) {
+					u.removed(ctx, f, key, row.UploadID)
 					return
 				}
 			} else {
@@ -386,7 +390,14 @@ func (u *Uploader) run(f *follower) {
 			if ctx.Err() != nil || errors.Is(err, errTakenOver) {
 				return
 			}
-			u.failed(ctx, f, row, err)
+			if errors.Is(err, storage.ErrUploadGone) {
+				u.removed(ctx, f, key, row.UploadID)
+				return
+			}
+			if errors.Is(u.failed(ctx, f, row, err), storage.ErrUploadGone) {
+				u.removed(ctx, f, key, row.UploadID) // deleted while the store failed
+				return
+			}
 			wait = backoff
 			backoff = min(backoff*2, u.opts.MaxBackoff)
 		} else {
@@ -415,26 +426,31 @@ func (u *Uploader) loadChunks(ctx context.Context, f *follower, uploadRow int64)
 	return nil
 }
 
-func (u *Uploader) failed(ctx context.Context, f *follower, row *storage.Upload, err error) {
+// failed logs and records a failed attempt; ErrUploadGone: the row is gone with its
+// recording (nothing recorded).
+func (u *Uploader) failed(ctx context.Context, f *follower, row *storage.Upload, err error) (dberr error) {
 	ev := f.log.Warn()
 	if s3store.IsSetupError(err) {
 		ev = f.log.Error().Str("hint", "check storage.s3 in the config: bucket, keys and permissions")
 	}
 	ev.Err(err).Msg("Upload attempt failed; will retry")
 	if row == nil {
-		return
+		return nil
 	}
 	row.Attempts++
 	row.LastError = err.Error()
 	if len(row.LastError) > 500 {
 		row.LastError = row.LastError[:500]
 	}
-	if dberr := u.db.UpdateUpload(context.WithoutCancel(ctx), row); dberr != nil {
+	if dberr = u.db.UpdateUpload(context.WithoutCancel(ctx), row); errors.Is(dberr, storage.ErrUploadGone) {
+		return dberr
+	} else if dberr != nil {
 		f.log.Warn().Err(dberr).Msg("Could not record the failed attempt")
 	}
 	if u.opts.OnFailure != nil {
 		u.opts.OnFailure(row, err)
 	}
+	return dberr
 }
 
 // sendGrowing sends the whole parts of a file that is still being written.
@@ -508,7 +524,7 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 		row.UploadID = id
 		row.Status = storage.UploadUploading
 		if err := u.db.UpdateUpload(ctx, row); err != nil {
-			return err
+			return err // ErrUploadGone: run aborts the upload just begun
 		}
 	}
 	etag, err := u.store.PutPart(ctx, key, row.UploadID, n, buf, sum[:])
@@ -516,7 +532,9 @@ func (u *Uploader) sendRange(ctx context.Context, f *follower, row *storage.Uplo
 		if u.completedElsewhere(ctx, f, row) {
 			return errTakenOver
 		}
-		u.reset(ctx, f, row)
+		if rerr := u.reset(ctx, f, row); rerr != nil {
+			return rerr // deleted (and aborted) meanwhile: nothing to upload again
+		}
 	}
 	if err != nil {
 		return err
@@ -574,18 +592,42 @@ func (u *Uploader) completedElsewhere(ctx context.Context, f *follower, row *sto
 	return true
 }
 
-// reset forgets a multipart upload the store no longer knows (expired or aborted).
-func (u *Uploader) reset(ctx context.Context, f *follower, row *storage.Upload) {
-	f.log.Warn().Str("upload_id", row.UploadID).Msg("The store lost the multipart upload; starting it again")
-	row.UploadID = ""
-	row.Status = storage.UploadPending
-	f.chunks = map[int]storage.Chunk{}
+// reset forgets a multipart upload the store no longer knows (expired or aborted), to
+// start it again. ErrUploadGone: the recording was deleted (which aborted it): the upload
+// ends instead.
+func (u *Uploader) reset(ctx context.Context, f *follower, row *storage.Upload) error {
 	ctx = context.WithoutCancel(ctx)
+	next := *row
+	next.UploadID = ""
+	next.Status = storage.UploadPending
+	if err := u.db.UpdateUpload(ctx, &next); errors.Is(err, storage.ErrUploadGone) {
+		return err
+	} else if err != nil {
+		f.log.Warn().Err(err).Msg("Could not record the lost upload")
+	}
+	f.log.Warn().Str("upload_id", row.UploadID).Msg("The store lost the multipart upload; starting it again")
+	*row = next
+	f.chunks = map[int]storage.Chunk{}
 	if err := u.db.DeleteChunks(ctx, row.ID); err != nil {
 		f.log.Warn().Err(err).Msg("Could not forget the lost upload's parts")
 	}
-	if err := u.db.UpdateUpload(ctx, row); err != nil {
-		f.log.Warn().Err(err).Msg("Could not record the lost upload")
+	return nil
+}
+
+// removed ends the upload of a file whose recording was deleted (its row is gone,
+// storage.ErrUploadGone), possibly by another instance while this one went on: the
+// deletion removed what was in the store then, so what this upload made since (an
+// object at key, the multipart upload uploadID) goes too.
+func (u *Uploader) removed(ctx context.Context, f *follower, key, uploadID string) {
+	ctx = context.WithoutCancel(ctx)
+	f.log.Info().Msg("The recording was deleted while its file was being copied; the copy stops and what it made is deleted")
+	if uploadID != "" {
+		if err := u.store.Abort(ctx, key, uploadID); err != nil && !s3store.IsNoSuchUpload(err) {
+			f.log.Warn().Err(err).Msg("Could not abort the deleted recording's multipart upload")
+		}
+	}
+	if err := u.store.Remove(ctx, []string{key}); err != nil {
+		f.log.Warn().Err(err).Str("key", key).Msg("Could not delete the copy made while the recording was deleted")
 	}
 }
 
@@ -646,8 +688,8 @@ func (u *Uploader) finalize(ctx context.Context, f *follower, row *storage.Uploa
 			err, etag = nil, obj.ETag
 		} else if u.completedElsewhere(ctx, f, row) {
 			return true, errTakenOver
-		} else {
-			u.reset(ctx, f, row)
+		} else if rerr := u.reset(ctx, f, row); rerr != nil {
+			return true, rerr
 		}
 	}
 	if err != nil {
@@ -710,7 +752,7 @@ func (u *Uploader) uploaded(ctx context.Context, f *follower, row *storage.Uploa
 	row.SHA256 = sha
 	row.LastError = ""
 	if err := u.db.UpdateUpload(ctx, row); err != nil {
-		return false, err
+		return false, err // ErrUploadGone: the caller deletes the copy (removed)
 	}
 	if err := u.db.DeleteChunks(ctx, row.ID); err != nil {
 		f.log.Warn().Err(err).Msg("Could not forget the sent parts")

@@ -320,3 +320,102 @@ func TestEarlyStoreEvent(t *testing.T) {
 		t.Errorf("late event: confirmed by %q", row.ConfirmedBy)
 	}
 }
+
+// waitDone waits for the recording's uploads to end (they must: nothing is left to do).
+func (e *env) waitDone(t *testing.T, u *Uploader) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := u.Wait(ctx, e.rec); err != nil {
+		t.Fatalf("the uploads of the deleted recording did not stop: %v", err)
+	}
+}
+
+// A small file's copy made while another instance deletes the recording (after that
+// deletion emptied the store, before it marked the rows deleted) is deleted again, and
+// the row stays deleted instead of being written back to uploaded.
+func TestDeletedWhileASmallFileIsPut(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.uploader(ctx, nil)
+	defer u.Close(ctx)
+	appendFile(t, e.path("a.ogg"), randomBytes(1000))
+	if _, err := e.db.EnsureUpload(ctx, e.rec, "a.ogg", e.store.Bucket(), e.store.Key(e.folder, "a.ogg")); err != nil {
+		t.Fatal(err)
+	}
+	e.store.set(func(s *fakeStore) {
+		s.beforePut = func(string) {
+			if _, err := e.db.MarkRemoved(ctx, e.rec, storage.RemovedByRequest, time.Now()); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	size, sum := digest(t, e.path("a.ogg"))
+	u.Finish(e.rec, e.folder, "a.ogg", size, sum)
+	e.waitDone(t, u)
+	if keys := e.store.keys(""); len(keys) != 0 {
+		t.Errorf("objects left after the deletion: %q", keys)
+	}
+	if row, err := e.db.UploadOf(ctx, e.rec, "a.ogg"); err != nil || row.Status != storage.UploadDeleted {
+		t.Errorf("the row after the upload ran on: %+v %v; want deleted", row, err)
+	}
+}
+
+// A large file's multipart upload that another instance's deletion aborted is not
+// started again from the first byte (the lost upload is the deletion's doing): the upload
+// stops, nothing is stored, and the row stays deleted.
+func TestDeletedWhileALargeFileIsSent(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.uploader(ctx, nil)
+	defer u.Close(ctx)
+	path := e.path("b.ogg")
+	appendFile(t, path, randomBytes(6<<20))
+	u.Follow(e.rec, e.folder, "b.ogg")
+	waitFor(t, "part 1", func() bool { return e.store.sent(1) == 1 })
+	// The other instance deletes: it aborts the open upload, empties the store and marks
+	// the rows deleted.
+	row, err := e.db.UploadOf(ctx, e.rec, "b.ogg")
+	if err != nil || row.UploadID == "" {
+		t.Fatalf("the row while sending: %+v %v", row, err)
+	}
+	if err := e.store.Abort(ctx, row.Key, row.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.MarkRemoved(ctx, e.rec, storage.RemovedByRequest, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, randomBytes(5<<20)) // part 2 finds the upload gone
+	size, sum := digest(t, path)
+	u.Finish(e.rec, e.folder, "b.ogg", size, sum)
+	e.waitDone(t, u)
+	if keys := e.store.keys(""); len(keys) != 0 || e.store.openUploads() != 0 {
+		t.Errorf("left after the deletion: objects %q, %d open uploads", keys, e.store.openUploads())
+	}
+	if e.store.sent(1) != 1 {
+		t.Errorf("part 1 sent %d times: the upload started again", e.store.sent(1))
+	}
+	if row, err := e.db.UploadOf(ctx, e.rec, "b.ogg"); err != nil || row.Status != storage.UploadDeleted {
+		t.Errorf("the row after the upload ran on: %+v %v; want deleted", row, err)
+	}
+}
+
+// An upload that keeps failing (the store is down) stops once its recording is deleted,
+// instead of retrying for ever against a row it may no longer write.
+func TestDeletedWhileTheStoreIsDown(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.uploader(ctx, nil)
+	defer u.Close(ctx)
+	appendFile(t, e.path("c.ogg"), randomBytes(6<<20))
+	e.store.set(func(s *fakeStore) { s.down = true })
+	u.Follow(e.rec, e.folder, "c.ogg")
+	waitFor(t, "a failed attempt recorded", func() bool {
+		row, err := e.db.UploadOf(ctx, e.rec, "c.ogg")
+		return err == nil && row.Attempts > 0
+	})
+	if _, err := e.db.MarkRemoved(ctx, e.rec, storage.RemovedByRequest, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.waitDone(t, u)
+}

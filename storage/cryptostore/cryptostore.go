@@ -108,33 +108,16 @@ func open(ctx context.Context, raw *sql.DB, user id.UserID, instance, configured
 // cross-signing keys do not both create them (the second would replace the first's).
 const crossSigningLockKey = 0x6d72787369676e
 
-// withLock runs fn holding the PostgreSQL advisory lock key, on a connection of its own
-// (so the lock also ends if the process dies).
-func withLock(ctx context.Context, db *dbutil.Database, key int64, fn func() error) error {
-	conn, err := db.RawDB.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("take a lock: %w", err)
-	}
-	defer func() {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key)
-		_ = conn.Close()
-	}()
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
-		return fmt.Errorf("take a lock: %w", err)
-	}
-	return fn()
-}
-
 // WithCrossSigningLock runs fn (the cross-signing set-up) while no other instance of the
 // database runs its own.
 func (s *Store) WithCrossSigningLock(ctx context.Context, fn func()) error {
-	return withLock(ctx, s.DB, crossSigningLockKey, func() error { fn(); return nil })
+	return storage.WithAdvisoryLock(ctx, s.DB.RawDB, crossSigningLockKey, func() error { fn(); return nil })
 }
 
 // upgradeShared creates or upgrades the crypto store's, the state store's and the devices
 // table under the advisory lock, so that cryptohelper finds them up to date.
 func upgradeShared(ctx context.Context, db *dbutil.Database, log zerolog.Logger) error {
-	return withLock(ctx, db, sharedLockKey, func() error { return upgradeTables(ctx, db, log) })
+	return storage.WithAdvisoryLock(ctx, db.RawDB, sharedLockKey, func() error { return upgradeTables(ctx, db, log) })
 }
 
 func upgradeTables(ctx context.Context, db *dbutil.Database, log zerolog.Logger) error {

@@ -251,6 +251,63 @@ func TestIntegrationFleetSharesTheWork(t *testing.T) {
 			t.Errorf("%s's lease outlived its recording: %+v", room, l)
 		}
 	}
+	fleetDeleteOnce(t, fl, db, alice, room1, bot)
+}
+
+// fleetDeleteOnce deletes room's one recording with !delete, which one instance answers
+// (while the recording's summary still waits for its uploads on the instance that
+// recorded it, another one says to try again): the room hears of the deletion once, the
+// copies in S3 are gone, and so is the local folder on every instance.
+func fleetDeleteOnce(t *testing.T, fl *testFleet, db *storage.DB, p *lkpeer.Peer, room id.RoomID, bot id.UserID) {
+	t.Helper()
+	ctx := context.Background()
+	recs, err := db.RecordingsInRoom(ctx, string(room), 5)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("%s's recordings: %+v %v", room, recs, err)
+	}
+	rec := recs[0]
+	deleted := false
+	for try := 0; try < 6 && !deleted; try++ {
+		since := send(t, p, room, "!delete "+rec.ID)
+		answer := waitMessage(t, p, room, since, 60*time.Second, rec.ID)
+		t.Logf("!delete %s answered: %s", rec.ID, answer)
+		switch {
+		case strings.Contains(answer, "Deleted the recording "+rec.ID):
+			deleted = true
+		case strings.Contains(answer, "again once the summary is there"):
+			time.Sleep(10 * time.Second)
+		default:
+			t.Fatalf("!delete answered %q", answer)
+		}
+	}
+	if !deleted {
+		t.Fatal("the recording was never deleted")
+	}
+	time.Sleep(fleetSettle)
+	if n := botSaidIn(p, room, bot, "Deleted the recording "+rec.ID); n != 1 {
+		t.Errorf("the room heard of the deletion %d times, want once", n)
+	}
+	if r, err := db.Recording(ctx, rec.ID); err != nil || r.Status != storage.RecordingDeleted {
+		t.Errorf("the deleted recording's row: %+v %v", r, err)
+	}
+	if keys := fl.s3.keys(t, "calls/"+rec.Folder+"/"); len(keys) != 0 {
+		t.Errorf("copies left in S3 after the deletion: %q", keys)
+	}
+	// The instance that did not answer removes its copy at its next retention round.
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+		var left []string
+		for _, c := range fl.cfgs {
+			if _, err := os.Stat(filepath.Join(c.Recordings.Dir, rec.Folder)); err == nil {
+				left = append(left, c.Instance.ID)
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted recording's local folder is still on %v", left)
+		}
+	}
 }
 
 // TestIntegrationPostgresKilledMidCall: the recorder on PostgreSQL is killed (-9) in the
