@@ -135,13 +135,19 @@ func newManager(t *testing.T, admit func() error) (*Backend, *fakeRoom, string) 
 // newManagerWith is newManager with the WebRTC settings and calls.max_tracks given.
 func newManagerWith(t *testing.T, settings rtc.Settings, maxTracks int, admit func() error) (*Backend, *fakeRoom, string) {
 	t.Helper()
+	return newManagerHooks(t, settings, maxTracks, admit, nil)
+}
+
+// newManagerHooks is newManagerWith with the recorder's hooks given.
+func newManagerHooks(t *testing.T, settings rtc.Settings, maxTracks int, admit func() error, hooks *recorder.Hooks) (*Backend, *fakeRoom, string) {
+	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	f, err := rtc.NewFactory(settings, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	rec, err := recorder.New(recorder.Options{Dir: dir}, log)
+	rec, err := recorder.New(recorder.Options{Dir: dir, Hooks: hooks}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

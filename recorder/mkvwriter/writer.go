@@ -251,7 +251,8 @@ func (w *Writer) marshalTracks() ([]byte, error) {
 }
 
 // Flush pushes everything written so far to the file, and fsyncs it when the writer owns
-// the file and WithSyncOnFlush is set. A crash after Flush keeps every block before it.
+// the file and WithSyncOnFlush is set (without it, asks the kernel to start writing the
+// file to disk: media.StartWriteback). A crash after Flush keeps every block before it.
 func (w *Writer) Flush() error {
 	if w.closed {
 		return media.ErrClosed
@@ -273,6 +274,9 @@ func (w *Writer) Flush() error {
 			w.err = fmt.Errorf("syncing %s file: %w: %w", w.name, media.ErrWrite, err)
 			return w.err
 		}
+	} else if w.file != nil {
+		// The fsync at Close then finds little left to write (see StartWriteback).
+		media.StartWriteback(w.file)
 	}
 	return nil
 }

@@ -260,7 +260,8 @@ func (w *Writer) emit(eos bool) error {
 
 // Flush writes the packets buffered so far as a page. After it returns nil the stream
 // ends on a page boundary and is playable up to the last frame written; with
-// WithSyncOnFlush it is on disk as well. A stream given to NewWith that has a
+// WithSyncOnFlush it is on disk as well; without it, the kernel is asked to start writing
+// a file New opened to disk (media.StartWriteback). A stream given to NewWith that has a
 // Flush() error method (a *bufio.Writer) is flushed too.
 func (w *Writer) Flush() error {
 	if w.closed {
@@ -287,6 +288,9 @@ func (w *Writer) Flush() error {
 				return w.err
 			}
 		}
+	} else {
+		// The fsync at Close then finds little left to write (see StartWriteback).
+		media.StartWriteback(w.f)
 	}
 	return nil
 }
