@@ -142,18 +142,6 @@ func (b *botProc) stop() error {
 	}
 }
 
-// metric reads one unlabelled sample from the bot's /metrics (e.g. go_goroutines).
-func (b *botProc) metric(ctx context.Context, name string) (float64, error) {
-	v, err := b.metrics(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	if x, ok := v[name]; ok {
-		return x, nil
-	}
-	return 0, fmt.Errorf("the bot's /metrics has no %s", name)
-}
-
 // metrics reads the unlabelled samples of names from one read of the bot's /metrics;
 // a name it does not have is left out.
 func (b *botProc) metrics(ctx context.Context, names ...string) (map[string]float64, error) {
