@@ -17,12 +17,9 @@ import (
 // runs, with its headline, once the homeserver is back: not only at the next start.
 func TestSummaryRetriedWhileRunning(t *testing.T) {
 	e := newEnv(t, nil)
-	recID := e.finishedRecording(t, alice)
+	r := e.savedRecording(t, alice)
+	recID := r.ID
 	ctx := context.Background()
-	if _, err := e.lc.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved }); err != nil {
-		t.Fatal(err)
-	}
-	r, _ := e.lc.db.Recording(ctx, recID)
 	e.chat.mu.Lock()
 	e.chat.failPost = 1000
 	e.chat.mu.Unlock()
@@ -100,9 +97,9 @@ func TestDeliveryEndsWhenDeleted(t *testing.T) {
 	}
 	st.up = upload.New(st.ctx, st.db, st.s3, upload.Options{Dir: st.cfg.Recordings.Dir, Log: zerolog.Nop()})
 	st.uploadPoll = 10 * time.Millisecond
-	recID := e.finishedRecording(t, alice)
+	r := e.savedRecording(t, alice)
+	recID := r.ID
 	ctx := context.Background()
-	r, _ := st.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved })
 	drain, cancel := context.WithCancel(context.Background())
 	cancel()
 	st.drainCtx = drain // do not wait linkWait for the uploads before posting
@@ -135,12 +132,8 @@ func TestDeliveryEndsWhenDeleted(t *testing.T) {
 // logged error, not a crash.
 func TestDeliveryOutlivesTheDatabase(t *testing.T) {
 	e := newEnv(t, nil)
-	recID := e.finishedRecording(t, alice)
+	r := e.savedRecording(t, alice)
 	ctx := context.Background()
-	r, err := e.lc.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved })
-	if err != nil {
-		t.Fatal(err)
-	}
 	e.chat.onPost = func() { _ = e.lc.db.Close() }
 	e.lc.deliver(ctx, room, r.Folder, nil, "", nil, nil, true)
 	if got := joined(e.chat.texts(room)); !strings.Contains(got, "Recording saved") {

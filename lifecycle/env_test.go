@@ -332,4 +332,16 @@ func (e *env) finishedRecording(t *testing.T, user id.UserID) string {
 	return r.ID
 }
 
+// savedRecording is a finishedRecording whose summary is not posted yet (saved), as the
+// deliveries under test find it.
+func (e *env) savedRecording(t *testing.T, user id.UserID) *storage.Recording {
+	t.Helper()
+	recID := e.finishedRecording(t, user)
+	r, err := e.lc.db.ModifyRecording(context.Background(), recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func joined(answers []string) string { return strings.Join(answers, " | ") }

@@ -530,12 +530,9 @@ func TestFleetDeleteOnceTheSummaryIsOut(t *testing.T) {
 // own: it gives way, and posts nothing about a recording being deleted.
 func TestDeliveryGivesWayToADeleteHere(t *testing.T) {
 	e := newEnv(t, nil)
-	recID := e.finishedRecording(t, alice)
+	r := e.savedRecording(t, alice)
+	recID := r.ID
 	ctx := context.Background()
-	r, err := e.lc.db.ModifyRecording(ctx, recID, func(r *storage.Recording) { r.Status = storage.RecordingSaved })
-	if err != nil {
-		t.Fatal(err)
-	}
 	// What a !delete here holds while it deletes.
 	release, err := e.lc.takeOnce(ctx, onceSummary, recID)
 	if err != nil {

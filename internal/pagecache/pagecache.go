@@ -4,8 +4,10 @@
 package pagecache
 
 import (
+	"crypto/rand"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -29,4 +31,23 @@ func RequireDirty(t testing.TB, f *os.File) {
 	case n == 0:
 		t.Skip("the kernel wrote the file out already; nothing to tell")
 	}
+}
+
+// DirtyFile creates a file in t's temporary folder with 1 MiB just written to it, so
+// that it has dirty pages (RequireDirty: the test is skipped when the kernel cannot say,
+// or wrote it out at once). The file is closed when the test ends.
+func DirtyFile(t testing.TB) *os.File {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "dirty"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	b := make([]byte, 1<<20)
+	_, _ = rand.Read(b)
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	RequireDirty(t, f)
+	return f
 }
